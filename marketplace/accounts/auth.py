@@ -1,0 +1,21 @@
+from rest_framework import authentication, exceptions
+
+from marketplace.accounts.services import api_token_authenticate
+
+
+class ApiTokenAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer tok….secret` for scripts using the artist/provider API."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode(errors="replace")
+        if not header.startswith(self.keyword + " "):
+            return None
+        user = api_token_authenticate(plaintext=header[len(self.keyword) + 1:])
+        if user is None:
+            raise exceptions.AuthenticationFailed("invalid or revoked API token")
+        return user, None
+
+    def authenticate_header(self, request) -> str:
+        return self.keyword

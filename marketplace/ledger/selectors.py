@@ -1,0 +1,47 @@
+from dataclasses import dataclass
+
+from django.db.models import Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
+
+from marketplace.ledger.models import Account, Posting
+
+
+def account_balance(*, account: Account) -> int:
+    return Account.objects.values_list("balance", flat=True).get(pk=account.pk)
+
+
+def account_balance_from_postings(*, account: Account) -> int:
+    return Posting.objects.filter(account=account).aggregate(s=Coalesce(Sum("amount"), 0))["s"]
+
+
+def user_balances(*, user) -> dict[str, int]:
+    return dict(Account.objects.filter(owner=user).exclude(kind=Account.Kind.JOB_ESCROW)
+                .values_list("kind", "balance"))
+
+
+def user_escrow_total(*, user) -> int:
+    return Account.objects.filter(owner=user, kind=Account.Kind.JOB_ESCROW).aggregate(
+        s=Coalesce(Sum("balance"), 0))["s"]
+
+
+def user_postings(*, user) -> QuerySet[Posting]:
+    return (Posting.objects.filter(account__owner=user).select_related("transaction", "account")
+            .order_by("-transaction__created_at", "-id"))
+
+
+def ledger_total() -> int:
+    """Sum of every posting: 0 in a consistent ledger."""
+    return Posting.objects.aggregate(s=Coalesce(Sum("amount"), 0))["s"]
+
+
+@dataclass(frozen=True)
+class Drift:
+    account_key: str
+    cached: int
+    actual: int
+
+
+def ledger_drift() -> list[Drift]:
+    """Accounts whose cached balance differs from the sum of their postings (should be none)."""
+    rows = Account.objects.annotate(actual=Coalesce(Sum("postings__amount"), 0)).filter(~Q(actual=0) | ~Q(balance=0))
+    return [Drift(a.key, a.balance, a.actual) for a in rows if a.balance != a.actual]

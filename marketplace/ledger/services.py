@@ -1,0 +1,146 @@
+"""Every ledger write goes through here. One database transaction per call.
+
+`transfer` is the only function that creates postings; the escrow helpers are named transfers.
+"""
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from marketplace.ledger.models import Account, LedgerTransaction, Posting
+
+Kind = Account.Kind
+
+
+class LedgerError(Exception):
+    pass
+
+
+class InsufficientFunds(LedgerError):
+    pass
+
+
+class UnbalancedTransaction(LedgerError):
+    pass
+
+
+class IdempotencyKeyReused(LedgerError):
+    """The key was already used for a different set of postings."""
+
+
+@dataclass(frozen=True)
+class Leg:
+    account: Account
+    amount: int
+
+
+def account_get(*, kind: str, owner=None, ref: str = "") -> Account:
+    """The account of that kind for that owner/ref, created on first use."""
+    key = f"{kind}:{owner.pk if owner is not None else '-'}:{ref}"
+    account, _ = Account.objects.get_or_create(
+        key=key,
+        defaults={"kind": kind, "owner": owner, "ref": ref, "allow_negative": kind in Account.NEGATIVE_ALLOWED},
+    )
+    return account
+
+
+def _check_amount(amount: object) -> int:
+    # bool is an int subclass; floats and Decimals are refused outright: money is integer micro-tokens.
+    if type(amount) is not int:
+        raise LedgerError(f"amounts are integer micro-tokens, got {type(amount).__name__}")
+    return amount
+
+
+def _legs_signature(pairs) -> list[tuple[int, int]]:
+    net: dict[int, int] = defaultdict(int)
+    for account_id, amount in pairs:
+        net[account_id] += amount
+    return sorted((a, n) for a, n in net.items() if n)
+
+
+def transfer(*, key: str, memo: str, legs: Sequence[Leg], metadata: dict | None = None) -> LedgerTransaction:
+    """Post a balanced transaction once per idempotency key.
+
+    Replaying a key returns the first transaction unchanged; reusing it for other legs raises.
+    Overdrafts are refused by the accounts' CHECK constraint, so concurrent spenders cannot race past it.
+    """
+    if not key:
+        raise LedgerError("an idempotency key is required")
+    if len(legs) < 2:
+        raise UnbalancedTransaction("a transaction needs at least two legs")
+    for leg in legs:
+        if _check_amount(leg.amount) == 0:
+            raise LedgerError("zero-amount legs are not allowed")
+    if sum(leg.amount for leg in legs) != 0:
+        raise UnbalancedTransaction(f"legs sum to {sum(leg.amount for leg in legs)}, not 0")
+    wanted = _legs_signature((leg.account.pk, leg.amount) for leg in legs)
+
+    with transaction.atomic():
+        try:
+            # A savepoint, so that losing the race for the key leaves the outer transaction usable.
+            with transaction.atomic():
+                txn = LedgerTransaction.objects.create(idempotency_key=key, memo=memo, metadata=metadata or {})
+        except IntegrityError:
+            # The key exists (or a concurrent writer just committed it): replay the first result.
+            txn = LedgerTransaction.objects.get(idempotency_key=key)
+            if _legs_signature(txn.postings.values_list("account_id", "amount")) != wanted:
+                raise IdempotencyKeyReused(f"idempotency key {key!r} was used for different postings")
+            return txn
+        Posting.objects.bulk_create(Posting(transaction=txn, account=leg.account, amount=leg.amount) for leg in legs)
+        try:
+            with transaction.atomic():
+                # Ascending id order: two transfers touching the same accounts lock them in one order.
+                for account_id, delta in wanted:
+                    Account.objects.filter(pk=account_id).update(balance=F("balance") + delta)
+        except IntegrityError as exc:
+            raise InsufficientFunds(f"{memo}: insufficient funds") from exc
+    return txn
+
+
+def fee_for(amount: int) -> int:
+    return amount * settings.PLATFORM_FEE_BPS // 10_000
+
+
+def escrow_account(*, artist, job_ref: str) -> Account:
+    return account_get(kind=Kind.JOB_ESCROW, owner=artist, ref=job_ref)
+
+
+def hold_escrow(*, artist, job_ref: str, amount: int, key: str) -> LedgerTransaction:
+    """Artist wallet -> job escrow."""
+    if _check_amount(amount) <= 0:
+        raise LedgerError("escrow amount must be positive")
+    wallet = account_get(kind=Kind.ARTIST_WALLET, owner=artist)
+    escrow = escrow_account(artist=artist, job_ref=job_ref)
+    return transfer(key=key, memo=f"hold escrow for {job_ref}", legs=[Leg(wallet, -amount), Leg(escrow, amount)])
+
+
+def release_escrow(*, artist, job_ref: str, provider, amount: int, key: str, memo: str = "") -> LedgerTransaction:
+    """Job escrow -> provider pending (minus the platform fee) + platform revenue."""
+    if _check_amount(amount) <= 0:
+        raise LedgerError("release amount must be positive")
+    escrow = escrow_account(artist=artist, job_ref=job_ref)
+    fee = fee_for(amount)
+    legs = [Leg(escrow, -amount), Leg(account_get(kind=Kind.PROVIDER_PENDING, owner=provider), amount - fee)]
+    if fee:
+        legs.append(Leg(account_get(kind=Kind.PLATFORM_REVENUE), fee))
+    return transfer(key=key, memo=memo or f"release escrow of {job_ref}", legs=legs)
+
+
+def refund_escrow(*, artist, job_ref: str, key: str, amount: int | None = None) -> LedgerTransaction | None:
+    """Job escrow -> artist wallet; `amount=None` refunds everything left. None when nothing is left."""
+    escrow = escrow_account(artist=artist, job_ref=job_ref)
+    with transaction.atomic():
+        if LedgerTransaction.objects.filter(idempotency_key=key).exists():
+            return LedgerTransaction.objects.get(idempotency_key=key)
+        if amount is None:
+            # Lock the escrow row so nothing is released between reading the remainder and refunding it.
+            amount = Account.objects.select_for_update().get(pk=escrow.pk).balance
+            if amount == 0:
+                return None
+        if _check_amount(amount) <= 0:
+            raise LedgerError("refund amount must be positive")
+        wallet = account_get(kind=Kind.ARTIST_WALLET, owner=artist)
+        return transfer(key=key, memo=f"refund escrow of {job_ref}", legs=[Leg(escrow, -amount), Leg(wallet, amount)])

@@ -1,0 +1,15 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from marketplace.ledger.views import ledger_page
+from marketplace.web.views import home
+
+urlpatterns = [
+    path("", home, name="home"),
+    path("accounts/", include("marketplace.accounts.urls")),
+    path("ledger/", ledger_page, name="ledger"),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]

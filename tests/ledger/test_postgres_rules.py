@@ -1,0 +1,117 @@
+"""Rules enforced by Postgres itself, and races between real concurrent connections."""
+import threading
+
+import pytest
+from django.db import IntegrityError, InternalError, connection, connections, transaction
+
+from marketplace.ledger import selectors
+from marketplace.ledger.models import Account, LedgerTransaction, Posting
+from marketplace.ledger.services import (
+    InsufficientFunds,
+    Leg,
+    account_get,
+    hold_escrow,
+    release_escrow,
+    transfer,
+)
+from tests.fixtures.money import fund
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+M = 1_000_000
+THREADS = 10
+
+
+def race(fn, n: int = THREADS) -> list:
+    """Run fn(i) in n threads released together; each thread has its own DB connection."""
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = fn(i)
+        except Exception as exc:  # noqa: BLE001 - collected and asserted by the test
+            results[i] = exc
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_the_database_refuses_an_unbalanced_raw_insert(artist):
+    fund(artist, 5 * M)
+    wallet = account_get(kind=Account.Kind.ARTIST_WALLET, owner=artist)
+    with pytest.raises((IntegrityError, InternalError), match="unbalanced"):
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute("INSERT INTO ledger_ledgertransaction (idempotency_key, memo, metadata, created_at) "
+                        "VALUES ('raw', 'raw', '{}', now()) RETURNING id")
+            txn_id = cur.fetchone()[0]
+            cur.execute("INSERT INTO ledger_posting (transaction_id, account_id, amount) VALUES (%s, %s, %s)",
+                        [txn_id, wallet.pk, 7])
+    assert not LedgerTransaction.objects.filter(idempotency_key="raw").exists()
+
+
+def test_the_database_refuses_to_edit_or_delete_postings(artist):
+    fund(artist, 5 * M)
+    posting = Posting.objects.first()
+    with pytest.raises((IntegrityError, InternalError), match="append-only"):
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute("UPDATE ledger_posting SET amount = amount + 1 WHERE id = %s", [posting.pk])
+    with pytest.raises((IntegrityError, InternalError), match="append-only"):
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute("DELETE FROM ledger_posting WHERE id = %s", [posting.pk])
+    assert selectors.ledger_total() == 0
+
+
+def test_racing_spenders_never_overdraw_one_wallet(artist, outsider):
+    fund(artist, 5 * M)
+    src = account_get(kind=Account.Kind.ARTIST_WALLET, owner=artist)
+    dst = account_get(kind=Account.Kind.ARTIST_WALLET, owner=outsider)
+    results = race(lambda i: transfer(key=f"spend:{i}", memo="spend", legs=[Leg(src, -1 * M), Leg(dst, 1 * M)]))
+    ok = [r for r in results if isinstance(r, LedgerTransaction)]
+    refused = [r for r in results if isinstance(r, InsufficientFunds)]
+    assert len(ok) == 5 and len(refused) == THREADS - 5, results
+    assert selectors.account_balance(account=src) == 0
+    assert selectors.account_balance(account=dst) == 5 * M
+    assert selectors.ledger_total() == 0 and selectors.ledger_drift() == []
+
+
+def test_racing_settlements_of_one_frame_pay_once(artist, provider):
+    fund(artist, 10 * M)
+    hold_escrow(artist=artist, job_ref="job:7", amount=3 * M, key="hold:7")
+    results = race(lambda i: release_escrow(artist=artist, job_ref="job:7", provider=provider, amount=1 * M,
+                                            key="settle:frame:70"))
+    assert all(isinstance(r, LedgerTransaction) for r in results), results
+    assert len({r.pk for r in results}) == 1
+    pending = account_get(kind=Account.Kind.PROVIDER_PENDING, owner=provider)
+    revenue = account_get(kind=Account.Kind.PLATFORM_REVENUE)
+    assert selectors.account_balance(account=pending) + selectors.account_balance(account=revenue) == 1 * M
+    assert selectors.user_escrow_total(user=artist) == 2 * M
+    assert selectors.ledger_total() == 0 and selectors.ledger_drift() == []
+
+
+def test_racing_settlements_of_distinct_frames_drain_escrow_exactly(artist, provider):
+    fund(artist, 10 * M)
+    hold_escrow(artist=artist, job_ref="job:8", amount=4 * M, key="hold:8")
+    results = race(lambda i: release_escrow(artist=artist, job_ref="job:8", provider=provider, amount=1 * M,
+                                            key=f"settle:frame:8{i}"))
+    assert sum(isinstance(r, LedgerTransaction) for r in results) == 4
+    assert sum(isinstance(r, InsufficientFunds) for r in results) == THREADS - 4
+    assert selectors.user_escrow_total(user=artist) == 0
+    assert selectors.ledger_total() == 0 and selectors.ledger_drift() == []
+
+
+def test_a_replayed_key_racing_itself_posts_once(artist, outsider):
+    fund(artist, 10 * M)
+    src = account_get(kind=Account.Kind.ARTIST_WALLET, owner=artist)
+    dst = account_get(kind=Account.Kind.ARTIST_WALLET, owner=outsider)
+    results = race(lambda i: transfer(key="same-key", memo="dup", legs=[Leg(src, -1 * M), Leg(dst, 1 * M)]))
+    assert all(isinstance(r, LedgerTransaction) for r in results), results
+    assert len({r.pk for r in results}) == 1
+    assert selectors.account_balance(account=dst) == 1 * M
+    assert Posting.objects.filter(transaction__idempotency_key="same-key").count() == 2
