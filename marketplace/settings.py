@@ -173,3 +173,4 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "kv"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
+DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024  # also the cap for a rendered frame PUT by an agent

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from marketplace.ledger.views import ledger_page
+from marketplace.web.blob_views import blob
 from marketplace.web.views import home
 
 urlpatterns = [
@@ -10,6 +11,14 @@ urlpatterns = [
     path("accounts/", include("marketplace.accounts.urls")),
     path("ledger/", ledger_page, name="ledger"),
     path("admin/", admin.site.urls),
+    path("blobs/<str:token>", blob, name="blob"),
+    path("scenes/", include("marketplace.scenes.urls")),
+    path("jobs/", include("marketplace.jobs.urls")),
+    path("nodes/", include("marketplace.nodes.urls")),
+    path("payments/", include("marketplace.payments.urls")),
+    path("disputes/", include("marketplace.disputes.urls")),
+    path("verification/", include("marketplace.verification.urls")),
+    path("api/v1/", include("marketplace.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

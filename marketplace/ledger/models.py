@@ -62,3 +62,6 @@ class Posting(models.Model):
     class Meta:
         constraints = [models.CheckConstraint(condition=~Q(amount=0), name="ledger_posting_nonzero")]
         indexes = [models.Index(fields=["account", "transaction"])]
+
+    def __str__(self) -> str:
+        return f"{self.amount:+d} {self.account_id}"

@@ -30,7 +30,7 @@ def race(fn, n: int = THREADS) -> list:
         try:
             barrier.wait()
             results[i] = fn(i)
-        except Exception as exc:  # noqa: BLE001 - collected and asserted by the test
+        except Exception as exc:
             results[i] = exc
         finally:
             connections.close_all()

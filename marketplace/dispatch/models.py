@@ -1,0 +1,61 @@
+from django.db import models
+from django.db.models import Q
+
+
+class FrameLease(models.Model):
+    """The database's record of who may work on a frame until when. A queue message only delivers it.
+
+    A render lease covers a whole frame; a verify lease asks another node to re-render a crop of a frame
+    whose result was already committed (see verification).
+    """
+
+    class Kind(models.TextChoices):
+        RENDER = "render", "Render"
+        VERIFY = "verify", "Verify crop"
+
+    class State(models.TextChoices):
+        ACTIVE = "active", "Active"
+        DONE = "done", "Reported"
+        FAILED = "failed", "Failed"
+        EXPIRED = "expired", "Expired"
+        RELEASED = "released", "Released"
+        REVOKED = "revoked", "Revoked"
+
+    frame = models.ForeignKey("jobs.Frame", on_delete=models.CASCADE, related_name="leases")
+    node = models.ForeignKey("nodes.WorkerNode", on_delete=models.CASCADE, related_name="leases")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.RENDER)
+    token_hash = models.CharField(max_length=64)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE, db_index=True)
+    # crop for verify leases: pixels, y from the top
+    crop = models.JSONField(null=True, blank=True)
+    manifest = models.JSONField(default=dict, help_text="pinned render settings sent to the agent")
+    result_key = models.CharField(max_length=300, blank=True, default="")
+    stats = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # At most one active render lease per frame, whatever the number of matchers.
+            models.UniqueConstraint(fields=["frame"], condition=Q(state="active", kind="render"),
+                                    name="lease_one_active_render_per_frame"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} lease {self.pk} of frame {self.frame_id} on node {self.node_id}"
+
+
+class JobNodeBlock(models.Model):
+    """Failures of one node on one job; at 3 the node no longer gets that job's frames."""
+
+    job = models.ForeignKey("jobs.Job", on_delete=models.CASCADE, related_name="node_blocks")
+    node = models.ForeignKey("nodes.WorkerNode", on_delete=models.CASCADE, related_name="job_blocks")
+    failures = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "node"], name="job_node_block_unique")]
+
+    def __str__(self) -> str:
+        return f"node {self.node_id} failed job {self.job_id} {self.failures}x"

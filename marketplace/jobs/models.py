@@ -1,0 +1,84 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from marketplace.jobs.states import FrameState, JobState
+
+
+class Job(models.Model):
+    class Output(models.TextChoices):
+        PNG = "PNG", "PNG (8-bit)"
+        EXR = "OPEN_EXR", "OpenEXR (float)"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="jobs")
+    scene = models.ForeignKey("scenes.Scene", on_delete=models.PROTECT, related_name="jobs")
+    name = models.CharField(max_length=200)
+    state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.QUOTED, db_index=True)
+    frame_start = models.IntegerField()
+    frame_end = models.IntegerField()
+    frame_step = models.IntegerField(default=1)
+    resolution_x = models.IntegerField()
+    resolution_y = models.IntegerField()
+    samples = models.IntegerField()
+    seed = models.IntegerField(default=0)
+    use_denoising = models.BooleanField(default=False)
+    output_format = models.CharField(max_length=10, choices=Output.choices, default=Output.PNG)
+    priority = models.IntegerField(default=0, help_text="higher renders first")
+    max_price_per_frame = models.BigIntegerField(null=True, blank=True, help_text="micro-tokens")
+    price_per_frame = models.BigIntegerField(help_text="quoted, micro-tokens")
+    quote = models.JSONField(default=dict, blank=True)
+    is_canary = models.BooleanField(default=False, help_text="a job with known answers, run by the platform")
+    created_at = models.DateTimeField(auto_now_add=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(frame_end__gte=models.F("frame_start")), name="job_frame_range"),
+            models.CheckConstraint(condition=Q(frame_step__gte=1), name="job_frame_step"),
+            models.CheckConstraint(condition=Q(price_per_frame__gte=0), name="job_price_nonnegative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"job {self.pk}: {self.name}"
+
+    @property
+    def escrow_ref(self) -> str:
+        return f"job:{self.pk}"
+
+    @property
+    def frame_numbers(self) -> list[int]:
+        return list(range(self.frame_start, self.frame_end + 1, self.frame_step))
+
+
+class Frame(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="frames")
+    number = models.IntegerField()
+    # Optional tile of a still: pixels, y from the top.
+    tile_x = models.IntegerField(null=True, blank=True)
+    tile_y = models.IntegerField(null=True, blank=True)
+    tile_w = models.IntegerField(null=True, blank=True)
+    tile_h = models.IntegerField(null=True, blank=True)
+    state = models.CharField(max_length=16, choices=FrameState.choices, default=FrameState.QUEUED, db_index=True)
+    price = models.BigIntegerField(help_text="micro-tokens")
+    attempts = models.IntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    node = models.ForeignKey("nodes.WorkerNode", null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="frames", help_text="the node whose result was accepted")
+    result_key = models.CharField(max_length=300, blank=True, default="")
+    result_sha256 = models.CharField(max_length=64, blank=True, default="")
+    thumbnail_key = models.CharField(max_length=300, blank=True, default="")
+    render_seconds = models.FloatField(null=True, blank=True)
+    rendered_at = models.DateTimeField(null=True, blank=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["job", "number", "tile_x", "tile_y"], name="frame_unique_in_job"),
+            models.CheckConstraint(condition=Q(price__gte=0), name="frame_price_nonnegative"),
+        ]
+        indexes = [models.Index(fields=["state", "job"])]
+
+    def __str__(self) -> str:
+        return f"frame {self.number} of job {self.job_id}"

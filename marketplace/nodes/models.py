@@ -1,0 +1,48 @@
+from django.conf import settings
+from django.db import models
+
+
+class WorkerNode(models.Model):
+    """A GPU owner's machine running the agent. Authenticates with a node token (only its hash is stored)."""
+
+    class Status(models.TextChoices):
+        IDLE = "idle", "Idle"
+        BUSY = "busy", "Busy"
+        PAUSED = "paused", "Paused"
+        OFFLINE = "offline", "Offline"
+
+    class Device(models.TextChoices):
+        CPU = "CPU", "CPU"
+        CUDA = "CUDA", "CUDA"
+        OPTIX = "OPTIX", "OptiX"
+        HIP = "HIP", "HIP"
+        ONEAPI = "ONEAPI", "oneAPI"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="nodes")
+    name = models.CharField(max_length=100)
+    token_prefix = models.CharField(max_length=12, unique=True)
+    token_hash = models.CharField(max_length=64)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OFFLINE, db_index=True)
+    device_type = models.CharField(max_length=8, choices=Device.choices, default=Device.CPU)
+    devices = models.JSONField(default=list, blank=True, help_text="devices Cycles sees, as reported")
+    vram_mb = models.IntegerField(default=0)
+    cpu_cores = models.IntegerField(default=0)
+    ram_mb = models.IntegerField(default=0)
+    blender_version = models.CharField(max_length=20, blank=True, default="")
+    bench_score = models.FloatField(default=0.0, help_text="samples per second on the benchmark scene")
+    bench = models.JSONField(default=dict, blank=True, help_text="per-device benchmark results")
+    schedule = models.JSONField(
+        default=list, blank=True, help_text='e.g. [{"days": "mon-fri", "from": "22:00", "to": "07:00"}]'
+    )
+    min_price_per_frame = models.BigIntegerField(default=0, help_text="micro-tokens; the owner's floor")
+    last_heartbeat = models.DateTimeField(null=True, blank=True, db_index=True)
+    current_frame = models.ForeignKey("jobs.Frame", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    banned_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.owner})"
+
+    @property
+    def queue_name(self) -> str:
+        return f"node.{self.pk}"
