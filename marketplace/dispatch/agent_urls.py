@@ -1,3 +1,12 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from marketplace.dispatch import agent_api
+
+urlpatterns = [
+    path("hello/", agent_api.HelloView.as_view(), name="agent-hello"),
+    path("heartbeat/", agent_api.HeartbeatView.as_view(), name="agent-heartbeat"),
+    path("bench/", agent_api.BenchView.as_view(), name="agent-bench"),
+    path("leases/<int:lease_id>/", agent_api.LeaseView.as_view(), name="agent-lease"),
+    path("leases/<int:lease_id>/report/", agent_api.ReportView.as_view(), name="agent-report"),
+    path("leases/<int:lease_id>/release/", agent_api.ReleaseView.as_view(), name="agent-release"),
+]

@@ -1,3 +1,5 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from marketplace.nodes import api
+
+urlpatterns = [path("nodes/", api.NodeListView.as_view(), name="api-nodes")]

@@ -1,0 +1,27 @@
+from rest_framework import authentication, exceptions, permissions
+
+from marketplace.nodes.models import WorkerNode
+from marketplace.nodes.services import node_authenticate
+
+
+class NodeTokenAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Node nd….secret`: the agent's per-node token. request.auth is the WorkerNode."""
+
+    keyword = "Node"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode(errors="replace")
+        if not header.startswith(self.keyword + " "):
+            return None
+        node = node_authenticate(plaintext=header[len(self.keyword) + 1:])
+        if node is None:
+            raise exceptions.AuthenticationFailed("invalid node token")
+        return node.owner, node
+
+    def authenticate_header(self, request) -> str:
+        return self.keyword
+
+
+class IsNode(permissions.BasePermission):
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.auth, WorkerNode)

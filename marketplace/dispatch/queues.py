@@ -1,0 +1,53 @@
+"""Agent queues: one Redis list per node on the agent broker, never the internal Celery broker.
+
+Why not Celery/kombu here: kombu's Redis transport keeps every consumer's unacked messages in shared keys
+(`unacked`, `_kombu.binding.*`), so a node would need access to other nodes' deliveries. A plain reliable
+queue (LPUSH by the marketplace, BLMOVE into the node's own processing list, LREM after the report) lets
+each node's Redis ACL user touch only `agent:node:<id>:*`. Delivery is at-least-once; the database lease
+decides who owns a frame, so a duplicate or forged message changes nothing.
+"""
+import json
+import secrets
+from urllib.parse import urlparse, urlunparse
+
+import redis
+from django.conf import settings
+
+from marketplace.dispatch import conf
+
+_client: redis.Redis | None = None
+
+
+def agent_redis() -> redis.Redis:
+    global _client  # noqa: PLW0603 - one connection pool per process
+    if _client is None:
+        _client = redis.Redis.from_url(settings.AGENT_BROKER_URL)
+    return _client
+
+
+def queue_key(node_id: int) -> str:
+    return f"agent:node:{node_id}:queue"
+
+
+def deliver(*, node_id: int, message: dict) -> None:
+    agent_redis().lpush(queue_key(node_id), json.dumps(message))
+
+
+def node_broker_url(*, node_id: int) -> str:
+    """A broker URL for this node with a fresh per-node password, limited to its own keys."""
+    if not conf.AGENT_BROKER_ACL:
+        return settings.AGENT_BROKER_URL
+    user, password = f"node-{node_id}", secrets.token_urlsafe(24)
+    agent_redis().execute_command(
+        "ACL", "SETUSER", user, "reset", "on", f">{password}", f"~agent:node:{node_id}:*", "resetchannels",
+        "-@all", "+blmove", "+lmove", "+lrem", "+lrange", "+llen", "+ping", "+select", "+client|setinfo",
+        "+client|setname",
+    )
+    parsed = urlparse(getattr(settings, "AGENT_BROKER_PUBLIC_URL", "") or settings.AGENT_BROKER_URL)
+    netloc = f"{user}:{password}@{parsed.hostname}:{parsed.port or 6379}"
+    return urlunparse(parsed._replace(netloc=netloc))
+
+
+def node_broker_revoke(*, node_id: int) -> None:
+    if conf.AGENT_BROKER_ACL:
+        agent_redis().execute_command("ACL", "DELUSER", f"node-{node_id}")

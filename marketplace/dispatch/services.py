@@ -1,0 +1,387 @@
+"""Matching frames to nodes, leases, agent reports, and the reaper.
+
+Every function here is one transaction. Claims are conditional UPDATEs; on Postgres, rows are picked
+with SELECT … FOR UPDATE SKIP LOCKED so many matchers never hand one frame or node out twice.
+Queue messages are sent after commit: a message only tells a node that a lease exists.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import connection, transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from marketplace import blobs
+from marketplace.accounts.tokens import secret_hash, secret_matches
+from marketplace.dispatch import conf, queues
+from marketplace.dispatch.models import FrameLease, JobNodeBlock
+from marketplace.jobs.models import Frame, Job
+from marketplace.jobs.states import FRAME_TRANSITIONS, JOB_TRANSITIONS, FrameState, JobState, transition
+from marketplace.nodes import conf as node_conf
+from marketplace.nodes.models import WorkerNode
+
+log = logging.getLogger("dispatch")
+Lease = FrameLease
+Status = WorkerNode.Status
+
+
+class LeaseRefused(Exception):
+    """A report or request that does not match an active lease of this node. Changes nothing."""
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _locking(qs):
+    # SKIP LOCKED lets concurrent matchers pass over rows another matcher holds (Postgres only).
+    if connection.vendor == "postgresql":
+        return qs.select_for_update(skip_locked=True, of=("self",))
+    return qs.select_for_update()
+
+
+def _frame_move(frame_id: int, current: str, target: str, **fields) -> bool:
+    return transition(Frame, pk=frame_id, current=current, target=target, table=FRAME_TRANSITIONS, **fields)
+
+
+# --- matching -------------------------------------------------------------------------------
+
+def matchable_nodes():
+    cutoff = timezone.now() - timedelta(seconds=node_conf.OFFLINE_AFTER_SECONDS)
+    return (WorkerNode.objects.filter(status=Status.IDLE, banned_at=None, last_heartbeat__gte=cutoff)
+            .filter(Q(trust__isnull=True) | Q(trust__banned_at=None))
+            .filter(blender_version__startswith=conf.BLENDER_SERIES))
+
+
+def _frames_for(node: WorkerNode):
+    blocked = JobNodeBlock.objects.filter(node=node, failures__gte=conf.NODE_FAILURES_PER_JOB).values("job_id")
+    qs = (Frame.objects.filter(state=FrameState.QUEUED, job__state__in=(JobState.QUEUED, JobState.RUNNING),
+                               price__gte=node.min_price_per_frame)
+          .exclude(job_id__in=blocked))
+    if node.device_type != WorkerNode.Device.CPU and node.vram_mb:
+        qs = qs.filter(Q(job__quote__vram_mb__isnull=True) | Q(job__quote__vram_mb__lte=node.vram_mb))
+    return qs
+
+
+def _pick_frame(node: WorkerNode) -> Frame | None:
+    """Highest priority first; among equals, the artist with the fewest frames rendering right now."""
+    candidates = _frames_for(node)
+    top = candidates.order_by("-job__priority").values_list("job__priority", flat=True).first()
+    if top is None:
+        return None
+    candidates = candidates.filter(job__priority=top)
+    owners = list(candidates.values_list("job__owner_id", flat=True).distinct()[:50])
+    busy = dict(Frame.objects.filter(state=FrameState.LEASED, job__owner_id__in=owners)
+                .values_list("job__owner_id").annotate(n=Count("id")))
+    for owner_id in sorted(owners, key=lambda o: (busy.get(o, 0), o)):
+        frame = _locking(candidates.filter(job__owner_id=owner_id).order_by("job_id", "number")).first()
+        if frame is not None:
+            return frame
+    return None
+
+
+def manifest_for(frame: Frame, *, node: WorkerNode, crop: dict | None = None) -> dict:
+    job = frame.job
+    scene = job.scene
+    return {
+        "job": job.pk, "frame_id": frame.pk, "frame": frame.number, "samples": job.samples, "seed": job.seed,
+        "resolution_x": job.resolution_x, "resolution_y": job.resolution_y,
+        "file_format": "OPEN_EXR" if crop else job.output_format,
+        "use_denoising": job.use_denoising, "camera": scene.report.get("active_camera") or "",
+        "device": node.device_type, "blender_series": conf.BLENDER_SERIES,
+        "scene_sha256": scene.sha256, "scene_kind": scene.kind, "blend_path": scene.blend_path,
+        "border": crop, "max_render_seconds": conf.MAX_RENDER_SECONDS,
+    }
+
+
+def result_key_for(lease: FrameLease) -> str:
+    ext = "exr" if lease.manifest.get("file_format") == "OPEN_EXR" else "png"
+    return f"results/job{lease.manifest['job']}/frame{lease.frame_id}/lease{lease.pk}.{ext}"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    node_id: int
+    lease_id: int
+    token: str
+    kind: str
+
+
+def _lease_open(*, frame: Frame, node: WorkerNode, kind: str, crop: dict | None = None) -> Delivery:
+    token = secrets.token_urlsafe(24)
+    now = timezone.now()
+    lease = FrameLease.objects.create(
+        frame=frame, node=node, kind=kind, token_hash=secret_hash(token), crop=crop,
+        manifest=manifest_for(frame, node=node, crop=crop), expires_at=now + timedelta(seconds=conf.LEASE_SECONDS),
+    )
+    lease.result_key = result_key_for(lease)
+    lease.save(update_fields=["result_key"])
+    WorkerNode.objects.filter(pk=node.pk).update(status=Status.BUSY, current_frame=frame)
+    delivery = Delivery(node_id=node.pk, lease_id=lease.pk, token=token, kind=kind)
+    transaction.on_commit(lambda: queues.deliver(
+        node_id=delivery.node_id, message={"lease": delivery.lease_id, "token": delivery.token,
+                                           "kind": delivery.kind}))
+    return delivery
+
+
+@transaction.atomic
+def lease_create_for_node(*, node_id: int) -> Delivery | None:
+    """Give one queued frame to this idle node, if one fits. None when the node is taken or nothing fits."""
+    node = _locking(matchable_nodes().filter(pk=node_id)).first()
+    if node is None:
+        return None
+    frame = _pick_frame(node)
+    if frame is None or not _frame_move(frame.pk, FrameState.QUEUED, FrameState.LEASED, attempts=F("attempts") + 1):
+        return None
+    if frame.job.state == JobState.QUEUED:
+        transition(Job, pk=frame.job_id, current=JobState.QUEUED, target=JobState.RUNNING, table=JOB_TRANSITIONS)
+    return _lease_open(frame=frame, node=node, kind=FrameLease.Kind.RENDER)
+
+
+def match_frames(*, limit: int = 500) -> int:
+    """Lease queued frames to idle nodes until either runs out. Returns the number of leases made."""
+    made = 0
+    for node_id in matchable_nodes().order_by("last_heartbeat").values_list("pk", flat=True)[:limit]:
+        if not Frame.objects.filter(state=FrameState.QUEUED).exists():
+            break
+        if lease_create_for_node(node_id=node_id) is not None:
+            made += 1
+    return made
+
+
+# --- agent side: lease lookup, heartbeats, reports ------------------------------------------
+
+def _lease_of_node(*, node: WorkerNode, lease_id: int, token: str, lock: bool = False) -> FrameLease:
+    qs = FrameLease.objects.filter(pk=lease_id, node=node).select_related("frame__job__scene")
+    lease = (qs.select_for_update(of=("self",)) if lock else qs).first()
+    # Another node's lease looks exactly like a missing one: nothing to learn by probing ids.
+    if lease is None:
+        raise LeaseRefused("no such lease for this node", status=404)
+    if not secret_matches(token or "", lease.token_hash):
+        raise LeaseRefused("lease token does not match", status=403)
+    return lease
+
+
+def _require_active(lease: FrameLease) -> None:
+    if lease.state != Lease.State.ACTIVE:
+        raise LeaseRefused(f"lease is {lease.state}, not active: the report changes nothing")
+    if lease.expires_at < timezone.now():
+        raise LeaseRefused("lease has expired: the frame goes back to the queue")
+
+
+def lease_details(*, node: WorkerNode, lease_id: int, token: str) -> dict:
+    """What the agent needs to do the work: pinned manifest and short-lived URLs for its files only."""
+    lease = _lease_of_node(node=node, lease_id=lease_id, token=token)
+    _require_active(lease)
+    scene = lease.frame.job.scene
+    return {
+        "lease": lease.pk, "kind": lease.kind, "expires_at": lease.expires_at.isoformat(),
+        "manifest": lease.manifest,
+        "scene_url": blobs.signed_url(key=scene.storage_key, method="GET", expires_s=conf.SIGNED_URL_SECONDS),
+        "upload_url": blobs.signed_url(key=lease.result_key, method="PUT", expires_s=conf.SIGNED_URL_SECONDS,
+                                       max_bytes=conf.RESULT_MAX_BYTES),
+    }
+
+
+@transaction.atomic
+def node_heartbeat(*, node: WorkerNode, lease_ids: list[int], paused: bool = False) -> dict[int, str]:
+    """Extend this node's listed active leases (up to the frame's render cap); report every lease's state."""
+    now = timezone.now()
+    WorkerNode.objects.filter(pk=node.pk).update(last_heartbeat=now)
+    WorkerNode.objects.filter(pk=node.pk, status=Status.OFFLINE).update(status=Status.IDLE)
+    if paused:
+        WorkerNode.objects.filter(pk=node.pk, status=Status.IDLE).update(status=Status.PAUSED)
+    else:
+        WorkerNode.objects.filter(pk=node.pk, status=Status.PAUSED).update(status=Status.IDLE)
+    leases = FrameLease.objects.filter(node=node, pk__in=lease_ids[:16])
+    cap = timedelta(seconds=conf.MAX_RENDER_SECONDS)
+    for lease in leases.filter(state=Lease.State.ACTIVE, expires_at__gte=now):
+        new_expiry = min(now + timedelta(seconds=conf.LEASE_SECONDS), lease.created_at + cap)
+        FrameLease.objects.filter(pk=lease.pk, state=Lease.State.ACTIVE).update(expires_at=new_expiry)
+    return dict(leases.values_list("pk", "state"))
+
+
+@dataclass(frozen=True)
+class SanityResult:
+    ok: bool
+    reason: str = ""
+    sha256: str = ""
+
+
+def result_sanity(*, lease: FrameLease) -> SanityResult:
+    """The uploaded image decodes, has the leased size, and is not blank. Reads storage: call outside locks."""
+    from render_kernels import load_image_bytes
+
+    if not blobs.blob_exists(lease.result_key):
+        return SanityResult(False, "no image was uploaded for this lease")
+    with blobs.blob_open(lease.result_key) as f:
+        data = f.read(conf.RESULT_MAX_BYTES + 1)
+    if len(data) > conf.RESULT_MAX_BYTES:
+        return SanityResult(False, f"image is larger than {conf.RESULT_MAX_BYTES} bytes")
+    try:
+        image = load_image_bytes(data)
+    except Exception as exc:
+        return SanityResult(False, f"upload is not a decodable PNG/EXR image ({type(exc).__name__})")
+    crop = lease.crop
+    want = (crop["h"], crop["w"]) if crop else (lease.manifest["resolution_y"], lease.manifest["resolution_x"])
+    if image.shape[:2] != want:
+        return SanityResult(False, f"image is {image.shape[1]}x{image.shape[0]}, leased {want[1]}x{want[0]}")
+    if float(image[..., :3].std()) < 1e-4 and not crop:
+        return SanityResult(False, "image is blank (a single flat colour)")
+    return SanityResult(True, sha256=blobs.sha256_of(io.BytesIO(data)))
+
+
+def _lease_fail(*, lease: FrameLease, error: str) -> None:
+    """Record a failed attempt; requeue the frame, or fail it once FRAME_FAILED_NODES nodes have failed it."""
+    Lease.objects.filter(pk=lease.pk).update(state=Lease.State.FAILED, error=error[:2000], finished_at=timezone.now())
+    WorkerNode.objects.filter(pk=lease.node_id).update(status=Status.IDLE, current_frame=None)
+    if lease.kind != Lease.Kind.RENDER:
+        return
+    block, _ = JobNodeBlock.objects.get_or_create(job_id=lease.frame.job_id, node_id=lease.node_id)
+    JobNodeBlock.objects.filter(pk=block.pk).update(failures=F("failures") + 1)
+    failed = FrameLease.objects.filter(frame_id=lease.frame_id, kind=Lease.Kind.RENDER, state=Lease.State.FAILED)
+    errors = [f"node {n}: {e}" for n, e in failed.values_list("node_id", "error")]
+    if failed.values("node_id").distinct().count() >= conf.FRAME_FAILED_NODES:
+        _frame_move(lease.frame_id, FrameState.LEASED, FrameState.FAILED, last_error="\n".join(errors)[:4000])
+        _after_commit_job_check(lease.frame.job_id)
+    else:
+        _frame_move(lease.frame_id, FrameState.LEASED, FrameState.QUEUED, last_error=error[:2000])
+    _after_commit_match()
+
+
+@dataclass(frozen=True)
+class ReportOutcome:
+    accepted: bool
+    message: str
+
+
+def lease_report(*, node: WorkerNode, lease_id: int, token: str, ok: bool, stats: dict | None = None,
+                 error: str = "") -> ReportOutcome:
+    """An agent's report on its lease. Only the first report of an active, unexpired lease counts."""
+    lease = _lease_of_node(node=node, lease_id=lease_id, token=token)
+    _require_active(lease)
+    sanity = result_sanity(lease=lease) if ok else SanityResult(False, error or "agent reported a failure")
+    with transaction.atomic():
+        lease = _lease_of_node(node=node, lease_id=lease_id, token=token, lock=True)
+        _require_active(lease)
+        if not sanity.ok:
+            _lease_fail(lease=lease, error=sanity.reason if ok else f"render failed: {sanity.reason}")
+            return ReportOutcome(False, sanity.reason)
+        clean_stats = _clean_stats(stats or {})
+        Lease.objects.filter(pk=lease.pk).update(state=Lease.State.DONE, stats=clean_stats, finished_at=timezone.now())
+        WorkerNode.objects.filter(pk=node.pk).update(status=Status.IDLE, current_frame=None)
+        if lease.kind == Lease.Kind.RENDER:
+            moved = _frame_move(lease.frame_id, FrameState.LEASED, FrameState.RENDERED, node=node,
+                                result_key=lease.result_key, result_sha256=sanity.sha256,
+                                render_seconds=clean_stats.get("seconds"), rendered_at=timezone.now())
+            if not moved:  # the frame was cancelled meanwhile; the lease is closed, nothing is paid
+                return ReportOutcome(False, "the frame is no longer waiting for this render")
+            frame_id = lease.frame_id
+            transaction.on_commit(lambda: _enqueue("dispatch.frame_rendered", frame_id))
+        else:
+            lease_id_done = lease.pk
+            transaction.on_commit(lambda: _enqueue("verification.crop_reported", lease_id_done))
+        _after_commit_match()
+    return ReportOutcome(True, "accepted")
+
+
+def _clean_stats(stats: dict) -> dict:
+    out: dict = {}
+    for key in ("seconds", "peak_rss_mb"):
+        value = stats.get(key)
+        if isinstance(value, int | float) and 0 <= value < 1e7:
+            out[key] = float(value)
+    if isinstance(stats.get("device"), str):
+        out["device"] = stats["device"][:40]
+    return out
+
+
+@transaction.atomic
+def lease_release(*, node: WorkerNode, lease_id: int, token: str) -> None:
+    """The agent gives a lease back (shutting down): the frame is requeued without counting a failure."""
+    lease = _lease_of_node(node=node, lease_id=lease_id, token=token, lock=True)
+    _require_active(lease)
+    Lease.objects.filter(pk=lease.pk).update(state=Lease.State.RELEASED, finished_at=timezone.now())
+    WorkerNode.objects.filter(pk=node.pk).update(status=Status.IDLE, current_frame=None)
+    if lease.kind == Lease.Kind.RENDER:
+        _frame_move(lease.frame_id, FrameState.LEASED, FrameState.QUEUED, attempts=F("attempts") - 1)
+    _after_commit_match()
+
+
+def leases_revoke_for_frames(*, frame_ids: list[int]) -> int:
+    """Close active leases of frames that were cancelled; a late report then gets a clear refusal."""
+    return FrameLease.objects.filter(frame_id__in=frame_ids, state=Lease.State.ACTIVE).update(
+        state=Lease.State.REVOKED, finished_at=timezone.now())
+
+
+# --- reaper ---------------------------------------------------------------------------------
+
+def leases_reap(*, now=None) -> int:
+    """Expire overdue leases (requeueing their frames) and mark silent nodes offline."""
+    now = now or timezone.now()
+    reaped = 0
+    overdue = FrameLease.objects.filter(state=Lease.State.ACTIVE, expires_at__lt=now).values_list("pk", flat=True)
+    for lease_id in overdue:
+        with transaction.atomic():
+            lease = FrameLease.objects.select_related("frame").filter(pk=lease_id).first()
+            if not Lease.objects.filter(pk=lease_id, state=Lease.State.ACTIVE).update(
+                    state=Lease.State.EXPIRED, finished_at=now):
+                continue
+            if lease.kind == Lease.Kind.RENDER:
+                _frame_move(lease.frame_id, FrameState.LEASED, FrameState.QUEUED,
+                            last_error=f"lease expired on node {lease.node_id}")
+            WorkerNode.objects.filter(pk=lease.node_id, current_frame_id=lease.frame_id).update(
+                current_frame=None, status=Status.IDLE)
+            reaped += 1
+    silent = now - timedelta(seconds=node_conf.OFFLINE_AFTER_SECONDS)
+    WorkerNode.objects.filter(last_heartbeat__lt=silent).exclude(status=Status.OFFLINE).update(
+        status=Status.OFFLINE, current_frame=None)
+    if reaped:
+        log.info("event=leases_reaped count=%d", reaped)
+    return reaped
+
+
+# --- after-commit hooks ---------------------------------------------------------------------
+
+def _enqueue(task_name: str, *args) -> None:
+    from marketplace.celery import app
+
+    app.send_task(task_name, args=args)
+
+
+def _after_commit_match() -> None:
+    transaction.on_commit(lambda: _enqueue("dispatch.match"))
+
+
+def _after_commit_job_check(job_id: int) -> None:
+    transaction.on_commit(lambda: _enqueue("dispatch.job_check", job_id))
+
+
+# --- after a frame is rendered --------------------------------------------------------------
+
+def frame_rendered(*, frame_id: int) -> None:
+    """A frame's result is committed: make its thumbnail, then verify or settle it."""
+    from render_kernels import load_image_bytes, thumbnail_png
+
+    from marketplace.jobs.services import frame_settle
+
+    frame = Frame.objects.filter(pk=frame_id).first()
+    if frame is None or frame.state != FrameState.RENDERED:
+        return  # already handled: the task is idempotent
+    if not frame.thumbnail_key and frame.result_key:
+        with blobs.blob_open(frame.result_key) as f:
+            png = thumbnail_png(load_image_bytes(f.read()), max_side=256)
+        key = f"thumbs/frame{frame.pk}-{frame.result_sha256[:16]}.png"
+        blobs.blob_put(key=key, fileobj=io.BytesIO(png))
+        Frame.objects.filter(pk=frame.pk).update(thumbnail_key=key)
+    frame_settle(frame_id=frame.pk, node_id=frame.node_id)
+
+
+def match_frames_soon() -> None:
+    """Ask a Celery worker to run matching after the current transaction (if any) commits."""
+    _after_commit_match()

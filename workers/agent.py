@@ -1,0 +1,274 @@
+"""The agent's work loop: take a lease from this node's queue, render it, upload, report.
+
+Delivery is a reliable Redis queue: BLMOVE moves a message into the node's own processing list and it is
+removed (acked) only after the report, so a killed agent finds it again on restart. The marketplace's
+lease decides everything; a stale message just gets a refusal and is dropped.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import redis
+
+from workers.bundle import bundle_ready
+from workers.client import ApiError, MarketClient, download, upload
+from workers.config import AgentConfig
+
+log = logging.getLogger("agent")
+
+
+@dataclass
+class Current:
+    lease: int
+    token: str
+    started: float = field(default_factory=time.monotonic)
+    revoked: threading.Event = field(default_factory=threading.Event)
+
+
+def in_schedule(schedule: str, now: datetime | None = None) -> bool:
+    """`22:00-07:00` style window (may wrap midnight); empty means always."""
+    if not schedule:
+        return True
+    start_s, _, end_s = schedule.partition("-")
+    now = now or datetime.now()
+    minutes = now.hour * 60 + now.minute
+
+    def parse(t: str) -> int:
+        h, _, m = t.strip().partition(":")
+        return int(h) * 60 + int(m or 0)
+
+    start, end = parse(start_s), parse(end_s)
+    return start <= minutes < end if start <= end else minutes >= start or minutes < end
+
+
+def capabilities(devices: list[dict], blender_version: str) -> dict:
+    try:
+        ram_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
+    except (ValueError, OSError):
+        ram_mb = 0
+    return {"devices": devices, "cpu_cores": os.cpu_count() or 1, "ram_mb": int(ram_mb),
+            "blender_version": blender_version}
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, *, renderer_factory, devices: list[dict], blender_version: str,
+                 once: bool = False) -> None:
+        self.config = config
+        self.client = MarketClient(config.server, config.token)
+        self.renderer_factory = renderer_factory
+        self.devices = devices
+        self.blender_version = blender_version
+        self.once = once
+        self.stopping = threading.Event()
+        self.abort_now = threading.Event()
+        self.current: Current | None = None
+        self.renderer = None
+        self.loaded_scene: str | None = None
+        self.cache = Path(config.cache_dir)
+        self.frames_done = 0
+
+    # --- signals: first one finishes the frame, second one releases it and exits ------------
+    def install_signals(self) -> None:
+        def handler(signum, _frame):
+            if self.stopping.is_set():
+                log.warning("event=abort signal=%s: releasing the current frame", signum)
+                self.abort_now.set()
+                if self.renderer is not None:
+                    self.renderer.close()
+            else:
+                log.warning("event=stopping signal=%s: finishing the current frame (again to abort)", signum)
+                self.stopping.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def run(self) -> int:
+        hello = self.client.hello(capabilities(self.devices, self.blender_version))
+        log.info("event=hello node=%s device=%s queue=%s", hello["node"], hello["device"], hello["queue"])
+        self.queue = hello["queue"]
+        self.processing = self.queue.rsplit(":", 1)[0] + ":processing"
+        self.broker = redis.Redis.from_url(hello["broker_url"], socket_timeout=30)
+        beat = threading.Thread(target=self._heartbeat_loop, args=(hello["heartbeat_seconds"],), daemon=True)
+        beat.start()
+        try:
+            for raw in self.broker.lrange(self.processing, 0, -1):  # deliveries a previous run never acked
+                self._handle(raw)
+            while not self.stopping.is_set():
+                if not in_schedule(self.config.schedule):
+                    time.sleep(5)
+                    continue
+                try:
+                    raw = self.broker.blmove(self.queue, self.processing, 2, "RIGHT", "LEFT")
+                except redis.ConnectionError as exc:
+                    log.warning("event=broker_unavailable error=%s: retrying", exc)
+                    time.sleep(2)
+                    continue
+                if raw is not None:
+                    self._handle(raw)
+                    if self.once:
+                        break
+        finally:
+            self.stopping.set()
+            if self.renderer is not None:
+                self.renderer.close()
+        return 0
+
+    def _heartbeat_loop(self, every: float) -> None:
+        while not self.stopping.wait(every):
+            current = self.current
+            try:
+                states = self.client.heartbeat(leases=[current.lease] if current else [],
+                                               paused=not in_schedule(self.config.schedule))
+            except (ApiError, OSError) as exc:
+                log.warning("event=heartbeat_failed error=%s", exc)
+                continue
+            if current and states.get(str(current.lease)) not in (None, "active"):
+                log.warning("event=lease_lost lease=%s state=%s: abandoning the frame",
+                            current.lease, states.get(str(current.lease)))
+                current.revoked.set()
+                if self.renderer is not None:
+                    self.renderer.close()
+
+    def _ack(self, raw: bytes) -> None:
+        for _ in range(30):
+            try:
+                self.broker.lrem(self.processing, 1, raw)
+                return
+            except redis.ConnectionError:
+                time.sleep(1)
+
+    def _handle(self, raw: bytes) -> None:
+        try:
+            message = json.loads(raw)
+            lease_id, token = int(message["lease"]), str(message["token"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("event=bad_message dropped=%r", raw[:100])
+            self._ack(raw)
+            return
+        try:
+            details = self.client.lease(lease_id, token)
+        except ApiError as exc:
+            log.info("event=lease_skipped lease=%s reason=%s", lease_id, exc)
+            self._ack(raw)
+            return
+        self.current = Current(lease=lease_id, token=token)
+        try:
+            self._work(details)
+        finally:
+            self.current = None
+            self._ack(raw)
+
+    def _scene(self, details: dict) -> tuple[Path, Path]:
+        manifest = details["manifest"]
+        sha = manifest["scene_sha256"]
+        root = self.cache / "scenes" / sha
+        archive = self.cache / "downloads" / f"{sha}.{manifest['scene_kind']}"
+        if not (root / ".complete").exists() and not archive.exists():
+            archive.parent.mkdir(parents=True, exist_ok=True)
+            download(details["scene_url"], archive, sha256=sha)
+        blend = bundle_ready(archive=archive, kind=manifest["scene_kind"], blend_path=manifest["blend_path"],
+                             root=root)
+        return blend, root
+
+    def _work(self, details: dict) -> None:
+        lease_id, token = self.current.lease, self.current.token
+        manifest = dict(details["manifest"])
+        manifest["threads"] = self.config.threads
+        limit = self.config.max_render_seconds or manifest.get("max_render_seconds") or 1800
+        ext = ".exr" if manifest.get("file_format") == "OPEN_EXR" else ".png"
+        label = f"frame {manifest['frame']}" + (" (verify crop)" if details["kind"] == "verify" else "")
+        with tempfile.TemporaryDirectory(prefix="render-") as tmp:
+            out = Path(tmp) / f"out{ext}"
+            try:
+                blend, root = self._scene(details)
+                if self.renderer is None or self.loaded_scene != str(blend):
+                    if self.renderer is not None:
+                        self.renderer.close()
+                    self.renderer = self.renderer_factory(timeout_s=limit)
+                    self.renderer.load(blend, root)
+                    self.loaded_scene = str(blend)
+                with Progress(label, estimate_s=None):
+                    stats = self.renderer.render(manifest, out)
+                if self.current.revoked.is_set() or self.abort_now.is_set():
+                    raise InterruptedError("lease lost or agent aborted")
+                upload(details["upload_url"], out)
+            except InterruptedError as exc:
+                self._drop_renderer()
+                if self.abort_now.is_set():
+                    self._safe(lambda: self.client.release(lease_id, token))
+                log.warning("event=frame_abandoned lease=%s reason=%s", lease_id, exc)
+                return
+            except Exception as exc:  # noqa: BLE001 - any render failure is reported, never swallowed
+                self._drop_renderer()
+                if self.abort_now.is_set() or self.current.revoked.is_set():
+                    if self.abort_now.is_set():
+                        self._safe(lambda: self.client.release(lease_id, token))
+                    return
+                log.error("event=render_failed lease=%s error=%s", lease_id, exc)
+                self._safe(lambda: self.client.report(lease_id, token=token, ok=False, error=str(exc)))
+                return
+        stats = {**(stats or {}), "device": manifest.get("device", "CPU")}
+        result = self._safe(lambda: self.client.report(lease_id, token=token, ok=True, stats=stats))
+        self.frames_done += 1
+        log.info("event=reported lease=%s frame=%s seconds=%.2f result=%s", lease_id, manifest["frame"],
+                 stats.get("seconds", 0), result)
+
+    def _drop_renderer(self) -> None:
+        if self.renderer is not None:
+            self.renderer.close()
+        self.renderer = None
+        self.loaded_scene = None
+
+    def _safe(self, call):
+        for attempt in range(20):
+            try:
+                return call()
+            except ApiError as exc:
+                log.warning("event=api_refused error=%s", exc)
+                return None
+            except OSError as exc:  # network: retry, the lease may still be alive
+                log.warning("event=api_unreachable attempt=%d error=%s", attempt, exc)
+                time.sleep(min(10, 0.5 * 2**attempt))
+        return None
+
+
+class Progress:
+    """One line per frame that updates in place on a terminal: elapsed time while Blender renders."""
+
+    def __init__(self, label: str, *, estimate_s: float | None) -> None:
+        self.label, self.estimate_s = label, estimate_s
+        self.done = threading.Event()
+        self.tty = os.isatty(2)
+
+    def __enter__(self) -> Progress:
+        self.start = time.monotonic()
+        if self.tty:
+            threading.Thread(target=self._draw, daemon=True).start()
+        return self
+
+    def _draw(self) -> None:
+        spinner = "|/-\\"
+        i = 0
+        while not self.done.wait(0.25):
+            elapsed = time.monotonic() - self.start
+            os.write(2, f"\r{spinner[i % 4]} rendering {self.label}: {elapsed:6.1f}s ".encode())
+            i += 1
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        if self.tty:
+            os.write(2, f"\r✓ {self.label}: {time.monotonic() - self.start:6.1f}s          \n".encode())
+
+
+def host_summary() -> str:
+    return f"{platform.node()} {platform.system()} {platform.machine()} cores={os.cpu_count()}"

@@ -1,0 +1,80 @@
+"""HTTP client for the marketplace's agent API. The agent never touches the database."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import requests
+
+TIMEOUT = (5, 60)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+
+class MarketClient:
+    def __init__(self, server: str, token: str) -> None:
+        self.base = server.rstrip("/") + "/api/v1/agent"
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Node {token}"
+
+    def _call(self, method: str, path: str, **kwargs) -> dict:
+        response = self.session.request(method, self.base + path, timeout=TIMEOUT, **kwargs)
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"error": response.text[:200]}
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, body.get("error") or body.get("message") or str(body))
+        return body
+
+    def hello(self, capabilities: dict) -> dict:
+        return self._call("POST", "/hello/", json=capabilities)
+
+    def heartbeat(self, *, leases: list[int], paused: bool = False) -> dict[str, str]:
+        return self._call("POST", "/heartbeat/", json={"leases": leases, "paused": paused})["leases"]
+
+    def bench(self, results: dict[str, float]) -> dict:
+        return self._call("POST", "/bench/", json={"results": results})
+
+    def lease(self, lease_id: int, token: str) -> dict:
+        return self._call("GET", f"/leases/{lease_id}/", headers={"X-Lease-Token": token})
+
+    def report(self, lease_id: int, *, token: str, ok: bool, stats: dict | None = None, error: str = "") -> dict:
+        return self._call("POST", f"/leases/{lease_id}/report/",
+                          json={"token": token, "ok": ok, "stats": stats or {}, "error": error[:4000]})
+
+    def release(self, lease_id: int, token: str) -> dict:
+        return self._call("POST", f"/leases/{lease_id}/release/", json={"token": token})
+
+
+def download(url: str, dest: Path, *, sha256: str, max_bytes: int = 4 << 30) -> Path:
+    """Fetch a signed URL to dest, checking size and SHA-256 (a mismatch is never used)."""
+    tmp = dest.with_suffix(dest.suffix + ".part")
+    digest = hashlib.sha256()
+    size = 0
+    with requests.get(url, stream=True, timeout=TIMEOUT) as response:
+        if response.status_code != 200:
+            raise ApiError(response.status_code, f"download failed: {response.text[:200]}")
+        with open(tmp, "wb") as f:
+            for chunk in response.iter_content(1 << 20):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ApiError(413, "download larger than allowed")
+                digest.update(chunk)
+                f.write(chunk)
+    if digest.hexdigest() != sha256:
+        tmp.unlink(missing_ok=True)
+        raise ApiError(422, f"scene checksum mismatch: expected {sha256[:12]}…, got {digest.hexdigest()[:12]}…")
+    tmp.replace(dest)
+    return dest
+
+
+def upload(url: str, path: Path) -> None:
+    with open(path, "rb") as f:
+        response = requests.put(url, data=f, timeout=TIMEOUT, headers={"Content-Type": "application/octet-stream"})
+    if response.status_code >= 300:
+        raise ApiError(response.status_code, f"upload failed: {response.text[:200]}")
