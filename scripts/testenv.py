@@ -1,4 +1,4 @@
-"""`make test`: start real PostgreSQL and Redis on loopback in a temp dir, run pytest against them, stop.
+"""`make test` / `make bench`: start real PostgreSQL and Redis on loopback in a temp dir, run pytest against them, stop.
 
 Exports DATABASE_URL (Postgres) and REDIS_URL/TEST_REDIS_URL so the whole suite runs on Postgres and the
 broker tests use a real Redis. Extra arguments go to pytest.
@@ -10,7 +10,20 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scripts.services import Postgres, Redis, free_port  # noqa: E402
+from scripts.services import Postgres, Redis, free_port
+
+
+def run_benches(names: list[str], env: dict) -> int:
+    """`make bench [BENCH=name]`: each tests/bench/bench_*.py as a script, with the same services."""
+    root = Path(__file__).resolve().parent.parent
+    scripts = sorted((root / "tests" / "bench").glob("bench_*.py"))
+    if names:
+        scripts = [s for s in scripts if any(n in s.name for n in names)]
+    failed = 0
+    for script in scripts:
+        print(f"== {script.name}", flush=True)
+        failed += subprocess.call([sys.executable, str(script)], env=dict(env, PYTHONPATH=str(root)), cwd=root) != 0
+    return 1 if failed else 0
 
 
 def main() -> int:
@@ -24,6 +37,8 @@ def main() -> int:
             env = dict(os.environ, DATABASE_URL=pg.url, REDIS_URL=f"{redis.url}/0", TEST_REDIS_URL=redis.url,
                        TEST_REDIS_PORT=str(redis.port), VAR_DIR=str(Path(tmp) / "var"), DEBUG="1")
             print(f"testenv: postgres {pg.url}  redis {redis.url}", flush=True)
+            if sys.argv[1:2] == ["--bench"]:
+                return run_benches(sys.argv[2:], env)
             return subprocess.call([sys.executable, "-m", "pytest", *sys.argv[1:]], env=env)
         finally:
             redis.stop()

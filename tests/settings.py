@@ -2,3 +2,7 @@
 from marketplace.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Internal tasks run inline unless a test starts a real Celery worker; agent queues use the real Redis.
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True

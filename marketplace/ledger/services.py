@@ -2,13 +2,15 @@
 
 `transfer` is the only function that creates postings; the escrow helpers are named transfers.
 """
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
+from django.utils import timezone
 
 from marketplace.ledger.models import Account, LedgerTransaction, Posting
 
@@ -61,6 +63,26 @@ def _legs_signature(pairs) -> list[tuple[int, int]]:
     return sorted((a, n) for a, n in net.items() if n)
 
 
+def _transaction_insert(*, key: str, memo: str, metadata: dict) -> LedgerTransaction | None:
+    """Insert the transaction row, or return None when the key is taken.
+
+    ON CONFLICT DO NOTHING waits for a concurrent writer of the same key and then yields no row, so
+    replays need no savepoint and no error handling: one round trip instead of three.
+    """
+    now = timezone.now()
+    table = LedgerTransaction._meta.db_table
+    with connection.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO {table} (idempotency_key, memo, metadata, created_at) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+            [key, memo, json.dumps(metadata), now],
+        )
+        row = cur.fetchone()
+    if row is None:
+        return None
+    return LedgerTransaction(pk=row[0], idempotency_key=key, memo=memo, metadata=metadata, created_at=now)
+
+
 def transfer(*, key: str, memo: str, legs: Sequence[Leg], metadata: dict | None = None) -> LedgerTransaction:
     """Post a balanced transaction once per idempotency key.
 
@@ -79,24 +101,21 @@ def transfer(*, key: str, memo: str, legs: Sequence[Leg], metadata: dict | None 
     wanted = _legs_signature((leg.account.pk, leg.amount) for leg in legs)
 
     with transaction.atomic():
-        try:
-            # A savepoint, so that losing the race for the key leaves the outer transaction usable.
-            with transaction.atomic():
-                txn = LedgerTransaction.objects.create(idempotency_key=key, memo=memo, metadata=metadata or {})
-        except IntegrityError:
+        txn = _transaction_insert(key=key, memo=memo, metadata=metadata or {})
+        if txn is None:
             # The key exists (or a concurrent writer just committed it): replay the first result.
             txn = LedgerTransaction.objects.get(idempotency_key=key)
             if _legs_signature(txn.postings.values_list("account_id", "amount")) != wanted:
                 raise IdempotencyKeyReused(f"idempotency key {key!r} was used for different postings")
             return txn
         Posting.objects.bulk_create(Posting(transaction=txn, account=leg.account, amount=leg.amount) for leg in legs)
-        try:
-            with transaction.atomic():
-                # Ascending id order: two transfers touching the same accounts lock them in one order.
-                for account_id, delta in wanted:
-                    Account.objects.filter(pk=account_id).update(balance=F("balance") + delta)
-        except IntegrityError as exc:
-            raise InsufficientFunds(f"{memo}: insufficient funds") from exc
+        # Ascending id order: two transfers touching the same accounts lock them in one order (no deadlock).
+        # An overdraft trips the CHECK constraint; raising here rolls the whole transfer back.
+        for account_id, delta in wanted:
+            try:
+                Account.objects.filter(pk=account_id).update(balance=F("balance") + delta)
+            except IntegrityError as exc:
+                raise InsufficientFunds(f"{memo}: insufficient funds") from exc
     return txn
 
 

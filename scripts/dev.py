@@ -1,0 +1,65 @@
+"""`make run`: everything on one machine. Redis (system or bundled) if REDIS_URL is unset, migrations,
+demo data, a Celery worker with beat, the web server on 127.0.0.1:8000 and one local agent. Ctrl-C stops all."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from scripts.services import Redis  # noqa: E402
+
+PY = sys.executable
+PORT = int(os.environ.get("PORT", "8000"))
+
+
+def main() -> int:
+    env = dict(os.environ)
+    env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{PORT}")
+    var = Path(env.setdefault("VAR_DIR", str(ROOT / "var")))
+    procs: list[tuple[str, subprocess.Popen]] = []
+    redis = None
+    if not env.get("REDIS_URL"):
+        redis = Redis(port=int(env.get("REDIS_PORT", "6390")), workdir=var / "redis").start()
+        env["REDIS_URL"] = f"{redis.url}/0"
+        print(f"started Redis at {redis.url}")
+    manage = [PY, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], env=env, check=True)
+    subprocess.run([*manage, "demo_setup"], env=env, check=True)
+    try:
+        procs.append(("celery", subprocess.Popen(
+            [PY, "-m", "celery", "-A", "marketplace", "worker", "-B", "--concurrency", "2", "-l", "info",
+             "--schedule", str(var / "celerybeat-schedule")], env=env, cwd=ROOT)))
+        procs.append(("web", subprocess.Popen(
+            [*manage, "runserver", f"127.0.0.1:{PORT}", "--noreload"], env=env, cwd=ROOT)))
+        time.sleep(3)
+        procs.append(("agent", subprocess.Popen(
+            [PY, "-m", "workers", "--config", str(var / "agent" / "config.json"), "run"], env=env, cwd=ROOT)))
+        print(f"\nRender market running: http://127.0.0.1:{PORT}/  (Redis, Celery worker+beat, web, local agent)")
+        print("Log in with the demo passwords printed above. Ctrl-C stops everything.\n", flush=True)
+        while all(p.poll() is None for _, p in procs):
+            time.sleep(1)
+        for name, p in procs:
+            if p.poll() is not None:
+                print(f"{name} exited with {p.returncode}; stopping the rest")
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping…")
+        return 0
+    finally:
+        for _, p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for _, p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if redis:
+            redis.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

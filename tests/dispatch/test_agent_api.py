@@ -1,0 +1,202 @@
+"""The agent API against untrusted agents: every refusal is clear and changes nothing."""
+import json
+
+import pytest
+import redis
+from django.conf import settings
+from django.test import Client
+from rest_framework.test import APIClient
+
+from marketplace.dispatch import queues, services
+from marketplace.dispatch.models import FrameLease
+from marketplace.jobs.models import Frame
+from marketplace.jobs.states import FrameState
+from marketplace.ledger import selectors
+from marketplace.ledger.models import Account, LedgerTransaction
+from marketplace.ledger.services import account_get
+from tests.fixtures.market import make_node, make_queued_job, png_bytes
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def clean_agent_queues():
+    r = redis.Redis.from_url(settings.AGENT_BROKER_URL)
+    r.flushdb()
+    queues._client = None  # noqa: SLF001 - the pool must not outlive a flushed db's ACL users
+    yield r
+    r.flushdb()
+
+
+def agent(token: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Node {token}")
+    return client
+
+
+def take(node) -> dict:
+    """Pop the node's delivery from its queue, as the agent does."""
+    raw = redis.Redis.from_url(settings.AGENT_BROKER_URL).rpop(queues.queue_key(node.pk))
+    assert raw is not None, "nothing was delivered to the node's queue"
+    return json.loads(raw)
+
+
+def put_result(details: dict, body: bytes) -> int:
+    path = details["upload_url"].removeprefix(settings.PUBLIC_URL)
+    return Client().generic("PUT", path, body, content_type="application/octet-stream").status_code
+
+
+def lease_once(funded_artist, provider, *, frames: int = 1):
+    job = make_queued_job(funded_artist, frames=frames)
+    node, token = make_node(provider)
+    assert services.match_frames() == 1
+    msg = take(node)
+    details = agent(token).get(f"/api/v1/agent/leases/{msg['lease']}/", HTTP_X_LEASE_TOKEN=msg["token"]).json()
+    return job, node, token, msg, details
+
+
+def test_an_honest_agent_renders_and_the_frame_is_paid_once(funded_artist, provider):
+    job, node, token, msg, details = lease_once(funded_artist, provider)
+    assert details["manifest"]["frame"] == 1 and details["manifest"]["resolution_x"] == 32
+    assert put_result(details, png_bytes(32, 24)) == 201
+    r = agent(token).post(f"/api/v1/agent/leases/{msg['lease']}/report/",
+                          {"token": msg["token"], "ok": True, "stats": {"seconds": 1.5}}, format="json")
+    assert r.status_code == 200, r.content
+    frame = Frame.objects.get(job=job)
+    assert frame.state == FrameState.SETTLED and frame.node_id == node.pk and frame.thumbnail_key
+    replay = agent(token).post(f"/api/v1/agent/leases/{msg['lease']}/report/",
+                               {"token": msg["token"], "ok": True}, format="json")
+    assert replay.status_code == 409 and "not active" in replay.json()["error"]
+    assert LedgerTransaction.objects.filter(idempotency_key__startswith=f"settle:frame:{frame.pk}").count() == 1
+    pending = account_get(kind=Account.Kind.PROVIDER_PENDING, owner=provider)
+    assert selectors.account_balance(account=pending) > 0
+    assert selectors.ledger_total() == 0
+
+
+def test_it_refuses_a_forged_lease_token(funded_artist, provider):
+    _, _, token, msg, details = lease_once(funded_artist, provider)
+    put_result(details, png_bytes(32, 24))
+    r = agent(token).post(f"/api/v1/agent/leases/{msg['lease']}/report/", {"token": "forged", "ok": True},
+                          format="json")
+    assert r.status_code == 403 and "token" in r.json()["error"]
+    assert FrameLease.objects.get(pk=msg["lease"]).state == FrameLease.State.ACTIVE
+
+
+def test_it_refuses_another_nodes_lease(funded_artist, provider):
+    _, _, _, msg, details = lease_once(funded_artist, provider)
+    _, other_token = make_node(provider, name="other")
+    put_result(details, png_bytes(32, 24))
+    r = agent(other_token).post(f"/api/v1/agent/leases/{msg['lease']}/report/", {"token": msg["token"], "ok": True},
+                                format="json")
+    assert r.status_code == 404
+    r = agent(other_token).get(f"/api/v1/agent/leases/{msg['lease']}/", HTTP_X_LEASE_TOKEN=msg["token"])
+    assert r.status_code == 404
+    assert FrameLease.objects.get(pk=msg["lease"]).state == FrameLease.State.ACTIVE
+
+
+def test_it_refuses_a_bad_node_token(funded_artist, provider):
+    r = agent("nd00000000.nope").post("/api/v1/agent/heartbeat/", {}, format="json")
+    assert r.status_code == 401
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    (b"not an image at all", "not a decodable"),
+    (None, "is 16x16, leased 32x24"),
+    ("flat", "blank"),
+])
+def test_bad_results_are_refused_and_the_frame_requeued(funded_artist, provider, body, reason):
+    job, _, token, msg, details = lease_once(funded_artist, provider)
+    data = {None: png_bytes(16, 16), "flat": png_bytes(32, 24, flat=True)}.get(body, body)
+    put_result(details, data)
+    r = agent(token).post(f"/api/v1/agent/leases/{msg['lease']}/report/", {"token": msg["token"], "ok": True},
+                          format="json")
+    assert r.status_code == 422 and reason in r.json()["message"]
+    frame = Frame.objects.get(job=job)
+    assert frame.state == FrameState.QUEUED and reason in frame.last_error
+    assert not LedgerTransaction.objects.filter(idempotency_key__startswith="settle:").exists()
+
+
+def test_an_oversized_upload_is_refused(funded_artist, provider, settings):
+    _, _, _, _, details = lease_once(funded_artist, provider)
+    path = details["upload_url"].removeprefix(settings.PUBLIC_URL)
+    from marketplace.dispatch import conf
+
+    r = Client().generic("PUT", path, b"x" * (conf.RESULT_MAX_BYTES + 1), content_type="application/octet-stream")
+    assert r.status_code == 413
+
+
+def test_a_report_after_the_lease_was_reaped_changes_nothing(funded_artist, provider):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    job, _, token, msg, details = lease_once(funded_artist, provider)
+    put_result(details, png_bytes(32, 24))
+    assert services.leases_reap(now=timezone.now() + timedelta(hours=1)) == 1
+    r = agent(token).post(f"/api/v1/agent/leases/{msg['lease']}/report/", {"token": msg["token"], "ok": True},
+                          format="json")
+    assert r.status_code == 409 and "expired" in r.json()["error"]
+    frame = Frame.objects.get(job=job)
+    assert frame.state in (FrameState.QUEUED, FrameState.LEASED)  # requeued (and maybe re-leased)
+    assert not LedgerTransaction.objects.filter(idempotency_key__startswith="settle:").exists()
+
+
+def test_a_frame_failing_on_three_nodes_fails_with_the_errors(funded_artist, provider):
+    job = make_queued_job(funded_artist, frames=1)
+    for i in range(3):
+        node, token = make_node(provider, name=f"n{i}")
+        assert services.match_frames() == 1
+        msg = take(node)
+        r = agent(token).post(f"/api/v1/agent/leases/{msg['lease']}/report/",
+                              {"token": msg["token"], "ok": False, "error": f"CUDA error {i}"}, format="json")
+        assert r.status_code == 422
+        node.status = "paused"
+        node.save(update_fields=["status"])
+    frame = Frame.objects.get(job=job)
+    assert frame.state == FrameState.FAILED
+    assert all(f"CUDA error {i}" in frame.last_error for i in range(3))
+
+
+def test_a_node_failing_a_job_three_times_is_blocklisted_for_it(funded_artist, provider):
+    make_queued_job(funded_artist, frames=5)
+    node, token = make_node(provider)
+    for _ in range(3):
+        assert services.match_frames() == 1
+        msg = take(node)
+        agent(token).post(f"/api/v1/agent/leases/{msg['lease']}/report/",
+                          {"token": msg["token"], "ok": False, "error": "boom"}, format="json")
+    assert services.match_frames() == 0
+
+
+def test_release_requeues_without_counting_a_failure(funded_artist, provider):
+    job, _, token, msg, _ = lease_once(funded_artist, provider)
+    r = agent(token).post(f"/api/v1/agent/leases/{msg['lease']}/release/", {"token": msg["token"]}, format="json")
+    assert r.status_code == 200
+    frame = Frame.objects.get(job=job)
+    assert frame.attempts == 0
+    assert frame.state in (FrameState.QUEUED, FrameState.LEASED)
+
+
+def test_heartbeat_extends_only_the_nodes_own_active_leases(funded_artist, provider):
+    _, _, token, msg, _ = lease_once(funded_artist, provider)
+    before = FrameLease.objects.get(pk=msg["lease"]).expires_at
+    r = agent(token).post("/api/v1/agent/heartbeat/", {"leases": [msg["lease"], 999999]}, format="json")
+    assert r.json()["leases"] == {str(msg["lease"]): "active"}
+    assert FrameLease.objects.get(pk=msg["lease"]).expires_at >= before
+
+
+def test_the_node_broker_user_can_only_touch_its_own_queue(funded_artist, provider):
+    node, token = make_node(provider)
+    other, _ = make_node(provider, name="other")
+    hello = agent(token).post("/api/v1/agent/hello/", {"devices": [{"type": "CPU", "name": "cpu"}], "cpu_cores": 2,
+                                                       "ram_mb": 1000, "blender_version": "5.0.1"}, format="json")
+    url = hello.json()["broker_url"]
+    assert f"node-{node.pk}:" in url
+    own = redis.Redis.from_url(url)
+    assert own.llen(queues.queue_key(node.pk)) == 0
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        own.llen(queues.queue_key(other.pk))
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        own.lpush(queues.queue_key(node.pk), "forged")  # agents cannot publish, only consume
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        own.keys("*")
