@@ -143,6 +143,16 @@ def lease_create_for_node(*, node_id: int) -> Delivery | None:
     return _lease_open(frame=frame, node=node, kind=FrameLease.Kind.RENDER)
 
 
+@transaction.atomic
+def verify_lease_create(*, frame_id: int, crop: dict, exclude_owner_id: int) -> Delivery | None:
+    """Lease a crop re-render of a rendered frame to an idle node of ANOTHER provider. None if none is idle."""
+    frame = Frame.objects.select_related("job__scene").get(pk=frame_id)
+    node = _locking(matchable_nodes().exclude(owner_id=exclude_owner_id).order_by("last_heartbeat")).first()
+    if node is None:
+        return None
+    return _lease_open(frame=frame, node=node, kind=FrameLease.Kind.VERIFY, crop=crop)
+
+
 def match_frames(*, limit: int = 500) -> int:
     """Lease queued frames to idle nodes until either runs out. Returns the number of leases made."""
     made = 0
@@ -351,7 +361,7 @@ def leases_reap(*, now=None) -> int:
 def _enqueue(task_name: str, *args) -> None:
     from marketplace.celery import app
 
-    app.send_task(task_name, args=args)
+    app.tasks[task_name].delay(*args)  # a registered task honours CELERY_TASK_ALWAYS_EAGER in tests
 
 
 def _after_commit_match() -> None:
@@ -379,7 +389,7 @@ def frame_rendered(*, frame_id: int) -> None:
         key = f"thumbs/frame{frame.pk}-{frame.result_sha256[:16]}.png"
         blobs.blob_put(key=key, fileobj=io.BytesIO(png))
         Frame.objects.filter(pk=frame.pk).update(thumbnail_key=key)
-    frame_settle(frame_id=frame.pk, node_id=frame.node_id)
+    frame_verify_or_settle(frame_id=frame.pk)
 
 
 def match_frames_soon() -> None:

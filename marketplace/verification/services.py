@@ -31,3 +31,12 @@ def trust_record(*, node_id: int, passed: bool, reason: str, frame_id: int | Non
                                   reason=f"{trust.checks_failed} failed checks", frame_id=frame_id)
     trust.save()
     return trust
+
+
+def frame_verify_or_settle(*, frame_id: int) -> None:
+    """Entry point after a frame's result is committed. (Interim: settles directly; crop checks pending.)"""
+    from marketplace.jobs.models import Frame
+    from marketplace.jobs.services import frame_settle
+
+    frame = Frame.objects.get(pk=frame_id)
+    frame_settle(frame_id=frame.pk, node_id=frame.node_id)
