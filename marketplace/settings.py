@@ -146,7 +146,7 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE: dict = {
-    "reap-leases": {"task": "dispatch.reap", "schedule": 10.0},
+    "reap-leases": {"task": "dispatch.reap", "schedule": float(os.environ.get("REAP_EVERY_SECONDS", "10"))},
 }
 
 # --- money ----------------------------------------------------------------------------------
@@ -178,3 +178,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024  # also the cap for a rendered frame PUT by an agent
+
+# --- dispatch timings (see marketplace/dispatch/conf.py) -------------------------------------
+DISPATCH_LEASE_SECONDS = int(os.environ.get("DISPATCH_LEASE_SECONDS", "90"))
+NODE_HEARTBEAT_SECONDS = int(os.environ.get("NODE_HEARTBEAT_SECONDS", "10"))
+NODE_OFFLINE_AFTER_SECONDS = int(os.environ.get("NODE_OFFLINE_AFTER_SECONDS", "60"))
+AGENT_BROKER_PUBLIC_URL = os.environ.get("AGENT_BROKER_PUBLIC_URL", "")
+REAP_EVERY_SECONDS = float(os.environ.get("REAP_EVERY_SECONDS", "10"))
