@@ -92,12 +92,17 @@ class Agent:
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
 
-    def run(self) -> int:
+    def _connect(self) -> dict:
+        """Say hello; the marketplace answers with a fresh per-node broker credential."""
         hello = self.client.hello(capabilities(self.devices, self.blender_version))
         log.info("event=hello node=%s device=%s queue=%s", hello["node"], hello["device"], hello["queue"])
         self.queue = hello["queue"]
         self.processing = self.queue.rsplit(":", 1)[0] + ":processing"
         self.broker = redis.Redis.from_url(hello["broker_url"], socket_timeout=30)
+        return hello
+
+    def run(self) -> int:
+        hello = self._connect()
         beat = threading.Thread(target=self._heartbeat_loop, args=(hello["heartbeat_seconds"],), daemon=True)
         beat.start()
         try:
@@ -109,6 +114,12 @@ class Agent:
                     continue
                 try:
                     raw = self.broker.blmove(self.queue, self.processing, 2, "RIGHT", "LEFT")
+                except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
+                    # A restarted broker forgot our ACL user: ask the marketplace for a new credential.
+                    log.warning("event=broker_auth_lost error=%s: saying hello again", exc)
+                    self._safe(self._connect)
+                    time.sleep(1)
+                    continue
                 except redis.ConnectionError as exc:
                     log.warning("event=broker_unavailable error=%s: retrying", exc)
                     time.sleep(2)
@@ -144,6 +155,8 @@ class Agent:
             try:
                 self.broker.lrem(self.processing, 1, raw)
                 return
+            except (redis.AuthenticationError, redis.exceptions.NoPermissionError):
+                return  # the broker restarted and lost this delivery anyway
             except redis.ConnectionError:
                 time.sleep(1)
 
@@ -208,14 +221,15 @@ class Agent:
                     self._safe(lambda: self.client.release(lease_id, token))
                 log.warning("event=frame_abandoned lease=%s reason=%s", lease_id, exc)
                 return
-            except Exception as exc:  # noqa: BLE001 - any render failure is reported, never swallowed
+            except Exception as exc:
                 self._drop_renderer()
                 if self.abort_now.is_set() or self.current.revoked.is_set():
                     if self.abort_now.is_set():
                         self._safe(lambda: self.client.release(lease_id, token))
                     return
-                log.error("event=render_failed lease=%s error=%s", lease_id, exc)
-                self._safe(lambda: self.client.report(lease_id, token=token, ok=False, error=str(exc)))
+                error = f"{type(exc).__name__}: {exc}"
+                log.error("event=render_failed lease=%s error=%s", lease_id, error)
+                self._safe(lambda: self.client.report(lease_id, token=token, ok=False, error=error))
                 return
         stats = {**(stats or {}), "device": manifest.get("device", "CPU")}
         result = self._safe(lambda: self.client.report(lease_id, token=token, ok=True, stats=stats))

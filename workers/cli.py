@@ -135,8 +135,8 @@ def bench(ctx: click.Context, upload: bool, **options) -> None:
 def render(scene: Path, frame: int, out: Path, samples: int | None, resolution: str | None, seed: int,
            **options) -> None:
     """Render one frame locally with the same sandboxed renderer the agent uses."""
-    from workers.devices import resolve_device, scene_defaults
     from workers.blend.renderer import Renderer
+    from workers.devices import resolve_device, scene_defaults
 
     facts = scene_defaults(scene)
     width, height = facts["effective_width"], facts["effective_height"]

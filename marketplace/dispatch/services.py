@@ -356,6 +356,19 @@ def leases_reap(*, now=None) -> int:
     return reaped
 
 
+def rendered_frames_resume(*, older_than_s: float = 30.0) -> int:
+    """Re-send `frame_rendered` for frames stuck in RENDERED (their message was lost with a broker).
+
+    The task is idempotent, so a frame whose message was merely slow is handled once all the same.
+    """
+    cutoff = timezone.now() - timedelta(seconds=older_than_s)
+    stuck = list(Frame.objects.filter(state=FrameState.RENDERED, rendered_at__lt=cutoff).values_list("pk", flat=True)
+                 [:500])
+    for frame_id in stuck:
+        _enqueue("dispatch.frame_rendered", frame_id)
+    return len(stuck)
+
+
 # --- after-commit hooks ---------------------------------------------------------------------
 
 def _enqueue(task_name: str, *args) -> None:
@@ -375,10 +388,9 @@ def _after_commit_job_check(job_id: int) -> None:
 # --- after a frame is rendered --------------------------------------------------------------
 
 def frame_rendered(*, frame_id: int) -> None:
-    """A frame's result is committed: make its thumbnail, then verify or settle it."""
+    """A frame's result is committed: make its thumbnail, then hand it to verification."""
+    from marketplace.verification.services import frame_verify_or_settle
     from render_kernels import load_image_bytes, thumbnail_png
-
-    from marketplace.jobs.services import frame_settle
 
     frame = Frame.objects.filter(pk=frame_id).first()
     if frame is None or frame.state != FrameState.RENDERED:

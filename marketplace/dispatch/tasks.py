@@ -12,6 +12,7 @@ def match_frames() -> int:
 @shared_task(name="dispatch.reap", acks_late=True, ignore_result=True)
 def reap_leases() -> int:
     reaped = services.leases_reap()
+    services.rendered_frames_resume()
     services.match_frames()
     return reaped
 
