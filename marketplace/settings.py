@@ -3,7 +3,7 @@
 DATABASE_URL   default sqlite:///var/db.sqlite3 (WAL); postgres://… in production and tests
 REDIS_URL      internal Celery broker; default redis://127.0.0.1:6379/0 (started by `make run`)
 AGENT_BROKER_URL  broker that agents consume; default: REDIS_URL with database 1
-STORAGE_URL    file:///abs/path or file:var/media (default) or s3://bucket/prefix (+ AWS_S3_ENDPOINT_URL)
+STORAGE_URL    file:///abs/path (default: $VAR_DIR/media) or s3://bucket/prefix (+ AWS_S3_ENDPOINT_URL)
 STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET  Stripe; without them the dev payment provider is used
 SECRET_KEY, DEBUG, ALLOWED_HOSTS, PUBLIC_URL
 """
@@ -104,7 +104,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- storage --------------------------------------------------------------------------------
-STORAGE_URL = os.environ.get("STORAGE_URL", "file:var/media")
+STORAGE_URL = os.environ.get("STORAGE_URL", f"file://{VAR_DIR / 'media'}")
 _storage = urlparse(STORAGE_URL)
 if _storage.scheme == "s3":
     STORAGES_DEFAULT = {
