@@ -225,7 +225,7 @@ class SanityResult:
 
 def result_sanity(*, lease: FrameLease) -> SanityResult:
     """The uploaded image decodes, has the leased size, and is not blank. Reads storage: call outside locks."""
-    from render_kernels import load_image_bytes
+    from marketplace.dispatch.images import image_from_bytes
 
     if not blobs.blob_exists(lease.result_key):
         return SanityResult(False, "no image was uploaded for this lease")
@@ -234,7 +234,7 @@ def result_sanity(*, lease: FrameLease) -> SanityResult:
     if len(data) > conf.RESULT_MAX_BYTES:
         return SanityResult(False, f"image is larger than {conf.RESULT_MAX_BYTES} bytes")
     try:
-        image = load_image_bytes(data)
+        image = image_from_bytes(data)
     except Exception as exc:
         return SanityResult(False, f"upload is not a decodable PNG/EXR image ({type(exc).__name__})")
     crop = lease.crop
@@ -390,14 +390,14 @@ def _after_commit_job_check(job_id: int) -> None:
 def frame_rendered(*, frame_id: int) -> None:
     """A frame's result is committed: make its thumbnail, then hand it to verification."""
     from marketplace.verification.services import frame_verify_or_settle
-    from render_kernels import load_image_bytes, thumbnail_png
+    from marketplace.dispatch.images import image_from_bytes, thumbnail_png
 
     frame = Frame.objects.filter(pk=frame_id).first()
     if frame is None or frame.state != FrameState.RENDERED:
         return  # already handled: the task is idempotent
     if not frame.thumbnail_key and frame.result_key:
         with blobs.blob_open(frame.result_key) as f:
-            png = thumbnail_png(load_image_bytes(f.read()), max_side=256)
+            png = thumbnail_png(image_from_bytes(f.read()))
         key = f"thumbs/frame{frame.pk}-{frame.result_sha256[:16]}.png"
         blobs.blob_put(key=key, fileobj=io.BytesIO(png))
         Frame.objects.filter(pk=frame.pk).update(thumbnail_key=key)

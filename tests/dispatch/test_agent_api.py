@@ -28,6 +28,12 @@ def clean_agent_queues():
     r.flushdb()
 
 
+@pytest.fixture
+def manual_matching(monkeypatch):
+    """Matching runs only when the test calls it (normally every report kicks it after commit)."""
+    monkeypatch.setattr(services, "_after_commit_match", lambda: None)
+
+
 def agent(token: str) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Node {token}")
@@ -104,7 +110,7 @@ def test_it_refuses_a_bad_node_token(funded_artist, provider):
     (None, "is 16x16, leased 32x24"),
     ("flat", "blank"),
 ])
-def test_bad_results_are_refused_and_the_frame_requeued(funded_artist, provider, body, reason):
+def test_bad_results_are_refused_and_the_frame_requeued(funded_artist, provider, body, reason, manual_matching):
     job, _, token, msg, details = lease_once(funded_artist, provider)
     data = {None: png_bytes(16, 16), "flat": png_bytes(32, 24, flat=True)}.get(body, body)
     put_result(details, data)
@@ -141,7 +147,7 @@ def test_a_report_after_the_lease_was_reaped_changes_nothing(funded_artist, prov
     assert not LedgerTransaction.objects.filter(idempotency_key__startswith="settle:").exists()
 
 
-def test_a_frame_failing_on_three_nodes_fails_with_the_errors(funded_artist, provider):
+def test_a_frame_failing_on_three_nodes_fails_with_the_errors(funded_artist, provider, manual_matching):
     job = make_queued_job(funded_artist, frames=1)
     for i in range(3):
         node, token = make_node(provider, name=f"n{i}")
@@ -157,7 +163,7 @@ def test_a_frame_failing_on_three_nodes_fails_with_the_errors(funded_artist, pro
     assert all(f"CUDA error {i}" in frame.last_error for i in range(3))
 
 
-def test_a_node_failing_a_job_three_times_is_blocklisted_for_it(funded_artist, provider):
+def test_a_node_failing_a_job_three_times_is_blocklisted_for_it(funded_artist, provider, manual_matching):
     make_queued_job(funded_artist, frames=5)
     node, token = make_node(provider)
     for _ in range(3):
@@ -168,13 +174,13 @@ def test_a_node_failing_a_job_three_times_is_blocklisted_for_it(funded_artist, p
     assert services.match_frames() == 0
 
 
-def test_release_requeues_without_counting_a_failure(funded_artist, provider):
+def test_release_requeues_without_counting_a_failure(funded_artist, provider, manual_matching):
     job, _, token, msg, _ = lease_once(funded_artist, provider)
     r = agent(token).post(f"/api/v1/agent/leases/{msg['lease']}/release/", {"token": msg["token"]}, format="json")
     assert r.status_code == 200
     frame = Frame.objects.get(job=job)
-    assert frame.attempts == 0
-    assert frame.state in (FrameState.QUEUED, FrameState.LEASED)
+    assert frame.attempts == 0 and frame.state == FrameState.QUEUED
+    assert FrameLease.objects.get(pk=msg["lease"]).state == FrameLease.State.RELEASED
 
 
 def test_heartbeat_extends_only_the_nodes_own_active_leases(funded_artist, provider):

@@ -1,0 +1,183 @@
+"""The whole farm for real: live web server, real Celery worker (+beat) subprocess, real Redis, agent
+subprocesses rendering the demo scene with bpy, on Postgres. Then chaos: SIGKILL an agent mid-render,
+stop and restart Redis, SIGKILL the Celery worker. Every frame must finish and be paid exactly once.
+"""
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from marketplace import blobs
+from marketplace.jobs.models import Frame
+from marketplace.jobs.states import FrameState
+from marketplace.ledger import selectors
+from marketplace.ledger.models import LedgerTransaction
+from marketplace.scenes.models import Scene
+from scripts.services import Redis, free_port
+from tests.fixtures.market import make_node, make_queued_job
+from tests.fixtures.money import fund
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+ROOT = Path(__file__).resolve().parents[2]
+FRAMES = 6
+
+
+@pytest.fixture(scope="module")
+def demo_blend(tmp_path_factory) -> Path:
+    from workers.blend import make_demo_scene
+
+    path = tmp_path_factory.mktemp("demo") / "demo.blend"
+    make_demo_scene(path, frames=FRAMES, resolution=(64, 36), samples=8)
+    return path
+
+
+class Farm:
+    """Processes of one farm run; everything is killed at teardown."""
+
+    def __init__(self, tmp: Path, live_url: str, redis: Redis) -> None:
+        self.tmp, self.live_url, self.redis = tmp, live_url, redis
+        db = connection.settings_dict
+        self.env = dict(
+            os.environ, DJANGO_SETTINGS_MODULE="tests.settings", CELERY_TASK_ALWAYS_EAGER="0",
+            DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            REDIS_URL=f"{redis.url}/0", AGENT_BROKER_URL=f"{redis.url}/1", PUBLIC_URL=live_url,
+            DISPATCH_LEASE_SECONDS="8", REAP_EVERY_SECONDS="2", NODE_HEARTBEAT_SECONDS="2",
+            NODE_OFFLINE_AFTER_SECONDS="30", PYTHONPATH=str(ROOT),
+        )
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start_celery(self) -> None:
+        log = open(self.tmp / "celery.log", "ab")
+        self.procs["celery"] = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "marketplace", "worker", "-B", "--concurrency", "2",
+             "-l", "info", "--schedule", str(self.tmp / "beat-schedule")],
+            env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def start_agent(self, name: str, token: str) -> None:
+        config = self.tmp / f"{name}.json"
+        config.write_text(json.dumps({"server": self.live_url, "token": token,
+                                      "cache_dir": str(self.tmp / f"cache-{name}"), "threads": 1}))
+        log = open(self.tmp / f"{name}.log", "ab")
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "workers", "--config", str(config), "run"],
+            env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        os.killpg(proc.pid, signal.SIGKILL)  # the agent and its bpy subprocess, like a power cut
+        proc.wait(10)
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(10)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.tmp.glob("*.log")))
+
+
+@pytest.fixture
+def farm(live_server, settings, tmp_path, monkeypatch):
+    from marketplace.celery import app
+    from marketplace.dispatch import queues
+
+    redis = Redis(port=free_port(), workdir=tmp_path / "redis").start()
+    settings.PUBLIC_URL = live_server.url
+    settings.REDIS_URL = f"{redis.url}/0"
+    settings.AGENT_BROKER_URL = f"{redis.url}/1"
+    monkeypatch.setattr(queues, "_client", None)
+    # The live server runs in this process: its tasks must go to the real worker, not run inline.
+    monkeypatch.setattr(app.conf, "task_always_eager", False)
+    monkeypatch.setattr(app.conf, "broker_url", f"{redis.url}/0")
+    app.pool.force_close_all()
+    f = Farm(tmp_path, live_server.url, redis)
+    yield f
+    f.stop_all()
+    redis.stop()
+    app.pool.force_close_all()
+
+
+def demo_job(artist, blend: Path):
+    data = blend.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    from workers.blend import inspect_scene
+
+    report = inspect_scene(blend, bundle_root=blend.parent)
+    scene = Scene.objects.create(owner=artist, name="demo", kind=Scene.Kind.BLEND, sha256=sha, size=len(data),
+                                 blend_path="demo.blend", status=Scene.Status.READY, report=report)
+    blobs.blob_put(key=scene.storage_key, fileobj=io.BytesIO(data))
+    return make_queued_job(artist, frames=FRAMES, price=3_000_000, scene=scene, width=64, height=36)
+
+
+def wait_for(predicate, *, timeout: float, farm: Farm, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    states = list(Frame.objects.values_list("number", "state", "last_error"))
+    pytest.fail(f"timed out waiting for {what}; frames: {states}\n{farm.logs()}")
+
+
+def all_settled(job) -> bool:
+    return not Frame.objects.filter(job=job).exclude(state=FrameState.SETTLED).exists()
+
+
+def assert_paid_exactly_once(job) -> None:
+    frames = list(Frame.objects.filter(job=job))
+    assert len(frames) == FRAMES and all(f.state == FrameState.SETTLED for f in frames)
+    for frame in frames:
+        keys = list(LedgerTransaction.objects.filter(idempotency_key__startswith=f"settle:frame:{frame.pk}")
+                    .values_list("idempotency_key", flat=True))
+        assert len(keys) == 1, (frame.number, keys)
+    assert selectors.ledger_total() == 0
+    assert selectors.ledger_drift() == []
+
+
+def test_the_demo_job_renders_end_to_end_with_two_agents(farm, demo_blend, artist, provider, admin_user):
+    fund(artist, 100_000_000)
+    job = demo_job(artist, demo_blend)
+    _, token_a = make_node(provider, name="a")
+    _, token_b = make_node(admin_user, name="b")  # a second provider, so crops verify across providers
+    farm.start_celery()
+    farm.start_agent("agent-a", token_a)
+    farm.start_agent("agent-b", token_b)
+    wait_for(lambda: all_settled(job), timeout=240, farm=farm, what="all frames settled")
+    assert_paid_exactly_once(job)
+    assert {f.node_id for f in Frame.objects.filter(job=job)} <= {n.pk for n in provider.nodes.all()} | {
+        n.pk for n in admin_user.nodes.all()}
+
+
+def test_chaos_agent_redis_and_celery_die_mid_job(farm, demo_blend, artist, provider, admin_user):
+    fund(artist, 100_000_000)
+    job = demo_job(artist, demo_blend)
+    _, token_a = make_node(provider, name="a")
+    _, token_b = make_node(admin_user, name="b")
+    farm.start_celery()
+    farm.start_agent("agent-a", token_a)
+    farm.start_agent("agent-b", token_b)
+    wait_for(lambda: Frame.objects.filter(job=job, state=FrameState.LEASED).exists(), timeout=60, farm=farm,
+             what="a frame being rendered")
+    farm.kill("agent-a")  # SIGKILL mid-render: its lease must expire and the frame be rendered elsewhere
+    wait_for(lambda: Frame.objects.filter(job=job, state=FrameState.SETTLED).count() >= 1, timeout=120,
+             farm=farm, what="a first settled frame")
+    farm.redis.stop()  # the broker dies: queued messages and ACL users are gone
+    time.sleep(3)
+    farm.redis.start()
+    farm.kill("celery")
+    farm.start_celery()
+    farm.start_agent("agent-a2", token_a)
+    wait_for(lambda: all_settled(job), timeout=300, farm=farm, what="all frames settled after chaos")
+    assert_paid_exactly_once(job)
