@@ -389,8 +389,8 @@ def _after_commit_job_check(job_id: int) -> None:
 
 def frame_rendered(*, frame_id: int) -> None:
     """A frame's result is committed: make its thumbnail, then hand it to verification."""
-    from marketplace.verification.services import frame_verify_or_settle
     from marketplace.dispatch.images import image_from_bytes, thumbnail_png
+    from marketplace.verification.services import frame_verify_or_settle
 
     frame = Frame.objects.filter(pk=frame_id).first()
     if frame is None or frame.state != FrameState.RENDERED:

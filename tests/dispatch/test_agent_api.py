@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def clean_agent_queues():
     r = redis.Redis.from_url(settings.AGENT_BROKER_URL)
     r.flushdb()
-    queues._client = None  # noqa: SLF001 - the pool must not outlive a flushed db's ACL users
+    queues._client = None
     yield r
     r.flushdb()
 
