@@ -1,0 +1,33 @@
+"""Render verification kernels: compare a candidate render with a reference and decide pass/fail.
+
+Public API::
+
+    m = compare(candidate, reference, region=(x, y, w, h))   # y from the TOP row
+    v = verdict(m)                                           # Verdict(passed, reasons)
+
+Only numpy and Pillow are required; the CUDA backend (pycuda) is imported lazily when available.
+"""
+
+from __future__ import annotations
+
+from .decision import DEFAULT, Tolerances, Verdict, verdict
+from .image_io import ImageError, load_image, save_png
+from .metrics import Metrics, compare, crop_pair, region_from_blender_border
+from .visual import diff_heatmap, thumbnail, watermark
+
+__all__ = [
+    "DEFAULT",
+    "ImageError",
+    "Metrics",
+    "Tolerances",
+    "Verdict",
+    "compare",
+    "crop_pair",
+    "diff_heatmap",
+    "load_image",
+    "region_from_blender_border",
+    "save_png",
+    "thumbnail",
+    "verdict",
+    "watermark",
+]

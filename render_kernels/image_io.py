@@ -1,0 +1,232 @@
+"""Image loading/saving: PNG (8/16-bit) through Pillow, OpenEXR through the optional ``OpenEXR`` module.
+
+All loaders return float32 HxWxC arrays (C = 1, 2, 3 or 4 as stored in the file) with row 0 at the
+TOP of the image, which is the convention of PNG, EXR (increasing y) and numpy.
+
+16-bit colour PNGs: Pillow decodes them (RGB/RGBA, 16 bits per channel) to 8-bit by keeping only the
+high byte. We recover full precision with Pillow's own decoder by decoding twice: once with the
+normal raw mode (high bytes) and once with the little-endian raw mode of the same bit width, which
+picks the other byte of each big-endian sample (the low byte). PNG unfiltering depends only on the
+raw mode's bit width, so both passes unfilter identically. 16-bit grey PNGs load natively as "I;16".
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+# 16-bit PNG raw mode -> raw mode of the same width that yields the low byte (see module docstring)
+_LOW_BYTE_RAWMODE = {"RGB;16B": "RGB;16L", "RGBA;16B": "RGBA;16L"}
+# 16-bit grey+alpha has no such pair; Pillow maps it into mode RGBA, where the 32-bit raw mode
+# "RGBA" copies the 4 stored bytes (L hi, L lo, A hi, A lo) verbatim.
+_LA16_RAWMODE = "LA;16B"
+
+
+class ImageError(ValueError):
+    """An image file that exists but cannot be decoded or is in an unsupported format."""
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Load PNG (8/16-bit; also anything else Pillow reads) or EXR as float32 HxWxC.
+
+    Integer images are scaled to [0, 1]. EXR values are returned as stored (linear, may exceed 1).
+    Raises FileNotFoundError for a missing file and :class:`ImageError` for undecodable files.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such image file: {path}")
+    if path.suffix.lower() == ".exr":
+        return _load_exr(path)
+    try:
+        with Image.open(path) as im:
+            return _pil_to_float(im)
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"cannot decode image {path}: not a recognised image format") from exc
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated/corrupt data, bad chunks
+        if isinstance(exc, ImageError):
+            raise
+        raise ImageError(f"cannot decode image {path}: {exc}") from exc
+
+
+def _retile(im: Image.Image, rawmode: str) -> None:
+    tile = im.tile[0]
+    if hasattr(tile, "_replace"):  # Pillow >= 11: ImageFile._Tile namedtuple
+        im.tile = [tile._replace(args=rawmode)]
+    else:
+        im.tile = [(tile[0], tile[1], tile[2], rawmode)]
+
+
+def _png16_colour(im: Image.Image, rawmode: str) -> np.ndarray:
+    """Decode a 16-bit RGB/RGBA/LA PNG at full precision -> uint16 HxWxC (see module docstring)."""
+    path = getattr(im, "filename", None)
+    if not path:
+        raise ImageError("16-bit colour PNG must be loaded from a file path")
+    if rawmode == _LA16_RAWMODE:
+        with Image.open(path) as raw:
+            _retile(raw, "RGBA")
+            raw.load()
+            b = np.asarray(raw, dtype=np.uint8).astype(np.uint16)
+        return np.stack([b[..., 0] * 256 + b[..., 1], b[..., 2] * 256 + b[..., 3]], axis=-1)
+    im.load()
+    hi = np.asarray(im, dtype=np.uint8).astype(np.uint16)
+    with Image.open(path) as low_im:
+        _retile(low_im, _LOW_BYTE_RAWMODE[rawmode])
+        low_im.load()
+        lo = np.asarray(low_im, dtype=np.uint8)
+    return (hi << 8) | lo
+
+
+def _pil_to_float(im: Image.Image) -> np.ndarray:
+    rawmode = im.tile[0][3] if (im.format == "PNG" and len(im.tile) == 1) else None
+    if isinstance(rawmode, tuple):
+        rawmode = rawmode[0]
+    if rawmode in _LOW_BYTE_RAWMODE or rawmode == _LA16_RAWMODE:
+        return _png16_colour(im, rawmode).astype(np.float32) / np.float32(65535.0)
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        arr = np.asarray(im).astype(np.float32) / np.float32(65535.0)
+    elif mode == "I":  # 32-bit int; Pillow uses it for some 16-bit grey files
+        arr = np.asarray(im).astype(np.float32) / np.float32(65535.0 if im.format == "PNG" else 2**31 - 1)
+    elif mode == "F":
+        arr = np.asarray(im, dtype=np.float32)
+    else:
+        if mode not in ("L", "LA", "RGB", "RGBA"):
+            has_alpha = mode in ("PA", "La") or "transparency" in im.info
+            im = im.convert("RGBA" if has_alpha else ("L" if mode == "1" else "RGB"))
+        arr = np.asarray(im).astype(np.float32) / np.float32(255.0)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return np.ascontiguousarray(arr)
+
+
+def _load_exr(path: Path) -> np.ndarray:
+    try:
+        import OpenEXR  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise ImageError(
+            f"cannot read {path}: EXR support needs the 'OpenEXR' Python module (pip install OpenEXR)"
+        ) from exc
+    try:
+        channels = _exr_channels(OpenEXR, path)
+    except ImageError:
+        raise
+    except Exception as exc:  # OpenEXR raises bare Exception/OSError subclasses on bad files
+        raise ImageError(f"cannot decode EXR {path}: {exc}") from exc
+    return np.ascontiguousarray(np.stack(_pick_exr_channels(channels, path), axis=-1).astype(np.float32))
+
+
+def _exr_channels(openexr, path: Path) -> dict[str, np.ndarray]:
+    """name -> 2-D float32 array, for both the OpenEXR >= 3.3 API (File) and the legacy InputFile API."""
+    if hasattr(openexr, "File"):
+        with openexr.File(str(path), separate_channels=True) as f:
+            return {name: np.asarray(ch.pixels, dtype=np.float32) for name, ch in f.channels().items()}
+    import Imath  # type: ignore[import-not-found]  # ships with the legacy bindings
+
+    f = openexr.InputFile(str(path))
+    try:
+        header = f.header()
+        dw = header["dataWindow"]
+        w, h = dw.max.x - dw.min.x + 1, dw.max.y - dw.min.y + 1
+        pt = Imath.PixelType(Imath.PixelType.FLOAT)
+        return {
+            name: np.frombuffer(f.channel(name, pt), dtype=np.float32).reshape(h, w)
+            for name in header["channels"]
+        }
+    finally:
+        f.close()
+
+
+def _pick_exr_channels(channels: dict[str, np.ndarray], path: Path) -> list[np.ndarray]:
+    """R,G,B[,A] (plain or first 'Layer.Pass.R' group, as Blender writes), else Y[,A], else error."""
+    candidates = ["", *sorted({n.rsplit(".", 1)[0] + "." for n in channels if "." in n})]
+    for prefix in candidates:
+        if all(prefix + c in channels for c in "RGB"):
+            names = [prefix + c for c in ("RGBA" if prefix + "A" in channels else "RGB")]
+            return [channels[n] for n in names]
+    if "Y" in channels:
+        return [channels["Y"]] + ([channels["A"]] if "A" in channels else [])
+    raise ImageError(f"EXR {path} has no R,G,B or Y channels (found: {', '.join(sorted(channels))})")
+
+
+def to_uint(array: np.ndarray, bits: int = 8) -> np.ndarray:
+    """Float [0, 1] -> uint8/uint16 with rounding and clipping; integer arrays pass through."""
+    if array.dtype in (np.uint8, np.uint16):
+        return array
+    maxval = (1 << bits) - 1
+    scaled = np.clip(np.nan_to_num(np.asarray(array, np.float32), nan=0.0), 0.0, 1.0) * maxval
+    return np.rint(scaled).astype(np.uint8 if bits == 8 else np.uint16)
+
+
+def save_png(path: str | Path, array: np.ndarray, *, bits: int = 8) -> None:
+    """Write HxW or HxWxC (C = 1..4) as PNG. Float input is clipped to [0, 1] and quantised to ``bits``
+    (8 or 16); uint8/uint16 input is written at its own depth."""
+    if bits not in (8, 16):
+        raise ValueError("bits must be 8 or 16")
+    arr = np.asarray(array)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f"expected HxW or HxWxC with C in 1..4, got shape {arr.shape}")
+    if arr.dtype == np.uint16:
+        bits = 16
+    elif arr.dtype == np.uint8:
+        bits = 8
+    data = to_uint(arr, bits)
+    if bits == 8:
+        # Pillow infers L / LA / RGB / RGBA from the uint8 array shape
+        Image.fromarray(data[:, :, 0] if data.shape[2] == 1 else data).save(path, format="PNG")
+    else:
+        Path(path).write_bytes(_encode_png16(data))
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def _encode_png16(data: np.ndarray) -> bytes:
+    """Minimal 16-bit PNG writer (Pillow cannot write 16-bit colour); every row uses the Paeth filter,
+    computed vectorised since encoding only needs the unfiltered neighbours."""
+    h, w, c = data.shape
+    bpp = 2 * c
+    raw = np.ascontiguousarray(data.astype(">u2")).view(np.uint8).reshape(h, w * bpp).astype(np.int16)
+    left = np.zeros_like(raw)
+    left[:, bpp:] = raw[:, :-bpp]
+    up = np.zeros_like(raw)
+    up[1:] = raw[:-1]
+    up_left = np.zeros_like(raw)
+    up_left[1:, bpp:] = raw[:-1, :-bpp]
+    p = left + up - up_left
+    pa, pb, pc = np.abs(p - left), np.abs(p - up), np.abs(p - up_left)
+    pred = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, up_left))
+    filtered = ((raw - pred) & 0xFF).astype(np.uint8)
+    rows = np.concatenate([np.full((h, 1), 4, np.uint8), filtered], axis=1)
+    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def as_image_array(image: np.ndarray | str | Path) -> np.ndarray:
+    """Path or array -> contiguous float32 HxWxC. uint8/uint16 arrays are scaled to [0, 1]."""
+    if isinstance(image, (str, Path)):
+        return load_image(image)
+    arr = np.asarray(image)
+    if arr.dtype == np.uint8:
+        arr = arr.astype(np.float32) / np.float32(255.0)
+    elif arr.dtype == np.uint16:
+        arr = arr.astype(np.float32) / np.float32(65535.0)
+    elif not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"unsupported image dtype {arr.dtype}; expected float32 in [0, 1], uint8 or uint16")
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] < 1:
+        raise ValueError(f"expected an HxW or HxWxC image, got shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.float32)

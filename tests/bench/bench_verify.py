@@ -1,0 +1,154 @@
+"""Verification cost: how fast render_kernels compares a 1080p candidate with its reference.
+
+Section "ssim_throughput": SSIM / full compare() throughput of the numpy backend against
+scikit-image's structural_similarity on the same 1920x1080 RGB float32 pair (best of N runs, MP/s
+and ratio), plus cuda/compare.cu compiled for the CPU through host_shim.h when g++ exists (that row
+checks the kernel maths at full size; it is not a GPU number).
+
+Run: `python tests/bench/bench_verify.py [--runs N]`. Prints a table and writes
+bench/results/verify.json. Further sections are added by appending to SECTIONS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "render_kernels"))
+
+from rk_testimages import structured  # noqa: E402
+
+import render_kernels as rk  # noqa: E402
+from render_kernels import numpy_backend  # noqa: E402
+from render_kernels.host_kernels import HostKernels, build_host_library, find_compiler  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "verify.json"
+H, W, C = 1080, 1920, 3
+MEGAPIXELS = H * W / 1e6
+
+
+def best_of(fn: Callable[[], Any], runs: int) -> tuple[float, Any]:
+    best, value = float("inf"), None
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        value = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, value
+
+
+def make_pair() -> tuple[np.ndarray, np.ndarray]:
+    ref = structured(H, W, C, seed=1)
+    rng = np.random.default_rng(2)
+    cand = np.clip(ref + rng.normal(0, 0.01, ref.shape), 0, 1).astype(np.float32)
+    return cand, ref
+
+
+def ssim_throughput(args: argparse.Namespace) -> dict[str, Any]:
+    from skimage.metrics import structural_similarity
+
+    cand, ref = make_pair()
+    rows: dict[str, dict[str, Any]] = {}
+
+    def sk() -> float:
+        return float(
+            structural_similarity(
+                cand,
+                ref,
+                gaussian_weights=True,
+                sigma=1.5,
+                use_sample_covariance=False,
+                data_range=1.0,
+                channel_axis=-1,
+            )
+        )
+
+    t_sk, ssim_sk = best_of(sk, args.runs)
+    rows["skimage structural_similarity"] = {"seconds": t_sk, "ssim": ssim_sk}
+    t, v = best_of(lambda: numpy_backend.ssim_mean(cand, ref), args.runs)
+    rows["numpy ssim_mean"] = {"seconds": t, "ssim": v}
+    t, m = best_of(lambda: rk.compare(cand, ref, backend="numpy"), args.runs)
+    rows["numpy compare() (all metrics)"] = {"seconds": t, "ssim": m.ssim}
+
+    if find_compiler() is not None and not args.no_host:
+        with tempfile.TemporaryDirectory() as tmp:
+            for openmp in (False, True):
+                try:
+                    host = HostKernels(build_host_library(tmp, openmp=openmp))
+                except RuntimeError as exc:
+                    print(f"host build (openmp={openmp}) failed: {exc}", file=sys.stderr)
+                    continue
+                t, (stats, _) = best_of(
+                    lambda host=host: host.compute(cand, ref, 3 / 255, 0.1), max(1, args.runs // 2)
+                )
+                label = "compare.cu on CPU (host_shim" + (", OpenMP)" if openmp else ", serial)")
+                rows[label] = {"seconds": t, "ssim": stats.ssim}
+
+    try:  # only on a machine with pycuda and a GPU
+        from render_kernels.cuda_backend import CudaBackend
+
+        gpu = CudaBackend()
+    except Exception as exc:  # ImportError or driver error: no GPU row
+        print(f"(no CUDA row: {type(exc).__name__}: {exc})")
+    else:
+        gpu.compute(cand, ref, 3 / 255, 0.1)  # warm-up: first launch pays for module load
+        t, stats = best_of(lambda: gpu.compute(cand, ref, 3 / 255, 0.1), args.runs)
+        rows["CUDA backend (pycuda, incl. transfers)"] = {"seconds": t, "ssim": stats.ssim}
+        gpu.close()
+
+    for row in rows.values():
+        row["megapixels_per_s"] = MEGAPIXELS / row["seconds"]
+        row["speedup_vs_skimage"] = t_sk / row["seconds"]
+        row["abs_delta_ssim_vs_skimage"] = abs(row["ssim"] - ssim_sk)
+
+    print(f"\nSSIM / compare throughput, {W}x{H}x{C} float32, best of {args.runs}")
+    print(f"{'implementation':42s} {'seconds':>9s} {'MP/s':>8s} {'x skimage':>10s} {'|dSSIM|':>10s}")
+    for name, row in rows.items():
+        print(
+            f"{name:42s} {row['seconds']:9.4f} {row['megapixels_per_s']:8.1f} "
+            f"{row['speedup_vs_skimage']:10.2f} {row['abs_delta_ssim_vs_skimage']:10.2e}"
+        )
+    return {"image": [H, W, C], "runs": args.runs, "rows": rows}
+
+
+# (name, function) pairs run in order by main(); append a section here to extend the benchmark.
+SECTIONS: list[tuple[str, Callable[[argparse.Namespace], dict[str, Any]]]] = [
+    ("ssim_throughput", ssim_throughput),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5, help="best of N runs per implementation")
+    parser.add_argument("--no-host", action="store_true", help="skip the g++-compiled compare.cu rows")
+    args = parser.parse_args(argv)
+    results: dict[str, Any] = {
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "numpy": np.__version__,
+        },
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    for name, section in SECTIONS:
+        results[name] = section(args)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Image I/O (PNG 8/16-bit, EXR) and the human-facing images (heatmap, thumbnail, watermark)."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from rk_testimages import structured
+
+import render_kernels as rk
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_png_8bit_round_trip(tmp_path, channels):
+    img = structured(21, 34, c=channels, seed=channels)
+    path = tmp_path / "img8.png"
+    rk.save_png(path, img)
+    back = rk.load_image(path)
+    assert back.shape == (21, 34, channels) and back.dtype == np.float32
+    assert np.abs(back - img).max() <= 0.5 / 255 + 1e-6
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_png_16bit_round_trip_is_exact(tmp_path, channels):
+    rng = np.random.default_rng(channels)
+    raw = rng.integers(0, 65536, (19, 27, channels), dtype=np.uint16)
+    raw[0, 0] = 0x01FF  # low byte set, high byte small: an 8-bit decode would lose it
+    path = tmp_path / "img16.png"
+    rk.save_png(path, raw)
+    with Image.open(path) as im:
+        assert ";16" in str(im.tile[0][3]) or im.mode.startswith("I;16")  # really a 16-bit PNG
+    back = rk.load_image(path)
+    assert back.shape == (19, 27, channels)
+    np.testing.assert_array_equal(np.rint(back * 65535).astype(np.uint16), raw)
+
+
+def test_16bit_grey_png_written_by_pillow_loads(tmp_path):
+    raw = np.arange(0, 65536, 97, dtype=np.uint16)[:600].reshape(20, 30)
+    path = tmp_path / "grey16.png"
+    Image.fromarray(raw).save(path)
+    back = rk.load_image(path)
+    np.testing.assert_array_equal(np.rint(back[:, :, 0] * 65535).astype(np.uint16), raw)
+
+
+def test_float_image_saved_as_16bit_keeps_precision(tmp_path):
+    img = structured(16, 16, seed=3)
+    rk.save_png(tmp_path / "f16.png", img, bits=16)
+    assert np.abs(rk.load_image(tmp_path / "f16.png") - img).max() <= 0.5 / 65535 + 1e-7
+
+
+def test_missing_and_undecodable_files(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        rk.load_image(tmp_path / "nope.png")
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    with pytest.raises(rk.ImageError):
+        rk.load_image(bad)
+    good = tmp_path / "good.png"
+    rk.save_png(good, structured(30, 30, seed=1))
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(rk.ImageError):
+        rk.load_image(truncated)
+
+
+def test_exr_without_openexr_module_gives_a_clear_error(tmp_path, monkeypatch):
+    path = tmp_path / "x.exr"
+    path.write_bytes(b"not really")
+    monkeypatch.setitem(sys.modules, "OpenEXR", None)  # makes `import OpenEXR` raise ImportError
+    with pytest.raises(rk.ImageError, match="OpenEXR"):
+        rk.load_image(path)
+
+
+def test_exr_round_trip_with_blender_layer_names(tmp_path):
+    openexr = pytest.importorskip("OpenEXR", reason="OpenEXR Python module not installed")
+    if not hasattr(openexr, "File"):
+        pytest.skip("test writes with the OpenEXR >= 3.3 API")
+    rng = np.random.default_rng(0)
+    rgba = (rng.random((12, 18, 4)) * 3).astype(np.float32)  # HDR values above 1 are kept
+    channels = {f"ViewLayer.Combined.{c}": rgba[..., i].copy() for i, c in enumerate("RGBA")}
+    channels["ViewLayer.Depth.Z"] = rgba[..., 0].copy()
+    header = {"compression": openexr.ZIP_COMPRESSION, "type": openexr.scanlineimage}
+    with openexr.File(header, channels) as f:
+        f.write(str(tmp_path / "render.exr"))
+    back = rk.load_image(tmp_path / "render.exr")
+    np.testing.assert_array_equal(back, rgba)
+
+
+def test_diff_heatmap_shape_black_for_equal_and_visible_at_one_level():
+    ref = structured(20, 30, seed=2)
+    cand = ref.copy()
+    cand[5, 7, 1] += 1 / 255
+    cand[10, 20, :] = 1.0 - cand[10, 20, :]
+    heat = rk.diff_heatmap(cand, ref)
+    assert heat.shape == (20, 30, 3) and heat.dtype == np.uint8
+    zero = heat[0, 0].astype(int)
+    one_level = heat[5, 7].astype(int)
+    big = heat[10, 20].astype(int)
+    assert zero.sum() < 10  # black-ish where identical
+    assert one_level.sum() - zero.sum() > 60  # a 1/255 error is clearly visible
+    assert big.sum() > one_level.sum() + 200  # brighter for bigger errors
+    with pytest.raises(ValueError, match="shape"):
+        rk.diff_heatmap(ref, ref[:10])
+
+
+def test_thumbnail_keeps_aspect_and_never_upscales():
+    img = structured(90, 160, seed=3)
+    thumb = rk.thumbnail(img, 64)
+    assert thumb.dtype == np.uint8 and thumb.shape == (36, 64, 3)
+    small = rk.thumbnail(img, 500)
+    assert small.shape == (90, 160, 3)
+    grey = rk.thumbnail(img[..., :1], 32)
+    assert grey.shape == (18, 32, 1)
+    with pytest.raises(ValueError):
+        rk.thumbnail(img, 0)
+
+
+@pytest.mark.parametrize("value", [0.0, 0.5, 1.0])
+def test_watermark_changes_pixels_and_keeps_shape(value):
+    img = np.full((120, 200, 3), value, np.float32)
+    marked = rk.watermark(img, "PREVIEW")
+    assert marked.shape == (120, 200, 3) and marked.dtype == np.uint8
+    base = np.rint(img * 255).astype(np.uint8)
+    changed = np.any(marked != base, axis=2).mean()
+    assert 0.02 < changed < 0.8  # visibly tiled, but semi-transparent text, not a fill
+    assert np.array_equal(marked, rk.watermark(img, "PREVIEW"))  # deterministic
+    rgba = rk.watermark(np.concatenate([img, np.ones((120, 200, 1), np.float32)], axis=2), "X")
+    assert rgba.shape == (120, 200, 4)
