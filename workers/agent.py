@@ -62,13 +62,14 @@ def capabilities(devices: list[dict], blender_version: str) -> dict:
 
 class Agent:
     def __init__(self, config: AgentConfig, *, renderer_factory, devices: list[dict], blender_version: str,
-                 once: bool = False) -> None:
+                 once: bool = False, device_ids: list[str] | None = None) -> None:
         self.config = config
         self.client = MarketClient(config.server, config.token)
         self.renderer_factory = renderer_factory
         self.devices = devices
         self.blender_version = blender_version
         self.once = once
+        self.device_ids = device_ids
         self.stopping = threading.Event()
         self.abort_now = threading.Event()
         self.current: Current | None = None
@@ -197,6 +198,8 @@ class Agent:
         lease_id, token = self.current.lease, self.current.token
         manifest = dict(details["manifest"])
         manifest["threads"] = self.config.threads
+        if self.device_ids:
+            manifest["device_ids"] = self.device_ids
         limit = self.config.max_render_seconds or manifest.get("max_render_seconds") or 1800
         ext = ".exr" if manifest.get("file_format") == "OPEN_EXR" else ".png"
         label = f"frame {manifest['frame']}" + (" (verify crop)" if details["kind"] == "verify" else "")

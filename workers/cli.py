@@ -151,7 +151,7 @@ def render(scene: Path, frame: int, out: Path, samples: int | None, resolution: 
         "use_denoising": facts.get("use_denoising", False), "camera": facts.get("active_camera") or "",
         "device": resolve_device(options.get("device") or "auto"), "threads": options.get("threads") or 0,
     }
-    with Renderer(timeout_s=options.get("max_render_seconds") or 3600) as renderer:
+    with Renderer(timeout_s=options.get("max_render_seconds") or 3600, gpu=manifest["device"] != "CPU") as renderer:
         renderer.load(scene.resolve(), scene.resolve().parent)
         stats = renderer.render(manifest, out.resolve())
     click.echo(f"wrote {out} in {stats.get('seconds', 0):.2f}s on {manifest['device']}")
@@ -173,10 +173,11 @@ def run(ctx: click.Context, once: bool, **options) -> None:
     devices = [d for d in report["devices"] if d["type"] == device] or [{"type": "CPU", "name": "CPU", "use": True}]
 
     def factory(timeout_s: float):
-        return Renderer(timeout_s=timeout_s, device=device, gpus=config.gpus)
+        return Renderer(timeout_s=timeout_s, gpu=device != "CPU", threads=config.threads)
 
+    device_ids = [d["id"] for i, d in enumerate(devices) if d.get("id") and (not config.gpus or i in config.gpus)]
     agent = Agent(config, renderer_factory=factory, devices=devices, blender_version=report["blender_version"],
-                  once=once)
+                  once=once, device_ids=device_ids if device != "CPU" else None)
     agent.install_signals()
     click.echo(f"agent running on {device} against {config.server}; Ctrl-C finishes the current frame")
     sys.exit(agent.run())

@@ -6,9 +6,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-BENCH_SETTINGS = {"resolution": (160, 90), "samples": 32, "frame": 1}
-
-
 def _pycuda_status() -> str:
     try:
         import pycuda.driver as cuda
@@ -64,22 +61,23 @@ def resolve_device(choice: str, *, report: dict | None = None) -> str:
 
 def benchmark(*, device: str = "auto", threads: int = 0) -> dict[str, float]:
     """Render the bundled benchmark scene; pixel-samples per second on the chosen device."""
-    from workers.blend import make_benchmark_scene
+    from workers.blend import BENCHMARK_FRAME, BENCHMARK_SETTINGS, make_benchmark_scene
     from workers.blend.renderer import Renderer
 
     chosen = resolve_device(device)
-    width, height = BENCH_SETTINGS["resolution"]
+    width, height = BENCHMARK_SETTINGS["resolution"]
+    samples = BENCHMARK_SETTINGS["samples"]
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         scene = Path(tmp) / "bench.blend"
         make_benchmark_scene(scene)
-        manifest = {"frame": BENCH_SETTINGS["frame"], "samples": BENCH_SETTINGS["samples"], "seed": 0,
+        manifest = {"frame": BENCHMARK_FRAME, "samples": samples, "seed": BENCHMARK_SETTINGS["seed"],
                     "resolution_x": width, "resolution_y": height, "file_format": "PNG", "use_denoising": False,
-                    "camera": "", "device": chosen, "threads": threads}
-        with Renderer(timeout_s=600, device=chosen) as renderer:
+                    "device": chosen, "threads": threads}
+        with Renderer(timeout_s=600, gpu=chosen != "CPU") as renderer:
             renderer.load(scene, Path(tmp))
             renderer.render(manifest, Path(tmp) / "warm.png")  # first render pays kernel/BVH set-up
-            stats = renderer.render({**manifest, "frame": BENCH_SETTINGS["frame"] + 1}, Path(tmp) / "b.png")
-    return {chosen: width * height * BENCH_SETTINGS["samples"] / max(stats["seconds"], 1e-6)}
+            stats = renderer.render(manifest, Path(tmp) / "bench.png")
+    return {chosen: width * height * samples / max(stats["seconds"], 1e-6)}
 
 
 def scene_defaults(scene: Path) -> dict:

@@ -95,7 +95,9 @@ def manifest_for(frame: Frame, *, node: WorkerNode, crop: dict | None = None) ->
         "use_denoising": job.use_denoising, "camera": scene.report.get("active_camera") or "",
         "device": node.device_type, "blender_series": conf.BLENDER_SERIES,
         "scene_sha256": scene.sha256, "scene_kind": scene.kind, "blend_path": scene.blend_path,
-        "border": crop, "max_render_seconds": conf.MAX_RENDER_SECONDS,
+        # [x, y, w, h] in pixels, y from the top: the renderer's border convention
+        "border": [crop["x"], crop["y"], crop["w"], crop["h"]] if crop else None,
+        "max_render_seconds": conf.MAX_RENDER_SECONDS,
     }
 
 
