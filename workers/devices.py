@@ -6,6 +6,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+
 def _pycuda_status() -> str:
     try:
         import pycuda.driver as cuda
