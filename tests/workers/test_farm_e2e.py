@@ -2,32 +2,23 @@
 subprocesses rendering the demo scene with bpy, on Postgres. Then chaos: SIGKILL an agent mid-render,
 stop and restart Redis, SIGKILL the Celery worker. Every frame must finish and be paid exactly once.
 """
-import hashlib
-import io
-import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from django.db import connection
 
-from marketplace import blobs
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState
 from marketplace.ledger import selectors
 from marketplace.ledger.models import LedgerTransaction
-from marketplace.scenes.models import Scene
 from scripts.services import Redis, free_port
-from tests.fixtures.market import make_node, make_queued_job
+from tests.fixtures.farm import Farm, demo_job
+from tests.fixtures.market import make_node
 from tests.fixtures.money import fund
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-ROOT = Path(__file__).resolve().parents[2]
 FRAMES = 6
 
 
@@ -38,54 +29,6 @@ def demo_blend(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("demo") / "demo.blend"
     make_demo_scene(path, frames=FRAMES, resolution=(64, 36), samples=8)
     return path
-
-
-class Farm:
-    """Processes of one farm run; everything is killed at teardown."""
-
-    def __init__(self, tmp: Path, live_url: str, redis: Redis) -> None:
-        self.tmp, self.live_url, self.redis = tmp, live_url, redis
-        db = connection.settings_dict
-        self.env = dict(
-            os.environ, DJANGO_SETTINGS_MODULE="tests.settings", CELERY_TASK_ALWAYS_EAGER="0",
-            DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-            REDIS_URL=f"{redis.url}/0", AGENT_BROKER_URL=f"{redis.url}/1", PUBLIC_URL=live_url,
-            DISPATCH_LEASE_SECONDS="8", REAP_EVERY_SECONDS="2", NODE_HEARTBEAT_SECONDS="2",
-            NODE_OFFLINE_AFTER_SECONDS="30", PYTHONPATH=str(ROOT),
-        )
-        self.procs: dict[str, subprocess.Popen] = {}
-
-    def start_celery(self) -> None:
-        log = open(self.tmp / "celery.log", "ab")
-        self.procs["celery"] = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "marketplace", "worker", "-B", "--concurrency", "2",
-             "-l", "info", "--schedule", str(self.tmp / "beat-schedule")],
-            env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def start_agent(self, name: str, token: str) -> None:
-        config = self.tmp / f"{name}.json"
-        config.write_text(json.dumps({"server": self.live_url, "token": token,
-                                      "cache_dir": str(self.tmp / f"cache-{name}"), "threads": 1}))
-        log = open(self.tmp / f"{name}.log", "ab")
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "workers", "--config", str(config), "run"],
-            env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def kill(self, name: str) -> None:
-        proc = self.procs.pop(name)
-        os.killpg(proc.pid, signal.SIGKILL)  # the agent and its bpy subprocess, like a power cut
-        proc.wait(10)
-
-    def stop_all(self) -> None:
-        for proc in self.procs.values():
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(10)
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.tmp.glob("*.log")))
 
 
 @pytest.fixture
@@ -107,18 +50,6 @@ def farm(live_server, settings, tmp_path, monkeypatch):
     f.stop_all()
     redis.stop()
     app.pool.force_close_all()
-
-
-def demo_job(artist, blend: Path):
-    data = blend.read_bytes()
-    sha = hashlib.sha256(data).hexdigest()
-    from workers.blend import inspect_scene
-
-    report = inspect_scene(blend, bundle_root=blend.parent)
-    scene = Scene.objects.create(owner=artist, name="demo", kind=Scene.Kind.BLEND, sha256=sha, size=len(data),
-                                 blend_path="demo.blend", status=Scene.Status.READY, report=report)
-    blobs.blob_put(key=scene.storage_key, fileobj=io.BytesIO(data))
-    return make_queued_job(artist, frames=FRAMES, price=3_000_000, scene=scene, width=64, height=36)
 
 
 def wait_for(predicate, *, timeout: float, farm: Farm, what: str) -> None:
@@ -148,7 +79,7 @@ def assert_paid_exactly_once(job) -> None:
 
 def test_the_demo_job_renders_end_to_end_with_two_agents(farm, demo_blend, artist, provider, admin_user):
     fund(artist, 100_000_000)
-    job = demo_job(artist, demo_blend)
+    job = demo_job(artist, demo_blend, frames=FRAMES)
     _, token_a = make_node(provider, name="a")
     _, token_b = make_node(admin_user, name="b")  # a second provider, so crops verify across providers
     farm.start_celery()
@@ -162,7 +93,7 @@ def test_the_demo_job_renders_end_to_end_with_two_agents(farm, demo_blend, artis
 
 def test_chaos_agent_redis_and_celery_die_mid_job(farm, demo_blend, artist, provider, admin_user):
     fund(artist, 100_000_000)
-    job = demo_job(artist, demo_blend)
+    job = demo_job(artist, demo_blend, frames=FRAMES)
     _, token_a = make_node(provider, name="a")
     _, token_b = make_node(admin_user, name="b")
     farm.start_celery()
