@@ -1,0 +1,354 @@
+"""Parent side of the long-lived render subprocess (see render_server.py), and device listing.
+
+    with Renderer() as r:
+        r.load(blend_path, bundle_root)          # opens with scripts off, re-checks paths, refuses escapes
+        stats = r.render(manifest, out_path)     # pinned frame/samples/seed/size/device/border/format
+
+One render child serves one bundle at a time: its Landlock allow-list names that bundle, so loading a
+scene from another bundle restarts the child (a scene can never read another job's files).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from workers.blend.inspect_scene import check_blend_file, check_blend_location
+from workers.blend.sandbox import (
+    Limits,
+    SandboxError,
+    default_gpu_kernel_cache,
+    explain_exit,
+    new_job_dir,
+    raise_for_payload,
+    read_log_tail,
+    run_bpy_module,
+    spawn,
+    wait_child,
+)
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("CPU", "CUDA", "OPTIX", "HIP", "ONEAPI")
+FILE_FORMATS = ("PNG", "OPEN_EXR")
+MAX_SIDE = 65536
+_CPU_HARD_CAP_S = 10**9  # the child re-arms its soft CPU limit per render below this
+
+
+def validate_manifest(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """Normalise a render manifest; raises ValueError naming the bad field.
+
+    Keys: frame, samples, seed, resolution_x, resolution_y, device, threads (0 = auto),
+    border [x, y, w, h] in pixels with y from the top (optional), file_format, use_denoising,
+    use_adaptive_sampling (must be false), camera (optional), device_ids (optional),
+    blender_version (optional: refused when it is not the version this agent runs).
+    """
+    m = dict(manifest)
+
+    def integer(name: str, lo: int, hi: int, default: int | None = None) -> int:
+        value = m.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ValueError(f"manifest {name}={value!r}: expected an integer in [{lo}, {hi}]")
+        return value
+
+    out: dict[str, Any] = {
+        "frame": integer("frame", -1048574, 1048574),
+        "samples": integer("samples", 1, 1 << 24),
+        "seed": integer("seed", 0, 2**31 - 1),
+        "resolution_x": integer("resolution_x", 4, MAX_SIDE),
+        "resolution_y": integer("resolution_y", 4, MAX_SIDE),
+        "threads": integer("threads", 0, 1024, 0),
+    }
+    device = m.get("device", "CPU")
+    if device not in DEVICES:
+        raise ValueError(f"manifest device={device!r}: expected one of {DEVICES}")
+    out["device"] = device
+    fmt = m.get("file_format", "PNG")
+    if fmt not in FILE_FORMATS:
+        raise ValueError(f"manifest file_format={fmt!r}: expected one of {FILE_FORMATS}")
+    out["file_format"] = fmt
+    out["use_denoising"] = bool(m.get("use_denoising", False))
+    if m.get("use_adaptive_sampling"):
+        raise ValueError(
+            "manifest use_adaptive_sampling must be false: adaptive sampling is not reproducible"
+        )
+    out["use_adaptive_sampling"] = False
+    camera = m.get("camera")
+    if camera is not None and not isinstance(camera, str):
+        raise ValueError(f"manifest camera={camera!r}: expected a camera object name")
+    out["camera"] = camera
+    ids = m.get("device_ids")
+    if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
+        raise ValueError("manifest device_ids must be a list of device ids (see list_devices())")
+    out["device_ids"] = ids
+    border = m.get("border")
+    if border is not None:
+        if (
+            not isinstance(border, list | tuple)
+            or len(border) != 4
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in border)
+        ):
+            raise ValueError(f"manifest border={border!r}: expected [x, y, w, h] integer pixels")
+        x, y, w, h = border
+        if x < 0 or y < 0 or w < 1 or h < 1 or x + w > out["resolution_x"] or y + h > out["resolution_y"]:
+            raise ValueError(
+                f"manifest border={border!r} is not inside the "
+                f"{out['resolution_x']}x{out['resolution_y']} image"
+            )
+        out["border"] = [x, y, w, h]
+    else:
+        out["border"] = None
+    out["blender_version"] = m.get("blender_version")
+    return out
+
+
+def noisy_path_for(out_path: Path) -> Path:
+    """Where the pre-denoise pass of `out_path` goes: `<name>.noisy.exr` next to it."""
+    return out_path.with_name(out_path.stem + ".noisy.exr")
+
+
+class Renderer:
+    """A sandboxed Blender that keeps a scene loaded across renders (JSON lines over a private pipe)."""
+
+    def __init__(
+        self,
+        *,
+        memory_mb: int = 8192,
+        timeout_s: float = 600.0,
+        load_timeout_s: float = 120.0,
+        gpu: bool = False,
+        threads: int = 0,
+        cpu_s_per_render: float | None = None,
+    ) -> None:
+        """`gpu=True` caps private memory (RLIMIT_DATA) instead of address space: GPU drivers reserve
+        huge virtual ranges. `timeout_s` is the default wall limit of one render, `load_timeout_s` of
+        starting Blender plus loading a scene; `cpu_s_per_render` defaults to timeout_s x cores."""
+        self.memory_mb = memory_mb
+        self.timeout_s = timeout_s
+        self.load_timeout_s = load_timeout_s
+        self.gpu = gpu
+        self.threads = threads
+        self.cpu_s_per_render = cpu_s_per_render or timeout_s * (os.cpu_count() or 1) + 10
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._resp_fd: int | None = None
+        self._buf = b""
+        self._job_dir: Path | None = None
+        self._bundle: str | None = None
+        self._next_id = 1
+        self.blender_version: str | None = None
+        self.loaded: Path | None = None
+        self.starts = 0
+
+    # -------------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> Renderer:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    def _limits(self, timeout_s: float) -> Limits:
+        return Limits(
+            timeout_s=timeout_s,
+            memory_mb=self.memory_mb,
+            cpu_s=self.cpu_s_per_render,
+            cpu_hard_s=_CPU_HARD_CAP_S,
+            threads=self.threads,
+            address_space=not self.gpu,
+            gpu_kernel_cache=default_gpu_kernel_cache() if self.gpu else None,
+        )
+
+    def _start(self, bundle_root: str) -> None:
+        self.close()
+        self._job_dir = new_job_dir("blend-render-")
+        r, w = os.pipe()
+        try:
+            self._proc = spawn(
+                "render_server",
+                ["--fd", str(w)],
+                job_dir=self._job_dir,
+                limits=self._limits(self.load_timeout_s),
+                read_paths=[Path(bundle_root)],
+                pass_fds=(w,),
+                stdin=subprocess.PIPE,
+            )
+        except BaseException:
+            os.close(r)
+            raise
+        finally:
+            os.close(w)
+        self._resp_fd = r
+        self._buf = b""
+        self._bundle = bundle_root
+        self.starts += 1
+        hello = self._read_answer(time.monotonic() + self.load_timeout_s, self.load_timeout_s)
+        raise_for_payload(hello, limits=self._limits(self.load_timeout_s), log_tail=self._log_tail())
+        self.blender_version = hello["result"]["blender_version"]
+        log.info("render server pid %s started (Blender %s)", self._proc.pid, self.blender_version)
+
+    def close(self) -> None:
+        """Stop the child (politely, then by killing its process group) and remove its job directory."""
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            try:
+                assert proc.stdin is not None
+                proc.stdin.write(b'{"id": -1, "cmd": "quit"}\n')
+                proc.stdin.flush()
+                proc.stdin.close()
+            except OSError:
+                pass
+            wait_child(proc, time.monotonic() + 5.0)
+        if proc is not None and proc.stdin is not None and not proc.stdin.closed:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+        if self._resp_fd is not None:
+            os.close(self._resp_fd)
+            self._resp_fd = None
+        if self._job_dir is not None:
+            shutil.rmtree(self._job_dir, ignore_errors=True)
+            self._job_dir = None
+        self._proc = None
+        self._bundle = None
+        self.loaded = None
+
+    # -------------------------------------------------------------- protocol
+
+    def _log_tail(self) -> str:
+        return read_log_tail(self._job_dir) if self._job_dir is not None else ""
+
+    def _die(self, timeout_s: float, timed_out: bool) -> SandboxError:
+        """Reap the child (killing it if needed) and explain why it is gone."""
+        proc = self._proc
+        assert proc is not None
+        status: int | None = proc.returncode
+        if status is None:
+            # A timed-out child is killed at once; a dying one gets 5 s to finish exiting.
+            status, _ = wait_child(proc, time.monotonic() + (0.0 if timed_out else 5.0))
+        err = explain_exit(
+            status if status is not None else -9,
+            limits=self._limits(timeout_s),
+            log_tail=self._log_tail(),
+            timed_out=timed_out,
+        )
+        self.close()
+        return err
+
+    def _read_answer(self, deadline: float, timeout_s: float) -> dict[str, Any]:
+        assert self._resp_fd is not None
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise self._die(timeout_s, timed_out=True)
+            ready, _, _ = select.select([self._resp_fd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(self._resp_fd, 1 << 16)
+            if not chunk:  # the child closed its end: it is dead or dying
+                raise self._die(timeout_s, timed_out=False)
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        try:
+            return json.loads(line)
+        except ValueError:
+            self.close()
+            raise SandboxError("protocol", f"render server sent an invalid answer: {line[:200]!r}")
+
+    def _call(self, cmd: str, timeout_s: float, **payload: Any) -> Any:
+        if not self.alive:
+            raise SandboxError("protocol", "render server is not running (load a scene first)")
+        assert self._proc is not None and self._proc.stdin is not None
+        req_id = self._next_id
+        self._next_id += 1
+        try:
+            self._proc.stdin.write(json.dumps({"id": req_id, "cmd": cmd, **payload}).encode() + b"\n")
+            self._proc.stdin.flush()
+        except BrokenPipeError:
+            raise self._die(timeout_s, timed_out=False)
+        answer = self._read_answer(time.monotonic() + timeout_s, timeout_s)
+        if answer.get("id") != req_id:
+            self.close()
+            raise SandboxError("protocol", f"answer {answer.get('id')} for request {req_id}")
+        raise_for_payload(answer, limits=self._limits(timeout_s), log_tail=self._log_tail())
+        return answer["result"]
+
+    # ------------------------------------------------------------------ API
+
+    def load(self, blend_path: Path, bundle_root: Path, *, timeout_s: float | None = None) -> dict[str, Any]:
+        """Open a scene (scripts off), re-check every external path against `bundle_root`, neutralise
+        OSL and Python drivers. Raises RenderRefused (with `.offences`) for files outside the bundle,
+        BlendFileError for unusable files, SandboxError on limits."""
+        blend, root = check_blend_location(Path(blend_path), Path(bundle_root))
+        check_blend_file(blend)
+        timeout_s = timeout_s or self.load_timeout_s
+        real_root = os.path.realpath(root)
+        if not self.alive or self._bundle != real_root:
+            self._start(real_root)
+        self.loaded = None
+        info = self._call("load", timeout_s, blend_path=str(blend), bundle_root=str(root))
+        self.loaded = blend
+        return info
+
+    def render(
+        self, manifest: Mapping[str, Any], out_path: Path, *, timeout_s: float | None = None
+    ) -> dict[str, Any]:
+        """Render one pinned frame (or border crop) to `out_path`; returns stats.
+
+        With use_denoising the pre-denoise pass is written too, to `<out stem>.noisy.exr`
+        (stats["noisy_path"]): crops of a denoised frame are verified against it.
+        """
+        m = validate_manifest(manifest)
+        if self.loaded is None or not self.alive:
+            raise SandboxError("protocol", "no scene loaded")
+        if m["blender_version"] and m["blender_version"] != self.blender_version:
+            raise ValueError(
+                f"manifest pins Blender {m['blender_version']}, this agent runs {self.blender_version}"
+            )
+        timeout_s = timeout_s or self.timeout_s
+        t0 = time.monotonic()
+        stats = self._call("render", timeout_s, manifest=m, cpu_budget_s=self.cpu_s_per_render)
+        out_path = Path(out_path)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(stats.pop("file"), out_path)
+        noisy = stats.pop("noisy_file")
+        stats["path"] = str(out_path)
+        stats["noisy_path"] = None
+        if noisy:
+            target = noisy_path_for(out_path)
+            shutil.move(noisy, target)
+            stats["noisy_path"] = str(target)
+        stats["total_seconds"] = round(time.monotonic() - t0, 4)
+        return stats
+
+    def ping(self, *, timeout_s: float = 10.0) -> dict[str, Any]:
+        return self._call("ping", timeout_s)
+
+
+def list_devices(*, timeout_s: float = 60.0) -> list[dict[str, Any]]:
+    """Cycles devices this machine's Blender can use: [{type, name, id, use}], CPU first."""
+    job = run_bpy_module(
+        "render_server",
+        ["--list-devices"],
+        limits=Limits(timeout_s=timeout_s, memory_mb=8192, address_space=False),
+    )
+    return list(job.result)

@@ -1,0 +1,516 @@
+"""Run bpy code in a locked-down subprocess.
+
+Uploaded scenes are untrusted, so Blender never runs in the caller's process: every bpy job is
+`python -m workers.blend.<module>` with rlimits (memory, CPU, open files, file size, no core dumps), a
+wall-clock timeout that kills the whole process group, a scrubbed environment (no inherited secrets),
+its own empty working/home/temp directory and, where the kernel supports Landlock, a filesystem
+allow-list (see `_landlock.py`).
+
+The child reports through a JSON file named by $BLEND_SANDBOX_RESULT, never through stdout: Blender
+prints its own chatter there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import logging
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RESULT_ENV = "BLEND_SANDBOX_RESULT"
+FS_ENV = "BLEND_SANDBOX_FS"
+LOG_NAME = "sandbox.log"
+# Environment variables that may pass through: device selection only, never credentials.
+PASSTHROUGH_ENV = (
+    "CUDA_VISIBLE_DEVICES",
+    "HIP_VISIBLE_DEVICES",
+    "ROCR_VISIBLE_DEVICES",
+    "ONEAPI_DEVICE_SELECTOR",
+    "LD_LIBRARY_PATH",
+    "BLEND_SANDBOX_NO_LANDLOCK",
+)
+MEMORY_HINTS = (
+    "memoryerror",
+    "bad_alloc",
+    "cannot allocate memory",
+    "out of memory",
+    "failed to map segment",
+    "failed to allocate",
+    "std::length_error",
+)
+
+
+class BlendError(Exception):
+    """Base class of every error this package raises about a scene or a bpy job."""
+
+
+class BlendFileError(BlendError, ValueError):
+    """The input is not a usable .blend (not a Blender file, truncated, unsupported, refused)."""
+
+    def __init__(self, message: str, *, data: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
+
+
+class RenderRefused(BlendFileError):
+    """The scene references files outside its bundle (or other forbidden inputs); nothing was rendered."""
+
+    @property
+    def offences(self) -> list[dict[str, Any]]:
+        return list((self.data or {}).get("offences", []))
+
+
+class DeviceError(BlendError, RuntimeError):
+    """The requested render device (CUDA, OPTIX, HIP, ONEAPI) is not available in this Blender/driver."""
+
+
+class SandboxError(BlendError, RuntimeError):
+    """The bpy subprocess hit a limit (timeout, memory, CPU, file size) or crashed."""
+
+    def __init__(self, reason: str, message: str, *, log_tail: str = "") -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason  # short code: timeout | memory | cpu | file_size | crash | protocol
+        self.message = message
+        self.log_tail = log_tail
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one sandboxed bpy process.
+
+    `address_space=True` caps RLIMIT_AS. GPU drivers (CUDA, HIP) reserve tens of GiB of virtual
+    address space they never touch, so GPU jobs cap RLIMIT_DATA (private writable memory) instead.
+    """
+
+    timeout_s: float = 60.0
+    memory_mb: int = 2048
+    cpu_s: float | None = None  # None: timeout_s x cores (+ margin); the wall timeout is what binds
+    cpu_hard_s: float | None = None  # hard CPU cap; None = same as cpu_s (the child cannot raise it)
+    max_file_mb: int = 2048
+    max_open_files: int = 1024
+    threads: int = 0  # 0: all cores
+    address_space: bool = True
+    filesystem_isolation: bool = True
+    # Persistent, writable directory for the GPU driver's compiled-kernel caches (OptiX/CUDA JIT);
+    # without it every fresh render child would recompile OptiX kernels (minutes).
+    gpu_kernel_cache: Path | None = None
+
+    def effective_cpu_s(self) -> int:
+        if self.cpu_s is not None:
+            return max(1, int(self.cpu_s))
+        return int(self.timeout_s * (os.cpu_count() or 1)) + 10
+
+
+@dataclass
+class JobResult:
+    result: Any
+    peak_rss_mb: float
+    seconds: float
+    job_dir: Path | None = None
+    log_tail: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def python_exe() -> str:
+    return sys.executable
+
+
+def build_env(job_dir: Path, *, threads: int = 0, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A minimal environment: nothing of the caller's (API tokens, cloud keys) leaks into Blender."""
+    n = str(threads if threads > 0 else (os.cpu_count() or 1))
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONPATH": str(REPO_ROOT),
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONSAFEPATH": "1",  # never put the cwd on sys.path
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "HOME": str(job_dir),
+        "TMPDIR": str(job_dir),
+        "TMP": str(job_dir),
+        "TEMP": str(job_dir),
+        "OMP_NUM_THREADS": n,
+        "OPENBLAS_NUM_THREADS": n,
+        "MKL_NUM_THREADS": n,
+        "TBB_NUM_THREADS": n,
+        # glibc reserves 64 MiB of address space per malloc arena (8 x cores of them): keep RLIMIT_AS honest.
+        "MALLOC_ARENA_MAX": "4",
+    }
+    for name in PASSTHROUGH_ENV:
+        if name in os.environ:
+            env[name] = os.environ[name]
+    if extra:
+        env.update(extra)
+    return env
+
+
+def _rlim(value: float) -> int:
+    return int(value) if value >= 0 else resource.RLIM_INFINITY
+
+
+def make_preexec(limits: Limits) -> Callable[[], None]:
+    """rlimits applied between fork and exec; only plain syscalls here (safe after fork)."""
+    mem = limits.memory_mb * 1024 * 1024
+    cpu = limits.effective_cpu_s()
+    cpu_hard = max(cpu, int(limits.cpu_hard_s)) if limits.cpu_hard_s is not None else cpu
+    mem_kind = resource.RLIMIT_AS if limits.address_space else resource.RLIMIT_DATA
+    fsize = limits.max_file_mb * 1024 * 1024
+    nofile = limits.max_open_files
+
+    def preexec() -> None:
+        os.umask(0o077)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(mem_kind, (mem, mem))
+        # soft < hard: SIGXCPU (clean kill) comes first, SIGKILL a few seconds later.
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu_hard + 5))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+    return preexec
+
+
+def filesystem_policy(*, job_dir: Path, read_paths: Iterable[Path] = (), limits: Limits) -> dict[str, Any]:
+    """What the child may read and write once Landlock is on (ignored where the kernel lacks it)."""
+    if not limits.filesystem_isolation:
+        return {"enabled": False}
+    exe = Path(sys.executable)
+    reads = {
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        str(exe.parent),
+        str(exe.resolve().parent.parent),
+        str(REPO_ROOT / "workers"),
+        str(REPO_ROOT / "tests" / "fixtures"),
+        "/usr",
+        "/lib",
+        "/lib64",
+        "/bin",
+        "/opt/rocm",
+        "/sys",
+        "/etc/ld.so.cache",
+        "/etc/ld.so.conf",
+        "/etc/ld.so.conf.d",
+        "/etc/localtime",
+        "/etc/alternatives",
+        "/etc/OpenCL",
+        "/etc/vulkan",
+        "/etc/glvnd",
+        "/etc/nvidia",
+        "/etc/fonts",
+    }
+    # Not all of /proc: /proc/<agent pid>/environ holds the agent's credentials. "/proc/self" is opened
+    # (and so resolved to the child's own pid) by the child when it applies the rules.
+    proc = [
+        "/proc/self",
+        "/proc/cpuinfo",
+        "/proc/meminfo",
+        "/proc/stat",
+        "/proc/sys",
+        "/proc/driver",
+        "/proc/filesystems",
+        "/proc/mounts",
+    ]
+    devices = [
+        "/dev/null",
+        "/dev/zero",
+        "/dev/urandom",
+        "/dev/random",
+        "/dev/fd",
+        "/dev/shm",
+        "/dev/dri",
+        "/dev/kfd",
+        *glob.glob("/dev/nvidia*"),
+    ]
+    # Python needs to list the repo root to find the `workers` package (not to read its files).
+    dirs_only = {str(REPO_ROOT), str(REPO_ROOT / "tests")}
+    reads.update(str(p) for p in read_paths)
+    # GPU drivers open their device nodes read-write.
+    writes = {str(job_dir), "/dev/null", "/dev/shm", "/dev/dri", "/dev/kfd", *glob.glob("/dev/nvidia*")}
+    if limits.gpu_kernel_cache is not None:
+        writes.add(str(limits.gpu_kernel_cache))
+    for p in list(reads):
+        with contextlib.suppress(OSError):
+            reads.add(os.path.realpath(p))
+    reads = {p for p in reads if os.path.exists(p)}
+    reads.update(p for p in proc + devices if os.path.exists(p))
+    return {
+        "enabled": True,
+        "read": sorted(reads),
+        "list": sorted(p for p in dirs_only if os.path.exists(p)),
+        "write": sorted(p for p in writes if os.path.exists(p)),
+    }
+
+
+def default_gpu_kernel_cache() -> Path:
+    """Where GPU render children keep compiled kernels: $RENDER_GPU_KERNEL_CACHE or ~/.cache/render-agent."""
+    configured = os.environ.get("RENDER_GPU_KERNEL_CACHE")
+    if configured:
+        return Path(configured)
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "render-agent" / "gpu-kernels"
+
+
+def new_job_dir(prefix: str = "blend-job-") -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def read_log_tail(job_dir: Path, limit: int = 4000) -> str:
+    try:
+        data = (job_dir / LOG_NAME).read_bytes()
+    except OSError:
+        return ""
+    return data[-limit:].decode("utf-8", "replace")
+
+
+def explain_exit(status: int, *, limits: Limits, log_tail: str, timed_out: bool) -> SandboxError:
+    """Turn a dead child into a SandboxError whose reason says which limit (if any) it hit."""
+    if timed_out:
+        return SandboxError(
+            "timeout",
+            f"bpy job exceeded its {limits.timeout_s:g} s wall-clock limit and was killed",
+            log_tail=log_tail,
+        )
+    lowered = log_tail.lower()
+    mem_hint = any(h in lowered for h in MEMORY_HINTS)
+    if status < 0:
+        sig = -status
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        if sig == signal.SIGXCPU:
+            return SandboxError(
+                "cpu",
+                f"bpy job exceeded its CPU time limit ({limits.effective_cpu_s()} s)",
+                log_tail=log_tail,
+            )
+        if sig == signal.SIGXFSZ:
+            return SandboxError(
+                "file_size", f"bpy job tried to write a file over {limits.max_file_mb} MB", log_tail=log_tail
+            )
+        if mem_hint or sig == signal.SIGKILL:
+            return SandboxError(
+                "memory",
+                f"bpy job ran out of memory (limit {limits.memory_mb} MB, killed by {name})",
+                log_tail=log_tail,
+            )
+        hint = ""
+        if sig in (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT):
+            # Code that does not check malloc() also dies like this at the memory limit.
+            hint = f" (if the scene is large, it may have hit the {limits.memory_mb} MB memory limit)"
+        return SandboxError("crash", f"bpy job crashed with signal {name}{hint}", log_tail=log_tail)
+    if mem_hint:
+        return SandboxError(
+            "memory", f"bpy job ran out of memory (limit {limits.memory_mb} MB)", log_tail=log_tail
+        )
+    last = log_tail.strip().splitlines()[-1] if log_tail.strip() else "no output"
+    return SandboxError(
+        "crash", f"bpy job exited with status {status} without a result ({last})", log_tail=log_tail
+    )
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def spawn(
+    module: str,
+    args: Sequence[str],
+    *,
+    job_dir: Path,
+    limits: Limits,
+    read_paths: Iterable[Path] = (),
+    extra_env: Mapping[str, str] | None = None,
+    pass_fds: Sequence[int] = (),
+    stdin: Any = subprocess.DEVNULL,
+) -> subprocess.Popen[bytes]:
+    """Start `python -m workers.blend.<module>` (or a dotted module path) in the sandbox.
+
+    The child's stdout and stderr go to a log file in the job directory (Blender prints a lot there).
+    """
+    if "." not in module:
+        module = f"workers.blend.{module}"
+    extra = dict(extra_env or {})
+    if limits.gpu_kernel_cache is not None:
+        limits.gpu_kernel_cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+        extra.setdefault("OPTIX_CACHE_PATH", str(limits.gpu_kernel_cache / "optix"))
+        extra.setdefault("CUDA_CACHE_PATH", str(limits.gpu_kernel_cache / "cuda"))
+    env = build_env(job_dir, threads=limits.threads, extra=extra)
+    env[FS_ENV] = json.dumps(filesystem_policy(job_dir=job_dir, read_paths=read_paths, limits=limits))
+    logf = open(job_dir / LOG_NAME, "ab")
+    try:
+        return subprocess.Popen(
+            [python_exe(), "-m", module, *args],
+            cwd=job_dir,
+            env=env,
+            stdin=stdin,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            # Only umask/setrlimit run between fork and exec (no imports, no locks taken).
+            preexec_fn=make_preexec(limits),  # noqa: PLW1509
+            start_new_session=True,  # own process group: a timeout kills Blender's helpers too
+            close_fds=True,
+            pass_fds=tuple(pass_fds),
+        )
+    finally:
+        logf.close()
+
+
+def wait_child(proc: subprocess.Popen[bytes], deadline: float) -> tuple[int | None, float]:
+    """Wait with a deadline; return (exit status or None on timeout, peak RSS in MB of that child)."""
+    delay = 0.005
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, usage.ru_maxrss / 1024.0
+        if time.monotonic() >= deadline:
+            _kill_group(proc.pid)
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return None, usage.ru_maxrss / 1024.0
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def run_bpy_module(
+    module: str,
+    args: Sequence[str] = (),
+    *,
+    limits: Limits | None = None,
+    read_paths: Iterable[Path] = (),
+    job_dir: Path | None = None,
+    keep_job_dir: bool = False,
+) -> JobResult:
+    """Run one bpy job to completion and return its JSON result.
+
+    Raises BlendFileError when the child rejected its input, SandboxError on timeout, limits or crash.
+    """
+    limits = limits or Limits()
+    own_dir = job_dir is None
+    job_dir = new_job_dir() if job_dir is None else job_dir
+    result_path = job_dir / "result.json"
+    t0 = time.monotonic()
+    try:
+        proc = spawn(
+            module,
+            args,
+            job_dir=job_dir,
+            limits=limits,
+            read_paths=read_paths,
+            extra_env={RESULT_ENV: str(result_path)},
+        )
+        status, peak = wait_child(proc, t0 + limits.timeout_s)
+        seconds = time.monotonic() - t0
+        tail = read_log_tail(job_dir)
+        payload = None
+        if status == 0 and result_path.exists():
+            payload = json.loads(result_path.read_text())
+        if payload is None:
+            raise explain_exit(
+                status if status is not None else -9, limits=limits, log_tail=tail, timed_out=status is None
+            )
+        raise_for_payload(payload, limits=limits, log_tail=tail)
+        return JobResult(
+            result=payload["result"],
+            peak_rss_mb=peak,
+            seconds=seconds,
+            job_dir=job_dir if keep_job_dir else None,
+            log_tail=tail,
+        )
+    finally:
+        if own_dir and not keep_job_dir:
+            shutil.rmtree(job_dir, ignore_errors=True)
+
+
+def raise_for_payload(payload: Mapping[str, Any], *, limits: Limits, log_tail: str = "") -> None:
+    """Re-raise, in the parent, an error the child caught and reported."""
+    if payload.get("ok"):
+        return
+    kind = payload.get("error")
+    message = payload.get("message", "unknown error")
+    if kind == "refused":
+        raise RenderRefused(message, data=payload.get("data"))
+    if kind == "file":
+        raise BlendFileError(message, data=payload.get("data"))
+    if kind == "device":
+        raise DeviceError(message)
+    if kind == "memory":
+        raise SandboxError("memory", f"{message} (limit {limits.memory_mb} MB)", log_tail=log_tail)
+    raise SandboxError("crash", message, log_tail=log_tail + "\n" + payload.get("traceback", ""))
+
+
+# ---------------------------------------------------------------- child side
+
+
+def error_payload(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, RenderRefused):
+        return {"ok": False, "error": "refused", "message": exc.message, "data": exc.data}
+    if isinstance(exc, BlendFileError):
+        return {"ok": False, "error": "file", "message": exc.message, "data": exc.data}
+    if isinstance(exc, DeviceError):
+        return {"ok": False, "error": "device", "message": str(exc)}
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, MemoryError) or any(h in text.lower() for h in MEMORY_HINTS):
+        return {"ok": False, "error": "memory", "message": f"out of memory ({text})"}
+    return {
+        "ok": False,
+        "error": "crash",
+        "message": f"{type(exc).__name__}: {exc}",
+        "traceback": traceback.format_exc(limit=8),
+    }
+
+
+def enter_child_sandbox() -> None:
+    """First thing a child does: logging to stderr (the log file), then the filesystem allow-list."""
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    policy = json.loads(os.environ.get(FS_ENV, "{}") or "{}")
+    if policy.get("enabled") and not os.environ.get("BLEND_SANDBOX_NO_LANDLOCK"):
+        from workers.blend import _landlock
+
+        applied = _landlock.restrict(
+            read=policy.get("read", []), list_only=policy.get("list", []), write=policy.get("write", [])
+        )
+        log.info("landlock filesystem isolation: %s", applied)
+
+
+def child_main(fn: Callable[[list[str]], Any]) -> None:
+    """Run a one-shot child job: result (or error) as JSON into $BLEND_SANDBOX_RESULT, then exit hard."""
+    result_path = os.environ.get(RESULT_ENV)
+    try:
+        enter_child_sandbox()
+        payload: dict[str, Any] = {"ok": True, "result": fn(sys.argv[1:])}
+    except BaseException as exc:  # everything is reported to the parent
+        payload = error_payload(exc)
+    data = json.dumps(payload)
+    if result_path:
+        tmp = result_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(data)
+        os.replace(tmp, result_path)
+    else:
+        sys.__stdout__.write(data + "\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip bpy's interpreter teardown: slow and not needed, the process is single-use.
+    os._exit(0)
