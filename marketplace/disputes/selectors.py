@@ -1,0 +1,72 @@
+from django.db.models import QuerySet
+from django.http import Http404
+
+from marketplace.dispatch.models import FrameLease
+from marketplace.disputes.models import AuditLog, Dispute
+from marketplace.jobs.models import Frame
+from marketplace.verification.models import TrustEvent
+
+
+def frame_has_open_dispute(*, frame_id: int) -> bool:
+    return Dispute.objects.filter(frame_id=frame_id, state=Dispute.State.OPEN).exists()
+
+
+def disputes_of_artist(*, artist) -> QuerySet[Dispute]:
+    return Dispute.objects.filter(artist=artist).select_related("frame__job").order_by("-created_at")
+
+
+def disputes_against(*, provider, limit: int = 50) -> QuerySet[Dispute]:
+    return Dispute.objects.filter(provider=provider).select_related("frame__job").order_by("-created_at")[:limit]
+
+
+def review_queue() -> QuerySet[Dispute]:
+    """Open disputes, oldest first: the longest-frozen pay is decided first."""
+    return (Dispute.objects.filter(state=Dispute.State.OPEN)
+            .select_related("frame__job", "artist", "provider", "node").order_by("created_at"))
+
+
+def recently_decided(*, limit: int = 20) -> QuerySet[Dispute]:
+    return (Dispute.objects.exclude(state=Dispute.State.OPEN)
+            .select_related("frame__job", "decided_by").order_by("-decided_at")[:limit])
+
+
+def dispute_for(*, user, dispute_id: int) -> Dispute:
+    """The dispute if `user` may see it (its artist or an admin); 404 otherwise, so ids reveal nothing."""
+    qs = Dispute.objects.select_related("frame__job", "artist", "provider", "node", "decided_by")
+    if not user.is_market_admin:
+        qs = qs.filter(artist=user)
+    dispute = qs.filter(pk=dispute_id).first()
+    if dispute is None:
+        raise Http404("no such dispute")
+    return dispute
+
+
+def verification_crops(*, dispute: Dispute) -> list[FrameLease]:
+    """Crop re-renders made by other nodes to check the disputed result (stored on verify leases)."""
+    crops = (FrameLease.objects.filter(frame_id=dispute.frame_id, kind=FrameLease.Kind.VERIFY,
+                                       state=FrameLease.State.DONE, created_at__lte=dispute.frame_settled_at,
+                                       crop__isnull=False)
+             .exclude(result_key="").order_by("created_at"))
+    # Only the checks of the disputed result, not of earlier renders of the same frame.
+    render = (FrameLease.objects.filter(frame_id=dispute.frame_id, kind=FrameLease.Kind.RENDER,
+                                        result_key=dispute.result_key).order_by("-created_at").first())
+    if render is not None:
+        crops = crops.filter(created_at__gte=render.created_at)
+    return list(crops)
+
+
+def trust_history(*, node_id: int | None, limit: int = 30) -> list[TrustEvent]:
+    if node_id is None:
+        return []
+    return list(TrustEvent.objects.filter(node_id=node_id).order_by("-created_at", "-id")[:limit])
+
+
+def audit_entries(*, dispute: Dispute) -> QuerySet[AuditLog]:
+    return AuditLog.objects.filter(object_type="dispute", object_id=str(dispute.pk)).select_related("actor")
+
+
+def frame_of_artist(*, artist, frame_id: int) -> Frame:
+    frame = Frame.objects.select_related("job").filter(pk=frame_id, job__owner=artist).first()
+    if frame is None:
+        raise Http404("no such frame")
+    return frame

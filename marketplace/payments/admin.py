@@ -1,0 +1,45 @@
+"""Read-only admin: these rows mirror the payment provider and the ledger; services alone change them."""
+from django.contrib import admin
+
+from marketplace.payments.models import ConnectAccount, EarningMaturation, Payout, TopUp, WebhookEvent
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(TopUp)
+class TopUpAdmin(ReadOnlyAdmin):
+    list_display = ("ref", "user", "amount_cents", "state", "credited_micro", "unrecovered_micro", "created_at")
+    list_filter = ("state", "provider")
+    search_fields = ("ref", "session_id", "payment_intent", "user__username")
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(ReadOnlyAdmin):
+    list_display = ("event_id", "type", "received_at", "outcome")
+    search_fields = ("event_id", "type")
+
+
+@admin.register(Payout)
+class PayoutAdmin(ReadOnlyAdmin):
+    list_display = ("pk", "user", "amount_micro", "state", "transfer_id", "created_at")
+    list_filter = ("state",)
+    search_fields = ("user__username", "transfer_id")
+
+
+@admin.register(ConnectAccount)
+class ConnectAccountAdmin(ReadOnlyAdmin):
+    list_display = ("user", "stripe_account_id", "onboarded")
+
+
+@admin.register(EarningMaturation)
+class EarningMaturationAdmin(ReadOnlyAdmin):
+    list_display = ("frame", "provider", "amount_micro", "matured_at")

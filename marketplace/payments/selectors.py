@@ -1,0 +1,87 @@
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Exists, OuterRef, QuerySet, Sum
+from django.db.models.functions import Coalesce
+
+from marketplace.disputes import conf as dispute_conf
+from marketplace.disputes.models import Dispute
+from marketplace.jobs.models import Frame
+from marketplace.jobs.states import FrameState
+from marketplace.ledger.models import Posting
+from marketplace.ledger.services import fee_for
+from marketplace.payments.models import ConnectAccount, EarningMaturation, Payout, TopUp
+
+
+def frame_pay_matured(*, frame_id: int) -> bool:
+    return EarningMaturation.objects.filter(frame_id=frame_id).exists()
+
+
+def frames_due_to_mature(*, cutoff: datetime) -> QuerySet:
+    """Ids of settled frames past the dispute window whose pay is still pending and not frozen."""
+    return (Frame.objects.filter(state=FrameState.SETTLED, settled_at__lte=cutoff, node__isnull=False, price__gt=0)
+            .exclude(Exists(EarningMaturation.objects.filter(frame_id=OuterRef("pk"))))
+            .exclude(Exists(Dispute.objects.filter(frame_id=OuterRef("pk"), state=Dispute.State.OPEN)))
+            .order_by("settled_at", "pk").values_list("pk", flat=True))
+
+
+def topups_of(*, user, limit: int = 20) -> QuerySet[TopUp]:
+    return TopUp.objects.filter(user=user).exclude(session_id=None).order_by("-created_at")[:limit]
+
+
+def wallet_debt_micro(*, user) -> int:
+    """Tokens that refunds or card disputes took back but the wallet no longer held."""
+    return TopUp.objects.filter(user=user).aggregate(s=Coalesce(Sum("unrecovered_micro"), 0))["s"]
+
+
+def wallet_frozen(*, user) -> bool:
+    """An account that owes tokens after a refund or card dispute: it should not start new work."""
+    return wallet_debt_micro(user=user) > 0
+
+
+def connect_account_of(*, user) -> ConnectAccount | None:
+    return ConnectAccount.objects.filter(user=user).first()
+
+
+def payouts_of(*, user, limit: int = 50) -> QuerySet[Payout]:
+    return Payout.objects.filter(user=user).order_by("-created_at")[:limit]
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    posting: Posting
+    job_id: int | None
+    dispute_id: int | None
+
+
+def _ref_id(text: str, prefix: str) -> int | None:
+    if not text.startswith(prefix):
+        return None
+    head = text[len(prefix):].split(":", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def history_rows(postings) -> list[HistoryRow]:
+    """Ledger postings with the job (escrow account `job:<id>`) or dispute (`dispute:<id>:…`) they belong to."""
+    return [HistoryRow(p, _ref_id(p.account.ref, "job:"), _ref_id(p.transaction.idempotency_key, "dispute:"))
+            for p in postings]
+
+
+@dataclass(frozen=True)
+class FrameEarning:
+    frame: Frame
+    share_micro: int
+    matures_at: datetime
+    matured: bool
+    disputed: bool
+
+
+def provider_frame_earnings(*, provider, limit: int = 100) -> list[FrameEarning]:
+    """The provider's settled frames: their share of the price and whether it is still pending."""
+    frames = (Frame.objects.filter(state=FrameState.SETTLED, node__owner=provider).select_related("job")
+              .annotate(matured=Exists(EarningMaturation.objects.filter(frame_id=OuterRef("pk"))),
+                        disputed=Exists(Dispute.objects.filter(frame_id=OuterRef("pk"), state=Dispute.State.OPEN)))
+              .order_by("-settled_at")[:limit])
+    window = dispute_conf.window()
+    return [FrameEarning(frame=f, share_micro=f.price - fee_for(f.price), matures_at=f.settled_at + window,
+                         matured=f.matured, disputed=f.disputed) for f in frames]

@@ -1,0 +1,87 @@
+"""Settled frame pay matures from pending to available after the dispute window, unless disputed."""
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from marketplace.disputes.models import Dispute
+from marketplace.disputes.services import dispute_decide, dispute_open
+from marketplace.ledger import selectors as ledger
+from marketplace.ledger.models import LedgerTransaction
+from marketplace.ledger.services import fee_for
+from marketplace.payments import tasks
+from marketplace.payments.earnings import earnings_mature
+from marketplace.payments.models import EarningMaturation
+from tests.payments.helpers import M, available, pending, settled_frame
+
+pytestmark = pytest.mark.django_db
+PRICE = 10 * M
+SHARE = PRICE - fee_for(PRICE)
+
+
+def hours_ago(hours: float):
+    return timezone.now() - timedelta(hours=hours)
+
+
+def test_pay_stays_pending_inside_the_window_and_matures_after_it(artist, provider):
+    young = settled_frame(artist=artist, provider=provider, price=PRICE, settled_at=hours_ago(71))
+    old = settled_frame(artist=artist, provider=provider, price=PRICE, settled_at=hours_ago(73))
+    assert pending(provider) == 2 * SHARE
+
+    assert earnings_mature() == 1
+    assert pending(provider) == SHARE and available(provider) == SHARE
+    assert EarningMaturation.objects.get().frame_id == old.pk
+    assert LedgerTransaction.objects.filter(idempotency_key=f"mature:frame:{old.pk}").exists()
+    assert not LedgerTransaction.objects.filter(idempotency_key=f"mature:frame:{young.pk}").exists()
+    assert ledger.ledger_total() == 0
+
+
+def test_maturing_twice_moves_the_pay_once(artist, provider):
+    settled_frame(artist=artist, provider=provider, price=PRICE, settled_at=hours_ago(73))
+    assert earnings_mature() == 1
+    assert earnings_mature() == 0
+    assert available(provider) == SHARE and pending(provider) == 0
+
+
+def test_the_window_is_a_setting(settings, artist, provider):
+    settings.DISPUTE_WINDOW_HOURS = 1
+    settled_frame(artist=artist, provider=provider, price=PRICE, settled_at=hours_ago(2))
+    assert earnings_mature() == 1
+
+
+def test_an_open_dispute_freezes_the_pay_until_it_is_rejected(artist, provider, admin_user):
+    frame = settled_frame(artist=artist, provider=provider, price=PRICE, settled_at=hours_ago(70))
+    dispute = dispute_open(artist=artist, frame_id=frame.pk, reason="The cube is missing its shadow.")
+    later = timezone.now() + timedelta(hours=5)
+    assert earnings_mature(now=later) == 0
+    assert pending(provider) == SHARE
+
+    dispute_decide(admin=admin_user, dispute_id=dispute.pk, decision=Dispute.State.REJECTED, note="Looks right.")
+    assert earnings_mature(now=later) == 1
+    assert available(provider) == SHARE
+
+
+def test_the_beat_task_matures_due_pay(artist, provider):
+    settled_frame(artist=artist, provider=provider, price=PRICE, settled_at=hours_ago(80))
+    tasks.mature_earnings.delay()
+    assert available(provider) == SHARE
+
+
+def test_the_earnings_page_shows_balances_and_each_frame(client, artist, provider):
+    settled_frame(artist=artist, provider=provider, price=PRICE, settled_at=hours_ago(80))
+    settled_frame(artist=artist, provider=provider, price=PRICE, settled_at=hours_ago(1))
+    earnings_mature()
+    client.force_login(provider)
+    page = client.get("/payments/earnings/").content.decode()
+    assert 'data-balance="provider_pending">9<' in page
+    assert 'data-balance="provider_available">9<' in page
+    assert "available</td>" in page and "pending until" in page
+
+
+def test_the_earnings_page_lists_disputes_on_the_providers_frames(client, artist, provider):
+    frame = settled_frame(artist=artist, provider=provider, price=PRICE, settled_at=hours_ago(1))
+    dispute_open(artist=artist, frame_id=frame.pk, reason="The cube is missing its shadow.")
+    client.force_login(provider)
+    page = client.get("/payments/earnings/").content.decode()
+    assert "Disputes on your frames" in page and "The cube is missing its shadow." in page
+    assert "frozen: under dispute" in page

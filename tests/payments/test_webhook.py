@@ -1,0 +1,196 @@
+"""The Stripe webhook: signed with Stripe's scheme and a test secret, processed once per event id."""
+import json
+import time
+
+import pytest
+
+from marketplace.ledger import selectors as ledger
+from marketplace.ledger.models import LedgerTransaction
+from marketplace.ledger.services import hold_escrow
+from marketplace.payments import selectors
+from marketplace.payments.models import TopUp, WebhookEvent
+from tests.payments.helpers import (
+    WEBHOOK_URL,
+    M,
+    charge_dispute_created,
+    charge_refunded,
+    post_event,
+    session_completed,
+    stripe_event,
+    stripe_signature,
+    wallet,
+)
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stripe_on")]
+
+
+@pytest.fixture
+def topup(artist) -> TopUp:
+    # $10.00 at the default rate of 100 tokens per dollar
+    return TopUp.objects.create(user=artist, amount_cents=1_000, currency="usd", tokens_micro=1_000 * M,
+                                provider="stripe", session_id="cs_test_1")
+
+
+def test_a_signed_completion_credits_the_wallet_once_and_a_replay_changes_nothing(client, artist, topup):
+    event = session_completed(topup)
+    first = post_event(client, event)
+    assert first.status_code == 200, first.content
+    assert wallet(artist) == 1_000 * M
+    topup.refresh_from_db()
+    assert topup.state == TopUp.State.COMPLETED and topup.credited_micro == 1_000 * M
+    assert topup.payment_intent == "pi_test_1"
+
+    replay = post_event(client, event)
+    assert replay.status_code == 200
+    assert replay.json()["outcome"].startswith("replay")
+    assert wallet(artist) == 1_000 * M
+    assert WebhookEvent.objects.filter(event_id=event["id"]).count() == 1
+    assert LedgerTransaction.objects.filter(idempotency_key="topup:cs_test_1").count() == 1
+    assert ledger.ledger_total() == 0
+
+
+def test_a_second_event_for_the_same_payment_does_not_credit_twice(client, artist, topup):
+    post_event(client, session_completed(topup))
+    again = stripe_event("checkout.session.async_payment_succeeded", session_completed(topup)["data"]["object"])
+    response = post_event(client, again)
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "already credited"
+    assert wallet(artist) == 1_000 * M
+
+
+def test_it_refuses_a_bad_signature_and_stores_nothing(client, artist, topup):
+    response = post_event(client, session_completed(topup), secret="whsec_someone_else")
+    assert response.status_code == 400
+    assert "invalid Stripe signature" in response.json()["error"]
+    assert not WebhookEvent.objects.exists()
+    assert wallet(artist) == 0
+
+
+def test_it_refuses_a_tampered_payload(client, artist, topup):
+    payload = json.dumps(session_completed(topup))
+    signature = stripe_signature(payload)
+    response = client.post(WEBHOOK_URL, data=payload.replace('"amount_total": 1000', '"amount_total": 1'),
+                           content_type="application/json", headers={"Stripe-Signature": signature})
+    assert response.status_code == 400
+    assert not WebhookEvent.objects.exists()
+
+
+def test_it_refuses_a_stale_timestamp(client, artist, topup):
+    response = post_event(client, session_completed(topup), timestamp=int(time.time()) - 301)
+    assert response.status_code == 400
+    assert "tolerance" in response.json()["error"]
+    assert not WebhookEvent.objects.exists()
+    assert wallet(artist) == 0
+
+
+def test_it_refuses_a_request_without_a_signature(client, topup):
+    response = client.post(WEBHOOK_URL, data=json.dumps(session_completed(topup)), content_type="application/json")
+    assert response.status_code == 400
+    assert not WebhookEvent.objects.exists()
+
+
+def test_it_refuses_a_signed_payload_that_is_not_json(client):
+    response = client.post(WEBHOOK_URL, data="not json", content_type="application/json",
+                           headers={"Stripe-Signature": stripe_signature("not json")})
+    assert response.status_code == 400
+    assert response.json()["error"] == "the payload is not valid JSON"
+
+
+def test_it_refuses_every_webhook_when_no_secret_is_configured(client, settings, topup):
+    settings.STRIPE_WEBHOOK_SECRET = ""
+    response = post_event(client, session_completed(topup))
+    assert response.status_code == 400
+    assert "not configured" in response.json()["error"]
+    assert not WebhookEvent.objects.exists()
+
+
+def test_an_unknown_event_type_is_recorded_and_ignored(client, artist):
+    event = stripe_event("customer.created", {"id": "cus_1", "object": "customer"})
+    response = post_event(client, event)
+    assert response.status_code == 200
+    recorded = WebhookEvent.objects.get(event_id=event["id"])
+    assert recorded.outcome.startswith("ignored") and recorded.processed_at is not None
+    assert ledger.ledger_total() == 0 and not LedgerTransaction.objects.exists()
+
+
+def test_a_refund_before_the_completion_is_never_credited(client, artist, topup):
+    assert post_event(client, charge_refunded(topup, amount_refunded=1_000)).status_code == 200
+    assert post_event(client, session_completed(topup)).status_code == 200
+    topup.refresh_from_db()
+    assert topup.state == TopUp.State.REFUNDED
+    assert topup.credited_micro == 0 and topup.clawed_back_micro == 1_000 * M and topup.unrecovered_micro == 0
+    assert wallet(artist) == 0
+    assert not LedgerTransaction.objects.exists()
+
+
+def test_a_partial_refund_before_the_completion_withholds_only_its_share(client, artist, topup):
+    post_event(client, charge_refunded(topup, amount_refunded=250))
+    post_event(client, session_completed(topup))
+    assert wallet(artist) == 750 * M
+
+
+def test_a_refund_after_the_completion_debits_the_wallet_back(client, artist, topup):
+    post_event(client, session_completed(topup))
+    response = post_event(client, charge_refunded(topup, amount_refunded=1_000))
+    assert response.json()["outcome"] == f"debited {1_000 * M} micro-tokens"
+    assert wallet(artist) == 0
+    assert LedgerTransaction.objects.filter(idempotency_key="topup-reversal:cs_test_1:1000").exists()
+    assert ledger.ledger_total() == 0 and ledger.ledger_drift() == []
+
+
+def test_partial_refunds_are_cumulative(client, artist, topup):
+    post_event(client, session_completed(topup))
+    post_event(client, charge_refunded(topup, amount_refunded=300))
+    post_event(client, charge_refunded(topup, amount_refunded=500))
+    assert wallet(artist) == 500 * M
+
+
+def test_a_refund_of_spent_tokens_takes_what_is_left_and_flags_the_account(client, artist, topup):
+    post_event(client, session_completed(topup))
+    hold_escrow(artist=artist, job_ref="job:1", amount=800 * M, key="hold:test")
+    response = post_event(client, charge_refunded(topup, amount_refunded=1_000))
+    assert response.status_code == 200
+    assert "unrecovered" in response.json()["outcome"]
+    assert wallet(artist) == 0  # never negative
+    topup.refresh_from_db()
+    assert topup.unrecovered_micro == 800 * M
+    assert selectors.wallet_frozen(user=artist)
+    assert ledger.ledger_total() == 0
+    client.force_login(artist)
+    page = client.get("/payments/wallet/")
+    assert b"account is frozen" in page.content
+
+
+def test_a_card_dispute_is_matched_by_payment_intent_and_debits_the_wallet(client, artist, topup):
+    post_event(client, session_completed(topup, payment_intent="pi_disputed"))
+    response = post_event(client, charge_dispute_created(amount=1_000, payment_intent="pi_disputed"))
+    assert response.status_code == 200
+    topup.refresh_from_db()
+    assert topup.state == TopUp.State.DISPUTED
+    assert wallet(artist) == 0
+
+
+def test_a_dispute_of_an_unknown_payment_is_recorded_for_manual_reconciliation(client, artist):
+    event = charge_dispute_created(amount=1_000, payment_intent="pi_unknown")
+    response = post_event(client, event)
+    assert response.status_code == 200
+    assert WebhookEvent.objects.get(event_id=event["id"]).outcome.startswith("unmatched")
+    assert not LedgerTransaction.objects.exists()
+
+
+def test_a_completion_for_a_different_amount_is_not_credited(client, artist, topup):
+    response = post_event(client, session_completed(topup, amount=1))
+    assert "does not match" in response.json()["outcome"]
+    assert wallet(artist) == 0
+    topup.refresh_from_db()
+    assert topup.state == TopUp.State.PENDING
+
+
+def test_an_unpaid_completion_waits_for_the_async_payment(client, artist, topup):
+    event = session_completed(topup)
+    event["data"]["object"]["payment_status"] = "unpaid"
+    post_event(client, event)
+    assert wallet(artist) == 0
+    paid = stripe_event("checkout.session.async_payment_succeeded", session_completed(topup)["data"]["object"])
+    post_event(client, paid)
+    assert wallet(artist) == 1_000 * M
