@@ -147,6 +147,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE: dict = {
     "reap-leases": {"task": "dispatch.reap", "schedule": float(os.environ.get("REAP_EVERY_SECONDS", "10"))},
+    "mature-earnings": {"task": "payments.mature_earnings", "schedule": 15 * 60.0},
+    "resend-payouts": {"task": "payments.resend_payouts", "schedule": 5 * 60.0},
 }
 
 # --- money ----------------------------------------------------------------------------------
