@@ -325,6 +325,12 @@ def lease_release(*, node: WorkerNode, lease_id: int, token: str) -> None:
     _after_commit_match()
 
 
+def node_block_for_job(*, job_id: int, node_id: int) -> None:
+    """Keep a node off a job at once (its result was refused by verification or a dispute)."""
+    JobNodeBlock.objects.update_or_create(job_id=job_id, node_id=node_id,
+                                          defaults={"failures": conf.NODE_FAILURES_PER_JOB})
+
+
 def leases_revoke_for_frames(*, frame_ids: list[int]) -> int:
     """Close active leases of frames that were cancelled; a late report then gets a clear refusal."""
     return FrameLease.objects.filter(frame_id__in=frame_ids, state=Lease.State.ACTIVE).update(

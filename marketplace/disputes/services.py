@@ -21,7 +21,7 @@ import logging
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from marketplace.dispatch.services import match_frames_soon
+from marketplace.dispatch.services import match_frames_soon, node_block_for_job
 from marketplace.disputes import conf
 from marketplace.disputes.models import AuditLog, Dispute
 from marketplace.jobs.models import Frame, Job
@@ -154,6 +154,8 @@ def _uphold(dispute: Dispute) -> dict:
                       table=FRAME_TRANSITIONS, **cleared):
         raise DisputeRefused("The frame changed since it was disputed; nothing was done.")
     if job.state in LIVE_JOB_STATES:
+        if dispute.node_id is not None:
+            node_block_for_job(job_id=job.pk, node_id=dispute.node_id)  # re-rendered elsewhere
         if amount:
             keys["rehold"] = f"dispute:{dispute.pk}:rehold"
             hold_escrow(artist=dispute.artist, job_ref=job.escrow_ref, amount=amount, key=keys["rehold"])
