@@ -102,8 +102,23 @@ class Agent:
         self.broker = redis.Redis.from_url(hello["broker_url"], socket_timeout=30)
         return hello
 
+    def _connect_retrying(self) -> dict:
+        delay = 1.0
+        while True:
+            try:
+                return self._connect()
+            except ApiError as exc:
+                if exc.status in (401, 403):
+                    raise  # a bad token will not get better by retrying
+                log.warning("event=hello_failed error=%s: retrying in %.0fs", exc, delay)
+            except (OSError, redis.RedisError) as exc:
+                log.warning("event=hello_failed error=%s: retrying in %.0fs", exc, delay)
+            if self.stopping.wait(delay):
+                raise SystemExit(0)
+            delay = min(delay * 2, 30)
+
     def run(self) -> int:
-        hello = self._connect()
+        hello = self._connect_retrying()
         beat = threading.Thread(target=self._heartbeat_loop, args=(hello["heartbeat_seconds"],), daemon=True)
         beat.start()
         try:
@@ -118,7 +133,7 @@ class Agent:
                 except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
                     # A restarted broker forgot our ACL user: ask the marketplace for a new credential.
                     log.warning("event=broker_auth_lost error=%s: saying hello again", exc)
-                    self._safe(self._connect)
+                    self._connect_retrying()
                     time.sleep(1)
                     continue
                 except redis.ConnectionError as exc:

@@ -44,12 +44,16 @@ def farm(live_server, settings, tmp_path, monkeypatch):
     # The live server runs in this process: its tasks must go to the real worker, not run inline.
     monkeypatch.setattr(app.conf, "task_always_eager", False)
     monkeypatch.setattr(app.conf, "broker_url", f"{redis.url}/0")
-    app.pool.force_close_all()
+    def reset_pool() -> None:  # the producer pool must connect to this farm's Redis, not an earlier one
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    reset_pool()
     f = Farm(tmp_path, live_server.url, redis)
     yield f
     f.stop_all()
     redis.stop()
-    app.pool.force_close_all()
+    reset_pool()
 
 
 def wait_for(predicate, *, timeout: float, farm: Farm, what: str) -> None:
