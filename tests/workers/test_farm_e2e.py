@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from marketplace.dispatch.models import FrameLease
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState
 from marketplace.ledger import selectors
@@ -98,13 +99,14 @@ def test_the_demo_job_renders_end_to_end_with_two_agents(farm, demo_blend, artis
 def test_chaos_agent_redis_and_celery_die_mid_job(farm, demo_blend, artist, provider, admin_user):
     fund(artist, 100_000_000)
     job = demo_job(artist, demo_blend, frames=FRAMES)
-    _, token_a = make_node(provider, name="a")
+    node_a, token_a = make_node(provider, name="a")
     _, token_b = make_node(admin_user, name="b")
     farm.start_celery()
     farm.start_agent("agent-a", token_a)
     farm.start_agent("agent-b", token_b)
-    wait_for(lambda: Frame.objects.filter(job=job, state=FrameState.LEASED).exists(), timeout=60, farm=farm,
-             what="a frame being rendered")
+    a_busy = FrameLease.objects.filter(node=node_a, state=FrameLease.State.ACTIVE)
+    wait_for(a_busy.exists, timeout=60, farm=farm, what="agent a rendering a frame")
+    killed_lease = a_busy.first()
     farm.kill("agent-a")  # SIGKILL mid-render: its lease must expire and the frame be rendered elsewhere
     wait_for(lambda: Frame.objects.filter(job=job, state=FrameState.SETTLED).count() >= 1, timeout=120,
              farm=farm, what="a first settled frame")
@@ -116,3 +118,5 @@ def test_chaos_agent_redis_and_celery_die_mid_job(farm, demo_blend, artist, prov
     farm.start_agent("agent-a2", token_a)
     wait_for(lambda: all_settled(job), timeout=300, farm=farm, what="all frames settled after chaos")
     assert_paid_exactly_once(job)
+    killed_lease.refresh_from_db()
+    assert killed_lease.state in (FrameLease.State.EXPIRED, FrameLease.State.DONE), killed_lease.state
