@@ -11,7 +11,8 @@ from marketplace.ledger.models import LedgerTransaction
 from marketplace.ledger.services import fee_for
 from marketplace.payments.earnings import earning_mature
 from marketplace.payments.models import EarningMaturation
-from tests.payments.helpers import M, available, pending, race, settled_frame
+from tests.fixtures.race import race
+from tests.payments.helpers import M, available, pending, settled_frame
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 PRICE = 10 * M

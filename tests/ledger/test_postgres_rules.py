@@ -1,8 +1,6 @@
 """Rules enforced by Postgres itself, and races between real concurrent connections."""
-import threading
-
 import pytest
-from django.db import IntegrityError, InternalError, connection, connections, transaction
+from django.db import IntegrityError, InternalError, connection, transaction
 
 from marketplace.ledger import selectors
 from marketplace.ledger.models import Account, LedgerTransaction, Posting
@@ -15,32 +13,13 @@ from marketplace.ledger.services import (
     transfer,
 )
 from tests.fixtures.money import fund
+from tests.fixtures.race import race
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 M = 1_000_000
 THREADS = 10
 
 
-def race(fn, n: int = THREADS) -> list:
-    """Run fn(i) in n threads released together; each thread has its own DB connection."""
-    barrier = threading.Barrier(n)
-    results: list = [None] * n
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = fn(i)
-        except Exception as exc:
-            results[i] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
 
 
 def test_the_database_refuses_an_unbalanced_raw_insert(artist):
@@ -72,7 +51,7 @@ def test_racing_spenders_never_overdraw_one_wallet(artist, outsider):
     fund(artist, 5 * M)
     src = account_get(kind=Account.Kind.ARTIST_WALLET, owner=artist)
     dst = account_get(kind=Account.Kind.ARTIST_WALLET, owner=outsider)
-    results = race(lambda i: transfer(key=f"spend:{i}", memo="spend", legs=[Leg(src, -1 * M), Leg(dst, 1 * M)]))
+    results = race(lambda i: transfer(key=f"spend:{i}", memo="spend", legs=[Leg(src, -M), Leg(dst, M)]), THREADS)
     ok = [r for r in results if isinstance(r, LedgerTransaction)]
     refused = [r for r in results if isinstance(r, InsufficientFunds)]
     assert len(ok) == 5 and len(refused) == THREADS - 5, results
@@ -85,7 +64,7 @@ def test_racing_settlements_of_one_frame_pay_once(artist, provider):
     fund(artist, 10 * M)
     hold_escrow(artist=artist, job_ref="job:7", amount=3 * M, key="hold:7")
     results = race(lambda i: release_escrow(artist=artist, job_ref="job:7", provider=provider, amount=1 * M,
-                                            key="settle:frame:70"))
+                                            key="settle:frame:70"), THREADS)
     assert all(isinstance(r, LedgerTransaction) for r in results), results
     assert len({r.pk for r in results}) == 1
     pending = account_get(kind=Account.Kind.PROVIDER_PENDING, owner=provider)
@@ -99,7 +78,7 @@ def test_racing_settlements_of_distinct_frames_drain_escrow_exactly(artist, prov
     fund(artist, 10 * M)
     hold_escrow(artist=artist, job_ref="job:8", amount=4 * M, key="hold:8")
     results = race(lambda i: release_escrow(artist=artist, job_ref="job:8", provider=provider, amount=1 * M,
-                                            key=f"settle:frame:8{i}"))
+                                            key=f"settle:frame:8{i}"), THREADS)
     assert sum(isinstance(r, LedgerTransaction) for r in results) == 4
     assert sum(isinstance(r, InsufficientFunds) for r in results) == THREADS - 4
     assert selectors.user_escrow_total(user=artist) == 0
@@ -110,7 +89,7 @@ def test_a_replayed_key_racing_itself_posts_once(artist, outsider):
     fund(artist, 10 * M)
     src = account_get(kind=Account.Kind.ARTIST_WALLET, owner=artist)
     dst = account_get(kind=Account.Kind.ARTIST_WALLET, owner=outsider)
-    results = race(lambda i: transfer(key="same-key", memo="dup", legs=[Leg(src, -1 * M), Leg(dst, 1 * M)]))
+    results = race(lambda i: transfer(key="same-key", memo="dup", legs=[Leg(src, -1 * M), Leg(dst, 1 * M)]), THREADS)
     assert all(isinstance(r, LedgerTransaction) for r in results), results
     assert len({r.pk for r in results}) == 1
     assert selectors.account_balance(account=dst) == 1 * M

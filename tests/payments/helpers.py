@@ -4,13 +4,11 @@ import hmac
 import io
 import json
 import secrets
-import threading
 import time
 import uuid
 from datetime import datetime, timedelta
 
 import numpy as np
-from django.db import connections
 from django.test import Client
 from django.utils import timezone
 from PIL import Image
@@ -145,27 +143,3 @@ def available(user) -> int:
 
 def wallet(user) -> int:
     return balance(Account.Kind.ARTIST_WALLET, user)
-
-
-# --- races ------------------------------------------------------------------------------------
-
-def race(fn, n: int) -> list:
-    """Run fn(i) in n threads released together, each on its own database connection."""
-    barrier = threading.Barrier(n)
-    results: list = [None] * n
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = fn(i)
-        except Exception as exc:
-            results[i] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results

@@ -7,7 +7,8 @@ from marketplace.ledger import selectors as ledger
 from marketplace.ledger.models import Account
 from marketplace.payments.models import ConnectAccount, Payout
 from marketplace.payments.payouts import PayoutRefused, payout_request
-from tests.payments.helpers import M, available, balance, race
+from tests.fixtures.race import race
+from tests.payments.helpers import M, available, balance
 from tests.payments.test_payouts import give_available
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("dev_payments")]
