@@ -1,3 +1,10 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from marketplace.jobs import api
+
+urlpatterns = [
+    path("jobs/", api.JobListView.as_view(), name="api-jobs"),
+    path("jobs/<int:job_id>/", api.JobDetailView.as_view(), name="api-job"),
+    path("jobs/<int:job_id>/accept/", api.JobAcceptView.as_view(), name="api-job-accept"),
+    path("jobs/<int:job_id>/cancel/", api.JobCancelView.as_view(), name="api-job-cancel"),
+]

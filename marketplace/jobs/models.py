@@ -31,6 +31,8 @@ class Job(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     accepted_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Leftover refunds made so far; keys the next one (an upheld dispute can reopen a DONE job).
+    finish_count = models.IntegerField(default=0)
 
     class Meta:
         constraints = [
@@ -71,6 +73,8 @@ class Frame(models.Model):
     render_seconds = models.FloatField(null=True, blank=True)
     rendered_at = models.DateTimeField(null=True, blank=True)
     settled_at = models.DateTimeField(null=True, blank=True)
+    # How often the frame was paid (an upheld dispute re-renders a paid frame); keys each settlement.
+    settle_count = models.IntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -1,40 +1,252 @@
-"""Job and frame state changes that move money. (Lead's interim version: settlement and job completion.)"""
+"""Job and frame state changes: quoting, accepting (escrow hold), cancelling (refund), settling frames, finishing.
+
+Lock order, everywhere: a job's frames first (ascending id), then the job row. Dispatch and disputes lock a
+frame and then touch its job, so taking the job first here could deadlock against them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F
 from django.utils import timezone
 
+from marketplace.dispatch.services import leases_revoke_for_frames, match_frames_soon
+from marketplace.jobs import conf, pricing
+from marketplace.jobs.errors import FundsInsufficient, JobNotFound, JobRefused
 from marketplace.jobs.models import Frame, Job
 from marketplace.jobs.states import FRAME_OPEN, FRAME_TRANSITIONS, JOB_TRANSITIONS, FrameState, JobState, transition
-from marketplace.ledger.services import refund_escrow, release_escrow
+from marketplace.ledger.services import InsufficientFunds, hold_escrow, refund_escrow, release_escrow
 from marketplace.nodes.models import WorkerNode
+from marketplace.nodes.selectors import idle_capacity
+from marketplace.payments.selectors import wallet_frozen
+from marketplace.scenes.models import Scene
+from marketplace.web.templatetags.money import tokens
+
+# --- quoting --------------------------------------------------------------------------------
+
+def _bounded(name: str, value: object, lo: int, hi: int, *, from_scene: bool) -> int:
+    # bool is an int subclass: True is not a frame number.
+    if type(value) is not int:
+        raise JobRefused(f"{name} must be a whole number, got {value!r}")
+    if not lo <= value <= hi:
+        hint = " (the scene's own setting: choose a value in range)" if from_scene else ""
+        raise JobRefused(f"{name} must be between {lo} and {hi}, got {value}{hint}")
+    return value
+
+
+def _scene_default(report: dict, key: str) -> object:
+    if key in ("resolution_x", "resolution_y"):
+        # Jobs pin the pixels actually rendered: the scene's resolution x its percentage.
+        effective = report.get("effective_width" if key == "resolution_x" else "effective_height")
+        if effective is not None:
+            return effective
+        return report.get(key, 0) * report.get("resolution_percentage", 100) // 100
+    return report.get(key, 1 if key == "frame_step" else None)
+
+
+def job_quote(*, owner, scene: Scene | int, name: str = "", frame_start: int | None = None,
+              frame_end: int | None = None, frame_step: int | None = None, resolution_x: int | None = None,
+              resolution_y: int | None = None, samples: int | None = None, output_format: str = "PNG",
+              priority: int = 0, max_price_per_frame: int | None = None, seed: int = 0) -> Job:
+    """Price a render of the owner's READY scene and store it as a QUOTED job. Nothing is held yet.
+
+    Unset settings come from the scene's inspection report; every value is checked against the limits.
+    """
+    scene_id = scene.pk if isinstance(scene, Scene) else scene
+    scene = Scene.objects.filter(pk=scene_id, owner=owner).first() if type(scene_id) is int else None
+    if scene is None:
+        raise JobNotFound("no such scene")
+    if scene.status != Scene.Status.READY:
+        why = f": {scene.refusal}" if scene.refusal else ""
+        raise JobRefused(f"scene {scene.name!r} is {scene.get_status_display().lower()}, not ready to render{why}")
+    if not (owner.is_artist or owner.is_market_admin):
+        raise JobRefused("only artist accounts can order renders")
+    if wallet_frozen(user=owner):
+        raise JobRefused("your wallet owes tokens after a refunded or disputed top-up: settle it before new jobs")
+    report = scene.report
+    asked = {"frame_start": frame_start, "frame_end": frame_end, "frame_step": frame_step,
+             "resolution_x": resolution_x, "resolution_y": resolution_y, "samples": samples}
+    limits = {"frame_start": (conf.MIN_FRAME, conf.MAX_FRAME), "frame_end": (conf.MIN_FRAME, conf.MAX_FRAME),
+              "frame_step": (1, conf.MAX_FRAME), "resolution_x": (1, conf.MAX_SIDE),
+              "resolution_y": (1, conf.MAX_SIDE), "samples": (1, conf.MAX_SAMPLES)}
+    values = {}
+    for key, value in asked.items():
+        from_scene = value is None
+        values[key] = _bounded(key, _scene_default(report, key) if from_scene else value, *limits[key],
+                               from_scene=from_scene)
+    if values["frame_end"] < values["frame_start"]:
+        raise JobRefused(f"frame_end ({values['frame_end']}) is before frame_start ({values['frame_start']})")
+    frames = len(range(values["frame_start"], values["frame_end"] + 1, values["frame_step"]))
+    if frames > conf.MAX_FRAMES:
+        raise JobRefused(f"{frames} frames is more than the limit of {conf.MAX_FRAMES} per job")
+    if output_format not in Job.Output.values:
+        raise JobRefused(f"output_format must be one of {', '.join(Job.Output.values)}, got {output_format!r}")
+    priority = _bounded("priority", priority, 0, conf.MAX_PRIORITY, from_scene=False)
+    seed = _bounded("seed", seed, 0, 2**31 - 1, from_scene=False)
+    if max_price_per_frame is not None:
+        max_price_per_frame = _bounded("max_price_per_frame", max_price_per_frame, 0, 10**15, from_scene=False)
+    name = (name or scene.name).strip()[:200] or f"scene {scene.pk}"
+
+    quote = pricing.quote_for(frames=frames, width=values["resolution_x"], height=values["resolution_y"],
+                              samples=values["samples"], calibration=pricing.calibration_from_report(report),
+                              idle_scores=idle_capacity())
+    if max_price_per_frame is not None and quote.price_per_frame > max_price_per_frame:
+        raise JobRefused(f"the price per frame would be {tokens(quote.price_per_frame)} tokens, above your maximum "
+                         f"of {tokens(max_price_per_frame)}: lower the resolution or samples, or raise the maximum")
+    return Job.objects.create(
+        owner=owner, scene=scene, name=name, state=JobState.QUOTED, **values, seed=seed,
+        use_denoising=bool(report.get("use_denoising", False)), output_format=output_format, priority=priority,
+        max_price_per_frame=max_price_per_frame, price_per_frame=quote.price_per_frame, quote=quote.as_json())
+
+
+# --- accepting and cancelling ---------------------------------------------------------------
+
+def _job_of(*, job_id: int, owner) -> Job:
+    job = Job.objects.filter(pk=job_id, owner=owner).first()
+    if job is None:
+        raise JobNotFound("no such job")
+    return job
 
 
 @transaction.atomic
+def job_accept(*, job_id: int, owner) -> Job:
+    """QUOTED -> QUEUED: create the frames and hold their total in escrow, all or nothing.
+
+    Accepting an already accepted job returns it unchanged (a double click holds once).
+    """
+    job = _job_of(job_id=job_id, owner=owner)
+    if job.accepted_at is not None:
+        return job
+    if job.state != JobState.QUOTED:
+        raise JobRefused(f"this quote was {job.get_state_display().lower()} and can no longer be accepted")
+    if wallet_frozen(user=owner):
+        raise JobRefused("your wallet owes tokens after a refunded or disputed top-up: settle it before new jobs")
+    if not transition(Job, pk=job.pk, current=JobState.QUOTED, target=JobState.QUEUED, table=JOB_TRANSITIONS,
+                      accepted_at=timezone.now()):
+        job.refresh_from_db()
+        if job.accepted_at is not None:  # a concurrent accept won
+            return job
+        raise JobRefused(f"this quote was {job.get_state_display().lower()} and can no longer be accepted")
+    numbers = job.frame_numbers
+    Frame.objects.bulk_create(Frame(job=job, number=n, price=job.price_per_frame, state=FrameState.QUEUED)
+                              for n in numbers)
+    total = job.price_per_frame * len(numbers)
+    if total:
+        try:
+            hold_escrow(artist=owner, job_ref=job.escrow_ref, amount=total, key=f"hold:job:{job.pk}")
+        except InsufficientFunds as exc:
+            # Raising inside this atomic block rolls back the frames and the state change too.
+            raise FundsInsufficient(f"this job needs {tokens(total)} tokens in your wallet: top up and accept "
+                                    f"again") from exc
+    match_frames_soon()
+    job.refresh_from_db()
+    return job
+
+
+@dataclass(frozen=True)
+class JobCancelled:
+    job: Job
+    frames_cancelled: int
+    refunded: int  # micro-tokens returned to the wallet now
+
+
+@transaction.atomic
+def job_cancel(*, job_id: int, owner) -> JobCancelled:
+    """Stop a job: frames not yet rendered are cancelled (their leases revoked) and exactly their price is
+    refunded. Rendered frames stay payable; when they settle, `job_finish_if_complete` returns what is left.
+    Cancelling a cancelled job changes nothing.
+    """
+    job = _job_of(job_id=job_id, owner=owner)
+    if job.state == JobState.CANCELLED:
+        return JobCancelled(job, 0, 0)
+    if job.state in (JobState.DONE, JobState.FAILED):
+        raise JobRefused(f"this job is already {job.get_state_display().lower()}")
+    if job.state == JobState.QUOTED:  # a quote holds no money and has no frames
+        if not transition(Job, pk=job.pk, current=JobState.QUOTED, target=JobState.CANCELLED,
+                          table=JOB_TRANSITIONS, finished_at=timezone.now()):
+            raise JobRefused("this quote changed meanwhile: reload the page")
+        job.refresh_from_db()
+        return JobCancelled(job, 0, 0)
+    open_frames = list(Frame.objects.select_for_update().filter(job=job, state__in=FRAME_OPEN).order_by("pk")
+                       .values_list("pk", "state", "price"))
+    job = Job.objects.select_for_update().get(pk=job.pk)
+    if job.state in (JobState.CANCELLED, JobState.DONE, JobState.FAILED):  # changed while we waited for locks
+        if job.state == JobState.CANCELLED:
+            return JobCancelled(job, 0, 0)
+        raise JobRefused(f"this job is already {job.get_state_display().lower()}")
+    cancelled, refund = [], 0
+    for frame_id, state, price in open_frames:
+        if state in (FrameState.QUEUED, FrameState.LEASED) and transition(
+                Frame, pk=frame_id, current=state, target=FrameState.CANCELLED, table=FRAME_TRANSITIONS,
+                last_error="cancelled by the artist"):
+            cancelled.append(frame_id)
+            refund += price
+    leases_revoke_for_frames(frame_ids=cancelled)
+    transition(Job, pk=job.pk, current=job.state, target=JobState.CANCELLED, table=JOB_TRANSITIONS,
+               finished_at=timezone.now())
+    if refund:
+        refund_escrow(artist=owner, job_ref=job.escrow_ref, amount=refund, key=f"refund:job:{job.pk}:cancel")
+    transaction.on_commit(lambda: job_finish_if_complete(job_id=job.pk))  # sweeps leftovers once nothing is open
+    job.refresh_from_db()
+    return JobCancelled(job, len(cancelled), refund)
+
+
+# --- settling and finishing -----------------------------------------------------------------
+
+@transaction.atomic
 def frame_settle(*, frame_id: int, node_id: int) -> bool:
-    """Pay a rendered (and, if checked, verified) frame from escrow, once. False when already settled."""
+    """Pay a rendered (and, if checked, verified) frame from escrow, once. False when already settled.
+
+    The n-th settlement of a frame (a frame re-rendered after an upheld dispute is paid again) posts with
+    key settle:frame:<id> for n = 1 and settle:frame:<id>:<n> after that.
+    """
     frame = Frame.objects.select_for_update(of=("self",)).select_related("job__owner").get(pk=frame_id)
     if frame.state not in (FrameState.RENDERED, FrameState.VERIFYING):
         return False
     if not transition(Frame, pk=frame.pk, current=frame.state, target=FrameState.SETTLED, table=FRAME_TRANSITIONS,
-                      node_id=node_id, settled_at=timezone.now()):
+                      node_id=node_id, settled_at=timezone.now(), settle_count=F("settle_count") + 1):
         return False
+    n = frame.settle_count + 1
     provider = WorkerNode.objects.select_related("owner").get(pk=node_id).owner
     job = frame.job
     if frame.price:
         release_escrow(artist=job.owner, job_ref=job.escrow_ref, provider=provider, amount=frame.price,
-                       key=f"settle:frame:{frame.pk}", memo=f"frame {frame.number} of job {job.pk} rendered")
+                       key=f"settle:frame:{frame.pk}" + (f":{n}" if n > 1 else ""),
+                       memo=f"frame {frame.number} of job {job.pk} rendered")
     transaction.on_commit(lambda: job_finish_if_complete(job_id=job.pk))
     return True
 
 
 @transaction.atomic
 def job_finish_if_complete(*, job_id: int) -> bool:
-    """When no frame is open any more: the job is DONE (FAILED if none was rendered); leftover escrow returns."""
-    job = Job.objects.select_for_update().get(pk=job_id)
-    if job.state not in (JobState.QUEUED, JobState.RUNNING) or job.frames.filter(state__in=FRAME_OPEN).exists():
+    """When no frame is open any more: the job is DONE (FAILED if none was rendered) and the leftover escrow
+    returns to the artist. For a cancelled job only the leftover is returned, once its rendered frames are
+    settled or failed. True when something changed.
+    """
+    # Frames first, then the job: the module's lock order.
+    open_frames = list(Frame.objects.select_for_update().filter(job_id=job_id, state__in=FRAME_OPEN)
+                       .order_by("pk").values_list("pk", "state"))
+    job = Job.objects.select_for_update().select_related("owner").get(pk=job_id)
+    if job.state == JobState.CANCELLED:
+        # A cancelled job renders nothing more: a frame sent back to the queue (its result was rejected) ends here.
+        for frame_id, state in open_frames:
+            if state == FrameState.QUEUED:
+                transition(Frame, pk=frame_id, current=state, target=FrameState.CANCELLED, table=FRAME_TRANSITIONS,
+                           last_error="job cancelled")
+        if job.frames.filter(state__in=FRAME_OPEN).exists():
+            return False
+    elif job.state in (JobState.QUEUED, JobState.RUNNING):
+        if open_frames:
+            return False
+        target = JobState.DONE if job.frames.filter(state=FrameState.SETTLED).exists() else JobState.FAILED
+        transition(Job, pk=job.pk, current=job.state, target=target, table=JOB_TRANSITIONS,
+                   finished_at=timezone.now())
+    else:
         return False
-    done = job.frames.filter(Q(state=FrameState.SETTLED)).exists()
-    target = JobState.DONE if done else JobState.FAILED
-    transition(Job, pk=job.pk, current=job.state, target=target, table=JOB_TRANSITIONS, finished_at=timezone.now())
-    refund_escrow(artist=job.owner, job_ref=job.escrow_ref, key=f"refund:job:{job.pk}:final")
-    return True
+    # One key per ending: an upheld dispute can reopen a DONE job and hold its price in escrow again.
+    k = job.finish_count + 1
+    refunded = refund_escrow(artist=job.owner, job_ref=job.escrow_ref, key=f"refund:job:{job.pk}:final:{k}")
+    if refunded is not None:
+        Job.objects.filter(pk=job.pk).update(finish_count=k)
+    return refunded is not None or job.state != JobState.CANCELLED

@@ -1,4 +1,15 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from marketplace.jobs import views
 
 app_name = "jobs"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.job_list, name="list"),
+    path("new/", views.job_new, name="new"),
+    path("<int:job_id>/", views.job_detail, name="detail"),
+    path("<int:job_id>/live/", views.job_fragment, name="fragment"),
+    path("<int:job_id>/accept/", views.job_accept, name="accept"),
+    path("<int:job_id>/cancel/", views.job_cancel, name="cancel"),
+    path("<int:job_id>/frames.zip", views.job_download, name="download"),
+    path("<int:job_id>/frames/<int:frame_id>/thumb.png", views.frame_thumb, name="thumb"),
+]

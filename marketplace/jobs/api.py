@@ -1,0 +1,134 @@
+"""Artist API for jobs: quote, accept, cancel, list, detail. Another user's job or scene is a 404."""
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from marketplace.jobs import conf, selectors, services
+from marketplace.jobs.errors import FundsInsufficient, JobNotFound, JobRefused
+from marketplace.jobs.models import Frame, Job
+
+
+class FrameSerializer(serializers.ModelSerializer):
+    node = serializers.CharField(source="node.name", default=None, read_only=True)
+
+    class Meta:
+        model = Frame
+        fields = ["id", "number", "tile_x", "tile_y", "tile_w", "tile_h", "state", "price", "attempts", "last_error",
+                  "node", "render_seconds", "rendered_at", "settled_at"]
+
+
+class JobSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Job
+        fields = ["id", "name", "scene", "state", "frame_start", "frame_end", "frame_step", "resolution_x",
+                  "resolution_y", "samples", "seed", "use_denoising", "output_format", "priority",
+                  "max_price_per_frame", "price_per_frame", "quote", "created_at", "accepted_at", "finished_at"]
+
+
+class JobDetailSerializer(JobSerializer):
+    frames = FrameSerializer(many=True, read_only=True, source="frames_in_order")
+    cost_so_far = serializers.IntegerField(read_only=True)
+    escrow_left = serializers.IntegerField(read_only=True)
+
+    class Meta(JobSerializer.Meta):
+        fields = [*JobSerializer.Meta.fields, "cost_so_far", "escrow_left", "frames"]
+
+
+class JobQuoteRequest(serializers.Serializer):
+    """Anything left out comes from the scene's inspection report. Prices are integer micro-tokens."""
+
+    scene = serializers.IntegerField()
+    name = serializers.CharField(max_length=200, required=False, default="")
+    frame_start = serializers.IntegerField(required=False)
+    frame_end = serializers.IntegerField(required=False)
+    frame_step = serializers.IntegerField(required=False)
+    resolution_x = serializers.IntegerField(required=False, help_text=f"pixels, at most {conf.MAX_SIDE}")
+    resolution_y = serializers.IntegerField(required=False, help_text=f"pixels, at most {conf.MAX_SIDE}")
+    samples = serializers.IntegerField(required=False, help_text=f"1 to {conf.MAX_SAMPLES}")
+    output_format = serializers.ChoiceField(choices=Job.Output.choices, required=False, default=Job.Output.PNG)
+    priority = serializers.IntegerField(required=False, default=0)
+    max_price_per_frame = serializers.IntegerField(required=False, allow_null=True, default=None,
+                                                   help_text="micro-tokens; the quote is refused above it")
+    seed = serializers.IntegerField(required=False, default=0)
+
+
+class JobCancelResponse(serializers.Serializer):
+    job = JobSerializer()
+    frames_cancelled = serializers.IntegerField()
+    refunded = serializers.IntegerField(help_text="micro-tokens returned to the wallet")
+
+
+class ErrorResponse(serializers.Serializer):
+    error = serializers.CharField()
+
+
+def _not_found(exc: JobNotFound) -> Response:
+    return Response({"error": str(exc)}, status=status.HTTP_404_NOT_FOUND)
+
+
+def _refused(exc: JobRefused) -> Response:
+    code = status.HTTP_402_PAYMENT_REQUIRED if isinstance(exc, FundsInsufficient) else status.HTTP_400_BAD_REQUEST
+    return Response({"error": str(exc)}, status=code)
+
+
+def _detail(job: Job) -> dict:
+    money = selectors.job_money(job=job)
+    job.cost_so_far, job.escrow_left = money.cost_so_far, money.escrow_left
+    job.frames_in_order = selectors.frames_of(job=job)
+    return JobDetailSerializer(job).data
+
+
+class JobListView(APIView):
+    @extend_schema(responses=JobSerializer(many=True), summary="The artist's jobs, newest first")
+    def get(self, request):
+        return Response(JobSerializer(selectors.jobs_of(owner=request.user), many=True).data)
+
+    @extend_schema(request=JobQuoteRequest, summary="Quote a render of a ready scene (nothing is held yet)",
+                   responses={201: JobSerializer, 400: ErrorResponse, 404: ErrorResponse})
+    def post(self, request):
+        data = JobQuoteRequest(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            job = services.job_quote(owner=request.user, **data.validated_data)
+        except JobNotFound as exc:
+            return _not_found(exc)
+        except JobRefused as exc:
+            return _refused(exc)
+        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class JobDetailView(APIView):
+    @extend_schema(responses={200: JobDetailSerializer, 404: ErrorResponse}, summary="A job with its frames")
+    def get(self, request, job_id: int):
+        try:
+            job = selectors.job_of(owner=request.user, job_id=job_id)
+        except JobNotFound as exc:
+            return _not_found(exc)
+        return Response(_detail(job))
+
+
+class JobAcceptView(APIView):
+    @extend_schema(request=None, summary="Accept a quote: hold its total in escrow and queue the frames",
+                   responses={200: JobDetailSerializer, 400: ErrorResponse, 402: ErrorResponse, 404: ErrorResponse})
+    def post(self, request, job_id: int):
+        try:
+            job = services.job_accept(job_id=job_id, owner=request.user)
+        except JobNotFound as exc:
+            return _not_found(exc)
+        except JobRefused as exc:
+            return _refused(exc)
+        return Response(_detail(job))
+
+
+class JobCancelView(APIView):
+    @extend_schema(request=None, summary="Cancel a job; frames not yet rendered are refunded",
+                   responses={200: JobCancelResponse, 400: ErrorResponse, 404: ErrorResponse})
+    def post(self, request, job_id: int):
+        try:
+            outcome = services.job_cancel(job_id=job_id, owner=request.user)
+        except JobNotFound as exc:
+            return _not_found(exc)
+        except JobRefused as exc:
+            return _refused(exc)
+        return Response(JobCancelResponse(outcome).data)

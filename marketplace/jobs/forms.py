@@ -1,0 +1,38 @@
+from decimal import Decimal
+
+from django import forms
+from django.conf import settings
+
+from marketplace.jobs import conf
+from marketplace.jobs.models import Job
+
+
+class JobQuoteForm(forms.Form):
+    """Types and HTML bounds only; `services.job_quote` is the judge of what a job may be."""
+
+    name = forms.CharField(max_length=200, required=False)
+    frame_start = forms.IntegerField(min_value=conf.MIN_FRAME, max_value=conf.MAX_FRAME)
+    frame_end = forms.IntegerField(min_value=conf.MIN_FRAME, max_value=conf.MAX_FRAME)
+    frame_step = forms.IntegerField(min_value=1, initial=1)
+    resolution_x = forms.IntegerField(label="Width (px)", min_value=1, max_value=conf.MAX_SIDE)
+    resolution_y = forms.IntegerField(label="Height (px)", min_value=1, max_value=conf.MAX_SIDE)
+    samples = forms.IntegerField(min_value=1, max_value=conf.MAX_SAMPLES)
+    output_format = forms.ChoiceField(choices=Job.Output.choices, initial=Job.Output.PNG)
+    priority = forms.IntegerField(min_value=0, max_value=conf.MAX_PRIORITY, initial=0,
+                                  help_text="higher renders first")
+    seed = forms.IntegerField(min_value=0, max_value=2**31 - 1, initial=0)
+    max_price_tokens = forms.DecimalField(label="Maximum price per frame (tokens)", required=False, min_value=0,
+                                          decimal_places=6, help_text="refuse the quote above this price")
+
+    @classmethod
+    def initial_from_scene(cls, scene) -> dict:
+        report = scene.report
+        return {"name": scene.name, "frame_start": report.get("frame_start"), "frame_end": report.get("frame_end"),
+                "frame_step": report.get("frame_step", 1), "resolution_x": report.get("effective_width"),
+                "resolution_y": report.get("effective_height"), "samples": report.get("samples")}
+
+    def quote_kwargs(self) -> dict:
+        data = dict(self.cleaned_data)
+        price = data.pop("max_price_tokens")
+        data["max_price_per_frame"] = None if price is None else int(price * Decimal(settings.MICRO))
+        return data

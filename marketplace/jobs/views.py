@@ -1,0 +1,122 @@
+"""Artist pages for jobs. Another user's job or scene is a 404, never a 403 that confirms it exists."""
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from marketplace import blobs
+from marketplace.jobs import selectors, services
+from marketplace.jobs.downloads import zip_stream
+from marketplace.jobs.errors import JobNotFound, JobRefused
+from marketplace.jobs.forms import JobQuoteForm
+from marketplace.jobs.models import Job
+from marketplace.web.templatetags.money import tokens
+
+
+def _job_or_404(request: HttpRequest, job_id: int) -> Job:
+    try:
+        return selectors.job_of(owner=request.user, job_id=job_id)
+    except JobNotFound as exc:
+        raise Http404(str(exc)) from exc
+
+
+@login_required
+def job_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "jobs/list.html", {"jobs": selectors.jobs_of(owner=request.user)})
+
+
+@login_required
+def job_new(request: HttpRequest) -> HttpResponse:
+    """`?scene=<id>`: the render settings (defaults from the scene's inspection); POST asks for a quote."""
+    try:
+        scene = selectors.scene_of(owner=request.user, scene_id=request.GET.get("scene", ""))
+    except JobNotFound as exc:
+        raise Http404(str(exc)) from exc
+    form = JobQuoteForm(request.POST or None, initial=JobQuoteForm.initial_from_scene(scene))
+    error = ""
+    if request.method == "POST" and form.is_valid():
+        try:
+            job = services.job_quote(owner=request.user, scene=scene.pk, **form.quote_kwargs())
+        except JobRefused as exc:
+            error = str(exc)
+        else:
+            return redirect("jobs:detail", job.pk)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "jobs/new.html", {"scene": scene, "form": form, "error": error}, status=status)
+
+
+def _live_context(job: Job) -> dict:
+    from marketplace.verification.selectors import frame_checks
+
+    return {"job": job, "counts": selectors.frame_counts(job=job), "money": selectors.job_money(job=job),
+            "rows": selectors.frame_rows(job=job), "preview": selectors.last_finished_frame(job=job),
+            "verification": frame_checks(job.pk), "live": selectors.job_is_live(job=job)}
+
+
+@login_required
+def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = _job_or_404(request, job_id)
+    return render(request, "jobs/detail.html", _live_context(job))
+
+
+@login_required
+def job_fragment(request: HttpRequest, job_id: int) -> HttpResponse:
+    """The live part of the job page, polled by `data-poll`."""
+    return render(request, "jobs/_live.html", _live_context(_job_or_404(request, job_id)))
+
+
+@login_required
+@require_POST
+def job_accept(request: HttpRequest, job_id: int) -> HttpResponse:
+    try:
+        job = services.job_accept(job_id=job_id, owner=request.user)
+    except JobNotFound as exc:
+        raise Http404(str(exc)) from exc
+    except JobRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Accepted: {tokens(job.quote.get('total'))} tokens are held in escrow for "
+                                  f"{job.frames.count()} frames.")
+    return redirect("jobs:detail", job_id)
+
+
+@login_required
+@require_POST
+def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
+    try:
+        outcome = services.job_cancel(job_id=job_id, owner=request.user)
+    except JobNotFound as exc:
+        raise Http404(str(exc)) from exc
+    except JobRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Job cancelled: {outcome.frames_cancelled} frames stopped, "
+                                  f"{tokens(outcome.refunded)} tokens refunded to your wallet.")
+    return redirect("jobs:detail", job_id)
+
+
+@login_required
+def frame_thumb(request: HttpRequest, job_id: int, frame_id: int) -> HttpResponse:
+    try:
+        frame = selectors.frame_of(owner=request.user, job_id=job_id, frame_id=frame_id)
+    except JobNotFound as exc:
+        raise Http404(str(exc)) from exc
+    if not frame.thumbnail_key or not blobs.blob_exists(frame.thumbnail_key):
+        raise Http404("no thumbnail yet")
+    response = FileResponse(blobs.blob_open(frame.thumbnail_key), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=300"
+    return response
+
+
+@login_required
+def job_download(request: HttpRequest, job_id: int) -> HttpResponse:
+    """The finished (settled) frames as a zip, streamed while it is written."""
+    job = _job_or_404(request, job_id)
+    frames = list(selectors.settled_results(job=job))
+    if not frames:
+        raise Http404("no finished frames to download yet")
+    folder = f"job{job.pk}"
+    response = StreamingHttpResponse(zip_stream(frames, folder=folder), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{folder}-frames.zip"'
+    return response

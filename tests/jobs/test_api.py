@@ -1,0 +1,90 @@
+import pytest
+from rest_framework.test import APIClient
+
+from marketplace.accounts.services import api_token_create
+from marketplace.jobs.models import Job
+from marketplace.jobs.states import FrameState, JobState
+from marketplace.ledger import selectors as ledger
+from tests.fixtures.money import fund
+
+pytestmark = pytest.mark.django_db
+
+
+def bearer(user) -> APIClient:
+    _, token = api_token_create(user=user, name="script")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+def test_a_script_quotes_accepts_follows_and_cancels_a_job(funded_artist, scene):
+    api = bearer(funded_artist)
+    quote = api.post("/api/v1/jobs/", {"scene": scene.pk, "frame_end": 3, "samples": 16}, format="json")
+    assert quote.status_code == 201, quote.content
+    body = quote.json()
+    assert body["state"] == JobState.QUOTED and body["samples"] == 16 and body["quote"]["frames"] == 3
+    assert body["quote"]["total"] == 3 * body["price_per_frame"]
+
+    accepted = api.post(f"/api/v1/jobs/{body['id']}/accept/")
+    assert accepted.status_code == 200, accepted.content
+    assert accepted.json()["state"] == JobState.QUEUED
+    assert [f["number"] for f in accepted.json()["frames"]] == [1, 2, 3]
+    assert accepted.json()["escrow_left"] == body["quote"]["total"] and accepted.json()["cost_so_far"] == 0
+
+    listed = api.get("/api/v1/jobs/").json()
+    assert [j["id"] for j in listed] == [body["id"]]
+    detail = api.get(f"/api/v1/jobs/{body['id']}/").json()
+    assert {f["state"] for f in detail["frames"]} == {FrameState.QUEUED}
+
+    cancelled = api.post(f"/api/v1/jobs/{body['id']}/cancel/")
+    assert cancelled.status_code == 200
+    assert cancelled.json()["refunded"] == body["quote"]["total"] and cancelled.json()["frames_cancelled"] == 3
+    assert cancelled.json()["job"]["state"] == JobState.CANCELLED
+    assert ledger.user_escrow_total(user=funded_artist) == 0
+
+
+def test_bad_settings_get_a_clear_400_and_store_nothing(funded_artist, scene):
+    api = bearer(funded_artist)
+    response = api.post("/api/v1/jobs/", {"scene": scene.pk, "resolution_x": 9000}, format="json")
+    assert response.status_code == 400 and "resolution_x must be between 1 and 8192" in response.json()["error"]
+    response = api.post("/api/v1/jobs/", {"scene": scene.pk, "samples": "many"}, format="json")
+    assert response.status_code == 400 and "samples" in response.json()
+    assert api.post("/api/v1/jobs/", {}, format="json").status_code == 400
+    assert not Job.objects.exists()
+
+
+def test_accepting_without_funds_is_402_and_changes_nothing(artist, scene):
+    fund(artist, 1)
+    api = bearer(artist)
+    job_id = api.post("/api/v1/jobs/", {"scene": scene.pk}, format="json").json()["id"]
+    response = api.post(f"/api/v1/jobs/{job_id}/accept/")
+    assert response.status_code == 402 and "tokens in your wallet" in response.json()["error"]
+    assert Job.objects.get(pk=job_id).state == JobState.QUOTED and ledger.user_escrow_total(user=artist) == 0
+
+
+def test_another_artist_gets_404_for_the_scene_and_the_job(funded_artist, outsider, scene):
+    job_id = bearer(funded_artist).post("/api/v1/jobs/", {"scene": scene.pk}, format="json").json()["id"]
+    eve = bearer(outsider)
+    assert eve.post("/api/v1/jobs/", {"scene": scene.pk}, format="json").status_code == 404
+    assert eve.get(f"/api/v1/jobs/{job_id}/").status_code == 404
+    assert eve.post(f"/api/v1/jobs/{job_id}/accept/").status_code == 404
+    assert eve.post(f"/api/v1/jobs/{job_id}/cancel/").status_code == 404
+    assert eve.get("/api/v1/jobs/").json() == []
+    assert Job.objects.get(pk=job_id).state == JobState.QUOTED
+
+
+def test_the_api_needs_a_valid_token(scene):
+    assert APIClient().get("/api/v1/jobs/").status_code in (401, 403)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Bearer tok_nope.nope")
+    assert client.get("/api/v1/jobs/").status_code == 401
+
+
+def test_the_schema_documents_the_job_endpoints(artist):
+    client = APIClient()
+    client.force_authenticate(artist)
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").content.decode()
+    for path in ("/api/v1/jobs/", "/api/v1/jobs/{job_id}/", "/api/v1/jobs/{job_id}/accept/",
+                 "/api/v1/jobs/{job_id}/cancel/"):
+        assert path in schema
+    assert "JobQuoteRequest" in schema and "max_price_per_frame" in schema
