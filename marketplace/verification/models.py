@@ -1,4 +1,5 @@
 from django.db import models
+from django.db.models import Q
 
 
 class NodeTrust(models.Model):
@@ -34,3 +35,89 @@ class TrustEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} node {self.node_id}: {self.reason[:40]}"
+
+
+class FrameCheck(models.Model):
+    """The verification decision about one committed result: the frame as one render lease delivered it.
+
+    One per render lease (a re-render after a failed check gets a new one). `skipped` records that the
+    node's sampling rate decided not to check this result, which is why it was paid unchecked.
+    """
+
+    class Kind(models.TextChoices):
+        CROPS = "crops", "Random crops re-rendered"
+        CANARY = "canary", "Canary with a known answer"
+        SKIPPED = "skipped", "Not sampled"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Verifying"
+        PASSED = "passed", "Verified"
+        FAILED = "failed", "Failed verification"
+        SKIPPED = "skipped", "Not sampled for checking"
+
+    frame = models.ForeignKey("jobs.Frame", on_delete=models.CASCADE, related_name="checks")
+    render_lease = models.OneToOneField("dispatch.FrameLease", on_delete=models.CASCADE,
+                                        related_name="verification_check")
+    node = models.ForeignKey("nodes.WorkerNode", on_delete=models.CASCADE, related_name="frame_checks")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING, db_index=True)
+    check_rate = models.FloatField(help_text="the node's check rate when the frame was sampled")
+    reason = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # skipped checks, and only they, are in the skipped state
+            models.CheckConstraint(name="check_skipped_kind", condition=Q(kind="skipped", state="skipped")
+                                   | (~Q(kind="skipped") & ~Q(state="skipped"))),
+            models.CheckConstraint(condition=Q(state="pending") | Q(decided_at__isnull=False),
+                                   name="check_decided_at"),
+        ]
+        indexes = [models.Index(fields=["frame", "-id"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} check of frame {self.frame_id} ({self.state})"
+
+
+class CropCheck(models.Model):
+    """One region of a checked result, re-rendered by a verifier and compared with the candidate."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Waiting for the re-render"
+        PASSED = "passed", "Matches"
+        FAILED = "failed", "Differs"
+
+    class Verifier(models.TextChoices):
+        NODE = "node", "Another provider's node"
+        PLATFORM = "platform", "The platform"
+
+    frame_check = models.ForeignKey(FrameCheck, on_delete=models.CASCADE, related_name="crops")
+    crop = models.JSONField(help_text="x, y, w, h in pixels, y from the top")
+    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING, db_index=True)
+    verifier = models.CharField(max_length=8, choices=Verifier.choices, default=Verifier.PLATFORM)
+    verify_lease = models.OneToOneField("dispatch.FrameLease", null=True, blank=True, on_delete=models.SET_NULL,
+                                        related_name="crop_check")
+    reference_key = models.CharField(max_length=300, blank=True, default="",
+                                     help_text="the trusted image the candidate was compared with")
+    metrics = models.JSONField(default=dict, blank=True)
+    reason = models.TextField(blank=True, default="")
+    dispatched_at = models.DateTimeField(null=True, blank=True, help_text="when a verifier was asked")
+    # A node's crop that disagreed with the candidate is kept here while the platform breaks the tie.
+    node_verdict = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"crop {self.crop} of check {self.frame_check_id} ({self.state})"
+
+
+class CanaryAnswer(models.Model):
+    """The known answer of a canary frame, rendered once by the platform with the frame's pinned manifest."""
+
+    frame = models.OneToOneField("jobs.Frame", on_delete=models.CASCADE, related_name="canary_answer")
+    answer_key = models.CharField(max_length=300)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"canary answer of frame {self.frame_id}"

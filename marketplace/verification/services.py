@@ -1,9 +1,55 @@
+"""Verification of committed results: sampling, random-crop checks, canaries, adaptive trust.
+
+The life of a check (one per render lease, `FrameCheck`):
+
+1. `frame_verify_or_settle` (dispatch calls it once the result is committed and sanity-checked). Canary
+   frames are compared with their known answer at once. Otherwise the node's check rate decides, with
+   randomness from `secrets`, whether to check; a frame that is not sampled is settled (the check records
+   `skipped`). A sampled frame gets CROPS_PER_CHECK random crops, chosen only now, and moves to VERIFYING.
+2. Each crop is leased to an idle node of another provider (`dispatch.services.verify_lease_create`), or,
+   when none is idle, rendered by the platform itself (`verification.platform_crop`).
+3. `crop_reported` judges a node's crop with render_kernels. A match passes the crop. A mismatch is not
+   believed yet: the platform re-renders the crop and its verdict decides; a node whose crop disagreed
+   with the platform's loses trust, so a lying verifier can never cost an honest provider its pay.
+4. When every crop is decided: all pass -> `jobs.services.frame_settle` pays the frame once and the node's
+   trust grows; any fail -> the frame goes back to the queue (never paid for this render, the artist's
+   escrow untouched), the node's trust resets and it gets no more frames of that job.
+
+Every step is idempotent: a crop or a check is decided by a conditional UPDATE under the check's row lock,
+and only the caller that made the change applies its consequences.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import secrets
+from datetime import timedelta
+
 from django.db import transaction
 from django.utils import timezone
 
-from marketplace.verification import policy
-from marketplace.verification.models import NodeTrust, TrustEvent
+from marketplace import blobs
+from marketplace.dispatch.models import FrameLease
+from marketplace.jobs.models import Frame
+from marketplace.jobs.states import FRAME_TRANSITIONS, FrameState, JobState, transition
+from marketplace.verification import conf, platform, policy
+from marketplace.verification.crops import (
+    Crop,
+    CropResult,
+    UnusableReference,
+    crop_judge,
+    crop_manifest,
+    crops_choose,
+    noisy_key,
+    verifiable,
+)
+from marketplace.verification.models import CanaryAnswer, CropCheck, FrameCheck, NodeTrust, TrustEvent
 
+log = logging.getLogger("verification")
+Lease = FrameLease
+
+
+# --- trust ----------------------------------------------------------------------------------
 
 def node_trust_get(*, node_id: int) -> NodeTrust:
     trust, _ = NodeTrust.objects.get_or_create(node_id=node_id)
@@ -33,10 +79,350 @@ def trust_record(*, node_id: int, passed: bool, reason: str, frame_id: int | Non
     return trust
 
 
-def frame_verify_or_settle(*, frame_id: int) -> None:
-    """Entry point after a frame's result is committed. (Interim: settles directly; crop checks pending.)"""
-    from marketplace.jobs.models import Frame
-    from marketplace.jobs.services import frame_settle
+def _chance(rate: float) -> bool:
+    """True with probability `rate`, from the operating system's CSPRNG (nodes cannot predict it)."""
+    return secrets.randbelow(1_000_000) < round(rate * 1_000_000)
 
-    frame = Frame.objects.get(pk=frame_id)
-    frame_settle(frame_id=frame.pk, node_id=frame.node_id)
+
+# --- images ---------------------------------------------------------------------------------
+
+def _image(key: str):
+    from marketplace.dispatch.images import image_from_bytes
+
+    with blobs.blob_open(key) as f:
+        return image_from_bytes(f.read())
+
+
+def _candidate_key(check: FrameCheck) -> str:
+    """The image of the candidate that crops are compared with: its pre-denoise pass when denoised."""
+    lease = check.render_lease
+    return noisy_key(lease.result_key) if lease.manifest.get("use_denoising") else lease.result_key
+
+
+def _judge(check: FrameCheck, crop: Crop, reference_key: str) -> CropResult:
+    """Compare the candidate's region with a trusted crop. UnusableReference if the crop is unreadable."""
+    try:
+        reference = _image(reference_key)
+    except (OSError, ValueError) as exc:
+        raise UnusableReference(f"cannot read the re-rendered crop: {exc}") from exc
+    key = _candidate_key(check)
+    try:
+        candidate = _image(key)
+    except (OSError, ValueError) as exc:
+        what = "the pre-denoise pass" if key != check.render_lease.result_key else "the frame"
+        return CropResult(False, reasons=[f"{what} cannot be read: {type(exc).__name__}: {exc}"[:500]])
+    return crop_judge(candidate=candidate, reference=reference, crop=crop)
+
+
+# --- step 1: sample, choose crops -----------------------------------------------------------
+
+def _render_lease_of(frame: Frame) -> FrameLease | None:
+    return (FrameLease.objects.filter(frame=frame, kind=Lease.Kind.RENDER, state=Lease.State.DONE,
+                                      result_key=frame.result_key)
+            .select_related("node").order_by("-id").first())
+
+
+def frame_verify_or_settle(*, frame_id: int) -> FrameCheck | None:
+    """Entry point after a frame's result is committed: check it (sampled, canary) or settle it.
+
+    Safe to call again at any point: it resumes whatever the previous call left undone.
+    """
+    frame = Frame.objects.select_related("job").filter(pk=frame_id).first()
+    if frame is None or frame.state not in (FrameState.RENDERED, FrameState.VERIFYING):
+        return None
+    lease = _render_lease_of(frame)
+    if lease is None:
+        log.error("event=verify_no_lease frame=%s result=%s", frame.pk, frame.result_key)
+        return None
+    check = FrameCheck.objects.filter(render_lease=lease).first()
+    if check is None and frame.job.is_canary:
+        return _canary_check(frame=frame, lease=lease)
+    if check is None:
+        check = _check_open(frame_id=frame.pk, lease=lease)
+        if check is None:
+            return None
+    _check_advance(check)
+    return check
+
+
+def _check_open(*, frame_id: int, lease: FrameLease) -> FrameCheck | None:
+    """Sample the result and, if checked, choose its crops and move the frame to VERIFYING. One transaction."""
+    with transaction.atomic():
+        frame = Frame.objects.select_for_update().get(pk=frame_id)
+        existing = FrameCheck.objects.filter(render_lease=lease).first()
+        if existing is not None or frame.state != FrameState.RENDERED:
+            return existing
+        rate = node_trust_get(node_id=lease.node_id).check_rate
+        width, height = lease.manifest["resolution_x"], lease.manifest["resolution_y"]
+        fields = {"frame": frame, "render_lease": lease, "node_id": lease.node_id, "check_rate": rate}
+        if not verifiable(width=width, height=height):
+            return FrameCheck.objects.create(**fields, kind=FrameCheck.Kind.SKIPPED, state=FrameCheck.State.SKIPPED,
+                                             decided_at=timezone.now(),
+                                             reason=f"{width}x{height} is too small to compare")
+        if not _chance(rate):
+            return FrameCheck.objects.create(**fields, kind=FrameCheck.Kind.SKIPPED, state=FrameCheck.State.SKIPPED,
+                                             decided_at=timezone.now(),
+                                             reason=f"not sampled (check rate {rate:.0%})")
+        check = FrameCheck.objects.create(**fields, kind=FrameCheck.Kind.CROPS)
+        CropCheck.objects.bulk_create(CropCheck(frame_check=check, crop=c.as_dict())
+                                      for c in crops_choose(width=width, height=height))
+        transition(Frame, pk=frame.pk, current=FrameState.RENDERED, target=FrameState.VERIFYING,
+                   table=FRAME_TRANSITIONS)
+        return check
+
+
+def _check_advance(check: FrameCheck) -> None:
+    """Do what the check's state still asks for: settle a skipped one, lease undispatched crops, finish."""
+    if check.state == FrameCheck.State.SKIPPED:
+        from marketplace.jobs.services import frame_settle
+
+        frame_settle(frame_id=check.frame_id, node_id=check.node_id)
+        return
+    for crop_id in check.crops.filter(dispatched_at=None).values_list("pk", flat=True):
+        _crop_dispatch(crop_check_id=crop_id)
+    _check_finish(check_id=check.pk)
+
+
+# --- step 2: who re-renders a crop ----------------------------------------------------------
+
+@transaction.atomic
+def _crop_dispatch(*, crop_check_id: int) -> None:
+    """Lease the crop to an idle node of another provider, or hand it to the platform verifier."""
+    from marketplace.dispatch.services import verify_lease_create
+
+    crop = CropCheck.objects.select_for_update(of=("self",)).select_related("frame_check__node").get(pk=crop_check_id)
+    if crop.dispatched_at is not None or crop.state != CropCheck.State.PENDING:
+        return
+    check = crop.frame_check
+    delivery = verify_lease_create(frame_id=check.frame_id, crop=crop.crop, exclude_owner_id=check.node.owner_id)
+    if delivery is None:
+        _crop_to_platform(crop)
+        return
+    CropCheck.objects.filter(pk=crop.pk).update(verifier=CropCheck.Verifier.NODE, verify_lease_id=delivery.lease_id,
+                                                dispatched_at=timezone.now())
+
+
+def _crop_to_platform(crop: CropCheck, **fields) -> None:
+    """The platform re-renders this crop (after commit). The caller holds the crop's row lock."""
+    CropCheck.objects.filter(pk=crop.pk).update(verifier=CropCheck.Verifier.PLATFORM, dispatched_at=timezone.now(),
+                                                **fields)
+    crop_id = crop.pk
+    transaction.on_commit(lambda: _enqueue("verification.platform_crop", crop_id))
+
+
+def _enqueue(task_name: str, *args) -> None:
+    from marketplace.celery import app
+
+    app.tasks[task_name].delay(*args)  # a registered task honours CELERY_TASK_ALWAYS_EAGER in tests
+
+
+# --- step 3: judging crops ------------------------------------------------------------------
+
+def crop_reported(*, lease_id: int) -> None:
+    """A node reported its verify lease: judge its crop. A mismatch goes to the platform to break the tie."""
+    crop = (CropCheck.objects.select_related("frame_check__render_lease", "verify_lease")
+            .filter(verify_lease_id=lease_id).first())
+    if crop is None or crop.state != CropCheck.State.PENDING or crop.verifier != CropCheck.Verifier.NODE:
+        return  # unknown lease, already judged, or already with the platform
+    lease = crop.verify_lease
+    if lease.state != Lease.State.DONE:
+        return
+    region = Crop.from_dict(crop.crop)
+    wanted = crop_manifest(crop.frame_check.render_lease.manifest, region)
+    if any(lease.manifest.get(k) != wanted[k] for k in ("file_format", "use_denoising", "border")):
+        # The lease asked for another format than the comparison needs: not the verifier's fault.
+        _crop_escalate(crop_check_id=crop.pk, node_verdict={"verifier": lease.node_id, "error": (
+            f"the verify lease asked for {lease.manifest.get('file_format')} with denoising "
+            f"{lease.manifest.get('use_denoising')}; the comparison needs {wanted['file_format']} without")})
+        return
+    try:
+        result = _judge(crop.frame_check, region, lease.result_key)
+    except UnusableReference as exc:
+        _crop_escalate(crop_check_id=crop.pk, node_verdict={"verifier": lease.node_id, "error": str(exc)})
+        return
+    if result.passed:
+        _crop_decide(crop_check_id=crop.pk, result=result, reference_key=lease.result_key,
+                     verifier=CropCheck.Verifier.NODE)
+    else:  # "node": a disagreement that costs the verifier trust if the platform sides with the candidate
+        _crop_escalate(crop_check_id=crop.pk, node_verdict={"node": lease.node_id, "metrics": result.metrics,
+                                                            "reasons": result.reasons})
+
+
+@transaction.atomic
+def _crop_escalate(*, crop_check_id: int, node_verdict: dict) -> None:
+    crop = CropCheck.objects.select_for_update().get(pk=crop_check_id)
+    if crop.state == CropCheck.State.PENDING and crop.verifier == CropCheck.Verifier.NODE:
+        _crop_to_platform(crop, node_verdict=node_verdict)
+
+
+def platform_crop(*, crop_check_id: int) -> None:
+    """Render the crop on the platform and judge the candidate with it (also breaks node/candidate ties)."""
+    crop = (CropCheck.objects.select_related("frame_check__render_lease", "frame_check__frame__job__scene")
+            .filter(pk=crop_check_id).first())
+    if crop is None or crop.state != CropCheck.State.PENDING or crop.verifier != CropCheck.Verifier.PLATFORM:
+        return
+    check = crop.frame_check
+    scene = check.frame.job.scene
+    region = Crop.from_dict(crop.crop)
+    manifest = crop_manifest(check.render_lease.manifest, region)
+    data = platform.render(scene={"sha256": scene.sha256, "kind": scene.kind, "storage_key": scene.storage_key,
+                                  "blend_path": scene.blend_path}, manifest=manifest)
+    ext = "exr" if manifest["file_format"] == "OPEN_EXR" else "png"
+    key = blobs.blob_put(key=f"verification/check{check.pk}/crop{crop.pk}.{ext}", fileobj=io.BytesIO(data))
+    result = _judge(check, region, key)  # an unreadable platform render is a bug: let the task retry
+    _crop_decide(crop_check_id=crop.pk, result=result, reference_key=key, verifier=CropCheck.Verifier.PLATFORM)
+
+
+def _crop_decide(*, crop_check_id: int, result: CropResult, reference_key: str, verifier: str) -> None:
+    """Record a crop's verdict once; finish the check when it was the last one."""
+    with transaction.atomic():
+        crop = CropCheck.objects.select_related("frame_check").get(pk=crop_check_id)
+        FrameCheck.objects.select_for_update().get(pk=crop.frame_check_id)  # serialises the crops of one check
+        state = CropCheck.State.PASSED if result.passed else CropCheck.State.FAILED
+        if not CropCheck.objects.filter(pk=crop.pk, state=CropCheck.State.PENDING, verifier=verifier).update(
+                state=state, metrics=result.metrics, reason=result.summary[:2000], reference_key=reference_key,
+                decided_at=timezone.now()):
+            return  # judged already (a duplicate message or a retried task)
+        disagreed = crop.node_verdict.get("node")
+        if disagreed and result.passed:
+            trust_record(node_id=disagreed, passed=False, frame_id=crop.frame_check.frame_id,
+                         reason=f"its re-render of crop {crop.crop} of frame {crop.frame_check.frame_id} disagreed "
+                                "with the platform's, which matched the frame")
+        _check_finish(check_id=crop.frame_check_id)
+
+
+# --- step 4: the decision -------------------------------------------------------------------
+
+def _check_finish(*, check_id: int) -> None:
+    """When every crop is judged, decide the check once and apply it (settle, or requeue and distrust)."""
+    with transaction.atomic():
+        check = FrameCheck.objects.select_for_update(of=("self",)).select_related("frame").get(pk=check_id)
+        crops = list(check.crops.order_by("pk"))
+        if check.state != FrameCheck.State.PENDING or any(c.state == CropCheck.State.PENDING for c in crops):
+            return
+        failed = [c for c in crops if c.state == CropCheck.State.FAILED]
+        if failed:
+            reason = " | ".join(f"crop {c.crop}: {c.reason}" for c in failed)[:4000]
+            FrameCheck.objects.filter(pk=check.pk).update(state=FrameCheck.State.FAILED, reason=reason,
+                                                          decided_at=timezone.now())
+            _frame_reject(check=check, reason=reason)
+            return
+        reason = f"{len(crops)} random crops matched their re-renders"
+        FrameCheck.objects.filter(pk=check.pk).update(state=FrameCheck.State.PASSED, reason=reason,
+                                                      decided_at=timezone.now())
+        from marketplace.jobs.services import frame_settle
+
+        frame_settle(frame_id=check.frame_id, node_id=check.node_id)
+        trust_record(node_id=check.node_id, passed=True, reason=reason, frame_id=check.frame_id)
+
+
+def _frame_reject(*, check: FrameCheck, reason: str) -> None:
+    """The result is wrong: nobody is paid for it and the frame is rendered again, by another node."""
+    from marketplace.dispatch.services import match_frames_soon
+
+    trust_record(node_id=check.node_id, passed=False, reason=reason, frame_id=check.frame_id)
+    frame = check.frame
+    failed_nodes = (FrameCheck.objects.filter(frame_id=frame.pk, state=FrameCheck.State.FAILED)
+                    .values("node_id").distinct().count())
+    cleared = {"node": None, "result_key": "", "result_sha256": "", "thumbnail_key": "", "rendered_at": None}
+    message = f"verification failed on node {check.node_id}: {reason}"
+    if failed_nodes >= policy.FRAME_FAILED_CHECKS:
+        error = (f"failed verification on {failed_nodes} different nodes; the scene may not render reproducibly. "
+                 f"Last: {message}")
+        transition(Frame, pk=frame.pk, current=FrameState.VERIFYING, target=FrameState.FAILED,
+                   table=FRAME_TRANSITIONS, last_error=error[:4000])
+        from marketplace.jobs.services import job_finish_if_complete
+
+        job_id = frame.job_id
+        transaction.on_commit(lambda: job_finish_if_complete(job_id=job_id))
+        return
+    transition(Frame, pk=frame.pk, current=FrameState.VERIFYING, target=FrameState.QUEUED, table=FRAME_TRANSITIONS,
+               last_error=message[:4000], **cleared)
+    match_frames_soon()
+
+
+# --- canaries -------------------------------------------------------------------------------
+
+def _canary_check(*, frame: Frame, lease: FrameLease) -> FrameCheck | None:
+    """Compare a canary frame with its known answer over the whole frame; then offer the canary again."""
+    answer = CanaryAnswer.objects.get(frame=frame)  # canary_frame_for leases only canaries with answers
+    reference = _image(answer.answer_key)
+    whole = Crop(0, 0, lease.manifest["resolution_x"], lease.manifest["resolution_y"])
+    try:
+        result = crop_judge(candidate=_image(lease.result_key), reference=reference, crop=whole)
+    except (OSError, ValueError) as exc:
+        result = CropResult(False, reasons=[f"the frame cannot be compared: {exc}"[:500]])
+    state = FrameCheck.State.PASSED if result.passed else FrameCheck.State.FAILED
+    with transaction.atomic():
+        Frame.objects.select_for_update().get(pk=frame.pk)
+        if FrameCheck.objects.filter(render_lease=lease).exists():
+            return None
+        now = timezone.now()
+        check = FrameCheck.objects.create(
+            frame=frame, render_lease=lease, node_id=lease.node_id, kind=FrameCheck.Kind.CANARY, state=state,
+            check_rate=node_trust_get(node_id=lease.node_id).check_rate, decided_at=now,
+            reason=("canary matched its known answer" if result.passed else f"canary differs: {result.summary}"))
+        CropCheck.objects.create(frame_check=check, crop=whole.as_dict(), state=state, decided_at=now,
+                                 dispatched_at=now, verifier=CropCheck.Verifier.PLATFORM, metrics=result.metrics,
+                                 reference_key=answer.answer_key, reason=result.summary[:2000])
+        trust_record(node_id=lease.node_id, passed=result.passed, frame_id=frame.pk, reason=check.reason,
+                     kind=None if result.passed else TrustEvent.Kind.CANARY_FAIL)
+        # The canary goes back to the pool for other providers' nodes; nobody is paid (price 0).
+        transition(Frame, pk=frame.pk, current=FrameState.RENDERED, target=FrameState.QUEUED, table=FRAME_TRANSITIONS,
+                   node=None, result_key="", result_sha256="", thumbnail_key="", rendered_at=None)
+    return check
+
+
+def canary_frame_for(*, node) -> Frame | None:
+    """A canary frame to lease to `node` instead of its next artist frame, or None (most of the time).
+
+    Called by dispatch's matching inside its transaction, with the node locked. The rate follows the node's
+    trust (check_rate * CANARY_SHARE). A provider never gets the same canary scene twice on any of its
+    nodes, so remembering canaries does not help. The caller claims the frame with its conditional
+    QUEUED -> LEASED update, so two matchers can never lease the same canary.
+    """
+    trust = NodeTrust.objects.filter(node_id=node.pk).first()
+    rate = policy.canary_rate(check_rate=trust.check_rate if trust else 1.0)
+    if not _chance(rate):
+        return None
+    seen = (FrameLease.objects.filter(node__owner_id=node.owner_id, frame__job__is_canary=True)
+            .values("frame__job__scene_id"))
+    candidates = list(Frame.objects.filter(state=FrameState.QUEUED, job__is_canary=True, canary_answer__isnull=False,
+                                           job__state__in=(JobState.QUEUED, JobState.RUNNING))
+                      .exclude(job__scene_id__in=seen).values_list("pk", flat=True)[:100])
+    if not candidates:
+        return None
+    return Frame.objects.select_related("job__scene").get(pk=secrets.choice(candidates))
+
+
+# --- recovery -------------------------------------------------------------------------------
+
+def checks_resume(*, now=None) -> int:
+    """Beat task: move on checks whose messages or verifiers were lost. Returns how many were nudged."""
+    now = now or timezone.now()
+    nudged = 0
+    gone = (Lease.State.FAILED, Lease.State.EXPIRED, Lease.State.RELEASED, Lease.State.REVOKED)
+    for crop_id in CropCheck.objects.filter(state=CropCheck.State.PENDING, verifier=CropCheck.Verifier.NODE,
+                                            verify_lease__state__in=gone).values_list("pk", flat=True):
+        with transaction.atomic():
+            crop = CropCheck.objects.select_for_update().get(pk=crop_id)
+            if crop.state == CropCheck.State.PENDING and crop.verifier == CropCheck.Verifier.NODE:
+                _crop_to_platform(crop)  # the verifier gave up or vanished: the platform renders it
+                nudged += 1
+    stale = now - timedelta(seconds=conf.RESUME_AFTER_S)
+    for lease_id in CropCheck.objects.filter(state=CropCheck.State.PENDING, verifier=CropCheck.Verifier.NODE,
+                                             verify_lease__state=Lease.State.DONE,
+                                             verify_lease__finished_at__lt=stale).values_list("verify_lease_id",
+                                                                                              flat=True):
+        _enqueue("verification.crop_reported", lease_id)
+        nudged += 1
+    lost = now - timedelta(seconds=conf.PLATFORM_RESUME_AFTER_S)
+    for crop_id in CropCheck.objects.filter(state=CropCheck.State.PENDING, verifier=CropCheck.Verifier.PLATFORM,
+                                            dispatched_at__lt=lost).values_list("pk", flat=True):
+        CropCheck.objects.filter(pk=crop_id).update(dispatched_at=now)
+        _enqueue("verification.platform_crop", crop_id)
+        nudged += 1
+    for check in FrameCheck.objects.filter(state=FrameCheck.State.PENDING, created_at__lt=stale):
+        _check_advance(check)  # crops never dispatched (crash after commit), or a finish that never ran
+    return nudged
+

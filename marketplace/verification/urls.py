@@ -1,4 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from marketplace.verification import views
 
 app_name = "verification"
-urlpatterns: list = []
+urlpatterns = [
+    path("nodes/<int:node_id>/", views.node_verification, name="node"),
+]

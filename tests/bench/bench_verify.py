@@ -122,9 +122,85 @@ def ssim_throughput(args: argparse.Namespace) -> dict[str, Any]:
     return {"image": [H, W, C], "runs": args.runs, "rows": rows}
 
 
+# --- verification overhead (verification app) ----------------------------------------------
+
+OVERHEAD_FRAMES = 6  # frames of the demo job rendered in full, each with one check's crops
+
+
+def verification_overhead(args: argparse.Namespace) -> dict[str, Any]:
+    """Verification compute as a share of render compute on the demo job (320x180, 32 samples, PNG).
+
+    Renders OVERHEAD_FRAMES frames in full and, for each, one check's crops (crops_choose + crop_manifest,
+    as verification.services does) with the scene loaded, and times the comparisons. The share at a
+    check rate r is r * (crop renders + comparisons) / full render, plus r * CANARY_SHARE for canaries
+    (a canary is one whole render). Steady trust is policy.FLOOR; a new node is checked at rate 1.
+    """
+    from marketplace.verification import policy
+    from marketplace.verification.crops import crop_judge, crop_manifest, crops_choose
+    from workers.blend import Renderer, make_demo_scene
+    from workers.blend.demo_scene import DEMO_DEFAULTS
+
+    width, height = DEMO_DEFAULTS["resolution"]
+    job = {"samples": DEMO_DEFAULTS["samples"], "seed": 0, "resolution_x": width, "resolution_y": height,
+           "device": "CPU", "threads": 0, "file_format": "PNG", "use_denoising": False}
+    full_s, crop_s, compare_s, crop_area = [], [], [], []
+    with tempfile.TemporaryDirectory() as tmp, Renderer(timeout_s=600) as renderer:
+        blend = make_demo_scene(Path(tmp) / "scene.blend")
+        t0 = time.perf_counter()
+        renderer.load(blend, blend.parent)
+        load_s = time.perf_counter() - t0
+        renderer.render({**job, "frame": 1}, Path(tmp) / "warm.png")  # first render pays kernel set-up
+        for frame in range(2, 2 + OVERHEAD_FRAMES):
+            manifest = {**job, "frame": frame}
+            t0 = time.perf_counter()
+            full = renderer.render(manifest, Path(tmp) / "full.png")
+            full_s.append(time.perf_counter() - t0)
+            candidate = rk.load_image(full["path"])
+            seconds = compare = 0.0
+            for crop in crops_choose(width=width, height=height):
+                t0 = time.perf_counter()
+                stats = renderer.render(crop_manifest(manifest, crop), Path(tmp) / "crop.png")
+                seconds += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                crop_judge(candidate=candidate, reference=rk.load_image(stats["path"]), crop=crop)
+                compare += time.perf_counter() - t0
+                crop_area.append(crop.w * crop.h / (width * height))
+            crop_s.append(seconds)
+            compare_s.append(compare)
+    full_mean = float(np.mean(full_s))
+    per_check = (float(np.mean(crop_s)) + float(np.mean(compare_s))) / full_mean
+
+    def share(rate: float) -> float:
+        return rate * (per_check + policy.CANARY_SHARE)
+
+    result = {
+        "frame": [width, height], "samples": job["samples"], "frames": OVERHEAD_FRAMES,
+        "crops_per_check": policy.CROPS_PER_CHECK, "mean_crop_area": float(np.mean(crop_area)),
+        "full_render_s": full_mean, "crop_renders_per_check_s": float(np.mean(crop_s)),
+        "compare_per_check_s": float(np.mean(compare_s)), "scene_load_s": load_s,
+        "check_cost_vs_render": per_check, "steady_rate": policy.FLOOR, "canary_share": policy.CANARY_SHARE,
+        "overhead_steady": share(policy.FLOOR), "overhead_new_node": share(1.0),
+        # a verifier that has to load the scene for every crop (no scene reuse at all), at steady trust
+        "overhead_steady_cold_verifiers": share(policy.FLOOR)
+        + policy.FLOOR * policy.CROPS_PER_CHECK * load_s / full_mean,
+    }
+    print(f"\nVerification overhead, demo job {width}x{height}, {job['samples']} samples, {OVERHEAD_FRAMES} frames")
+    print(f"  full render            {full_mean:8.3f} s")
+    print(f"  one check: {policy.CROPS_PER_CHECK} crops of {np.mean(crop_area):.1%} "
+          f"{np.mean(crop_s):8.3f} s render + {np.mean(compare_s):.3f} s compare = {per_check:.1%} of a render")
+    print(f"  scene load (cold verifier) {load_s:.3f} s")
+    print(f"  steady trust (rate {policy.FLOOR:.0%}, canaries {policy.CANARY_SHARE:.0%} of that): "
+          f"{result['overhead_steady']:.2%} of render compute (target <= 5 %)")
+    print(f"  same with every crop on a verifier that loads the scene first: "
+          f"{result['overhead_steady_cold_verifiers']:.2%}")
+    print(f"  new node (rate 100 %): {result['overhead_new_node']:.1%}")
+    return result
+
+
 # (name, function) pairs run in order by main(); append a section here to extend the benchmark.
 SECTIONS: list[tuple[str, Callable[[argparse.Namespace], dict[str, Any]]]] = [
     ("ssim_throughput", ssim_throughput),
+    ("verification_overhead", verification_overhead),
 ]
 
 
