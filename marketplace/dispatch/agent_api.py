@@ -1,4 +1,5 @@
 """The agent API. Agents are untrusted: every call is checked against the node's token and its leases."""
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -38,7 +39,7 @@ class HelloSerializer(serializers.Serializer):
 
 
 class HelloView(AgentView):
-    @extend_schema(request=HelloSerializer, summary="Agent start-up: report capabilities, get broker access")
+    @extend_schema(responses=OpenApiTypes.OBJECT, request=HelloSerializer, summary="Agent start-up: report capabilities, get broker access")
     def post(self, request):
         data = HelloSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -57,7 +58,7 @@ class HeartbeatSerializer(serializers.Serializer):
 
 
 class HeartbeatView(AgentView):
-    @extend_schema(request=HeartbeatSerializer, summary="Extend the node's active leases")
+    @extend_schema(responses=OpenApiTypes.OBJECT, request=HeartbeatSerializer, summary="Extend the node's active leases")
     def post(self, request):
         data = HeartbeatSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -71,7 +72,7 @@ class BenchSerializer(serializers.Serializer):
 
 
 class BenchView(AgentView):
-    @extend_schema(request=BenchSerializer, summary="Upload benchmark results (samples/s per device)")
+    @extend_schema(responses=OpenApiTypes.OBJECT, request=BenchSerializer, summary="Upload benchmark results (samples/s per device)")
     def post(self, request):
         data = BenchSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -83,7 +84,7 @@ class BenchView(AgentView):
 
 
 class LeaseView(AgentView):
-    @extend_schema(summary="Manifest and signed URLs of one of the node's active leases")
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Manifest and signed URLs of one of the node's active leases")
     def get(self, request, lease_id: int):
         try:
             return Response(services.lease_details(node=self.node, lease_id=lease_id,
@@ -100,7 +101,7 @@ class ReportSerializer(serializers.Serializer):
 
 
 class ReportView(AgentView):
-    @extend_schema(request=ReportSerializer, summary="Report the result of a lease (first report only)")
+    @extend_schema(responses=OpenApiTypes.OBJECT, request=ReportSerializer, summary="Report the result of a lease (first report only)")
     def post(self, request, lease_id: int):
         data = ReportSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -119,7 +120,7 @@ class ReleaseSerializer(serializers.Serializer):
 
 
 class ReleaseView(AgentView):
-    @extend_schema(request=ReleaseSerializer, summary="Give a lease back without failing it")
+    @extend_schema(responses=OpenApiTypes.OBJECT, request=ReleaseSerializer, summary="Give a lease back without failing it")
     def post(self, request, lease_id: int):
         data = ReleaseSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -23,7 +23,8 @@ class NodeListView(APIView):
     def get(self, request):
         return Response(NodeSerializer(selectors.nodes_of(owner=request.user), many=True).data)
 
-    @extend_schema(request=NodeCreateSerializer, summary="Register a node; its token is returned once")
+    @extend_schema(request=NodeCreateSerializer, responses={201: NodeSerializer},
+                   summary="Register a node; its token is returned once")
     def post(self, request):
         data = NodeCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
