@@ -5,16 +5,22 @@ every HALVE_EVERY further passes down to FLOOR. One failed check (crop or canary
 node is checked on every frame again; BAN_AFTER_FAILURES failed checks ban it from the market.
 
 Compute budget, measured (tests/bench/bench_verify.py, section verification_overhead; docs/verification.md):
-on the demo job (320x180, 32 samples, Cycles CPU, scene loaded) a crop of CROP_FRACTION = 4 % of the frame
-renders in 4.6 % of a full frame's time (a border render costs its area plus ~8 ms of scene sync). A checked
-frame costs CROPS_PER_CHECK crops, ~4 x 4.6 % = 18.5 % of a render, and a canary costs one whole render.
-At the steady FLOOR rate:
+on the demo job (320x180, 32 samples, Cycles CPU, scene loaded) a full frame renders in 1.04 s and one
+check (CROPS_PER_CHECK = 8 crops of CROP_FRACTION = 2 %, ~1.6 % each on average once clipped at the
+edges) costs 0.195 s of crop renders plus 0.006 s of comparison: 19.4 % of a render (a border render
+costs its area plus ~8 ms of scene sync). A canary costs one whole render. At the steady FLOOR rate:
 
-    FLOOR * (CROPS_PER_CHECK * crop cost + CANARY_SHARE * 1) = 0.10 * (0.185 + 0.10) = 2.9 % of render compute
+    FLOOR * (check cost + CANARY_SHARE * 1) = 0.10 * (0.194 + 0.10) = 2.9 % of render compute
 
-which keeps verification under the 5 % budget with room for the verifier's scene download/load, which is
-paid once per (verifier, scene) and is not counted above. Until a node is trusted it costs ~28 %; that is
-the price of trusting nobody by default (BOINC replicates every result of a new host).
+under the 5 % budget. Not counted: a verifier node that must first download and load the scene (0.37 s
+for the demo scene, paid once per verifier and scene while it keeps the scene loaded), and the ~150
+frames a node renders before it reaches the floor (rate 1 for 10 frames, then 0.5, 0.25, 0.125 for 10
+passes each), during which a new node costs up to 29 %: the price of trusting nobody by default (BOINC
+replicates every result of a new host).
+
+Eight small stratified crops rather than a few large ones: for the same pixels, more crops spread over a
+3x3 grid of the frame catch a result that is wrong in one region (a half-missing frame, a cheat that
+renders only the middle correctly) in every trial of the cheats bench.
 """
 TRUSTED_AFTER = 10
 HALVE_EVERY = 10

@@ -44,6 +44,7 @@ from marketplace.verification.crops import (
     verifiable,
 )
 from marketplace.verification.models import CanaryAnswer, CropCheck, FrameCheck, NodeTrust, TrustEvent
+from workers.blend.sandbox import BlendFileError
 
 log = logging.getLogger("verification")
 Lease = FrameLease
@@ -156,13 +157,14 @@ def _check_open(*, frame_id: int, lease: FrameLease) -> FrameCheck | None:
         width, height = lease.manifest["resolution_x"], lease.manifest["resolution_y"]
         fields = {"frame": frame, "render_lease": lease, "node_id": lease.node_id, "check_rate": rate}
         if not verifiable(width=width, height=height):
+            skip = f"{width}x{height} is too small to compare"
+        elif not _chance(rate):
+            skip = f"not sampled (check rate {rate:.0%})"
+        else:
+            skip = ""
+        if skip:
             return FrameCheck.objects.create(**fields, kind=FrameCheck.Kind.SKIPPED, state=FrameCheck.State.SKIPPED,
-                                             decided_at=timezone.now(),
-                                             reason=f"{width}x{height} is too small to compare")
-        if not _chance(rate):
-            return FrameCheck.objects.create(**fields, kind=FrameCheck.Kind.SKIPPED, state=FrameCheck.State.SKIPPED,
-                                             decided_at=timezone.now(),
-                                             reason=f"not sampled (check rate {rate:.0%})")
+                                             decided_at=timezone.now(), reason=skip)
         check = FrameCheck.objects.create(**fields, kind=FrameCheck.Kind.CROPS)
         CropCheck.objects.bulk_create(CropCheck(frame_check=check, crop=c.as_dict())
                                       for c in crops_choose(width=width, height=height))
@@ -265,8 +267,15 @@ def platform_crop(*, crop_check_id: int) -> None:
     scene = check.frame.job.scene
     region = Crop.from_dict(crop.crop)
     manifest = crop_manifest(check.render_lease.manifest, region)
-    data = platform.render(scene={"sha256": scene.sha256, "kind": scene.kind, "storage_key": scene.storage_key,
-                                  "blend_path": scene.blend_path}, manifest=manifest)
+    try:
+        data = platform.render(scene={"sha256": scene.sha256, "kind": scene.kind, "storage_key": scene.storage_key,
+                                      "blend_path": scene.blend_path}, manifest=manifest)
+    except BlendFileError as exc:
+        # The same Blender refuses the scene or the manifest, so the node cannot have rendered it honestly.
+        # (Limits and crashes are SandboxErrors instead: the task retries them.)
+        result = CropResult(False, reasons=[f"the platform's Blender refuses to render this: {exc}"[:500]])
+        _crop_decide(crop_check_id=crop.pk, result=result, reference_key="", verifier=CropCheck.Verifier.PLATFORM)
+        return
     ext = "exr" if manifest["file_format"] == "OPEN_EXR" else "png"
     key = blobs.blob_put(key=f"verification/check{check.pk}/crop{crop.pk}.{ext}", fileobj=io.BytesIO(data))
     result = _judge(check, region, key)  # an unreadable platform render is a bug: let the task retry
@@ -318,27 +327,27 @@ def _check_finish(*, check_id: int) -> None:
 
 def _frame_reject(*, check: FrameCheck, reason: str) -> None:
     """The result is wrong: nobody is paid for it and the frame is rendered again, by another node."""
-    from marketplace.dispatch.services import match_frames_soon
+    from marketplace.dispatch.services import match_frames_soon, node_block_for_job
+    from marketplace.jobs.services import job_finish_if_complete
 
     trust_record(node_id=check.node_id, passed=False, reason=reason, frame_id=check.frame_id)
     frame = check.frame
+    node_block_for_job(job_id=frame.job_id, node_id=check.node_id)
     failed_nodes = (FrameCheck.objects.filter(frame_id=frame.pk, state=FrameCheck.State.FAILED)
                     .values("node_id").distinct().count())
-    cleared = {"node": None, "result_key": "", "result_sha256": "", "thumbnail_key": "", "rendered_at": None}
     message = f"verification failed on node {check.node_id}: {reason}"
     if failed_nodes >= policy.FRAME_FAILED_CHECKS:
         error = (f"failed verification on {failed_nodes} different nodes; the scene may not render reproducibly. "
                  f"Last: {message}")
         transition(Frame, pk=frame.pk, current=FrameState.VERIFYING, target=FrameState.FAILED,
                    table=FRAME_TRANSITIONS, last_error=error[:4000])
-        from marketplace.jobs.services import job_finish_if_complete
-
-        job_id = frame.job_id
-        transaction.on_commit(lambda: job_finish_if_complete(job_id=job_id))
-        return
-    transition(Frame, pk=frame.pk, current=FrameState.VERIFYING, target=FrameState.QUEUED, table=FRAME_TRANSITIONS,
-               last_error=message[:4000], **cleared)
-    match_frames_soon()
+    else:
+        transition(Frame, pk=frame.pk, current=FrameState.VERIFYING, target=FrameState.QUEUED,
+                   table=FRAME_TRANSITIONS, last_error=message[:4000], node=None, result_key="", result_sha256="",
+                   thumbnail_key="", rendered_at=None)
+        match_frames_soon()
+    job_id = frame.job_id  # a failed frame may finish the job; a requeued one ends there if it was cancelled
+    transaction.on_commit(lambda: job_finish_if_complete(job_id=job_id))
 
 
 # --- canaries -------------------------------------------------------------------------------

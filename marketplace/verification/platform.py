@@ -1,0 +1,85 @@
+"""The platform verifier: renders crops (and canary answers) itself, with the agent's sandboxed renderer.
+
+Used when no node of another provider is idle (a one-provider market, a demo on one machine), to break a
+tie when a node's crop disagrees with the candidate, and to render canary answers. The scene comes from
+storage, is checked against its SHA-256 and unpacked like an agent would; one sandboxed Blender per worker
+process keeps the last scene loaded, so consecutive crops of a job pay the scene load once.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from marketplace import blobs
+from marketplace.verification import conf
+
+_lock = threading.Lock()
+_renderer = None  # workers.blend.Renderer, created on first use
+_loaded_sha256 = ""
+
+
+def scene_bundle(*, sha256: str, kind: str, storage_key: str, blend_path: str) -> tuple[Path, Path]:
+    """(blend file, bundle root) of a stored scene, downloaded and unpacked once per worker machine.
+
+    Worker processes render crops of the same scene at the same time: a file lock per scene keeps one from
+    unpacking the bundle while another is loading it.
+    """
+    locks = conf.WORK_DIR / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"{sha256}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _scene_bundle_locked(sha256=sha256, kind=kind, storage_key=storage_key, blend_path=blend_path)
+
+
+def _scene_bundle_locked(*, sha256: str, kind: str, storage_key: str, blend_path: str) -> tuple[Path, Path]:
+    from workers.bundle import bundle_ready
+
+    root = conf.WORK_DIR / "scenes" / sha256
+    archive = conf.WORK_DIR / "downloads" / f"{sha256}.{kind}"
+    if not (root / ".complete").exists() and not archive.exists():
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        with tempfile.NamedTemporaryFile(dir=archive.parent, delete=False) as tmp, blobs.blob_open(storage_key) as f:
+            while chunk := f.read(blobs.CHUNK):
+                digest.update(chunk)
+                tmp.write(chunk)
+        if digest.hexdigest() != sha256:
+            Path(tmp.name).unlink()
+            raise ValueError(f"stored scene {storage_key} does not match its SHA-256")
+        Path(tmp.name).replace(archive)
+    return bundle_ready(archive=archive, kind=kind, blend_path=blend_path, root=root), root
+
+
+def render(*, scene: dict[str, str], manifest: dict[str, Any]) -> bytes:
+    """Render `manifest` of `scene` (sha256, kind, storage_key, blend_path) on this machine's CPU."""
+    from workers.blend import Renderer
+
+    global _renderer, _loaded_sha256  # noqa: PLW0603 - one sandboxed Blender per worker process
+    blend, root = scene_bundle(**scene)
+    ext = "exr" if manifest.get("file_format") == "OPEN_EXR" else "png"
+    with _lock, tempfile.TemporaryDirectory(prefix="verify-") as tmp:
+        if _renderer is None:
+            _renderer = Renderer(timeout_s=conf.PLATFORM_RENDER_TIMEOUT_S)
+        try:
+            if _loaded_sha256 != scene["sha256"] or not _renderer.alive:
+                _loaded_sha256 = ""
+                _renderer.load(blend, root)
+                _loaded_sha256 = scene["sha256"]
+            out = Path(tmp) / f"out.{ext}"
+            # Never a GPU: the platform's answer must not depend on which worker machine rendered it.
+            _renderer.render({**manifest, "device": "CPU", "device_ids": None, "threads": 0}, out)
+        except Exception:
+            _renderer.close()  # a fresh Blender next time, whatever state this one was left in
+            raise
+        return out.read_bytes()
+
+
+def close() -> None:
+    """Stop this process's Blender (tests, worker shutdown)."""
+    with _lock:
+        if _renderer is not None:
+            _renderer.close()

@@ -1,0 +1,70 @@
+"""Reads of verification state shared by pages of several apps (jobs, nodes, disputes)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.http import Http404
+
+from marketplace.nodes.models import WorkerNode
+from marketplace.verification.models import CropCheck, FrameCheck, NodeTrust, TrustEvent
+
+
+@dataclass(frozen=True)
+class FrameStatus:
+    """What the job page says about a frame's verification."""
+
+    state: str  # FrameCheck.State value
+    label: str
+    crops_done: int
+    crops_total: int
+    reason: str
+
+
+def frame_checks(job_id: int) -> dict[int, FrameStatus]:
+    """Verification status of each frame of a job that has been checked or sampled: its latest check."""
+    latest: dict[int, FrameCheck] = {}
+    checks = (FrameCheck.objects.filter(frame__job_id=job_id).exclude(kind=FrameCheck.Kind.CANARY)
+              .order_by("frame_id", "pk"))
+    for check in checks:
+        latest[check.frame_id] = check
+    done: dict[int, int] = {}
+    total: dict[int, int] = {}
+    for check_id, state in CropCheck.objects.filter(frame_check__in=latest.values()).values_list("frame_check_id",
+                                                                                               "state"):
+        total[check_id] = total.get(check_id, 0) + 1
+        done[check_id] = done.get(check_id, 0) + (state != CropCheck.State.PENDING)
+    return {
+        frame_id: FrameStatus(state=check.state, label=check.get_state_display(), crops_done=done.get(check.pk, 0),
+                              crops_total=total.get(check.pk, 0), reason=check.reason)
+        for frame_id, check in latest.items()
+    }
+
+
+@dataclass(frozen=True)
+class NodeVerification:
+    node: WorkerNode
+    trust: NodeTrust | None
+    events: list[TrustEvent]
+    checks: list[FrameCheck]
+
+
+def node_verification(*, user, node_id: int, limit: int = 50) -> NodeVerification:
+    """A node's trust, trust history and recent checks, for its owner and admins; 404 for anyone else."""
+    nodes = WorkerNode.objects.select_related("owner")
+    if not user.is_market_admin:
+        nodes = nodes.filter(owner=user)
+    node = nodes.filter(pk=node_id).first()
+    if node is None:
+        raise Http404("no such node")
+    checks = (FrameCheck.objects.filter(node=node).exclude(kind=FrameCheck.Kind.SKIPPED)
+              .select_related("frame").prefetch_related("crops").order_by("-pk")[:limit])
+    events = TrustEvent.objects.filter(node=node).select_related("frame").order_by("-created_at", "-pk")
+    return NodeVerification(node=node, trust=NodeTrust.objects.filter(node=node).first(), events=list(events[:limit]),
+                            checks=list(checks))
+
+
+def crop_evidence(*, frame_id: int, result_key: str) -> list[CropCheck]:
+    """Decided crop checks of one result of a frame (node and platform verifiers), for dispute evidence."""
+    return list(CropCheck.objects.filter(frame_check__frame_id=frame_id,
+                                         frame_check__render_lease__result_key=result_key)
+                .exclude(state=CropCheck.State.PENDING).exclude(reference_key="").order_by("pk"))

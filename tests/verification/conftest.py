@@ -1,0 +1,58 @@
+import io
+
+import pytest
+import redis
+from django.conf import settings
+from PIL import Image
+
+from marketplace.dispatch import queues
+from marketplace.dispatch import services as dispatch
+from marketplace.verification import platform
+from marketplace.verification.crops import Crop, crop_manifest
+
+
+@pytest.fixture
+def agent_queues():
+    """The agent broker (real Redis), empty before and after."""
+    r = redis.Redis.from_url(settings.AGENT_BROKER_URL)
+    r.flushdb()
+    queues._client = None
+    yield r
+    r.flushdb()
+
+
+@pytest.fixture
+def platform_truth(monkeypatch):
+    """The platform verifier renders crops of `platform_truth.image` (set it in the test) instead of Blender.
+
+    Tests of the real platform render are in test_platform.py; everything else only needs its answer.
+    """
+
+    class Truth:
+        image = None
+        renders: list[dict] = []
+
+        def render(self, *, scene: dict, manifest: dict) -> bytes:
+            self.renders.append(manifest)
+            x, y, w, h = manifest["border"]
+            buf = io.BytesIO()
+            Image.fromarray(Crop(x, y, w, h).cut(self.image)).save(buf, format="PNG")
+            return buf.getvalue()
+
+    truth = Truth()
+    truth.renders = []
+    monkeypatch.setattr(platform, "render", truth.render)
+    return truth
+
+
+@pytest.fixture
+def crop_leases_in_comparable_format(monkeypatch):
+    """Verify leases as requested from dispatch: `crop_manifest` of the frame's manifest (the crop rendered
+    in the format it is compared in, without denoising)."""
+    real = dispatch.manifest_for
+
+    def manifest_for(frame, *, node, crop=None):
+        manifest = real(frame, node=node)
+        return crop_manifest(manifest, Crop.from_dict(crop)) if crop else manifest
+
+    monkeypatch.setattr(dispatch, "manifest_for", manifest_for)
