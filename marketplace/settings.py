@@ -149,6 +149,7 @@ CELERY_BEAT_SCHEDULE: dict = {
     "reap-leases": {"task": "dispatch.reap", "schedule": float(os.environ.get("REAP_EVERY_SECONDS", "10"))},
     "mature-earnings": {"task": "payments.mature_earnings", "schedule": 15 * 60.0},
     "resend-payouts": {"task": "payments.resend_payouts", "schedule": 5 * 60.0},
+    "verification-resume": {"task": "verification.resume", "schedule": 30.0},
 }
 
 # --- money ----------------------------------------------------------------------------------

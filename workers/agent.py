@@ -233,6 +233,11 @@ class Agent:
                 if self.current.revoked.is_set() or self.abort_now.is_set():
                     raise InterruptedError("lease lost or agent aborted")
                 upload(details["upload_url"], out)
+                if details.get("noisy_upload_url"):
+                    # denoised frames are verified on their pre-denoise pass (see docs/verification.md)
+                    if not stats.get("noisy_path"):
+                        raise RuntimeError("the renderer wrote no pre-denoise pass for a denoised frame")
+                    upload(details["noisy_upload_url"], Path(stats["noisy_path"]))
             except InterruptedError as exc:
                 self._drop_renderer()
                 if self.abort_now.is_set():

@@ -39,7 +39,10 @@ class HelloSerializer(serializers.Serializer):
 
 
 class HelloView(AgentView):
-    @extend_schema(responses=OpenApiTypes.OBJECT, request=HelloSerializer, summary="Agent start-up: report capabilities, get broker access")
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT, request=HelloSerializer,
+        summary="Agent start-up: report capabilities, get broker access",
+    )
     def post(self, request):
         data = HelloSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -58,7 +61,9 @@ class HeartbeatSerializer(serializers.Serializer):
 
 
 class HeartbeatView(AgentView):
-    @extend_schema(responses=OpenApiTypes.OBJECT, request=HeartbeatSerializer, summary="Extend the node's active leases")
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT, request=HeartbeatSerializer, summary="Extend the node's active leases",
+    )
     def post(self, request):
         data = HeartbeatSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -72,7 +77,10 @@ class BenchSerializer(serializers.Serializer):
 
 
 class BenchView(AgentView):
-    @extend_schema(responses=OpenApiTypes.OBJECT, request=BenchSerializer, summary="Upload benchmark results (samples/s per device)")
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT, request=BenchSerializer,
+        summary="Upload benchmark results (samples/s per device)",
+    )
     def post(self, request):
         data = BenchSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -84,7 +92,9 @@ class BenchView(AgentView):
 
 
 class LeaseView(AgentView):
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Manifest and signed URLs of one of the node's active leases")
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT, summary="Manifest and signed URLs of one of the node's active leases",
+    )
     def get(self, request, lease_id: int):
         try:
             return Response(services.lease_details(node=self.node, lease_id=lease_id,
@@ -101,7 +111,10 @@ class ReportSerializer(serializers.Serializer):
 
 
 class ReportView(AgentView):
-    @extend_schema(responses=OpenApiTypes.OBJECT, request=ReportSerializer, summary="Report the result of a lease (first report only)")
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT, request=ReportSerializer,
+        summary="Report the result of a lease (first report only)",
+    )
     def post(self, request, lease_id: int):
         data = ReportSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -120,7 +133,9 @@ class ReleaseSerializer(serializers.Serializer):
 
 
 class ReleaseView(AgentView):
-    @extend_schema(responses=OpenApiTypes.OBJECT, request=ReleaseSerializer, summary="Give a lease back without failing it")
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT, request=ReleaseSerializer, summary="Give a lease back without failing it",
+    )
     def post(self, request, lease_id: int):
         data = ReleaseSerializer(data=request.data)
         data.is_valid(raise_exception=True)

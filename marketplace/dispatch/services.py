@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from marketplace import blobs
@@ -24,6 +24,9 @@ from marketplace.jobs.models import Frame, Job
 from marketplace.jobs.states import FRAME_TRANSITIONS, JOB_TRANSITIONS, FrameState, JobState, transition
 from marketplace.nodes import conf as node_conf
 from marketplace.nodes.models import WorkerNode
+from marketplace.verification import policy
+from marketplace.verification.crops import noisy_key
+from marketplace.verification.services import canary_frame_for
 
 log = logging.getLogger("dispatch")
 Lease = FrameLease
@@ -61,7 +64,7 @@ def matchable_nodes():
 def _frames_for(node: WorkerNode):
     blocked = JobNodeBlock.objects.filter(node=node, failures__gte=conf.NODE_FAILURES_PER_JOB).values("job_id")
     qs = (Frame.objects.filter(state=FrameState.QUEUED, job__state__in=(JobState.QUEUED, JobState.RUNNING),
-                               price__gte=node.min_price_per_frame)
+                               price__gte=node.min_price_per_frame, job__is_canary=False)
           .exclude(job_id__in=blocked))
     if node.device_type != WorkerNode.Device.CPU and node.vram_mb:
         qs = qs.filter(Q(job__quote__vram_mb__isnull=True) | Q(job__quote__vram_mb__lte=node.vram_mb))
@@ -86,23 +89,25 @@ def _pick_frame(node: WorkerNode) -> Frame | None:
 
 
 def manifest_for(frame: Frame, *, node: WorkerNode, crop: dict | None = None) -> dict:
+    """The pinned render settings; a verify lease gets the same manifest narrowed to its crop, in the
+    format it is compared in (see verification.crops), so crop and frame render identically."""
+    from marketplace.verification.crops import Crop, crop_manifest
+
     job = frame.job
     scene = job.scene
-    return {
+    manifest = {
         "job": job.pk, "frame_id": frame.pk, "frame": frame.number, "samples": job.samples, "seed": job.seed,
-        "resolution_x": job.resolution_x, "resolution_y": job.resolution_y,
-        "file_format": "OPEN_EXR" if crop else job.output_format,
+        "resolution_x": job.resolution_x, "resolution_y": job.resolution_y, "file_format": job.output_format,
         "use_denoising": job.use_denoising, "camera": scene.report.get("active_camera") or "",
         "device": node.device_type, "blender_series": conf.BLENDER_SERIES,
         "scene_sha256": scene.sha256, "scene_kind": scene.kind, "blend_path": scene.blend_path,
-        # [x, y, w, h] in pixels, y from the top: the renderer's border convention
-        "border": [crop["x"], crop["y"], crop["w"], crop["h"]] if crop else None,
-        "max_render_seconds": conf.MAX_RENDER_SECONDS,
+        "border": None, "max_render_seconds": conf.MAX_RENDER_SECONDS,
     }
+    return crop_manifest(manifest, Crop.from_dict(crop)) if crop else manifest
 
 
 def result_key_for(lease: FrameLease) -> str:
-    ext = "exr" if lease.manifest.get("file_format") == "OPEN_EXR" else "png"
+    ext = "exr" if lease.manifest.get("file_format") == "OPEN_EXR" else "png"  # crops may be either
     return f"results/job{lease.manifest['job']}/frame{lease.frame_id}/lease{lease.pk}.{ext}"
 
 
@@ -138,6 +143,9 @@ def lease_create_for_node(*, node_id: int) -> Delivery | None:
     if node is None:
         return None
     frame = _pick_frame(node)
+    if frame is not None:
+        # Canaries only replace real work, at the node's trust-dependent rate, so they look like real work.
+        frame = canary_frame_for(node=node) or frame
     if frame is None or not _frame_move(frame.pk, FrameState.QUEUED, FrameState.LEASED, attempts=F("attempts") + 1):
         return None
     if frame.job.state == JobState.QUEUED:
@@ -149,7 +157,13 @@ def lease_create_for_node(*, node_id: int) -> Delivery | None:
 def verify_lease_create(*, frame_id: int, crop: dict, exclude_owner_id: int) -> Delivery | None:
     """Lease a crop re-render of a rendered frame to an idle node of ANOTHER provider. None if none is idle."""
     frame = Frame.objects.select_related("job__scene").get(pk=frame_id)
-    node = _locking(matchable_nodes().exclude(owner_id=exclude_owner_id).order_by("last_heartbeat")).first()
+    # Not a node that failed a check and has not earned trust back; prefer nodes that already have the
+    # scene loaded (it rendered this job), since scene loading dominates small crops.
+    candidates = (matchable_nodes().exclude(owner_id=exclude_owner_id)
+                  .exclude(trust__checks_failed__gt=0, trust__consecutive_passes__lt=policy.TRUSTED_AFTER)
+                  .annotate(knows_job=Exists(FrameLease.objects.filter(node=OuterRef("pk"), frame__job=frame.job_id)))
+                  .order_by("-knows_job", "last_heartbeat"))
+    node = _locking(candidates).first()
     if node is None:
         return None
     return _lease_open(frame=frame, node=node, kind=FrameLease.Kind.VERIFY, crop=crop)
@@ -159,7 +173,7 @@ def match_frames(*, limit: int = 500) -> int:
     """Lease queued frames to idle nodes until either runs out. Returns the number of leases made."""
     made = 0
     for node_id in matchable_nodes().order_by("last_heartbeat").values_list("pk", flat=True)[:limit]:
-        if not Frame.objects.filter(state=FrameState.QUEUED).exists():
+        if not Frame.objects.filter(state=FrameState.QUEUED, job__is_canary=False).exists():
             break
         if lease_create_for_node(node_id=node_id) is not None:
             made += 1
@@ -191,13 +205,23 @@ def lease_details(*, node: WorkerNode, lease_id: int, token: str) -> dict:
     lease = _lease_of_node(node=node, lease_id=lease_id, token=token)
     _require_active(lease)
     scene = lease.frame.job.scene
-    return {
+    details = {
         "lease": lease.pk, "kind": lease.kind, "expires_at": lease.expires_at.isoformat(),
         "manifest": lease.manifest,
         "scene_url": blobs.signed_url(key=scene.storage_key, method="GET", expires_s=conf.SIGNED_URL_SECONDS),
         "upload_url": blobs.signed_url(key=lease.result_key, method="PUT", expires_s=conf.SIGNED_URL_SECONDS,
                                        max_bytes=conf.RESULT_MAX_BYTES),
     }
+    if _needs_noisy_pass(lease):
+        details["noisy_upload_url"] = blobs.signed_url(key=noisy_key(lease.result_key), method="PUT",
+                                                       expires_s=conf.SIGNED_URL_SECONDS,
+                                                       max_bytes=conf.RESULT_MAX_BYTES)
+    return details
+
+
+def _needs_noisy_pass(lease: FrameLease) -> bool:
+    # Denoised frames are verified on their pre-denoise pass: crops only reproduce without the denoiser.
+    return lease.kind == Lease.Kind.RENDER and bool(lease.manifest.get("use_denoising"))
 
 
 @transaction.atomic
@@ -231,6 +255,8 @@ def result_sanity(*, lease: FrameLease) -> SanityResult:
 
     if not blobs.blob_exists(lease.result_key):
         return SanityResult(False, "no image was uploaded for this lease")
+    if _needs_noisy_pass(lease) and not blobs.blob_exists(noisy_key(lease.result_key)):
+        return SanityResult(False, "a denoised frame needs its pre-denoise pass uploaded too")
     with blobs.blob_open(lease.result_key) as f:
         data = f.read(conf.RESULT_MAX_BYTES + 1)
     if len(data) > conf.RESULT_MAX_BYTES:

@@ -34,7 +34,6 @@ def setup() -> list[int]:
 
     from marketplace.accounts.models import User
     from marketplace.nodes.models import WorkerNode
-    from marketplace.verification.models import NodeTrust
     from tests.fixtures.market import make_node, make_queued_job
     from tests.fixtures.money import fund
 
@@ -44,9 +43,8 @@ def setup() -> list[int]:
     for i, artist in enumerate(artists):
         fund(artist, 10**15)
         make_queued_job(artist, frames=FRAMES // len(artists), price=1_000_000, priority=i % 2)
-    node_ids = [make_node(provider, name=f"sim{i}")[0].pk for i in range(NODES)]
     # Steady trust with no sampled checks: this bench isolates dispatch + settlement.
-    NodeTrust.objects.bulk_create(NodeTrust(node_id=n, consecutive_passes=1000, check_rate=0.0) for n in node_ids)
+    node_ids = [make_node(provider, name=f"sim{i}", unchecked=True)[0].pk for i in range(NODES)]
     WorkerNode.objects.update(last_heartbeat=django.utils.timezone.now())
     return node_ids
 

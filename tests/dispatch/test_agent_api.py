@@ -54,7 +54,7 @@ def put_result(details: dict, body: bytes) -> int:
 
 def lease_once(funded_artist, provider, *, frames: int = 1):
     job = make_queued_job(funded_artist, frames=frames)
-    node, token = make_node(provider)
+    node, token = make_node(provider, unchecked=True)
     assert services.match_frames() == 1
     msg = take(node)
     details = agent(token).get(f"/api/v1/agent/leases/{msg['lease']}/", HTTP_X_LEASE_TOKEN=msg["token"]).json()
@@ -90,7 +90,7 @@ def test_it_refuses_a_forged_lease_token(funded_artist, provider):
 
 def test_it_refuses_another_nodes_lease(funded_artist, provider):
     _, _, _, msg, details = lease_once(funded_artist, provider)
-    _, other_token = make_node(provider, name="other")
+    _, other_token = make_node(provider, name="other", unchecked=True)
     put_result(details, png_bytes(32, 24))
     r = agent(other_token).post(f"/api/v1/agent/leases/{msg['lease']}/report/", {"token": msg["token"], "ok": True},
                                 format="json")
@@ -150,7 +150,7 @@ def test_a_report_after_the_lease_was_reaped_changes_nothing(funded_artist, prov
 def test_a_frame_failing_on_three_nodes_fails_with_the_errors(funded_artist, provider, manual_matching):
     job = make_queued_job(funded_artist, frames=1)
     for i in range(3):
-        node, token = make_node(provider, name=f"n{i}")
+        node, token = make_node(provider, name=f"n{i}", unchecked=True)
         assert services.match_frames() == 1
         msg = take(node)
         r = agent(token).post(f"/api/v1/agent/leases/{msg['lease']}/report/",
@@ -165,7 +165,7 @@ def test_a_frame_failing_on_three_nodes_fails_with_the_errors(funded_artist, pro
 
 def test_a_node_failing_a_job_three_times_is_blocklisted_for_it(funded_artist, provider, manual_matching):
     make_queued_job(funded_artist, frames=5)
-    node, token = make_node(provider)
+    node, token = make_node(provider, unchecked=True)
     for _ in range(3):
         assert services.match_frames() == 1
         msg = take(node)
@@ -192,8 +192,8 @@ def test_heartbeat_extends_only_the_nodes_own_active_leases(funded_artist, provi
 
 
 def test_the_node_broker_user_can_only_touch_its_own_queue(funded_artist, provider):
-    node, token = make_node(provider)
-    other, _ = make_node(provider, name="other")
+    node, token = make_node(provider, unchecked=True)
+    other, _ = make_node(provider, name="other", unchecked=True)
     hello = agent(token).post("/api/v1/agent/hello/", {"devices": [{"type": "CPU", "name": "cpu"}], "cpu_cores": 2,
                                                        "ram_mb": 1000, "blender_version": "5.0.1"}, format="json")
     url = hello.json()["broker_url"]

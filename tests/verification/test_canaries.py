@@ -1,7 +1,7 @@
 """Canary frames: indistinguishable from artist work, judged against their known answer, no money moved.
 
-Matching leases a canary the way dispatch's hook does (`canary_frame_for`, then the usual QUEUED -> LEASED
-claim and lease); the real answer render is in test_platform.py.
+Matching swaps a canary in for a node's next artist frame (`canary_frame_for`, then the usual QUEUED ->
+LEASED claim and lease); `lease_canary` does the same directly. The real answer render is in test_platform.py.
 """
 import io
 
@@ -56,16 +56,21 @@ def report(node, lease, message, image) -> None:
     assert dispatch.lease_report(node=node, lease_id=lease.pk, token=message["token"], ok=True).accepted
 
 
-def test_a_canary_lease_looks_exactly_like_artist_work(funded_artist, provider, always):
+def test_a_canary_lease_looks_exactly_like_artist_work(funded_artist, provider, monkeypatch):
     make_queued_job(funded_artist, frames=1, width=32, height=24)
     canary_job()
     node, _ = make_node(provider)
+    monkeypatch.setattr(services, "_chance", lambda rate: False)
     real = dispatch.lease_create_for_node(node_id=node.pk)
     real_message = take(node)
     real_lease = FrameLease.objects.get(pk=real.lease_id)
+    assert not real_lease.frame.job.is_canary
     dispatch.lease_release(node=node, lease_id=real.lease_id, token=real.token)
 
-    lease, message = lease_canary(node)
+    monkeypatch.setattr(services, "_chance", lambda rate: True)
+    canary = dispatch.lease_create_for_node(node_id=node.pk)  # matching's own hook swaps in the canary
+    lease, message = FrameLease.objects.get(pk=canary.lease_id), take(node)
+    assert lease.frame.job.is_canary
     assert set(message) == set(real_message) and message["kind"] == real_message["kind"] == "render"
     assert set(lease.manifest) == set(real_lease.manifest)
     assert {k: type(v) for k, v in lease.manifest.items()} == {k: type(v) for k, v in real_lease.manifest.items()}

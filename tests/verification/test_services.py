@@ -3,12 +3,14 @@
 The platform verifier is replaced by `platform_truth` here (it returns crops of the true image); the real
 sandboxed render is tested in test_platform.py.
 """
+import io
 from datetime import timedelta
 
 import numpy as np
 import pytest
 from django.utils import timezone
 
+from marketplace import blobs
 from marketplace.dispatch import services as dispatch
 from marketplace.dispatch.models import FrameLease
 from marketplace.jobs.models import Frame, Job
@@ -19,7 +21,7 @@ from marketplace.ledger.services import account_get, fee_for
 from marketplace.verification import policy, selectors, services
 from marketplace.verification.models import CropCheck, FrameCheck, NodeTrust, TrustEvent
 from tests.fixtures.market import make_node, make_queued_job
-from tests.verification.helpers import lease_and_report, other_provider, truth_image, verify_and_report
+from tests.verification.helpers import lease_and_report, other_provider, png, take, truth_image, verify_and_report
 
 pytestmark = [pytest.mark.django_db(transaction=True),
               pytest.mark.usefixtures("agent_queues", "crop_leases_in_comparable_format")]
@@ -118,8 +120,10 @@ def test_a_wrong_frame_is_requeued_unpaid_and_its_node_distrusted(funded_artist,
 
     honest_provider = other_provider("ivy")
     honest, _ = make_node(honest_provider, name="honest")
+    verifier, _ = make_node(other_provider("zed"), name="verifier")
     lease_and_report(honest, truth)
-    verify_and_report(cheat, truth)  # the idle cheat is the other provider's only node: it verifies a crop
+    assert not FrameLease.objects.filter(node=cheat, kind="verify").exists()  # a distrusted node verifies nothing
+    verify_and_report(verifier, truth)
     frame.refresh_from_db()
     assert frame.state == FrameState.SETTLED and frame.node_id == honest.pk
     assert pending(honest_provider) == PRICE - fee_for(PRICE) and pending(provider) == 0
@@ -212,7 +216,8 @@ def test_the_check_rate_decides_how_often_frames_are_sampled(funded_artist, prov
     monkeypatch.setattr(services, "_chance", lambda rate: rates.append(rate) or False)
     make_queued_job(funded_artist, frames=1, price=PRICE, width=32, height=24)
     lease_and_report(node, truth_image())
-    assert rates == [policy.FLOOR]
+    # two draws at steady trust: matching's canary swap, then the frame's check
+    assert rates == [policy.canary_rate(check_rate=policy.FLOOR), policy.FLOOR]
 
 
 def test_verify_leases_never_go_to_the_same_provider(funded_artist, provider, truth, manual_matching):
@@ -263,9 +268,15 @@ def test_denoised_frames_are_checked_on_their_noisy_pass(funded_artist, provider
     assert Frame.objects.get(pk=lease.frame_id).state == FrameState.SETTLED
     assert {(m["use_denoising"], m["file_format"]) for m in platform_truth.renders} == {(False, "OPEN_EXR")}
 
-    missing = lease_and_report(node, denoised)  # no noisy pass uploaded: it cannot be verified
+    # No noisy pass uploaded: dispatch refuses the report, so the frame can never reach verification.
+    delivery = dispatch.lease_create_for_node(node_id=node.pk)
+    take(node)
+    missing = FrameLease.objects.get(pk=delivery.lease_id)
+    blobs.blob_put(key=missing.result_key, fileobj=io.BytesIO(png(denoised)))
+    outcome = dispatch.lease_report(node=node, lease_id=missing.pk, token=delivery.token, ok=True)
     frame = Frame.objects.get(pk=missing.frame_id)
-    assert frame.state == FrameState.QUEUED and "pre-denoise pass cannot be read" in frame.last_error
+    assert not outcome.accepted and "pre-denoise pass" in outcome.message
+    assert frame.state == FrameState.QUEUED and "pre-denoise pass" in frame.last_error
 
 
 def test_a_render_too_small_to_compare_is_settled_unchecked(funded_artist, provider, manual_matching,
