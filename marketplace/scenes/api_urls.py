@@ -1,3 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from marketplace.scenes import api
+
+urlpatterns = [
+    path("scenes/", api.SceneListView.as_view(), name="api-scenes"),
+    path("scenes/<int:scene_id>/", api.SceneDetailView.as_view(), name="api-scene"),
+]

@@ -25,9 +25,22 @@ class Scene(models.Model):
     refusal = models.TextField(blank=True, default="")
     warnings = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    inspected_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(status="refused") | ~models.Q(refusal=""), name="scene_refused_has_reason"
+            ),
+            models.CheckConstraint(condition=models.Q(size__gte=0), name="scene_size_not_negative"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.sha256[:10]})"
+
+    @property
+    def refusal_reasons(self) -> list[str]:
+        return self.refusal.splitlines()
 
     @property
     def storage_key(self) -> str:

@@ -1,4 +1,11 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from marketplace.scenes import views
 
 app_name = "scenes"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.scene_list, name="list"),
+    path("upload/", views.scene_upload, name="upload"),
+    path("<int:scene_id>/", views.scene_detail, name="detail"),
+    path("<int:scene_id>/inspection/", views.scene_fragment, name="fragment"),
+]

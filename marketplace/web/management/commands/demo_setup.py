@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand
 
 from marketplace.accounts.models import User
 from marketplace.accounts.services import user_create
+from marketplace.jobs.services import job_accept, job_quote
 from marketplace.ledger.models import Account
 from marketplace.ledger.services import Leg, account_get, transfer
 from marketplace.nodes.models import WorkerNode
@@ -54,6 +55,11 @@ class Command(BaseCommand):
         agent_config.chmod(0o600)
         if not no_scene and not artist.scenes.exists():
             call_command("make_demo_scene", owner="artist")
+            # A first job, so the local agent renders the demo end to end right away.
+            scene = artist.scenes.get()
+            job = job_quote(owner=artist, scene=scene, name="Demo animation", frame_end=8)
+            job_accept(job_id=job.pk, owner=artist)
+            self.stdout.write(f"Demo job {job.pk}: 8 frames queued for the local agent")
         self.stdout.write(self.style.SUCCESS("Demo users (passwords change on every start):"))
         for username, password in passwords.items():
             self.stdout.write(f"  {username:9} {password}")

@@ -1,0 +1,59 @@
+"""Artist API for scenes: upload (multipart), list, detail. Another user's scene is a 404."""
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from marketplace.scenes import conf, selectors, services
+from marketplace.scenes.models import Scene
+from marketplace.scenes.validation import SceneRejected
+
+
+class SceneSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Scene
+        fields = ["id", "name", "kind", "sha256", "size", "blend_path", "status", "refusal", "warnings", "report",
+                  "created_at", "inspected_at"]
+        read_only_fields = fields
+
+
+class SceneUploadRequest(serializers.Serializer):
+    file = serializers.FileField(help_text=f".blend, or .zip with one top-level .blend; at most "
+                                           f"{conf.DEFAULTS['MAX_UPLOAD_BYTES']} bytes by default")
+    name = serializers.CharField(max_length=200, required=False, default="", help_text="defaults to the file name")
+
+
+class ErrorResponse(serializers.Serializer):
+    error = serializers.CharField()
+
+
+class SceneListView(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(responses=SceneSerializer(many=True), summary="The user's scenes, newest first")
+    def get(self, request):
+        return Response(SceneSerializer(selectors.scenes_of(owner=request.user), many=True).data)
+
+    @extend_schema(request={"multipart/form-data": SceneUploadRequest},
+                   responses={201: SceneSerializer, 400: ErrorResponse, 403: ErrorResponse},
+                   summary="Upload a scene; it is inspected in the background (poll its status)")
+    def post(self, request):
+        data = SceneUploadRequest(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            scene = services.scene_upload(owner=request.user, uploaded_file=data.validated_data["file"],
+                                          name=data.validated_data["name"])
+        except SceneRejected as exc:
+            return Response({"error": exc.reason}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(SceneSerializer(scene).data, status=status.HTTP_201_CREATED)
+
+
+class SceneDetailView(APIView):
+    @extend_schema(responses={200: SceneSerializer, 404: ErrorResponse}, summary="A scene with its inspection")
+    def get(self, request, scene_id: int):
+        try:
+            scene = selectors.scene_of(owner=request.user, scene_id=scene_id)
+        except selectors.SceneNotFound as exc:
+            return Response({"error": str(exc)}, status=status.HTTP_404_NOT_FOUND)
+        return Response(SceneSerializer(scene).data)

@@ -1,0 +1,84 @@
+"""Inspect a checked upload: unpack it into a private temp dir, read it with bpy (sandboxed), judge it, calibrate.
+
+Shared by the Celery task (a stored blob) and the `inspect_scene` command (a local file). No database here.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from marketplace.scenes import conf, policy
+from workers.blend import BlendError, inspect_scene
+from workers.blend.renderer import Renderer
+from workers.bundle import BundleError, safe_extract
+
+
+@dataclass(frozen=True)
+class Inspection:
+    report: dict[str, Any]
+    refusal: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> bool:
+        return not self.refusal
+
+
+def inspect_upload(*, fileobj: IO[bytes], kind: str, blend_path: str) -> Inspection:
+    """Report, refusal and warnings of one upload (`kind` "blend" or "zip", as `validation` found it).
+
+    A scene that Blender cannot open, or that hits the sandbox's limits, is refused with the reason.
+    """
+    work = Path(tempfile.mkdtemp(prefix="scene-inspect-"))  # mode 0700: private to this process
+    try:
+        root = work / "bundle"
+        root.mkdir()
+        blend = _unpack(fileobj, kind=kind, blend_path=blend_path, work=work, root=root)
+        report = inspect_scene(blend, bundle_root=root, timeout_s=conf.INSPECT_TIMEOUT_S,
+                               memory_mb=conf.INSPECT_MEMORY_MB)
+        report.pop("warnings", None)  # the worker's advisory list; policy.py decides what to tell the artist
+        verdict = policy.judge(report)
+        if verdict.accepted:
+            report["calibration"] = calibrate(blend, root=root, report=report, work=work)
+        return Inspection(report=report, refusal=verdict.refusal, warnings=verdict.warnings)
+    except (BlendError, BundleError) as exc:
+        return Inspection(report={}, refusal=str(exc))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _unpack(fileobj: IO[bytes], *, kind: str, blend_path: str, work: Path, root: Path) -> Path:
+    if kind == "zip":
+        archive = work / "upload.zip"
+        with open(archive, "wb") as out:
+            shutil.copyfileobj(fileobj, out, 1 << 20)
+        safe_extract(archive, root, max_bytes=conf.ZIP_MAX_UNCOMPRESSED_BYTES, max_files=conf.ZIP_MAX_FILES)
+        archive.unlink()
+        return root / PurePosixPath(blend_path)
+    blend = root / PurePosixPath(blend_path).name
+    with open(blend, "wb") as out:
+        shutil.copyfileobj(fileobj, out, 1 << 20)
+    return blend
+
+
+def calibration_size(width: int, height: int) -> tuple[int, int]:
+    """CALIBRATION_SCALE_PERCENT of the effective size, at least CALIBRATION_MIN_SIDE (never above the full size)."""
+    def side(n: int) -> int:
+        return min(n, max(conf.CALIBRATION_MIN_SIDE, n * conf.CALIBRATION_SCALE_PERCENT // 100))
+
+    return side(width), side(height)
+
+
+def calibrate(blend: Path, *, root: Path, report: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Render the first frame at reduced size with the scene's samples, on CPU: the quote's time measure."""
+    width, height = calibration_size(report["effective_width"], report["effective_height"])
+    manifest = {"frame": report["frame_start"], "samples": report["samples"], "seed": report["seed"] or 0,
+                "resolution_x": width, "resolution_y": height, "device": "CPU", "file_format": "PNG"}
+    with Renderer(memory_mb=conf.CALIBRATION_MEMORY_MB, timeout_s=conf.CALIBRATION_TIMEOUT_S) as renderer:
+        renderer.load(blend, root)
+        stats = renderer.render(manifest, work / "calibration.png")
+    return {"seconds": round(stats["seconds"], 4), "width": width, "height": height,
+            "samples": report["samples"], "frame": report["frame_start"], "device": "CPU"}

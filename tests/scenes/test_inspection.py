@@ -1,0 +1,118 @@
+"""Real bpy inspection (sandboxed subprocess) of the demo scene and of each bad scene, through the upload service."""
+import pytest
+
+from marketplace.scenes.models import Scene
+from marketplace.scenes.validation import SceneRejected
+from tests.scenes.conftest import stored_files
+
+pytest_plugins = ["tests.fixtures.blend_fixtures"]
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+CASES = ("no_camera", "eevee", "huge_resolution", "huge_frames", "absolute_image", "escape_image",
+         "outside_library", "osl_script", "python_driver", "autorun_text", "denoise", "truncated", "random_bytes")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _prebuild(blend_factory):
+    blend_factory.prebuild(CASES)  # one bpy subprocess for all of them
+
+
+def refused(upload, artist, blend_factory, kind: str, media) -> Scene:
+    scene = upload(artist, blend_factory.get(kind).blend)
+    assert scene.status == Scene.Status.REFUSED
+    assert scene.inspected_at is not None
+    assert stored_files(media) == [media / scene.storage_key]  # kept, with the reason, for the artist to see
+    assert "calibration" not in scene.report
+    return scene
+
+
+def test_the_demo_scene_is_ready_with_its_exact_settings_and_a_calibration(upload, artist, tiny_demo, media):
+    scene = upload(artist, tiny_demo)
+    assert scene.status == Scene.Status.READY, scene.refusal
+    assert (scene.kind, scene.blend_path, scene.refusal, scene.warnings) == ("blend", "demo.blend", "", [])
+    r = scene.report
+    assert (r["engine"], r["frame_start"], r["frame_end"], r["frame_step"], r["frame_count"]) == ("CYCLES", 1, 6, 1, 6)
+    assert (r["resolution_x"], r["resolution_y"], r["resolution_percentage"]) == (64, 36, 100)
+    assert (r["samples"], r["use_denoising"], r["use_adaptive_sampling"]) == (8, False, False)
+    assert r["cameras"] == ["Camera"] and r["active_camera"] == "Camera"
+    assert r["blender_version_saved"] == "5.0" and r["missing_files"] == [] and r["outside_paths"] == []
+    cal = r["calibration"]
+    assert {k: cal[k] for k in ("width", "height", "samples", "frame", "device")} == {
+        "width": 32, "height": 32, "samples": 8, "frame": 1, "device": "CPU"}
+    assert 0 < cal["seconds"] < 30
+    assert stored_files(media) == [media / scene.storage_key]
+
+
+def test_inspecting_twice_changes_nothing(upload, artist, tiny_demo):
+    from marketplace.scenes.services import scene_inspect
+
+    scene = upload(artist, tiny_demo)
+    again = scene_inspect(scene_id=scene.pk)
+    assert (again.status, again.report, again.inspected_at) == (scene.status, scene.report, scene.inspected_at)
+
+
+@pytest.mark.parametrize(("kind", "expected"), [
+    ("no_camera", "the scene has no camera"),
+    ("eevee", "unsupported engine BLENDER_EEVEE: switch the render engine to Cycles"),
+    ("huge_resolution", "effective resolution 65536x65536 (resolution x 100 %) is over the limit of 8192 px"),
+    ("huge_frames", "1048574 frames (1-1048574 step 1) is over the limit of 10000 frames"),
+])
+def test_it_refuses_scenes_it_cannot_render(upload, artist, blend_factory, kind, expected, media):
+    assert expected in refused(upload, artist, blend_factory, kind, media).refusal
+
+
+def test_it_refuses_images_outside_the_upload_listing_each_path(upload, artist, blend_factory, media):
+    case = blend_factory.get("absolute_image")
+    scene = refused(upload, artist, blend_factory, "absolute_image", media)
+    assert "the scene reads files outside its upload" in scene.refusal
+    assert f"{case.private / 'secret.png'} (absolute path)" in scene.refusal
+    assert "/etc/hostname (absolute path)" in scene.refusal
+
+
+def test_it_refuses_an_escape_with_dotdot(upload, artist, blend_factory, media):
+    scene = refused(upload, artist, blend_factory, "escape_image", media)
+    assert "image 'EscapeImage': //../../secret.png (escapes the bundle (..))" in scene.refusal
+
+
+def test_it_refuses_a_library_linked_from_outside(upload, artist, blend_factory, media):
+    case = blend_factory.get("outside_library")
+    scene = refused(upload, artist, blend_factory, "outside_library", media)
+    assert f"library 'lib.blend': {case.private / 'lib.blend'} (absolute path)" in scene.refusal
+
+
+def test_it_refuses_osl_script_nodes(upload, artist, blend_factory, media):
+    scene = refused(upload, artist, blend_factory, "osl_script", media)
+    assert "OSL script nodes are not allowed" in scene.refusal and "'StealScript'" in scene.refusal
+
+
+def test_it_refuses_python_drivers_listing_them_and_never_runs_them(upload, artist, blend_factory, media):
+    case = blend_factory.get("python_driver")
+    scene = refused(upload, artist, blend_factory, "python_driver", media)
+    assert "Python driver expressions are not allowed" in scene.refusal
+    assert "NoiseCube.location[2] = \"__import__('os').system(" in scene.refusal
+    assert not case.marker.exists()
+
+
+def test_an_autorun_text_block_never_runs(upload, artist, blend_factory):
+    case = blend_factory.get("autorun_text")
+    scene = upload(artist, case.blend)
+    # Inspected and even calibrated (a real render): the block registered to run on load never ran.
+    assert scene.status == Scene.Status.READY and "calibration" in scene.report
+    assert "text block 'autorun.py' is registered to run on load: it was not run and never will be" in scene.warnings
+    assert not case.marker.exists()
+
+
+def test_denoising_is_a_warning_not_a_refusal(upload, artist, blend_factory):
+    scene = upload(artist, blend_factory.get("denoise").blend)
+    assert scene.status == Scene.Status.READY
+    assert any(w.startswith("denoising is on") for w in scene.warnings)
+
+
+@pytest.mark.parametrize(("kind", "expected"), [
+    ("truncated", "corrupt or truncated .blend"),
+    ("random_bytes", "not a Blender file"),
+])
+def test_broken_blend_files_are_refused_before_storage(artist, blend_factory, kind, expected, upload, media):
+    with pytest.raises(SceneRejected, match=expected):
+        upload(artist, blend_factory.get(kind).blend)
+    assert not Scene.objects.exists() and stored_files(media) == []
