@@ -8,8 +8,8 @@ document.addEventListener("DOMContentLoaded", () => {
         const r = await fetch(el.dataset.poll, {headers: {"X-Fragment": "1"}});
         if (r.ok) el.innerHTML = await r.text();
       } catch (e) { /* offline: try again next tick */ }
-      // A fragment that marks itself final (data-poll-final) stops the polling: nothing will change.
-      if (!el.querySelector("[data-poll-final]")) setTimeout(tick, every);
+      // A fragment that marks itself final (data-final) stops the polling: nothing will change.
+      if (!el.querySelector("[data-final]")) setTimeout(tick, every);
     };
     setTimeout(tick, every);
   });
