@@ -1,6 +1,5 @@
-"""The artist's job flow in real Chromium: settings and quote, accept, the escrow hold on the ledger page,
-cancel, the refund. The scene is a READY row (tests.jobs.conftest); the upload step with its progress bar
-belongs in front of this once the scenes app's upload page (`scenes:upload`) exists."""
+"""The artist's flow in real Chromium: upload the demo scene with the progress bar, see the inspection,
+settings and quote, accept, the escrow hold on the ledger page, cancel, the refund."""
 import os
 import re
 
@@ -13,7 +12,7 @@ from marketplace.jobs.states import JobState
 from marketplace.web.templatetags.money import tokens
 from tests.fixtures.money import fund
 from tests.fixtures.personas import PASSWORD
-from tests.jobs.conftest import calibrated_scene
+from marketplace.scenes.models import Scene
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
 
@@ -35,9 +34,17 @@ def browser(live_server, settings, tmp_path):
         connections.close_all()  # Playwright's greenlet has its own connections; Postgres must drop the test DB
 
 
-def test_quote_accept_see_escrow_cancel_see_refund(browser, live_server, artist):
+@pytest.fixture(scope="module")
+def demo_blend(tmp_path_factory):
+    from workers.blend import make_demo_scene
+
+    path = tmp_path_factory.mktemp("demo") / "demo.blend"
+    make_demo_scene(path, frames=4, resolution=(64, 36), samples=8)
+    return path
+
+
+def test_upload_quote_accept_see_escrow_cancel_see_refund(browser, live_server, artist, demo_blend):
     fund(artist, 100 * M)
-    scene = calibrated_scene(artist)
     page = browser.new_context().new_page()
     page.set_default_timeout(15_000)
     page.goto(f"{live_server.url}/accounts/login/")
@@ -46,7 +53,25 @@ def test_quote_accept_see_escrow_cancel_see_refund(browser, live_server, artist)
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r"^(?!.*/accounts/login/)"))
 
-    page.goto(f"{live_server.url}/jobs/new/?scene={scene.pk}")
+    page.goto(f"{live_server.url}/scenes/upload/")
+    page.set_input_files("#id_file", str(demo_blend))
+    shown: list[str] = []  # what the progress bar showed, reported from the page as it changes
+    page.expose_function("reportUpload", lambda text: shown.append(text))
+    page.evaluate("""() => {
+        const box = document.getElementById('upload-progress'), pct = document.getElementById('upload-percent');
+        new MutationObserver(() => window.reportUpload(box.hidden ? 'hidden' : pct.textContent))
+            .observe(pct, {childList: true, characterData: true, subtree: true});
+    }""")
+    xhr = lambda r: r.method == "POST" and r.headers.get("x-requested-with") == "XMLHttpRequest"  # noqa: E731
+    with page.expect_request(xhr):
+        page.click("#upload-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/scenes/\d+/$"))
+    assert shown and shown[-1] == "100 %" and "hidden" not in shown, shown
+    scene = Scene.objects.get(owner=artist)
+    assert page.inner_text("#scene-status") == "Ready"  # inspected with bpy (eager Celery in tests)
+    assert scene.report["frame_end"] == 4 and scene.report["calibration"]["samples"] == 8
+    page.click("text=Get a quote")
+    page.wait_for_url(re.compile(rf"/jobs/new/\?scene={scene.pk}$"))
     assert page.inner_text("#scene-status") == "Ready"
     page.fill("#id_samples", "16")
     page.click("text=Get a quote")
