@@ -9,10 +9,10 @@ from playwright.sync_api import sync_playwright
 
 from marketplace.jobs.models import Job
 from marketplace.jobs.states import JobState
+from marketplace.scenes.models import Scene
 from marketplace.web.templatetags.money import tokens
 from tests.fixtures.money import fund
 from tests.fixtures.personas import PASSWORD
-from marketplace.scenes.models import Scene
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
 
