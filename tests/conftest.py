@@ -1,6 +1,8 @@
 import os
 
 import pytest
+import redis
+from django.conf import settings
 from django.db import connection
 
 pytest_plugins = ["tests.fixtures.personas"]
@@ -21,3 +23,15 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def is_postgres() -> bool:
     return connection.vendor == "postgresql"
+
+
+@pytest.fixture
+def agent_queues():
+    """The agent broker (real Redis), empty before and after, with a fresh connection pool."""
+    from marketplace.dispatch import queues
+
+    r = redis.Redis.from_url(settings.AGENT_BROKER_URL)
+    r.flushdb()
+    queues._client = None  # the pool must not outlive a flushed db's ACL users
+    yield r
+    r.flushdb()

@@ -16,16 +16,7 @@ from marketplace.ledger.models import Account, LedgerTransaction
 from marketplace.ledger.services import account_get
 from tests.fixtures.market import make_node, make_queued_job, png_bytes
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def clean_agent_queues():
-    r = redis.Redis.from_url(settings.AGENT_BROKER_URL)
-    r.flushdb()
-    queues._client = None
-    yield r
-    r.flushdb()
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("agent_queues")]
 
 
 @pytest.fixture

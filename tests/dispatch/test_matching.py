@@ -1,7 +1,5 @@
 """Matching: priority first, fair across artists, fits the node, never hands a frame out twice."""
 import pytest
-import redis
-from django.conf import settings
 
 from marketplace.dispatch import services
 from marketplace.dispatch.models import FrameLease
@@ -14,9 +12,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
-def quiet(monkeypatch):
+def quiet(monkeypatch, agent_queues):
     monkeypatch.setattr(services, "_after_commit_match", lambda: None)
-    redis.Redis.from_url(settings.AGENT_BROKER_URL).flushdb()
 
 
 def owners_of_leased() -> list[int]:

@@ -1,24 +1,11 @@
 import io
 
 import pytest
-import redis
-from django.conf import settings
 from PIL import Image
 
-from marketplace.dispatch import queues
 from marketplace.dispatch import services as dispatch
 from marketplace.verification import platform
 from marketplace.verification.crops import Crop, crop_manifest
-
-
-@pytest.fixture
-def agent_queues():
-    """The agent broker (real Redis), empty before and after."""
-    r = redis.Redis.from_url(settings.AGENT_BROKER_URL)
-    r.flushdb()
-    queues._client = None
-    yield r
-    r.flushdb()
 
 
 @pytest.fixture
