@@ -1,11 +1,12 @@
 """Artist API for scenes: upload (multipart), list, detail. Another user's scene is a 404."""
+from django.core.exceptions import PermissionDenied
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace.scenes import conf, selectors, services
+from marketplace.scenes import conf, selectors, services, upload_limit
 from marketplace.scenes.models import Scene
 from marketplace.scenes.validation import SceneRejected
 
@@ -36,10 +37,19 @@ class SceneListView(APIView):
         return Response(SceneSerializer(selectors.scenes_of(owner=request.user), many=True).data)
 
     @extend_schema(request={"multipart/form-data": SceneUploadRequest},
-                   responses={201: SceneSerializer, 400: ErrorResponse, 403: ErrorResponse},
+                   responses={201: SceneSerializer, 400: ErrorResponse, 403: ErrorResponse, 413: ErrorResponse},
                    summary="Upload a scene; it is inspected in the background (poll its status)")
     def post(self, request):
+        # Before the body is parsed: a provider's or an oversized upload is not spooled to disk first.
+        if not services.can_upload(request.user):
+            raise PermissionDenied("only artists can upload scenes")
+        too_big = Response({"error": upload_limit.too_big_message()}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        if upload_limit.declared_too_big(request):
+            return too_big
+        limit = upload_limit.install(request)
         data = SceneUploadRequest(data=request.data)
+        if limit.exceeded:
+            return too_big
         data.is_valid(raise_exception=True)
         try:
             scene = services.scene_upload(owner=request.user, uploaded_file=data.validated_data["file"],

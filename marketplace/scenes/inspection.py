@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -55,7 +57,12 @@ def _unpack(fileobj: IO[bytes], *, kind: str, blend_path: str, work: Path, root:
         archive = work / "upload.zip"
         with open(archive, "wb") as out:
             shutil.copyfileobj(fileobj, out, 1 << 20)
-        safe_extract(archive, root, max_bytes=conf.ZIP_MAX_UNCOMPRESSED_BYTES, max_files=conf.ZIP_MAX_FILES)
+        try:
+            safe_extract(archive, root, max_bytes=conf.ZIP_MAX_UNCOMPRESSED_BYTES, max_files=conf.ZIP_MAX_FILES)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+            # Validation reads the central directory only; a member's damaged data (bad CRC, broken deflate,
+            # an unsupported method) shows up here, and must refuse the scene rather than crash the task.
+            raise BundleError(f"corrupt .zip: {exc}") from exc
         archive.unlink()
         return root / PurePosixPath(blend_path)
     blend = root / PurePosixPath(blend_path).name

@@ -20,3 +20,8 @@ def scene_inspect_task(self, scene_id: int) -> None:
             services.scene_inspection_failed(scene_id=scene_id, reason=f"{type(exc).__name__}: {exc}")
             return
         raise self.retry(exc=exc, countdown=5 * 2**self.request.retries) from exc
+    except Exception:
+        # A bug must not leave the scene "inspecting" (and its page polling) forever; the traceback still goes
+        # to the worker's log, and the artist is not shown internals.
+        services.scene_inspection_failed(scene_id=scene_id, reason="internal error")
+        raise

@@ -135,6 +135,21 @@ def member_problem(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
+def file_folder_clashes(names: list[str]) -> list[str]:
+    """Paths that one entry makes a file and another a folder: they cannot both be unpacked."""
+    files: set[str] = set()
+    folders: set[str] = set()
+    for name in names:
+        normal = name.replace("\\", "/")
+        parts = PurePosixPath(normal).parts
+        folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
+        if normal.endswith("/"):
+            folders.add("/".join(parts))
+        else:
+            files.add("/".join(parts))
+    return sorted(files & folders)
+
+
 def check_zip(path: Path) -> str:
     """Judge a zip from its central directory; return the path of its .blend inside the bundle."""
     try:
@@ -156,6 +171,9 @@ def _check_members(members: list[zipfile.ZipInfo]) -> str:
     bad = [f"{m.filename!r} {problem}" for m in members if (problem := member_problem(m))]
     if bad:
         raise SceneRejected("the zip has entries that cannot be unpacked safely: " + "; ".join(bad[:20]))
+    clashes = file_folder_clashes([m.filename for m in members])
+    if clashes:
+        raise SceneRejected("the zip has paths that are both a file and a folder: " + ", ".join(clashes[:20]))
     total = sum(m.file_size for m in members)
     if total > conf.ZIP_MAX_UNCOMPRESSED_BYTES:
         limit = mib(conf.ZIP_MAX_UNCOMPRESSED_BYTES)

@@ -5,41 +5,19 @@ Another user's scene is a 404, never a 403 that confirms it exists.
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
-from marketplace.scenes import conf, selectors, services
+from marketplace.scenes import conf, selectors, services, upload_limit
 from marketplace.scenes.models import Scene
 from marketplace.scenes.validation import SceneRejected, mib
-
-# Room for the multipart framing and the other form fields around the file.
-FORM_OVERHEAD_BYTES = 64 * 1024
 
 
 class SceneUploadForm(forms.Form):
     file = forms.FileField(label="Scene (.blend, or .zip with the .blend and its textures)")
     name = forms.CharField(max_length=200, required=False, help_text="defaults to the file name")
-
-
-class UploadSizeLimit(FileUploadHandler):
-    """Stops keeping an upload's bytes once it passes the limit, instead of spooling all of it to disk."""
-
-    def __init__(self, request: HttpRequest, max_bytes: int) -> None:
-        super().__init__(request)
-        self.max_bytes = max_bytes
-        self.exceeded = False
-
-    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
-        if start + len(raw_data) > self.max_bytes:
-            self.exceeded = True
-            raise StopUpload(connection_reset=False)
-        return raw_data
-
-    def file_complete(self, file_size: int) -> None:
-        return None
 
 
 def _scene_or_404(request: HttpRequest, scene_id: int) -> Scene:
@@ -58,17 +36,15 @@ def _wants_json(request: HttpRequest) -> bool:
 def scene_upload(request: HttpRequest) -> HttpResponse:
     if not services.can_upload(request.user):
         raise PermissionDenied("only artists can upload scenes")
-    limit = UploadSizeLimit(request, conf.MAX_UPLOAD_BYTES)
-    request.upload_handlers.insert(0, limit)
-    return _scene_upload(request, limit)
+    return _scene_upload(request, upload_limit.install(request))
 
 
 @csrf_protect
-def _scene_upload(request: HttpRequest, limit: UploadSizeLimit) -> HttpResponse:
-    too_big = f"the file is over the upload limit of {mib(conf.MAX_UPLOAD_BYTES)}"
+def _scene_upload(request: HttpRequest, limit: upload_limit.UploadSizeLimit) -> HttpResponse:
+    too_big = upload_limit.too_big_message()
     error, status = "", 200
     if request.method == "POST":
-        if int(request.META.get("CONTENT_LENGTH") or 0) > conf.MAX_UPLOAD_BYTES + FORM_OVERHEAD_BYTES:
+        if upload_limit.declared_too_big(request):
             error, status = too_big, 413  # refused before reading the body
             form = SceneUploadForm()
         else:

@@ -9,7 +9,8 @@ pytest_plugins = ["tests.fixtures.blend_fixtures"]
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 CASES = ("no_camera", "eevee", "huge_resolution", "huge_frames", "absolute_image", "escape_image",
-         "outside_library", "osl_script", "python_driver", "autorun_text", "denoise", "truncated", "random_bytes")
+         "outside_library", "osl_script", "python_driver", "autorun_text", "denoise", "truncated", "random_bytes",
+         "geometry_import", "symlink_image", "compositor_file_output", "packed_image")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -78,6 +79,34 @@ def test_it_refuses_a_library_linked_from_outside(upload, artist, blend_factory,
     case = blend_factory.get("outside_library")
     scene = refused(upload, artist, blend_factory, "outside_library", media)
     assert f"library 'lib.blend': {case.private / 'lib.blend'} (absolute path)" in scene.refusal
+
+
+def test_it_refuses_a_geometry_import_of_a_file_outside_the_upload(upload, artist, blend_factory, media):
+    case = blend_factory.get("geometry_import")
+    scene = refused(upload, artist, blend_factory, "geometry_import", media)
+    assert f"geometry_import 'ImportSecret': {case.private / 'secret.txt'} (absolute path)" in scene.refusal
+
+
+def test_a_file_missing_from_the_upload_is_a_warning(upload, artist, blend_factory):
+    # Uploaded alone, this .blend's `//textures/secret.png` stays inside the bundle but is not in it.
+    scene = upload(artist, blend_factory.get("symlink_image").blend)
+    assert scene.status == Scene.Status.READY, scene.refusal
+    assert scene.warnings == ["missing from the upload: image 'SymlinkImage' (//textures/secret.png)"]
+    assert [m["raw_path"] for m in scene.report["missing_files"]] == ["//textures/secret.png"]
+
+
+def test_a_compositor_file_output_is_ignored_and_writes_nothing(upload, artist, blend_factory):
+    case = blend_factory.get("compositor_file_output")
+    scene = upload(artist, case.blend)
+    # Calibrated (a real render) without the compositor: the File Output node never wrote its marker.
+    assert scene.status == Scene.Status.READY and "calibration" in scene.report
+    assert "compositing is ignored: frames are the raw render" in scene.warnings
+    assert not case.marker.exists()
+
+
+def test_a_packed_image_is_accepted_without_warnings(upload, artist, blend_factory):
+    scene = upload(artist, blend_factory.get("packed_image").blend)
+    assert (scene.status, scene.refusal, scene.warnings) == (Scene.Status.READY, "", [])
 
 
 def test_it_refuses_osl_script_nodes(upload, artist, blend_factory, media):

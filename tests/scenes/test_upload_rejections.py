@@ -52,6 +52,10 @@ def rejected(owner, name: str, content: bytes, media) -> str:
     ("bundle.zip", bomb_zip(), "'cache/zeros.bin' expands"),
     ("bundle.zip", zip_bytes({"textures/wood.png": b"png"}), "the zip has no .blend at its top level"),
     ("bundle.zip", zip_bytes({"a.blend": BLEND, "b.blend": BLEND}), "several .blend files at its top level"),
+    ("bundle.zip", zip_bytes({"scene.blend": BLEND, "tex": b"x", "tex/a.png": b"x"}),
+     "the zip has paths that are both a file and a folder: tex"),
+    ("bundle.zip", zip_bytes({"scene.blend": BLEND, "tex/a.png": b"x", "tex": b"x"}), "both a file and a folder: tex"),
+    ("bundle.zip", zip_bytes({"scene.blend": BLEND, "scene.blend/": b""}), "both a file and a folder: scene.blend"),
     ("bundle.zip", zip_bytes({"scene.blend": b"not a blend"}), "scene.blend in the zip is not a Blender file"),
 ])
 def test_it_refuses_bad_uploads_and_stores_nothing(artist, media, name, content, expected):

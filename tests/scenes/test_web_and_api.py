@@ -144,3 +144,23 @@ def test_the_api_schema_describes_the_scene_endpoints(artist):
     upload = schema["paths"]["/api/v1/scenes/"]["post"]
     assert "multipart/form-data" in upload["requestBody"]["content"]
     assert "404" in schema["paths"]["/api/v1/scenes/{scene_id}/"]["get"]["responses"]
+
+
+def test_the_api_stops_an_upload_over_the_limit_while_it_streams(artist, media, settings):
+    settings.SCENE_MAX_UPLOAD_BYTES = 100
+    response = api_as(artist).post("/api/v1/scenes/", {"file": upload_file("big.blend", BLEND)}, format="multipart")
+    assert response.status_code == 413 and "the file is over the upload limit of" in response.json()["error"]
+    assert not Scene.objects.exists() and stored_files(media) == []
+
+
+@pytest.mark.parametrize("via", ["page", "api"])
+def test_a_body_declared_over_the_limit_is_refused_before_it_is_read(client, artist, media, via):
+    declared = {"CONTENT_LENGTH": str(10**12)}  # more than the limit; the body itself is never read
+    if via == "page":
+        response = logged_in(client, artist).post(reverse("scenes:upload"), {"file": upload_file("s.blend", BLEND)},
+                                                  headers={"X-Requested-With": "XMLHttpRequest"}, **declared)
+    else:
+        response = api_as(artist).post("/api/v1/scenes/", {"file": upload_file("s.blend", BLEND)},
+                                       format="multipart", **declared)
+    assert response.status_code == 413 and "over the upload limit of 512 MiB" in response.json()["error"]
+    assert not Scene.objects.exists() and stored_files(media) == []
