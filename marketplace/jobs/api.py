@@ -1,10 +1,12 @@
-"""Artist API for jobs: quote, accept, cancel, list, detail. Another user's job or scene is a 404."""
+"""Artist API for jobs: quote, accept, cancel, list, detail, download. Another user's job or scene is a 404."""
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace.jobs import conf, selectors, services
+from marketplace.jobs.downloads import settled_frames_zip
 from marketplace.jobs.errors import FundsInsufficient, JobNotFound, JobRefused
 from marketplace.jobs.models import Frame, Job
 
@@ -50,6 +52,8 @@ class JobQuoteRequest(serializers.Serializer):
     priority = serializers.IntegerField(required=False, default=0)
     max_price_per_frame = serializers.IntegerField(required=False, allow_null=True, default=None,
                                                    help_text="micro-tokens; the quote is refused above it")
+    use_denoising = serializers.BooleanField(required=False, allow_null=True, default=None,
+                                             help_text="default: the scene's own setting")
     seed = serializers.IntegerField(required=False, default=0)
 
 
@@ -59,7 +63,7 @@ class JobCancelResponse(serializers.Serializer):
     refunded = serializers.IntegerField(help_text="micro-tokens returned to the wallet")
 
 
-class ErrorResponse(serializers.Serializer):
+class JobErrorResponse(serializers.Serializer):
     error = serializers.CharField()
 
 
@@ -85,7 +89,7 @@ class JobListView(APIView):
         return Response(JobSerializer(selectors.jobs_of(owner=request.user), many=True).data)
 
     @extend_schema(request=JobQuoteRequest, summary="Quote a render of a ready scene (nothing is held yet)",
-                   responses={201: JobSerializer, 400: ErrorResponse, 404: ErrorResponse})
+                   responses={201: JobSerializer, 400: JobErrorResponse, 404: JobErrorResponse})
     def post(self, request):
         data = JobQuoteRequest(data=request.data)
         data.is_valid(raise_exception=True)
@@ -99,7 +103,7 @@ class JobListView(APIView):
 
 
 class JobDetailView(APIView):
-    @extend_schema(responses={200: JobDetailSerializer, 404: ErrorResponse}, summary="A job with its frames")
+    @extend_schema(responses={200: JobDetailSerializer, 404: JobErrorResponse}, summary="A job with its frames")
     def get(self, request, job_id: int):
         try:
             job = selectors.job_of(owner=request.user, job_id=job_id)
@@ -110,7 +114,8 @@ class JobDetailView(APIView):
 
 class JobAcceptView(APIView):
     @extend_schema(request=None, summary="Accept a quote: hold its total in escrow and queue the frames",
-                   responses={200: JobDetailSerializer, 400: ErrorResponse, 402: ErrorResponse, 404: ErrorResponse})
+                   responses={200: JobDetailSerializer, 400: JobErrorResponse, 402: JobErrorResponse,
+                              404: JobErrorResponse})
     def post(self, request, job_id: int):
         try:
             job = services.job_accept(job_id=job_id, owner=request.user)
@@ -123,7 +128,7 @@ class JobAcceptView(APIView):
 
 class JobCancelView(APIView):
     @extend_schema(request=None, summary="Cancel a job; frames not yet rendered are refunded",
-                   responses={200: JobCancelResponse, 400: ErrorResponse, 404: ErrorResponse})
+                   responses={200: JobCancelResponse, 400: JobErrorResponse, 404: JobErrorResponse})
     def post(self, request, job_id: int):
         try:
             outcome = services.job_cancel(job_id=job_id, owner=request.user)
@@ -132,3 +137,18 @@ class JobCancelView(APIView):
         except JobRefused as exc:
             return _refused(exc)
         return Response(JobCancelResponse(outcome).data)
+
+
+class JobDownloadView(APIView):
+    def perform_content_negotiation(self, request, force=False):
+        # The zip is streamed past DRF's renderers: `Accept: application/zip` must not be a 406; errors stay JSON.
+        return super().perform_content_negotiation(request, force=True)
+
+    @extend_schema(summary="The settled frames as a zip, streamed (404 until one is settled)",
+                   responses={(200, "application/zip"): OpenApiTypes.BINARY, 404: JobErrorResponse})
+    def get(self, request, job_id: int):
+        try:
+            job = selectors.job_of(owner=request.user, job_id=job_id)
+        except JobNotFound as exc:
+            return _not_found(exc)
+        return settled_frames_zip(job) or _not_found(JobNotFound("no finished frames to download yet"))

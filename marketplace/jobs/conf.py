@@ -1,18 +1,41 @@
-"""Settings of the jobs app, read with defaults so settings.py needs no edit."""
+"""Settings of the jobs app, read when used (tests can override them; settings.py needs no edit).
+
+    from marketplace.jobs import conf
+    conf.MARKET_RATE_MICRO_PER_MEGASAMPLE   # settings.JOBS_MARKET_RATE_MICRO_PER_MEGASAMPLE, or the default below
+
+The resolution and frame-count caps are the scenes app's own (SCENE_MAX_SIDE, SCENE_MAX_FRAMES): a job may
+never ask for more than an upload may hold.
+"""
+from typing import Any
+
 from django.conf import settings
 
-# Price of one million pixel-samples, in micro-tokens (10 000 = 0.01 token per megasample).
-MARKET_RATE_MICRO_PER_MEGASAMPLE: int = getattr(settings, "JOBS_MARKET_RATE_MICRO_PER_MEGASAMPLE", 10_000)
-# The cheapest a frame can be, in micro-tokens: a tiny frame still costs a node a scene load and an upload.
-MIN_PRICE_PER_FRAME: int = getattr(settings, "JOBS_MIN_PRICE_PER_FRAME", 1_000)
-# Seconds a frame costs besides its samples (frame change, scene sync, writing the file) when the
-# calibration did not measure it.
-FRAME_OVERHEAD_SECONDS: float = getattr(settings, "JOBS_FRAME_OVERHEAD_SECONDS", 0.3)
+from marketplace.scenes import conf as scenes_conf
 
-MAX_SIDE: int = getattr(settings, "JOBS_MAX_SIDE", 8192)
-MAX_FRAMES: int = getattr(settings, "JOBS_MAX_FRAMES", 10_000)
-MAX_SAMPLES: int = getattr(settings, "JOBS_MAX_SAMPLES", 4096)
+DEFAULTS: dict[str, Any] = {
+    # Price of one million pixel-samples, in micro-tokens (10 000 = 0.01 token per megasample).
+    "MARKET_RATE_MICRO_PER_MEGASAMPLE": 10_000,
+    # The cheapest a frame can be, in micro-tokens: a tiny frame still costs a node a scene sync and an upload.
+    "MIN_PRICE_PER_FRAME": 1_000,
+    # Per-frame seconds that do not grow with the pixels (frame change, scene sync, writing the file), used
+    # only when the calibration did not measure them; capped at half the calibration render.
+    "FRAME_OVERHEAD_SECONDS": 0.3,
+    # Pixel-samples per second that the calibration machine (the inspection worker's CPU) does on the
+    # benchmark scene, when the calibration does not say: a 2-core x86 CPU did 1.75 M here (bench_quote).
+    "CALIBRATION_BENCH_SCORE": 1_700_000.0,
+    "MAX_SAMPLES": 4096,
+    "MAX_PRIORITY": 100,
+}
+# The renderer's smallest image side (scenes refuse smaller scenes too).
+MIN_SIDE = 4
 # Blender's own frame number limits.
-MIN_FRAME: int = 0
-MAX_FRAME: int = 1_048_574
-MAX_PRIORITY: int = 100
+MIN_FRAME = 0
+MAX_FRAME = 1_048_574
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("MAX_SIDE", "MAX_FRAMES"):
+        return getattr(scenes_conf, name)
+    if name not in DEFAULTS:
+        raise AttributeError(f"no jobs setting {name!r}")
+    return getattr(settings, f"JOBS_{name}", DEFAULTS[name])

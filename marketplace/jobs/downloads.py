@@ -4,8 +4,11 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Iterable, Iterator
 
+from django.http import StreamingHttpResponse
+
 from marketplace import blobs
-from marketplace.jobs.models import Frame
+from marketplace.jobs import selectors
+from marketplace.jobs.models import Frame, Job
 
 
 class _Pipe:
@@ -44,3 +47,14 @@ def zip_stream(frames: Iterable[Frame], *, folder: str) -> Iterator[bytes]:
                     yield pipe.drain()
             yield pipe.drain()  # the member's data descriptor
     yield pipe.drain()  # the central directory
+
+
+def settled_frames_zip(job: Job) -> StreamingHttpResponse | None:
+    """The job's settled frames as a streamed zip download, or None when none is settled yet."""
+    frames = list(selectors.settled_results(job=job))
+    if not frames:
+        return None
+    folder = f"job{job.pk}"
+    response = StreamingHttpResponse(zip_stream(frames, folder=folder), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{folder}-frames.zip"'
+    return response

@@ -14,9 +14,10 @@ class JobQuoteForm(forms.Form):
     frame_start = forms.IntegerField(min_value=conf.MIN_FRAME, max_value=conf.MAX_FRAME)
     frame_end = forms.IntegerField(min_value=conf.MIN_FRAME, max_value=conf.MAX_FRAME)
     frame_step = forms.IntegerField(min_value=1, initial=1)
-    resolution_x = forms.IntegerField(label="Width (px)", min_value=1, max_value=conf.MAX_SIDE)
-    resolution_y = forms.IntegerField(label="Height (px)", min_value=1, max_value=conf.MAX_SIDE)
+    resolution_x = forms.IntegerField(label="Width (px)", min_value=conf.MIN_SIDE, max_value=conf.MAX_SIDE)
+    resolution_y = forms.IntegerField(label="Height (px)", min_value=conf.MIN_SIDE, max_value=conf.MAX_SIDE)
     samples = forms.IntegerField(min_value=1, max_value=conf.MAX_SAMPLES)
+    use_denoising = forms.BooleanField(label="Denoise", required=False)
     output_format = forms.ChoiceField(choices=Job.Output.choices, initial=Job.Output.PNG)
     priority = forms.IntegerField(min_value=0, max_value=conf.MAX_PRIORITY, initial=0,
                                   help_text="higher renders first")
@@ -29,7 +30,8 @@ class JobQuoteForm(forms.Form):
         report = scene.report
         return {"name": scene.name, "frame_start": report.get("frame_start"), "frame_end": report.get("frame_end"),
                 "frame_step": report.get("frame_step", 1), "resolution_x": report.get("effective_width"),
-                "resolution_y": report.get("effective_height"), "samples": report.get("samples")}
+                "resolution_y": report.get("effective_height"), "samples": report.get("samples"),
+                "use_denoising": bool(report.get("use_denoising"))}
 
     def quote_kwargs(self) -> dict:
         data = dict(self.cleaned_data)

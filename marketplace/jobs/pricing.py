@@ -1,44 +1,67 @@
 """Quote maths: prices in integer micro-tokens, time estimates in seconds. Pure functions, no database.
 
-A frame's work is its pixels x samples ("work units"). Its price is the market rate per million units,
-rounded up to a whole micro-token, never below a minimum. Its render time is a per-frame overhead plus
-units x seconds-per-unit, both from the scene's calibration render; with idle nodes, their benchmark
-speeds (units per second on the benchmark scene) replace the calibration machine's speed.
+Price. A frame's work is its pixel-samples, `units = width x height x samples`. Its price is
+
+    max(MIN_PRICE_PER_FRAME, ceil(units x MARKET_RATE_MICRO_PER_MEGASAMPLE / 10^6))  micro-tokens,
+
+integers only, so no float rounding ever reaches the ledger.
+
+Time. The scene's calibration (measured at inspection by `jobs.calibration`) renders one frame at reduced
+size on the calibration machine's CPU and gives three numbers:
+
+    seconds_per_unit  (calibration seconds - overhead) / calibration units
+    overhead          per-frame seconds that do not grow with the pixels (frame change, scene sync, writing the
+                      file): the intercept of the line through a second, smaller render; when only one render
+                      was timed, FRAME_OVERHEAD_SECONDS, at most half of that render
+    load              once per node and job: starting Blender, opening the scene, the first render's kernel
+                      and BVH set-up (0 when not measured)
+
+so a frame takes `overhead + units x seconds_per_unit` there. A node with benchmark score b (pixel-samples
+per second on the benchmark scene) does the per-unit part b / b_cal times as fast, b_cal being the
+calibration machine's score (calibration["bench_score"], else CALIBRATION_BENCH_SCORE); overhead and load
+are host work and are not scaled. Frames go to whichever idle node is free first, as dispatch hands them
+out; the estimate is when the last one finishes. With no idle node: one CPU node like the calibration
+machine. Not modelled: other jobs ahead in the queue, downloads and uploads, verification re-renders.
 """
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from marketplace.jobs import conf
 
 MEGA = 1_000_000
-# Used only when a scene carries no calibration: about what one 2-core CPU does on the demo scene.
-UNCALIBRATED_UNITS_PER_SECOND = 500_000.0
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """What one reduced-size render of the scene measured on the calibration machine."""
+    """What the reduced-size renders of a scene measured on the calibration machine."""
 
-    seconds: float
-    units: int
+    seconds: float  # one calibration render
+    units: int  # its pixel-samples
     overhead_seconds: float
+    load_seconds: float = 0.0
     device: str = "CPU"
-    # Units per second of the benchmark scene on the calibration machine, when it was measured: it tells
-    # how much heavier than the benchmark this scene is, so node benchmark scores can be scaled by it.
-    bench_score: float | None = None
+    bench_score: float | None = None  # the calibration machine's benchmark score, when measured
 
     @property
     def seconds_per_unit(self) -> float:
         return max(self.seconds - self.overhead_seconds, 0.0) / self.units
 
-    @property
-    def complexity(self) -> float:
-        """Scene time per unit relative to the benchmark scene (1.0 when unknown)."""
-        if not self.bench_score or self.seconds_per_unit <= 0:
-            return 1.0
-        return self.seconds_per_unit * self.bench_score
+    def frame_seconds(self, units: int, *, speed: float = 1.0) -> float:
+        """One frame of `units` on a machine `speed` times as fast as the calibration machine."""
+        return self.overhead_seconds + units * self.seconds_per_unit / speed
+
+    def speed_of(self, bench_score: float) -> float:
+        """How many times faster than the calibration machine a node with this benchmark score renders."""
+        return bench_score / (self.bench_score or conf.CALIBRATION_BENCH_SCORE)
+
+
+def uncalibrated() -> Calibration:
+    """A stand-in for a scene without a calibration: as heavy per pixel-sample as the benchmark scene."""
+    overhead = conf.FRAME_OVERHEAD_SECONDS
+    return Calibration(seconds=overhead + MEGA / conf.CALIBRATION_BENCH_SCORE, units=MEGA, overhead_seconds=overhead)
 
 
 @dataclass(frozen=True)
@@ -49,9 +72,10 @@ class Quote:
     samples: int
     work_units_per_frame: int
     rate_micro_per_megasample: int
-    price_per_frame: int
-    total: int
-    seconds_per_frame: float  # on the calibration machine (or a typical CPU when uncalibrated)
+    price_per_frame: int  # micro-tokens
+    total: int  # micro-tokens
+    seconds_per_frame: float  # on the calibration machine (a benchmark-like CPU when uncalibrated)
+    load_seconds: float  # once per node
     estimated_seconds: float  # the whole job with the capacity below
     idle_nodes: int
     capacity_note: str
@@ -59,6 +83,14 @@ class Quote:
 
     def as_json(self) -> dict:
         return asdict(self)
+
+
+def _positive(value: object) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
 
 
 def calibration_from_report(report: Mapping) -> Calibration | None:
@@ -71,10 +103,13 @@ def calibration_from_report(report: Mapping) -> Calibration | None:
         return None
     if units <= 0 or seconds <= 0:
         return None
-    overhead = float(cal.get("overhead_seconds", conf.FRAME_OVERHEAD_SECONDS))
-    bench = cal.get("bench_score")
-    return Calibration(seconds=seconds, units=units, overhead_seconds=min(max(overhead, 0.0), seconds),
-                       device=str(cal.get("device") or "CPU"), bench_score=float(bench) if bench else None)
+    overhead = cal.get("overhead_seconds")
+    if overhead is None:
+        overhead = min(conf.FRAME_OVERHEAD_SECONDS, seconds / 2)
+    overhead = min(_positive(overhead) or 0.0, seconds)
+    return Calibration(seconds=seconds, units=units, overhead_seconds=overhead,
+                       load_seconds=_positive(cal.get("load_seconds")) or 0.0, device=str(cal.get("device") or "CPU"),
+                       bench_score=_positive(cal.get("bench_score")))
 
 
 def work_units(*, width: int, height: int, samples: int) -> int:
@@ -82,32 +117,34 @@ def work_units(*, width: int, height: int, samples: int) -> int:
 
 
 def price_per_frame(units: int, *, rate: int | None = None, minimum: int | None = None) -> int:
-    """ceil(units x rate / 10^6) micro-tokens, at least `minimum`; integers only, so no float rounding."""
+    """ceil(units x rate / 10^6) micro-tokens, at least `minimum`."""
     rate = conf.MARKET_RATE_MICRO_PER_MEGASAMPLE if rate is None else rate
     minimum = conf.MIN_PRICE_PER_FRAME if minimum is None else minimum
     return max(minimum, -(-units * rate // MEGA))
 
 
-def frame_seconds(units: int, calibration: Calibration | None) -> float:
-    """One frame's render time on the calibration machine."""
-    if calibration is None:
-        return conf.FRAME_OVERHEAD_SECONDS + units / UNCALIBRATED_UNITS_PER_SECOND
-    return calibration.overhead_seconds + units * calibration.seconds_per_unit
+def _last_frame_done(frames: int, *, frame_seconds: Sequence[float], start: float) -> float:
+    """When the last of `frames` identical frames finishes if each goes to the node that is free first."""
+    free_at = [(start, i) for i in range(len(frame_seconds))]
+    heapq.heapify(free_at)
+    done = start
+    for _ in range(frames):
+        at, i = heapq.heappop(free_at)
+        done = max(done, at + frame_seconds[i])
+        heapq.heappush(free_at, (at + frame_seconds[i], i))
+    return done
 
 
 def job_seconds(*, frames: int, units: int, calibration: Calibration | None,
                 idle_scores: Sequence[float]) -> tuple[float, int, str]:
     """(estimated seconds for all frames, idle nodes counted, a note saying what the estimate assumes)."""
+    cal = calibration or uncalibrated()
     scores = [s for s in idle_scores if s and s > 0]
     if not scores:
-        seconds = frames * frame_seconds(units, calibration)
+        seconds = cal.load_seconds + frames * cal.frame_seconds(units)
         return seconds, 0, "no idle capacity right now: estimated for one CPU node"
-    overhead = calibration.overhead_seconds if calibration else conf.FRAME_OVERHEAD_SECONDS
-    complexity = calibration.complexity if calibration else 1.0
-    per_node = [overhead + units * complexity / score for score in scores]
-    frames_per_second = sum(1.0 / s for s in per_node)
-    # Frames are whole: the job takes at least one frame on the fastest node.
-    seconds = max(frames / frames_per_second, min(per_node))
+    per_node = [cal.frame_seconds(units, speed=cal.speed_of(score)) for score in scores]
+    seconds = _last_frame_done(frames, frame_seconds=per_node, start=cal.load_seconds)
     plural = "s" if len(scores) != 1 else ""
     return seconds, len(scores), f"estimated with the {len(scores)} node{plural} idle right now"
 
@@ -117,8 +154,9 @@ def quote_for(*, frames: int, width: int, height: int, samples: int, calibration
     units = work_units(width=width, height=height, samples=samples)
     price = price_per_frame(units)
     seconds, idle, note = job_seconds(frames=frames, units=units, calibration=calibration, idle_scores=idle_scores)
+    cal = calibration or uncalibrated()
     return Quote(frames=frames, width=width, height=height, samples=samples, work_units_per_frame=units,
                  rate_micro_per_megasample=conf.MARKET_RATE_MICRO_PER_MEGASAMPLE, price_per_frame=price,
-                 total=price * frames, seconds_per_frame=round(frame_seconds(units, calibration), 3),
-                 estimated_seconds=round(seconds, 3), idle_nodes=idle, capacity_note=note,
-                 calibrated=calibration is not None)
+                 total=price * frames, seconds_per_frame=round(cal.frame_seconds(units), 3),
+                 load_seconds=round(cal.load_seconds, 3), estimated_seconds=round(seconds, 3), idle_nodes=idle,
+                 capacity_note=note, calibrated=calibration is not None)

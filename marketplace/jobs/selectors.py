@@ -10,8 +10,9 @@ from django.utils import timezone
 from marketplace.disputes.services import dispute_deadline
 from marketplace.jobs.errors import JobNotFound
 from marketplace.jobs.models import Frame, Job
-from marketplace.jobs.states import FRAME_OPEN, FrameState, JobState
-from marketplace.ledger.selectors import account_balance
+from marketplace.jobs.states import FRAME_CANCELLABLE, FRAME_OPEN, FrameState, JobState
+from marketplace.ledger.models import Account
+from marketplace.ledger.selectors import account_balance, user_balances
 from marketplace.ledger.services import escrow_account
 from marketplace.scenes.models import Scene
 
@@ -68,6 +69,24 @@ def job_money(*, job: Job) -> JobMoney:
     held = 0 if job.state == JobState.QUOTED else account_balance(
         account=escrow_account(artist=job.owner, job_ref=job.escrow_ref))
     return JobMoney(cost_so_far=cost, escrow_left=held)
+
+
+def wallet_balance(*, user) -> int:
+    """Micro-tokens the artist can spend now (0 before the wallet's first posting)."""
+    return user_balances(user=user).get(Account.Kind.ARTIST_WALLET, 0)
+
+
+@dataclass(frozen=True)
+class CancelPreview:
+    frames: int  # frames that cancelling now would stop
+    refund: int  # micro-tokens that cancelling now would return
+
+
+def cancel_preview(*, job: Job) -> CancelPreview:
+    """What `services.job_cancel` would do now: queued and rendering frames stop and are refunded."""
+    stoppable = job.frames.filter(state__in=FRAME_CANCELLABLE)
+    agg = stoppable.aggregate(n=Count("pk"), s=Coalesce(Sum("price"), 0))
+    return CancelPreview(frames=agg["n"], refund=agg["s"])
 
 
 def last_finished_frame(*, job: Job) -> Frame | None:

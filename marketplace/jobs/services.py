@@ -15,7 +15,15 @@ from marketplace.dispatch.services import leases_revoke_for_frames, match_frames
 from marketplace.jobs import conf, pricing
 from marketplace.jobs.errors import FundsInsufficient, JobNotFound, JobRefused
 from marketplace.jobs.models import Frame, Job
-from marketplace.jobs.states import FRAME_OPEN, FRAME_TRANSITIONS, JOB_TRANSITIONS, FrameState, JobState, transition
+from marketplace.jobs.states import (
+    FRAME_CANCELLABLE,
+    FRAME_OPEN,
+    FRAME_TRANSITIONS,
+    JOB_TRANSITIONS,
+    FrameState,
+    JobState,
+    transition,
+)
 from marketplace.ledger.services import InsufficientFunds, hold_escrow, refund_escrow, release_escrow
 from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.selectors import idle_capacity
@@ -45,13 +53,17 @@ def _scene_default(report: dict, key: str) -> object:
     return report.get(key, 1 if key == "frame_step" else None)
 
 
+@transaction.atomic
 def job_quote(*, owner, scene: Scene | int, name: str = "", frame_start: int | None = None,
               frame_end: int | None = None, frame_step: int | None = None, resolution_x: int | None = None,
               resolution_y: int | None = None, samples: int | None = None, output_format: str = "PNG",
-              priority: int = 0, max_price_per_frame: int | None = None, seed: int = 0) -> Job:
+              priority: int = 0, max_price_per_frame: int | None = None, use_denoising: bool | None = None,
+              seed: int = 0) -> Job:
     """Price a render of the owner's READY scene and store it as a QUOTED job. Nothing is held yet.
 
-    Unset settings come from the scene's inspection report; every value is checked against the limits.
+    Unset settings come from the scene's inspection report; every value is checked against the scenes app's
+    limits (resolution and frame count) and 1..MAX_SAMPLES samples. Raises JobNotFound for anyone else's
+    scene, JobRefused (nothing stored) for anything else.
     """
     scene_id = scene.pk if isinstance(scene, Scene) else scene
     scene = Scene.objects.filter(pk=scene_id, owner=owner).first() if type(scene_id) is int else None
@@ -68,8 +80,8 @@ def job_quote(*, owner, scene: Scene | int, name: str = "", frame_start: int | N
     asked = {"frame_start": frame_start, "frame_end": frame_end, "frame_step": frame_step,
              "resolution_x": resolution_x, "resolution_y": resolution_y, "samples": samples}
     limits = {"frame_start": (conf.MIN_FRAME, conf.MAX_FRAME), "frame_end": (conf.MIN_FRAME, conf.MAX_FRAME),
-              "frame_step": (1, conf.MAX_FRAME), "resolution_x": (1, conf.MAX_SIDE),
-              "resolution_y": (1, conf.MAX_SIDE), "samples": (1, conf.MAX_SAMPLES)}
+              "frame_step": (1, conf.MAX_FRAME), "resolution_x": (conf.MIN_SIDE, conf.MAX_SIDE),
+              "resolution_y": (conf.MIN_SIDE, conf.MAX_SIDE), "samples": (1, conf.MAX_SAMPLES)}
     values = {}
     for key, value in asked.items():
         from_scene = value is None
@@ -80,6 +92,10 @@ def job_quote(*, owner, scene: Scene | int, name: str = "", frame_start: int | N
     frames = len(range(values["frame_start"], values["frame_end"] + 1, values["frame_step"]))
     if frames > conf.MAX_FRAMES:
         raise JobRefused(f"{frames} frames is more than the limit of {conf.MAX_FRAMES} per job")
+    if use_denoising is None:
+        use_denoising = bool(report.get("use_denoising", False))
+    elif type(use_denoising) is not bool:
+        raise JobRefused(f"use_denoising must be true or false, got {use_denoising!r}")
     if output_format not in Job.Output.values:
         raise JobRefused(f"output_format must be one of {', '.join(Job.Output.values)}, got {output_format!r}")
     priority = _bounded("priority", priority, 0, conf.MAX_PRIORITY, from_scene=False)
@@ -96,7 +112,7 @@ def job_quote(*, owner, scene: Scene | int, name: str = "", frame_start: int | N
                          f"of {tokens(max_price_per_frame)}: lower the resolution or samples, or raise the maximum")
     return Job.objects.create(
         owner=owner, scene=scene, name=name, state=JobState.QUOTED, **values, seed=seed,
-        use_denoising=bool(report.get("use_denoising", False)), output_format=output_format, priority=priority,
+        use_denoising=use_denoising, output_format=output_format, priority=priority,
         max_price_per_frame=max_price_per_frame, price_per_frame=quote.price_per_frame, quote=quote.as_json())
 
 
@@ -144,6 +160,11 @@ def job_accept(*, job_id: int, owner) -> Job:
     return job
 
 
+def job_mark_running(*, job_id: int) -> bool:
+    """QUEUED -> RUNNING when its first frame is leased; False when it already moved on (one UPDATE, no lock)."""
+    return transition(Job, pk=job_id, current=JobState.QUEUED, target=JobState.RUNNING, table=JOB_TRANSITIONS)
+
+
 @dataclass(frozen=True)
 class JobCancelled:
     job: Job
@@ -177,7 +198,7 @@ def job_cancel(*, job_id: int, owner) -> JobCancelled:
         raise JobRefused(f"this job is already {job.get_state_display().lower()}")
     cancelled, refund = [], 0
     for frame_id, state, price in open_frames:
-        if state in (FrameState.QUEUED, FrameState.LEASED) and transition(
+        if state in FRAME_CANCELLABLE and transition(
                 Frame, pk=frame_id, current=state, target=FrameState.CANCELLED, table=FRAME_TRANSITIONS,
                 last_error="cancelled by the artist"):
             cancelled.append(frame_id)

@@ -50,6 +50,8 @@ JOB_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 FRAME_OPEN = (F.QUEUED, F.LEASED, F.RENDERED, F.VERIFYING)
+# What cancelling a job stops (and refunds); rendered frames are work done and stay payable.
+FRAME_CANCELLABLE = (F.QUEUED, F.LEASED)
 
 
 class IllegalTransition(Exception):

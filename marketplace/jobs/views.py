@@ -1,16 +1,17 @@
 """Artist pages for jobs. Another user's job or scene is a 404, never a 403 that confirms it exists."""
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from marketplace import blobs
 from marketplace.jobs import selectors, services
-from marketplace.jobs.downloads import zip_stream
+from marketplace.jobs.downloads import settled_frames_zip
 from marketplace.jobs.errors import JobNotFound, JobRefused
 from marketplace.jobs.forms import JobQuoteForm
 from marketplace.jobs.models import Job
+from marketplace.jobs.states import JobState
 from marketplace.web.templatetags.money import tokens
 
 
@@ -57,7 +58,11 @@ def _live_context(job: Job) -> dict:
 @login_required
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = _job_or_404(request, job_id)
-    return render(request, "jobs/detail.html", _live_context(job))
+    context = _live_context(job)
+    if job.state == JobState.QUOTED:
+        wallet = selectors.wallet_balance(user=request.user)
+        context.update(wallet=wallet, shortfall=max(job.quote.get("total", 0) - wallet, 0))
+    return render(request, "jobs/detail.html", context)
 
 
 @login_required
@@ -82,8 +87,12 @@ def job_accept(request: HttpRequest, job_id: int) -> HttpResponse:
 
 
 @login_required
-@require_POST
 def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
+    """GET: say what cancelling would stop and refund, and ask to confirm; POST: cancel."""
+    if request.method != "POST":
+        job = _job_or_404(request, job_id)
+        return render(request, "jobs/cancel.html", {"job": job, "preview": selectors.cancel_preview(job=job),
+                                                    "money": selectors.job_money(job=job)})
     try:
         outcome = services.job_cancel(job_id=job_id, owner=request.user)
     except JobNotFound as exc:
@@ -112,11 +121,7 @@ def frame_thumb(request: HttpRequest, job_id: int, frame_id: int) -> HttpRespons
 @login_required
 def job_download(request: HttpRequest, job_id: int) -> HttpResponse:
     """The finished (settled) frames as a zip, streamed while it is written."""
-    job = _job_or_404(request, job_id)
-    frames = list(selectors.settled_results(job=job))
-    if not frames:
+    response = settled_frames_zip(_job_or_404(request, job_id))
+    if response is None:
         raise Http404("no finished frames to download yet")
-    folder = f"job{job.pk}"
-    response = StreamingHttpResponse(zip_stream(frames, folder=folder), content_type="application/zip")
-    response["Content-Disposition"] = f'attachment; filename="{folder}-frames.zip"'
     return response

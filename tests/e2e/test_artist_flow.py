@@ -1,5 +1,7 @@
-"""The artist's flow in real Chromium: upload the demo scene with the progress bar, see the inspection,
-settings and quote, accept, the escrow hold on the ledger page, cancel, the refund."""
+"""The artist's flow in real Chromium: upload the generated demo scene with the progress bar, wait for the
+inspection (real bpy, run eagerly inside the upload request), quote, accept, see the escrow hold on the ledger
+page, cancel after confirming, see the refund."""
+import json
 import os
 import re
 
@@ -20,10 +22,31 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 M = 1_000_000
+FUNDS = 100 * M
+DEMO = {"frames": 4, "resolution": (64, 36), "samples": 8}  # the demo scene, small: the browser test stays quick
+
+# Records what the upload page's progress bar shows, across the navigation that follows the upload.
+WATCH_PROGRESS = """() => {
+  const box = document.getElementById("upload-progress"), bar = document.getElementById("upload-bar");
+  const seen = [];
+  const note = () => {
+    seen.push({visible: !box.hidden, value: bar.value});
+    sessionStorage.setItem("progress", JSON.stringify(seen));
+  };
+  new MutationObserver(note).observe(box, {attributes: true, subtree: true, childList: true, characterData: true});
+}"""
+
+
+@pytest.fixture
+def demo_blend(tmp_path_factory):
+    from workers.blend import make_demo_scene
+
+    return make_demo_scene(tmp_path_factory.mktemp("demo") / "demo.blend", **DEMO)
 
 
 @pytest.fixture
 def browser(live_server, settings, tmp_path):
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # the inspection runs inside the upload request, in the server thread
     settings.PUBLIC_URL = live_server.url
     settings.STORAGES = {**settings.STORAGES, "default": {
         "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}}}
@@ -34,67 +57,64 @@ def browser(live_server, settings, tmp_path):
         connections.close_all()  # Playwright's greenlet has its own connections; Postgres must drop the test DB
 
 
-@pytest.fixture(scope="module")
-def demo_blend(tmp_path_factory):
-    from workers.blend import make_demo_scene
-
-    path = tmp_path_factory.mktemp("demo") / "demo.blend"
-    make_demo_scene(path, frames=4, resolution=(64, 36), samples=8)
-    return path
+def balance(page, url: str, kind: str) -> str:
+    page.goto(url)
+    return page.inner_text(f'[data-balance="{kind}"]')
 
 
 def test_upload_quote_accept_see_escrow_cancel_see_refund(browser, live_server, artist, demo_blend):
-    fund(artist, 100 * M)
+    fund(artist, FUNDS)
+    ledger_url = f"{live_server.url}/ledger/"
     page = browser.new_context().new_page()
-    page.set_default_timeout(15_000)
+    page.set_default_timeout(60_000)  # the inspection renders the calibration frames before the upload returns
     page.goto(f"{live_server.url}/accounts/login/")
     page.fill("#id_username", artist.username)
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r"^(?!.*/accounts/login/)"))
 
+    # Upload through the page's XHR, with its progress bar.
     page.goto(f"{live_server.url}/scenes/upload/")
-    page.set_input_files("#id_file", str(demo_blend))
-    shown: list[str] = []  # what the progress bar showed, reported from the page as it changes
-    page.expose_function("reportUpload", lambda text: shown.append(text))
-    page.evaluate("""() => {
-        const box = document.getElementById('upload-progress'), pct = document.getElementById('upload-percent');
-        new MutationObserver(() => window.reportUpload(box.hidden ? 'hidden' : pct.textContent))
-            .observe(pct, {childList: true, characterData: true, subtree: true});
-    }""")
-    xhr = lambda r: r.method == "POST" and r.headers.get("x-requested-with") == "XMLHttpRequest"  # noqa: E731
-    with page.expect_request(xhr):
-        page.click("#upload-form button[type=submit]")
+    assert page.is_hidden("#upload-progress")
+    page.set_input_files("input[type=file]", str(demo_blend))
+    page.evaluate(WATCH_PROGRESS)
+    page.click("#upload-form button[type=submit]")
     page.wait_for_url(re.compile(r"/scenes/\d+/$"))
-    assert shown and shown[-1] == "100 %" and "hidden" not in shown, shown
+    progress = json.loads(page.evaluate("() => sessionStorage.getItem('progress')") or "[]")
+    assert any(p["visible"] for p in progress), progress
+    assert max(p["value"] for p in progress) == 100, progress
+
+    page.wait_for_selector('#scene-status[data-status="ready"]')
     scene = Scene.objects.get(owner=artist)
-    assert page.inner_text("#scene-status") == "Ready"  # inspected with bpy (eager Celery in tests)
-    assert scene.report["frame_end"] == 4 and scene.report["calibration"]["samples"] == 8
-    page.click("text=Get a quote")
-    page.wait_for_url(re.compile(rf"/jobs/new/\?scene={scene.pk}$"))
-    assert page.inner_text("#scene-status") == "Ready"
-    page.fill("#id_samples", "16")
+    assert scene.status == Scene.Status.READY and scene.report["calibration"]["seconds"] > 0
+
+    page.click("#get-quote")
+    page.wait_for_selector("#id_samples")
+    assert page.input_value("#id_samples") == "8" and page.input_value("#id_frame_end") == "4"
     page.click("text=Get a quote")
     page.wait_for_selector("#quote-total")
     job = Job.objects.get(owner=artist)
     total = job.quote["total"]
-    assert page.inner_text("#quote-total") == f"{tokens(total)} tokens" and job.samples == 16
+    assert job.state == JobState.QUOTED and job.quote["frames"] == 4 and job.quote["calibrated"] is True
+    assert page.inner_text("#quote-total") == f"{tokens(total)} tokens"
+    assert page.inner_text("#quote-price") == f"{tokens(job.price_per_frame)} tokens"
+    assert page.inner_text("#quote-wallet") == f"{tokens(FUNDS)} tokens"
     assert "no idle capacity right now" in page.inner_text("#quote-time")
 
     page.click("text=Accept and hold")
     page.wait_for_selector("#job-escrow")
     assert "held in escrow for 4 frames" in page.inner_text(".messages")
     assert page.inner_text("#job-escrow") == f"{tokens(total)} tokens"
-    page.goto(f"{live_server.url}/ledger/")
-    assert page.inner_text('[data-balance="escrow"]') == tokens(total)
-    assert page.inner_text('[data-balance="artist_wallet"]') == tokens(100 * M - total)
+    assert balance(page, ledger_url, "escrow") == tokens(total)
+    assert balance(page, ledger_url, "artist_wallet") == tokens(FUNDS - total)
 
     page.goto(f"{live_server.url}/jobs/{job.pk}/")
-    page.click("text=Cancel job")
+    page.click("#cancel-job")
+    assert f"{tokens(total)} tokens" in page.inner_text("#cancel-summary")
+    page.click("text=Yes, cancel the job")
     page.wait_for_selector(".messages")
     assert f"{tokens(total)} tokens refunded" in page.inner_text(".messages")
     assert page.inner_text("#job-state") == "Cancelled"
-    page.goto(f"{live_server.url}/ledger/")
-    assert page.inner_text('[data-balance="escrow"]') == "0"
-    assert page.inner_text('[data-balance="artist_wallet"]') == tokens(100 * M)
+    assert balance(page, ledger_url, "escrow") == "0"
+    assert balance(page, ledger_url, "artist_wallet") == tokens(FUNDS)
     assert Job.objects.get(pk=job.pk).state == JobState.CANCELLED

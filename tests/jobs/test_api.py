@@ -1,3 +1,6 @@
+import io
+import zipfile
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -6,6 +9,7 @@ from marketplace.jobs.models import Job
 from marketplace.jobs.states import FrameState, JobState
 from marketplace.ledger import selectors as ledger
 from tests.fixtures.money import fund
+from tests.jobs.conftest import rendered, settle_with_result
 
 pytestmark = pytest.mark.django_db
 
@@ -43,10 +47,32 @@ def test_a_script_quotes_accepts_follows_and_cancels_a_job(funded_artist, scene)
     assert ledger.user_escrow_total(user=funded_artist) == 0
 
 
+def test_the_download_streams_the_settled_frames_to_their_owner_only(funded_artist, outsider, scene, node):
+    api = bearer(funded_artist)
+    job_id = api.post("/api/v1/jobs/", {"scene": scene.pk, "frame_end": 3}, format="json").json()["id"]
+    api.post(f"/api/v1/jobs/{job_id}/accept/")
+    url = f"/api/v1/jobs/{job_id}/download/"
+    nothing = api.get(url, HTTP_ACCEPT="application/zip")
+    assert nothing.status_code == 404 and "no finished frames" in nothing.json()["error"]
+    job = Job.objects.get(pk=job_id)
+    data = settle_with_result(job.frames.get(number=2), node, seed=2)
+    rendered(job.frames.get(number=3), node)
+    response = api.get(url, HTTP_ACCEPT="application/zip")
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip" and response.streaming
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    assert archive.namelist() == [f"job{job_id}/frame_000002.png"] and archive.read(archive.namelist()[0]) == data
+    assert bearer(outsider).get(url).status_code == 404
+
+
+def test_denoising_can_be_set_through_the_api(funded_artist, scene):
+    body = bearer(funded_artist).post("/api/v1/jobs/", {"scene": scene.pk, "use_denoising": True}, format="json")
+    assert body.status_code == 201 and body.json()["use_denoising"] is True
+
+
 def test_bad_settings_get_a_clear_400_and_store_nothing(funded_artist, scene):
     api = bearer(funded_artist)
     response = api.post("/api/v1/jobs/", {"scene": scene.pk, "resolution_x": 9000}, format="json")
-    assert response.status_code == 400 and "resolution_x must be between 1 and 8192" in response.json()["error"]
+    assert response.status_code == 400 and "resolution_x must be between 4 and 8192" in response.json()["error"]
     response = api.post("/api/v1/jobs/", {"scene": scene.pk, "samples": "many"}, format="json")
     assert response.status_code == 400 and "samples" in response.json()
     assert api.post("/api/v1/jobs/", {}, format="json").status_code == 400
@@ -85,6 +111,6 @@ def test_the_schema_documents_the_job_endpoints(artist):
     client.force_authenticate(artist)
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").content.decode()
     for path in ("/api/v1/jobs/", "/api/v1/jobs/{job_id}/", "/api/v1/jobs/{job_id}/accept/",
-                 "/api/v1/jobs/{job_id}/cancel/"):
+                 "/api/v1/jobs/{job_id}/cancel/", "/api/v1/jobs/{job_id}/download/"):
         assert path in schema
     assert "JobQuoteRequest" in schema and "max_price_per_frame" in schema

@@ -4,14 +4,14 @@ import zipfile
 import pytest
 from django.urls import reverse
 
-from marketplace import blobs
-from marketplace.jobs.models import Frame, Job
-from marketplace.jobs.services import frame_settle, job_accept, job_quote
+from marketplace.jobs.models import Job
+from marketplace.jobs.services import job_accept, job_quote
 from marketplace.jobs.states import FrameState, JobState
 from marketplace.ledger import selectors as ledger
 from marketplace.web.templatetags.money import tokens
 from tests.fixtures.market import png_bytes
-from tests.jobs.conftest import rendered
+from tests.fixtures.money import fund
+from tests.jobs.conftest import rendered, settle_with_result
 
 pytestmark = pytest.mark.django_db
 
@@ -27,18 +27,6 @@ def client_of(client):
 @pytest.fixture
 def job(funded_artist, scene) -> Job:
     return job_accept(job_id=job_quote(owner=funded_artist, scene=scene).pk, owner=funded_artist)
-
-
-def finish(frame: Frame, node, *, seed: int) -> bytes:
-    """Give a frame a stored result and thumbnail, then settle it."""
-    data = png_bytes(32, 24, seed=seed)
-    rendered(frame, node)
-    blobs.blob_put(key=frame.result_key, fileobj=io.BytesIO(data))
-    thumb = f"thumbs/test-frame{frame.pk}.png"
-    blobs.blob_put(key=thumb, fileobj=io.BytesIO(png_bytes(8, 6, seed=seed)))
-    Frame.objects.filter(pk=frame.pk).update(thumbnail_key=thumb)
-    assert frame_settle(frame_id=frame.pk, node_id=node.pk)
-    return data
 
 
 def test_the_new_job_page_shows_the_inspection_and_the_scene_defaults(client_of, artist, scene):
@@ -59,6 +47,17 @@ def test_asking_for_a_quote_shows_it_with_an_accept_button(client_of, artist, sc
     html = client.get(response["Location"]).content.decode()
     assert job.state == JobState.QUOTED
     assert 'id="quote-total"' in html and "Accept and hold" in html and "no idle capacity right now" in html
+
+
+def test_the_quote_shows_the_wallet_and_what_it_is_short_of(client_of, artist, scene):
+    fund(artist, 5)
+    job = job_quote(owner=artist, scene=scene)
+    html = client_of(artist).get(reverse("jobs:detail", args=[job.pk])).content.decode()
+    assert f'id="quote-wallet">{tokens(5)} tokens' in html
+    assert f"{tokens(job.quote['total'] - 5)} tokens short" in html
+    fund(artist, job.quote["total"])
+    html = client_of(artist).get(reverse("jobs:detail", args=[job.pk])).content.decode()
+    assert "quote-shortfall" not in html and "Accept and hold" in html
 
 
 def test_a_refused_quote_shows_why_and_stores_nothing(client_of, artist, scene):
@@ -83,8 +82,25 @@ def test_accept_and_cancel_through_the_page_move_the_money(client_of, funded_art
     assert Job.objects.get(pk=quote.pk).state == JobState.CANCELLED
 
 
+def test_cancelling_asks_first_and_says_what_it_would_refund(client_of, funded_artist, job, node):
+    client = client_of(funded_artist)
+    rendered(job.frames.get(number=1), node)
+    assert f'href="{reverse("jobs:cancel", args=[job.pk])}"' in client.get(
+        reverse("jobs:detail", args=[job.pk])).content.decode()
+    page = client.get(reverse("jobs:cancel", args=[job.pk]))
+    assert page.status_code == 200
+    summary = " ".join(page.content.decode().split())
+    refund = tokens(3 * job.price_per_frame)
+    assert f"3 frames not yet rendered will stop, and <strong>{refund} tokens</strong>" in summary
+    assert 'method="post"' in summary and "Yes, cancel the job" in summary
+    assert Job.objects.get(pk=job.pk).state == JobState.QUEUED  # asking changes nothing
+    client.post(reverse("jobs:cancel", args=[job.pk]))
+    assert Job.objects.get(pk=job.pk).state == JobState.CANCELLED
+    assert "nothing to cancel" in client.get(reverse("jobs:cancel", args=[job.pk])).content.decode()
+
+
 def test_the_job_page_shows_the_frame_grid_money_and_a_live_preview(client_of, funded_artist, job, node):
-    finish(job.frames.get(number=2), node, seed=2)
+    settle_with_result(job.frames.get(number=2), node, seed=2)
     html = client_of(funded_artist).get(reverse("jobs:detail", args=[job.pk])).content.decode()
     assert f'data-poll="{reverse("jobs:fragment", args=[job.pk])}"' in html
     assert 'data-frame="2" data-state="settled"' in html and node.name in html
@@ -98,7 +114,7 @@ def test_the_job_page_shows_the_frame_grid_money_and_a_live_preview(client_of, f
 
 def test_the_thumbnail_is_served_to_its_owner_only(client_of, funded_artist, outsider, job, node):
     frame = job.frames.get(number=1)
-    finish(frame, node, seed=1)
+    settle_with_result(frame, node, seed=1)
     url = reverse("jobs:thumb", args=[job.pk, frame.pk])
     response = client_of(funded_artist).get(url)
     assert response.status_code == 200 and response["Content-Type"] == "image/png"
@@ -107,7 +123,7 @@ def test_the_thumbnail_is_served_to_its_owner_only(client_of, funded_artist, out
 
 
 def test_the_download_streams_a_zip_of_the_settled_frames_only(client_of, funded_artist, job, node):
-    expected = {n: finish(job.frames.get(number=n), node, seed=n) for n in (1, 3)}
+    expected = {n: settle_with_result(job.frames.get(number=n), node, seed=n) for n in (1, 3)}
     rendered(job.frames.get(number=2), node)  # rendered but not yet verified: not delivered
     response = client_of(funded_artist).get(reverse("jobs:download", args=[job.pk]))
     assert response.status_code == 200 and response.streaming
@@ -132,10 +148,11 @@ def test_the_list_shows_only_my_jobs(client_of, funded_artist, outsider, job):
 
 def test_another_artist_gets_404_everywhere_and_changes_nothing(client_of, funded_artist, outsider, job, node, scene):
     frame = job.frames.get(number=1)
-    finish(frame, node, seed=1)
+    settle_with_result(frame, node, seed=1)
     client = client_of(outsider)
     for url in [reverse("jobs:new") + f"?scene={scene.pk}", reverse("jobs:detail", args=[job.pk]),
                 reverse("jobs:fragment", args=[job.pk]), reverse("jobs:download", args=[job.pk]),
+                reverse("jobs:cancel", args=[job.pk]),
                 reverse("jobs:thumb", args=[job.pk, frame.pk])]:
         assert client.get(url).status_code == 404, url
     assert client.post(reverse("jobs:new") + f"?scene={scene.pk}", {"samples": 1}).status_code == 404

@@ -60,8 +60,8 @@ def test_the_estimate_uses_idle_nodes_when_there_are_some(artist, provider, scen
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ({"resolution_x": 8193}, "resolution_x must be between 1 and 8192"),
-    ({"resolution_y": 0}, "resolution_y must be between 1 and 8192"),
+    ({"resolution_x": 8193}, "resolution_x must be between 4 and 8192"),
+    ({"resolution_y": 3}, "resolution_y must be between 4 and 8192"),
     ({"samples": 0}, "samples must be between 1 and 4096"),
     ({"samples": 4097}, "samples must be between 1 and 4096"),
     ({"frame_start": 1, "frame_end": 10_001}, "10001 frames is more than the limit of 10000"),
@@ -73,6 +73,7 @@ def test_the_estimate_uses_idle_nodes_when_there_are_some(artist, provider, scen
     ({"output_format": "JPEG"}, "output_format must be one of PNG, OPEN_EXR"),
     ({"priority": 101}, "priority must be between 0 and 100"),
     ({"max_price_per_frame": -1}, "max_price_per_frame must be between 0"),
+    ({"use_denoising": "yes"}, "use_denoising must be true or false"),
 ])
 def test_it_refuses_bad_settings_and_stores_nothing(artist, scene, override, message):
     with pytest.raises(JobRefused) as exc:
@@ -81,9 +82,26 @@ def test_it_refuses_bad_settings_and_stores_nothing(artist, scene, override, mes
     assert not Job.objects.exists()
 
 
+def test_the_limits_are_the_scenes_apps_own(artist, scene, settings):
+    settings.SCENE_MAX_SIDE = 1000
+    settings.SCENE_MAX_FRAMES = 10
+    with pytest.raises(JobRefused, match="resolution_y must be between 4 and 1000, got 1001"):
+        job_quote(owner=artist, scene=scene, resolution_y=1001)
+    with pytest.raises(JobRefused, match="11 frames is more than the limit of 10"):
+        job_quote(owner=artist, scene=scene, frame_start=1, frame_end=11)
+    assert not Job.objects.exists()
+    assert job_quote(owner=artist, scene=scene, resolution_y=1000, frame_end=10).resolution_y == 1000
+
+
+def test_denoising_follows_the_scene_unless_overridden(artist):
+    scene = calibrated_scene(artist, use_denoising=True)
+    assert job_quote(owner=artist, scene=scene).use_denoising is True
+    assert job_quote(owner=artist, scene=scene, use_denoising=False).use_denoising is False
+
+
 def test_it_refuses_a_scene_whose_own_settings_are_over_the_limits(artist):
     scene = calibrated_scene(artist, effective_width=16384)
-    with pytest.raises(JobRefused, match=r"resolution_x must be between 1 and 8192, got 16384 \(the scene's own"):
+    with pytest.raises(JobRefused, match=r"resolution_x must be between 4 and 8192, got 16384 \(the scene's own"):
         job_quote(owner=artist, scene=scene)
     assert job_quote(owner=artist, scene=scene, resolution_x=4096).resolution_x == 4096
 
