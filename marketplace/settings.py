@@ -166,7 +166,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
-SPECTACULAR_SETTINGS = {"TITLE": "Render marketplace API", "VERSION": "1.0.0"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Render marketplace API",
+    "VERSION": "1.0.0",
+    "ENUM_NAME_OVERRIDES": {"JobStateEnum": "marketplace.jobs.states.JobState",
+                            "FrameStateEnum": "marketplace.jobs.states.FrameState"},
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -20,8 +20,8 @@ from marketplace import blobs
 from marketplace.accounts.tokens import secret_hash, secret_matches
 from marketplace.dispatch import conf, queues
 from marketplace.dispatch.models import FrameLease, JobNodeBlock
-from marketplace.jobs.models import Frame, Job
-from marketplace.jobs.states import FRAME_TRANSITIONS, JOB_TRANSITIONS, FrameState, JobState, transition
+from marketplace.jobs.models import Frame
+from marketplace.jobs.states import FRAME_TRANSITIONS, FrameState, JobState, transition
 from marketplace.nodes import conf as node_conf
 from marketplace.nodes.models import WorkerNode
 from marketplace.verification import policy
@@ -148,8 +148,9 @@ def lease_create_for_node(*, node_id: int) -> Delivery | None:
         frame = canary_frame_for(node=node) or frame
     if frame is None or not _frame_move(frame.pk, FrameState.QUEUED, FrameState.LEASED, attempts=F("attempts") + 1):
         return None
-    if frame.job.state == JobState.QUEUED:
-        transition(Job, pk=frame.job_id, current=JobState.QUEUED, target=JobState.RUNNING, table=JOB_TRANSITIONS)
+    from marketplace.jobs.services import job_mark_running  # jobs.services imports this module
+
+    job_mark_running(job_id=frame.job_id)
     return _lease_open(frame=frame, node=node, kind=FrameLease.Kind.RENDER)
 
 
