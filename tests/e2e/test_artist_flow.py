@@ -2,12 +2,9 @@
 inspection (real bpy, run eagerly inside the upload request), quote, accept, see the escrow hold on the ledger
 page, cancel after confirming, see the refund."""
 import json
-import os
 import re
 
 import pytest
-from django.db import connections
-from playwright.sync_api import sync_playwright
 
 from marketplace.jobs.models import Job
 from marketplace.jobs.states import JobState
@@ -16,11 +13,7 @@ from marketplace.web.templatetags.money import tokens
 from tests.fixtures.money import fund
 from tests.fixtures.personas import PASSWORD
 
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
-
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 M = 1_000_000
 FUNDS = 100 * M
 DEMO = {"frames": 4, "resolution": (64, 36), "samples": 8}  # the demo scene, small: the browser test stays quick
@@ -44,17 +37,9 @@ def demo_blend(tmp_path_factory):
     return make_demo_scene(tmp_path_factory.mktemp("demo") / "demo.blend", **DEMO)
 
 
-@pytest.fixture
-def browser(live_server, settings, tmp_path):
+@pytest.fixture(autouse=True)
+def eager_inspection(settings):
     settings.CELERY_TASK_ALWAYS_EAGER = True  # the inspection runs inside the upload request, in the server thread
-    settings.PUBLIC_URL = live_server.url
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}}}
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-        connections.close_all()  # Playwright's greenlet has its own connections; Postgres must drop the test DB
 
 
 def balance(page, url: str, kind: str) -> str:

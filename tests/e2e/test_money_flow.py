@@ -1,39 +1,22 @@
 """Money end to end in real Chromium: a simulated top-up, a settled frame, a dispute, an admin upholding it
 with the diff heatmap on screen, and the balances on both sides, read from the pages."""
-import os
 import re
 
 import pytest
-from django.db import connections
-from playwright.sync_api import sync_playwright
 
 from marketplace.disputes.models import Dispute
 from marketplace.jobs.models import Job
 from tests.fixtures.personas import PASSWORD
 from tests.payments.helpers import M, gradient, settled_frame, store_png, verify_crop
 
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
-
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 PRICE = 100 * M
 
 
-@pytest.fixture
-def browser(live_server, settings, tmp_path):
+@pytest.fixture(autouse=True)
+def dev_payments(settings):
     settings.STRIPE_SECRET_KEY = ""
     settings.PAYMENTS_DEV_PROVIDER = True
-    settings.PUBLIC_URL = live_server.url
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}}}
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-        # Inside sync_playwright() Django sees another context (greenlet), hence other connections: close
-        # them here, or Postgres refuses to drop the test database while they are open.
-        connections.close_all()
 
 
 def logged_in(browser, live_server, user):

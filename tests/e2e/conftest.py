@@ -1,0 +1,26 @@
+"""Real Chromium (Debian's package) driven by Playwright against pytest-django's live server."""
+import os
+
+import pytest
+from django.db import connections
+from playwright.sync_api import sync_playwright
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
+# Without the background-networking flags Chromium keeps trying to reach Google's hosts on this closed network.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def browser(live_server, settings, tmp_path):
+    """Chromium against the live server, with files stored in the test's own directory."""
+    settings.PUBLIC_URL = live_server.url
+    settings.STORAGES = {**settings.STORAGES, "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}}}
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+        # Inside sync_playwright() Django sees another context (greenlet), hence other connections: close
+        # them here, or Postgres refuses to drop the test database while they are open.
+        connections.close_all()
