@@ -15,7 +15,12 @@ PY = sys.executable
 PORT = int(os.environ.get("PORT", "8000"))
 
 
+def _stop_on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops everything as cleanly as Ctrl-C
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     env = dict(os.environ)
     env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{PORT}")
     var = Path(env.setdefault("VAR_DIR", str(ROOT / "var")))
