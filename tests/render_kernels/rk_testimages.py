@@ -4,6 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
+# The definition render_kernels' SSIM must reproduce (scikit-image's Gaussian SSIM, float images in [0, 1]).
+SKIMAGE_SSIM_ARGS = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False, "data_range": 1.0,
+                     "channel_axis": -1}
+
+
+def sk_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM by scikit-image itself, the reference the tests and the bench compare with."""
+    from skimage.metrics import structural_similarity
+
+    return float(structural_similarity(a, b, **SKIMAGE_SSIM_ARGS))
+
 
 def structured(h: int, w: int, c: int = 3, seed: int = 0) -> np.ndarray:
     """float32 HxWxC in [0, 1]: smooth gradients, soft shading, hard-edged shapes and fine texture,

@@ -7,7 +7,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from rk_testimages import structured
+from rk_testimages import SKIMAGE_SSIM_ARGS, structured
 from scipy.ndimage import gaussian_filter1d
 from skimage.metrics import structural_similarity
 
@@ -52,16 +52,7 @@ def test_host_compiled_kernels_match_numpy(host, shape):
     assert got.sum_sq == pytest.approx(want.sum_sq, rel=1e-6)
     assert abs(got.ssim - want.ssim) < 1e-5
     # the full map, reflect borders included, against skimage's own map
-    sk_mean, sk_map = structural_similarity(
-        cand,
-        ref,
-        gaussian_weights=True,
-        sigma=1.5,
-        use_sample_covariance=False,
-        data_range=1.0,
-        channel_axis=-1,
-        full=True,
-    )
+    sk_mean, sk_map = structural_similarity(cand, ref, **SKIMAGE_SSIM_ARGS, full=True)
     assert ssim_map.shape == shape
     # float32 variances (ours and skimage's) cancel catastrophically at single pixels, so the
     # per-pixel bound is loose; a wrong border rule would be off by ~1e-1 near the edges.

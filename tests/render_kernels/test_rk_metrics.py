@@ -6,25 +6,11 @@ import math
 
 import numpy as np
 import pytest
-from rk_testimages import box_blur3, structured
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from rk_testimages import box_blur3, sk_ssim, structured
+from skimage.metrics import peak_signal_noise_ratio
 
 import render_kernels as rk
 from render_kernels import numpy_backend
-
-
-def sk_ssim(a: np.ndarray, b: np.ndarray) -> float:
-    return float(
-        structural_similarity(
-            a,
-            b,
-            gaussian_weights=True,
-            sigma=1.5,
-            use_sample_covariance=False,
-            data_range=1.0,
-            channel_axis=-1,
-        )
-    )
 
 
 def noisy(img: np.ndarray, sigma: float, seed: int = 1) -> np.ndarray:
