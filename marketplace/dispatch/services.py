@@ -106,9 +106,11 @@ def manifest_for(frame: Frame, *, node: WorkerNode, crop: dict | None = None) ->
     return crop_manifest(manifest, Crop.from_dict(crop)) if crop else manifest
 
 
-def result_key_for(lease: FrameLease) -> str:
-    ext = "exr" if lease.manifest.get("file_format") == "OPEN_EXR" else "png"  # crops may be either
-    return f"results/job{lease.manifest['job']}/frame{lease.frame_id}/lease{lease.pk}.{ext}"
+def result_key_for(*, manifest: dict, frame_id: int) -> str:
+    """Where the agent uploads a new lease's image. A random name makes it unique per lease and lets it be
+    known before the row exists (one INSERT, no follow-up UPDATE)."""
+    ext = "exr" if manifest.get("file_format") == "OPEN_EXR" else "png"  # crops may be either
+    return f"results/job{manifest['job']}/frame{frame_id}/{secrets.token_hex(12)}.{ext}"
 
 
 @dataclass(frozen=True)
@@ -121,13 +123,12 @@ class Delivery:
 
 def _lease_open(*, frame: Frame, node: WorkerNode, kind: str, crop: dict | None = None) -> Delivery:
     token = secrets.token_urlsafe(24)
-    now = timezone.now()
+    manifest = manifest_for(frame, node=node, crop=crop)
     lease = FrameLease.objects.create(
-        frame=frame, node=node, kind=kind, token_hash=secret_hash(token), crop=crop,
-        manifest=manifest_for(frame, node=node, crop=crop), expires_at=now + timedelta(seconds=conf.LEASE_SECONDS),
+        frame=frame, node=node, kind=kind, token_hash=secret_hash(token), crop=crop, manifest=manifest,
+        result_key=result_key_for(manifest=manifest, frame_id=frame.pk),
+        expires_at=timezone.now() + timedelta(seconds=conf.LEASE_SECONDS),
     )
-    lease.result_key = result_key_for(lease)
-    lease.save(update_fields=["result_key"])
     WorkerNode.objects.filter(pk=node.pk).update(status=Status.BUSY, current_frame=frame)
     delivery = Delivery(node_id=node.pk, lease_id=lease.pk, token=token, kind=kind)
     transaction.on_commit(lambda: queues.deliver(
