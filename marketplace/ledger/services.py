@@ -152,8 +152,9 @@ def refund_escrow(*, artist, job_ref: str, key: str, amount: int | None = None) 
     """Job escrow -> artist wallet; `amount=None` refunds everything left. None when nothing is left."""
     escrow = escrow_account(artist=artist, job_ref=job_ref)
     with transaction.atomic():
-        if LedgerTransaction.objects.filter(idempotency_key=key).exists():
-            return LedgerTransaction.objects.get(idempotency_key=key)
+        done = LedgerTransaction.objects.filter(idempotency_key=key).first()
+        if done is not None:  # a replay after everything was refunded must not read "nothing left"
+            return done
         if amount is None:
             # Lock the escrow row so nothing is released between reading the remainder and refunding it.
             amount = Account.objects.select_for_update().get(pk=escrow.pk).balance
