@@ -7,8 +7,8 @@ is therefore always still pending.
 Deciding is claimed with a conditional UPDATE (state open -> decided): of concurrent decisions exactly
 one changes a row; a repeated identical decision (double click) returns the first, a different one is
 refused. Upholding, in the same transaction:
-  - reverses the settlement in one ledger transaction `dispute:<id>:uphold`
-    (provider pending -> artist wallet for price - fee, platform revenue -> artist wallet for the fee);
+  - reverses the frame's settlement in one ledger transaction `dispute:<id>:uphold`: what it posted to the
+    provider's pending account and to platform revenue goes to the artist's wallet;
   - records a trust failure for the node (`verification.services.trust_record`, kind dispute_upheld);
   - if the job is still live, holds the price in escrow again (`dispute:<id>:rehold`), moves the frame
     SETTLED -> QUEUED (and a DONE job back to RUNNING) so it is rendered again; if the job was cancelled
@@ -27,7 +27,8 @@ from marketplace.disputes.models import AuditLog, Dispute
 from marketplace.jobs.models import Frame, Job
 from marketplace.jobs.states import FRAME_TRANSITIONS, JOB_TRANSITIONS, FrameState, JobState, transition
 from marketplace.ledger.models import Account
-from marketplace.ledger.services import Leg, account_get, fee_for, hold_escrow, transfer
+from marketplace.ledger.selectors import transaction_postings
+from marketplace.ledger.services import Leg, account_get, hold_escrow, transfer
 from marketplace.payments.selectors import frame_pay_matured
 from marketplace.verification.models import TrustEvent
 from marketplace.verification.services import trust_record
@@ -134,13 +135,12 @@ def _uphold(dispute: Dispute) -> dict:
     if frame_pay_matured(frame_id=frame.pk):
         raise DisputeRefused("The provider's pay for this frame has already matured; nothing was done.")
     amount = dispute.amount_micro
-    fee = fee_for(amount)
-    wallet = account_get(kind=Kind.ARTIST_WALLET, owner=dispute.artist)
-    legs = [Leg(account_get(kind=Kind.PROVIDER_PENDING, owner=dispute.provider), -(amount - fee)), Leg(wallet, amount)]
-    if fee:
-        legs.append(Leg(account_get(kind=Kind.PLATFORM_REVENUE), -fee))
+    # Undo exactly what the settlement posted (provider share, platform fee), whatever the fee is today.
+    paid = [p for p in transaction_postings(key=frame.settlement_key) if p.account.kind != Kind.JOB_ESCROW]
     keys = {}
-    if amount:
+    if paid:
+        legs = [Leg(p.account, -p.amount) for p in paid]
+        legs.append(Leg(account_get(kind=Kind.ARTIST_WALLET, owner=dispute.artist), sum(p.amount for p in paid)))
         transfer(key=f"dispute:{dispute.pk}:uphold", memo=f"dispute {dispute.pk} upheld: frame {frame.number} of "
                  f"job {frame.job_id} refunded", legs=legs, metadata={"dispute": dispute.pk, "frame": frame.pk})
         keys["refund"] = f"dispute:{dispute.pk}:uphold"

@@ -86,3 +86,9 @@ class Frame(models.Model):
 
     def __str__(self) -> str:
         return f"frame {self.number} of job {self.job_id}"
+
+    @property
+    def settlement_key(self) -> str:
+        """Ledger key of the frame's latest settlement: settle:frame:<id>, then settle:frame:<id>:<n> for the
+        n-th payment of a frame re-rendered after an upheld dispute."""
+        return f"settle:frame:{self.pk}" + (f":{self.settle_count}" if self.settle_count > 1 else "")

@@ -219,8 +219,8 @@ def job_cancel(*, job_id: int, owner) -> JobCancelled:
 def frame_settle(*, frame_id: int, node_id: int) -> bool:
     """Pay a rendered (and, if checked, verified) frame from escrow, once. False when already settled.
 
-    The n-th settlement of a frame (a frame re-rendered after an upheld dispute is paid again) posts with
-    key settle:frame:<id> for n = 1 and settle:frame:<id>:<n> after that.
+    Each settlement posts under its own key (`Frame.settlement_key`): a frame re-rendered after an upheld
+    dispute is paid again.
     """
     frame = Frame.objects.select_for_update(of=("self",)).select_related("job__owner").get(pk=frame_id)
     if frame.state not in (FrameState.RENDERED, FrameState.VERIFYING):
@@ -228,12 +228,12 @@ def frame_settle(*, frame_id: int, node_id: int) -> bool:
     if not transition(Frame, pk=frame.pk, current=frame.state, target=FrameState.SETTLED, table=FRAME_TRANSITIONS,
                       node_id=node_id, settled_at=timezone.now(), settle_count=F("settle_count") + 1):
         return False
-    n = frame.settle_count + 1
+    frame.settle_count += 1
     provider = WorkerNode.objects.select_related("owner").get(pk=node_id).owner
     job = frame.job
     if frame.price:
         release_escrow(artist=job.owner, job_ref=job.escrow_ref, provider=provider, amount=frame.price,
-                       key=f"settle:frame:{frame.pk}" + (f":{n}" if n > 1 else ""),
+                       key=frame.settlement_key,
                        memo=f"frame {frame.number} of job {job.pk} rendered")
     transaction.on_commit(lambda: job_finish_if_complete(job_id=job.pk))
     return True

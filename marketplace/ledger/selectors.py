@@ -29,6 +29,21 @@ def user_postings(*, user) -> QuerySet[Posting]:
             .order_by("-transaction__created_at", "-id"))
 
 
+def posted_to(*, kind: str, owner, keys: list[str]) -> dict[str, int]:
+    """What each transaction of `keys` posted to the `kind` account of `owner` (keys that posted nothing are absent).
+
+    Later entries that undo or follow a transaction (an upheld dispute, a maturation) read what was really
+    posted, never a recomputation with today's settings (the platform fee may have changed since).
+    """
+    rows = (Posting.objects.filter(account__kind=kind, account__owner=owner, transaction__idempotency_key__in=keys)
+            .values_list("transaction__idempotency_key").annotate(s=Sum("amount")))
+    return dict(rows)
+
+
+def transaction_postings(*, key: str) -> list[Posting]:
+    return list(Posting.objects.filter(transaction__idempotency_key=key).select_related("account").order_by("pk"))
+
+
 def ledger_total() -> int:
     """Sum of every posting: 0 in a consistent ledger."""
     return Posting.objects.aggregate(s=Coalesce(Sum("amount"), 0))["s"]

@@ -1,8 +1,9 @@
 """Frame pay leaves the dispute window: provider pending -> provider available, once per frame.
 
 `jobs.services.frame_settle` paid the frame's price minus the platform fee into the provider's pending
-account. After DISPUTE_WINDOW_HOURS, unless a dispute is open, that share becomes available for payout
-(ledger key `mature:frame:<id>`, plus an EarningMaturation row). The frame row is locked while deciding,
+account. After DISPUTE_WINDOW_HOURS, unless a dispute is open, exactly what that settlement posted there
+(not a recomputation: the fee setting may have changed since) becomes available for payout (ledger key
+`mature:frame:<id>`, plus an EarningMaturation row). The frame row is locked while deciding,
 as `disputes.services.dispute_open` does, so a dispute and the maturation never both win.
 """
 import logging
@@ -16,7 +17,8 @@ from marketplace.disputes.selectors import frame_has_open_dispute
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState
 from marketplace.ledger.models import Account
-from marketplace.ledger.services import LedgerError, Leg, account_get, fee_for, transfer
+from marketplace.ledger.selectors import posted_to
+from marketplace.ledger.services import LedgerError, Leg, account_get, transfer
 from marketplace.payments.models import EarningMaturation
 from marketplace.payments.selectors import frames_due_to_mature
 
@@ -33,12 +35,14 @@ def earning_mature(*, frame_id: int, cutoff: datetime) -> bool:
         return False
     if EarningMaturation.objects.filter(frame_id=frame.pk).exists():
         return False
-    share = frame.price - fee_for(frame.price)
+    provider = frame.node.owner
+    share = posted_to(kind=Kind.PROVIDER_PENDING, owner=provider, keys=[frame.settlement_key]).get(
+        frame.settlement_key, 0)
     if share <= 0:
         return False
-    provider = frame.node.owner
+    pending = account_get(kind=Kind.PROVIDER_PENDING, owner=provider)
     transfer(key=f"mature:frame:{frame.pk}", memo=f"earnings of frame {frame.number} of job {frame.job_id} matured",
-             legs=[Leg(account_get(kind=Kind.PROVIDER_PENDING, owner=provider), -share),
+             legs=[Leg(pending, -share),
                    Leg(account_get(kind=Kind.PROVIDER_AVAILABLE, owner=provider), share)],
              metadata={"frame": frame.pk})
     EarningMaturation.objects.create(frame=frame, provider=provider, amount_micro=share)

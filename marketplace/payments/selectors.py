@@ -8,8 +8,8 @@ from marketplace.disputes import conf as dispute_conf
 from marketplace.disputes.models import Dispute
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState
-from marketplace.ledger.models import Posting
-from marketplace.ledger.services import fee_for
+from marketplace.ledger.models import Account, Posting
+from marketplace.ledger.selectors import posted_to
 from marketplace.payments.models import ConnectAccount, EarningMaturation, Payout, TopUp
 
 
@@ -83,5 +83,6 @@ def provider_frame_earnings(*, provider, limit: int = 100) -> list[FrameEarning]
                         disputed=Exists(Dispute.objects.filter(frame_id=OuterRef("pk"), state=Dispute.State.OPEN)))
               .order_by("-settled_at")[:limit])
     window = dispute_conf.window()
-    return [FrameEarning(frame=f, share_micro=f.price - fee_for(f.price), matures_at=f.settled_at + window,
+    shares = posted_to(kind=Account.Kind.PROVIDER_PENDING, owner=provider, keys=[f.settlement_key for f in frames])
+    return [FrameEarning(frame=f, share_micro=shares.get(f.settlement_key, 0), matures_at=f.settled_at + window,
                          matured=f.matured, disputed=f.disputed) for f in frames]

@@ -55,6 +55,14 @@ def test_upholding_reverses_the_settlement_in_one_transaction_and_holds_the_pric
     assert entry.actor == admin_user and entry.details["ledger"]["refund"] == f"dispute:{dispute.pk}:uphold"
 
 
+def test_upholding_after_a_fee_change_reverses_what_the_settlement_posted(settings, artist, provider, admin_user):
+    dispute = open_dispute(artist, provider)
+    settings.PLATFORM_FEE_BPS = 0  # the fee changed after the frame was paid
+    dispute_decide(admin=admin_user, dispute_id=dispute.pk, decision=UPHELD, note="The lower half is black.")
+    assert (pending(provider), revenue(), wallet(artist), user_escrow_total(user=artist)) == (0, 0, 0, PRICE)
+    assert ledger.ledger_total() == 0 and ledger.ledger_drift() == []
+
+
 def test_upholding_reopens_a_finished_job(artist, provider, admin_user):
     dispute = open_dispute(artist, provider, job_state=JobState.DONE)
     dispute_decide(admin=admin_user, dispute_id=dispute.pk, decision=UPHELD, note="Wrong.")

@@ -85,3 +85,12 @@ def test_the_earnings_page_lists_disputes_on_the_providers_frames(client, artist
     page = client.get("/payments/earnings/").content.decode()
     assert "Disputes on your frames" in page and "The cube is missing its shadow." in page
     assert "frozen: under dispute" in page
+
+
+def test_a_fee_change_after_settlement_matures_what_was_really_paid(settings, artist, provider):
+    settled_frame(artist=artist, provider=provider, price=PRICE, settled_at=hours_ago(73))
+    settings.PLATFORM_FEE_BPS = 2_500  # raised after the frame was paid at the old fee
+    assert fee_for(PRICE) != PRICE - SHARE
+    assert earnings_mature() == 1
+    assert available(provider) == SHARE and pending(provider) == 0
+    assert ledger.ledger_total() == 0
