@@ -1,8 +1,10 @@
 """Visual evidence for admins, made with render_kernels from the stored images.
 
-The candidate is the disputed frame; the reference of each verification crop is the crop another node
-re-rendered (stored on its verify lease), compared with the same region (x, y, w, h; y from the top) cut
-from the frame. Without crops there is no reference: the page shows the frame alone and says so.
+Each verification crop of the disputed result (`verification.models.CropCheck`, decided by another
+provider's node or by the platform's own render) is shown as its reference, the crop the verifier
+re-rendered, next to the same region (x, y, w, h; y from the top) of the candidate the check compared it
+with: the delivered frame, or its pre-denoise pass for a denoised frame. Without crops there is no
+reference: the page shows the frame alone and says so.
 """
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ import numpy as np
 
 import render_kernels
 from marketplace import blobs
-from marketplace.dispatch.models import FrameLease
-from marketplace.disputes.models import Dispute
+from marketplace.verification.crops import candidate_key
+from marketplace.verification.models import CropCheck
 
 PREVIEW_MAX_SIDE = 1024
 CROP_MAX_SIDE = 512
@@ -54,60 +56,68 @@ def _comparable(candidate: np.ndarray, reference: np.ndarray) -> tuple[np.ndarra
     return candidate[:, :, :channels], reference[:, :, :channels]
 
 
-def _region(lease: FrameLease) -> tuple[int, int, int, int]:
-    crop = lease.crop or {}
+def _region(crop: CropCheck) -> tuple[int, int, int, int]:
     try:
-        return int(crop["x"]), int(crop["y"]), int(crop["w"]), int(crop["h"])
+        return int(crop.crop["x"]), int(crop.crop["y"]), int(crop.crop["w"]), int(crop.crop["h"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise EvidenceUnavailable(f"verify lease {lease.pk} has no usable crop: {crop!r}") from exc
+        raise EvidenceUnavailable(f"crop check {crop.pk} has no usable region: {crop.crop!r}") from exc
 
 
-def crop_pair(*, frame_image: np.ndarray, lease: FrameLease) -> tuple[np.ndarray, np.ndarray]:
-    """(candidate, reference): the frame's region and the verifier's re-render of it, same size and channels."""
-    frame_image, reference = _comparable(frame_image, image_load(lease.result_key))
+def compared_key(crop: CropCheck) -> str:
+    """The candidate image the check compared the crop with."""
+    lease = crop.frame_check.render_lease
+    return candidate_key(result_key=lease.result_key, manifest=lease.manifest)
+
+
+def crop_pair(*, candidate_image: np.ndarray, crop: CropCheck) -> tuple[np.ndarray, np.ndarray]:
+    """(candidate, reference): the candidate's region and the verifier's re-render of it, same size and channels."""
+    candidate_image, reference = _comparable(candidate_image, image_load(crop.reference_key))
     try:
         # render_kernels cuts the region out of its second image when the first is already region-sized.
-        reference, candidate = render_kernels.crop_pair(reference, frame_image, _region(lease))
+        reference, candidate = render_kernels.crop_pair(reference, candidate_image, _region(crop))
     except ValueError as exc:
-        raise EvidenceUnavailable(f"cannot compare crop {lease.crop}: {exc}") from exc
+        raise EvidenceUnavailable(f"cannot compare crop {crop.crop}: {exc}") from exc
     return candidate, reference
 
 
 @dataclass(frozen=True)
 class CropEvidence:
-    lease: FrameLease
+    crop: CropCheck
     comparable: bool  # both images load and line up: the side-by-side and the heatmap can be shown
     metrics: dict | None
     error: str
 
 
-def _one_crop(frame_image: np.ndarray, lease: FrameLease) -> CropEvidence:
+def _one_crop(candidates: dict[str, np.ndarray | EvidenceUnavailable], crop: CropCheck) -> CropEvidence:
+    key = compared_key(crop)
+    if key not in candidates:
+        try:
+            candidates[key] = image_load(key)
+        except EvidenceUnavailable as exc:
+            candidates[key] = exc
+    if isinstance(candidates[key], EvidenceUnavailable):
+        return CropEvidence(crop, False, None, str(candidates[key]))
     try:
-        candidate, reference = crop_pair(frame_image=frame_image, lease=lease)
+        candidate, reference = crop_pair(candidate_image=candidates[key], crop=crop)
     except EvidenceUnavailable as exc:
-        return CropEvidence(lease, False, None, str(exc))
+        return CropEvidence(crop, False, None, str(exc))
     try:
-        return CropEvidence(lease, True, render_kernels.compare(candidate, reference).to_dict(), "")
+        return CropEvidence(crop, True, render_kernels.compare(candidate, reference).to_dict(), "")
     except ValueError as exc:  # e.g. a crop smaller than the SSIM window
-        return CropEvidence(lease, True, None, f"no metrics for this crop: {exc}")
+        return CropEvidence(crop, True, None, f"no metrics for this crop: {exc}")
 
 
-def crop_evidence(*, dispute: Dispute, crops: list[FrameLease]) -> list[CropEvidence]:
-    """Metrics of every verification crop against the disputed frame (errors shown, never raised)."""
-    if not crops:
-        return []
-    try:
-        frame_image = image_load(dispute.result_key)
-    except EvidenceUnavailable as exc:
-        return [CropEvidence(lease, False, None, str(exc)) for lease in crops]
-    return [_one_crop(frame_image, lease) for lease in crops]
+def crop_evidence(*, crops: list[CropCheck]) -> list[CropEvidence]:
+    """Metrics of every verification crop against its candidate (errors shown, never raised)."""
+    candidates: dict[str, np.ndarray | EvidenceUnavailable] = {}  # each candidate image is loaded once
+    return [_one_crop(candidates, crop) for crop in crops]
 
 
 CROP_VIEWS = ("candidate", "reference", "heatmap")
 
 
-def crop_view_png(*, dispute: Dispute, lease: FrameLease, view: str) -> bytes:
-    candidate, reference = crop_pair(frame_image=image_load(dispute.result_key), lease=lease)
+def crop_view_png(*, crop: CropCheck, view: str) -> bytes:
+    candidate, reference = crop_pair(candidate_image=image_load(compared_key(crop)), crop=crop)
     if view == "candidate":
         image = candidate
     elif view == "reference":

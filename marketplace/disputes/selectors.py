@@ -1,10 +1,10 @@
 from django.db.models import QuerySet
 from django.http import Http404
 
-from marketplace.dispatch.models import FrameLease
 from marketplace.disputes.models import AuditLog, Dispute
 from marketplace.jobs.models import Frame
-from marketplace.verification.models import TrustEvent
+from marketplace.verification.models import CropCheck, TrustEvent
+from marketplace.verification.selectors import crop_evidence
 
 
 def frame_has_open_dispute(*, frame_id: int) -> bool:
@@ -41,18 +41,9 @@ def dispute_for(*, user, dispute_id: int) -> Dispute:
     return dispute
 
 
-def verification_crops(*, dispute: Dispute) -> list[FrameLease]:
-    """Crop re-renders made by other nodes to check the disputed result (stored on verify leases)."""
-    crops = (FrameLease.objects.filter(frame_id=dispute.frame_id, kind=FrameLease.Kind.VERIFY,
-                                       state=FrameLease.State.DONE, created_at__lte=dispute.frame_settled_at,
-                                       crop__isnull=False)
-             .exclude(result_key="").order_by("created_at"))
-    # Only the checks of the disputed result, not of earlier renders of the same frame.
-    render = (FrameLease.objects.filter(frame_id=dispute.frame_id, kind=FrameLease.Kind.RENDER,
-                                        result_key=dispute.result_key).order_by("-created_at").first())
-    if render is not None:
-        crops = crops.filter(created_at__gte=render.created_at)
-    return list(crops)
+def verification_crops(*, dispute: Dispute) -> list[CropCheck]:
+    """The decided crop checks of the disputed result: re-rendered by other nodes or by the platform."""
+    return crop_evidence(frame_id=dispute.frame_id, result_key=dispute.result_key) if dispute.result_key else []
 
 
 def trust_history(*, node_id: int | None, limit: int = 30) -> list[TrustEvent]:

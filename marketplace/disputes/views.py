@@ -61,7 +61,7 @@ def review_detail(request: HttpRequest, dispute_id: int) -> HttpResponse:
     crops = selectors.verification_crops(dispute=dispute)
     return render(request, "disputes/review_detail.html", {
         "dispute": dispute,
-        "crops": evidence.crop_evidence(dispute=dispute, crops=crops),
+        "crops": evidence.crop_evidence(crops=crops),
         "crop_views": evidence.CROP_VIEWS,
         "trust": selectors.trust_history(node_id=dispute.node_id),
         "audit": selectors.audit_entries(dispute=dispute),
@@ -106,13 +106,13 @@ def evidence_frame(request: HttpRequest, dispute_id: int) -> HttpResponse:
 
 
 @login_required
-def evidence_crop(request: HttpRequest, dispute_id: int, lease_id: int, view: str) -> HttpResponse:
+def evidence_crop(request: HttpRequest, dispute_id: int, crop_id: int, view: str) -> HttpResponse:
     _admin_only(request)
     dispute = selectors.dispute_for(user=request.user, dispute_id=dispute_id)
-    lease = next((c for c in selectors.verification_crops(dispute=dispute) if c.pk == lease_id), None)
-    if lease is None or view not in evidence.CROP_VIEWS:
+    crop = next((c for c in selectors.verification_crops(dispute=dispute) if c.pk == crop_id), None)
+    if crop is None or view not in evidence.CROP_VIEWS:
         raise Http404("no such crop")
     try:
-        return _png(evidence.crop_view_png(dispute=dispute, lease=lease, view=view))
+        return _png(evidence.crop_view_png(crop=crop, view=view))
     except evidence.EvidenceUnavailable as exc:
         raise Http404(str(exc)) from exc

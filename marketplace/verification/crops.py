@@ -113,6 +113,11 @@ def noisy_key(result_key: str) -> str:
     return f"{stem}.noisy.exr"
 
 
+def candidate_key(*, result_key: str, manifest: dict[str, Any]) -> str:
+    """The image of a result that crops are compared with: its pre-denoise pass when it was denoised."""
+    return noisy_key(result_key) if manifest.get("use_denoising") else result_key
+
+
 def crop_manifest(render_manifest: dict[str, Any], crop: Crop) -> dict[str, Any]:
     """The candidate's own pinned manifest, narrowed to the crop, in the comparable format."""
     return {

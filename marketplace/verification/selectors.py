@@ -67,4 +67,5 @@ def crop_evidence(*, frame_id: int, result_key: str) -> list[CropCheck]:
     """Decided crop checks of one result of a frame (node and platform verifiers), for dispute evidence."""
     return list(CropCheck.objects.filter(frame_check__frame_id=frame_id,
                                          frame_check__render_lease__result_key=result_key)
-                .exclude(state=CropCheck.State.PENDING).exclude(reference_key="").order_by("pk"))
+                .exclude(state=CropCheck.State.PENDING).exclude(reference_key="")
+                .select_related("frame_check__render_lease", "verify_lease").order_by("pk"))

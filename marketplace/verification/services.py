@@ -37,10 +37,10 @@ from marketplace.verification.crops import (
     Crop,
     CropResult,
     UnusableReference,
+    candidate_key,
     crop_judge,
     crop_manifest,
     crops_choose,
-    noisy_key,
     verifiable,
 )
 from marketplace.verification.models import CanaryAnswer, CropCheck, FrameCheck, NodeTrust, TrustEvent
@@ -94,19 +94,13 @@ def _image(key: str):
         return image_from_bytes(f.read())
 
 
-def _candidate_key(check: FrameCheck) -> str:
-    """The image of the candidate that crops are compared with: its pre-denoise pass when denoised."""
-    lease = check.render_lease
-    return noisy_key(lease.result_key) if lease.manifest.get("use_denoising") else lease.result_key
-
-
 def _judge(check: FrameCheck, crop: Crop, reference_key: str) -> CropResult:
     """Compare the candidate's region with a trusted crop. UnusableReference if the crop is unreadable."""
     try:
         reference = _image(reference_key)
     except (OSError, ValueError) as exc:
         raise UnusableReference(f"cannot read the re-rendered crop: {exc}") from exc
-    key = _candidate_key(check)
+    key = candidate_key(result_key=check.render_lease.result_key, manifest=check.render_lease.manifest)
     try:
         candidate = _image(key)
     except (OSError, ValueError) as exc:
