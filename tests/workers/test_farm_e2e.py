@@ -13,8 +13,7 @@ from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState
 from marketplace.ledger import selectors
 from marketplace.ledger.models import LedgerTransaction
-from scripts.services import Redis, free_port
-from tests.fixtures.farm import Farm, demo_job
+from tests.fixtures.farm import demo_job, wait_for
 from tests.fixtures.market import make_node
 from tests.fixtures.money import fund
 
@@ -30,41 +29,6 @@ def demo_blend(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("demo") / "demo.blend"
     make_demo_scene(path, frames=FRAMES, resolution=(64, 36), samples=8)
     return path
-
-
-@pytest.fixture
-def farm(live_server, settings, tmp_path, monkeypatch):
-    from marketplace.celery import app
-    from marketplace.dispatch import queues
-
-    redis = Redis(port=free_port(), workdir=tmp_path / "redis").start()
-    settings.PUBLIC_URL = live_server.url
-    settings.REDIS_URL = f"{redis.url}/0"
-    settings.AGENT_BROKER_URL = f"{redis.url}/1"
-    monkeypatch.setattr(queues, "_client", None)
-    # The live server runs in this process: its tasks must go to the real worker, not run inline.
-    monkeypatch.setattr(app.conf, "task_always_eager", False)
-    monkeypatch.setattr(app.conf, "broker_url", f"{redis.url}/0")
-    def reset_pool() -> None:  # the producer pool must connect to this farm's Redis, not an earlier one
-        app._pool = None
-        app.amqp._producer_pool = None
-
-    reset_pool()
-    f = Farm(tmp_path, live_server.url, redis)
-    yield f
-    f.stop_all()
-    redis.stop()
-    reset_pool()
-
-
-def wait_for(predicate, *, timeout: float, farm: Farm, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    states = list(Frame.objects.values_list("number", "state", "last_error"))
-    pytest.fail(f"timed out waiting for {what}; frames: {states}\n{farm.logs()}")
 
 
 def all_settled(job) -> bool:
