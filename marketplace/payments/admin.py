@@ -17,9 +17,10 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(TopUp)
 class TopUpAdmin(ReadOnlyAdmin):
-    list_display = ("ref", "user", "amount_cents", "state", "credited_micro", "unrecovered_micro", "created_at")
-    list_filter = ("state", "provider")
-    search_fields = ("ref", "session_id", "payment_intent", "user__username")
+    list_display = ("ref", "user", "amount_cents", "state", "dispute_status", "credited_micro", "unrecovered_micro",
+                    "created_at")
+    list_filter = ("state", "dispute_status", "provider")
+    search_fields = ("ref", "session_id", "payment_intent", "dispute_id", "user__username")
 
 
 @admin.register(WebhookEvent)

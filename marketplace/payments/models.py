@@ -13,9 +13,14 @@ from django.db.models import F, Q
 class TopUp(models.Model):
     """An artist buying tokens. Created before the provider is called; `ref` travels in Stripe metadata.
 
-    Stripe's refunds and disputes are cumulative amounts (`reversed_cents`). The tokens they take back are
+    Refunds (`refunded_cents`, cumulative) and the charge's one card dispute (`dispute_id`, `disputed_cents`,
+    `dispute_status`: the furthest Stripe status seen) are recorded apart. `reversed_cents` is what Stripe
+    holds back now: the refunds plus the disputed amount while the dispute holds the funds, at most the
+    amount paid. It goes down again when a dispute is won. The tokens taken back for it are
     `clawed_back_micro`: either never credited (the reversal arrived before completion) or debited from
     the wallet, of which `unrecovered_micro` is the part the wallet no longer held (see services).
+    `ledger_adjustments` numbers the ledger transactions posted for reversals after completion, so each one
+    has its own idempotency key.
     """
 
     class State(models.TextChoices):
@@ -23,6 +28,18 @@ class TopUp(models.Model):
         COMPLETED = "completed", "Completed"
         REFUNDED = "refunded", "Refunded"
         DISPUTED = "disputed", "Disputed by the card holder"
+
+    class DisputeStatus(models.TextChoices):
+        """Stripe's dispute statuses; labels as the artist reads them on the wallet page."""
+
+        WARNING_NEEDS_RESPONSE = "warning_needs_response", "Card issuer inquiry"
+        WARNING_UNDER_REVIEW = "warning_under_review", "Card issuer inquiry"
+        WARNING_CLOSED = "warning_closed", "Card issuer inquiry closed"
+        NEEDS_RESPONSE = "needs_response", "Card dispute open"
+        UNDER_REVIEW = "under_review", "Card dispute open"
+        WON = "won", "Card dispute won, tokens reinstated"
+        LOST = "lost", "Card dispute lost"
+        PREVENTED = "prevented", "Card dispute prevented"
 
     ref = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="topups")
@@ -34,9 +51,14 @@ class TopUp(models.Model):
     payment_intent = models.CharField(max_length=255, blank=True, default="", db_index=True)
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING, db_index=True)
     credited_micro = models.BigIntegerField(default=0)
+    refunded_cents = models.BigIntegerField(default=0)
+    dispute_id = models.CharField(max_length=255, blank=True, default="")
+    disputed_cents = models.BigIntegerField(default=0)
+    dispute_status = models.CharField(max_length=30, choices=DisputeStatus.choices, blank=True, default="")
     reversed_cents = models.BigIntegerField(default=0)
     clawed_back_micro = models.BigIntegerField(default=0)
     unrecovered_micro = models.BigIntegerField(default=0)
+    ledger_adjustments = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 
@@ -46,6 +68,9 @@ class TopUp(models.Model):
             models.CheckConstraint(condition=Q(tokens_micro__gt=0), name="topup_tokens_positive"),
             models.CheckConstraint(condition=Q(reversed_cents__gte=0, reversed_cents__lte=F("amount_cents")),
                                    name="topup_reversed_within_amount"),
+            models.CheckConstraint(condition=Q(refunded_cents__gte=0, refunded_cents__lte=F("amount_cents")),
+                                   name="topup_refunded_within_amount"),
+            models.CheckConstraint(condition=Q(disputed_cents__gte=0), name="topup_disputed_not_negative"),
             models.CheckConstraint(condition=Q(credited_micro__gte=0, credited_micro__lte=F("tokens_micro")),
                                    name="topup_credited_within_tokens"),
             models.CheckConstraint(condition=Q(unrecovered_micro__gte=0, unrecovered_micro__lte=F("clawed_back_micro")),

@@ -6,7 +6,7 @@ import json
 import secrets
 import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 from django.test import Client
@@ -14,7 +14,6 @@ from django.utils import timezone
 from PIL import Image
 
 from marketplace import blobs
-from marketplace.dispatch.models import FrameLease
 from marketplace.jobs.models import Frame, Job
 from marketplace.jobs.states import FrameState, JobState
 from marketplace.ledger.models import Account
@@ -69,10 +68,31 @@ def charge_refunded(topup, *, amount_refunded: int, payment_intent: str = "pi_te
         "metadata": {"topup_ref": str(topup.ref)}})
 
 
-def charge_dispute_created(*, amount: int, payment_intent: str = "pi_test_1") -> dict:
-    return stripe_event("charge.dispute.created", {
-        "id": "dp_test_1", "object": "dispute", "amount": amount, "charge": "ch_test_1",
-        "payment_intent": payment_intent, "status": "needs_response", "reason": "fraudulent", "metadata": {}})
+def charge_dispute(event_type: str, *, amount: int, status: str, payment_intent: str = "pi_test_1",
+                   dispute_id: str = "dp_test_1") -> dict:
+    """A `charge.dispute.*` event: the whole dispute object as Stripe sends it at that point of its life."""
+    return stripe_event(event_type, {
+        "id": dispute_id, "object": "dispute", "amount": amount, "charge": "ch_test_1", "currency": "usd",
+        "payment_intent": payment_intent, "status": status, "reason": "fraudulent", "metadata": {}})
+
+
+def charge_dispute_created(*, amount: int, payment_intent: str = "pi_test_1", status: str = "needs_response") -> dict:
+    return charge_dispute("charge.dispute.created", amount=amount, status=status, payment_intent=payment_intent)
+
+
+def charge_dispute_funds_withdrawn(*, amount: int, payment_intent: str = "pi_test_1") -> dict:
+    return charge_dispute("charge.dispute.funds_withdrawn", amount=amount, status="needs_response",
+                          payment_intent=payment_intent)
+
+
+def charge_dispute_closed(*, amount: int, status: str, payment_intent: str = "pi_test_1") -> dict:
+    """Closed with `status` won, lost, warning_closed (an inquiry) or prevented."""
+    return charge_dispute("charge.dispute.closed", amount=amount, status=status, payment_intent=payment_intent)
+
+
+def charge_dispute_funds_reinstated(*, amount: int, payment_intent: str = "pi_test_1", status: str = "won") -> dict:
+    return charge_dispute("charge.dispute.funds_reinstated", amount=amount, status=status,
+                          payment_intent=payment_intent)
 
 
 # --- frames -----------------------------------------------------------------------------------
@@ -115,22 +135,6 @@ def settled_frame(*, artist, provider, price: int = 10 * M, settled_at: datetime
                                              settled_at=settled_at or timezone.now(), rendered_at=timezone.now())
     frame.refresh_from_db()
     return frame
-
-
-CROP = {"x": 10, "y": 5, "w": 16, "h": 12}
-
-
-def verify_crop(frame: Frame, *, provider, image: np.ndarray, crop: dict = CROP) -> FrameLease:
-    """A verification crop of `image` re-rendered by another node before the frame settled."""
-    node = WorkerNode.objects.create(owner=provider, name="checker", token_prefix=secrets.token_hex(6),
-                                     token_hash="unused")
-    x, y, w, h = crop["x"], crop["y"], crop["w"], crop["h"]
-    key = store_png(f"results/frame{frame.pk}/verify{node.pk}.png", image[y:y + h, x:x + w])
-    lease = FrameLease.objects.create(frame=frame, node=node, kind=FrameLease.Kind.VERIFY, token_hash="unused",
-                                      state=FrameLease.State.DONE, crop=crop, result_key=key,
-                                      expires_at=timezone.now())
-    FrameLease.objects.filter(pk=lease.pk).update(created_at=frame.settled_at - timedelta(minutes=1))
-    return lease
 
 
 def pending(user) -> int:

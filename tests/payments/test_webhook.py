@@ -5,14 +5,21 @@ import time
 import pytest
 
 from marketplace.ledger import selectors as ledger
-from marketplace.ledger.models import LedgerTransaction
+from marketplace.ledger.models import Account, LedgerTransaction
 from marketplace.ledger.services import hold_escrow
 from marketplace.payments import selectors
 from marketplace.payments.models import TopUp, WebhookEvent
+from marketplace.payments.services import webhook_event_process
+from tests.fixtures.race import race
 from tests.payments.helpers import (
     WEBHOOK_URL,
     M,
+    balance,
+    charge_dispute,
+    charge_dispute_closed,
     charge_dispute_created,
+    charge_dispute_funds_reinstated,
+    charge_dispute_funds_withdrawn,
     charge_refunded,
     post_event,
     session_completed,
@@ -134,7 +141,7 @@ def test_a_refund_after_the_completion_debits_the_wallet_back(client, artist, to
     response = post_event(client, charge_refunded(topup, amount_refunded=1_000))
     assert response.json()["outcome"] == f"debited {1_000 * M} micro-tokens"
     assert wallet(artist) == 0
-    assert LedgerTransaction.objects.filter(idempotency_key="topup-reversal:cs_test_1:1000").exists()
+    assert LedgerTransaction.objects.filter(idempotency_key="topup:cs_test_1:reversal:1").exists()
     assert ledger.ledger_total() == 0 and ledger.ledger_drift() == []
 
 
@@ -194,3 +201,224 @@ def test_an_unpaid_completion_waits_for_the_async_payment(client, artist, topup)
     paid = stripe_event("checkout.session.async_payment_succeeded", session_completed(topup)["data"]["object"])
     post_event(client, paid)
     assert wallet(artist) == 1_000 * M
+
+
+# --- card disputes: won, lost, inquiries, any order -------------------------------------------
+
+def outcome_of(client, event) -> str:
+    response = post_event(client, event)
+    assert response.status_code == 200, response.content
+    return response.json()["outcome"]
+
+
+def ledger_keys() -> list[str]:
+    return list(LedgerTransaction.objects.order_by("pk").values_list("idempotency_key", flat=True))
+
+
+def test_a_won_dispute_gives_the_tokens_back_and_the_ledger_balances(client, artist, topup):
+    post_event(client, session_completed(topup))
+    assert outcome_of(client, charge_dispute_created(amount=1_000)) == f"debited {1_000 * M} micro-tokens"
+    assert wallet(artist) == 0
+
+    assert outcome_of(client, charge_dispute_closed(amount=1_000, status="won")) == \
+        f"credited {1_000 * M} micro-tokens back"
+    assert wallet(artist) == 1_000 * M
+    assert balance(Account.Kind.PAYMENT_CLEARING) == -1_000 * M
+    topup.refresh_from_db()
+    assert topup.state == TopUp.State.COMPLETED and topup.dispute_status == TopUp.DisputeStatus.WON
+    assert topup.dispute_id == "dp_test_1" and topup.disputed_cents == 1_000
+    assert topup.reversed_cents == 0 and topup.clawed_back_micro == 0 and topup.unrecovered_micro == 0
+    assert ledger_keys() == ["topup:cs_test_1", "topup:cs_test_1:reversal:1", "topup:cs_test_1:reinstatement:2"]
+    assert ledger.ledger_total() == 0 and ledger.ledger_drift() == []
+
+
+def test_a_lost_dispute_moves_nothing_more(client, artist, topup):
+    post_event(client, session_completed(topup))
+    post_event(client, charge_dispute_created(amount=1_000))
+    assert outcome_of(client, charge_dispute_closed(amount=1_000, status="lost")) == "no change"
+    # Stripe's reinstatement of a lost dispute's overlap with a refund is not a win.
+    assert outcome_of(client, charge_dispute_funds_reinstated(amount=1_000, status="lost")).startswith("no change")
+    assert wallet(artist) == 0
+    topup.refresh_from_db()
+    assert topup.state == TopUp.State.DISPUTED and topup.dispute_status == TopUp.DisputeStatus.LOST
+    assert topup.reversed_cents == 1_000 and topup.clawed_back_micro == 1_000 * M
+    assert ledger_keys() == ["topup:cs_test_1", "topup:cs_test_1:reversal:1"]
+    assert ledger.ledger_total() == 0
+
+
+def test_a_lost_dispute_reported_before_it_opened_debits_once(client, artist, topup):
+    post_event(client, session_completed(topup))
+    assert outcome_of(client, charge_dispute_closed(amount=1_000, status="lost")) == f"debited {1_000 * M} micro-tokens"
+    assert outcome_of(client, charge_dispute_created(amount=1_000)).startswith("no change")
+    assert wallet(artist) == 0
+    assert ledger_keys() == ["topup:cs_test_1", "topup:cs_test_1:reversal:1"]
+
+
+def test_a_won_dispute_of_spent_tokens_pays_off_the_debt_before_crediting(client, artist, topup):
+    post_event(client, session_completed(topup))
+    hold_escrow(artist=artist, job_ref="job:1", amount=800 * M, key="hold:test")
+    post_event(client, charge_dispute_created(amount=1_000))
+    topup.refresh_from_db()
+    assert wallet(artist) == 0 and topup.unrecovered_micro == 800 * M
+    assert selectors.wallet_frozen(user=artist)
+
+    outcome = outcome_of(client, charge_dispute_closed(amount=1_000, status="won"))
+    assert outcome == f"credited {200 * M} micro-tokens back, {800 * M} unrecovered written off"
+    assert wallet(artist) == 200 * M  # what was really debited, nothing more
+    topup.refresh_from_db()
+    assert topup.unrecovered_micro == 0 and topup.clawed_back_micro == 0
+    assert not selectors.wallet_frozen(user=artist)
+    assert ledger.ledger_total() == 0 and ledger.ledger_drift() == []
+
+
+def test_a_won_dispute_of_a_partly_spent_wallet_leaves_the_refund_debt(client, artist):
+    topup = TopUp.objects.create(user=artist, amount_cents=2_000, currency="usd", tokens_micro=2_000 * M,
+                                 provider="stripe", session_id="cs_test_2")
+    post_event(client, session_completed(topup))
+    hold_escrow(artist=artist, job_ref="job:1", amount=2_000 * M, key="hold:test")
+    post_event(client, charge_refunded(topup, amount_refunded=500))
+    post_event(client, charge_dispute_created(amount=1_500))
+    topup.refresh_from_db()
+    assert topup.unrecovered_micro == 2_000 * M
+
+    post_event(client, charge_dispute_closed(amount=1_500, status="won"))
+    topup.refresh_from_db()
+    assert topup.unrecovered_micro == 500 * M and topup.state == TopUp.State.REFUNDED
+    assert wallet(artist) == 0 and selectors.wallet_debt_micro(user=artist) == 500 * M
+    assert ledger_keys() == ["topup:cs_test_2", "hold:test"]  # nothing could be debited, nothing is credited
+
+
+def test_a_win_delivered_before_the_dispute_opened_never_debits(client, artist, topup):
+    post_event(client, session_completed(topup))
+    assert outcome_of(client, charge_dispute_closed(amount=1_000, status="won")) == "no change"
+    assert outcome_of(client, charge_dispute_created(amount=1_000)) == "no change: dispute dp_test_1 is already won"
+    assert outcome_of(client, charge_dispute_funds_withdrawn(amount=1_000)).startswith("no change")
+    assert wallet(artist) == 1_000 * M
+    assert ledger_keys() == ["topup:cs_test_1"]
+    topup.refresh_from_db()
+    assert topup.state == TopUp.State.COMPLETED and topup.clawed_back_micro == 0
+
+
+def test_funds_reinstated_and_closed_won_credit_once(client, artist, topup):
+    post_event(client, session_completed(topup))
+    post_event(client, charge_dispute_created(amount=1_000))
+    reinstated = outcome_of(client, charge_dispute_funds_reinstated(amount=1_000))
+    assert reinstated == f"credited {1_000 * M} micro-tokens back"
+    assert outcome_of(client, charge_dispute_closed(amount=1_000, status="won")).startswith("no change")
+    assert wallet(artist) == 1_000 * M
+    assert LedgerTransaction.objects.filter(idempotency_key__contains=":reinstatement:").count() == 1
+
+
+def test_dispute_created_replayed_after_the_win_debits_nothing(client, artist, topup):
+    post_event(client, session_completed(topup))
+    created = charge_dispute_created(amount=1_000)
+    post_event(client, created)
+    post_event(client, charge_dispute_closed(amount=1_000, status="won"))
+
+    assert outcome_of(client, created).startswith("replay")  # same event id
+    assert outcome_of(client, charge_dispute_created(amount=1_000)).startswith("no change")  # a new id
+    assert outcome_of(client, charge_dispute_funds_withdrawn(amount=1_000)).startswith("no change")
+    assert wallet(artist) == 1_000 * M
+    assert len(ledger_keys()) == 3 and ledger.ledger_total() == 0
+
+
+def test_a_partial_refund_and_a_dispute_of_the_rest_are_both_reversed(client, artist):
+    topup = TopUp.objects.create(user=artist, amount_cents=2_000, currency="usd", tokens_micro=2_000 * M,
+                                 provider="stripe", session_id="cs_test_2")
+    post_event(client, session_completed(topup))
+    post_event(client, charge_refunded(topup, amount_refunded=500))
+    assert wallet(artist) == 1_500 * M
+    post_event(client, charge_dispute_created(amount=1_500))
+    assert wallet(artist) == 0
+    topup.refresh_from_db()
+    assert (topup.refunded_cents, topup.disputed_cents, topup.reversed_cents) == (500, 1_500, 2_000)
+    assert topup.state == TopUp.State.DISPUTED
+
+    post_event(client, charge_dispute_closed(amount=1_500, status="won"))
+    assert wallet(artist) == 1_500 * M  # the refund stays taken back
+    topup.refresh_from_db()
+    assert topup.reversed_cents == 500 and topup.state == TopUp.State.REFUNDED
+    assert ledger.ledger_total() == 0 and ledger.ledger_drift() == []
+
+
+def test_a_dispute_of_the_whole_amount_after_a_partial_refund_reverses_the_amount_once(client, artist, topup):
+    post_event(client, session_completed(topup))
+    post_event(client, charge_refunded(topup, amount_refunded=400))
+    post_event(client, charge_dispute_created(amount=1_000))
+    topup.refresh_from_db()
+    assert topup.reversed_cents == 1_000 and topup.clawed_back_micro == 1_000 * M
+    assert wallet(artist) == 0
+
+
+def test_a_refund_after_a_won_dispute_uses_a_fresh_ledger_key_and_really_debits(client, artist, topup):
+    post_event(client, session_completed(topup))
+    post_event(client, charge_dispute_created(amount=1_000))
+    post_event(client, charge_dispute_closed(amount=1_000, status="won"))
+    assert outcome_of(client, charge_refunded(topup, amount_refunded=1_000)) == f"debited {1_000 * M} micro-tokens"
+    assert wallet(artist) == 0
+    assert ledger_keys()[1:] == ["topup:cs_test_1:reversal:1", "topup:cs_test_1:reinstatement:2",
+                                 "topup:cs_test_1:reversal:3"]
+    topup.refresh_from_db()
+    assert topup.state == TopUp.State.REFUNDED and topup.ledger_adjustments == 3
+    assert ledger.ledger_total() == 0 and ledger.ledger_drift() == []
+
+
+def test_an_inquiry_takes_nothing_and_closing_it_changes_nothing(client, artist, topup):
+    post_event(client, session_completed(topup))
+    assert outcome_of(client, charge_dispute_created(amount=1_000, status="warning_needs_response")) == "no change"
+    assert outcome_of(client, charge_dispute_closed(amount=1_000, status="warning_closed")) == "no change"
+    assert wallet(artist) == 1_000 * M
+    assert ledger_keys() == ["topup:cs_test_1"]
+    topup.refresh_from_db()
+    assert topup.state == TopUp.State.COMPLETED and topup.dispute_status == TopUp.DisputeStatus.WARNING_CLOSED
+
+
+def test_an_inquiry_that_escalates_takes_the_tokens_when_the_funds_are_withdrawn(client, artist, topup):
+    post_event(client, session_completed(topup))
+    post_event(client, charge_dispute_created(amount=1_000, status="warning_needs_response"))
+    assert outcome_of(client, charge_dispute_funds_withdrawn(amount=1_000)) == f"debited {1_000 * M} micro-tokens"
+    assert wallet(artist) == 0
+    topup.refresh_from_db()
+    assert topup.state == TopUp.State.DISPUTED
+
+
+def test_an_event_about_a_second_dispute_is_left_for_manual_reconciliation(client, artist, topup):
+    post_event(client, session_completed(topup))
+    post_event(client, charge_dispute_created(amount=1_000))
+    other = charge_dispute("charge.dispute.closed", amount=1_000, status="won", dispute_id="dp_other")
+    assert "needs manual reconciliation" in outcome_of(client, other)
+    assert wallet(artist) == 0
+    topup.refresh_from_db()
+    assert topup.dispute_id == "dp_test_1" and topup.dispute_status == TopUp.DisputeStatus.NEEDS_RESPONSE
+
+
+def test_a_dispute_without_a_status_changes_nothing(client, artist, topup):
+    post_event(client, session_completed(topup))
+    event = charge_dispute_created(amount=1_000)
+    del event["data"]["object"]["status"]
+    assert outcome_of(client, event).startswith("not applied")
+    assert wallet(artist) == 1_000 * M
+    topup.refresh_from_db()
+    assert topup.dispute_id == "" and topup.state == TopUp.State.COMPLETED
+
+
+def test_the_wallet_lists_the_dispute_of_a_top_up(client, artist, topup):
+    post_event(client, session_completed(topup))
+    post_event(client, charge_dispute_created(amount=1_000))
+    post_event(client, charge_dispute_closed(amount=1_000, status="won"))
+    client.force_login(artist)
+    page = client.get("/payments/wallet/").content.decode()
+    assert "Completed</a> (card dispute won, tokens reinstated)" in page
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_closing_events_of_a_won_dispute_credit_once(artist, topup, stripe_on):
+    webhook_event_process(event=session_completed(topup))
+    webhook_event_process(event=charge_dispute_created(amount=1_000))
+    closing = [charge_dispute_closed(amount=1_000, status="won"), charge_dispute_funds_reinstated(amount=1_000)] * 3
+    results = race(lambda i: webhook_event_process(event=closing[i]), len(closing))
+    assert sum(str(r).startswith("credited") for r in results) == 1, results
+    assert all(isinstance(r, str) for r in results), results
+    assert wallet(artist) == 1_000 * M
+    assert ledger.ledger_total() == 0 and ledger.ledger_drift() == []
