@@ -2,15 +2,15 @@
 
 Thin over `disputes.services` and `disputes.selectors`. Input is validated by the serializers, so a refusal
 left to the services is a conflict with the frame's or the dispute's state (409). Every refusal becomes
-`{"error": message}` in one place, `DisputesView.handle_exception`. Another artist's frame or dispute is a 404.
+`{"error": message}` by one table, `ERROR_STATUS`. Another artist's frame or dispute is a 404.
 """
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from marketplace.api.errors import ServiceErrorView
 from marketplace.disputes import selectors, services
 from marketplace.disputes.serializers import (
     DisputeDecideRequest,
@@ -36,12 +36,8 @@ class IsMarketAdmin(BasePermission):
         return request.user.is_market_admin
 
 
-class DisputesView(APIView):
-    def handle_exception(self, exc: Exception) -> Response:
-        code = next((code for kind, code in ERROR_STATUS if isinstance(exc, kind)), None)
-        if code is None:
-            return super().handle_exception(exc)
-        return Response({"error": str(exc)}, status=code)
+class DisputesView(ServiceErrorView):
+    error_status = ERROR_STATUS
 
 
 class AdminView(DisputesView):

@@ -16,14 +16,19 @@ class DisputeSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class DisputeReviewSerializer(DisputeSerializer):
+class DisputeReviewSerializer(serializers.ModelSerializer):
+    """For admins: the dispute as its artist sees it, and who is involved."""
+
+    dispute = DisputeSerializer(source="*", read_only=True)
     artist = serializers.CharField(source="artist.username", read_only=True)
     provider = serializers.CharField(source="provider.username", read_only=True)
-    node = serializers.CharField(source="node.name", default=None, read_only=True)
-    decided_by = serializers.CharField(source="decided_by.username", default=None, read_only=True)
+    node = serializers.CharField(source="node.name", default=None, allow_null=True, read_only=True)
+    decided_by = serializers.CharField(source="decided_by.username", default=None, allow_null=True,
+                                       read_only=True)
 
-    class Meta(DisputeSerializer.Meta):
-        fields = [*DisputeSerializer.Meta.fields, "artist", "provider", "node", "result_key", "decided_by"]
+    class Meta:
+        model = Dispute
+        fields = ["dispute", "artist", "provider", "node", "result_key", "decided_by"]
         read_only_fields = fields
 
 

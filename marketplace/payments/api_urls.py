@@ -1,3 +1,11 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from marketplace.payments import api
+
+urlpatterns = [
+    path("wallet/", api.WalletView.as_view(), name="api-wallet"),
+    path("topups/", api.TopUpListView.as_view(), name="api-topups"),
+    path("topups/<uuid:ref>/", api.TopUpDetailView.as_view(), name="api-topup"),
+    path("earnings/", api.EarningsView.as_view(), name="api-earnings"),
+    path("payouts/", api.PayoutListView.as_view(), name="api-payouts"),
+]

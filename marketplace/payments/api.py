@@ -1,0 +1,142 @@
+"""Wallet and top-ups for artists, earnings and payouts for providers (API token or session).
+
+Thin over `payments.services`, `payments.payouts` and the selectors: every rule, and every refusal's wording,
+is the services'. Their refusals become `{"error": message}` by one table, `ERROR_STATUS`.
+"""
+from django.http import Http404
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.response import Response
+
+from marketplace.api.errors import ServiceErrorView
+from marketplace.ledger import selectors as ledger_selectors
+from marketplace.ledger.models import Account
+from marketplace.payments import conf, payouts, selectors, services
+from marketplace.payments.models import Payout, TopUp
+from marketplace.payments.providers import PaymentsUnavailable
+from marketplace.payments.serializers import (
+    EarningsSerializer,
+    PaymentErrorResponse,
+    PayoutRequest,
+    PayoutSerializer,
+    TopUpSerializer,
+    TopUpStartRequest,
+    TopUpStartResponse,
+    WalletSerializer,
+)
+
+Kind = Account.Kind
+
+# Checked in order: the first class the exception is an instance of gives the status.
+ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (services.TopUpRefused, status.HTTP_400_BAD_REQUEST),
+    (payouts.PayoutRefused, status.HTTP_400_BAD_REQUEST),
+    (PaymentsUnavailable, status.HTTP_503_SERVICE_UNAVAILABLE),
+    (Http404, status.HTTP_404_NOT_FOUND),
+)
+
+
+class IsArtist(BasePermission):
+    message = "Wallets and top-ups are for artist accounts."
+
+    def has_permission(self, request, view) -> bool:
+        return request.user.is_artist
+
+
+class IsProvider(BasePermission):
+    message = "Earnings and payouts are for GPU provider accounts."
+
+    def has_permission(self, request, view) -> bool:
+        return request.user.is_provider
+
+
+class PaymentsView(ServiceErrorView):
+    # Amounts must arrive as JSON numbers: in a form body every value is a string, which the services refuse.
+    parser_classes = [JSONParser]
+
+    error_status = ERROR_STATUS
+
+
+class ArtistView(PaymentsView):
+    permission_classes = [IsAuthenticated, IsArtist]
+
+
+class ProviderView(PaymentsView):
+    permission_classes = [IsAuthenticated, IsProvider]
+
+
+class WalletView(ArtistView):
+    @extend_schema(responses=WalletSerializer, summary="The artist's wallet, escrow, debt and recent top-ups")
+    def get(self, request):
+        user = request.user
+        return Response(WalletSerializer({
+            "wallet_micro": ledger_selectors.user_balances(user=user).get(Kind.ARTIST_WALLET, 0),
+            "escrow_micro": ledger_selectors.user_escrow_total(user=user),
+            "debt_micro": selectors.wallet_debt_micro(user=user),
+            "frozen": selectors.wallet_frozen(user=user),
+            "topups": selectors.topups_of(user=user),
+        }).data)
+
+
+class TopUpListView(ArtistView):
+    @extend_schema(request=TopUpStartRequest, summary="Start buying tokens: returns the payment page to open",
+                   responses={201: TopUpStartResponse, 400: PaymentErrorResponse, 503: PaymentErrorResponse})
+    def post(self, request):
+        data = TopUpStartRequest(data=request.data)
+        data.is_valid(raise_exception=True)
+        topup, url = services.topup_start(user=request.user, amount_cents=data.validated_data["amount_cents"])
+        # The simulated provider's page is a local path; Stripe's is absolute already.
+        started = {"checkout_url": request.build_absolute_uri(url), "topup": topup}
+        return Response(TopUpStartResponse(started).data, status=status.HTTP_201_CREATED)
+
+
+class TopUpDetailView(ArtistView):
+    @extend_schema(responses={200: TopUpSerializer, 404: PaymentErrorResponse},
+                   summary="One of the artist's top-ups (poll its state after paying)")
+    def get(self, request, ref):
+        topup = TopUp.objects.filter(ref=ref, user=request.user).first()
+        if topup is None:
+            raise Http404("no such top-up")
+        return Response(TopUpSerializer(topup).data)
+
+
+class EarningsView(ProviderView):
+    @extend_schema(responses=EarningsSerializer, summary="The provider's pending and available earnings, "
+                                                         "recent settled frames and payouts")
+    def get(self, request):
+        user = request.user
+        balances = ledger_selectors.user_balances(user=user)
+        connect = selectors.connect_account_of(user=user)
+        return Response(EarningsSerializer({
+            "pending_micro": balances.get(Kind.PROVIDER_PENDING, 0),
+            "available_micro": balances.get(Kind.PROVIDER_AVAILABLE, 0),
+            "payout_min_micro": conf.payout_min_micro(),
+            "payouts_ready": connect is not None and connect.onboarded,
+            "frames": selectors.provider_frame_earnings(provider=user),
+            "payouts": selectors.payouts_of(user=user),
+        }).data)
+
+
+class PayoutListView(ProviderView):
+    @extend_schema(responses=PayoutSerializer(many=True), summary="The provider's payouts, newest first")
+    def get(self, request):
+        return Response(PayoutSerializer(selectors.payouts_of(user=request.user), many=True).data)
+
+    @extend_schema(request=PayoutRequest,
+                   summary="Pay available tokens out; a repeated request_key returns the first payout (200)",
+                   description="201 for a new payout, whose state says what the payment provider answered "
+                               "(`failed` gave the tokens back). Refused requests (400) move nothing.",
+                   responses={200: PayoutSerializer, 201: PayoutSerializer, 400: PaymentErrorResponse,
+                              503: PaymentErrorResponse})
+    def post(self, request):
+        data = PayoutRequest(data=request.data)
+        data.is_valid(raise_exception=True)
+        request_key = data.validated_data["request_key"]
+        # Only the status code rests on this read; payout_request decides, under its lock, whether the key is new.
+        repeated = Payout.objects.filter(user=request.user, request_key=request_key).exists()
+        payout = payouts.payout_request(user=request.user, amount_micro=data.validated_data["amount_micro"],
+                                        request_key=request_key)
+        code = status.HTTP_200_OK if repeated else status.HTTP_201_CREATED
+        return Response(PayoutSerializer(payout).data, status=code)
