@@ -63,24 +63,36 @@ def _legs_signature(pairs) -> list[tuple[int, int]]:
     return sorted((a, n) for a, n in net.items() if n)
 
 
-def _transaction_insert(*, key: str, memo: str, metadata: dict) -> LedgerTransaction | None:
-    """Insert the transaction row, or return None when the key is taken.
+def _overdraft(exc: IntegrityError) -> bool:
+    diag = getattr(exc.__cause__, "diag", None)
+    # SQLite names no constraint; there the only CHECK a balance update can trip is the overdraft one.
+    return diag is None or diag.constraint_name == "ledger_account_no_overdraft"
 
-    ON CONFLICT DO NOTHING waits for a concurrent writer of the same key and then yields no row, so
-    replays need no savepoint and no error handling: one round trip instead of three.
-    """
-    now = timezone.now()
+
+def _post_in_database(*, key: str, memo: str, metadata: dict, legs: Sequence[Leg], now) -> tuple[int, bool]:
+    """Postgres: migration 0003's `ledger_post` does the writes in one statement."""
+    sql = "SELECT transaction_id, created FROM ledger_post(%s, %s, %s::jsonb, %s::bigint[], %s::bigint[], %s)"
+    params = [key, memo, json.dumps(metadata), [leg.account.pk for leg in legs], [leg.amount for leg in legs], now]
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchone()
+
+
+def _post_rows(*, key: str, memo: str, metadata: dict, legs: Sequence[Leg], now) -> tuple[int, bool]:
+    """SQLite (`make run`'s database): the same steps as `ledger_post`, one statement each."""
     table = LedgerTransaction._meta.db_table
     with connection.cursor() as cur:
-        cur.execute(
-            f"INSERT INTO {table} (idempotency_key, memo, metadata, created_at) VALUES (%s, %s, %s, %s) "
-            "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-            [key, memo, json.dumps(metadata), now],
-        )
+        # ON CONFLICT DO NOTHING waits for a concurrent writer of the same key, then yields no row.
+        cur.execute(f"INSERT INTO {table} (idempotency_key, memo, metadata, created_at) VALUES (%s, %s, %s, %s) "
+                    "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id", [key, memo, json.dumps(metadata), now])
         row = cur.fetchone()
     if row is None:
-        return None
-    return LedgerTransaction(pk=row[0], idempotency_key=key, memo=memo, metadata=metadata, created_at=now)
+        return LedgerTransaction.objects.values_list("pk", flat=True).get(idempotency_key=key), False
+    Posting.objects.bulk_create(Posting(transaction_id=row[0], account=leg.account, amount=leg.amount) for leg in legs)
+    # Ascending id order: two transfers touching the same accounts lock them in one order (no deadlock).
+    for account_id, delta in _legs_signature((leg.account.pk, leg.amount) for leg in legs):
+        Account.objects.filter(pk=account_id).update(balance=F("balance") + delta)
+    return row[0], True
 
 
 def transfer(*, key: str, memo: str, legs: Sequence[Leg], metadata: dict | None = None) -> LedgerTransaction:
@@ -98,25 +110,29 @@ def transfer(*, key: str, memo: str, legs: Sequence[Leg], metadata: dict | None 
             raise LedgerError("zero-amount legs are not allowed")
     if sum(leg.amount for leg in legs) != 0:
         raise UnbalancedTransaction(f"legs sum to {sum(leg.amount for leg in legs)}, not 0")
-    wanted = _legs_signature((leg.account.pk, leg.amount) for leg in legs)
-
-    with transaction.atomic():
-        txn = _transaction_insert(key=key, memo=memo, metadata=metadata or {})
-        if txn is None:
-            # The key exists (or a concurrent writer just committed it): replay the first result.
-            txn = LedgerTransaction.objects.get(idempotency_key=key)
-            if _legs_signature(txn.postings.values_list("account_id", "amount")) != wanted:
-                raise IdempotencyKeyReused(f"idempotency key {key!r} was used for different postings")
-            return txn
-        Posting.objects.bulk_create(Posting(transaction=txn, account=leg.account, amount=leg.amount) for leg in legs)
-        # Ascending id order: two transfers touching the same accounts lock them in one order (no deadlock).
-        # An overdraft trips the CHECK constraint; raising here rolls the whole transfer back.
-        for account_id, delta in wanted:
-            try:
-                Account.objects.filter(pk=account_id).update(balance=F("balance") + delta)
-            except IntegrityError as exc:
-                raise InsufficientFunds(f"{memo}: insufficient funds") from exc
-    return txn
+    metadata = metadata or {}
+    now = timezone.now()
+    post = _post_in_database if connection.vendor == "postgresql" else _post_rows
+    try:
+        # Inside a caller's transaction: a savepoint, so a refusal leaves that transaction usable. Outside one,
+        # on Postgres the single statement is a transaction of its own.
+        if connection.in_atomic_block or post is _post_rows:
+            with transaction.atomic():
+                txn_id, created = post(key=key, memo=memo, metadata=metadata, legs=legs, now=now)
+        else:
+            txn_id, created = post(key=key, memo=memo, metadata=metadata, legs=legs, now=now)
+    except IntegrityError as exc:
+        if _overdraft(exc):
+            raise InsufficientFunds(f"{memo}: insufficient funds") from exc
+        raise
+    if not created:
+        # The key exists (or a concurrent writer just committed it): replay the first result.
+        txn = LedgerTransaction.objects.get(pk=txn_id)
+        wanted = _legs_signature((leg.account.pk, leg.amount) for leg in legs)
+        if _legs_signature(txn.postings.values_list("account_id", "amount")) != wanted:
+            raise IdempotencyKeyReused(f"idempotency key {key!r} was used for different postings")
+        return txn
+    return LedgerTransaction(pk=txn_id, idempotency_key=key, memo=memo, metadata=metadata, created_at=now)
 
 
 def fee_for(amount: int) -> int:
