@@ -56,6 +56,8 @@ def worker(node_ids: list[int], out: mp.Queue) -> None:
 
     from marketplace import blobs
     from marketplace.dispatch import queues, services
+    from marketplace.jobs.models import Frame
+    from marketplace.jobs.states import FrameState
     from marketplace.nodes.models import WorkerNode
     from tests.fixtures.market import png_bytes
 
@@ -65,6 +67,7 @@ def worker(node_ids: list[int], out: mp.Queue) -> None:
     latencies, settled, t_start = [], 0, time.perf_counter()
     timing = {"lease": 0.0, "report": 0.0, "settle": 0.0}
     idle = list(node_ids)
+    retries = 20  # SKIP LOCKED hides frames other processes are leasing: look again before giving up
     while idle:
         progressed = False
         for node_id in idle:
@@ -88,7 +91,10 @@ def worker(node_ids: list[int], out: mp.Queue) -> None:
             timing["settle"] += time.perf_counter() - t3
             settled += 1
         if not progressed:
-            break
+            retries -= 1
+            if retries == 0 or not Frame.objects.filter(state=FrameState.QUEUED).exists():
+                break
+            time.sleep(0.05)
     out.put({"latencies": latencies, "settled": settled, "seconds": time.perf_counter() - t_start,
              "timing": timing})
 
@@ -96,6 +102,7 @@ def worker(node_ids: list[int], out: mp.Queue) -> None:
 def main() -> None:
     django.setup()
     from django.db import connection, connections
+    from django.db.models import Count
 
     from marketplace.jobs.models import Frame
     from marketplace.ledger import selectors
@@ -119,11 +126,12 @@ def main() -> None:
     elapsed = time.perf_counter() - start
     latencies = sorted(x for r in results for x in r["latencies"])
     settled_db = Frame.objects.filter(state="settled").count()
+    unsettled = dict(Frame.objects.exclude(state="settled").values_list("state").annotate(n=Count("pk")))
     timing = {k: sum(r["timing"][k] for r in results) for k in ("lease", "report", "settle")}
     busy = sum(timing.values())
     row = {
         "nodes": NODES, "frames": FRAMES, "processes": WORKERS, "seconds": round(elapsed, 2),
-        "frames_settled": settled_db, "frames_per_s": round(settled_db / elapsed, 1),
+        "frames_settled": settled_db, "frames_not_settled": unsettled, "frames_per_s": round(settled_db / elapsed, 1),
         "lease_p50_ms": round(statistics.median(latencies) * 1000, 2),
         "lease_p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
         "time_share": {k: round(v / busy, 3) for k, v in timing.items()},
@@ -136,7 +144,7 @@ def main() -> None:
     print(f"{NODES:>6} {FRAMES:>7} {WORKERS:>5} {settled_db:>8} {row['frames_per_s']:>9} {row['lease_p50_ms']:>7} "
           f"{row['lease_p99_ms']:>7}")
     print("time share (lease / report / settle):", row["time_share"], " ledger sum:", row["ledger_total"],
-          " drift:", row["drifting_accounts"])
+          " drift:", row["drifting_accounts"], " not settled:", unsettled)
     path = ROOT / "bench" / "results" / "dispatch.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"bench": "dispatch", "machine": f"{platform.machine()} cores={os.cpu_count()}",
