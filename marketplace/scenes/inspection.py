@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
+from marketplace.jobs.calibration import calibration_measure
 from marketplace.scenes import conf, policy
 from workers.blend import BlendError, inspect_scene
 from workers.blend.renderer import Renderer
@@ -80,12 +81,7 @@ def calibration_size(width: int, height: int) -> tuple[int, int]:
 
 
 def calibrate(blend: Path, *, root: Path, report: dict[str, Any], work: Path) -> dict[str, Any]:
-    """Render the first frame at reduced size with the scene's samples, on CPU: the quote's time measure."""
-    width, height = calibration_size(report["effective_width"], report["effective_height"])
-    manifest = {"frame": report["frame_start"], "samples": report["samples"], "seed": report["seed"] or 0,
-                "resolution_x": width, "resolution_y": height, "device": "CPU", "file_format": "PNG"}
+    """The quote's time measure: `jobs.calibration`'s timed renders at reduced size, on CPU, in a sandbox."""
+    size = calibration_size(report["effective_width"], report["effective_height"])
     with Renderer(memory_mb=conf.CALIBRATION_MEMORY_MB, timeout_s=conf.CALIBRATION_TIMEOUT_S) as renderer:
-        renderer.load(blend, root)
-        stats = renderer.render(manifest, work / "calibration.png")
-    return {"seconds": round(stats["seconds"], 4), "width": width, "height": height,
-            "samples": report["samples"], "frame": report["frame_start"], "device": "CPU"}
+        return calibration_measure(renderer, blend=blend, root=root, report=report, size=size, out_dir=work)

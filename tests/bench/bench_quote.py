@@ -1,10 +1,10 @@
 """Quote fidelity: the quote's estimated render time against the real CPU render time of every frame.
 
-Builds the demo scene at its defaults (320x180, 32 samples, 24 frames), inspects it, calibrates it twice:
-as the scenes app's inspection does (`marketplace.scenes.inspection.calibrate`, the product's path) and with
-`marketplace.jobs.calibration.calibration_measure` directly (the protocol pricing is built for; the two agree
-once the inspection uses it), quotes each with `marketplace.jobs.pricing` with no idle nodes ("one CPU node"),
-then renders all frames on the CPU in one fresh Renderer (scene loaded once, as an agent does) and compares.
+Builds the demo scene at its defaults (320x180, 32 samples, 24 frames), inspects it, calibrates it as the
+scenes app's inspection does (`marketplace.scenes.inspection.calibrate`, which runs
+`marketplace.jobs.calibration.calibration_measure`), quotes it with `marketplace.jobs.pricing` with no idle
+nodes ("one CPU node"), then renders all frames on the CPU in one fresh Renderer (scene loaded once, as an
+agent does) and compares.
 
 Run: `python tests/bench/bench_quote.py [--frames N] [--resolution W H] [--samples S] [--out FILE]`. Prints a table
 and writes bench/results/quote.json (the defaults are the demo scene's).
@@ -30,8 +30,7 @@ import django  # noqa: E402
 django.setup()
 
 from marketplace.jobs import pricing  # noqa: E402
-from marketplace.jobs.calibration import calibration_measure  # noqa: E402
-from marketplace.scenes.inspection import calibrate, calibration_size  # noqa: E402
+from marketplace.scenes.inspection import calibrate  # noqa: E402
 from workers.blend import inspect_scene, make_demo_scene  # noqa: E402
 from workers.blend.renderer import Renderer  # noqa: E402
 
@@ -80,12 +79,6 @@ def main() -> int:
         t0 = time.perf_counter()
         calibrations["scenes inspection"] = calibrate(blend, root=root, report=report, work=work)
         cost = {"scenes inspection": time.perf_counter() - t0}
-        t0 = time.perf_counter()
-        with Renderer(timeout_s=600) as renderer:
-            size = calibration_size(report["effective_width"], report["effective_height"])
-            calibrations["jobs.calibration"] = calibration_measure(renderer, blend=blend, root=root, report=report,
-                                                                   size=size, out_dir=work)
-        cost["jobs.calibration"] = time.perf_counter() - t0
         actual_s, each = render_all(blend, root, report, frames)
     load_after = os.getloadavg()
 
