@@ -82,7 +82,8 @@ def _pick_frame(node: WorkerNode) -> Frame | None:
     busy = dict(Frame.objects.filter(state=FrameState.LEASED, job__owner_id__in=owners)
                 .values_list("job__owner_id").annotate(n=Count("id")))
     for owner_id in sorted(owners, key=lambda o: (busy.get(o, 0), o)):
-        frame = _locking(candidates.filter(job__owner_id=owner_id).order_by("job_id", "number")).first()
+        frame = (_locking(candidates.filter(job__owner_id=owner_id).order_by("job_id", "number"))
+                 .select_related("job__scene").first())
         if frame is not None:
             return frame
     return None
@@ -140,7 +141,7 @@ def _lease_open(*, frame: Frame, node: WorkerNode, kind: str, crop: dict | None 
 @transaction.atomic
 def lease_create_for_node(*, node_id: int) -> Delivery | None:
     """Give one queued frame to this idle node, if one fits. None when the node is taken or nothing fits."""
-    node = _locking(matchable_nodes().filter(pk=node_id)).first()
+    node = _locking(matchable_nodes().filter(pk=node_id)).select_related("trust").first()
     if node is None:
         return None
     frame = _pick_frame(node)
@@ -149,9 +150,10 @@ def lease_create_for_node(*, node_id: int) -> Delivery | None:
         frame = canary_frame_for(node=node) or frame
     if frame is None or not _frame_move(frame.pk, FrameState.QUEUED, FrameState.LEASED, attempts=F("attempts") + 1):
         return None
-    from marketplace.jobs.services import job_mark_running  # jobs.services imports this module
+    if frame.job.state == JobState.QUEUED:  # the job's first lease (a concurrent one may beat us: no harm)
+        from marketplace.jobs.services import job_mark_running  # jobs.services imports this module
 
-    job_mark_running(job_id=frame.job_id)
+        job_mark_running(job_id=frame.job_id)
     return _lease_open(frame=frame, node=node, kind=FrameLease.Kind.RENDER)
 
 

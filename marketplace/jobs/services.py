@@ -239,12 +239,22 @@ def frame_settle(*, frame_id: int, node_id: int) -> bool:
     return True
 
 
-@transaction.atomic
 def job_finish_if_complete(*, job_id: int) -> bool:
     """When no frame is open any more: the job is DONE (FAILED if none was rendered) and the leftover escrow
     returns to the artist. For a cancelled job only the leftover is returned, once its rendered frames are
     settled or failed. True when something changed.
+
+    Every frame that leaves the open states calls this after its commit, so the last one always sees the
+    others closed: a live job with open frames is answered by one read, without locking its frames.
     """
+    live = (JobState.QUEUED, JobState.RUNNING)
+    if Frame.objects.filter(job_id=job_id, job__state__in=live, state__in=FRAME_OPEN).exists():
+        return False
+    return _job_finish(job_id=job_id)
+
+
+@transaction.atomic
+def _job_finish(*, job_id: int) -> bool:
     # Frames first, then the job: the module's lock order.
     open_frames = list(Frame.objects.select_for_update().filter(job_id=job_id, state__in=FRAME_OPEN)
                        .order_by("pk").values_list("pk", "state"))

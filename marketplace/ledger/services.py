@@ -39,14 +39,20 @@ class Leg:
     amount: int
 
 
+def accounts_get(*wanted: tuple[str, object, str]) -> list[Account]:
+    """The accounts for (kind, owner, ref) triples, in order, in one query; missing ones are created."""
+    keys = [f"{kind}:{owner.pk if owner is not None else '-'}:{ref}" for kind, owner, ref in wanted]
+    found = {a.key: a for a in Account.objects.filter(key__in=keys)}
+    for key, (kind, owner, ref) in zip(keys, wanted, strict=True):
+        if key not in found:
+            found[key], _ = Account.objects.get_or_create(key=key, defaults={
+                "kind": kind, "owner": owner, "ref": ref, "allow_negative": kind in Account.NEGATIVE_ALLOWED})
+    return [found[key] for key in keys]
+
+
 def account_get(*, kind: str, owner=None, ref: str = "") -> Account:
     """The account of that kind for that owner/ref, created on first use."""
-    key = f"{kind}:{owner.pk if owner is not None else '-'}:{ref}"
-    account, _ = Account.objects.get_or_create(
-        key=key,
-        defaults={"kind": kind, "owner": owner, "ref": ref, "allow_negative": kind in Account.NEGATIVE_ALLOWED},
-    )
-    return account
+    return accounts_get((kind, owner, ref))[0]
 
 
 def _check_amount(amount: object) -> int:
@@ -147,8 +153,7 @@ def hold_escrow(*, artist, job_ref: str, amount: int, key: str) -> LedgerTransac
     """Artist wallet -> job escrow."""
     if _check_amount(amount) <= 0:
         raise LedgerError("escrow amount must be positive")
-    wallet = account_get(kind=Kind.ARTIST_WALLET, owner=artist)
-    escrow = escrow_account(artist=artist, job_ref=job_ref)
+    wallet, escrow = accounts_get((Kind.ARTIST_WALLET, artist, ""), (Kind.JOB_ESCROW, artist, job_ref))
     return transfer(key=key, memo=f"hold escrow for {job_ref}", legs=[Leg(wallet, -amount), Leg(escrow, amount)])
 
 
@@ -156,11 +161,12 @@ def release_escrow(*, artist, job_ref: str, provider, amount: int, key: str, mem
     """Job escrow -> provider pending (minus the platform fee) + platform revenue."""
     if _check_amount(amount) <= 0:
         raise LedgerError("release amount must be positive")
-    escrow = escrow_account(artist=artist, job_ref=job_ref)
+    escrow, pending, revenue = accounts_get((Kind.JOB_ESCROW, artist, job_ref), (Kind.PROVIDER_PENDING, provider, ""),
+                                            (Kind.PLATFORM_REVENUE, None, ""))
     fee = fee_for(amount)
-    legs = [Leg(escrow, -amount), Leg(account_get(kind=Kind.PROVIDER_PENDING, owner=provider), amount - fee)]
+    legs = [Leg(escrow, -amount), Leg(pending, amount - fee)]
     if fee:
-        legs.append(Leg(account_get(kind=Kind.PLATFORM_REVENUE), fee))
+        legs.append(Leg(revenue, fee))
     return transfer(key=key, memo=memo or f"release escrow of {job_ref}", legs=legs)
 
 

@@ -384,7 +384,10 @@ def canary_frame_for(*, node) -> Frame | None:
     nodes, so remembering canaries does not help. The caller claims the frame with its conditional
     QUEUED -> LEASED update, so two matchers can never lease the same canary.
     """
-    trust = NodeTrust.objects.filter(node_id=node.pk).first()
+    try:
+        trust = node.trust  # matching loads it with the node
+    except NodeTrust.DoesNotExist:
+        trust = None
     rate = policy.canary_rate(check_rate=trust.check_rate if trust else 1.0)
     if not _chance(rate):
         return None
