@@ -5,32 +5,19 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from marketplace.accounts.services import api_token_create
 from marketplace.disputes.models import Dispute
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState
 from marketplace.ledger import selectors as ledger
 from marketplace.ledger.models import LedgerTransaction
 from marketplace.ledger.services import fee_for
+from tests.fixtures.api import bearer, session
 from tests.payments.helpers import M, pending, settled_frame, wallet
 
 pytestmark = pytest.mark.django_db
 PRICE = 10 * M
 REASON = "The lower half of the frame is black."
 UPHELD, REJECTED = Dispute.State.UPHELD, Dispute.State.REJECTED
-
-
-def bearer(user) -> APIClient:
-    _, token = api_token_create(user=user, name="script")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
-
-
-def session(user) -> APIClient:
-    client = APIClient()
-    client.force_login(user)
-    return client
 
 
 def money_snapshot(*users) -> tuple:

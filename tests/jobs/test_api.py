@@ -4,21 +4,14 @@ import zipfile
 import pytest
 from rest_framework.test import APIClient
 
-from marketplace.accounts.services import api_token_create
 from marketplace.jobs.models import Job
 from marketplace.jobs.states import FrameState, JobState
 from marketplace.ledger import selectors as ledger
+from tests.fixtures.api import bearer
 from tests.fixtures.money import fund
 from tests.jobs.conftest import rendered, settle_with_result
 
 pytestmark = pytest.mark.django_db
-
-
-def bearer(user) -> APIClient:
-    _, token = api_token_create(user=user, name="script")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
 
 
 def test_a_script_quotes_accepts_follows_and_cancels_a_job(funded_artist, scene):

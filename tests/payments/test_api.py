@@ -8,13 +8,14 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from marketplace.accounts.models import User
-from marketplace.accounts.services import api_token_create, user_create
+from marketplace.accounts.services import user_create
 from marketplace.ledger import selectors as ledger
 from marketplace.ledger.models import Account, LedgerTransaction
 from marketplace.ledger.services import hold_escrow
 from marketplace.payments import services
 from marketplace.payments.earnings import earnings_mature
 from marketplace.payments.models import ConnectAccount, Payout, TopUp
+from tests.fixtures.api import bearer, session
 from tests.fixtures.personas import PASSWORD
 from tests.payments.helpers import (
     WEBHOOK_SECRET,
@@ -30,19 +31,6 @@ from tests.payments.helpers import (
 
 pytestmark = pytest.mark.django_db
 PRICE = 3_000 * M
-
-
-def bearer(user) -> APIClient:
-    _, token = api_token_create(user=user, name="script")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
-
-
-def session(user) -> APIClient:
-    client = APIClient()
-    client.force_login(user)
-    return client
 
 
 def money_snapshot(*users) -> tuple:
