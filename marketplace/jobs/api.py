@@ -21,11 +21,14 @@ class FrameSerializer(serializers.ModelSerializer):
 
 
 class JobSerializer(serializers.ModelSerializer):
+    quote_expires_at = serializers.DateTimeField(read_only=True, help_text="accept the quote before this")
+
     class Meta:
         model = Job
         fields = ["id", "name", "scene", "state", "frame_start", "frame_end", "frame_step", "resolution_x",
                   "resolution_y", "samples", "seed", "use_denoising", "output_format", "priority",
-                  "max_price_per_frame", "price_per_frame", "quote", "created_at", "accepted_at", "finished_at"]
+                  "max_price_per_frame", "price_per_frame", "quote", "quote_expires_at", "created_at", "accepted_at",
+                  "finished_at"]
 
 
 class JobDetailSerializer(JobSerializer):

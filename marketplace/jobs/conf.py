@@ -24,6 +24,8 @@ DEFAULTS: dict[str, Any] = {
     # benchmark scene, when the calibration does not say: a 2-core x86 CPU did 1.75 M here (bench_quote).
     "CALIBRATION_BENCH_SCORE": 1_700_000.0,
     "MAX_SAMPLES": 4096,
+    # How long a quote can be accepted: prices follow the market rate and the idle capacity of the moment.
+    "QUOTE_VALID_HOURS": 24,
     "MAX_PRIORITY": 100,
 }
 # The renderer's smallest image side (scenes refuse smaller scenes too).

@@ -1,7 +1,11 @@
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
+from marketplace.jobs import conf
 from marketplace.jobs.states import FrameState, JobState
 
 
@@ -43,6 +47,15 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"job {self.pk}: {self.name}"
+
+    @property
+    def quote_expires_at(self):
+        """Until when the quote can be accepted (`QUOTE_VALID_HOURS` after it was made)."""
+        return self.created_at + timedelta(hours=conf.QUOTE_VALID_HOURS)
+
+    @property
+    def quote_expired(self) -> bool:
+        return self.state == JobState.QUOTED and timezone.now() > self.quote_expires_at
 
     @property
     def escrow_ref(self) -> str:

@@ -136,6 +136,9 @@ def job_accept(*, job_id: int, owner) -> Job:
         return job
     if job.state != JobState.QUOTED:
         raise JobRefused(f"this quote was {job.get_state_display().lower()} and can no longer be accepted")
+    if job.quote_expired:
+        raise JobRefused(f"this quote expired at {job.quote_expires_at:%Y-%m-%d %H:%M} UTC (quotes hold for "
+                         f"{conf.QUOTE_VALID_HOURS} hours): get a new quote")
     if wallet_frozen(user=owner):
         raise JobRefused("your wallet owes tokens after a refunded or disputed top-up: settle it before new jobs")
     if not transition(Job, pk=job.pk, current=JobState.QUOTED, target=JobState.QUEUED, table=JOB_TRANSITIONS,

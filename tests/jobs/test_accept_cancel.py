@@ -1,4 +1,7 @@
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from marketplace.dispatch.models import FrameLease
 from marketplace.dispatch.services import lease_create_for_node
@@ -73,6 +76,24 @@ def test_a_frozen_wallet_cannot_accept(funded_artist, quoted):
     with pytest.raises(JobRefused, match="wallet owes tokens"):
         job_accept(job_id=quoted.pk, owner=funded_artist)
     assert Job.objects.get(pk=quoted.pk).state == JobState.QUOTED and not Frame.objects.exists()
+
+
+def test_an_expired_quote_is_refused_and_moves_nothing(settings, funded_artist, quoted):
+    settings.JOBS_QUOTE_VALID_HOURS = 24
+    Job.objects.filter(pk=quoted.pk).update(created_at=timezone.now() - timedelta(hours=24, minutes=1))
+    before = wallet(funded_artist)
+    with pytest.raises(JobRefused, match=r"this quote expired at .* UTC \(quotes hold for 24 hours\): get a new"):
+        job_accept(job_id=quoted.pk, owner=funded_artist)
+    assert Job.objects.get(pk=quoted.pk).state == JobState.QUOTED and not Frame.objects.exists()
+    assert wallet(funded_artist) == before and ledger.user_escrow_total(user=funded_artist) == 0
+    fresh = job_quote(owner=funded_artist, scene=quoted.scene, frame_start=1, frame_end=5)
+    assert job_accept(job_id=fresh.pk, owner=funded_artist).state == JobState.QUEUED
+
+
+def test_a_quote_is_accepted_until_its_last_minute(settings, funded_artist, quoted):
+    settings.JOBS_QUOTE_VALID_HOURS = 2
+    Job.objects.filter(pk=quoted.pk).update(created_at=timezone.now() - timedelta(hours=1, minutes=59))
+    assert job_accept(job_id=quoted.pk, owner=funded_artist).state == JobState.QUEUED
 
 
 def test_another_artist_can_neither_accept_nor_cancel(outsider, funded_artist, quoted):

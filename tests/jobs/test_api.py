@@ -1,7 +1,9 @@
 import io
 import zipfile
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from marketplace.jobs.models import Job
@@ -79,6 +81,17 @@ def test_accepting_without_funds_is_402_and_changes_nothing(artist, scene):
     response = api.post(f"/api/v1/jobs/{job_id}/accept/")
     assert response.status_code == 402 and "tokens in your wallet" in response.json()["error"]
     assert Job.objects.get(pk=job_id).state == JobState.QUOTED and ledger.user_escrow_total(user=artist) == 0
+
+
+def test_an_expired_quote_is_refused_through_the_api(funded_artist, scene):
+    api = bearer(funded_artist)
+    body = api.post("/api/v1/jobs/", {"scene": scene.pk}, format="json").json()
+    assert body["quote_expires_at"]
+    Job.objects.filter(pk=body["id"]).update(created_at=timezone.now() - timedelta(days=2))
+    response = api.post(f"/api/v1/jobs/{body['id']}/accept/")
+    assert response.status_code == 400 and "this quote expired" in response.json()["error"]
+    assert Job.objects.get(pk=body["id"]).state == JobState.QUOTED
+    assert ledger.user_escrow_total(user=funded_artist) == 0
 
 
 def test_another_artist_gets_404_for_the_scene_and_the_job(funded_artist, outsider, scene):

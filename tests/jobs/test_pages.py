@@ -1,8 +1,10 @@
 import io
 import zipfile
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from marketplace.jobs.models import Job
 from marketplace.jobs.services import job_accept, job_quote
@@ -58,6 +60,19 @@ def test_the_quote_shows_the_wallet_and_what_it_is_short_of(client_of, artist, s
     fund(artist, job.quote["total"])
     html = client_of(artist).get(reverse("jobs:detail", args=[job.pk])).content.decode()
     assert "quote-shortfall" not in html and "Accept and hold" in html
+
+
+def test_an_expired_quote_offers_a_new_quote_instead_of_accept(client_of, funded_artist, scene):
+    job = job_quote(owner=funded_artist, scene=scene)
+    html = client_of(funded_artist).get(reverse("jobs:detail", args=[job.pk])).content.decode()
+    assert 'id="quote-valid"' in html and "Accept and hold" in html
+    Job.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(days=2))
+    client = client_of(funded_artist)
+    html = client.get(reverse("jobs:detail", args=[job.pk])).content.decode()
+    assert 'id="quote-expired"' in html and "Accept and hold" not in html
+    assert f'href="{reverse("jobs:new")}?scene={scene.pk}"' in html
+    page = client.post(reverse("jobs:accept", args=[job.pk]), follow=True).content.decode()
+    assert "this quote expired at" in page and ledger.user_escrow_total(user=funded_artist) == 0
 
 
 def test_a_refused_quote_shows_why_and_stores_nothing(client_of, artist, scene):
