@@ -61,6 +61,14 @@ class DisputeListView(DisputesView):
         return Response(DisputeSerializer(dispute).data, status=status.HTTP_201_CREATED)
 
 
+class DisputesAgainstView(DisputesView):
+    @extend_schema(responses=DisputeSerializer(many=True),
+                   summary="Disputes of frames the provider's nodes rendered, newest first (their pay is frozen "
+                           "while open)")
+    def get(self, request):
+        return Response(DisputeSerializer(selectors.disputes_against(provider=request.user), many=True).data)
+
+
 class DisputeDetailView(DisputesView):
     @extend_schema(responses={200: DisputeSerializer, 404: DisputeErrorResponse},
                    summary="One of the artist's disputes, with the decision once made")

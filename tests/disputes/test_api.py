@@ -55,6 +55,15 @@ def test_an_artist_opens_lists_and_follows_a_dispute(artist, frame):
     assert session(artist).get(f"/api/v1/disputes/{opened['id']}/").json() == opened
 
 
+def test_a_provider_sees_the_disputes_of_its_frames_and_nobody_else_does(artist, provider, outsider, dispute):
+    against = bearer(provider).get("/api/v1/disputes/against-me/")
+    assert against.status_code == 200
+    assert [(d["id"], d["state"], d["reason"]) for d in against.json()] == [(dispute["id"], "open", REASON)]
+    assert bearer(outsider).get("/api/v1/disputes/against-me/").json() == []
+    assert bearer(artist).get("/api/v1/disputes/against-me/").json() == []
+    assert bearer(provider).get("/api/v1/disputes/").json() == []  # the list of disputes one opened
+
+
 OWN_FRAME = "the artist's settled frame"
 
 
