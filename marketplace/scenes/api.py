@@ -2,6 +2,7 @@
 from django.core.exceptions import PermissionDenied
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import APIException
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -29,8 +30,28 @@ class ErrorResponse(serializers.Serializer):
     error = serializers.CharField()
 
 
+class UploadTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+
+
 class SceneListView(APIView):
     parser_classes = [MultiPartParser, FormParser]
+    limit: upload_limit.UploadSizeLimit | None = None
+
+    def initial(self, request, *args, **kwargs) -> None:
+        # Before authentication: DRF's CSRF check for session users parses the form, so the size limit must
+        # already stand between the body and the disk (a script's token needs no CSRF check, a browser's does).
+        if request.method == "POST":
+            if upload_limit.declared_too_big(request):
+                raise UploadTooLarge()
+            self.limit = upload_limit.install(request._request)
+        super().initial(request, *args, **kwargs)
+
+    def handle_exception(self, exc: Exception) -> Response:
+        # Also when the CSRF check failed because the form was cut off at the limit before its token.
+        if isinstance(exc, UploadTooLarge) or (self.limit is not None and self.limit.exceeded):
+            return Response({"error": upload_limit.too_big_message()}, status=UploadTooLarge.status_code)
+        return super().handle_exception(exc)
 
     @extend_schema(responses=SceneSerializer(many=True), summary="The user's scenes, newest first")
     def get(self, request):
@@ -43,13 +64,9 @@ class SceneListView(APIView):
         # Before the body is parsed: a provider's or an oversized upload is not spooled to disk first.
         if not services.can_upload(request.user):
             raise PermissionDenied("only artists can upload scenes")
-        too_big = Response({"error": upload_limit.too_big_message()}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
-        if upload_limit.declared_too_big(request):
-            return too_big
-        limit = upload_limit.install(request)
         data = SceneUploadRequest(data=request.data)
-        if limit.exceeded:
-            return too_big
+        if self.limit.exceeded:
+            raise UploadTooLarge()
         data.is_valid(raise_exception=True)
         try:
             scene = services.scene_upload(owner=request.user, uploaded_file=data.validated_data["file"],

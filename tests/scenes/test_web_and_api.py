@@ -1,5 +1,6 @@
 """Scene pages and API: upload, list, detail; another artist gets a 404, never a 403."""
 import pytest
+from django.core.files.uploadhandler import MemoryFileUploadHandler
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -164,3 +165,42 @@ def test_a_body_declared_over_the_limit_is_refused_before_it_is_read(client, art
                                        format="multipart", **declared)
     assert response.status_code == 413 and "over the upload limit of 512 MiB" in response.json()["error"]
     assert not Scene.objects.exists() and stored_files(media) == []
+
+
+class RecordingUploadHandler(MemoryFileUploadHandler):
+    """Stands for Django's default handlers: records how many bytes of a file reached them."""
+
+    received: list[int] = []
+
+    def receive_data_chunk(self, raw_data: bytes, start: int):
+        RecordingUploadHandler.received.append(len(raw_data))
+        return super().receive_data_chunk(raw_data, start)
+
+
+def test_a_session_api_upload_over_the_limit_is_stopped_before_the_csrf_check_reads_it(artist, media, settings):
+    """DRF's CSRF check for session users parses the form: the limit must already be in place by then."""
+    settings.SCENE_MAX_UPLOAD_BYTES = 100
+    settings.FILE_UPLOAD_HANDLERS = [f"{__name__}.RecordingUploadHandler"]
+    RecordingUploadHandler.received = []
+    browser = APIClient(enforce_csrf_checks=True)
+    logged_in(browser, artist)
+    browser.get(reverse("scenes:upload"))  # sets the CSRF cookie, as the web page does
+    big = BLEND + b"\0" * 200_000
+    response = browser.post("/api/v1/scenes/", {"file": upload_file("big.blend", big)}, format="multipart",
+                            headers={"X-CSRFToken": browser.cookies["csrftoken"].value})
+    assert response.status_code == 413 and "over the upload limit of" in response.json()["error"]
+    assert sum(RecordingUploadHandler.received) == 0  # not a byte of the file was kept
+    assert not Scene.objects.exists() and stored_files(media) == []
+
+
+def test_a_session_api_upload_with_its_csrf_token_works(artist, media, settings, monkeypatch):
+    monkeypatch.setattr("marketplace.scenes.tasks.scene_inspect_task.delay", lambda scene_id: None)
+    browser = APIClient(enforce_csrf_checks=True)
+    logged_in(browser, artist)
+    browser.get(reverse("scenes:upload"))
+    without = browser.post("/api/v1/scenes/", {"file": upload_file("s.blend", BLEND)}, format="multipart")
+    assert without.status_code == 403 and "CSRF" in without.json()["detail"]
+    response = browser.post("/api/v1/scenes/", {"file": upload_file("s.blend", BLEND)}, format="multipart",
+                            headers={"X-CSRFToken": browser.cookies["csrftoken"].value})
+    assert response.status_code == 201, response.content
+    assert Scene.objects.get().size == len(BLEND)
