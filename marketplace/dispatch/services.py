@@ -25,7 +25,7 @@ from marketplace.jobs.states import FRAME_TRANSITIONS, FrameState, JobState, tra
 from marketplace.nodes import conf as node_conf
 from marketplace.nodes.models import WorkerNode
 from marketplace.verification import policy
-from marketplace.verification.crops import noisy_key
+from marketplace.verification.crops import image_size, noisy_key
 from marketplace.verification.services import canary_frame_for
 
 log = logging.getLogger("dispatch")
@@ -102,7 +102,9 @@ def manifest_for(frame: Frame, *, node: WorkerNode, crop: dict | None = None) ->
         "use_denoising": job.use_denoising, "camera": scene.report.get("active_camera") or "",
         "device": node.device_type, "blender_series": conf.BLENDER_SERIES,
         "scene_sha256": scene.sha256, "scene_kind": scene.kind, "blend_path": scene.blend_path,
-        "border": None, "max_render_seconds": conf.MAX_RENDER_SECONDS,
+        # A tile of a still renders only its rectangle (pixels, y from the top), cropped to it.
+        "border": [frame.tile_x, frame.tile_y, frame.tile_w, frame.tile_h] if frame.tile_x is not None else None,
+        "max_render_seconds": conf.MAX_RENDER_SECONDS,
     }
     return crop_manifest(manifest, Crop.from_dict(crop)) if crop else manifest
 
@@ -269,11 +271,11 @@ def result_sanity(*, lease: FrameLease) -> SanityResult:
         image = image_from_bytes(data)
     except Exception as exc:
         return SanityResult(False, f"upload is not a decodable PNG/EXR image ({type(exc).__name__})")
-    crop = lease.crop
-    want = (crop["h"], crop["w"]) if crop else (lease.manifest["resolution_y"], lease.manifest["resolution_x"])
-    if image.shape[:2] != want:
-        return SanityResult(False, f"image is {image.shape[1]}x{image.shape[0]}, leased {want[1]}x{want[0]}")
-    if float(image[..., :3].std()) < 1e-4 and not crop:
+    width, height = image_size(lease.manifest)  # the frame, a tile of a still, or a verification crop
+    if image.shape[:2] != (height, width):
+        return SanityResult(False, f"image is {image.shape[1]}x{image.shape[0]}, leased {width}x{height}")
+    # A whole frame of one flat colour is a failed render; a tile or a crop of sky may well be flat.
+    if float(image[..., :3].std()) < 1e-4 and not lease.manifest.get("border"):
         return SanityResult(False, "image is blank (a single flat colour)")
     return SanityResult(True, sha256=blobs.sha256_of(io.BytesIO(data)))
 

@@ -118,11 +118,22 @@ def candidate_key(*, result_key: str, manifest: dict[str, Any]) -> str:
     return noisy_key(result_key) if manifest.get("use_denoising") else result_key
 
 
+def image_size(manifest: dict[str, Any]) -> tuple[int, int]:
+    """(width, height) of the image a lease renders: its border (a tile of a still, or a crop), else the frame."""
+    border = manifest.get("border")
+    return (int(border[2]), int(border[3])) if border else (manifest["resolution_x"], manifest["resolution_y"])
+
+
 def crop_manifest(render_manifest: dict[str, Any], crop: Crop) -> dict[str, Any]:
-    """The candidate's own pinned manifest, narrowed to the crop, in the comparable format."""
+    """The candidate's own pinned manifest, narrowed to the crop, in the comparable format.
+
+    A crop is in the candidate image's pixels; when the candidate is a tile of a still (its manifest has a
+    border), the crop's border in the frame is offset by the tile's corner.
+    """
+    x0, y0 = (render_manifest.get("border") or (0, 0))[:2]
     return {
         **render_manifest,
-        "border": [crop.x, crop.y, crop.w, crop.h],
+        "border": [x0 + crop.x, y0 + crop.y, crop.w, crop.h],
         "file_format": crop_format(output_format=render_manifest["file_format"],
                                    use_denoising=bool(render_manifest.get("use_denoising"))),
         "use_denoising": False,

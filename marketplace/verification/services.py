@@ -41,6 +41,7 @@ from marketplace.verification.crops import (
     crop_judge,
     crop_manifest,
     crops_choose,
+    image_size,
     verifiable,
 )
 from marketplace.verification.models import CanaryAnswer, CropCheck, FrameCheck, NodeTrust, TrustEvent
@@ -148,7 +149,7 @@ def _check_open(*, frame_id: int, lease: FrameLease) -> FrameCheck | None:
         if existing is not None or frame.state != FrameState.RENDERED:
             return existing
         rate = node_trust_get(node_id=lease.node_id).check_rate
-        width, height = lease.manifest["resolution_x"], lease.manifest["resolution_y"]
+        width, height = image_size(lease.manifest)  # a tile's crops are chosen inside the tile
         fields = {"frame": frame, "render_lease": lease, "node_id": lease.node_id, "check_rate": rate}
         if not verifiable(width=width, height=height):
             skip = f"{width}x{height} is too small to compare"
