@@ -11,7 +11,7 @@ Only numpy and Pillow are required; the CUDA backend (pycuda) is imported lazily
 from __future__ import annotations
 
 from .decision import DEFAULT, Tolerances, Verdict, verdict
-from .image_io import ImageError, load_image, save_png
+from .image_io import ImageError, load_image, load_image_bytes, save_png
 from .metrics import Metrics, compare, crop_pair, region_from_blender_border
 from .visual import diff_heatmap, thumbnail, watermark
 
@@ -25,6 +25,7 @@ __all__ = [
     "crop_pair",
     "diff_heatmap",
     "load_image",
+    "load_image_bytes",
     "region_from_blender_border",
     "save_png",
     "thumbnail",

@@ -12,8 +12,10 @@ raw mode's bit width, so both passes unfilter identically. 16-bit grey PNGs load
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,15 +43,28 @@ def load_image(path: str | Path) -> np.ndarray:
         raise FileNotFoundError(f"no such image file: {path}")
     if path.suffix.lower() == ".exr":
         return _load_exr(path)
+    return _decode(lambda: path, str(path))
+
+
+def load_image_bytes(data: bytes) -> np.ndarray:
+    """What :func:`load_image` returns for a PNG file (or anything else Pillow reads), from memory.
+
+    For uploads and stored blobs: no temporary file. EXR needs the ``OpenEXR`` file API: use load_image.
+    """
+    return _decode(lambda: io.BytesIO(data), "image data")
+
+
+def _decode(source: Callable[[], Path | io.BytesIO], name: str) -> np.ndarray:
+    """Decode with Pillow; `source` gives a fresh file each call (a 16-bit colour PNG is decoded twice)."""
     try:
-        with Image.open(path) as im:
-            return _pil_to_float(im)
+        with Image.open(source()) as im:
+            return _pil_to_float(im, source)
     except UnidentifiedImageError as exc:
-        raise ImageError(f"cannot decode image {path}: not a recognised image format") from exc
+        raise ImageError(f"cannot decode image {name}: not a recognised image format") from exc
     except (OSError, SyntaxError, ValueError) as exc:  # truncated/corrupt data, bad chunks
         if isinstance(exc, ImageError):
             raise
-        raise ImageError(f"cannot decode image {path}: {exc}") from exc
+        raise ImageError(f"cannot decode image {name}: {exc}") from exc
 
 
 def _retile(im: Image.Image, rawmode: str) -> None:
@@ -60,32 +75,29 @@ def _retile(im: Image.Image, rawmode: str) -> None:
         im.tile = [(tile[0], tile[1], tile[2], rawmode)]
 
 
-def _png16_colour(im: Image.Image, rawmode: str) -> np.ndarray:
+def _png16_colour(im: Image.Image, rawmode: str, source: Callable[[], Path | io.BytesIO]) -> np.ndarray:
     """Decode a 16-bit RGB/RGBA/LA PNG at full precision -> uint16 HxWxC (see module docstring)."""
-    path = getattr(im, "filename", None)
-    if not path:
-        raise ImageError("16-bit colour PNG must be loaded from a file path")
     if rawmode == _LA16_RAWMODE:
-        with Image.open(path) as raw:
+        with Image.open(source()) as raw:
             _retile(raw, "RGBA")
             raw.load()
             b = np.asarray(raw, dtype=np.uint8).astype(np.uint16)
         return np.stack([b[..., 0] * 256 + b[..., 1], b[..., 2] * 256 + b[..., 3]], axis=-1)
     im.load()
     hi = np.asarray(im, dtype=np.uint8).astype(np.uint16)
-    with Image.open(path) as low_im:
+    with Image.open(source()) as low_im:
         _retile(low_im, _LOW_BYTE_RAWMODE[rawmode])
         low_im.load()
         lo = np.asarray(low_im, dtype=np.uint8)
     return (hi << 8) | lo
 
 
-def _pil_to_float(im: Image.Image) -> np.ndarray:
+def _pil_to_float(im: Image.Image, source: Callable[[], Path | io.BytesIO]) -> np.ndarray:
     rawmode = im.tile[0][3] if (im.format == "PNG" and len(im.tile) == 1) else None
     if isinstance(rawmode, tuple):
         rawmode = rawmode[0]
     if rawmode in _LOW_BYTE_RAWMODE or rawmode == _LA16_RAWMODE:
-        return _png16_colour(im, rawmode).astype(np.float32) / np.float32(65535.0)
+        return _png16_colour(im, rawmode, source).astype(np.float32) / np.float32(65535.0)
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         arr = np.asarray(im).astype(np.float32) / np.float32(65535.0)

@@ -5,7 +5,7 @@ import tempfile
 import numpy as np
 from PIL import Image
 
-from render_kernels import ImageError, load_image, thumbnail
+from render_kernels import ImageError, load_image, load_image_bytes, thumbnail
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EXR_MAGIC = b"\x76\x2f\x31\x01"
@@ -14,12 +14,10 @@ EXR_MAGIC = b"\x76\x2f\x31\x01"
 def image_from_bytes(data: bytes) -> np.ndarray:
     """Float32 HxWxC from PNG or EXR bytes; anything else (JPEG, GIF, junk) raises ImageError."""
     if data.startswith(PNG_MAGIC):
-        suffix = ".png"
-    elif data.startswith(EXR_MAGIC):
-        suffix = ".exr"
-    else:
+        return load_image_bytes(data)
+    if not data.startswith(EXR_MAGIC):
         raise ImageError("only PNG and OpenEXR results are accepted")
-    with tempfile.NamedTemporaryFile(suffix=suffix) as f:
+    with tempfile.NamedTemporaryFile(suffix=".exr") as f:  # OpenEXR reads files
         f.write(data)
         f.flush()
         return load_image(f.name)

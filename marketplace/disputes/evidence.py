@@ -9,14 +9,13 @@ reference: the page shows the frame alone and says so.
 from __future__ import annotations
 
 import io
-import tempfile
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
 import numpy as np
 
 import render_kernels
 from marketplace import blobs
+from marketplace.dispatch.images import image_from_bytes
 from marketplace.verification.crops import candidate_key
 from marketplace.verification.models import CropCheck
 
@@ -32,15 +31,12 @@ def image_load(key: str) -> np.ndarray:
     """A stored image (PNG or EXR, local or S3) as render_kernels' float32 HxWxC array."""
     if not key or not blobs.blob_exists(key):
         raise EvidenceUnavailable(f"the image {key or '(none)'} is not in storage")
-    # render_kernels reads from a path; keep the extension, it picks the decoder.
-    with tempfile.NamedTemporaryFile(suffix=PurePosixPath(key).suffix) as tmp:
-        for chunk in blobs.blob_chunks(key):
-            tmp.write(chunk)
-        tmp.flush()
-        try:
-            return render_kernels.load_image(tmp.name)
-        except render_kernels.ImageError as exc:
-            raise EvidenceUnavailable(str(exc)) from exc
+    with blobs.blob_open(key) as f:
+        data = f.read()
+    try:
+        return image_from_bytes(data)
+    except render_kernels.ImageError as exc:
+        raise EvidenceUnavailable(str(exc)) from exc
 
 
 def png_bytes(image: np.ndarray, *, max_side: int) -> bytes:

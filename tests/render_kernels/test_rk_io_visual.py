@@ -128,3 +128,19 @@ def test_watermark_changes_pixels_and_keeps_shape(value):
     assert np.array_equal(marked, rk.watermark(img, "PREVIEW"))  # deterministic
     rgba = rk.watermark(np.concatenate([img, np.ones((120, 200, 1), np.float32)], axis=2), "X")
     assert rgba.shape == (120, 200, 4)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_png_from_memory_decodes_like_the_file(tmp_path, bits):
+    image = structured(17, 23, seed=3)
+    path = tmp_path / "frame.png"
+    rk.save_png(path, image, bits=bits)
+    from_file = rk.load_image(path)
+    np.testing.assert_array_equal(rk.load_image_bytes(path.read_bytes()), from_file)
+    if bits == 16:  # the 16-bit decoder keeps the low byte too
+        assert np.abs(from_file - image).max() < 1 / 65535 + 1e-7
+
+
+def test_junk_bytes_are_an_image_error():
+    with pytest.raises(rk.ImageError, match="not a recognised image format"):
+        rk.load_image_bytes(b"not an image at all")
