@@ -150,6 +150,7 @@ CELERY_BEAT_SCHEDULE: dict = {
     "mature-earnings": {"task": "payments.mature_earnings", "schedule": 15 * 60.0},
     "resend-payouts": {"task": "payments.resend_payouts", "schedule": 5 * 60.0},
     "verification-resume": {"task": "verification.resume", "schedule": 30.0},
+    "assemble-stills": {"task": "jobs.assemble_missing", "schedule": 5 * 60.0},  # stills whose message was lost
 }
 
 # --- money ----------------------------------------------------------------------------------

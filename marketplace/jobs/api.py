@@ -26,18 +26,28 @@ class JobSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = ["id", "name", "scene", "state", "frame_start", "frame_end", "frame_step", "resolution_x",
-                  "resolution_y", "samples", "seed", "use_denoising", "output_format", "priority",
+                  "resolution_y", "samples", "seed", "use_denoising", "output_format", "priority", "tile_side",
                   "max_price_per_frame", "price_per_frame", "quote", "quote_expires_at", "created_at", "accepted_at",
                   "finished_at"]
 
 
+class StillSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    tiles = serializers.IntegerField()
+    settled = serializers.IntegerField(help_text="tiles settled so far")
+    assembled_at = serializers.DateTimeField(source="assembled.assembled_at", default=None,
+                                             help_text="when the image was assembled from its current tiles: then "
+                                                       "the download holds it whole")
+
+
 class JobDetailSerializer(JobSerializer):
     frames = FrameSerializer(many=True, read_only=True, source="frames_in_order")
+    stills = StillSerializer(many=True, read_only=True, help_text="tiled stills ([] when not split)")
     cost_so_far = serializers.IntegerField(read_only=True)
     escrow_left = serializers.IntegerField(read_only=True)
 
     class Meta(JobSerializer.Meta):
-        fields = [*JobSerializer.Meta.fields, "cost_so_far", "escrow_left", "frames"]
+        fields = [*JobSerializer.Meta.fields, "cost_so_far", "escrow_left", "stills", "frames"]
 
 
 class JobQuoteRequest(serializers.Serializer):
@@ -58,6 +68,10 @@ class JobQuoteRequest(serializers.Serializer):
     use_denoising = serializers.BooleanField(required=False, allow_null=True, default=None,
                                              help_text="default: the scene's own setting")
     seed = serializers.IntegerField(required=False, default=0)
+    tiles = serializers.IntegerField(
+        required=False, default=1,
+        help_text=f"split a still (one frame, no denoising) into a tiles x tiles grid rendered by separate nodes and "
+                  f"assembled into one image, at the whole still's price; 1 to {conf.MAX_TILE_SIDE}, 1: not split")
 
 
 class JobCancelResponse(serializers.Serializer):
@@ -83,6 +97,7 @@ def _detail(job: Job) -> dict:
     money = selectors.job_money(job=job)
     job.cost_so_far, job.escrow_left = money.cost_so_far, money.escrow_left
     job.frames_in_order = selectors.frames_of(job=job)
+    job.stills = selectors.stills_of(job=job)
     return JobDetailSerializer(job).data
 
 

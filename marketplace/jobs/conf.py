@@ -9,6 +9,7 @@ never ask for more than an upload may hold.
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from marketplace.scenes import conf as scenes_conf
 
@@ -27,6 +28,13 @@ DEFAULTS: dict[str, Any] = {
     # How long a quote can be accepted: prices follow the market rate and the idle capacity of the moment.
     "QUOTE_VALID_HOURS": 24,
     "MAX_PRIORITY": 100,
+    # A still may be split into at most MAX_TILE_SIDE x MAX_TILE_SIDE tiles ...
+    "MAX_TILE_SIDE": 8,
+    # ... none narrower or shorter than this many pixels. Verification compares SSIM windows inside a tile, so
+    # it may not be set below render_kernels' window (11 px).
+    "MIN_TILE_SIDE": 32,
+    # How far back the beat sweep (jobs.assemble_missing) looks for tiled stills left unassembled.
+    "ASSEMBLY_SWEEP_HOURS": 24,
 }
 # The renderer's smallest image side (scenes refuse smaller scenes too).
 MIN_SIDE = 4
@@ -40,4 +48,10 @@ def __getattr__(name: str) -> Any:
         return getattr(scenes_conf, name)
     if name not in DEFAULTS:
         raise AttributeError(f"no jobs setting {name!r}")
-    return getattr(settings, f"JOBS_{name}", DEFAULTS[name])
+    value = getattr(settings, f"JOBS_{name}", DEFAULTS[name])
+    if name == "MIN_TILE_SIDE":
+        from render_kernels._common import SSIM_WIN
+
+        if value < SSIM_WIN:
+            raise ImproperlyConfigured(f"JOBS_MIN_TILE_SIDE is {value}: a tile must hold a {SSIM_WIN}-px SSIM window")
+    return value

@@ -30,19 +30,40 @@ class _Pipe:
         return data
 
 
+def _extension(key: str) -> str:
+    return key.rsplit(".", 1)[-1] if "." in key else "png"
+
+
 def member_name(frame: Frame, *, folder: str) -> str:
-    ext = frame.result_key.rsplit(".", 1)[-1] if "." in frame.result_key else "png"
     tile = f"_tile{frame.tile_x}x{frame.tile_y}" if frame.tile_x is not None else ""
-    return f"{folder}/frame_{frame.number:06d}{tile}.{ext}"
+    return f"{folder}/frame_{frame.number:06d}{tile}.{_extension(frame.result_key)}"
 
 
-def zip_stream(frames: Iterable[Frame], *, folder: str) -> Iterator[bytes]:
-    """Yield a ZIP_STORED archive (images are already compressed) of the frames' results, chunk by chunk."""
+def members(job: Job, *, folder: str) -> list[tuple[str, str]]:
+    """(name in the zip, storage key) of what the artist has received: each settled frame, and a tiled still as
+    its assembled image once every tile is settled and stitched; until then its settled tiles, one by one (what
+    is paid for is never withheld, e.g. when the job was cancelled with some tiles unrendered)."""
+    assembled = selectors.current_assemblies(job=job)
+    found: list[tuple[str, str]] = []
+    stitched: set[int] = set()
+    for frame in selectors.settled_results(job=job):
+        still = assembled.get(frame.number) if frame.tile_x is not None else None
+        if still is None:
+            found.append((member_name(frame, folder=folder), frame.result_key))
+        elif frame.number not in stitched:  # the still's first tile brings the whole image, the others are in it
+            stitched.add(frame.number)
+            found.append((f"{folder}/frame_{frame.number:06d}.{_extension(still.result_key)}", still.result_key))
+    return found
+
+
+def zip_stream(entries: Iterable[tuple[str, str]]) -> Iterator[bytes]:
+    """Yield a ZIP_STORED archive (images are already compressed) of the (name, storage key) members, chunk by
+    chunk."""
     pipe = _Pipe()
     with zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-        for frame in frames:
-            with archive.open(member_name(frame, folder=folder), "w", force_zip64=True) as member:
-                for chunk in blobs.blob_chunks(frame.result_key):
+        for name, key in entries:
+            with archive.open(name, "w", force_zip64=True) as member:
+                for chunk in blobs.blob_chunks(key):
                     member.write(chunk)
                     yield pipe.drain()
             yield pipe.drain()  # the member's data descriptor
@@ -50,11 +71,12 @@ def zip_stream(frames: Iterable[Frame], *, folder: str) -> Iterator[bytes]:
 
 
 def settled_frames_zip(job: Job) -> StreamingHttpResponse | None:
-    """The job's settled frames as a streamed zip download, or None when none is settled yet."""
-    frames = list(selectors.settled_results(job=job))
-    if not frames:
-        return None
+    """The job's settled frames (a tiled still as one image) as a streamed zip download, or None when none is
+    settled yet."""
     folder = f"job{job.pk}"
-    response = StreamingHttpResponse(zip_stream(frames, folder=folder), content_type="application/zip")
+    found = members(job, folder=folder)
+    if not found:
+        return None
+    response = StreamingHttpResponse(zip_stream(found), content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{folder}-frames.zip"'
     return response

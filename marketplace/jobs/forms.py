@@ -22,8 +22,17 @@ class JobQuoteForm(forms.Form):
     priority = forms.IntegerField(min_value=0, max_value=conf.MAX_PRIORITY, initial=0,
                                   help_text="higher renders first")
     seed = forms.IntegerField(min_value=0, max_value=2**31 - 1, initial=0)
+    tiles = forms.TypedChoiceField(
+        label="Split into tiles", coerce=int, required=False, empty_value=1, initial=1,
+        help_text="a still only (one frame, no denoising): separate nodes render the tiles in parallel, "
+                  "then they are assembled into one image; same price")
     max_price_tokens = forms.DecimalField(label="Maximum price per frame (tokens)", required=False, min_value=0,
                                           decimal_places=6, help_text="refuse the quote above this price")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["tiles"].choices = [(1, "no (1\N{MULTIPLICATION SIGN}1)")] + [
+            (n, f"{n}\N{MULTIPLICATION SIGN}{n} = {n * n} tiles") for n in range(2, conf.MAX_TILE_SIDE + 1)]
 
     @classmethod
     def initial_from_scene(cls, scene) -> dict:

@@ -32,6 +32,8 @@ class Job(models.Model):
     price_per_frame = models.BigIntegerField(help_text="quoted, micro-tokens")
     quote = models.JSONField(default=dict, blank=True)
     is_canary = models.BooleanField(default=False, help_text="a job with known answers, run by the platform")
+    tile_side = models.PositiveSmallIntegerField(
+        default=1, help_text="a still split into tile_side x tile_side tiles, rendered separately; 1: not split")
     created_at = models.DateTimeField(auto_now_add=True)
     accepted_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -43,6 +45,13 @@ class Job(models.Model):
             models.CheckConstraint(condition=Q(frame_end__gte=models.F("frame_start")), name="job_frame_range"),
             models.CheckConstraint(condition=Q(frame_step__gte=1), name="job_frame_step"),
             models.CheckConstraint(condition=Q(price_per_frame__gte=0), name="job_price_nonnegative"),
+            models.CheckConstraint(condition=Q(tile_side__gte=1), name="job_tile_side_positive"),
+            # Tiles are for one frame (end - start < step), and a denoiser needs the whole image (tiles would show
+            # seams).
+            models.CheckConstraint(
+                condition=Q(tile_side=1) | Q(frame_end__lt=models.F("frame_start") + models.F("frame_step"),
+                                             use_denoising=False),
+                name="job_tiles_only_for_an_undenoised_still"),
         ]
 
     def __str__(self) -> str:
@@ -64,6 +73,10 @@ class Job(models.Model):
     @property
     def frame_numbers(self) -> list[int]:
         return list(range(self.frame_start, self.frame_end + 1, self.frame_step))
+
+    @property
+    def tile_count(self) -> int:
+        return self.tile_side**2
 
 
 class Frame(models.Model):
@@ -94,8 +107,13 @@ class Frame(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["job", "number", "tile_x", "tile_y"], name="frame_unique_in_job"),
             models.CheckConstraint(condition=Q(price__gte=0), name="frame_price_nonnegative"),
+            models.CheckConstraint(
+                condition=Q(tile_x__isnull=True, tile_y__isnull=True, tile_w__isnull=True, tile_h__isnull=True)
+                | Q(tile_x__gte=0, tile_y__gte=0, tile_w__gte=1, tile_h__gte=1), name="frame_tile_whole_or_none"),
         ]
-        indexes = [models.Index(fields=["state", "job"])]
+        indexes = [models.Index(fields=["state", "job"]),
+                   # The assembly sweep looks for recently settled tiles.
+                   models.Index(fields=["settled_at"], condition=Q(tile_x__isnull=False), name="frame_tile_settled_at")]
 
     def __str__(self) -> str:
         return f"frame {self.number} of job {self.job_id}"
@@ -105,3 +123,26 @@ class Frame(models.Model):
         """Ledger key of the frame's latest settlement: settle:frame:<id>, then settle:frame:<id>:<n> for the
         n-th payment of a frame re-rendered after an upheld dispute."""
         return f"settle:frame:{self.pk}" + (f":{self.settle_count}" if self.settle_count > 1 else "")
+
+
+class AssembledFrame(models.Model):
+    """A tiled still stitched whole from its settled tiles: what the artist downloads and sees.
+
+    `tile_keys` are the result keys of the tiles it was stitched from, row-major from the top-left; it is current
+    while every tile is still settled with that result (a tile re-rendered after an upheld dispute gets a new key,
+    and the frame is assembled again when it settles).
+    """
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="assembled_frames")
+    number = models.IntegerField()
+    result_key = models.CharField(max_length=300)
+    result_sha256 = models.CharField(max_length=64)
+    thumbnail_key = models.CharField(max_length=300)
+    tile_keys = models.JSONField(default=list)
+    assembled_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "number"], name="assembled_frame_unique_in_job")]
+
+    def __str__(self) -> str:
+        return f"assembled frame {self.number} of job {self.job_id}"

@@ -6,6 +6,11 @@ Price. A frame's work is its pixel-samples, `units = width x height x samples`. 
 
 integers only, so no float rounding ever reaches the ledger.
 
+Tiles. A still split into a grid costs what it costs whole: tiling changes who renders which part, not the work.
+Each tile's price is the still's price shared in proportion to its area (largest remainder), so the tiles' prices
+sum exactly to the still's. The time estimate does count what tiling adds: every tile pays the per-frame overhead,
+and the tiles spread over idle nodes like frames do.
+
 Time. The scene's calibration (measured at inspection by `jobs.calibration`) renders one frame at reduced
 size on the calibration machine's CPU and gives three numbers:
 
@@ -27,9 +32,10 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from marketplace.jobs import conf
+from marketplace.jobs.tiles import Rect, tile_rects
 
 MEGA = 1_000_000
 
@@ -80,6 +86,9 @@ class Quote:
     idle_nodes: int
     capacity_note: str
     calibrated: bool
+    tiles: int = 1  # pieces each frame is split into (the grid side squared)
+    # Micro-tokens per tile, row-major from the top-left, summing to the price; [] when not split.
+    tile_prices: list[int] = field(default_factory=list)
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -123,6 +132,18 @@ def price_per_frame(units: int, *, rate: int | None = None, minimum: int | None 
     return max(minimum, -(-units * rate // MEGA))
 
 
+def tile_prices(*, price: int, rects: Sequence[Rect]) -> list[int]:
+    """`price` shared between the tiles in proportion to their areas, summing to it exactly (largest remainder:
+    the leftover micro-tokens go to the tiles whose exact share lost the most to rounding down, first tile first)."""
+    areas = [w * h for _, _, w, h in rects]
+    whole = sum(areas)
+    shares = [price * area // whole for area in areas]
+    by_loss = sorted(range(len(areas)), key=lambda i: (-(price * areas[i] % whole), i))
+    for i in by_loss[:price - sum(shares)]:
+        shares[i] += 1
+    return shares
+
+
 def _last_frame_done(frames: int, *, frame_seconds: Sequence[float], start: float) -> float:
     """When the last of `frames` identical frames finishes if each goes to the node that is free first."""
     free_at = [(start, i) for i in range(len(frame_seconds))]
@@ -150,13 +171,21 @@ def job_seconds(*, frames: int, units: int, calibration: Calibration | None,
 
 
 def quote_for(*, frames: int, width: int, height: int, samples: int, calibration: Calibration | None,
-              idle_scores: Sequence[float]) -> Quote:
+              idle_scores: Sequence[float], tile_side: int = 1) -> Quote:
+    """Price and time of `frames` frames; with `tile_side` > 1 each frame is a grid of tile_side² tiles, priced as
+    the whole frame and timed as that many pieces of the largest tile's size."""
     units = work_units(width=width, height=height, samples=samples)
     price = price_per_frame(units)
-    seconds, idle, note = job_seconds(frames=frames, units=units, calibration=calibration, idle_scores=idle_scores)
+    rects = tile_rects(width=width, height=height, side=tile_side)
+    # Every tile is as large as the largest one: at most 1 px more per side, a slight over-estimate.
+    piece_units = units if tile_side == 1 else work_units(width=max(r[2] for r in rects),
+                                                          height=max(r[3] for r in rects), samples=samples)
+    seconds, idle, note = job_seconds(frames=frames * len(rects), units=piece_units, calibration=calibration,
+                                      idle_scores=idle_scores)
     cal = calibration or uncalibrated()
     return Quote(frames=frames, width=width, height=height, samples=samples, work_units_per_frame=units,
                  rate_micro_per_megasample=conf.MARKET_RATE_MICRO_PER_MEGASAMPLE, price_per_frame=price,
                  total=price * frames, seconds_per_frame=round(cal.frame_seconds(units), 3),
                  load_seconds=round(cal.load_seconds, 3), estimated_seconds=round(seconds, 3), idle_nodes=idle,
-                 capacity_note=note, calibrated=calibration is not None)
+                 capacity_note=note, calibrated=calibration is not None, tiles=len(rects),
+                 tile_prices=tile_prices(price=price, rects=rects) if tile_side > 1 else [])

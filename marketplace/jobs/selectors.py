@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from marketplace.disputes.services import dispute_deadline
 from marketplace.jobs.errors import JobNotFound
-from marketplace.jobs.models import Frame, Job
+from marketplace.jobs.models import AssembledFrame, Frame, Job
 from marketplace.jobs.states import FRAME_CANCELLABLE, FRAME_OPEN, FrameState, JobState
 from marketplace.ledger.models import Account
 from marketplace.ledger.selectors import account_balance, user_balances
@@ -48,8 +49,9 @@ def scene_of(*, owner, scene_id: object) -> Scene:
 
 
 def job_is_live(*, job: Job) -> bool:
-    """Whether the job page should keep refreshing: frames may still change."""
-    return job.state in (JobState.QUEUED, JobState.RUNNING) or job.frames.filter(state__in=FRAME_OPEN).exists()
+    """Whether the job page should keep refreshing: frames may still change, or a still is being assembled."""
+    return (job.state in (JobState.QUEUED, JobState.RUNNING) or job.frames.filter(state__in=FRAME_OPEN).exists()
+            or any(still.assembling for still in stills_of(job=job)))
 
 
 def frame_counts(*, job: Job) -> dict[str, int]:
@@ -118,3 +120,60 @@ def frame_rows(*, job: Job) -> list[FrameRow]:
 def settled_results(*, job: Job) -> QuerySet[Frame]:
     return (job.frames.filter(state=FrameState.SETTLED).exclude(result_key="")
             .order_by("number", "tile_y", "tile_x"))
+
+
+def tiles_of(*, job_id: int, number: int) -> list[Frame]:
+    """The tiles of frame `number` of a tiled still, row-major from the top-left; [] for an untiled frame."""
+    return list(Frame.objects.filter(job_id=job_id, number=number, tile_x__isnull=False).select_related("job")
+                .order_by("tile_y", "tile_x"))
+
+
+def current_assemblies(*, job: Job) -> dict[int, AssembledFrame]:
+    """The job's assembled stills by frame number, those whose tiles are all still settled with the results they
+    were stitched from (a tile re-rendered after a dispute makes its still wait for the next assembly)."""
+    if job.tile_side == 1:
+        return {}
+    settled: dict[int, list[str | None]] = {}
+    for number, state, key in (job.frames.filter(tile_x__isnull=False).order_by("number", "tile_y", "tile_x")
+                               .values_list("number", "state", "result_key")):
+        settled.setdefault(number, []).append(key if state == FrameState.SETTLED else None)
+    return {still.number: still for still in job.assembled_frames.all() if still.tile_keys == settled.get(still.number)}
+
+
+@dataclass(frozen=True)
+class Still:
+    """A tiled still on the job page: how far its tiles are, and its assembled image once current."""
+
+    number: int
+    tiles: int
+    settled: int
+    assembled: AssembledFrame | None
+
+    @property
+    def assembling(self) -> bool:
+        return self.assembled is None and self.settled == self.tiles
+
+
+def stills_of(*, job: Job) -> list[Still]:
+    """The job's tiled stills by frame number ([] for an untiled job)."""
+    if job.tile_side == 1:
+        return []
+    assembled = current_assemblies(job=job)
+    counts = (job.frames.filter(tile_x__isnull=False).values("number").order_by("number")
+              .annotate(tiles=Count("pk"), settled=Count("pk", filter=Q(state=FrameState.SETTLED))))
+    return [Still(row["number"], row["tiles"], row["settled"], assembled.get(row["number"])) for row in counts]
+
+
+def stills_unassembled(*, settled_since: datetime, limit: int = 100) -> list[tuple[int, int]]:
+    """(job id, frame number) of tiled stills whose tiles are all settled, the last one since `settled_since`, and
+    that have no image assembled after that last settlement: those whose assembly message was lost."""
+    assembled_at = (AssembledFrame.objects.filter(job_id=OuterRef("job_id"), number=OuterRef("number"))
+                    .values("assembled_at")[:1])
+    recent = Frame.objects.filter(tile_x__isnull=False, settled_at__gte=settled_since).values("job_id")
+    rows = (Frame.objects.filter(tile_x__isnull=False, job_id__in=recent).values("job_id", "number")
+            .annotate(tiles=Count("pk"), settled=Count("pk", filter=Q(state=FrameState.SETTLED)),
+                      last=Max("settled_at"), assembled=Subquery(assembled_at))
+            .filter(settled=F("tiles"))
+            .filter(Q(assembled__isnull=True) | Q(assembled__lt=F("last")))
+            .order_by("last")[:limit])
+    return [(row["job_id"], row["number"]) for row in rows]

@@ -5,16 +5,20 @@ frame and then touch its job, so taking the job first here could deadlock agains
 """
 from __future__ import annotations
 
+import hashlib
+import io
 from dataclasses import dataclass
+from functools import partial
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from marketplace import blobs
 from marketplace.dispatch.services import leases_revoke_for_frames, match_frames_soon
-from marketplace.jobs import conf, pricing
+from marketplace.jobs import assembly, conf, pricing, selectors
 from marketplace.jobs.errors import FundsInsufficient, JobNotFound, JobRefused
-from marketplace.jobs.models import Frame, Job
+from marketplace.jobs.models import AssembledFrame, Frame, Job
 from marketplace.jobs.states import (
     FRAME_CANCELLABLE,
     FRAME_OPEN,
@@ -24,6 +28,7 @@ from marketplace.jobs.states import (
     JobState,
     transition,
 )
+from marketplace.jobs.tiles import smallest_tile, tile_rects
 from marketplace.ledger.services import InsufficientFunds, hold_escrow, refund_escrow, release_escrow
 from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.selectors import idle_capacity
@@ -58,12 +63,13 @@ def job_quote(*, owner, scene: Scene | int, name: str = "", frame_start: int | N
               frame_end: int | None = None, frame_step: int | None = None, resolution_x: int | None = None,
               resolution_y: int | None = None, samples: int | None = None, output_format: str = "PNG",
               priority: int = 0, max_price_per_frame: int | None = None, use_denoising: bool | None = None,
-              seed: int = 0) -> Job:
+              seed: int = 0, tiles: int = 1) -> Job:
     """Price a render of the owner's READY scene and store it as a QUOTED job. Nothing is held yet.
 
     Unset settings come from the scene's inspection report; every value is checked against the scenes app's
-    limits (resolution and frame count) and 1..MAX_SAMPLES samples. Raises JobNotFound for anyone else's
-    scene, JobRefused (nothing stored) for anything else.
+    limits (resolution and frame count) and 1..MAX_SAMPLES samples. `tiles` > 1 splits a still (a job of one
+    frame, not denoised) into a tiles x tiles grid rendered by separate nodes, at the price of the whole still.
+    Raises JobNotFound for anyone else's scene, JobRefused (nothing stored) for anything else.
     """
     scene_id = scene.pk if isinstance(scene, Scene) else scene
     scene = Scene.objects.filter(pk=scene_id, owner=owner).first() if type(scene_id) is int else None
@@ -103,17 +109,40 @@ def job_quote(*, owner, scene: Scene | int, name: str = "", frame_start: int | N
     if max_price_per_frame is not None:
         max_price_per_frame = _bounded("max_price_per_frame", max_price_per_frame, 0, 10**15, from_scene=False)
     name = (name or scene.name).strip()[:200] or f"scene {scene.pk}"
+    tiles = _tile_side_checked(tiles, frames=frames, width=values["resolution_x"], height=values["resolution_y"],
+                               use_denoising=use_denoising)
 
     quote = pricing.quote_for(frames=frames, width=values["resolution_x"], height=values["resolution_y"],
                               samples=values["samples"], calibration=pricing.calibration_from_report(report),
-                              idle_scores=idle_capacity())
+                              idle_scores=idle_capacity(), tile_side=tiles)
     if max_price_per_frame is not None and quote.price_per_frame > max_price_per_frame:
         raise JobRefused(f"the price per frame would be {tokens(quote.price_per_frame)} tokens, above your maximum "
                          f"of {tokens(max_price_per_frame)}: lower the resolution or samples, or raise the maximum")
     return Job.objects.create(
         owner=owner, scene=scene, name=name, state=JobState.QUOTED, **values, seed=seed,
         use_denoising=use_denoising, output_format=output_format, priority=priority,
-        max_price_per_frame=max_price_per_frame, price_per_frame=quote.price_per_frame, quote=quote.as_json())
+        max_price_per_frame=max_price_per_frame, price_per_frame=quote.price_per_frame, quote=quote.as_json(),
+        tile_side=tiles)
+
+
+def _tile_side_checked(side: object, *, frames: int, width: int, height: int, use_denoising: bool) -> int:
+    side = _bounded("tiles", side, 1, conf.MAX_TILE_SIDE, from_scene=False)
+    if side == 1:
+        return side
+    if frames != 1:
+        raise JobRefused(f"only a still can be split into tiles, and this job has {frames} frames: render one frame "
+                         f"(frame_end = frame_start) or do not split")
+    if use_denoising:
+        raise JobRefused("a denoised image cannot be split into tiles: the denoiser needs the whole image, and tiles "
+                         "denoised apart show seams. Turn denoising off or do not split")
+    tile_w, tile_h = smallest_tile(width=width, height=height, side=side)
+    if min(tile_w, tile_h) < conf.MIN_TILE_SIDE:
+        most = min(min(width, height) // conf.MIN_TILE_SIDE, conf.MAX_TILE_SIDE)
+        advice = f"split it into at most {most}\N{MULTIPLICATION SIGN}{most} tiles" if most > 1 else "do not split it"
+        raise JobRefused(f"a {width}\N{MULTIPLICATION SIGN}{height} image in {side}\N{MULTIPLICATION SIGN}{side} "
+                         f"tiles has tiles of {tile_w}\N{MULTIPLICATION SIGN}{tile_h} px, under the "
+                         f"{conf.MIN_TILE_SIDE} px a tile needs on each side: {advice}")
+    return side
 
 
 # --- accepting and cancelling ---------------------------------------------------------------
@@ -147,10 +176,8 @@ def job_accept(*, job_id: int, owner) -> Job:
         if job.accepted_at is not None:  # a concurrent accept won
             return job
         raise JobRefused(f"this quote was {job.get_state_display().lower()} and can no longer be accepted")
-    numbers = job.frame_numbers
-    Frame.objects.bulk_create(Frame(job=job, number=n, price=job.price_per_frame, state=FrameState.QUEUED)
-                              for n in numbers)
-    total = job.price_per_frame * len(numbers)
+    frames = Frame.objects.bulk_create(_frames_of(job))
+    total = sum(frame.price for frame in frames)
     if total:
         try:
             hold_escrow(artist=owner, job_ref=job.escrow_ref, amount=total, key=f"hold:job:{job.pk}")
@@ -161,6 +188,17 @@ def job_accept(*, job_id: int, owner) -> Job:
     match_frames_soon()
     job.refresh_from_db()
     return job
+
+
+def _frames_of(job: Job) -> list[Frame]:
+    """The frames to render: one per frame number, or one per tile of a tiled still, sharing its price."""
+    if job.tile_side == 1:
+        return [Frame(job=job, number=n, price=job.price_per_frame, state=FrameState.QUEUED)
+                for n in job.frame_numbers]
+    rects = tile_rects(width=job.resolution_x, height=job.resolution_y, side=job.tile_side)
+    prices = pricing.tile_prices(price=job.price_per_frame, rects=rects)
+    return [Frame(job=job, number=n, tile_x=x, tile_y=y, tile_w=w, tile_h=h, price=price, state=FrameState.QUEUED)
+            for n in job.frame_numbers for (x, y, w, h), price in zip(rects, prices, strict=True)]
 
 
 def job_mark_running(*, job_id: int) -> bool:
@@ -239,7 +277,15 @@ def frame_settle(*, frame_id: int, node_id: int) -> bool:
                        key=frame.settlement_key,
                        memo=f"frame {frame.number} of job {job.pk} rendered")
     transaction.on_commit(lambda: job_finish_if_complete(job_id=job.pk))
+    if frame.tile_x is not None:
+        _assemble_after_commit(job_id=job.pk, number=frame.number)
     return True
+
+
+def _assemble_after_commit(*, job_id: int, number: int) -> None:
+    from marketplace.jobs.tasks import frame_assemble as assemble_task  # the tasks module imports this one
+
+    transaction.on_commit(lambda: assemble_task.delay(job_id, number))
 
 
 def job_finish_if_complete(*, job_id: int) -> bool:
@@ -284,3 +330,55 @@ def _job_finish(*, job_id: int) -> bool:
     if refunded is not None:
         Job.objects.filter(pk=job.pk).update(finish_count=k)
     return refunded is not None or job.state != JobState.CANCELLED
+
+
+# --- assembling tiled stills ----------------------------------------------------------------
+
+def _blob_bytes(key: str) -> bytes:
+    with blobs.blob_open(key) as f:
+        return f.read()
+
+
+def frame_assemble(*, job_id: int, number: int) -> AssembledFrame | None:
+    """Stitch frame `number` of a tiled still from its settled tiles; store it and its thumbnail, and record it.
+
+    None while a tile is not settled, and for a frame that is not tiled. The same tiles give the recorded
+    AssembledFrame back untouched; a tile re-rendered since (after an upheld dispute) is stitched in anew. Delivery,
+    not money: the job finishes without waiting for it. Images are read and written outside any transaction; the
+    record is written under the tiles' row locks, only if they still hold the stitched results. Raises
+    assembly.AssemblyError for tiles that cannot make the frame, OSError when storage fails.
+    """
+    tiles = selectors.tiles_of(job_id=job_id, number=number)
+    if not tiles or any(tile.state != FrameState.SETTLED or not tile.result_key for tile in tiles):
+        return None
+    keys = [tile.result_key for tile in tiles]
+    known = AssembledFrame.objects.filter(job_id=job_id, number=number).first()
+    if known is not None and known.tile_keys == keys:
+        return known
+    job = tiles[0].job
+    stitched = assembly.stitch(
+        width=job.resolution_x, height=job.resolution_y, output_format=job.output_format,
+        tiles=(((tile.tile_x, tile.tile_y, tile.tile_w, tile.tile_h), _blob_bytes(tile.result_key)) for tile in tiles))
+    # Content-addressed: assembling the same tiles twice (a redelivered task) writes the same keys.
+    sha = hashlib.sha256(stitched.data).hexdigest()
+    result_key = f"results/job{job_id}/frame{number:06d}-{sha[:16]}.{stitched.extension}"
+    thumbnail_key = f"thumbs/job{job_id}-frame{number:06d}-{sha[:16]}.png"
+    blobs.blob_put(key=result_key, fileobj=io.BytesIO(stitched.data))
+    blobs.blob_put(key=thumbnail_key, fileobj=io.BytesIO(stitched.thumbnail))
+    with transaction.atomic():
+        held = list(Frame.objects.select_for_update().filter(pk__in=[tile.pk for tile in tiles]).order_by("pk")
+                    .values_list("pk", "state", "result_key"))
+        current = {pk: key for pk, state, key in held if state == FrameState.SETTLED}
+        if [current.get(tile.pk) for tile in tiles] != keys:
+            return None  # a tile was disputed meanwhile: its next settlement assembles the frame again
+        previous = AssembledFrame.objects.filter(job_id=job_id, number=number).first()
+        if previous is not None and previous.tile_keys == keys:
+            return previous  # a concurrent run recorded the same tiles first
+        assembled, _ = AssembledFrame.objects.update_or_create(
+            job_id=job_id, number=number,
+            defaults={"result_key": result_key, "result_sha256": sha, "thumbnail_key": thumbnail_key,
+                      "tile_keys": keys, "assembled_at": timezone.now()})
+        if previous is not None and previous.result_key != result_key:  # the superseded image and thumbnail
+            transaction.on_commit(partial(blobs.blob_delete, previous.result_key))
+            transaction.on_commit(partial(blobs.blob_delete, previous.thumbnail_key))
+    return assembled

@@ -12,4 +12,5 @@ urlpatterns = [
     path("<int:job_id>/cancel/", views.job_cancel, name="cancel"),
     path("<int:job_id>/download.zip", views.job_download, name="download"),
     path("<int:job_id>/frames/<int:frame_id>/thumb.png", views.frame_thumb, name="thumb"),
+    path("<int:job_id>/stills/<int:number>/thumb.png", views.still_thumb, name="still_thumb"),
 ]

@@ -52,7 +52,8 @@ def _live_context(job: Job) -> dict:
 
     return {"job": job, "counts": selectors.frame_counts(job=job), "money": selectors.job_money(job=job),
             "rows": selectors.frame_rows(job=job), "preview": selectors.last_finished_frame(job=job),
-            "verification": frame_checks(job.pk), "live": selectors.job_is_live(job=job)}
+            "stills": selectors.stills_of(job=job), "verification": frame_checks(job.pk),
+            "live": selectors.job_is_live(job=job)}
 
 
 @login_required
@@ -81,8 +82,8 @@ def job_accept(request: HttpRequest, job_id: int) -> HttpResponse:
     except JobRefused as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"Accepted: {tokens(job.quote.get('total'))} tokens are held in escrow for "
-                                  f"{job.frames.count()} frames.")
+        pieces = f"{job.frames.count()} tiles" if job.tile_side > 1 else f"{job.frames.count()} frames"
+        messages.success(request, f"Accepted: {tokens(job.quote.get('total'))} tokens are held in escrow for {pieces}.")
     return redirect("jobs:detail", job_id)
 
 
@@ -105,17 +106,28 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
     return redirect("jobs:detail", job_id)
 
 
+def _thumbnail(key: str) -> HttpResponse:
+    if not key or not blobs.blob_exists(key):
+        raise Http404("no thumbnail yet")
+    response = FileResponse(blobs.blob_open(key), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=300"
+    return response
+
+
 @login_required
 def frame_thumb(request: HttpRequest, job_id: int, frame_id: int) -> HttpResponse:
     try:
         frame = selectors.frame_of(owner=request.user, job_id=job_id, frame_id=frame_id)
     except JobNotFound as exc:
         raise Http404(str(exc)) from exc
-    if not frame.thumbnail_key or not blobs.blob_exists(frame.thumbnail_key):
-        raise Http404("no thumbnail yet")
-    response = FileResponse(blobs.blob_open(frame.thumbnail_key), content_type="image/png")
-    response["Cache-Control"] = "private, max-age=300"
-    return response
+    return _thumbnail(frame.thumbnail_key)
+
+
+@login_required
+def still_thumb(request: HttpRequest, job_id: int, number: int) -> HttpResponse:
+    """The thumbnail of a tiled still assembled from its current tiles."""
+    still = selectors.current_assemblies(job=_job_or_404(request, job_id)).get(number)
+    return _thumbnail(still.thumbnail_key if still else "")
 
 
 @login_required
