@@ -6,10 +6,11 @@ Price. A frame's work is its pixel-samples, `units = width x height x samples`. 
 
 integers only, so no float rounding ever reaches the ledger.
 
-Tiles. A still split into a grid costs what it costs whole: tiling changes who renders which part, not the work.
-Each tile's price is the still's price shared in proportion to its area (largest remainder), so the tiles' prices
-sum exactly to the still's. The time estimate does count what tiling adds: every tile pays the per-frame overhead,
-and the tiles spread over idle nodes like frames do.
+Tiles. A still split into a grid costs what it costs whole: tiling changes who renders which part, not the work;
+except that no tile pays less than MIN_PRICE_PER_FRAME (a tile costs a node a scene sync and an upload, as a frame
+does), so a very cheap still costs at least that per tile. Each tile's price is the still's price shared in
+proportion to its area (largest remainder), so the tiles' prices sum exactly to the still's. The time estimate does
+count what tiling adds: every tile pays the per-frame overhead, and the tiles spread over idle nodes like frames do.
 
 Time. The scene's calibration (measured at inspection by `jobs.calibration`) renders one frame at reduced
 size on the calibration machine's CPU and gives three numbers:
@@ -175,8 +176,10 @@ def quote_for(*, frames: int, width: int, height: int, samples: int, calibration
     """Price and time of `frames` frames; with `tile_side` > 1 each frame is a grid of tile_side² tiles, priced as
     the whole frame and timed as that many pieces of the largest tile's size."""
     units = work_units(width=width, height=height, samples=samples)
-    price = price_per_frame(units)
     rects = tile_rects(width=width, height=height, side=tile_side)
+    # The smallest tile's share of the price must reach the per-frame minimum.
+    smallest = min(w * h for _, _, w, h in rects)
+    price = price_per_frame(units, minimum=-(-conf.MIN_PRICE_PER_FRAME * width * height // smallest))
     # Every tile is as large as the largest one: at most 1 px more per side, a slight over-estimate.
     piece_units = units if tile_side == 1 else work_units(width=max(r[2] for r in rects),
                                                           height=max(r[3] for r in rects), samples=samples)

@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from marketplace.jobs import conf
 from marketplace.jobs.models import Job
 from marketplace.jobs.services import job_quote
 from tests.fixtures.farm import demo_scene
@@ -41,4 +42,7 @@ def test_the_tiles_choice_follows_the_frame_range_and_quotes_tiles(browser, live
     job = Job.objects.get(owner=artist, tile_side=2)
     assert job.tile_side == 2 and job.quote["tiles"] == 4 and job.frame_start == job.frame_end == 1
     whole = job_quote(owner=artist, scene=scene, frame_start=1, frame_end=1)  # the same still, not split
-    assert job.price_per_frame == whole.price_per_frame == sum(job.quote["tile_prices"])
+    # This still is cheap: the whole one pays the per-frame minimum, and so does each tile.
+    assert whole.price_per_frame == conf.MIN_PRICE_PER_FRAME
+    assert job.quote["tile_prices"] == [conf.MIN_PRICE_PER_FRAME] * 4  # four equal 48x32 tiles
+    assert job.price_per_frame == sum(job.quote["tile_prices"])

@@ -89,6 +89,18 @@ def test_a_tiled_still_costs_what_the_whole_still_costs(artist):
 
 
 @pytest.mark.django_db
+def test_no_tile_of_a_cheap_still_pays_less_than_a_frame(artist, settings):
+    settings.JOBS_MIN_PRICE_PER_FRAME = 5_000
+    whole = still_quote(artist, side=1, width=100, height=100)
+    tiled = still_quote(artist, side=3, width=100, height=100)  # tiles of 33-34 x 33-34 px
+    assert whole.price_per_frame == 6_400  # 640,000 pixel-samples: above one minimum, below nine
+    prices = tiled.quote["tile_prices"]
+    assert min(prices) >= 5_000 and sum(prices) == tiled.price_per_frame
+    # The least it can cost: the smallest tile (33 x 33) gets exactly its share of the minimum.
+    assert tiled.price_per_frame == -(-5_000 * 100 * 100 // (33 * 33))
+
+
+@pytest.mark.django_db
 def test_tiles_spread_over_idle_nodes_shorten_the_estimate(artist, provider):
     from marketplace.nodes.models import WorkerNode
     from tests.fixtures.market import make_node
