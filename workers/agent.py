@@ -33,6 +33,9 @@ class Current:
     token: str
     started: float = field(default_factory=time.monotonic)
     revoked: threading.Event = field(default_factory=threading.Event)
+    # Guards `rendered` against the heartbeat thread: only a render still running is aborted for a lost lease.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    rendered: bool = False
 
 
 def in_schedule(schedule: str, now: datetime | None = None) -> bool:
@@ -160,11 +163,21 @@ class Agent:
                 log.warning("event=heartbeat_failed error=%s", exc)
                 continue
             if current and states.get(str(current.lease)) not in (None, "active"):
-                log.warning("event=lease_lost lease=%s state=%s: abandoning the frame",
-                            current.lease, states.get(str(current.lease)))
-                current.revoked.set()
-                if self.renderer is not None:
-                    self.renderer.close()
+                self._abandon(current, state=states.get(str(current.lease)))
+
+    def _abandon(self, current: Current, *, state: str) -> None:
+        """The server says this lease is over: stop its render if it is still running.
+
+        A lease we just reported reads "done" to a heartbeat sent a moment earlier; its renderer is already
+        rendering the next frame's scene and must not be closed.
+        """
+        with current.lock:
+            if current.rendered or self.current is not current:
+                return
+            log.warning("event=lease_lost lease=%s state=%s: abandoning the frame", current.lease, state)
+            current.revoked.set()
+            if self.renderer is not None:
+                self.renderer.close()
 
     def _ack(self, raw: bytes) -> None:
         for _ in range(30):
@@ -230,6 +243,8 @@ class Agent:
                     self.loaded_scene = str(blend)
                 with Progress(label, estimate_s=None):
                     stats = self.renderer.render(manifest, out)
+                with self.current.lock:
+                    self.current.rendered = True
                 if self.current.revoked.is_set() or self.abort_now.is_set():
                     raise InterruptedError("lease lost or agent aborted")
                 upload(details["upload_url"], out)

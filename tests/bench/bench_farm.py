@@ -2,8 +2,11 @@
 (b) through the whole marketplace (web server, Celery worker + beat, Redis, one local agent, Postgres,
 settlement). Prints both times and the overhead ratio (b)/(a); writes bench/results/farm.json.
 
-The agent's node starts at steady trust (check rate at the policy floor), as a long-running provider
-would be; a brand-new node is checked on every frame until it has earned trust. Run: `make bench BENCH=farm`.
+Both sides render the same frames, size and samples with every CPU core. The marketplace runs twice: its
+node at steady trust (check rate at the policy floor, as a long-running provider would be: the platform
+verifier's crop renders share this machine's two cores with the agent), and unchecked (dispatch, transfer
+and settlement alone). A brand-new node is checked on every frame until it has earned trust.
+Run: `make bench BENCH=farm`.
 """
 import json
 import os
@@ -35,7 +38,7 @@ def direct(blend: Path, out: Path) -> float:
     return time.perf_counter() - t
 
 
-def through_market(blend: Path, tmp: Path) -> tuple[float, dict]:
+def through_market(blend: Path, tmp: Path, *, checked: bool) -> tuple[float, dict]:
     from django.conf import settings
     from django.core.management import call_command
 
@@ -44,6 +47,7 @@ def through_market(blend: Path, tmp: Path) -> tuple[float, dict]:
     from marketplace.jobs.models import Frame
     from marketplace.ledger import selectors
     from marketplace.ledger.models import LedgerTransaction
+    from marketplace.nodes.models import WorkerNode
     from marketplace.nodes.services import node_create
     from marketplace.verification import policy
     from marketplace.verification.models import NodeTrust
@@ -60,16 +64,17 @@ def through_market(blend: Path, tmp: Path) -> tuple[float, dict]:
     fund(artist, 10**12)
     node, token = node_create(owner=provider, name="bench agent")
     NodeTrust.objects.create(node=node, consecutive_passes=1000,
-                             check_rate=policy.check_rate(consecutive_passes=1000))
+                             check_rate=policy.check_rate(consecutive_passes=1000) if checked else 0.0)
     try:
         farm.start_web(port)
         wait_port(port)
         farm.start_celery()
-        farm.start_agent("agent", token)
+        farm.start_agent("agent", token, threads=0)  # every core, as the direct render uses
         while node.status == "offline":  # wait for the agent's hello
             time.sleep(0.2)
             node.refresh_from_db()
-        job = demo_job(artist, blend, frames=FRAMES, width=WIDTH, height=HEIGHT)
+        # The same frames, size and samples as the direct render: the ratio compares equal work.
+        job = demo_job(artist, blend, frames=FRAMES, width=WIDTH, height=HEIGHT, samples=SAMPLES)
         t = time.perf_counter()
         match_frames()
         while Frame.objects.filter(job=job).exclude(state="settled").exists():
@@ -79,6 +84,8 @@ def through_market(blend: Path, tmp: Path) -> tuple[float, dict]:
         elapsed = time.perf_counter() - t
     finally:
         farm.stop_all()
+        # Its agent is gone: the next run's matcher must not lease to this node until it goes silent.
+        WorkerNode.objects.filter(pk=node.pk).update(status=WorkerNode.Status.OFFLINE)
     settles = LedgerTransaction.objects.filter(idempotency_key__startswith="settle:frame:",
                                                idempotency_key__in=[f"settle:frame:{f.pk}" for f in job.frames.all()])
     return elapsed, {"settlements": settles.count(), "ledger_total": selectors.ledger_total(),
@@ -99,17 +106,26 @@ def main() -> None:
         make_demo_scene(blend, frames=FRAMES, resolution=(WIDTH, HEIGHT), samples=SAMPLES)
         (tmp / "direct").mkdir()
         direct_s = direct(blend, tmp / "direct")
-        market_s, checks = through_market(blend, tmp)
+        (tmp / "steady").mkdir()
+        market_s, checks = through_market(blend, tmp / "steady", checked=True)
+        (tmp / "unchecked").mkdir()
+        unchecked_s, unchecked = through_market(blend, tmp / "unchecked", checked=False)
     ratio = market_s / direct_s
-    print(f"{'frames':>6} {'size':>9} {'samples':>7} {'direct s':>9} {'market s':>9} {'ratio':>6}")
-    print(f"{FRAMES:>6} {WIDTH}x{HEIGHT:<5} {SAMPLES:>7} {direct_s:>9.2f} {market_s:>9.2f} {ratio:>6.3f}")
-    print("settlements:", checks["settlements"], "ledger sum:", checks["ledger_total"], "drift:", checks["drift"])
+    print(f"{'frames':>6} {'size':>9} {'samples':>7} {'direct s':>9} {'market s':>9} {'ratio':>6} "
+          f"{'unchecked s':>11} {'ratio':>6}")
+    print(f"{FRAMES:>6} {WIDTH}x{HEIGHT:<5} {SAMPLES:>7} {direct_s:>9.2f} {market_s:>9.2f} {ratio:>6.3f} "
+          f"{unchecked_s:>11.2f} {unchecked_s / direct_s:>6.3f}")
+    print("settlements:", checks["settlements"], unchecked["settlements"], "ledger sum:", checks["ledger_total"],
+          "drift:", checks["drift"])
     path = ROOT / "bench" / "results" / "farm.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"bench": "farm", "machine": f"{platform.machine()} cores={os.cpu_count()}",
                                 "frames": FRAMES, "resolution": [WIDTH, HEIGHT], "samples": SAMPLES,
                                 "direct_seconds": round(direct_s, 2), "market_seconds": round(market_s, 2),
-                                "overhead_ratio": round(ratio, 3), **checks}, indent=2) + "\n")
+                                "overhead_ratio": round(ratio, 3), **checks,
+                                "unchecked_market_seconds": round(unchecked_s, 2),
+                                "unchecked_overhead_ratio": round(unchecked_s / direct_s, 3),
+                                "unchecked_settlements": unchecked["settlements"]}, indent=2) + "\n")
     print(f"wrote {path.relative_to(ROOT)}")
 
 

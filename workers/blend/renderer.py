@@ -214,7 +214,7 @@ class Renderer:
                 proc.stdin.write(b'{"id": -1, "cmd": "quit"}\n')
                 proc.stdin.flush()
                 proc.stdin.close()
-            except OSError:
+            except (OSError, ValueError):  # a pipe the child closed, or a close() already under way
                 pass
             wait_child(proc, time.monotonic() + 5.0)
         if proc is not None and proc.stdin is not None and not proc.stdin.closed:

@@ -1,0 +1,72 @@
+"""The agent's heartbeat thread against its work loop: a lease the server calls over stops the render that
+is still running for it, and nothing else (found by bench_farm: a heartbeat sent just before a report read
+"done" and closed the renderer the next frame was about to use, which crashed the agent)."""
+import subprocess
+import threading
+
+from workers.agent import Agent, Current
+from workers.blend.renderer import Renderer
+from workers.config import AgentConfig
+
+
+class StandInRenderer:
+    """Counts closes; stands in for the bpy render server (the thread logic is what is tested here)."""
+
+    def __init__(self) -> None:
+        self.closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def agent(tmp_path) -> Agent:
+    a = Agent(AgentConfig(server="http://127.0.0.1:9", token="t", cache_dir=str(tmp_path)),
+              renderer_factory=lambda **_: StandInRenderer(), devices=[], blender_version="5.0.1")
+    a.renderer = StandInRenderer()
+    return a
+
+
+def test_a_lease_lost_mid_render_stops_that_render(tmp_path):
+    a = agent(tmp_path)
+    a.current = current = Current(lease=1, token="t")
+    a._abandon(current, state="expired")
+    assert current.revoked.is_set() and a.renderer.closed == 1
+
+
+def test_a_lease_reported_a_moment_ago_leaves_the_renderer_alone(tmp_path):
+    a = agent(tmp_path)
+    a.current = current = Current(lease=1, token="t")
+    current.rendered = True  # rendered, now uploading or reporting: the server already says "done"
+    a._abandon(current, state="done")
+    assert not current.revoked.is_set() and a.renderer.closed == 0
+
+
+def test_a_heartbeat_about_a_previous_lease_leaves_the_next_frame_alone(tmp_path):
+    a = agent(tmp_path)
+    previous = Current(lease=1, token="t")
+    a.current = Current(lease=2, token="t")  # the work loop moved on while the heartbeat was in flight
+    a._abandon(previous, state="done")
+    assert not previous.revoked.is_set() and a.renderer.closed == 0
+
+
+def test_the_work_loop_and_the_heartbeat_agree_under_the_lease_lock(tmp_path):
+    """Whichever takes the lock first decides: abandoned before `rendered`, or left alone after it."""
+    a = agent(tmp_path)
+    a.current = current = Current(lease=1, token="t")
+    current.lock.acquire()  # the work loop is marking the frame rendered
+    beat = threading.Thread(target=a._abandon, args=(current,), kwargs={"state": "done"})
+    beat.start()
+    current.rendered = True
+    current.lock.release()
+    beat.join(5)
+    assert not current.revoked.is_set() and a.renderer.closed == 0
+
+
+def test_closing_a_renderer_whose_pipe_is_already_closed_is_harmless():
+    """The heartbeat thread and the work loop may both close the renderer: the second close must not raise."""
+    renderer = Renderer(timeout_s=5)
+    child = subprocess.Popen(["cat"], stdin=subprocess.PIPE, start_new_session=True)
+    child.stdin.close()  # as a first close() left it, before the child's exit was collected
+    renderer._proc = child
+    renderer.close()  # raised "ValueError: write to closed file" before
+    assert child.wait(5) == 0
