@@ -289,6 +289,8 @@ def _lease_fail(*, lease: FrameLease, error: str) -> None:
     block, _ = JobNodeBlock.objects.get_or_create(job_id=lease.frame.job_id, node_id=lease.node_id)
     JobNodeBlock.objects.filter(pk=block.pk).update(failures=F("failures") + 1)
     failed = FrameLease.objects.filter(frame_id=lease.frame_id, kind=Lease.Kind.RENDER, state=Lease.State.FAILED)
+    if lease.frame.retried_at is not None:  # the artist retried the frame: earlier failures no longer count
+        failed = failed.filter(created_at__gte=lease.frame.retried_at)
     errors = [f"node {n}: {e}" for n, e in failed.values_list("node_id", "error")]
     if failed.values("node_id").distinct().count() >= conf.FRAME_FAILED_NODES:
         _frame_move(lease.frame_id, FrameState.LEASED, FrameState.FAILED, last_error="\n".join(errors)[:4000])

@@ -80,6 +80,13 @@ class JobCancelResponse(serializers.Serializer):
     refunded = serializers.IntegerField(help_text="micro-tokens returned to the wallet")
 
 
+class JobRetryResponse(serializers.Serializer):
+    job = JobSerializer()
+    frames_requeued = serializers.IntegerField()
+    held = serializers.IntegerField(help_text="micro-tokens held in escrow again (a finished job's leftover was "
+                                              "refunded)")
+
+
 class JobErrorResponse(serializers.Serializer):
     error = serializers.CharField()
 
@@ -155,6 +162,20 @@ class JobCancelView(APIView):
         except JobRefused as exc:
             return _refused(exc)
         return Response(JobCancelResponse(outcome).data)
+
+
+class JobRetryFailedView(APIView):
+    @extend_schema(request=None, summary="Send the job's failed frames back to the queue",
+                   responses={200: JobRetryResponse, 400: JobErrorResponse, 402: JobErrorResponse,
+                              404: JobErrorResponse})
+    def post(self, request, job_id: int):
+        try:
+            outcome = services.job_retry_failed(job_id=job_id, owner=request.user)
+        except JobNotFound as exc:
+            return _not_found(exc)
+        except JobRefused as exc:
+            return _refused(exc)
+        return Response(JobRetryResponse(outcome).data)
 
 
 class JobDownloadView(APIView):

@@ -39,6 +39,8 @@ class Job(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     # Leftover refunds made so far; keys the next one (an upheld dispute can reopen a DONE job).
     finish_count = models.IntegerField(default=0)
+    # Retries of failed frames asked by the artist; keys the escrow hold of the next one.
+    retries = models.IntegerField(default=0)
 
     class Meta:
         constraints = [
@@ -101,6 +103,8 @@ class Frame(models.Model):
     settled_at = models.DateTimeField(null=True, blank=True)
     # How often the frame was paid (an upheld dispute re-renders a paid frame); keys each settlement.
     settle_count = models.IntegerField(default=0)
+    # When the artist last sent the failed frame back: failures before it no longer count toward failing it.
+    retried_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -254,6 +254,56 @@ def job_cancel(*, job_id: int, owner) -> JobCancelled:
     return JobCancelled(job, len(cancelled), refund)
 
 
+@dataclass(frozen=True)
+class JobRetried:
+    job: Job
+    frames_requeued: int
+    held: int  # micro-tokens held in escrow again (a finished job's leftover had been refunded)
+
+
+@transaction.atomic
+def job_retry_failed(*, job_id: int, owner) -> JobRetried:
+    """Send a job's failed frames back to the queue, e.g. after the nodes that failed them ran out of memory.
+
+    Failures before the retry no longer count toward failing a frame (nodes blocked for the job stay blocked).
+    A running job's escrow still holds the failed frames' price; a finished job's leftover was refunded, so
+    their price is held again, all or nothing (key hold:job:<id>:retry:<n>).
+    """
+    job = _job_of(job_id=job_id, owner=owner)
+    if job.state not in (JobState.RUNNING, JobState.DONE, JobState.FAILED):
+        raise JobRefused(f"a {job.get_state_display().lower()} job has no failed frames to retry")
+    if wallet_frozen(user=owner):
+        raise JobRefused("your wallet owes tokens after a refunded or disputed top-up: settle it before new work")
+    # Frames first, then the job: the module's lock order.
+    failed = list(Frame.objects.select_for_update().filter(job=job, state=FrameState.FAILED).order_by("pk")
+                  .values_list("pk", "price"))
+    job = Job.objects.select_for_update().get(pk=job.pk)
+    if not failed:
+        raise JobRefused("this job has no failed frames to retry")
+    if job.state not in (JobState.RUNNING, JobState.DONE, JobState.FAILED):  # changed while we waited
+        raise JobRefused(f"this job is {job.get_state_display().lower()} now")
+    now = timezone.now()
+    for frame_id, _ in failed:
+        transition(Frame, pk=frame_id, current=FrameState.FAILED, target=FrameState.QUEUED, table=FRAME_TRANSITIONS,
+                   attempts=0, retried_at=now, last_error="")
+    held = 0
+    if job.state != JobState.RUNNING:
+        held = sum(price for _, price in failed)
+        if held:
+            try:
+                hold_escrow(artist=owner, job_ref=job.escrow_ref, amount=held,
+                            key=f"hold:job:{job.pk}:retry:{job.retries + 1}")
+            except InsufficientFunds as exc:
+                raise FundsInsufficient(f"retrying needs {tokens(held)} tokens in your wallet: top up and retry "
+                                        "again") from exc
+        transition(Job, pk=job.pk, current=job.state, target=JobState.RUNNING, table=JOB_TRANSITIONS,
+                   finished_at=None)
+    Job.objects.filter(pk=job.pk).update(retries=F("retries") + 1)
+    match_frames_soon()
+    job.refresh_from_db()
+    return JobRetried(job, len(failed), held)
+
+
 # --- settling and finishing -----------------------------------------------------------------
 
 @transaction.atomic
@@ -317,7 +367,8 @@ def _job_finish(*, job_id: int) -> bool:
         if job.frames.filter(state__in=FRAME_OPEN).exists():
             return False
     elif job.state in (JobState.QUEUED, JobState.RUNNING):
-        if open_frames:
+        # Read again under the job's lock: a retry may have re-queued failed frames since the read above.
+        if open_frames or job.frames.filter(state__in=FRAME_OPEN).exists():
             return False
         target = JobState.DONE if job.frames.filter(state=FrameState.SETTLED).exists() else JobState.FAILED
         transition(Job, pk=job.pk, current=job.state, target=target, table=JOB_TRANSITIONS,

@@ -36,7 +36,7 @@ FRAME_TRANSITIONS: dict[str, frozenset[str]] = {
     F.RENDERED: frozenset({F.VERIFYING, F.SETTLED, F.QUEUED, F.FAILED}),
     F.VERIFYING: frozenset({F.SETTLED, F.QUEUED, F.FAILED}),
     F.SETTLED: frozenset({F.QUEUED}),  # an upheld dispute sends the frame back to be rendered elsewhere
-    F.FAILED: frozenset(),
+    F.FAILED: frozenset({F.QUEUED}),  # the artist retries it
     F.CANCELLED: frozenset(),
 }
 
@@ -45,7 +45,7 @@ JOB_TRANSITIONS: dict[str, frozenset[str]] = {
     J.QUEUED: frozenset({J.RUNNING, J.DONE, J.FAILED, J.CANCELLED}),
     J.RUNNING: frozenset({J.DONE, J.FAILED, J.CANCELLED}),
     J.DONE: frozenset({J.RUNNING}),  # an upheld dispute re-opens the job
-    J.FAILED: frozenset(),
+    J.FAILED: frozenset({J.RUNNING}),  # the artist retries its failed frames
     J.CANCELLED: frozenset(),
 }
 

@@ -88,6 +88,22 @@ def job_accept(request: HttpRequest, job_id: int) -> HttpResponse:
 
 
 @login_required
+@require_POST
+def job_retry_failed(request: HttpRequest, job_id: int) -> HttpResponse:
+    try:
+        outcome = services.job_retry_failed(job_id=job_id, owner=request.user)
+    except JobNotFound as exc:
+        raise Http404(str(exc)) from exc
+    except JobRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        held = f"; {tokens(outcome.held)} tokens are held in escrow again" if outcome.held else ""
+        messages.success(request, f"{outcome.frames_requeued} failed frame{'s' if outcome.frames_requeued != 1 else ''}"
+                                  f" sent back to the queue{held}.")
+    return redirect("jobs:detail", job_id)
+
+
+@login_required
 def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
     """GET: say what cancelling would stop and refund, and ask to confirm; POST: cancel."""
     if request.method != "POST":

@@ -25,11 +25,11 @@ def test_every_state_has_a_row_in_its_table():
     assert set(JOB_TRANSITIONS) == set(JobState.values)
 
 
-def test_terminal_states_have_no_way_out():
-    for state in (FrameState.FAILED, FrameState.CANCELLED):
-        assert FRAME_TRANSITIONS[state] == frozenset()
-    for state in (JobState.FAILED, JobState.CANCELLED):
-        assert JOB_TRANSITIONS[state] == frozenset()
+def test_terminal_states_have_no_way_out_but_an_artists_retry():
+    assert FRAME_TRANSITIONS[FrameState.CANCELLED] == JOB_TRANSITIONS[JobState.CANCELLED] == frozenset()
+    # Failed is final unless the artist sends the failed frames back (`job_retry_failed`).
+    assert FRAME_TRANSITIONS[FrameState.FAILED] == frozenset({FrameState.QUEUED})
+    assert JOB_TRANSITIONS[JobState.FAILED] == frozenset({JobState.RUNNING})
 
 
 @pytest.mark.parametrize(("current", "target"), ALLOWED_FRAME)
