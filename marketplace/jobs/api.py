@@ -3,8 +3,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from marketplace.api.errors import ServiceErrorView
 from marketplace.jobs import conf, selectors, services
 from marketplace.jobs.downloads import settled_frames_zip
 from marketplace.jobs.errors import FundsInsufficient, JobNotFound, JobRefused
@@ -91,13 +91,10 @@ class JobErrorResponse(serializers.Serializer):
     error = serializers.CharField()
 
 
-def _not_found(exc: JobNotFound) -> Response:
-    return Response({"error": str(exc)}, status=status.HTTP_404_NOT_FOUND)
-
-
-def _refused(exc: JobRefused) -> Response:
-    code = status.HTTP_402_PAYMENT_REQUIRED if isinstance(exc, FundsInsufficient) else status.HTTP_400_BAD_REQUEST
-    return Response({"error": str(exc)}, status=code)
+class JobsView(ServiceErrorView):
+    # The first match wins: a refusal for want of funds is a 402, any other a 400; another artist's job a 404.
+    error_status = ((JobNotFound, status.HTTP_404_NOT_FOUND), (FundsInsufficient, status.HTTP_402_PAYMENT_REQUIRED),
+                    (JobRefused, status.HTTP_400_BAD_REQUEST))
 
 
 def _detail(job: Job) -> dict:
@@ -108,7 +105,7 @@ def _detail(job: Job) -> dict:
     return JobDetailSerializer(job).data
 
 
-class JobListView(APIView):
+class JobListView(JobsView):
     @extend_schema(responses=JobSerializer(many=True), summary="The artist's jobs, newest first")
     def get(self, request):
         return Response(JobSerializer(selectors.jobs_of(owner=request.user), many=True).data)
@@ -118,67 +115,42 @@ class JobListView(APIView):
     def post(self, request):
         data = JobQuoteRequest(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            job = services.job_quote(owner=request.user, **data.validated_data)
-        except JobNotFound as exc:
-            return _not_found(exc)
-        except JobRefused as exc:
-            return _refused(exc)
+        job = services.job_quote(owner=request.user, **data.validated_data)
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
-class JobDetailView(APIView):
+class JobDetailView(JobsView):
     @extend_schema(responses={200: JobDetailSerializer, 404: JobErrorResponse}, summary="A job with its frames")
     def get(self, request, job_id: int):
-        try:
-            job = selectors.job_of(owner=request.user, job_id=job_id)
-        except JobNotFound as exc:
-            return _not_found(exc)
-        return Response(_detail(job))
+        return Response(_detail(selectors.job_of(owner=request.user, job_id=job_id)))
 
 
-class JobAcceptView(APIView):
+class JobAcceptView(JobsView):
     @extend_schema(request=None, summary="Accept a quote: hold its total in escrow and queue the frames",
                    responses={200: JobDetailSerializer, 400: JobErrorResponse, 402: JobErrorResponse,
                               404: JobErrorResponse})
     def post(self, request, job_id: int):
-        try:
-            job = services.job_accept(job_id=job_id, owner=request.user)
-        except JobNotFound as exc:
-            return _not_found(exc)
-        except JobRefused as exc:
-            return _refused(exc)
-        return Response(_detail(job))
+        return Response(_detail(services.job_accept(job_id=job_id, owner=request.user)))
 
 
-class JobCancelView(APIView):
+class JobCancelView(JobsView):
     @extend_schema(request=None, summary="Cancel a job; frames not yet rendered are refunded",
                    responses={200: JobCancelResponse, 400: JobErrorResponse, 404: JobErrorResponse})
     def post(self, request, job_id: int):
-        try:
-            outcome = services.job_cancel(job_id=job_id, owner=request.user)
-        except JobNotFound as exc:
-            return _not_found(exc)
-        except JobRefused as exc:
-            return _refused(exc)
+        outcome = services.job_cancel(job_id=job_id, owner=request.user)
         return Response(JobCancelResponse(outcome).data)
 
 
-class JobRetryFailedView(APIView):
+class JobRetryFailedView(JobsView):
     @extend_schema(request=None, summary="Send the job's failed frames back to the queue",
                    responses={200: JobRetryResponse, 400: JobErrorResponse, 402: JobErrorResponse,
                               404: JobErrorResponse})
     def post(self, request, job_id: int):
-        try:
-            outcome = services.job_retry_failed(job_id=job_id, owner=request.user)
-        except JobNotFound as exc:
-            return _not_found(exc)
-        except JobRefused as exc:
-            return _refused(exc)
+        outcome = services.job_retry_failed(job_id=job_id, owner=request.user)
         return Response(JobRetryResponse(outcome).data)
 
 
-class JobDownloadView(APIView):
+class JobDownloadView(JobsView):
     def perform_content_negotiation(self, request, force=False):
         # The zip is streamed past DRF's renderers: `Accept: application/zip` must not be a 406; errors stay JSON.
         return super().perform_content_negotiation(request, force=True)
@@ -186,8 +158,8 @@ class JobDownloadView(APIView):
     @extend_schema(summary="The settled frames as a zip, streamed (404 until one is settled)",
                    responses={(200, "application/zip"): OpenApiTypes.BINARY, 404: JobErrorResponse})
     def get(self, request, job_id: int):
-        try:
-            job = selectors.job_of(owner=request.user, job_id=job_id)
-        except JobNotFound as exc:
-            return _not_found(exc)
-        return settled_frames_zip(job) or _not_found(JobNotFound("no finished frames to download yet"))
+        job = selectors.job_of(owner=request.user, job_id=job_id)
+        response = settled_frames_zip(job)
+        if response is None:
+            raise JobNotFound("no finished frames to download yet")
+        return response
