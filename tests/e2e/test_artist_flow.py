@@ -11,7 +11,6 @@ from marketplace.jobs.states import JobState
 from marketplace.scenes.models import Scene
 from marketplace.web.templatetags.money import tokens
 from tests.fixtures.money import fund
-from tests.fixtures.personas import PASSWORD
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 M = 1_000_000
@@ -47,16 +46,10 @@ def balance(page, url: str, kind: str) -> str:
     return page.inner_text(f'[data-balance="{kind}"]')
 
 
-def test_upload_quote_accept_see_escrow_cancel_see_refund(browser, live_server, artist, demo_blend):
+def test_upload_quote_accept_see_escrow_cancel_see_refund(login, live_server, artist, demo_blend):
     fund(artist, FUNDS)
     ledger_url = f"{live_server.url}/ledger/"
-    page = browser.new_context().new_page()
-    page.set_default_timeout(60_000)  # the inspection renders the calibration frames before the upload returns
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", artist.username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r"^(?!.*/accounts/login/)"))
+    page = login(artist, timeout_ms=60_000)  # the inspection renders the calibration frames before the upload returns
 
     # Upload through the page's XHR, with its progress bar.
     page.goto(f"{live_server.url}/scenes/upload/")

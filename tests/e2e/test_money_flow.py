@@ -4,7 +4,6 @@ verifier re-renders crops of it, the frame settles; the artist disputes it, an a
 heatmap made from the platform's crops on screen and upholds it; the balances on both sides, read from
 the pages, change as they should, and a second provider's agent renders the frame again.
 """
-import re
 
 import pytest
 
@@ -46,29 +45,18 @@ def second_provider(db):
     return user_create(username="ivy", password=PASSWORD, role=User.Role.PROVIDER)
 
 
-def logged_in(browser, live_server, user):
-    page = browser.new_context().new_page()
-    page.set_default_timeout(20_000)
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r"^(?!.*/accounts/login/)"))
-    return page
-
-
 def shown(page, url: str, balance_kind: str) -> str:
     page.goto(url)
     return page.inner_text(f'[data-balance="{balance_kind}"]')
 
 
-def test_top_up_render_dispute_uphold_and_both_balances(browser, farm, live_server, demo_blend, artist, provider,
+def test_top_up_render_dispute_uphold_and_both_balances(login, farm, live_server, demo_blend, artist, provider,
                                                         second_provider, admin_user):
     wallet_url = f"{live_server.url}/payments/wallet/"
     earnings_url = f"{live_server.url}/payments/earnings/"
 
     # The artist buys 2,000 tokens on the simulated checkout.
-    art = logged_in(browser, live_server, artist)
+    art = login(artist)
     art.goto(wallet_url)
     art.fill("#id_amount", "20")
     art.click("text=Top up")
@@ -103,7 +91,7 @@ def test_top_up_render_dispute_uphold_and_both_balances(browser, farm, live_serv
     share = price - fee_for(price)
     assert shown(art, wallet_url, "artist_wallet") == tokens(TOPUP_TOKENS - price)
     assert art.inner_text('[data-balance="escrow"]') == "0"
-    gpu = logged_in(browser, live_server, provider)
+    gpu = login(provider)
     assert shown(gpu, earnings_url, "provider_pending") == tokens(share)
 
     # The artist disputes it from the job page.
@@ -116,7 +104,7 @@ def test_top_up_render_dispute_uphold_and_both_balances(browser, farm, live_serv
     assert "frozen: under dispute" in gpu.content()
 
     # An admin reviews it: the frame, the platform's crops, the heatmap on screen; and upholds it.
-    admin = logged_in(browser, live_server, admin_user)
+    admin = login(admin_user)
     admin.goto(f"{live_server.url}/disputes/review/")
     admin.click(f"text=frame 1 of job {job.pk}")
     admin.wait_for_function("""() => {
@@ -145,7 +133,7 @@ def test_top_up_render_dispute_uphold_and_both_balances(browser, farm, live_serv
              what="the frame rendered again")
     frame.refresh_from_db()
     assert frame.node.owner_id == second_provider.pk and frame.settle_count == 2
-    ivy = logged_in(browser, live_server, second_provider)
+    ivy = login(second_provider)
     assert shown(ivy, earnings_url, "provider_pending") == tokens(share)
     assert shown(gpu, earnings_url, "provider_pending") == "0"
     assert shown(art, wallet_url, "artist_wallet") == tokens(TOPUP_TOKENS - price)

@@ -1,6 +1,5 @@
 """The new-job form in real Chromium: "Split into tiles" appears only for a still, and a 2x2 split quotes
 four tiles at the whole still's price."""
-import re
 
 import pytest
 
@@ -8,7 +7,6 @@ from marketplace.jobs import conf
 from marketplace.jobs.models import Job
 from marketplace.jobs.services import job_quote
 from tests.fixtures.farm import demo_scene
-from tests.fixtures.personas import PASSWORD
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -21,14 +19,8 @@ def scene(artist, tmp_path_factory):
     return demo_scene(artist, blend)
 
 
-def test_the_tiles_choice_follows_the_frame_range_and_quotes_tiles(browser, live_server, artist, scene):
-    page = browser.new_context().new_page()
-    page.set_default_timeout(20_000)
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", artist.username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r"^(?!.*/accounts/login/)"))
+def test_the_tiles_choice_follows_the_frame_range_and_quotes_tiles(login, live_server, artist, scene):
+    page = login(artist)
 
     page.goto(f"{live_server.url}/jobs/new/?scene={scene.pk}")
     assert page.input_value("#id_frame_end") == "4"
