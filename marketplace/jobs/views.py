@@ -1,4 +1,7 @@
 """Artist pages for jobs. Another user's job or scene is a 404, never a 403 that confirms it exists."""
+from collections.abc import Callable
+from typing import TypeVar
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -13,6 +16,8 @@ from marketplace.jobs.forms import JobQuoteForm
 from marketplace.jobs.models import Job
 from marketplace.jobs.states import JobState
 from marketplace.web.templatetags.money import tokens
+
+T = TypeVar("T")
 
 
 def _job_or_404(request: HttpRequest, job_id: int) -> Job:
@@ -72,35 +77,46 @@ def job_fragment(request: HttpRequest, job_id: int) -> HttpResponse:
     return render(request, "jobs/_live.html", _live_context(_job_or_404(request, job_id)))
 
 
-@login_required
-@require_POST
-def job_accept(request: HttpRequest, job_id: int) -> HttpResponse:
+def _job_action(request: HttpRequest, job_id: int, act: Callable[[], T], success: Callable[[T], str]) -> HttpResponse:
+    """Run a job service for the page: a refusal becomes an error message, someone else's job a 404."""
     try:
-        job = services.job_accept(job_id=job_id, owner=request.user)
+        outcome = act()
     except JobNotFound as exc:
         raise Http404(str(exc)) from exc
     except JobRefused as exc:
         messages.error(request, str(exc))
     else:
-        pieces = f"{job.frames.count()} tiles" if job.tile_side > 1 else f"{job.frames.count()} frames"
-        messages.success(request, f"Accepted: {tokens(job.quote.get('total'))} tokens are held in escrow for {pieces}.")
+        messages.success(request, success(outcome))
     return redirect("jobs:detail", job_id)
+
+
+def _accepted(job: Job) -> str:
+    pieces = f"{job.frames.count()} tiles" if job.tile_side > 1 else f"{job.frames.count()} frames"
+    return f"Accepted: {tokens(job.quote.get('total'))} tokens are held in escrow for {pieces}."
+
+
+def _retried(outcome: services.JobRetried) -> str:
+    held = f"; {tokens(outcome.held)} tokens are held in escrow again" if outcome.held else ""
+    n = outcome.frames_requeued
+    return f"{n} failed frame{'s' if n != 1 else ''} sent back to the queue{held}."
+
+
+def _cancelled(outcome: services.JobCancelled) -> str:
+    return (f"Job cancelled: {outcome.frames_cancelled} frames stopped, {tokens(outcome.refunded)} tokens refunded "
+            "to your wallet.")
+
+
+@login_required
+@require_POST
+def job_accept(request: HttpRequest, job_id: int) -> HttpResponse:
+    return _job_action(request, job_id, lambda: services.job_accept(job_id=job_id, owner=request.user), _accepted)
 
 
 @login_required
 @require_POST
 def job_retry_failed(request: HttpRequest, job_id: int) -> HttpResponse:
-    try:
-        outcome = services.job_retry_failed(job_id=job_id, owner=request.user)
-    except JobNotFound as exc:
-        raise Http404(str(exc)) from exc
-    except JobRefused as exc:
-        messages.error(request, str(exc))
-    else:
-        held = f"; {tokens(outcome.held)} tokens are held in escrow again" if outcome.held else ""
-        messages.success(request, f"{outcome.frames_requeued} failed frame{'s' if outcome.frames_requeued != 1 else ''}"
-                                  f" sent back to the queue{held}.")
-    return redirect("jobs:detail", job_id)
+    return _job_action(request, job_id, lambda: services.job_retry_failed(job_id=job_id, owner=request.user),
+                       _retried)
 
 
 @login_required
@@ -110,16 +126,7 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
         job = _job_or_404(request, job_id)
         return render(request, "jobs/cancel.html", {"job": job, "preview": selectors.cancel_preview(job=job),
                                                     "money": selectors.job_money(job=job)})
-    try:
-        outcome = services.job_cancel(job_id=job_id, owner=request.user)
-    except JobNotFound as exc:
-        raise Http404(str(exc)) from exc
-    except JobRefused as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"Job cancelled: {outcome.frames_cancelled} frames stopped, "
-                                  f"{tokens(outcome.refunded)} tokens refunded to your wallet.")
-    return redirect("jobs:detail", job_id)
+    return _job_action(request, job_id, lambda: services.job_cancel(job_id=job_id, owner=request.user), _cancelled)
 
 
 def _thumbnail(key: str) -> HttpResponse:
