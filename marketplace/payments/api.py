@@ -14,7 +14,7 @@ from marketplace.api.errors import ServiceErrorView
 from marketplace.ledger import selectors as ledger_selectors
 from marketplace.ledger.models import Account
 from marketplace.payments import conf, payouts, selectors, services
-from marketplace.payments.models import Payout, TopUp
+from marketplace.payments.models import Payout
 from marketplace.payments.providers import PaymentsUnavailable
 from marketplace.payments.serializers import (
     EarningsSerializer,
@@ -96,10 +96,7 @@ class TopUpDetailView(ArtistView):
     @extend_schema(responses={200: TopUpSerializer, 404: PaymentErrorResponse},
                    summary="One of the artist's top-ups (poll its state after paying)")
     def get(self, request, ref):
-        topup = TopUp.objects.filter(ref=ref, user=request.user).first()
-        if topup is None:
-            raise Http404("no such top-up")
-        return Response(TopUpSerializer(topup).data)
+        return Response(TopUpSerializer(selectors.topup_of(user=request.user, ref=ref)).data)
 
 
 class EarningsView(ProviderView):

@@ -3,6 +3,7 @@ from datetime import datetime
 
 from django.db.models import Exists, OuterRef, QuerySet, Sum
 from django.db.models.functions import Coalesce
+from django.http import Http404
 
 from marketplace.disputes import conf as dispute_conf
 from marketplace.disputes.models import Dispute
@@ -23,6 +24,14 @@ def frames_due_to_mature(*, cutoff: datetime) -> QuerySet:
             .exclude(Exists(EarningMaturation.objects.filter(frame_id=OuterRef("pk"))))
             .exclude(Exists(Dispute.objects.filter(frame_id=OuterRef("pk"), state=Dispute.State.OPEN)))
             .order_by("settled_at", "pk").values_list("pk", flat=True))
+
+
+def topup_of(*, user, ref) -> TopUp:
+    """The user's own top-up; 404 for anyone else's, so refs reveal nothing."""
+    topup = TopUp.objects.filter(ref=ref, user=user).first()
+    if topup is None:
+        raise Http404("no such top-up")
+    return topup
 
 
 def topups_of(*, user, limit: int = 20) -> QuerySet[TopUp]:

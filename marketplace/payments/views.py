@@ -3,7 +3,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -11,7 +11,6 @@ from marketplace.disputes import selectors as dispute_selectors
 from marketplace.ledger import selectors as ledger_selectors
 from marketplace.payments import conf, payouts, selectors, services
 from marketplace.payments.forms import PayoutForm, TopUpForm
-from marketplace.payments.models import TopUp
 from marketplace.payments.providers import (
     PaymentsUnavailable,
     ProviderError,
@@ -53,13 +52,9 @@ def topup_create(request: HttpRequest) -> HttpResponse:
     return redirect(url)
 
 
-def _own_topup(request: HttpRequest, ref) -> TopUp:
-    return get_object_or_404(TopUp, ref=ref, user=request.user)
-
-
 @login_required
 def topup_return(request: HttpRequest, ref) -> HttpResponse:
-    topup = _own_topup(request, ref)
+    topup = selectors.topup_of(user=request.user, ref=ref)
     template = "payments/_topup_state.html" if request.headers.get("X-Fragment") else "payments/topup_return.html"
     return render(request, template, {"topup": topup})
 
@@ -69,7 +64,7 @@ def dev_checkout(request: HttpRequest, ref) -> HttpResponse:
     """The simulated payment page. Exists only while the dev provider is the active one."""
     if not dev_provider_active():
         raise Http404("simulated payments are off on this server")
-    topup = _own_topup(request, ref)
+    topup = selectors.topup_of(user=request.user, ref=ref)
     if topup.provider != "dev":
         raise Http404("not a simulated payment")
     if request.method == "POST":
