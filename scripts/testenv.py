@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scripts.services import Postgres, Redis, free_port
+from scripts.services import Postgres, Redis, chromium_binary, free_port
 
 
 def run_benches(names: list[str], env: dict) -> int:
@@ -27,6 +27,12 @@ def run_benches(names: list[str], env: dict) -> int:
 
 
 def main() -> int:
+    bench = sys.argv[1:2] == ["--bench"]
+    chromium = "" if bench else chromium_binary()
+    if chromium is None:
+        print("testenv: no Chromium for the browser tests: apt-get install chromium "
+              "(or, with internet access, python -m playwright install chromium)", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory(prefix="market-test-") as tmp:
         os.chmod(tmp, 0o755)
         pg = Postgres(port=free_port(), workdir=Path(tmp) / "pg")
@@ -35,9 +41,10 @@ def main() -> int:
             pg.start()
             redis.start()
             env = dict(os.environ, DATABASE_URL=pg.url, REDIS_URL=f"{redis.url}/0", TEST_REDIS_URL=redis.url,
-                       TEST_REDIS_PORT=str(redis.port), VAR_DIR=str(Path(tmp) / "var"), DEBUG="1")
+                       TEST_REDIS_PORT=str(redis.port), VAR_DIR=str(Path(tmp) / "var"), DEBUG="1",
+                       CHROMIUM_PATH=chromium)
             print(f"testenv: postgres {pg.url}  redis {redis.url}", flush=True)
-            if sys.argv[1:2] == ["--bench"]:
+            if bench:
                 return run_benches(sys.argv[2:], env)
             return subprocess.call([sys.executable, "-m", "pytest", *sys.argv[1:]], env=env)
         finally:

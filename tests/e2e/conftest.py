@@ -1,4 +1,5 @@
-"""Real Chromium (Debian's package) driven by Playwright against pytest-django's live server."""
+"""Real Chromium (Debian's package, or Playwright's own build: `make test` finds one) driven by Playwright against
+pytest-django's live server."""
 import os
 import re
 
@@ -21,7 +22,8 @@ def browser(live_server, settings, tmp_path):
     settings.STORAGES = {**settings.STORAGES, "default": {
         "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}}}
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        executable = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+        chromium = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
         # Inside sync_playwright() Django sees another context (greenlet), hence other connections: close
