@@ -26,7 +26,7 @@ from marketplace.nodes import conf as node_conf
 from marketplace.nodes.models import WorkerNode
 from marketplace.verification import policy
 from marketplace.verification.crops import image_size, noisy_key
-from marketplace.verification.services import canary_frame_for
+from marketplace.verification.services import canary_frame_for, trust_lease_abandoned
 
 log = logging.getLogger("dispatch")
 Lease = FrameLease
@@ -57,7 +57,7 @@ def _frame_move(frame_id: int, current: str, target: str, **fields) -> bool:
 def matchable_nodes():
     cutoff = timezone.now() - timedelta(seconds=node_conf.OFFLINE_AFTER_SECONDS)
     return (WorkerNode.objects.filter(status=Status.IDLE, banned_at=None, last_heartbeat__gte=cutoff)
-            .filter(Q(trust__isnull=True) | Q(trust__banned_at=None))
+            .filter(Q(trust__isnull=True) | Q(trust__banned_at=None), owner__banned_at=None)
             .filter(blender_version__startswith=conf.BLENDER_SERIES))
 
 
@@ -65,10 +65,17 @@ def _frames_for(node: WorkerNode):
     blocked = JobNodeBlock.objects.filter(node=node, failures__gte=conf.NODE_FAILURES_PER_JOB).values("job_id")
     qs = (Frame.objects.filter(state=FrameState.QUEUED, job__state__in=(JobState.QUEUED, JobState.RUNNING),
                                price__gte=node.min_price_per_frame, job__is_canary=False)
-          .exclude(job_id__in=blocked))
+          .exclude(job_id__in=blocked).exclude(job_id__in=_abandoned_jobs(node.pk)))
     if node.device_type != WorkerNode.Device.CPU and node.vram_mb:
         qs = qs.filter(Q(job__quote__vram_mb__isnull=True) | Q(job__quote__vram_mb__lte=node.vram_mb))
     return qs
+
+
+def _abandoned_jobs(node_id: int):
+    """Jobs of which this node let policy.ABANDONS_PER_JOB leases expire or released them: it gets no more."""
+    return (FrameLease.objects.filter(node_id=node_id, state__in=(Lease.State.EXPIRED, Lease.State.RELEASED))
+            .values("frame__job_id").annotate(n=Count("id")).filter(n__gte=policy.ABANDONS_PER_JOB)
+            .values("frame__job_id"))
 
 
 def _pick_frame(node: WorkerNode) -> Frame | None:
@@ -165,7 +172,10 @@ def verify_lease_create(*, frame_id: int, crop: dict, exclude_owner_id: int) -> 
     frame = Frame.objects.select_related("job__scene").get(pk=frame_id)
     # Not a node that failed a check and has not earned trust back; prefer nodes that already have the
     # scene loaded (it rendered this job), since scene loading dominates small crops.
-    candidates = (matchable_nodes().exclude(owner_id=exclude_owner_id)
+    abandoned = (FrameLease.objects.filter(frame__job_id=frame.job_id, state__in=(Lease.State.EXPIRED,
+                                                                                  Lease.State.RELEASED))
+                 .values("node_id").annotate(n=Count("id")).filter(n__gte=policy.ABANDONS_PER_JOB).values("node_id"))
+    candidates = (matchable_nodes().exclude(owner_id=exclude_owner_id).exclude(pk__in=abandoned)
                   .exclude(trust__checks_failed__gt=0, trust__consecutive_passes__lt=policy.TRUSTED_AFTER)
                   .annotate(knows_job=Exists(FrameLease.objects.filter(node=OuterRef("pk"), frame__job=frame.job_id)))
                   .order_by("-knows_job", "last_heartbeat"))
@@ -349,13 +359,15 @@ def _clean_stats(stats: dict) -> dict:
 
 @transaction.atomic
 def lease_release(*, node: WorkerNode, lease_id: int, token: str) -> None:
-    """The agent gives a lease back (shutting down): the frame is requeued without counting a failure."""
+    """The agent gives a lease back (shutting down): the frame is requeued without counting a failure of the
+    frame; the node's abandoned leases count against it (verification.policy.ABANDONS_PER_JOB)."""
     lease = _lease_of_node(node=node, lease_id=lease_id, token=token, lock=True)
     _require_active(lease)
     Lease.objects.filter(pk=lease.pk).update(state=Lease.State.RELEASED, finished_at=timezone.now())
     WorkerNode.objects.filter(pk=node.pk).update(status=Status.IDLE, current_frame=None)
     if lease.kind == Lease.Kind.RENDER:
         _frame_move(lease.frame_id, FrameState.LEASED, FrameState.QUEUED, attempts=F("attempts") - 1)
+    trust_lease_abandoned(node_id=node.pk, frame_id=lease.frame_id, reason=f"{lease.kind} lease {lease.pk} released")
     _after_commit_match()
 
 
@@ -389,6 +401,8 @@ def leases_reap(*, now=None) -> int:
                             last_error=f"lease expired on node {lease.node_id}")
             WorkerNode.objects.filter(pk=lease.node_id, current_frame_id=lease.frame_id).update(
                 current_frame=None, status=Status.IDLE)
+            trust_lease_abandoned(node_id=lease.node_id, frame_id=lease.frame_id,
+                                  reason=f"{lease.kind} lease {lease.pk} expired")
             reaped += 1
     silent = now - timedelta(seconds=node_conf.OFFLINE_AFTER_SECONDS)
     WorkerNode.objects.filter(last_heartbeat__lt=silent).exclude(status=Status.OFFLINE).update(
