@@ -15,6 +15,10 @@ class User(AbstractUser):
     # A ban is the provider's, not one node's: none of its nodes, old or new, gets work (verification.policy).
     banned_at = models.DateTimeField(null=True, blank=True)
 
+    class Meta(AbstractUser.Meta):
+        constraints = [models.UniqueConstraint(fields=["is_platform"], condition=models.Q(is_platform=True),
+                                               name="one_platform_account")]
+
     @property
     def is_artist(self) -> bool:
         return self.role == self.Role.ARTIST

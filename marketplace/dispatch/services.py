@@ -104,7 +104,8 @@ def manifest_for(frame: Frame, *, node: WorkerNode, crop: dict | None = None) ->
     job = frame.job
     scene = job.scene
     manifest = {
-        "job": job.pk, "frame_id": frame.pk, "frame": frame.number, "samples": job.samples, "seed": job.seed,
+        # No job or frame id: nothing that names the job reaches a node (a canary could be told apart by it).
+        "frame": frame.number, "samples": job.samples, "seed": job.seed,
         "resolution_x": job.resolution_x, "resolution_y": job.resolution_y, "file_format": job.output_format,
         "use_denoising": job.use_denoising, "camera": scene.report.get("active_camera") or "",
         "device": node.device_type, "blender_series": conf.BLENDER_SERIES,
@@ -118,9 +119,10 @@ def manifest_for(frame: Frame, *, node: WorkerNode, crop: dict | None = None) ->
 
 def result_key_for(*, manifest: dict, frame_id: int) -> str:
     """Where the agent uploads a new lease's image. A random name makes it unique per lease and lets it be
-    known before the row exists (one INSERT, no follow-up UPDATE)."""
+    known before the row exists (one INSERT, no follow-up UPDATE). It names no job (the upload URL carries it
+    readable to the node); `frame_id` is kept by the lease row, not the key."""
     ext = "exr" if manifest.get("file_format") == "OPEN_EXR" else "png"  # crops may be either
-    return f"results/job{manifest['job']}/frame{frame_id}/{secrets.token_hex(12)}.{ext}"
+    return f"results/{secrets.token_hex(16)}.{ext}"
 
 
 @dataclass(frozen=True)

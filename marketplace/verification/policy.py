@@ -108,3 +108,20 @@ def audit_share() -> float:
     from django.conf import settings
 
     return float(getattr(settings, "VERIFICATION_AUDIT_SHARE", AUDIT_SHARE))
+
+
+# Canaries must not be told apart from artist work. A canary job copies the shape of an artist job drawn at
+# random from the CANARY_TEMPLATE_JOBS most recent ones (seed, .blend file name, resolution, samples, frame
+# numbers, format): 200 spreads the draw over many artists while following the market as it changes.
+CANARY_TEMPLATE_JOBS = 200
+# The platform renders every canary frame whole, once, on its own CPU, so only artist jobs of at most this many
+# million pixel-samples per frame are copied (VERIFICATION_CANARY_MAX_MEGASAMPLES). Default 100: about a
+# minute per frame on the 2-core calibration CPU (1.7 M pixel-samples/s, jobs.conf CALIBRATION_BENCH_SCORE), so
+# a 6-frame canary costs the platform minutes, not hours. Larger jobs are never imitated: see README (Security).
+CANARY_MAX_MEGASAMPLES = 100
+
+
+def canary_max_megasamples() -> int:
+    from django.conf import settings
+
+    return int(getattr(settings, "VERIFICATION_CANARY_MAX_MEGASAMPLES", CANARY_MAX_MEGASAMPLES))

@@ -402,7 +402,9 @@ def _canary_check(*, frame: Frame, lease: FrameLease) -> FrameCheck | None:
         check = FrameCheck.objects.create(
             frame=frame, render_lease=lease, node_id=lease.node_id, kind=FrameCheck.Kind.CANARY, state=state,
             check_rate=node_trust_get(node_id=lease.node_id).check_rate, decided_at=now,
-            reason=("canary matched its known answer" if result.passed else f"canary differs: {result.summary}"))
+            # Worded like any check: the node's owner reads it on the node page and must not learn it was a canary.
+            reason=("the frame matched its re-render" if result.passed
+                    else f"the frame differs from its re-render: {result.summary}"))
         CropCheck.objects.create(frame_check=check, crop=whole.as_dict(), state=state, decided_at=now,
                                  dispatched_at=now, verifier=CropCheck.Verifier.PLATFORM, metrics=result.metrics,
                                  reference_key=answer.answer_key, reason=result.summary[:2000])
