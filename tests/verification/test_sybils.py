@@ -158,8 +158,12 @@ def test_deleting_a_node_revokes_its_broker_user_but_not_while_it_works(funded_a
     assert not node_delete(owner=outsider, node_id=node.pk)  # not theirs: nothing happens
     assert broker_user(node) is not None
 
+    refused = bearer(provider).delete(f"/api/v1/nodes/{node.pk}/")
+    assert refused.status_code == 409 and "working" in refused.json()["error"]
+    assert bearer(outsider).delete(f"/api/v1/nodes/{node.pk}/").status_code in (403, 404)
+
     dispatch.lease_release(node=node, lease_id=lease.pk, token=delivery.token)
-    assert node_delete(owner=provider, node_id=node.pk)
+    assert bearer(provider).delete(f"/api/v1/nodes/{node.pk}/").status_code == 204
     assert not WorkerNode.objects.filter(pk=node.pk).exists()
     assert broker_user(node) is None
     with pytest.raises(redis.exceptions.AuthenticationError):
