@@ -141,3 +141,13 @@ def test_the_node_pages_show_no_job_id_and_no_canary(provider, admin_user, monke
     admin.login(username=admin_user.username, password=PASSWORD)
     seen_by_admin = admin.get(f"/verification/nodes/{node.pk}/").content.decode()
     assert "Canary failed" in seen_by_admin and f"frame 1 of job {job.pk}" in seen_by_admin
+
+
+def test_canary_jobs_created_with_bpy_follow_an_artist_jobs_shape(funded_artist):
+    artist_job(funded_artist)
+    job = canaries.canary_jobs_create(count=1, frames=2, resolution=(320, 180), samples=32)[0]
+    assert (job.resolution_x, job.resolution_y, job.samples, job.seed, job.output_format) == (
+        48, 36, 16, 0, "OPEN_EXR")
+    assert job.frame_numbers == [101, 102] and job.scene.blend_path == "shot_010_v3.blend"
+    assert job.scene.report["frame_start"] == 101 and job.state == "queued"
+    assert CanaryAnswer.objects.filter(frame__job=job).count() == 2  # answered by the platform's own render
