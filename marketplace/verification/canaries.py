@@ -81,8 +81,8 @@ def canary_shape(*, frames: int, resolution: tuple[int, int], samples: int) -> C
                            frame_step=1, frames=frames, output_format=Job.Output.PNG, blend_name="scene.blend")
     job = secrets.choice(recent)
     return CanaryShape(width=job.resolution_x, height=job.resolution_y, samples=job.samples, seed=job.seed,
-                       frame_start=job.frame_start, frame_step=job.frame_step,
-                       frames=min(frames, len(job.frame_numbers)), output_format=job.output_format,
+                       frame_start=job.frame_start, frame_step=job.frame_step, output_format=job.output_format,
+                       frames=min(frames, (job.frame_end - job.frame_start) // job.frame_step + 1),
                        blend_name=PurePosixPath(job.scene.blend_path).name or "scene.blend")
 
 
