@@ -83,7 +83,13 @@ def canary_shape(*, frames: int, resolution: tuple[int, int], samples: int) -> C
     return CanaryShape(width=job.resolution_x, height=job.resolution_y, samples=job.samples, seed=job.seed,
                        frame_start=job.frame_start, frame_step=job.frame_step, output_format=job.output_format,
                        frames=min(frames, (job.frame_end - job.frame_start) // job.frame_step + 1),
-                       blend_name=PurePosixPath(job.scene.blend_path).name or "scene.blend")
+                       blend_name=_blend_name(job.scene.blend_path))
+
+
+def _blend_name(path: str) -> str:
+    # Only a plain file name: it becomes a path in the platform's temp dir.
+    name = PurePosixPath(path).name
+    return name if name.endswith(".blend") and not name.startswith(".") and "\\" not in name else "scene.blend"
 
 
 @transaction.atomic
