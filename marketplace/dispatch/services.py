@@ -385,6 +385,26 @@ def leases_revoke_for_frames(*, frame_ids: list[int]) -> int:
         state=Lease.State.REVOKED, finished_at=timezone.now())
 
 
+def leases_revoke_for_nodes(*, node_ids: list[int]) -> int:
+    """Close the active leases of these nodes at once (their provider was banned) and requeue their frames;
+    a late report then gets a clear refusal. Returns how many leases were closed."""
+    revoked = 0
+    # SKIP LOCKED: a lease that a report or the reaper holds right now is being closed by them (and waiting for
+    # it could deadlock with the reaper, which takes the node's trust row after the lease).
+    for lease in _locking(FrameLease.objects.filter(node_id__in=node_ids, state=Lease.State.ACTIVE)):
+        if not Lease.objects.filter(pk=lease.pk, state=Lease.State.ACTIVE).update(state=Lease.State.REVOKED,
+                                                                                  finished_at=timezone.now()):
+            continue
+        if lease.kind == Lease.Kind.RENDER:
+            _frame_move(lease.frame_id, FrameState.LEASED, FrameState.QUEUED,
+                        last_error=f"the provider of node {lease.node_id} was banned")
+        revoked += 1
+    WorkerNode.objects.filter(pk__in=node_ids).update(current_frame=None)
+    if revoked:
+        _after_commit_match()
+    return revoked
+
+
 # --- reaper ---------------------------------------------------------------------------------
 
 def leases_reap(*, now=None) -> int:

@@ -83,15 +83,17 @@ def trust_record(*, node_id: int, passed: bool, reason: str, frame_id: int | Non
 
 
 def _account_ban(*, node_id: int) -> None:
-    """A ban is the provider's (policy): ban its account and take broker access from all of its nodes."""
+    """A ban is the provider's (policy): ban its account, close its nodes' leases, take their broker access."""
     from marketplace.accounts.services import user_ban
     from marketplace.dispatch import queues
+    from marketplace.dispatch.services import leases_revoke_for_nodes
     from marketplace.nodes.models import WorkerNode
 
     owner_id = WorkerNode.objects.filter(pk=node_id).values_list("owner_id", flat=True).get()
     user_ban(user_id=owner_id)
-    queues.nodes_broker_revoke_on_commit(
-        node_ids=list(WorkerNode.objects.filter(owner_id=owner_id).values_list("pk", flat=True)))
+    node_ids = list(WorkerNode.objects.filter(owner_id=owner_id).values_list("pk", flat=True))
+    leases_revoke_for_nodes(node_ids=node_ids)  # its frames go back to the queue now, not at lease expiry
+    queues.nodes_broker_revoke_on_commit(node_ids=node_ids)
 
 
 @transaction.atomic

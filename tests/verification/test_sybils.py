@@ -88,18 +88,24 @@ def test_a_node_that_abandons_two_leases_of_a_job_gets_no_more_of_its_frames_and
 # --- bans are the account's -------------------------------------------------------------------------
 
 def test_a_ban_stops_every_node_of_the_provider_and_its_new_ones(funded_artist, provider):
-    make_queued_job(funded_artist, frames=4)
+    job = make_queued_job(funded_artist, frames=4)
     cheat, _ = make_node(provider, name="cheat")
     sibling, sibling_token = make_node(provider, name="sibling")
     for node in (cheat, sibling):
         queues.node_broker_url(node_id=node.pk)
         assert broker_user(node) is not None
+    held, held_delivery = lease_job_frame(sibling, job)  # the sibling is rendering a frame when the ban falls
 
     for i in range(policy.BAN_AFTER_FAILURES):
         services.trust_record(node_id=cheat.pk, passed=False, reason=f"crop {i} differs")
 
     provider.refresh_from_db()
     assert provider.banned_at is not None
+    held.refresh_from_db()
+    assert held.state == FrameLease.State.REVOKED and held.frame.state == FrameState.QUEUED  # back in the queue
+    with pytest.raises(dispatch.LeaseRefused, match="revoked"):
+        dispatch.lease_report(node=sibling, lease_id=held.pk, token=held_delivery.token, ok=True)
+    WorkerNode.objects.filter(pk=sibling.pk).update(status=WorkerNode.Status.IDLE)
     assert dispatch.lease_create_for_node(node_id=sibling.pk) is None  # the other node gets no work
     assert dispatch.match_frames() == 0
     assert broker_user(cheat) is None and broker_user(sibling) is None  # no broker access left
