@@ -8,7 +8,7 @@ from marketplace.accounts.models import ApiToken, User
 class MarketUserAdmin(UserAdmin):
     list_display = ("username", "email", "role", "is_active", "date_joined")
     list_filter = ("role", "is_active")
-    fieldsets = (*UserAdmin.fieldsets, ("Marketplace", {"fields": ("role",)}))
+    fieldsets = (*UserAdmin.fieldsets, ("Marketplace", {"fields": ("role", "is_platform", "banned_at")}))
 
 
 @admin.register(ApiToken)

@@ -9,6 +9,15 @@ class User(AbstractUser):
         ADMIN = "admin", "Admin"
 
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.ARTIST)
+    # A reserved account of the platform itself (it owns the canary jobs). Found by this flag, never by its
+    # name; it has no usable password and no token, so nobody can log in as it or sign up as it.
+    is_platform = models.BooleanField(default=False)
+    # A ban is the provider's, not one node's: none of its nodes, old or new, gets work (verification.policy).
+    banned_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(AbstractUser.Meta):
+        constraints = [models.UniqueConstraint(fields=["is_platform"], condition=models.Q(is_platform=True),
+                                               name="one_platform_account")]
 
     @property
     def is_artist(self) -> bool:

@@ -39,3 +39,8 @@ def api_token_authenticate(*, plaintext: str) -> User | None:
 @transaction.atomic
 def api_token_revoke(*, user: User, token_id: int) -> bool:
     return bool(ApiToken.objects.filter(pk=token_id, user=user, revoked_at=None).update(revoked_at=timezone.now()))
+
+
+def user_ban(*, user_id: int) -> bool:
+    """Ban a provider account (its nodes get no more work: verification.policy). True the first time only."""
+    return bool(User.objects.filter(pk=user_id, banned_at=None).update(banned_at=timezone.now()))

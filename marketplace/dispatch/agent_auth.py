@@ -16,6 +16,8 @@ class NodeTokenAuthentication(authentication.BaseAuthentication):
         node = node_authenticate(plaintext=header[len(self.keyword) + 1:])
         if node is None:
             raise exceptions.AuthenticationFailed("invalid node token")
+        if node.owner.banned_at is not None:  # no broker user, lease or report for a banned provider's nodes
+            raise exceptions.PermissionDenied("this provider account is banned from the market")
         return node.owner, node
 
     def authenticate_header(self, request) -> str:

@@ -7,14 +7,17 @@ each node's Redis ACL user touch only `agent:node:<id>:*`. Delivery is at-least-
 decides who owns a frame, so a duplicate or forged message changes nothing.
 """
 import json
+import logging
 import secrets
 from urllib.parse import urlparse, urlunparse
 
 import redis
 from django.conf import settings
+from django.db import transaction
 
 from marketplace.dispatch import conf
 
+log = logging.getLogger("dispatch")
 _client: redis.Redis | None = None
 
 
@@ -51,3 +54,17 @@ def node_broker_url(*, node_id: int) -> str:
 def node_broker_revoke(*, node_id: int) -> None:
     if conf.AGENT_BROKER_ACL:
         agent_redis().execute_command("ACL", "DELUSER", f"node-{node_id}")
+
+
+def nodes_broker_revoke_on_commit(*, node_ids: list[int]) -> None:
+    """After the current transaction commits, delete these nodes' broker users (a banned or deleted node keeps
+    no access to the agent broker). A broker that is down is only logged: its users die with its memory, and
+    `node_broker_url` is the only way to create one again."""
+    def revoke() -> None:
+        for node_id in node_ids:
+            try:
+                node_broker_revoke(node_id=node_id)
+            except redis.RedisError as exc:
+                log.error("event=broker_revoke_failed node=%s error=%s", node_id, exc)
+
+    transaction.on_commit(revoke)

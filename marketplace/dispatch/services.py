@@ -26,7 +26,7 @@ from marketplace.nodes import conf as node_conf
 from marketplace.nodes.models import WorkerNode
 from marketplace.verification import policy
 from marketplace.verification.crops import image_size, noisy_key
-from marketplace.verification.services import canary_frame_for
+from marketplace.verification.services import canary_frame_for, trust_lease_abandoned
 
 log = logging.getLogger("dispatch")
 Lease = FrameLease
@@ -57,7 +57,7 @@ def _frame_move(frame_id: int, current: str, target: str, **fields) -> bool:
 def matchable_nodes():
     cutoff = timezone.now() - timedelta(seconds=node_conf.OFFLINE_AFTER_SECONDS)
     return (WorkerNode.objects.filter(status=Status.IDLE, banned_at=None, last_heartbeat__gte=cutoff)
-            .filter(Q(trust__isnull=True) | Q(trust__banned_at=None))
+            .filter(Q(trust__isnull=True) | Q(trust__banned_at=None), owner__banned_at=None)
             .filter(blender_version__startswith=conf.BLENDER_SERIES))
 
 
@@ -65,10 +65,17 @@ def _frames_for(node: WorkerNode):
     blocked = JobNodeBlock.objects.filter(node=node, failures__gte=conf.NODE_FAILURES_PER_JOB).values("job_id")
     qs = (Frame.objects.filter(state=FrameState.QUEUED, job__state__in=(JobState.QUEUED, JobState.RUNNING),
                                price__gte=node.min_price_per_frame, job__is_canary=False)
-          .exclude(job_id__in=blocked))
+          .exclude(job_id__in=blocked).exclude(job_id__in=_abandoned_jobs(node.pk)))
     if node.device_type != WorkerNode.Device.CPU and node.vram_mb:
         qs = qs.filter(Q(job__quote__vram_mb__isnull=True) | Q(job__quote__vram_mb__lte=node.vram_mb))
     return qs
+
+
+def _abandoned_jobs(node_id: int):
+    """Jobs of which this node let policy.ABANDONS_PER_JOB leases expire or released them: it gets no more."""
+    return (FrameLease.objects.filter(node_id=node_id, state__in=(Lease.State.EXPIRED, Lease.State.RELEASED))
+            .values("frame__job_id").annotate(n=Count("id")).filter(n__gte=policy.ABANDONS_PER_JOB)
+            .values("frame__job_id"))
 
 
 def _pick_frame(node: WorkerNode) -> Frame | None:
@@ -97,7 +104,8 @@ def manifest_for(frame: Frame, *, node: WorkerNode, crop: dict | None = None) ->
     job = frame.job
     scene = job.scene
     manifest = {
-        "job": job.pk, "frame_id": frame.pk, "frame": frame.number, "samples": job.samples, "seed": job.seed,
+        # No job or frame id: nothing that names the job reaches a node (a canary could be told apart by it).
+        "frame": frame.number, "samples": job.samples, "seed": job.seed,
         "resolution_x": job.resolution_x, "resolution_y": job.resolution_y, "file_format": job.output_format,
         "use_denoising": job.use_denoising, "camera": scene.report.get("active_camera") or "",
         "device": node.device_type, "blender_series": conf.BLENDER_SERIES,
@@ -111,9 +119,10 @@ def manifest_for(frame: Frame, *, node: WorkerNode, crop: dict | None = None) ->
 
 def result_key_for(*, manifest: dict, frame_id: int) -> str:
     """Where the agent uploads a new lease's image. A random name makes it unique per lease and lets it be
-    known before the row exists (one INSERT, no follow-up UPDATE)."""
+    known before the row exists (one INSERT, no follow-up UPDATE). It names no job (the upload URL carries it
+    readable to the node); `frame_id` is kept by the lease row, not the key."""
     ext = "exr" if manifest.get("file_format") == "OPEN_EXR" else "png"  # crops may be either
-    return f"results/job{manifest['job']}/frame{frame_id}/{secrets.token_hex(12)}.{ext}"
+    return f"results/{secrets.token_hex(16)}.{ext}"
 
 
 @dataclass(frozen=True)
@@ -165,7 +174,10 @@ def verify_lease_create(*, frame_id: int, crop: dict, exclude_owner_id: int) -> 
     frame = Frame.objects.select_related("job__scene").get(pk=frame_id)
     # Not a node that failed a check and has not earned trust back; prefer nodes that already have the
     # scene loaded (it rendered this job), since scene loading dominates small crops.
-    candidates = (matchable_nodes().exclude(owner_id=exclude_owner_id)
+    abandoned = (FrameLease.objects.filter(frame__job_id=frame.job_id, state__in=(Lease.State.EXPIRED,
+                                                                                  Lease.State.RELEASED))
+                 .values("node_id").annotate(n=Count("id")).filter(n__gte=policy.ABANDONS_PER_JOB).values("node_id"))
+    candidates = (matchable_nodes().exclude(owner_id=exclude_owner_id).exclude(pk__in=abandoned)
                   .exclude(trust__checks_failed__gt=0, trust__consecutive_passes__lt=policy.TRUSTED_AFTER)
                   .annotate(knows_job=Exists(FrameLease.objects.filter(node=OuterRef("pk"), frame__job=frame.job_id)))
                   .order_by("-knows_job", "last_heartbeat"))
@@ -349,13 +361,15 @@ def _clean_stats(stats: dict) -> dict:
 
 @transaction.atomic
 def lease_release(*, node: WorkerNode, lease_id: int, token: str) -> None:
-    """The agent gives a lease back (shutting down): the frame is requeued without counting a failure."""
+    """The agent gives a lease back (shutting down): the frame is requeued without counting a failure of the
+    frame; the node's abandoned leases count against it (verification.policy.ABANDONS_PER_JOB)."""
     lease = _lease_of_node(node=node, lease_id=lease_id, token=token, lock=True)
     _require_active(lease)
     Lease.objects.filter(pk=lease.pk).update(state=Lease.State.RELEASED, finished_at=timezone.now())
     WorkerNode.objects.filter(pk=node.pk).update(status=Status.IDLE, current_frame=None)
     if lease.kind == Lease.Kind.RENDER:
         _frame_move(lease.frame_id, FrameState.LEASED, FrameState.QUEUED, attempts=F("attempts") - 1)
+    trust_lease_abandoned(node_id=node.pk, frame_id=lease.frame_id, reason=f"{lease.kind} lease {lease.pk} released")
     _after_commit_match()
 
 
@@ -369,6 +383,26 @@ def leases_revoke_for_frames(*, frame_ids: list[int]) -> int:
     """Close active leases of frames that were cancelled; a late report then gets a clear refusal."""
     return FrameLease.objects.filter(frame_id__in=frame_ids, state=Lease.State.ACTIVE).update(
         state=Lease.State.REVOKED, finished_at=timezone.now())
+
+
+def leases_revoke_for_nodes(*, node_ids: list[int]) -> int:
+    """Close the active leases of these nodes at once (their provider was banned) and requeue their frames;
+    a late report then gets a clear refusal. Returns how many leases were closed."""
+    revoked = 0
+    # SKIP LOCKED: a lease that a report or the reaper holds right now is being closed by them (and waiting for
+    # it could deadlock with the reaper, which takes the node's trust row after the lease).
+    for lease in _locking(FrameLease.objects.filter(node_id__in=node_ids, state=Lease.State.ACTIVE)):
+        if not Lease.objects.filter(pk=lease.pk, state=Lease.State.ACTIVE).update(state=Lease.State.REVOKED,
+                                                                                  finished_at=timezone.now()):
+            continue
+        if lease.kind == Lease.Kind.RENDER:
+            _frame_move(lease.frame_id, FrameState.LEASED, FrameState.QUEUED,
+                        last_error=f"the provider of node {lease.node_id} was banned")
+        revoked += 1
+    WorkerNode.objects.filter(pk__in=node_ids).update(current_frame=None)
+    if revoked:
+        _after_commit_match()
+    return revoked
 
 
 # --- reaper ---------------------------------------------------------------------------------
@@ -389,6 +423,8 @@ def leases_reap(*, now=None) -> int:
                             last_error=f"lease expired on node {lease.node_id}")
             WorkerNode.objects.filter(pk=lease.node_id, current_frame_id=lease.frame_id).update(
                 current_frame=None, status=Status.IDLE)
+            trust_lease_abandoned(node_id=lease.node_id, frame_id=lease.frame_id,
+                                  reason=f"{lease.kind} lease {lease.pk} expired")
             reaped += 1
     silent = now - timedelta(seconds=node_conf.OFFLINE_AFTER_SECONDS)
     WorkerNode.objects.filter(last_heartbeat__lt=silent).exclude(status=Status.OFFLINE).update(

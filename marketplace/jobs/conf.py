@@ -35,6 +35,11 @@ DEFAULTS: dict[str, Any] = {
     "MIN_TILE_SIDE": 32,
     # How far back the beat sweep (jobs.assemble_missing) looks for tiled stills left unassembled.
     "ASSEMBLY_SWEEP_HOURS": 24,
+    # How many times an artist may send a job's failed frames back to the queue. Failed renders are never
+    # paid, so every retry of a frame that fails again costs providers up to DISPATCH_FRAME_FAILED_NODES (3)
+    # unpaid renders; 3 retries bound that at 3 + 3 x 3 = 12 unpaid renders per frame, and leave room to
+    # fix a scene twice (or wait out a bad batch of nodes) before the artist must start a new job.
+    "MAX_RETRIES": 3,
 }
 # The renderer's smallest image side (scenes refuse smaller scenes too).
 MIN_SIDE = 4

@@ -280,6 +280,9 @@ def job_retry_failed(*, job_id: int, owner) -> JobRetried:
     job = Job.objects.select_for_update().get(pk=job.pk)
     if not failed:
         raise JobRefused("this job has no failed frames to retry")
+    if job.retries >= conf.MAX_RETRIES:
+        raise JobRefused(f"this job's failed frames were retried {job.retries} times already, the most a job "
+                         f"allows ({conf.MAX_RETRIES}): fix the scene and submit a new job")
     if job.state not in (JobState.RUNNING, JobState.DONE, JobState.FAILED):  # changed while we waited
         raise JobRefused(f"this job is {job.get_state_display().lower()} now")
     now = timezone.now()

@@ -33,3 +33,15 @@ class NodeListView(APIView):
         except services.NodeError as exc:
             return Response({"error": str(exc)}, status=status.HTTP_403_FORBIDDEN)
         return Response({**NodeSerializer(node).data, "token": token}, status=status.HTTP_201_CREATED)
+
+
+class NodeDetailView(APIView):
+    @extend_schema(responses={204: None}, summary="Delete one of the provider's nodes (revokes its broker user)")
+    def delete(self, request, node_id: int):
+        try:
+            deleted = services.node_delete(owner=request.user, node_id=node_id)
+        except services.NodeError as exc:
+            return Response({"error": str(exc)}, status=status.HTTP_409_CONFLICT)
+        if not deleted:
+            return Response({"error": "no such node"}, status=status.HTTP_404_NOT_FOUND)
+        return Response(status=status.HTTP_204_NO_CONTENT)

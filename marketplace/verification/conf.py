@@ -10,5 +10,5 @@ PLATFORM_RENDER_TIMEOUT_S = getattr(settings, "VERIFICATION_PLATFORM_RENDER_TIME
 RESUME_AFTER_S = getattr(settings, "VERIFICATION_RESUME_AFTER_S", 60)
 # A platform crop still pending this long after it was enqueued (lost message, dead worker) is enqueued again.
 PLATFORM_RESUME_AFTER_S = getattr(settings, "VERIFICATION_PLATFORM_RESUME_AFTER_S", 900)
-# The account that owns canary jobs.
+# The name prefix of the platform account that owns canary jobs (found by User.is_platform, never by name).
 CANARY_USERNAME = getattr(settings, "VERIFICATION_CANARY_USERNAME", "platform-canaries")

@@ -25,6 +25,7 @@ class TrustEvent(models.Model):
         FAIL = "fail", "Check failed"
         CANARY_FAIL = "canary_fail", "Canary failed"
         DISPUTE_UPHELD = "dispute_upheld", "Dispute upheld"
+        ABANDONED = "abandoned", "Lease expired or released"
         BAN = "ban", "Banned"
 
     node = models.ForeignKey("nodes.WorkerNode", on_delete=models.CASCADE, related_name="trust_events")

@@ -43,3 +43,85 @@ def check_rate(*, consecutive_passes: int) -> float:
 
 def canary_rate(*, check_rate: float) -> float:
     return check_rate * CANARY_SHARE
+
+
+# --- sybils, hoarding and collusion ------------------------------------------------------------------
+#
+# The rules above make one node earn trust. These make it expensive to get around them with many nodes, many
+# accounts, or leases that are taken and never rendered. Settings (Django settings, read when used, so a
+# deployment or a test can change them) are named where they exist; the other numbers are fixed here.
+
+# A lease that expires (the agent went silent) or is released (the agent gave it back) is an abandoned lease.
+# Honest agents abandon some (a crash, a reboot, a shutdown that releases its frame), so one is not a failure;
+# but a node that takes frames and sits on them holds the market's work for LEASE_SECONDS each time. After
+# ABANDONS_PER_JOB abandoned leases of one job the node gets no more of that job's frames: one abandon is an
+# accident, the second on the same job says the node cannot or will not render it. Lower than dispatch's
+# NODE_FAILURES_PER_JOB (3 reported failures) because abandoning costs the node nothing to do (no upload,
+# no report) while a reported failure at least ends the lease at once.
+ABANDONS_PER_JOB = 2
+# Each abandoned lease also costs the node HALVE_EVERY consecutive passes: one halving of its check rate
+# is undone (a node at the 10 % floor goes back to 20 % for ten passes), so hoarding buys more checks. It is
+# not a failed check and never bans: a crash is not a cheat.
+ABANDON_PASSES_LOST = HALVE_EVERY
+
+
+def after_abandon(*, consecutive_passes: int) -> int:
+    """The node's streak after one abandoned lease."""
+    return max(0, consecutive_passes - ABANDON_PASSES_LOST)
+
+
+def is_trusted(*, consecutive_passes: int) -> bool:
+    """Trust is earned: TRUSTED_AFTER checks passed in a row (the check rate is 1 until then)."""
+    return consecutive_passes >= TRUSTED_AFTER
+
+
+# A ban (BAN_AFTER_FAILURES failed checks) is the provider account's, not the node's: its other nodes and
+# any node it registers later get no work, so a cheat cannot start again with a new node token.
+#
+# A provider's new node starts untrusted (check rate 1, every frame checked) and a provider may hold at most
+# VERIFICATION_MAX_UNTRUSTED_NODES untrusted nodes at a time; another slot opens when one of them earns trust
+# (TRUSTED_AFTER passes in a row) or is deleted. Default 3: enough for an honest owner to register a small
+# rig or a few machines at once, while a sybil farm of hundreds of nodes, each checked on every frame and each
+# a chance to be caught, must earn trust three at a time (30 checked frames per slot cycle).
+MAX_UNTRUSTED_NODES = 3
+
+
+def max_untrusted_nodes() -> int:
+    from django.conf import settings
+
+    return int(getattr(settings, "VERIFICATION_MAX_UNTRUSTED_NODES", MAX_UNTRUSTED_NODES))
+
+
+# Collusion: two accounts of one cheat verify each other's crops and both say "match". A crop that another
+# provider's node verified as matching is therefore re-rendered by the platform as well, with probability
+# VERIFICATION_AUDIT_SHARE (CSPRNG, decided after the node's report, so nobody can tell an audited crop).
+# Default 10 %: every crop a colluding node vouches for is audited with probability 0.1, so a pair escapes
+# with probability 0.9^n after n vouched crops: 35 % after 10, under 5 % after 29 (under four checks if the
+# accomplice verified all CROPS_PER_CHECK = 8 crops of each). A cheat's crops that went to the platform or to
+# an honest node catch it anyway. The cost: the platform re-renders 10 % of node-verified crops, at most
+# 0.10 x 19.4 % = 1.9 % of a render per checked frame (check cost measured above), 0.2 % at the FLOOR rate.
+# A verifier caught agreeing with a cheat is failed like a cheat: a failed check, towards its ban.
+AUDIT_SHARE = 0.10
+
+
+def audit_share() -> float:
+    from django.conf import settings
+
+    return float(getattr(settings, "VERIFICATION_AUDIT_SHARE", AUDIT_SHARE))
+
+
+# Canaries must not be told apart from artist work. A canary job copies the shape of an artist job drawn at
+# random from the CANARY_TEMPLATE_JOBS most recent ones (seed, .blend file name, resolution, samples, frame
+# numbers, format): 200 spreads the draw over many artists while following the market as it changes.
+CANARY_TEMPLATE_JOBS = 200
+# The platform renders every canary frame whole, once, on its own CPU, so only artist jobs of at most this many
+# million pixel-samples per frame are copied (VERIFICATION_CANARY_MAX_MEGASAMPLES). Default 100: about a
+# minute per frame on the 2-core calibration CPU (1.7 M pixel-samples/s, jobs.conf CALIBRATION_BENCH_SCORE), so
+# a 6-frame canary costs the platform minutes, not hours. Larger jobs are never imitated: see README (Security).
+CANARY_MAX_MEGASAMPLES = 100
+
+
+def canary_max_megasamples() -> int:
+    from django.conf import settings
+
+    return int(getattr(settings, "VERIFICATION_CANARY_MAX_MEGASAMPLES", CANARY_MAX_MEGASAMPLES))

@@ -56,8 +56,10 @@ def node_verification(*, user, node_id: int, limit: int = 50) -> NodeVerificatio
     node = nodes.filter(pk=node_id).first()
     if node is None:
         raise Http404("no such node")
-    checks = (FrameCheck.objects.filter(node=node).exclude(kind=FrameCheck.Kind.SKIPPED)
-              .select_related("frame").prefetch_related("crops").order_by("-pk")[:limit])
+    checks = FrameCheck.objects.filter(node=node).exclude(kind=FrameCheck.Kind.SKIPPED)
+    if not user.is_market_admin:  # a provider never learns which of its frames were canaries
+        checks = checks.exclude(kind=FrameCheck.Kind.CANARY)
+    checks = checks.select_related("frame").prefetch_related("crops").order_by("-pk")[:limit]
     events = TrustEvent.objects.filter(node=node).select_related("frame").order_by("-created_at", "-pk")
     return NodeVerification(node=node, trust=NodeTrust.objects.filter(node=node).first(), events=list(events[:limit]),
                             checks=list(checks))

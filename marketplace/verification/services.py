@@ -77,7 +77,36 @@ def trust_record(*, node_id: int, passed: bool, reason: str, frame_id: int | Non
         trust.banned_at = timezone.now()
         TrustEvent.objects.create(node_id=node_id, kind=TrustEvent.Kind.BAN,
                                   reason=f"{trust.checks_failed} failed checks", frame_id=frame_id)
+        _account_ban(node_id=node_id)
     trust.save()
+    return trust
+
+
+def _account_ban(*, node_id: int) -> None:
+    """A ban is the provider's (policy): ban its account, close its nodes' leases, take their broker access."""
+    from marketplace.accounts.services import user_ban
+    from marketplace.dispatch import queues
+    from marketplace.dispatch.services import leases_revoke_for_nodes
+    from marketplace.nodes.models import WorkerNode
+
+    owner_id = WorkerNode.objects.filter(pk=node_id).values_list("owner_id", flat=True).get()
+    user_ban(user_id=owner_id)
+    node_ids = list(WorkerNode.objects.filter(owner_id=owner_id).values_list("pk", flat=True))
+    leases_revoke_for_nodes(node_ids=node_ids)  # its frames go back to the queue now, not at lease expiry
+    queues.nodes_broker_revoke_on_commit(node_ids=node_ids)
+
+
+@transaction.atomic
+def trust_lease_abandoned(*, node_id: int, frame_id: int, reason: str) -> NodeTrust:
+    """A lease of this node expired or was released: the node loses ABANDON_PASSES_LOST of its streak (its
+    check rate goes back up one step). Not a failed check (policy: a crash is not a cheat)."""
+    node_trust_get(node_id=node_id)
+    trust = NodeTrust.objects.select_for_update().get(node_id=node_id)
+    trust.consecutive_passes = policy.after_abandon(consecutive_passes=trust.consecutive_passes)
+    trust.check_rate = policy.check_rate(consecutive_passes=trust.consecutive_passes)
+    trust.save(update_fields=["consecutive_passes", "check_rate", "updated_at"])
+    TrustEvent.objects.create(node_id=node_id, kind=TrustEvent.Kind.ABANDONED, reason=reason[:2000],
+                              frame_id=frame_id)
     return trust
 
 
@@ -237,7 +266,12 @@ def crop_reported(*, lease_id: int) -> None:
     except UnusableReference as exc:
         _crop_escalate(crop_check_id=crop.pk, node_verdict={"verifier": lease.node_id, "error": str(exc)})
         return
-    if result.passed:
+    if result.passed and _chance(policy.audit_share()):
+        # Audited (policy.AUDIT_SHARE): the platform re-renders it too; if the candidate then fails, the node
+        # that vouched for it is failed like the cheat.
+        _crop_escalate(crop_check_id=crop.pk, node_verdict={"agreed": lease.node_id, "metrics": result.metrics,
+                                                            "reference_key": lease.result_key})
+    elif result.passed:
         _crop_decide(crop_check_id=crop.pk, result=result, reference_key=lease.result_key,
                      verifier=CropCheck.Verifier.NODE)
     else:  # "node": a disagreement that costs the verifier trust if the platform sides with the candidate
@@ -292,6 +326,11 @@ def _crop_decide(*, crop_check_id: int, result: CropResult, reference_key: str, 
             trust_record(node_id=disagreed, passed=False, frame_id=crop.frame_check.frame_id,
                          reason=f"its re-render of crop {crop.crop} of frame {crop.frame_check.frame_id} disagreed "
                                 "with the platform's, which matched the frame")
+        agreed = crop.node_verdict.get("agreed")
+        if agreed and not result.passed:
+            trust_record(node_id=agreed, passed=False, frame_id=crop.frame_check.frame_id,
+                         reason=f"its re-render of crop {crop.crop} of frame {crop.frame_check.frame_id} matched "
+                                "a result that the platform's re-render refused (audit)")
         _check_finish(check_id=crop.frame_check_id)
 
 
@@ -365,7 +404,9 @@ def _canary_check(*, frame: Frame, lease: FrameLease) -> FrameCheck | None:
         check = FrameCheck.objects.create(
             frame=frame, render_lease=lease, node_id=lease.node_id, kind=FrameCheck.Kind.CANARY, state=state,
             check_rate=node_trust_get(node_id=lease.node_id).check_rate, decided_at=now,
-            reason=("canary matched its known answer" if result.passed else f"canary differs: {result.summary}"))
+            # Worded like any check: the node's owner reads it on the node page and must not learn it was a canary.
+            reason=("the frame matched its re-render" if result.passed
+                    else f"the frame differs from its re-render: {result.summary}"))
         CropCheck.objects.create(frame_check=check, crop=whole.as_dict(), state=state, decided_at=now,
                                  dispatched_at=now, verifier=CropCheck.Verifier.PLATFORM, metrics=result.metrics,
                                  reference_key=answer.answer_key, reason=result.summary[:2000])

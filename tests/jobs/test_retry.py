@@ -143,3 +143,24 @@ def test_the_page_and_the_api_retry_failed_frames(client, funded_artist, provide
     again = bearer(funded_artist).post(f"/api/v1/jobs/{job.pk}/retry-failed/")
     assert again.status_code == 400 and "no failed frames" in again.json()["error"]
     assert APIClient().post(f"/api/v1/jobs/{job.pk}/retry-failed/").status_code in (401, 403)
+
+
+def test_retries_of_failed_frames_are_capped_per_job(funded_artist, provider, settings):
+    settings.JOBS_MAX_RETRIES = 2
+    job = make_queued_job(funded_artist, frames=1, price=PRICE)
+    for attempt in range(2):
+        fail_on(provider, nodes=3, prefix=f"try{attempt}-")
+        assert job_retry_failed(job_id=job.pk, owner=funded_artist).frames_requeued == 1
+    fail_on(provider, nodes=3, prefix="last-")
+    escrow, wallet = ledger.user_escrow_total(user=funded_artist), ledger.user_balances(user=funded_artist)
+
+    with pytest.raises(JobRefused, match="retried 2 times already, the most a job allows"):
+        job_retry_failed(job_id=job.pk, owner=funded_artist)
+    response = bearer(funded_artist).post(f"/api/v1/jobs/{job.pk}/retry-failed/")
+    assert response.status_code == 400 and "retried 2 times" in response.json()["error"]
+
+    # Nothing moved: the frame stays failed, the count and the money are untouched.
+    assert Frame.objects.get(job=job).state == FrameState.FAILED
+    assert Job.objects.get(pk=job.pk).retries == 2
+    assert ledger.user_escrow_total(user=funded_artist) == escrow
+    assert ledger.user_balances(user=funded_artist) == wallet

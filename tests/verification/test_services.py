@@ -240,7 +240,10 @@ def test_crops_of_a_vanished_verifier_go_to_the_platform(funded_artist, provider
     assert services.checks_resume() == 1
     assert Frame.objects.get(job=job).state == FrameState.SETTLED
     assert not CropCheck.objects.filter(verifier=CropCheck.Verifier.NODE).exists()
-    assert not TrustEvent.objects.filter(node=verifier).exists()
+    # Its expired lease counts as abandoned (policy.ABANDON_PASSES_LOST), never as a failed check.
+    assert list(TrustEvent.objects.filter(node=verifier).values_list("kind", flat=True)) == [
+        TrustEvent.Kind.ABANDONED]
+    assert NodeTrust.objects.get(node=verifier).checks_failed == 0
 
 
 def test_a_lost_crop_report_is_judged_by_the_sweep(funded_artist, provider, truth, manual_matching, monkeypatch):
