@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from workers.config import DEFAULT_PATH, AgentConfig
+from workers.runtimes_cli import runtimes_group
 
 DEVICE_CHOICES = click.Choice(["auto", "cpu", "cuda", "optix", "hip"], case_sensitive=False)
 
@@ -185,3 +186,6 @@ def run(ctx: click.Context, once: bool, **options) -> None:
 
 def main() -> None:
     cli(prog_name="python -m workers")
+
+
+cli.add_command(runtimes_group)
