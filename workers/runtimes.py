@@ -59,18 +59,19 @@ class SeriesChoice:
     warning: str | None = None
 
 
-def pick_series(saved: tuple[int, int], supported: Iterable[Series] = SUPPORTED) -> SeriesChoice:
-    """The series a file saved by Blender `saved` (major, minor) renders with."""
-    ordered = sorted(supported, key=lambda s: s.key)
+def pick_series(saved: tuple[int, int], available: Iterable[Series] = SUPPORTED) -> SeriesChoice:
+    """The series among `available` (the runtimes at hand) that a file saved by Blender `saved` renders with.
+    Refused only when older than every series the market supports at all."""
+    ordered = sorted(available, key=lambda s: s.key)
     saved_name = f"{saved[0]}.{saved[1]}"
+    if saved < SUPPORTED[0].key:
+        raise SeriesRefused(
+            f"saved with Blender {saved_name}, older than the oldest series the market renders "
+            f"({SUPPORTED[0].label}): open it in {SUPPORTED[0].label} or newer and save it again"
+        )
     for series in ordered:
         if series.key == saved:
             return SeriesChoice(series)
-    if saved < ordered[0].key:
-        raise SeriesRefused(
-            f"saved with Blender {saved_name}, older than the oldest series the market renders "
-            f"({ordered[0].label}): open it in {ordered[0].label} or newer and save it again"
-        )
     newer = [s for s in ordered if s.key > saved]
     if newer:
         return SeriesChoice(newer[0], (
@@ -108,6 +109,12 @@ def _own_bpy_version() -> str | None:
         return None
 
 
+def own_series() -> str | None:
+    """The series of the bpy installed in this interpreter (read from package metadata: no bpy import)."""
+    own = _own_bpy_version()
+    return series_of_version(own) if own else None
+
+
 def runtimes_dir(cache_dir: str | os.PathLike[str]) -> Path:
     return Path(cache_dir) / "runtimes"
 
@@ -119,9 +126,9 @@ def _venv_python(venv: Path) -> Path:
 def installed(cache_dir: str | os.PathLike[str]) -> dict[str, Runtime]:
     """Series this agent can render: its own interpreter's bpy plus every complete runtime in the cache."""
     found: dict[str, Runtime] = {}
-    own = _own_bpy_version()
-    if own and series_of_version(own) in BY_NAME:
-        found[series_of_version(own)] = Runtime(BY_NAME[series_of_version(own)], Path(sys.executable))
+    own = own_series()
+    if own in BY_NAME:
+        found[own] = Runtime(BY_NAME[own], Path(sys.executable))
     for series in SUPPORTED:
         venv = runtimes_dir(cache_dir) / series.name
         if series.name not in found and (venv / ".complete").exists():
@@ -129,16 +136,27 @@ def installed(cache_dir: str | os.PathLike[str]) -> dict[str, Runtime]:
     return found
 
 
+def python_for(series: str | None, cache_dir: str | os.PathLike[str]) -> Path | None:
+    """The interpreter for a manifest's series: None for the agent's own (or an unpinned manifest)."""
+    if not series:
+        return None
+    runtime = installed(cache_dir).get(series)
+    if runtime is None:
+        raise RuntimeError(f"no runtime for Blender {series} here: python -m workers runtimes install {series}")
+    return None if runtime.builtin else runtime.python
+
+
 def find_python(version: str) -> Path | None:
-    """An interpreter of this minor version: on PATH, else a pyenv build."""
+    """An interpreter of this minor version: this one, a pyenv build, else one on PATH (not a pyenv shim,
+    which answers only where a .python-version asks for it)."""
     if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
         return Path(sys.executable)
-    on_path = shutil.which(f"python{version}")
-    if on_path:
-        return Path(on_path)
     pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
     for candidate in sorted(pyenv.glob(f"{version}.*/bin/python{version}"), reverse=True):
         return candidate
+    on_path = shutil.which(f"python{version}")
+    if on_path and "/shims/" not in on_path:
+        return Path(on_path)
     return None
 
 

@@ -26,6 +26,7 @@ from marketplace.accounts.models import User
 from marketplace.jobs.models import Frame, Job
 from marketplace.jobs.states import JOB_TRANSITIONS, FrameState, JobState, transition
 from marketplace.scenes.models import Scene
+from marketplace.scenes.series import scene_series
 from marketplace.verification import conf, platform
 from marketplace.verification.models import CanaryAnswer
 
@@ -50,7 +51,8 @@ def canary_job_store(*, owner: User, blend: bytes, report: dict, name: str) -> J
     job = Job.objects.create(owner=owner, scene=scene, name=name, state=JobState.QUOTED, is_canary=True,
                              frame_start=report["frame_start"], frame_end=report["frame_end"],
                              resolution_x=report["effective_width"], resolution_y=report["effective_height"],
-                             samples=report["samples"], seed=secrets.randbelow(2**31), price_per_frame=0)
+                             samples=report["samples"], seed=secrets.randbelow(2**31), price_per_frame=0,
+                             blender_series=scene_series(report))
     Frame.objects.bulk_create(Frame(job=job, number=n, price=0, state=FrameState.QUEUED) for n in job.frame_numbers)
     return job
 
