@@ -194,3 +194,5 @@ NODE_HEARTBEAT_SECONDS = int(os.environ.get("NODE_HEARTBEAT_SECONDS", "10"))
 NODE_OFFLINE_AFTER_SECONDS = int(os.environ.get("NODE_OFFLINE_AFTER_SECONDS", "60"))
 AGENT_BROKER_PUBLIC_URL = os.environ.get("AGENT_BROKER_PUBLIC_URL", "")
 REAP_EVERY_SECONDS = float(os.environ.get("REAP_EVERY_SECONDS", "10"))
+# Extra Blender series of the market (inspection, calibration, platform crops): `<dir>/runtimes/<series>/`.
+SCENE_RUNTIMES_CACHE_DIR = os.environ.get("BLENDER_RUNTIMES_DIR", str(VAR_DIR / "blender"))

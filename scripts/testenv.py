@@ -12,17 +12,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scripts.services import Postgres, Redis, chromium_binary, free_port
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def run_benches(names: list[str], env: dict) -> int:
     """`make bench [BENCH=name]`: each tests/bench/bench_*.py as a script, with the same services."""
-    root = Path(__file__).resolve().parent.parent
-    scripts = sorted((root / "tests" / "bench").glob("bench_*.py"))
+    scripts = sorted((ROOT / "tests" / "bench").glob("bench_*.py"))
     if names:
         scripts = [s for s in scripts if any(n in s.name for n in names)]
     failed = 0
     for script in scripts:
         print(f"== {script.name}", flush=True)
-        failed += subprocess.call([sys.executable, str(script)], env=dict(env, PYTHONPATH=str(root)), cwd=root) != 0
+        failed += subprocess.call([sys.executable, str(script)], env=dict(env, PYTHONPATH=str(ROOT)), cwd=ROOT) != 0
     return 1 if failed else 0
 
 
@@ -42,6 +43,7 @@ def main() -> int:
             redis.start()
             env = dict(os.environ, DATABASE_URL=pg.url, REDIS_URL=f"{redis.url}/0", TEST_REDIS_URL=redis.url,
                        TEST_REDIS_PORT=str(redis.port), VAR_DIR=str(Path(tmp) / "var"), DEBUG="1",
+                       BLENDER_RUNTIMES_DIR=os.environ.get("BLENDER_RUNTIMES_DIR", str(ROOT / "var" / "blender")),
                        CHROMIUM_PATH=chromium)
             print(f"testenv: postgres {pg.url}  redis {redis.url}", flush=True)
             if bench:

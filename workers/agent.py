@@ -20,6 +20,7 @@ from pathlib import Path
 
 import redis
 
+from workers import runtimes
 from workers.bundle import bundle_ready
 from workers.client import ApiError, MarketClient, download, upload
 from workers.config import AgentConfig
@@ -54,13 +55,14 @@ def in_schedule(schedule: str, now: datetime | None = None) -> bool:
     return start <= minutes < end if start <= end else minutes >= start or minutes < end
 
 
-def capabilities(devices: list[dict], blender_version: str) -> dict:
+def capabilities(devices: list[dict], blender_version: str, blender_series: list[str] | None = None) -> dict:
     try:
         ram_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
     except (ValueError, OSError):
         ram_mb = 0
     return {"devices": devices, "cpu_cores": os.cpu_count() or 1, "ram_mb": int(ram_mb),
-            "blender_version": blender_version}
+            "blender_version": blender_version,
+            "blender_series": blender_series or [runtimes.series_of_version(blender_version)]}
 
 
 class Agent:
@@ -98,7 +100,8 @@ class Agent:
 
     def _connect(self) -> dict:
         """Say hello; the marketplace answers with a fresh per-node broker credential."""
-        hello = self.client.hello(capabilities(self.devices, self.blender_version))
+        series = sorted(runtimes.installed(self.config.cache_dir))
+        hello = self.client.hello(capabilities(self.devices, self.blender_version, series))
         log.info("event=hello node=%s device=%s queue=%s", hello["node"], hello["device"], hello["queue"])
         self.queue = hello["queue"]
         self.processing = self.queue.rsplit(":", 1)[0] + ":processing"
@@ -235,12 +238,15 @@ class Agent:
             out = Path(tmp) / f"out{ext}"
             try:
                 blend, root = self._scene(details)
-                if self.renderer is None or self.loaded_scene != str(blend):
+                series = manifest.get("blender_series")
+                # A loaded Blender serves the next frame only for the same scene in the same series.
+                loaded = f"{series}:{blend}"
+                if self.renderer is None or self.loaded_scene != loaded:
                     if self.renderer is not None:
                         self.renderer.close()
-                    self.renderer = self.renderer_factory(timeout_s=limit)
+                    self.renderer = self.renderer_factory(timeout_s=limit, series=series)
                     self.renderer.load(blend, root)
-                    self.loaded_scene = str(blend)
+                    self.loaded_scene = loaded
                 with Progress(label, estimate_s=None):
                     stats = self.renderer.render(manifest, out)
                 with self.current.lock:

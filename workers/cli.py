@@ -9,7 +9,9 @@ from pathlib import Path
 
 import click
 
+from workers import runtimes
 from workers.config import DEFAULT_PATH, AgentConfig
+from workers.runtimes_cli import runtimes_group
 
 DEVICE_CHOICES = click.Choice(["auto", "cpu", "cuda", "optix", "hip"], case_sensitive=False)
 
@@ -172,8 +174,9 @@ def run(ctx: click.Context, once: bool, **options) -> None:
     device = resolve_device(config.device, report=report)
     devices = [d for d in report["devices"] if d["type"] == device] or [{"type": "CPU", "name": "CPU", "use": True}]
 
-    def factory(timeout_s: float):
-        return Renderer(timeout_s=timeout_s, gpu=device != "CPU", threads=config.threads)
+    def factory(timeout_s: float, series: str | None = None):
+        return Renderer(timeout_s=timeout_s, gpu=device != "CPU", threads=config.threads,
+                        python=runtimes.python_for(series, config.cache_dir))
 
     device_ids = [d["id"] for i, d in enumerate(devices) if d.get("id") and (not config.gpus or i in config.gpus)]
     agent = Agent(config, renderer_factory=factory, devices=devices, blender_version=report["blender_version"],
@@ -185,3 +188,6 @@ def run(ctx: click.Context, once: bool, **options) -> None:
 
 def main() -> None:
     cli(prog_name="python -m workers")
+
+
+cli.add_command(runtimes_group)

@@ -36,6 +36,10 @@ class HelloSerializer(serializers.Serializer):
     cpu_cores = serializers.IntegerField(min_value=0, max_value=4096)
     ram_mb = serializers.IntegerField(min_value=0)
     blender_version = serializers.CharField(max_length=20)
+    blender_series = serializers.ListField(
+        child=serializers.CharField(max_length=10), max_length=16, required=False, default=list,
+        help_text="Blender series the agent has runtimes for (python -m workers runtimes list)",
+    )
 
 
 class HelloView(AgentView):

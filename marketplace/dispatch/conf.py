@@ -10,7 +10,5 @@ NODE_FAILURES_PER_JOB = getattr(settings, "DISPATCH_NODE_FAILURES_PER_JOB", 3)
 FRAME_FAILED_NODES = getattr(settings, "DISPATCH_FRAME_FAILED_NODES", 3)
 SIGNED_URL_SECONDS = getattr(settings, "DISPATCH_SIGNED_URL_SECONDS", 600)
 RESULT_MAX_BYTES = getattr(settings, "DISPATCH_RESULT_MAX_BYTES", 64 * 1024 * 1024)
-# Blender major.minor that every render of the market uses, so crops re-render bit-identically.
-BLENDER_SERIES = getattr(settings, "RENDER_BLENDER_SERIES", "5.0")
 # Per-node Redis ACL users on the agent broker (off only for brokers without ACL support).
 AGENT_BROKER_ACL = getattr(settings, "AGENT_BROKER_ACL", True)

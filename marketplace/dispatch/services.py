@@ -58,13 +58,14 @@ def matchable_nodes():
     cutoff = timezone.now() - timedelta(seconds=node_conf.OFFLINE_AFTER_SECONDS)
     return (WorkerNode.objects.filter(status=Status.IDLE, banned_at=None, last_heartbeat__gte=cutoff)
             .filter(Q(trust__isnull=True) | Q(trust__banned_at=None), owner__banned_at=None)
-            .filter(blender_version__startswith=conf.BLENDER_SERIES))
+            .exclude(blender_series=""))
 
 
 def _frames_for(node: WorkerNode):
     blocked = JobNodeBlock.objects.filter(node=node, failures__gte=conf.NODE_FAILURES_PER_JOB).values("job_id")
     qs = (Frame.objects.filter(state=FrameState.QUEUED, job__state__in=(JobState.QUEUED, JobState.RUNNING),
-                               price__gte=node.min_price_per_frame, job__is_canary=False)
+                               price__gte=node.min_price_per_frame, job__is_canary=False,
+                               job__blender_series__in=node.series)
           .exclude(job_id__in=blocked).exclude(job_id__in=_abandoned_jobs(node.pk)))
     if node.device_type != WorkerNode.Device.CPU and node.vram_mb:
         qs = qs.filter(Q(job__quote__vram_mb__isnull=True) | Q(job__quote__vram_mb__lte=node.vram_mb))
@@ -108,7 +109,7 @@ def manifest_for(frame: Frame, *, node: WorkerNode, crop: dict | None = None) ->
         "frame": frame.number, "samples": job.samples, "seed": job.seed,
         "resolution_x": job.resolution_x, "resolution_y": job.resolution_y, "file_format": job.output_format,
         "use_denoising": job.use_denoising, "camera": scene.report.get("active_camera") or "",
-        "device": node.device_type, "blender_series": conf.BLENDER_SERIES,
+        "device": node.device_type, "blender_series": job.blender_series,
         "scene_sha256": scene.sha256, "scene_kind": scene.kind, "blend_path": scene.blend_path,
         # A tile of a still renders only its rectangle (pixels, y from the top), cropped to it.
         "border": [frame.tile_x, frame.tile_y, frame.tile_w, frame.tile_h] if frame.tile_x is not None else None,
@@ -178,6 +179,7 @@ def verify_lease_create(*, frame_id: int, crop: dict, exclude_owner_id: int) -> 
                                                                                   Lease.State.RELEASED))
                  .values("node_id").annotate(n=Count("id")).filter(n__gte=policy.ABANDONS_PER_JOB).values("node_id"))
     candidates = (matchable_nodes().exclude(owner_id=exclude_owner_id).exclude(pk__in=abandoned)
+                  .filter(blender_series__contains=f",{frame.job.blender_series},")
                   .exclude(trust__checks_failed__gt=0, trust__consecutive_passes__lt=policy.TRUSTED_AFTER)
                   .annotate(knows_job=Exists(FrameLease.objects.filter(node=OuterRef("pk"), frame__job=frame.job_id)))
                   .order_by("-knows_job", "last_heartbeat"))

@@ -27,6 +27,8 @@ class Job(models.Model):
     seed = models.IntegerField(default=0)
     use_denoising = models.BooleanField(default=False)
     output_format = models.CharField(max_length=10, choices=Output.choices, default=Output.PNG)
+    # Pinned at quote from the scene's inspection: only nodes with this series' runtime render or verify it.
+    blender_series = models.CharField(max_length=10, default="5.0")
     priority = models.IntegerField(default=0, help_text="higher renders first")
     max_price_per_frame = models.BigIntegerField(null=True, blank=True, help_text="micro-tokens")
     price_per_frame = models.BigIntegerField(help_text="quoted, micro-tokens")

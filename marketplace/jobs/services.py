@@ -34,6 +34,7 @@ from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.selectors import idle_capacity
 from marketplace.payments.selectors import wallet_frozen
 from marketplace.scenes.models import Scene
+from marketplace.scenes.series import scene_series
 from marketplace.web.templatetags.money import tokens
 
 # --- quoting --------------------------------------------------------------------------------
@@ -122,7 +123,7 @@ def job_quote(*, owner, scene: Scene | int, name: str = "", frame_start: int | N
         owner=owner, scene=scene, name=name, state=JobState.QUOTED, **values, seed=seed,
         use_denoising=use_denoising, output_format=output_format, priority=priority,
         max_price_per_frame=max_price_per_frame, price_per_frame=quote.price_per_frame, quote=quote.as_json(),
-        tile_side=tiles)
+        tile_side=tiles, blender_series=scene_series(report))
 
 
 def _tile_side_checked(side: object, *, frames: int, width: int, height: int, use_denoising: bool) -> int:

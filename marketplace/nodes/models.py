@@ -29,6 +29,9 @@ class WorkerNode(models.Model):
     cpu_cores = models.IntegerField(default=0)
     ram_mb = models.IntegerField(default=0)
     blender_version = models.CharField(max_length=20, blank=True, default="")
+    blender_series = models.CharField(
+        max_length=100, blank=True, default="", help_text='Blender series the agent has runtimes for: ",4.5,5.0,"'
+    )
     bench_score = models.FloatField(default=0.0, help_text="samples per second on the benchmark scene")
     bench = models.JSONField(default=dict, blank=True, help_text="per-device benchmark results")
     schedule = models.JSONField(
@@ -42,6 +45,10 @@ class WorkerNode(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.owner})"
+
+    @property
+    def series(self) -> list[str]:
+        return [s for s in self.blender_series.split(",") if s]
 
     @property
     def queue_name(self) -> str:

@@ -1,4 +1,4 @@
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.utils import timezone
@@ -8,6 +8,7 @@ from marketplace.accounts.tokens import secret_issue, secret_matches, secret_spl
 from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.selectors import untrusted_nodes_of
 from marketplace.verification import policy
+from workers import runtimes
 
 DEVICE_PREFERENCE = ("OPTIX", "CUDA", "HIP", "ONEAPI", "CPU")
 
@@ -75,6 +76,20 @@ class Capabilities:
     cpu_cores: int
     ram_mb: int
     blender_version: str
+    blender_series: list[str] = field(default_factory=list)  # runtimes the agent has; old agents: their own
+
+
+def _series_of(version: str) -> str:
+    try:
+        return runtimes.series_of_version(version)
+    except ValueError:
+        return ""
+
+
+def series_field(series: list[str]) -> str:
+    """Stored delimited on both sides (",4.5,5.0,") so one `contains` finds a series on any database."""
+    known = sorted({s for s in series if s in runtimes.BY_NAME})
+    return f",{','.join(known)}," if known else ""
 
 
 def _best_device(devices: list[dict]) -> tuple[str, int]:
@@ -94,6 +109,7 @@ def node_hello(*, node: WorkerNode, capabilities: Capabilities) -> WorkerNode:
     fields = {
         "devices": capabilities.devices[:32], "cpu_cores": max(0, capabilities.cpu_cores),
         "ram_mb": max(0, capabilities.ram_mb), "blender_version": capabilities.blender_version[:20],
+        "blender_series": series_field(capabilities.blender_series or [_series_of(capabilities.blender_version)]),
         "device_type": device, "vram_mb": vram, "last_heartbeat": timezone.now(),
     }
     WorkerNode.objects.filter(pk=node.pk).update(**fields)

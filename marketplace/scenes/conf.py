@@ -24,6 +24,9 @@ DEFAULTS: dict[str, Any] = {
     "CALIBRATION_MEMORY_MB": 4096,
     "CALIBRATION_SCALE_PERCENT": 25,
     "CALIBRATION_MIN_SIDE": 32,
+    # Where the market's extra Blender series live (`<dir>/runtimes/<series>/`, see workers.runtimes); the
+    # series of the bpy installed with the market needs none. settings.py reads BLENDER_RUNTIMES_DIR.
+    "RUNTIMES_CACHE_DIR": "var/blender",
 }
 
 

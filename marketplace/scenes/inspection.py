@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from marketplace.jobs.calibration import calibration_measure
-from marketplace.scenes import conf, policy
+from marketplace.scenes import conf, policy, series
 from workers.blend import BlendError, inspect_scene
 from workers.blend.renderer import Renderer
 from workers.bundle import BundleError, safe_extract
@@ -40,14 +40,18 @@ def inspect_upload(*, fileobj: IO[bytes], kind: str, blend_path: str) -> Inspect
         root = work / "bundle"
         root.mkdir()
         blend = _unpack(fileobj, kind=kind, blend_path=blend_path, work=work, root=root)
+        runtime, series_warning = series.choose(blend)
+        python = None if runtime.builtin else runtime.python
         report = inspect_scene(blend, bundle_root=root, timeout_s=conf.INSPECT_TIMEOUT_S,
-                               memory_mb=conf.INSPECT_MEMORY_MB)
+                               memory_mb=conf.INSPECT_MEMORY_MB, python=python)
         report.pop("warnings", None)  # the worker's advisory list; policy.py decides what to tell the artist
+        report["blender_series"] = runtime.series.name
+        report["series_warning"] = series_warning
         verdict = policy.judge(report)
         if verdict.accepted:
-            report["calibration"] = calibrate(blend, root=root, report=report, work=work)
+            report["calibration"] = calibrate(blend, root=root, report=report, work=work, python=python)
         return Inspection(report=report, refusal=verdict.refusal, warnings=verdict.warnings)
-    except (BlendError, BundleError) as exc:
+    except (BlendError, BundleError, series.SeriesUnavailable) as exc:
         return Inspection(report={}, refusal=str(exc))
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -80,8 +84,11 @@ def calibration_size(width: int, height: int) -> tuple[int, int]:
     return side(width), side(height)
 
 
-def calibrate(blend: Path, *, root: Path, report: dict[str, Any], work: Path) -> dict[str, Any]:
-    """The quote's time measure: `jobs.calibration`'s timed renders at reduced size, on CPU, in a sandbox."""
+def calibrate(blend: Path, *, root: Path, report: dict[str, Any], work: Path,
+              python: Path | None = None) -> dict[str, Any]:
+    """The quote's time measure: `jobs.calibration`'s timed renders at reduced size, on CPU, in a sandbox, with
+    the scene's series (`python`: its runtime's interpreter; None: the market's own bpy)."""
     size = calibration_size(report["effective_width"], report["effective_height"])
-    with Renderer(memory_mb=conf.CALIBRATION_MEMORY_MB, timeout_s=conf.CALIBRATION_TIMEOUT_S) as renderer:
+    with Renderer(memory_mb=conf.CALIBRATION_MEMORY_MB, timeout_s=conf.CALIBRATION_TIMEOUT_S,
+                  python=python) as renderer:
         return calibration_measure(renderer, blend=blend, root=root, report=report, size=size, out_dir=work)

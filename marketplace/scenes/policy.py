@@ -110,7 +110,9 @@ def warnings_for(report: Mapping[str, Any]) -> list[str]:
         warnings.append("camera switching by timeline markers is ignored: the active camera renders every frame")
     if report["has_linked_libraries"]:
         warnings.append(f"the scene links {len(report['libraries'])} library file(s) from the upload")
-    if report.get("saved_with_newer_blender"):
+    if report.get("series_warning"):
+        warnings.append(report["series_warning"])
+    elif report.get("saved_with_newer_blender"):
         warnings.append(
             f"saved with Blender {report['blender_version_saved']}, newer than the render farm's "
             f"{report['blender_version']}: some features may be lost"

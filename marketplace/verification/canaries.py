@@ -28,6 +28,7 @@ from marketplace.accounts.models import User
 from marketplace.jobs.models import Frame, Job
 from marketplace.jobs.states import JOB_TRANSITIONS, FrameState, JobState, transition
 from marketplace.scenes.models import Scene
+from marketplace.scenes.series import scene_series
 from marketplace.verification import conf, platform, policy
 from marketplace.verification.models import CanaryAnswer
 
@@ -104,7 +105,8 @@ def canary_job_store(*, owner: User, blend: bytes, report: dict, name: str, shap
                              frame_step=shape.frame_step if shape else 1,
                              resolution_x=report["effective_width"], resolution_y=report["effective_height"],
                              samples=report["samples"], seed=shape.seed if shape else 0,
-                             output_format=shape.output_format if shape else Job.Output.PNG, price_per_frame=0)
+                             output_format=shape.output_format if shape else Job.Output.PNG, price_per_frame=0,
+                             blender_series=scene_series(report))
     Frame.objects.bulk_create(Frame(job=job, number=n, price=0, state=FrameState.QUEUED) for n in job.frame_numbers)
     return job
 

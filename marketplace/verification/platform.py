@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from marketplace import blobs
+from marketplace.scenes.series import market_runtimes
 from marketplace.verification import conf
 
 _lock = threading.Lock()
@@ -61,14 +62,21 @@ def render(*, scene: dict[str, str], manifest: dict[str, Any]) -> bytes:
     global _renderer, _loaded_sha256  # noqa: PLW0603 - one sandboxed Blender per worker process
     blend, root = scene_bundle(**scene)
     ext = "exr" if manifest.get("file_format") == "OPEN_EXR" else "png"
+    # The job's Blender series renders its crops: another series would not reproduce its pixels.
+    series = manifest.get("blender_series") or ""
+    python = _python_for(series)
+    loaded = f"{series}:{scene['sha256']}"
     with _lock, tempfile.TemporaryDirectory(prefix="verify-") as tmp:
+        if _renderer is not None and _renderer.python != python:
+            _renderer.close()
+            _renderer = None
         if _renderer is None:
-            _renderer = Renderer(timeout_s=conf.PLATFORM_RENDER_TIMEOUT_S)
+            _renderer = Renderer(timeout_s=conf.PLATFORM_RENDER_TIMEOUT_S, python=python)
         try:
-            if _loaded_sha256 != scene["sha256"] or not _renderer.alive:
+            if _loaded_sha256 != loaded or not _renderer.alive:
                 _loaded_sha256 = ""
                 _renderer.load(blend, root)
-                _loaded_sha256 = scene["sha256"]
+                _loaded_sha256 = loaded
             out = Path(tmp) / f"out.{ext}"
             # Never a GPU: the platform's answer must not depend on which worker machine rendered it.
             _renderer.render({**manifest, "device": "CPU", "device_ids": None, "threads": 0}, out)
@@ -76,6 +84,13 @@ def render(*, scene: dict[str, str], manifest: dict[str, Any]) -> bytes:
             _renderer.close()  # a fresh Blender next time, whatever state this one was left in
             raise
         return out.read_bytes()
+
+
+def _python_for(series: str) -> Path | None:
+    runtime = market_runtimes().get(series)
+    if series and runtime is None:
+        raise RuntimeError(f"the platform verifier has no runtime for Blender {series}")
+    return None if runtime is None or runtime.builtin else runtime.python
 
 
 def close() -> None:

@@ -436,7 +436,8 @@ def canary_frame_for(*, node) -> Frame | None:
     seen = (FrameLease.objects.filter(node__owner_id=node.owner_id, frame__job__is_canary=True)
             .values("frame__job__scene_id"))
     candidates = list(Frame.objects.filter(state=FrameState.QUEUED, job__is_canary=True, canary_answer__isnull=False,
-                                           job__state__in=(JobState.QUEUED, JobState.RUNNING))
+                                           job__state__in=(JobState.QUEUED, JobState.RUNNING),
+                                           job__blender_series__in=node.series)
                       .exclude(job__scene_id__in=seen).values_list("pk", flat=True)[:100])
     if not candidates:
         return None

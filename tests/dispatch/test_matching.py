@@ -52,7 +52,7 @@ def test_a_node_below_its_owners_price_floor_gets_nothing(funded_artist, provide
 def test_a_node_on_another_blender_series_gets_nothing(funded_artist, provider):
     make_queued_job(funded_artist, frames=1)
     node, _ = make_node(provider, unchecked=True)
-    WorkerNode.objects.filter(pk=node.pk).update(blender_version="4.2.3")
+    WorkerNode.objects.filter(pk=node.pk).update(blender_version="4.2.3", blender_series=",4.2,")
     assert services.match_frames() == 0
 
 

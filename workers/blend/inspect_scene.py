@@ -150,7 +150,7 @@ def _warnings(report: dict[str, Any]) -> list[str]:
 
 
 def inspect_scene(
-    blend_path: Path, *, bundle_root: Path, timeout_s: float = 60, memory_mb: int = 2048
+    blend_path: Path, *, bundle_root: Path, timeout_s: float = 60, memory_mb: int = 2048, python: Path | None = None
 ) -> dict[str, Any]:
     """Report the facts of an uploaded scene (JSON-able); see the module docs for the keys.
 
@@ -162,7 +162,7 @@ def inspect_scene(
     job = run_bpy_module(
         "inspect_scene",
         [str(blend)],
-        limits=Limits(timeout_s=timeout_s, memory_mb=memory_mb),
+        limits=Limits(timeout_s=timeout_s, memory_mb=memory_mb, python=python),
         read_paths=[root],
     )
     report: dict[str, Any] = job.result

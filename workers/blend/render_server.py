@@ -293,7 +293,7 @@ class RenderServer:
         active.cycles.use_denoising = True
         active.cycles.denoising_store_passes = bool(m["use_denoising"])
         img = r.image_settings
-        img.media_type = "IMAGE"
+        _set_multilayer(img, False)
         if m["file_format"] == "PNG":
             img.file_format = "PNG"
             img.color_mode = "RGBA"
@@ -310,17 +310,27 @@ class RenderServer:
 
         img = scene.render.image_settings
         multilayer = out.rsplit(".", 1)[0] + ".passes.exr"
-        img.media_type = "MULTI_LAYER_IMAGE"
+        _set_multilayer(img, True)
         img.color_depth = "32"
         img.exr_codec = "ZIP"
         try:
             bpy.data.images["Render Result"].save_render(multilayer, scene=scene)
         finally:
-            img.media_type = "IMAGE"
+            _set_multilayer(img, False)
         noisy = out.rsplit(".", 1)[0] + ".noisy.exr"
         extract_pass(multilayer, "Noisy Image", noisy)
         os.unlink(multilayer)
         return noisy
+
+
+def _set_multilayer(img: Any, multilayer: bool) -> None:
+    """Blender 5.0 chose multilayer EXR with `media_type`; 4.x with its own file format."""
+    if hasattr(img, "media_type"):
+        img.media_type = "MULTI_LAYER_IMAGE" if multilayer else "IMAGE"
+    elif multilayer:
+        img.file_format = "OPEN_EXR_MULTILAYER"
+    elif img.file_format == "OPEN_EXR_MULTILAYER":
+        img.file_format = "OPEN_EXR"
 
 
 def _oiio() -> Any:

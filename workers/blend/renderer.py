@@ -128,8 +128,10 @@ class Renderer:
         gpu: bool = False,
         threads: int = 0,
         cpu_s_per_render: float | None = None,
+        python: Path | None = None,
     ) -> None:
-        """`gpu=True` caps private memory (RLIMIT_DATA) instead of address space: GPU drivers reserve
+        """`python`: the interpreter of the job's Blender series (workers.runtimes), default the agent's own.
+        `gpu=True` caps private memory (RLIMIT_DATA) instead of address space: GPU drivers reserve
         huge virtual ranges. `timeout_s` is the default wall limit of one render, `load_timeout_s` of
         starting Blender plus loading a scene; `cpu_s_per_render` defaults to timeout_s x cores."""
         self.memory_mb = memory_mb
@@ -138,6 +140,7 @@ class Renderer:
         self.gpu = gpu
         self.threads = threads
         self.cpu_s_per_render = cpu_s_per_render or timeout_s * (os.cpu_count() or 1) + 10
+        self.python = python
         self._proc: subprocess.Popen[bytes] | None = None
         self._resp_fd: int | None = None
         self._buf = b""
@@ -175,6 +178,7 @@ class Renderer:
             threads=self.threads,
             address_space=not self.gpu,
             gpu_kernel_cache=default_gpu_kernel_cache() if self.gpu else None,
+            python=self.python,
         )
 
     def _start(self, bundle_root: str) -> None:

@@ -111,6 +111,8 @@ class Limits:
     # Persistent, writable directory for the GPU driver's compiled-kernel caches (OptiX/CUDA JIT);
     # without it every fresh render child would recompile OptiX kernels (minutes).
     gpu_kernel_cache: Path | None = None
+    # The interpreter of the Blender series' runtime (workers.runtimes); None: the agent's own, with its bpy.
+    python: Path | None = None
 
     def effective_cpu_s(self) -> int:
         if self.cpu_s is not None:
@@ -244,6 +246,9 @@ def filesystem_policy(*, job_dir: Path, read_paths: Iterable[Path] = (), limits:
     # Python needs to list the repo root to find the `workers` package (not to read its files).
     dirs_only = {str(REPO_ROOT), str(REPO_ROOT / "tests")}
     reads.update(str(p) for p in read_paths)
+    if limits.python is not None:
+        # A runtime venv (its bpy) and the Python it was built on (its stdlib), e.g. a pyenv 3.13.
+        reads.update({str(limits.python.parent.parent), str(limits.python.resolve().parent.parent)})
     # GPU drivers open their device nodes read-write.
     writes = {str(job_dir), "/dev/null", "/dev/shm", "/dev/dri", "/dev/kfd", *glob.glob("/dev/nvidia*")}
     if limits.gpu_kernel_cache is not None:
@@ -358,7 +363,7 @@ def spawn(
     logf = open(job_dir / LOG_NAME, "ab")
     try:
         return subprocess.Popen(
-            [python_exe(), "-m", module, *args],
+            [str(limits.python or python_exe()), "-m", module, *args],
             cwd=job_dir,
             env=env,
             stdin=stdin,
