@@ -170,8 +170,9 @@ def lease_create_for_node(*, node_id: int) -> Delivery | None:
 
 
 @transaction.atomic
-def verify_lease_create(*, frame_id: int, crop: dict, exclude_owner_id: int) -> Delivery | None:
-    """Lease a crop re-render of a rendered frame to an idle node of ANOTHER provider. None if none is idle."""
+def verify_lease_create(*, frame_id: int, crop: dict, exclude_owner_id: int, device: str = "CPU") -> Delivery | None:
+    """Lease a crop re-render of a rendered frame to an idle node of ANOTHER provider on the same Cycles backend
+    (`device`) and Blender series. None if none is idle."""
     frame = Frame.objects.select_related("job__scene").get(pk=frame_id)
     # Not a node that failed a check and has not earned trust back; prefer nodes that already have the
     # scene loaded (it rendered this job), since scene loading dominates small crops.
@@ -179,7 +180,7 @@ def verify_lease_create(*, frame_id: int, crop: dict, exclude_owner_id: int) -> 
                                                                                   Lease.State.RELEASED))
                  .values("node_id").annotate(n=Count("id")).filter(n__gte=policy.ABANDONS_PER_JOB).values("node_id"))
     candidates = (matchable_nodes().exclude(owner_id=exclude_owner_id).exclude(pk__in=abandoned)
-                  .filter(blender_series__contains=f",{frame.job.blender_series},")
+                  .filter(blender_series__contains=f",{frame.job.blender_series},", device_type=device)
                   .exclude(trust__checks_failed__gt=0, trust__consecutive_passes__lt=policy.TRUSTED_AFTER)
                   .annotate(knows_job=Exists(FrameLease.objects.filter(node=OuterRef("pk"), frame__job=frame.job_id)))
                   .order_by("-knows_job", "last_heartbeat"))

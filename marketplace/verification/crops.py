@@ -27,6 +27,7 @@ import numpy as np
 
 from marketplace.verification import policy
 from render_kernels import compare, verdict
+from render_kernels.decision import tolerances_for
 
 # render_kernels' SSIM uses an 11x11 Gaussian window: no crop may be thinner than that.
 MIN_SIDE = 11
@@ -156,8 +157,11 @@ class UnusableReference(ValueError):
     candidate, so someone else must re-render the crop."""
 
 
-def crop_judge(*, candidate: np.ndarray, reference: np.ndarray, crop: Crop) -> CropResult:
-    """Compare the crop's region of the candidate frame with the verifier's re-rendered crop (float HxWxC).
+def crop_judge(*, candidate: np.ndarray, reference: np.ndarray, crop: Crop, candidate_device: str = "CPU",
+               verifier_device: str = "CPU") -> CropResult:
+    """Compare the crop's region of the candidate frame with the verifier's re-rendered crop (float HxWxC),
+    by the rule for the two renders' Cycles backends (render_kernels.decision.tolerances_for), which the
+    metrics record as "tolerance".
 
     A candidate that cannot be compared (too small, NaN, too few channels) fails; an unusable reference
     raises UnusableReference.
@@ -174,6 +178,8 @@ def crop_judge(*, candidate: np.ndarray, reference: np.ndarray, crop: Crop) -> C
         return CropResult(False, reasons=[f"the frame has {region.shape[2]} channels, the re-render "
                                           f"{reference.shape[2]}"])
     # RGB is what the artist gets; alpha is compared too when both images have it.
-    metrics = compare(region[..., :channels], reference[..., :channels])
-    decision = verdict(metrics)
-    return CropResult(passed=decision.passed, metrics=metrics.to_dict(), reasons=list(decision.reasons))
+    rule, tolerances = tolerances_for(candidate_device=candidate_device, verifier_device=verifier_device)
+    metrics = compare(region[..., :channels], reference[..., :channels], tolerances=tolerances)
+    decision = verdict(metrics, tolerances=tolerances)
+    return CropResult(passed=decision.passed, metrics={**metrics.to_dict(), "tolerance": rule},
+                      reasons=list(decision.reasons))

@@ -124,8 +124,9 @@ def _image(key: str):
         return image_from_bytes(f.read())
 
 
-def _judge(check: FrameCheck, crop: Crop, reference_key: str) -> CropResult:
-    """Compare the candidate's region with a trusted crop. UnusableReference if the crop is unreadable."""
+def _judge(check: FrameCheck, crop: Crop, reference_key: str, *, verifier_device: str) -> CropResult:
+    """Compare the candidate's region with a trusted crop rendered on `verifier_device`'s Cycles backend.
+    UnusableReference if the crop is unreadable."""
     try:
         reference = _image(reference_key)
     except (OSError, ValueError) as exc:
@@ -136,7 +137,8 @@ def _judge(check: FrameCheck, crop: Crop, reference_key: str) -> CropResult:
     except (OSError, ValueError) as exc:
         what = "the pre-denoise pass" if key != check.render_lease.result_key else "the frame"
         return CropResult(False, reasons=[f"{what} cannot be read: {type(exc).__name__}: {exc}"[:500]])
-    return crop_judge(candidate=candidate, reference=reference, crop=crop)
+    return crop_judge(candidate=candidate, reference=reference, crop=crop, verifier_device=verifier_device,
+                      candidate_device=check.render_lease.manifest.get("device") or "CPU")
 
 
 # --- step 1: sample, choose crops -----------------------------------------------------------
@@ -216,11 +218,15 @@ def _crop_dispatch(*, crop_check_id: int) -> None:
     """Lease the crop to an idle node of another provider, or hand it to the platform verifier."""
     from marketplace.dispatch.services import verify_lease_create
 
-    crop = CropCheck.objects.select_for_update(of=("self",)).select_related("frame_check__node").get(pk=crop_check_id)
+    crop = (CropCheck.objects.select_for_update(of=("self",))
+            .select_related("frame_check__node", "frame_check__render_lease").get(pk=crop_check_id))
     if crop.dispatched_at is not None or crop.state != CropCheck.State.PENDING:
         return
     check = crop.frame_check
-    delivery = verify_lease_create(frame_id=check.frame_id, crop=crop.crop, exclude_owner_id=check.node.owner_id)
+    # A verifier on the candidate's own Cycles backend, so the strict same-backend rule applies; none idle:
+    # the platform (CPU), judged by the cross-backend rule.
+    delivery = verify_lease_create(frame_id=check.frame_id, crop=crop.crop, exclude_owner_id=check.node.owner_id,
+                                   device=check.render_lease.manifest.get("device") or "CPU")
     if delivery is None:
         _crop_to_platform(crop)
         return
@@ -262,7 +268,8 @@ def crop_reported(*, lease_id: int) -> None:
             f"{lease.manifest.get('use_denoising')}; the comparison needs {wanted['file_format']} without")})
         return
     try:
-        result = _judge(crop.frame_check, region, lease.result_key)
+        result = _judge(crop.frame_check, region, lease.result_key,
+                        verifier_device=lease.manifest.get("device") or "CPU")
     except UnusableReference as exc:
         _crop_escalate(crop_check_id=crop.pk, node_verdict={"verifier": lease.node_id, "error": str(exc)})
         return
@@ -307,7 +314,8 @@ def platform_crop(*, crop_check_id: int) -> None:
         return
     ext = "exr" if manifest["file_format"] == "OPEN_EXR" else "png"
     key = blobs.blob_put(key=f"verification/check{check.pk}/crop{crop.pk}.{ext}", fileobj=io.BytesIO(data))
-    result = _judge(check, region, key)  # an unreadable platform render is a bug: let the task retry
+    # The platform renders on CPU (platform.render): a GPU candidate is judged by the cross-backend rule.
+    result = _judge(check, region, key, verifier_device="CPU")  # an unreadable platform render is a bug: retry
     _crop_decide(crop_check_id=crop.pk, result=result, reference_key=key, verifier=CropCheck.Verifier.PLATFORM)
 
 
@@ -392,7 +400,9 @@ def _canary_check(*, frame: Frame, lease: FrameLease) -> FrameCheck | None:
     reference = _image(answer.answer_key)
     whole = Crop(0, 0, lease.manifest["resolution_x"], lease.manifest["resolution_y"])
     try:
-        result = crop_judge(candidate=_image(lease.result_key), reference=reference, crop=whole)
+        # The answer was rendered by the platform on CPU: a GPU node is judged by the cross-backend rule.
+        result = crop_judge(candidate=_image(lease.result_key), reference=reference, crop=whole,
+                            candidate_device=lease.manifest.get("device") or "CPU", verifier_device="CPU")
     except (OSError, ValueError) as exc:
         result = CropResult(False, reasons=[f"the frame cannot be compared: {exc}"[:500]])
     state = FrameCheck.State.PASSED if result.passed else FrameCheck.State.FAILED
