@@ -6,7 +6,9 @@ Each of W processes plays the marketplace for a slice of the nodes: it leases a 
 node's fake agent takes the message from its own queue, stores a tiny PNG and reports through the same
 service the API calls, and the process runs the `frame_rendered` task inline (what a Celery worker would
 do). Verification is switched to "no check" here so that this bench measures dispatch and settlement only;
-verification cost is measured in bench_verify. Run: `make bench BENCH=dispatch`.
+verification cost is measured in bench_verify. The simulated nodes heartbeat as agents do (every
+NODE_HEARTBEAT_SECONDS, as one UPDATE per process), so a slow run never loses its nodes to the offline
+threshold; a run that leaves any frame unsettled exits non-zero. Run: `make bench BENCH=dispatch`.
 """
 import io
 import json
@@ -53,24 +55,42 @@ def worker(node_ids: list[int], out: mp.Queue) -> None:
     django.setup()
     import redis
     from django.conf import settings
+    from django.db import connection
+    from django.utils import timezone
 
     from marketplace import blobs
     from marketplace.dispatch import queues, services
     from marketplace.jobs.models import Frame
     from marketplace.jobs.states import FrameState
+    from marketplace.nodes import conf as node_conf
     from marketplace.nodes.models import WorkerNode
     from tests.fixtures.market import png_bytes
 
     r = redis.Redis.from_url(settings.AGENT_BROKER_URL)
     png = png_bytes(32, 24)
+    statements = [0]
+
+    def count(execute, sql, params, many, context):
+        statements[0] += 1
+        return execute(sql, params, many, context)
+
+    def heartbeat() -> float:
+        WorkerNode.objects.filter(pk__in=node_ids).update(last_heartbeat=timezone.now())
+        return time.monotonic()
+
+    beat_every = node_conf.HEARTBEAT_SECONDS
+    last_beat = heartbeat()
     nodes = {n.pk: n for n in WorkerNode.objects.filter(pk__in=node_ids)}
     latencies, settled, t_start = [], 0, time.perf_counter()
     timing = {"lease": 0.0, "report": 0.0, "settle": 0.0}
     idle = list(node_ids)
     retries = 20  # SKIP LOCKED hides frames other processes are leasing: look again before giving up
+    connection.execute_wrappers.append(count)
     while idle:
         progressed = False
         for node_id in idle:
+            if time.monotonic() - last_beat >= beat_every:
+                last_beat = heartbeat()
             t0 = time.perf_counter()
             delivery = services.lease_create_for_node(node_id=node_id)
             t1 = time.perf_counter()
@@ -95,8 +115,9 @@ def worker(node_ids: list[int], out: mp.Queue) -> None:
             if retries == 0 or not Frame.objects.filter(state=FrameState.QUEUED).exists():
                 break
             time.sleep(0.05)
+    connection.execute_wrappers.remove(count)
     out.put({"latencies": latencies, "settled": settled, "seconds": time.perf_counter() - t_start,
-             "timing": timing})
+             "timing": timing, "statements": statements[0]})
 
 
 def main() -> None:
@@ -132,6 +153,7 @@ def main() -> None:
     row = {
         "nodes": NODES, "frames": FRAMES, "processes": WORKERS, "seconds": round(elapsed, 2),
         "frames_settled": settled_db, "frames_not_settled": unsettled, "frames_per_s": round(settled_db / elapsed, 1),
+        "statements_per_frame": round(sum(r["statements"] for r in results) / max(settled_db, 1), 1),
         "lease_p50_ms": round(statistics.median(latencies) * 1000, 2),
         "lease_p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
         "time_share": {k: round(v / busy, 3) for k, v in timing.items()},
@@ -140,9 +162,10 @@ def main() -> None:
         "settlements_minus_settled_frames": LedgerTransaction.objects.filter(
             idempotency_key__startswith="settle:frame:").count() - settled_db,
     }
-    print(f"{'nodes':>6} {'frames':>7} {'procs':>5} {'settled':>8} {'frames/s':>9} {'p50 ms':>7} {'p99 ms':>7}")
+    print(f"{'nodes':>6} {'frames':>7} {'procs':>5} {'settled':>8} {'frames/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'stmts/frame':>11}")
     print(f"{NODES:>6} {FRAMES:>7} {WORKERS:>5} {settled_db:>8} {row['frames_per_s']:>9} {row['lease_p50_ms']:>7} "
-          f"{row['lease_p99_ms']:>7}")
+          f"{row['lease_p99_ms']:>7} {row['statements_per_frame']:>11}")
     print("time share (lease / report / settle):", row["time_share"], " ledger sum:", row["ledger_total"],
           " drift:", row["drifting_accounts"], " not settled:", unsettled)
     path = ROOT / "bench" / "results" / "dispatch.json"
@@ -150,6 +173,8 @@ def main() -> None:
     path.write_text(json.dumps({"bench": "dispatch", "machine": f"{platform.machine()} cores={os.cpu_count()}",
                                 **row}, indent=2) + "\n")
     print(f"wrote {path.relative_to(ROOT)}")
+    if unsettled:
+        sys.exit(f"FAILED RUN: {sum(unsettled.values())} frames not settled: {unsettled}")
 
 
 if __name__ == "__main__":
