@@ -19,7 +19,10 @@ def test_a_quote_takes_its_defaults_from_the_scene_report(artist, scene):
     assert (job.frame_start, job.frame_end, job.frame_step) == (1, 4, 1)
     assert (job.resolution_x, job.resolution_y, job.samples) == (32, 24, 8)
     assert job.quote["frames"] == 4 and job.quote["work_units_per_frame"] == 32 * 24 * 8
-    assert job.price_per_frame == job.quote["price_per_frame"] == pricing.price_per_frame(32 * 24 * 8)
+    # Priced by its calibrated compute (issue 11), no longer by pixel-samples.
+    reference_ms = pricing.calibration_from_report(scene.report).reference_ms(32 * 24 * 8)
+    assert job.quote["reference_ms_per_frame"] == reference_ms
+    assert job.price_per_frame == job.quote["price_per_frame"] == pricing.price_per_frame(reference_ms)
     assert job.quote["total"] == 4 * job.price_per_frame
     assert job.quote["calibrated"] is True
     assert job.frames.count() == 0  # frames exist only once accepted
