@@ -55,12 +55,11 @@ from dataclasses import asdict, dataclass, field
 
 from marketplace.jobs import conf
 from marketplace.jobs.tiles import Rect, tile_rects
+from workers.budget import SLOWER_THAN_CALIBRATED  # noqa: F401 (the agent's words for a frame past its budget)
 
 MEGA = 1_000_000
 MS_PER_HOUR = 3_600_000
 BPS = 10_000  # basis points in one
-# The prefix of a frame's error when its render ran past the lease's calibrated budget (the agent sends it).
-SLOWER_THAN_CALIBRATED = "slower than calibrated"
 
 
 @dataclass(frozen=True)
