@@ -295,7 +295,8 @@ def _lease_fail(*, lease: FrameLease, error: str) -> None:
         return
     if _slower_than_calibrated(lease=lease, error=error):
         _frame_move(lease.frame_id, FrameState.LEASED, FrameState.FAILED, last_error=(
-            f"{error[:1500]}. The frame needs more compute than its quote paid for: get a new quote for it")[:4000])
+            f"{pricing.SLOWER_THAN_CALIBRATED}: it needs more compute than its quote paid for; get a new quote "
+            f"for it. Node {lease.node_id}: {error}")[:4000])
         _after_commit_job_check(lease.frame.job_id)
         _after_commit_match()
         return
