@@ -11,10 +11,10 @@ the scene's samples, denoising and camera:
    only ever slows a render down;
 3. the straight line through the two points: its intercept is the per-frame `overhead_seconds`, and
    (seconds - overhead) / pixel-samples is the time per unit;
-4. when the two sizes differ by less than `min_signal_seconds` (a tiny render on a busy machine: the difference is
-   mostly noise, and the quote multiplies it by the full frame's pixels), double both sizes, up to the frame's own
-   size, and measure again, unless a render already takes `max_grow_seconds` (then its time is overhead-bound:
-   frame change, modifiers, image loads, which no size changes);
+4. when the two sizes differ by less than `min_signal_seconds` or a fifth of the small render (a tiny render on a
+   busy machine, or one mostly per-frame overhead: the difference is mostly noise, and the quote multiplies it by
+   the full frame's pixels), double both sizes, up to the frame's own size (where the estimate is the measured
+   render itself, whatever the split), and measure again, unless a render already takes `max_grow_seconds`;
 5. when even then the larger size is not the slower one, the pixels' cost is below the noise: the whole render
    time is per-frame overhead (`overhead_seconds` = the main render's seconds, no time per unit).
 
@@ -50,7 +50,7 @@ def calibration_frame(report: Mapping[str, Any]) -> int:
 
 def calibration_measure(renderer: TimedRenderer, *, blend: Path, root: Path, report: Mapping[str, Any],
                         size: tuple[int, int], out_dir: Path, repeats: int = 2, min_signal_seconds: float = 0.25,
-                        max_grow_seconds: float = 3.0) -> dict[str, Any]:
+                        min_signal_fraction: float = 0.2, max_grow_seconds: float = 10.0) -> dict[str, Any]:
     """Load `blend` into `renderer` and time it as described above; returns report["calibration"]."""
     frame = calibration_frame(report)
     width, height = (max(MIN_SIDE, side) for side in size)
@@ -76,7 +76,10 @@ def calibration_measure(renderer: TimedRenderer, *, blend: Path, root: Path, rep
         seconds, small_seconds = min(main), min(small)
         warm_small = small_seconds if warm_small is None else warm_small
         at_full = width >= full_w and height >= full_h
-        if seconds - small_seconds >= min_signal_seconds or at_full or seconds >= max_grow_seconds:
+        # Enough signal: the sizes differ by more than min_signal_seconds and by a fifth of the small render (a
+        # render mostly overhead varies by more than a few tenths of a second on a shared machine).
+        signal = seconds - small_seconds >= max(min_signal_seconds, min_signal_fraction * small_seconds)
+        if signal or at_full or seconds >= max_grow_seconds:
             break
         small_w, small_h = width, height
         width, height = min(full_w, width * 2), min(full_h, height * 2)
