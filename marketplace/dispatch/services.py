@@ -112,7 +112,7 @@ def manifest_for(frame: Frame, *, node: WorkerNode, crop: dict | None = None) ->
     # Past this the agent stops the render as "slower than calibrated" (jobs.pricing, issue 11).
     pixels = frame.tile_w * frame.tile_h if frame.tile_x is not None else job.resolution_x * job.resolution_y
     manifest["calibrated_budget_seconds"] = pricing.calibrated_budget_seconds(
-        job.quote or {}, units=pixels * job.samples, bench_score=node.bench_score)
+        job.quote or {}, units=pixels * job.samples, bench_score=getattr(node, "bench_score", 0.0))
     return manifest
 
 
