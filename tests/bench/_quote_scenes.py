@@ -76,7 +76,7 @@ def glass(bpy: Any) -> None:
 
 
 def subdivision(bpy: Any) -> None:
-    """Subdivision surface level 4 on the cube and torus, 3 on the sphere: about 0.5 M quads to build and trace."""
+    """Subdivision surface level 4 on the cube and torus, 3 on the sphere: about 0.2 M quads to build and trace."""
     for name in ("NoiseCube", "GlossySphere", "EmissiveTorus"):
         mod = bpy.data.objects[name].modifiers.new("Subsurf", "SUBSURF")
         mod.levels = mod.render_levels = 3 if name == "GlossySphere" else 4
