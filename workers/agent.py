@@ -21,6 +21,7 @@ from pathlib import Path
 import redis
 
 from workers import runtimes
+from workers.budget import render_within_budget
 from workers.bundle import bundle_ready
 from workers.client import ApiError, MarketClient, download, upload
 from workers.config import AgentConfig
@@ -248,7 +249,7 @@ class Agent:
                     self.renderer.load(blend, root)
                     self.loaded_scene = loaded
                 with Progress(label, estimate_s=None):
-                    stats = self.renderer.render(manifest, out)
+                    stats = render_within_budget(self.renderer, manifest, out, limit=limit)
                 with self.current.lock:
                     self.current.rendered = True
                 if self.current.revoked.is_set() or self.abort_now.is_set():

@@ -20,6 +20,7 @@ from marketplace import blobs
 from marketplace.accounts.tokens import secret_hash, secret_matches
 from marketplace.dispatch import conf, queues
 from marketplace.dispatch.models import FrameLease, JobNodeBlock
+from marketplace.jobs import pricing
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FRAME_TRANSITIONS, FrameState, JobState, transition
 from marketplace.nodes import conf as node_conf
@@ -115,7 +116,13 @@ def manifest_for(frame: Frame, *, node: WorkerNode, crop: dict | None = None) ->
         "border": [frame.tile_x, frame.tile_y, frame.tile_w, frame.tile_h] if frame.tile_x is not None else None,
         "max_render_seconds": conf.MAX_RENDER_SECONDS,
     }
-    return crop_manifest(manifest, Crop.from_dict(crop)) if crop else manifest
+    if crop:
+        return crop_manifest(manifest, Crop.from_dict(crop))
+    # Past this the agent stops the render as "slower than calibrated" (jobs.pricing, issue 11).
+    pixels = frame.tile_w * frame.tile_h if frame.tile_x is not None else job.resolution_x * job.resolution_y
+    manifest["calibrated_budget_seconds"] = pricing.calibrated_budget_seconds(
+        job.quote or {}, units=pixels * job.samples, bench_score=getattr(node, "bench_score", 0.0))
+    return manifest
 
 
 def result_key_for(*, manifest: dict, frame_id: int) -> str:
@@ -301,6 +308,13 @@ def _lease_fail(*, lease: FrameLease, error: str) -> None:
     WorkerNode.objects.filter(pk=lease.node_id).update(status=Status.IDLE, current_frame=None)
     if lease.kind != Lease.Kind.RENDER:
         return
+    if _slower_than_calibrated(lease=lease, error=error):
+        _frame_move(lease.frame_id, FrameState.LEASED, FrameState.FAILED, last_error=(
+            f"{pricing.SLOWER_THAN_CALIBRATED}: it needs more compute than its quote paid for; get a new quote "
+            f"for it. Node {lease.node_id}: {error}")[:4000])
+        _after_commit_job_check(lease.frame.job_id)
+        _after_commit_match()
+        return
     block, _ = JobNodeBlock.objects.get_or_create(job_id=lease.frame.job_id, node_id=lease.node_id)
     JobNodeBlock.objects.filter(pk=block.pk).update(failures=F("failures") + 1)
     failed = FrameLease.objects.filter(frame_id=lease.frame_id, kind=Lease.Kind.RENDER, state=Lease.State.FAILED)
@@ -313,6 +327,14 @@ def _lease_fail(*, lease: FrameLease, error: str) -> None:
     else:
         _frame_move(lease.frame_id, FrameState.LEASED, FrameState.QUEUED, last_error=error[:2000])
     _after_commit_match()
+
+
+def _slower_than_calibrated(*, lease: FrameLease, error: str) -> bool:
+    """The agent stopped the render at the lease's calibrated budget, and the lease did last that long (a node cannot
+    fail a frame at once by merely saying so)."""
+    budget = (lease.manifest or {}).get("calibrated_budget_seconds")
+    return (pricing.SLOWER_THAN_CALIBRATED in error and bool(budget)
+            and timezone.now() - lease.created_at >= timedelta(seconds=float(budget)))
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,10 @@ class JobQuoteRequest(serializers.Serializer):
     resolution_y = serializers.IntegerField(required=False, help_text=f"pixels, at most {conf.MAX_SIDE}")
     samples = serializers.IntegerField(required=False, help_text=f"1 to {conf.MAX_SAMPLES}")
     output_format = serializers.ChoiceField(choices=Job.Output.choices, required=False, default=Job.Output.PNG)
-    priority = serializers.IntegerField(required=False, default=0)
+    priority = serializers.IntegerField(required=False, default=0,
+                                        help_text=f"0 to {conf.MAX_PRIORITY}; higher renders first and pays more: "
+                                                  f"each level adds {conf.PRIORITY_PREMIUM_BPS} basis points to "
+                                                  f"the rate (quote.priority_multiplier_bps)")
     max_price_per_frame = serializers.IntegerField(required=False, allow_null=True, default=None,
                                                    help_text="micro-tokens; the quote is refused above it")
     use_denoising = serializers.BooleanField(required=False, allow_null=True, default=None,

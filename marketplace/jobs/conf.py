@@ -1,7 +1,7 @@
 """Settings of the jobs app, read when used (tests can override them; settings.py needs no edit).
 
     from marketplace.jobs import conf
-    conf.MARKET_RATE_MICRO_PER_MEGASAMPLE   # settings.JOBS_MARKET_RATE_MICRO_PER_MEGASAMPLE, or the default below
+    conf.MARKET_RATE_MICRO_PER_REFERENCE_HOUR   # settings.JOBS_MARKET_RATE_MICRO_PER_REFERENCE_HOUR, or the default
 
 The resolution and frame-count caps are the scenes app's own (SCENE_MAX_SIDE, SCENE_MAX_FRAMES): a job may
 never ask for more than an upload may hold.
@@ -14,8 +14,22 @@ from django.core.exceptions import ImproperlyConfigured
 from marketplace.scenes import conf as scenes_conf
 
 DEFAULTS: dict[str, Any] = {
-    # Price of one million pixel-samples, in micro-tokens (10 000 = 0.01 token per megasample).
-    "MARKET_RATE_MICRO_PER_MEGASAMPLE": 10_000,
+    # The reference machine of the price unit ("reference render-seconds"): pixel-samples per second on the agent's
+    # benchmark scene. 1.7 M is what a 2-vCPU x86 server (AMD EPYC at 2.6 GHz, 5.2 GHz in all) does here
+    # (bench_quote, Blender 5.0.1 CPU), the same machine as CALIBRATION_BENCH_SCORE below.
+    "REFERENCE_BENCH_SCORE": 1_700_000.0,
+    # Price of one hour of the reference machine, in micro-tokens, at priority 0. 6 tokens = 6 US cents at the
+    # default 100 tokens per dollar: Ranch Computing's CPU-Low rate, 0.011 EUR per GHz-hour (ranchcomputing.com,
+    # "Understanding Billing"), for the reference machine's 5.2 GHz is 0.057 EUR, about 0.06 USD, per hour.
+    "MARKET_RATE_MICRO_PER_REFERENCE_HOUR": 6_000_000,
+    # What priority costs: each priority level adds this many basis points to the rate. 40 makes the top priority
+    # (MAX_PRIORITY 100) pay 1.4x, about Ranch Computing's CPU-High / CPU-Low (0.015 / 0.011 = 1.36).
+    "PRIORITY_PREMIUM_BPS": 40,
+    # A frame rendering longer than this many times its calibrated time on the node (the node's benchmark
+    # score applied to the calibration) is stopped and failed as "slower than calibrated" ...
+    "SLOWER_THAN_CALIBRATED_FACTOR": 3.0,
+    # ... but never before this many seconds: a GPU's first render may compile kernels, a cold disk may be slow.
+    "SLOWER_THAN_CALIBRATED_MIN_SECONDS": 60.0,
     # The cheapest a frame can be, in micro-tokens: a tiny frame still costs a node a scene sync and an upload.
     "MIN_PRICE_PER_FRAME": 1_000,
     # Per-frame seconds that do not grow with the pixels (frame change, scene sync, writing the file), used

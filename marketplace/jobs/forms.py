@@ -20,7 +20,8 @@ class JobQuoteForm(forms.Form):
     use_denoising = forms.BooleanField(label="Denoise", required=False)
     output_format = forms.ChoiceField(choices=Job.Output.choices, initial=Job.Output.PNG)
     priority = forms.IntegerField(min_value=0, max_value=conf.MAX_PRIORITY, initial=0,
-                                  help_text="higher renders first")
+                                  help_text=f"higher renders first, and costs more: each level adds "
+                                            f"{conf.PRIORITY_PREMIUM_BPS / 100:g} % to the rate")
     seed = forms.IntegerField(min_value=0, max_value=2**31 - 1, initial=0)
     tiles = forms.TypedChoiceField(
         label="Split into tiles", coerce=int, required=False, empty_value=1, initial=1,

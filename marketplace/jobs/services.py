@@ -115,7 +115,7 @@ def job_quote(*, owner, scene: Scene | int, name: str = "", frame_start: int | N
 
     quote = pricing.quote_for(frames=frames, width=values["resolution_x"], height=values["resolution_y"],
                               samples=values["samples"], calibration=pricing.calibration_from_report(report),
-                              idle_scores=idle_capacity(), tile_side=tiles)
+                              idle_scores=idle_capacity(), tile_side=tiles, priority=priority)
     if max_price_per_frame is not None and quote.price_per_frame > max_price_per_frame:
         raise JobRefused(f"the price per frame would be {tokens(quote.price_per_frame)} tokens, above your maximum "
                          f"of {tokens(max_price_per_frame)}: lower the resolution or samples, or raise the maximum")

@@ -6,7 +6,8 @@ PAYMENTS_TOKENS_PER_USD   whole tokens bought by one US dollar. Default 100: one
                           (exact for any integer rate, since MICRO = 10**6).
 PAYMENTS_CURRENCY         ISO code of the fiat currency (default "usd").
 PAYMENTS_TOPUP_MIN_CENTS / PAYMENTS_TOPUP_MAX_CENTS   bounds of one top-up (default $5 … $1,000).
-PAYOUT_MIN_MICRO          smallest payout (default 1,000 tokens = $10 at the default rate).
+PAYOUT_MIN_MICRO          smallest payout (default 3,000 tokens = $30 at the default rate): about a day's earnings
+                          of one mid-range GPU at the default market rate (see payout_min_micro).
 PAYMENTS_DEV_PROVIDER     allow the simulated provider when no Stripe key is set (default: DEBUG). Never
                           used when STRIPE_SECRET_KEY is set; off in production so no one mints free tokens.
 STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET (settings.py), STRIPE_MAX_NETWORK_RETRIES (default 2).
@@ -43,8 +44,14 @@ def topup_max_cents() -> int:
     return getattr(settings, "PAYMENTS_TOPUP_MAX_CENTS", 100_000)
 
 
+# About what one mid-range GPU earns in a day at the default market rate (jobs.conf: 6 tokens per reference-hour),
+# assuming it renders Cycles about 50 times as fast as the 2-vCPU reference machine (an assumption, not measured
+# here: no GPU) and is busy half the day, less the 10 % platform fee: 50 x 6 x 0.9 x 12 h = 3,240 tokens.
+PAYOUT_MIN_TOKENS = 3_000
+
+
 def payout_min_micro() -> int:
-    return getattr(settings, "PAYOUT_MIN_MICRO", 1_000 * settings.MICRO)
+    return getattr(settings, "PAYOUT_MIN_MICRO", PAYOUT_MIN_TOKENS * settings.MICRO)
 
 
 def stripe_secret_key() -> str:

@@ -95,3 +95,36 @@ def provider_frame_earnings(*, provider, limit: int = 100) -> list[FrameEarning]
     shares = posted_to(kind=Account.Kind.PROVIDER_PENDING, owner=provider, keys=[f.settlement_key for f in frames])
     return [FrameEarning(frame=f, share_micro=shares.get(f.settlement_key, 0), matures_at=f.settled_at + window,
                          matured=f.matured, disputed=f.disputed) for f in frames]
+
+
+@dataclass(frozen=True)
+class NodeEarningRate:
+    node_id: int
+    node_name: str
+    frames: int
+    render_seconds: float
+    earned_micro: int  # the provider's share of those frames, as the settlements posted it
+
+    @property
+    def per_hour_micro(self) -> int | None:
+        """Earned per hour of the node's render time (what its agent measured per settled frame)."""
+        if not self.render_seconds:
+            return None
+        return int(self.earned_micro * 3600 / self.render_seconds)
+
+
+def provider_node_rates(*, provider) -> list[NodeEarningRate]:
+    """Per node of the provider: settled frames, their render time and the provider's share of their price."""
+    frames = list(Frame.objects.filter(state=FrameState.SETTLED, node__owner=provider)
+                  .values_list("pk", "settle_count", "node_id", "node__name", "render_seconds"))
+    keys = {pk: f"settle:frame:{pk}" + (f":{n}" if n > 1 else "") for pk, n, *_ in frames}
+    shares = posted_to(kind=Account.Kind.PROVIDER_PENDING, owner=provider, keys=list(keys.values()))
+    totals: dict[int, list] = {}
+    for pk, _, node_id, name, seconds in frames:
+        row = totals.setdefault(node_id, [name, 0, 0.0, 0])
+        row[1] += 1
+        row[2] += seconds or 0.0
+        row[3] += shares.get(keys[pk], 0)
+    return [NodeEarningRate(node_id=node_id, node_name=name, frames=n, render_seconds=round(seconds, 3),
+                            earned_micro=earned)
+            for node_id, (name, n, seconds, earned) in sorted(totals.items(), key=lambda kv: kv[1][0])]

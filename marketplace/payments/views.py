@@ -95,6 +95,7 @@ def _earnings_page(request: HttpRequest, *, form: PayoutForm, status: int = 200)
     return render(request, "payments/earnings.html", {
         "balances": ledger_selectors.user_balances(user=request.user),
         "frames": selectors.provider_frame_earnings(provider=request.user),
+        "node_rates": selectors.provider_node_rates(provider=request.user),
         "disputes": dispute_selectors.disputes_against(provider=request.user),
         "payouts": selectors.payouts_of(user=request.user),
         "connect": selectors.connect_account_of(user=request.user),

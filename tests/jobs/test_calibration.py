@@ -31,9 +31,11 @@ class LinearRenderer:
         return {"total_seconds": seconds}
 
 
-def measure(renderer, size=(80, 45), **report) -> dict:
+def measure(renderer, size=(80, 45), min_signal_seconds=0.0, min_signal_fraction=0.0, **report) -> dict:
+    """The two-size protocol; these tests keep the first sizes (no minimum signal), growing is tested below."""
     return calibration_measure(renderer, blend=Path("/b/demo.blend"), root=Path("/b"), report={**REPORT, **report},
-                               size=size, out_dir=Path("/tmp"))
+                               size=size, out_dir=Path("/tmp"), min_signal_seconds=min_signal_seconds,
+                               min_signal_fraction=min_signal_fraction)
 
 
 def test_two_sizes_recover_the_overhead_and_the_time_per_pixel_sample():
@@ -79,3 +81,36 @@ def test_points_that_say_nothing_leave_the_overhead_to_pricing():
                                                              (0, 100, 7, 49)])
 def test_it_calibrates_on_a_frame_in_the_middle_of_the_range(start, end, step, frame):
     assert calibration_frame({"frame_start": start, "frame_end": end, "frame_step": step}) == frame
+
+
+def test_sizes_grow_until_the_difference_is_more_than_noise():
+    # 80x45 vs 40x22 differ by 0.054 s; 160x90 vs 80x45 by 0.216 s; 320x180 (the frame) vs 160x90 by 0.864 s.
+    renderer = LinearRenderer(overhead=0.01, per_pixel=2e-5, setup=0.3)
+    cal = measure(renderer, min_signal_seconds=0.25)
+    assert (cal["width"], cal["height"]) == (320, 180) and (cal["small"]["width"], cal["small"]["height"]) == (160, 90)
+    assert cal["overhead_seconds"] == pytest.approx(0.01, abs=2e-4)
+    assert cal["load_seconds"] == pytest.approx(0.3, abs=0.05)
+    assert len(renderer.manifests) == 1 + 3 * 4  # warm-up, then three rounds of two sizes twice
+
+
+def test_sizes_stop_growing_once_a_render_takes_long_enough():
+    renderer = LinearRenderer(overhead=12.0, per_pixel=1e-6, setup=0.0)
+    cal = measure(renderer, min_signal_seconds=0.25, min_signal_fraction=0.2)
+    assert (cal["width"], cal["height"]) == (80, 45) and len(renderer.manifests) == 5
+
+
+def test_when_more_pixels_take_no_longer_the_whole_render_is_per_frame_overhead():
+    # The small renders were slowed (noise) past the large ones: per-pixel cost is below what can be measured.
+    renderer = LinearRenderer(overhead=12.0, per_pixel=1e-7, setup=0.0, slow_by={3: 0.5, 5: 0.5})
+    cal = measure(renderer, min_signal_seconds=0.25, min_signal_fraction=0.2)
+    assert cal["overhead_seconds"] == cal["seconds"]
+    assert pricing.calibration_from_report({"calibration": cal}).seconds_per_unit == 0.0
+
+
+def test_a_render_mostly_overhead_grows_to_the_frame_where_the_estimate_is_the_render_itself():
+    # 4 s of overhead, and a difference between sizes well under a fifth of it: measured at the full 320x180 frame.
+    renderer = LinearRenderer(overhead=4.0, per_pixel=1e-5, setup=0.0)
+    cal = measure(renderer, min_signal_seconds=0.25, min_signal_fraction=0.2)
+    assert (cal["width"], cal["height"]) == (320, 180)
+    full = pricing.calibration_from_report({"calibration": cal}).frame_seconds(320 * 180 * 32)
+    assert full == pytest.approx(4.0 + 57_600 * 1e-5, rel=0.01)

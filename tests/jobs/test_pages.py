@@ -187,3 +187,20 @@ def test_a_finished_job_page_stops_polling(client_of, funded_artist, job):
     Job.objects.filter(pk=job.pk).update(state=JobState.FAILED)
     html = client_of(funded_artist).get(reverse("jobs:detail", args=[job.pk])).content.decode()
     assert "data-poll" not in html and "Cancel job" not in html
+
+
+def test_the_quote_shows_the_compute_it_priced_and_why(client_of, artist, scene):
+    job = job_quote(owner=artist, scene=scene, priority=50)
+    html = client_of(artist).get(reverse("jobs:detail", args=[job.pk])).content.decode()
+    assert "reference-seconds per frame" in html and 'id="quote-why"' in html
+    assert "the scene&#x27;s own calibration" in html or "the scene's own calibration" in html
+    assert 'id="quote-priority">50 · \N{MULTIPLICATION SIGN}1.20 the market rate' in html
+    assert "quote-fallback" not in html
+
+
+def test_an_uncalibrated_quote_says_it_fell_back_to_pixel_samples(client_of, artist, scene):
+    scene.report = {k: v for k, v in scene.report.items() if k != "calibration"}
+    scene.save(update_fields=["report"])
+    job = job_quote(owner=artist, scene=scene)
+    html = client_of(artist).get(reverse("jobs:detail", args=[job.pk])).content.decode()
+    assert job.quote["calibrated"] is False and 'id="quote-fallback"' in html and "no calibration" in html

@@ -10,41 +10,109 @@ def calibration(**fields) -> pricing.Calibration:
     return pricing.calibration_from_report({"calibration": {**CALIBRATION, **fields}})
 
 
-def test_price_is_the_rate_per_megasample_rounded_up_to_a_whole_micro_token():
-    assert pricing.price_per_frame(1_000_000, rate=10_000, minimum=0) == 10_000
-    assert pricing.price_per_frame(1_000_001, rate=10_000, minimum=0) == 10_001  # 10 000.01 rounds up
-    assert pricing.price_per_frame(1, rate=10_000, minimum=0) == 1
+# Pricing changed on purpose (issue 11): the price is now the frame's calibrated reference compute x the rate per
+# reference-hour, no longer pixel-samples x a rate per megasample; the tests below replace the megasample ones.
+def test_price_is_the_rate_per_reference_hour_rounded_up_to_a_whole_micro_token():
+    assert pricing.price_per_frame(3_600_000, rate=6_000_000, minimum=0) == 6_000_000  # one reference-hour
+    assert pricing.price_per_frame(1_000, rate=6_000_000, minimum=0) == 1_667  # one second: 1 666.67 rounds up
+    assert pricing.price_per_frame(1, rate=6_000_000, minimum=0) == 2
 
 
 def test_a_tiny_frame_costs_the_minimum():
-    assert pricing.price_per_frame(10, rate=10_000, minimum=5_000) == 5_000
+    assert pricing.price_per_frame(10, rate=6_000_000, minimum=5_000) == 5_000
 
 
 def test_the_rate_and_minimum_come_from_settings(settings):
-    settings.JOBS_MARKET_RATE_MICRO_PER_MEGASAMPLE = 3
+    settings.JOBS_MARKET_RATE_MICRO_PER_REFERENCE_HOUR = 3_600
     settings.JOBS_MIN_PRICE_PER_FRAME = 7
-    assert pricing.price_per_frame(10_000_000) == 30
+    assert pricing.price_per_frame(10_000) == 10
     assert pricing.price_per_frame(1) == 7
 
 
-def test_a_1080p_128_sample_frame_is_priced_exactly_with_the_default_rate():
-    units = pricing.work_units(width=1920, height=1080, samples=128)
-    assert units == 265_420_800
-    assert pricing.price_per_frame(units) == 2_654_208  # 265.4208 megasamples x 10 000 micro-tokens
+def test_priority_multiplies_the_rate(settings):
+    settings.JOBS_PRIORITY_PREMIUM_BPS = 40
+    assert pricing.priority_multiplier_bps(0) == 10_000 and pricing.priority_multiplier_bps(100) == 14_000
+    base = pricing.price_per_frame(3_600_000, rate=1_000_000, minimum=0)
+    assert pricing.price_per_frame(3_600_000, rate=1_000_000, minimum=0, priority=100) == base * 14 // 10
+    assert pricing.price_per_frame(3_600_000, rate=1_000_000, minimum=0, priority=25) == 1_100_000
 
 
-@given(st.integers(0, 8192 * 8192 * 4096), st.integers(0, 10**9))
-def test_price_is_an_integer_and_never_decreases_with_more_work(units, extra):
-    a, b = pricing.price_per_frame(units), pricing.price_per_frame(units + extra)
-    assert type(a) is int and type(b) is int
-    assert conf.MIN_PRICE_PER_FRAME <= a <= b
+def test_a_calibrated_1080p_frame_is_priced_exactly_with_the_default_rate():
+    # 2400 calibration units took 1.7 s after a 0.3 s overhead: a 1080p 16-sample frame is 0.3 + 33 177 600 x
+    # 1.7 / 2400 = 23 501.1 s of the calibration machine, which is the reference machine by default.
+    quote = pricing.quote_for(frames=1, width=1920, height=1080, samples=16, calibration=calibration(),
+                              idle_scores=[])
+    assert quote.reference_ms_per_frame == 23_501_100
+    assert quote.price_per_frame == 39_168_500  # 23 501.1 s x 6 000 000 / 3600 s
+    assert type(quote.price_per_frame) is int and type(quote.total) is int
+
+
+@given(st.integers(0, 10**12), st.integers(0, 10**9), st.integers(0, 100))
+def test_price_is_an_integer_and_never_decreases_with_more_compute_or_priority(ms, extra, priority):
+    a, b = pricing.price_per_frame(ms, priority=priority), pricing.price_per_frame(ms + extra, priority=priority)
+    c = pricing.price_per_frame(ms + extra, priority=min(priority + 1, 100))
+    assert type(a) is int and type(b) is int and type(c) is int
+    assert conf.MIN_PRICE_PER_FRAME <= a <= b <= c
 
 
 @given(st.integers(4, 8192), st.integers(4, 8192), st.integers(1, 4096), st.integers(1, 64))
 def test_more_pixels_or_samples_never_cost_less(width, height, samples, more):
-    price = pricing.price_per_frame(pricing.work_units(width=width, height=height, samples=samples))
-    assert price <= pricing.price_per_frame(pricing.work_units(width=width + more, height=height, samples=samples))
-    assert price <= pricing.price_per_frame(pricing.work_units(width=width, height=height, samples=samples + more))
+    cal = calibration()
+
+    def price(w: int, h: int, s: int) -> int:
+        return pricing.price_per_frame(cal.reference_ms(pricing.work_units(width=w, height=h, samples=s)))
+
+    assert price(width, height, samples) <= price(width + more, height, samples)
+    assert price(width, height, samples) <= price(width, height, samples + more)
+
+
+def test_same_pixels_and_samples_but_5x_the_render_time_cost_5x():
+    # Two calibrations of the same size: the heavy scene took 5x as long (glass, volumes...). Overhead 0.
+    light = calibration(seconds=1.0, overhead_seconds=0.0)
+    heavy = calibration(seconds=5.0, overhead_seconds=0.0)
+    a = pricing.quote_for(frames=3, width=1920, height=1080, samples=16, calibration=light, idle_scores=[])
+    b = pricing.quote_for(frames=3, width=1920, height=1080, samples=16, calibration=heavy, idle_scores=[])
+    assert a.work_units_per_frame == b.work_units_per_frame
+    assert b.price_per_frame / a.price_per_frame == pytest.approx(5.0, rel=0.2)
+
+
+def test_the_quote_says_what_compute_it_priced_and_why():
+    quote = pricing.quote_for(frames=2, width=100, height=50, samples=64, calibration=calibration(), idle_scores=[])
+    assert quote.pricing_basis == "calibrated compute"
+    assert quote.reference_seconds_per_frame == pytest.approx(0.3 + 320_000 * 1.7 / 2400, abs=1e-3)
+    assert "reference-seconds per frame" in quote.pricing_note and "calibration" in quote.pricing_note
+    fallback = pricing.quote_for(frames=2, width=100, height=50, samples=64, calibration=None, idle_scores=[])
+    assert fallback.pricing_basis.startswith("pixel-samples")
+    assert "no calibration" in fallback.pricing_note
+    rush = pricing.quote_for(frames=2, width=100, height=50, samples=64, calibration=calibration(), idle_scores=[],
+                             priority=50)
+    assert rush.priority_multiplier_bps == 12_000 and "priority 50" in rush.pricing_note
+    assert rush.price_per_frame == pytest.approx(quote.price_per_frame * 1.2, abs=1)
+
+
+def test_a_faster_calibration_machine_means_more_reference_compute(settings):
+    settings.JOBS_REFERENCE_BENCH_SCORE = 1000.0
+    slow = calibration(bench_score=1000.0, overhead_seconds=0.0)
+    fast = calibration(bench_score=2000.0, overhead_seconds=0.0)
+    # The same 2 s measured on a machine twice the reference's speed is 4 s of the reference machine.
+    assert fast.reference_ms(2400) == 2 * slow.reference_ms(2400) == 4000
+
+
+def test_the_budget_is_the_factor_times_the_calibrated_time_on_that_node(settings):
+    settings.JOBS_SLOWER_THAN_CALIBRATED_FACTOR = 3.0
+    settings.JOBS_SLOWER_THAN_CALIBRATED_MIN_SECONDS = 1.0
+    settings.JOBS_REFERENCE_BENCH_SCORE = 1000.0
+    quote = pricing.quote_for(frames=1, width=20, height=15, samples=8, calibration=calibration(bench_score=1000.0),
+                              idle_scores=[]).as_json()
+    # 2 s on the reference machine (0.3 overhead + 1.7 per-unit), load 0.5 s once.
+    assert pricing.calibrated_budget_seconds(quote, units=2400, bench_score=1000.0) == pytest.approx(3 * 2.0 + 0.5)
+    # A node twice as fast does the per-unit part in half the time; the overhead does not shrink.
+    assert pricing.calibrated_budget_seconds(quote, units=2400, bench_score=2000.0) == pytest.approx(
+        3 * (0.3 + 0.85) + 0.5)
+    # A quote made before compute pricing has nothing to hold a frame to.
+    assert pricing.calibrated_budget_seconds({"price_per_frame": 5}, units=2400, bench_score=1000.0) is None
+    settings.JOBS_SLOWER_THAN_CALIBRATED_MIN_SECONDS = 60.0
+    assert pricing.calibrated_budget_seconds(quote, units=2400, bench_score=1000.0) == 60.0
 
 
 def test_the_calibration_gives_seconds_per_unit_after_the_overhead():

@@ -19,7 +19,10 @@ def test_a_quote_takes_its_defaults_from_the_scene_report(artist, scene):
     assert (job.frame_start, job.frame_end, job.frame_step) == (1, 4, 1)
     assert (job.resolution_x, job.resolution_y, job.samples) == (32, 24, 8)
     assert job.quote["frames"] == 4 and job.quote["work_units_per_frame"] == 32 * 24 * 8
-    assert job.price_per_frame == job.quote["price_per_frame"] == pricing.price_per_frame(32 * 24 * 8)
+    # Priced by its calibrated compute (issue 11), no longer by pixel-samples.
+    reference_ms = pricing.calibration_from_report(scene.report).reference_ms(32 * 24 * 8)
+    assert job.quote["reference_ms_per_frame"] == reference_ms
+    assert job.price_per_frame == job.quote["price_per_frame"] == pricing.price_per_frame(reference_ms)
     assert job.quote["total"] == 4 * job.price_per_frame
     assert job.quote["calibrated"] is True
     assert job.frames.count() == 0  # frames exist only once accepted
@@ -144,3 +147,27 @@ def test_a_frozen_wallet_gets_no_new_quote(artist, scene):
     with pytest.raises(JobRefused, match="wallet owes tokens"):
         job_quote(owner=artist, scene=scene)
     assert not Job.objects.exists()
+
+
+def test_no_float_reaches_the_ledger_from_a_compute_price(artist, settings):
+    """Calibration seconds are floats; the price, the tiles' shares, the frames and every posting are integers."""
+    from django.conf import settings as django_settings
+
+    from marketplace.jobs.services import job_accept
+    from marketplace.ledger.models import Posting
+    from tests.fixtures.money import fund
+
+    settings.JOBS_PRIORITY_PREMIUM_BPS = 37
+    scene = calibrated_scene(artist, calibration={"seconds": 0.7777777, "width": 21, "height": 13, "samples": 7,
+                                                  "overhead_seconds": 0.1234567, "load_seconds": 0.333})
+    fund(artist, 10**6 * django_settings.MICRO)
+    job = job_quote(owner=artist, scene=scene, frame_start=1, frame_end=1, resolution_x=333, resolution_y=211,
+                    samples=13, priority=7, tiles=3)
+    assert type(job.price_per_frame) is int and all(type(p) is int for p in job.quote["tile_prices"])
+    job_accept(job_id=job.pk, owner=artist)
+    frames = list(job.frames.all())
+    assert sum(f.price for f in frames) == job.price_per_frame and all(type(f.price) is int for f in frames)
+    amounts = list(Posting.objects.filter(transaction__idempotency_key=f"hold:job:{job.pk}")
+                   .values_list("amount", flat=True))
+    assert amounts and all(type(a) is int for a in amounts) and sorted(abs(a) for a in amounts) == [
+        job.price_per_frame, job.price_per_frame]

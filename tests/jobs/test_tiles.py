@@ -91,9 +91,12 @@ def test_a_tiled_still_costs_what_the_whole_still_costs(artist):
 @pytest.mark.django_db
 def test_no_tile_of_a_cheap_still_pays_less_than_a_frame(artist, settings):
     settings.JOBS_MIN_PRICE_PER_FRAME = 5_000
+    # Priced by compute since issue 11 (was 640,000 pixel-samples x 10,000 per megasample = 6,400): 0.3 s +
+    # 640,000 x 1.7 / 2400 s = 453.634 reference-seconds at 50,000 micro-tokens an hour.
+    settings.JOBS_MARKET_RATE_MICRO_PER_REFERENCE_HOUR = 50_000
     whole = still_quote(artist, side=1, width=100, height=100)
     tiled = still_quote(artist, side=3, width=100, height=100)  # tiles of 33-34 x 33-34 px
-    assert whole.price_per_frame == 6_400  # 640,000 pixel-samples: above one minimum, below nine
+    assert whole.price_per_frame == 6_301  # above one minimum, below nine
     prices = tiled.quote["tile_prices"]
     assert min(prices) >= 5_000 and sum(prices) == tiled.price_per_frame
     # The least it can cost: the smallest tile (33 x 33) gets exactly its share of the minimum.

@@ -94,3 +94,23 @@ def test_a_fee_change_after_settlement_matures_what_was_really_paid(settings, ar
     assert earnings_mature() == 1
     assert available(provider) == SHARE and pending(provider) == 0
     assert ledger.ledger_total() == 0
+
+
+def test_the_earnings_page_shows_what_each_node_earned_per_hour_of_node_time(client, artist, provider, outsider):
+    from marketplace.jobs.models import Frame
+    from marketplace.payments.selectors import provider_node_rates
+
+    a = settled_frame(artist=artist, provider=provider, price=PRICE, settled_at=hours_ago(1))
+    b = settled_frame(artist=artist, provider=provider, price=PRICE, settled_at=hours_ago(1))
+    c = settled_frame(artist=artist, provider=provider, price=PRICE, settled_at=hours_ago(1))
+    Frame.objects.filter(pk=a.pk).update(render_seconds=1200.0)
+    Frame.objects.filter(pk=b.pk).update(render_seconds=600.0, node=a.node)  # a's node: 2 frames in 30 min
+    Frame.objects.filter(pk=c.pk).update(render_seconds=3600.0)  # c's node: 1 frame in an hour
+    settled_frame(artist=artist, provider=outsider, price=PRICE, settled_at=hours_ago(1))  # not theirs
+    rates = {r.node_id: r for r in provider_node_rates(provider=provider)}
+    assert set(rates) == {a.node_id, c.node_id}
+    assert (rates[a.node_id].frames, rates[a.node_id].earned_micro) == (2, 2 * SHARE)
+    assert rates[a.node_id].per_hour_micro == 4 * SHARE and rates[c.node_id].per_hour_micro == SHARE
+    client.force_login(provider)
+    page = client.get("/payments/earnings/").content.decode()
+    assert 'id="node-rates"' in page and "36.00 tokens/h" in page and "9.00 tokens/h" in page

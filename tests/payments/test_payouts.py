@@ -210,3 +210,14 @@ def test_the_simulated_provider_onboards_and_pays_out_locally(dev_payments, clie
     payout = Payout.objects.get()
     assert payout.state == Payout.State.SENT and payout.transfer_id.startswith("dev_tr_")
     assert available(provider) == 3_500 * M
+
+
+def test_the_default_payout_minimum_is_about_a_mid_range_gpus_day(settings):
+    from marketplace.jobs import conf as jobs_conf
+    from marketplace.payments import conf
+
+    del settings.PAYOUT_MIN_MICRO
+    assert conf.payout_min_micro() == conf.PAYOUT_MIN_TOKENS * M == 3_000 * M
+    # 50 reference machines (the assumed mid-range GPU), busy 12 h, at the default rate, less a 10 % fee.
+    day = 50 * 12 * jobs_conf.MARKET_RATE_MICRO_PER_REFERENCE_HOUR * 9 // 10
+    assert 0.8 < day / conf.payout_min_micro() < 1.2

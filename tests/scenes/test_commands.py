@@ -30,7 +30,8 @@ def test_inspect_scene_prints_the_report_of_a_zip_bundle_and_exits_0(tiny_demo, 
     code, out = inspect_json(bundle, capsys)
     assert code == 0 and out["accepted"] is True and out["refusal"] == ""
     assert (out["report"]["frame_end"], out["report"]["samples"]) == (TINY_DEMO["frames"], TINY_DEMO["samples"])
-    assert out["report"]["calibration"]["width"] == 32
+    # 32 px, or doubled up to the 64 px frame when the two sizes' times differ by less than noise (issue 11)
+    assert out["report"]["calibration"]["width"] in (32, 64)
 
 
 @pytest.mark.slow

@@ -16,3 +16,12 @@ def duration(seconds: float | None) -> str:
     if minutes:
         return f"{minutes} min {secs} s"
     return f"{secs} s"
+
+
+@register.filter
+def significant(value: float | None) -> str:
+    """A measured quantity to three significant digits: 41.3, 0.0123, 1,230."""
+    if value in (None, ""):
+        return "unknown"
+    number = float(value)
+    return f"{number:,.0f}" if abs(number) >= 1000 else f"{number:.3g}"
