@@ -20,7 +20,7 @@ from pathlib import Path
 
 import redis
 
-from workers.bundle import bundle_ready
+from workers.bundle import bundle_key, bundle_ready
 from workers.client import ApiError, MarketClient, download, upload
 from workers.config import AgentConfig
 
@@ -213,7 +213,8 @@ class Agent:
     def _scene(self, details: dict) -> tuple[Path, Path]:
         manifest = details["manifest"]
         sha = manifest["scene_sha256"]
-        root = self.cache / "scenes" / sha
+        root = self.cache / "scenes" / bundle_key(sha256=sha, kind=manifest["scene_kind"],
+                                                  blend_path=manifest["blend_path"])
         archive = self.cache / "downloads" / f"{sha}.{manifest['scene_kind']}"
         if not (root / ".complete").exists() and not archive.exists():
             archive.parent.mkdir(parents=True, exist_ok=True)
