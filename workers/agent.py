@@ -54,18 +54,18 @@ def in_schedule(schedule: str, now: datetime | None = None) -> bool:
     return start <= minutes < end if start <= end else minutes >= start or minutes < end
 
 
-def capabilities(devices: list[dict], blender_version: str) -> dict:
+def capabilities(devices: list[dict], blender_version: str, sandbox: dict | None = None) -> dict:
     try:
         ram_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
     except (ValueError, OSError):
         ram_mb = 0
     return {"devices": devices, "cpu_cores": os.cpu_count() or 1, "ram_mb": int(ram_mb),
-            "blender_version": blender_version}
+            "blender_version": blender_version, **(sandbox or {})}
 
 
 class Agent:
     def __init__(self, config: AgentConfig, *, renderer_factory, devices: list[dict], blender_version: str,
-                 once: bool = False, device_ids: list[str] | None = None) -> None:
+                 once: bool = False, device_ids: list[str] | None = None, sandbox: dict | None = None) -> None:
         self.config = config
         self.client = MarketClient(config.server, config.token)
         self.renderer_factory = renderer_factory
@@ -73,6 +73,7 @@ class Agent:
         self.blender_version = blender_version
         self.once = once
         self.device_ids = device_ids
+        self.sandbox = sandbox  # {"sandbox": "enforced"|"unsandboxed", "sandbox_detail": ...}, told at hello
         self.stopping = threading.Event()
         self.abort_now = threading.Event()
         self.current: Current | None = None
@@ -98,7 +99,7 @@ class Agent:
 
     def _connect(self) -> dict:
         """Say hello; the marketplace answers with a fresh per-node broker credential."""
-        hello = self.client.hello(capabilities(self.devices, self.blender_version))
+        hello = self.client.hello(capabilities(self.devices, self.blender_version, self.sandbox))
         log.info("event=hello node=%s device=%s queue=%s", hello["node"], hello["device"], hello["queue"])
         self.queue = hello["queue"]
         self.processing = self.queue.rsplit(":", 1)[0] + ":processing"

@@ -36,6 +36,9 @@ class HelloSerializer(serializers.Serializer):
     cpu_cores = serializers.IntegerField(min_value=0, max_value=4096)
     ram_mb = serializers.IntegerField(min_value=0)
     blender_version = serializers.CharField(max_length=20)
+    # Agents before the sandbox report send neither: the node then shows "not reported".
+    sandbox = serializers.ChoiceField(choices=["enforced", "unsandboxed"], required=False, default="unknown")
+    sandbox_detail = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
 
 
 class HelloView(AgentView):

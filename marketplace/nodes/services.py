@@ -43,6 +43,8 @@ class Capabilities:
     cpu_cores: int
     ram_mb: int
     blender_version: str
+    sandbox: str = WorkerNode.Sandbox.UNKNOWN
+    sandbox_detail: str = ""
 
 
 def _best_device(devices: list[dict]) -> tuple[str, int]:
@@ -63,6 +65,7 @@ def node_hello(*, node: WorkerNode, capabilities: Capabilities) -> WorkerNode:
         "devices": capabilities.devices[:32], "cpu_cores": max(0, capabilities.cpu_cores),
         "ram_mb": max(0, capabilities.ram_mb), "blender_version": capabilities.blender_version[:20],
         "device_type": device, "vram_mb": vram, "last_heartbeat": timezone.now(),
+        "sandbox": capabilities.sandbox, "sandbox_detail": capabilities.sandbox_detail[:200],
     }
     WorkerNode.objects.filter(pk=node.pk).update(**fields)
     WorkerNode.objects.filter(pk=node.pk, status=WorkerNode.Status.OFFLINE).update(status=WorkerNode.Status.IDLE)
