@@ -139,3 +139,20 @@ def test_the_render_server_refuses_every_kind(
         inside = blend_factory.get("external_kinds_inside")
         info = r.load(inside.blend, inside.bundle_root)  # no false refusal, same render server kind
         assert info["blend_path"] == str(inside.blend)
+
+
+def test_a_point_cache_name_that_climbs_out_of_its_folder_is_refused(blend_factory: BlendFactory) -> None:
+    # Cache files are <folder>/<name>_<frame>_<index>.bphys: Blender's UI strips "/" from the name, a
+    # hand-edited .blend keeps it (and Blender reads it as written).
+    case = blend_factory.get("point_cache_name_escape")
+    report = inspect_scene(case.blend, bundle_root=case.bundle_root)
+    assert [(o["kind"], o["datablock"], o["raw_path"], o["reason"]) for o in report["outside_paths"]] == [
+        (
+            "point_cache",
+            "Soft / modifier 'Softbody' / cache name",
+            "//blendcache_scene/../../private/steal",
+            "escapes the bundle (..)",
+        )
+    ]
+    with Renderer() as r, pytest.raises(RenderRefused, match=r"blendcache_scene/\.\./\.\./private/steal"):
+        r.load(case.blend, case.bundle_root)

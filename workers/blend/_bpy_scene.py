@@ -198,11 +198,18 @@ def walked_refs() -> list[dict[str, Any]]:
                 }
             )
 
+    blend_stem = os.path.splitext(os.path.basename(bpy.data.filepath))[0]
+
     def caches(idb: Any, where: str, cache: Any) -> None:
         # Blender resolves an external cache against the main .blend, not the object's library.
         for item in _point_caches(cache):
             if item.use_external:
                 add("point_cache", idb, where, item.filepath, None)
+            # Cache files are `<dir>/<name>_<frame>_<index>.bphys` with the name used verbatim: Blender's
+            # UI strips separators from it, a hand-edited .blend need not.
+            if (item.use_external or item.use_disk_cache) and ("/" in item.name or "\\" in item.name):
+                folder = item.filepath if item.use_external else f"//blendcache_{blend_stem}"
+                add("point_cache", idb, f"{where} / cache name", f"{folder.rstrip('/')}/{item.name}", None)
 
     for ob in bpy.data.objects:
         label = id_label(ob)

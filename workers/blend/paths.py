@@ -40,6 +40,8 @@ KINDS = (
 # FILE_NAME) and what judges it:
 #   bpath   listed by Blender's own walk (bpy.data.file_path_map), see _bpy_scene.collect_external_refs
 #   walked  missed by that walk, listed by _bpy_scene.walked_refs
+#   nodes   node inputs (import nodes, their group inputs): _bpy_scene.node_findings; a path fed by
+#           another node or a group input is computed at evaluation time and refused outright
 #   output  written, never read, by a render (the render server sets its own output path)
 #   ui      preferences, editors, assets, runtime read-only views: not data a .blend can bring along
 # tests/workers/test_blend_external_kinds.py fails when a Blender upgrade adds one missing here.
@@ -57,7 +59,7 @@ PATH_PROPERTIES = {
     "MovieClip.filepath": "bpath",
     "MovieStrip.filepath": "bpath",
     "MultiresModifier.filepath": "bpath",  # the mesh's external corner data: listed under the Mesh
-    "NodeSocketStringFilePath.default_value": "bpath",  # import nodes; computed paths are refused
+    "NodeSocketStringFilePath.default_value": "nodes",
     "OceanModifier.filepath": "bpath",
     "ShaderNodeScript.filepath": "bpath",
     "ShaderNodeTexIES.filepath": "bpath",
@@ -73,7 +75,7 @@ PATH_PROPERTIES = {
     "StripProxy.directory": "walked",
     "StripProxy.filepath": "walked",
     "SequenceEditor.proxy_dir": "walked",
-    "NodeTreeInterfaceSocketStringFilePath.default_value": "walked",  # feeds import nodes: computed, refused
+    "NodeTreeInterfaceSocketStringFilePath.default_value": "nodes",
     "RenderSettings.filepath": "output",
     "CompositorNodeOutputFile.directory": "output",
     "CompositorNodeOutputFile.file_name": "output",
