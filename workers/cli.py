@@ -179,10 +179,15 @@ def render(scene: Path, frame: int, out: Path, samples: int | None, resolution: 
         "use_denoising": facts.get("use_denoising", False), "camera": facts.get("active_camera") or "",
         "device": resolve_device(options.get("device") or "auto"), "threads": options.get("threads") or 0,
     }
-    with Renderer(timeout_s=options.get("max_render_seconds") or 3600, gpu=manifest["device"] != "CPU",
-                  allow_unsandboxed=allow_unsandboxed) as renderer:
-        renderer.load(scene.resolve(), scene.resolve().parent)
-        stats = renderer.render(manifest, out.resolve())
+    from workers.blend.sandbox import SandboxUnavailable
+
+    try:
+        with Renderer(timeout_s=options.get("max_render_seconds") or 3600, gpu=manifest["device"] != "CPU",
+                      allow_unsandboxed=allow_unsandboxed) as renderer:
+            renderer.load(scene.resolve(), scene.resolve().parent)
+            stats = renderer.render(manifest, out.resolve())
+    except SandboxUnavailable as exc:
+        raise click.ClickException(f"{exc.message}; if you trust this scene, pass --allow-unsandboxed") from exc
     click.echo(f"wrote {out} in {stats.get('seconds', 0):.2f}s on {manifest['device']}")
 
 

@@ -147,3 +147,19 @@ def test_run_reports_an_enforced_sandbox_at_hello(
     assert result.exit_code == 0, result.output
     node.refresh_from_db()
     assert node.sandbox == "enforced" and node.sandbox_detail.startswith("Landlock enabled (ABI ")
+
+
+@pytest.mark.slow
+def test_local_render_refuses_without_the_sandbox_unless_allowed(tmp_path: Path, no_landlock: None) -> None:
+    from workers.blend import make_demo_scene
+
+    scene = make_demo_scene(tmp_path / "demo.blend", frames=2, resolution=(32, 24), samples=2)
+    out = tmp_path / "f1.png"
+    refused = invoke(tmp_path / "c.json", "render", str(scene), "--frame", "1", "--out", str(out))
+    assert refused.exit_code == 1 and "filesystem isolation is required" in refused.output
+    assert "pass --allow-unsandboxed" in refused.output and not out.exists()
+    allowed = invoke(
+        tmp_path / "c.json", "render", str(scene), "--frame", "1", "--out", str(out), "--allow-unsandboxed"
+    )
+    assert allowed.exit_code == 0, allowed.output
+    assert out.stat().st_size > 0
