@@ -22,7 +22,7 @@ import redis
 
 from workers import runtimes
 from workers.budget import render_within_budget
-from workers.bundle import bundle_ready
+from workers.bundle import bundle_key, bundle_ready
 from workers.client import ApiError, MarketClient, download, upload
 from workers.config import AgentConfig
 
@@ -56,19 +56,20 @@ def in_schedule(schedule: str, now: datetime | None = None) -> bool:
     return start <= minutes < end if start <= end else minutes >= start or minutes < end
 
 
-def capabilities(devices: list[dict], blender_version: str, blender_series: list[str] | None = None) -> dict:
+def capabilities(devices: list[dict], blender_version: str, blender_series: list[str] | None = None,
+                 sandbox: dict | None = None) -> dict:
     try:
         ram_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
     except (ValueError, OSError):
         ram_mb = 0
     return {"devices": devices, "cpu_cores": os.cpu_count() or 1, "ram_mb": int(ram_mb),
             "blender_version": blender_version,
-            "blender_series": blender_series or [runtimes.series_of_version(blender_version)]}
+            "blender_series": blender_series or [runtimes.series_of_version(blender_version)], **(sandbox or {})}
 
 
 class Agent:
     def __init__(self, config: AgentConfig, *, renderer_factory, devices: list[dict], blender_version: str,
-                 once: bool = False, device_ids: list[str] | None = None) -> None:
+                 once: bool = False, device_ids: list[str] | None = None, sandbox: dict | None = None) -> None:
         self.config = config
         self.client = MarketClient(config.server, config.token)
         self.renderer_factory = renderer_factory
@@ -76,6 +77,7 @@ class Agent:
         self.blender_version = blender_version
         self.once = once
         self.device_ids = device_ids
+        self.sandbox = sandbox  # {"sandbox": "enforced"|"unsandboxed", "sandbox_detail": ...}, told at hello
         self.stopping = threading.Event()
         self.abort_now = threading.Event()
         self.current: Current | None = None
@@ -102,7 +104,7 @@ class Agent:
     def _connect(self) -> dict:
         """Say hello; the marketplace answers with a fresh per-node broker credential."""
         series = sorted(runtimes.installed(self.config.cache_dir))
-        hello = self.client.hello(capabilities(self.devices, self.blender_version, series))
+        hello = self.client.hello(capabilities(self.devices, self.blender_version, series, self.sandbox))
         log.info("event=hello node=%s device=%s queue=%s", hello["node"], hello["device"], hello["queue"])
         self.queue = hello["queue"]
         self.processing = self.queue.rsplit(":", 1)[0] + ":processing"
@@ -217,7 +219,8 @@ class Agent:
     def _scene(self, details: dict) -> tuple[Path, Path]:
         manifest = details["manifest"]
         sha = manifest["scene_sha256"]
-        root = self.cache / "scenes" / sha
+        root = self.cache / "scenes" / bundle_key(sha256=sha, kind=manifest["scene_kind"],
+                                                  blend_path=manifest["blend_path"])
         archive = self.cache / "downloads" / f"{sha}.{manifest['scene_kind']}"
         if not (root / ".complete").exists() and not archive.exists():
             archive.parent.mkdir(parents=True, exist_ok=True)

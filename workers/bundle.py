@@ -2,9 +2,13 @@
 
 The marketplace already refused bad zips, but the agent trusts nothing it downloads: every member path is
 checked again while extracting, with a byte budget against zip bombs.
+
+A bundle directory is keyed by the bytes *and* how they are unpacked (`bundle_key`): the same .blend
+uploaded twice under two names is two bundles, each holding its own file name.
 """
 from __future__ import annotations
 
+import hashlib
 import shutil
 import stat
 import zipfile
@@ -50,6 +54,24 @@ def safe_extract(archive: Path, dest: Path, *, max_bytes: int = 8 << 30, max_fil
                     out.write(chunk)
 
 
+def bundle_key(*, sha256: str, kind: str, blend_path: str) -> str:
+    """Directory name of a bundle in the agent's cache: the content hash plus what decides its layout.
+
+    A .blend is copied under its own file name, so the name is part of the key; a zip unpacks the same
+    whatever .blend inside it is rendered, so its key is the kind and hash alone.
+    """
+    if not (len(sha256) == 64 and all(c in "0123456789abcdef" for c in sha256)):
+        raise BundleError(f"not a SHA-256 hex digest: {sha256[:80]!r}")
+    if kind == "zip":
+        return f"{sha256}-zip"
+    name = _blend_name(blend_path)
+    return f"{sha256}-blend-{hashlib.sha256(name.encode()).hexdigest()[:16]}"
+
+
+def _blend_name(blend_path: str) -> str:
+    return PurePosixPath(blend_path).name or "scene.blend"
+
+
 def bundle_ready(*, archive: Path, kind: str, blend_path: str, root: Path) -> Path:
     """Unpack (once) a downloaded scene into root; return the .blend path inside it."""
     marker = root / ".complete"
@@ -59,9 +81,9 @@ def bundle_ready(*, archive: Path, kind: str, blend_path: str, root: Path) -> Pa
         if kind == "zip":
             safe_extract(archive, root)
         else:
-            shutil.copyfile(archive, root / (PurePosixPath(blend_path).name or "scene.blend"))
+            shutil.copyfile(archive, root / _blend_name(blend_path))
         marker.touch()
-    blend = (root / blend_path).resolve() if kind == "zip" else root / (PurePosixPath(blend_path).name or "scene.blend")
+    blend = (root / blend_path).resolve() if kind == "zip" else root / _blend_name(blend_path)
     if not blend.is_relative_to(root.resolve()) or not blend.exists():
         raise BundleError(f"the bundle has no {blend_path!r}")
     return blend

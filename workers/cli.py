@@ -87,13 +87,35 @@ def register(ctx: click.Context, server: str, token: str, **options) -> None:
     click.echo(f"registered with {server}; config saved to {ctx.obj['config_path']}")
 
 
+ALLOW_UNSANDBOXED_HELP = ("render strangers' scenes even where the scene sandbox (Landlock) cannot be applied; "
+                          "only the path policy then keeps a scene from reading this machine's files")
+
+
+def _sandbox_or_refuse(allow_unsandboxed: bool) -> dict:
+    """The scene sandbox works here, or the owner said to go on without it; else a clear refusal."""
+    from workers.blend.sandbox import check_isolation
+
+    iso = check_isolation()
+    if iso["works"]:
+        return {"sandbox": "enforced", "sandbox_detail": iso["detail"]}
+    if not allow_unsandboxed:
+        raise click.ClickException(
+            f"the scene sandbox cannot be applied on this machine ({iso['detail']}): refusing to render "
+            "strangers' scenes. See `python -m workers doctor`; to run anyway, pass --allow-unsandboxed.")
+    logging.getLogger("agent").warning(
+        "event=unsandboxed detail=%r: rendering WITHOUT the scene sandbox (--allow-unsandboxed)", iso["detail"])
+    return {"sandbox": "unsandboxed", "sandbox_detail": iso["detail"]}
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
 def doctor(as_json: bool) -> None:
-    """List the devices Cycles sees and explain why a GPU is not used."""
+    """List the devices Cycles sees, explain why a GPU is not used, and say whether the sandbox works."""
+    from workers.blend.sandbox import check_isolation
     from workers.devices import diagnose
 
     report = diagnose()
+    report["sandbox"] = check_isolation()
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -104,6 +126,11 @@ def doctor(as_json: bool) -> None:
         click.echo(f"- {line}")
     click.echo(f"pycuda: {report['pycuda']}")
     click.echo(f"will render on: {report['chosen']}")
+    if report["sandbox"]["works"]:
+        click.echo(f"scene sandbox: works ({report['sandbox']['detail']})")
+    else:
+        click.echo(f"scene sandbox: NOT WORKING ({report['sandbox']['detail']}); `run` refuses work unless "
+                   "started with --allow-unsandboxed")
 
 
 @cli.command()
@@ -133,9 +160,10 @@ def bench(ctx: click.Context, upload: bool, **options) -> None:
 @click.option("--samples", type=click.IntRange(1, 65536))
 @click.option("--resolution", help="WxH, default: the scene's")
 @click.option("--seed", type=int, default=0)
+@click.option("--allow-unsandboxed", is_flag=True, help=ALLOW_UNSANDBOXED_HELP)
 @render_options
 def render(scene: Path, frame: int, out: Path, samples: int | None, resolution: str | None, seed: int,
-           **options) -> None:
+           allow_unsandboxed: bool, **options) -> None:
     """Render one frame locally with the same sandboxed renderer the agent uses."""
     from workers.blend.renderer import Renderer
     from workers.devices import resolve_device, scene_defaults
@@ -153,34 +181,42 @@ def render(scene: Path, frame: int, out: Path, samples: int | None, resolution: 
         "use_denoising": facts.get("use_denoising", False), "camera": facts.get("active_camera") or "",
         "device": resolve_device(options.get("device") or "auto"), "threads": options.get("threads") or 0,
     }
-    with Renderer(timeout_s=options.get("max_render_seconds") or 3600, gpu=manifest["device"] != "CPU") as renderer:
-        renderer.load(scene.resolve(), scene.resolve().parent)
-        stats = renderer.render(manifest, out.resolve())
+    from workers.blend.sandbox import SandboxUnavailable
+
+    try:
+        with Renderer(timeout_s=options.get("max_render_seconds") or 3600, gpu=manifest["device"] != "CPU",
+                      allow_unsandboxed=allow_unsandboxed) as renderer:
+            renderer.load(scene.resolve(), scene.resolve().parent)
+            stats = renderer.render(manifest, out.resolve())
+    except SandboxUnavailable as exc:
+        raise click.ClickException(f"{exc.message}; if you trust this scene, pass --allow-unsandboxed") from exc
     click.echo(f"wrote {out} in {stats.get('seconds', 0):.2f}s on {manifest['device']}")
 
 
 @cli.command()
 @click.option("--once", is_flag=True, help="exit after one frame (for tests and support)")
+@click.option("--allow-unsandboxed", is_flag=True, help=ALLOW_UNSANDBOXED_HELP)
 @render_options
 @click.pass_context
-def run(ctx: click.Context, once: bool, **options) -> None:
+def run(ctx: click.Context, once: bool, allow_unsandboxed: bool, **options) -> None:
     """Take frames from this node's queue and render them until stopped (Ctrl-C twice to abort)."""
     from workers.agent import Agent
     from workers.blend.renderer import Renderer
     from workers.devices import diagnose, resolve_device
 
     config = _overrides(_config(ctx), **options)
+    sandbox = _sandbox_or_refuse(allow_unsandboxed)
     report = diagnose()
     device = resolve_device(config.device, report=report)
     devices = [d for d in report["devices"] if d["type"] == device] or [{"type": "CPU", "name": "CPU", "use": True}]
 
     def factory(timeout_s: float, series: str | None = None):
         return Renderer(timeout_s=timeout_s, gpu=device != "CPU", threads=config.threads,
-                        python=runtimes.python_for(series, config.cache_dir))
+                        python=runtimes.python_for(series, config.cache_dir), allow_unsandboxed=allow_unsandboxed)
 
     device_ids = [d["id"] for i, d in enumerate(devices) if d.get("id") and (not config.gpus or i in config.gpus)]
     agent = Agent(config, renderer_factory=factory, devices=devices, blender_version=report["blender_version"],
-                  once=once, device_ids=device_ids if device != "CPU" else None)
+                  once=once, device_ids=device_ids if device != "CPU" else None, sandbox=sandbox)
     agent.install_signals()
     click.echo(f"agent running on {device} against {config.server}; Ctrl-C finishes the current frame")
     sys.exit(agent.run())

@@ -40,6 +40,9 @@ class HelloSerializer(serializers.Serializer):
         child=serializers.CharField(max_length=10), max_length=16, required=False, default=list,
         help_text="Blender series the agent has runtimes for (python -m workers runtimes list)",
     )
+    # Agents before the sandbox report send neither: the node then shows "not reported".
+    sandbox = serializers.ChoiceField(choices=["enforced", "unsandboxed"], required=False, default="unknown")
+    sandbox_detail = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
 
 
 class HelloView(AgentView):

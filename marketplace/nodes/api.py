@@ -11,7 +11,7 @@ class NodeSerializer(serializers.ModelSerializer):
     class Meta:
         model = WorkerNode
         fields = ["id", "name", "status", "device_type", "vram_mb", "cpu_cores", "ram_mb", "blender_version",
-                  "bench_score", "bench", "last_heartbeat", "created_at"]
+                  "sandbox", "sandbox_detail", "bench_score", "bench", "last_heartbeat", "created_at"]
 
 
 class NodeCreateSerializer(serializers.Serializer):

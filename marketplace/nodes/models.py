@@ -18,6 +18,13 @@ class WorkerNode(models.Model):
         HIP = "HIP", "HIP"
         ONEAPI = "ONEAPI", "oneAPI"
 
+    class Sandbox(models.TextChoices):
+        """What the agent said at hello about its scene sandbox (the Landlock filesystem allow-list)."""
+
+        UNKNOWN = "unknown", "Not reported"
+        ENFORCED = "enforced", "Enforced"
+        UNSANDBOXED = "unsandboxed", "Off (owner's --allow-unsandboxed)"
+
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="nodes")
     name = models.CharField(max_length=100)
     token_prefix = models.CharField(max_length=12, unique=True)
@@ -32,6 +39,8 @@ class WorkerNode(models.Model):
     blender_series = models.CharField(
         max_length=100, blank=True, default="", help_text='Blender series the agent has runtimes for: ",4.5,5.0,"'
     )
+    sandbox = models.CharField(max_length=12, choices=Sandbox.choices, default=Sandbox.UNKNOWN)
+    sandbox_detail = models.CharField(max_length=200, blank=True, default="", help_text="as reported at hello")
     bench_score = models.FloatField(default=0.0, help_text="samples per second on the benchmark scene")
     bench = models.JSONField(default=dict, blank=True, help_text="per-device benchmark results")
     schedule = models.JSONField(

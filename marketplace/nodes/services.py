@@ -77,6 +77,8 @@ class Capabilities:
     ram_mb: int
     blender_version: str
     blender_series: list[str] = field(default_factory=list)  # runtimes the agent has; old agents: their own
+    sandbox: str = WorkerNode.Sandbox.UNKNOWN
+    sandbox_detail: str = ""
 
 
 def _series_of(version: str) -> str:
@@ -111,6 +113,7 @@ def node_hello(*, node: WorkerNode, capabilities: Capabilities) -> WorkerNode:
         "ram_mb": max(0, capabilities.ram_mb), "blender_version": capabilities.blender_version[:20],
         "blender_series": series_field(capabilities.blender_series or [_series_of(capabilities.blender_version)]),
         "device_type": device, "vram_mb": vram, "last_heartbeat": timezone.now(),
+        "sandbox": capabilities.sandbox, "sandbox_detail": capabilities.sandbox_detail[:200],
     }
     WorkerNode.objects.filter(pk=node.pk).update(**fields)
     WorkerNode.objects.filter(pk=node.pk, status=WorkerNode.Status.OFFLINE).update(status=WorkerNode.Status.IDLE)

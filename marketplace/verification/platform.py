@@ -37,9 +37,9 @@ def scene_bundle(*, sha256: str, kind: str, storage_key: str, blend_path: str) -
 
 
 def _scene_bundle_locked(*, sha256: str, kind: str, storage_key: str, blend_path: str) -> tuple[Path, Path]:
-    from workers.bundle import bundle_ready
+    from workers.bundle import bundle_key, bundle_ready
 
-    root = conf.WORK_DIR / "scenes" / sha256
+    root = conf.WORK_DIR / "scenes" / bundle_key(sha256=sha256, kind=kind, blend_path=blend_path)
     archive = conf.WORK_DIR / "downloads" / f"{sha256}.{kind}"
     if not (root / ".complete").exists() and not archive.exists():
         archive.parent.mkdir(parents=True, exist_ok=True)

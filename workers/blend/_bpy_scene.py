@@ -36,6 +36,13 @@ _ID_KIND = {
     "LIBRARY": "library",
     "SCENE": "sequencer",
     "OBJECT": "object_cache",
+    "CAMERA": "osl_script",  # a custom (OSL) camera's external script
+}
+# Modifiers whose file path Blender's own walk lists under their object: the kind to report it as.
+_MODIFIER_PATHS = {
+    "FLUID": ("fluid_cache", lambda m: m.domain_settings.cache_directory if m.fluid_type == "DOMAIN" else ""),
+    "OCEAN": ("ocean_cache", lambda m: m.filepath),
+    "MESH_CACHE": ("mesh_cache", lambda m: m.filepath),
 }
 
 
@@ -160,6 +167,107 @@ def _tree_base_dir(tree: Any) -> str | None:
     return os.path.dirname(library_abspath(lib)) if lib is not None else None
 
 
+def _id_base_dir(idb: Any) -> str | None:
+    """What `//` means for a datablock's paths: its library's directory when linked (None: the .blend's)."""
+    lib = getattr(idb, "library", None)
+    return os.path.dirname(library_abspath(lib)) if lib is not None else None
+
+
+def _point_caches(cache: Any) -> Iterator[Any]:
+    """A point cache and the other caches of its stack (each may have its own external directory)."""
+    items = getattr(cache, "point_caches", None)
+    yield from (items if items is not None and len(items) else [cache])
+
+
+def walked_refs() -> list[dict[str, Any]]:
+    """Paths Blender reads that its own walk (file_path_map) does not list: Geometry Nodes bake
+    directories, external point caches, proxies (the "walked" rows of paths.PATH_PROPERTIES).
+    PathRef-shaped dicts, like collect_external_refs."""
+    refs: list[dict[str, Any]] = []
+
+    def add(kind: str, idb: Any, where: str, raw: str, base_dir: str | None) -> None:
+        if raw:
+            refs.append(
+                {
+                    "kind": kind,
+                    "datablock": where,
+                    "id_type": idb.id_type,
+                    "raw_path": raw,
+                    "packed": False,
+                    "base_dir": base_dir,
+                }
+            )
+
+    blend_stem = os.path.splitext(os.path.basename(bpy.data.filepath))[0]
+
+    def caches(idb: Any, where: str, cache: Any) -> None:
+        # Blender resolves an external cache against the main .blend, not the object's library.
+        for item in _point_caches(cache):
+            if item.use_external:
+                add("point_cache", idb, where, item.filepath, None)
+            # Cache files are `<dir>/<name>_<frame>_<index>.bphys` with the name used verbatim: Blender's
+            # UI strips separators from it, a hand-edited .blend need not.
+            if (item.use_external or item.use_disk_cache) and ("/" in item.name or "\\" in item.name):
+                folder = item.filepath if item.use_external else f"//blendcache_{blend_stem}"
+                add("point_cache", idb, f"{where} / cache name", f"{folder.rstrip('/')}/{item.name}", None)
+
+    for ob in bpy.data.objects:
+        label = id_label(ob)
+        base = _id_base_dir(ob)
+        for mod in ob.modifiers:
+            where = f"{label} / modifier {mod.name!r}"
+            if mod.type == "NODES":
+                # Blender reads a bake from the modifier's directory unless the bake has its own path;
+                # both are checked whenever set, whatever the bake target says today.
+                add("geometry_bake", ob, where, mod.bake_directory, base)
+                for bake in mod.bakes:
+                    if bake.use_custom_path:
+                        add("geometry_bake", ob, f"{where} / bake {bake.bake_id}", bake.directory, base)
+            elif mod.type == "DYNAMIC_PAINT" and mod.canvas_settings is not None:
+                for surface in mod.canvas_settings.canvas_surfaces:
+                    caches(ob, f"{where} / surface {surface.name!r}", surface.point_cache)
+            elif getattr(mod, "point_cache", None) is not None:  # cloth, soft body
+                caches(ob, where, mod.point_cache)
+        for psys in ob.particle_systems:
+            caches(ob, f"{label} / particles {psys.name!r}", psys.point_cache)
+    for scene in bpy.data.scenes:
+        label = id_label(scene)
+        world = scene.rigidbody_world
+        if world is not None and world.point_cache is not None:
+            caches(scene, f"{label} / rigid body world", world.point_cache)
+        seq = scene.sequence_editor
+        if seq is None:
+            continue
+        if seq.proxy_storage == "PROJECT":
+            add("sequencer", scene, f"{label} / sequencer proxies", seq.proxy_dir, _id_base_dir(scene))
+        for strip in getattr(seq, "strips_all", []):
+            proxy = getattr(strip, "proxy", None)
+            if not getattr(strip, "use_proxy", False) or proxy is None:
+                continue
+            where = f"{label} / strip {strip.name!r} proxy"
+            if proxy.use_proxy_custom_directory:
+                add("sequencer", scene, where, proxy.directory, _id_base_dir(scene))
+            if proxy.use_proxy_custom_file:
+                add("sequencer", scene, where, proxy.filepath, _id_base_dir(scene))
+    for clip in bpy.data.movieclips:
+        if clip.use_proxy and clip.use_proxy_custom_directory:
+            add("movie_clip", clip, f"{id_label(clip)} proxy", clip.proxy.directory, _id_base_dir(clip))
+    return refs
+
+
+def _object_path_kinds() -> dict[tuple[str, str], str]:
+    """(object label, raw path) -> kind, for the modifier paths Blender's walk lists under the object."""
+    kinds = {}
+    for ob in bpy.data.objects:
+        for mod in ob.modifiers:
+            known = _MODIFIER_PATHS.get(mod.type)
+            if known is not None:
+                raw = known[1](mod)
+                if raw:
+                    kinds[(id_label(ob), raw)] = known[0]
+    return kinds
+
+
 def collect_external_refs() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Every file path Blender itself would read (its bpath walk), classified; plus dynamic offences.
 
@@ -180,6 +288,7 @@ def collect_external_refs() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
 
     refs: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
+    object_kinds = _object_path_kinds()
     path_map = bpy.data.file_path_map(include_libraries=True)
     for idb, paths in path_map.items():
         lib = getattr(idb, "library", None)
@@ -193,7 +302,11 @@ def collect_external_refs() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
         for raw in sorted(paths):
             if lib is not None and os.path.normpath(bpy.path.abspath(raw, library=lib.parent)) == own_lib:
                 continue  # "this ID comes from that library": listed once, as the Library datablock's own ref
-            kind = by_path_kind.get(raw) or _ID_KIND.get(idb.id_type, "other")
+            kind = (
+                by_path_kind.get(raw)
+                or object_kinds.get((id_label(idb), raw))
+                or _ID_KIND.get(idb.id_type, "other")
+            )
             key = (id_label(idb), raw)
             if key in seen:
                 continue
@@ -234,6 +347,7 @@ def collect_external_refs() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
                     "base_dir": row["base_dir"],
                 }
             )
+    refs.extend(walked_refs())
     dynamic = [
         {
             "kind": "geometry_import",

@@ -2,8 +2,11 @@
 
 Defence in depth behind the path policy (`paths.py`): even if some datablock kind slipped past the
 checks, the child cannot open files outside the Python install, the repo's `workers/` code, the
-bundle and its own job directory. Best effort: where the kernel lacks Landlock the child logs it and
-relies on the path policy alone.
+bundle and its own job directory. Where the kernel lacks Landlock, `restrict` says so (`Applied.ok`
+False) and the caller decides: a child that must be isolated (`Limits.require_isolation`, the agent's
+renders) refuses to go on; see sandbox.enter_child_sandbox.
+
+$BLEND_SANDBOX_NO_LANDLOCK=1 makes this module behave as on a kernel without Landlock (tests, diagnosis).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import ctypes
 import logging
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,18 @@ MAKE_SYM = 1 << 12
 REFER = 1 << 13  # ABI 2
 TRUNCATE = 1 << 14  # ABI 3
 FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE
+SIMULATE_UNAVAILABLE_ENV = "BLEND_SANDBOX_NO_LANDLOCK"
+
+
+@dataclass(frozen=True)
+class Applied:
+    """Outcome of `restrict`: `ok` only when the rules are in force for this process."""
+
+    ok: bool
+    detail: str
+
+    def __str__(self) -> str:
+        return self.detail
 
 
 class _RulesetAttr(ctypes.Structure):
@@ -51,6 +67,8 @@ class _PathBeneathAttr(ctypes.Structure):
 
 def abi_version() -> int:
     """Landlock ABI version, 0 when unavailable."""
+    if os.environ.get(SIMULATE_UNAVAILABLE_ENV):
+        return 0
     try:
         libc = ctypes.CDLL(None, use_errno=True)
     except OSError:
@@ -61,11 +79,11 @@ def abi_version() -> int:
     return max(0, int(res))
 
 
-def restrict(*, read: Iterable[str], write: Iterable[str], list_only: Iterable[str] = ()) -> str:
-    """Restrict this process (and its future threads/children) to the given paths. Returns a status line."""
+def restrict(*, read: Iterable[str], write: Iterable[str], list_only: Iterable[str] = ()) -> Applied:
+    """Restrict this process (and its future threads/children) to the given paths."""
     abi = abi_version()
     if abi < 1:
-        return "unavailable (kernel without Landlock); relying on the path policy"
+        return Applied(False, "unavailable (kernel without Landlock, or blocked by a seccomp profile)")
     libc = ctypes.CDLL(None, use_errno=True)
     handled = (1 << 13) - 1
     if abi >= 2:
@@ -77,7 +95,7 @@ def restrict(*, read: Iterable[str], write: Iterable[str], list_only: Iterable[s
         _SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)), ctypes.c_uint32(0)
     )
     if fd < 0:
-        return f"unavailable (create_ruleset errno {ctypes.get_errno()})"
+        return Applied(False, f"unavailable (create_ruleset errno {ctypes.get_errno()})")
     try:
         read_rights = EXECUTE | READ_FILE | READ_DIR
         write_rights = handled
@@ -85,12 +103,12 @@ def restrict(*, read: Iterable[str], write: Iterable[str], list_only: Iterable[s
             for path in paths:
                 _add_rule(libc, fd, path, rights & handled)
         if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-            return f"not applied (no_new_privs errno {ctypes.get_errno()})"
+            return Applied(False, f"not applied (no_new_privs errno {ctypes.get_errno()})")
         if libc.syscall(_SYS_RESTRICT_SELF, fd, ctypes.c_uint32(0)) != 0:
-            return f"not applied (restrict_self errno {ctypes.get_errno()})"
+            return Applied(False, f"not applied (restrict_self errno {ctypes.get_errno()})")
     finally:
         os.close(fd)
-    return f"enabled (ABI {abi})"
+    return Applied(True, f"enabled (ABI {abi})")
 
 
 def _add_rule(libc: ctypes.CDLL, ruleset_fd: int, path: str, rights: int) -> None:

@@ -28,12 +28,81 @@ KINDS = (
     "fluid_cache",
     "geometry_bake",
     "ocean_cache",
+    "mesh_cache",
     "library",
     "osl_script",
     "ies",
     "sequencer",
     "geometry_import",
     "other",
+)
+# Every file or directory path property of Blender's RNA (bpy.types; subtypes FILE_PATH, DIR_PATH and
+# FILE_NAME) and what judges it:
+#   bpath   listed by Blender's own walk (bpy.data.file_path_map), see _bpy_scene.collect_external_refs
+#   walked  missed by that walk, listed by _bpy_scene.walked_refs
+#   nodes   node inputs (import nodes, their group inputs): _bpy_scene.node_findings; a path fed by
+#           another node or a group input is computed at evaluation time and refused outright
+#   output  written, never read, by a render (the render server sets its own output path)
+#   ui      preferences, editors, assets, runtime read-only views: not data a .blend can bring along
+# tests/workers/test_blend_external_kinds.py fails when a Blender upgrade adds one missing here.
+PATH_PROPERTIES = {
+    "CacheFile.filepath": "bpath",
+    "CacheFileLayer.filepath": "bpath",
+    "Camera.custom_filepath": "bpath",
+    "FluidDomainSettings.cache_directory": "bpath",
+    "Image.filepath": "bpath",
+    "Image.filepath_raw": "bpath",
+    "ImagePackedFile.filepath": "bpath",
+    "ImageStrip.directory": "bpath",
+    "Library.filepath": "bpath",
+    "MeshCacheModifier.filepath": "bpath",
+    "MovieClip.filepath": "bpath",
+    "MovieStrip.filepath": "bpath",
+    "MultiresModifier.filepath": "bpath",  # the mesh's external corner data: listed under the Mesh
+    "NodeSocketStringFilePath.default_value": "nodes",
+    "OceanModifier.filepath": "bpath",
+    "ShaderNodeScript.filepath": "bpath",
+    "ShaderNodeTexIES.filepath": "bpath",
+    "Sound.filepath": "bpath",
+    "StripElement.filename": "bpath",  # an image strip's files: directory + filename
+    "VectorFont.filepath": "bpath",
+    "Volume.filepath": "bpath",
+    "NodesModifier.bake_directory": "walked",
+    "NodesModifierBake.directory": "walked",
+    "PointCache.filepath": "walked",
+    "PointCacheItem.filepath": "walked",
+    "MovieClipProxy.directory": "walked",
+    "StripProxy.directory": "walked",
+    "StripProxy.filepath": "walked",
+    "SequenceEditor.proxy_dir": "walked",
+    "NodeTreeInterfaceSocketStringFilePath.default_value": "nodes",
+    "RenderSettings.filepath": "output",
+    "CompositorNodeOutputFile.directory": "output",
+    "CompositorNodeOutputFile.file_name": "output",
+    "DynamicPaintSurface.image_output_path": "output",  # written by the paint bake operator only
+    "BakeSettings.filepath": "output",  # texture baking operator only
+    "CollectionExport.filepath": "output",  # exporters, run by an operator only
+    "BlendData.filepath": "ui",  # the open file itself
+    "BlendImportContextLibrary.filepath": "ui",
+    "LibraryWeakReference.filepath": "ui",  # where an appended asset came from: never read
+    "LibraryWeakReference.id_name": "ui",
+    "VolumeGrids.frame_filepath": "ui",  # read-only view of Volume.filepath
+    "PathCompare.path": "ui",
+    "Theme.filepath": "ui",
+}
+UI_STRUCT_PREFIXES = (
+    "Preferences",
+    "FileSelect",
+    "FileAssetSelect",
+    "FileBrowser",
+    "Operator",
+    "Addon",
+    "Asset",
+    "UserAsset",
+    "UserExtensionRepo",
+    "Script",
+    "Studio",
+    "SpaceFile",
 )
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _SEQUENCE_TOKENS = ("#", "<UDIM>", "<UVTILE>")

@@ -374,7 +374,6 @@ def extract_pass(multilayer: str, pass_name: str, out: str) -> None:
 
 
 def serve(fd: int) -> None:
-    enter_child_sandbox()
     answers = os.fdopen(fd, "w", buffering=1, encoding="utf-8")
 
     def send(payload: dict[str, Any]) -> None:
@@ -382,10 +381,11 @@ def serve(fd: int) -> None:
         answers.flush()
 
     try:
+        enter_child_sandbox()  # SandboxUnavailable when isolation is required and cannot be applied
         import bpy
 
         bpy.context.preferences.filepaths.use_scripts_auto_execute = False
-    except BaseException as exc:  # e.g. bpy cannot even load under the memory limit
+    except BaseException as exc:  # no sandbox, or bpy cannot even load under the memory limit
         send({"id": 0, **error_payload(exc)})
         os._exit(1)
     out_dir = os.path.join(os.getcwd(), "out")

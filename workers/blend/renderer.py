@@ -129,11 +129,14 @@ class Renderer:
         threads: int = 0,
         cpu_s_per_render: float | None = None,
         python: Path | None = None,
+        allow_unsandboxed: bool = False,
     ) -> None:
         """`python`: the interpreter of the job's Blender series (workers.runtimes), default the agent's own.
         `gpu=True` caps private memory (RLIMIT_DATA) instead of address space: GPU drivers reserve
         huge virtual ranges. `timeout_s` is the default wall limit of one render, `load_timeout_s` of
-        starting Blender plus loading a scene; `cpu_s_per_render` defaults to timeout_s x cores."""
+        starting Blender plus loading a scene; `cpu_s_per_render` defaults to timeout_s x cores.
+        The child refuses to start (SandboxUnavailable) where the Landlock allow-list cannot be applied,
+        unless `allow_unsandboxed` (the owner's explicit choice: the path policy alone then protects)."""
         self.memory_mb = memory_mb
         self.timeout_s = timeout_s
         self.load_timeout_s = load_timeout_s
@@ -141,6 +144,7 @@ class Renderer:
         self.threads = threads
         self.cpu_s_per_render = cpu_s_per_render or timeout_s * (os.cpu_count() or 1) + 10
         self.python = python
+        self.allow_unsandboxed = allow_unsandboxed
         self._proc: subprocess.Popen[bytes] | None = None
         self._resp_fd: int | None = None
         self._buf = b""
@@ -179,6 +183,7 @@ class Renderer:
             address_space=not self.gpu,
             gpu_kernel_cache=default_gpu_kernel_cache() if self.gpu else None,
             python=self.python,
+            require_isolation=not self.allow_unsandboxed,
         )
 
     def _start(self, bundle_root: str) -> None:
@@ -205,7 +210,11 @@ class Renderer:
         self._bundle = bundle_root
         self.starts += 1
         hello = self._read_answer(time.monotonic() + self.load_timeout_s, self.load_timeout_s)
-        raise_for_payload(hello, limits=self._limits(self.load_timeout_s), log_tail=self._log_tail())
+        try:
+            raise_for_payload(hello, limits=self._limits(self.load_timeout_s), log_tail=self._log_tail())
+        except BaseException:
+            self.close()  # e.g. SandboxUnavailable: the child is exiting, reap it
+            raise
         self.blender_version = hello["result"]["blender_version"]
         log.info("render server pid %s started (Blender %s)", self._proc.pid, self.blender_version)
 

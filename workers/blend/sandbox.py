@@ -4,7 +4,9 @@ Uploaded scenes are untrusted, so Blender never runs in the caller's process: ev
 `python -m workers.blend.<module>` with rlimits (memory, CPU, open files, file size, no core dumps), a
 wall-clock timeout that kills the whole process group, a scrubbed environment (no inherited secrets),
 its own empty working/home/temp directory and, where the kernel supports Landlock, a filesystem
-allow-list (see `_landlock.py`).
+allow-list (see `_landlock.py`). A child started with `Limits(require_isolation=True)` (the agent's
+renders of strangers' scenes) refuses to run when the allow-list cannot be applied: SandboxUnavailable.
+`check_isolation()` tells whether it can be (the agent's start-up and `doctor`).
 
 The child reports through a JSON file named by $BLEND_SANDBOX_RESULT, never through stdout: Blender
 prints its own chatter there.
@@ -86,9 +88,16 @@ class SandboxError(BlendError, RuntimeError):
 
     def __init__(self, reason: str, message: str, *, log_tail: str = "") -> None:
         super().__init__(f"{reason}: {message}")
-        self.reason = reason  # short code: timeout | memory | cpu | file_size | crash | protocol
+        self.reason = reason  # short code: timeout | memory | cpu | file_size | crash | protocol | sandbox
         self.message = message
         self.log_tail = log_tail
+
+
+class SandboxUnavailable(SandboxError):
+    """The filesystem allow-list could not be applied and this job requires it: nothing was opened."""
+
+    def __init__(self, message: str, *, log_tail: str = "") -> None:
+        super().__init__("sandbox", message, log_tail=log_tail)
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,8 @@ class Limits:
     threads: int = 0  # 0: all cores
     address_space: bool = True
     filesystem_isolation: bool = True
+    # Refuse to run (SandboxUnavailable) rather than go on without the Landlock allow-list.
+    require_isolation: bool = False
     # Persistent, writable directory for the GPU driver's compiled-kernel caches (OptiX/CUDA JIT);
     # without it every fresh render child would recompile OptiX kernels (minutes).
     gpu_kernel_cache: Path | None = None
@@ -260,6 +271,7 @@ def filesystem_policy(*, job_dir: Path, read_paths: Iterable[Path] = (), limits:
     reads.update(p for p in proc + devices if os.path.exists(p))
     return {
         "enabled": True,
+        "required": limits.require_isolation,
         "read": sorted(reads),
         "list": sorted(p for p in dirs_only if os.path.exists(p)),
         "write": sorted(p for p in writes if os.path.exists(p)),
@@ -458,12 +470,42 @@ def raise_for_payload(payload: Mapping[str, Any], *, limits: Limits, log_tail: s
         raise BlendFileError(message, data=payload.get("data"))
     if kind == "device":
         raise DeviceError(message)
+    if kind == "sandbox":
+        raise SandboxUnavailable(message, log_tail=log_tail)
     if kind == "memory":
         raise SandboxError("memory", f"{message} (limit {limits.memory_mb} MB)", log_tail=log_tail)
     raise SandboxError("crash", message, log_tail=log_tail + "\n" + payload.get("traceback", ""))
 
 
 # ---------------------------------------------------------------- child side
+
+
+def check_isolation(*, timeout_s: float = 30.0) -> dict[str, Any]:
+    """Does the filesystem allow-list work on this machine? Tried for real, not inferred from the kernel.
+
+    A child applies the allow-list a render child gets and tries to read a file outside it. Returns
+    {"works": bool, "detail": str}: works only when the rules applied and the read was refused.
+    """
+    outside = Path(tempfile.mkdtemp(prefix="sandbox-check-"))
+    try:
+        secret = outside / "outside.txt"
+        secret.write_text("must not be readable from the sandbox")
+        try:
+            job = run_bpy_module(
+                "workers.blend.isolation_check",
+                [str(secret)],
+                limits=Limits(timeout_s=timeout_s, memory_mb=1024),
+            )
+        except SandboxError as exc:
+            return {"works": False, "detail": f"the check child failed: {exc}"}
+        out = job.result
+        if not out["applied"]:
+            return {"works": False, "detail": f"Landlock {out['detail']}"}
+        if out["read_outside"]:
+            return {"works": False, "detail": f"Landlock {out['detail']}, yet a file outside was readable"}
+        return {"works": True, "detail": f"Landlock {out['detail']}"}
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
 
 
 def error_payload(exc: BaseException) -> dict[str, Any]:
@@ -473,6 +515,8 @@ def error_payload(exc: BaseException) -> dict[str, Any]:
         return {"ok": False, "error": "file", "message": exc.message, "data": exc.data}
     if isinstance(exc, DeviceError):
         return {"ok": False, "error": "device", "message": str(exc)}
+    if isinstance(exc, SandboxUnavailable):
+        return {"ok": False, "error": "sandbox", "message": exc.message}
     text = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, MemoryError) or any(h in text.lower() for h in MEMORY_HINTS):
         return {"ok": False, "error": "memory", "message": f"out of memory ({text})"}
@@ -484,19 +528,39 @@ def error_payload(exc: BaseException) -> dict[str, Any]:
     }
 
 
-def enter_child_sandbox() -> None:
-    """First thing a child does: logging to stderr (the log file), then the filesystem allow-list."""
+_CHILD_STATE: dict[str, Any] = {}
+
+
+def child_isolation() -> Any:
+    """In a child: the `_landlock.Applied` outcome of enter_child_sandbox (None: policy off or not run)."""
+    return _CHILD_STATE.get("isolation")
+
+
+def enter_child_sandbox() -> Any:
+    """First thing a child does: logging to stderr (the log file), then the filesystem allow-list.
+
+    Returns the `_landlock.Applied` outcome (None when the policy is off). Raises SandboxUnavailable
+    when the policy requires isolation and it could not be applied: the child must not go on.
+    """
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     policy = json.loads(os.environ.get(FS_ENV, "{}") or "{}")
-    if policy.get("enabled") and not os.environ.get("BLEND_SANDBOX_NO_LANDLOCK"):
-        from workers.blend import _landlock
+    if not policy.get("enabled"):
+        return None
+    from workers.blend import _landlock
 
-        applied = _landlock.restrict(
-            read=policy.get("read", []), list_only=policy.get("list", []), write=policy.get("write", [])
+    applied = _CHILD_STATE["isolation"] = _landlock.restrict(
+        read=policy.get("read", []), list_only=policy.get("list", []), write=policy.get("write", [])
+    )
+    log.info("landlock filesystem isolation: %s", applied)
+    if not applied.ok and policy.get("required"):
+        raise SandboxUnavailable(
+            f"filesystem isolation is required for this job and could not be applied: {applied.detail}"
         )
-        log.info("landlock filesystem isolation: %s", applied)
+    if not applied.ok:
+        log.warning("running WITHOUT filesystem isolation (%s): relying on the path policy", applied.detail)
+    return applied
 
 
 def child_main(fn: Callable[[list[str]], Any]) -> None:
