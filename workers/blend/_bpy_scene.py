@@ -77,6 +77,25 @@ def library_abspath(lib: Any) -> str:
     return os.path.normpath(bpy.path.abspath(lib.filepath, library=parent))
 
 
+BUNDLED_PREFIX = "<blender>/"
+
+
+def bundled_asset_path(absolute: str) -> str | None:
+    """`<blender>/assets/brushes/x.blend` when `absolute` is inside this Blender's own bundled asset
+    libraries (the essentials brushes and node assets Blender 4.3+ files link), else None. Such a path is
+    the rendering runtime's own copy, whatever the artist's install was: never an offence, and never shown
+    with the host's install path."""
+    assets = os.path.realpath(os.path.join(bpy.utils.system_resource("DATAFILES"), "assets"))
+    real = os.path.realpath(absolute)
+    if os.path.commonpath([real, assets]) != assets:
+        return None
+    return BUNDLED_PREFIX + os.path.relpath(real, os.path.dirname(assets))
+
+
+def library_is_bundled(lib: Any) -> bool:
+    return bundled_asset_path(library_abspath(lib)) is not None
+
+
 def _is_packed(idb: Any) -> bool:
     if getattr(idb, "packed_file", None) is not None:
         return True
@@ -311,14 +330,17 @@ def collect_external_refs() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
             if key in seen:
                 continue
             seen.add(key)
+            bundled = bundled_asset_path(bpy.path.abspath(raw, library=lib.parent if lib else None)
+                                         if idb.id_type != "LIBRARY" else library_abspath(idb))
             refs.append(
                 {
                     "kind": kind,
                     "datablock": id_label(idb),
                     "id_type": idb.id_type,
-                    "raw_path": raw,
+                    "raw_path": bundled or raw,
                     "packed": _is_packed(idb),
-                    "base_dir": base_dir,
+                    "base_dir": None if bundled else base_dir,
+                    "bundled": bundled is not None,
                 }
             )
     # Belt and braces: node paths Blender's walk might not list in some version.

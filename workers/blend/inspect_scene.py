@@ -222,11 +222,14 @@ def _child(argv: list[str]) -> dict[str, Any]:
             {k: n[k] for k in ("where", "node_type", "path", "computed")} for n in nodes["geometry_imports"]
         ],
         "file_output_nodes": [n["where"] for n in nodes["file_outputs"]],
+        # Blender's own bundled asset libraries (essentials brushes, node assets) are not the artist's.
         "libraries": [
             {"name": lib.name, "raw_path": lib.filepath, "packed": lib.packed_file is not None}
             for lib in bpy.data.libraries
+            if not bs.library_is_bundled(lib)
         ],
-        "has_linked_libraries": len(bpy.data.libraries) > 0,
+        "bundled_libraries": sorted(lib.name for lib in bpy.data.libraries if bs.library_is_bundled(lib)),
+        "has_linked_libraries": any(not bs.library_is_bundled(lib) for lib in bpy.data.libraries),
         "refs": refs,
         "dynamic_offences": dynamic,
     }

@@ -117,6 +117,8 @@ class PathRef:
     raw_path: str
     packed: bool = False
     base_dir: str | None = None
+    # Inside the rendering Blender's own bundled asset libraries (see _bpy_scene.bundled_asset_path).
+    bundled: bool = False
 
     @classmethod
     def from_obj(cls, obj: PathRef | Mapping[str, Any]) -> PathRef:
@@ -128,6 +130,7 @@ class PathRef:
             raw_path=str(obj.get("raw_path", obj.get("path", ""))),
             packed=bool(obj.get("packed", False)),
             base_dir=obj.get("base_dir"),
+            bundled=bool(obj.get("bundled", False)),
         )
 
 
@@ -247,7 +250,7 @@ def check_external_paths(
     offences: list[Offence] = []
     for obj in refs:
         ref = PathRef.from_obj(obj)
-        if ref.packed or not is_reference(ref):
+        if ref.packed or ref.bundled or not is_reference(ref):
             continue
         res = resolve_path(ref.raw_path, bundle_root=bundle_root, blend_dir=blend_dir, base_dir=ref.base_dir)
         if res.reason is not None:
@@ -267,13 +270,15 @@ def describe_refs(
         ref = PathRef.from_obj(obj)
         if not is_reference(ref):
             continue
-        if ref.packed:
+        if ref.packed or ref.bundled:
+            # Read from the .blend itself, or from the rendering Blender's own bundled assets.
             rows.append(
                 {
                     "kind": ref.kind,
                     "datablock": ref.datablock,
                     "raw_path": ref.raw_path,
-                    "packed": True,
+                    "packed": ref.packed,
+                    "bundled": ref.bundled,
                     "resolved": None,
                     "inside_bundle": True,
                     "exists": True,
