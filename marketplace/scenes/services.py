@@ -8,13 +8,15 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from django.core.exceptions import PermissionDenied
+from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
 
 from marketplace import blobs
+from marketplace.scenes import bundles, conf
 from marketplace.scenes.inspection import inspect_upload
-from marketplace.scenes.models import Scene
-from marketplace.scenes.validation import check_upload, size_check, stage_upload
+from marketplace.scenes.models import Scene, SceneFile, storage_key_of_file
+from marketplace.scenes.validation import SceneRejected, check_upload, mib, size_check, stage_upload
 
 log = logging.getLogger(__name__)
 
@@ -93,3 +95,55 @@ def scene_inspection_failed(*, scene_id: int, reason: str) -> None:
             inspected_at=timezone.now(),
         )
 
+
+class BundleIncomplete(SceneRejected):
+    """The manifest names files the owner has not uploaded yet; `missing` lists their digests."""
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(f"{len(missing)} file(s) of the bundle have not been uploaded yet: upload them first")
+        self.missing = missing
+
+
+def scene_file_put(*, owner, sha256: str, chunks: Iterable[bytes]) -> SceneFile:
+    """Store one bundle file sent as `sha256`; SceneRejected when its bytes hash otherwise or pass the limit.
+
+    Idempotent: the same bytes twice make one row and one blob.
+    """
+    if not can_upload(owner):
+        raise PermissionDenied("only artists can upload scenes")
+    sha256 = bundles.check_digest(sha256)
+    with tempfile.TemporaryDirectory(prefix="scene-file-") as tmp:
+        staged = stage_upload(chunks, dest=Path(tmp) / "file", allow_empty=True)
+        if staged.sha256 != sha256:
+            raise SceneRejected(f"the file's SHA-256 is {staged.sha256}, not the {sha256} it was sent as")
+        key = storage_key_of_file(sha256)
+        if not blobs.blob_exists(key):
+            with open(staged.path, "rb") as f:
+                blobs.blob_put(key=key, fileobj=f)
+    row, _ = SceneFile.objects.get_or_create(owner=owner, sha256=sha256, defaults={"size": staged.size})
+    return row
+
+
+def scene_bundle_upload(*, owner, files: Iterable[dict], name: str = "", enqueue: bool = True) -> Scene:
+    """Assemble the owner's uploaded files into a zip and upload it as a scene, through every check of an upload.
+
+    Raises BundleIncomplete (with the missing digests) when a file was never uploaded by this owner,
+    SceneRejected for a bad manifest or a bundle that an uploaded zip would be refused for.
+    """
+    if not can_upload(owner):
+        raise PermissionDenied("only artists can upload scenes")
+    entries = bundles.check_manifest(files)
+    held = dict(SceneFile.objects.filter(owner=owner, sha256__in={e.sha256 for e in entries})
+                .values_list("sha256", "size"))
+    missing = sorted({e.sha256 for e in entries} - set(held))
+    if missing:
+        raise BundleIncomplete(missing)
+    total = sum(held[e.sha256] for e in entries)
+    if total > conf.MAX_UPLOAD_BYTES:
+        raise SceneRejected(f"the bundle is {mib(total)}, over the upload limit of {mib(conf.MAX_UPLOAD_BYTES)}")
+    label = (name or PurePosixPath(entries[0].path).stem or "scene")[:200]
+    with tempfile.TemporaryDirectory(prefix="scene-bundle-") as tmp:
+        archive = bundles.write_zip(entries, dest=Path(tmp) / "bundle.zip",
+                                    open_blob=lambda digest: blobs.blob_open(storage_key_of_file(digest)))
+        with open(archive, "rb") as f:
+            return scene_upload(owner=owner, uploaded_file=File(f, name=f"{label}.zip"), name=label, enqueue=enqueue)
