@@ -1,0 +1,127 @@
+"""Drive the Blender add-on headless: `python tests/addon/_blender.py plan.json out.json` (bpy as a module).
+
+Installs the built legacy zip with Blender's own add-on installer into BLENDER_USER_RESOURCES (the test's temp
+dir), enables it, then runs the plan's steps, pressing the panel's buttons through bpy.ops. Timers never fire in
+headless Blender, so each step pumps the add-on's background tasks by hand (`tasks.wait`) until they finish.
+After each step it records the scene's add-on state (what the panel shows) into out.json.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import bpy
+
+
+def png(path: Path, rgb: tuple[float, float, float], side: int = 8) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = bpy.data.images.new(path.stem, side, side)
+    image.pixels = [*rgb, 1.0] * (side * side)
+    image.filepath_raw = str(path)
+    image.file_format = "PNG"
+    image.save()
+    bpy.data.images.remove(image)
+
+
+def make_textured(step: dict) -> dict:
+    """The demo scene with three image textures: //textures/ (a sibling folder), an absolute path, and a
+    `//../` escape; saved into the project folder without remapping (the paths stay as written)."""
+    project, outside = Path(step["project"]), Path(step["outside"])
+    bpy.ops.wm.open_mainfile(filepath=step["source"], load_ui=False)
+    png(project / "textures" / "wood.png", (0.8, 0.4, 0.1))
+    png(outside / "sticker.png", (0.1, 0.2, 0.9))
+    png(project.parent / "library" / "metal.png", (0.5, 0.5, 0.5))
+    raw = {"wood.png": "//textures/wood.png", "sticker.png": str(outside / "sticker.png"),
+           "metal.png": "//../library/metal.png"}
+    material = bpy.data.materials.new("Textured")
+    material.use_nodes = True
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    bsdf = next(n for n in nodes if n.type == "BSDF_PRINCIPLED")
+    for i, (name, path) in enumerate(raw.items()):
+        node = nodes.new("ShaderNodeTexImage")
+        node.image = bpy.data.images.load(str(project / "textures" / "wood.png"))  # replaced below
+        node.image.name = name
+        node.image.filepath = path
+        if i == 0:
+            links.new(node.outputs["Color"], bsdf.inputs["Base Color"])
+    mesh = next(o for o in bpy.context.scene.objects if o.type == "MESH")
+    mesh.data.materials.clear()
+    mesh.data.materials.append(material)
+    bpy.context.scene.render.filepath = "//render/shot_"
+    bpy.ops.wm.save_as_mainfile(filepath=str(project / "scene.blend"), relative_remap=False)
+    return {"images": {i.name: i.filepath for i in bpy.data.images}}
+
+
+def run_step(step: dict, tasks) -> dict:
+    do = step["do"]
+    if do == "make_textured":
+        return make_textured(step)
+    if do == "open":
+        bpy.ops.wm.open_mainfile(filepath=step["path"], load_ui=False)
+    elif do == "prefs":
+        prefs = bpy.context.preferences.addons["render_market"].preferences
+        for key in ("server_url", "token", "packing"):
+            if key in step:
+                setattr(prefs, key, step[key])
+    elif do == "bat_cannot_read":  # as when blender-asset-tracer meets a file format it does not know
+        from render_market import packing
+
+        def refuse(blend, dest):
+            raise packing.PackError(f"blender-asset-tracer cannot read {Path(blend).name}: unknown file format")
+
+        packing.pack_with_bat = refuse
+    elif do == "save":
+        bpy.ops.wm.save_mainfile()
+    elif do == "remove_camera_and_save":
+        for camera in [o for o in bpy.data.objects if o.type == "CAMERA"]:
+            bpy.data.objects.remove(camera)
+        bpy.ops.wm.save_mainfile()
+    elif do == "edit_and_save":
+        mesh = next(o for o in bpy.context.scene.objects if o.type == "MESH")
+        mesh.location.z += 0.25
+        bpy.ops.wm.save_mainfile()
+    elif do == "press":
+        result = getattr(bpy.ops.render_market, step["button"])()
+        for key in list(tasks._tasks):
+            tasks.wait(key, timeout=step.get("timeout", 300))
+        return {"result": sorted(result)}
+    else:
+        raise SystemExit(f"unknown step {do}")
+    return {}
+
+
+def snapshot() -> dict:
+    rm = bpy.context.scene.render_market
+    out = {k: getattr(rm, k) for k in ("scene_id", "job_id", "busy", "status", "error")}
+    for name in ("check", "upload", "quote", "job", "download"):
+        raw = getattr(rm, f"{name}_json")
+        out[name] = json.loads(raw) if raw else {}
+    out["images"] = {i.name: [i.filepath, i.packed_file is not None] for i in bpy.data.images}
+    return out
+
+
+def main() -> None:
+    plan = json.loads(Path(sys.argv[1]).read_text())
+    out_path = Path(sys.argv[2])
+    import addon_utils  # Blender's own module: importable once bpy is
+
+    assert os.environ.get("BLENDER_USER_RESOURCES"), "install into the test's own directory"
+    bpy.ops.preferences.addon_install(filepath=plan["addon_zip"], overwrite=True)
+    errors = []
+    addon_utils.enable("render_market", default_set=True, handle_error=errors.append)
+    if errors:
+        raise SystemExit(f"the add-on did not enable: {errors}")
+    from render_market import tasks
+
+    results = []
+    for step in plan["steps"]:
+        record = {"step": step, **run_step(step, tasks)}
+        if step["do"] not in ("prefs", "bat_cannot_read"):
+            record["state"] = snapshot()
+        results.append(record)
+        out_path.write_text(json.dumps(results, indent=1))  # partial results survive a crash
+
+
+if __name__ == "__main__":
+    main()
