@@ -165,7 +165,7 @@ class RENDER_MARKET_OT_quote(bpy.types.Operator):
     def execute(self, context):
         if not bpy.data.filepath:
             return _fail(self, context.scene, "save the .blend first: Quote packs the file as saved on disk")
-        if bpy.data.is_dirty:
+        if bpy.data.is_dirty and not bpy.app.background:  # headless Blender never clears the flag
             return _fail(self, context.scene, "save the .blend first: it has changes that Quote would not send")
         try:
             api = client()

@@ -82,7 +82,10 @@ def run_step(step: dict, tasks) -> dict:
         mesh.location.z += 0.25
         bpy.ops.wm.save_mainfile()
     elif do == "press":
-        result = getattr(bpy.ops.render_market, step["button"])()
+        try:
+            result = getattr(bpy.ops.render_market, step["button"])()
+        except RuntimeError as exc:  # an operator's ERROR report: the panel shows it as the scene's error
+            return {"result": ["CANCELLED"], "raised": str(exc)}
         for key in list(tasks._tasks):
             tasks.wait(key, timeout=step.get("timeout", 300))
         return {"result": sorted(result)}

@@ -87,8 +87,8 @@ def test_quote_falls_back_to_blenders_pack_all_when_bat_cannot_read_the_file(ble
                                   "Blender's own pack_all instead")
     scene = Scene.objects.get(pk=state["scene_id"])
     assert scene.status == Scene.Status.READY and zip_names(scene) == ["scene.blend"]
-    packed = {row["datablock"]: row["packed"] for row in scene.report["external_files"]}
-    assert packed == {"wood.png": True, "sticker.png": True, "metal.png": True}
+    # Everything is packed into the .blend: Blender reads no file path at all, so none is outside.
+    assert scene.report["external_files"] == [] and scene.report["outside_paths"] == []
     # The artist's own session reads its files from disk again, as before the quote.
     assert state["images"]["sticker.png"] == [f"{project['outside']}/sticker.png", False]
     assert state["images"]["wood.png"] == ["//textures/wood.png", False]
