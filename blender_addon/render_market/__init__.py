@@ -40,8 +40,8 @@ class RenderMarketPreferences(bpy.types.AddonPreferences):
     )
     token: StringProperty(
         name="API token",
-        description="an API token of your artist account (Account > API "
-        "tokens); kept in Blender's preferences, never in the .blend",
+        description="an API token of your artist account (on the website: /accounts/tokens/); kept in "
+        "Blender's preferences, never in the .blend",
         subtype="PASSWORD",
     )
     packing: EnumProperty(

@@ -52,7 +52,7 @@ class Client:
         if not server.startswith(("http://", "https://")):
             raise ApiError("set the server URL (http:// or https://) in the add-on preferences")
         if not token.strip():
-            raise ApiError("set your API token in the add-on preferences (Account > API tokens on the website)")
+            raise ApiError("set your API token in the add-on preferences (make one on the website: /accounts/tokens/)")
         self.server, self.token, self.timeout = server, token.strip(), timeout
 
     def url(self, path: str) -> str:
