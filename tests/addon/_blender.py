@@ -6,6 +6,7 @@ headless Blender, so each step pumps the add-on's background tasks by hand (`tas
 After each step it records the scene's add-on state (what the panel shows) into out.json.
 """
 
+import importlib
 import json
 import os
 import sys
@@ -14,10 +15,14 @@ from pathlib import Path
 import bpy
 
 
-def png(path: Path, rgb: tuple[float, float, float], side: int = 8) -> None:
+def png(path: Path, rgb: tuple[float, float, float], side: int = 256) -> None:
+    """A noisy texture (noise does not compress: a few hundred KB, like a real one)."""
+    import numpy as np
+
     path.parent.mkdir(parents=True, exist_ok=True)
     image = bpy.data.images.new(path.stem, side, side)
-    image.pixels = [*rgb, 1.0] * (side * side)
+    noise = np.random.default_rng(len(path.name)).random((side * side, 4), dtype=np.float32)
+    image.pixels.foreach_set((noise * 0.5 + np.array([*rgb, 1.0], dtype=np.float32) * 0.5).ravel())
     image.filepath_raw = str(path)
     image.file_format = "PNG"
     image.save()
@@ -53,6 +58,10 @@ def make_textured(step: dict) -> dict:
     return {"images": {i.name: i.filepath for i in bpy.data.images}}
 
 
+# The add-on's module: bl_ext.user_default.render_market when installed as an extension.
+ADDON = {"module": "render_market"}
+
+
 def run_step(step: dict, tasks) -> dict:
     do = step["do"]
     if do == "make_textured":
@@ -60,12 +69,12 @@ def run_step(step: dict, tasks) -> dict:
     if do == "open":
         bpy.ops.wm.open_mainfile(filepath=step["path"], load_ui=False)
     elif do == "prefs":
-        prefs = bpy.context.preferences.addons["render_market"].preferences
+        prefs = bpy.context.preferences.addons[ADDON['module']].preferences
         for key in ("server_url", "token", "packing"):
             if key in step:
                 setattr(prefs, key, step[key])
     elif do == "bat_cannot_read":  # as when blender-asset-tracer meets a file format it does not know
-        from render_market import packing
+        packing = importlib.import_module(f"{ADDON['module']}.packing")
 
         def refuse(blend, dest):
             raise packing.PackError(f"blender-asset-tracer cannot read {Path(blend).name}: unknown file format")
@@ -86,8 +95,11 @@ def run_step(step: dict, tasks) -> dict:
             result = getattr(bpy.ops.render_market, step["button"])()
         except RuntimeError as exc:  # an operator's ERROR report: the panel shows it as the scene's error
             return {"result": ["CANCELLED"], "raised": str(exc)}
-        for key in list(tasks._tasks):
-            tasks.wait(key, timeout=step.get("timeout", 300))
+        # Until everything it started has finished (Submit goes on to watch the job), unless told to leave the
+        # follow-ups running in the background, as they would in Blender while the artist works on.
+        started = set(tasks._tasks)
+        while pending := [k for k in tasks._tasks if step.get("until_idle", True) or k in started]:
+            tasks.wait(pending[0], timeout=step.get("timeout", 300))
         return {"result": sorted(result)}
     else:
         raise SystemExit(f"unknown step {do}")
@@ -110,12 +122,19 @@ def main() -> None:
     import addon_utils  # Blender's own module: importable once bpy is
 
     assert os.environ.get("BLENDER_USER_RESOURCES"), "install into the test's own directory"
-    bpy.ops.preferences.addon_install(filepath=plan["addon_zip"], overwrite=True)
-    errors = []
-    addon_utils.enable("render_market", default_set=True, handle_error=errors.append)
-    if errors:
-        raise SystemExit(f"the add-on did not enable: {errors}")
-    from render_market import tasks
+    if plan.get("install") == "extension":  # Blender 4.2+: the extension zip, its wheel installed by Blender
+        bpy.ops.extensions.package_install_files(filepath=plan["addon_zip"], repo="user_default",
+                                                 enable_on_install=True)
+        ADDON["module"] = "bl_ext.user_default.render_market"
+    else:
+        bpy.ops.preferences.addon_install(filepath=plan["addon_zip"], overwrite=True)
+        errors = []
+        addon_utils.enable(ADDON["module"], default_set=True, handle_error=errors.append)
+        if errors:
+            raise SystemExit(f"the add-on did not enable: {errors}")
+    if ADDON["module"] not in bpy.context.preferences.addons:
+        raise SystemExit(f"{ADDON['module']} is not enabled")
+    tasks = importlib.import_module(f"{ADDON['module']}.tasks")
 
     results = []
     for step in plan["steps"]:
@@ -124,6 +143,7 @@ def main() -> None:
             record["state"] = snapshot()
         results.append(record)
         out_path.write_text(json.dumps(results, indent=1))  # partial results survive a crash
+    tasks.stop_all()
 
 
 if __name__ == "__main__":

@@ -16,12 +16,17 @@ DRIVER = Path(__file__).with_name("_blender.py")
 
 
 @pytest.fixture(scope="session")
-def addon_zip(tmp_path_factory) -> Path:
+def addon_zips(tmp_path_factory) -> tuple[Path, Path]:
+    """(extension zip, legacy zip), built as `make addon` builds them."""
     sys.path.insert(0, str(ROOT / "scripts"))
     from build_addon import build
 
-    _extension, legacy = build(tmp_path_factory.mktemp("dist"))
-    return legacy
+    return build(tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture(scope="session")
+def addon_zip(addon_zips) -> Path:
+    return addon_zips[1]
 
 
 @pytest.fixture(scope="session")
@@ -56,11 +61,13 @@ class Blender:
     def __init__(self, tmp: Path, addon_zip: Path) -> None:
         self.tmp, self.addon_zip, self.runs = tmp, addon_zip, 0
 
-    def run(self, steps: list[dict], *, timeout: float = 900) -> list[dict]:
+    def run(self, steps: list[dict], *, timeout: float = 900, install: str = "legacy",
+            addon_zip: Path | None = None) -> list[dict]:
         self.runs += 1
         plan = self.tmp / f"plan{self.runs}.json"
         out = self.tmp / f"out{self.runs}.json"
-        plan.write_text(json.dumps({"addon_zip": str(self.addon_zip), "steps": steps}))
+        plan.write_text(json.dumps({"addon_zip": str(addon_zip or self.addon_zip), "steps": steps,
+                                    "install": install}))
         env = dict(os.environ, BLENDER_USER_RESOURCES=str(self.tmp / "blender-user"), PYTHONPATH=str(ROOT))
         proc = subprocess.run([sys.executable, str(DRIVER), str(plan), str(out)], check=False, env=env, cwd=self.tmp,
                               capture_output=True, text=True, timeout=timeout)
