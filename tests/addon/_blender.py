@@ -10,6 +10,7 @@ import importlib
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import bpy
@@ -80,6 +81,9 @@ def run_step(step: dict, tasks) -> dict:
             raise packing.PackError(f"blender-asset-tracer cannot read {Path(blend).name}: unknown file format")
 
         packing.pack_with_bat = refuse
+    elif do == "wait_idle":
+        while tasks._tasks:
+            tasks.wait(next(iter(tasks._tasks)), timeout=step.get("timeout", 600))
     elif do == "save":
         bpy.ops.wm.save_mainfile()
     elif do == "remove_camera_and_save":
@@ -91,16 +95,20 @@ def run_step(step: dict, tasks) -> dict:
         mesh.location.z += 0.25
         bpy.ops.wm.save_mainfile()
     elif do == "press":
+        began = time.monotonic()
         try:
             result = getattr(bpy.ops.render_market, step["button"])()
         except RuntimeError as exc:  # an operator's ERROR report: the panel shows it as the scene's error
             return {"result": ["CANCELLED"], "raised": str(exc)}
+        returned_in_s = time.monotonic() - began
+        if not step.get("wait", True):  # look at the panel while the work goes on in the background
+            return {"result": sorted(result), "returned_in_s": returned_in_s, "running": sorted(tasks._tasks)}
         # Until everything it started has finished (Submit goes on to watch the job), unless told to leave the
         # follow-ups running in the background, as they would in Blender while the artist works on.
         started = set(tasks._tasks)
         while pending := [k for k in tasks._tasks if step.get("until_idle", True) or k in started]:
             tasks.wait(pending[0], timeout=step.get("timeout", 300))
-        return {"result": sorted(result)}
+        return {"result": sorted(result), "returned_in_s": returned_in_s}
     else:
         raise SystemExit(f"unknown step {do}")
     return {}

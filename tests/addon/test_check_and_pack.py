@@ -49,11 +49,15 @@ def test_check_reports_what_the_server_would_say_of_the_unpacked_folder(blender,
 
 def test_quote_packs_with_bat_and_the_server_accepts_the_bundle(blender, demo_source, project, live_server, media,
                                                                 artist):
-    [_, _, quoted] = blender.run([
+    [_, _, pressed, quoted] = blender.run([
         textured(demo_source, project),
         {"do": "prefs", "server_url": live_server.url, "token": token_of(artist), "packing": "AUTO"},
-        {"do": "press", "button": "quote"},
+        {"do": "press", "button": "quote", "wait": False},
+        {"do": "wait_idle"},
     ])
+    # The button returns at once: packing, uploads and the server's inspection run on a thread meanwhile.
+    assert pressed["result"] == ["FINISHED"] and [k.split(":")[0] for k in pressed["running"]] == ["quote"]
+    assert pressed["returned_in_s"] < 1.0 and pressed["state"]["busy"] == "Quote"
     state = quoted["state"]
     assert state["error"] == "", state
     upload = state["upload"]
