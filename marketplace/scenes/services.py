@@ -9,7 +9,7 @@ from typing import Protocol
 
 from django.core.exceptions import PermissionDenied
 from django.core.files import File
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from marketplace import blobs
@@ -34,6 +34,23 @@ def can_upload(user) -> bool:
     return bool(user.is_authenticated and (user.is_artist or user.is_market_admin))
 
 
+def store_once(*, key: str, path: Path) -> None:
+    """Store `path` under the content-addressed `key` unless it is there already.
+
+    Two uploads of the same bytes at once (a double click, two artists) must not both write the key: a file
+    storage would keep the second copy under another name and fail. A Postgres advisory lock on the key
+    serialises them; it is held only by uploads of these very bytes, so it is a per-digest mutex, not a
+    transaction around slow I/O that others wait for. (SQLite, one machine, has one writer anyway.)
+    """
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"blob:{key}"])
+        if not blobs.blob_exists(key):
+            with open(path, "rb") as f:
+                blobs.blob_put(key=key, fileobj=f)
+
+
 def scene_upload(*, owner, uploaded_file: UploadedFileLike, name: str = "", enqueue: bool = True) -> Scene:
     """Check the upload, store it once under its SHA-256, create the Scene (INSPECTING) and queue its inspection.
 
@@ -50,9 +67,7 @@ def scene_upload(*, owner, uploaded_file: UploadedFileLike, name: str = "", enqu
         checked = check_upload(staged.path, filename=filename)
         key = Scene(sha256=staged.sha256, kind=checked.kind).storage_key
         # Content-addressed: the same bytes are stored once, whoever uploads them.
-        if not blobs.blob_exists(key):
-            with open(staged.path, "rb") as f:
-                blobs.blob_put(key=key, fileobj=f)
+        store_once(key=key, path=staged.path)
     with transaction.atomic():
         scene = Scene.objects.create(
             owner=owner, name=(name or PurePosixPath(filename).stem or "scene")[:200], kind=checked.kind,
@@ -116,10 +131,7 @@ def scene_file_put(*, owner, sha256: str, chunks: Iterable[bytes]) -> SceneFile:
         staged = stage_upload(chunks, dest=Path(tmp) / "file", allow_empty=True)
         if staged.sha256 != sha256:
             raise SceneRejected(f"the file's SHA-256 is {staged.sha256}, not the {sha256} it was sent as")
-        key = storage_key_of_file(sha256)
-        if not blobs.blob_exists(key):
-            with open(staged.path, "rb") as f:
-                blobs.blob_put(key=key, fileobj=f)
+        store_once(key=storage_key_of_file(sha256), path=staged.path)
     row, _ = SceneFile.objects.get_or_create(owner=owner, sha256=sha256, defaults={"size": staged.size})
     return row
 

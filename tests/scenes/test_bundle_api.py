@@ -135,3 +135,20 @@ def test_a_provider_cannot_upload_bundle_files(provider):
 def test_a_manifest_listing_a_path_twice_is_refused():
     with pytest.raises(bundles.SceneRejected, match="listed twice"):
         bundles.check_manifest([{"path": "a.blend", "sha256": sha(BLEND)}, {"path": "a.blend", "sha256": sha(BLEND)}])
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_racing_uploads_of_one_file_store_it_once(artist, media):
+    from django.core.files.storage import default_storage
+
+    from marketplace.scenes import services
+    from tests.fixtures.race import race
+
+    results = race(lambda i: services.scene_file_put(owner=artist, sha256=sha(TEXTURE), chunks=[TEXTURE]), 6)
+    assert all(isinstance(r, SceneFile) for r in results), results
+    assert SceneFile.objects.get().size == len(TEXTURE)
+    key = SceneFile.objects.get().storage_key
+    assert [p.name for p in stored_files(media)] == [sha(TEXTURE)]
+    with default_storage.open(key) as f:
+        assert f.read() == TEXTURE
