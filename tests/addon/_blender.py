@@ -63,6 +63,35 @@ def make_textured(step: dict) -> dict:
 ADDON = {"module": "render_market"}
 
 
+class Layout:
+    """Stands in for bpy's UILayout (headless Blender draws no panels): records what the panel would show."""
+
+    def __init__(self, lines: list) -> None:
+        self.lines = lines
+
+    def _nested(self, *args, **kwargs) -> "Layout":
+        return Layout(self.lines)
+
+    column = row = box = _nested
+
+    def label(self, *, text: str = "", icon: str = "") -> None:
+        self.lines.append(text)
+
+    def prop(self, data, name: str, **kwargs) -> None:
+        self.lines.append(f"[{data.bl_rna.properties[name].name}]")
+
+    def operator(self, idname: str, **kwargs) -> None:
+        self.lines.append(f"<{idname}>")
+
+
+def draw_panel() -> list[str]:
+    ui = importlib.import_module(f"{ADDON['module']}.ui")
+    lines: list[str] = []
+    panel = type("Panel", (), {"layout": Layout(lines)})()
+    ui.RENDER_MARKET_PT_panel.draw(panel, bpy.context)
+    return lines
+
+
 def run_step(step: dict, tasks) -> dict:
     do = step["do"]
     if do == "make_textured":
@@ -81,6 +110,8 @@ def run_step(step: dict, tasks) -> dict:
             raise packing.PackError(f"blender-asset-tracer cannot read {Path(blend).name}: unknown file format")
 
         packing.pack_with_bat = refuse
+    elif do == "draw_panel":
+        return {"panel": draw_panel()}
     elif do == "wait_idle":
         while tasks._tasks:
             tasks.wait(next(iter(tasks._tasks)), timeout=step.get("timeout", 600))

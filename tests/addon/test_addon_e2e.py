@@ -39,13 +39,16 @@ def test_check_pack_quote_submit_render_settle_download_then_only_the_changed_bl
         press("check"),
         press("quote"),
         press("submit"),  # accepts, then watches the job until it ends
+        {"do": "draw_panel"},
         press("download"),
         {"do": "edit_and_save"},
         press("quote"),
         press("submit", until_idle=False),  # the watch goes on in the background
         press("cancel"),
     ], timeout=1500)
-    check, first, submitted, downloaded, _, second, resubmitted, cancelled = (r.get("state", {}) for r in records[2:])
+    check, first, submitted, _, downloaded, _, second, resubmitted, cancelled = (
+        r.get("state", {}) for r in records[2:])
+    panel = records[5]["panel"]
     logs = farm.logs()
 
     # Check: the outside paths are reported, in the server's words, and packing takes care of them.
@@ -68,10 +71,17 @@ def test_check_pack_quote_submit_render_settle_download_then_only_the_changed_bl
     assert job.state == JobState.DONE, logs
     frames = list(Frame.objects.filter(job=job).order_by("number"))
     assert [f.state for f in frames] == [FrameState.SETTLED] * 2 and {f.node.name for f in frames} == {"gus-rig"}
-    panel = submitted["job"]
-    assert panel["state"] == "done" and panel["cost_so_far"] == sum(f.price for f in frames) == job.quote["total"]
-    assert [f["state"] for f in panel["frames"]] == ["settled", "settled"]
+    shown = submitted["job"]
+    assert shown["state"] == "done" and shown["cost_so_far"] == sum(f.price for f in frames) == job.quote["total"]
+    assert [f["state"] for f in shown["frames"]] == ["settled", "settled"]
     assert submitted["status"] == f"job {job.pk} done"
+    # What the artist sees in the panel: the buttons, the quote, and the job's progress box.
+    assert {"[Server URL]", "[API token]", "<render_market.check>", "<render_market.quote>",
+            "<render_market.submit>", "<render_market.download>"} <= set(panel)
+    assert f"Job {job.pk}: done" in panel and "Frames done: 2 / 2 (0 rendering)" in panel
+    assert f"Cost so far: {job.quote['total'] / 1_000_000:,.2f} tokens (escrow left 0.00)" in panel
+    assert "Nodes: 1    Failures: 0 failed, 0 retried" in panel
+    assert f"Uploaded 4 of 4 files, {up1['sent_bytes']:,} of {up1['total_bytes']:,} bytes (bat)" in panel
     assert ledger.ledger_total() == 0 and ledger.ledger_drift() == []
 
     # Download: into the scene's output path (//render/shot_), named as Blender would name its frames.

@@ -4,11 +4,13 @@ pack_all when BAT cannot read the file; the server's errors reach the panel in i
 Against pytest-django's live server with inline Celery (the scene's inspection runs in the upload request).
 """
 
+import io
 import zipfile
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import zstandard
 from django.utils import timezone
 
 from marketplace import blobs
@@ -100,7 +102,8 @@ def test_quote_falls_back_to_blenders_pack_all_when_bat_cannot_read_the_file(ble
 
 def test_the_servers_refusals_reach_the_panel_in_its_own_words(blender, demo_source, project, live_server, media,
                                                                 artist):
-    login = {"do": "prefs", "server_url": live_server.url, "token": token_of(artist)}
+    token = token_of(artist)
+    login = {"do": "prefs", "server_url": live_server.url, "token": token}
     records = blender.run([
         textured(demo_source, project),
         {"do": "prefs", "server_url": live_server.url, "token": "tokdeadbeef.not-a-token"},
@@ -115,6 +118,12 @@ def test_the_servers_refusals_reach_the_panel_in_its_own_words(blender, demo_sou
     total = job.quote["total"]
     shortfall = records[5]["state"]["error"]
     assert shortfall == f"this job needs {tokens(total)} tokens in your wallet: top up and accept again"
+    saved = (Path(project["project"]) / "scene.blend").read_bytes()
+    if saved.startswith(b"\x28\xb5\x2f\xfd"):  # zstd, as the demo scene is saved
+        with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(saved), read_across_frames=True) as z:
+            saved = z.read()
+    assert saved.startswith(b"BLENDER") and b"Scene" in saved
+    assert token.encode() not in saved and token.split(".")[1].encode() not in saved  # only in the preferences
     Job.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(days=2))  # the quote grows old
 
     records = blender.run([
@@ -124,6 +133,7 @@ def test_the_servers_refusals_reach_the_panel_in_its_own_words(blender, demo_sou
         {"do": "remove_camera_and_save"},
         {"do": "press", "button": "quote"},
     ])
+    assert records[2]["state"]["job_id"] == job.pk  # the job's id was saved with the .blend, the token was not
     expired = records[2]["state"]["error"]
     assert expired.startswith("this quote expired at ") and expired.endswith("hours): get a new quote")
     refused = Scene.objects.filter(status=Scene.Status.REFUSED).get()
