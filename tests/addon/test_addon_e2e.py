@@ -19,7 +19,7 @@ from tests.addon.conftest import token_of
 from tests.fixtures.market import make_node
 from tests.fixtures.money import fund
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def press(button: str, timeout: float = 600, **options) -> dict:
