@@ -39,8 +39,9 @@ def _words(exc: BaseException) -> str | None:
     return None
 
 
-def _scene_by_name(name: str):
-    return bpy.data.scenes.get(name)
+def _scene_by_name(name: str, filepath: str):
+    """The scene a task was started for, or None once another file is open (its answer must not land there)."""
+    return bpy.data.scenes.get(name) if bpy.data.filepath == filepath else None
 
 
 def _start(op, scene, key: str, work, *, on_done, busy: str) -> set[str]:
@@ -48,24 +49,24 @@ def _start(op, scene, key: str, work, *, on_done, busy: str) -> set[str]:
 
     `op`: the operator to report to, None when a task starts the next one (the operator is gone by then).
     """
-    scene_name = scene.name
+    scene_name, filepath = scene.name, bpy.data.filepath
     rm = scene.render_market
 
     def done(result: Any) -> None:
-        scene = _scene_by_name(scene_name)
+        scene = _scene_by_name(scene_name, filepath)
         if scene is not None:
             scene.render_market.busy = ""
             on_done(scene, result)
 
     def failed(message: str) -> None:
-        scene = _scene_by_name(scene_name)
+        scene = _scene_by_name(scene_name, filepath)
         if scene is not None:
             scene.render_market.busy = ""
             scene.render_market.error = message
             scene.render_market.status = ""
 
     def progressed(text: str, data: dict) -> None:
-        scene = _scene_by_name(scene_name)
+        scene = _scene_by_name(scene_name, filepath)
         if scene is not None:
             scene.render_market.status = text
             if "job" in data:
