@@ -110,6 +110,10 @@ def run_step(step: dict, tasks) -> dict:
             raise packing.PackError(f"blender-asset-tracer cannot read {Path(blend).name}: unknown file format")
 
         packing.pack_with_bat = refuse
+    elif do == "extract":
+        ops = importlib.import_module(f"{ADDON['module']}.ops")
+        targets = {int(k): v for k, v in step["targets"].items()}
+        return {"written": ops.extract_frames(Path(step["zip"]), targets=targets, fallback_dir=Path(step["folder"]))}
     elif do == "draw_panel":
         return {"panel": draw_panel()}
     elif do == "wait_idle":
