@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: run test bench lint install install-dev clean
+.PHONY: run test bench lint install install-dev clean addon
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: $(DEVSTAMP)
 
 bench: $(DEVSTAMP)
 	$(BIN)/python scripts/testenv.py --bench $(BENCH)
+
+# The Blender add-on, as an extension (4.2+) and a legacy add-on zip, into dist/ (see README "Blender add-on").
+addon: $(DEVSTAMP)
+	$(BIN)/python scripts/build_addon.py --out dist
 
 lint: $(DEVSTAMP)
 	$(BIN)/ruff check .

@@ -1,4 +1,5 @@
-"""Artist API for scenes: upload (multipart), list, detail. Another user's scene is a 404."""
+"""Artist API for scenes: upload (multipart), list, detail, and bundles sent file by file (only the files the
+server lacks travel: ask which digests are missing, PUT those, then assemble). Another user's scene is a 404."""
 from django.core.exceptions import PermissionDenied
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -8,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace.scenes import conf, selectors, services, upload_limit
+from marketplace.scenes.bundles import check_digests
 from marketplace.scenes.models import Scene
 from marketplace.scenes.validation import SceneRejected
 
@@ -84,3 +86,85 @@ class SceneDetailView(APIView):
         except selectors.SceneNotFound as exc:
             return Response({"error": str(exc)}, status=status.HTTP_404_NOT_FOUND)
         return Response(SceneSerializer(scene).data)
+
+
+class DigestsRequest(serializers.Serializer):
+    digests = serializers.ListField(child=serializers.CharField(max_length=80), allow_empty=True,
+                                    help_text="SHA-256 hex digests of the bundle's files")
+
+
+class DigestsResponse(serializers.Serializer):
+    missing = serializers.ListField(child=serializers.CharField(), help_text="the digests to upload, in the "
+                                                                             "order asked")
+
+
+class BundleFile(serializers.Serializer):
+    path = serializers.CharField(max_length=1000, help_text="posix path inside the bundle, e.g. textures/a.png")
+    sha256 = serializers.CharField(max_length=80)
+
+
+class BundleRequest(serializers.Serializer):
+    files = BundleFile(many=True, help_text="every file of the bundle, one top-level .blend among them")
+    name = serializers.CharField(max_length=200, required=False, default="")
+
+
+class BundleIncompleteResponse(serializers.Serializer):
+    error = serializers.CharField()
+    missing = serializers.ListField(child=serializers.CharField())
+
+
+def _artist_only(request) -> None:
+    if not services.can_upload(request.user):
+        raise PermissionDenied("only artists can upload scenes")
+
+
+class SceneFilesMissingView(APIView):
+    @extend_schema(request=DigestsRequest, responses={200: DigestsResponse, 400: ErrorResponse, 403: ErrorResponse},
+                   summary="Which of these bundle files (by SHA-256) the server lacks for you")
+    def post(self, request):
+        _artist_only(request)
+        data = DigestsRequest(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            digests = check_digests(data.validated_data["digests"])
+        except SceneRejected as exc:
+            return Response({"error": exc.reason}, status=status.HTTP_400_BAD_REQUEST)
+        return Response({"missing": selectors.scene_files_missing(owner=request.user, digests=digests)})
+
+
+class SceneFilePutView(APIView):
+    parser_classes: list = []  # the body is the file itself, read in chunks below
+
+    @extend_schema(request={"application/octet-stream": bytes}, responses={201: None, 400: ErrorResponse,
+                                                                           403: ErrorResponse, 413: ErrorResponse},
+                   summary="Upload one bundle file; its bytes must hash to the digest in the URL")
+    def put(self, request, sha256: str):
+        _artist_only(request)
+        raw = request._request
+        if int(raw.META.get("CONTENT_LENGTH") or 0) > conf.MAX_UPLOAD_BYTES:  # refused before reading the body
+            return Response({"error": upload_limit.too_big_message()}, status=UploadTooLarge.status_code)
+        try:
+            row = services.scene_file_put(owner=request.user, sha256=sha256,
+                                          chunks=iter(lambda: raw.read(1 << 20), b""))
+        except SceneRejected as exc:
+            return Response({"error": exc.reason}, status=status.HTTP_400_BAD_REQUEST)
+        return Response({"sha256": row.sha256, "size": row.size}, status=status.HTTP_201_CREATED)
+
+
+class SceneBundleView(APIView):
+    @extend_schema(request=BundleRequest,
+                   responses={201: SceneSerializer, 400: ErrorResponse, 403: ErrorResponse,
+                              409: BundleIncompleteResponse},
+                   summary="Assemble uploaded files into a scene; checked and inspected like an uploaded zip")
+    def post(self, request):
+        _artist_only(request)
+        data = BundleRequest(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            scene = services.scene_bundle_upload(owner=request.user, files=data.validated_data["files"],
+                                                 name=data.validated_data["name"])
+        except services.BundleIncomplete as exc:
+            return Response({"error": exc.reason, "missing": exc.missing}, status=status.HTTP_409_CONFLICT)
+        except SceneRejected as exc:
+            return Response({"error": exc.reason}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(SceneSerializer(scene).data, status=status.HTTP_201_CREATED)

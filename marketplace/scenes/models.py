@@ -45,3 +45,34 @@ class Scene(models.Model):
     @property
     def storage_key(self) -> str:
         return f"scenes/{self.sha256[:2]}/{self.sha256}.{self.kind}"
+
+
+class SceneFile(models.Model):
+    """One file of a scene bundle that its owner uploaded, stored once by SHA-256 (as Flamenco's Shaman does).
+
+    The blob is shared by content; the row is per owner: a user "has" a file only after uploading its bytes
+    once, so knowing a digest never lends anyone another artist's file.
+    """
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="scene_files")
+    sha256 = models.CharField(max_length=64)
+    size = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "sha256"], name="scene_file_once_per_owner"),
+            models.CheckConstraint(condition=models.Q(size__gte=0), name="scene_file_size_not_negative"),
+            models.CheckConstraint(condition=models.Q(sha256__regex=r"^[0-9a-f]{64}$"), name="scene_file_sha256_hex"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sha256[:10]} ({self.size} bytes)"
+
+    @property
+    def storage_key(self) -> str:
+        return storage_key_of_file(self.sha256)
+
+
+def storage_key_of_file(sha256: str) -> str:
+    return f"scene-files/{sha256[:2]}/{sha256}"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from marketplace.scenes.models import Scene
+from marketplace.scenes.models import Scene, SceneFile
 
 
 class SceneNotFound(Exception):
@@ -20,3 +20,9 @@ def scene_of(*, owner, scene_id: object) -> Scene:
     if scene is None:
         raise SceneNotFound("no such scene")
     return scene
+
+
+def scene_files_missing(*, owner, digests: list[str]) -> list[str]:
+    """The digests among `digests` that `owner` has not uploaded (in the order asked): what to send."""
+    held = set(SceneFile.objects.filter(owner=owner, sha256__in=digests).values_list("sha256", flat=True))
+    return [d for d in digests if d not in held]

@@ -8,13 +8,15 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.core.files import File
+from django.db import connection, transaction
 from django.utils import timezone
 
 from marketplace import blobs
+from marketplace.scenes import bundles, conf
 from marketplace.scenes.inspection import inspect_upload
-from marketplace.scenes.models import Scene
-from marketplace.scenes.validation import check_upload, size_check, stage_upload
+from marketplace.scenes.models import Scene, SceneFile, storage_key_of_file
+from marketplace.scenes.validation import SceneRejected, check_upload, mib, size_check, stage_upload
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,23 @@ class UploadedFileLike(Protocol):
 
 def can_upload(user) -> bool:
     return bool(user.is_authenticated and (user.is_artist or user.is_market_admin))
+
+
+def store_once(*, key: str, path: Path) -> None:
+    """Store `path` under the content-addressed `key` unless it is there already.
+
+    Two uploads of the same bytes at once (a double click, two artists) must not both write the key: a file
+    storage would keep the second copy under another name and fail. A Postgres advisory lock on the key
+    serialises them; it is held only by uploads of these very bytes, so it is a per-digest mutex, not a
+    transaction around slow I/O that others wait for. (SQLite, one machine, has one writer anyway.)
+    """
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"blob:{key}"])
+        if not blobs.blob_exists(key):
+            with open(path, "rb") as f:
+                blobs.blob_put(key=key, fileobj=f)
 
 
 def scene_upload(*, owner, uploaded_file: UploadedFileLike, name: str = "", enqueue: bool = True) -> Scene:
@@ -48,9 +67,7 @@ def scene_upload(*, owner, uploaded_file: UploadedFileLike, name: str = "", enqu
         checked = check_upload(staged.path, filename=filename)
         key = Scene(sha256=staged.sha256, kind=checked.kind).storage_key
         # Content-addressed: the same bytes are stored once, whoever uploads them.
-        if not blobs.blob_exists(key):
-            with open(staged.path, "rb") as f:
-                blobs.blob_put(key=key, fileobj=f)
+        store_once(key=key, path=staged.path)
     with transaction.atomic():
         scene = Scene.objects.create(
             owner=owner, name=(name or PurePosixPath(filename).stem or "scene")[:200], kind=checked.kind,
@@ -93,3 +110,52 @@ def scene_inspection_failed(*, scene_id: int, reason: str) -> None:
             inspected_at=timezone.now(),
         )
 
+
+class BundleIncomplete(SceneRejected):
+    """The manifest names files the owner has not uploaded yet; `missing` lists their digests."""
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(f"{len(missing)} file(s) of the bundle have not been uploaded yet: upload them first")
+        self.missing = missing
+
+
+def scene_file_put(*, owner, sha256: str, chunks: Iterable[bytes]) -> SceneFile:
+    """Store one bundle file sent as `sha256`; SceneRejected when its bytes hash otherwise or pass the limit.
+
+    Idempotent: the same bytes twice make one row and one blob.
+    """
+    if not can_upload(owner):
+        raise PermissionDenied("only artists can upload scenes")
+    sha256 = bundles.check_digest(sha256)
+    with tempfile.TemporaryDirectory(prefix="scene-file-") as tmp:
+        staged = stage_upload(chunks, dest=Path(tmp) / "file", allow_empty=True)
+        if staged.sha256 != sha256:
+            raise SceneRejected(f"the file's SHA-256 is {staged.sha256}, not the {sha256} it was sent as")
+        store_once(key=storage_key_of_file(sha256), path=staged.path)
+    row, _ = SceneFile.objects.get_or_create(owner=owner, sha256=sha256, defaults={"size": staged.size})
+    return row
+
+
+def scene_bundle_upload(*, owner, files: Iterable[dict], name: str = "", enqueue: bool = True) -> Scene:
+    """Assemble the owner's uploaded files into a zip and upload it as a scene, through every check of an upload.
+
+    Raises BundleIncomplete (with the missing digests) when a file was never uploaded by this owner,
+    SceneRejected for a bad manifest or a bundle that an uploaded zip would be refused for.
+    """
+    if not can_upload(owner):
+        raise PermissionDenied("only artists can upload scenes")
+    entries = bundles.check_manifest(files)
+    held = dict(SceneFile.objects.filter(owner=owner, sha256__in={e.sha256 for e in entries})
+                .values_list("sha256", "size"))
+    missing = sorted({e.sha256 for e in entries} - set(held))
+    if missing:
+        raise BundleIncomplete(missing)
+    total = sum(held[e.sha256] for e in entries)
+    if total > conf.MAX_UPLOAD_BYTES:
+        raise SceneRejected(f"the bundle is {mib(total)}, over the upload limit of {mib(conf.MAX_UPLOAD_BYTES)}")
+    label = (name or PurePosixPath(entries[0].path).stem or "scene")[:200]
+    with tempfile.TemporaryDirectory(prefix="scene-bundle-") as tmp:
+        archive = bundles.write_zip(entries, dest=Path(tmp) / "bundle.zip",
+                                    open_blob=lambda digest: blobs.blob_open(storage_key_of_file(digest)))
+        with open(archive, "rb") as f:
+            return scene_upload(owner=owner, uploaded_file=File(f, name=f"{label}.zip"), name=label, enqueue=enqueue)

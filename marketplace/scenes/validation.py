@@ -59,8 +59,11 @@ def size_check(size: int) -> None:
         raise SceneRejected(f"the file is {mib(size)}, over the upload limit of {mib(conf.MAX_UPLOAD_BYTES)}")
 
 
-def stage_upload(chunks: Iterable[bytes], *, dest: Path) -> StagedUpload:
-    """Copy an upload into `dest` while hashing it; stop as soon as it passes the size limit."""
+def stage_upload(chunks: Iterable[bytes], *, dest: Path, allow_empty: bool = False) -> StagedUpload:
+    """Copy an upload into `dest` while hashing it; stop as soon as it passes the size limit.
+
+    `allow_empty`: for one file of a bundle (an empty text file is a file); a scene is never empty.
+    """
     digest = hashlib.sha256()
     size = 0
     with open(dest, "wb") as out:
@@ -69,7 +72,7 @@ def stage_upload(chunks: Iterable[bytes], *, dest: Path) -> StagedUpload:
             size_check(size)
             digest.update(chunk)
             out.write(chunk)
-    if size == 0:
+    if size == 0 and not allow_empty:
         raise SceneRejected(f"the file is empty: {UNSUPPORTED}")
     return StagedUpload(path=dest, sha256=digest.hexdigest(), size=size)
 

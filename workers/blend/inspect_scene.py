@@ -165,11 +165,17 @@ def inspect_scene(
         limits=Limits(timeout_s=timeout_s, memory_mb=memory_mb, python=python),
         read_paths=[root],
     )
-    report: dict[str, Any] = job.result
+    report = finish_report(job.result, bundle_root=root, blend_dir=blend.parent)
+    report["compression"] = compression
+    report["inspection"] = {"seconds": round(job.seconds, 3), "peak_rss_mb": round(job.peak_rss_mb, 1)}
+    return report
+
+
+def finish_report(report: dict[str, Any], *, bundle_root: Path, blend_dir: Path) -> dict[str, Any]:
+    """Judge the child's raw references against the bundle (also used by the Blender add-on's Check)."""
+    root = bundle_root
     refs = report.pop("refs")
     dynamic = report.pop("dynamic_offences")
-    blend_dir = blend.parent
-    report["compression"] = compression
     report["external_files"] = describe_refs(refs, bundle_root=root, blend_dir=blend_dir)
     report["missing_files"] = [
         row
@@ -179,18 +185,23 @@ def inspect_scene(
     report["outside_paths"] = [
         o.as_dict() for o in check_external_paths(refs, bundle_root=root, blend_dir=blend_dir)
     ] + dynamic
-    report["inspection"] = {"seconds": round(job.seconds, 3), "peak_rss_mb": round(job.peak_rss_mb, 1)}
     report["warnings"] = _warnings(report)
     return report
 
 
 def _child(argv: list[str]) -> dict[str, Any]:
+    from workers.blend import _bpy_scene as bs
+
+    bs.open_blend(argv[0])
+    return loaded_report()
+
+
+def loaded_report() -> dict[str, Any]:
+    """The facts of the file loaded in this Blender (the child's, or the artist's own in the add-on)."""
     import bpy
 
     from workers.blend import _bpy_scene as bs
 
-    path = argv[0]
-    bs.open_blend(path)
     scene = bpy.context.scene
     facts = bs.scene_facts(scene)
     refs, dynamic = bs.collect_external_refs()
