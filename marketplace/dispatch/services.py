@@ -246,7 +246,11 @@ def node_heartbeat(*, node: WorkerNode, lease_ids: list[int], paused: bool = Fal
     """
     now = timezone.now()
     agent_state = WorkerNode.AgentState.PAUSED if paused else WorkerNode.AgentState.ONLINE
-    WorkerNode.objects.filter(pk=node.pk).update(last_heartbeat=now, agent_state=agent_state)
+    WorkerNode.objects.filter(pk=node.pk).update(last_heartbeat=now)
+    # After a goodbye only a hello brings the node back: a heartbeat still in flight from the exiting agent
+    # must not make it count as idle again.
+    WorkerNode.objects.filter(pk=node.pk).exclude(agent_state=WorkerNode.AgentState.OFFLINE).update(
+        agent_state=agent_state)
     owner_pause = WorkerNode.objects.filter(pk=node.pk).values_list("paused_by_owner", "pause_mode").first()
     if owner_pause == (True, WorkerNode.PauseMode.RELEASE):
         for lease in FrameLease.objects.filter(node=node, state=Lease.State.ACTIVE).select_related("frame"):
