@@ -418,6 +418,15 @@ def node_block_for_job(*, job_id: int, node_id: int) -> None:
                                           defaults={"failures": conf.NODE_FAILURES_PER_JOB})
 
 
+def job_node_blocks_clear(*, job_id: int) -> int:
+    """The artist lets nodes refused on this job (failed it, or had a result refused) render its frames again.
+    Returns how many nodes were let back."""
+    cleared, _ = JobNodeBlock.objects.filter(job_id=job_id).delete()
+    if cleared:
+        _after_commit_match()
+    return cleared
+
+
 def leases_revoke_for_frames(*, frame_ids: list[int]) -> int:
     """Close active leases of frames that were cancelled; a late report then gets a clear refusal. Their nodes
     are free at once (issue 12: a cancel used to leave the node "busy" on a frame that no longer existed), and
@@ -500,7 +509,7 @@ def frame_rendered(*, frame_id: int) -> None:
             png = thumbnail_png(image_from_bytes(f.read()))
         key = f"thumbs/frame{frame.pk}-{frame.result_sha256[:16]}.png"
         blobs.blob_put(key=key, fileobj=io.BytesIO(png))
-        Frame.objects.filter(pk=frame.pk).update(thumbnail_key=key)
+        Frame.objects.filter(pk=frame.pk).update(thumbnail_key=key, updated_at=timezone.now())  # the page's row
     frame_verify_or_settle(frame_id=frame.pk)
 
 
