@@ -17,7 +17,7 @@ class WorkerNode(models.Model):
 
         ONLINE = "online", "Online"
         PAUSED = "paused", "Paused by its own schedule"
-        OFFLINE = "offline", "Said goodbye"
+        OFFLINE = "offline", "Not running (no hello yet, or said goodbye)"
 
     class PauseMode(models.TextChoices):
         FINISH = "finish", "Finish the current frame, then pause"
@@ -39,7 +39,9 @@ class WorkerNode(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OFFLINE, db_index=True)
     paused_by_owner = models.BooleanField(default=False, help_text="paused from the web until the owner resumes")
     pause_mode = models.CharField(max_length=8, choices=PauseMode.choices, default=PauseMode.FINISH)
-    agent_state = models.CharField(max_length=8, choices=AgentState.choices, default=AgentState.ONLINE)
+    # A new node is offline until its agent says hello; heartbeats alone never bring it online (so `workers
+    # register`, which checks the token with one heartbeat, does not make a node without an agent look idle).
+    agent_state = models.CharField(max_length=8, choices=AgentState.choices, default=AgentState.OFFLINE)
     device_type = models.CharField(max_length=8, choices=Device.choices, default=Device.CPU)
     devices = models.JSONField(default=list, blank=True, help_text="devices Cycles sees, as reported")
     vram_mb = models.IntegerField(default=0)

@@ -103,3 +103,27 @@ def test_the_dashboard_pause_form_chooses_finish_or_release(client, provider):
     client.post(reverse("nodes:pause", args=[node.pk]), {"paused": "1", "mode": "release"})
     node.refresh_from_db()
     assert (node.status, node.paused_by_owner, node.pause_mode) == (S.PAUSED, True, "release")
+
+
+def test_a_token_check_heartbeat_without_an_agent_does_not_make_the_node_idle(provider):
+    from marketplace.nodes.services import node_create
+
+    node, _ = node_create(owner=provider, name="registered only")
+    services.node_heartbeat(node=node, lease_ids=[])  # what `workers register` sends
+    node.refresh_from_db()
+    assert node.status == S.OFFLINE and selectors.idle_capacity() == []
+
+
+def test_the_goodbye_endpoint_takes_the_node_out_at_once(provider):
+    from rest_framework.test import APIClient
+
+    node, token = make_node(provider, unchecked=True)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Node {token}")
+    assert client.post("/api/v1/agent/heartbeat/", {}, format="json").json()["owner_pause"] is None
+    r = client.post("/api/v1/agent/goodbye/")
+    assert r.status_code == 200 and r.json() == {"offline": True, "released": 0}
+    node.refresh_from_db()
+    assert node.status == S.OFFLINE
+    anonymous = APIClient()
+    assert anonymous.post("/api/v1/agent/goodbye/").status_code in (401, 403)

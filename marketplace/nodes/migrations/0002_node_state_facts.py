@@ -13,7 +13,14 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='workernode',
             name='agent_state',
-            field=models.CharField(choices=[('online', 'Online'), ('paused', 'Paused by its own schedule'), ('offline', 'Said goodbye')], default='online', max_length=8),
+            field=models.CharField(choices=[('online', 'Online'), ('paused', 'Paused by its own schedule'), ('offline', 'Not running (no hello yet, or said goodbye)')], default='online', max_length=8),
+        ),
+        # Nodes that exist already have agents running (they said hello before this field existed): online.
+        # New nodes start offline until their agent's hello.
+        migrations.AlterField(
+            model_name='workernode',
+            name='agent_state',
+            field=models.CharField(choices=[('online', 'Online'), ('paused', 'Paused by its own schedule'), ('offline', 'Not running (no hello yet, or said goodbye)')], default='offline', max_length=8),
         ),
         migrations.AddField(
             model_name='workernode',
