@@ -34,7 +34,9 @@ class Waiting:
     next: str
     frames: int  # frames waiting
     since: datetime | None  # the longest-waiting frame has waited since then
-    choices: list[str] = field(default_factory=list)  # actions offered to the artist (see `jobs.services`)
+    # Actions offered to the artist once frames wait past UNPLACED_NOTICE_SECONDS: "allow_refused_nodes"
+    # (`jobs.services.job_allow_refused_nodes`), "requote" (cancel, then quote again at another price or size).
+    choices: list[str] = field(default_factory=list)
 
     @property
     def waited_s(self) -> float:
@@ -94,21 +96,23 @@ def job_waiting(*, job: Job) -> Waiting | None:
     code, nodes = max(reasons.items(), key=lambda item: len(item[1]))
     n = len(online)
     others = f" ({n} node{'s' if n != 1 else ''} online, none fits)"
+    waited = (timezone.now() - since).total_seconds() if since else 0
+    late = waited >= conf.UNPLACED_NOTICE_SECONDS
     if code == "vram":
         need = int(job.quote["vram_mb"])
         most = max(node.vram_mb for node in nodes)
         return Waiting("vram", f"waiting for a node with ≥ {_gb(need)} VRAM (the online ones have at most "
                                f"{_gb(most)}){others}",
-                       "the frames start when a node with enough GPU memory comes online", **kw)
+                       "the frames start when a node with enough GPU memory comes online",
+                       choices=["requote"] if late else [], **kw)
     if code == "price":
         floor = min(node.min_price_per_frame for node in nodes)
         return Waiting("price", f"your price per frame ({_tokens(price)} tokens) is below every online node's floor "
                                 f"(the lowest asks {_tokens(floor)}){others}",
                        "the frames start when a node with a lower floor comes online; a new quote at a higher price "
-                       "would start them now", **kw)
+                       "would start them now", choices=["requote"] if late else [], **kw)
     if code == "blocked":
-        waited = (timezone.now() - since).total_seconds() if since else 0
-        choices = ["allow_refused_nodes"] if waited >= conf.UNPLACED_NOTICE_SECONDS else []
+        choices = ["allow_refused_nodes"] if late else []
         return Waiting("blocked", "waiting for a node other than the one(s) whose results on this job were refused "
                                   f"(none online){others}",
                        "the frames start when another node comes online"

@@ -252,8 +252,11 @@ def node_heartbeat(*, node: WorkerNode, lease_ids: list[int], paused: bool = Fal
     WorkerNode.objects.filter(pk=node.pk).exclude(agent_state=WorkerNode.AgentState.OFFLINE).update(
         agent_state=agent_state)
     owner_pause = WorkerNode.objects.filter(pk=node.pk).values_list("paused_by_owner", "pause_mode").first()
-    if owner_pause == (True, WorkerNode.PauseMode.RELEASE):
-        for lease in FrameLease.objects.filter(node=node, state=Lease.State.ACTIVE).select_related("frame"):
+    if owner_pause and owner_pause[0]:
+        # Paused: give back what the agent is not rendering (a delivery still in its queue, which a paused agent
+        # no longer takes), and with "release" also the frame it is rendering.
+        keep = [] if owner_pause[1] == WorkerNode.PauseMode.RELEASE else lease_ids[:16]
+        for lease in FrameLease.objects.filter(node=node, state=Lease.State.ACTIVE).exclude(pk__in=keep):
             _lease_close(lease=lease, state=Lease.State.RELEASED)
     leases = FrameLease.objects.filter(node=node, pk__in=lease_ids[:16])
     cap = timedelta(seconds=conf.MAX_RENDER_SECONDS)

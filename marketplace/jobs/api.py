@@ -49,7 +49,8 @@ class WaitingSerializer(serializers.Serializer):
     frames = serializers.IntegerField(help_text="frames waiting for a node")
     since = serializers.DateTimeField(allow_null=True, help_text="the longest-waiting frame waits since then")
     choices = serializers.ListField(child=serializers.CharField(),
-                                    help_text='actions offered: "allow_refused_nodes" (POST …/allow-refused-nodes/)')
+                                    help_text='actions offered: "allow_refused_nodes" (POST …/allow-refused-nodes/), '
+                                              '"requote" (a new quote)')
 
 
 class JobDetailSerializer(JobSerializer):

@@ -127,3 +127,12 @@ def test_the_goodbye_endpoint_takes_the_node_out_at_once(provider):
     assert node.status == S.OFFLINE
     anonymous = APIClient()
     assert anonymous.post("/api/v1/agent/goodbye/").status_code in (401, 403)
+
+
+def test_a_paused_node_gives_back_a_frame_it_has_not_started(funded_artist, provider):
+    _, node, delivery = leased(funded_artist, provider)
+    node_set_paused(owner=provider, node_id=node.pk, paused=True, mode="finish")
+    services.node_heartbeat(node=node, lease_ids=[])  # the delivery is still in the agent's queue
+    lease = FrameLease.objects.get(pk=delivery.lease_id)
+    node.refresh_from_db()
+    assert lease.state == "released" and lease.frame.state == FrameState.QUEUED and node.status == S.PAUSED
