@@ -111,12 +111,12 @@ def node_status_sync(*, node_ids: Iterable[int] | None = None, now=None) -> int:
     in the same transaction. One UPDATE, no row locks taken beforehand (so no lock-order deadlock with the
     matcher, which locks node then frame); the reaper runs it for every node, so time-based facts (a heartbeat
     going stale) are caught within one reaper period."""
-    qs = WorkerNode.objects.all()
-    if node_ids is not None:
-        ids = sorted({int(i) for i in node_ids if i is not None})
-        if not ids:
-            return 0
-        qs = qs.filter(pk__in=ids)
+    if node_ids is None:  # the reaper's sweep: write only the rows that are wrong, not every node every round
+        node_ids = [pk for pk, _, _ in nodes_with_wrong_status(now)]
+    ids = sorted({int(i) for i in node_ids if i is not None})
+    if not ids:
+        return 0
+    qs = WorkerNode.objects.filter(pk__in=ids)
     current = Subquery(active_leases().order_by("-created_at").values("frame_id")[:1])
     return qs.update(status=node_status_expression(now), current_frame=current)
 
