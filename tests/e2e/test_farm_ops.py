@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from marketplace.dispatch.services import match_frames
 from marketplace.jobs.models import Frame, Job
 from marketplace.jobs.states import FrameState, JobState
 from marketplace.nodes import conf as node_conf
@@ -145,3 +146,26 @@ def test_ctrl_c_on_the_agent_drops_the_quotes_idle_count_at_once(login, farm, li
     assert time.monotonic() - started < 10  # not the 60 s it took the heartbeats to go stale
     assert node_status(node) == WorkerNode.Status.OFFLINE
     assert re.search(r"Offline: the agent stopped", login(provider).goto(f"{live_server.url}/nodes/").text())
+
+
+def test_pause_now_gives_the_frame_in_hand_back_at_the_next_heartbeat(login, farm, live_server, fast_heartbeats,
+                                                                     slow_blend, artist, provider):
+    fund(artist, 1_000_000_000)
+    node, token = make_node(provider, unchecked=True)
+    farm.start_agent("agent", token)
+    slow = demo_job(artist, slow_blend, frames=1, width=200, height=150, samples=512)
+    wait_for(lambda: match_frames() or Frame.objects.filter(job=slow, state=FrameState.LEASED).exists(),
+             timeout=60, farm=farm, what="the slow frame leased")
+    time.sleep(3)  # the agent takes the delivery and starts rendering (a 512-sample frame: far longer than this)
+    dash = login(provider)
+    dash.goto(f"{live_server.url}/nodes/")
+    dash.click(f'tr[data-node="{node.pk}"] button[value="release"]')
+    wait_for(lambda: Frame.objects.get(job=slow).state == FrameState.QUEUED, timeout=20, farm=farm,
+             what="the frame given back")
+    frame = Frame.objects.get(job=slow)
+    assert frame.attempts == 0 and node_status(node) == WorkerNode.Status.PAUSED
+    wait_for(lambda: "event=lease_lost" in (farm.tmp / "agent.log").read_text(), timeout=20, farm=farm,
+             what="the agent stopping the render")
+    time.sleep(5)  # heartbeats keep coming: the node stays paused and takes nothing
+    assert node_status(node) == WorkerNode.Status.PAUSED
+    assert Frame.objects.get(job=slow).state == FrameState.QUEUED
