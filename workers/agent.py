@@ -80,6 +80,9 @@ class Agent:
         self.sandbox = sandbox  # {"sandbox": "enforced"|"unsandboxed", "sandbox_detail": ...}, told at hello
         self.stopping = threading.Event()
         self.abort_now = threading.Event()
+        # Set while the owner has paused this node from the web (learnt from heartbeats): take no new frame.
+        self.owner_paused = threading.Event()
+        self.said_hello = False
         self.current: Current | None = None
         self.renderer = None
         self.loaded_scene: str | None = None
@@ -109,6 +112,7 @@ class Agent:
         self.queue = hello["queue"]
         self.processing = self.queue.rsplit(":", 1)[0] + ":processing"
         self.broker = redis.Redis.from_url(hello["broker_url"], socket_timeout=30)
+        self.said_hello = True
         return hello
 
     def _connect_retrying(self) -> dict:
@@ -134,8 +138,8 @@ class Agent:
             for raw in self.broker.lrange(self.processing, 0, -1):  # deliveries a previous run never acked
                 self._handle(raw)
             while not self.stopping.is_set():
-                if not in_schedule(self.config.schedule):
-                    time.sleep(5)
+                if not in_schedule(self.config.schedule) or self.owner_paused.is_set():
+                    self.stopping.wait(1 if self.owner_paused.is_set() else 5)
                     continue
                 try:
                     raw = self.broker.blmove(self.queue, self.processing, 2, "RIGHT", "LEFT")
@@ -157,19 +161,46 @@ class Agent:
             self.stopping.set()
             if self.renderer is not None:
                 self.renderer.close()
+            self._goodbye()
         return 0
+
+    def _goodbye(self) -> None:
+        """Tell the marketplace we are gone (the frame in hand was finished or released before this), so the
+        node stops counting as idle now rather than when its heartbeats are missed. Best effort: a killed agent
+        never gets here and is caught by the missing heartbeats and the lease reaper instead."""
+        if not self.said_hello:
+            return
+        try:
+            self.client.goodbye()
+            log.info("event=goodbye: the marketplace no longer counts this node")
+        except (ApiError, OSError) as exc:
+            log.warning("event=goodbye_failed error=%s: the node goes offline when its heartbeats stop", exc)
 
     def _heartbeat_loop(self, every: float) -> None:
         while not self.stopping.wait(every):
             current = self.current
             try:
-                states = self.client.heartbeat(leases=[current.lease] if current else [],
-                                               paused=not in_schedule(self.config.schedule))
+                answer = self.client.beat(leases=[current.lease] if current else [],
+                                          paused=not in_schedule(self.config.schedule))
             except (ApiError, OSError) as exc:
                 log.warning("event=heartbeat_failed error=%s", exc)
                 continue
+            states = answer.get("leases", {})
+            self._owner_pause(answer.get("owner_pause"))
             if current and states.get(str(current.lease)) not in (None, "active"):
                 self._abandon(current, state=states.get(str(current.lease)))
+
+    def _owner_pause(self, mode: str | None) -> None:
+        """The owner's pause from the web sticks until resumed. With "release" the marketplace has already given
+        the current frame back (its lease reads "released", so `_abandon` stops the render); with "finish" the
+        frame in hand is finished and reported, then no new one is taken."""
+        if mode and not self.owner_paused.is_set():
+            log.warning("event=paused_by_owner mode=%s: %s", mode,
+                        "giving the current frame back" if mode == "release" else "finishing the current frame")
+            self.owner_paused.set()
+        elif not mode and self.owner_paused.is_set():
+            log.info("event=resumed_by_owner: taking frames again")
+            self.owner_paused.clear()
 
     def _abandon(self, current: Current, *, state: str) -> None:
         """The server says this lease is over: stop its render if it is still running.

@@ -35,7 +35,16 @@ class MarketClient:
         return self._call("POST", "/hello/", json=capabilities)
 
     def heartbeat(self, *, leases: list[int], paused: bool = False) -> dict[str, str]:
-        return self._call("POST", "/heartbeat/", json={"leases": leases, "paused": paused})["leases"]
+        return self.beat(leases=leases, paused=paused)["leases"]
+
+    def beat(self, *, leases: list[int], paused: bool = False) -> dict:
+        """The whole heartbeat answer: lease states, the node's status and the owner's pause (None or the mode
+        the owner chose: "finish" or "release")."""
+        return self._call("POST", "/heartbeat/", json={"leases": leases, "paused": paused})
+
+    def goodbye(self) -> dict:
+        """The agent is exiting: the marketplace stops counting this node at once."""
+        return self._call("POST", "/goodbye/")
 
     def bench(self, results: dict[str, float]) -> dict:
         return self._call("POST", "/bench/", json={"results": results})

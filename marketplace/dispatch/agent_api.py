@@ -76,7 +76,20 @@ class HeartbeatView(AgentView):
         data.is_valid(raise_exception=True)
         states = services.node_heartbeat(node=self.node, lease_ids=data.validated_data["leases"],
                                          paused=data.validated_data["paused"])
-        return Response({"leases": {str(k): v for k, v in states.items()}})
+        # `owner_pause`: the owner paused this node from the web; the agent takes no new frame until resumed.
+        pause = services.node_pause_of(node=self.node)
+        return Response({"leases": {str(k): v for k, v in states.items()}, "status": pause["status"],
+                         "owner_pause": pause["pause_mode"] if pause["paused"] else None})
+
+
+class GoodbyeView(AgentView):
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT, request=None,
+        summary="Agent exits cleanly: stop counting the node now, give back any lease it still holds",
+    )
+    def post(self, request):
+        released = services.node_goodbye(node=self.node)
+        return Response({"offline": True, "released": released})
 
 
 class BenchSerializer(serializers.Serializer):

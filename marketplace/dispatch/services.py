@@ -25,6 +25,9 @@ from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FRAME_TRANSITIONS, FrameState, JobState, transition
 from marketplace.nodes import conf as node_conf
 from marketplace.nodes.models import WorkerNode
+from marketplace.nodes.selectors import active_leases
+from marketplace.nodes.services import node_ban as node_ban_mark
+from marketplace.nodes.services import node_status_sync
 from marketplace.verification import policy
 from marketplace.verification.crops import image_size, noisy_key
 from marketplace.verification.services import canary_frame_for, trust_lease_abandoned
@@ -57,7 +60,11 @@ def _frame_move(frame_id: int, current: str, target: str, **fields) -> bool:
 
 def matchable_nodes():
     cutoff = timezone.now() - timedelta(seconds=node_conf.OFFLINE_AFTER_SECONDS)
-    return (WorkerNode.objects.filter(status=Status.IDLE, banned_at=None, last_heartbeat__gte=cutoff)
+    # The stored status is derived (nodes.services.node_status_sync); the facts are checked again here so a
+    # node is never handed a second lease or leased while silent, whatever a concurrent write left behind.
+    return (WorkerNode.objects.filter(status=Status.IDLE, banned_at=None, last_heartbeat__gte=cutoff,
+                                      paused_by_owner=False, agent_state=WorkerNode.AgentState.ONLINE)
+            .exclude(Exists(active_leases()))
             .filter(Q(trust__isnull=True) | Q(trust__banned_at=None), owner__banned_at=None)
             .exclude(blender_series=""))
 
@@ -149,7 +156,7 @@ def _lease_open(*, frame: Frame, node: WorkerNode, kind: str, crop: dict | None 
         result_key=result_key_for(manifest=manifest, frame_id=frame.pk),
         expires_at=timezone.now() + timedelta(seconds=conf.LEASE_SECONDS),
     )
-    WorkerNode.objects.filter(pk=node.pk).update(status=Status.BUSY, current_frame=frame)
+    node_status_sync(node_ids=[node.pk])
     delivery = Delivery(node_id=node.pk, lease_id=lease.pk, token=token, kind=kind)
     transaction.on_commit(lambda: queues.deliver(
         node_id=delivery.node_id, message={"lease": delivery.lease_id, "token": delivery.token,
@@ -254,20 +261,74 @@ def _needs_noisy_pass(lease: FrameLease) -> bool:
 
 @transaction.atomic
 def node_heartbeat(*, node: WorkerNode, lease_ids: list[int], paused: bool = False) -> dict[int, str]:
-    """Extend this node's listed active leases (up to the frame's render cap); report every lease's state."""
+    """Extend this node's listed active leases (up to the frame's render cap); report every lease's state.
+
+    `paused` is the agent's own schedule; it never clears the owner's pause from the web. When the owner paused
+    with "give the frame back", the node's active leases are released here (requeued, no failure counted) and
+    read "released", so the agent stops rendering them; with "finish" they run to their report.
+    """
     now = timezone.now()
+    agent_state = WorkerNode.AgentState.PAUSED if paused else WorkerNode.AgentState.ONLINE
     WorkerNode.objects.filter(pk=node.pk).update(last_heartbeat=now)
-    WorkerNode.objects.filter(pk=node.pk, status=Status.OFFLINE).update(status=Status.IDLE)
-    if paused:
-        WorkerNode.objects.filter(pk=node.pk, status=Status.IDLE).update(status=Status.PAUSED)
-    else:
-        WorkerNode.objects.filter(pk=node.pk, status=Status.PAUSED).update(status=Status.IDLE)
+    # After a goodbye only a hello brings the node back: a heartbeat still in flight from the exiting agent
+    # must not make it count as idle again.
+    WorkerNode.objects.filter(pk=node.pk).exclude(agent_state=WorkerNode.AgentState.OFFLINE).update(
+        agent_state=agent_state)
+    owner_pause = WorkerNode.objects.filter(pk=node.pk).values_list("paused_by_owner", "pause_mode").first()
+    if owner_pause and owner_pause[0]:
+        # Paused: give back what the agent is not rendering (a delivery still in its queue, which a paused agent
+        # no longer takes), and with "release" also the frame it is rendering.
+        keep = [] if owner_pause[1] == WorkerNode.PauseMode.RELEASE else lease_ids[:16]
+        for lease in FrameLease.objects.filter(node=node, state=Lease.State.ACTIVE).exclude(pk__in=keep):
+            _lease_close(lease=lease, state=Lease.State.RELEASED)
     leases = FrameLease.objects.filter(node=node, pk__in=lease_ids[:16])
     cap = timedelta(seconds=conf.MAX_RENDER_SECONDS)
     for lease in leases.filter(state=Lease.State.ACTIVE, expires_at__gte=now):
         new_expiry = min(now + timedelta(seconds=conf.LEASE_SECONDS), lease.created_at + cap)
         FrameLease.objects.filter(pk=lease.pk, state=Lease.State.ACTIVE).update(expires_at=new_expiry)
+    node_status_sync(node_ids=[node.pk], now=now)
     return dict(leases.values_list("pk", "state"))
+
+
+def node_pause_of(*, node: WorkerNode) -> dict:
+    """What the agent is told about its owner's pause in each heartbeat answer."""
+    row = WorkerNode.objects.filter(pk=node.pk).values("paused_by_owner", "pause_mode", "status").first() or {}
+    return {"paused": bool(row.get("paused_by_owner")), "pause_mode": row.get("pause_mode", ""),
+            "status": row.get("status", "")}
+
+
+def _lease_close(*, lease: FrameLease, state: str, error: str = "") -> bool:
+    """Close an active lease without counting a failure (released, revoked by a ban or a goodbye): a render
+    frame goes back to the queue with its attempt not counted. False if the lease was no longer active."""
+    if not Lease.objects.filter(pk=lease.pk, state=Lease.State.ACTIVE).update(
+            state=state, finished_at=timezone.now(), error=error[:2000]):
+        return False
+    if lease.kind == Lease.Kind.RENDER:
+        _frame_move(lease.frame_id, FrameState.LEASED, FrameState.QUEUED, attempts=F("attempts") - 1)
+    node_status_sync(node_ids=[lease.node_id])
+    _after_commit_match()
+    return True
+
+
+@transaction.atomic
+def node_goodbye(*, node: WorkerNode) -> int:
+    """The agent exits cleanly (Ctrl-C, SIGTERM): it stops counting as online at once, and any lease it still
+    holds goes back to the queue now instead of after its expiry. Returns the number of leases released."""
+    WorkerNode.objects.filter(pk=node.pk).update(agent_state=WorkerNode.AgentState.OFFLINE)
+    released = sum(_lease_close(lease=lease, state=Lease.State.RELEASED)
+                   for lease in FrameLease.objects.filter(node=node, state=Lease.State.ACTIVE))
+    node_status_sync(node_ids=[node.pk])
+    return released
+
+
+@transaction.atomic
+def node_ban(*, node_id: int, banned: bool = True) -> int:
+    """Ban (or unban) a node: its active leases are revoked and their frames requeued for other nodes."""
+    node_ban_mark(node_id=node_id, banned=banned)
+    if not banned:
+        return 0
+    return sum(_lease_close(lease=lease, state=Lease.State.REVOKED, error="node banned")
+               for lease in FrameLease.objects.filter(node_id=node_id, state=Lease.State.ACTIVE))
 
 
 @dataclass(frozen=True)
@@ -305,7 +366,7 @@ def result_sanity(*, lease: FrameLease) -> SanityResult:
 def _lease_fail(*, lease: FrameLease, error: str) -> None:
     """Record a failed attempt; requeue the frame, or fail it once FRAME_FAILED_NODES nodes have failed it."""
     Lease.objects.filter(pk=lease.pk).update(state=Lease.State.FAILED, error=error[:2000], finished_at=timezone.now())
-    WorkerNode.objects.filter(pk=lease.node_id).update(status=Status.IDLE, current_frame=None)
+    node_status_sync(node_ids=[lease.node_id])
     if lease.kind != Lease.Kind.RENDER:
         return
     if _slower_than_calibrated(lease=lease, error=error):
@@ -357,7 +418,7 @@ def lease_report(*, node: WorkerNode, lease_id: int, token: str, ok: bool, stats
             return ReportOutcome(False, sanity.reason)
         clean_stats = _clean_stats(stats or {})
         Lease.objects.filter(pk=lease.pk).update(state=Lease.State.DONE, stats=clean_stats, finished_at=timezone.now())
-        WorkerNode.objects.filter(pk=node.pk).update(status=Status.IDLE, current_frame=None)
+        node_status_sync(node_ids=[node.pk])
         if lease.kind == Lease.Kind.RENDER:
             moved = _frame_move(lease.frame_id, FrameState.LEASED, FrameState.RENDERED, node=node,
                                 result_key=lease.result_key, result_sha256=sanity.sha256,
@@ -390,12 +451,8 @@ def lease_release(*, node: WorkerNode, lease_id: int, token: str) -> None:
     frame; the node's abandoned leases count against it (verification.policy.ABANDONS_PER_JOB)."""
     lease = _lease_of_node(node=node, lease_id=lease_id, token=token, lock=True)
     _require_active(lease)
-    Lease.objects.filter(pk=lease.pk).update(state=Lease.State.RELEASED, finished_at=timezone.now())
-    WorkerNode.objects.filter(pk=node.pk).update(status=Status.IDLE, current_frame=None)
-    if lease.kind == Lease.Kind.RENDER:
-        _frame_move(lease.frame_id, FrameState.LEASED, FrameState.QUEUED, attempts=F("attempts") - 1)
+    _lease_close(lease=lease, state=Lease.State.RELEASED)
     trust_lease_abandoned(node_id=node.pk, frame_id=lease.frame_id, reason=f"{lease.kind} lease {lease.pk} released")
-    _after_commit_match()
 
 
 def node_block_for_job(*, job_id: int, node_id: int) -> None:
@@ -404,10 +461,26 @@ def node_block_for_job(*, job_id: int, node_id: int) -> None:
                                           defaults={"failures": conf.NODE_FAILURES_PER_JOB})
 
 
+def job_node_blocks_clear(*, job_id: int) -> int:
+    """The artist lets nodes refused on this job (failed it, or had a result refused) render its frames again.
+    Returns how many nodes were let back."""
+    cleared, _ = JobNodeBlock.objects.filter(job_id=job_id).delete()
+    if cleared:
+        _after_commit_match()
+    return cleared
+
+
 def leases_revoke_for_frames(*, frame_ids: list[int]) -> int:
-    """Close active leases of frames that were cancelled; a late report then gets a clear refusal."""
-    return FrameLease.objects.filter(frame_id__in=frame_ids, state=Lease.State.ACTIVE).update(
-        state=Lease.State.REVOKED, finished_at=timezone.now())
+    """Close active leases of frames that were cancelled; a late report then gets a clear refusal. Their nodes
+    are free at once (issue 12: a cancel used to leave the node "busy" on a frame that no longer existed), and
+    the agent stops the render on its next heartbeat (the lease reads "revoked")."""
+    active = FrameLease.objects.filter(frame_id__in=frame_ids, state=Lease.State.ACTIVE)
+    node_ids = list(active.values_list("node_id", flat=True).distinct())
+    revoked = active.update(state=Lease.State.REVOKED, finished_at=timezone.now())
+    node_status_sync(node_ids=node_ids)
+    if revoked:
+        _after_commit_match()
+    return revoked
 
 
 def leases_revoke_for_nodes(*, node_ids: list[int]) -> int:
@@ -446,14 +519,12 @@ def leases_reap(*, now=None) -> int:
             if lease.kind == Lease.Kind.RENDER:
                 _frame_move(lease.frame_id, FrameState.LEASED, FrameState.QUEUED,
                             last_error=f"lease expired on node {lease.node_id}")
-            WorkerNode.objects.filter(pk=lease.node_id, current_frame_id=lease.frame_id).update(
-                current_frame=None, status=Status.IDLE)
+            node_status_sync(node_ids=[lease.node_id], now=now)
             trust_lease_abandoned(node_id=lease.node_id, frame_id=lease.frame_id,
                                   reason=f"{lease.kind} lease {lease.pk} expired")
             reaped += 1
-    silent = now - timedelta(seconds=node_conf.OFFLINE_AFTER_SECONDS)
-    WorkerNode.objects.filter(last_heartbeat__lt=silent).exclude(status=Status.OFFLINE).update(
-        status=Status.OFFLINE, current_frame=None)
+    # Time-based facts (a heartbeat going stale) change no row: re-derive every node's status each round.
+    node_status_sync(now=now)
     if reaped:
         log.info("event=leases_reaped count=%d", reaped)
     return reaped
@@ -503,7 +574,7 @@ def frame_rendered(*, frame_id: int) -> None:
             png = thumbnail_png(image_from_bytes(f.read()))
         key = f"thumbs/frame{frame.pk}-{frame.result_sha256[:16]}.png"
         blobs.blob_put(key=key, fileobj=io.BytesIO(png))
-        Frame.objects.filter(pk=frame.pk).update(thumbnail_key=key)
+        Frame.objects.filter(pk=frame.pk).update(thumbnail_key=key, updated_at=timezone.now())  # the page's row
     frame_verify_or_settle(frame_id=frame.pk)
 
 

@@ -5,6 +5,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from marketplace.api.errors import ServiceErrorView
+from marketplace.dispatch.selectors import job_waiting
 from marketplace.jobs import conf, selectors, services
 from marketplace.jobs.downloads import settled_frames_zip
 from marketplace.jobs.errors import FundsInsufficient, JobNotFound, JobRefused
@@ -40,14 +41,28 @@ class StillSerializer(serializers.Serializer):
                                                        "the download holds it whole")
 
 
+class WaitingSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="no_nodes, all_busy, all_paused, handing_out, vram, price, blocked, blender "
+                                           "or trust")
+    reason = serializers.CharField(help_text='why frames wait, e.g. "waiting for a node with ≥ 8 GB VRAM"')
+    next = serializers.CharField(help_text="what happens next")
+    frames = serializers.IntegerField(help_text="frames waiting for a node")
+    since = serializers.DateTimeField(allow_null=True, help_text="the longest-waiting frame waits since then")
+    choices = serializers.ListField(child=serializers.CharField(),
+                                    help_text='actions offered: "allow_refused_nodes" (POST …/allow-refused-nodes/), '
+                                              '"requote" (a new quote)')
+
+
 class JobDetailSerializer(JobSerializer):
+    waiting = WaitingSerializer(read_only=True, allow_null=True,
+                                help_text="null when no frame waits for a node")
     frames = FrameSerializer(many=True, read_only=True, source="frames_in_order")
     stills = StillSerializer(many=True, read_only=True, help_text="tiled stills ([] when not split)")
     cost_so_far = serializers.IntegerField(read_only=True)
     escrow_left = serializers.IntegerField(read_only=True)
 
     class Meta(JobSerializer.Meta):
-        fields = [*JobSerializer.Meta.fields, "cost_so_far", "escrow_left", "stills", "frames"]
+        fields = [*JobSerializer.Meta.fields, "cost_so_far", "escrow_left", "waiting", "stills", "frames"]
 
 
 class JobQuoteRequest(serializers.Serializer):
@@ -105,6 +120,8 @@ def _detail(job: Job) -> dict:
     job.cost_so_far, job.escrow_left = money.cost_so_far, money.escrow_left
     job.frames_in_order = selectors.frames_of(job=job)
     job.stills = selectors.stills_of(job=job)
+    waiting = job_waiting(job=job)
+    job.waiting = waiting.as_dict() if waiting else None
     return JobDetailSerializer(job).data
 
 
@@ -151,6 +168,15 @@ class JobRetryFailedView(JobsView):
     def post(self, request, job_id: int):
         outcome = services.job_retry_failed(job_id=job_id, owner=request.user)
         return Response(JobRetryResponse(outcome).data)
+
+
+class JobAllowRefusedNodesView(JobsView):
+    @extend_schema(request=None, summary="Let nodes refused on this job render its waiting frames again (the choice "
+                                         "offered in `waiting.choices`)",
+                   responses={200: JobDetailSerializer, 400: JobErrorResponse, 404: JobErrorResponse})
+    def post(self, request, job_id: int):
+        services.job_allow_refused_nodes(job_id=job_id, owner=request.user)
+        return Response(_detail(selectors.job_of(owner=request.user, job_id=job_id)))
 
 
 class JobDownloadView(JobsView):

@@ -113,8 +113,12 @@ def frames_of(*, job: Job) -> QuerySet[Frame]:
     return job.frames.select_related("node").order_by("number", "tile_y", "tile_x")
 
 
-def frame_rows(*, job: Job) -> list[FrameRow]:
-    return [FrameRow(frame, frame_disputable(frame=frame)) for frame in frames_of(job=job)]
+def frame_rows(*, job: Job, changed_since: datetime | None = None) -> list[FrameRow]:
+    """The job page's frame rows; `changed_since`: only the frames whose row changed since then."""
+    frames = frames_of(job=job)
+    if changed_since is not None:
+        frames = frames.filter(updated_at__gte=changed_since)
+    return [FrameRow(frame, frame_disputable(frame=frame)) for frame in frames]
 
 
 def settled_results(*, job: Job) -> QuerySet[Frame]:

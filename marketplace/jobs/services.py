@@ -15,7 +15,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from marketplace import blobs
-from marketplace.dispatch.services import leases_revoke_for_frames, match_frames_soon
+from marketplace.dispatch.services import job_node_blocks_clear, leases_revoke_for_frames, match_frames_soon
 from marketplace.jobs import assembly, conf, pricing, selectors
 from marketplace.jobs.errors import FundsInsufficient, JobNotFound, JobRefused
 from marketplace.jobs.models import AssembledFrame, Frame, Job
@@ -260,6 +260,20 @@ class JobRetried:
     job: Job
     frames_requeued: int
     held: int  # micro-tokens held in escrow again (a finished job's leftover had been refunded)
+
+
+@transaction.atomic
+def job_allow_refused_nodes(*, job_id: int, owner) -> int:
+    """The artist's choice for frames that wait only because every online node was refused on this job (its
+    result failed a check, lost a dispute, or it failed the job 3 times): let those nodes render them again.
+    Returns how many nodes were let back."""
+    job = _job_of(job_id=job_id, owner=owner)
+    if job.state not in (JobState.QUEUED, JobState.RUNNING):
+        raise JobRefused(f"this job is {job.get_state_display().lower()}: nothing waits for a node")
+    cleared = job_node_blocks_clear(job_id=job.pk)
+    if not cleared:
+        raise JobRefused("no node is kept off this job")
+    return cleared
 
 
 @transaction.atomic

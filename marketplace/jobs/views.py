@@ -1,15 +1,17 @@
 """Artist pages for jobs. Another user's job or scene is a 404, never a 403 that confirms it exists."""
 from collections.abc import Callable
+from datetime import datetime
 from typing import TypeVar
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from marketplace import blobs
-from marketplace.jobs import selectors, services
+from marketplace.jobs import live, selectors, services
 from marketplace.jobs.downloads import settled_frames_zip
 from marketplace.jobs.errors import JobNotFound, JobRefused
 from marketplace.jobs.forms import JobQuoteForm
@@ -52,29 +54,53 @@ def job_new(request: HttpRequest) -> HttpResponse:
     return render(request, "jobs/new.html", {"scene": scene, "form": form, "error": error}, status=status)
 
 
-def _live_context(job: Job) -> dict:
+def _live_context(job: Job, *, frames_since: datetime | None = None) -> dict:
+    """Everything the job page shows that can change. `frames_since`: only the frame rows changed since then."""
+    from marketplace.dispatch.selectors import job_waiting, waiting_too_long
     from marketplace.verification.selectors import frame_checks
 
-    return {"job": job, "counts": selectors.frame_counts(job=job), "money": selectors.job_money(job=job),
-            "rows": selectors.frame_rows(job=job), "preview": selectors.last_finished_frame(job=job),
-            "stills": selectors.stills_of(job=job), "verification": frame_checks(job.pk),
-            "live": selectors.job_is_live(job=job)}
+    counts = selectors.frame_counts(job=job)
+    waiting = job_waiting(job=job)
+    return {"job": job, "counts": counts, "frames_total": sum(counts.values()), "money": selectors.job_money(job=job),
+            "rows": selectors.frame_rows(job=job, changed_since=frames_since),
+            "preview": selectors.last_finished_frame(job=job), "stills": selectors.stills_of(job=job),
+            "verification": frame_checks(job.pk), "live": selectors.job_is_live(job=job), "waiting": waiting,
+            "waiting_long": waiting_too_long(waiting=waiting)}
 
 
 @login_required
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = _job_or_404(request, job_id)
+    now = timezone.now()
     context = _live_context(job)
     if job.state == JobState.QUOTED:
         wallet = selectors.wallet_balance(user=request.user)
         context.update(wallet=wallet, shortfall=max(job.quote.get("total", 0) - wallet, 0))
+    else:
+        context["cursor"] = live.cursor_of(live.render_parts(request, context), now=now)
     return render(request, "jobs/detail.html", context)
 
 
 @login_required
 def job_fragment(request: HttpRequest, job_id: int) -> HttpResponse:
-    """The live part of the job page, polled by `data-poll`."""
-    return render(request, "jobs/_live.html", _live_context(_job_or_404(request, job_id)))
+    """The job page's poll. `?cursor=…` (what the page got last): JSON with only the parts and frame rows that
+    changed since, and the next cursor (see `jobs.live`). Without a cursor: the live part as HTML."""
+    job = _job_or_404(request, job_id)
+    if "cursor" not in request.GET:
+        return render(request, "jobs/_live.html", _live_context(job))
+    now = timezone.now()
+    seen = live.Cursor.parse(request.GET["cursor"])
+    context = _live_context(job, frames_since=seen.frames_since if seen else None)
+    return JsonResponse(live.changes(request, context, seen=seen, now=now))
+
+
+@login_required
+@require_POST
+def job_allow_refused_nodes(request: HttpRequest, job_id: int) -> HttpResponse:
+    """The artist's choice for frames no other node can take: let the nodes refused on this job render them."""
+    return _job_action(request, job_id,
+                       lambda: services.job_allow_refused_nodes(job_id=job_id, owner=request.user),
+                       lambda n: f"{n} node{'s' if n != 1 else ''} may render this job's frames again.")
 
 
 def _job_action(request: HttpRequest, job_id: int, act: Callable[[], T], success: Callable[[T], str]) -> HttpResponse:

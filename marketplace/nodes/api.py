@@ -10,7 +10,8 @@ from marketplace.nodes.models import WorkerNode
 class NodeSerializer(serializers.ModelSerializer):
     class Meta:
         model = WorkerNode
-        fields = ["id", "name", "status", "device_type", "vram_mb", "cpu_cores", "ram_mb", "blender_version",
+        fields = ["id", "name", "status", "paused_by_owner", "pause_mode", "agent_state",
+                  "device_type", "vram_mb", "cpu_cores", "ram_mb", "blender_version",
                   "sandbox", "sandbox_detail", "bench_score", "bench", "last_heartbeat", "created_at"]
 
 

@@ -10,6 +10,18 @@ class WorkerNode(models.Model):
         BUSY = "busy", "Busy"
         PAUSED = "paused", "Paused"
         OFFLINE = "offline", "Offline"
+        BANNED = "banned", "Banned"
+
+    class AgentState(models.TextChoices):
+        """What the agent last said about itself (hello, heartbeat, goodbye)."""
+
+        ONLINE = "online", "Online"
+        PAUSED = "paused", "Paused by its own schedule"
+        OFFLINE = "offline", "Not running (no hello yet, or said goodbye)"
+
+    class PauseMode(models.TextChoices):
+        FINISH = "finish", "Finish the current frame, then pause"
+        RELEASE = "release", "Give the current frame back now"
 
     class Device(models.TextChoices):
         CPU = "CPU", "CPU"
@@ -29,7 +41,14 @@ class WorkerNode(models.Model):
     name = models.CharField(max_length=100)
     token_prefix = models.CharField(max_length=12, unique=True)
     token_hash = models.CharField(max_length=64)
+    # Derived, never set directly: `nodes.services.node_status_sync` recomputes status and current_frame from
+    # the facts below (active leases, last heartbeat, the owner's pause, bans, the agent's own state).
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OFFLINE, db_index=True)
+    paused_by_owner = models.BooleanField(default=False, help_text="paused from the web until the owner resumes")
+    pause_mode = models.CharField(max_length=8, choices=PauseMode.choices, default=PauseMode.FINISH)
+    # A new node is offline until its agent says hello; heartbeats alone never bring it online (so `workers
+    # register`, which checks the token with one heartbeat, does not make a node without an agent look idle).
+    agent_state = models.CharField(max_length=8, choices=AgentState.choices, default=AgentState.OFFLINE)
     device_type = models.CharField(max_length=8, choices=Device.choices, default=Device.CPU)
     devices = models.JSONField(default=list, blank=True, help_text="devices Cycles sees, as reported")
     vram_mb = models.IntegerField(default=0)

@@ -1,12 +1,14 @@
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.db.models import Case, Exists, Q, Subquery, Value, When
 from django.utils import timezone
 
 from marketplace.accounts.models import User
 from marketplace.accounts.tokens import secret_issue, secret_matches, secret_split
 from marketplace.nodes.models import WorkerNode
-from marketplace.nodes.selectors import untrusted_nodes_of
+from marketplace.nodes.selectors import active_leases, node_banned_q, node_silent_q, untrusted_nodes_of
 from marketplace.verification import policy
 from workers import runtimes
 
@@ -104,6 +106,53 @@ def _best_device(devices: list[dict]) -> tuple[str, int]:
     return "CPU", 0
 
 
+# --- the node's status: derived from facts, in this one place ---------------------------------
+
+def node_status_expression(now=None) -> Case:
+    """The rule, first match wins:
+
+    1. an active lease (render or verify crop) → busy, whatever else is true: the lease is real work until it is
+       reported, released, revoked or expires (an owner's "finish, then pause" shows busy until then);
+    2. banned → banned; 3. silent or said goodbye → offline;
+    4. paused by its owner (sticks until resumed) or by the agent's own schedule → paused; 5. otherwise idle.
+    """
+    S = WorkerNode.Status
+    return Case(
+        When(Exists(active_leases()), then=Value(S.BUSY)),
+        When(node_banned_q(), then=Value(S.BANNED)),
+        When(node_silent_q(now), then=Value(S.OFFLINE)),
+        When(Q(paused_by_owner=True) | Q(agent_state=WorkerNode.AgentState.PAUSED), then=Value(S.PAUSED)),
+        default=Value(S.IDLE),
+    )
+
+
+def node_status_sync(*, node_ids: Iterable[int] | None = None, now=None) -> int:
+    """Recompute `status` and `current_frame` of these nodes (all when None) from the facts. The only writer of
+    both fields: every service that changes a lease, a heartbeat, a pause or a ban calls it after the change,
+    in the same transaction. One UPDATE, no row locks taken beforehand (so no lock-order deadlock with the
+    matcher, which locks node then frame); the reaper runs it for every node, so time-based facts (a heartbeat
+    going stale) are caught within one reaper period."""
+    if node_ids is None:  # the reaper's sweep: write only the rows that are wrong, not every node every round
+        node_ids = [pk for pk, _, _ in nodes_with_wrong_status(now)]
+    ids = sorted({int(i) for i in node_ids if i is not None})
+    if not ids:
+        return 0
+    qs = WorkerNode.objects.filter(pk__in=ids)
+    current = Subquery(active_leases().order_by("-created_at").values("frame_id")[:1])
+    return qs.update(status=node_status_expression(now), current_frame=current)
+
+
+def nodes_with_wrong_status(now=None) -> list[tuple[int, str, str]]:
+    """(node id, stored status, derived status) of every node whose stored status disagrees with the facts.
+    Empty when the invariant holds; the property test and the admin check use it."""
+    rows = (WorkerNode.objects.annotate(derived=node_status_expression(now),
+                                        derived_frame=Subquery(active_leases().order_by("-created_at")
+                                                               .values("frame_id")[:1]))
+            .values_list("pk", "status", "derived", "current_frame_id", "derived_frame"))
+    return [(pk, f"{status} frame={frame}", f"{derived} frame={dframe}")
+            for pk, status, derived, frame, dframe in rows if (status, frame) != (derived, dframe)]
+
+
 @transaction.atomic
 def node_hello(*, node: WorkerNode, capabilities: Capabilities) -> WorkerNode:
     """Record what the agent reports it has; the node becomes idle unless paused by its owner."""
@@ -115,8 +164,8 @@ def node_hello(*, node: WorkerNode, capabilities: Capabilities) -> WorkerNode:
         "device_type": device, "vram_mb": vram, "last_heartbeat": timezone.now(),
         "sandbox": capabilities.sandbox, "sandbox_detail": capabilities.sandbox_detail[:200],
     }
-    WorkerNode.objects.filter(pk=node.pk).update(**fields)
-    WorkerNode.objects.filter(pk=node.pk, status=WorkerNode.Status.OFFLINE).update(status=WorkerNode.Status.IDLE)
+    WorkerNode.objects.filter(pk=node.pk).update(**fields, agent_state=WorkerNode.AgentState.ONLINE)
+    node_status_sync(node_ids=[node.pk])
     node.refresh_from_db()
     return node
 
@@ -130,8 +179,24 @@ def node_bench_record(*, node: WorkerNode, results: dict[str, float]) -> WorkerN
     return node
 
 
-def node_set_paused(*, owner, node_id: int, paused: bool) -> bool:
-    qs = WorkerNode.objects.filter(pk=node_id, owner=owner)
+@transaction.atomic
+def node_set_paused(*, owner, node_id: int, paused: bool, mode: str = WorkerNode.PauseMode.FINISH) -> bool:
+    """The owner pauses (or resumes) a node from the web. It sticks until the owner resumes: heartbeats never
+    clear it. `mode`: what the agent does with the frame it is rendering, on its next heartbeat (finish it,
+    or give it back at once; see `dispatch.services.node_heartbeat`). False when it is not the owner's node."""
+    if mode not in WorkerNode.PauseMode.values:
+        raise NodeError(f"pause mode must be one of {', '.join(WorkerNode.PauseMode.values)}")
+    fields = {"paused_by_owner": paused}
     if paused:
-        return bool(qs.update(status=WorkerNode.Status.PAUSED))
-    return bool(qs.filter(status=WorkerNode.Status.PAUSED).update(status=WorkerNode.Status.IDLE))
+        fields["pause_mode"] = mode
+    if not WorkerNode.objects.filter(pk=node_id, owner=owner).update(**fields):
+        return False
+    node_status_sync(node_ids=[node_id])
+    return True
+
+
+@transaction.atomic
+def node_ban(*, node_id: int, banned: bool = True) -> None:
+    """An admin bans (or unbans) a node. Its leases are closed by `dispatch.services.node_leases_close`."""
+    WorkerNode.objects.filter(pk=node_id).update(banned_at=timezone.now() if banned else None)
+    node_status_sync(node_ids=[node_id])

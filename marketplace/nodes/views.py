@@ -39,6 +39,12 @@ def node_create(request: HttpRequest) -> HttpResponse:
 @require_POST
 def node_pause(request: HttpRequest, node_id: int) -> HttpResponse:
     _provider_only(request)
-    if not services.node_set_paused(owner=request.user, node_id=node_id, paused=request.POST.get("paused") == "1"):
+    try:
+        found = services.node_set_paused(owner=request.user, node_id=node_id, paused=request.POST.get("paused") == "1",
+                                         mode=request.POST.get("mode") or "finish")
+    except services.NodeError as exc:
+        messages.error(request, str(exc))
+        return redirect("nodes:dashboard")
+    if not found:
         raise Http404("no such node")
     return redirect("nodes:dashboard")

@@ -32,6 +32,7 @@ from marketplace import blobs
 from marketplace.dispatch.models import FrameLease
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FRAME_TRANSITIONS, FrameState, JobState, transition
+from marketplace.nodes.services import node_status_sync
 from marketplace.verification import conf, platform, policy
 from marketplace.verification.crops import (
     Crop,
@@ -79,6 +80,7 @@ def trust_record(*, node_id: int, passed: bool, reason: str, frame_id: int | Non
                                   reason=f"{trust.checks_failed} failed checks", frame_id=frame_id)
         _account_ban(node_id=node_id)
     trust.save()
+    node_status_sync(node_ids=[node_id])  # a ban shows at once (the node's status is derived, issue 12)
     return trust
 
 

@@ -70,3 +70,35 @@ def test_closing_a_renderer_whose_pipe_is_already_closed_is_harmless():
     renderer._proc = child
     renderer.close()  # raised "ValueError: write to closed file" before
     assert child.wait(5) == 0
+
+
+class RecordingClient:
+    """Stands in for the marketplace: records the agent's calls."""
+
+    def __init__(self, owner_pause=None) -> None:
+        self.calls: list[str] = []
+        self.owner_pause = owner_pause
+
+    def goodbye(self) -> dict:
+        self.calls.append("goodbye")
+        return {"offline": True}
+
+
+def test_the_owners_pause_stops_taking_frames_until_resumed(tmp_path):
+    a = agent(tmp_path)
+    a._owner_pause("finish")
+    assert a.owner_paused.is_set() and a.renderer.closed == 0  # the frame in hand is finished, not dropped
+    a._owner_pause("finish")  # every heartbeat repeats it: still paused
+    assert a.owner_paused.is_set()
+    a._owner_pause(None)
+    assert not a.owner_paused.is_set()
+
+
+def test_the_agent_says_goodbye_only_after_a_hello(tmp_path):
+    a = agent(tmp_path)
+    a.client = client = RecordingClient()
+    a._goodbye()
+    assert client.calls == []  # never connected: nothing to say
+    a.said_hello = True
+    a._goodbye()
+    assert client.calls == ["goodbye"]

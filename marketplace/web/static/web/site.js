@@ -2,6 +2,7 @@
 // from a server-rendered fragment every few seconds; everything works without JS (pages reload).
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-poll]").forEach((el) => {
+    if (el.dataset.pollMode === "parts") return pollParts(el);
     const every = Number(el.dataset.pollSeconds || 3) * 1000;
     const tick = async () => {
       try {
@@ -14,3 +15,46 @@ document.addEventListener("DOMContentLoaded", () => {
     setTimeout(tick, every);
   });
 });
+
+// data-poll-mode="parts" (the job page): one JSON poll answers with only what changed since our cursor: parts
+// (elements marked data-part="name") to replace, frame rows (id "frame-row-<pk>") to replace or add, and
+// whether to keep polling. Every `full_every` polls the cursor is dropped to get everything once.
+function pollParts(el) {
+  const every = Number(el.dataset.pollSeconds || 3) * 1000;
+  let cursor = el.dataset.pollCursor || "";
+  let polls = 0;
+  const apply = (answer) => {
+    for (const [name, html] of Object.entries(answer.parts || {})) {
+      const part = el.querySelector(`[data-part="${name}"]`);
+      if (part) part.innerHTML = html;
+    }
+    const tbody = el.querySelector('[data-part="frames"]');
+    for (const [pk, html] of Object.entries(answer.rows || {})) {
+      const row = document.getElementById(`frame-row-${pk}`);
+      if (row) row.outerHTML = html;
+      else if (tbody) tbody.insertAdjacentHTML("beforeend", html);
+    }
+    el.dataset.state = answer.state;
+  };
+  const tick = async () => {
+    let live = true;
+    try {
+      polls += 1;
+      const full = answer_full_every && polls % answer_full_every === 0;
+      const url = `${el.dataset.poll}?cursor=${encodeURIComponent(full ? "" : cursor)}`;
+      const r = await fetch(url, {headers: {"Accept": "application/json"}});
+      if (r.ok) {
+        const answer = await r.json();
+        answer_full_every = answer.full_every || 0;
+        apply(answer);
+        cursor = answer.cursor;
+        el.dataset.pollCursor = cursor;
+        live = answer.live;
+      }
+    } catch (e) { /* offline: try again next tick */ }
+    if (live) setTimeout(tick, every);
+    else el.dataset.pollDone = "1";
+  };
+  let answer_full_every = 0;
+  setTimeout(tick, every);
+}
