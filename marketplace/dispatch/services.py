@@ -497,7 +497,7 @@ def leases_revoke_for_nodes(*, node_ids: list[int]) -> int:
             _frame_move(lease.frame_id, FrameState.LEASED, FrameState.QUEUED,
                         last_error=f"the provider of node {lease.node_id} was banned")
         revoked += 1
-    WorkerNode.objects.filter(pk__in=node_ids).update(current_frame=None)
+    node_status_sync(node_ids=node_ids)  # banned now, not at the reaper's next round
     if revoked:
         _after_commit_match()
     return revoked
