@@ -43,7 +43,8 @@ def node_banned_q() -> Q:
     """Banned nodes: by an admin, by failed checks (trust), or whose owner's account is banned (a ban is the
     provider's, verification.policy) or deactivated."""
     trust_banned = _related("trust").objects.filter(node=OuterRef("pk"), banned_at__isnull=False)
-    owner_gone = get_user_model().objects.filter(Q(is_active=False) | Q(banned_at__isnull=False), pk=OuterRef("owner_id"))
+    owner_gone = get_user_model().objects.filter(Q(is_active=False) | Q(banned_at__isnull=False),
+                                                 pk=OuterRef("owner_id"))
     return Q(banned_at__isnull=False) | Q(Exists(trust_banned)) | Q(Exists(owner_gone))
 
 
