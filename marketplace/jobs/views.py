@@ -66,7 +66,7 @@ def _live_context(job: Job, *, page: object = 1, frames_since: datetime | None =
     return {"job": job, "counts": counts, "frames_total": sum(counts.values()), "money": selectors.job_money(job=job),
             "page": frame_page, "page_size": selectors.FRAMES_PER_PAGE,
             "rows": selectors.frame_rows(job=job, page=frame_page, changed_since=frames_since),
-            "state_legend": list(selectors.STATE_CODES.items()),
+            "state_legend": [(state.value, state.label) for state in selectors.STATE_CODES],
             "state_runs": selectors.frame_state_runs(job=job),
             "preview": selectors.last_finished_frame(job=job), "stills": selectors.stills_of(job=job),
             "verification": frame_checks(job.pk, frame_page.frame_ids), "live": selectors.job_is_live(job=job),
