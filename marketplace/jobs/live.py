@@ -17,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 
-PARTS = {"actions": "jobs/_actions.html", "waiting": "jobs/_waiting.html", "summary": "jobs/_summary.html"}
+PARTS = {"actions": "jobs/_actions.html", "waiting": "jobs/_waiting.html", "summary": "jobs/_summary.html",
+         "strip": "jobs/_strip.html"}
 SLACK_SECONDS = 5
 FULL_EVERY = 20  # polls; read by the page script from the answer
 
@@ -66,9 +67,14 @@ def changes(request: HttpRequest, context: dict, *, seen: Cursor | None, now: da
                        if seen is None or seen.digests.get(name) != _digest(html)}
     if seen is None:
         answer["parts"]["frames"] = render_to_string("jobs/_frame_rows.html", context, request=request)
+        answer["parts"]["cards"] = render_to_string("jobs/_frame_cards.html", context, request=request)
         answer["rows"] = {}
-    else:
-        answer["rows"] = {str(row.frame.pk): render_to_string("jobs/_frame_row.html", {**context, "row": row},
-                                                              request=request)
-                          for row in context["rows"]}
+    else:  # by element id: the frame's table row and its card in the grid
+        answer["rows"] = {}
+        for row in context["rows"]:
+            row_context = {**context, "row": row}
+            answer["rows"][f"frame-row-{row.frame.pk}"] = render_to_string("jobs/_frame_row.html", row_context,
+                                                                           request=request)
+            answer["rows"][f"frame-card-{row.frame.pk}"] = render_to_string("jobs/_frame_card.html", row_context,
+                                                                            request=request)
     return answer

@@ -8,6 +8,7 @@ from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from marketplace import blobs
 from marketplace.disputes.services import dispute_deadline
 from marketplace.jobs.errors import JobNotFound
 from marketplace.jobs.models import AssembledFrame, Frame, Job
@@ -38,6 +39,20 @@ def frame_of(*, owner, job_id: int, frame_id: int) -> Frame:
     if frame is None:
         raise JobNotFound("no such frame")
     return frame
+
+
+VIEWER_MAX_SIDE = 2048  # the viewer's "full size": larger frames are scaled down (the zip has the originals)
+
+
+def frame_viewer_png(*, frame: Frame) -> bytes:
+    """A finished frame as an 8-bit PNG for the page's viewer (EXR tone-mapped as its thumbnail is)."""
+    from marketplace.dispatch.images import image_from_bytes, thumbnail_png
+
+    if frame.state not in FINISHED_FRAME_STATES or not frame.result_key:
+        raise JobNotFound("this frame has no image yet")
+    with blobs.blob_open(frame.result_key) as f:
+        image = image_from_bytes(f.read())
+    return thumbnail_png(image, max_side=min(VIEWER_MAX_SIDE, max(image.shape[:2])))
 
 
 def scene_of(*, owner, scene_id: object) -> Scene:
@@ -113,12 +128,64 @@ def frames_of(*, job: Job) -> QuerySet[Frame]:
     return job.frames.select_related("node").order_by("number", "tile_y", "tile_x")
 
 
-def frame_rows(*, job: Job, changed_since: datetime | None = None) -> list[FrameRow]:
-    """The job page's frame rows; `changed_since`: only the frames whose row changed since then."""
-    frames = frames_of(job=job)
+# The job page shows one page of frames (grid and table): a 10,000-frame job's page stays small, and a poll
+# only re-renders the rows of that page.
+FRAMES_PER_PAGE = 48
+
+
+@dataclass(frozen=True)
+class FramePage:
+    number: int  # 1-based, clamped to the pages there are
+    pages: int
+    first: int  # 0-based index of its first frame in the job's order
+    frame_ids: list[int]
+
+    @property
+    def previous(self) -> int | None:
+        return self.number - 1 if self.number > 1 else None
+
+    @property
+    def next(self) -> int | None:
+        return self.number + 1 if self.number < self.pages else None
+
+
+def frame_page(*, job: Job, page: object = 1) -> FramePage:
+    """The frames of page `page` ("3", 3, junk: page 1) in the job's order."""
+    total = job.frames.count()
+    pages = max((total + FRAMES_PER_PAGE - 1) // FRAMES_PER_PAGE, 1)
+    try:
+        number = min(max(int(page), 1), pages)
+    except (TypeError, ValueError):
+        number = 1
+    first = (number - 1) * FRAMES_PER_PAGE
+    ids = list(frames_of(job=job).values_list("pk", flat=True)[first:first + FRAMES_PER_PAGE])
+    return FramePage(number=number, pages=pages, first=first, frame_ids=ids)
+
+
+def frame_rows(*, job: Job, page: FramePage, changed_since: datetime | None = None) -> list[FrameRow]:
+    """The rows of one page of the job page; `changed_since`: only the frames whose row changed since then."""
+    frames = frames_of(job=job).filter(pk__in=page.frame_ids)
     if changed_since is not None:
         frames = frames.filter(updated_at__gte=changed_since)
     return [FrameRow(frame, frame_disputable(frame=frame)) for frame in frames]
+
+
+STATE_CODES = {FrameState.QUEUED: "q", FrameState.LEASED: "l", FrameState.RENDERED: "r",
+               FrameState.VERIFYING: "v", FrameState.SETTLED: "s", FrameState.FAILED: "f",
+               FrameState.CANCELLED: "c"}
+
+
+def frame_state_runs(*, job: Job) -> str:
+    """Every frame's state in the job's order, run-length encoded ("s120 l2 q9878"): the page draws the whole
+    job from it, a few bytes for a job of any size whose frames finish roughly in order."""
+    runs: list[list] = []
+    for state in frames_of(job=job).values_list("state", flat=True):
+        code = STATE_CODES[state]
+        if runs and runs[-1][0] == code:
+            runs[-1][1] += 1
+        else:
+            runs.append([code, 1])
+    return " ".join(f"{code}{n}" for code, n in runs)
 
 
 def settled_results(*, job: Job) -> QuerySet[Frame]:

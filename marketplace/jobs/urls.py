@@ -14,5 +14,6 @@ urlpatterns = [
     path("<int:job_id>/retry-failed/", views.job_retry_failed, name="retry_failed"),
     path("<int:job_id>/download.zip", views.job_download, name="download"),
     path("<int:job_id>/frames/<int:frame_id>/thumb.png", views.frame_thumb, name="thumb"),
+    path("<int:job_id>/frames/<int:frame_id>/image.png", views.frame_image, name="image"),
     path("<int:job_id>/stills/<int:number>/thumb.png", views.still_thumb, name="still_thumb"),
 ]

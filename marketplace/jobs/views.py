@@ -54,25 +54,30 @@ def job_new(request: HttpRequest) -> HttpResponse:
     return render(request, "jobs/new.html", {"scene": scene, "form": form, "error": error}, status=status)
 
 
-def _live_context(job: Job, *, frames_since: datetime | None = None) -> dict:
-    """Everything the job page shows that can change. `frames_since`: only the frame rows changed since then."""
+def _live_context(job: Job, *, page: object = 1, frames_since: datetime | None = None) -> dict:
+    """Everything the job page shows that can change, for one page of frames. `frames_since`: only that page's
+    frame rows changed since then."""
     from marketplace.dispatch.selectors import job_waiting, waiting_too_long
     from marketplace.verification.selectors import frame_checks
 
     counts = selectors.frame_counts(job=job)
     waiting = job_waiting(job=job)
+    frame_page = selectors.frame_page(job=job, page=page)
     return {"job": job, "counts": counts, "frames_total": sum(counts.values()), "money": selectors.job_money(job=job),
-            "rows": selectors.frame_rows(job=job, changed_since=frames_since),
+            "page": frame_page, "page_size": selectors.FRAMES_PER_PAGE,
+            "rows": selectors.frame_rows(job=job, page=frame_page, changed_since=frames_since),
+            "state_legend": [(state.value, state.label) for state in selectors.STATE_CODES],
+            "state_runs": selectors.frame_state_runs(job=job),
             "preview": selectors.last_finished_frame(job=job), "stills": selectors.stills_of(job=job),
-            "verification": frame_checks(job.pk), "live": selectors.job_is_live(job=job), "waiting": waiting,
-            "waiting_long": waiting_too_long(waiting=waiting)}
+            "verification": frame_checks(job.pk, frame_page.frame_ids), "live": selectors.job_is_live(job=job),
+            "waiting": waiting, "waiting_long": waiting_too_long(waiting=waiting)}
 
 
 @login_required
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = _job_or_404(request, job_id)
     now = timezone.now()
-    context = _live_context(job)
+    context = _live_context(job, page=request.GET.get("page", 1))
     if job.state == JobState.QUOTED:
         wallet = selectors.wallet_balance(user=request.user)
         context.update(wallet=wallet, shortfall=max(job.quote.get("total", 0) - wallet, 0))
@@ -86,11 +91,12 @@ def job_fragment(request: HttpRequest, job_id: int) -> HttpResponse:
     """The job page's poll. `?cursor=…` (what the page got last): JSON with only the parts and frame rows that
     changed since, and the next cursor (see `jobs.live`). Without a cursor: the live part as HTML."""
     job = _job_or_404(request, job_id)
+    page = request.GET.get("page", 1)
     if "cursor" not in request.GET:
-        return render(request, "jobs/_live.html", _live_context(job))
+        return render(request, "jobs/_live.html", _live_context(job, page=page))
     now = timezone.now()
     seen = live.Cursor.parse(request.GET["cursor"])
-    context = _live_context(job, frames_since=seen.frames_since if seen else None)
+    context = _live_context(job, page=page, frames_since=seen.frames_since if seen else None)
     return JsonResponse(live.changes(request, context, seen=seen, now=now))
 
 
@@ -170,6 +176,19 @@ def frame_thumb(request: HttpRequest, job_id: int, frame_id: int) -> HttpRespons
     except JobNotFound as exc:
         raise Http404(str(exc)) from exc
     return _thumbnail(frame.thumbnail_key)
+
+
+@login_required
+def frame_image(request: HttpRequest, job_id: int, frame_id: int) -> HttpResponse:
+    """The frame at full size (up to VIEWER_MAX_SIDE) as a PNG, for the page's viewer; EXR is tone-mapped."""
+    try:
+        frame = selectors.frame_of(owner=request.user, job_id=job_id, frame_id=frame_id)
+        data = selectors.frame_viewer_png(frame=frame)
+    except JobNotFound as exc:
+        raise Http404(str(exc)) from exc
+    response = HttpResponse(data, content_type="image/png")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
 
 
 @login_required

@@ -20,11 +20,14 @@ class FrameStatus:
     reason: str
 
 
-def frame_checks(job_id: int) -> dict[int, FrameStatus]:
-    """Verification status of each frame of a job that has been checked or sampled: its latest check."""
+def frame_checks(job_id: int, frame_ids: list[int] | None = None) -> dict[int, FrameStatus]:
+    """Verification status of each frame of a job (or of `frame_ids` of it) that has been checked or sampled: its
+    latest check."""
     latest: dict[int, FrameCheck] = {}
     checks = (FrameCheck.objects.filter(frame__job_id=job_id).exclude(kind=FrameCheck.Kind.CANARY)
               .order_by("frame_id", "pk"))
+    if frame_ids is not None:
+        checks = checks.filter(frame_id__in=frame_ids)
     for check in checks:
         latest[check.frame_id] = check
     done: dict[int, int] = {}

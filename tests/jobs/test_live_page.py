@@ -34,13 +34,14 @@ def test_a_poll_without_cursor_sends_everything_and_with_it_only_what_changed(cl
     client.force_login(funded_artist)
     Frame.objects.filter(job=job).update(updated_at=timezone.now() - timedelta(minutes=1))  # older than the slack
     first = poll(client, job)
-    assert set(first["parts"]) == {"actions", "waiting", "summary", "frames"} and first["live"]
+    assert set(first["parts"]) == {"actions", "waiting", "summary", "strip", "frames", "cards"} and first["live"]
     again = poll(client, job, first["cursor"])
     assert again["parts"] == {} and again["rows"] == {}  # nothing changed
     frame = job.frames.get(number=2)
     settle_with_result(frame, node, seed=2)
     changed = poll(client, job, again["cursor"])
-    assert set(changed["rows"]) == {str(frame.pk)} and 'data-state="settled"' in changed["rows"][str(frame.pk)]
+    assert set(changed["rows"]) == {f"frame-row-{frame.pk}", f"frame-card-{frame.pk}"}
+    assert 'data-state="settled"' in changed["rows"][f"frame-row-{frame.pk}"]
     assert "Download 1 finished frame (zip)" in changed["parts"]["actions"]  # the header is live too
     assert "1 of 4" in changed["parts"]["summary"]
 

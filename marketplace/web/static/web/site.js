@@ -28,20 +28,25 @@ function pollParts(el) {
       const part = el.querySelector(`[data-part="${name}"]`);
       if (part) part.innerHTML = html;
     }
-    const tbody = el.querySelector('[data-part="frames"]');
-    for (const [pk, html] of Object.entries(answer.rows || {})) {
-      const row = document.getElementById(`frame-row-${pk}`);
-      if (row) row.outerHTML = html;
-      else if (tbody) tbody.insertAdjacentHTML("beforeend", html);
+    // Rows by element id: "frame-row-<pk>" (table) and "frame-card-<pk>" (grid); a new one is appended.
+    const containers = {"frame-row-": '[data-part="frames"]', "frame-card-": '[data-part="cards"]'};
+    for (const [id, html] of Object.entries(answer.rows || {})) {
+      const row = document.getElementById(id);
+      if (row) { row.outerHTML = html; continue; }
+      const prefix = Object.keys(containers).find((p) => id.startsWith(p));
+      const box = prefix && el.querySelector(containers[prefix]);
+      if (box) box.insertAdjacentHTML("beforeend", html);
     }
     el.dataset.state = answer.state;
+    el.dispatchEvent(new CustomEvent("parts-applied"));
   };
   const tick = async () => {
     let live = true;
     try {
       polls += 1;
       const full = answer_full_every && polls % answer_full_every === 0;
-      const url = `${el.dataset.poll}?cursor=${encodeURIComponent(full ? "" : cursor)}`;
+      const params = el.dataset.pollParams ? `${el.dataset.pollParams}&` : "";  // e.g. the page of frames shown
+      const url = `${el.dataset.poll}?${params}cursor=${encodeURIComponent(full ? "" : cursor)}`;
       const r = await fetch(url, {headers: {"Accept": "application/json"}});
       if (r.ok) {
         const answer = await r.json();
