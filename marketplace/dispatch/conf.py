@@ -14,3 +14,5 @@ RESULT_MAX_BYTES = getattr(settings, "DISPATCH_RESULT_MAX_BYTES", 64 * 1024 * 10
 BLENDER_SERIES = getattr(settings, "RENDER_BLENDER_SERIES", "5.0")
 # Per-node Redis ACL users on the agent broker (off only for brokers without ACL support).
 AGENT_BROKER_ACL = getattr(settings, "AGENT_BROKER_ACL", True)
+# Hard cap on the pixels of any result image the market decodes, read from its header before decoding.
+MAX_IMAGE_PIXELS = getattr(settings, "RENDER_MAX_IMAGE_PIXELS", 8192 * 8192)

@@ -118,6 +118,14 @@ def candidate_key(*, result_key: str, manifest: dict[str, Any]) -> str:
     return noisy_key(result_key) if manifest.get("use_denoising") else result_key
 
 
+def candidate_of(lease: Any) -> str:
+    """The candidate image of a render lease (a FrameLease): its frozen pre-denoise pass when it was denoised
+    (recorded at the report), else its frozen result."""
+    if lease.manifest.get("use_denoising") and getattr(lease, "noisy_key", ""):
+        return lease.noisy_key
+    return candidate_key(result_key=lease.result_key, manifest=lease.manifest)
+
+
 def image_size(manifest: dict[str, Any]) -> tuple[int, int]:
     """(width, height) of the image a lease renders: its border (a tile of a still, or a crop), else the frame."""
     border = manifest.get("border")
