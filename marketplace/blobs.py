@@ -78,21 +78,30 @@ class DigestMismatch(Exception):
     """A stored result no longer has the SHA-256 recorded when it was frozen: it must not be used."""
 
 
+def expected_digests(key: str, sha256: str = "") -> set[str]:
+    """The digests `key`'s bytes must have: the recorded one and the one a frozen key names (none for old keys)."""
+    return {d for d in (sha256, digest_of_key(key)) if d}
+
+
+def digest_refused(key: str, expected: set[str], actual: str) -> DigestMismatch:
+    """Log the mismatch as an event and return the error to raise."""
+    log.error("event=result_digest_mismatch key=%s expected=%s actual=%s", key, ",".join(sorted(expected)), actual)
+    return DigestMismatch(f"{key} does not match its recorded SHA-256 (expected {min(expected)[:16]}…, "
+                          f"found {actual[:16]}…)")
+
+
 def blob_read_checked(key: str, *, sha256: str = "", max_bytes: int = 0) -> bytes:
     """The bytes under `key`, checked against `sha256` (or the digest a frozen key names). Raises
     DigestMismatch (logged as an event) when they differ or when the digests given disagree; OSError when missing.
     Keys with no digest at all (written before results were frozen) are read unchecked."""
-    expected = {d for d in (sha256, digest_of_key(key)) if d}
+    expected = expected_digests(key, sha256)
     with blob_open(key) as f:
         data = f.read(max_bytes + 1) if max_bytes else f.read()
     if max_bytes and len(data) > max_bytes:
         raise DigestMismatch(f"{key} is larger than {max_bytes} bytes")
     actual = hashlib.sha256(data).hexdigest()
     if expected and expected != {actual}:
-        log.error("event=result_digest_mismatch key=%s expected=%s actual=%s", key, ",".join(sorted(expected)),
-                  actual)
-        raise DigestMismatch(f"{key} does not match its recorded SHA-256 (expected {min(expected)[:16]}…, "
-                             f"found {actual[:16]}…)")
+        raise digest_refused(key, expected, actual)
     return data
 
 

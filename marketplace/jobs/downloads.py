@@ -1,6 +1,7 @@
 """A zip of a job's finished frames, streamed as it is written: no temp file, no whole archive in memory."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -12,8 +13,6 @@ from marketplace.jobs import selectors
 from marketplace.jobs.models import Frame, Job
 
 log = logging.getLogger("jobs")
-# One member is read whole before it is sent, so that its digest is checked before a byte of it leaves.
-MEMBER_MAX_BYTES = 256 * 1024 * 1024
 WITHHELD = "WITHHELD.txt"
 
 
@@ -63,27 +62,40 @@ def members(job: Job, *, folder: str) -> list[tuple[str, str, str]]:
     return found
 
 
+def _digest(key: str) -> str:
+    h = hashlib.sha256()
+    for chunk in blobs.blob_chunks(key):
+        h.update(chunk)
+    return h.hexdigest()
+
+
 def zip_stream(entries: Iterable[tuple[str, str, str]]) -> Iterator[bytes]:
     """Yield a ZIP_STORED archive (images are already compressed) of the (name, storage key, SHA-256) members,
-    member by member. A member whose stored bytes no longer match the digest recorded when it was frozen is
-    left out (logged as an event), and WITHHELD.txt in the archive names it."""
+    chunk by chunk. Each member's digest is checked before a byte of it is sent: one whose stored bytes no longer
+    match the digest recorded when it was frozen is left out (logged as an event), and WITHHELD.txt names it.
+    A member that changes while it is being sent breaks the download (DigestMismatch) rather than deliver it."""
     pipe = _Pipe()
     withheld: list[str] = []
     with zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         for name, key, sha256 in entries:
-            try:
-                data = blobs.blob_read_checked(key, sha256=sha256, max_bytes=MEMBER_MAX_BYTES)
-            except blobs.DigestMismatch as exc:
-                log.error("event=download_withheld member=%s key=%s reason=%s", name, key, exc)
+            expected = blobs.expected_digests(key, sha256)
+            actual = _digest(key) if expected else ""
+            if expected and expected != {actual}:
+                log.error("event=download_withheld member=%s reason=%s", name, blobs.digest_refused(key, expected,
+                                                                                                    actual))
                 withheld.append(f"{name}: its stored image does not match the verified one; it was not delivered")
                 continue
+            sent = hashlib.sha256()
             with archive.open(name, "w", force_zip64=True) as member:
-                for start in range(0, len(data), blobs.CHUNK):
-                    member.write(data[start:start + blobs.CHUNK])
+                for chunk in blobs.blob_chunks(key):
+                    sent.update(chunk)
+                    member.write(chunk)
                     yield pipe.drain()
+            if expected and expected != {sent.hexdigest()}:
+                raise blobs.digest_refused(key, expected, sent.hexdigest())
             yield pipe.drain()  # the member's data descriptor
         if withheld:
-            archive.writestr(f"{WITHHELD}", "\n".join(withheld) + "\n")
+            archive.writestr(WITHHELD, "\n".join(withheld) + "\n")
     yield pipe.drain()  # the central directory
 
 

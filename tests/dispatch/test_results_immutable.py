@@ -175,3 +175,22 @@ def test_a_tampered_result_is_refused_at_the_thumbnail_and_the_frame_requeued(un
     assert "stored result refused" in frame.last_error
     assert "event=result_refused" in caplog.text and "event=result_digest_mismatch" in caplog.text
     assert not LedgerTransaction.objects.filter(idempotency_key__startswith="settle:").exists()
+
+
+def test_a_result_swapped_while_the_zip_is_sent_breaks_the_download(unchecked, funded_artist, monkeypatch):
+    from marketplace.jobs import downloads
+
+    job, node, token = unchecked
+    services.match_frames()
+    msg, details = lease_one(node, token)
+    put(details["upload_url"], png_bytes(32, 24, seed=1))
+    assert report(token, msg).status_code == 200
+    real_chunks, reads = blobs.blob_chunks, []
+
+    def swapping_chunks(key):  # the digest pass reads the frozen bytes, the send pass gets swapped ones
+        reads.append(key)
+        return real_chunks(key) if len(reads) == 1 else iter([png_bytes(32, 24, seed=9)])
+
+    monkeypatch.setattr(blobs, "blob_chunks", swapping_chunks)
+    with pytest.raises(blobs.DigestMismatch):
+        b"".join(downloads.zip_stream(downloads.members(job, folder="job")))
