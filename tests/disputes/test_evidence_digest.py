@@ -1,4 +1,5 @@
-"""Dispute evidence is read from frozen results, checked against their digest: a swapped image is refused, never shown."""
+"""Dispute evidence is read from frozen results, checked against their digest: a swapped image is refused."""
+
 import io
 import logging
 
@@ -11,7 +12,7 @@ from tests.fixtures.market import png_bytes
 
 @pytest.mark.django_db
 def test_evidence_refuses_a_frozen_image_swapped_in_storage(media, caplog):
-    key, sha = blobs.blob_freeze(data=png_bytes(32, 24, seed=1), ext="png")
+    key, _ = blobs.blob_freeze(data=png_bytes(32, 24, seed=1), ext="png")
     assert evidence.image_load(key, size=(32, 24)).shape == (24, 32, 3)
     blobs.blob_put(key=key, fileobj=io.BytesIO(png_bytes(32, 24, seed=9)))
     with caplog.at_level(logging.ERROR), pytest.raises(evidence.EvidenceUnavailable, match="refused"):
