@@ -25,7 +25,7 @@ from marketplace.jobs.states import FRAME_TRANSITIONS, FrameState, JobState, tra
 from marketplace.nodes import conf as node_conf
 from marketplace.nodes.models import WorkerNode
 from marketplace.verification import policy
-from marketplace.verification.crops import image_size, noisy_key
+from marketplace.verification.crops import expected_size, image_size, noisy_key
 from marketplace.verification.services import canary_frame_for
 
 log = logging.getLogger("dispatch")
@@ -484,7 +484,7 @@ def frame_rendered(*, frame_id: int) -> None:
         try:
             data = blobs.blob_read_checked(frame.result_key, sha256=frame.result_sha256,
                                            max_bytes=conf.RESULT_MAX_BYTES)
-            png = thumbnail_png(image_from_bytes(data, size=image_size(lease.manifest) if lease else None))
+            png = thumbnail_png(image_from_bytes(data, size=expected_size(lease.manifest) if lease else None))
         except (blobs.DigestMismatch, ValueError) as exc:
             frame_result_refuse(frame_id=frame.pk, result_key=frame.result_key, reason=str(exc))
             return

@@ -17,7 +17,7 @@ import render_kernels
 from marketplace import blobs
 from marketplace.dispatch import conf as dispatch_conf
 from marketplace.dispatch.images import image_from_bytes
-from marketplace.verification.crops import candidate_of, image_size
+from marketplace.verification.crops import candidate_of, expected_size
 from marketplace.verification.models import CropCheck
 
 PREVIEW_MAX_SIDE = 1024
@@ -71,9 +71,7 @@ def compared_key(crop: CropCheck) -> str:
 def compared_image(crop: CropCheck) -> np.ndarray:
     """The candidate image of the crop's check, digest- and size-checked."""
     lease = crop.frame_check.render_lease
-    known = lease.manifest.get("border") or "resolution_x" in lease.manifest
-    size = image_size(lease.manifest) if known else None
-    return image_load(compared_key(crop), size=size)
+    return image_load(compared_key(crop), size=expected_size(lease.manifest))
 
 
 def crop_pair(*, candidate_image: np.ndarray, crop: CropCheck) -> tuple[np.ndarray, np.ndarray]:

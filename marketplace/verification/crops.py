@@ -132,6 +132,11 @@ def image_size(manifest: dict[str, Any]) -> tuple[int, int]:
     return (int(border[2]), int(border[3])) if border else (manifest["resolution_x"], manifest["resolution_y"])
 
 
+def expected_size(manifest: dict[str, Any]) -> tuple[int, int] | None:
+    """image_size of a manifest that says it, else None (a lease recorded without its render settings)."""
+    return image_size(manifest) if manifest.get("border") or "resolution_x" in manifest else None
+
+
 def crop_manifest(render_manifest: dict[str, Any], crop: Crop) -> dict[str, Any]:
     """The candidate's own pinned manifest, narrowed to the crop, in the comparable format.
 

@@ -40,6 +40,7 @@ from marketplace.verification.crops import (
     crop_judge,
     crop_manifest,
     crops_choose,
+    expected_size,
     image_size,
     verifiable,
 )
@@ -105,7 +106,7 @@ def _judge(check: FrameCheck, crop: Crop, reference_key: str) -> CropResult:
     lease = check.render_lease
     key = candidate_of(lease)
     try:
-        candidate = _image(key, image_size(lease.manifest))
+        candidate = _image(key, expected_size(lease.manifest))
     except (OSError, ValueError) as exc:
         what = "the pre-denoise pass" if key != lease.result_key else "the frame"
         return CropResult(False, reasons=[f"{what} cannot be read: {type(exc).__name__}: {exc}"[:500]])
