@@ -497,7 +497,8 @@ def frame_rendered(*, frame_id: int) -> None:
 def frame_result_refuse(*, frame_id: int, result_key: str, reason: str) -> bool:
     """A stored result failed its digest (or size) check on a later read: never use it. A frame still being
     rendered or verified with that result goes back to the queue, unpaid; the event is logged either way.
-    (A settled frame keeps its state: readers withhold the image, an admin decides; see README "Security".)"""
+    (A settled frame keeps its state: readers withhold the image; see README, "What was verified is what is
+    delivered".)"""
     log.error("event=result_refused frame=%s key=%s reason=%s", frame_id, result_key, reason)
     with transaction.atomic():
         frame = Frame.objects.select_for_update().filter(pk=frame_id, result_key=result_key).first()
