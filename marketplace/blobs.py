@@ -6,6 +6,9 @@ With S3 the URL is a presigned S3 URL; with local storage it is this server's /b
 from __future__ import annotations
 
 import hashlib
+import io
+import logging
+import re
 from collections.abc import Iterator
 from typing import IO
 
@@ -17,6 +20,10 @@ from django.urls import reverse
 
 SALT = "marketplace.blobs"
 CHUNK = 1024 * 1024
+# Frozen results: stored by the server under their own SHA-256, never the target of any signed URL.
+FROZEN_PREFIX = "results/sha256/"
+_FROZEN = re.compile(r"^results/sha256/([0-9a-f]{64})\.[a-z0-9]+$")
+log = logging.getLogger("blobs")
 
 
 def is_s3() -> bool:
@@ -31,6 +38,71 @@ def blob_put(*, key: str, fileobj: IO[bytes]) -> str:
     if saved != key:  # storages rename on collision; content addressing depends on the exact key
         raise RuntimeError(f"storage saved {key!r} as {saved!r}")
     return saved
+
+
+def blob_put_new(*, key: str, fileobj: IO[bytes]) -> bool:
+    """Store under `key` only if nothing is there yet (write-once); False when the key is taken."""
+    if default_storage.exists(key):
+        return False
+    saved = default_storage.save(key, File(fileobj))  # a racing writer gets a renamed copy: drop it
+    if saved != key:
+        default_storage.delete(saved)
+        return False
+    return True
+
+
+def frozen_key(*, sha256: str, ext: str) -> str:
+    return f"{FROZEN_PREFIX}{sha256}.{ext}"
+
+
+def digest_of_key(key: str) -> str:
+    """The SHA-256 a frozen key names, or "" for any other key."""
+    match = _FROZEN.match(key or "")
+    return match.group(1) if match else ""
+
+
+def blob_freeze(*, data: bytes, ext: str) -> tuple[str, str]:
+    """Store `data` under its own SHA-256 (write-once, outside any key an agent may write); (key, sha256)."""
+    sha = hashlib.sha256(data).hexdigest()
+    key = frozen_key(sha256=sha, ext=ext)
+    if default_storage.exists(key):
+        with blob_open(key) as f:
+            if sha256_of(f) == sha:
+                return key, sha  # the same bytes are already frozen
+        default_storage.delete(key)  # a damaged copy: replace it with the bytes we hold
+    blob_put(key=key, fileobj=io.BytesIO(data))
+    return key, sha
+
+
+class DigestMismatch(Exception):
+    """A stored result no longer has the SHA-256 recorded when it was frozen: it must not be used."""
+
+
+def expected_digests(key: str, sha256: str = "") -> set[str]:
+    """The digests `key`'s bytes must have: the recorded one and the one a frozen key names (none for old keys)."""
+    return {d for d in (sha256, digest_of_key(key)) if d}
+
+
+def digest_refused(key: str, expected: set[str], actual: str) -> DigestMismatch:
+    """Log the mismatch as an event and return the error to raise."""
+    log.error("event=result_digest_mismatch key=%s expected=%s actual=%s", key, ",".join(sorted(expected)), actual)
+    return DigestMismatch(f"{key} does not match its recorded SHA-256 (expected {min(expected)[:16]}…, "
+                          f"found {actual[:16]}…)")
+
+
+def blob_read_checked(key: str, *, sha256: str = "", max_bytes: int = 0) -> bytes:
+    """The bytes under `key`, checked against `sha256` (or the digest a frozen key names). Raises
+    DigestMismatch (logged as an event) when they differ or when the digests given disagree; OSError when missing.
+    Keys with no digest at all (written before results were frozen) are read unchecked."""
+    expected = expected_digests(key, sha256)
+    with blob_open(key) as f:
+        data = f.read(max_bytes + 1) if max_bytes else f.read()
+    if max_bytes and len(data) > max_bytes:
+        raise DigestMismatch(f"{key} is larger than {max_bytes} bytes")
+    actual = hashlib.sha256(data).hexdigest()
+    if expected and expected != {actual}:
+        raise digest_refused(key, expected, actual)
+    return data
 
 
 def blob_exists(key: str) -> bool:
@@ -61,8 +133,12 @@ def sha256_of(fileobj: IO[bytes]) -> str:
     return h.hexdigest()
 
 
-def signed_url(*, key: str, method: str = "GET", expires_s: int = 600, max_bytes: int = 0) -> str:
-    """A URL allowing `method` (GET or PUT) on `key` for `expires_s` seconds."""
+def signed_url(*, key: str, method: str = "GET", expires_s: int = 600, max_bytes: int = 0,
+               lease_id: int | None = None) -> str:
+    """A URL allowing `method` (GET or PUT) on `key` for `expires_s` seconds.
+
+    A local PUT URL names its lease: the blob view accepts it once, and only while that lease is active.
+    """
     if method not in ("GET", "PUT"):
         raise ValueError(method)
     if is_s3():
@@ -72,7 +148,10 @@ def signed_url(*, key: str, method: str = "GET", expires_s: int = 600, max_bytes
         return client.generate_presigned_url(
             op, Params={"Bucket": default_storage.bucket_name, "Key": full_key}, ExpiresIn=expires_s
         )
-    token = signing.dumps({"k": key, "m": method, "x": int(max_bytes), "e": expires_s}, salt=SALT, compress=True)
+    claims = {"k": key, "m": method, "x": int(max_bytes), "e": expires_s}
+    if lease_id is not None:
+        claims["l"] = int(lease_id)
+    token = signing.dumps(claims, salt=SALT, compress=True)
     return settings.PUBLIC_URL.rstrip("/") + reverse("blob", args=[token])
 
 
@@ -80,8 +159,8 @@ class BadBlobToken(Exception):
     pass
 
 
-def signed_token_read(token: str, *, method: str) -> tuple[str, int]:
-    """(key, max_bytes) of a valid, unexpired local token for `method`."""
+def signed_token_read(token: str, *, method: str) -> tuple[str, int, int | None]:
+    """(key, max_bytes, lease id or None) of a valid, unexpired local token for `method`."""
     try:
         payload = signing.loads(token, salt=SALT, max_age=None)
         signing.loads(token, salt=SALT, max_age=payload["e"])
@@ -91,4 +170,4 @@ def signed_token_read(token: str, *, method: str) -> tuple[str, int]:
         raise BadBlobToken("invalid link") from exc
     if payload["m"] != method:
         raise BadBlobToken(f"this link does not allow {method}")
-    return payload["k"], payload["x"]
+    return payload["k"], payload["x"], payload.get("l")

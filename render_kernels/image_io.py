@@ -13,6 +13,7 @@ raw mode's bit width, so both passes unfilter identically. 16-bit grey PNGs load
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 from collections.abc import Callable
@@ -32,35 +33,140 @@ class ImageError(ValueError):
     """An image file that exists but cannot be decoded or is in an unsupported format."""
 
 
-def load_image(path: str | Path) -> np.ndarray:
+# Hard cap on the pixels of any image decoded here, checked from the header BEFORE any pixel is decoded:
+# a 117 KB PNG can claim 11000x11000 (580 MiB as float32 RGBA). 8192x8192 (8K square) is above every
+# frame or tile the market renders; callers pass their own `max_pixels`, else this environment variable.
+DEFAULT_MAX_PIXELS = int(os.environ.get("RENDER_KERNELS_MAX_PIXELS") or 8192 * 8192)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+EXR_MAGIC = b"\x76\x2f\x31\x01"
+# How much of a file is read to find its header (an EXR header is a few KB of attributes).
+HEADER_READ_BYTES = 1 << 20
+_EXR_MULTIPART, _EXR_NON_IMAGE, _EXR_LONG_NAMES = 0x1000, 0x800, 0x400
+
+
+def image_header_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of a PNG (from IHDR) or OpenEXR (from dataWindow) without decoding any pixel.
+
+    `data` needs only the start of the file (the header). Raises ImageError for other formats, a header
+    that is cut off or malformed, and deep or multi-part EXR files that disagree between parts.
+    """
+    if data.startswith(PNG_SIGNATURE):
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            raise ImageError("PNG without an IHDR header")
+        width, height = struct.unpack(">II", data[16:24])
+    elif data.startswith(EXR_MAGIC):
+        width, height = _exr_header_size(data)
+    else:
+        raise ImageError("not a PNG or OpenEXR image")
+    if width <= 0 or height <= 0:
+        raise ImageError(f"the header claims an empty {width}x{height} image")
+    return width, height
+
+
+def _exr_header_size(data: bytes) -> tuple[int, int]:
+    """The dataWindow size of every part of an EXR (they must agree), walking the header's attributes."""
+    if len(data) < 8:
+        raise ImageError("EXR header is cut off")
+    flags = struct.unpack("<I", data[4:8])[0]
+    if flags & _EXR_NON_IMAGE:
+        raise ImageError("deep-data EXR files are not accepted")
+    max_name = 255 if flags & _EXR_LONG_NAMES else 31
+    pos, sizes = 8, set()
+    while True:
+        window = None
+        while True:  # one part's header: attributes until an empty name
+            name, pos = _exr_string(data, pos, max_name)
+            if not name:
+                break
+            kind, pos = _exr_string(data, pos, max_name)
+            if pos + 4 > len(data):
+                raise ImageError("EXR header is cut off")
+            size = struct.unpack("<i", data[pos:pos + 4])[0]
+            pos += 4
+            if size < 0 or pos + size > len(data):
+                raise ImageError("EXR header is cut off or malformed")
+            if name == b"dataWindow":
+                if kind != b"box2i" or size != 16:
+                    raise ImageError("EXR dataWindow is not a box2i")
+                xmin, ymin, xmax, ymax = struct.unpack("<iiii", data[pos:pos + 16])
+                window = (xmax - xmin + 1, ymax - ymin + 1)
+            pos += size
+        if window is None:
+            if sizes and flags & _EXR_MULTIPART:
+                break  # the empty header that ends a multi-part file's headers
+            raise ImageError("EXR header has no dataWindow")
+        sizes.add(window)
+        if not flags & _EXR_MULTIPART:
+            break
+    if len(sizes) != 1:
+        raise ImageError(f"EXR parts differ in size: {sorted(sizes)}")
+    return sizes.pop()
+
+
+def _exr_string(data: bytes, pos: int, max_len: int) -> tuple[bytes, int]:
+    end = data.find(b"\x00", pos, pos + max_len + 1)
+    if end < 0:
+        raise ImageError("EXR header is cut off or has an over-long attribute name")
+    return data[pos:end], end + 1
+
+
+def _pixels_check(data: bytes, max_pixels: int | None) -> tuple[int, int]:
+    width, height = image_header_size(data)
+    cap = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    if width * height > cap:
+        raise ImageError(f"the image is {width}x{height} pixels, over the limit of {cap} pixels: not decoded")
+    return width, height
+
+
+def image_file_header_size(path: str | Path, *, max_pixels: int | None = None) -> tuple[int, int]:
+    """(width, height) from the file's header; ImageError if over `max_pixels` (default DEFAULT_MAX_PIXELS)."""
+    with open(path, "rb") as f:
+        return _pixels_check(f.read(HEADER_READ_BYTES), max_pixels)
+
+
+def load_image(path: str | Path, *, max_pixels: int | None = None) -> np.ndarray:
     """Load PNG (8/16-bit; also anything else Pillow reads) or EXR as float32 HxWxC.
 
     Integer images are scaled to [0, 1]. EXR values are returned as stored (linear, may exceed 1).
-    Raises FileNotFoundError for a missing file and :class:`ImageError` for undecodable files.
+    Raises FileNotFoundError for a missing file and :class:`ImageError` for undecodable files. A PNG or
+    EXR whose header claims more than `max_pixels` (default DEFAULT_MAX_PIXELS) is refused undecoded.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such image file: {path}")
-    if path.suffix.lower() == ".exr":
+    with open(path, "rb") as f:
+        head = f.read(HEADER_READ_BYTES)
+    if head.startswith((PNG_SIGNATURE, EXR_MAGIC)):
+        _pixels_check(head, max_pixels)
+    if path.suffix.lower() == ".exr" or head.startswith(EXR_MAGIC):
         return _load_exr(path)
-    return _decode(lambda: path, str(path))
+    return _decode(lambda: path, str(path), max_pixels)
 
 
-def load_image_bytes(data: bytes) -> np.ndarray:
+def load_image_bytes(data: bytes, *, max_pixels: int | None = None) -> np.ndarray:
     """What :func:`load_image` returns for a PNG file (or anything else Pillow reads), from memory.
 
     For uploads and stored blobs: no temporary file. EXR needs the ``OpenEXR`` file API: use load_image.
+    A PNG over `max_pixels` is refused from its header, undecoded.
     """
-    return _decode(lambda: io.BytesIO(data), "image data")
+    if data.startswith(PNG_SIGNATURE):
+        _pixels_check(data[:HEADER_READ_BYTES], max_pixels)
+    return _decode(lambda: io.BytesIO(data), "image data", max_pixels)
 
 
-def _decode(source: Callable[[], Path | io.BytesIO], name: str) -> np.ndarray:
+def _decode(source: Callable[[], Path | io.BytesIO], name: str, max_pixels: int | None) -> np.ndarray:
     """Decode with Pillow; `source` gives a fresh file each call (a 16-bit colour PNG is decoded twice)."""
+    cap = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     try:
         with Image.open(source()) as im:
+            if im.size[0] * im.size[1] > cap:  # Pillow has read only the header so far (any format)
+                raise ImageError(f"the image is {im.size[0]}x{im.size[1]} pixels, over the limit of {cap} "
+                                 "pixels: not decoded")
             return _pil_to_float(im, source)
     except UnidentifiedImageError as exc:
         raise ImageError(f"cannot decode image {name}: not a recognised image format") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"cannot decode image {name}: {exc}") from exc
     except (OSError, SyntaxError, ValueError) as exc:  # truncated/corrupt data, bad chunks
         if isinstance(exc, ImageError):
             raise

@@ -1,5 +1,7 @@
 from django.conf import settings
 
+from render_kernels.image_io import DEFAULT_MAX_PIXELS
+
 # An agent must heartbeat within this many seconds or its lease expires and the frame is requeued.
 LEASE_SECONDS = getattr(settings, "DISPATCH_LEASE_SECONDS", 90)
 # Hard cap on one frame's render time, whatever the heartbeats say.
@@ -14,3 +16,6 @@ RESULT_MAX_BYTES = getattr(settings, "DISPATCH_RESULT_MAX_BYTES", 64 * 1024 * 10
 AGENT_BROKER_ACL = getattr(settings, "AGENT_BROKER_ACL", True)
 # Frames that no online node may take for this long are called out to the artist with a choice (issue 12).
 UNPLACED_NOTICE_SECONDS = getattr(settings, "DISPATCH_UNPLACED_NOTICE_SECONDS", 120)
+# Hard cap on the pixels of any result image the market decodes, read from its header before decoding
+# (default: render_kernels' cap, 8192x8192 unless the RENDER_KERNELS_MAX_PIXELS environment variable says otherwise).
+MAX_IMAGE_PIXELS = getattr(settings, "RENDER_MAX_IMAGE_PIXELS", DEFAULT_MAX_PIXELS)

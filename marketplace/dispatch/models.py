@@ -29,7 +29,11 @@ class FrameLease(models.Model):
     # crop for verify leases: pixels, y from the top
     crop = models.JSONField(null=True, blank=True)
     manifest = models.JSONField(default=dict, help_text="pinned render settings sent to the agent")
+    # Where the agent uploads while the lease is active; from the report on, the frozen copy
+    # (`results/sha256/<sha256>.<ext>`, written by the server only, checked against that digest on every read).
     result_key = models.CharField(max_length=300, blank=True, default="")
+    # A denoised frame's pre-denoise pass, frozen the same way at the report ("" when there is none).
+    noisy_key = models.CharField(max_length=300, blank=True, default="")
     stats = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)

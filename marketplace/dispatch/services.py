@@ -29,7 +29,7 @@ from marketplace.nodes.selectors import active_leases
 from marketplace.nodes.services import node_ban as node_ban_mark
 from marketplace.nodes.services import node_status_sync
 from marketplace.verification import policy
-from marketplace.verification.crops import image_size, noisy_key
+from marketplace.verification.crops import expected_size, image_size, noisy_key
 from marketplace.verification.services import canary_frame_for, trust_lease_abandoned
 
 log = logging.getLogger("dispatch")
@@ -245,13 +245,29 @@ def lease_details(*, node: WorkerNode, lease_id: int, token: str) -> dict:
         "manifest": lease.manifest,
         "scene_url": blobs.signed_url(key=scene.storage_key, method="GET", expires_s=conf.SIGNED_URL_SECONDS),
         "upload_url": blobs.signed_url(key=lease.result_key, method="PUT", expires_s=conf.SIGNED_URL_SECONDS,
-                                       max_bytes=conf.RESULT_MAX_BYTES),
+                                       max_bytes=conf.RESULT_MAX_BYTES, lease_id=lease.pk),
     }
     if _needs_noisy_pass(lease):
         details["noisy_upload_url"] = blobs.signed_url(key=noisy_key(lease.result_key), method="PUT",
                                                        expires_s=conf.SIGNED_URL_SECONDS,
-                                                       max_bytes=conf.RESULT_MAX_BYTES)
+                                                       max_bytes=conf.RESULT_MAX_BYTES, lease_id=lease.pk)
     return details
+
+
+def lease_upload_refusal(*, lease_id: int, key: str) -> str:
+    """Why an upload to `key` under lease `lease_id` is refused ("" when allowed): only the lease's own upload
+    keys, only while it is active and unexpired. (The blob view also refuses a second write of a key.)"""
+    lease = FrameLease.objects.filter(pk=lease_id).only("state", "expires_at", "result_key", "kind", "manifest").first()
+    if lease is None:
+        return "this upload link belongs to no lease"
+    if lease.state != Lease.State.ACTIVE:
+        return f"the lease is {lease.state}: its result can no longer be written"
+    if lease.expires_at < timezone.now():
+        return "the lease has expired: its result can no longer be written"
+    allowed = {lease.result_key} | ({noisy_key(lease.result_key)} if _needs_noisy_pass(lease) else set())
+    if key not in allowed or key.startswith(blobs.FROZEN_PREFIX):
+        return "this upload link does not belong to this lease"
+    return ""
 
 
 def _needs_noisy_pass(lease: FrameLease) -> bool:
@@ -336,31 +352,53 @@ class SanityResult:
     ok: bool
     reason: str = ""
     sha256: str = ""
+    frozen_key: str = ""  # the result, frozen under its SHA-256
+    noisy_key: str = ""  # its pre-denoise pass, frozen likewise ("" when none)
+
+
+def _upload_bytes(key: str) -> bytes:
+    with blobs.blob_open(key) as f:
+        data = f.read(conf.RESULT_MAX_BYTES + 1)
+    if len(data) > conf.RESULT_MAX_BYTES:
+        raise ValueError(f"image is larger than {conf.RESULT_MAX_BYTES} bytes")
+    return data
+
+
+def _extension(key: str) -> str:
+    return key.rsplit(".", 1)[-1].lower() if "." in key.rsplit("/", 1)[-1] else "png"
 
 
 def result_sanity(*, lease: FrameLease) -> SanityResult:
-    """The uploaded image decodes, has the leased size, and is not blank. Reads storage: call outside locks."""
-    from marketplace.dispatch.images import image_from_bytes
+    """The uploaded image has the leased size (read from its header first: nothing else is decoded), decodes,
+    and is not blank; then its bytes are frozen under their SHA-256. Reads storage: call outside locks."""
+    from marketplace.dispatch.images import WrongSize, image_from_bytes, image_size_check
 
     if not blobs.blob_exists(lease.result_key):
         return SanityResult(False, "no image was uploaded for this lease")
-    if _needs_noisy_pass(lease) and not blobs.blob_exists(noisy_key(lease.result_key)):
+    noisy = noisy_key(lease.result_key) if _needs_noisy_pass(lease) else ""
+    if noisy and not blobs.blob_exists(noisy):
         return SanityResult(False, "a denoised frame needs its pre-denoise pass uploaded too")
-    with blobs.blob_open(lease.result_key) as f:
-        data = f.read(conf.RESULT_MAX_BYTES + 1)
-    if len(data) > conf.RESULT_MAX_BYTES:
-        return SanityResult(False, f"image is larger than {conf.RESULT_MAX_BYTES} bytes")
-    try:
-        image = image_from_bytes(data)
-    except Exception as exc:
-        return SanityResult(False, f"upload is not a decodable PNG/EXR image ({type(exc).__name__})")
     width, height = image_size(lease.manifest)  # the frame, a tile of a still, or a verification crop
-    if image.shape[:2] != (height, width):
-        return SanityResult(False, f"image is {image.shape[1]}x{image.shape[0]}, leased {width}x{height}")
+    try:
+        data = _upload_bytes(lease.result_key)
+        noisy_data = _upload_bytes(noisy) if noisy else b""
+    except ValueError as exc:
+        return SanityResult(False, str(exc))
+    try:
+        image = image_from_bytes(data, size=(width, height))  # refused from the header when the size is wrong
+        if noisy:
+            image_size_check(noisy_data, size=(width, height))
+    except WrongSize as exc:
+        return SanityResult(False, str(exc))
+    except Exception as exc:
+        return SanityResult(False, f"upload is not a decodable PNG/EXR image ({type(exc).__name__}: {exc})"[:500])
     # A whole frame of one flat colour is a failed render; a tile or a crop of sky may well be flat.
     if float(image[..., :3].std()) < 1e-4 and not lease.manifest.get("border"):
         return SanityResult(False, "image is blank (a single flat colour)")
-    return SanityResult(True, sha256=blobs.sha256_of(io.BytesIO(data)))
+    del image
+    key, sha = blobs.blob_freeze(data=data, ext=_extension(lease.result_key))
+    frozen_noisy = blobs.blob_freeze(data=noisy_data, ext="exr")[0] if noisy else ""
+    return SanityResult(True, sha256=sha, frozen_key=key, noisy_key=frozen_noisy)
 
 
 def _lease_fail(*, lease: FrameLease, error: str) -> None:
@@ -417,11 +455,15 @@ def lease_report(*, node: WorkerNode, lease_id: int, token: str, ok: bool, stats
             _lease_fail(lease=lease, error=sanity.reason if ok else f"render failed: {sanity.reason}")
             return ReportOutcome(False, sanity.reason)
         clean_stats = _clean_stats(stats or {})
-        Lease.objects.filter(pk=lease.pk).update(state=Lease.State.DONE, stats=clean_stats, finished_at=timezone.now())
+        # From here on the result is the frozen copy; the upload keys are dead (the lease is no longer active).
+        Lease.objects.filter(pk=lease.pk).update(state=Lease.State.DONE, stats=clean_stats, finished_at=timezone.now(),
+                                                 result_key=sanity.frozen_key, noisy_key=sanity.noisy_key)
+        uploads = [lease.result_key] + ([noisy_key(lease.result_key)] if sanity.noisy_key else [])
+        transaction.on_commit(lambda: [blobs.blob_delete(k) for k in uploads])
         node_status_sync(node_ids=[node.pk])
         if lease.kind == Lease.Kind.RENDER:
             moved = _frame_move(lease.frame_id, FrameState.LEASED, FrameState.RENDERED, node=node,
-                                result_key=lease.result_key, result_sha256=sanity.sha256,
+                                result_key=sanity.frozen_key, result_sha256=sanity.sha256,
                                 render_seconds=clean_stats.get("seconds"), rendered_at=timezone.now())
             if not moved:  # the frame was cancelled meanwhile; the lease is closed, nothing is paid
                 return ReportOutcome(False, "the frame is no longer waiting for this render")
@@ -570,12 +612,34 @@ def frame_rendered(*, frame_id: int) -> None:
     if frame is None or frame.state != FrameState.RENDERED:
         return  # already handled: the task is idempotent
     if not frame.thumbnail_key and frame.result_key:
-        with blobs.blob_open(frame.result_key) as f:
-            png = thumbnail_png(image_from_bytes(f.read()))
+        lease = frame.leases.filter(kind=Lease.Kind.RENDER, result_key=frame.result_key).order_by("-pk").first()
+        try:
+            data = blobs.blob_read_checked(frame.result_key, sha256=frame.result_sha256,
+                                           max_bytes=conf.RESULT_MAX_BYTES)
+            png = thumbnail_png(image_from_bytes(data, size=expected_size(lease.manifest) if lease else None))
+        except (blobs.DigestMismatch, ValueError) as exc:
+            frame_result_refuse(frame_id=frame.pk, result_key=frame.result_key, reason=str(exc))
+            return
         key = f"thumbs/frame{frame.pk}-{frame.result_sha256[:16]}.png"
         blobs.blob_put(key=key, fileobj=io.BytesIO(png))
         Frame.objects.filter(pk=frame.pk).update(thumbnail_key=key, updated_at=timezone.now())  # the page's row
     frame_verify_or_settle(frame_id=frame.pk)
+
+
+def frame_result_refuse(*, frame_id: int, result_key: str, reason: str) -> bool:
+    """A stored result failed its digest (or size) check on a later read: never use it. A frame still being
+    rendered or verified with that result goes back to the queue, unpaid; the event is logged either way.
+    (A settled frame keeps its state: readers withhold the image; see README, "What was verified is what is
+    delivered".)"""
+    log.error("event=result_refused frame=%s key=%s reason=%s", frame_id, result_key, reason)
+    with transaction.atomic():
+        frame = Frame.objects.select_for_update().filter(pk=frame_id, result_key=result_key).first()
+        if frame is None or frame.state not in (FrameState.RENDERED, FrameState.VERIFYING):
+            return False
+        _frame_move(frame.pk, frame.state, FrameState.QUEUED, node=None, result_key="", result_sha256="",
+                    thumbnail_key="", rendered_at=None, last_error=f"stored result refused: {reason}"[:2000])
+        _after_commit_match()
+    return True
 
 
 def match_frames_soon() -> None:

@@ -15,8 +15,9 @@ import numpy as np
 
 import render_kernels
 from marketplace import blobs
+from marketplace.dispatch import conf as dispatch_conf
 from marketplace.dispatch.images import image_from_bytes
-from marketplace.verification.crops import candidate_key
+from marketplace.verification.crops import candidate_of, expected_size
 from marketplace.verification.models import CropCheck
 
 PREVIEW_MAX_SIDE = 1024
@@ -27,14 +28,17 @@ class EvidenceUnavailable(Exception):
     """An image that cannot be loaded or compared (missing file, size or channel mismatch)."""
 
 
-def image_load(key: str) -> np.ndarray:
-    """A stored image (PNG or EXR, local or S3) as render_kernels' float32 HxWxC array."""
+def image_load(key: str, *, sha256: str = "", size: tuple[int, int] | None = None) -> np.ndarray:
+    """A stored image (PNG or EXR, local or S3) as render_kernels' float32 HxWxC array, checked against the
+    digest it was frozen under (`sha256`, or the one its key names) and, from its header, `size`."""
     if not key or not blobs.blob_exists(key):
         raise EvidenceUnavailable(f"the image {key or '(none)'} is not in storage")
-    with blobs.blob_open(key) as f:
-        data = f.read()
     try:
-        return image_from_bytes(data)
+        data = blobs.blob_read_checked(key, sha256=sha256, max_bytes=dispatch_conf.RESULT_MAX_BYTES)
+    except blobs.DigestMismatch as exc:  # logged as an event by blobs; never shown as evidence
+        raise EvidenceUnavailable(f"refused: {exc}") from exc
+    try:
+        return image_from_bytes(data, size=size)
     except render_kernels.ImageError as exc:
         raise EvidenceUnavailable(str(exc)) from exc
 
@@ -61,13 +65,19 @@ def _region(crop: CropCheck) -> tuple[int, int, int, int]:
 
 def compared_key(crop: CropCheck) -> str:
     """The candidate image the check compared the crop with."""
+    return candidate_of(crop.frame_check.render_lease)
+
+
+def compared_image(crop: CropCheck) -> np.ndarray:
+    """The candidate image of the crop's check, digest- and size-checked."""
     lease = crop.frame_check.render_lease
-    return candidate_key(result_key=lease.result_key, manifest=lease.manifest)
+    return image_load(compared_key(crop), size=expected_size(lease.manifest))
 
 
 def crop_pair(*, candidate_image: np.ndarray, crop: CropCheck) -> tuple[np.ndarray, np.ndarray]:
     """(candidate, reference): the candidate's region and the verifier's re-render of it, same size and channels."""
-    candidate_image, reference = _comparable(candidate_image, image_load(crop.reference_key))
+    _, _, w, h = _region(crop)
+    candidate_image, reference = _comparable(candidate_image, image_load(crop.reference_key, size=(w, h)))
     try:
         # render_kernels cuts the region out of its second image when the first is already region-sized.
         reference, candidate = render_kernels.crop_pair(reference, candidate_image, _region(crop))
@@ -88,7 +98,7 @@ def _one_crop(candidates: dict[str, np.ndarray | EvidenceUnavailable], crop: Cro
     key = compared_key(crop)
     if key not in candidates:
         try:
-            candidates[key] = image_load(key)
+            candidates[key] = compared_image(crop)
         except EvidenceUnavailable as exc:
             candidates[key] = exc
     if isinstance(candidates[key], EvidenceUnavailable):
@@ -113,7 +123,7 @@ CROP_VIEWS = ("candidate", "reference", "heatmap")
 
 
 def crop_view_png(*, crop: CropCheck, view: str) -> bytes:
-    candidate, reference = crop_pair(candidate_image=image_load(compared_key(crop)), crop=crop)
+    candidate, reference = crop_pair(candidate_image=compared_image(crop), crop=crop)
     if view == "candidate":
         image = candidate
     elif view == "reference":

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import OpenEXR
 
-from marketplace.dispatch.images import EXR_MAGIC, PNG_MAGIC, image_from_bytes, thumbnail_png
+from marketplace.dispatch.images import EXR_MAGIC, PNG_MAGIC, image_from_bytes, image_size_check, thumbnail_png
 from marketplace.jobs.tiles import Rect
 from render_kernels import ImageError, save_png
 from render_kernels.image_io import to_uint
@@ -71,11 +71,15 @@ def stitch(*, width: int, height: int, output_format: str, tiles: Iterable[tuple
         where = f"the tile at x={x}, y={y}"
         try:
             tile_depth = _depth(data, exr=exr)
-            image = image_from_bytes(data)
+            size = image_size_check(data)  # from the header, before any pixel is decoded
         except (AssemblyError, ImageError) as exc:
             raise AssemblyError(f"{where}: {exc}") from exc
-        if image.shape[:2] != (h, w):
-            raise AssemblyError(f"{where} is {image.shape[1]}x{image.shape[0]} px, not {w}x{h}")
+        if size != (w, h):
+            raise AssemblyError(f"{where} is {size[0]}x{size[1]} px, not {w}x{h}")
+        try:
+            image = image_from_bytes(data, size=(w, h))
+        except ImageError as exc:
+            raise AssemblyError(f"{where}: {exc}") from exc
         if x < 0 or y < 0 or x + w > width or y + h > height or covered[y:y + h, x:x + w].any():
             raise AssemblyError(f"{where} ({w}x{h}) overlaps another tile or leaves the {width}x{height} frame")
         covered[y:y + h, x:x + w] = True

@@ -1,6 +1,8 @@
 """A zip of a job's finished frames, streamed as it is written: no temp file, no whole archive in memory."""
 from __future__ import annotations
 
+import hashlib
+import logging
 import zipfile
 from collections.abc import Iterable, Iterator
 
@@ -9,6 +11,9 @@ from django.http import StreamingHttpResponse
 from marketplace import blobs
 from marketplace.jobs import selectors
 from marketplace.jobs.models import Frame, Job
+
+log = logging.getLogger("jobs")
+WITHHELD = "WITHHELD.txt"
 
 
 class _Pipe:
@@ -39,34 +44,58 @@ def member_name(frame: Frame, *, folder: str) -> str:
     return f"{folder}/frame_{frame.number:06d}{tile}.{_extension(frame.result_key)}"
 
 
-def members(job: Job, *, folder: str) -> list[tuple[str, str]]:
-    """(name in the zip, storage key) of what the artist has received: each settled frame, and a tiled still as
-    its assembled image once every tile is settled and stitched; until then its settled tiles, one by one (what
-    is paid for is never withheld, e.g. when the job was cancelled with some tiles unrendered)."""
+def members(job: Job, *, folder: str) -> list[tuple[str, str, str]]:
+    """(name in the zip, storage key, recorded SHA-256) of what the artist has received: each settled frame, and
+    a tiled still as its assembled image once every tile is settled and stitched; until then its settled tiles,
+    one by one (what is paid for is never withheld, e.g. when the job was cancelled with some tiles unrendered)."""
     assembled = selectors.current_assemblies(job=job)
-    found: list[tuple[str, str]] = []
+    found: list[tuple[str, str, str]] = []
     stitched: set[int] = set()
     for frame in selectors.settled_results(job=job):
         still = assembled.get(frame.number) if frame.tile_x is not None else None
         if still is None:
-            found.append((member_name(frame, folder=folder), frame.result_key))
+            found.append((member_name(frame, folder=folder), frame.result_key, frame.result_sha256))
         elif frame.number not in stitched:  # the still's first tile brings the whole image, the others are in it
             stitched.add(frame.number)
-            found.append((f"{folder}/frame_{frame.number:06d}.{_extension(still.result_key)}", still.result_key))
+            found.append((f"{folder}/frame_{frame.number:06d}.{_extension(still.result_key)}", still.result_key,
+                          still.result_sha256))
     return found
 
 
-def zip_stream(entries: Iterable[tuple[str, str]]) -> Iterator[bytes]:
-    """Yield a ZIP_STORED archive (images are already compressed) of the (name, storage key) members, chunk by
-    chunk."""
+def _digest(key: str) -> str:
+    h = hashlib.sha256()
+    for chunk in blobs.blob_chunks(key):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def zip_stream(entries: Iterable[tuple[str, str, str]]) -> Iterator[bytes]:
+    """Yield a ZIP_STORED archive (images are already compressed) of the (name, storage key, SHA-256) members,
+    chunk by chunk. Each member's digest is checked before a byte of it is sent: one whose stored bytes no longer
+    match the digest recorded when it was frozen is left out (logged as an event), and WITHHELD.txt names it.
+    A member that changes while it is being sent breaks the download (DigestMismatch) rather than deliver it."""
     pipe = _Pipe()
+    withheld: list[str] = []
     with zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-        for name, key in entries:
+        for name, key, sha256 in entries:
+            expected = blobs.expected_digests(key, sha256)
+            actual = _digest(key) if expected else ""
+            if expected and expected != {actual}:
+                log.error("event=download_withheld member=%s reason=%s", name, blobs.digest_refused(key, expected,
+                                                                                                    actual))
+                withheld.append(f"{name}: its stored image does not match the verified one; it was not delivered")
+                continue
+            sent = hashlib.sha256()
             with archive.open(name, "w", force_zip64=True) as member:
                 for chunk in blobs.blob_chunks(key):
+                    sent.update(chunk)
                     member.write(chunk)
                     yield pipe.drain()
+            if expected and expected != {sent.hexdigest()}:
+                raise blobs.digest_refused(key, expected, sent.hexdigest())
             yield pipe.drain()  # the member's data descriptor
+        if withheld:
+            archive.writestr(WITHHELD, "\n".join(withheld) + "\n")
     yield pipe.drain()  # the central directory
 
 

@@ -45,13 +45,19 @@ VIEWER_MAX_SIDE = 2048  # the viewer's "full size": larger frames are scaled dow
 
 
 def frame_viewer_png(*, frame: Frame) -> bytes:
-    """A finished frame as an 8-bit PNG for the page's viewer (EXR tone-mapped as its thumbnail is)."""
+    """A finished frame as an 8-bit PNG for the page's viewer (EXR tone-mapped as its thumbnail is); read checked
+    against the digest frozen at its report, so the viewer shows exactly what was verified (JobNotFound if not)."""
+    from marketplace.dispatch import conf as dispatch_conf
     from marketplace.dispatch.images import image_from_bytes, thumbnail_png
 
     if frame.state not in FINISHED_FRAME_STATES or not frame.result_key:
         raise JobNotFound("this frame has no image yet")
-    with blobs.blob_open(frame.result_key) as f:
-        image = image_from_bytes(f.read())
+    try:
+        data = blobs.blob_read_checked(frame.result_key, sha256=frame.result_sha256,
+                                       max_bytes=dispatch_conf.RESULT_MAX_BYTES)
+    except blobs.DigestMismatch as exc:
+        raise JobNotFound("this frame's stored image failed its integrity check") from exc
+    image = image_from_bytes(data)
     return thumbnail_png(image, max_side=min(VIEWER_MAX_SIDE, max(image.shape[:2])))
 
 

@@ -403,9 +403,12 @@ def _job_finish(*, job_id: int) -> bool:
 
 # --- assembling tiled stills ----------------------------------------------------------------
 
-def _blob_bytes(key: str) -> bytes:
-    with blobs.blob_open(key) as f:
-        return f.read()
+def _tile_bytes(tile: Frame) -> bytes:
+    """A settled tile's image, checked against the digest frozen at its report (AssemblyError if it differs)."""
+    try:
+        return blobs.blob_read_checked(tile.result_key, sha256=tile.result_sha256)
+    except blobs.DigestMismatch as exc:  # logged as an event by blobs
+        raise assembly.AssemblyError(f"the tile at x={tile.tile_x}, y={tile.tile_y}: {exc}") from exc
 
 
 def frame_assemble(*, job_id: int, number: int) -> AssembledFrame | None:
@@ -427,7 +430,7 @@ def frame_assemble(*, job_id: int, number: int) -> AssembledFrame | None:
     job = tiles[0].job
     stitched = assembly.stitch(
         width=job.resolution_x, height=job.resolution_y, output_format=job.output_format,
-        tiles=(((tile.tile_x, tile.tile_y, tile.tile_w, tile.tile_h), _blob_bytes(tile.result_key)) for tile in tiles))
+        tiles=(((tile.tile_x, tile.tile_y, tile.tile_w, tile.tile_h), _tile_bytes(tile)) for tile in tiles))
     # Content-addressed: assembling the same tiles twice (a redelivered task) writes the same keys.
     sha = hashlib.sha256(stitched.data).hexdigest()
     result_key = f"results/job{job_id}/frame{number:06d}-{sha[:16]}.{stitched.extension}"

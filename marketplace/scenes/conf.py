@@ -16,6 +16,10 @@ DEFAULTS: dict[str, Any] = {
     "ZIP_MAX_RATIO": 100,
     # Entries smaller than this may have any ratio (a tiny text file of spaces is harmless).
     "ZIP_RATIO_MIN_BYTES": 1024 * 1024,
+    # The web request's scan of a zstd .blend stops after this much decompressed data or time, whichever comes
+    # first (a 400 KB zstd bomb expands to many GiB); the sandboxed inspection task judges the rest.
+    "ZSTD_SCAN_BYTES": 1024 * 1024 * 1024,
+    "ZSTD_SCAN_SECONDS": 2.0,
     "MAX_SIDE": 8192,
     "MAX_FRAMES": 10_000,
     "INSPECT_TIMEOUT_S": 120,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import stat
+import time
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,8 +22,6 @@ ZIP_MAGIC = b"PK\x03\x04"
 # What a .blend starts with: plain, zstd (Blender >= 3.0) or gzip (older Blender).
 BLEND_MAGICS = (b"BLENDER", b"\x28\xb5\x2f\xfd", b"\x1f\x8b")
 MAIN_BLEND = "main.blend"
-# Past this much decompressed data the scan stops (time bound); Blender judges the rest at inspection.
-ZSTD_SCAN_LIMIT = 8 << 30
 _DRIVE = re.compile(r"^[A-Za-z]:")
 # Folders archivers add on their own; never part of a scene.
 _JUNK_TOP = ("__MACOSX",)
@@ -96,19 +95,29 @@ def check_upload(path: Path, *, filename: str) -> CheckedUpload:
 
 
 def _check_zstd_blend(path: Path) -> None:
-    """check_blend_file trusts a zstd .blend it cannot see the end of: decompress it (streaming) to be sure."""
+    """check_blend_file trusts a zstd .blend it cannot see the end of: decompress it (streaming) to be sure.
+
+    Bounded for the web request: the scan stops after conf.ZSTD_SCAN_BYTES of output or conf.ZSTD_SCAN_SECONDS,
+    whichever comes first, and then accepts; the inspection (sandboxed, with memory and time limits) judges the
+    rest of such a file."""
     import zstandard  # a dependency of bpy
 
     tail = b""
     total = 0
+    limit = conf.ZSTD_SCAN_BYTES
+    deadline = time.monotonic() + conf.ZSTD_SCAN_SECONDS
+    bounded = False
     try:
         with open(path, "rb") as f, zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True) as z:
-            while total < ZSTD_SCAN_LIMIT and (chunk := z.read(1 << 20)):
+            while chunk := z.read(1 << 20):
                 total += len(chunk)
-                tail = (tail + chunk)[-64:]
+                tail = (tail + chunk[-64:])[-64:]
+                if total >= limit or time.monotonic() > deadline:
+                    bounded = True
+                    break
     except zstandard.ZstdError as exc:
         raise BlendFileError(f"corrupt or truncated .blend: zstd stream broken ({exc})") from exc
-    if total < ZSTD_SCAN_LIMIT and b"ENDB" not in tail:
+    if not bounded and b"ENDB" not in tail:
         raise BlendFileError("corrupt or truncated .blend: the end-of-file block is missing")
 
 

@@ -119,10 +119,23 @@ def candidate_key(*, result_key: str, manifest: dict[str, Any]) -> str:
     return noisy_key(result_key) if manifest.get("use_denoising") else result_key
 
 
+def candidate_of(lease: Any) -> str:
+    """The candidate image of a render lease (a FrameLease): its frozen pre-denoise pass when it was denoised
+    (recorded at the report), else its frozen result."""
+    if lease.manifest.get("use_denoising") and getattr(lease, "noisy_key", ""):
+        return lease.noisy_key
+    return candidate_key(result_key=lease.result_key, manifest=lease.manifest)
+
+
 def image_size(manifest: dict[str, Any]) -> tuple[int, int]:
     """(width, height) of the image a lease renders: its border (a tile of a still, or a crop), else the frame."""
     border = manifest.get("border")
     return (int(border[2]), int(border[3])) if border else (manifest["resolution_x"], manifest["resolution_y"])
+
+
+def expected_size(manifest: dict[str, Any]) -> tuple[int, int] | None:
+    """image_size of a manifest that says it, else None (a lease recorded without its render settings)."""
+    return image_size(manifest) if manifest.get("border") or "resolution_x" in manifest else None
 
 
 def crop_manifest(render_manifest: dict[str, Any], crop: Crop) -> dict[str, Any]:

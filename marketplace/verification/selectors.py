@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.db.models import Count
 from django.http import Http404
 
 from marketplace.nodes.models import WorkerNode
@@ -44,11 +45,21 @@ def frame_checks(job_id: int, frame_ids: list[int] | None = None) -> dict[int, F
 
 
 @dataclass(frozen=True)
+class CheckRow:
+    """One check on the node page. Its crops (positions, verdicts) only once the check is decided: a provider
+    who saw where a pending check looks could render just those crops honestly and upload the rest cheap."""
+
+    check: FrameCheck
+    crops: list[CropCheck]
+    crops_pending: int  # how many crops a pending check re-renders (no positions)
+
+
+@dataclass(frozen=True)
 class NodeVerification:
     node: WorkerNode
     trust: NodeTrust | None
     events: list[TrustEvent]
-    checks: list[FrameCheck]
+    checks: list[CheckRow]
 
 
 def node_verification(*, user, node_id: int, limit: int = 50) -> NodeVerification:
@@ -62,10 +73,17 @@ def node_verification(*, user, node_id: int, limit: int = 50) -> NodeVerificatio
     checks = FrameCheck.objects.filter(node=node).exclude(kind=FrameCheck.Kind.SKIPPED)
     if not user.is_market_admin:  # a provider never learns which of its frames were canaries
         checks = checks.exclude(kind=FrameCheck.Kind.CANARY)
-    checks = checks.select_related("frame").prefetch_related("crops").order_by("-pk")[:limit]
+    checks = list(checks.select_related("frame").order_by("-pk")[:limit])
+    decided = [c.pk for c in checks if c.state != FrameCheck.State.PENDING]
+    crops: dict[int, list[CropCheck]] = {}
+    for crop in CropCheck.objects.filter(frame_check_id__in=decided).order_by("pk"):
+        crops.setdefault(crop.frame_check_id, []).append(crop)
+    pending = dict(CropCheck.objects.filter(frame_check__in=[c for c in checks if c.pk not in decided])
+                   .values_list("frame_check_id").annotate(n=Count("id")))
+    rows = [CheckRow(check=c, crops=crops.get(c.pk, []), crops_pending=pending.get(c.pk, 0)) for c in checks]
     events = TrustEvent.objects.filter(node=node).select_related("frame").order_by("-created_at", "-pk")
     return NodeVerification(node=node, trust=NodeTrust.objects.filter(node=node).first(), events=list(events[:limit]),
-                            checks=list(checks))
+                            checks=rows)
 
 
 def crop_evidence(*, frame_id: int, result_key: str) -> list[CropCheck]:

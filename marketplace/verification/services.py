@@ -20,7 +20,6 @@ and only the caller that made the change applies its consequences.
 """
 from __future__ import annotations
 
-import io
 import logging
 import secrets
 from datetime import timedelta
@@ -38,10 +37,11 @@ from marketplace.verification.crops import (
     Crop,
     CropResult,
     UnusableReference,
-    candidate_key,
+    candidate_of,
     crop_judge,
     crop_manifest,
     crops_choose,
+    expected_size,
     image_size,
     verifiable,
 )
@@ -119,28 +119,48 @@ def _chance(rate: float) -> bool:
 
 # --- images ---------------------------------------------------------------------------------
 
-def _image(key: str):
+def _image(key: str, size: tuple[int, int] | None = None):
+    """A stored image, checked against the digest it was frozen under and, from its header, its size."""
+    from marketplace.dispatch import conf as dispatch_conf
     from marketplace.dispatch.images import image_from_bytes
 
-    with blobs.blob_open(key) as f:
-        return image_from_bytes(f.read())
+    return image_from_bytes(blobs.blob_read_checked(key, max_bytes=dispatch_conf.RESULT_MAX_BYTES), size=size)
 
 
 def _judge(check: FrameCheck, crop: Crop, reference_key: str, *, verifier_device: str) -> CropResult:
     """Compare the candidate's region with a trusted crop rendered on `verifier_device`'s Cycles backend.
-    UnusableReference if the crop is unreadable."""
+    UnusableReference if the crop is unreadable; blobs.DigestMismatch if the candidate is no longer what was
+    frozen at its report."""
     try:
-        reference = _image(reference_key)
-    except (OSError, ValueError) as exc:
+        reference = _image(reference_key, (crop.w, crop.h))
+    except (OSError, ValueError, blobs.DigestMismatch) as exc:
         raise UnusableReference(f"cannot read the re-rendered crop: {exc}") from exc
-    key = candidate_key(result_key=check.render_lease.result_key, manifest=check.render_lease.manifest)
+    lease = check.render_lease
+    key = candidate_of(lease)
     try:
-        candidate = _image(key)
+        candidate = _image(key, expected_size(lease.manifest))
     except (OSError, ValueError) as exc:
-        what = "the pre-denoise pass" if key != check.render_lease.result_key else "the frame"
+        what = "the pre-denoise pass" if key != lease.result_key else "the frame"
         return CropResult(False, reasons=[f"{what} cannot be read: {type(exc).__name__}: {exc}"[:500]])
     return crop_judge(candidate=candidate, reference=reference, crop=crop, verifier_device=verifier_device,
                       candidate_device=check.render_lease.manifest.get("device") or "CPU")
+
+
+def _check_refuse_result(*, check: FrameCheck, reason: str) -> None:
+    """The candidate failed its digest check: the check ends without a verdict on the node (it cannot write
+    frozen results), nothing is paid, and the frame goes back to the queue. Logged as an event."""
+    from marketplace.dispatch.services import frame_result_refuse
+
+    with transaction.atomic():
+        locked = FrameCheck.objects.select_for_update().get(pk=check.pk)
+        if locked.state != FrameCheck.State.PENDING:
+            return
+        now = timezone.now()
+        message = f"the stored result was refused: {reason}"[:2000]
+        CropCheck.objects.filter(frame_check=locked, state=CropCheck.State.PENDING).update(
+            state=CropCheck.State.FAILED, reason=message, decided_at=now)
+        FrameCheck.objects.filter(pk=locked.pk).update(state=FrameCheck.State.FAILED, reason=message, decided_at=now)
+        frame_result_refuse(frame_id=locked.frame_id, result_key=check.render_lease.result_key, reason=reason)
 
 
 # --- step 1: sample, choose crops -----------------------------------------------------------
@@ -272,6 +292,9 @@ def crop_reported(*, lease_id: int) -> None:
     try:
         result = _judge(crop.frame_check, region, lease.result_key,
                         verifier_device=lease.manifest.get("device") or "CPU")
+    except blobs.DigestMismatch as exc:
+        _check_refuse_result(check=crop.frame_check, reason=str(exc))
+        return
     except UnusableReference as exc:
         _crop_escalate(crop_check_id=crop.pk, node_verdict={"verifier": lease.node_id, "error": str(exc)})
         return
@@ -315,9 +338,13 @@ def platform_crop(*, crop_check_id: int) -> None:
         _crop_decide(crop_check_id=crop.pk, result=result, reference_key="", verifier=CropCheck.Verifier.PLATFORM)
         return
     ext = "exr" if manifest["file_format"] == "OPEN_EXR" else "png"
-    key = blobs.blob_put(key=f"verification/check{check.pk}/crop{crop.pk}.{ext}", fileobj=io.BytesIO(data))
-    # The platform renders on CPU (platform.render): a GPU candidate is judged by the cross-backend rule.
-    result = _judge(check, region, key, verifier_device="CPU")  # an unreadable platform render is a bug: retry
+    key, _ = blobs.blob_freeze(data=data, ext=ext)  # evidence later reads it checked against its digest
+    try:
+        # The platform renders on CPU (platform.render): a GPU candidate is judged by the cross-backend rule.
+        result = _judge(check, region, key, verifier_device="CPU")  # an unreadable platform render is a bug: retry
+    except blobs.DigestMismatch as exc:
+        _check_refuse_result(check=check, reason=str(exc))
+        return
     _crop_decide(crop_check_id=crop.pk, result=result, reference_key=key, verifier=CropCheck.Verifier.PLATFORM)
 
 
@@ -403,8 +430,13 @@ def _canary_check(*, frame: Frame, lease: FrameLease) -> FrameCheck | None:
     whole = Crop(0, 0, lease.manifest["resolution_x"], lease.manifest["resolution_y"])
     try:
         # The answer was rendered by the platform on CPU: a GPU node is judged by the cross-backend rule.
-        result = crop_judge(candidate=_image(lease.result_key), reference=reference, crop=whole,
+        result = crop_judge(candidate=_image(lease.result_key, (whole.w, whole.h)), reference=reference, crop=whole,
                             candidate_device=lease.manifest.get("device") or "CPU", verifier_device="CPU")
+    except blobs.DigestMismatch as exc:
+        from marketplace.dispatch.services import frame_result_refuse
+
+        frame_result_refuse(frame_id=frame.pk, result_key=lease.result_key, reason=str(exc))
+        return None
     except (OSError, ValueError) as exc:
         result = CropResult(False, reasons=[f"the frame cannot be compared: {exc}"[:500]])
     state = FrameCheck.State.PASSED if result.passed else FrameCheck.State.FAILED
