@@ -15,7 +15,10 @@ from django.core.files.base import File
 from django.core.files.storage import default_storage
 from django.urls import reverse
 
+from marketplace.keys import derived_key
+
 SALT = "marketplace.blobs"
+KEY_PURPOSE = "blobs"  # local blob tokens are signed with their own key, not SECRET_KEY itself (marketplace/keys.py)
 CHUNK = 1024 * 1024
 
 
@@ -72,8 +75,17 @@ def signed_url(*, key: str, method: str = "GET", expires_s: int = 600, max_bytes
         return client.generate_presigned_url(
             op, Params={"Bucket": default_storage.bucket_name, "Key": full_key}, ExpiresIn=expires_s
         )
-    token = signing.dumps({"k": key, "m": method, "x": int(max_bytes), "e": expires_s}, salt=SALT, compress=True)
+    token = signing.dumps({"k": key, "m": method, "x": int(max_bytes), "e": expires_s}, key=_signing_key(),
+                          salt=SALT, compress=True)
     return settings.PUBLIC_URL.rstrip("/") + reverse("blob", args=[token])
+
+
+def _signing_key() -> str:
+    return derived_key(KEY_PURPOSE, secret=settings.SECRET_KEY)
+
+
+def _fallback_keys() -> list[str]:
+    return [derived_key(KEY_PURPOSE, secret=old) for old in getattr(settings, "SECRET_KEY_FALLBACKS", [])]
 
 
 class BadBlobToken(Exception):
@@ -83,8 +95,9 @@ class BadBlobToken(Exception):
 def signed_token_read(token: str, *, method: str) -> tuple[str, int]:
     """(key, max_bytes) of a valid, unexpired local token for `method`."""
     try:
-        payload = signing.loads(token, salt=SALT, max_age=None)
-        signing.loads(token, salt=SALT, max_age=payload["e"])
+        keys = {"key": _signing_key(), "fallback_keys": _fallback_keys(), "salt": SALT}
+        payload = signing.loads(token, max_age=None, **keys)
+        signing.loads(token, max_age=payload["e"], **keys)
     except signing.SignatureExpired as exc:
         raise BadBlobToken("this link has expired") from exc
     except (signing.BadSignature, KeyError, TypeError) as exc:

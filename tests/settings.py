@@ -1,5 +1,12 @@
-"""Test settings: production settings plus a fast password hasher (PBKDF2 costs ~0.5 s per user)."""
+"""Test settings: production settings plus a fast password hasher (PBKDF2 costs ~0.5 s per user).
+
+The tests run in dev mode on purpose (DEBUG=1 before the production settings load, as `make test` also sets):
+production settings refuse to start without a strong SECRET_KEY. The dev payment provider stays off unless a
+test turns it on (settings.PAYMENTS_DEV_PROVIDER = True), as in production.
+"""
 import os
+
+os.environ.setdefault("DEBUG", "1")
 
 from marketplace.settings import *  # noqa: F403
 
@@ -8,3 +15,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Internal tasks run inline unless a test starts a real Celery worker; agent queues use the real Redis.
 CELERY_TASK_ALWAYS_EAGER = os.environ.get("CELERY_TASK_ALWAYS_EAGER", "1") == "1"
 CELERY_TASK_EAGER_PROPAGATES = True
+
+# django-axes needs the request in authenticate(), which Django's test Client.login() does not pass; the
+# throttling tests (tests/accounts/test_throttle.py) turn it on with settings.AXES_ENABLED = True.
+AXES_ENABLED = os.environ.get("AXES_ENABLED", "0") == "1"
