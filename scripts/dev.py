@@ -24,12 +24,18 @@ def _stop_on_sigterm(signum, frame) -> None:
     raise KeyboardInterrupt  # SIGTERM stops everything as cleanly as Ctrl-C
 
 
-def main() -> int:
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    env = dict(os.environ)
+def dev_env(base: dict[str, str]) -> dict[str, str]:
+    """The environment of every `make run` process: dev mode and the simulated payments, said explicitly."""
+    env = dict(base)
     env.setdefault("DEBUG", "1")
     env.setdefault("PAYMENTS_DEV_PROVIDER", "1")
     env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{PORT}")
+    return env
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    env = dev_env(dict(os.environ))
     var = Path(env.setdefault("VAR_DIR", str(ROOT / "var")))
     procs: list[tuple[str, subprocess.Popen]] = []
     redis = None
