@@ -19,3 +19,7 @@ CELERY_TASK_EAGER_PROPAGATES = True
 # django-axes needs the request in authenticate(), which Django's test Client.login() does not pass; the
 # throttling tests (tests/accounts/test_throttle.py) turn it on with settings.AXES_ENABLED = True.
 AXES_ENABLED = os.environ.get("AXES_ENABLED", "0") == "1"
+
+# The test farm (tests/fixtures/farm.py) loses queued platform-crop messages on purpose (the chaos test restarts
+# Redis); it shortens the wait before the resume sweep sends them again (production default: 15 minutes).
+VERIFICATION_PLATFORM_RESUME_AFTER_S = int(os.environ.get("VERIFICATION_PLATFORM_RESUME_AFTER_S", "900"))
