@@ -35,7 +35,8 @@ def main() -> int:
             pg.start()
             redis.start()
             env = dict(os.environ, DATABASE_URL=pg.url, REDIS_URL=f"{redis.url}/0", TEST_REDIS_URL=redis.url,
-                       TEST_REDIS_PORT=str(redis.port), VAR_DIR=str(Path(tmp) / "var"), DEBUG="1")
+                       TEST_REDIS_PORT=str(redis.port), VAR_DIR=str(Path(tmp) / "var"),
+                       DEBUG="1")  # dev mode said explicitly (the settings default is off); dev payments stay off
             print(f"testenv: postgres {pg.url}  redis {redis.url}", flush=True)
             if sys.argv[1:2] == ["--bench"]:
                 return run_benches(sys.argv[2:], env)

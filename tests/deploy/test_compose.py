@@ -18,6 +18,9 @@ def test_compose_holds_no_secret_and_refuses_to_start_without_one(tmp_path):
 
 
 def test_the_generated_env_has_strong_distinct_secrets(tmp_path):
+    example = (ROOT / ".env.example").read_text()
+    line = next(ln.strip().lstrip("#").strip() for ln in example.splitlines() if "> .env" in ln)
+    assert line in (ROOT / "README.md").read_text()  # the README shows the same one-liner
     dotenv = generated_dotenv(tmp_path)
     values = [dotenv[name] for name in SECRET_NAMES]
     assert len(set(values)) == len(values) and all(len(v) >= 32 for v in values)
