@@ -37,14 +37,15 @@ def test_check_deploy_reports_nothing_with_the_compose_settings(tmp_path):
 
 
 @pytest.mark.slow
-def test_check_deploy_flags_a_passwordless_agent_broker_and_plain_http(tmp_path):
+def test_check_deploy_flags_a_passwordless_broker_dev_payments_and_plain_http(tmp_path):
     env = compose_app_env(generated_dotenv(tmp_path)) | {
         "AGENT_BROKER_URL": "redis://agent-broker:6379/0",
         "PUBLIC_URL": "http://market.example.com",
+        "PAYMENTS_DEV_PROVIDER": "1",
     }
     done = manage(tmp_path, "check", "--deploy", "--fail-level", "WARNING", env=env)
     assert done.returncode != 0
-    for check_id in ("market.W001", "market.W003", "security.W008", "security.W012", "security.W004"):
+    for check_id in ("market.W001", "market.W002", "market.W003", "security.W008", "security.W012", "security.W004"):
         assert check_id in done.stderr + done.stdout
 
 
