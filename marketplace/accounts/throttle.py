@@ -5,6 +5,7 @@ their failures through the same `user_login_failed` signal axes listens to, and 
 A failure is counted per (token prefix, client IP) (AXES_LOCKOUT_PARAMETERS): guessing the secret of one token
 stops after AXES_FAILURE_LIMIT tries, and a dead token an agent keeps retrying locks out only that token.
 """
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -34,3 +35,17 @@ def bearer_allowed(request: HttpRequest, credentials: dict[str, str]) -> None:
 
 def bearer_failed(request: HttpRequest, credentials: dict[str, str]) -> None:
     user_login_failed.send(sender=__name__, credentials=credentials, request=request)
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The client's address for lockouts (AXES_CLIENT_IP_CALLABLE).
+
+    Behind TRUSTED_PROXY_COUNT proxies, each appends the address it saw to X-Forwarded-For, so the client is the
+    entry that many places from the right; anything further left was written by the client and is ignored.
+    Without a proxy (or with a header shorter than that) it is REMOTE_ADDR.
+    """
+    count = getattr(settings, "TRUSTED_PROXY_COUNT", 0)
+    forwarded = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if a.strip()]
+    if count > 0 and len(forwarded) >= count:
+        return forwarded[-count]
+    return request.META.get("REMOTE_ADDR")

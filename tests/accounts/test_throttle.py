@@ -84,3 +84,30 @@ def test_without_axes_the_same_guesses_are_only_refused(artist, settings):
     for i in range(8):
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext.split('.')[0]}.guess{i}")
         assert client.get("/api/v1/nodes/").status_code == 401
+
+
+def test_behind_a_proxy_the_lockout_follows_the_client_not_a_forged_header(client, artist, axes_on, settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    proxy = "10.0.0.2"
+    for i in range(axes_on):  # the attacker forges a new X-Forwarded-For each time; the proxy appends its address
+        r = client.post(
+            reverse("login"),
+            {"username": artist.username, "password": "wrong password"},
+            REMOTE_ADDR=proxy,
+            HTTP_X_FORWARDED_FOR=f"192.0.2.{i}, {ATTACKER}",
+        )
+    assert r.status_code == 429
+    r = client.post(
+        reverse("login"),
+        {"username": artist.username, "password": PASSWORD},
+        REMOTE_ADDR=proxy,
+        HTTP_X_FORWARDED_FOR=f"192.0.2.99, {ATTACKER}",
+    )
+    assert r.status_code == 429
+    r = client.post(
+        reverse("login"),
+        {"username": artist.username, "password": PASSWORD},
+        REMOTE_ADDR=proxy,
+        HTTP_X_FORWARDED_FOR=FRIEND,
+    )  # another client through the same proxy is not locked out
+    assert r.status_code == 302
