@@ -18,7 +18,10 @@ from django.core.files.base import File
 from django.core.files.storage import default_storage
 from django.urls import reverse
 
+from marketplace.keys import derived_key
+
 SALT = "marketplace.blobs"
+KEY_PURPOSE = "blobs"  # local blob tokens are signed with their own key, not SECRET_KEY itself (marketplace/keys.py)
 CHUNK = 1024 * 1024
 # Frozen results: stored by the server under their own SHA-256, never the target of any signed URL.
 FROZEN_PREFIX = "results/sha256/"
@@ -151,8 +154,16 @@ def signed_url(*, key: str, method: str = "GET", expires_s: int = 600, max_bytes
     claims = {"k": key, "m": method, "x": int(max_bytes), "e": expires_s}
     if lease_id is not None:
         claims["l"] = int(lease_id)
-    token = signing.dumps(claims, salt=SALT, compress=True)
+    token = signing.dumps(claims, key=_signing_key(), salt=SALT, compress=True)
     return settings.PUBLIC_URL.rstrip("/") + reverse("blob", args=[token])
+
+
+def _signing_key() -> str:
+    return derived_key(KEY_PURPOSE, secret=settings.SECRET_KEY)
+
+
+def _fallback_keys() -> list[str]:
+    return [derived_key(KEY_PURPOSE, secret=old) for old in getattr(settings, "SECRET_KEY_FALLBACKS", [])]
 
 
 class BadBlobToken(Exception):
@@ -162,8 +173,9 @@ class BadBlobToken(Exception):
 def signed_token_read(token: str, *, method: str) -> tuple[str, int, int | None]:
     """(key, max_bytes, lease id or None) of a valid, unexpired local token for `method`."""
     try:
-        payload = signing.loads(token, salt=SALT, max_age=None)
-        signing.loads(token, salt=SALT, max_age=payload["e"])
+        keys = {"key": _signing_key(), "fallback_keys": _fallback_keys(), "salt": SALT}
+        payload = signing.loads(token, max_age=None, **keys)
+        signing.loads(token, max_age=payload["e"], **keys)
     except signing.SignatureExpired as exc:
         raise BadBlobToken("this link has expired") from exc
     except (signing.BadSignature, KeyError, TypeError) as exc:

@@ -6,12 +6,19 @@ AGENT_BROKER_URL  broker that agents consume; default: REDIS_URL with database 1
 STORAGE_URL    file:///abs/path (default: $VAR_DIR/media) or s3://bucket/prefix (+ AWS_S3_ENDPOINT_URL)
 STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET  Stripe; without them the dev payment provider is used
 SECRET_KEY, DEBUG, ALLOWED_HOSTS, PUBLIC_URL
+DEBUG          off unless set; `make run` and `make test` set it. With DEBUG off the app refuses to start without a
+               strong SECRET_KEY (see marketplace/keys.py). A https PUBLIC_URL turns on secure cookies, HSTS and the
+               SSL redirect; TRUST_X_FORWARDED_PROTO=1 when a TLS proxy in front sets X-Forwarded-Proto.
+PAYMENTS_DEV_PROVIDER  1 enables the simulated payment provider (it mints tokens): `make run` only
 """
 import os
 from pathlib import Path
 from urllib.parse import urlparse
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from marketplace.keys import DEV_SECRET_KEY, secret_key_problem
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
@@ -21,14 +28,31 @@ def env_bool(name: str, default: bool) -> bool:
     return os.environ.get(name, str(default)).lower() in ("1", "true", "yes", "on")
 
 
-DEBUG = env_bool("DEBUG", True)
+# Off unless the environment says otherwise: a deployment that forgets it is safe, dev tooling sets DEBUG=1.
+DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise RuntimeError("SECRET_KEY must be set when DEBUG is off")
-    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
+if DEBUG:
+    SECRET_KEY = SECRET_KEY or DEV_SECRET_KEY
+elif problem := secret_key_problem(SECRET_KEY):
+    raise ImproperlyConfigured(f"{problem}. With DEBUG off the market refuses to start without a strong key: "
+                               "python -c 'import secrets; print(secrets.token_urlsafe(50))'")
+SECRET_KEY_FALLBACKS = [k for k in os.environ.get("SECRET_KEY_FALLBACKS", "").split(",") if k]
 ALLOWED_HOSTS = os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
 PUBLIC_URL = os.environ.get("PUBLIC_URL", "http://127.0.0.1:8000")
+
+# --- transport security: on whenever the public address is https ------------------------------
+_HTTPS = urlparse(PUBLIC_URL).scheme == "https"
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _HTTPS
+SECURE_SSL_REDIRECT = _HTTPS
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", str(365 * 24 * 3600))) if _HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _HTTPS and env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = _HTTPS and env_bool("SECURE_HSTS_PRELOAD", True)
+if _HTTPS:
+    CSRF_TRUSTED_ORIGINS = [PUBLIC_URL.rstrip("/")]
+if env_bool("TRUST_X_FORWARDED_PROTO", False):  # only behind a proxy that overwrites the header
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -39,6 +63,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "axes",
     "marketplace.accounts",
     "marketplace.ledger",
     "marketplace.scenes",
@@ -61,7 +86,28 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes requires: turns its lockouts into 429 pages
 ]
+
+# --- passwords and login throttling ---------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# django-axes: AxesStandaloneBackend first refuses a locked-out (username, IP) before any password is hashed.
+# API and node bearer tokens go through the same handler (marketplace/accounts/throttle.py).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = float(os.environ.get("AXES_COOLOFF_HOURS", "0.25"))  # hours: 15 minutes
+# Per (username, IP): one attacker cannot lock a victim out from everywhere, nor guess freely from one address.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+# Proxies in front of the app that append to X-Forwarded-For (compose: 1, the TLS proxy); 0 trusts no header.
+TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
+AXES_CLIENT_IP_CALLABLE = "marketplace.accounts.throttle.client_ip"
 
 ROOT_URLCONF = "marketplace.urls"
 WSGI_APPLICATION = "marketplace.wsgi.application"
@@ -145,6 +191,18 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Work that runs Blender on an artist's scene (inspection with its calibration renders, platform crop renders)
+# takes seconds to minutes per task: it goes to its own queue, consumed by its own worker(s), so a flood of
+# uploads never delays matching, the reaper or settlement on the default queue. `make run`, compose and the
+# test farm start one worker per queue (`-Q celery` with beat, `-Q heavy`); a worker started without -Q
+# consumes both, so a one-process setup still does everything.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_HEAVY_QUEUE = "heavy"
+CELERY_TASK_QUEUES = {CELERY_TASK_DEFAULT_QUEUE: {}, CELERY_HEAVY_QUEUE: {}}
+CELERY_TASK_ROUTES = {
+    "scenes.inspect": {"queue": CELERY_HEAVY_QUEUE},
+    "verification.platform_crop": {"queue": CELERY_HEAVY_QUEUE},
+}
 CELERY_BEAT_SCHEDULE: dict = {
     "reap-leases": {"task": "dispatch.reap", "schedule": float(os.environ.get("REAP_EVERY_SECONDS", "10"))},
     "mature-earnings": {"task": "payments.mature_earnings", "schedule": 15 * 60.0},
@@ -158,6 +216,8 @@ MICRO = 1_000_000  # micro-tokens per token
 PLATFORM_FEE_BPS = int(os.environ.get("PLATFORM_FEE_BPS", "1000"))  # 10 %
 STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
 STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
+# The simulated provider mints tokens for free: only where someone turned it on (`make run` does).
+PAYMENTS_DEV_PROVIDER = env_bool("PAYMENTS_DEV_PROVIDER", False)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -1,5 +1,10 @@
 """`make run`: everything on one machine. Redis (system or bundled) if REDIS_URL is unset, migrations,
-demo data, a Celery worker with beat, the web server on 127.0.0.1:8000 and one local agent. Ctrl-C stops all."""
+demo data, two Celery workers (the default queue with beat; the `heavy` queue for inspection and platform crop
+renders), the web server on 127.0.0.1:8000 and one local agent. Ctrl-C stops all.
+
+Dev mode is explicit here, never a default of the settings: DEBUG=1 (the dev SECRET_KEY is then allowed) and
+PAYMENTS_DEV_PROVIDER=1 (the simulated payment provider, which mints tokens).
+"""
 import os
 import signal
 import subprocess
@@ -19,10 +24,18 @@ def _stop_on_sigterm(signum, frame) -> None:
     raise KeyboardInterrupt  # SIGTERM stops everything as cleanly as Ctrl-C
 
 
+def dev_env(base: dict[str, str]) -> dict[str, str]:
+    """The environment of every `make run` process: dev mode and the simulated payments, said explicitly."""
+    env = dict(base)
+    env.setdefault("DEBUG", "1")
+    env.setdefault("PAYMENTS_DEV_PROVIDER", "1")
+    env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{PORT}")
+    return env
+
+
 def main() -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    env = dict(os.environ)
-    env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{PORT}")
+    env = dev_env(dict(os.environ))
     var = Path(env.setdefault("VAR_DIR", str(ROOT / "var")))
     procs: list[tuple[str, subprocess.Popen]] = []
     redis = None
@@ -34,15 +47,18 @@ def main() -> int:
     subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], env=env, check=True)
     subprocess.run([*manage, "demo_setup"], env=env, check=True)
     try:
+        celery = [PY, "-m", "celery", "-A", "marketplace", "worker", "-l", "info"]
         procs.append(("celery", subprocess.Popen(
-            [PY, "-m", "celery", "-A", "marketplace", "worker", "-B", "--concurrency", "2", "-l", "info",
+            [*celery, "-Q", "celery", "-n", "default@%h", "-B", "--concurrency", "2",
              "--schedule", str(var / "celerybeat-schedule")], env=env, cwd=ROOT)))
+        procs.append(("celery-heavy", subprocess.Popen(
+            [*celery, "-Q", "heavy", "-n", "heavy@%h", "--concurrency", "1"], env=env, cwd=ROOT)))
         procs.append(("web", subprocess.Popen(
             [*manage, "runserver", f"127.0.0.1:{PORT}", "--noreload"], env=env, cwd=ROOT)))
         time.sleep(3)
         procs.append(("agent", subprocess.Popen(
             [PY, "-m", "workers", "--config", str(var / "agent" / "config.json"), "run"], env=env, cwd=ROOT)))
-        print(f"\nRender market running: http://127.0.0.1:{PORT}/  (Redis, Celery worker+beat, web, local agent)")
+        print(f"\nRender market running: http://127.0.0.1:{PORT}/  (Redis, Celery workers+beat, web, local agent)")
         print("Log in with the demo passwords printed above. Ctrl-C stops everything.\n", flush=True)
         while all(p.poll() is None for _, p in procs):
             time.sleep(1)

@@ -76,6 +76,7 @@ class Redis:
     port: int
     workdir: Path
     proc: subprocess.Popen | None = None
+    args: list[str] = field(default_factory=list)  # extra redis-server options, e.g. compose's ACL users
 
     @property
     def url(self) -> str:
@@ -85,7 +86,7 @@ class Redis:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir), "--databases", "16"],
+             "--appendonly", "no", "--dir", str(self.workdir), "--databases", "16", *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
         )
         wait_port(self.port)

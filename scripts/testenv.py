@@ -42,9 +42,10 @@ def main() -> int:
             pg.start()
             redis.start()
             env = dict(os.environ, DATABASE_URL=pg.url, REDIS_URL=f"{redis.url}/0", TEST_REDIS_URL=redis.url,
-                       TEST_REDIS_PORT=str(redis.port), VAR_DIR=str(Path(tmp) / "var"), DEBUG="1",
+                       TEST_REDIS_PORT=str(redis.port), VAR_DIR=str(Path(tmp) / "var"),
                        BLENDER_RUNTIMES_DIR=os.environ.get("BLENDER_RUNTIMES_DIR", str(ROOT / "var" / "blender")),
-                       CHROMIUM_PATH=chromium)
+                       CHROMIUM_PATH=chromium,
+                       DEBUG="1")  # dev mode said explicitly (the settings default is off); dev payments stay off
             print(f"testenv: postgres {pg.url}  redis {redis.url}", flush=True)
             if bench:
                 return run_benches(sys.argv[2:], env)

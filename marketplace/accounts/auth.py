@@ -1,5 +1,6 @@
 from rest_framework import authentication, exceptions
 
+from marketplace.accounts import throttle
 from marketplace.accounts.services import api_token_authenticate
 
 
@@ -12,8 +13,12 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         header = authentication.get_authorization_header(request).decode(errors="replace")
         if not header.startswith(self.keyword + " "):
             return None
-        user = api_token_authenticate(plaintext=header[len(self.keyword) + 1:])
+        plaintext = header[len(self.keyword) + 1:]
+        credentials = throttle.bearer_credentials(kind="api-token", plaintext=plaintext)
+        throttle.bearer_allowed(request._request, credentials)
+        user = api_token_authenticate(plaintext=plaintext)
         if user is None:
+            throttle.bearer_failed(request._request, credentials)
             raise exceptions.AuthenticationFailed("invalid or revoked API token")
         return user, None
 

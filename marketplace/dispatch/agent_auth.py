@@ -1,5 +1,6 @@
 from rest_framework import authentication, exceptions, permissions
 
+from marketplace.accounts import throttle
 from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.services import node_authenticate
 
@@ -13,8 +14,12 @@ class NodeTokenAuthentication(authentication.BaseAuthentication):
         header = authentication.get_authorization_header(request).decode(errors="replace")
         if not header.startswith(self.keyword + " "):
             return None
-        node = node_authenticate(plaintext=header[len(self.keyword) + 1:])
+        plaintext = header[len(self.keyword) + 1:]
+        credentials = throttle.bearer_credentials(kind="node-token", plaintext=plaintext)
+        throttle.bearer_allowed(request._request, credentials)
+        node = node_authenticate(plaintext=plaintext)
         if node is None:
+            throttle.bearer_failed(request._request, credentials)
             raise exceptions.AuthenticationFailed("invalid node token")
         if node.owner.banned_at is not None:  # no broker user, lease or report for a banned provider's nodes
             raise exceptions.PermissionDenied("this provider account is banned from the market")

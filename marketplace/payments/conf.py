@@ -8,8 +8,8 @@ PAYMENTS_CURRENCY         ISO code of the fiat currency (default "usd").
 PAYMENTS_TOPUP_MIN_CENTS / PAYMENTS_TOPUP_MAX_CENTS   bounds of one top-up (default $5 … $1,000).
 PAYOUT_MIN_MICRO          smallest payout (default 3,000 tokens = $30 at the default rate): about a day's earnings
                           of one mid-range GPU at the default market rate (see payout_min_micro).
-PAYMENTS_DEV_PROVIDER     allow the simulated provider when no Stripe key is set (default: DEBUG). Never
-                          used when STRIPE_SECRET_KEY is set; off in production so no one mints free tokens.
+PAYMENTS_DEV_PROVIDER     allow the simulated provider when no Stripe key is set (default off, whatever DEBUG
+                          says: only `make run` turns it on). Never used when STRIPE_SECRET_KEY is set.
 STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET (settings.py), STRIPE_MAX_NETWORK_RETRIES (default 2).
 """
 from django.conf import settings
@@ -67,4 +67,4 @@ def stripe_max_network_retries() -> int:
 
 
 def dev_provider_allowed() -> bool:
-    return bool(getattr(settings, "PAYMENTS_DEV_PROVIDER", settings.DEBUG))
+    return getattr(settings, "PAYMENTS_DEV_PROVIDER", False) is True

@@ -10,6 +10,8 @@ class WebConfig(AppConfig):
     label = "web"
 
     def ready(self) -> None:
+        from marketplace import checks  # noqa: F401  (registers the deploy checks)
+
         # Register every app's Celery tasks in every process (web, worker, tests), so a task can be
         # looked up by name, and run inline when CELERY_TASK_ALWAYS_EAGER is set.
         for config in apps.get_app_configs():

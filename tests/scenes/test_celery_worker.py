@@ -4,7 +4,8 @@ import time
 
 import pytest
 from celery.contrib.testing.worker import start_worker
-from django.db import transaction
+from celery.signals import task_postrun
+from django.db import connection, transaction
 
 from marketplace.celery import app
 from marketplace.scenes import services
@@ -12,19 +13,33 @@ from marketplace.scenes.models import Scene
 from tests.scenes.conftest import upload_file
 
 
+def _close_db(**kwargs) -> None:
+    connection.close()
+
+
 @pytest.fixture
 def real_worker():
     redis_url = os.environ.get("TEST_REDIS_URL")
     if not redis_url:
         pytest.skip("needs the real Redis of `make test` (TEST_REDIS_URL)")
-    saved = {k: app.conf[k] for k in ("task_always_eager", "broker_url")}
-    app.conf.task_always_eager = False
-    app.conf.broker_url = f"{redis_url}/5"
+    # The app reads Django settings under the CELERY_ namespace: only the prefixed keys take effect (setting
+    # `task_always_eager` left the inspection running inline, without the worker).
+    saved = {k: app.conf[k] for k in ("CELERY_TASK_ALWAYS_EAGER", "CELERY_BROKER_URL")}
+    app.conf.CELERY_TASK_ALWAYS_EAGER = False
+    app.conf.CELERY_BROKER_URL = f"{redis_url}/5"
+    app._pool = None
+    app.amqp._producer_pool = None
     try:
-        with start_worker(app, perform_ping_check=False, pool="solo", loglevel="WARNING"):
+        # Both queues, as a worker started without -Q does: inspection is routed to the heavy one.
+        task_postrun.connect(_close_db, weak=False)  # the worker thread's connection must not outlive the test
+        with start_worker(app, queues=["celery", "heavy"], perform_ping_check=False, pool="solo",
+                          loglevel="WARNING"):
             yield
     finally:
+        task_postrun.disconnect(_close_db)
         app.conf.update(saved)
+        app._pool = None
+        app.amqp._producer_pool = None
 
 
 @pytest.mark.postgres
