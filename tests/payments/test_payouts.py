@@ -98,7 +98,7 @@ def test_a_stuck_payout_is_not_resent_after_the_idempotency_window(stripe_on, ht
     ("1.5", "whole number of tokens"),
     (Decimal("1500"), "whole number of tokens"),
     (1_500 * M + 1, "whole number of cents"),
-    (999 * M, "smallest payout is 1,000 tokens"),
+    (999 * M, "smallest payout is 1,000.00 tokens"),
 ])
 def test_it_refuses_bad_amounts_and_moves_nothing(stripe_on, http, earner, amount, message):
     with pytest.raises(PayoutRefused, match=message):
