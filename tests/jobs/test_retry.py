@@ -102,7 +102,7 @@ def test_a_retry_without_the_funds_changes_nothing(artist, provider):
     fail_on(provider, nodes=3)
     job_finish_if_complete(job_id=job.pk)  # the price goes back to the wallet ...
     make_queued_job(artist, frames=1, price=PRICE)  # ... and is spent on another job before the retry
-    with pytest.raises(FundsInsufficient, match="retrying needs 2.00 tokens in your wallet"):
+    with pytest.raises(FundsInsufficient, match=r"retrying needs 2\.00 tokens in your wallet"):
         job_retry_failed(job_id=job.pk, owner=artist)
     assert Job.objects.get(pk=job.pk).state == JobState.FAILED
     assert Frame.objects.get(job=job).state == FrameState.FAILED
