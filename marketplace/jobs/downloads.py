@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import NamedTuple
 
 from django.http import StreamingHttpResponse
+from django.utils import timezone
 
 from marketplace import blobs
 from marketplace.jobs import selectors
@@ -30,6 +33,29 @@ class _Pipe:
         return data
 
 
+# A regular file, rw-r--r--: what the artist unpacks is theirs to read, not private to one user (zipfile's
+# default for a member written through open() is 0600).
+MEMBER_MODE = 0o100644
+# The oldest time a zip entry can carry (MS-DOS dates start in 1980).
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+class Member(NamedTuple):
+    name: str  # in the zip
+    key: str  # in storage
+    when: datetime | None  # when it was made: the frame's report (its render), else its settlement; a still's assembly
+
+
+def member_info(member: Member) -> zipfile.ZipInfo:
+    """The zip entry of a member: its name, the time it was rendered (in the server's time zone, as zip times are
+    local) and mode 0644."""
+    when = timezone.localtime(member.when).timetuple()[:6] if member.when else ZIP_EPOCH
+    info = zipfile.ZipInfo(member.name, date_time=max(when, ZIP_EPOCH))
+    info.external_attr = MEMBER_MODE << 16
+    info.compress_type = zipfile.ZIP_STORED
+    return info
+
+
 def _extension(key: str) -> str:
     return key.rsplit(".", 1)[-1] if "." in key else "png"
 
@@ -39,31 +65,32 @@ def member_name(frame: Frame, *, folder: str) -> str:
     return f"{folder}/frame_{frame.number:06d}{tile}.{_extension(frame.result_key)}"
 
 
-def members(job: Job, *, folder: str) -> list[tuple[str, str]]:
-    """(name in the zip, storage key) of what the artist has received: each settled frame, and a tiled still as
-    its assembled image once every tile is settled and stitched; until then its settled tiles, one by one (what
-    is paid for is never withheld, e.g. when the job was cancelled with some tiles unrendered)."""
+def members(job: Job, *, folder: str) -> list[Member]:
+    """What the artist has received, as members (name in the zip, storage key, time made): each settled frame, and
+    a tiled still as its assembled image once every tile is settled and stitched; until then its settled tiles, one
+    by one (what is paid for is never withheld, e.g. when the job was cancelled with some tiles unrendered)."""
     assembled = selectors.current_assemblies(job=job)
-    found: list[tuple[str, str]] = []
+    found: list[Member] = []
     stitched: set[int] = set()
     for frame in selectors.settled_results(job=job):
         still = assembled.get(frame.number) if frame.tile_x is not None else None
         if still is None:
-            found.append((member_name(frame, folder=folder), frame.result_key))
+            found.append(Member(member_name(frame, folder=folder), frame.result_key,
+                                frame.rendered_at or frame.settled_at))
         elif frame.number not in stitched:  # the still's first tile brings the whole image, the others are in it
             stitched.add(frame.number)
-            found.append((f"{folder}/frame_{frame.number:06d}.{_extension(still.result_key)}", still.result_key))
+            found.append(Member(f"{folder}/frame_{frame.number:06d}.{_extension(still.result_key)}", still.result_key,
+                                still.assembled_at))
     return found
 
 
-def zip_stream(entries: Iterable[tuple[str, str]]) -> Iterator[bytes]:
-    """Yield a ZIP_STORED archive (images are already compressed) of the (name, storage key) members, chunk by
-    chunk."""
+def zip_stream(entries: Iterable[Member]) -> Iterator[bytes]:
+    """Yield a ZIP_STORED archive (images are already compressed) of the members, chunk by chunk."""
     pipe = _Pipe()
     with zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-        for name, key in entries:
-            with archive.open(name, "w", force_zip64=True) as member:
-                for chunk in blobs.blob_chunks(key):
+        for entry in entries:
+            with archive.open(member_info(entry), "w", force_zip64=True) as member:
+                for chunk in blobs.blob_chunks(entry.key):
                     member.write(chunk)
                     yield pipe.drain()
             yield pipe.drain()  # the member's data descriptor
