@@ -166,6 +166,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON bodies only (the scene upload takes multipart itself): a form's strings are not the documented types.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "marketplace.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "marketplace.api.errors.exception_handler",  # RFC 9457 problem details
 }
@@ -186,7 +188,8 @@ SPECTACULAR_SETTINGS = {
                              "marketplace.api.schema.problem_responses"],
     "ENUM_NAME_OVERRIDES": {"JobStateEnum": "marketplace.jobs.states.JobState",
                             "FrameStateEnum": "marketplace.jobs.states.FrameState",
-                            "NodeStatusEnum": "marketplace.nodes.models.WorkerNode.Status"},
+                            "NodeStatusEnum": "marketplace.nodes.models.WorkerNode.Status",
+                            "TopUpDisputeStatusEnum": "marketplace.payments.models.TopUp.DisputeStatus"},
 }
 
 LANGUAGE_CODE = "en-us"

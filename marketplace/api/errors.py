@@ -12,6 +12,8 @@ own words.
 """
 from http import HTTPStatus
 
+from django.http import JsonResponse
+from django.views import defaults
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -69,3 +71,26 @@ class ServiceErrorView(APIView):
             detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
             exc = ServiceRefusal(_detail_text(detail), code)
         return super().handle_exception(exc)
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def not_found(request, exception=None):
+    """`handler404`: an API path no route matches (e.g. `/api/v1/jobs/abc/`) answers problem details too."""
+    if _is_api(request):
+        return _plain_problem(404, "no such API path")
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    """`handler500`: an API caller gets problem details, a browser the usual page."""
+    if _is_api(request):
+        return _plain_problem(500, "the server failed; the error was logged")
+    return defaults.server_error(request)
+
+
+def _plain_problem(status: int, detail: str):
+    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
+    return JsonResponse(body, status=status, content_type=PROBLEM_CONTENT_TYPE)

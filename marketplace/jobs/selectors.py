@@ -8,6 +8,7 @@ from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from marketplace.disputes.selectors import disputed_settlements
 from marketplace.disputes.services import dispute_deadline
 from marketplace.jobs.errors import JobNotFound
 from marketplace.jobs.models import AssembledFrame, Frame, Job
@@ -114,7 +115,9 @@ def frames_of(*, job: Job) -> QuerySet[Frame]:
 
 
 def frame_rows(*, job: Job) -> list[FrameRow]:
-    return [FrameRow(frame, frame_disputable(frame=frame)) for frame in frames_of(job=job)]
+    disputed = disputed_settlements(job_id=job.pk)  # a result disputed once offers no second "Dispute"
+    return [FrameRow(frame, frame_disputable(frame=frame) and (frame.pk, frame.settled_at) not in disputed)
+            for frame in frames_of(job=job)]
 
 
 def settled_results(*, job: Job) -> QuerySet[Frame]:

@@ -21,6 +21,9 @@ class AmountAsSentField(serializers.Field):
 
 
 class TopUpSerializer(serializers.ModelSerializer):
+    dispute_status = serializers.ChoiceField(
+        choices=TopUp.DisputeStatus.choices, allow_blank=True, read_only=True,
+        help_text="the furthest card-dispute status the payment provider reported; empty: never disputed")
     tokens = TokensField(source="tokens_micro")
     credited_tokens = TokensField(source="credited_micro")
     clawed_back_tokens = TokensField(source="clawed_back_micro")
