@@ -9,6 +9,7 @@ text, in integers (no float ever touches an amount).
   decimals ("1234.5" -> "1234.50", "0.004321").
 - `cents(amount)`: whole cents of a fiat currency with 2 decimals.
 """
+
 from django.conf import settings
 
 SIGNIFICANT_BELOW_ONE = 4

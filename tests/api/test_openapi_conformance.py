@@ -1,6 +1,7 @@
 """The API against its own OpenAPI schema, with schemathesis: every operation, generated requests, an artist's
 API token (a node's token for the agent API). No answer may be a 5xx, and every answer (status code, content type,
 body, headers) must be one the schema documents, errors included (RFC 9457 problem details)."""
+
 import pytest
 import schemathesis
 from django.core.signals import request_finished, request_started
@@ -54,9 +55,11 @@ def settings_dev_payments(settings):
 
 
 @SCHEMA.parametrize()
-@settings(max_examples=EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.filter_too_much])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 def test_every_operation_answers_as_documented_and_never_5xx(case, auth):
     kind = "agent" if case.operation.path.startswith("/api/v1/agent/") else "api"
     response = case.call_and_validate(headers={"Authorization": auth[kind]}, excluded_checks=NOT_CHECKED)

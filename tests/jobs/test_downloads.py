@@ -1,4 +1,5 @@
 """The zip download's entries: each carries the time its frame was rendered, and mode 0644."""
+
 import io
 import stat
 import zipfile
