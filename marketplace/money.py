@@ -32,12 +32,10 @@ def _decimals() -> int:
 
 
 def tokens(micro: int | str | None) -> str:
-    """Micro-tokens as a token amount for a person to read: `12.50`, `1,000.00`, `0.004321`, `0`."""
+    """Micro-tokens as a token amount for a person to read: `12.50`, `1,000.00`, `0.004321`, `0.00`."""
     sign, amount = _split(micro)
-    if amount == 0:
-        return "0"
     decimals = _decimals()
-    if amount >= settings.MICRO:
+    if amount >= settings.MICRO or amount == 0:
         places = MIN_PLACES
     else:  # the first significant digit is at decimal (decimals - digits + 1)
         places = min(decimals, decimals - len(str(amount)) + SIGNIFICANT_BELOW_ONE)

@@ -93,6 +93,6 @@ def test_upload_quote_accept_see_escrow_cancel_see_refund(login, live_server, ar
     page.wait_for_selector(".messages")
     assert f"{tokens(total)} tokens refunded" in page.inner_text(".messages")
     assert page.inner_text("#job-state") == "Cancelled"
-    assert balance(page, ledger_url, "escrow") == "0"
+    assert balance(page, ledger_url, "escrow") == "0.00"  # amounts read with 2 decimals
     assert balance(page, ledger_url, "artist_wallet") == tokens(FUNDS)
     assert Job.objects.get(pk=job.pk).state == JobState.CANCELLED

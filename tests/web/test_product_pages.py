@@ -38,7 +38,7 @@ def visible_text(html: str) -> str:
 @pytest.mark.parametrize(
     ("micro", "shown", "exact"),
     [
-        (0, "0", "0.00"),
+        (0, "0.00", "0.00"),
         (5, "0.000005", "0.000005"),
         (4_321, "0.004321", "0.004321"),
         (123_456, "0.1235", "0.123456"),
@@ -52,7 +52,7 @@ def visible_text(html: str) -> str:
 )
 def test_amounts_read_with_two_decimals_and_the_api_keeps_them_exact(micro, shown, exact):
     assert tokens(micro) == shown and tokens_decimal(micro) == exact
-    assert cents(1234) == "12.34" and tokens(None) == "0" and tokens_decimal(None) is None
+    assert cents(1234) == "12.34" and tokens(None) == "0.00" and tokens_decimal(None) is None
 
 
 def test_a_new_artist_is_asked_to_upload_a_first_scene(client, artist):
