@@ -84,8 +84,9 @@ def market(artist, provider, admin_user):
     node_create(owner=provider, name="rtx-4090-box")
     frame = settled_frame(artist=artist, provider=provider, price=3 * M)
     dispute = dispute_open(artist=artist, frame_id=frame.pk, reason="The cube is missing its shadow.")
+    undisputed = settled_frame(artist=artist, provider=provider, price=3 * M)
     connections.close_all()  # the live server's thread has its own connections
-    return {"scene": scene, "job": job, "frame": frame, "dispute": dispute}
+    return {"scene": scene, "job": job, "frame": frame, "dispute": dispute, "undisputed": undisputed}
 
 
 def test_the_main_pages_of_each_role_have_no_serious_accessibility_violation(
@@ -122,6 +123,12 @@ def test_the_main_pages_of_each_role_have_no_serious_accessibility_violation(
         found += check(admin, url + path, name)
     assert found == [], "\n".join(found)
     assert len(list(SCREENSHOTS.glob("*.png"))) >= 15
+
+
+def test_the_check_itself_catches_a_critical_violation(browser):
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    page.set_content('<html lang="en"><title>t</title><main><img src="data:,"></main></html>')
+    assert any(v.startswith("image-alt (critical)") for v in serious_violations(page))
 
 
 def test_a_new_users_pages_have_no_serious_accessibility_violation(browser, live_server, db):
