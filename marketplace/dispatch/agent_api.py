@@ -21,6 +21,12 @@ class AgentView(APIView):
         return self.request.auth
 
 
+NOT_ACTIVE = OpenApiResponse(description="The lease is no longer active (expired, reported or taken back): nothing "
+                                         "changed.")
+NOT_YOURS = OpenApiResponse(description="No such lease for this node.")
+BAD_TOKEN = OpenApiResponse(description="The lease token does not match.")
+
+
 def refused(exc: services.LeaseRefused) -> Response:
     return problem(exc.status, str(exc))
 
@@ -99,7 +105,7 @@ class BenchView(AgentView):
 
 class LeaseView(AgentView):
     @extend_schema(
-        responses={200: OpenApiTypes.OBJECT, 409: OpenApiResponse(description="The lease is not active.")},
+        responses={200: OpenApiTypes.OBJECT, 403: BAD_TOKEN, 404: NOT_YOURS, 409: NOT_ACTIVE},
         summary="Get a lease's work",
         description="The render manifest and short-lived signed URLs (scene download, result upload) of one of "
                     "the node's active leases. Needs the lease token in `X-Lease-Token`.",
@@ -121,7 +127,10 @@ class ReportSerializer(serializers.Serializer):
 
 class ReportView(AgentView):
     @extend_schema(
-        responses=OpenApiTypes.OBJECT, request=ReportSerializer,
+        responses={200: OpenApiTypes.OBJECT, 403: BAD_TOKEN, 404: NOT_YOURS, 409: NOT_ACTIVE,
+                   422: OpenApiResponse(description="The result failed the checks: `detail` says why; "
+                                                    "`accepted` is false.")},
+        request=ReportSerializer,
         summary="Report a lease's result",
         description="After uploading the result: `ok` with render stats, or a failure with its error. Only the "
                     "first report of an active lease counts; a late, repeated or foreign one is refused (409) and "
@@ -147,7 +156,8 @@ class ReleaseSerializer(serializers.Serializer):
 
 class ReleaseView(AgentView):
     @extend_schema(
-        responses=OpenApiTypes.OBJECT, request=ReleaseSerializer, summary="Release a lease",
+        responses={200: OpenApiTypes.OBJECT, 403: BAD_TOKEN, 404: NOT_YOURS, 409: NOT_ACTIVE},
+        request=ReleaseSerializer, summary="Release a lease",
         description="Gives a lease back without failing it (the agent is stopping); the frame goes back to the "
                     "queue at once.",
     )
