@@ -11,6 +11,9 @@ from marketplace.dispatch.agent_auth import IsNode, NodeTokenAuthentication
 from marketplace.nodes import conf as node_conf
 from marketplace.nodes.services import Capabilities, NodeError, node_bench_record, node_hello
 
+# The columns' limits: a larger number is a 400 naming the field, not a database error.
+INT32_MAX, INT64_MAX = 2**31 - 1, 2**63 - 1
+
 
 class AgentView(APIView):
     authentication_classes = [NodeTokenAuthentication]
@@ -34,14 +37,14 @@ def refused(exc: services.LeaseRefused) -> Response:
 class DeviceSerializer(serializers.Serializer):
     type = serializers.CharField(max_length=10)
     name = serializers.CharField(max_length=100)
-    vram_mb = serializers.IntegerField(min_value=0, required=False, default=0)
+    vram_mb = serializers.IntegerField(min_value=0, max_value=INT32_MAX, required=False, default=0)
     use = serializers.BooleanField(required=False, default=True)
 
 
 class HelloSerializer(serializers.Serializer):
     devices = DeviceSerializer(many=True)
     cpu_cores = serializers.IntegerField(min_value=0, max_value=4096)
-    ram_mb = serializers.IntegerField(min_value=0)
+    ram_mb = serializers.IntegerField(min_value=0, max_value=INT32_MAX)
     blender_version = serializers.CharField(max_length=20)
 
 
@@ -65,7 +68,8 @@ class HelloView(AgentView):
 
 
 class HeartbeatSerializer(serializers.Serializer):
-    leases = serializers.ListField(child=serializers.IntegerField(), max_length=16, required=False, default=list)
+    leases = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=INT64_MAX), max_length=16,
+                                   required=False, default=list)
     paused = serializers.BooleanField(required=False, default=False)
 
 

@@ -72,7 +72,8 @@ class JobQuoteRequest(serializers.Serializer):
     samples = serializers.IntegerField(required=False, help_text=f"1 to {conf.MAX_SAMPLES}")
     output_format = serializers.ChoiceField(choices=Job.Output.choices, required=False, default=Job.Output.PNG)
     priority = serializers.IntegerField(required=False, default=0)
-    max_price_per_frame = serializers.IntegerField(required=False, allow_null=True, default=None,
+    max_price_per_frame = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0,
+                                                   max_value=2**63 - 1,
                                                    help_text="micro-tokens; the quote is refused above it")
     use_denoising = serializers.BooleanField(required=False, allow_null=True, default=None,
                                              help_text="default: the scene's own setting")
