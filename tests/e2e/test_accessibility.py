@@ -6,6 +6,7 @@ axe-core comes from the npm registry: `make test` runs `npm ci` (package.json, p
 node_modules/ (git-ignored). Without it these tests are skipped with that reason, except in CI, where they fail.
 """
 
+import io
 import os
 import re
 from pathlib import Path
@@ -14,9 +15,12 @@ from urllib.parse import urlparse
 import pytest
 from django.db import connections
 
+from marketplace import blobs
 from marketplace.disputes.services import dispute_open
+from marketplace.jobs.models import Frame
 from marketplace.jobs.services import job_accept, job_quote
 from marketplace.nodes.services import node_create
+from tests.fixtures.market import png_bytes
 from tests.fixtures.money import fund
 from tests.fixtures.personas import PASSWORD
 from tests.jobs.conftest import calibrated_scene
@@ -85,6 +89,8 @@ def market(artist, provider, admin_user):
     frame = settled_frame(artist=artist, provider=provider, price=3 * M)
     dispute = dispute_open(artist=artist, frame_id=frame.pk, reason="The cube is missing its shadow.")
     undisputed = settled_frame(artist=artist, provider=provider, price=3 * M)
+    blobs.blob_put(key="thumbs/e2e-undisputed.png", fileobj=io.BytesIO(png_bytes(192, 108, seed=3)))
+    Frame.objects.filter(pk=undisputed.pk).update(thumbnail_key="thumbs/e2e-undisputed.png")
     connections.close_all()  # the live server's thread has its own connections
     return {"scene": scene, "job": job, "frame": frame, "dispute": dispute, "undisputed": undisputed}
 
@@ -105,6 +111,7 @@ def test_the_main_pages_of_each_role_have_no_serious_accessibility_violation(
         ("/payments/wallet/", "artist-wallet"),
         ("/ledger/", "artist-ledger"),
         (f"/disputes/{market['dispute'].pk}/", "artist-dispute"),
+        (f"/disputes/new/{market['undisputed'].pk}/", "artist-dispute-form"),
     ]:
         found += check(art, url + path, name)
     gpu = open_as(provider)
@@ -122,7 +129,7 @@ def test_the_main_pages_of_each_role_have_no_serious_accessibility_violation(
     ]:
         found += check(admin, url + path, name)
     assert found == [], "\n".join(found)
-    assert len(list(SCREENSHOTS.glob("*.png"))) >= 15
+    assert len(list(SCREENSHOTS.glob("*.png"))) >= 16
 
 
 def test_the_check_itself_catches_a_critical_violation(browser):
