@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
+AXE := node_modules/axe-core/axe.min.js
 
 .PHONY: run test bench lint install install-dev clean addon
 
@@ -20,13 +21,18 @@ $(DEVSTAMP): requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@ $(STAMP)
 
+# Test-only JavaScript (axe-core for the accessibility e2e tests), pinned in package-lock.json, from the npm registry.
+$(AXE): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 install: $(STAMP)
 install-dev: $(DEVSTAMP)
 
 run: $(STAMP)
 	$(BIN)/python scripts/dev.py
 
-test: $(DEVSTAMP)
+test: $(DEVSTAMP) $(AXE)
 	$(BIN)/python scripts/testenv.py $(PYTEST_ARGS)
 
 bench: $(DEVSTAMP)
@@ -40,4 +46,4 @@ lint: $(DEVSTAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf var/ .pytest_cache
+	rm -rf var/ .pytest_cache node_modules

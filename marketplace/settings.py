@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "axes",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc files, served by us (no CDN)
     "marketplace.accounts",
     "marketplace.ledger",
     "marketplace.scenes",
@@ -225,13 +226,30 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # JSON bodies only (the scene upload takes multipart itself): a form's strings are not the documented types.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "marketplace.api.schema.AutoSchema",
+    "EXCEPTION_HANDLER": "marketplace.api.errors.exception_handler",  # RFC 9457 problem details
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Render marketplace API",
     "VERSION": "1.0.0",
+    "DESCRIPTION": "Upload Blender scenes, get a quote, render on the market's GPU nodes and download the frames "
+                   "(artists); register nodes, follow earnings and request payouts (providers); review disputes "
+                   "(admins); and the agent API the render nodes use. Amounts are given twice: integer "
+                   "micro-tokens (1 token = 1,000,000) and, in the matching `*_tokens` field, the same amount as a "
+                   "decimal string. Every error is an RFC 9457 problem details body (`application/problem+json`).",
+    "SCHEMA_PATH_PREFIX": r"/api/v1/",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "marketplace.api.schema.problem_responses"],
     "ENUM_NAME_OVERRIDES": {"JobStateEnum": "marketplace.jobs.states.JobState",
-                            "FrameStateEnum": "marketplace.jobs.states.FrameState"},
+                            "FrameStateEnum": "marketplace.jobs.states.FrameState",
+                            "NodeStatusEnum": "marketplace.nodes.models.WorkerNode.Status",
+                            "TopUpDisputeStatusEnum": "marketplace.payments.models.TopUp.DisputeStatus"},
 }
 
 LANGUAGE_CODE = "en-us"

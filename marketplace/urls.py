@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from marketplace.ledger.views import ledger_page
 from marketplace.web.blob_views import blob
@@ -21,4 +21,10 @@ urlpatterns = [
     path("api/v1/", include("marketplace.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema", template_name="web/redoc.html"),
+         name="api-redoc"),
 ]
+
+# API paths answer problem details (RFC 9457) even when no route matches or the server fails.
+handler404 = "marketplace.api.errors.not_found"
+handler500 = "marketplace.api.errors.server_error"

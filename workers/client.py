@@ -28,7 +28,9 @@ class MarketClient:
         except ValueError:
             body = {"error": response.text[:200]}
         if response.status_code >= 400:
-            raise ApiError(response.status_code, body.get("error") or body.get("message") or str(body))
+            # The market answers errors as RFC 9457 problem details: `detail` says what went wrong.
+            message = body.get("detail") or body.get("error") or body.get("message") if isinstance(body, dict) else ""
+            raise ApiError(response.status_code, message or str(body))
         return body
 
     def hello(self, capabilities: dict) -> dict:

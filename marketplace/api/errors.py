@@ -1,6 +1,63 @@
-"""One mapping from service exceptions to HTTP answers for API views: `{"error": message}` with a status."""
+"""One error body for every API error: RFC 9457 problem details, `application/problem+json`.
+
+    {"type": "about:blank", "title": "Not Found", "status": 404, "detail": "no such scene"}
+
+Field errors add `errors` (DRF's field -> messages dictionary, unchanged). Every API error goes through
+`exception_handler` (settings `REST_FRAMEWORK["EXCEPTION_HANDLER"]`): DRF's own exceptions (validation,
+authentication, permission, 404, 405, 415 ...) and the apps' service exceptions, which a view maps to a status
+with `error_status` (`ServiceErrorView`). The schema documents the shape once, as `Problem`, for every 4xx/5xx
+answer of every operation (`marketplace.api.schema.problem_responses`). `type` stays `about:blank`
+(RFC 9457 §4.2.1): the status says what kind of problem it is and `detail` says what happened, in the services'
+own words.
+"""
+from http import HTTPStatus
+
+from django.http import JsonResponse
+from django.views import defaults
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+def problem(status: int, detail: str, **extra: object) -> Response:
+    """A problem-details response; `extra` adds members such as `errors`."""
+    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail, **extra}
+    return Response(body, status=status, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def _detail_text(data: object) -> str:
+    if isinstance(data, dict) and "detail" in data:
+        return str(data["detail"])
+    if isinstance(data, list) and data:
+        return " ".join(str(item) for item in data)
+    return str(data)
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    """DRF's handler (which also turns Django's Http404/PermissionDenied into 404/403), then one body shape."""
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None  # not an API exception: a 500, logged by Django as usual
+    if isinstance(exc, exceptions.ValidationError) and isinstance(response.data, dict):
+        refused = problem(response.status_code, "The request has invalid fields: see `errors`.",
+                          errors=response.data)
+    else:
+        refused = problem(response.status_code, _detail_text(response.data))
+    for header in ("WWW-Authenticate", "Retry-After", "Allow"):
+        if header in response:
+            refused[header] = response[header]
+    return refused
+
+
+class ServiceRefusal(exceptions.APIException):
+    """A service's exception with the status its view maps it to; its message is the problem's `detail`."""
+
+    def __init__(self, message: str, status_code: int):
+        super().__init__(detail=message)
+        self.status_code = status_code
 
 
 class ServiceErrorView(APIView):
@@ -10,6 +67,30 @@ class ServiceErrorView(APIView):
 
     def handle_exception(self, exc: Exception) -> Response:
         code = next((code for kind, code in self.error_status if isinstance(exc, kind)), None)
-        if code is None:
-            return super().handle_exception(exc)
-        return Response({"error": str(exc)}, status=code)
+        if code is not None:
+            detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
+            exc = ServiceRefusal(_detail_text(detail), code)
+        return super().handle_exception(exc)
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def not_found(request, exception=None):
+    """`handler404`: an API path no route matches (e.g. `/api/v1/jobs/abc/`) answers problem details too."""
+    if _is_api(request):
+        return _plain_problem(404, "no such API path")
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    """`handler500`: an API caller gets problem details, a browser the usual page."""
+    if _is_api(request):
+        return _plain_problem(500, "the server failed; the error was logged")
+    return defaults.server_error(request)
+
+
+def _plain_problem(status: int, detail: str):
+    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
+    return JsonResponse(body, status=status, content_type=PROBLEM_CONTENT_TYPE)

@@ -1,14 +1,18 @@
 """The agent API. Agents are untrusted: every call is checked against the node's token and its leases."""
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from marketplace.api.errors import problem
 from marketplace.dispatch import queues, services
 from marketplace.dispatch.agent_auth import IsNode, NodeTokenAuthentication
 from marketplace.nodes import conf as node_conf
 from marketplace.nodes.services import Capabilities, NodeError, node_bench_record, node_hello
+
+# The columns' limits: a larger number is a 400 naming the field, not a database error.
+INT32_MAX, INT64_MAX = 2**31 - 1, 2**63 - 1
 
 
 class AgentView(APIView):
@@ -20,21 +24,27 @@ class AgentView(APIView):
         return self.request.auth
 
 
+NOT_ACTIVE = OpenApiResponse(description="The lease is no longer active (expired, reported or taken back): nothing "
+                                         "changed.")
+NOT_YOURS = OpenApiResponse(description="No such lease for this node.")
+BAD_TOKEN = OpenApiResponse(description="The lease token does not match.")
+
+
 def refused(exc: services.LeaseRefused) -> Response:
-    return Response({"error": str(exc)}, status=exc.status)
+    return problem(exc.status, str(exc))
 
 
 class DeviceSerializer(serializers.Serializer):
     type = serializers.CharField(max_length=10)
     name = serializers.CharField(max_length=100)
-    vram_mb = serializers.IntegerField(min_value=0, required=False, default=0)
+    vram_mb = serializers.IntegerField(min_value=0, max_value=INT32_MAX, required=False, default=0)
     use = serializers.BooleanField(required=False, default=True)
 
 
 class HelloSerializer(serializers.Serializer):
     devices = DeviceSerializer(many=True)
     cpu_cores = serializers.IntegerField(min_value=0, max_value=4096)
-    ram_mb = serializers.IntegerField(min_value=0)
+    ram_mb = serializers.IntegerField(min_value=0, max_value=INT32_MAX)
     blender_version = serializers.CharField(max_length=20)
     blender_series = serializers.ListField(
         child=serializers.CharField(max_length=10), max_length=16, required=False, default=list,
@@ -48,7 +58,9 @@ class HelloSerializer(serializers.Serializer):
 class HelloView(AgentView):
     @extend_schema(
         responses=OpenApiTypes.OBJECT, request=HelloSerializer,
-        summary="Agent start-up: report capabilities, get broker access",
+        summary="Say hello (agent start-up)",
+        description="The agent reports its devices, CPU, memory and Blender version, and gets its own queue on the "
+                    "agent broker and the heartbeat interval.",
     )
     def post(self, request):
         data = HelloSerializer(data=request.data)
@@ -63,13 +75,16 @@ class HelloView(AgentView):
 
 
 class HeartbeatSerializer(serializers.Serializer):
-    leases = serializers.ListField(child=serializers.IntegerField(), max_length=16, required=False, default=list)
+    leases = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=INT64_MAX), max_length=16,
+                                   required=False, default=list)
     paused = serializers.BooleanField(required=False, default=False)
 
 
 class HeartbeatView(AgentView):
     @extend_schema(
-        responses=OpenApiTypes.OBJECT, request=HeartbeatSerializer, summary="Extend the node's active leases",
+        responses=OpenApiTypes.OBJECT, request=HeartbeatSerializer, summary="Heartbeat",
+        description="Extends the node's active leases (sent every `heartbeat_seconds`); the answer gives each "
+                    "lease's state, so the agent drops work that was taken back. `paused`: take no new work.",
     )
     def post(self, request):
         data = HeartbeatSerializer(data=request.data)
@@ -99,7 +114,8 @@ class BenchSerializer(serializers.Serializer):
 class BenchView(AgentView):
     @extend_schema(
         responses=OpenApiTypes.OBJECT, request=BenchSerializer,
-        summary="Upload benchmark results (samples/s per device)",
+        summary="Upload benchmark results",
+        description="Samples per second per device from `python -m workers bench`; they set the node's score.",
     )
     def post(self, request):
         data = BenchSerializer(data=request.data)
@@ -107,13 +123,16 @@ class BenchView(AgentView):
         try:
             node = node_bench_record(node=self.node, results=data.validated_data["results"])
         except NodeError as exc:
-            return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+            return problem(status.HTTP_400_BAD_REQUEST, str(exc))
         return Response({"bench_score": node.bench_score})
 
 
 class LeaseView(AgentView):
     @extend_schema(
-        responses=OpenApiTypes.OBJECT, summary="Manifest and signed URLs of one of the node's active leases",
+        responses={200: OpenApiTypes.OBJECT, 403: BAD_TOKEN, 404: NOT_YOURS, 409: NOT_ACTIVE},
+        summary="Get a lease's work",
+        description="The render manifest and short-lived signed URLs (scene download, result upload) of one of "
+                    "the node's active leases. Needs the lease token in `X-Lease-Token`.",
     )
     def get(self, request, lease_id: int):
         try:
@@ -132,8 +151,14 @@ class ReportSerializer(serializers.Serializer):
 
 class ReportView(AgentView):
     @extend_schema(
-        responses=OpenApiTypes.OBJECT, request=ReportSerializer,
-        summary="Report the result of a lease (first report only)",
+        responses={200: OpenApiTypes.OBJECT, 403: BAD_TOKEN, 404: NOT_YOURS, 409: NOT_ACTIVE,
+                   422: OpenApiResponse(description="The result failed the checks: `detail` says why; "
+                                                    "`accepted` is false.")},
+        request=ReportSerializer,
+        summary="Report a lease's result",
+        description="After uploading the result: `ok` with render stats, or a failure with its error. Only the "
+                    "first report of an active lease counts; a late, repeated or foreign one is refused (409) and "
+                    "changes nothing. A result that fails the checks is a 422 whose `detail` says why.",
     )
     def post(self, request, lease_id: int):
         data = ReportSerializer(data=request.data)
@@ -144,8 +169,9 @@ class ReportView(AgentView):
                                             stats=v["stats"], error=v["error"])
         except services.LeaseRefused as exc:
             return refused(exc)
-        code = status.HTTP_200_OK if outcome.accepted else status.HTTP_422_UNPROCESSABLE_ENTITY
-        return Response({"accepted": outcome.accepted, "message": outcome.message}, status=code)
+        if not outcome.accepted:
+            return problem(status.HTTP_422_UNPROCESSABLE_ENTITY, outcome.message, accepted=False)
+        return Response({"accepted": outcome.accepted, "message": outcome.message})
 
 
 class ReleaseSerializer(serializers.Serializer):
@@ -154,7 +180,10 @@ class ReleaseSerializer(serializers.Serializer):
 
 class ReleaseView(AgentView):
     @extend_schema(
-        responses=OpenApiTypes.OBJECT, request=ReleaseSerializer, summary="Give a lease back without failing it",
+        responses={200: OpenApiTypes.OBJECT, 403: BAD_TOKEN, 404: NOT_YOURS, 409: NOT_ACTIVE},
+        request=ReleaseSerializer, summary="Release a lease",
+        description="Gives a lease back without failing it (the agent is stopping); the frame goes back to the "
+                    "queue at once.",
     )
     def post(self, request, lease_id: int):
         data = ReleaseSerializer(data=request.data)

@@ -2,10 +2,10 @@
 
 Thin over `disputes.services` and `disputes.selectors`. Input is validated by the serializers, so a refusal
 left to the services is a conflict with the frame's or the dispute's state (409). Every refusal becomes
-`{"error": message}` by one table, `ERROR_STATUS`. Another artist's frame or dispute is a 404.
+problem details (`marketplace.api.errors`) by one table, `ERROR_STATUS`. Another artist's frame or dispute is a 404.
 """
 from django.http import Http404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
@@ -14,7 +14,6 @@ from marketplace.api.errors import ServiceErrorView
 from marketplace.disputes import selectors, services
 from marketplace.disputes.serializers import (
     DisputeDecideRequest,
-    DisputeErrorResponse,
     DisputeOpenRequest,
     DisputeReviewSerializer,
     DisputeSerializer,
@@ -36,7 +35,13 @@ class IsMarketAdmin(BasePermission):
         return request.user.is_market_admin
 
 
+NOT_FOUND = OpenApiResponse(description="No such dispute (or frame) of yours.")
+CONFLICT = OpenApiResponse(description="The frame's or the dispute's state does not allow it: `detail` says why.")
+
+
 class DisputesView(ServiceErrorView):
+    """Disputes of the signed-in user."""
+
     error_status = ERROR_STATUS
 
 
@@ -45,14 +50,17 @@ class AdminView(DisputesView):
 
 
 class DisputeListView(DisputesView):
-    @extend_schema(responses=DisputeSerializer(many=True), summary="The disputes the artist opened, newest first")
+    @extend_schema(responses=DisputeSerializer(many=True), summary="List your disputes (artists)",
+                   description="The disputes you opened, newest first, with their state and decision.")
     def get(self, request):
         return Response(DisputeSerializer(selectors.disputes_of_artist(artist=request.user), many=True).data)
 
     @extend_schema(request=DisputeOpenRequest,
-                   summary="Dispute a settled frame of one's own job; the provider's pay for it is frozen",
-                   responses={201: DisputeSerializer, 400: DisputeErrorResponse, 404: DisputeErrorResponse,
-                              409: DisputeErrorResponse})
+                   summary="Dispute a frame (artists)",
+                   description="Disputes a delivered frame of one of your jobs, within the dispute window. The "
+                               "provider's pay for it stays frozen until an admin decides: upheld refunds the frame "
+                               "and renders it again elsewhere, rejected releases the pay.",
+                   responses={201: DisputeSerializer, 404: NOT_FOUND, 409: CONFLICT})
     def post(self, request):
         data = DisputeOpenRequest(data=request.data)
         data.is_valid(raise_exception=True)
@@ -63,32 +71,35 @@ class DisputeListView(DisputesView):
 
 class DisputesAgainstView(DisputesView):
     @extend_schema(responses=DisputeSerializer(many=True),
-                   summary="Disputes of frames the provider's nodes rendered, newest first (their pay is frozen "
-                           "while open)")
+                   summary="List disputes of your frames (providers)",
+                   description="Disputes of frames your nodes rendered, newest first; the pay for a frame is "
+                               "frozen while its dispute is open.")
     def get(self, request):
         return Response(DisputeSerializer(selectors.disputes_against(provider=request.user), many=True).data)
 
 
 class DisputeDetailView(DisputesView):
-    @extend_schema(responses={200: DisputeSerializer, 404: DisputeErrorResponse},
-                   summary="One of the artist's disputes, with the decision once made")
+    @extend_schema(responses={200: DisputeSerializer, 404: NOT_FOUND}, summary="Get a dispute",
+                   description="One of your disputes, with the admin's decision and note once made.")
     def get(self, request, dispute_id: int):
         return Response(DisputeSerializer(selectors.dispute_for(user=request.user, dispute_id=dispute_id)).data)
 
 
 class ReviewQueueView(AdminView):
-    @extend_schema(responses=DisputeReviewSerializer(many=True), summary="Open disputes, oldest first (admins)")
+    @extend_schema(responses=DisputeReviewSerializer(many=True), summary="List open disputes (admins)",
+                   description="Every open dispute, oldest first, with the artist, the provider and the node.")
     def get(self, request):
         return Response(DisputeReviewSerializer(selectors.review_queue(), many=True).data)
 
 
 class DisputeDecideView(AdminView):
     @extend_schema(request=DisputeDecideRequest,
-                   summary="Uphold (refund and re-render) or reject (release the pay) an open dispute (admins)",
-                   description="Sending the decision already made returns it again (200, nothing done twice); "
-                               "a different decision on a decided dispute is a 409.",
-                   responses={200: DisputeReviewSerializer, 400: DisputeErrorResponse, 404: DisputeErrorResponse,
-                              409: DisputeErrorResponse})
+                   summary="Decide a dispute (admins)",
+                   description="`upheld` refunds the frame to the artist and renders it again on another node; "
+                               "`rejected` releases the provider's pay. Sending the decision already made returns "
+                               "it again (200, nothing done twice); a different decision on a decided dispute is a "
+                               "409.",
+                   responses={200: DisputeReviewSerializer, 404: NOT_FOUND, 409: CONFLICT})
     def post(self, request, dispute_id: int):
         data = DisputeDecideRequest(data=request.data)
         data.is_valid(raise_exception=True)

@@ -56,6 +56,18 @@ def audit_entries(*, dispute: Dispute) -> QuerySet[AuditLog]:
     return AuditLog.objects.filter(object_type="dispute", object_id=str(dispute.pk)).select_related("actor")
 
 
+def dispute_of_settlement(*, frame: Frame) -> Dispute | None:
+    """The dispute the artist opened on the frame's current result (a re-rendered frame can be disputed anew)."""
+    if frame.settled_at is None:
+        return None
+    return Dispute.objects.filter(frame_id=frame.pk, frame_settled_at=frame.settled_at).first()
+
+
+def disputed_settlements(*, job_id: int) -> set[tuple[int, object]]:
+    """(frame id, settled_at) of every disputed result of the job: such a result cannot be disputed again."""
+    return set(Dispute.objects.filter(frame__job_id=job_id).values_list("frame_id", "frame_settled_at"))
+
+
 def frame_of_artist(*, artist, frame_id: int) -> Frame:
     frame = Frame.objects.select_related("job").filter(pk=frame_id, job__owner=artist).first()
     if frame is None:

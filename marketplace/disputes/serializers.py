@@ -1,6 +1,7 @@
 """API shapes for disputes: what the artist sees, and what admins review. Amounts are integer micro-tokens."""
 from rest_framework import serializers
 
+from marketplace.api.fields import TokensField
 from marketplace.disputes import conf
 from marketplace.disputes.models import Dispute
 
@@ -8,11 +9,12 @@ from marketplace.disputes.models import Dispute
 class DisputeSerializer(serializers.ModelSerializer):
     job = serializers.IntegerField(source="frame.job_id", read_only=True)
     frame_number = serializers.IntegerField(source="frame.number", read_only=True)
+    amount_tokens = TokensField(source="amount_micro")
 
     class Meta:
         model = Dispute
-        fields = ["id", "state", "frame", "job", "frame_number", "reason", "amount_micro", "frame_settled_at",
-                  "created_at", "decided_at", "decision_note"]
+        fields = ["id", "state", "frame", "job", "frame_number", "reason", "amount_micro", "amount_tokens",
+                  "frame_settled_at", "created_at", "decided_at", "decision_note"]
         read_only_fields = fields
 
 
@@ -41,7 +43,3 @@ class DisputeOpenRequest(serializers.Serializer):
 class DisputeDecideRequest(serializers.Serializer):
     decision = serializers.ChoiceField(choices=[Dispute.State.UPHELD, Dispute.State.REJECTED])
     note = serializers.CharField(max_length=conf.NOTE_MAX_CHARS, help_text="shown to the artist")
-
-
-class DisputeErrorResponse(serializers.Serializer):
-    error = serializers.CharField()

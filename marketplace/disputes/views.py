@@ -18,6 +18,10 @@ def _admin_only(request: HttpRequest) -> None:
 @login_required
 def dispute_new(request: HttpRequest, frame_id: int) -> HttpResponse:
     frame = selectors.frame_of_artist(artist=request.user, frame_id=frame_id)
+    already = selectors.dispute_of_settlement(frame=frame)
+    if already is not None:  # this result is disputed: show that dispute rather than a form that must fail
+        messages.info(request, "You have already disputed this frame.")
+        return redirect("disputes:detail", already.pk)
     form = DisputeForm(request.POST or None)
     error = ""
     if request.method == "POST" and form.is_valid():

@@ -5,8 +5,11 @@ import hashlib
 import logging
 import zipfile
 from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import NamedTuple
 
 from django.http import StreamingHttpResponse
+from django.utils import timezone
 
 from marketplace import blobs
 from marketplace.jobs import selectors
@@ -35,6 +38,30 @@ class _Pipe:
         return data
 
 
+# A regular file, rw-r--r--: what the artist unpacks is theirs to read, not private to one user (zipfile's
+# default for a member written through open() is 0600).
+MEMBER_MODE = 0o100644
+# The oldest time a zip entry can carry (MS-DOS dates start in 1980).
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+class Member(NamedTuple):
+    name: str  # in the zip
+    key: str  # in storage
+    sha256: str  # recorded when it was frozen ("" for results older than freezing)
+    when: datetime | None  # when it was made: the frame's report (its render), else its settlement; a still's assembly
+
+
+def member_info(member: Member) -> zipfile.ZipInfo:
+    """The zip entry of a member: its name, the time it was rendered (in the server's time zone, as zip times are
+    local) and mode 0644."""
+    when = timezone.localtime(member.when).timetuple()[:6] if member.when else ZIP_EPOCH
+    info = zipfile.ZipInfo(member.name, date_time=max(when, ZIP_EPOCH))
+    info.external_attr = MEMBER_MODE << 16
+    info.compress_type = zipfile.ZIP_STORED
+    return info
+
+
 def _extension(key: str) -> str:
     return key.rsplit(".", 1)[-1] if "." in key else "png"
 
@@ -44,21 +71,23 @@ def member_name(frame: Frame, *, folder: str) -> str:
     return f"{folder}/frame_{frame.number:06d}{tile}.{_extension(frame.result_key)}"
 
 
-def members(job: Job, *, folder: str) -> list[tuple[str, str, str]]:
-    """(name in the zip, storage key, recorded SHA-256) of what the artist has received: each settled frame, and
-    a tiled still as its assembled image once every tile is settled and stitched; until then its settled tiles,
-    one by one (what is paid for is never withheld, e.g. when the job was cancelled with some tiles unrendered)."""
+def members(job: Job, *, folder: str) -> list[Member]:
+    """What the artist has received, as members (name in the zip, storage key, recorded digest, time made): each
+    settled frame, and a tiled still as its assembled image once every tile is settled and stitched; until then its
+    settled tiles, one by one (what is paid for is never withheld, e.g. when the job was cancelled with some tiles
+    unrendered)."""
     assembled = selectors.current_assemblies(job=job)
-    found: list[tuple[str, str, str]] = []
+    found: list[Member] = []
     stitched: set[int] = set()
     for frame in selectors.settled_results(job=job):
         still = assembled.get(frame.number) if frame.tile_x is not None else None
         if still is None:
-            found.append((member_name(frame, folder=folder), frame.result_key, frame.result_sha256))
+            found.append(Member(member_name(frame, folder=folder), frame.result_key, frame.result_sha256,
+                                frame.rendered_at or frame.settled_at))
         elif frame.number not in stitched:  # the still's first tile brings the whole image, the others are in it
             stitched.add(frame.number)
-            found.append((f"{folder}/frame_{frame.number:06d}.{_extension(still.result_key)}", still.result_key,
-                          still.result_sha256))
+            found.append(Member(f"{folder}/frame_{frame.number:06d}.{_extension(still.result_key)}", still.result_key,
+                                still.result_sha256, still.assembled_at))
     return found
 
 
@@ -69,30 +98,30 @@ def _digest(key: str) -> str:
     return h.hexdigest()
 
 
-def zip_stream(entries: Iterable[tuple[str, str, str]]) -> Iterator[bytes]:
-    """Yield a ZIP_STORED archive (images are already compressed) of the (name, storage key, SHA-256) members,
-    chunk by chunk. Each member's digest is checked before a byte of it is sent: one whose stored bytes no longer
-    match the digest recorded when it was frozen is left out (logged as an event), and WITHHELD.txt names it.
-    A member that changes while it is being sent breaks the download (DigestMismatch) rather than deliver it."""
+def zip_stream(entries: Iterable[Member]) -> Iterator[bytes]:
+    """Yield a ZIP_STORED archive (images are already compressed) of the members, chunk by chunk. Each member's
+    digest is checked before a byte of it is sent: one whose stored bytes no longer match the digest recorded when
+    it was frozen is left out (logged as an event), and WITHHELD.txt names it. A member that changes while it is
+    being sent breaks the download (DigestMismatch) rather than deliver it."""
     pipe = _Pipe()
     withheld: list[str] = []
     with zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-        for name, key, sha256 in entries:
-            expected = blobs.expected_digests(key, sha256)
-            actual = _digest(key) if expected else ""
+        for entry in entries:
+            expected = blobs.expected_digests(entry.key, entry.sha256)
+            actual = _digest(entry.key) if expected else ""
             if expected and expected != {actual}:
-                log.error("event=download_withheld member=%s reason=%s", name, blobs.digest_refused(key, expected,
-                                                                                                    actual))
-                withheld.append(f"{name}: its stored image does not match the verified one; it was not delivered")
+                log.error("event=download_withheld member=%s reason=%s", entry.name,
+                          blobs.digest_refused(entry.key, expected, actual))
+                withheld.append(f"{entry.name}: its stored image does not match the verified one; it was not delivered")
                 continue
             sent = hashlib.sha256()
-            with archive.open(name, "w", force_zip64=True) as member:
-                for chunk in blobs.blob_chunks(key):
+            with archive.open(member_info(entry), "w", force_zip64=True) as member:
+                for chunk in blobs.blob_chunks(entry.key):
                     sent.update(chunk)
                     member.write(chunk)
                     yield pipe.drain()
             if expected and expected != {sent.hexdigest()}:
-                raise blobs.digest_refused(key, expected, sent.hexdigest())
+                raise blobs.digest_refused(entry.key, expected, sent.hexdigest())
             yield pipe.drain()  # the member's data descriptor
         if withheld:
             archive.writestr(WITHHELD, "\n".join(withheld) + "\n")

@@ -9,6 +9,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from marketplace import blobs
+from marketplace.disputes.selectors import disputed_settlements
 from marketplace.disputes.services import dispute_deadline
 from marketplace.jobs.errors import JobNotFound
 from marketplace.jobs.models import AssembledFrame, Frame, Job
@@ -173,7 +174,9 @@ def frame_rows(*, job: Job, page: FramePage, changed_since: datetime | None = No
     frames = frames_of(job=job).filter(pk__in=page.frame_ids)
     if changed_since is not None:
         frames = frames.filter(updated_at__gte=changed_since)
-    return [FrameRow(frame, frame_disputable(frame=frame)) for frame in frames]
+    disputed = disputed_settlements(job_id=job.pk)  # a result disputed once offers no second "Dispute"
+    return [FrameRow(frame, frame_disputable(frame=frame) and (frame.pk, frame.settled_at) not in disputed)
+            for frame in frames]
 
 
 STATE_CODES = {FrameState.QUEUED: "q", FrameState.LEASED: "l", FrameState.RENDERED: "r",

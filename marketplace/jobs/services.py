@@ -30,12 +30,12 @@ from marketplace.jobs.states import (
 )
 from marketplace.jobs.tiles import smallest_tile, tile_rects
 from marketplace.ledger.services import InsufficientFunds, hold_escrow, refund_escrow, release_escrow
+from marketplace.money import tokens
 from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.selectors import idle_capacity
 from marketplace.payments.selectors import wallet_frozen
 from marketplace.scenes.models import Scene
 from marketplace.scenes.series import scene_series
-from marketplace.web.templatetags.money import tokens
 
 # --- quoting --------------------------------------------------------------------------------
 
@@ -73,7 +73,8 @@ def job_quote(*, owner, scene: Scene | int, name: str = "", frame_start: int | N
     Raises JobNotFound for anyone else's scene, JobRefused (nothing stored) for anything else.
     """
     scene_id = scene.pk if isinstance(scene, Scene) else scene
-    scene = Scene.objects.filter(pk=scene_id, owner=owner).first() if type(scene_id) is int else None
+    scene = Scene.objects.filter(pk=scene_id, owner=owner, deleted_at__isnull=True).first() \
+        if type(scene_id) is int else None
     if scene is None:
         raise JobNotFound("no such scene")
     if scene.status != Scene.Status.READY:

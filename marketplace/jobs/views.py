@@ -134,6 +134,8 @@ def _retried(outcome: services.JobRetried) -> str:
 
 
 def _cancelled(outcome: services.JobCancelled) -> str:
+    if outcome.job.accepted_at is None:  # a quote: nothing was queued or held
+        return "Quote discarded."
     return (f"Job cancelled: {outcome.frames_cancelled} frames stopped, {tokens(outcome.refunded)} tokens refunded "
             "to your wallet.")
 

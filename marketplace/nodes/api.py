@@ -1,8 +1,10 @@
-from drf_spectacular.utils import extend_schema
+"""Provider API for nodes: list and register (the node token is shown once)."""
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from marketplace.api.errors import ServiceErrorView
 from marketplace.nodes import selectors, services
 from marketplace.nodes.models import WorkerNode
 
@@ -19,30 +21,47 @@ class NodeCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
 
 
-class NodeListView(APIView):
-    @extend_schema(responses=NodeSerializer(many=True), summary="The provider's nodes")
+class NodeCreatedSerializer(NodeSerializer):
+    token = serializers.CharField(read_only=True, help_text="the node's agent token: shown this once, stored hashed")
+
+    class Meta(NodeSerializer.Meta):
+        fields = [*NodeSerializer.Meta.fields, "token"]
+
+
+class NodeListView(ServiceErrorView):
+    """Nodes of the signed-in provider."""
+
+    error_status = ((services.NodeError, status.HTTP_403_FORBIDDEN),)
+
+    @extend_schema(responses=NodeSerializer(many=True), summary="List your render nodes",
+                   description="Your nodes with their status, device, benchmark score and last heartbeat.")
     def get(self, request):
         return Response(NodeSerializer(selectors.nodes_of(owner=request.user), many=True).data)
 
-    @extend_schema(request=NodeCreateSerializer, responses={201: NodeSerializer},
-                   summary="Register a node; its token is returned once")
+    @extend_schema(request=NodeCreateSerializer,
+                   responses={201: NodeCreatedSerializer,
+                              403: OpenApiResponse(description="Only GPU provider accounts can register nodes.")},
+                   summary="Register a render node",
+                   description="Creates a node and returns its agent token, once: give it to `python -m workers "
+                               "register` on the GPU machine. Only a hash of it is stored.")
     def post(self, request):
         data = NodeCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            node, token = services.node_create(owner=request.user, name=data.validated_data["name"])
-        except services.NodeError as exc:
-            return Response({"error": str(exc)}, status=status.HTTP_403_FORBIDDEN)
-        return Response({**NodeSerializer(node).data, "token": token}, status=status.HTTP_201_CREATED)
+        node, token = services.node_create(owner=request.user, name=data.validated_data["name"])
+        node.token = token
+        return Response(NodeCreatedSerializer(node).data, status=status.HTTP_201_CREATED)
 
 
-class NodeDetailView(APIView):
-    @extend_schema(responses={204: None}, summary="Delete one of the provider's nodes (revokes its broker user)")
+class NodeDetailView(ServiceErrorView):
+    error_status = ((services.NodeError, status.HTTP_409_CONFLICT),)
+
+    @extend_schema(responses={204: None, 404: OpenApiResponse(description="No such node of yours."),
+                              409: OpenApiResponse(description="The node holds a lease or has results under "
+                                                               "verification.")},
+                   summary="Delete one of your nodes",
+                   description="Deletes the node and revokes its agent broker user; refused while it holds a lease "
+                               "or has results under verification.")
     def delete(self, request, node_id: int):
-        try:
-            deleted = services.node_delete(owner=request.user, node_id=node_id)
-        except services.NodeError as exc:
-            return Response({"error": str(exc)}, status=status.HTTP_409_CONFLICT)
-        if not deleted:
-            return Response({"error": "no such node"}, status=status.HTTP_404_NOT_FOUND)
+        if not services.node_delete(owner=request.user, node_id=node_id):
+            raise NotFound("no such node")
         return Response(status=status.HTTP_204_NO_CONTENT)

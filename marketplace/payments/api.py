@@ -1,10 +1,10 @@
 """Wallet and top-ups for artists, earnings and payouts for providers (API token or session).
 
 Thin over `payments.services`, `payments.payouts` and the selectors: every rule, and every refusal's wording,
-is the services'. Their refusals become `{"error": message}` by one table, `ERROR_STATUS`.
+is the services'. Their refusals become problem details (`marketplace.api.errors`) by one table, `ERROR_STATUS`.
 """
 from django.http import Http404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission, IsAuthenticated
@@ -18,7 +18,6 @@ from marketplace.payments.models import Payout
 from marketplace.payments.providers import PaymentsUnavailable
 from marketplace.payments.serializers import (
     EarningsSerializer,
-    PaymentErrorResponse,
     PayoutRequest,
     PayoutSerializer,
     TopUpSerializer,
@@ -52,7 +51,13 @@ class IsProvider(BasePermission):
         return request.user.is_provider
 
 
+REFUSED = OpenApiResponse(description="Refused: `detail` says why; nothing moved.")
+UNAVAILABLE = OpenApiResponse(description="The payment provider is not configured or not answering.")
+
+
 class PaymentsView(ServiceErrorView):
+    """Wallets, top-ups, earnings and payouts of the signed-in user."""
+
     # Amounts must arrive as JSON numbers: in a form body every value is a string, which the services refuse.
     parser_classes = [JSONParser]
 
@@ -68,7 +73,9 @@ class ProviderView(PaymentsView):
 
 
 class WalletView(ArtistView):
-    @extend_schema(responses=WalletSerializer, summary="The artist's wallet, escrow, debt and recent top-ups")
+    @extend_schema(responses=WalletSerializer, summary="Get your wallet (artists)",
+                   description="Spendable tokens, tokens held in escrow for accepted jobs, any debt left by a "
+                               "refunded or disputed card payment, and your recent top-ups.")
     def get(self, request):
         user = request.user
         return Response(WalletSerializer({
@@ -81,8 +88,10 @@ class WalletView(ArtistView):
 
 
 class TopUpListView(ArtistView):
-    @extend_schema(request=TopUpStartRequest, summary="Start buying tokens: returns the payment page to open",
-                   responses={201: TopUpStartResponse, 400: PaymentErrorResponse, 503: PaymentErrorResponse})
+    @extend_schema(request=TopUpStartRequest, summary="Buy tokens (artists)",
+                   description="Starts a top-up and returns the payment page to send the buyer to. Tokens are "
+                               "credited once the payment provider confirms the payment: poll the top-up.",
+                   responses={201: TopUpStartResponse, 400: REFUSED, 503: UNAVAILABLE})
     def post(self, request):
         data = TopUpStartRequest(data=request.data)
         data.is_valid(raise_exception=True)
@@ -93,15 +102,18 @@ class TopUpListView(ArtistView):
 
 
 class TopUpDetailView(ArtistView):
-    @extend_schema(responses={200: TopUpSerializer, 404: PaymentErrorResponse},
-                   summary="One of the artist's top-ups (poll its state after paying)")
+    @extend_schema(responses={200: TopUpSerializer, 404: OpenApiResponse(description="No such top-up of yours.")},
+                   summary="Get a top-up (artists)",
+                   description="One of your top-ups: poll its `state` after paying; `credited_micro` is what "
+                               "reached your wallet.")
     def get(self, request, ref):
         return Response(TopUpSerializer(selectors.topup_of(user=request.user, ref=ref)).data)
 
 
 class EarningsView(ProviderView):
-    @extend_schema(responses=EarningsSerializer, summary="The provider's pending and available earnings, "
-                                                         "recent settled frames and payouts")
+    @extend_schema(responses=EarningsSerializer, summary="Get your earnings (providers)",
+                   description="Earnings still inside the dispute window (pending), earnings you can pay out "
+                               "(available), the frames your nodes were paid for recently, and your payouts.")
     def get(self, request):
         user = request.user
         balances = ledger_selectors.user_balances(user=user)
@@ -117,16 +129,18 @@ class EarningsView(ProviderView):
 
 
 class PayoutListView(ProviderView):
-    @extend_schema(responses=PayoutSerializer(many=True), summary="The provider's payouts, newest first")
+    @extend_schema(responses=PayoutSerializer(many=True), summary="List your payouts (providers)",
+                   description="Your payouts, newest first, with what the payment provider answered.")
     def get(self, request):
         return Response(PayoutSerializer(selectors.payouts_of(user=request.user), many=True).data)
 
     @extend_schema(request=PayoutRequest,
-                   summary="Pay available tokens out; a repeated request_key returns the first payout (200)",
-                   description="201 for a new payout, whose state says what the payment provider answered "
-                               "(`failed` gave the tokens back). Refused requests (400) move nothing.",
-                   responses={200: PayoutSerializer, 201: PayoutSerializer, 400: PaymentErrorResponse,
-                              503: PaymentErrorResponse})
+                   summary="Request a payout (providers)",
+                   description="Pays available tokens out to your payout account. 201 for a new payout, whose "
+                               "`state` says what the payment provider answered (`failed` gave the tokens back). "
+                               "Sending the same `request_key` again returns the first payout (200) and pays "
+                               "nothing twice. Refused requests (400) move nothing.",
+                   responses={200: PayoutSerializer, 201: PayoutSerializer, 400: REFUSED, 503: UNAVAILABLE})
     def post(self, request):
         data = PayoutRequest(data=request.data)
         data.is_valid(raise_exception=True)

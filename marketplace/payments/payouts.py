@@ -19,11 +19,11 @@ from django.utils import timezone
 
 from marketplace.ledger.models import Account
 from marketplace.ledger.services import Leg, account_get, transfer
+from marketplace.money import tokens
 from marketplace.payments import conf
 from marketplace.payments.locks import account_locked
 from marketplace.payments.models import ConnectAccount, Payout
 from marketplace.payments.providers import ProviderError, ProviderOutcomeUnknown, provider_get
-from marketplace.web.templatetags.money import tokens
 
 log = logging.getLogger("payments")
 Kind = Account.Kind

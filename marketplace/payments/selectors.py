@@ -128,3 +128,27 @@ def provider_node_rates(*, provider) -> list[NodeEarningRate]:
     return [NodeEarningRate(node_id=node_id, node_name=name, frames=n, render_seconds=round(seconds, 3),
                             earned_micro=earned)
             for node_id, (name, n, seconds, earned) in sorted(totals.items(), key=lambda kv: kv[1][0])]
+class ImageEarning:
+    """One delivered image: a frame, or every tile of a still the provider's nodes rendered, summed."""
+
+    job_id: int
+    number: int
+    tiles: int  # 0: an untiled frame
+    share_micro: int
+    settled_at: datetime  # the latest of its tiles
+    matures_at: datetime  # the latest of its tiles
+    matured: bool  # all of it is available
+    disputed: bool  # some of it is under dispute
+
+
+def earnings_by_image(earnings: list[FrameEarning]) -> list[ImageEarning]:
+    """`provider_frame_earnings` with the tiles of one still as one row (in the order of their latest tile)."""
+    groups: dict[tuple[int, int, bool], list[FrameEarning]] = {}
+    for e in earnings:
+        tiled = e.frame.tile_x is not None
+        groups.setdefault((e.frame.job_id, e.frame.number, tiled) if tiled else (e.frame.pk, -1, False), []).append(e)
+    return [ImageEarning(job_id=g[0].frame.job_id, number=g[0].frame.number,
+                         tiles=len(g) if g[0].frame.tile_x is not None else 0,
+                         share_micro=sum(e.share_micro for e in g), settled_at=max(e.frame.settled_at for e in g),
+                         matures_at=max(e.matures_at for e in g), matured=all(e.matured for e in g),
+                         disputed=any(e.disputed for e in g)) for g in groups.values()]

@@ -9,6 +9,7 @@ from django.views.decorators.http import require_POST
 
 from marketplace.disputes import selectors as dispute_selectors
 from marketplace.ledger import selectors as ledger_selectors
+from marketplace.money import tokens
 from marketplace.payments import conf, payouts, selectors, services
 from marketplace.payments.forms import PayoutForm, TopUpForm
 from marketplace.payments.providers import (
@@ -71,7 +72,12 @@ def dev_checkout(request: HttpRequest, ref) -> HttpResponse:
         # The same service the Stripe webhook calls for checkout.session.completed.
         outcome = services.topup_complete(ref=topup.ref, session_id=topup.session_id or "", payment_intent="",
                                           amount_cents=topup.amount_cents, currency=topup.currency)
-        messages.success(request, f"Simulated payment done: {outcome}.")
+        topup.refresh_from_db()
+        if topup.completed_at is not None:
+            messages.success(request, f"Simulated payment done: {tokens(topup.credited_micro)} tokens were added to "
+                                      f"your wallet.")
+        else:
+            messages.error(request, f"Simulated payment not credited: {outcome}.")
         return redirect("payments:wallet")
     return render(request, "payments/dev_checkout.html", {"topup": topup})
 
@@ -94,7 +100,7 @@ def _provider_only(request: HttpRequest) -> None:
 def _earnings_page(request: HttpRequest, *, form: PayoutForm, status: int = 200) -> HttpResponse:
     return render(request, "payments/earnings.html", {
         "balances": ledger_selectors.user_balances(user=request.user),
-        "frames": selectors.provider_frame_earnings(provider=request.user),
+        "frames": selectors.earnings_by_image(selectors.provider_frame_earnings(provider=request.user)),
         "node_rates": selectors.provider_node_rates(provider=request.user),
         "disputes": dispute_selectors.disputes_against(provider=request.user),
         "payouts": selectors.payouts_of(user=request.user),

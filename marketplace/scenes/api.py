@@ -1,13 +1,14 @@
-"""Artist API for scenes: upload (multipart), list, detail, and bundles sent file by file (only the files the
-server lacks travel: ask which digests are missing, PUT those, then assemble). Another user's scene is a 404."""
+"""Artist API for scenes: upload (multipart), list, detail, delete, and bundles sent file by file (only the files
+the server lacks travel: ask which digests are missing, PUT those, then assemble). Another user's scene is a 404."""
 from django.core.exceptions import PermissionDenied
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from marketplace.api.errors import ServiceErrorView, problem
 from marketplace.scenes import conf, selectors, services, upload_limit
 from marketplace.scenes.bundles import check_digests
 from marketplace.scenes.models import Scene
@@ -22,21 +23,35 @@ class SceneSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+@extend_schema_field(OpenApiTypes.BINARY)
+class UploadField(serializers.FileField):
+    """The uploaded file's bytes (a multipart part): `format: binary` in the schema, not a URL."""
+
+
 class SceneUploadRequest(serializers.Serializer):
-    file = serializers.FileField(help_text=f".blend, or .zip with one top-level .blend; at most "
+    file = UploadField(help_text=f".blend, or .zip with one top-level .blend; at most "
                                            f"{conf.DEFAULTS['MAX_UPLOAD_BYTES']} bytes by default")
     name = serializers.CharField(max_length=200, required=False, default="", help_text="defaults to the file name")
 
 
-class ErrorResponse(serializers.Serializer):
-    error = serializers.CharField()
-
-
 class UploadTooLarge(APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "the upload is too large"
 
 
-class SceneListView(APIView):
+NOT_FOUND = OpenApiResponse(description="No such scene of yours.")
+
+
+class ScenesView(ServiceErrorView):
+    """Scenes of the signed-in user."""
+
+    error_status = ((selectors.SceneNotFound, status.HTTP_404_NOT_FOUND),
+                    (SceneRejected, status.HTTP_400_BAD_REQUEST),
+                    (services.SceneInUse, status.HTTP_409_CONFLICT),
+                    (PermissionDenied, status.HTTP_403_FORBIDDEN))
+
+
+class SceneListView(ScenesView):
     parser_classes = [MultiPartParser, FormParser]
     limit: upload_limit.UploadSizeLimit | None = None
 
@@ -52,16 +67,25 @@ class SceneListView(APIView):
     def handle_exception(self, exc: Exception) -> Response:
         # Also when the CSRF check failed because the form was cut off at the limit before its token.
         if isinstance(exc, UploadTooLarge) or (self.limit is not None and self.limit.exceeded):
-            return Response({"error": upload_limit.too_big_message()}, status=UploadTooLarge.status_code)
+            return problem(UploadTooLarge.status_code, upload_limit.too_big_message())
         return super().handle_exception(exc)
 
-    @extend_schema(responses=SceneSerializer(many=True), summary="The user's scenes, newest first")
+    @extend_schema(responses=SceneSerializer(many=True), summary="List your scenes",
+                   description="Your scenes, newest first, with their inspection status (deleted ones are gone).")
     def get(self, request):
         return Response(SceneSerializer(selectors.scenes_of(owner=request.user), many=True).data)
 
     @extend_schema(request={"multipart/form-data": SceneUploadRequest},
-                   responses={201: SceneSerializer, 400: ErrorResponse, 403: ErrorResponse, 413: ErrorResponse},
-                   summary="Upload a scene; it is inspected in the background (poll its status)")
+                   responses={201: SceneSerializer,
+                              400: OpenApiResponse(description="The file is not a scene we can render: `detail` "
+                                                               "says why."),
+                              403: OpenApiResponse(description="Only artist accounts can upload scenes."),
+                              413: OpenApiResponse(description="The file is over the upload limit.")},
+                   summary="Upload a scene",
+                   description="Send a `.blend`, or a `.zip` holding one top-level `.blend` and its textures, as "
+                               "`multipart/form-data`. The file is stored and inspected in the background (no code "
+                               "in it ever runs): poll the scene until `status` is `ready` (then quote a job with "
+                               "it) or `refused` (`refusal` says why).")
     def post(self, request):
         # Before the body is parsed: a provider's or an oversized upload is not spooled to disk first.
         if not services.can_upload(request.user):
@@ -70,22 +94,27 @@ class SceneListView(APIView):
         if self.limit.exceeded:
             raise UploadTooLarge()
         data.is_valid(raise_exception=True)
-        try:
-            scene = services.scene_upload(owner=request.user, uploaded_file=data.validated_data["file"],
-                                          name=data.validated_data["name"])
-        except SceneRejected as exc:
-            return Response({"error": exc.reason}, status=status.HTTP_400_BAD_REQUEST)
+        scene = services.scene_upload(owner=request.user, uploaded_file=data.validated_data["file"],
+                                      name=data.validated_data["name"])
         return Response(SceneSerializer(scene).data, status=status.HTTP_201_CREATED)
 
 
-class SceneDetailView(APIView):
-    @extend_schema(responses={200: SceneSerializer, 404: ErrorResponse}, summary="A scene with its inspection")
+class SceneDetailView(ScenesView):
+    @extend_schema(responses={200: SceneSerializer, 404: NOT_FOUND}, summary="Get a scene",
+                   description="One of your scenes with its inspection report: engine, frame range, resolution, "
+                               "samples, warnings, or why it was refused.")
     def get(self, request, scene_id: int):
-        try:
-            scene = selectors.scene_of(owner=request.user, scene_id=scene_id)
-        except selectors.SceneNotFound as exc:
-            return Response({"error": str(exc)}, status=status.HTTP_404_NOT_FOUND)
-        return Response(SceneSerializer(scene).data)
+        return Response(SceneSerializer(selectors.scene_of(owner=request.user, scene_id=scene_id)).data)
+
+    @extend_schema(responses={204: None, 404: NOT_FOUND,
+                              409: OpenApiResponse(description="A quoted, queued or running job still uses it.")},
+                   summary="Delete a scene",
+                   description="Removes one of your scenes from your lists; it can no longer be quoted. Refused "
+                               "(409) while a quoted, queued or running job uses it. Finished jobs keep their "
+                               "frames and downloads.")
+    def delete(self, request, scene_id: int):
+        services.scene_delete(owner=request.user, scene_id=scene_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class DigestsRequest(serializers.Serializer):
@@ -108,54 +137,46 @@ class BundleRequest(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False, default="")
 
 
-class BundleIncompleteResponse(serializers.Serializer):
-    error = serializers.CharField()
-    missing = serializers.ListField(child=serializers.CharField())
-
-
 def _artist_only(request) -> None:
     if not services.can_upload(request.user):
         raise PermissionDenied("only artists can upload scenes")
 
 
-class SceneFilesMissingView(APIView):
-    @extend_schema(request=DigestsRequest, responses={200: DigestsResponse, 400: ErrorResponse, 403: ErrorResponse},
-                   summary="Which of these bundle files (by SHA-256) the server lacks for you")
+class SceneFilesMissingView(ScenesView):
+    @extend_schema(request=DigestsRequest, responses={200: DigestsResponse},
+                   summary="Which bundle files you have not uploaded yet",
+                   description="Send the SHA-256 of every file of a bundle; the answer lists those the server does "
+                               "not hold for you, in the order asked. Only those need uploading (as Flamenco's "
+                               "Shaman does); a file counts as yours only once you uploaded its bytes.")
     def post(self, request):
         _artist_only(request)
         data = DigestsRequest(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            digests = check_digests(data.validated_data["digests"])
-        except SceneRejected as exc:
-            return Response({"error": exc.reason}, status=status.HTTP_400_BAD_REQUEST)
+        digests = check_digests(data.validated_data["digests"])
         return Response({"missing": selectors.scene_files_missing(owner=request.user, digests=digests)})
 
 
-class SceneFilePutView(APIView):
+class SceneFilePutView(ScenesView):
     parser_classes: list = []  # the body is the file itself, read in chunks below
 
-    @extend_schema(request={"application/octet-stream": bytes}, responses={201: None, 400: ErrorResponse,
-                                                                           403: ErrorResponse, 413: ErrorResponse},
-                   summary="Upload one bundle file; its bytes must hash to the digest in the URL")
+    @extend_schema(request={"application/octet-stream": bytes}, responses={201: None},
+                   summary="Upload one bundle file",
+                   description="The raw bytes of one file; they must hash to the SHA-256 in the URL. Refused (413) "
+                               "above the upload limit before the body is read.")
     def put(self, request, sha256: str):
         _artist_only(request)
         raw = request._request
         if int(raw.META.get("CONTENT_LENGTH") or 0) > conf.MAX_UPLOAD_BYTES:  # refused before reading the body
-            return Response({"error": upload_limit.too_big_message()}, status=UploadTooLarge.status_code)
-        try:
-            row = services.scene_file_put(owner=request.user, sha256=sha256,
-                                          chunks=iter(lambda: raw.read(1 << 20), b""))
-        except SceneRejected as exc:
-            return Response({"error": exc.reason}, status=status.HTTP_400_BAD_REQUEST)
+            return problem(UploadTooLarge.status_code, upload_limit.too_big_message())
+        row = services.scene_file_put(owner=request.user, sha256=sha256, chunks=iter(lambda: raw.read(1 << 20), b""))
         return Response({"sha256": row.sha256, "size": row.size}, status=status.HTTP_201_CREATED)
 
 
-class SceneBundleView(APIView):
-    @extend_schema(request=BundleRequest,
-                   responses={201: SceneSerializer, 400: ErrorResponse, 403: ErrorResponse,
-                              409: BundleIncompleteResponse},
-                   summary="Assemble uploaded files into a scene; checked and inspected like an uploaded zip")
+class SceneBundleView(ScenesView):
+    @extend_schema(request=BundleRequest, responses={201: SceneSerializer},
+                   summary="Assemble uploaded files into a scene",
+                   description="Builds the bundle from files you uploaded; it is checked and inspected like an "
+                               "uploaded zip. A file not uploaded yet: 409 with `missing`, the digests to upload.")
     def post(self, request):
         _artist_only(request)
         data = BundleRequest(data=request.data)
@@ -164,7 +185,5 @@ class SceneBundleView(APIView):
             scene = services.scene_bundle_upload(owner=request.user, files=data.validated_data["files"],
                                                  name=data.validated_data["name"])
         except services.BundleIncomplete as exc:
-            return Response({"error": exc.reason, "missing": exc.missing}, status=status.HTTP_409_CONFLICT)
-        except SceneRejected as exc:
-            return Response({"error": exc.reason}, status=status.HTTP_400_BAD_REQUEST)
+            return problem(status.HTTP_409_CONFLICT, exc.reason, missing=exc.missing)
         return Response(SceneSerializer(scene).data, status=status.HTTP_201_CREATED)

@@ -26,6 +26,8 @@ class Scene(models.Model):
     warnings = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     inspected_at = models.DateTimeField(null=True, blank=True)
+    # Deleted by its owner: hidden everywhere, kept (with its file) for the jobs that already used it.
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -11,7 +11,7 @@ class SceneNotFound(Exception):
 
 
 def scenes_of(*, owner) -> QuerySet[Scene]:
-    return Scene.objects.filter(owner=owner).order_by("-created_at", "-pk")
+    return Scene.objects.filter(owner=owner, deleted_at__isnull=True).order_by("-created_at", "-pk")
 
 
 def scene_of(*, owner, scene_id: object) -> Scene:

@@ -13,9 +13,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from marketplace import blobs
+from marketplace.jobs.states import JobState
 from marketplace.scenes import bundles, conf
 from marketplace.scenes.inspection import inspect_upload
 from marketplace.scenes.models import Scene, SceneFile, storage_key_of_file
+from marketplace.scenes.selectors import SceneNotFound, scenes_of
 from marketplace.scenes.validation import SceneRejected, check_upload, mib, size_check, stage_upload
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,35 @@ def scene_upload(*, owner, uploaded_file: UploadedFileLike, name: str = "", enqu
 
             transaction.on_commit(lambda: scene_inspect_task.delay(scene.pk))
     log.info("scene uploaded scene=%s sha256=%s kind=%s size=%s", scene.pk, scene.sha256, scene.kind, scene.size)
+    return scene
+
+
+class SceneInUse(Exception):
+    """A job that is quoted, queued or running uses the scene; nothing was changed."""
+
+
+# A job in one of these states still needs its scene (a quote can still be accepted).
+ACTIVE_JOB_STATES = (JobState.QUOTED, JobState.QUEUED, JobState.RUNNING)
+
+
+@transaction.atomic
+def scene_delete(*, owner, scene_id: int) -> Scene:
+    """Delete the owner's scene: it disappears from every list and can no longer be quoted.
+
+    The row and its stored file stay for the jobs that already used it (a frame of a finished job can still be
+    re-rendered after an upheld dispute). Raises SceneNotFound for anyone else's scene or one already deleted,
+    SceneInUse while a quoted, queued or running job uses it. Locks the scene row.
+    """
+    scene = scenes_of(owner=owner).select_for_update().filter(pk=scene_id).first()
+    if scene is None:
+        raise SceneNotFound("no such scene")
+    active = scene.jobs.filter(state__in=ACTIVE_JOB_STATES).count()
+    if active:
+        raise SceneInUse(f"this scene is used by {active} active job(s): cancel them, or discard their quotes, "
+                         f"before deleting it")
+    scene.deleted_at = timezone.now()
+    scene.save(update_fields=["deleted_at"])
+    log.info("scene deleted scene=%s owner=%s", scene.pk, owner.pk)
     return scene
 
 

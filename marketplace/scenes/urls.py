@@ -8,4 +8,5 @@ urlpatterns = [
     path("upload/", views.scene_upload, name="upload"),
     path("<int:scene_id>/", views.scene_detail, name="detail"),
     path("<int:scene_id>/inspection/", views.scene_fragment, name="fragment"),
+    path("<int:scene_id>/delete/", views.scene_delete, name="delete"),
 ]

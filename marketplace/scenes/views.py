@@ -3,12 +3,14 @@
 Another user's scene is a 404, never a 403 that confirms it exists.
 """
 from django import forms
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_POST
 
 from marketplace.scenes import conf, selectors, services, upload_limit
 from marketplace.scenes.models import Scene
@@ -81,6 +83,20 @@ def scene_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def scene_detail(request: HttpRequest, scene_id: int) -> HttpResponse:
     return render(request, "scenes/detail.html", {"scene": _scene_or_404(request, scene_id)})
+
+
+@login_required
+@require_POST
+def scene_delete(request: HttpRequest, scene_id: int) -> HttpResponse:
+    try:
+        scene = services.scene_delete(owner=request.user, scene_id=scene_id)
+    except selectors.SceneNotFound as exc:
+        raise Http404(str(exc)) from exc
+    except services.SceneInUse as exc:
+        messages.error(request, str(exc))
+        return redirect("scenes:detail", scene_id)
+    messages.success(request, f"Scene “{scene.name}” deleted.")
+    return redirect("scenes:list")
 
 
 @login_required

@@ -63,7 +63,7 @@ def test_an_honest_agent_renders_and_the_frame_is_paid_once(funded_artist, provi
     assert frame.state == FrameState.SETTLED and frame.node_id == node.pk and frame.thumbnail_key
     replay = agent(token).post(f"/api/v1/agent/leases/{msg['lease']}/report/",
                                {"token": msg["token"], "ok": True}, format="json")
-    assert replay.status_code == 409 and "not active" in replay.json()["error"]
+    assert replay.status_code == 409 and "not active" in replay.json()["detail"]
     assert LedgerTransaction.objects.filter(idempotency_key__startswith=f"settle:frame:{frame.pk}").count() == 1
     pending = account_get(kind=Account.Kind.PROVIDER_PENDING, owner=provider)
     assert selectors.account_balance(account=pending) > 0
@@ -75,7 +75,7 @@ def test_it_refuses_a_forged_lease_token(funded_artist, provider):
     put_result(details, png_bytes(32, 24))
     r = agent(token).post(f"/api/v1/agent/leases/{msg['lease']}/report/", {"token": "forged", "ok": True},
                           format="json")
-    assert r.status_code == 403 and "token" in r.json()["error"]
+    assert r.status_code == 403 and "token" in r.json()["detail"]
     assert FrameLease.objects.get(pk=msg["lease"]).state == FrameLease.State.ACTIVE
 
 
@@ -107,7 +107,7 @@ def test_bad_results_are_refused_and_the_frame_requeued(funded_artist, provider,
     put_result(details, data)
     r = agent(token).post(f"/api/v1/agent/leases/{msg['lease']}/report/", {"token": msg["token"], "ok": True},
                           format="json")
-    assert r.status_code == 422 and reason in r.json()["message"]
+    assert r.status_code == 422 and reason in r.json()["detail"]
     frame = Frame.objects.get(job=job)
     assert frame.state == FrameState.QUEUED and reason in frame.last_error
     assert not LedgerTransaction.objects.filter(idempotency_key__startswith="settle:").exists()
@@ -132,7 +132,7 @@ def test_a_report_after_the_lease_was_reaped_changes_nothing(funded_artist, prov
     assert services.leases_reap(now=timezone.now() + timedelta(hours=1)) == 1
     r = agent(token).post(f"/api/v1/agent/leases/{msg['lease']}/report/", {"token": msg["token"], "ok": True},
                           format="json")
-    assert r.status_code == 409 and "expired" in r.json()["error"]
+    assert r.status_code == 409 and "expired" in r.json()["detail"]
     frame = Frame.objects.get(job=job)
     assert frame.state in (FrameState.QUEUED, FrameState.LEASED)  # requeued (and maybe re-leased)
     assert not LedgerTransaction.objects.filter(idempotency_key__startswith="settle:").exists()

@@ -76,7 +76,7 @@ OWN_FRAME = "the artist's settled frame"
 def test_bad_input_is_a_400_naming_the_field_and_opens_nothing(artist, frame, body, field):
     body = {key: frame.pk if value == OWN_FRAME else value for key, value in body.items()}
     response = bearer(artist).post("/api/v1/disputes/", body, format="json")
-    assert response.status_code == 400 and field in response.json()
+    assert response.status_code == 400 and field in response.json()["errors"]
     assert not Dispute.objects.exists()
 
 
@@ -84,7 +84,8 @@ def test_another_artists_frame_and_dispute_are_404(outsider, provider, frame, di
     eve = bearer(outsider)
     for frame_id in (frame.pk, frame.pk + 1_000):
         response = eve.post("/api/v1/disputes/", {"frame_id": frame_id, "reason": REASON}, format="json")
-        assert response.status_code == 404 and response.json() == {"error": "no such frame"}
+        assert response.status_code == 404 and response.json() == {"type": "about:blank", "title": "Not Found",
+                                                                  "status": 404, "detail": "no such frame"}
     assert eve.get(f"/api/v1/disputes/{dispute['id']}/").status_code == 404
     assert eve.get("/api/v1/disputes/").json() == []
     # The provider who rendered it is not its artist either.
@@ -95,20 +96,20 @@ def test_another_artists_frame_and_dispute_are_404(outsider, provider, frame, di
 def test_a_dispute_after_the_window_is_a_409_with_the_reason(artist, provider):
     old = settled_frame(artist=artist, provider=provider, settled_at=timezone.now() - timedelta(hours=72, seconds=1))
     response = bearer(artist).post("/api/v1/disputes/", {"frame_id": old.pk, "reason": REASON}, format="json")
-    assert response.status_code == 409 and "dispute window for this frame closed" in response.json()["error"]
+    assert response.status_code == 409 and "dispute window for this frame closed" in response.json()["detail"]
     assert not Dispute.objects.exists()
 
 
 def test_a_second_dispute_of_the_same_frame_is_a_409(artist, frame, dispute):
     response = bearer(artist).post("/api/v1/disputes/", {"frame_id": frame.pk, "reason": REASON}, format="json")
-    assert response.status_code == 409 and "already disputed" in response.json()["error"]
+    assert response.status_code == 409 and "already disputed" in response.json()["detail"]
     assert Dispute.objects.count() == 1
 
 
 def test_a_frame_that_is_not_settled_cannot_be_disputed(artist, frame):
     Frame.objects.filter(pk=frame.pk).update(state=FrameState.VERIFYING)
     response = bearer(artist).post("/api/v1/disputes/", {"frame_id": frame.pk, "reason": REASON}, format="json")
-    assert response.status_code == 409 and "Only a finished frame" in response.json()["error"]
+    assert response.status_code == 409 and "Only a finished frame" in response.json()["detail"]
     assert not Dispute.objects.exists()
 
 
@@ -137,7 +138,7 @@ def test_upholding_refunds_the_artist_and_a_repeat_changes_nothing(admin_user, a
 
     assert decide(api, dispute["id"], UPHELD).json() == body
     conflicting = decide(api, dispute["id"], REJECTED)
-    assert conflicting.status_code == 409 and "already upheld" in conflicting.json()["error"]
+    assert conflicting.status_code == 409 and "already upheld" in conflicting.json()["detail"]
     assert money_snapshot(artist, provider) == after
     assert Dispute.objects.get().state == UPHELD and bearer(admin_user).get("/api/v1/disputes/review/").json() == []
     assert bearer(artist).get(f"/api/v1/disputes/{dispute['id']}/").json()["state"] == UPHELD
@@ -157,13 +158,14 @@ def test_rejecting_leaves_the_pay_with_the_provider(admin_user, artist, provider
 def test_a_bad_decision_is_a_400_and_decides_nothing(admin_user, artist, provider, dispute, body, field):
     before = money_snapshot(artist, provider)
     response = bearer(admin_user).post(f"/api/v1/disputes/{dispute['id']}/decide/", body, format="json")
-    assert response.status_code == 400 and field in response.json()
+    assert response.status_code == 400 and field in response.json()["errors"]
     assert Dispute.objects.get().state == Dispute.State.OPEN and money_snapshot(artist, provider) == before
 
 
 def test_deciding_an_unknown_dispute_is_a_404(admin_user, dispute):
     response = decide(bearer(admin_user), dispute["id"] + 1, UPHELD)
-    assert response.status_code == 404 and response.json() == {"error": "no such dispute"}
+    assert response.status_code == 404 and response.json() == {"type": "about:blank", "title": "Not Found",
+                                                              "status": 404, "detail": "no such dispute"}
 
 
 def test_only_admins_review_and_decide(artist, provider, outsider, dispute):

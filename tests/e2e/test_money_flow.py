@@ -90,7 +90,7 @@ def test_top_up_render_dispute_uphold_and_both_balances(login, farm, live_server
     art.set_default_timeout(20_000)
     share = price - fee_for(price)
     assert shown(art, wallet_url, "artist_wallet") == tokens(TOPUP_TOKENS - price)
-    assert art.inner_text('[data-balance="escrow"]') == "0"
+    assert art.inner_text('[data-balance="escrow"]') == "0.00"  # amounts read with 2 decimals
     gpu = login(provider)
     assert shown(gpu, earnings_url, "provider_pending") == tokens(share)
 
@@ -120,7 +120,7 @@ def test_top_up_render_dispute_uphold_and_both_balances(login, farm, live_server
     assert admin.inner_text("[data-dispute-state]") == "Upheld"
 
     # The provider's pending pay is gone; the artist's price is back in escrow for the re-render.
-    assert shown(gpu, earnings_url, "provider_pending") == "0"
+    assert shown(gpu, earnings_url, "provider_pending") == "0.00"  # amounts read with 2 decimals
     assert shown(art, wallet_url, "artist_wallet") == tokens(TOPUP_TOKENS - price)
     assert art.inner_text('[data-balance="escrow"]') == tokens(price)
     dispute = Dispute.objects.get()
@@ -135,9 +135,9 @@ def test_top_up_render_dispute_uphold_and_both_balances(login, farm, live_server
     assert frame.node.owner_id == second_provider.pk and frame.settle_count == 2
     ivy = login(second_provider)
     assert shown(ivy, earnings_url, "provider_pending") == tokens(share)
-    assert shown(gpu, earnings_url, "provider_pending") == "0"
+    assert shown(gpu, earnings_url, "provider_pending") == "0.00"  # amounts read with 2 decimals
     assert shown(art, wallet_url, "artist_wallet") == tokens(TOPUP_TOKENS - price)
-    assert art.inner_text('[data-balance="escrow"]') == "0"
+    assert art.inner_text('[data-balance="escrow"]') == "0.00"  # amounts read with 2 decimals
     assert Job.objects.get(pk=job.pk).state == JobState.DONE
     assert balance(Account.Kind.PLATFORM_REVENUE) == fee_for(price)
     assert ledger.ledger_total() == 0 and ledger.ledger_drift() == []

@@ -48,7 +48,7 @@ def test_the_download_streams_the_settled_frames_to_their_owner_only(funded_arti
     api.post(f"/api/v1/jobs/{job_id}/accept/")
     url = f"/api/v1/jobs/{job_id}/download/"
     nothing = api.get(url, HTTP_ACCEPT="application/zip")
-    assert nothing.status_code == 404 and "no finished frames" in nothing.json()["error"]
+    assert nothing.status_code == 404 and "no finished frames" in nothing.json()["detail"]
     job = Job.objects.get(pk=job_id)
     data = settle_with_result(job.frames.get(number=2), node, seed=2)
     rendered(job.frames.get(number=3), node)
@@ -67,9 +67,9 @@ def test_denoising_can_be_set_through_the_api(funded_artist, scene):
 def test_bad_settings_get_a_clear_400_and_store_nothing(funded_artist, scene):
     api = bearer(funded_artist)
     response = api.post("/api/v1/jobs/", {"scene": scene.pk, "resolution_x": 9000}, format="json")
-    assert response.status_code == 400 and "resolution_x must be between 4 and 8192" in response.json()["error"]
+    assert response.status_code == 400 and "resolution_x must be between 4 and 8192" in response.json()["detail"]
     response = api.post("/api/v1/jobs/", {"scene": scene.pk, "samples": "many"}, format="json")
-    assert response.status_code == 400 and "samples" in response.json()
+    assert response.status_code == 400 and "samples" in response.json()["errors"]
     assert api.post("/api/v1/jobs/", {}, format="json").status_code == 400
     assert not Job.objects.exists()
 
@@ -79,7 +79,7 @@ def test_accepting_without_funds_is_402_and_changes_nothing(artist, scene):
     api = bearer(artist)
     job_id = api.post("/api/v1/jobs/", {"scene": scene.pk}, format="json").json()["id"]
     response = api.post(f"/api/v1/jobs/{job_id}/accept/")
-    assert response.status_code == 402 and "tokens in your wallet" in response.json()["error"]
+    assert response.status_code == 402 and "tokens in your wallet" in response.json()["detail"]
     assert Job.objects.get(pk=job_id).state == JobState.QUOTED and ledger.user_escrow_total(user=artist) == 0
 
 
@@ -89,7 +89,7 @@ def test_an_expired_quote_is_refused_through_the_api(funded_artist, scene):
     assert body["quote_expires_at"]
     Job.objects.filter(pk=body["id"]).update(created_at=timezone.now() - timedelta(days=2))
     response = api.post(f"/api/v1/jobs/{body['id']}/accept/")
-    assert response.status_code == 400 and "this quote expired" in response.json()["error"]
+    assert response.status_code == 400 and "this quote expired" in response.json()["detail"]
     assert Job.objects.get(pk=body["id"]).state == JobState.QUOTED
     assert ledger.user_escrow_total(user=funded_artist) == 0
 

@@ -102,7 +102,7 @@ def test_a_retry_without_the_funds_changes_nothing(artist, provider):
     fail_on(provider, nodes=3)
     job_finish_if_complete(job_id=job.pk)  # the price goes back to the wallet ...
     make_queued_job(artist, frames=1, price=PRICE)  # ... and is spent on another job before the retry
-    with pytest.raises(FundsInsufficient, match="retrying needs 2 tokens in your wallet"):
+    with pytest.raises(FundsInsufficient, match=r"retrying needs 2\.00 tokens in your wallet"):
         job_retry_failed(job_id=job.pk, owner=artist)
     assert Job.objects.get(pk=job.pk).state == JobState.FAILED
     assert Frame.objects.get(job=job).state == FrameState.FAILED
@@ -141,7 +141,7 @@ def test_the_page_and_the_api_retry_failed_frames(client, funded_artist, provide
     response = bearer(funded_artist).post(f"/api/v1/jobs/{job.pk}/retry-failed/")
     assert response.status_code == 200 and response.json()["frames_requeued"] == 1
     again = bearer(funded_artist).post(f"/api/v1/jobs/{job.pk}/retry-failed/")
-    assert again.status_code == 400 and "no failed frames" in again.json()["error"]
+    assert again.status_code == 400 and "no failed frames" in again.json()["detail"]
     assert APIClient().post(f"/api/v1/jobs/{job.pk}/retry-failed/").status_code in (401, 403)
 
 

@@ -495,7 +495,7 @@ def test_the_api_quotes_a_tiled_still_and_shows_its_tiles(funded_artist, node, d
     body = {"scene": scene.pk, "frame_start": 1, "frame_end": 1, "resolution_x": W, "resolution_y": H, "tiles": 2}
     assert api.post("/api/v1/jobs/", {**body, "tiles": "two"}, format="json").status_code == 400
     refused = api.post("/api/v1/jobs/", {**body, "frame_end": 2}, format="json")
-    assert refused.status_code == 400 and "only a still" in refused.json()["error"]
+    assert refused.status_code == 400 and "only a still" in refused.json()["detail"]
     quote = api.post("/api/v1/jobs/", body, format="json")
     assert quote.status_code == 201, quote.content
     assert quote.json()["tile_side"] == 2 and quote.json()["quote"]["tiles"] == 4

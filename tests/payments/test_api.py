@@ -69,7 +69,7 @@ def test_an_artist_tops_up_through_the_returned_page_and_sees_the_wallet(dev_pay
     assert (topup["state"], topup["credited_micro"]) == (TopUp.State.COMPLETED, 1_500 * M)
     shown = api.get("/api/v1/wallet/").json()
     assert shown == {"wallet_micro": 1_100 * M, "escrow_micro": 400 * M, "debt_micro": 0, "frozen": False,
-                     "topups": [topup]}
+                     "wallet_tokens": "1100.00", "escrow_tokens": "400.00", "debt_tokens": "0.00", "topups": [topup]}
     assert wallet(artist) == 1_100 * M
 
 
@@ -95,14 +95,14 @@ def test_a_wallet_that_owes_a_refund_is_shown_frozen(dev_payments, artist, clien
 ], ids=["negative", "zero", "below-min", "above-max", "fraction", "float", "string", "boolean", "list"])
 def test_a_bad_topup_amount_is_a_400_with_the_reason_and_stores_nothing(dev_payments, artist, amount, message):
     response = bearer(artist).post("/api/v1/topups/", {"amount_cents": amount}, format="json")
-    assert response.status_code == 400 and message in response.json()["error"]
+    assert response.status_code == 400 and message in response.json()["detail"]
     assert not TopUp.objects.exists()
 
 
 def test_a_topup_without_an_amount_or_as_a_form_is_refused(dev_payments, artist):
     api = bearer(artist)
     missing = api.post("/api/v1/topups/", {}, format="json")
-    assert missing.status_code == 400 and "amount_cents" in missing.json()
+    assert missing.status_code == 400 and "amount_cents" in missing.json()["errors"]
     assert api.post("/api/v1/topups/", {"amount_cents": None}, format="json").status_code == 400
     assert api.post("/api/v1/topups/", {"amount_cents": "1500"}).status_code == 415  # multipart: JSON only
     assert not TopUp.objects.exists()
@@ -111,7 +111,7 @@ def test_a_topup_without_an_amount_or_as_a_form_is_refused(dev_payments, artist)
 def test_a_server_without_payments_answers_503_and_stores_nothing(settings, artist):
     settings.STRIPE_SECRET_KEY, settings.PAYMENTS_DEV_PROVIDER = "", False
     response = bearer(artist).post("/api/v1/topups/", {"amount_cents": 1_500}, format="json")
-    assert response.status_code == 503 and "not configured" in response.json()["error"]
+    assert response.status_code == 503 and "not configured" in response.json()["detail"]
     assert not TopUp.objects.exists()
 
 
@@ -119,7 +119,8 @@ def test_another_artists_topup_is_a_404(dev_payments, artist, outsider):
     topup, _ = services.topup_start(user=artist, amount_cents=1_000)
     eve = bearer(outsider)
     response = eve.get(f"/api/v1/topups/{topup.ref}/")
-    assert response.status_code == 404 and response.json() == {"error": "no such top-up"}
+    assert response.status_code == 404 and response.json() == {"type": "about:blank", "title": "Not Found",
+                                                              "status": 404, "detail": "no such top-up"}
     assert eve.get(f"/api/v1/topups/{uuid.uuid4()}/").status_code == 404
     assert eve.get("/api/v1/wallet/").json()["topups"] == []
 
@@ -171,7 +172,7 @@ def test_a_payout_above_the_available_balance_is_refused_and_moves_nothing(dev_p
     before, too_much = money_snapshot(artist, earner), available(earner) + 100 * M
     response = session(earner).post("/api/v1/payouts/", {"amount_micro": too_much, "request_key": "key-00001"},
                                     format="json")
-    assert response.status_code == 400 and "are available" in response.json()["error"]
+    assert response.status_code == 400 and "are available" in response.json()["detail"]
     assert money_snapshot(artist, earner) == before and not Payout.objects.exists()
 
 
@@ -179,10 +180,10 @@ def test_a_payout_needs_a_request_key_and_onboarding(dev_payments, artist, earne
     api, before = bearer(earner), money_snapshot(artist, earner)
     for body in ({"amount_micro": 1_000 * M}, {"amount_micro": 1_000 * M, "request_key": "short"}):
         response = api.post("/api/v1/payouts/", body, format="json")
-        assert response.status_code == 400 and "request_key" in response.json()
+        assert response.status_code == 400 and "request_key" in response.json()["errors"]
     ConnectAccount.objects.filter(user=earner).update(onboarded=False)
     response = api.post("/api/v1/payouts/", {"amount_micro": 1_000 * M, "request_key": "key-00001"}, format="json")
-    assert response.status_code == 400 and "Finish payout onboarding" in response.json()["error"]
+    assert response.status_code == 400 and "Finish payout onboarding" in response.json()["detail"]
     assert money_snapshot(artist, earner) == before and not Payout.objects.exists()
 
 

@@ -9,6 +9,7 @@ from marketplace.disputes.services import dispute_decide, dispute_open
 from marketplace.ledger import selectors as ledger
 from marketplace.ledger.models import LedgerTransaction
 from marketplace.ledger.services import fee_for
+from marketplace.money import tokens
 from marketplace.payments import tasks
 from marketplace.payments.earnings import earnings_mature
 from marketplace.payments.models import EarningMaturation
@@ -73,8 +74,8 @@ def test_the_earnings_page_shows_balances_and_each_frame(client, artist, provide
     earnings_mature()
     client.force_login(provider)
     page = client.get("/payments/earnings/").content.decode()
-    assert 'data-balance="provider_pending">9<' in page
-    assert 'data-balance="provider_available">9<' in page
+    assert f'data-balance="provider_pending">{tokens(SHARE)}<' in page  # 9.00: amounts read with 2 decimals
+    assert f'data-balance="provider_available">{tokens(SHARE)}<' in page
     assert "available</td>" in page and "pending until" in page
 
 

@@ -91,14 +91,14 @@ def test_a_stuck_payout_is_not_resent_after_the_idempotency_window(stripe_on, ht
 
 
 @pytest.mark.parametrize(("amount", "message"), [
-    (5_001 * M, "only 5,000 are available"),
+    (5_001 * M, "only 5,000.00 are available"),
     (-100 * M, "must be positive"),
     (0, "must be positive"),
     (1.5, "whole number of tokens"),
     ("1.5", "whole number of tokens"),
     (Decimal("1500"), "whole number of tokens"),
     (1_500 * M + 1, "whole number of cents"),
-    (999 * M, "smallest payout is 1,000 tokens"),
+    (999 * M, "smallest payout is 1,000.00 tokens"),
 ])
 def test_it_refuses_bad_amounts_and_moves_nothing(stripe_on, http, earner, amount, message):
     with pytest.raises(PayoutRefused, match=message):
@@ -109,7 +109,7 @@ def test_it_refuses_bad_amounts_and_moves_nothing(stripe_on, http, earner, amoun
 
 @pytest.mark.parametrize(("tokens", "message"), [
     ("1.5", "whole number of tokens"), ("-5", "must be positive"), ("0", "must be positive"),
-    ("999999", "only 5,000 are available"), ("", "This field is required"),
+    ("999999", "only 5,000.00 are available"), ("", "This field is required"),
 ])
 def test_the_payout_form_shows_a_clear_error_and_moves_nothing(dev_payments, client, earner, tokens, message):
     client.force_login(earner)

@@ -125,13 +125,14 @@ def test_the_api_uploads_lists_and_shows_a_scene(artist, media, monkeypatch):
 def test_the_api_refuses_a_bad_upload_with_the_reason(artist, media):
     response = api_as(artist).post("/api/v1/scenes/", {"file": upload_file("bundle.zip", b"PK\x03\x04junk")},
                                    format="multipart")
-    assert response.status_code == 400 and "corrupt .zip" in response.json()["error"]
+    assert response.status_code == 400 and "corrupt .zip" in response.json()["detail"]
     assert not Scene.objects.exists() and stored_files(media) == []
 
 
 def test_the_api_gives_another_artist_a_404(outsider, queued_scene):
     response = api_as(outsider).get(f"/api/v1/scenes/{queued_scene.pk}/")
-    assert response.status_code == 404 and response.json() == {"error": "no such scene"}
+    assert response.status_code == 404 and response.json() == {"type": "about:blank", "title": "Not Found",
+                                                              "status": 404, "detail": "no such scene"}
     assert api_as(outsider).get("/api/v1/scenes/").json() == []
 
 
@@ -150,7 +151,7 @@ def test_the_api_schema_describes_the_scene_endpoints(artist):
 def test_the_api_stops_an_upload_over_the_limit_while_it_streams(artist, media, settings):
     settings.SCENE_MAX_UPLOAD_BYTES = 100
     response = api_as(artist).post("/api/v1/scenes/", {"file": upload_file("big.blend", BLEND)}, format="multipart")
-    assert response.status_code == 413 and "the file is over the upload limit of" in response.json()["error"]
+    assert response.status_code == 413 and "the file is over the upload limit of" in response.json()["detail"]
     assert not Scene.objects.exists() and stored_files(media) == []
 
 
@@ -163,7 +164,8 @@ def test_a_body_declared_over_the_limit_is_refused_before_it_is_read(client, art
     else:
         response = api_as(artist).post("/api/v1/scenes/", {"file": upload_file("s.blend", BLEND)},
                                        format="multipart", **declared)
-    assert response.status_code == 413 and "over the upload limit of 512 MiB" in response.json()["error"]
+    message = response.json()["error" if via == "page" else "detail"]  # the API answers problem details
+    assert response.status_code == 413 and "over the upload limit of 512 MiB" in message
     assert not Scene.objects.exists() and stored_files(media) == []
 
 
@@ -188,7 +190,7 @@ def test_a_session_api_upload_over_the_limit_is_stopped_before_the_csrf_check_re
     big = BLEND + b"\0" * 200_000
     response = browser.post("/api/v1/scenes/", {"file": upload_file("big.blend", big)}, format="multipart",
                             headers={"X-CSRFToken": browser.cookies["csrftoken"].value})
-    assert response.status_code == 413 and "over the upload limit of" in response.json()["error"]
+    assert response.status_code == 413 and "over the upload limit of" in response.json()["detail"]
     assert sum(RecordingUploadHandler.received) == 0  # not a byte of the file was kept
     assert not Scene.objects.exists() and stored_files(media) == []
 

@@ -119,7 +119,7 @@ def test_a_ban_stops_every_node_of_the_provider_and_its_new_ones(funded_artist, 
     with pytest.raises(NodeError, match="banned"):
         node_create(owner=provider, name="fresh start")
     response = bearer(provider).post("/api/v1/nodes/", {"name": "fresh start"}, format="json")
-    assert response.status_code == 403 and "banned" in response.json()["error"]
+    assert response.status_code == 403 and "banned" in response.json()["detail"]
     # Another provider is unaffected.
     honest, _ = make_node(other_provider(), name="honest")
     assert dispatch.lease_create_for_node(node_id=honest.pk) is not None
@@ -137,7 +137,7 @@ def test_a_providers_new_nodes_start_untrusted_and_are_limited_until_trust_is_ea
     with pytest.raises(NodeError, match=r"2 nodes that have not earned trust yet, the most allowed \(2\)"):
         node_create(owner=provider, name="three")
     response = bearer(provider).post("/api/v1/nodes/", {"name": "three"}, format="json")
-    assert response.status_code == 403 and "not earned trust" in response.json()["error"]
+    assert response.status_code == 403 and "not earned trust" in response.json()["detail"]
     assert WorkerNode.objects.filter(owner=provider).count() == 2
     # Another provider has its own slots.
     assert node_create(owner=other_provider(), name="three")[0].pk
@@ -165,7 +165,7 @@ def test_deleting_a_node_revokes_its_broker_user_but_not_while_it_works(funded_a
     assert broker_user(node) is not None
 
     refused = bearer(provider).delete(f"/api/v1/nodes/{node.pk}/")
-    assert refused.status_code == 409 and "working" in refused.json()["error"]
+    assert refused.status_code == 409 and "working" in refused.json()["detail"]
     assert bearer(outsider).delete(f"/api/v1/nodes/{node.pk}/").status_code in (403, 404)
 
     dispatch.lease_release(node=node, lease_id=lease.pk, token=delivery.token)

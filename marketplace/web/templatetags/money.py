@@ -1,44 +1,30 @@
+"""`{% load money %}`: `tokens`, `tokens_exact` (the formatting itself lives in `marketplace.money`),
+`account_label` and `bps_multiplier`."""
 from django import template
-from django.conf import settings
+
+from marketplace import money
 
 register = template.Library()
 
+tokens = register.filter("tokens", money.tokens)
+tokens_exact = register.filter("tokens_exact", money.tokens_decimal)  # e.g. in a title, next to the rounded amount
+
+# What a person calls each ledger account (the kinds themselves are internal names).
+ACCOUNT_LABELS = {
+    "artist_wallet": "Wallet",
+    "job_escrow": "Held in escrow",
+    "provider_pending": "Pending earnings",
+    "provider_available": "Available earnings",
+    "platform_revenue": "Platform fees",
+    "payment_clearing": "Card payments",
+    "payout_clearing": "Payouts in transit",
+}
+
 
 @register.filter
-def tokens(micro: int | None) -> str:
-    """Micro-tokens as a token amount with up to 6 decimals, computed in integers."""
-    if micro in (None, ""):  # an account that does not exist yet holds nothing
-        micro = 0
-    sign = "-" if micro < 0 else ""
-    whole, frac = divmod(abs(int(micro)), settings.MICRO)
-    text = f"{whole:,}" + (f".{frac:06d}".rstrip("0") if frac else "")
-    return f"{sign}{text}"
-
-
-@register.filter
-def tokens_short(micro: int | None) -> str:
-    """A token amount for reading, not for reconciling: two decimals from one token up, two significant digits
-    below it (0.0078), "≈" when that drops digits. Exact amounts stay in the ledger, the API and `tokens`."""
-    if micro in (None, ""):
-        micro = 0
-    micro = int(micro)
-    sign = "-" if micro < 0 else ""
-    amount = abs(micro)
-    if amount == 0:
-        return "0"
-    exact = True
-    if amount < settings.MICRO:
-        step = 10 ** max(len(str(amount)) - 2, 0)  # keep two significant digits
-        kept = (amount + step // 2) // step * step
-        exact, amount = kept == amount, kept
-    if amount < settings.MICRO:
-        text = f"0.{amount:06d}".rstrip("0")
-    else:
-        cent = settings.MICRO // 100
-        cents = (amount + cent // 2) // cent  # rounded to 0.01
-        exact = exact and amount % cent == 0
-        text = f"{cents // 100:,}.{cents % 100:02d}"
-    return f"{'' if exact else chr(0x2248) + ' '}{sign}{text}"
+def account_label(kind: str) -> str:
+    """`{{ account.kind|account_label }}`: "artist_wallet" -> "Wallet"."""
+    return ACCOUNT_LABELS.get(kind, str(kind).replace("_", " ").capitalize())
 
 
 @register.filter
