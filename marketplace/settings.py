@@ -76,9 +76,12 @@ INSTALLED_APPS = [
     "marketplace.disputes",
     "marketplace.api",
     "marketplace.web",
+    "marketplace.ops",
+    "django_prometheus",
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -87,7 +90,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "axes.middleware.AxesMiddleware",  # last, as django-axes requires: turns its lockouts into 429 pages
+    "axes.middleware.AxesMiddleware",  # django-axes: turns its lockouts into 429 pages
+    "django_prometheus.middleware.PrometheusAfterMiddleware",  # last: times the whole response
 ]
 
 # --- passwords and login throttling ---------------------------------------------------------
@@ -273,4 +277,6 @@ NODE_OFFLINE_AFTER_SECONDS = int(os.environ.get("NODE_OFFLINE_AFTER_SECONDS", "6
 AGENT_BROKER_PUBLIC_URL = os.environ.get("AGENT_BROKER_PUBLIC_URL", "")
 REAP_EVERY_SECONDS = float(os.environ.get("REAP_EVERY_SECONDS", "10"))
 # Extra Blender series of the market (inspection, calibration, platform crops): `<dir>/runtimes/<series>/`.
+# Prometheus scrapes /metrics with `Authorization: Bearer <OPS_METRICS_TOKEN>` (admins' sessions work too).
+OPS_METRICS_TOKEN = os.environ.get("OPS_METRICS_TOKEN", "")
 SCENE_RUNTIMES_CACHE_DIR = os.environ.get("BLENDER_RUNTIMES_DIR", str(VAR_DIR / "blender"))

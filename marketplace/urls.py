@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from marketplace.ledger.views import ledger_page
+from marketplace.ops import views as ops_views
 from marketplace.web.blob_views import blob
 from marketplace.web.views import home
 
@@ -19,6 +20,8 @@ urlpatterns = [
     path("disputes/", include("marketplace.disputes.urls")),
     path("verification/", include("marketplace.verification.urls")),
     path("api/v1/", include("marketplace.api.urls")),
+    path("ops/", include("marketplace.ops.urls")),
+    path("metrics", ops_views.metrics, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema", template_name="web/redoc.html"),

@@ -1,0 +1,87 @@
+"""What an operator needs to see of the farm, read from the database and the brokers at the moment of asking.
+
+The database is the source of truth, so these are gauges computed at scrape time (the same numbers in every
+web process, nothing to aggregate across gunicorn workers or Celery processes): nodes by state, frames by
+state, active leases, the age of the oldest frame waiting for a node (dispatch lag) and for settlement
+(settlement lag), verification failures, and the depth of each Celery queue and of the agents' queues.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import redis
+from django.conf import settings
+from django.db.models import Count, Min
+from django.utils import timezone
+
+from marketplace.dispatch.models import FrameLease
+from marketplace.dispatch.queues import agent_redis
+from marketplace.jobs.models import Frame
+from marketplace.jobs.states import FrameState
+from marketplace.nodes.models import WorkerNode
+from marketplace.verification.models import CropCheck, FrameCheck
+
+AGENT_QUEUE_PATTERN = "agent:node:*:queue"
+
+
+@dataclass(frozen=True)
+class FarmSnapshot:
+    nodes: dict[str, int]
+    frames: dict[str, int]
+    active_leases: dict[str, int]
+    oldest_queued_s: float
+    oldest_unsettled_s: float
+    checks_failed: int
+    crops_failed: int
+    celery_queues: dict[str, int | None] = field(default_factory=dict)  # None: broker unreachable
+    agent_queue_messages: int | None = None
+    taken_at: datetime = field(default_factory=timezone.now)
+
+
+def _age(since: datetime | None, now: datetime) -> float:
+    return max((now - since).total_seconds(), 0.0) if since else 0.0
+
+
+def celery_queue_names() -> list[str]:
+    """The default queue plus every queue a task is routed to."""
+    routes = getattr(settings, "CELERY_TASK_ROUTES", None) or {}
+    named = {r.get("queue") for r in routes.values() if isinstance(r, dict)}
+    return sorted({getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery"), *(q for q in named if q)})
+
+
+def _celery_depths() -> dict[str, int | None]:
+    try:
+        client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2)
+        return {name: int(client.llen(name)) for name in celery_queue_names()}
+    except redis.RedisError:
+        return dict.fromkeys(celery_queue_names())
+
+
+def _agent_depth() -> int | None:
+    try:
+        client = agent_redis()
+        return sum(int(client.llen(key)) for key in client.scan_iter(AGENT_QUEUE_PATTERN, count=1000))
+    except redis.RedisError:
+        return None
+
+
+def farm_snapshot() -> FarmSnapshot:
+    now = timezone.now()
+    nodes = dict.fromkeys(WorkerNode.Status.values, 0)
+    nodes.update(WorkerNode.objects.values_list("status").annotate(n=Count("pk")))
+    frames = dict.fromkeys(FrameState.values, 0)
+    frames.update(Frame.objects.values_list("state").annotate(n=Count("pk")))
+    leases = dict.fromkeys(FrameLease.Kind.values, 0)
+    leases.update(FrameLease.objects.filter(state=FrameLease.State.ACTIVE).values_list("kind").annotate(n=Count("pk")))
+    waiting = Frame.objects.filter(state=FrameState.QUEUED, job__is_canary=False).aggregate(t=Min("updated_at"))["t"]
+    unsettled = (Frame.objects.filter(state__in=(FrameState.RENDERED, FrameState.VERIFYING), job__is_canary=False)
+                 .aggregate(t=Min("rendered_at"))["t"])
+    return FarmSnapshot(
+        nodes=nodes, frames=frames, active_leases=leases,
+        oldest_queued_s=_age(waiting, now), oldest_unsettled_s=_age(unsettled, now),
+        checks_failed=FrameCheck.objects.filter(state=FrameCheck.State.FAILED).count(),
+        crops_failed=CropCheck.objects.filter(state=CropCheck.State.FAILED).count(),
+        celery_queues=_celery_depths(), agent_queue_messages=_agent_depth(), taken_at=now,
+    )

@@ -1,0 +1,64 @@
+"""/metrics and the farm page: the market's own gauges from the database, for admins and the scrape token only."""
+import re
+
+import pytest
+from django.test import Client
+
+from marketplace.jobs.models import Frame
+from marketplace.jobs.states import FrameState
+from tests.fixtures.market import make_node, make_queued_job
+
+pytestmark = pytest.mark.django_db
+
+
+def value(body: str, name: str, **labels) -> float:
+    label = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    pattern = rf"^{name}{{{label}}} (\S+)$" if labels else rf"^{name} (\S+)$"
+    found = re.search(pattern, body, re.M)
+    assert found, f"{name} {labels} not in metrics"
+    return float(found.group(1))
+
+
+@pytest.fixture
+def farm_state(funded_artist, provider):
+    job = make_queued_job(funded_artist, frames=3)
+    Frame.objects.filter(job=job, number=1).update(state=FrameState.SETTLED)
+    make_node(provider, name="a")
+    make_node(provider, name="b")
+    return job
+
+
+def test_anonymous_artists_and_providers_get_nothing(client, artist, provider, settings):
+    settings.OPS_METRICS_TOKEN = "scrape-" + "x" * 40
+    assert client.get("/metrics").status_code == 403
+    for user in (artist, provider):
+        client.force_login(user)
+        assert client.get("/metrics").status_code == 403
+        assert client.get("/ops/farm/").status_code == 403
+    assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
+
+
+def test_no_token_configured_means_no_token_access(settings):
+    settings.OPS_METRICS_TOKEN = ""
+    assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 403
+
+
+def test_the_scrape_token_reads_the_farm_gauges(farm_state, settings):
+    settings.OPS_METRICS_TOKEN = "scrape-" + "x" * 40
+    response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {settings.OPS_METRICS_TOKEN}")
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert value(body, "market_frames", state="queued") == 2
+    assert value(body, "market_frames", state="settled") == 1
+    assert value(body, "market_nodes", state="idle") == 2
+    assert value(body, "market_dispatch_lag_seconds") >= 0
+    assert value(body, "market_celery_queue_depth", queue="celery") >= 0
+    assert "django_http_requests_total_by_method_total" in body  # django-prometheus' own metrics beside ours
+
+
+def test_an_admin_sees_the_farm_page_and_the_metrics(farm_state, admin_user, client):
+    client.force_login(admin_user)
+    assert client.get("/metrics").status_code == 200
+    page = client.get("/ops/farm/").content.decode()
+    assert "Oldest frame waiting for a node" in page
+    assert re.search(r"<td>queued</td><td>2</td>", page)
