@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import signal
 import tempfile
 import threading
@@ -363,5 +362,3 @@ class Progress:
             os.write(2, f"\r✓ {self.label}: {time.monotonic() - self.start:6.1f}s          \n".encode())
 
 
-def host_summary() -> str:
-    return f"{platform.node()} {platform.system()} {platform.machine()} cores={os.cpu_count()}"

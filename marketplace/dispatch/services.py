@@ -33,7 +33,6 @@ from marketplace.verification.crops import expected_size, image_size, noisy_key
 from marketplace.verification.services import canary_frame_for, trust_lease_abandoned
 
 log = logging.getLogger("dispatch")
-Lease = FrameLease
 Status = WorkerNode.Status
 
 
@@ -82,7 +81,7 @@ def _frames_for(node: WorkerNode):
 
 def _abandoned_jobs(node_id: int):
     """Jobs of which this node let policy.ABANDONS_PER_JOB leases expire or released them: it gets no more."""
-    return (FrameLease.objects.filter(node_id=node_id, state__in=(Lease.State.EXPIRED, Lease.State.RELEASED))
+    return (FrameLease.objects.filter(node_id=node_id, state__in=(FrameLease.State.EXPIRED, FrameLease.State.RELEASED))
             .values("frame__job_id").annotate(n=Count("id")).filter(n__gte=policy.ABANDONS_PER_JOB)
             .values("frame__job_id"))
 
@@ -185,13 +184,13 @@ def lease_create_for_node(*, node_id: int) -> Delivery | None:
 
 @transaction.atomic
 def verify_lease_create(*, frame_id: int, crop: dict, exclude_owner_id: int, device: str = "CPU") -> Delivery | None:
-    """Lease a crop re-render of a rendered frame to an idle node of ANOTHER provider on the same Cycles backend
+    """FrameLease a crop re-render of a rendered frame to an idle node of ANOTHER provider on the same Cycles backend
     (`device`) and Blender series. None if none is idle."""
     frame = Frame.objects.select_related("job__scene").get(pk=frame_id)
     # Not a node that failed a check and has not earned trust back; prefer nodes that already have the
     # scene loaded (it rendered this job), since scene loading dominates small crops.
-    abandoned = (FrameLease.objects.filter(frame__job_id=frame.job_id, state__in=(Lease.State.EXPIRED,
-                                                                                  Lease.State.RELEASED))
+    abandoned = (FrameLease.objects.filter(frame__job_id=frame.job_id, state__in=(FrameLease.State.EXPIRED,
+                                                                                  FrameLease.State.RELEASED))
                  .values("node_id").annotate(n=Count("id")).filter(n__gte=policy.ABANDONS_PER_JOB).values("node_id"))
     candidates = (matchable_nodes().exclude(owner_id=exclude_owner_id).exclude(pk__in=abandoned)
                   .filter(blender_series__contains=f",{frame.job.blender_series},", device_type=device)
@@ -205,7 +204,7 @@ def verify_lease_create(*, frame_id: int, crop: dict, exclude_owner_id: int, dev
 
 
 def match_frames(*, limit: int = 500) -> int:
-    """Lease queued frames to idle nodes until either runs out. Returns the number of leases made."""
+    """FrameLease queued frames to idle nodes until either runs out. Returns the number of leases made."""
     made = 0
     for node_id in matchable_nodes().order_by("last_heartbeat").values_list("pk", flat=True)[:limit]:
         if not Frame.objects.filter(state=FrameState.QUEUED, job__is_canary=False).exists():
@@ -229,7 +228,7 @@ def _lease_of_node(*, node: WorkerNode, lease_id: int, token: str, lock: bool = 
 
 
 def _require_active(lease: FrameLease) -> None:
-    if lease.state != Lease.State.ACTIVE:
+    if lease.state != FrameLease.State.ACTIVE:
         raise LeaseRefused(f"lease is {lease.state}, not active: the report changes nothing")
     if lease.expires_at < timezone.now():
         raise LeaseRefused("lease has expired: the frame goes back to the queue")
@@ -260,7 +259,7 @@ def lease_upload_refusal(*, lease_id: int, key: str) -> str:
     lease = FrameLease.objects.filter(pk=lease_id).only("state", "expires_at", "result_key", "kind", "manifest").first()
     if lease is None:
         return "this upload link belongs to no lease"
-    if lease.state != Lease.State.ACTIVE:
+    if lease.state != FrameLease.State.ACTIVE:
         return f"the lease is {lease.state}: its result can no longer be written"
     if lease.expires_at < timezone.now():
         return "the lease has expired: its result can no longer be written"
@@ -272,7 +271,7 @@ def lease_upload_refusal(*, lease_id: int, key: str) -> str:
 
 def _needs_noisy_pass(lease: FrameLease) -> bool:
     # Denoised frames are verified on their pre-denoise pass: crops only reproduce without the denoiser.
-    return lease.kind == Lease.Kind.RENDER and bool(lease.manifest.get("use_denoising"))
+    return lease.kind == FrameLease.Kind.RENDER and bool(lease.manifest.get("use_denoising"))
 
 
 @transaction.atomic
@@ -295,13 +294,13 @@ def node_heartbeat(*, node: WorkerNode, lease_ids: list[int], paused: bool = Fal
         # Paused: give back what the agent is not rendering (a delivery still in its queue, which a paused agent
         # no longer takes), and with "release" also the frame it is rendering.
         keep = [] if owner_pause[1] == WorkerNode.PauseMode.RELEASE else lease_ids[:16]
-        for lease in FrameLease.objects.filter(node=node, state=Lease.State.ACTIVE).exclude(pk__in=keep):
-            _lease_close(lease=lease, state=Lease.State.RELEASED)
+        for lease in FrameLease.objects.filter(node=node, state=FrameLease.State.ACTIVE).exclude(pk__in=keep):
+            _lease_close(lease=lease, state=FrameLease.State.RELEASED)
     leases = FrameLease.objects.filter(node=node, pk__in=lease_ids[:16])
     cap = timedelta(seconds=conf.MAX_RENDER_SECONDS)
-    for lease in leases.filter(state=Lease.State.ACTIVE, expires_at__gte=now):
+    for lease in leases.filter(state=FrameLease.State.ACTIVE, expires_at__gte=now):
         new_expiry = min(now + timedelta(seconds=conf.LEASE_SECONDS), lease.created_at + cap)
-        FrameLease.objects.filter(pk=lease.pk, state=Lease.State.ACTIVE).update(expires_at=new_expiry)
+        FrameLease.objects.filter(pk=lease.pk, state=FrameLease.State.ACTIVE).update(expires_at=new_expiry)
     node_status_sync(node_ids=[node.pk], now=now)
     return dict(leases.values_list("pk", "state"))
 
@@ -316,10 +315,10 @@ def node_pause_of(*, node: WorkerNode) -> dict:
 def _lease_close(*, lease: FrameLease, state: str, error: str = "") -> bool:
     """Close an active lease without counting a failure (released, revoked by a ban or a goodbye): a render
     frame goes back to the queue with its attempt not counted. False if the lease was no longer active."""
-    if not Lease.objects.filter(pk=lease.pk, state=Lease.State.ACTIVE).update(
+    if not FrameLease.objects.filter(pk=lease.pk, state=FrameLease.State.ACTIVE).update(
             state=state, finished_at=timezone.now(), error=error[:2000]):
         return False
-    if lease.kind == Lease.Kind.RENDER:
+    if lease.kind == FrameLease.Kind.RENDER:
         _frame_move(lease.frame_id, FrameState.LEASED, FrameState.QUEUED, attempts=F("attempts") - 1)
     node_status_sync(node_ids=[lease.node_id])
     _after_commit_match()
@@ -331,8 +330,8 @@ def node_goodbye(*, node: WorkerNode) -> int:
     """The agent exits cleanly (Ctrl-C, SIGTERM): it stops counting as online at once, and any lease it still
     holds goes back to the queue now instead of after its expiry. Returns the number of leases released."""
     WorkerNode.objects.filter(pk=node.pk).update(agent_state=WorkerNode.AgentState.OFFLINE)
-    released = sum(_lease_close(lease=lease, state=Lease.State.RELEASED)
-                   for lease in FrameLease.objects.filter(node=node, state=Lease.State.ACTIVE))
+    released = sum(_lease_close(lease=lease, state=FrameLease.State.RELEASED)
+                   for lease in FrameLease.objects.filter(node=node, state=FrameLease.State.ACTIVE))
     node_status_sync(node_ids=[node.pk])
     return released
 
@@ -343,8 +342,8 @@ def node_ban(*, node_id: int, banned: bool = True) -> int:
     node_ban_mark(node_id=node_id, banned=banned)
     if not banned:
         return 0
-    return sum(_lease_close(lease=lease, state=Lease.State.REVOKED, error="node banned")
-               for lease in FrameLease.objects.filter(node_id=node_id, state=Lease.State.ACTIVE))
+    return sum(_lease_close(lease=lease, state=FrameLease.State.REVOKED, error="node banned")
+               for lease in FrameLease.objects.filter(node_id=node_id, state=FrameLease.State.ACTIVE))
 
 
 @dataclass(frozen=True)
@@ -403,9 +402,10 @@ def result_sanity(*, lease: FrameLease) -> SanityResult:
 
 def _lease_fail(*, lease: FrameLease, error: str) -> None:
     """Record a failed attempt; requeue the frame, or fail it once FRAME_FAILED_NODES nodes have failed it."""
-    Lease.objects.filter(pk=lease.pk).update(state=Lease.State.FAILED, error=error[:2000], finished_at=timezone.now())
+    FrameLease.objects.filter(pk=lease.pk).update(state=FrameLease.State.FAILED, error=error[:2000],
+                                                  finished_at=timezone.now())
     node_status_sync(node_ids=[lease.node_id])
-    if lease.kind != Lease.Kind.RENDER:
+    if lease.kind != FrameLease.Kind.RENDER:
         return
     if _slower_than_calibrated(lease=lease, error=error):
         _frame_move(lease.frame_id, FrameState.LEASED, FrameState.FAILED, last_error=(
@@ -416,7 +416,8 @@ def _lease_fail(*, lease: FrameLease, error: str) -> None:
         return
     block, _ = JobNodeBlock.objects.get_or_create(job_id=lease.frame.job_id, node_id=lease.node_id)
     JobNodeBlock.objects.filter(pk=block.pk).update(failures=F("failures") + 1)
-    failed = FrameLease.objects.filter(frame_id=lease.frame_id, kind=Lease.Kind.RENDER, state=Lease.State.FAILED)
+    failed = FrameLease.objects.filter(frame_id=lease.frame_id, kind=FrameLease.Kind.RENDER,
+                                       state=FrameLease.State.FAILED)
     if lease.frame.retried_at is not None:  # the artist retried the frame: earlier failures no longer count
         failed = failed.filter(created_at__gte=lease.frame.retried_at)
     errors = [f"node {n}: {e}" for n, e in failed.values_list("node_id", "error")]
@@ -456,12 +457,13 @@ def lease_report(*, node: WorkerNode, lease_id: int, token: str, ok: bool, stats
             return ReportOutcome(False, sanity.reason)
         clean_stats = _clean_stats(stats or {})
         # From here on the result is the frozen copy; the upload keys are dead (the lease is no longer active).
-        Lease.objects.filter(pk=lease.pk).update(state=Lease.State.DONE, stats=clean_stats, finished_at=timezone.now(),
-                                                 result_key=sanity.frozen_key, noisy_key=sanity.noisy_key)
+        FrameLease.objects.filter(pk=lease.pk).update(state=FrameLease.State.DONE, stats=clean_stats,
+                                                      finished_at=timezone.now(), result_key=sanity.frozen_key,
+                                                      noisy_key=sanity.noisy_key)
         uploads = [lease.result_key] + ([noisy_key(lease.result_key)] if sanity.noisy_key else [])
         transaction.on_commit(lambda: [blobs.blob_delete(k) for k in uploads])
         node_status_sync(node_ids=[node.pk])
-        if lease.kind == Lease.Kind.RENDER:
+        if lease.kind == FrameLease.Kind.RENDER:
             moved = _frame_move(lease.frame_id, FrameState.LEASED, FrameState.RENDERED, node=node,
                                 result_key=sanity.frozen_key, result_sha256=sanity.sha256,
                                 render_seconds=clean_stats.get("seconds"), rendered_at=timezone.now())
@@ -493,7 +495,7 @@ def lease_release(*, node: WorkerNode, lease_id: int, token: str) -> None:
     frame; the node's abandoned leases count against it (verification.policy.ABANDONS_PER_JOB)."""
     lease = _lease_of_node(node=node, lease_id=lease_id, token=token, lock=True)
     _require_active(lease)
-    _lease_close(lease=lease, state=Lease.State.RELEASED)
+    _lease_close(lease=lease, state=FrameLease.State.RELEASED)
     trust_lease_abandoned(node_id=node.pk, frame_id=lease.frame_id, reason=f"{lease.kind} lease {lease.pk} released")
 
 
@@ -516,9 +518,9 @@ def leases_revoke_for_frames(*, frame_ids: list[int]) -> int:
     """Close active leases of frames that were cancelled; a late report then gets a clear refusal. Their nodes
     are free at once (issue 12: a cancel used to leave the node "busy" on a frame that no longer existed), and
     the agent stops the render on its next heartbeat (the lease reads "revoked")."""
-    active = FrameLease.objects.filter(frame_id__in=frame_ids, state=Lease.State.ACTIVE)
+    active = FrameLease.objects.filter(frame_id__in=frame_ids, state=FrameLease.State.ACTIVE)
     node_ids = list(active.values_list("node_id", flat=True).distinct())
-    revoked = active.update(state=Lease.State.REVOKED, finished_at=timezone.now())
+    revoked = active.update(state=FrameLease.State.REVOKED, finished_at=timezone.now())
     node_status_sync(node_ids=node_ids)
     if revoked:
         _after_commit_match()
@@ -531,11 +533,11 @@ def leases_revoke_for_nodes(*, node_ids: list[int]) -> int:
     revoked = 0
     # SKIP LOCKED: a lease that a report or the reaper holds right now is being closed by them (and waiting for
     # it could deadlock with the reaper, which takes the node's trust row after the lease).
-    for lease in _locking(FrameLease.objects.filter(node_id__in=node_ids, state=Lease.State.ACTIVE)):
-        if not Lease.objects.filter(pk=lease.pk, state=Lease.State.ACTIVE).update(state=Lease.State.REVOKED,
-                                                                                  finished_at=timezone.now()):
+    for lease in _locking(FrameLease.objects.filter(node_id__in=node_ids, state=FrameLease.State.ACTIVE)):
+        if not FrameLease.objects.filter(pk=lease.pk, state=FrameLease.State.ACTIVE).update(
+                state=FrameLease.State.REVOKED, finished_at=timezone.now()):
             continue
-        if lease.kind == Lease.Kind.RENDER:
+        if lease.kind == FrameLease.Kind.RENDER:
             _frame_move(lease.frame_id, FrameState.LEASED, FrameState.QUEUED,
                         last_error=f"the provider of node {lease.node_id} was banned")
         revoked += 1
@@ -551,14 +553,14 @@ def leases_reap(*, now=None) -> int:
     """Expire overdue leases (requeueing their frames) and mark silent nodes offline."""
     now = now or timezone.now()
     reaped = 0
-    overdue = FrameLease.objects.filter(state=Lease.State.ACTIVE, expires_at__lt=now).values_list("pk", flat=True)
+    overdue = FrameLease.objects.filter(state=FrameLease.State.ACTIVE, expires_at__lt=now).values_list("pk", flat=True)
     for lease_id in overdue:
         with transaction.atomic():
             lease = FrameLease.objects.select_related("frame").filter(pk=lease_id).first()
-            if not Lease.objects.filter(pk=lease_id, state=Lease.State.ACTIVE).update(
-                    state=Lease.State.EXPIRED, finished_at=now):
+            if not FrameLease.objects.filter(pk=lease_id, state=FrameLease.State.ACTIVE).update(
+                    state=FrameLease.State.EXPIRED, finished_at=now):
                 continue
-            if lease.kind == Lease.Kind.RENDER:
+            if lease.kind == FrameLease.Kind.RENDER:
                 _frame_move(lease.frame_id, FrameState.LEASED, FrameState.QUEUED,
                             last_error=f"lease expired on node {lease.node_id}")
             node_status_sync(node_ids=[lease.node_id], now=now)
@@ -612,7 +614,7 @@ def frame_rendered(*, frame_id: int) -> None:
     if frame is None or frame.state != FrameState.RENDERED:
         return  # already handled: the task is idempotent
     if not frame.thumbnail_key and frame.result_key:
-        lease = frame.leases.filter(kind=Lease.Kind.RENDER, result_key=frame.result_key).order_by("-pk").first()
+        lease = frame.leases.filter(kind=FrameLease.Kind.RENDER, result_key=frame.result_key).order_by("-pk").first()
         try:
             data = blobs.blob_read_checked(frame.result_key, sha256=frame.result_sha256,
                                            max_bytes=conf.RESULT_MAX_BYTES)

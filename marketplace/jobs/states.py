@@ -26,32 +26,31 @@ class JobState(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
-F, J = FrameState, JobState
-
 FRAME_TRANSITIONS: dict[str, frozenset[str]] = {
-    F.QUEUED: frozenset({F.LEASED, F.CANCELLED}),
+    FrameState.QUEUED: frozenset({FrameState.LEASED, FrameState.CANCELLED}),
     # back to QUEUED: lease expired, agent failed or released it; FAILED: too many nodes failed it
-    F.LEASED: frozenset({F.QUEUED, F.RENDERED, F.FAILED, F.CANCELLED}),
+    FrameState.LEASED: frozenset({FrameState.QUEUED, FrameState.RENDERED, FrameState.FAILED, FrameState.CANCELLED}),
     # a rendered frame is paid for work already done, so cancelling the job no longer touches it
-    F.RENDERED: frozenset({F.VERIFYING, F.SETTLED, F.QUEUED, F.FAILED}),
-    F.VERIFYING: frozenset({F.SETTLED, F.QUEUED, F.FAILED}),
-    F.SETTLED: frozenset({F.QUEUED}),  # an upheld dispute sends the frame back to be rendered elsewhere
-    F.FAILED: frozenset({F.QUEUED}),  # the artist retries it
-    F.CANCELLED: frozenset(),
+    FrameState.RENDERED: frozenset({FrameState.VERIFYING, FrameState.SETTLED, FrameState.QUEUED, FrameState.FAILED}),
+    FrameState.VERIFYING: frozenset({FrameState.SETTLED, FrameState.QUEUED, FrameState.FAILED}),
+    # An upheld dispute sends a settled frame back to be rendered elsewhere.
+    FrameState.SETTLED: frozenset({FrameState.QUEUED}),
+    FrameState.FAILED: frozenset({FrameState.QUEUED}),  # the artist retries it
+    FrameState.CANCELLED: frozenset(),
 }
 
 JOB_TRANSITIONS: dict[str, frozenset[str]] = {
-    J.QUOTED: frozenset({J.QUEUED, J.CANCELLED}),
-    J.QUEUED: frozenset({J.RUNNING, J.DONE, J.FAILED, J.CANCELLED}),
-    J.RUNNING: frozenset({J.DONE, J.FAILED, J.CANCELLED}),
-    J.DONE: frozenset({J.RUNNING}),  # an upheld dispute re-opens the job
-    J.FAILED: frozenset({J.RUNNING}),  # the artist retries its failed frames
-    J.CANCELLED: frozenset(),
+    JobState.QUOTED: frozenset({JobState.QUEUED, JobState.CANCELLED}),
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.DONE, JobState.FAILED, JobState.CANCELLED}),
+    JobState.RUNNING: frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED}),
+    JobState.DONE: frozenset({JobState.RUNNING}),  # an upheld dispute re-opens the job
+    JobState.FAILED: frozenset({JobState.RUNNING}),  # the artist retries its failed frames
+    JobState.CANCELLED: frozenset(),
 }
 
-FRAME_OPEN = (F.QUEUED, F.LEASED, F.RENDERED, F.VERIFYING)
+FRAME_OPEN = (FrameState.QUEUED, FrameState.LEASED, FrameState.RENDERED, FrameState.VERIFYING)
 # What cancelling a job stops (and refunds); rendered frames are work done and stay payable.
-FRAME_CANCELLABLE = (F.QUEUED, F.LEASED)
+FRAME_CANCELLABLE = (FrameState.QUEUED, FrameState.LEASED)
 
 
 class IllegalTransition(Exception):

@@ -77,7 +77,3 @@ class WorkerNode(models.Model):
     @property
     def series(self) -> list[str]:
         return [s for s in self.blender_series.split(",") if s]
-
-    @property
-    def queue_name(self) -> str:
-        return f"node.{self.pk}"

@@ -49,7 +49,6 @@ from marketplace.verification.models import CanaryAnswer, CropCheck, FrameCheck,
 from workers.blend.sandbox import BlendFileError
 
 log = logging.getLogger("verification")
-Lease = FrameLease
 
 
 # --- trust ----------------------------------------------------------------------------------
@@ -166,7 +165,7 @@ def _check_refuse_result(*, check: FrameCheck, reason: str) -> None:
 # --- step 1: sample, choose crops -----------------------------------------------------------
 
 def _render_lease_of(frame: Frame) -> FrameLease | None:
-    return (FrameLease.objects.filter(frame=frame, kind=Lease.Kind.RENDER, state=Lease.State.DONE,
+    return (FrameLease.objects.filter(frame=frame, kind=FrameLease.Kind.RENDER, state=FrameLease.State.DONE,
                                       result_key=frame.result_key)
             .select_related("node").order_by("-id").first())
 
@@ -237,7 +236,7 @@ def _check_advance(check: FrameCheck) -> None:
 
 @transaction.atomic
 def _crop_dispatch(*, crop_check_id: int) -> None:
-    """Lease the crop to an idle node of another provider, or hand it to the platform verifier."""
+    """FrameLease the crop to an idle node of another provider, or hand it to the platform verifier."""
     from marketplace.dispatch.services import verify_lease_create
 
     crop = (CropCheck.objects.select_for_update(of=("self",))
@@ -279,7 +278,7 @@ def crop_reported(*, lease_id: int) -> None:
     if crop is None or crop.state != CropCheck.State.PENDING or crop.verifier != CropCheck.Verifier.NODE:
         return  # unknown lease, already judged, or already with the platform
     lease = crop.verify_lease
-    if lease.state != Lease.State.DONE:
+    if lease.state != FrameLease.State.DONE:
         return
     region = Crop.from_dict(crop.crop)
     wanted = crop_manifest(crop.frame_check.render_lease.manifest, region)
@@ -494,7 +493,7 @@ def checks_resume(*, now=None) -> int:
     """Beat task: move on checks whose messages or verifiers were lost. Returns how many were nudged."""
     now = now or timezone.now()
     nudged = 0
-    gone = (Lease.State.FAILED, Lease.State.EXPIRED, Lease.State.RELEASED, Lease.State.REVOKED)
+    gone = (FrameLease.State.FAILED, FrameLease.State.EXPIRED, FrameLease.State.RELEASED, FrameLease.State.REVOKED)
     for crop_id in CropCheck.objects.filter(state=CropCheck.State.PENDING, verifier=CropCheck.Verifier.NODE,
                                             verify_lease__state__in=gone).values_list("pk", flat=True):
         with transaction.atomic():
@@ -504,7 +503,7 @@ def checks_resume(*, now=None) -> int:
                 nudged += 1
     stale = now - timedelta(seconds=conf.RESUME_AFTER_S)
     for lease_id in CropCheck.objects.filter(state=CropCheck.State.PENDING, verifier=CropCheck.Verifier.NODE,
-                                             verify_lease__state=Lease.State.DONE,
+                                             verify_lease__state=FrameLease.State.DONE,
                                              verify_lease__finished_at__lt=stale).values_list("verify_lease_id",
                                                                                               flat=True):
         _enqueue("verification.crop_reported", lease_id)

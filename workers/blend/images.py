@@ -54,12 +54,3 @@ def read_image(path: Path, *, raw: bool = False, subimage: int = 0) -> np.ndarra
     return arr
 
 
-def image_channels(path: Path) -> list[str]:
-    lib = oiio()
-    inp = lib.ImageInput.open(str(path))
-    if inp is None:
-        raise OSError(f"cannot read image {path}: {lib.geterror()}")
-    try:
-        return list(inp.spec().channelnames)
-    finally:
-        inp.close()

@@ -176,10 +176,6 @@ def build_env(job_dir: Path, *, threads: int = 0, extra: Mapping[str, str] | Non
     return env
 
 
-def _rlim(value: float) -> int:
-    return int(value) if value >= 0 else resource.RLIM_INFINITY
-
-
 def make_preexec(limits: Limits) -> Callable[[], None]:
     """rlimits applied between fork and exec; only plain syscalls here (safe after fork)."""
     mem = limits.memory_mb * 1024 * 1024
