@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 AXE := node_modules/axe-core/axe.min.js
 
-.PHONY: run test bench lint install install-dev clean addon
+.PHONY: run test test-fast check bench lint install install-dev clean addon
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,17 @@ run: $(STAMP)
 
 test: $(DEVSTAMP) $(AXE)
 	$(BIN)/python scripts/testenv.py $(PYTEST_ARGS)
+
+# The inner loop: no real-Blender farm runs, no browser (about a third of the suite's time).
+test-fast: $(DEVSTAMP)
+	$(BIN)/python scripts/testenv.py -m "not slow and not e2e" $(PYTEST_ARGS)
+
+# Quality gates (CI runs them before the tests): lint, formatting, import layers, migrations in step with models.
+check: $(DEVSTAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
 
 bench: $(DEVSTAMP)
 	$(BIN)/python scripts/testenv.py --bench $(BENCH)
