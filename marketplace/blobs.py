@@ -3,6 +3,7 @@
 Agents never get storage credentials: they get a URL that allows one method on one key for a few minutes.
 With S3 the URL is a presigned S3 URL; with local storage it is this server's /blobs/<signed token>.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -89,8 +90,9 @@ def expected_digests(key: str, sha256: str = "") -> set[str]:
 def digest_refused(key: str, expected: set[str], actual: str) -> DigestMismatch:
     """Log the mismatch as an event and return the error to raise."""
     log.error("event=result_digest_mismatch key=%s expected=%s actual=%s", key, ",".join(sorted(expected)), actual)
-    return DigestMismatch(f"{key} does not match its recorded SHA-256 (expected {min(expected)[:16]}…, "
-                          f"found {actual[:16]}…)")
+    return DigestMismatch(
+        f"{key} does not match its recorded SHA-256 (expected {min(expected)[:16]}…, found {actual[:16]}…)"
+    )
 
 
 def blob_read_checked(key: str, *, sha256: str = "", max_bytes: int = 0) -> bytes:
@@ -136,8 +138,9 @@ def sha256_of(fileobj: IO[bytes]) -> str:
     return h.hexdigest()
 
 
-def signed_url(*, key: str, method: str = "GET", expires_s: int = 600, max_bytes: int = 0,
-               lease_id: int | None = None) -> str:
+def signed_url(
+    *, key: str, method: str = "GET", expires_s: int = 600, max_bytes: int = 0, lease_id: int | None = None
+) -> str:
     """A URL allowing `method` (GET or PUT) on `key` for `expires_s` seconds.
 
     A local PUT URL names its lease: the blob view accepts it once, and only while that lease is active.

@@ -2,6 +2,7 @@
 
 Agents never consume from this broker; they get their own (see dispatch.agent_broker).
 """
+
 import os
 
 from celery import Celery

@@ -8,6 +8,7 @@ HMAC-SHA256(SECRET_KEY, "marketplace/<purpose>/v1"). That is the extract-free ha
 allows skipping the extract step for a key that is already uniformly random, which SECRET_KEY must be). Rotating
 SECRET_KEY (old value in SECRET_KEY_FALLBACKS) rotates every derived key with it.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -11,6 +11,7 @@ DEBUG          off unless set; `make run` and `make test` set it. With DEBUG off
                SSL redirect; TRUST_X_FORWARDED_PROTO=1 when a TLS proxy in front sets X-Forwarded-Proto.
 PAYMENTS_DEV_PROVIDER  1 enables the simulated payment provider (it mints tokens): `make run` only
 """
+
 import os
 from pathlib import Path
 from urllib.parse import urlparse
@@ -34,8 +35,10 @@ SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if DEBUG:
     SECRET_KEY = SECRET_KEY or DEV_SECRET_KEY
 elif problem := secret_key_problem(SECRET_KEY):
-    raise ImproperlyConfigured(f"{problem}. With DEBUG off the market refuses to start without a strong key: "
-                               "python -c 'import secrets; print(secrets.token_urlsafe(50))'")
+    raise ImproperlyConfigured(
+        f"{problem}. With DEBUG off the market refuses to start without a strong key: "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+    )
 SECRET_KEY_FALLBACKS = [k for k in os.environ.get("SECRET_KEY_FALLBACKS", "").split(",") if k]
 ALLOWED_HOSTS = os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
 PUBLIC_URL = os.environ.get("PUBLIC_URL", "http://127.0.0.1:8000")
@@ -173,8 +176,10 @@ if _storage.scheme == "s3":
 else:
     _path = _storage.path if _storage.netloc == "" else _storage.netloc + _storage.path
     MEDIA_ROOT = Path(_path) if Path(_path).is_absolute() else BASE_DIR / _path
-    STORAGES_DEFAULT = {"BACKEND": "django.core.files.storage.FileSystemStorage",
-                        "OPTIONS": {"location": str(MEDIA_ROOT)}}
+    STORAGES_DEFAULT = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(MEDIA_ROOT)},
+    }
 STORAGES = {
     "default": STORAGES_DEFAULT,
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -239,21 +244,25 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Render marketplace API",
     "VERSION": "1.0.0",
     "DESCRIPTION": "Upload Blender scenes, get a quote, render on the market's GPU nodes and download the frames "
-                   "(artists); register nodes, follow earnings and request payouts (providers); review disputes "
-                   "(admins); and the agent API the render nodes use. Amounts are given twice: integer "
-                   "micro-tokens (1 token = 1,000,000) and, in the matching `*_tokens` field, the same amount as a "
-                   "decimal string. Every error is an RFC 9457 problem details body (`application/problem+json`).",
+    "(artists); register nodes, follow earnings and request payouts (providers); review disputes "
+    "(admins); and the agent API the render nodes use. Amounts are given twice: integer "
+    "micro-tokens (1 token = 1,000,000) and, in the matching `*_tokens` field, the same amount as a "
+    "decimal string. Every error is an RFC 9457 problem details body (`application/problem+json`).",
     "SCHEMA_PATH_PREFIX": r"/api/v1/",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
-                             "marketplace.api.schema.problem_responses"],
-    "ENUM_NAME_OVERRIDES": {"JobStateEnum": "marketplace.jobs.states.JobState",
-                            "FrameStateEnum": "marketplace.jobs.states.FrameState",
-                            "NodeStatusEnum": "marketplace.nodes.models.WorkerNode.Status",
-                            "TopUpDisputeStatusEnum": "marketplace.payments.models.TopUp.DisputeStatus"},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "marketplace.api.schema.problem_responses",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "JobStateEnum": "marketplace.jobs.states.JobState",
+        "FrameStateEnum": "marketplace.jobs.states.FrameState",
+        "NodeStatusEnum": "marketplace.nodes.models.WorkerNode.Status",
+        "TopUpDisputeStatusEnum": "marketplace.payments.models.TopUp.DisputeStatus",
+    },
 }
 
 LANGUAGE_CODE = "en-us"

@@ -24,8 +24,11 @@ urlpatterns = [
     path("metrics", ops_views.metrics, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema", template_name="web/redoc.html"),
-         name="api-redoc"),
+    path(
+        "api/redoc/",
+        SpectacularRedocView.as_view(url_name="api-schema", template_name="web/redoc.html"),
+        name="api-redoc",
+    ),
 ]
 
 # API paths answer problem details (RFC 9457) even when no route matches or the server fails.

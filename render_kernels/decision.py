@@ -66,8 +66,7 @@ DEFAULT = Tolerances()
 #   min_ssim 0.98 as in DEFAULT: diverging paths are isolated pixels, which barely move SSIM.
 # What it gives up against DEFAULT: a tampered patch under 1 % of the crop passes. Not measured here (no GPU
 # was lent); docs/verification.md says so.
-CROSS_BACKEND = Tolerances(pixel_tol=0.016, max_frac_over_tol=0.01, gross_tol=1.0, max_gross_pixels=16,
-                           min_ssim=0.98)
+CROSS_BACKEND = Tolerances(pixel_tol=0.016, max_frac_over_tol=0.01, gross_tol=1.0, max_gross_pixels=16, min_ssim=0.98)
 
 
 def tolerances_for(*, candidate_device: str, verifier_device: str) -> tuple[str, Tolerances]:

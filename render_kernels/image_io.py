@@ -81,14 +81,14 @@ def _exr_header_size(data: bytes) -> tuple[int, int]:
             kind, pos = _exr_string(data, pos, max_name)
             if pos + 4 > len(data):
                 raise ImageError("EXR header is cut off")
-            size = struct.unpack("<i", data[pos:pos + 4])[0]
+            size = struct.unpack("<i", data[pos : pos + 4])[0]
             pos += 4
             if size < 0 or pos + size > len(data):
                 raise ImageError("EXR header is cut off or malformed")
             if name == b"dataWindow":
                 if kind != b"box2i" or size != 16:
                     raise ImageError("EXR dataWindow is not a box2i")
-                xmin, ymin, xmax, ymax = struct.unpack("<iiii", data[pos:pos + 16])
+                xmin, ymin, xmax, ymax = struct.unpack("<iiii", data[pos : pos + 16])
                 window = (xmax - xmin + 1, ymax - ymin + 1)
             pos += size
         if window is None:
@@ -160,8 +160,9 @@ def _decode(source: Callable[[], Path | io.BytesIO], name: str, max_pixels: int 
     try:
         with Image.open(source()) as im:
             if im.size[0] * im.size[1] > cap:  # Pillow has read only the header so far (any format)
-                raise ImageError(f"the image is {im.size[0]}x{im.size[1]} pixels, over the limit of {cap} "
-                                 "pixels: not decoded")
+                raise ImageError(
+                    f"the image is {im.size[0]}x{im.size[1]} pixels, over the limit of {cap} pixels: not decoded"
+                )
             return _pil_to_float(im, source)
     except UnidentifiedImageError as exc:
         raise ImageError(f"cannot decode image {name}: not a recognised image format") from exc
@@ -250,10 +251,7 @@ def _exr_channels(openexr, path: Path) -> dict[str, np.ndarray]:
         dw = header["dataWindow"]
         w, h = dw.max.x - dw.min.x + 1, dw.max.y - dw.min.y + 1
         pt = Imath.PixelType(Imath.PixelType.FLOAT)
-        return {
-            name: np.frombuffer(f.channel(name, pt), dtype=np.float32).reshape(h, w)
-            for name in header["channels"]
-        }
+        return {name: np.frombuffer(f.channel(name, pt), dtype=np.float32).reshape(h, w) for name in header["channels"]}
     finally:
         f.close()
 

@@ -97,9 +97,7 @@ def crop_pair(
         if crop_candidate:
             a = a[y : y + h, x : x + w]
     if a.shape[:2] != b.shape[:2]:
-        raise ValueError(
-            f"size mismatch: candidate {a.shape[1]}x{a.shape[0]} vs reference {b.shape[1]}x{b.shape[0]}"
-        )
+        raise ValueError(f"size mismatch: candidate {a.shape[1]}x{a.shape[0]} vs reference {b.shape[1]}x{b.shape[0]}")
     if a.shape[2] != b.shape[2]:
         raise ValueError(f"channel mismatch: candidate has {a.shape[2]}, reference {b.shape[2]}")
     return np.ascontiguousarray(a), np.ascontiguousarray(b)

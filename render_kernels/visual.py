@@ -81,9 +81,7 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()  # bitmap fallback when Pillow lacks FreeType
 
 
-def watermark(
-    img: np.ndarray | str | Path, text: str, *, opacity: float = 0.3, angle: float = 30.0
-) -> np.ndarray:
+def watermark(img: np.ndarray | str | Path, text: str, *, opacity: float = 0.3, angle: float = 30.0) -> np.ndarray:
     """Tile ``text`` diagonally across the image, semi-transparent; returns uint8 HxWx3 (HxWx4 if the
     input has alpha). White text with a dark outline so it shows on both light and dark renders."""
     if not text:

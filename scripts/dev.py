@@ -5,6 +5,7 @@ renders), the web server on 127.0.0.1:8000 and one local agent. Ctrl-C stops all
 Dev mode is explicit here, never a default of the settings: DEBUG=1 (the dev SECRET_KEY is then allowed) and
 PAYMENTS_DEV_PROVIDER=1 (the simulated payment provider, which mints tokens).
 """
+
 import os
 import signal
 import subprocess
@@ -48,16 +49,45 @@ def main() -> int:
     subprocess.run([*manage, "demo_setup"], env=env, check=True)
     try:
         celery = [PY, "-m", "celery", "-A", "marketplace", "worker", "-l", "info"]
-        procs.append(("celery", subprocess.Popen(
-            [*celery, "-Q", "celery", "-n", "default@%h", "-B", "--concurrency", "2",
-             "--schedule", str(var / "celerybeat-schedule")], env=env, cwd=ROOT)))
-        procs.append(("celery-heavy", subprocess.Popen(
-            [*celery, "-Q", "heavy", "-n", "heavy@%h", "--concurrency", "1"], env=env, cwd=ROOT)))
-        procs.append(("web", subprocess.Popen(
-            [*manage, "runserver", f"127.0.0.1:{PORT}", "--noreload"], env=env, cwd=ROOT)))
+        procs.append(
+            (
+                "celery",
+                subprocess.Popen(
+                    [
+                        *celery,
+                        "-Q",
+                        "celery",
+                        "-n",
+                        "default@%h",
+                        "-B",
+                        "--concurrency",
+                        "2",
+                        "--schedule",
+                        str(var / "celerybeat-schedule"),
+                    ],
+                    env=env,
+                    cwd=ROOT,
+                ),
+            )
+        )
+        procs.append(
+            (
+                "celery-heavy",
+                subprocess.Popen([*celery, "-Q", "heavy", "-n", "heavy@%h", "--concurrency", "1"], env=env, cwd=ROOT),
+            )
+        )
+        procs.append(
+            ("web", subprocess.Popen([*manage, "runserver", f"127.0.0.1:{PORT}", "--noreload"], env=env, cwd=ROOT))
+        )
         time.sleep(3)
-        procs.append(("agent", subprocess.Popen(
-            [PY, "-m", "workers", "--config", str(var / "agent" / "config.json"), "run"], env=env, cwd=ROOT)))
+        procs.append(
+            (
+                "agent",
+                subprocess.Popen(
+                    [PY, "-m", "workers", "--config", str(var / "agent" / "config.json"), "run"], env=env, cwd=ROOT
+                ),
+            )
+        )
         print(f"\nRender market running: http://127.0.0.1:{PORT}/  (Redis, Celery workers+beat, web, local agent)")
         print("Log in with the demo passwords printed above. Ctrl-C stops everything.\n", flush=True)
         while all(p.poll() is None for _, p in procs):

@@ -2,6 +2,7 @@
 
 Used only by the developer tooling; production points DATABASE_URL/REDIS_URL at managed services.
 """
+
 from __future__ import annotations
 
 import logging
@@ -85,9 +86,24 @@ class Redis:
     def start(self) -> Redis:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir), "--databases", "16", *self.args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            [
+                redis_server_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--databases",
+                "16",
+                *self.args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
         )
         wait_port(self.port)
         return self
@@ -172,21 +188,61 @@ class Postgres:
         self._bin_dir = self._reachable_bin_dir()
         if not data.exists():
             subprocess.run(
-                [*self._run_as, self._bin("initdb"), "-D", str(data), "-U", self.user, "--auth=trust",
-                 "-E", "UTF8", "--no-sync"],
-                check=True, stdout=subprocess.DEVNULL,
+                [
+                    *self._run_as,
+                    self._bin("initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    self.user,
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
             )
         self.proc = subprocess.Popen(
-            [*self._run_as, self._bin("postgres"), "-D", str(data), "-p", str(self.port), "-h", "127.0.0.1",
-             "-k", str(self.workdir), "-c", "fsync=off", "-c", "synchronous_commit=off",
-             "-c", "full_page_writes=off", "-c", "max_connections=200"],
-            stdout=open(self.workdir / "postgres.log", "ab"), stderr=subprocess.STDOUT,
+            [
+                *self._run_as,
+                self._bin("postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(self.port),
+                "-h",
+                "127.0.0.1",
+                "-k",
+                str(self.workdir),
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+            ],
+            stdout=open(self.workdir / "postgres.log", "ab"),
+            stderr=subprocess.STDOUT,
         )
         wait_port(self.port)
         for _ in range(100):
             ok = subprocess.run(
-                [*self._run_as, self._bin("createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user,
-                 "market"], check=False, capture_output=True,
+                [
+                    *self._run_as,
+                    self._bin("createdb"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    self.user,
+                    "market",
+                ],
+                check=False,
+                capture_output=True,
             )
             if ok.returncode == 0 or b"already exists" in ok.stderr:
                 return self

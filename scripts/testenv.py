@@ -3,6 +3,7 @@
 Exports DATABASE_URL (Postgres) and REDIS_URL/TEST_REDIS_URL so the whole suite runs on Postgres and the
 broker tests use a real Redis. Extra arguments go to pytest.
 """
+
 import os
 import subprocess
 import sys
@@ -31,8 +32,11 @@ def main() -> int:
     bench = sys.argv[1:2] == ["--bench"]
     chromium = "" if bench else chromium_binary()
     if chromium is None:
-        print("testenv: no Chromium for the browser tests: apt-get install chromium "
-              "(or, with internet access, python -m playwright install chromium)", file=sys.stderr)
+        print(
+            "testenv: no Chromium for the browser tests: apt-get install chromium "
+            "(or, with internet access, python -m playwright install chromium)",
+            file=sys.stderr,
+        )
         return 2
     with tempfile.TemporaryDirectory(prefix="market-test-") as tmp:
         os.chmod(tmp, 0o755)
@@ -41,11 +45,17 @@ def main() -> int:
         try:
             pg.start()
             redis.start()
-            env = dict(os.environ, DATABASE_URL=pg.url, REDIS_URL=f"{redis.url}/0", TEST_REDIS_URL=redis.url,
-                       TEST_REDIS_PORT=str(redis.port), VAR_DIR=str(Path(tmp) / "var"),
-                       BLENDER_RUNTIMES_DIR=os.environ.get("BLENDER_RUNTIMES_DIR", str(ROOT / "var" / "blender")),
-                       CHROMIUM_PATH=chromium,
-                       DEBUG="1")  # dev mode said explicitly (the settings default is off); dev payments stay off
+            env = dict(
+                os.environ,
+                DATABASE_URL=pg.url,
+                REDIS_URL=f"{redis.url}/0",
+                TEST_REDIS_URL=redis.url,
+                TEST_REDIS_PORT=str(redis.port),
+                VAR_DIR=str(Path(tmp) / "var"),
+                BLENDER_RUNTIMES_DIR=os.environ.get("BLENDER_RUNTIMES_DIR", str(ROOT / "var" / "blender")),
+                CHROMIUM_PATH=chromium,
+                DEBUG="1",
+            )  # dev mode said explicitly (the settings default is off); dev payments stay off
             print(f"testenv: postgres {pg.url}  redis {redis.url}", flush=True)
             if bench:
                 return run_benches(sys.argv[2:], env)

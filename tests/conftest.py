@@ -14,8 +14,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "postgres" in item.keywords and not on_postgres:
             if os.environ.get("CI"):
-                item.add_marker(pytest.mark.xfail(reason="CI must run Postgres tests via make test", strict=True,
-                                                  run=False))
+                item.add_marker(
+                    pytest.mark.xfail(reason="CI must run Postgres tests via make test", strict=True, run=False)
+                )
             else:
                 item.add_marker(pytest.mark.skip(reason="needs Postgres: run `make test`"))
 

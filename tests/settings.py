@@ -4,6 +4,7 @@ The tests run in dev mode on purpose (DEBUG=1 before the production settings loa
 production settings refuse to start without a strong SECRET_KEY. The dev payment provider stays off unless a
 test turns it on (settings.PAYMENTS_DEV_PROVIDER = True), as in production.
 """
+
 import os
 
 os.environ.setdefault("DEBUG", "1")

@@ -4,6 +4,7 @@ Delivery is a reliable Redis queue: BLMOVE moves a message into the node's own p
 removed (acked) only after the report, so a killed agent finds it again on restart. The marketplace's
 lease decides everything; a stale message just gets a refusal and is dropped.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,20 +56,35 @@ def in_schedule(schedule: str, now: datetime | None = None) -> bool:
     return start <= minutes < end if start <= end else minutes >= start or minutes < end
 
 
-def capabilities(devices: list[dict], blender_version: str, blender_series: list[str] | None = None,
-                 sandbox: dict | None = None) -> dict:
+def capabilities(
+    devices: list[dict], blender_version: str, blender_series: list[str] | None = None, sandbox: dict | None = None
+) -> dict:
     try:
         ram_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
     except (ValueError, OSError):
         ram_mb = 0
-    return {"devices": devices, "cpu_cores": os.cpu_count() or 1, "ram_mb": int(ram_mb),
-            "blender_version": blender_version,
-            "blender_series": blender_series or [runtimes.series_of_version(blender_version)], **(sandbox or {})}
+    return {
+        "devices": devices,
+        "cpu_cores": os.cpu_count() or 1,
+        "ram_mb": int(ram_mb),
+        "blender_version": blender_version,
+        "blender_series": blender_series or [runtimes.series_of_version(blender_version)],
+        **(sandbox or {}),
+    }
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, *, renderer_factory, devices: list[dict], blender_version: str,
-                 once: bool = False, device_ids: list[str] | None = None, sandbox: dict | None = None) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        renderer_factory,
+        devices: list[dict],
+        blender_version: str,
+        once: bool = False,
+        device_ids: list[str] | None = None,
+        sandbox: dict | None = None,
+    ) -> None:
         self.config = config
         self.client = MarketClient(config.server, config.token)
         self.renderer_factory = renderer_factory
@@ -179,8 +195,9 @@ class Agent:
         while not self.stopping.wait(every):
             current = self.current
             try:
-                answer = self.client.beat(leases=[current.lease] if current else [],
-                                          paused=not in_schedule(self.config.schedule))
+                answer = self.client.beat(
+                    leases=[current.lease] if current else [], paused=not in_schedule(self.config.schedule)
+                )
             except (ApiError, OSError) as exc:
                 log.warning("event=heartbeat_failed error=%s", exc)
                 continue
@@ -194,8 +211,11 @@ class Agent:
         the current frame back (its lease reads "released", so `_abandon` stops the render); with "finish" the
         frame in hand is finished and reported, then no new one is taken."""
         if mode and not self.owner_paused.is_set():
-            log.warning("event=paused_by_owner mode=%s: %s", mode,
-                        "giving the current frame back" if mode == "release" else "finishing the current frame")
+            log.warning(
+                "event=paused_by_owner mode=%s: %s",
+                mode,
+                "giving the current frame back" if mode == "release" else "finishing the current frame",
+            )
             self.owner_paused.set()
         elif not mode and self.owner_paused.is_set():
             log.info("event=resumed_by_owner: taking frames again")
@@ -249,14 +269,16 @@ class Agent:
     def _scene(self, details: dict) -> tuple[Path, Path]:
         manifest = details["manifest"]
         sha = manifest["scene_sha256"]
-        root = self.cache / "scenes" / bundle_key(sha256=sha, kind=manifest["scene_kind"],
-                                                  blend_path=manifest["blend_path"])
+        root = (
+            self.cache
+            / "scenes"
+            / bundle_key(sha256=sha, kind=manifest["scene_kind"], blend_path=manifest["blend_path"])
+        )
         archive = self.cache / "downloads" / f"{sha}.{manifest['scene_kind']}"
         if not (root / ".complete").exists() and not archive.exists():
             archive.parent.mkdir(parents=True, exist_ok=True)
             download(details["scene_url"], archive, sha256=sha)
-        blend = bundle_ready(archive=archive, kind=manifest["scene_kind"], blend_path=manifest["blend_path"],
-                             root=root)
+        blend = bundle_ready(archive=archive, kind=manifest["scene_kind"], blend_path=manifest["blend_path"], root=root)
         return blend, root
 
     def _work(self, details: dict) -> None:
@@ -312,8 +334,13 @@ class Agent:
         stats = {**(stats or {}), "device": manifest.get("device", "CPU")}
         result = self._safe(lambda: self.client.report(lease_id, token=token, ok=True, stats=stats))
         self.frames_done += 1
-        log.info("event=reported lease=%s frame=%s seconds=%.2f result=%s", lease_id, manifest["frame"],
-                 stats.get("seconds", 0), result)
+        log.info(
+            "event=reported lease=%s frame=%s seconds=%.2f result=%s",
+            lease_id,
+            manifest["frame"],
+            stats.get("seconds", 0),
+            result,
+        )
 
     def _drop_renderer(self) -> None:
         if self.renderer is not None:
@@ -360,5 +387,3 @@ class Progress:
         self.done.set()
         if self.tty:
             os.write(2, f"\r✓ {self.label}: {time.monotonic() - self.start:6.1f}s          \n".encode())
-
-

@@ -6,6 +6,7 @@ checked again while extracting, with a byte budget against zip bombs.
 A bundle directory is keyed by the bytes *and* how they are unpacked (`bundle_key`): the same .blend
 uploaded twice under two names is two bundles, each holding its own file name.
 """
+
 from __future__ import annotations
 
 import hashlib

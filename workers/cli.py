@@ -1,4 +1,5 @@
 """`python -m workers …`: the GPU owner's agent."""
+
 from __future__ import annotations
 
 import json
@@ -35,28 +36,38 @@ def _overrides(config: AgentConfig, **options) -> AgentConfig:
 
 
 def render_options(f):
-    for option in reversed([
-        click.option("--device", type=DEVICE_CHOICES, help="Cycles device; auto picks the best one found"),
-        click.option("--gpus", help="GPU indices to use, e.g. 0,1"),
-        click.option("--threads", type=click.IntRange(0, 1024), help="CPU threads (0 = all)"),
-        click.option("--max-vram", type=click.IntRange(0), help="refuse frames estimated above this VRAM (MB)"),
-        click.option("--cache-dir", type=click.Path(file_okay=False), help="where scenes are cached by hash"),
-        click.option("--max-render-seconds", type=click.IntRange(1), help="kill a frame after this long"),
-        click.option("--schedule", help="only work inside this daily window, e.g. 22:00-07:00"),
-    ]):
+    for option in reversed(
+        [
+            click.option("--device", type=DEVICE_CHOICES, help="Cycles device; auto picks the best one found"),
+            click.option("--gpus", help="GPU indices to use, e.g. 0,1"),
+            click.option("--threads", type=click.IntRange(0, 1024), help="CPU threads (0 = all)"),
+            click.option("--max-vram", type=click.IntRange(0), help="refuse frames estimated above this VRAM (MB)"),
+            click.option("--cache-dir", type=click.Path(file_okay=False), help="where scenes are cached by hash"),
+            click.option("--max-render-seconds", type=click.IntRange(1), help="kill a frame after this long"),
+            click.option("--schedule", help="only work inside this daily window, e.g. 22:00-07:00"),
+        ]
+    ):
         f = option(f)
     return f
 
 
 @click.group()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_PATH,
-              show_default=True, help="agent config file")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_PATH,
+    show_default=True,
+    help="agent config file",
+)
 @click.option("-v", "--verbose", is_flag=True)
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path, verbose: bool) -> None:
     """Render marketplace agent: rent out this machine's GPU (or CPU) to render Blender frames."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+    )
     ctx.obj = {"config_path": config_path}
 
 
@@ -87,8 +98,10 @@ def register(ctx: click.Context, server: str, token: str, **options) -> None:
     click.echo(f"registered with {server}; config saved to {ctx.obj['config_path']}")
 
 
-ALLOW_UNSANDBOXED_HELP = ("render strangers' scenes even where the scene sandbox (Landlock) cannot be applied; "
-                          "only the path policy then keeps a scene from reading this machine's files")
+ALLOW_UNSANDBOXED_HELP = (
+    "render strangers' scenes even where the scene sandbox (Landlock) cannot be applied; "
+    "only the path policy then keeps a scene from reading this machine's files"
+)
 
 
 def _sandbox_or_refuse(allow_unsandboxed: bool) -> dict:
@@ -101,9 +114,11 @@ def _sandbox_or_refuse(allow_unsandboxed: bool) -> dict:
     if not allow_unsandboxed:
         raise click.ClickException(
             f"the scene sandbox cannot be applied on this machine ({iso['detail']}): refusing to render "
-            "strangers' scenes. See `python -m workers doctor`; to run anyway, pass --allow-unsandboxed.")
+            "strangers' scenes. See `python -m workers doctor`; to run anyway, pass --allow-unsandboxed."
+        )
     logging.getLogger("agent").warning(
-        "event=unsandboxed detail=%r: rendering WITHOUT the scene sandbox (--allow-unsandboxed)", iso["detail"])
+        "event=unsandboxed detail=%r: rendering WITHOUT the scene sandbox (--allow-unsandboxed)", iso["detail"]
+    )
     return {"sandbox": "unsandboxed", "sandbox_detail": iso["detail"]}
 
 
@@ -129,8 +144,10 @@ def doctor(as_json: bool) -> None:
     if report["sandbox"]["works"]:
         click.echo(f"scene sandbox: works ({report['sandbox']['detail']})")
     else:
-        click.echo(f"scene sandbox: NOT WORKING ({report['sandbox']['detail']}); `run` refuses work unless "
-                   "started with --allow-unsandboxed")
+        click.echo(
+            f"scene sandbox: NOT WORKING ({report['sandbox']['detail']}); `run` refuses work unless "
+            "started with --allow-unsandboxed"
+        )
 
 
 @cli.command()
@@ -142,7 +159,7 @@ def bench(ctx: click.Context, upload: bool, **options) -> None:
     from workers.devices import benchmark
 
     config = _overrides(_config(ctx), **options) if upload else None
-    device = (options.get("device") or (config.device if config else "auto"))
+    device = options.get("device") or (config.device if config else "auto")
     results = benchmark(device=device, threads=options.get("threads") or 0)
     for name, score in results.items():
         click.echo(f"{name}: {score:,.0f} samples/s")
@@ -162,8 +179,16 @@ def bench(ctx: click.Context, upload: bool, **options) -> None:
 @click.option("--seed", type=int, default=0)
 @click.option("--allow-unsandboxed", is_flag=True, help=ALLOW_UNSANDBOXED_HELP)
 @render_options
-def render(scene: Path, frame: int, out: Path, samples: int | None, resolution: str | None, seed: int,
-           allow_unsandboxed: bool, **options) -> None:
+def render(
+    scene: Path,
+    frame: int,
+    out: Path,
+    samples: int | None,
+    resolution: str | None,
+    seed: int,
+    allow_unsandboxed: bool,
+    **options,
+) -> None:
     """Render one frame locally with the same sandboxed renderer the agent uses."""
     from workers.blend.renderer import Renderer
     from workers.devices import resolve_device, scene_defaults
@@ -176,16 +201,25 @@ def render(scene: Path, frame: int, out: Path, samples: int | None, resolution: 
         except ValueError as exc:
             raise click.BadParameter("use WxH, e.g. 1920x1080") from exc
     manifest = {
-        "frame": frame, "samples": samples or facts["samples"], "seed": seed, "resolution_x": width,
-        "resolution_y": height, "file_format": "OPEN_EXR" if out.suffix.lower() == ".exr" else "PNG",
-        "use_denoising": facts.get("use_denoising", False), "camera": facts.get("active_camera") or "",
-        "device": resolve_device(options.get("device") or "auto"), "threads": options.get("threads") or 0,
+        "frame": frame,
+        "samples": samples or facts["samples"],
+        "seed": seed,
+        "resolution_x": width,
+        "resolution_y": height,
+        "file_format": "OPEN_EXR" if out.suffix.lower() == ".exr" else "PNG",
+        "use_denoising": facts.get("use_denoising", False),
+        "camera": facts.get("active_camera") or "",
+        "device": resolve_device(options.get("device") or "auto"),
+        "threads": options.get("threads") or 0,
     }
     from workers.blend.sandbox import SandboxUnavailable
 
     try:
-        with Renderer(timeout_s=options.get("max_render_seconds") or 3600, gpu=manifest["device"] != "CPU",
-                      allow_unsandboxed=allow_unsandboxed) as renderer:
+        with Renderer(
+            timeout_s=options.get("max_render_seconds") or 3600,
+            gpu=manifest["device"] != "CPU",
+            allow_unsandboxed=allow_unsandboxed,
+        ) as renderer:
             renderer.load(scene.resolve(), scene.resolve().parent)
             stats = renderer.render(manifest, out.resolve())
     except SandboxUnavailable as exc:
@@ -211,12 +245,24 @@ def run(ctx: click.Context, once: bool, allow_unsandboxed: bool, **options) -> N
     devices = [d for d in report["devices"] if d["type"] == device] or [{"type": "CPU", "name": "CPU", "use": True}]
 
     def factory(timeout_s: float, series: str | None = None):
-        return Renderer(timeout_s=timeout_s, gpu=device != "CPU", threads=config.threads,
-                        python=runtimes.python_for(series, config.cache_dir), allow_unsandboxed=allow_unsandboxed)
+        return Renderer(
+            timeout_s=timeout_s,
+            gpu=device != "CPU",
+            threads=config.threads,
+            python=runtimes.python_for(series, config.cache_dir),
+            allow_unsandboxed=allow_unsandboxed,
+        )
 
     device_ids = [d["id"] for i, d in enumerate(devices) if d.get("id") and (not config.gpus or i in config.gpus)]
-    agent = Agent(config, renderer_factory=factory, devices=devices, blender_version=report["blender_version"],
-                  once=once, device_ids=device_ids if device != "CPU" else None, sandbox=sandbox)
+    agent = Agent(
+        config,
+        renderer_factory=factory,
+        devices=devices,
+        blender_version=report["blender_version"],
+        once=once,
+        device_ids=device_ids if device != "CPU" else None,
+        sandbox=sandbox,
+    )
     agent.install_signals()
     click.echo(f"agent running on {device} against {config.server}; Ctrl-C finishes the current frame")
     sys.exit(agent.run())

@@ -1,4 +1,5 @@
 """HTTP client for the marketplace's agent API. The agent never touches the database."""
+
 from __future__ import annotations
 
 import hashlib
@@ -55,8 +56,11 @@ class MarketClient:
         return self._call("GET", f"/leases/{lease_id}/", headers={"X-Lease-Token": token})
 
     def report(self, lease_id: int, *, token: str, ok: bool, stats: dict | None = None, error: str = "") -> dict:
-        return self._call("POST", f"/leases/{lease_id}/report/",
-                          json={"token": token, "ok": ok, "stats": stats or {}, "error": error[:4000]})
+        return self._call(
+            "POST",
+            f"/leases/{lease_id}/report/",
+            json={"token": token, "ok": ok, "stats": stats or {}, "error": error[:4000]},
+        )
 
     def release(self, lease_id: int, token: str) -> dict:
         return self._call("POST", f"/leases/{lease_id}/release/", json={"token": token})

@@ -1,4 +1,5 @@
 """The agent's configuration file (written by `register`, read by everything else)."""
+
 from __future__ import annotations
 
 import json

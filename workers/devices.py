@@ -1,4 +1,5 @@
 """Device detection, plain-words diagnosis, and the benchmark, on top of the sandboxed bpy layer."""
+
 from __future__ import annotations
 
 import os
@@ -36,13 +37,19 @@ def diagnose() -> dict:
         if not (shutil.which("nvidia-smi") or os.path.exists("/dev/nvidia0") or os.path.exists("/dev/kfd")):
             explanations.append("no GPU driver found (no /dev/nvidia0 or /dev/kfd): rendering on the CPU")
         else:
-            explanations.append("a GPU driver is present but Cycles lists no GPU device: the driver may be too "
-                                "old for this Blender, or the GPU is not supported by CUDA/OptiX/HIP")
+            explanations.append(
+                "a GPU driver is present but Cycles lists no GPU device: the driver may be too "
+                "old for this Blender, or the GPU is not supported by CUDA/OptiX/HIP"
+            )
     for d in gpu:
         if not d.get("use", True):
             explanations.append(f"{d['name']} ({d['type']}) is seen but not enabled")
-    report = {"blender_version": version, "devices": [dict(d) for d in devices], "explanations": explanations,
-              "pycuda": _pycuda_status()}
+    report = {
+        "blender_version": version,
+        "devices": [dict(d) for d in devices],
+        "explanations": explanations,
+        "pycuda": _pycuda_status(),
+    }
     report["chosen"] = resolve_device("auto", report=report)
     return report
 
@@ -71,9 +78,17 @@ def benchmark(*, device: str = "auto", threads: int = 0) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         scene = Path(tmp) / "bench.blend"
         make_benchmark_scene(scene)
-        manifest = {"frame": BENCHMARK_FRAME, "samples": samples, "seed": BENCHMARK_SETTINGS["seed"],
-                    "resolution_x": width, "resolution_y": height, "file_format": "PNG", "use_denoising": False,
-                    "device": chosen, "threads": threads}
+        manifest = {
+            "frame": BENCHMARK_FRAME,
+            "samples": samples,
+            "seed": BENCHMARK_SETTINGS["seed"],
+            "resolution_x": width,
+            "resolution_y": height,
+            "file_format": "PNG",
+            "use_denoising": False,
+            "device": chosen,
+            "threads": threads,
+        }
         # The scene is the one generated above, not a stranger's: it may run without the sandbox.
         with Renderer(timeout_s=600, gpu=chosen != "CPU", allow_unsandboxed=True) as renderer:
             renderer.load(scene, Path(tmp))

@@ -74,18 +74,24 @@ def pick_series(saved: tuple[int, int], available: Iterable[Series] = SUPPORTED)
             return SeriesChoice(series)
     newer = [s for s in ordered if s.key > saved]
     if newer:
-        return SeriesChoice(newer[0], (
-            f"saved with Blender {saved_name}, which the market does not run: it renders with {newer[0].label}, "
-            "the nearest newer series; check a test frame, as newer Blender may shade some features differently"
-        ))
-    return SeriesChoice(ordered[-1], (
-        f"saved with Blender {saved_name}, newer than every series the market runs: it renders with "
-        f"{ordered[-1].label}, and features added since may be lost"
-    ))
+        return SeriesChoice(
+            newer[0],
+            (
+                f"saved with Blender {saved_name}, which the market does not run: it renders with {newer[0].label}, "
+                "the nearest newer series; check a test frame, as newer Blender may shade some features differently"
+            ),
+        )
+    return SeriesChoice(
+        ordered[-1],
+        (
+            f"saved with Blender {saved_name}, newer than every series the market runs: it renders with "
+            f"{ordered[-1].label}, and features added since may be lost"
+        ),
+    )
 
 
 def series_of_version(version: str) -> str:
-    """"5.0.1" -> "5.0"."""
+    """ "5.0.1" -> "5.0"."""
     major, minor, *_ = version.split(".")
     return f"{int(major)}.{int(minor)}"
 
@@ -160,8 +166,9 @@ def find_python(version: str) -> Path | None:
     return None
 
 
-def install(series_name: str, cache_dir: str | os.PathLike[str], *, python: Path | None = None,
-            progress: bool = True) -> Runtime:
+def install(
+    series_name: str, cache_dir: str | os.PathLike[str], *, python: Path | None = None, progress: bool = True
+) -> Runtime:
     """Create `<cache>/runtimes/<series>` with the series' Python and bpy; pip shows its progress bar."""
     series = BY_NAME.get(series_name)
     if series is None:

@@ -39,8 +39,11 @@ def list_runtimes(ctx: click.Context, cache_dir: str | None) -> None:
 
 @runtimes_group.command("install")
 @click.argument("series")
-@click.option("--python", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="the interpreter to build it on (default: python<version> on PATH, or pyenv's)")
+@click.option(
+    "--python",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="the interpreter to build it on (default: python<version> on PATH, or pyenv's)",
+)
 @cache_option
 @click.pass_context
 def install_runtime(ctx: click.Context, series: str, python: Path | None, cache_dir: str | None) -> None:

@@ -13,7 +13,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         header = authentication.get_authorization_header(request).decode(errors="replace")
         if not header.startswith(self.keyword + " "):
             return None
-        plaintext = header[len(self.keyword) + 1:]
+        plaintext = header[len(self.keyword) + 1 :]
         credentials = throttle.bearer_credentials(kind="api-token", plaintext=plaintext)
         throttle.bearer_allowed(request._request, credentials)
         user = api_token_authenticate(plaintext=plaintext)

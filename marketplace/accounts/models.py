@@ -16,8 +16,11 @@ class User(AbstractUser):
     banned_at = models.DateTimeField(null=True, blank=True)
 
     class Meta(AbstractUser.Meta):
-        constraints = [models.UniqueConstraint(fields=["is_platform"], condition=models.Q(is_platform=True),
-                                               name="one_platform_account")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_platform"], condition=models.Q(is_platform=True), name="one_platform_account"
+            )
+        ]
 
     @property
     def is_artist(self) -> bool:

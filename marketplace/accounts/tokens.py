@@ -1,4 +1,5 @@
 """Bearer secrets shared by API tokens and node tokens: `<prefix>.<secret>`, only a hash is stored."""
+
 import hashlib
 import hmac
 import secrets

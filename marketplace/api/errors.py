@@ -10,6 +10,7 @@ answer of every operation (`marketplace.api.schema.problem_responses`). `type` s
 (RFC 9457 §4.2.1): the status says what kind of problem it is and `detail` says what happened, in the services'
 own words.
 """
+
 from http import HTTPStatus
 
 from django.http import JsonResponse
@@ -42,8 +43,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if response is None:
         return None  # not an API exception: a 500, logged by Django as usual
     if isinstance(exc, exceptions.ValidationError) and isinstance(response.data, dict):
-        refused = problem(response.status_code, "The request has invalid fields: see `errors`.",
-                          errors=response.data)
+        refused = problem(response.status_code, "The request has invalid fields: see `errors`.", errors=response.data)
     else:
         refused = problem(response.status_code, _detail_text(response.data))
     for header in ("WWW-Authenticate", "Retry-After", "Allow"):

@@ -1,4 +1,5 @@
 """The OpenAPI schema: our two bearer schemes, descriptions written for the API's users, problem details."""
+
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 
@@ -23,8 +24,12 @@ class NodeTokenScheme(OpenApiAuthenticationExtension):
     name = "nodeToken"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "apiKey", "in": "header", "name": "Authorization",
-                "description": "`Node <token>`: the node token shown once when the node was created"}
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Node <token>`: the node token shown once when the node was created",
+        }
 
 
 PROBLEM_MEDIA = "application/problem+json"
@@ -33,13 +38,18 @@ PROBLEM_SCHEMA = {
     "type": "object",
     "description": "RFC 9457 problem details: the body of every API error.",
     "properties": {
-        "type": {"type": "string",
-                 "description": "a URI naming the kind of problem; `about:blank`: the status says it"},
+        "type": {
+            "type": "string",
+            "description": "a URI naming the kind of problem; `about:blank`: the status says it",
+        },
         "title": {"type": "string", "description": "the HTTP status phrase, e.g. `Not Found`"},
         "status": {"type": "integer", "description": "the HTTP status code"},
         "detail": {"type": "string", "description": "what went wrong, for a person to read"},
-        "errors": {"type": "object", "additionalProperties": {},
-                   "description": "field errors of a refused request body: field name -> list of messages"},
+        "errors": {
+            "type": "object",
+            "additionalProperties": {},
+            "description": "field errors of a refused request body: field name -> list of messages",
+        },
     },
     "required": ["type", "title", "status", "detail"],
 }
@@ -64,8 +74,10 @@ def problem_responses(result: dict, generator, request, public) -> dict:
             for code, description in COMMON_ERRORS.items():
                 responses.setdefault(code, {"description": description})
             if "{" in path:
-                responses.setdefault("404", {"description": "No such object for this user (another user's is a 404 "
-                                                            "too: ids reveal nothing)."})
+                responses.setdefault(
+                    "404",
+                    {"description": "No such object for this user (another user's is a 404 too: ids reveal nothing)."},
+                )
             for code, response in responses.items():
                 if code[0] in "45":
                     response["content"] = {PROBLEM_MEDIA: {"schema": PROBLEM_REF}}
@@ -73,5 +85,10 @@ def problem_responses(result: dict, generator, request, public) -> dict:
     return result
 
 
-HTTP_PHRASES = {"402": "Payment required: the wallet cannot cover it.", "409": "Conflict with the current state.",
-                "413": "The upload is too large.", "422": "Unprocessable.", "503": "The service is unavailable."}
+HTTP_PHRASES = {
+    "402": "Payment required: the wallet cannot cover it.",
+    "409": "Conflict with the current state.",
+    "413": "The upload is too large.",
+    "422": "Unprocessable.",
+    "503": "The service is unavailable.",
+}

@@ -1,4 +1,5 @@
 """REST API: artist/provider endpoints (API token or session) and the agent API (node token)."""
+
 from django.urls import include, path
 
 urlpatterns = [

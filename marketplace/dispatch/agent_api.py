@@ -1,4 +1,5 @@
 """The agent API. Agents are untrusted: every call is checked against the node's token and its leases."""
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -24,8 +25,9 @@ class AgentView(APIView):
         return self.request.auth
 
 
-NOT_ACTIVE = OpenApiResponse(description="The lease is no longer active (expired, reported or taken back): nothing "
-                                         "changed.")
+NOT_ACTIVE = OpenApiResponse(
+    description="The lease is no longer active (expired, reported or taken back): nothing changed."
+)
 NOT_YOURS = OpenApiResponse(description="No such lease for this node.")
 BAD_TOKEN = OpenApiResponse(description="The lease token does not match.")
 
@@ -47,7 +49,10 @@ class HelloSerializer(serializers.Serializer):
     ram_mb = serializers.IntegerField(min_value=0, max_value=INT32_MAX)
     blender_version = serializers.CharField(max_length=20)
     blender_series = serializers.ListField(
-        child=serializers.CharField(max_length=10), max_length=16, required=False, default=list,
+        child=serializers.CharField(max_length=10),
+        max_length=16,
+        required=False,
+        default=list,
         help_text="Blender series the agent has runtimes for (python -m workers runtimes list)",
     )
     # Agents before the sandbox report send neither: the node then shows "not reported".
@@ -57,49 +62,66 @@ class HelloSerializer(serializers.Serializer):
 
 class HelloView(AgentView):
     @extend_schema(
-        responses=OpenApiTypes.OBJECT, request=HelloSerializer,
+        responses=OpenApiTypes.OBJECT,
+        request=HelloSerializer,
         summary="Say hello (agent start-up)",
         description="The agent reports its devices, CPU, memory and Blender version, and gets its own queue on the "
-                    "agent broker and the heartbeat interval.",
+        "agent broker and the heartbeat interval.",
     )
     def post(self, request):
         data = HelloSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         node = node_hello(node=self.node, capabilities=Capabilities(**data.validated_data))
         services.match_frames_soon()
-        return Response({
-            "node": node.pk, "name": node.name, "status": node.status, "device": node.device_type,
-            "broker_url": queues.node_broker_url(node_id=node.pk), "queue": queues.queue_key(node.pk),
-            "heartbeat_seconds": node_conf.HEARTBEAT_SECONDS,
-        })
+        return Response(
+            {
+                "node": node.pk,
+                "name": node.name,
+                "status": node.status,
+                "device": node.device_type,
+                "broker_url": queues.node_broker_url(node_id=node.pk),
+                "queue": queues.queue_key(node.pk),
+                "heartbeat_seconds": node_conf.HEARTBEAT_SECONDS,
+            }
+        )
 
 
 class HeartbeatSerializer(serializers.Serializer):
-    leases = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=INT64_MAX), max_length=16,
-                                   required=False, default=list)
+    leases = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=INT64_MAX), max_length=16, required=False, default=list
+    )
     paused = serializers.BooleanField(required=False, default=False)
 
 
 class HeartbeatView(AgentView):
     @extend_schema(
-        responses=OpenApiTypes.OBJECT, request=HeartbeatSerializer, summary="Heartbeat",
+        responses=OpenApiTypes.OBJECT,
+        request=HeartbeatSerializer,
+        summary="Heartbeat",
         description="Extends the node's active leases (sent every `heartbeat_seconds`); the answer gives each "
-                    "lease's state, so the agent drops work that was taken back. `paused`: take no new work.",
+        "lease's state, so the agent drops work that was taken back. `paused`: take no new work.",
     )
     def post(self, request):
         data = HeartbeatSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        states = services.node_heartbeat(node=self.node, lease_ids=data.validated_data["leases"],
-                                         paused=data.validated_data["paused"])
+        states = services.node_heartbeat(
+            node=self.node, lease_ids=data.validated_data["leases"], paused=data.validated_data["paused"]
+        )
         # `owner_pause`: the owner paused this node from the web; the agent takes no new frame until resumed.
         pause = services.node_pause_of(node=self.node)
-        return Response({"leases": {str(k): v for k, v in states.items()}, "status": pause["status"],
-                         "owner_pause": pause["pause_mode"] if pause["paused"] else None})
+        return Response(
+            {
+                "leases": {str(k): v for k, v in states.items()},
+                "status": pause["status"],
+                "owner_pause": pause["pause_mode"] if pause["paused"] else None,
+            }
+        )
 
 
 class GoodbyeView(AgentView):
     @extend_schema(
-        responses=OpenApiTypes.OBJECT, request=None,
+        responses=OpenApiTypes.OBJECT,
+        request=None,
         summary="Agent exits cleanly: stop counting the node now, give back any lease it still holds",
     )
     def post(self, request):
@@ -113,7 +135,8 @@ class BenchSerializer(serializers.Serializer):
 
 class BenchView(AgentView):
     @extend_schema(
-        responses=OpenApiTypes.OBJECT, request=BenchSerializer,
+        responses=OpenApiTypes.OBJECT,
+        request=BenchSerializer,
         summary="Upload benchmark results",
         description="Samples per second per device from `python -m workers bench`; they set the node's score.",
     )
@@ -132,12 +155,15 @@ class LeaseView(AgentView):
         responses={200: OpenApiTypes.OBJECT, 403: BAD_TOKEN, 404: NOT_YOURS, 409: NOT_ACTIVE},
         summary="Get a lease's work",
         description="The render manifest and short-lived signed URLs (scene download, result upload) of one of "
-                    "the node's active leases. Needs the lease token in `X-Lease-Token`.",
+        "the node's active leases. Needs the lease token in `X-Lease-Token`.",
     )
     def get(self, request, lease_id: int):
         try:
-            return Response(services.lease_details(node=self.node, lease_id=lease_id,
-                                                   token=request.headers.get("X-Lease-Token", "")))
+            return Response(
+                services.lease_details(
+                    node=self.node, lease_id=lease_id, token=request.headers.get("X-Lease-Token", "")
+                )
+            )
         except services.LeaseRefused as exc:
             return refused(exc)
 
@@ -151,22 +177,27 @@ class ReportSerializer(serializers.Serializer):
 
 class ReportView(AgentView):
     @extend_schema(
-        responses={200: OpenApiTypes.OBJECT, 403: BAD_TOKEN, 404: NOT_YOURS, 409: NOT_ACTIVE,
-                   422: OpenApiResponse(description="The result failed the checks: `detail` says why; "
-                                                    "`accepted` is false.")},
+        responses={
+            200: OpenApiTypes.OBJECT,
+            403: BAD_TOKEN,
+            404: NOT_YOURS,
+            409: NOT_ACTIVE,
+            422: OpenApiResponse(description="The result failed the checks: `detail` says why; `accepted` is false."),
+        },
         request=ReportSerializer,
         summary="Report a lease's result",
         description="After uploading the result: `ok` with render stats, or a failure with its error. Only the "
-                    "first report of an active lease counts; a late, repeated or foreign one is refused (409) and "
-                    "changes nothing. A result that fails the checks is a 422 whose `detail` says why.",
+        "first report of an active lease counts; a late, repeated or foreign one is refused (409) and "
+        "changes nothing. A result that fails the checks is a 422 whose `detail` says why.",
     )
     def post(self, request, lease_id: int):
         data = ReportSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
         try:
-            outcome = services.lease_report(node=self.node, lease_id=lease_id, token=v["token"], ok=v["ok"],
-                                            stats=v["stats"], error=v["error"])
+            outcome = services.lease_report(
+                node=self.node, lease_id=lease_id, token=v["token"], ok=v["ok"], stats=v["stats"], error=v["error"]
+            )
         except services.LeaseRefused as exc:
             return refused(exc)
         if not outcome.accepted:
@@ -181,9 +212,10 @@ class ReleaseSerializer(serializers.Serializer):
 class ReleaseView(AgentView):
     @extend_schema(
         responses={200: OpenApiTypes.OBJECT, 403: BAD_TOKEN, 404: NOT_YOURS, 409: NOT_ACTIVE},
-        request=ReleaseSerializer, summary="Release a lease",
+        request=ReleaseSerializer,
+        summary="Release a lease",
         description="Gives a lease back without failing it (the agent is stopping); the frame goes back to the "
-                    "queue at once.",
+        "queue at once.",
     )
     def post(self, request, lease_id: int):
         data = ReleaseSerializer(data=request.data)

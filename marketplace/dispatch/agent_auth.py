@@ -14,7 +14,7 @@ class NodeTokenAuthentication(authentication.BaseAuthentication):
         header = authentication.get_authorization_header(request).decode(errors="replace")
         if not header.startswith(self.keyword + " "):
             return None
-        plaintext = header[len(self.keyword) + 1:]
+        plaintext = header[len(self.keyword) + 1 :]
         credentials = throttle.bearer_credentials(kind="node-token", plaintext=plaintext)
         throttle.bearer_allowed(request._request, credentials)
         node = node_authenticate(plaintext=plaintext)

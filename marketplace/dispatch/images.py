@@ -3,6 +3,7 @@
 Every decode reads the header first (PNG IHDR, EXR dataWindow): an image that is not the expected size, or
 over the pixel cap, is refused before a single pixel is decoded.
 """
+
 import io
 import tempfile
 
@@ -14,8 +15,7 @@ from render_kernels import ImageError, load_image, load_image_bytes, thumbnail
 from render_kernels.image_io import EXR_MAGIC, PNG_SIGNATURE, image_header_size
 
 PNG_MAGIC = PNG_SIGNATURE
-__all__ = ["EXR_MAGIC", "PNG_MAGIC", "ImageError", "WrongSize", "image_from_bytes", "image_size_check",
-           "thumbnail_png"]
+__all__ = ["EXR_MAGIC", "PNG_MAGIC", "ImageError", "WrongSize", "image_from_bytes", "image_size_check", "thumbnail_png"]
 
 
 class WrongSize(ImageError):
@@ -25,7 +25,7 @@ class WrongSize(ImageError):
 def image_size_check(data: bytes, *, size: tuple[int, int] | None = None) -> tuple[int, int]:
     """(width, height) from the header of PNG or EXR bytes; ImageError when it is not `size` (width, height)
     or over the market's pixel cap. Reads only the header."""
-    width, height = image_header_size(data[:1 << 20])
+    width, height = image_header_size(data[: 1 << 20])
     if size is not None and (width, height) != tuple(size):
         raise WrongSize(f"image is {width}x{height}, leased {size[0]}x{size[1]}")
     if width * height > conf.MAX_IMAGE_PIXELS:

@@ -43,8 +43,9 @@ class FrameLease(models.Model):
     class Meta:
         constraints = [
             # At most one active render lease per frame, whatever the number of matchers.
-            models.UniqueConstraint(fields=["frame"], condition=Q(state="active", kind="render"),
-                                    name="lease_one_active_render_per_frame"),
+            models.UniqueConstraint(
+                fields=["frame"], condition=Q(state="active", kind="render"), name="lease_one_active_render_per_frame"
+            ),
         ]
 
     def __str__(self) -> str:

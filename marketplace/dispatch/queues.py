@@ -6,6 +6,7 @@ queue (LPUSH by the marketplace, BLMOVE into the node's own processing list, LRE
 each node's Redis ACL user touch only `agent:node:<id>:*`. Delivery is at-least-once; the database lease
 decides who owns a frame, so a duplicate or forged message changes nothing.
 """
+
 import json
 import logging
 import secrets
@@ -42,9 +43,23 @@ def node_broker_url(*, node_id: int) -> str:
         return settings.AGENT_BROKER_URL
     user, password = f"node-{node_id}", secrets.token_urlsafe(24)
     agent_redis().execute_command(
-        "ACL", "SETUSER", user, "reset", "on", f">{password}", f"~agent:node:{node_id}:*", "resetchannels",
+        "ACL",
+        "SETUSER",
+        user,
+        "reset",
+        "on",
+        f">{password}",
+        f"~agent:node:{node_id}:*",
+        "resetchannels",
         # no +client|setinfo: Redis 7.0 does not know it, and redis-py ignores its refusal
-        "-@all", "+blmove", "+lmove", "+lrem", "+lrange", "+llen", "+ping", "+select",
+        "-@all",
+        "+blmove",
+        "+lmove",
+        "+lrem",
+        "+lrange",
+        "+llen",
+        "+ping",
+        "+select",
     )
     parsed = urlparse(getattr(settings, "AGENT_BROKER_PUBLIC_URL", "") or settings.AGENT_BROKER_URL)
     netloc = f"{user}:{password}@{parsed.hostname}:{parsed.port or 6379}"
@@ -60,6 +75,7 @@ def nodes_broker_revoke_on_commit(*, node_ids: list[int]) -> None:
     """After the current transaction commits, delete these nodes' broker users (a banned or deleted node keeps
     no access to the agent broker). A broker that is down is only logged: its users die with its memory, and
     `node_broker_url` is the only way to create one again."""
+
     def revoke() -> None:
         for node_id in node_ids:
             try:

@@ -4,6 +4,7 @@ Read by the job page and the jobs API. The checks mirror the matcher (`services.
 `services._frames_for`): a node online that cannot take the job's frames is sorted into the first reason that
 keeps it off, and the artist is told the reason that keeps the most nodes off, with its numbers.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -43,8 +44,14 @@ class Waiting:
         return (timezone.now() - self.since).total_seconds() if self.since else 0.0
 
     def as_dict(self) -> dict:
-        return {"code": self.code, "reason": self.reason, "next": self.next, "frames": self.frames,
-                "since": self.since.isoformat() if self.since else None, "choices": self.choices}
+        return {
+            "code": self.code,
+            "reason": self.reason,
+            "next": self.next,
+            "frames": self.frames,
+            "since": self.since.isoformat() if self.since else None,
+            "choices": self.choices,
+        }
 
 
 def _gb(mb: int) -> str:
@@ -81,11 +88,16 @@ def job_waiting(*, job: Job) -> Waiting | None:
     online = list(WorkerNode.objects.exclude(node_banned_q()).exclude(node_silent_q()).select_related("trust"))
     kw = {"frames": frames, "since": since}
     if not online:
-        return Waiting("no_nodes", "waiting for a render node to come online (none is online now)",
-                       "your frames start as soon as a node connects; the escrow stays held and nothing is charged "
-                       "until a frame is verified", **kw)
-    blocked = set(JobNodeBlock.objects.filter(job=job, failures__gte=conf.NODE_FAILURES_PER_JOB)
-                  .values_list("node_id", flat=True))
+        return Waiting(
+            "no_nodes",
+            "waiting for a render node to come online (none is online now)",
+            "your frames start as soon as a node connects; the escrow stays held and nothing is charged "
+            "until a frame is verified",
+            **kw,
+        )
+    blocked = set(
+        JobNodeBlock.objects.filter(job=job, failures__gte=conf.NODE_FAILURES_PER_JOB).values_list("node_id", flat=True)
+    )
     reasons: dict[str, list[WorkerNode]] = {}
     fitting = []
     for node in online:
@@ -101,29 +113,45 @@ def job_waiting(*, job: Job) -> Waiting | None:
     if code == "vram":
         need = int(job.quote["vram_mb"])
         most = max(node.vram_mb for node in nodes)
-        return Waiting("vram", f"waiting for a node with ≥ {_gb(need)} VRAM (the online ones have at most "
-                               f"{_gb(most)}){others}",
-                       "the frames start when a node with enough GPU memory comes online",
-                       choices=["requote"] if late else [], **kw)
+        return Waiting(
+            "vram",
+            f"waiting for a node with ≥ {_gb(need)} VRAM (the online ones have at most {_gb(most)}){others}",
+            "the frames start when a node with enough GPU memory comes online",
+            choices=["requote"] if late else [],
+            **kw,
+        )
     if code == "price":
         floor = min(node.min_price_per_frame for node in nodes)
-        return Waiting("price", f"your price per frame ({_tokens(price)} tokens) is below every online node's floor "
-                                f"(the lowest asks {_tokens(floor)}){others}",
-                       "the frames start when a node with a lower floor comes online; a new quote at a higher price "
-                       "would start them now", choices=["requote"] if late else [], **kw)
+        return Waiting(
+            "price",
+            f"your price per frame ({_tokens(price)} tokens) is below every online node's floor "
+            f"(the lowest asks {_tokens(floor)}){others}",
+            "the frames start when a node with a lower floor comes online; a new quote at a higher price "
+            "would start them now",
+            choices=["requote"] if late else [],
+            **kw,
+        )
     if code == "blocked":
         choices = ["allow_refused_nodes"] if late else []
-        return Waiting("blocked", "waiting for a node other than the one(s) whose results on this job were refused "
-                                  f"(none online){others}",
-                       "the frames start when another node comes online"
-                       + ("; or you may let the refused node(s) render them again" if choices else ""),
-                       choices=choices, **kw)
+        return Waiting(
+            "blocked",
+            f"waiting for a node other than the one(s) whose results on this job were refused (none online){others}",
+            "the frames start when another node comes online"
+            + ("; or you may let the refused node(s) render them again" if choices else ""),
+            choices=choices,
+            **kw,
+        )
     if code == "blender":
-        return Waiting("blender", f"waiting for a node with Blender {job.blender_series}, the series your scene "
-                                  f"renders with (checks re-render in the same series){others}",
-                       "the frames start when such a node comes online", **kw)
-    return Waiting("trust", f"waiting for a node in good standing{others}",
-                   "the frames start when such a node comes online", **kw)
+        return Waiting(
+            "blender",
+            f"waiting for a node with Blender {job.blender_series}, the series your scene "
+            f"renders with (checks re-render in the same series){others}",
+            "the frames start when such a node comes online",
+            **kw,
+        )
+    return Waiting(
+        "trust", f"waiting for a node in good standing{others}", "the frames start when such a node comes online", **kw
+    )
 
 
 def _waiting_for_fitting(fitting: list[WorkerNode], **kw) -> Waiting:
@@ -132,17 +160,32 @@ def _waiting_for_fitting(fitting: list[WorkerNode], **kw) -> Waiting:
         by_status[node.status] = by_status.get(node.status, 0) + 1
     n = len(fitting)
     if by_status.get(S.IDLE):
-        return Waiting("handing_out", f"{by_status[S.IDLE]} idle node(s) fit: a frame is being handed out",
-                       "rendering starts within seconds", **kw)
+        return Waiting(
+            "handing_out",
+            f"{by_status[S.IDLE]} idle node(s) fit: a frame is being handed out",
+            "rendering starts within seconds",
+            **kw,
+        )
     if by_status.get(S.BUSY):
-        return Waiting("all_busy", f"all {n} node(s) that fit are busy rendering",
-                       "your frames start as they finish (higher priority first, then the artist with the fewest "
-                       "frames rendering)", **kw)
-    return Waiting("all_paused", f"the {n} node(s) that fit are paused by their owners or schedules",
-                   "your frames start when one resumes", **kw)
+        return Waiting(
+            "all_busy",
+            f"all {n} node(s) that fit are busy rendering",
+            "your frames start as they finish (higher priority first, then the artist with the fewest "
+            "frames rendering)",
+            **kw,
+        )
+    return Waiting(
+        "all_paused",
+        f"the {n} node(s) that fit are paused by their owners or schedules",
+        "your frames start when one resumes",
+        **kw,
+    )
 
 
 def waiting_too_long(*, waiting: Waiting | None) -> bool:
     """Whether the page should call the wait out as unusual (past `UNPLACED_NOTICE_SECONDS`)."""
-    return waiting is not None and waiting.code not in ("handing_out", "all_busy") and \
-        waiting.waited_s >= conf.UNPLACED_NOTICE_SECONDS
+    return (
+        waiting is not None
+        and waiting.code not in ("handing_out", "all_busy")
+        and waiting.waited_s >= conf.UNPLACED_NOTICE_SECONDS
+    )

@@ -4,6 +4,7 @@ Every function here is one transaction. Claims are conditional UPDATEs; on Postg
 with SELECT … FOR UPDATE SKIP LOCKED so many matchers never hand one frame or node out twice.
 Queue messages are sent after commit: a message only tells a node that a lease exists.
 """
+
 from __future__ import annotations
 
 import io
@@ -57,23 +58,38 @@ def _frame_move(frame_id: int, current: str, target: str, **fields) -> bool:
 
 # --- matching -------------------------------------------------------------------------------
 
+
 def matchable_nodes():
     cutoff = timezone.now() - timedelta(seconds=node_conf.OFFLINE_AFTER_SECONDS)
     # The stored status is derived (nodes.services.node_status_sync); the facts are checked again here so a
     # node is never handed a second lease or leased while silent, whatever a concurrent write left behind.
-    return (WorkerNode.objects.filter(status=Status.IDLE, banned_at=None, last_heartbeat__gte=cutoff,
-                                      paused_by_owner=False, agent_state=WorkerNode.AgentState.ONLINE)
-            .exclude(Exists(active_leases()))
-            .filter(Q(trust__isnull=True) | Q(trust__banned_at=None), owner__banned_at=None)
-            .exclude(blender_series=""))
+    return (
+        WorkerNode.objects.filter(
+            status=Status.IDLE,
+            banned_at=None,
+            last_heartbeat__gte=cutoff,
+            paused_by_owner=False,
+            agent_state=WorkerNode.AgentState.ONLINE,
+        )
+        .exclude(Exists(active_leases()))
+        .filter(Q(trust__isnull=True) | Q(trust__banned_at=None), owner__banned_at=None)
+        .exclude(blender_series="")
+    )
 
 
 def _frames_for(node: WorkerNode):
     blocked = JobNodeBlock.objects.filter(node=node, failures__gte=conf.NODE_FAILURES_PER_JOB).values("job_id")
-    qs = (Frame.objects.filter(state=FrameState.QUEUED, job__state__in=(JobState.QUEUED, JobState.RUNNING),
-                               price__gte=node.min_price_per_frame, job__is_canary=False,
-                               job__blender_series__in=node.series)
-          .exclude(job_id__in=blocked).exclude(job_id__in=_abandoned_jobs(node.pk)))
+    qs = (
+        Frame.objects.filter(
+            state=FrameState.QUEUED,
+            job__state__in=(JobState.QUEUED, JobState.RUNNING),
+            price__gte=node.min_price_per_frame,
+            job__is_canary=False,
+            job__blender_series__in=node.series,
+        )
+        .exclude(job_id__in=blocked)
+        .exclude(job_id__in=_abandoned_jobs(node.pk))
+    )
     if node.device_type != WorkerNode.Device.CPU and node.vram_mb:
         qs = qs.filter(Q(job__quote__vram_mb__isnull=True) | Q(job__quote__vram_mb__lte=node.vram_mb))
     return qs
@@ -81,9 +97,13 @@ def _frames_for(node: WorkerNode):
 
 def _abandoned_jobs(node_id: int):
     """Jobs of which this node let policy.ABANDONS_PER_JOB leases expire or released them: it gets no more."""
-    return (FrameLease.objects.filter(node_id=node_id, state__in=(FrameLease.State.EXPIRED, FrameLease.State.RELEASED))
-            .values("frame__job_id").annotate(n=Count("id")).filter(n__gte=policy.ABANDONS_PER_JOB)
-            .values("frame__job_id"))
+    return (
+        FrameLease.objects.filter(node_id=node_id, state__in=(FrameLease.State.EXPIRED, FrameLease.State.RELEASED))
+        .values("frame__job_id")
+        .annotate(n=Count("id"))
+        .filter(n__gte=policy.ABANDONS_PER_JOB)
+        .values("frame__job_id")
+    )
 
 
 def _pick_frame(node: WorkerNode) -> Frame | None:
@@ -94,11 +114,17 @@ def _pick_frame(node: WorkerNode) -> Frame | None:
         return None
     candidates = candidates.filter(job__priority=top)
     owners = list(candidates.values_list("job__owner_id", flat=True).distinct()[:50])
-    busy = dict(Frame.objects.filter(state=FrameState.LEASED, job__owner_id__in=owners)
-                .values_list("job__owner_id").annotate(n=Count("id")))
+    busy = dict(
+        Frame.objects.filter(state=FrameState.LEASED, job__owner_id__in=owners)
+        .values_list("job__owner_id")
+        .annotate(n=Count("id"))
+    )
     for owner_id in sorted(owners, key=lambda o: (busy.get(o, 0), o)):
-        frame = (_locking(candidates.filter(job__owner_id=owner_id).order_by("job_id", "number"))
-                 .select_related("job__scene").first())
+        frame = (
+            _locking(candidates.filter(job__owner_id=owner_id).order_by("job_id", "number"))
+            .select_related("job__scene")
+            .first()
+        )
         if frame is not None:
             return frame
     return None
@@ -113,11 +139,19 @@ def manifest_for(frame: Frame, *, node: WorkerNode, crop: dict | None = None) ->
     scene = job.scene
     manifest = {
         # No job or frame id: nothing that names the job reaches a node (a canary could be told apart by it).
-        "frame": frame.number, "samples": job.samples, "seed": job.seed,
-        "resolution_x": job.resolution_x, "resolution_y": job.resolution_y, "file_format": job.output_format,
-        "use_denoising": job.use_denoising, "camera": scene.report.get("active_camera") or "",
-        "device": node.device_type, "blender_series": job.blender_series,
-        "scene_sha256": scene.sha256, "scene_kind": scene.kind, "blend_path": scene.blend_path,
+        "frame": frame.number,
+        "samples": job.samples,
+        "seed": job.seed,
+        "resolution_x": job.resolution_x,
+        "resolution_y": job.resolution_y,
+        "file_format": job.output_format,
+        "use_denoising": job.use_denoising,
+        "camera": scene.report.get("active_camera") or "",
+        "device": node.device_type,
+        "blender_series": job.blender_series,
+        "scene_sha256": scene.sha256,
+        "scene_kind": scene.kind,
+        "blend_path": scene.blend_path,
         # A tile of a still renders only its rectangle (pixels, y from the top), cropped to it.
         "border": [frame.tile_x, frame.tile_y, frame.tile_w, frame.tile_h] if frame.tile_x is not None else None,
         "max_render_seconds": conf.MAX_RENDER_SECONDS,
@@ -127,7 +161,8 @@ def manifest_for(frame: Frame, *, node: WorkerNode, crop: dict | None = None) ->
     # Past this the agent stops the render as "slower than calibrated" (jobs.pricing, issue 11).
     pixels = frame.tile_w * frame.tile_h if frame.tile_x is not None else job.resolution_x * job.resolution_y
     manifest["calibrated_budget_seconds"] = pricing.calibrated_budget_seconds(
-        job.quote or {}, units=pixels * job.samples, bench_score=getattr(node, "bench_score", 0.0))
+        job.quote or {}, units=pixels * job.samples, bench_score=getattr(node, "bench_score", 0.0)
+    )
     return manifest
 
 
@@ -151,15 +186,23 @@ def _lease_open(*, frame: Frame, node: WorkerNode, kind: str, crop: dict | None 
     token = secrets.token_urlsafe(24)
     manifest = manifest_for(frame, node=node, crop=crop)
     lease = FrameLease.objects.create(
-        frame=frame, node=node, kind=kind, token_hash=secret_hash(token), crop=crop, manifest=manifest,
+        frame=frame,
+        node=node,
+        kind=kind,
+        token_hash=secret_hash(token),
+        crop=crop,
+        manifest=manifest,
         result_key=result_key_for(manifest=manifest, frame_id=frame.pk),
         expires_at=timezone.now() + timedelta(seconds=conf.LEASE_SECONDS),
     )
     node_status_sync(node_ids=[node.pk])
     delivery = Delivery(node_id=node.pk, lease_id=lease.pk, token=token, kind=kind)
-    transaction.on_commit(lambda: queues.deliver(
-        node_id=delivery.node_id, message={"lease": delivery.lease_id, "token": delivery.token,
-                                           "kind": delivery.kind}))
+    transaction.on_commit(
+        lambda: queues.deliver(
+            node_id=delivery.node_id,
+            message={"lease": delivery.lease_id, "token": delivery.token, "kind": delivery.kind},
+        )
+    )
     return delivery
 
 
@@ -189,14 +232,24 @@ def verify_lease_create(*, frame_id: int, crop: dict, exclude_owner_id: int, dev
     frame = Frame.objects.select_related("job__scene").get(pk=frame_id)
     # Not a node that failed a check and has not earned trust back; prefer nodes that already have the
     # scene loaded (it rendered this job), since scene loading dominates small crops.
-    abandoned = (FrameLease.objects.filter(frame__job_id=frame.job_id, state__in=(FrameLease.State.EXPIRED,
-                                                                                  FrameLease.State.RELEASED))
-                 .values("node_id").annotate(n=Count("id")).filter(n__gte=policy.ABANDONS_PER_JOB).values("node_id"))
-    candidates = (matchable_nodes().exclude(owner_id=exclude_owner_id).exclude(pk__in=abandoned)
-                  .filter(blender_series__contains=f",{frame.job.blender_series},", device_type=device)
-                  .exclude(trust__checks_failed__gt=0, trust__consecutive_passes__lt=policy.TRUSTED_AFTER)
-                  .annotate(knows_job=Exists(FrameLease.objects.filter(node=OuterRef("pk"), frame__job=frame.job_id)))
-                  .order_by("-knows_job", "last_heartbeat"))
+    abandoned = (
+        FrameLease.objects.filter(
+            frame__job_id=frame.job_id, state__in=(FrameLease.State.EXPIRED, FrameLease.State.RELEASED)
+        )
+        .values("node_id")
+        .annotate(n=Count("id"))
+        .filter(n__gte=policy.ABANDONS_PER_JOB)
+        .values("node_id")
+    )
+    candidates = (
+        matchable_nodes()
+        .exclude(owner_id=exclude_owner_id)
+        .exclude(pk__in=abandoned)
+        .filter(blender_series__contains=f",{frame.job.blender_series},", device_type=device)
+        .exclude(trust__checks_failed__gt=0, trust__consecutive_passes__lt=policy.TRUSTED_AFTER)
+        .annotate(knows_job=Exists(FrameLease.objects.filter(node=OuterRef("pk"), frame__job=frame.job_id)))
+        .order_by("-knows_job", "last_heartbeat")
+    )
     node = _locking(candidates).first()
     if node is None:
         return None
@@ -215,6 +268,7 @@ def match_frames(*, limit: int = 500) -> int:
 
 
 # --- agent side: lease lookup, heartbeats, reports ------------------------------------------
+
 
 def _lease_of_node(*, node: WorkerNode, lease_id: int, token: str, lock: bool = False) -> FrameLease:
     qs = FrameLease.objects.filter(pk=lease_id, node=node).select_related("frame__job__scene")
@@ -240,16 +294,27 @@ def lease_details(*, node: WorkerNode, lease_id: int, token: str) -> dict:
     _require_active(lease)
     scene = lease.frame.job.scene
     details = {
-        "lease": lease.pk, "kind": lease.kind, "expires_at": lease.expires_at.isoformat(),
+        "lease": lease.pk,
+        "kind": lease.kind,
+        "expires_at": lease.expires_at.isoformat(),
         "manifest": lease.manifest,
         "scene_url": blobs.signed_url(key=scene.storage_key, method="GET", expires_s=conf.SIGNED_URL_SECONDS),
-        "upload_url": blobs.signed_url(key=lease.result_key, method="PUT", expires_s=conf.SIGNED_URL_SECONDS,
-                                       max_bytes=conf.RESULT_MAX_BYTES, lease_id=lease.pk),
+        "upload_url": blobs.signed_url(
+            key=lease.result_key,
+            method="PUT",
+            expires_s=conf.SIGNED_URL_SECONDS,
+            max_bytes=conf.RESULT_MAX_BYTES,
+            lease_id=lease.pk,
+        ),
     }
     if _needs_noisy_pass(lease):
-        details["noisy_upload_url"] = blobs.signed_url(key=noisy_key(lease.result_key), method="PUT",
-                                                       expires_s=conf.SIGNED_URL_SECONDS,
-                                                       max_bytes=conf.RESULT_MAX_BYTES, lease_id=lease.pk)
+        details["noisy_upload_url"] = blobs.signed_url(
+            key=noisy_key(lease.result_key),
+            method="PUT",
+            expires_s=conf.SIGNED_URL_SECONDS,
+            max_bytes=conf.RESULT_MAX_BYTES,
+            lease_id=lease.pk,
+        )
     return details
 
 
@@ -288,7 +353,8 @@ def node_heartbeat(*, node: WorkerNode, lease_ids: list[int], paused: bool = Fal
     # After a goodbye only a hello brings the node back: a heartbeat still in flight from the exiting agent
     # must not make it count as idle again.
     WorkerNode.objects.filter(pk=node.pk).exclude(agent_state=WorkerNode.AgentState.OFFLINE).update(
-        agent_state=agent_state)
+        agent_state=agent_state
+    )
     owner_pause = WorkerNode.objects.filter(pk=node.pk).values_list("paused_by_owner", "pause_mode").first()
     if owner_pause and owner_pause[0]:
         # Paused: give back what the agent is not rendering (a delivery still in its queue, which a paused agent
@@ -308,15 +374,19 @@ def node_heartbeat(*, node: WorkerNode, lease_ids: list[int], paused: bool = Fal
 def node_pause_of(*, node: WorkerNode) -> dict:
     """What the agent is told about its owner's pause in each heartbeat answer."""
     row = WorkerNode.objects.filter(pk=node.pk).values("paused_by_owner", "pause_mode", "status").first() or {}
-    return {"paused": bool(row.get("paused_by_owner")), "pause_mode": row.get("pause_mode", ""),
-            "status": row.get("status", "")}
+    return {
+        "paused": bool(row.get("paused_by_owner")),
+        "pause_mode": row.get("pause_mode", ""),
+        "status": row.get("status", ""),
+    }
 
 
 def _lease_close(*, lease: FrameLease, state: str, error: str = "") -> bool:
     """Close an active lease without counting a failure (released, revoked by a ban or a goodbye): a render
     frame goes back to the queue with its attempt not counted. False if the lease was no longer active."""
     if not FrameLease.objects.filter(pk=lease.pk, state=FrameLease.State.ACTIVE).update(
-            state=state, finished_at=timezone.now(), error=error[:2000]):
+        state=state, finished_at=timezone.now(), error=error[:2000]
+    ):
         return False
     if lease.kind == FrameLease.Kind.RENDER:
         _frame_move(lease.frame_id, FrameState.LEASED, FrameState.QUEUED, attempts=F("attempts") - 1)
@@ -330,8 +400,10 @@ def node_goodbye(*, node: WorkerNode) -> int:
     """The agent exits cleanly (Ctrl-C, SIGTERM): it stops counting as online at once, and any lease it still
     holds goes back to the queue now instead of after its expiry. Returns the number of leases released."""
     WorkerNode.objects.filter(pk=node.pk).update(agent_state=WorkerNode.AgentState.OFFLINE)
-    released = sum(_lease_close(lease=lease, state=FrameLease.State.RELEASED)
-                   for lease in FrameLease.objects.filter(node=node, state=FrameLease.State.ACTIVE))
+    released = sum(
+        _lease_close(lease=lease, state=FrameLease.State.RELEASED)
+        for lease in FrameLease.objects.filter(node=node, state=FrameLease.State.ACTIVE)
+    )
     node_status_sync(node_ids=[node.pk])
     return released
 
@@ -342,8 +414,10 @@ def node_ban(*, node_id: int, banned: bool = True) -> int:
     node_ban_mark(node_id=node_id, banned=banned)
     if not banned:
         return 0
-    return sum(_lease_close(lease=lease, state=FrameLease.State.REVOKED, error="node banned")
-               for lease in FrameLease.objects.filter(node_id=node_id, state=FrameLease.State.ACTIVE))
+    return sum(
+        _lease_close(lease=lease, state=FrameLease.State.REVOKED, error="node banned")
+        for lease in FrameLease.objects.filter(node_id=node_id, state=FrameLease.State.ACTIVE)
+    )
 
 
 @dataclass(frozen=True)
@@ -402,22 +476,30 @@ def result_sanity(*, lease: FrameLease) -> SanityResult:
 
 def _lease_fail(*, lease: FrameLease, error: str) -> None:
     """Record a failed attempt; requeue the frame, or fail it once FRAME_FAILED_NODES nodes have failed it."""
-    FrameLease.objects.filter(pk=lease.pk).update(state=FrameLease.State.FAILED, error=error[:2000],
-                                                  finished_at=timezone.now())
+    FrameLease.objects.filter(pk=lease.pk).update(
+        state=FrameLease.State.FAILED, error=error[:2000], finished_at=timezone.now()
+    )
     node_status_sync(node_ids=[lease.node_id])
     if lease.kind != FrameLease.Kind.RENDER:
         return
     if _slower_than_calibrated(lease=lease, error=error):
-        _frame_move(lease.frame_id, FrameState.LEASED, FrameState.FAILED, last_error=(
-            f"{pricing.SLOWER_THAN_CALIBRATED}: it needs more compute than its quote paid for; get a new quote "
-            f"for it. Node {lease.node_id}: {error}")[:4000])
+        _frame_move(
+            lease.frame_id,
+            FrameState.LEASED,
+            FrameState.FAILED,
+            last_error=(
+                f"{pricing.SLOWER_THAN_CALIBRATED}: it needs more compute than its quote paid for; get a new quote "
+                f"for it. Node {lease.node_id}: {error}"
+            )[:4000],
+        )
         _after_commit_job_check(lease.frame.job_id)
         _after_commit_match()
         return
     block, _ = JobNodeBlock.objects.get_or_create(job_id=lease.frame.job_id, node_id=lease.node_id)
     JobNodeBlock.objects.filter(pk=block.pk).update(failures=F("failures") + 1)
-    failed = FrameLease.objects.filter(frame_id=lease.frame_id, kind=FrameLease.Kind.RENDER,
-                                       state=FrameLease.State.FAILED)
+    failed = FrameLease.objects.filter(
+        frame_id=lease.frame_id, kind=FrameLease.Kind.RENDER, state=FrameLease.State.FAILED
+    )
     if lease.frame.retried_at is not None:  # the artist retried the frame: earlier failures no longer count
         failed = failed.filter(created_at__gte=lease.frame.retried_at)
     errors = [f"node {n}: {e}" for n, e in failed.values_list("node_id", "error")]
@@ -433,8 +515,11 @@ def _slower_than_calibrated(*, lease: FrameLease, error: str) -> bool:
     """The agent stopped the render at the lease's calibrated budget, and the lease did last that long (a node cannot
     fail a frame at once by merely saying so)."""
     budget = (lease.manifest or {}).get("calibrated_budget_seconds")
-    return (pricing.SLOWER_THAN_CALIBRATED in error and bool(budget)
-            and timezone.now() - lease.created_at >= timedelta(seconds=float(budget)))
+    return (
+        pricing.SLOWER_THAN_CALIBRATED in error
+        and bool(budget)
+        and timezone.now() - lease.created_at >= timedelta(seconds=float(budget))
+    )
 
 
 @dataclass(frozen=True)
@@ -443,8 +528,9 @@ class ReportOutcome:
     message: str
 
 
-def lease_report(*, node: WorkerNode, lease_id: int, token: str, ok: bool, stats: dict | None = None,
-                 error: str = "") -> ReportOutcome:
+def lease_report(
+    *, node: WorkerNode, lease_id: int, token: str, ok: bool, stats: dict | None = None, error: str = ""
+) -> ReportOutcome:
     """An agent's report on its lease. Only the first report of an active, unexpired lease counts."""
     lease = _lease_of_node(node=node, lease_id=lease_id, token=token)
     _require_active(lease)
@@ -457,16 +543,27 @@ def lease_report(*, node: WorkerNode, lease_id: int, token: str, ok: bool, stats
             return ReportOutcome(False, sanity.reason)
         clean_stats = _clean_stats(stats or {})
         # From here on the result is the frozen copy; the upload keys are dead (the lease is no longer active).
-        FrameLease.objects.filter(pk=lease.pk).update(state=FrameLease.State.DONE, stats=clean_stats,
-                                                      finished_at=timezone.now(), result_key=sanity.frozen_key,
-                                                      noisy_key=sanity.noisy_key)
+        FrameLease.objects.filter(pk=lease.pk).update(
+            state=FrameLease.State.DONE,
+            stats=clean_stats,
+            finished_at=timezone.now(),
+            result_key=sanity.frozen_key,
+            noisy_key=sanity.noisy_key,
+        )
         uploads = [lease.result_key] + ([noisy_key(lease.result_key)] if sanity.noisy_key else [])
         transaction.on_commit(lambda: [blobs.blob_delete(k) for k in uploads])
         node_status_sync(node_ids=[node.pk])
         if lease.kind == FrameLease.Kind.RENDER:
-            moved = _frame_move(lease.frame_id, FrameState.LEASED, FrameState.RENDERED, node=node,
-                                result_key=sanity.frozen_key, result_sha256=sanity.sha256,
-                                render_seconds=clean_stats.get("seconds"), rendered_at=timezone.now())
+            moved = _frame_move(
+                lease.frame_id,
+                FrameState.LEASED,
+                FrameState.RENDERED,
+                node=node,
+                result_key=sanity.frozen_key,
+                result_sha256=sanity.sha256,
+                render_seconds=clean_stats.get("seconds"),
+                rendered_at=timezone.now(),
+            )
             if not moved:  # the frame was cancelled meanwhile; the lease is closed, nothing is paid
                 return ReportOutcome(False, "the frame is no longer waiting for this render")
             frame_id = lease.frame_id
@@ -501,8 +598,9 @@ def lease_release(*, node: WorkerNode, lease_id: int, token: str) -> None:
 
 def node_block_for_job(*, job_id: int, node_id: int) -> None:
     """Keep a node off a job at once (its result was refused by verification or a dispute)."""
-    JobNodeBlock.objects.update_or_create(job_id=job_id, node_id=node_id,
-                                          defaults={"failures": conf.NODE_FAILURES_PER_JOB})
+    JobNodeBlock.objects.update_or_create(
+        job_id=job_id, node_id=node_id, defaults={"failures": conf.NODE_FAILURES_PER_JOB}
+    )
 
 
 def job_node_blocks_clear(*, job_id: int) -> int:
@@ -535,11 +633,16 @@ def leases_revoke_for_nodes(*, node_ids: list[int]) -> int:
     # it could deadlock with the reaper, which takes the node's trust row after the lease).
     for lease in _locking(FrameLease.objects.filter(node_id__in=node_ids, state=FrameLease.State.ACTIVE)):
         if not FrameLease.objects.filter(pk=lease.pk, state=FrameLease.State.ACTIVE).update(
-                state=FrameLease.State.REVOKED, finished_at=timezone.now()):
+            state=FrameLease.State.REVOKED, finished_at=timezone.now()
+        ):
             continue
         if lease.kind == FrameLease.Kind.RENDER:
-            _frame_move(lease.frame_id, FrameState.LEASED, FrameState.QUEUED,
-                        last_error=f"the provider of node {lease.node_id} was banned")
+            _frame_move(
+                lease.frame_id,
+                FrameState.LEASED,
+                FrameState.QUEUED,
+                last_error=f"the provider of node {lease.node_id} was banned",
+            )
         revoked += 1
     node_status_sync(node_ids=node_ids)  # banned now, not at the reaper's next round
     if revoked:
@@ -548,6 +651,7 @@ def leases_revoke_for_nodes(*, node_ids: list[int]) -> int:
 
 
 # --- reaper ---------------------------------------------------------------------------------
+
 
 def leases_reap(*, now=None) -> int:
     """Expire overdue leases (requeueing their frames) and mark silent nodes offline."""
@@ -558,14 +662,20 @@ def leases_reap(*, now=None) -> int:
         with transaction.atomic():
             lease = FrameLease.objects.select_related("frame").filter(pk=lease_id).first()
             if not FrameLease.objects.filter(pk=lease_id, state=FrameLease.State.ACTIVE).update(
-                    state=FrameLease.State.EXPIRED, finished_at=now):
+                state=FrameLease.State.EXPIRED, finished_at=now
+            ):
                 continue
             if lease.kind == FrameLease.Kind.RENDER:
-                _frame_move(lease.frame_id, FrameState.LEASED, FrameState.QUEUED,
-                            last_error=f"lease expired on node {lease.node_id}")
+                _frame_move(
+                    lease.frame_id,
+                    FrameState.LEASED,
+                    FrameState.QUEUED,
+                    last_error=f"lease expired on node {lease.node_id}",
+                )
             node_status_sync(node_ids=[lease.node_id], now=now)
-            trust_lease_abandoned(node_id=lease.node_id, frame_id=lease.frame_id,
-                                  reason=f"{lease.kind} lease {lease.pk} expired")
+            trust_lease_abandoned(
+                node_id=lease.node_id, frame_id=lease.frame_id, reason=f"{lease.kind} lease {lease.pk} expired"
+            )
             reaped += 1
     # Time-based facts (a heartbeat going stale) change no row: re-derive every node's status each round.
     node_status_sync(now=now)
@@ -580,14 +690,16 @@ def rendered_frames_resume(*, older_than_s: float = 30.0) -> int:
     The task is idempotent, so a frame whose message was merely slow is handled once all the same.
     """
     cutoff = timezone.now() - timedelta(seconds=older_than_s)
-    stuck = list(Frame.objects.filter(state=FrameState.RENDERED, rendered_at__lt=cutoff).values_list("pk", flat=True)
-                 [:500])
+    stuck = list(
+        Frame.objects.filter(state=FrameState.RENDERED, rendered_at__lt=cutoff).values_list("pk", flat=True)[:500]
+    )
     for frame_id in stuck:
         _enqueue("dispatch.frame_rendered", frame_id)
     return len(stuck)
 
 
 # --- after-commit hooks ---------------------------------------------------------------------
+
 
 def _enqueue(task_name: str, *args) -> None:
     from marketplace.celery import app
@@ -605,6 +717,7 @@ def _after_commit_job_check(job_id: int) -> None:
 
 # --- after a frame is rendered --------------------------------------------------------------
 
+
 def frame_rendered(*, frame_id: int) -> None:
     """A frame's result is committed: make its thumbnail, then hand it to verification."""
     from marketplace.dispatch.images import image_from_bytes, thumbnail_png
@@ -616,8 +729,9 @@ def frame_rendered(*, frame_id: int) -> None:
     if not frame.thumbnail_key and frame.result_key:
         lease = frame.leases.filter(kind=FrameLease.Kind.RENDER, result_key=frame.result_key).order_by("-pk").first()
         try:
-            data = blobs.blob_read_checked(frame.result_key, sha256=frame.result_sha256,
-                                           max_bytes=conf.RESULT_MAX_BYTES)
+            data = blobs.blob_read_checked(
+                frame.result_key, sha256=frame.result_sha256, max_bytes=conf.RESULT_MAX_BYTES
+            )
             png = thumbnail_png(image_from_bytes(data, size=expected_size(lease.manifest) if lease else None))
         except (blobs.DigestMismatch, ValueError) as exc:
             frame_result_refuse(frame_id=frame.pk, result_key=frame.result_key, reason=str(exc))
@@ -638,8 +752,17 @@ def frame_result_refuse(*, frame_id: int, result_key: str, reason: str) -> bool:
         frame = Frame.objects.select_for_update().filter(pk=frame_id, result_key=result_key).first()
         if frame is None or frame.state not in (FrameState.RENDERED, FrameState.VERIFYING):
             return False
-        _frame_move(frame.pk, frame.state, FrameState.QUEUED, node=None, result_key="", result_sha256="",
-                    thumbnail_key="", rendered_at=None, last_error=f"stored result refused: {reason}"[:2000])
+        _frame_move(
+            frame.pk,
+            frame.state,
+            FrameState.QUEUED,
+            node=None,
+            result_key="",
+            result_sha256="",
+            thumbnail_key="",
+            rendered_at=None,
+            last_error=f"stored result refused: {reason}"[:2000],
+        )
         _after_commit_match()
     return True
 

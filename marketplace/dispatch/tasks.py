@@ -1,4 +1,5 @@
 """Internal Celery tasks of dispatch. They take ids, are idempotent, and call one service each."""
+
 from celery import shared_task
 
 from marketplace.dispatch import services

@@ -1,4 +1,5 @@
 """Read-only admin: disputes are decided on the review pages, which post to the ledger and the audit log."""
+
 from django.contrib import admin
 
 from marketplace.disputes.models import AuditLog, Dispute

@@ -4,6 +4,7 @@ Thin over `disputes.services` and `disputes.selectors`. Input is validated by th
 left to the services is a conflict with the frame's or the dispute's state (409). Every refusal becomes
 problem details (`marketplace.api.errors`) by one table, `ERROR_STATUS`. Another artist's frame or dispute is a 404.
 """
+
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
@@ -50,59 +51,79 @@ class AdminView(DisputesView):
 
 
 class DisputeListView(DisputesView):
-    @extend_schema(responses=DisputeSerializer(many=True), summary="List your disputes (artists)",
-                   description="The disputes you opened, newest first, with their state and decision.")
+    @extend_schema(
+        responses=DisputeSerializer(many=True),
+        summary="List your disputes (artists)",
+        description="The disputes you opened, newest first, with their state and decision.",
+    )
     def get(self, request):
         return Response(DisputeSerializer(selectors.disputes_of_artist(artist=request.user), many=True).data)
 
-    @extend_schema(request=DisputeOpenRequest,
-                   summary="Dispute a frame (artists)",
-                   description="Disputes a delivered frame of one of your jobs, within the dispute window. The "
-                               "provider's pay for it stays frozen until an admin decides: upheld refunds the frame "
-                               "and renders it again elsewhere, rejected releases the pay.",
-                   responses={201: DisputeSerializer, 404: NOT_FOUND, 409: CONFLICT})
+    @extend_schema(
+        request=DisputeOpenRequest,
+        summary="Dispute a frame (artists)",
+        description="Disputes a delivered frame of one of your jobs, within the dispute window. The "
+        "provider's pay for it stays frozen until an admin decides: upheld refunds the frame "
+        "and renders it again elsewhere, rejected releases the pay.",
+        responses={201: DisputeSerializer, 404: NOT_FOUND, 409: CONFLICT},
+    )
     def post(self, request):
         data = DisputeOpenRequest(data=request.data)
         data.is_valid(raise_exception=True)
-        dispute = services.dispute_open(artist=request.user, frame_id=data.validated_data["frame_id"],
-                                        reason=data.validated_data["reason"])
+        dispute = services.dispute_open(
+            artist=request.user, frame_id=data.validated_data["frame_id"], reason=data.validated_data["reason"]
+        )
         return Response(DisputeSerializer(dispute).data, status=status.HTTP_201_CREATED)
 
 
 class DisputesAgainstView(DisputesView):
-    @extend_schema(responses=DisputeSerializer(many=True),
-                   summary="List disputes of your frames (providers)",
-                   description="Disputes of frames your nodes rendered, newest first; the pay for a frame is "
-                               "frozen while its dispute is open.")
+    @extend_schema(
+        responses=DisputeSerializer(many=True),
+        summary="List disputes of your frames (providers)",
+        description="Disputes of frames your nodes rendered, newest first; the pay for a frame is "
+        "frozen while its dispute is open.",
+    )
     def get(self, request):
         return Response(DisputeSerializer(selectors.disputes_against(provider=request.user), many=True).data)
 
 
 class DisputeDetailView(DisputesView):
-    @extend_schema(responses={200: DisputeSerializer, 404: NOT_FOUND}, summary="Get a dispute",
-                   description="One of your disputes, with the admin's decision and note once made.")
+    @extend_schema(
+        responses={200: DisputeSerializer, 404: NOT_FOUND},
+        summary="Get a dispute",
+        description="One of your disputes, with the admin's decision and note once made.",
+    )
     def get(self, request, dispute_id: int):
         return Response(DisputeSerializer(selectors.dispute_for(user=request.user, dispute_id=dispute_id)).data)
 
 
 class ReviewQueueView(AdminView):
-    @extend_schema(responses=DisputeReviewSerializer(many=True), summary="List open disputes (admins)",
-                   description="Every open dispute, oldest first, with the artist, the provider and the node.")
+    @extend_schema(
+        responses=DisputeReviewSerializer(many=True),
+        summary="List open disputes (admins)",
+        description="Every open dispute, oldest first, with the artist, the provider and the node.",
+    )
     def get(self, request):
         return Response(DisputeReviewSerializer(selectors.review_queue(), many=True).data)
 
 
 class DisputeDecideView(AdminView):
-    @extend_schema(request=DisputeDecideRequest,
-                   summary="Decide a dispute (admins)",
-                   description="`upheld` refunds the frame to the artist and renders it again on another node; "
-                               "`rejected` releases the provider's pay. Sending the decision already made returns "
-                               "it again (200, nothing done twice); a different decision on a decided dispute is a "
-                               "409.",
-                   responses={200: DisputeReviewSerializer, 404: NOT_FOUND, 409: CONFLICT})
+    @extend_schema(
+        request=DisputeDecideRequest,
+        summary="Decide a dispute (admins)",
+        description="`upheld` refunds the frame to the artist and renders it again on another node; "
+        "`rejected` releases the provider's pay. Sending the decision already made returns "
+        "it again (200, nothing done twice); a different decision on a decided dispute is a "
+        "409.",
+        responses={200: DisputeReviewSerializer, 404: NOT_FOUND, 409: CONFLICT},
+    )
     def post(self, request, dispute_id: int):
         data = DisputeDecideRequest(data=request.data)
         data.is_valid(raise_exception=True)
-        dispute = services.dispute_decide(admin=request.user, dispute_id=dispute_id,
-                                          decision=data.validated_data["decision"], note=data.validated_data["note"])
+        dispute = services.dispute_decide(
+            admin=request.user,
+            dispute_id=dispute_id,
+            decision=data.validated_data["decision"],
+            note=data.validated_data["note"],
+        )
         return Response(DisputeReviewSerializer(dispute).data)

@@ -3,6 +3,7 @@
 DISPUTE_WINDOW_HOURS  how long after a frame settles its artist may dispute it, and how long the
                       provider's pay for it stays pending (default 72).
 """
+
 from datetime import timedelta
 
 from django.conf import settings

@@ -6,6 +6,7 @@ re-rendered, next to the same region (x, y, w, h; y from the top) of the candida
 with: the delivered frame, or its pre-denoise pass for a denoised frame. Without crops there is no
 reference: the page shows the frame alone and says so.
 """
+
 from __future__ import annotations
 
 import io

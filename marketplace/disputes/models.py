@@ -26,8 +26,9 @@ class Dispute(models.Model):
     amount_micro = models.BigIntegerField(help_text="the frame's price when it settled")
     result_key = models.CharField(max_length=300, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
-    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
-                                   related_name="+")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_note = models.TextField(blank=True, default="")
 
@@ -35,8 +36,11 @@ class Dispute(models.Model):
         constraints = [
             # One dispute per settlement: a rejected claim cannot be re-opened to freeze the pay again.
             models.UniqueConstraint(fields=["frame", "frame_settled_at"], name="dispute_one_per_settlement"),
-            models.CheckConstraint(condition=Q(state="open", decided_at=None) | (~Q(state="open") & Q(
-                decided_at__isnull=False, decided_by__isnull=False)), name="dispute_decided_fields"),
+            models.CheckConstraint(
+                condition=Q(state="open", decided_at=None)
+                | (~Q(state="open") & Q(decided_at__isnull=False, decided_by__isnull=False)),
+                name="dispute_decided_fields",
+            ),
             models.CheckConstraint(condition=Q(amount_micro__gte=0), name="dispute_amount_nonnegative"),
         ]
         ordering = ["created_at"]

@@ -21,13 +21,19 @@ def disputes_against(*, provider, limit: int = 50) -> QuerySet[Dispute]:
 
 def review_queue() -> QuerySet[Dispute]:
     """Open disputes, oldest first: the longest-frozen pay is decided first."""
-    return (Dispute.objects.filter(state=Dispute.State.OPEN)
-            .select_related("frame__job", "artist", "provider", "node").order_by("created_at"))
+    return (
+        Dispute.objects.filter(state=Dispute.State.OPEN)
+        .select_related("frame__job", "artist", "provider", "node")
+        .order_by("created_at")
+    )
 
 
 def recently_decided(*, limit: int = 20) -> QuerySet[Dispute]:
-    return (Dispute.objects.exclude(state=Dispute.State.OPEN)
-            .select_related("frame__job", "decided_by").order_by("-decided_at")[:limit])
+    return (
+        Dispute.objects.exclude(state=Dispute.State.OPEN)
+        .select_related("frame__job", "decided_by")
+        .order_by("-decided_at")[:limit]
+    )
 
 
 def dispute_for(*, user, dispute_id: int) -> Dispute:

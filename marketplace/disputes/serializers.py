@@ -1,4 +1,5 @@
 """API shapes for disputes: what the artist sees, and what admins review. Amounts are integer micro-tokens."""
+
 from rest_framework import serializers
 
 from marketplace.api.fields import TokensField
@@ -13,8 +14,20 @@ class DisputeSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Dispute
-        fields = ["id", "state", "frame", "job", "frame_number", "reason", "amount_micro", "amount_tokens",
-                  "frame_settled_at", "created_at", "decided_at", "decision_note"]
+        fields = [
+            "id",
+            "state",
+            "frame",
+            "job",
+            "frame_number",
+            "reason",
+            "amount_micro",
+            "amount_tokens",
+            "frame_settled_at",
+            "created_at",
+            "decided_at",
+            "decision_note",
+        ]
         read_only_fields = fields
 
 
@@ -25,8 +38,7 @@ class DisputeReviewSerializer(serializers.ModelSerializer):
     artist = serializers.CharField(source="artist.username", read_only=True)
     provider = serializers.CharField(source="provider.username", read_only=True)
     node = serializers.CharField(source="node.name", default=None, allow_null=True, read_only=True)
-    decided_by = serializers.CharField(source="decided_by.username", default=None, allow_null=True,
-                                       read_only=True)
+    decided_by = serializers.CharField(source="decided_by.username", default=None, allow_null=True, read_only=True)
 
     class Meta:
         model = Dispute
@@ -36,8 +48,9 @@ class DisputeReviewSerializer(serializers.ModelSerializer):
 
 class DisputeOpenRequest(serializers.Serializer):
     frame_id = serializers.IntegerField()
-    reason = serializers.CharField(min_length=conf.REASON_MIN_CHARS, max_length=conf.REASON_MAX_CHARS,
-                                   help_text="what is wrong with the frame")
+    reason = serializers.CharField(
+        min_length=conf.REASON_MIN_CHARS, max_length=conf.REASON_MAX_CHARS, help_text="what is wrong with the frame"
+    )
 
 
 class DisputeDecideRequest(serializers.Serializer):

@@ -14,6 +14,7 @@ refused. Upholding, in the same transaction:
     SETTLED -> QUEUED (and a DONE job back to RUNNING) so it is rendered again; if the job was cancelled
     or failed, the frame is cancelled and the artist keeps the refund.
 """
+
 from __future__ import annotations
 
 import logging
@@ -52,8 +53,9 @@ class NotAdmin(Exception):
 
 
 def audit(*, actor, action: str, obj: Dispute, details: dict) -> AuditLog:
-    return AuditLog.objects.create(actor=actor, action=action, object_type="dispute", object_id=str(obj.pk),
-                                   details=details)
+    return AuditLog.objects.create(
+        actor=actor, action=action, object_type="dispute", object_id=str(obj.pk), details=details
+    )
 
 
 def dispute_deadline(*, frame: Frame):
@@ -72,8 +74,12 @@ def _clean_text(text: object, *, what: str, min_chars: int, max_chars: int) -> s
 @transaction.atomic
 def dispute_open(*, artist, frame_id: int, reason: str) -> Dispute:
     """The artist disputes a settled frame of their own job, within the window after it settled."""
-    frame = (Frame.objects.select_for_update(of=("self",)).select_related("job", "node")
-             .filter(pk=frame_id, job__owner=artist).first())
+    frame = (
+        Frame.objects.select_for_update(of=("self",))
+        .select_related("job", "node")
+        .filter(pk=frame_id, job__owner=artist)
+        .first()
+    )
     if frame is None:
         raise DisputeNotFound("no such frame")
     reason = _clean_text(reason, what="a reason", min_chars=conf.REASON_MIN_CHARS, max_chars=conf.REASON_MAX_CHARS)
@@ -81,8 +87,10 @@ def dispute_open(*, artist, frame_id: int, reason: str) -> Dispute:
         raise DisputeRefused(f"Only a finished frame can be disputed; this one is {frame.get_state_display()}.")
     deadline = dispute_deadline(frame=frame)
     if timezone.now() > deadline:
-        raise DisputeRefused(f"The dispute window for this frame closed on {deadline:%Y-%m-%d %H:%M} UTC "
-                             f"({conf.window().total_seconds() / 3600:g} hours after it was delivered).")
+        raise DisputeRefused(
+            f"The dispute window for this frame closed on {deadline:%Y-%m-%d %H:%M} UTC "
+            f"({conf.window().total_seconds() / 3600:g} hours after it was delivered)."
+        )
     if frame.node is None:
         raise DisputeRefused("This frame has no provider to dispute (its node was removed).")
     if frame_pay_matured(frame_id=frame.pk):
@@ -92,12 +100,23 @@ def dispute_open(*, artist, frame_id: int, reason: str) -> Dispute:
     try:
         with transaction.atomic():
             dispute = Dispute.objects.create(
-                frame=frame, artist=artist, reason=reason, frame_settled_at=frame.settled_at, node=frame.node,
-                provider=frame.node.owner, amount_micro=frame.price, result_key=frame.result_key)
+                frame=frame,
+                artist=artist,
+                reason=reason,
+                frame_settled_at=frame.settled_at,
+                node=frame.node,
+                provider=frame.node.owner,
+                amount_micro=frame.price,
+                result_key=frame.result_key,
+            )
     except IntegrityError as exc:
         raise DisputeRefused("You have already disputed this frame.") from exc
-    audit(actor=artist, action="dispute.opened", obj=dispute,
-          details={"frame": frame.pk, "job": frame.job_id, "node": frame.node_id, "amount_micro": frame.price})
+    audit(
+        actor=artist,
+        action="dispute.opened",
+        obj=dispute,
+        details={"frame": frame.pk, "job": frame.job_id, "node": frame.node_id, "amount_micro": frame.price},
+    )
     return dispute
 
 
@@ -110,16 +129,22 @@ def dispute_decide(*, admin, dispute_id: int, decision: str, note: str) -> Dispu
     note = _clean_text(note, what="a decision note", min_chars=1, max_chars=conf.NOTE_MAX_CHARS)
     with transaction.atomic():
         claimed = Dispute.objects.filter(pk=dispute_id, state=State.OPEN).update(
-            state=decision, decided_by=admin, decided_at=timezone.now(), decision_note=note)
-        dispute = Dispute.objects.select_related("frame__job", "artist", "provider", "decided_by").filter(
-            pk=dispute_id).first()
+            state=decision, decided_by=admin, decided_at=timezone.now(), decision_note=note
+        )
+        dispute = (
+            Dispute.objects.select_related("frame__job", "artist", "provider", "decided_by")
+            .filter(pk=dispute_id)
+            .first()
+        )
         if dispute is None:
             raise DisputeNotFound("no such dispute")
         if not claimed:
             if dispute.state == decision:
                 return dispute  # the same decision again (double click): already done once
-            raise DisputeRefused(f"This dispute was already {dispute.get_state_display().lower()} by "
-                                 f"{dispute.decided_by} at {dispute.decided_at:%Y-%m-%d %H:%M} UTC.")
+            raise DisputeRefused(
+                f"This dispute was already {dispute.get_state_display().lower()} by "
+                f"{dispute.decided_by} at {dispute.decided_at:%Y-%m-%d %H:%M} UTC."
+            )
         details: dict = {"frame": dispute.frame_id, "note": note}
         if decision == State.UPHELD:
             details.update(_uphold(dispute))
@@ -141,17 +166,33 @@ def _uphold(dispute: Dispute) -> dict:
     if paid:
         legs = [Leg(p.account, -p.amount) for p in paid]
         legs.append(Leg(account_get(kind=Kind.ARTIST_WALLET, owner=dispute.artist), sum(p.amount for p in paid)))
-        transfer(key=f"dispute:{dispute.pk}:uphold", memo=f"dispute {dispute.pk} upheld: frame {frame.number} of "
-                 f"job {frame.job_id} refunded", legs=legs, metadata={"dispute": dispute.pk, "frame": frame.pk})
+        transfer(
+            key=f"dispute:{dispute.pk}:uphold",
+            memo=f"dispute {dispute.pk} upheld: frame {frame.number} of job {frame.job_id} refunded",
+            legs=legs,
+            metadata={"dispute": dispute.pk, "frame": frame.pk},
+        )
         keys["refund"] = f"dispute:{dispute.pk}:uphold"
     if dispute.node_id is not None:
-        trust_record(node_id=dispute.node_id, passed=False, frame_id=frame.pk, kind=TrustEvent.Kind.DISPUTE_UPHELD,
-                     reason=f"dispute {dispute.pk} upheld: {dispute.decision_note}")
+        trust_record(
+            node_id=dispute.node_id,
+            passed=False,
+            frame_id=frame.pk,
+            kind=TrustEvent.Kind.DISPUTE_UPHELD,
+            reason=f"dispute {dispute.pk} upheld: {dispute.decision_note}",
+        )
     job = frame.job
-    cleared = {"node": None, "result_key": "", "result_sha256": "", "thumbnail_key": "", "rendered_at": None,
-               "settled_at": None}
-    if not transition(Frame, pk=frame.pk, current=FrameState.SETTLED, target=FrameState.QUEUED,
-                      table=FRAME_TRANSITIONS, **cleared):
+    cleared = {
+        "node": None,
+        "result_key": "",
+        "result_sha256": "",
+        "thumbnail_key": "",
+        "rendered_at": None,
+        "settled_at": None,
+    }
+    if not transition(
+        Frame, pk=frame.pk, current=FrameState.SETTLED, target=FrameState.QUEUED, table=FRAME_TRANSITIONS, **cleared
+    ):
         raise DisputeRefused("The frame changed since it was disputed; nothing was done.")
     if job.state in LIVE_JOB_STATES:
         if dispute.node_id is not None:
@@ -160,8 +201,9 @@ def _uphold(dispute: Dispute) -> dict:
             keys["rehold"] = f"dispute:{dispute.pk}:rehold"
             hold_escrow(artist=dispute.artist, job_ref=job.escrow_ref, amount=amount, key=keys["rehold"])
         if job.state == JobState.DONE:
-            transition(Job, pk=job.pk, current=JobState.DONE, target=JobState.RUNNING, table=JOB_TRANSITIONS,
-                       finished_at=None)
+            transition(
+                Job, pk=job.pk, current=JobState.DONE, target=JobState.RUNNING, table=JOB_TRANSITIONS, finished_at=None
+            )
         match_frames_soon()
         return {"ledger": keys, "frame": "re-queued"}
     # A cancelled or failed job renders nothing more: the frame is cancelled and the refund stays with the artist.

@@ -11,6 +11,5 @@ urlpatterns = [
     path("review/<int:dispute_id>/", views.review_detail, name="review_detail"),
     path("review/<int:dispute_id>/decide/", views.review_decide, name="decide"),
     path("review/<int:dispute_id>/evidence/frame.png", views.evidence_frame, name="evidence_frame"),
-    path("review/<int:dispute_id>/evidence/<int:crop_id>/<str:view>.png", views.evidence_crop,
-         name="evidence_crop"),
+    path("review/<int:dispute_id>/evidence/<int:crop_id>/<str:view>.png", views.evidence_crop, name="evidence_crop"),
 ]

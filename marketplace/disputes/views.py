@@ -32,12 +32,17 @@ def dispute_new(request: HttpRequest, frame_id: int) -> HttpResponse:
         except services.DisputeRefused as exc:
             error = str(exc)
         else:
-            messages.success(request, "Dispute sent. The provider's pay for this frame is frozen until an admin "
-                                      "decides.")
+            messages.success(
+                request, "Dispute sent. The provider's pay for this frame is frozen until an admin decides."
+            )
             return redirect("disputes:detail", dispute.pk)
     status = 400 if request.method == "POST" else 200
-    return render(request, "disputes/new.html", {"frame": frame, "form": form, "error": error,
-                                                 "deadline": dispute_deadline(frame=frame)}, status=status)
+    return render(
+        request,
+        "disputes/new.html",
+        {"frame": frame, "form": form, "error": error, "deadline": dispute_deadline(frame=frame)},
+        status=status,
+    )
 
 
 @login_required
@@ -47,15 +52,19 @@ def my_disputes(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def dispute_detail(request: HttpRequest, dispute_id: int) -> HttpResponse:
-    return render(request, "disputes/detail.html",
-                  {"dispute": selectors.dispute_for(user=request.user, dispute_id=dispute_id)})
+    return render(
+        request, "disputes/detail.html", {"dispute": selectors.dispute_for(user=request.user, dispute_id=dispute_id)}
+    )
 
 
 @login_required
 def review_queue(request: HttpRequest) -> HttpResponse:
     _admin_only(request)
-    return render(request, "disputes/review_queue.html",
-                  {"open": selectors.review_queue(), "decided": selectors.recently_decided()})
+    return render(
+        request,
+        "disputes/review_queue.html",
+        {"open": selectors.review_queue(), "decided": selectors.recently_decided()},
+    )
 
 
 @login_required
@@ -63,14 +72,18 @@ def review_detail(request: HttpRequest, dispute_id: int) -> HttpResponse:
     _admin_only(request)
     dispute = selectors.dispute_for(user=request.user, dispute_id=dispute_id)
     crops = selectors.verification_crops(dispute=dispute)
-    return render(request, "disputes/review_detail.html", {
-        "dispute": dispute,
-        "crops": evidence.crop_evidence(crops=crops),
-        "crop_views": evidence.CROP_VIEWS,
-        "trust": selectors.trust_history(node_id=dispute.node_id),
-        "audit": selectors.audit_entries(dispute=dispute),
-        "form": DecisionForm(),
-    })
+    return render(
+        request,
+        "disputes/review_detail.html",
+        {
+            "dispute": dispute,
+            "crops": evidence.crop_evidence(crops=crops),
+            "crop_views": evidence.CROP_VIEWS,
+            "trust": selectors.trust_history(node_id=dispute.node_id),
+            "audit": selectors.audit_entries(dispute=dispute),
+            "form": DecisionForm(),
+        },
+    )
 
 
 @login_required
@@ -82,8 +95,12 @@ def review_decide(request: HttpRequest, dispute_id: int) -> HttpResponse:
         messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
         return redirect("disputes:review_detail", dispute_id)
     try:
-        dispute = services.dispute_decide(admin=request.user, dispute_id=dispute_id,
-                                          decision=form.cleaned_data["decision"], note=form.cleaned_data["note"])
+        dispute = services.dispute_decide(
+            admin=request.user,
+            dispute_id=dispute_id,
+            decision=form.cleaned_data["decision"],
+            note=form.cleaned_data["note"],
+        )
     except services.DisputeNotFound as exc:
         raise Http404(str(exc)) from exc
     except services.DisputeRefused as exc:

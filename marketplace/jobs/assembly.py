@@ -5,6 +5,7 @@ OpenEXR (32-bit float RGBA). The whole frame is written in the job's format at t
 exactly the pixels of the tiles: PNG samples are whole numbers of 1/255 (or 1/65535), which survive the float
 round trip through render_kernels exactly, and EXR is written as 32-bit float, which holds half floats too.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -50,8 +51,9 @@ def _encoded(canvas: np.ndarray, *, exr: bool) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "frame"
         if exr:
-            channels = {name: np.ascontiguousarray(canvas[:, :, i])
-                        for i, name in enumerate(EXR_CHANNELS[canvas.shape[2]])}
+            channels = {
+                name: np.ascontiguousarray(canvas[:, :, i]) for i, name in enumerate(EXR_CHANNELS[canvas.shape[2]])
+            }
             header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
             with OpenEXR.File(header, channels) as out:
                 out.write(str(path))
@@ -80,16 +82,18 @@ def stitch(*, width: int, height: int, output_format: str, tiles: Iterable[tuple
             image = image_from_bytes(data, size=(w, h))
         except ImageError as exc:
             raise AssemblyError(f"{where}: {exc}") from exc
-        if x < 0 or y < 0 or x + w > width or y + h > height or covered[y:y + h, x:x + w].any():
+        if x < 0 or y < 0 or x + w > width or y + h > height or covered[y : y + h, x : x + w].any():
             raise AssemblyError(f"{where} ({w}x{h}) overlaps another tile or leaves the {width}x{height} frame")
-        covered[y:y + h, x:x + w] = True
+        covered[y : y + h, x : x + w] = True
         if canvas is None:
             depth = tile_depth
             canvas = np.zeros((height, width, image.shape[2]), {8: np.uint8, 16: np.uint16, 32: np.float32}[depth])
         elif (tile_depth, image.shape[2]) != (depth, canvas.shape[2]):
-            raise AssemblyError(f"{where} has {image.shape[2]} channels of {tile_depth} bits, the first tile "
-                                f"{canvas.shape[2]} of {depth}")
-        canvas[y:y + h, x:x + w] = image if exr else to_uint(image, depth)
+            raise AssemblyError(
+                f"{where} has {image.shape[2]} channels of {tile_depth} bits, the first tile "
+                f"{canvas.shape[2]} of {depth}"
+            )
+        canvas[y : y + h, x : x + w] = image if exr else to_uint(image, depth)
     if canvas is None or not covered.all():
         raise AssemblyError(f"the tiles do not cover the {width}x{height} frame")
     return Stitched(data=_encoded(canvas, exr=exr), extension="exr" if exr else "png", thumbnail=thumbnail_png(canvas))

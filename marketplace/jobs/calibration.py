@@ -24,6 +24,7 @@ Steps 4 and 5 came with pricing by compute (bench_quote's scene variants at 160x
 on a loaded machine put estimates off by -48 % (64 lights) to +965 % (subdivision, where the small render came
 out slower than the large one and the whole render was priced as per-pixel work).
 """
+
 from __future__ import annotations
 
 import time
@@ -48,18 +49,36 @@ def calibration_frame(report: Mapping[str, Any]) -> int:
     return start + (end - start) // 2 // step * step
 
 
-def calibration_measure(renderer: TimedRenderer, *, blend: Path, root: Path, report: Mapping[str, Any],
-                        size: tuple[int, int], out_dir: Path, repeats: int = 2, min_signal_seconds: float = 0.25,
-                        min_signal_fraction: float = 0.2, max_grow_seconds: float = 10.0) -> dict[str, Any]:
+def calibration_measure(
+    renderer: TimedRenderer,
+    *,
+    blend: Path,
+    root: Path,
+    report: Mapping[str, Any],
+    size: tuple[int, int],
+    out_dir: Path,
+    repeats: int = 2,
+    min_signal_seconds: float = 0.25,
+    min_signal_fraction: float = 0.2,
+    max_grow_seconds: float = 10.0,
+) -> dict[str, Any]:
     """Load `blend` into `renderer` and time it as described above; returns report["calibration"]."""
     frame = calibration_frame(report)
     width, height = (max(MIN_SIDE, side) for side in size)
     small_w, small_h = max(MIN_SIDE, width // 2), max(MIN_SIDE, height // 2)
 
     def render(w: int, h: int) -> float:
-        manifest = {"frame": frame, "samples": report["samples"], "seed": report.get("seed") or 0,
-                    "resolution_x": w, "resolution_y": h, "device": "CPU", "file_format": "PNG",
-                    "use_denoising": bool(report.get("use_denoising")), "camera": report.get("active_camera")}
+        manifest = {
+            "frame": frame,
+            "samples": report["samples"],
+            "seed": report.get("seed") or 0,
+            "resolution_x": w,
+            "resolution_y": h,
+            "device": "CPU",
+            "file_format": "PNG",
+            "use_denoising": bool(report.get("use_denoising")),
+            "camera": report.get("active_camera"),
+        }
         return renderer.render(manifest, out_dir / "calibration.png")["total_seconds"]
 
     started = time.perf_counter()
@@ -83,9 +102,16 @@ def calibration_measure(renderer: TimedRenderer, *, blend: Path, root: Path, rep
             break
         small_w, small_h = width, height
         width, height = min(full_w, width * 2), min(full_h, height * 2)
-    calibration = {"seconds": round(seconds, 4), "width": width, "height": height, "samples": report["samples"],
-                   "frame": frame, "device": "CPU", "load_seconds": round(max(first - warm_small, 0.0), 4),
-                   "small": {"width": small_w, "height": small_h, "seconds": round(small_seconds, 4)}}
+    calibration = {
+        "seconds": round(seconds, 4),
+        "width": width,
+        "height": height,
+        "samples": report["samples"],
+        "frame": frame,
+        "device": "CPU",
+        "load_seconds": round(max(first - warm_small, 0.0), 4),
+        "small": {"width": small_w, "height": small_h, "seconds": round(small_seconds, 4)},
+    }
     units, small_units = width * height, small_w * small_h
     if units > small_units and seconds > small_seconds:
         per_pixel = (seconds - small_seconds) / (units - small_units)

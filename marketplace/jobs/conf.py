@@ -6,6 +6,7 @@
 The resolution and frame-count caps are the scenes app's own (SCENE_MAX_SIDE, SCENE_MAX_FRAMES): a job may
 never ask for more than an upload may hold.
 """
+
 from typing import Any
 
 from django.conf import settings

@@ -1,4 +1,5 @@
 """A zip of a job's finished frames, streamed as it is written: no temp file, no whole archive in memory."""
+
 from __future__ import annotations
 
 import hashlib
@@ -82,12 +83,24 @@ def members(job: Job, *, folder: str) -> list[Member]:
     for frame in selectors.settled_results(job=job):
         still = assembled.get(frame.number) if frame.tile_x is not None else None
         if still is None:
-            found.append(Member(member_name(frame, folder=folder), frame.result_key, frame.result_sha256,
-                                frame.rendered_at or frame.settled_at))
+            found.append(
+                Member(
+                    member_name(frame, folder=folder),
+                    frame.result_key,
+                    frame.result_sha256,
+                    frame.rendered_at or frame.settled_at,
+                )
+            )
         elif frame.number not in stitched:  # the still's first tile brings the whole image, the others are in it
             stitched.add(frame.number)
-            found.append(Member(f"{folder}/frame_{frame.number:06d}.{_extension(still.result_key)}", still.result_key,
-                                still.result_sha256, still.assembled_at))
+            found.append(
+                Member(
+                    f"{folder}/frame_{frame.number:06d}.{_extension(still.result_key)}",
+                    still.result_key,
+                    still.result_sha256,
+                    still.assembled_at,
+                )
+            )
     return found
 
 
@@ -110,8 +123,11 @@ def zip_stream(entries: Iterable[Member]) -> Iterator[bytes]:
             expected = blobs.expected_digests(entry.key, entry.sha256)
             actual = _digest(entry.key) if expected else ""
             if expected and expected != {actual}:
-                log.error("event=download_withheld member=%s reason=%s", entry.name,
-                          blobs.digest_refused(entry.key, expected, actual))
+                log.error(
+                    "event=download_withheld member=%s reason=%s",
+                    entry.name,
+                    blobs.digest_refused(entry.key, expected, actual),
+                )
                 withheld.append(f"{entry.name}: its stored image does not match the verified one; it was not delivered")
                 continue
             sent = hashlib.sha256()

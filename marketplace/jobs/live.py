@@ -8,6 +8,7 @@ transaction that committed just after the last poll but stamped its rows just be
 twice is harmless. Every `FULL_EVERY` polls the client drops its cursor and gets everything (time-only changes,
 such as a dispute window closing, touch no row).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,8 +18,12 @@ from datetime import UTC, datetime, timedelta
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 
-PARTS = {"actions": "jobs/_actions.html", "waiting": "jobs/_waiting.html", "summary": "jobs/_summary.html",
-         "strip": "jobs/_strip.html"}
+PARTS = {
+    "actions": "jobs/_actions.html",
+    "waiting": "jobs/_waiting.html",
+    "summary": "jobs/_summary.html",
+    "strip": "jobs/_strip.html",
+}
 SLACK_SECONDS = 5
 FULL_EVERY = 20  # polls; read by the page script from the answer
 
@@ -61,10 +66,15 @@ def changes(request: HttpRequest, context: dict, *, seen: Cursor | None, now: da
     """The poll answer: changed parts, changed frame rows (all of them as one `frames` part without a cursor),
     whether the page should keep polling, and the next cursor."""
     parts = render_parts(request, context)
-    answer: dict = {"cursor": cursor_of(parts, now=now), "live": context["live"], "state": context["job"].state,
-                    "full_every": FULL_EVERY}
-    answer["parts"] = {name: html for name, html in parts.items()
-                       if seen is None or seen.digests.get(name) != _digest(html)}
+    answer: dict = {
+        "cursor": cursor_of(parts, now=now),
+        "live": context["live"],
+        "state": context["job"].state,
+        "full_every": FULL_EVERY,
+    }
+    answer["parts"] = {
+        name: html for name, html in parts.items() if seen is None or seen.digests.get(name) != _digest(html)
+    }
     if seen is None:
         answer["parts"]["frames"] = render_to_string("jobs/_frame_rows.html", context, request=request)
         answer["parts"]["cards"] = render_to_string("jobs/_frame_cards.html", context, request=request)
@@ -73,8 +83,10 @@ def changes(request: HttpRequest, context: dict, *, seen: Cursor | None, now: da
         answer["rows"] = {}
         for row in context["rows"]:
             row_context = {**context, "row": row}
-            answer["rows"][f"frame-row-{row.frame.pk}"] = render_to_string("jobs/_frame_row.html", row_context,
-                                                                           request=request)
-            answer["rows"][f"frame-card-{row.frame.pk}"] = render_to_string("jobs/_frame_card.html", row_context,
-                                                                            request=request)
+            answer["rows"][f"frame-row-{row.frame.pk}"] = render_to_string(
+                "jobs/_frame_row.html", row_context, request=request
+            )
+            answer["rows"][f"frame-card-{row.frame.pk}"] = render_to_string(
+                "jobs/_frame_card.html", row_context, request=request
+            )
     return answer

@@ -35,7 +35,8 @@ class Job(models.Model):
     quote = models.JSONField(default=dict, blank=True)
     is_canary = models.BooleanField(default=False, help_text="a job with known answers, run by the platform")
     tile_side = models.PositiveSmallIntegerField(
-        default=1, help_text="a still split into tile_side x tile_side tiles, rendered separately; 1: not split")
+        default=1, help_text="a still split into tile_side x tile_side tiles, rendered separately; 1: not split"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     accepted_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -53,9 +54,10 @@ class Job(models.Model):
             # Tiles are for one frame (end - start < step), and a denoiser needs the whole image (tiles would show
             # seams).
             models.CheckConstraint(
-                condition=Q(tile_side=1) | Q(frame_end__lt=models.F("frame_start") + models.F("frame_step"),
-                                             use_denoising=False),
-                name="job_tiles_only_for_an_undenoised_still"),
+                condition=Q(tile_side=1)
+                | Q(frame_end__lt=models.F("frame_start") + models.F("frame_step"), use_denoising=False),
+                name="job_tiles_only_for_an_undenoised_still",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -95,8 +97,14 @@ class Frame(models.Model):
     price = models.BigIntegerField(help_text="micro-tokens")
     attempts = models.IntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
-    node = models.ForeignKey("nodes.WorkerNode", null=True, blank=True, on_delete=models.SET_NULL,
-                             related_name="frames", help_text="the node whose result was accepted")
+    node = models.ForeignKey(
+        "nodes.WorkerNode",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="frames",
+        help_text="the node whose result was accepted",
+    )
     result_key = models.CharField(max_length=300, blank=True, default="")
     result_sha256 = models.CharField(max_length=64, blank=True, default="")
     thumbnail_key = models.CharField(max_length=300, blank=True, default="")
@@ -115,11 +123,15 @@ class Frame(models.Model):
             models.CheckConstraint(condition=Q(price__gte=0), name="frame_price_nonnegative"),
             models.CheckConstraint(
                 condition=Q(tile_x__isnull=True, tile_y__isnull=True, tile_w__isnull=True, tile_h__isnull=True)
-                | Q(tile_x__gte=0, tile_y__gte=0, tile_w__gte=1, tile_h__gte=1), name="frame_tile_whole_or_none"),
+                | Q(tile_x__gte=0, tile_y__gte=0, tile_w__gte=1, tile_h__gte=1),
+                name="frame_tile_whole_or_none",
+            ),
         ]
-        indexes = [models.Index(fields=["state", "job"]),
-                   # The assembly sweep looks for recently settled tiles.
-                   models.Index(fields=["settled_at"], condition=Q(tile_x__isnull=False), name="frame_tile_settled_at")]
+        indexes = [
+            models.Index(fields=["state", "job"]),
+            # The assembly sweep looks for recently settled tiles.
+            models.Index(fields=["settled_at"], condition=Q(tile_x__isnull=False), name="frame_tile_settled_at"),
+        ]
 
     def __str__(self) -> str:
         return f"frame {self.number} of job {self.job_id}"

@@ -46,6 +46,7 @@ time on that node (its own benchmark score), plus the scene load, at least SLOWE
 agent stops a render that runs past it and reports it "slower than calibrated"; the frame fails with that reason
 (it is not paid at a price computed for a lighter frame, nor retried on node after node) and the artist re-quotes.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -152,9 +153,14 @@ def calibration_from_report(report: Mapping) -> Calibration | None:
     if overhead is None:
         overhead = min(conf.FRAME_OVERHEAD_SECONDS, seconds / 2)
     overhead = min(_positive(overhead) or 0.0, seconds)
-    return Calibration(seconds=seconds, units=units, overhead_seconds=overhead,
-                       load_seconds=_positive(cal.get("load_seconds")) or 0.0, device=str(cal.get("device") or "CPU"),
-                       bench_score=_positive(cal.get("bench_score")))
+    return Calibration(
+        seconds=seconds,
+        units=units,
+        overhead_seconds=overhead,
+        load_seconds=_positive(cal.get("load_seconds")) or 0.0,
+        device=str(cal.get("device") or "CPU"),
+        bench_score=_positive(cal.get("bench_score")),
+    )
 
 
 def work_units(*, width: int, height: int, samples: int) -> int:
@@ -166,8 +172,9 @@ def priority_multiplier_bps(priority: int) -> int:
     return BPS + int(priority) * conf.PRIORITY_PREMIUM_BPS
 
 
-def price_per_frame(reference_ms: int, *, priority: int = 0, rate: int | None = None,
-                    minimum: int | None = None) -> int:
+def price_per_frame(
+    reference_ms: int, *, priority: int = 0, rate: int | None = None, minimum: int | None = None
+) -> int:
     """ceil(reference_ms x rate x multiplier / (3.6e6 x 10^4)) micro-tokens, at least `minimum`; integers only."""
     rate = conf.MARKET_RATE_MICRO_PER_REFERENCE_HOUR if rate is None else rate
     minimum = conf.MIN_PRICE_PER_FRAME if minimum is None else minimum
@@ -187,8 +194,7 @@ def calibrated_budget_seconds(quote: Mapping, *, units: int, bench_score: float)
     reference = conf.REFERENCE_BENCH_SCORE
     speed = (bench_score if bench_score and bench_score > 0 else reference) / reference
     seconds = overhead + units * per_unit_reference / speed
-    return round(max(conf.SLOWER_THAN_CALIBRATED_MIN_SECONDS,
-                     conf.SLOWER_THAN_CALIBRATED_FACTOR * seconds + load), 3)
+    return round(max(conf.SLOWER_THAN_CALIBRATED_MIN_SECONDS, conf.SLOWER_THAN_CALIBRATED_FACTOR * seconds + load), 3)
 
 
 def tile_prices(*, price: int, rects: Sequence[Rect]) -> list[int]:
@@ -198,7 +204,7 @@ def tile_prices(*, price: int, rects: Sequence[Rect]) -> list[int]:
     whole = sum(areas)
     shares = [price * area // whole for area in areas]
     by_loss = sorted(range(len(areas)), key=lambda i: (-(price * areas[i] % whole), i))
-    for i in by_loss[:price - sum(shares)]:
+    for i in by_loss[: price - sum(shares)]:
         shares[i] += 1
     return shares
 
@@ -215,8 +221,9 @@ def _last_frame_done(frames: int, *, frame_seconds: Sequence[float], start: floa
     return done
 
 
-def job_seconds(*, frames: int, units: int, calibration: Calibration | None,
-                idle_scores: Sequence[float]) -> tuple[float, int, str]:
+def job_seconds(
+    *, frames: int, units: int, calibration: Calibration | None, idle_scores: Sequence[float]
+) -> tuple[float, int, str]:
     """(estimated seconds for all frames, idle nodes counted, a note saying what the estimate assumes)."""
     cal = calibration or uncalibrated()
     scores = [s for s in idle_scores if s and s > 0]
@@ -232,18 +239,31 @@ def job_seconds(*, frames: int, units: int, calibration: Calibration | None,
 def _pricing_note(*, calibrated: bool, reference_ms: int, units: int, priority: int, multiplier: int) -> str:
     seconds = f"{reference_ms / 1000:.3g}"
     if calibrated:
-        why = (f"≈ {seconds} reference-seconds per frame: the scene's own calibration at inspection (timed renders "
-               f"of this scene, scaled by benchmark to the reference machine)")
+        why = (
+            f"≈ {seconds} reference-seconds per frame: the scene's own calibration at inspection (timed renders "
+            f"of this scene, scaled by benchmark to the reference machine)"
+        )
     else:
-        why = (f"≈ {seconds} reference-seconds per frame, estimated from pixel-samples ({units:,}) as if the scene "
-               f"were as heavy as the benchmark scene: this scene has no calibration, so the price may be off")
+        why = (
+            f"≈ {seconds} reference-seconds per frame, estimated from pixel-samples ({units:,}) as if the scene "
+            f"were as heavy as the benchmark scene: this scene has no calibration, so the price may be off"
+        )
     if priority:
         why += f"; priority {priority} pays \N{MULTIPLICATION SIGN}{multiplier / BPS:.2f} the market rate"
     return why
 
 
-def quote_for(*, frames: int, width: int, height: int, samples: int, calibration: Calibration | None,
-              idle_scores: Sequence[float], tile_side: int = 1, priority: int = 0) -> Quote:
+def quote_for(
+    *,
+    frames: int,
+    width: int,
+    height: int,
+    samples: int,
+    calibration: Calibration | None,
+    idle_scores: Sequence[float],
+    tile_side: int = 1,
+    priority: int = 0,
+) -> Quote:
     """Price and time of `frames` frames; with `tile_side` > 1 each frame is a grid of tile_side² tiles, priced as
     the whole frame and timed as that many pieces of the largest tile's size."""
     units = work_units(width=width, height=height, samples=samples)
@@ -252,28 +272,47 @@ def quote_for(*, frames: int, width: int, height: int, samples: int, calibration
     rects = tile_rects(width=width, height=height, side=tile_side)
     # The smallest tile's share of the price must reach the per-frame minimum.
     smallest = min(w * h for _, _, w, h in rects)
-    price = price_per_frame(reference_ms, priority=priority,
-                            minimum=-(-conf.MIN_PRICE_PER_FRAME * width * height // smallest))
+    price = price_per_frame(
+        reference_ms, priority=priority, minimum=-(-conf.MIN_PRICE_PER_FRAME * width * height // smallest)
+    )
     # Every tile is as large as the largest one: at most 1 px more per side, a slight over-estimate.
-    piece_units = units if tile_side == 1 else work_units(width=max(r[2] for r in rects),
-                                                          height=max(r[3] for r in rects), samples=samples)
-    seconds, idle, note = job_seconds(frames=frames * len(rects), units=piece_units, calibration=calibration,
-                                      idle_scores=idle_scores)
+    piece_units = (
+        units
+        if tile_side == 1
+        else work_units(width=max(r[2] for r in rects), height=max(r[3] for r in rects), samples=samples)
+    )
+    seconds, idle, note = job_seconds(
+        frames=frames * len(rects), units=piece_units, calibration=calibration, idle_scores=idle_scores
+    )
     multiplier = priority_multiplier_bps(priority)
     calibrated = calibration is not None
     reference_speed = conf.REFERENCE_BENCH_SCORE / (cal.bench_score or conf.CALIBRATION_BENCH_SCORE)
     quote = Quote(
-        frames=frames, width=width, height=height, samples=samples, work_units_per_frame=units,
-        reference_ms_per_frame=reference_ms, reference_seconds_per_frame=round(reference_ms / 1000, 3),
-        rate_micro_per_reference_hour=conf.MARKET_RATE_MICRO_PER_REFERENCE_HOUR, priority=priority,
+        frames=frames,
+        width=width,
+        height=height,
+        samples=samples,
+        work_units_per_frame=units,
+        reference_ms_per_frame=reference_ms,
+        reference_seconds_per_frame=round(reference_ms / 1000, 3),
+        rate_micro_per_reference_hour=conf.MARKET_RATE_MICRO_PER_REFERENCE_HOUR,
+        priority=priority,
         priority_multiplier_bps=multiplier,
         pricing_basis="calibrated compute" if calibrated else "pixel-samples (no calibration)",
-        pricing_note=_pricing_note(calibrated=calibrated, reference_ms=reference_ms, units=units, priority=priority,
-                                   multiplier=multiplier),
-        price_per_frame=price, total=price * frames, seconds_per_frame=round(cal.frame_seconds(units), 3),
-        load_seconds=round(cal.load_seconds, 3), estimated_seconds=round(seconds, 3), idle_nodes=idle,
-        capacity_note=note, calibrated=calibrated, tiles=len(rects),
+        pricing_note=_pricing_note(
+            calibrated=calibrated, reference_ms=reference_ms, units=units, priority=priority, multiplier=multiplier
+        ),
+        price_per_frame=price,
+        total=price * frames,
+        seconds_per_frame=round(cal.frame_seconds(units), 3),
+        load_seconds=round(cal.load_seconds, 3),
+        estimated_seconds=round(seconds, 3),
+        idle_nodes=idle,
+        capacity_note=note,
+        calibrated=calibrated,
+        tiles=len(rects),
         tile_prices=tile_prices(price=price, rects=rects) if tile_side > 1 else [],
         overhead_seconds=round(cal.overhead_seconds, 4),
-        reference_seconds_per_unit=cal.seconds_per_unit / reference_speed)
+        reference_seconds_per_unit=cal.seconds_per_unit / reference_speed,
+    )
     return quote

@@ -1,4 +1,5 @@
 """Reads about jobs shared by the job pages and the API. Only the owner sees a job: others get JobNotFound."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,9 +24,14 @@ FINISHED_FRAME_STATES = (FrameState.RENDERED, FrameState.VERIFYING, FrameState.S
 
 
 def jobs_of(*, owner) -> QuerySet[Job]:
-    return (Job.objects.filter(owner=owner).select_related("scene").order_by("-created_at", "-pk")
-            .annotate(frames_total=Count("frames"),
-                      frames_settled=Count("frames", filter=Q(frames__state=FrameState.SETTLED))))
+    return (
+        Job.objects.filter(owner=owner)
+        .select_related("scene")
+        .order_by("-created_at", "-pk")
+        .annotate(
+            frames_total=Count("frames"), frames_settled=Count("frames", filter=Q(frames__state=FrameState.SETTLED))
+        )
+    )
 
 
 def job_of(*, owner, job_id: int) -> Job:
@@ -54,8 +60,9 @@ def frame_viewer_png(*, frame: Frame) -> bytes:
     if frame.state not in FINISHED_FRAME_STATES or not frame.result_key:
         raise JobNotFound("this frame has no image yet")
     try:
-        data = blobs.blob_read_checked(frame.result_key, sha256=frame.result_sha256,
-                                       max_bytes=dispatch_conf.RESULT_MAX_BYTES)
+        data = blobs.blob_read_checked(
+            frame.result_key, sha256=frame.result_sha256, max_bytes=dispatch_conf.RESULT_MAX_BYTES
+        )
     except blobs.DigestMismatch as exc:
         raise JobNotFound("this frame's stored image failed its integrity check") from exc
     image = image_from_bytes(data)
@@ -72,8 +79,11 @@ def scene_of(*, owner, scene_id: object) -> Scene:
 
 def job_is_live(*, job: Job) -> bool:
     """Whether the job page should keep refreshing: frames may still change, or a still is being assembled."""
-    return (job.state in (JobState.QUEUED, JobState.RUNNING) or job.frames.filter(state__in=FRAME_OPEN).exists()
-            or any(still.assembling for still in stills_of(job=job)))
+    return (
+        job.state in (JobState.QUEUED, JobState.RUNNING)
+        or job.frames.filter(state__in=FRAME_OPEN).exists()
+        or any(still.assembling for still in stills_of(job=job))
+    )
 
 
 def frame_counts(*, job: Job) -> dict[str, int]:
@@ -90,8 +100,11 @@ class JobMoney:
 
 def job_money(*, job: Job) -> JobMoney:
     cost = job.frames.filter(state=FrameState.SETTLED).aggregate(s=Coalesce(Sum("price"), 0))["s"]
-    held = 0 if job.state == JobState.QUOTED else account_balance(
-        account=escrow_account(artist=job.owner, job_ref=job.escrow_ref))
+    held = (
+        0
+        if job.state == JobState.QUOTED
+        else account_balance(account=escrow_account(artist=job.owner, job_ref=job.escrow_ref))
+    )
     return JobMoney(cost_so_far=cost, escrow_left=held)
 
 
@@ -115,8 +128,12 @@ def cancel_preview(*, job: Job) -> CancelPreview:
 
 def last_finished_frame(*, job: Job) -> Frame | None:
     """The most recently rendered frame with a thumbnail: the job page's live preview."""
-    return (job.frames.filter(state__in=FINISHED_FRAME_STATES).exclude(thumbnail_key="")
-            .order_by("-rendered_at", "-pk").first())
+    return (
+        job.frames.filter(state__in=FINISHED_FRAME_STATES)
+        .exclude(thumbnail_key="")
+        .order_by("-rendered_at", "-pk")
+        .first()
+    )
 
 
 def frame_disputable(*, frame: Frame) -> bool:
@@ -165,7 +182,7 @@ def frame_page(*, job: Job, page: object = 1) -> FramePage:
     except (TypeError, ValueError):
         number = 1
     first = (number - 1) * FRAMES_PER_PAGE
-    ids = list(frames_of(job=job).values_list("pk", flat=True)[first:first + FRAMES_PER_PAGE])
+    ids = list(frames_of(job=job).values_list("pk", flat=True)[first : first + FRAMES_PER_PAGE])
     return FramePage(number=number, pages=pages, first=first, frame_ids=ids)
 
 
@@ -175,13 +192,21 @@ def frame_rows(*, job: Job, page: FramePage, changed_since: datetime | None = No
     if changed_since is not None:
         frames = frames.filter(updated_at__gte=changed_since)
     disputed = disputed_settlements(job_id=job.pk)  # a result disputed once offers no second "Dispute"
-    return [FrameRow(frame, frame_disputable(frame=frame) and (frame.pk, frame.settled_at) not in disputed)
-            for frame in frames]
+    return [
+        FrameRow(frame, frame_disputable(frame=frame) and (frame.pk, frame.settled_at) not in disputed)
+        for frame in frames
+    ]
 
 
-STATE_CODES = {FrameState.QUEUED: "q", FrameState.LEASED: "l", FrameState.RENDERED: "r",
-               FrameState.VERIFYING: "v", FrameState.SETTLED: "s", FrameState.FAILED: "f",
-               FrameState.CANCELLED: "c"}
+STATE_CODES = {
+    FrameState.QUEUED: "q",
+    FrameState.LEASED: "l",
+    FrameState.RENDERED: "r",
+    FrameState.VERIFYING: "v",
+    FrameState.SETTLED: "s",
+    FrameState.FAILED: "f",
+    FrameState.CANCELLED: "c",
+}
 
 
 def frame_state_runs(*, job: Job) -> str:
@@ -198,14 +223,16 @@ def frame_state_runs(*, job: Job) -> str:
 
 
 def settled_results(*, job: Job) -> QuerySet[Frame]:
-    return (job.frames.filter(state=FrameState.SETTLED).exclude(result_key="")
-            .order_by("number", "tile_y", "tile_x"))
+    return job.frames.filter(state=FrameState.SETTLED).exclude(result_key="").order_by("number", "tile_y", "tile_x")
 
 
 def tiles_of(*, job_id: int, number: int) -> list[Frame]:
     """The tiles of frame `number` of a tiled still, row-major from the top-left; [] for an untiled frame."""
-    return list(Frame.objects.filter(job_id=job_id, number=number, tile_x__isnull=False).select_related("job")
-                .order_by("tile_y", "tile_x"))
+    return list(
+        Frame.objects.filter(job_id=job_id, number=number, tile_x__isnull=False)
+        .select_related("job")
+        .order_by("tile_y", "tile_x")
+    )
 
 
 def current_assemblies(*, job: Job) -> dict[int, AssembledFrame]:
@@ -214,8 +241,11 @@ def current_assemblies(*, job: Job) -> dict[int, AssembledFrame]:
     if job.tile_side == 1:
         return {}
     settled: dict[int, list[str | None]] = {}
-    for number, state, key in (job.frames.filter(tile_x__isnull=False).order_by("number", "tile_y", "tile_x")
-                               .values_list("number", "state", "result_key")):
+    for number, state, key in (
+        job.frames.filter(tile_x__isnull=False)
+        .order_by("number", "tile_y", "tile_x")
+        .values_list("number", "state", "result_key")
+    ):
         settled.setdefault(number, []).append(key if state == FrameState.SETTLED else None)
     return {still.number: still for still in job.assembled_frames.all() if still.tile_keys == settled.get(still.number)}
 
@@ -239,21 +269,33 @@ def stills_of(*, job: Job) -> list[Still]:
     if job.tile_side == 1:
         return []
     assembled = current_assemblies(job=job)
-    counts = (job.frames.filter(tile_x__isnull=False).values("number").order_by("number")
-              .annotate(tiles=Count("pk"), settled=Count("pk", filter=Q(state=FrameState.SETTLED))))
+    counts = (
+        job.frames.filter(tile_x__isnull=False)
+        .values("number")
+        .order_by("number")
+        .annotate(tiles=Count("pk"), settled=Count("pk", filter=Q(state=FrameState.SETTLED)))
+    )
     return [Still(row["number"], row["tiles"], row["settled"], assembled.get(row["number"])) for row in counts]
 
 
 def stills_unassembled(*, settled_since: datetime, limit: int = 100) -> list[tuple[int, int]]:
     """(job id, frame number) of tiled stills whose tiles are all settled, the last one since `settled_since`, and
     that have no image assembled after that last settlement: those whose assembly message was lost."""
-    assembled_at = (AssembledFrame.objects.filter(job_id=OuterRef("job_id"), number=OuterRef("number"))
-                    .values("assembled_at")[:1])
+    assembled_at = AssembledFrame.objects.filter(job_id=OuterRef("job_id"), number=OuterRef("number")).values(
+        "assembled_at"
+    )[:1]
     recent = Frame.objects.filter(tile_x__isnull=False, settled_at__gte=settled_since).values("job_id")
-    rows = (Frame.objects.filter(tile_x__isnull=False, job_id__in=recent).values("job_id", "number")
-            .annotate(tiles=Count("pk"), settled=Count("pk", filter=Q(state=FrameState.SETTLED)),
-                      last=Max("settled_at"), assembled=Subquery(assembled_at))
-            .filter(settled=F("tiles"))
-            .filter(Q(assembled__isnull=True) | Q(assembled__lt=F("last")))
-            .order_by("last")[:limit])
+    rows = (
+        Frame.objects.filter(tile_x__isnull=False, job_id__in=recent)
+        .values("job_id", "number")
+        .annotate(
+            tiles=Count("pk"),
+            settled=Count("pk", filter=Q(state=FrameState.SETTLED)),
+            last=Max("settled_at"),
+            assembled=Subquery(assembled_at),
+        )
+        .filter(settled=F("tiles"))
+        .filter(Q(assembled__isnull=True) | Q(assembled__lt=F("last")))
+        .order_by("last")[:limit]
+    )
     return [(row["job_id"], row["number"]) for row in rows]

@@ -3,6 +3,7 @@
 Lock order, everywhere: a job's frames first (ascending id), then the job row. Dispatch and disputes lock a
 frame and then touch its job, so taking the job first here could deadlock against them.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,6 +40,7 @@ from marketplace.scenes.series import scene_series
 
 # --- quoting --------------------------------------------------------------------------------
 
+
 def _bounded(name: str, value: object, lo: int, hi: int, *, from_scene: bool) -> int:
     # bool is an int subclass: True is not a frame number.
     if type(value) is not int:
@@ -60,11 +62,24 @@ def _scene_default(report: dict, key: str) -> object:
 
 
 @transaction.atomic
-def job_quote(*, owner, scene: Scene | int, name: str = "", frame_start: int | None = None,
-              frame_end: int | None = None, frame_step: int | None = None, resolution_x: int | None = None,
-              resolution_y: int | None = None, samples: int | None = None, output_format: str = "PNG",
-              priority: int = 0, max_price_per_frame: int | None = None, use_denoising: bool | None = None,
-              seed: int = 0, tiles: int = 1) -> Job:
+def job_quote(
+    *,
+    owner,
+    scene: Scene | int,
+    name: str = "",
+    frame_start: int | None = None,
+    frame_end: int | None = None,
+    frame_step: int | None = None,
+    resolution_x: int | None = None,
+    resolution_y: int | None = None,
+    samples: int | None = None,
+    output_format: str = "PNG",
+    priority: int = 0,
+    max_price_per_frame: int | None = None,
+    use_denoising: bool | None = None,
+    seed: int = 0,
+    tiles: int = 1,
+) -> Job:
     """Price a render of the owner's READY scene and store it as a QUOTED job. Nothing is held yet.
 
     Unset settings come from the scene's inspection report; every value is checked against the scenes app's
@@ -73,8 +88,11 @@ def job_quote(*, owner, scene: Scene | int, name: str = "", frame_start: int | N
     Raises JobNotFound for anyone else's scene, JobRefused (nothing stored) for anything else.
     """
     scene_id = scene.pk if isinstance(scene, Scene) else scene
-    scene = Scene.objects.filter(pk=scene_id, owner=owner, deleted_at__isnull=True).first() \
-        if type(scene_id) is int else None
+    scene = (
+        Scene.objects.filter(pk=scene_id, owner=owner, deleted_at__isnull=True).first()
+        if type(scene_id) is int
+        else None
+    )
     if scene is None:
         raise JobNotFound("no such scene")
     if scene.status != Scene.Status.READY:
@@ -85,16 +103,28 @@ def job_quote(*, owner, scene: Scene | int, name: str = "", frame_start: int | N
     if wallet_frozen(user=owner):
         raise JobRefused("your wallet owes tokens after a refunded or disputed top-up: settle it before new jobs")
     report = scene.report
-    asked = {"frame_start": frame_start, "frame_end": frame_end, "frame_step": frame_step,
-             "resolution_x": resolution_x, "resolution_y": resolution_y, "samples": samples}
-    limits = {"frame_start": (conf.MIN_FRAME, conf.MAX_FRAME), "frame_end": (conf.MIN_FRAME, conf.MAX_FRAME),
-              "frame_step": (1, conf.MAX_FRAME), "resolution_x": (conf.MIN_SIDE, conf.MAX_SIDE),
-              "resolution_y": (conf.MIN_SIDE, conf.MAX_SIDE), "samples": (1, conf.MAX_SAMPLES)}
+    asked = {
+        "frame_start": frame_start,
+        "frame_end": frame_end,
+        "frame_step": frame_step,
+        "resolution_x": resolution_x,
+        "resolution_y": resolution_y,
+        "samples": samples,
+    }
+    limits = {
+        "frame_start": (conf.MIN_FRAME, conf.MAX_FRAME),
+        "frame_end": (conf.MIN_FRAME, conf.MAX_FRAME),
+        "frame_step": (1, conf.MAX_FRAME),
+        "resolution_x": (conf.MIN_SIDE, conf.MAX_SIDE),
+        "resolution_y": (conf.MIN_SIDE, conf.MAX_SIDE),
+        "samples": (1, conf.MAX_SAMPLES),
+    }
     values = {}
     for key, value in asked.items():
         from_scene = value is None
-        values[key] = _bounded(key, _scene_default(report, key) if from_scene else value, *limits[key],
-                               from_scene=from_scene)
+        values[key] = _bounded(
+            key, _scene_default(report, key) if from_scene else value, *limits[key], from_scene=from_scene
+        )
     if values["frame_end"] < values["frame_start"]:
         raise JobRefused(f"frame_end ({values['frame_end']}) is before frame_start ({values['frame_start']})")
     frames = len(range(values["frame_start"], values["frame_end"] + 1, values["frame_step"]))
@@ -111,20 +141,41 @@ def job_quote(*, owner, scene: Scene | int, name: str = "", frame_start: int | N
     if max_price_per_frame is not None:
         max_price_per_frame = _bounded("max_price_per_frame", max_price_per_frame, 0, 10**15, from_scene=False)
     name = (name or scene.name).strip()[:200] or f"scene {scene.pk}"
-    tiles = _tile_side_checked(tiles, frames=frames, width=values["resolution_x"], height=values["resolution_y"],
-                               use_denoising=use_denoising)
+    tiles = _tile_side_checked(
+        tiles, frames=frames, width=values["resolution_x"], height=values["resolution_y"], use_denoising=use_denoising
+    )
 
-    quote = pricing.quote_for(frames=frames, width=values["resolution_x"], height=values["resolution_y"],
-                              samples=values["samples"], calibration=pricing.calibration_from_report(report),
-                              idle_scores=idle_capacity(), tile_side=tiles, priority=priority)
+    quote = pricing.quote_for(
+        frames=frames,
+        width=values["resolution_x"],
+        height=values["resolution_y"],
+        samples=values["samples"],
+        calibration=pricing.calibration_from_report(report),
+        idle_scores=idle_capacity(),
+        tile_side=tiles,
+        priority=priority,
+    )
     if max_price_per_frame is not None and quote.price_per_frame > max_price_per_frame:
-        raise JobRefused(f"the price per frame would be {tokens(quote.price_per_frame)} tokens, above your maximum "
-                         f"of {tokens(max_price_per_frame)}: lower the resolution or samples, or raise the maximum")
+        raise JobRefused(
+            f"the price per frame would be {tokens(quote.price_per_frame)} tokens, above your maximum "
+            f"of {tokens(max_price_per_frame)}: lower the resolution or samples, or raise the maximum"
+        )
     return Job.objects.create(
-        owner=owner, scene=scene, name=name, state=JobState.QUOTED, **values, seed=seed,
-        use_denoising=use_denoising, output_format=output_format, priority=priority,
-        max_price_per_frame=max_price_per_frame, price_per_frame=quote.price_per_frame, quote=quote.as_json(),
-        tile_side=tiles, blender_series=scene_series(report))
+        owner=owner,
+        scene=scene,
+        name=name,
+        state=JobState.QUOTED,
+        **values,
+        seed=seed,
+        use_denoising=use_denoising,
+        output_format=output_format,
+        priority=priority,
+        max_price_per_frame=max_price_per_frame,
+        price_per_frame=quote.price_per_frame,
+        quote=quote.as_json(),
+        tile_side=tiles,
+        blender_series=scene_series(report),
+    )
 
 
 def _tile_side_checked(side: object, *, frames: int, width: int, height: int, use_denoising: bool) -> int:
@@ -132,22 +183,29 @@ def _tile_side_checked(side: object, *, frames: int, width: int, height: int, us
     if side == 1:
         return side
     if frames != 1:
-        raise JobRefused(f"only a still can be split into tiles, and this job has {frames} frames: render one frame "
-                         f"(frame_end = frame_start) or do not split")
+        raise JobRefused(
+            f"only a still can be split into tiles, and this job has {frames} frames: render one frame "
+            f"(frame_end = frame_start) or do not split"
+        )
     if use_denoising:
-        raise JobRefused("a denoised image cannot be split into tiles: the denoiser needs the whole image, and tiles "
-                         "denoised apart show seams. Turn denoising off or do not split")
+        raise JobRefused(
+            "a denoised image cannot be split into tiles: the denoiser needs the whole image, and tiles "
+            "denoised apart show seams. Turn denoising off or do not split"
+        )
     tile_w, tile_h = smallest_tile(width=width, height=height, side=side)
     if min(tile_w, tile_h) < conf.MIN_TILE_SIDE:
         most = min(min(width, height) // conf.MIN_TILE_SIDE, conf.MAX_TILE_SIDE)
         advice = f"split it into at most {most}\N{MULTIPLICATION SIGN}{most} tiles" if most > 1 else "do not split it"
-        raise JobRefused(f"a {width}\N{MULTIPLICATION SIGN}{height} image in {side}\N{MULTIPLICATION SIGN}{side} "
-                         f"tiles has tiles of {tile_w}\N{MULTIPLICATION SIGN}{tile_h} px, under the "
-                         f"{conf.MIN_TILE_SIDE} px a tile needs on each side: {advice}")
+        raise JobRefused(
+            f"a {width}\N{MULTIPLICATION SIGN}{height} image in {side}\N{MULTIPLICATION SIGN}{side} "
+            f"tiles has tiles of {tile_w}\N{MULTIPLICATION SIGN}{tile_h} px, under the "
+            f"{conf.MIN_TILE_SIDE} px a tile needs on each side: {advice}"
+        )
     return side
 
 
 # --- accepting and cancelling ---------------------------------------------------------------
+
 
 def _job_of(*, job_id: int, owner) -> Job:
     job = Job.objects.filter(pk=job_id, owner=owner).first()
@@ -168,12 +226,20 @@ def job_accept(*, job_id: int, owner) -> Job:
     if job.state != JobState.QUOTED:
         raise JobRefused(f"this quote was {job.get_state_display().lower()} and can no longer be accepted")
     if job.quote_expired:
-        raise JobRefused(f"this quote expired at {job.quote_expires_at:%Y-%m-%d %H:%M} UTC (quotes hold for "
-                         f"{conf.QUOTE_VALID_HOURS} hours): get a new quote")
+        raise JobRefused(
+            f"this quote expired at {job.quote_expires_at:%Y-%m-%d %H:%M} UTC (quotes hold for "
+            f"{conf.QUOTE_VALID_HOURS} hours): get a new quote"
+        )
     if wallet_frozen(user=owner):
         raise JobRefused("your wallet owes tokens after a refunded or disputed top-up: settle it before new jobs")
-    if not transition(Job, pk=job.pk, current=JobState.QUOTED, target=JobState.QUEUED, table=JOB_TRANSITIONS,
-                      accepted_at=timezone.now()):
+    if not transition(
+        Job,
+        pk=job.pk,
+        current=JobState.QUOTED,
+        target=JobState.QUEUED,
+        table=JOB_TRANSITIONS,
+        accepted_at=timezone.now(),
+    ):
         job.refresh_from_db()
         if job.accepted_at is not None:  # a concurrent accept won
             return job
@@ -185,8 +251,9 @@ def job_accept(*, job_id: int, owner) -> Job:
             hold_escrow(artist=owner, job_ref=job.escrow_ref, amount=total, key=f"hold:job:{job.pk}")
         except InsufficientFunds as exc:
             # Raising inside this atomic block rolls back the frames and the state change too.
-            raise FundsInsufficient(f"this job needs {tokens(total)} tokens in your wallet: top up and accept "
-                                    f"again") from exc
+            raise FundsInsufficient(
+                f"this job needs {tokens(total)} tokens in your wallet: top up and accept again"
+            ) from exc
     match_frames_soon()
     job.refresh_from_db()
     return job
@@ -195,12 +262,14 @@ def job_accept(*, job_id: int, owner) -> Job:
 def _frames_of(job: Job) -> list[Frame]:
     """The frames to render: one per frame number, or one per tile of a tiled still, sharing its price."""
     if job.tile_side == 1:
-        return [Frame(job=job, number=n, price=job.price_per_frame, state=FrameState.QUEUED)
-                for n in job.frame_numbers]
+        return [Frame(job=job, number=n, price=job.price_per_frame, state=FrameState.QUEUED) for n in job.frame_numbers]
     rects = tile_rects(width=job.resolution_x, height=job.resolution_y, side=job.tile_side)
     prices = pricing.tile_prices(price=job.price_per_frame, rects=rects)
-    return [Frame(job=job, number=n, tile_x=x, tile_y=y, tile_w=w, tile_h=h, price=price, state=FrameState.QUEUED)
-            for n in job.frame_numbers for (x, y, w, h), price in zip(rects, prices, strict=True)]
+    return [
+        Frame(job=job, number=n, tile_x=x, tile_y=y, tile_w=w, tile_h=h, price=price, state=FrameState.QUEUED)
+        for n in job.frame_numbers
+        for (x, y, w, h), price in zip(rects, prices, strict=True)
+    ]
 
 
 def job_mark_running(*, job_id: int) -> bool:
@@ -227,13 +296,23 @@ def job_cancel(*, job_id: int, owner) -> JobCancelled:
     if job.state in (JobState.DONE, JobState.FAILED):
         raise JobRefused(f"this job is already {job.get_state_display().lower()}")
     if job.state == JobState.QUOTED:  # a quote holds no money and has no frames
-        if not transition(Job, pk=job.pk, current=JobState.QUOTED, target=JobState.CANCELLED,
-                          table=JOB_TRANSITIONS, finished_at=timezone.now()):
+        if not transition(
+            Job,
+            pk=job.pk,
+            current=JobState.QUOTED,
+            target=JobState.CANCELLED,
+            table=JOB_TRANSITIONS,
+            finished_at=timezone.now(),
+        ):
             raise JobRefused("this quote changed meanwhile: reload the page")
         job.refresh_from_db()
         return JobCancelled(job, 0, 0)
-    open_frames = list(Frame.objects.select_for_update().filter(job=job, state__in=FRAME_OPEN).order_by("pk")
-                       .values_list("pk", "state", "price"))
+    open_frames = list(
+        Frame.objects.select_for_update()
+        .filter(job=job, state__in=FRAME_OPEN)
+        .order_by("pk")
+        .values_list("pk", "state", "price")
+    )
     job = Job.objects.select_for_update().get(pk=job.pk)
     if job.state in (JobState.CANCELLED, JobState.DONE, JobState.FAILED):  # changed while we waited for locks
         if job.state == JobState.CANCELLED:
@@ -242,13 +321,19 @@ def job_cancel(*, job_id: int, owner) -> JobCancelled:
     cancelled, refund = [], 0
     for frame_id, state, price in open_frames:
         if state in FRAME_CANCELLABLE and transition(
-                Frame, pk=frame_id, current=state, target=FrameState.CANCELLED, table=FRAME_TRANSITIONS,
-                last_error="cancelled by the artist"):
+            Frame,
+            pk=frame_id,
+            current=state,
+            target=FrameState.CANCELLED,
+            table=FRAME_TRANSITIONS,
+            last_error="cancelled by the artist",
+        ):
             cancelled.append(frame_id)
             refund += price
     leases_revoke_for_frames(frame_ids=cancelled)
-    transition(Job, pk=job.pk, current=job.state, target=JobState.CANCELLED, table=JOB_TRANSITIONS,
-               finished_at=timezone.now())
+    transition(
+        Job, pk=job.pk, current=job.state, target=JobState.CANCELLED, table=JOB_TRANSITIONS, finished_at=timezone.now()
+    )
     if refund:
         refund_escrow(artist=owner, job_ref=job.escrow_ref, amount=refund, key=f"refund:job:{job.pk}:cancel")
     transaction.on_commit(lambda: job_finish_if_complete(job_id=job.pk))  # sweeps leftovers once nothing is open
@@ -291,32 +376,47 @@ def job_retry_failed(*, job_id: int, owner) -> JobRetried:
     if wallet_frozen(user=owner):
         raise JobRefused("your wallet owes tokens after a refunded or disputed top-up: settle it before new work")
     # Frames first, then the job: the module's lock order.
-    failed = list(Frame.objects.select_for_update().filter(job=job, state=FrameState.FAILED).order_by("pk")
-                  .values_list("pk", "price"))
+    failed = list(
+        Frame.objects.select_for_update()
+        .filter(job=job, state=FrameState.FAILED)
+        .order_by("pk")
+        .values_list("pk", "price")
+    )
     job = Job.objects.select_for_update().get(pk=job.pk)
     if not failed:
         raise JobRefused("this job has no failed frames to retry")
     if job.retries >= conf.MAX_RETRIES:
-        raise JobRefused(f"this job's failed frames were retried {job.retries} times already, the most a job "
-                         f"allows ({conf.MAX_RETRIES}): fix the scene and submit a new job")
+        raise JobRefused(
+            f"this job's failed frames were retried {job.retries} times already, the most a job "
+            f"allows ({conf.MAX_RETRIES}): fix the scene and submit a new job"
+        )
     if job.state not in (JobState.RUNNING, JobState.DONE, JobState.FAILED):  # changed while we waited
         raise JobRefused(f"this job is {job.get_state_display().lower()} now")
     now = timezone.now()
     for frame_id, _ in failed:
-        transition(Frame, pk=frame_id, current=FrameState.FAILED, target=FrameState.QUEUED, table=FRAME_TRANSITIONS,
-                   attempts=0, retried_at=now, last_error="")
+        transition(
+            Frame,
+            pk=frame_id,
+            current=FrameState.FAILED,
+            target=FrameState.QUEUED,
+            table=FRAME_TRANSITIONS,
+            attempts=0,
+            retried_at=now,
+            last_error="",
+        )
     held = 0
     if job.state != JobState.RUNNING:
         held = sum(price for _, price in failed)
         if held:
             try:
-                hold_escrow(artist=owner, job_ref=job.escrow_ref, amount=held,
-                            key=f"hold:job:{job.pk}:retry:{job.retries + 1}")
+                hold_escrow(
+                    artist=owner, job_ref=job.escrow_ref, amount=held, key=f"hold:job:{job.pk}:retry:{job.retries + 1}"
+                )
             except InsufficientFunds as exc:
-                raise FundsInsufficient(f"retrying needs {tokens(held)} tokens in your wallet: top up and retry "
-                                        "again") from exc
-        transition(Job, pk=job.pk, current=job.state, target=JobState.RUNNING, table=JOB_TRANSITIONS,
-                   finished_at=None)
+                raise FundsInsufficient(
+                    f"retrying needs {tokens(held)} tokens in your wallet: top up and retry again"
+                ) from exc
+        transition(Job, pk=job.pk, current=job.state, target=JobState.RUNNING, table=JOB_TRANSITIONS, finished_at=None)
     Job.objects.filter(pk=job.pk).update(retries=F("retries") + 1)
     match_frames_soon()
     job.refresh_from_db()
@@ -324,6 +424,7 @@ def job_retry_failed(*, job_id: int, owner) -> JobRetried:
 
 
 # --- settling and finishing -----------------------------------------------------------------
+
 
 @transaction.atomic
 def frame_settle(*, frame_id: int, node_id: int) -> bool:
@@ -335,16 +436,29 @@ def frame_settle(*, frame_id: int, node_id: int) -> bool:
     frame = Frame.objects.select_for_update(of=("self",)).select_related("job__owner").get(pk=frame_id)
     if frame.state not in (FrameState.RENDERED, FrameState.VERIFYING):
         return False
-    if not transition(Frame, pk=frame.pk, current=frame.state, target=FrameState.SETTLED, table=FRAME_TRANSITIONS,
-                      node_id=node_id, settled_at=timezone.now(), settle_count=F("settle_count") + 1):
+    if not transition(
+        Frame,
+        pk=frame.pk,
+        current=frame.state,
+        target=FrameState.SETTLED,
+        table=FRAME_TRANSITIONS,
+        node_id=node_id,
+        settled_at=timezone.now(),
+        settle_count=F("settle_count") + 1,
+    ):
         return False
     frame.settle_count += 1
     provider = WorkerNode.objects.select_related("owner").get(pk=node_id).owner
     job = frame.job
     if frame.price:
-        release_escrow(artist=job.owner, job_ref=job.escrow_ref, provider=provider, amount=frame.price,
-                       key=frame.settlement_key,
-                       memo=f"frame {frame.number} of job {job.pk} rendered")
+        release_escrow(
+            artist=job.owner,
+            job_ref=job.escrow_ref,
+            provider=provider,
+            amount=frame.price,
+            key=frame.settlement_key,
+            memo=f"frame {frame.number} of job {job.pk} rendered",
+        )
     transaction.on_commit(lambda: job_finish_if_complete(job_id=job.pk))
     if frame.tile_x is not None:
         _assemble_after_commit(job_id=job.pk, number=frame.number)
@@ -374,15 +488,25 @@ def job_finish_if_complete(*, job_id: int) -> bool:
 @transaction.atomic
 def _job_finish(*, job_id: int) -> bool:
     # Frames first, then the job: the module's lock order.
-    open_frames = list(Frame.objects.select_for_update().filter(job_id=job_id, state__in=FRAME_OPEN)
-                       .order_by("pk").values_list("pk", "state"))
+    open_frames = list(
+        Frame.objects.select_for_update()
+        .filter(job_id=job_id, state__in=FRAME_OPEN)
+        .order_by("pk")
+        .values_list("pk", "state")
+    )
     job = Job.objects.select_for_update().select_related("owner").get(pk=job_id)
     if job.state == JobState.CANCELLED:
         # A cancelled job renders nothing more: a frame sent back to the queue (its result was rejected) ends here.
         for frame_id, state in open_frames:
             if state == FrameState.QUEUED:
-                transition(Frame, pk=frame_id, current=state, target=FrameState.CANCELLED, table=FRAME_TRANSITIONS,
-                           last_error="job cancelled")
+                transition(
+                    Frame,
+                    pk=frame_id,
+                    current=state,
+                    target=FrameState.CANCELLED,
+                    table=FRAME_TRANSITIONS,
+                    last_error="job cancelled",
+                )
         if job.frames.filter(state__in=FRAME_OPEN).exists():
             return False
     elif job.state in (JobState.QUEUED, JobState.RUNNING):
@@ -390,8 +514,7 @@ def _job_finish(*, job_id: int) -> bool:
         if open_frames or job.frames.filter(state__in=FRAME_OPEN).exists():
             return False
         target = JobState.DONE if job.frames.filter(state=FrameState.SETTLED).exists() else JobState.FAILED
-        transition(Job, pk=job.pk, current=job.state, target=target, table=JOB_TRANSITIONS,
-                   finished_at=timezone.now())
+        transition(Job, pk=job.pk, current=job.state, target=target, table=JOB_TRANSITIONS, finished_at=timezone.now())
     else:
         return False
     # One key per ending: an upheld dispute can reopen a DONE job and hold its price in escrow again.
@@ -403,6 +526,7 @@ def _job_finish(*, job_id: int) -> bool:
 
 
 # --- assembling tiled stills ----------------------------------------------------------------
+
 
 def _tile_bytes(tile: Frame) -> bytes:
     """A settled tile's image, checked against the digest frozen at its report (AssemblyError if it differs)."""
@@ -430,8 +554,11 @@ def frame_assemble(*, job_id: int, number: int) -> AssembledFrame | None:
         return known
     job = tiles[0].job
     stitched = assembly.stitch(
-        width=job.resolution_x, height=job.resolution_y, output_format=job.output_format,
-        tiles=(((tile.tile_x, tile.tile_y, tile.tile_w, tile.tile_h), _tile_bytes(tile)) for tile in tiles))
+        width=job.resolution_x,
+        height=job.resolution_y,
+        output_format=job.output_format,
+        tiles=(((tile.tile_x, tile.tile_y, tile.tile_w, tile.tile_h), _tile_bytes(tile)) for tile in tiles),
+    )
     # Content-addressed: assembling the same tiles twice (a redelivered task) writes the same keys.
     sha = hashlib.sha256(stitched.data).hexdigest()
     result_key = f"results/job{job_id}/frame{number:06d}-{sha[:16]}.{stitched.extension}"
@@ -439,8 +566,12 @@ def frame_assemble(*, job_id: int, number: int) -> AssembledFrame | None:
     blobs.blob_put(key=result_key, fileobj=io.BytesIO(stitched.data))
     blobs.blob_put(key=thumbnail_key, fileobj=io.BytesIO(stitched.thumbnail))
     with transaction.atomic():
-        held = list(Frame.objects.select_for_update().filter(pk__in=[tile.pk for tile in tiles]).order_by("pk")
-                    .values_list("pk", "state", "result_key"))
+        held = list(
+            Frame.objects.select_for_update()
+            .filter(pk__in=[tile.pk for tile in tiles])
+            .order_by("pk")
+            .values_list("pk", "state", "result_key")
+        )
         current = {pk: key for pk, state, key in held if state == FrameState.SETTLED}
         if [current.get(tile.pk) for tile in tiles] != keys:
             return None  # a tile was disputed meanwhile: its next settlement assembles the frame again
@@ -448,9 +579,16 @@ def frame_assemble(*, job_id: int, number: int) -> AssembledFrame | None:
         if previous is not None and previous.tile_keys == keys:
             return previous  # a concurrent run recorded the same tiles first
         assembled, _ = AssembledFrame.objects.update_or_create(
-            job_id=job_id, number=number,
-            defaults={"result_key": result_key, "result_sha256": sha, "thumbnail_key": thumbnail_key,
-                      "tile_keys": keys, "assembled_at": timezone.now()})
+            job_id=job_id,
+            number=number,
+            defaults={
+                "result_key": result_key,
+                "result_sha256": sha,
+                "thumbnail_key": thumbnail_key,
+                "tile_keys": keys,
+                "assembled_at": timezone.now(),
+            },
+        )
         if previous is not None and previous.result_key != result_key:  # the superseded image and thumbnail
             transaction.on_commit(partial(blobs.blob_delete, previous.result_key))
             transaction.on_commit(partial(blobs.blob_delete, previous.thumbnail_key))

@@ -3,6 +3,7 @@
 A frame change is a conditional UPDATE (`WHERE state = <from>`): if another worker moved the frame first,
 the row count is 0 and the caller learns it lost the race instead of overwriting.
 """
+
 from django.db import models
 from django.utils import timezone
 

@@ -1,4 +1,5 @@
 """Internal Celery tasks of jobs. They take ids, are idempotent, and call one service each."""
+
 import logging
 from datetime import timedelta
 

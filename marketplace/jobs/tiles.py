@@ -3,6 +3,7 @@
 A tile is (x, y, w, h) in pixels with y from the TOP of the image (the convention of `Frame.tile_*`, numpy and
 render_kernels; dispatch turns it into Blender's bottom-up border).
 """
+
 from __future__ import annotations
 
 Rect = tuple[int, int, int, int]

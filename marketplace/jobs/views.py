@@ -1,4 +1,5 @@
 """Artist pages for jobs. Another user's job or scene is a 404, never a 403 that confirms it exists."""
+
 from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
@@ -63,14 +64,23 @@ def _live_context(job: Job, *, page: object = 1, frames_since: datetime | None =
     counts = selectors.frame_counts(job=job)
     waiting = job_waiting(job=job)
     frame_page = selectors.frame_page(job=job, page=page)
-    return {"job": job, "counts": counts, "frames_total": sum(counts.values()), "money": selectors.job_money(job=job),
-            "page": frame_page, "page_size": selectors.FRAMES_PER_PAGE,
-            "rows": selectors.frame_rows(job=job, page=frame_page, changed_since=frames_since),
-            "state_legend": [(state.value, state.label) for state in selectors.STATE_CODES],
-            "state_runs": selectors.frame_state_runs(job=job),
-            "preview": selectors.last_finished_frame(job=job), "stills": selectors.stills_of(job=job),
-            "verification": frame_checks(job.pk, frame_page.frame_ids), "live": selectors.job_is_live(job=job),
-            "waiting": waiting, "waiting_long": waiting_too_long(waiting=waiting)}
+    return {
+        "job": job,
+        "counts": counts,
+        "frames_total": sum(counts.values()),
+        "money": selectors.job_money(job=job),
+        "page": frame_page,
+        "page_size": selectors.FRAMES_PER_PAGE,
+        "rows": selectors.frame_rows(job=job, page=frame_page, changed_since=frames_since),
+        "state_legend": [(state.value, state.label) for state in selectors.STATE_CODES],
+        "state_runs": selectors.frame_state_runs(job=job),
+        "preview": selectors.last_finished_frame(job=job),
+        "stills": selectors.stills_of(job=job),
+        "verification": frame_checks(job.pk, frame_page.frame_ids),
+        "live": selectors.job_is_live(job=job),
+        "waiting": waiting,
+        "waiting_long": waiting_too_long(waiting=waiting),
+    }
 
 
 @login_required
@@ -104,9 +114,12 @@ def job_fragment(request: HttpRequest, job_id: int) -> HttpResponse:
 @require_POST
 def job_allow_refused_nodes(request: HttpRequest, job_id: int) -> HttpResponse:
     """The artist's choice for frames no other node can take: let the nodes refused on this job render them."""
-    return _job_action(request, job_id,
-                       lambda: services.job_allow_refused_nodes(job_id=job_id, owner=request.user),
-                       lambda n: f"{n} node{'s' if n != 1 else ''} may render this job's frames again.")
+    return _job_action(
+        request,
+        job_id,
+        lambda: services.job_allow_refused_nodes(job_id=job_id, owner=request.user),
+        lambda n: f"{n} node{'s' if n != 1 else ''} may render this job's frames again.",
+    )
 
 
 def _job_action(request: HttpRequest, job_id: int, act: Callable[[], T], success: Callable[[T], str]) -> HttpResponse:
@@ -136,8 +149,10 @@ def _retried(outcome: services.JobRetried) -> str:
 def _cancelled(outcome: services.JobCancelled) -> str:
     if outcome.job.accepted_at is None:  # a quote: nothing was queued or held
         return "Quote discarded."
-    return (f"Job cancelled: {outcome.frames_cancelled} frames stopped, {tokens(outcome.refunded)} tokens refunded "
-            "to your wallet.")
+    return (
+        f"Job cancelled: {outcome.frames_cancelled} frames stopped, {tokens(outcome.refunded)} tokens refunded "
+        "to your wallet."
+    )
 
 
 @login_required
@@ -149,8 +164,7 @@ def job_accept(request: HttpRequest, job_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def job_retry_failed(request: HttpRequest, job_id: int) -> HttpResponse:
-    return _job_action(request, job_id, lambda: services.job_retry_failed(job_id=job_id, owner=request.user),
-                       _retried)
+    return _job_action(request, job_id, lambda: services.job_retry_failed(job_id=job_id, owner=request.user), _retried)
 
 
 @login_required
@@ -158,8 +172,11 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
     """GET: say what cancelling would stop and refund, and ask to confirm; POST: cancel."""
     if request.method != "POST":
         job = _job_or_404(request, job_id)
-        return render(request, "jobs/cancel.html", {"job": job, "preview": selectors.cancel_preview(job=job),
-                                                    "money": selectors.job_money(job=job)})
+        return render(
+            request,
+            "jobs/cancel.html",
+            {"job": job, "preview": selectors.cancel_preview(job=job), "money": selectors.job_money(job=job)},
+        )
     return _job_action(request, job_id, lambda: services.job_cancel(job_id=job_id, owner=request.user), _cancelled)
 
 

@@ -4,6 +4,7 @@ Postgres enforces the rules itself (migration 0002): every transaction's posting
 constraint trigger at COMMIT) and postings are append-only. `Account.balance` is a cache of the sum of
 its postings, kept by the ledger service in the same transaction, and checked by `selectors.ledger_drift`.
 """
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q

@@ -15,18 +15,21 @@ def account_balance_from_postings(*, account: Account) -> int:
 
 
 def user_balances(*, user) -> dict[str, int]:
-    return dict(Account.objects.filter(owner=user).exclude(kind=Account.Kind.JOB_ESCROW)
-                .values_list("kind", "balance"))
+    return dict(Account.objects.filter(owner=user).exclude(kind=Account.Kind.JOB_ESCROW).values_list("kind", "balance"))
 
 
 def user_escrow_total(*, user) -> int:
-    return Account.objects.filter(owner=user, kind=Account.Kind.JOB_ESCROW).aggregate(
-        s=Coalesce(Sum("balance"), 0))["s"]
+    return Account.objects.filter(owner=user, kind=Account.Kind.JOB_ESCROW).aggregate(s=Coalesce(Sum("balance"), 0))[
+        "s"
+    ]
 
 
 def user_postings(*, user) -> QuerySet[Posting]:
-    return (Posting.objects.filter(account__owner=user).select_related("transaction", "account")
-            .order_by("-transaction__created_at", "-id"))
+    return (
+        Posting.objects.filter(account__owner=user)
+        .select_related("transaction", "account")
+        .order_by("-transaction__created_at", "-id")
+    )
 
 
 def posted_to(*, kind: str, owner, keys: list[str]) -> dict[str, int]:
@@ -35,8 +38,11 @@ def posted_to(*, kind: str, owner, keys: list[str]) -> dict[str, int]:
     Later entries that undo or follow a transaction (an upheld dispute, a maturation) read what was really
     posted, never a recomputation with today's settings (the platform fee may have changed since).
     """
-    rows = (Posting.objects.filter(account__kind=kind, account__owner=owner, transaction__idempotency_key__in=keys)
-            .values_list("transaction__idempotency_key").annotate(s=Sum("amount")))
+    rows = (
+        Posting.objects.filter(account__kind=kind, account__owner=owner, transaction__idempotency_key__in=keys)
+        .values_list("transaction__idempotency_key")
+        .annotate(s=Sum("amount"))
+    )
     return dict(rows)
 
 

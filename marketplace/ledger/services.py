@@ -2,6 +2,7 @@
 
 `transfer` is the only function that creates postings; the escrow helpers are named transfers.
 """
+
 import json
 from collections import defaultdict
 from collections.abc import Sequence
@@ -45,8 +46,10 @@ def accounts_get(*wanted: tuple[str, object, str]) -> list[Account]:
     found = {a.key: a for a in Account.objects.filter(key__in=keys)}
     for key, (kind, owner, ref) in zip(keys, wanted, strict=True):
         if key not in found:
-            found[key], _ = Account.objects.get_or_create(key=key, defaults={
-                "kind": kind, "owner": owner, "ref": ref, "allow_negative": kind in Account.NEGATIVE_ALLOWED})
+            found[key], _ = Account.objects.get_or_create(
+                key=key,
+                defaults={"kind": kind, "owner": owner, "ref": ref, "allow_negative": kind in Account.NEGATIVE_ALLOWED},
+            )
     return [found[key] for key in keys]
 
 
@@ -89,8 +92,11 @@ def _post_rows(*, key: str, memo: str, metadata: dict, legs: Sequence[Leg], now)
     table = LedgerTransaction._meta.db_table
     with connection.cursor() as cur:
         # ON CONFLICT DO NOTHING waits for a concurrent writer of the same key, then yields no row.
-        cur.execute(f"INSERT INTO {table} (idempotency_key, memo, metadata, created_at) VALUES (%s, %s, %s, %s) "
-                    "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id", [key, memo, json.dumps(metadata), now])
+        cur.execute(
+            f"INSERT INTO {table} (idempotency_key, memo, metadata, created_at) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+            [key, memo, json.dumps(metadata), now],
+        )
         row = cur.fetchone()
     if row is None:
         return LedgerTransaction.objects.values_list("pk", flat=True).get(idempotency_key=key), False
@@ -161,8 +167,9 @@ def release_escrow(*, artist, job_ref: str, provider, amount: int, key: str, mem
     """Job escrow -> provider pending (minus the platform fee) + platform revenue."""
     if _check_amount(amount) <= 0:
         raise LedgerError("release amount must be positive")
-    escrow, pending, revenue = accounts_get((Kind.JOB_ESCROW, artist, job_ref), (Kind.PROVIDER_PENDING, provider, ""),
-                                            (Kind.PLATFORM_REVENUE, None, ""))
+    escrow, pending, revenue = accounts_get(
+        (Kind.JOB_ESCROW, artist, job_ref), (Kind.PROVIDER_PENDING, provider, ""), (Kind.PLATFORM_REVENUE, None, "")
+    )
     fee = fee_for(amount)
     legs = [Leg(escrow, -amount), Leg(pending, amount - fee)]
     if fee:

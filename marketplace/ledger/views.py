@@ -9,8 +9,12 @@ from marketplace.ledger import selectors
 @login_required
 def ledger_page(request: HttpRequest) -> HttpResponse:
     page = Paginator(selectors.user_postings(user=request.user), 50).get_page(request.GET.get("page"))
-    return render(request, "ledger/ledger.html", {
-        "balances": selectors.user_balances(user=request.user),
-        "escrow": selectors.user_escrow_total(user=request.user),
-        "page": page,
-    })
+    return render(
+        request,
+        "ledger/ledger.html",
+        {
+            "balances": selectors.user_balances(user=request.user),
+            "escrow": selectors.user_escrow_total(user=request.user),
+            "page": page,
+        },
+    )

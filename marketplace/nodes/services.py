@@ -33,11 +33,12 @@ def node_create(*, owner, name: str) -> tuple[WorkerNode, str]:
     untrusted = untrusted_nodes_of(owner=owner).count()
     limit = policy.max_untrusted_nodes()
     if untrusted >= limit:
-        raise NodeError(f"you have {untrusted} nodes that have not earned trust yet, the most allowed ({limit}): "
-                        f"a new slot opens when one of them passes {policy.TRUSTED_AFTER} checks in a row")
+        raise NodeError(
+            f"you have {untrusted} nodes that have not earned trust yet, the most allowed ({limit}): "
+            f"a new slot opens when one of them passes {policy.TRUSTED_AFTER} checks in a row"
+        )
     issued = secret_issue("nd")
-    node = WorkerNode.objects.create(owner=owner, name=name, token_prefix=issued.prefix,
-                                     token_hash=issued.secret_hash)
+    node = WorkerNode.objects.create(owner=owner, name=name, token_prefix=issued.prefix, token_hash=issued.secret_hash)
     return node, issued.plaintext
 
 
@@ -52,11 +53,14 @@ def node_delete(*, owner, node_id: int) -> bool:
         node = WorkerNode.objects.select_for_update().filter(pk=node_id, owner=owner).first()
         if node is None:
             return False
-        if (FrameLease.objects.filter(node=node, state=FrameLease.State.ACTIVE).exists()
-                or FrameCheck.objects.filter(node=node, state=FrameCheck.State.PENDING).exists()
-                or CropCheck.objects.filter(verify_lease__node=node, state=CropCheck.State.PENDING).exists()):
-            raise NodeError("this node is working or its results are being verified: pause it and try again "
-                            "once they are done")
+        if (
+            FrameLease.objects.filter(node=node, state=FrameLease.State.ACTIVE).exists()
+            or FrameCheck.objects.filter(node=node, state=FrameCheck.State.PENDING).exists()
+            or CropCheck.objects.filter(verify_lease__node=node, state=CropCheck.State.PENDING).exists()
+        ):
+            raise NodeError(
+                "this node is working or its results are being verified: pause it and try again once they are done"
+            )
         node.delete()
         queues.nodes_broker_revoke_on_commit(node_ids=[node_id])
     return True
@@ -100,13 +104,13 @@ def _best_device(devices: list[dict]) -> tuple[str, int]:
     types = {str(d.get("type", "")).upper(): d for d in devices if d.get("use", True)}
     for kind in DEVICE_PREFERENCE:
         if kind in types:
-            vram = max((int(d.get("vram_mb") or 0) for d in devices if str(d.get("type")).upper() == kind),
-                       default=0)
+            vram = max((int(d.get("vram_mb") or 0) for d in devices if str(d.get("type")).upper() == kind), default=0)
             return kind, vram
     return "CPU", 0
 
 
 # --- the node's status: derived from facts, in this one place ---------------------------------
+
 
 def node_status_expression(now=None) -> Case:
     """The rule, first match wins:
@@ -145,12 +149,15 @@ def node_status_sync(*, node_ids: Iterable[int] | None = None, now=None) -> int:
 def nodes_with_wrong_status(now=None) -> list[tuple[int, str, str]]:
     """(node id, stored status, derived status) of every node whose stored status disagrees with the facts.
     Empty when the invariant holds; the property test and the admin check use it."""
-    rows = (WorkerNode.objects.annotate(derived=node_status_expression(now),
-                                        derived_frame=Subquery(active_leases().order_by("-created_at")
-                                                               .values("frame_id")[:1]))
-            .values_list("pk", "status", "derived", "current_frame_id", "derived_frame"))
-    return [(pk, f"{status} frame={frame}", f"{derived} frame={dframe}")
-            for pk, status, derived, frame, dframe in rows if (status, frame) != (derived, dframe)]
+    rows = WorkerNode.objects.annotate(
+        derived=node_status_expression(now),
+        derived_frame=Subquery(active_leases().order_by("-created_at").values("frame_id")[:1]),
+    ).values_list("pk", "status", "derived", "current_frame_id", "derived_frame")
+    return [
+        (pk, f"{status} frame={frame}", f"{derived} frame={dframe}")
+        for pk, status, derived, frame, dframe in rows
+        if (status, frame) != (derived, dframe)
+    ]
 
 
 @transaction.atomic
@@ -158,11 +165,16 @@ def node_hello(*, node: WorkerNode, capabilities: Capabilities) -> WorkerNode:
     """Record what the agent reports it has; the node becomes idle unless paused by its owner."""
     device, vram = _best_device(capabilities.devices)
     fields = {
-        "devices": capabilities.devices[:32], "cpu_cores": max(0, capabilities.cpu_cores),
-        "ram_mb": max(0, capabilities.ram_mb), "blender_version": capabilities.blender_version[:20],
+        "devices": capabilities.devices[:32],
+        "cpu_cores": max(0, capabilities.cpu_cores),
+        "ram_mb": max(0, capabilities.ram_mb),
+        "blender_version": capabilities.blender_version[:20],
         "blender_series": series_field(capabilities.blender_series or [_series_of(capabilities.blender_version)]),
-        "device_type": device, "vram_mb": vram, "last_heartbeat": timezone.now(),
-        "sandbox": capabilities.sandbox, "sandbox_detail": capabilities.sandbox_detail[:200],
+        "device_type": device,
+        "vram_mb": vram,
+        "last_heartbeat": timezone.now(),
+        "sandbox": capabilities.sandbox,
+        "sandbox_detail": capabilities.sandbox_detail[:200],
     }
     WorkerNode.objects.filter(pk=node.pk).update(**fields, agent_state=WorkerNode.AgentState.ONLINE)
     node_status_sync(node_ids=[node.pk])

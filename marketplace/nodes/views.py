@@ -16,8 +16,10 @@ def _provider_only(request: HttpRequest) -> None:
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     _provider_only(request)
-    context = {"nodes": selectors.nodes_of(owner=request.user),
-               "balances": ledger_selectors.user_balances(user=request.user)}
+    context = {
+        "nodes": selectors.nodes_of(owner=request.user),
+        "balances": ledger_selectors.user_balances(user=request.user),
+    }
     template = "nodes/_nodes.html" if request.headers.get("X-Fragment") else "nodes/dashboard.html"
     return render(request, template, context)
 
@@ -40,8 +42,12 @@ def node_create(request: HttpRequest) -> HttpResponse:
 def node_pause(request: HttpRequest, node_id: int) -> HttpResponse:
     _provider_only(request)
     try:
-        found = services.node_set_paused(owner=request.user, node_id=node_id, paused=request.POST.get("paused") == "1",
-                                         mode=request.POST.get("mode") or "finish")
+        found = services.node_set_paused(
+            owner=request.user,
+            node_id=node_id,
+            paused=request.POST.get("paused") == "1",
+            mode=request.POST.get("mode") or "finish",
+        )
     except services.NodeError as exc:
         messages.error(request, str(exc))
         return redirect("nodes:dashboard")

@@ -9,9 +9,17 @@ from prometheus_client.registry import Collector
 
 from marketplace.ops.selectors import farm_snapshot
 
-NAMES = ("market_nodes", "market_frames", "market_active_leases", "market_dispatch_lag_seconds",
-         "market_settlement_lag_seconds", "market_verification_failures", "market_crop_failures",
-         "market_celery_queue_depth", "market_agent_queue_depth")
+NAMES = (
+    "market_nodes",
+    "market_frames",
+    "market_active_leases",
+    "market_dispatch_lag_seconds",
+    "market_settlement_lag_seconds",
+    "market_verification_failures",
+    "market_crop_failures",
+    "market_celery_queue_depth",
+    "market_agent_queue_depth",
+)
 
 
 class FarmCollector(Collector):
@@ -35,19 +43,24 @@ class FarmCollector(Collector):
         for kind, n in snap.active_leases.items():
             leases.add_metric([kind], n)
         yield leases
-        yield GaugeMetricFamily("market_dispatch_lag_seconds", "Age of the oldest frame waiting for a node",
-                                value=snap.oldest_queued_s)
-        yield GaugeMetricFamily("market_settlement_lag_seconds",
-                                "Age of the oldest rendered frame not yet verified and settled",
-                                value=snap.oldest_unsettled_s)
+        yield GaugeMetricFamily(
+            "market_dispatch_lag_seconds", "Age of the oldest frame waiting for a node", value=snap.oldest_queued_s
+        )
+        yield GaugeMetricFamily(
+            "market_settlement_lag_seconds",
+            "Age of the oldest rendered frame not yet verified and settled",
+            value=snap.oldest_unsettled_s,
+        )
         yield CounterMetricFamily("market_verification_failures", "Frame checks that failed", value=snap.checks_failed)
         yield CounterMetricFamily("market_crop_failures", "Crop re-renders that did not match", value=snap.crops_failed)
-        queues = GaugeMetricFamily("market_celery_queue_depth", "Messages waiting in each Celery queue",
-                                   labels=["queue"])
+        queues = GaugeMetricFamily(
+            "market_celery_queue_depth", "Messages waiting in each Celery queue", labels=["queue"]
+        )
         for name, depth in snap.celery_queues.items():
             if depth is not None:
                 queues.add_metric([name], depth)
         yield queues
         if snap.agent_queue_messages is not None:
-            yield GaugeMetricFamily("market_agent_queue_depth", "Deliveries waiting in the agents' queues",
-                                    value=snap.agent_queue_messages)
+            yield GaugeMetricFamily(
+                "market_agent_queue_depth", "Deliveries waiting in the agents' queues", value=snap.agent_queue_messages
+            )

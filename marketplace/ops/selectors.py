@@ -76,12 +76,18 @@ def farm_snapshot() -> FarmSnapshot:
     leases = dict.fromkeys(FrameLease.Kind.values, 0)
     leases.update(FrameLease.objects.filter(state=FrameLease.State.ACTIVE).values_list("kind").annotate(n=Count("pk")))
     waiting = Frame.objects.filter(state=FrameState.QUEUED, job__is_canary=False).aggregate(t=Min("updated_at"))["t"]
-    unsettled = (Frame.objects.filter(state__in=(FrameState.RENDERED, FrameState.VERIFYING), job__is_canary=False)
-                 .aggregate(t=Min("rendered_at"))["t"])
+    unsettled = Frame.objects.filter(
+        state__in=(FrameState.RENDERED, FrameState.VERIFYING), job__is_canary=False
+    ).aggregate(t=Min("rendered_at"))["t"]
     return FarmSnapshot(
-        nodes=nodes, frames=frames, active_leases=leases,
-        oldest_queued_s=_age(waiting, now), oldest_unsettled_s=_age(unsettled, now),
+        nodes=nodes,
+        frames=frames,
+        active_leases=leases,
+        oldest_queued_s=_age(waiting, now),
+        oldest_unsettled_s=_age(unsettled, now),
         checks_failed=FrameCheck.objects.filter(state=FrameCheck.State.FAILED).count(),
         crops_failed=CropCheck.objects.filter(state=CropCheck.State.FAILED).count(),
-        celery_queues=_celery_depths(), agent_queue_messages=_agent_depth(), taken_at=now,
+        celery_queues=_celery_depths(),
+        agent_queue_messages=_agent_depth(),
+        taken_at=now,
     )

@@ -1,4 +1,5 @@
 """Read-only admin: these rows mirror the payment provider and the ledger; services alone change them."""
+
 from django.contrib import admin
 
 from marketplace.payments.models import ConnectAccount, EarningMaturation, Payout, TopUp, WebhookEvent
@@ -17,8 +18,16 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(TopUp)
 class TopUpAdmin(ReadOnlyAdmin):
-    list_display = ("ref", "user", "amount_cents", "state", "dispute_status", "credited_micro", "unrecovered_micro",
-                    "created_at")
+    list_display = (
+        "ref",
+        "user",
+        "amount_cents",
+        "state",
+        "dispute_status",
+        "credited_micro",
+        "unrecovered_micro",
+        "created_at",
+    )
     list_filter = ("state", "dispute_status", "provider")
     search_fields = ("ref", "session_id", "payment_intent", "dispute_id", "user__username")
 

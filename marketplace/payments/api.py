@@ -3,6 +3,7 @@
 Thin over `payments.services`, `payments.payouts` and the selectors: every rule, and every refusal's wording,
 is the services'. Their refusals become problem details (`marketplace.api.errors`) by one table, `ERROR_STATUS`.
 """
+
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
@@ -73,25 +74,35 @@ class ProviderView(PaymentsView):
 
 
 class WalletView(ArtistView):
-    @extend_schema(responses=WalletSerializer, summary="Get your wallet (artists)",
-                   description="Spendable tokens, tokens held in escrow for accepted jobs, any debt left by a "
-                               "refunded or disputed card payment, and your recent top-ups.")
+    @extend_schema(
+        responses=WalletSerializer,
+        summary="Get your wallet (artists)",
+        description="Spendable tokens, tokens held in escrow for accepted jobs, any debt left by a "
+        "refunded or disputed card payment, and your recent top-ups.",
+    )
     def get(self, request):
         user = request.user
-        return Response(WalletSerializer({
-            "wallet_micro": ledger_selectors.user_balances(user=user).get(Kind.ARTIST_WALLET, 0),
-            "escrow_micro": ledger_selectors.user_escrow_total(user=user),
-            "debt_micro": selectors.wallet_debt_micro(user=user),
-            "frozen": selectors.wallet_frozen(user=user),
-            "topups": selectors.topups_of(user=user),
-        }).data)
+        return Response(
+            WalletSerializer(
+                {
+                    "wallet_micro": ledger_selectors.user_balances(user=user).get(Kind.ARTIST_WALLET, 0),
+                    "escrow_micro": ledger_selectors.user_escrow_total(user=user),
+                    "debt_micro": selectors.wallet_debt_micro(user=user),
+                    "frozen": selectors.wallet_frozen(user=user),
+                    "topups": selectors.topups_of(user=user),
+                }
+            ).data
+        )
 
 
 class TopUpListView(ArtistView):
-    @extend_schema(request=TopUpStartRequest, summary="Buy tokens (artists)",
-                   description="Starts a top-up and returns the payment page to send the buyer to. Tokens are "
-                               "credited once the payment provider confirms the payment: poll the top-up.",
-                   responses={201: TopUpStartResponse, 400: REFUSED, 503: UNAVAILABLE})
+    @extend_schema(
+        request=TopUpStartRequest,
+        summary="Buy tokens (artists)",
+        description="Starts a top-up and returns the payment page to send the buyer to. Tokens are "
+        "credited once the payment provider confirms the payment: poll the top-up.",
+        responses={201: TopUpStartResponse, 400: REFUSED, 503: UNAVAILABLE},
+    )
     def post(self, request):
         data = TopUpStartRequest(data=request.data)
         data.is_valid(raise_exception=True)
@@ -102,52 +113,66 @@ class TopUpListView(ArtistView):
 
 
 class TopUpDetailView(ArtistView):
-    @extend_schema(responses={200: TopUpSerializer, 404: OpenApiResponse(description="No such top-up of yours.")},
-                   summary="Get a top-up (artists)",
-                   description="One of your top-ups: poll its `state` after paying; `credited_micro` is what "
-                               "reached your wallet.")
+    @extend_schema(
+        responses={200: TopUpSerializer, 404: OpenApiResponse(description="No such top-up of yours.")},
+        summary="Get a top-up (artists)",
+        description="One of your top-ups: poll its `state` after paying; `credited_micro` is what reached your wallet.",
+    )
     def get(self, request, ref):
         return Response(TopUpSerializer(selectors.topup_of(user=request.user, ref=ref)).data)
 
 
 class EarningsView(ProviderView):
-    @extend_schema(responses=EarningsSerializer, summary="Get your earnings (providers)",
-                   description="Earnings still inside the dispute window (pending), earnings you can pay out "
-                               "(available), the frames your nodes were paid for recently, and your payouts.")
+    @extend_schema(
+        responses=EarningsSerializer,
+        summary="Get your earnings (providers)",
+        description="Earnings still inside the dispute window (pending), earnings you can pay out "
+        "(available), the frames your nodes were paid for recently, and your payouts.",
+    )
     def get(self, request):
         user = request.user
         balances = ledger_selectors.user_balances(user=user)
         connect = selectors.connect_account_of(user=user)
-        return Response(EarningsSerializer({
-            "pending_micro": balances.get(Kind.PROVIDER_PENDING, 0),
-            "available_micro": balances.get(Kind.PROVIDER_AVAILABLE, 0),
-            "payout_min_micro": conf.payout_min_micro(),
-            "payouts_ready": connect is not None and connect.onboarded,
-            "frames": selectors.provider_frame_earnings(provider=user),
-            "payouts": selectors.payouts_of(user=user),
-        }).data)
+        return Response(
+            EarningsSerializer(
+                {
+                    "pending_micro": balances.get(Kind.PROVIDER_PENDING, 0),
+                    "available_micro": balances.get(Kind.PROVIDER_AVAILABLE, 0),
+                    "payout_min_micro": conf.payout_min_micro(),
+                    "payouts_ready": connect is not None and connect.onboarded,
+                    "frames": selectors.provider_frame_earnings(provider=user),
+                    "payouts": selectors.payouts_of(user=user),
+                }
+            ).data
+        )
 
 
 class PayoutListView(ProviderView):
-    @extend_schema(responses=PayoutSerializer(many=True), summary="List your payouts (providers)",
-                   description="Your payouts, newest first, with what the payment provider answered.")
+    @extend_schema(
+        responses=PayoutSerializer(many=True),
+        summary="List your payouts (providers)",
+        description="Your payouts, newest first, with what the payment provider answered.",
+    )
     def get(self, request):
         return Response(PayoutSerializer(selectors.payouts_of(user=request.user), many=True).data)
 
-    @extend_schema(request=PayoutRequest,
-                   summary="Request a payout (providers)",
-                   description="Pays available tokens out to your payout account. 201 for a new payout, whose "
-                               "`state` says what the payment provider answered (`failed` gave the tokens back). "
-                               "Sending the same `request_key` again returns the first payout (200) and pays "
-                               "nothing twice. Refused requests (400) move nothing.",
-                   responses={200: PayoutSerializer, 201: PayoutSerializer, 400: REFUSED, 503: UNAVAILABLE})
+    @extend_schema(
+        request=PayoutRequest,
+        summary="Request a payout (providers)",
+        description="Pays available tokens out to your payout account. 201 for a new payout, whose "
+        "`state` says what the payment provider answered (`failed` gave the tokens back). "
+        "Sending the same `request_key` again returns the first payout (200) and pays "
+        "nothing twice. Refused requests (400) move nothing.",
+        responses={200: PayoutSerializer, 201: PayoutSerializer, 400: REFUSED, 503: UNAVAILABLE},
+    )
     def post(self, request):
         data = PayoutRequest(data=request.data)
         data.is_valid(raise_exception=True)
         request_key = data.validated_data["request_key"]
         # Only the status code rests on this read; payout_request decides, under its lock, whether the key is new.
         repeated = Payout.objects.filter(user=request.user, request_key=request_key).exists()
-        payout = payouts.payout_request(user=request.user, amount_micro=data.validated_data["amount_micro"],
-                                        request_key=request_key)
+        payout = payouts.payout_request(
+            user=request.user, amount_micro=data.validated_data["amount_micro"], request_key=request_key
+        )
         code = status.HTTP_200_OK if repeated else status.HTTP_201_CREATED
         return Response(PayoutSerializer(payout).data, status=code)

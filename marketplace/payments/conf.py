@@ -12,6 +12,7 @@ PAYMENTS_DEV_PROVIDER     allow the simulated provider when no Stripe key is set
                           says: only `make run` turns it on). Never used when STRIPE_SECRET_KEY is set.
 STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET (settings.py), STRIPE_MAX_NETWORK_RETRIES (default 2).
 """
+
 from django.conf import settings
 
 # Stripe's own default: a webhook signed more than 5 minutes ago is refused (replay protection).

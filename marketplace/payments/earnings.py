@@ -6,6 +6,7 @@ account. After DISPUTE_WINDOW_HOURS, unless a dispute is open, exactly what that
 `mature:frame:<id>`, plus an EarningMaturation row). The frame row is locked while deciding,
 as `disputes.services.dispute_open` does, so a dispute and the maturation never both win.
 """
+
 import logging
 from datetime import datetime
 
@@ -29,22 +30,29 @@ Kind = Account.Kind
 @transaction.atomic
 def earning_mature(*, frame_id: int, cutoff: datetime) -> bool:
     """Release one frame's pending pay if it is still due. True when it moved."""
-    frame = (Frame.objects.select_for_update(of=("self",)).select_related("node__owner")
-             .filter(pk=frame_id, state=FrameState.SETTLED, settled_at__lte=cutoff, node__isnull=False).first())
+    frame = (
+        Frame.objects.select_for_update(of=("self",))
+        .select_related("node__owner")
+        .filter(pk=frame_id, state=FrameState.SETTLED, settled_at__lte=cutoff, node__isnull=False)
+        .first()
+    )
     if frame is None or frame_has_open_dispute(frame_id=frame.pk):
         return False
     if EarningMaturation.objects.filter(frame_id=frame.pk).exists():
         return False
     provider = frame.node.owner
     share = posted_to(kind=Kind.PROVIDER_PENDING, owner=provider, keys=[frame.settlement_key]).get(
-        frame.settlement_key, 0)
+        frame.settlement_key, 0
+    )
     if share <= 0:
         return False
     pending = account_get(kind=Kind.PROVIDER_PENDING, owner=provider)
-    transfer(key=f"mature:frame:{frame.pk}", memo=f"earnings of frame {frame.number} of job {frame.job_id} matured",
-             legs=[Leg(pending, -share),
-                   Leg(account_get(kind=Kind.PROVIDER_AVAILABLE, owner=provider), share)],
-             metadata={"frame": frame.pk})
+    transfer(
+        key=f"mature:frame:{frame.pk}",
+        memo=f"earnings of frame {frame.number} of job {frame.job_id} matured",
+        legs=[Leg(pending, -share), Leg(account_get(kind=Kind.PROVIDER_AVAILABLE, owner=provider), share)],
+        metadata={"frame": frame.pk},
+    )
     EarningMaturation.objects.create(frame=frame, provider=provider, amount_micro=share)
     return True
 

@@ -1,4 +1,5 @@
 """Forms only parse text into integers; the services decide what is allowed."""
+
 import re
 import uuid
 
@@ -7,8 +8,12 @@ from django.conf import settings
 
 
 class TopUpForm(forms.Form):
-    amount = forms.DecimalField(label="Amount (USD)", max_digits=9, decimal_places=2,
-                                widget=forms.NumberInput(attrs={"step": "0.01", "min": "0"}))
+    amount = forms.DecimalField(
+        label="Amount (USD)",
+        max_digits=9,
+        decimal_places=2,
+        widget=forms.NumberInput(attrs={"step": "0.01", "min": "0"}),
+    )
 
     def amount_cents(self) -> int:
         return int(self.cleaned_data["amount"] * 100)

@@ -3,6 +3,7 @@
 Balances live in the ledger; these rows record what happened with the payment provider and why, so every
 ledger entry made here can be traced to a Stripe object (or a simulated one) and replayed safely.
 """
+
 import uuid
 
 from django.conf import settings
@@ -66,15 +67,23 @@ class TopUp(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(amount_cents__gt=0), name="topup_amount_positive"),
             models.CheckConstraint(condition=Q(tokens_micro__gt=0), name="topup_tokens_positive"),
-            models.CheckConstraint(condition=Q(reversed_cents__gte=0, reversed_cents__lte=F("amount_cents")),
-                                   name="topup_reversed_within_amount"),
-            models.CheckConstraint(condition=Q(refunded_cents__gte=0, refunded_cents__lte=F("amount_cents")),
-                                   name="topup_refunded_within_amount"),
+            models.CheckConstraint(
+                condition=Q(reversed_cents__gte=0, reversed_cents__lte=F("amount_cents")),
+                name="topup_reversed_within_amount",
+            ),
+            models.CheckConstraint(
+                condition=Q(refunded_cents__gte=0, refunded_cents__lte=F("amount_cents")),
+                name="topup_refunded_within_amount",
+            ),
             models.CheckConstraint(condition=Q(disputed_cents__gte=0), name="topup_disputed_not_negative"),
-            models.CheckConstraint(condition=Q(credited_micro__gte=0, credited_micro__lte=F("tokens_micro")),
-                                   name="topup_credited_within_tokens"),
-            models.CheckConstraint(condition=Q(unrecovered_micro__gte=0, unrecovered_micro__lte=F("clawed_back_micro")),
-                                   name="topup_unrecovered_within_clawback"),
+            models.CheckConstraint(
+                condition=Q(credited_micro__gte=0, credited_micro__lte=F("tokens_micro")),
+                name="topup_credited_within_tokens",
+            ),
+            models.CheckConstraint(
+                condition=Q(unrecovered_micro__gte=0, unrecovered_micro__lte=F("clawed_back_micro")),
+                name="topup_unrecovered_within_clawback",
+            ),
         ]
         ordering = ["-created_at"]
 
@@ -143,8 +152,9 @@ class Payout(models.Model):
             models.CheckConstraint(condition=Q(amount_cents__gt=0), name="payout_cents_positive"),
             models.UniqueConstraint(fields=["user", "request_key"], name="payout_request_key_unique"),
             # One payout in flight per provider, whatever the number of clicks, tabs or web workers.
-            models.UniqueConstraint(fields=["user"], condition=Q(state="requested"),
-                                    name="payout_one_requested_per_user"),
+            models.UniqueConstraint(
+                fields=["user"], condition=Q(state="requested"), name="payout_one_requested_per_user"
+            ),
         ]
         ordering = ["-created_at"]
 

@@ -9,6 +9,7 @@ for, never money sent without a ledger entry. Then:
                               Idempotency-Key, which can never create a second transfer.
 A sent transfer that Stripe later reverses (`transfer.reversed`) is `returned` the same way.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,6 +37,7 @@ class PayoutRefused(Exception):
 
 # --- Connect onboarding ---------------------------------------------------------------------
 
+
 def connect_onboard_start(*, user) -> str:
     """The URL where the provider (re)starts onboarding; creates the payout account on first use."""
     if not user.is_provider:
@@ -62,11 +64,13 @@ def connect_refresh(*, user) -> ConnectAccount | None:
 def on_account_updated(account: dict) -> str:
     onboarded = (account.get("capabilities") or {}).get("transfers") == "active"
     changed = ConnectAccount.objects.filter(stripe_account_id=str(account.get("id", ""))).update(
-        onboarded=onboarded, updated_at=timezone.now())
+        onboarded=onboarded, updated_at=timezone.now()
+    )
     return f"connect account onboarded={onboarded}" if changed else "ignored: not one of our connect accounts"
 
 
 # --- payouts --------------------------------------------------------------------------------
+
 
 def _check_amount(amount_micro: object) -> int:
     if type(amount_micro) is not int:
@@ -93,19 +97,28 @@ def _payout_open(*, user, amount_micro: int, request_key: str) -> tuple[Payout, 
     if Payout.objects.filter(user=user, state=State.REQUESTED).exists():
         raise PayoutRefused("A payout is already being sent; wait until it is done.")
     if amount_micro > available.balance:
-        raise PayoutRefused(f"You asked for {tokens(amount_micro)} tokens but only {tokens(available.balance)} "
-                            "are available.")
+        raise PayoutRefused(
+            f"You asked for {tokens(amount_micro)} tokens but only {tokens(available.balance)} are available."
+        )
     provider = provider_get()
     try:
         with transaction.atomic():
-            payout = Payout.objects.create(user=user, amount_micro=amount_micro, currency=conf.currency(),
-                                           amount_cents=amount_micro // conf.micro_per_cent(),
-                                           provider=provider.name, request_key=request_key)
+            payout = Payout.objects.create(
+                user=user,
+                amount_micro=amount_micro,
+                currency=conf.currency(),
+                amount_cents=amount_micro // conf.micro_per_cent(),
+                provider=provider.name,
+                request_key=request_key,
+            )
     except IntegrityError as exc:  # the database's own guard, should the lock ever be bypassed
         raise PayoutRefused("A payout is already being sent; wait until it is done.") from exc
-    transfer(key=f"payout:{payout.pk}", memo=f"payout {payout.pk}",
-             legs=[Leg(available, -amount_micro), Leg(account_get(kind=Kind.PAYOUT_CLEARING), amount_micro)],
-             metadata={"payout": payout.pk})
+    transfer(
+        key=f"payout:{payout.pk}",
+        memo=f"payout {payout.pk}",
+        legs=[Leg(available, -amount_micro), Leg(account_get(kind=Kind.PAYOUT_CLEARING), amount_micro)],
+        metadata={"payout": payout.pk},
+    )
     return payout, True
 
 
@@ -137,21 +150,28 @@ def payout_send(*, payout_id: int) -> Payout:
         _payout_return(payout_id=payout.pk, current=State.REQUESTED, target=State.FAILED, error=str(exc))
     else:
         Payout.objects.filter(pk=payout.pk, state=State.REQUESTED).update(
-            state=State.SENT, transfer_id=transfer_id, sent_at=timezone.now(), error="")
+            state=State.SENT, transfer_id=transfer_id, sent_at=timezone.now(), error=""
+        )
     return Payout.objects.get(pk=payout.pk)
 
 
 @transaction.atomic
 def _payout_return(*, payout_id: int, current: str, target: str, error: str) -> bool:
     """Give the tokens back (payout clearing -> available) once, moving the payout current -> target."""
-    if not Payout.objects.filter(pk=payout_id, state=current).update(state=target, error=error,
-                                                                      returned_at=timezone.now()):
+    if not Payout.objects.filter(pk=payout_id, state=current).update(
+        state=target, error=error, returned_at=timezone.now()
+    ):
         return False
     payout = Payout.objects.select_related("user").get(pk=payout_id)
-    transfer(key=f"payout-return:{payout.pk}", memo=f"payout {payout.pk} {payout.get_state_display().lower()}",
-             legs=[Leg(account_get(kind=Kind.PAYOUT_CLEARING), -payout.amount_micro),
-                   Leg(account_get(kind=Kind.PROVIDER_AVAILABLE, owner=payout.user), payout.amount_micro)],
-             metadata={"payout": payout.pk})
+    transfer(
+        key=f"payout-return:{payout.pk}",
+        memo=f"payout {payout.pk} {payout.get_state_display().lower()}",
+        legs=[
+            Leg(account_get(kind=Kind.PAYOUT_CLEARING), -payout.amount_micro),
+            Leg(account_get(kind=Kind.PROVIDER_AVAILABLE, owner=payout.user), payout.amount_micro),
+        ],
+        metadata={"payout": payout.pk},
+    )
     return True
 
 
@@ -159,8 +179,9 @@ def on_transfer_reversed(stripe_transfer: dict) -> str:
     payout = Payout.objects.filter(transfer_id=str(stripe_transfer.get("id", ""))).first()
     if payout is None:
         return "ignored: not one of our payouts"
-    returned = _payout_return(payout_id=payout.pk, current=State.SENT, target=State.RETURNED,
-                              error="the transfer was reversed by Stripe")
+    returned = _payout_return(
+        payout_id=payout.pk, current=State.SENT, target=State.RETURNED, error="the transfer was reversed by Stripe"
+    )
     return f"payout {payout.pk} returned" if returned else f"payout {payout.pk} already {payout.state}"
 
 
@@ -170,8 +191,9 @@ def payouts_resend(*, now=None) -> int:
     Only inside Stripe's 24 h idempotency window: after it a re-send could pay twice, so older ones are
     left for an admin (logged)."""
     now = now or timezone.now()
-    stuck = Payout.objects.filter(state=State.REQUESTED,
-                                  created_at__lte=now - timedelta(seconds=conf.PAYOUT_RESEND_AFTER_SECONDS))
+    stuck = Payout.objects.filter(
+        state=State.REQUESTED, created_at__lte=now - timedelta(seconds=conf.PAYOUT_RESEND_AFTER_SECONDS)
+    )
     too_old = now - timedelta(hours=conf.PAYOUT_RESEND_WITHIN_HOURS)
     for payout_id in stuck.filter(created_at__lt=too_old).values_list("pk", flat=True):
         log.error("payout %s is stuck past the idempotency window: reconcile with Stripe by hand", payout_id)

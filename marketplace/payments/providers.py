@@ -6,6 +6,7 @@ Errors come back as two kinds, because they call for opposite actions:
   ProviderError           the provider refused; nothing happened there (safe to undo our side)
   ProviderOutcomeUnknown  no clear answer (network, 5xx, rate limit); retry with the same idempotency key
 """
+
 from __future__ import annotations
 
 import json
@@ -95,9 +96,16 @@ class StripeProvider:
         params = {
             "mode": "payment",
             "client_reference_id": str(user.pk),
-            "line_items": [{"quantity": 1, "price_data": {
-                "currency": conf.currency(), "unit_amount": amount_fiat_cents,
-                "product_data": {"name": f"{tokens // settings.MICRO:,} render tokens"}}}],
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": conf.currency(),
+                        "unit_amount": amount_fiat_cents,
+                        "product_data": {"name": f"{tokens // settings.MICRO:,} render tokens"},
+                    },
+                }
+            ],
             "metadata": metadata,
             # Charges, refunds and disputes carry the payment intent's metadata, not the session's.
             "payment_intent_data": {"metadata": metadata},
@@ -108,12 +116,16 @@ class StripeProvider:
             params["customer_email"] = user.email
         with _stripe_errors("checkout"):
             session = self.client.v1.checkout.sessions.create(
-                params=params, options={"idempotency_key": f"checkout-{reference}"})
+                params=params, options={"idempotency_key": f"checkout-{reference}"}
+            )
         return Checkout(url=session.url, session_id=session.id)
 
     def connect_account_create(self, *, user: User) -> str:
-        params = {"type": "express", "capabilities": {"transfers": {"requested": True}},
-                  "metadata": {"user_id": str(user.pk)}}
+        params = {
+            "type": "express",
+            "capabilities": {"transfers": {"requested": True}},
+            "metadata": {"user_id": str(user.pk)},
+        }
         if user.email:
             params["email"] = user.email
         key = f"connect-account-{user.pk}-{int(user.date_joined.timestamp())}"
@@ -123,11 +135,14 @@ class StripeProvider:
 
     def connect_onboard(self, *, account_id: str) -> str:
         with _stripe_errors("connect onboarding"):
-            link = self.client.v1.account_links.create(params={
-                "account": account_id, "type": "account_onboarding",
-                "refresh_url": _absolute(reverse("payments:earnings")),
-                "return_url": _absolute(reverse("payments:connect_return")),
-            })
+            link = self.client.v1.account_links.create(
+                params={
+                    "account": account_id,
+                    "type": "account_onboarding",
+                    "refresh_url": _absolute(reverse("payments:earnings")),
+                    "return_url": _absolute(reverse("payments:connect_return")),
+                }
+            )
         return link.url
 
     def connect_onboarded(self, *, account_id: str) -> bool:
@@ -138,12 +153,16 @@ class StripeProvider:
 
     def transfer_create(self, *, payout: Payout) -> str:
         with _stripe_errors("transfer"):
-            transfer = self.client.v1.transfers.create(params={
-                "amount": payout.amount_cents, "currency": payout.currency,
-                "destination": payout.user.connect_account.stripe_account_id,
-                "transfer_group": f"payout-{payout.pk}",
-                "metadata": {"payout_id": str(payout.pk), "user_id": str(payout.user_id)},
-            }, options={"idempotency_key": payout.idempotency_key})
+            transfer = self.client.v1.transfers.create(
+                params={
+                    "amount": payout.amount_cents,
+                    "currency": payout.currency,
+                    "destination": payout.user.connect_account.stripe_account_id,
+                    "transfer_group": f"payout-{payout.pk}",
+                    "metadata": {"payout_id": str(payout.pk), "user_id": str(payout.user_id)},
+                },
+                options={"idempotency_key": payout.idempotency_key},
+            )
         return transfer.id
 
 

@@ -20,10 +20,13 @@ def frame_pay_matured(*, frame_id: int) -> bool:
 
 def frames_due_to_mature(*, cutoff: datetime) -> QuerySet:
     """Ids of settled frames past the dispute window whose pay is still pending and not frozen."""
-    return (Frame.objects.filter(state=FrameState.SETTLED, settled_at__lte=cutoff, node__isnull=False, price__gt=0)
-            .exclude(Exists(EarningMaturation.objects.filter(frame_id=OuterRef("pk"))))
-            .exclude(Exists(Dispute.objects.filter(frame_id=OuterRef("pk"), state=Dispute.State.OPEN)))
-            .order_by("settled_at", "pk").values_list("pk", flat=True))
+    return (
+        Frame.objects.filter(state=FrameState.SETTLED, settled_at__lte=cutoff, node__isnull=False, price__gt=0)
+        .exclude(Exists(EarningMaturation.objects.filter(frame_id=OuterRef("pk"))))
+        .exclude(Exists(Dispute.objects.filter(frame_id=OuterRef("pk"), state=Dispute.State.OPEN)))
+        .order_by("settled_at", "pk")
+        .values_list("pk", flat=True)
+    )
 
 
 def topup_of(*, user, ref) -> TopUp:
@@ -66,14 +69,16 @@ class HistoryRow:
 def _ref_id(text: str, prefix: str) -> int | None:
     if not text.startswith(prefix):
         return None
-    head = text[len(prefix):].split(":", 1)[0]
+    head = text[len(prefix) :].split(":", 1)[0]
     return int(head) if head.isdigit() else None
 
 
 def history_rows(postings) -> list[HistoryRow]:
     """Ledger postings with the job (escrow account `job:<id>`) or dispute (`dispute:<id>:…`) they belong to."""
-    return [HistoryRow(p, _ref_id(p.account.ref, "job:"), _ref_id(p.transaction.idempotency_key, "dispute:"))
-            for p in postings]
+    return [
+        HistoryRow(p, _ref_id(p.account.ref, "job:"), _ref_id(p.transaction.idempotency_key, "dispute:"))
+        for p in postings
+    ]
 
 
 @dataclass(frozen=True)
@@ -87,14 +92,27 @@ class FrameEarning:
 
 def provider_frame_earnings(*, provider, limit: int = 100) -> list[FrameEarning]:
     """The provider's settled frames: their share of the price and whether it is still pending."""
-    frames = (Frame.objects.filter(state=FrameState.SETTLED, node__owner=provider).select_related("job")
-              .annotate(matured=Exists(EarningMaturation.objects.filter(frame_id=OuterRef("pk"))),
-                        disputed=Exists(Dispute.objects.filter(frame_id=OuterRef("pk"), state=Dispute.State.OPEN)))
-              .order_by("-settled_at")[:limit])
+    frames = (
+        Frame.objects.filter(state=FrameState.SETTLED, node__owner=provider)
+        .select_related("job")
+        .annotate(
+            matured=Exists(EarningMaturation.objects.filter(frame_id=OuterRef("pk"))),
+            disputed=Exists(Dispute.objects.filter(frame_id=OuterRef("pk"), state=Dispute.State.OPEN)),
+        )
+        .order_by("-settled_at")[:limit]
+    )
     window = dispute_conf.window()
     shares = posted_to(kind=Account.Kind.PROVIDER_PENDING, owner=provider, keys=[f.settlement_key for f in frames])
-    return [FrameEarning(frame=f, share_micro=shares.get(f.settlement_key, 0), matures_at=f.settled_at + window,
-                         matured=f.matured, disputed=f.disputed) for f in frames]
+    return [
+        FrameEarning(
+            frame=f,
+            share_micro=shares.get(f.settlement_key, 0),
+            matures_at=f.settled_at + window,
+            matured=f.matured,
+            disputed=f.disputed,
+        )
+        for f in frames
+    ]
 
 
 @dataclass(frozen=True)
@@ -115,8 +133,11 @@ class NodeEarningRate:
 
 def provider_node_rates(*, provider) -> list[NodeEarningRate]:
     """Per node of the provider: settled frames, their render time and the provider's share of their price."""
-    frames = list(Frame.objects.filter(state=FrameState.SETTLED, node__owner=provider)
-                  .values_list("pk", "settle_count", "node_id", "node__name", "render_seconds"))
+    frames = list(
+        Frame.objects.filter(state=FrameState.SETTLED, node__owner=provider).values_list(
+            "pk", "settle_count", "node_id", "node__name", "render_seconds"
+        )
+    )
     keys = {pk: f"settle:frame:{pk}" + (f":{n}" if n > 1 else "") for pk, n, *_ in frames}
     shares = posted_to(kind=Account.Kind.PROVIDER_PENDING, owner=provider, keys=list(keys.values()))
     totals: dict[int, list] = {}
@@ -125,9 +146,14 @@ def provider_node_rates(*, provider) -> list[NodeEarningRate]:
         row[1] += 1
         row[2] += seconds or 0.0
         row[3] += shares.get(keys[pk], 0)
-    return [NodeEarningRate(node_id=node_id, node_name=name, frames=n, render_seconds=round(seconds, 3),
-                            earned_micro=earned)
-            for node_id, (name, n, seconds, earned) in sorted(totals.items(), key=lambda kv: kv[1][0])]
+    return [
+        NodeEarningRate(
+            node_id=node_id, node_name=name, frames=n, render_seconds=round(seconds, 3), earned_micro=earned
+        )
+        for node_id, (name, n, seconds, earned) in sorted(totals.items(), key=lambda kv: kv[1][0])
+    ]
+
+
 class ImageEarning:
     """One delivered image: a frame, or every tile of a still the provider's nodes rendered, summed."""
 
@@ -147,8 +173,16 @@ def earnings_by_image(earnings: list[FrameEarning]) -> list[ImageEarning]:
     for e in earnings:
         tiled = e.frame.tile_x is not None
         groups.setdefault((e.frame.job_id, e.frame.number, tiled) if tiled else (e.frame.pk, -1, False), []).append(e)
-    return [ImageEarning(job_id=g[0].frame.job_id, number=g[0].frame.number,
-                         tiles=len(g) if g[0].frame.tile_x is not None else 0,
-                         share_micro=sum(e.share_micro for e in g), settled_at=max(e.frame.settled_at for e in g),
-                         matures_at=max(e.matures_at for e in g), matured=all(e.matured for e in g),
-                         disputed=any(e.disputed for e in g)) for g in groups.values()]
+    return [
+        ImageEarning(
+            job_id=g[0].frame.job_id,
+            number=g[0].frame.number,
+            tiles=len(g) if g[0].frame.tile_x is not None else 0,
+            share_micro=sum(e.share_micro for e in g),
+            settled_at=max(e.frame.settled_at for e in g),
+            matures_at=max(e.matures_at for e in g),
+            matured=all(e.matured for e in g),
+            disputed=any(e.disputed for e in g),
+        )
+        for g in groups.values()
+    ]

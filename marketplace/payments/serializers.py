@@ -1,5 +1,6 @@
 """API shapes for wallets, top-ups, earnings and payouts. Amounts are integers (micro-tokens or cents); each
 micro-token amount also comes as an exact decimal string of tokens in the matching `*_tokens` field."""
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -22,8 +23,11 @@ class AmountAsSentField(serializers.Field):
 
 class TopUpSerializer(serializers.ModelSerializer):
     dispute_status = serializers.ChoiceField(
-        choices=TopUp.DisputeStatus.choices, allow_blank=True, read_only=True,
-        help_text="the furthest card-dispute status the payment provider reported; empty: never disputed")
+        choices=TopUp.DisputeStatus.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text="the furthest card-dispute status the payment provider reported; empty: never disputed",
+    )
     tokens = TokensField(source="tokens_micro")
     credited_tokens = TokensField(source="credited_micro")
     clawed_back_tokens = TokensField(source="clawed_back_micro")
@@ -31,10 +35,27 @@ class TopUpSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TopUp
-        fields = ["ref", "state", "amount_cents", "currency", "tokens_micro", "tokens", "credited_micro",
-                  "credited_tokens", "refunded_cents", "disputed_cents", "dispute_status", "reversed_cents",
-                  "clawed_back_micro", "clawed_back_tokens", "unrecovered_micro", "unrecovered_tokens", "provider",
-                  "created_at", "completed_at"]
+        fields = [
+            "ref",
+            "state",
+            "amount_cents",
+            "currency",
+            "tokens_micro",
+            "tokens",
+            "credited_micro",
+            "credited_tokens",
+            "refunded_cents",
+            "disputed_cents",
+            "dispute_status",
+            "reversed_cents",
+            "clawed_back_micro",
+            "clawed_back_tokens",
+            "unrecovered_micro",
+            "unrecovered_tokens",
+            "provider",
+            "created_at",
+            "completed_at",
+        ]
         read_only_fields = fields
 
 
@@ -50,8 +71,9 @@ class TopUpStartResponse(serializers.Serializer):
 class WalletSerializer(serializers.Serializer):
     wallet_micro = serializers.IntegerField(help_text="spendable tokens")
     escrow_micro = serializers.IntegerField(help_text="tokens held for accepted jobs")
-    debt_micro = serializers.IntegerField(help_text="tokens a refund or card dispute took back that the wallet "
-                                                    "no longer held")
+    debt_micro = serializers.IntegerField(
+        help_text="tokens a refund or card dispute took back that the wallet no longer held"
+    )
     wallet_tokens = TokensField(source="wallet_micro")
     escrow_tokens = TokensField(source="escrow_micro")
     debt_tokens = TokensField(source="debt_micro")
@@ -76,8 +98,20 @@ class PayoutSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Payout
-        fields = ["id", "state", "amount_micro", "amount_tokens", "amount_cents", "currency", "request_key",
-                  "transfer_id", "error", "created_at", "sent_at", "returned_at"]
+        fields = [
+            "id",
+            "state",
+            "amount_micro",
+            "amount_tokens",
+            "amount_cents",
+            "currency",
+            "request_key",
+            "transfer_id",
+            "error",
+            "created_at",
+            "sent_at",
+            "returned_at",
+        ]
         read_only_fields = fields
 
 
@@ -95,6 +129,8 @@ class EarningsSerializer(serializers.Serializer):
 
 class PayoutRequest(serializers.Serializer):
     amount_micro = AmountAsSentField(help_text="whole cents' worth of micro-tokens, at least the payout minimum")
-    request_key = serializers.CharField(min_length=8, max_length=64,
-                                        help_text="the client's key for this request: sending it again returns "
-                                                  "the same payout and pays nothing twice")
+    request_key = serializers.CharField(
+        min_length=8,
+        max_length=64,
+        help_text="the client's key for this request: sending it again returns the same payout and pays nothing twice",
+    )

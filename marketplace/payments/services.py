@@ -27,6 +27,7 @@ Each ledger transaction for a reversal after completion takes the next number of
 `ledger_adjustments` (under the row lock) into its key: a reversal that goes down and up again by the same
 amount is a new transfer, never a replay of the earlier one.
 """
+
 from __future__ import annotations
 
 import logging
@@ -69,11 +70,17 @@ def topup_start(*, user, amount_cents: int) -> tuple[TopUp, str]:
         raise TopUpRefused(f"A top-up is between {fiat(low)} and {fiat(high)}.")
     provider = provider_get()
     # Committed before the provider is called, so that every event about this payment finds its row.
-    topup = TopUp.objects.create(user=user, amount_cents=amount_cents, currency=conf.currency(),
-                                 tokens_micro=topup_tokens_for(amount_cents=amount_cents), provider=provider.name)
+    topup = TopUp.objects.create(
+        user=user,
+        amount_cents=amount_cents,
+        currency=conf.currency(),
+        tokens_micro=topup_tokens_for(amount_cents=amount_cents),
+        provider=provider.name,
+    )
     try:
-        checkout = provider.checkout_create(user=user, amount_fiat_cents=amount_cents, tokens=topup.tokens_micro,
-                                            reference=topup.ref)
+        checkout = provider.checkout_create(
+            user=user, amount_fiat_cents=amount_cents, tokens=topup.tokens_micro, reference=topup.ref
+        )
     except (ProviderError, ProviderOutcomeUnknown) as exc:
         raise TopUpRefused(f"The payment page could not be opened, please try again: {exc}") from exc
     TopUp.objects.filter(pk=topup.pk).update(session_id=checkout.session_id)
@@ -139,8 +146,7 @@ def _adjustment_key(topup: TopUp, kind: str) -> str:
 
 
 @transaction.atomic
-def topup_complete(*, ref: object, session_id: str, payment_intent: str, amount_cents: object,
-                   currency: object) -> str:
+def topup_complete(*, ref: object, session_id: str, payment_intent: str, amount_cents: object, currency: object) -> str:
     """Credit a paid top-up once (payment clearing -> artist wallet). Used by the webhook and the dev page.
 
     Tokens that Stripe already holds back (a refund or dispute that arrived first) are never credited.
@@ -155,16 +161,27 @@ def topup_complete(*, ref: object, session_id: str, payment_intent: str, amount_
         log.error("top-up %s completed by session %s, expected %s", topup.ref, session_id, topup.session_id)
         return "not credited: session does not match the top-up"
     if amount_cents != topup.amount_cents or str(currency).lower() != topup.currency:
-        log.error("top-up %s paid %s %s, expected %s %s", topup.ref, amount_cents, currency, topup.amount_cents,
-                  topup.currency)
+        log.error(
+            "top-up %s paid %s %s, expected %s %s",
+            topup.ref,
+            amount_cents,
+            currency,
+            topup.amount_cents,
+            topup.currency,
+        )
         return "not credited: amount paid does not match the top-up"
     target = _clawback_target(topup)
     credit = topup.tokens_micro - target
     if credit:
-        transfer(key=f"topup:{session_id}", memo=f"top-up {fiat(topup.amount_cents, topup.currency)}",
-                 legs=[Leg(account_get(kind=Kind.PAYMENT_CLEARING), -credit),
-                       Leg(account_get(kind=Kind.ARTIST_WALLET, owner=topup.user), credit)],
-                 metadata={"topup": str(topup.ref)})
+        transfer(
+            key=f"topup:{session_id}",
+            memo=f"top-up {fiat(topup.amount_cents, topup.currency)}",
+            legs=[
+                Leg(account_get(kind=Kind.PAYMENT_CLEARING), -credit),
+                Leg(account_get(kind=Kind.ARTIST_WALLET, owner=topup.user), credit),
+            ],
+            metadata={"topup": str(topup.ref)},
+        )
     topup.session_id = session_id
     topup.payment_intent = payment_intent or topup.payment_intent
     topup.credited_micro = credit
@@ -188,16 +205,19 @@ def _take_back(topup: TopUp, due: int, *, reason: str) -> str:
     wallet = account_locked(kind=Kind.ARTIST_WALLET, owner=topup.user)
     debit = min(due, wallet.balance)
     if debit:
-        transfer(key=_adjustment_key(topup, "reversal"),
-                 memo=f"{reason}: top-up {fiat(topup.amount_cents, topup.currency)}",
-                 legs=[Leg(wallet, -debit), Leg(account_get(kind=Kind.PAYMENT_CLEARING), debit)],
-                 metadata={"topup": str(topup.ref)})
+        transfer(
+            key=_adjustment_key(topup, "reversal"),
+            memo=f"{reason}: top-up {fiat(topup.amount_cents, topup.currency)}",
+            legs=[Leg(wallet, -debit), Leg(account_get(kind=Kind.PAYMENT_CLEARING), debit)],
+            metadata={"topup": str(topup.ref)},
+        )
     topup.unrecovered_micro += due - debit
     topup.clawed_back_micro += due
     outcome = f"debited {debit} micro-tokens"
     if due > debit:
-        log.error("top-up %s reversed but wallet of user %s lacked %s micro-tokens", topup.ref, topup.user_id,
-                  due - debit)
+        log.error(
+            "top-up %s reversed but wallet of user %s lacked %s micro-tokens", topup.ref, topup.user_id, due - debit
+        )
         outcome += f", {due - debit} unrecovered (account flagged)"
     return outcome
 
@@ -207,11 +227,15 @@ def _give_back(topup: TopUp, owed: int, *, reason: str) -> str:
     forgiven = min(owed, topup.unrecovered_micro)
     credit = owed - forgiven
     if credit:
-        transfer(key=_adjustment_key(topup, "reinstatement"),
-                 memo=f"{reason}: top-up {fiat(topup.amount_cents, topup.currency)}",
-                 legs=[Leg(account_get(kind=Kind.PAYMENT_CLEARING), -credit),
-                       Leg(account_get(kind=Kind.ARTIST_WALLET, owner=topup.user), credit)],
-                 metadata={"topup": str(topup.ref)})
+        transfer(
+            key=_adjustment_key(topup, "reinstatement"),
+            memo=f"{reason}: top-up {fiat(topup.amount_cents, topup.currency)}",
+            legs=[
+                Leg(account_get(kind=Kind.PAYMENT_CLEARING), -credit),
+                Leg(account_get(kind=Kind.ARTIST_WALLET, owner=topup.user), credit),
+            ],
+            metadata={"topup": str(topup.ref)},
+        )
     topup.unrecovered_micro -= forgiven
     topup.clawed_back_micro -= owed
     return f"credited {credit} micro-tokens back" + (f", {forgiven} unrecovered written off" if forgiven else "")
@@ -246,8 +270,7 @@ def topup_refund_apply(*, ref: object, payment_intent: str, refunded_cents: int)
 
 
 @transaction.atomic
-def topup_dispute_apply(*, ref: object, payment_intent: str, dispute_id: str, disputed_cents: int,
-                        status: str) -> str:
+def topup_dispute_apply(*, ref: object, payment_intent: str, dispute_id: str, disputed_cents: int, status: str) -> str:
     """Record the charge's card dispute as Stripe describes it now; move tokens if it changed what is withheld."""
     if not dispute_id or not status:
         log.error("dispute event without an id or a status for payment_intent=%s", payment_intent)
@@ -257,8 +280,9 @@ def topup_dispute_apply(*, ref: object, payment_intent: str, dispute_id: str, di
         return "unmatched: no top-up for this charge, needs manual reconciliation"
     if topup.dispute_id and dispute_id != topup.dispute_id:
         # Stripe allows one dispute per charge: anything else is not ours to guess.
-        log.error("top-up %s has dispute %s, got an event for %s: reconcile by hand", topup.ref, topup.dispute_id,
-                  dispute_id)
+        log.error(
+            "top-up %s has dispute %s, got an event for %s: reconcile by hand", topup.ref, topup.dispute_id, dispute_id
+        )
         return f"not applied: the top-up already has dispute {topup.dispute_id}, needs manual reconciliation"
     if status not in _DISPUTE_STAGES:
         log.warning("top-up %s: unknown dispute status %r, treated as an open chargeback", topup.ref, status)
@@ -272,6 +296,7 @@ def topup_dispute_apply(*, ref: object, payment_intent: str, dispute_id: str, di
 
 # --- Stripe events --------------------------------------------------------------------------
 
+
 def _metadata_ref(obj: dict) -> object:
     return (obj.get("metadata") or {}).get("topup_ref")
 
@@ -279,20 +304,31 @@ def _metadata_ref(obj: dict) -> object:
 def _on_checkout_completed(session: dict) -> str:
     if session.get("payment_status") != "paid":
         return "not paid yet: waiting for checkout.session.async_payment_succeeded"
-    return topup_complete(ref=_metadata_ref(session), session_id=str(session.get("id", "")),
-                          payment_intent=str(session.get("payment_intent") or ""),
-                          amount_cents=session.get("amount_total"), currency=session.get("currency"))
+    return topup_complete(
+        ref=_metadata_ref(session),
+        session_id=str(session.get("id", "")),
+        payment_intent=str(session.get("payment_intent") or ""),
+        amount_cents=session.get("amount_total"),
+        currency=session.get("currency"),
+    )
 
 
 def _on_charge_refunded(charge: dict) -> str:
-    return topup_refund_apply(ref=_metadata_ref(charge), payment_intent=str(charge.get("payment_intent") or ""),
-                              refunded_cents=int(charge.get("amount_refunded") or 0))
+    return topup_refund_apply(
+        ref=_metadata_ref(charge),
+        payment_intent=str(charge.get("payment_intent") or ""),
+        refunded_cents=int(charge.get("amount_refunded") or 0),
+    )
 
 
 def _on_charge_dispute(dispute: dict) -> str:
-    return topup_dispute_apply(ref=_metadata_ref(dispute), payment_intent=str(dispute.get("payment_intent") or ""),
-                               dispute_id=str(dispute.get("id") or ""), disputed_cents=int(dispute.get("amount") or 0),
-                               status=str(dispute.get("status") or ""))
+    return topup_dispute_apply(
+        ref=_metadata_ref(dispute),
+        payment_intent=str(dispute.get("payment_intent") or ""),
+        dispute_id=str(dispute.get("id") or ""),
+        disputed_cents=int(dispute.get("amount") or 0),
+        status=str(dispute.get("status") or ""),
+    )
 
 
 _HANDLERS = {

@@ -1,4 +1,5 @@
 """Beat tasks of payments. Idempotent: each unit of work is keyed in the ledger and claimed by state."""
+
 from celery import shared_task
 
 from marketplace.payments import earnings, payouts

@@ -25,17 +25,21 @@ from marketplace.payments.providers import (
 @login_required
 def wallet(request: HttpRequest) -> HttpResponse:
     page = Paginator(ledger_selectors.user_postings(user=request.user), 25).get_page(request.GET.get("page"))
-    return render(request, "payments/wallet.html", {
-        "balances": ledger_selectors.user_balances(user=request.user),
-        "escrow": ledger_selectors.user_escrow_total(user=request.user),
-        "debt": selectors.wallet_debt_micro(user=request.user),
-        "topups": selectors.topups_of(user=request.user),
-        "form": TopUpForm(),
-        "tokens_per_usd": conf.tokens_per_usd(),
-        "simulated": dev_provider_active(),
-        "page": page,
-        "rows": selectors.history_rows(page),
-    })
+    return render(
+        request,
+        "payments/wallet.html",
+        {
+            "balances": ledger_selectors.user_balances(user=request.user),
+            "escrow": ledger_selectors.user_escrow_total(user=request.user),
+            "debt": selectors.wallet_debt_micro(user=request.user),
+            "topups": selectors.topups_of(user=request.user),
+            "form": TopUpForm(),
+            "tokens_per_usd": conf.tokens_per_usd(),
+            "simulated": dev_provider_active(),
+            "page": page,
+            "rows": selectors.history_rows(page),
+        },
+    )
 
 
 @login_required
@@ -70,12 +74,18 @@ def dev_checkout(request: HttpRequest, ref) -> HttpResponse:
         raise Http404("not a simulated payment")
     if request.method == "POST":
         # The same service the Stripe webhook calls for checkout.session.completed.
-        outcome = services.topup_complete(ref=topup.ref, session_id=topup.session_id or "", payment_intent="",
-                                          amount_cents=topup.amount_cents, currency=topup.currency)
+        outcome = services.topup_complete(
+            ref=topup.ref,
+            session_id=topup.session_id or "",
+            payment_intent="",
+            amount_cents=topup.amount_cents,
+            currency=topup.currency,
+        )
         topup.refresh_from_db()
         if topup.completed_at is not None:
-            messages.success(request, f"Simulated payment done: {tokens(topup.credited_micro)} tokens were added to "
-                                      f"your wallet.")
+            messages.success(
+                request, f"Simulated payment done: {tokens(topup.credited_micro)} tokens were added to your wallet."
+            )
         else:
             messages.error(request, f"Simulated payment not credited: {outcome}.")
         return redirect("payments:wallet")
@@ -98,17 +108,22 @@ def _provider_only(request: HttpRequest) -> None:
 
 
 def _earnings_page(request: HttpRequest, *, form: PayoutForm, status: int = 200) -> HttpResponse:
-    return render(request, "payments/earnings.html", {
-        "balances": ledger_selectors.user_balances(user=request.user),
-        "frames": selectors.earnings_by_image(selectors.provider_frame_earnings(provider=request.user)),
-        "node_rates": selectors.provider_node_rates(provider=request.user),
-        "disputes": dispute_selectors.disputes_against(provider=request.user),
-        "payouts": selectors.payouts_of(user=request.user),
-        "connect": selectors.connect_account_of(user=request.user),
-        "payout_min": conf.payout_min_micro(),
-        "form": form,
-        "simulated": dev_provider_active(),
-    }, status=status)
+    return render(
+        request,
+        "payments/earnings.html",
+        {
+            "balances": ledger_selectors.user_balances(user=request.user),
+            "frames": selectors.earnings_by_image(selectors.provider_frame_earnings(provider=request.user)),
+            "node_rates": selectors.provider_node_rates(provider=request.user),
+            "disputes": dispute_selectors.disputes_against(provider=request.user),
+            "payouts": selectors.payouts_of(user=request.user),
+            "connect": selectors.connect_account_of(user=request.user),
+            "payout_min": conf.payout_min_micro(),
+            "form": form,
+            "simulated": dev_provider_active(),
+        },
+        status=status,
+    )
 
 
 @login_required
@@ -125,8 +140,9 @@ def payout_create(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _earnings_page(request, form=form, status=400)
     try:
-        payout = payouts.payout_request(user=request.user, amount_micro=form.cleaned_data["tokens"],
-                                        request_key=form.cleaned_data["request_key"])
+        payout = payouts.payout_request(
+            user=request.user, amount_micro=form.cleaned_data["tokens"], request_key=form.cleaned_data["request_key"]
+        )
     except (payouts.PayoutRefused, PaymentsUnavailable) as exc:
         form.add_error(None, str(exc))
         return _earnings_page(request, form=form, status=400)

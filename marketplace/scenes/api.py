@@ -1,5 +1,6 @@
 """Artist API for scenes: upload (multipart), list, detail, delete, and bundles sent file by file (only the files
 the server lacks travel: ask which digests are missing, PUT those, then assemble). Another user's scene is a 404."""
+
 from django.core.exceptions import PermissionDenied
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
@@ -18,8 +19,20 @@ from marketplace.scenes.validation import SceneRejected
 class SceneSerializer(serializers.ModelSerializer):
     class Meta:
         model = Scene
-        fields = ["id", "name", "kind", "sha256", "size", "blend_path", "status", "refusal", "warnings", "report",
-                  "created_at", "inspected_at"]
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "sha256",
+            "size",
+            "blend_path",
+            "status",
+            "refusal",
+            "warnings",
+            "report",
+            "created_at",
+            "inspected_at",
+        ]
         read_only_fields = fields
 
 
@@ -29,8 +42,10 @@ class UploadField(serializers.FileField):
 
 
 class SceneUploadRequest(serializers.Serializer):
-    file = UploadField(help_text=f".blend, or .zip with one top-level .blend; at most "
-                                           f"{conf.DEFAULTS['MAX_UPLOAD_BYTES']} bytes by default")
+    file = UploadField(
+        help_text=f".blend, or .zip with one top-level .blend; at most "
+        f"{conf.DEFAULTS['MAX_UPLOAD_BYTES']} bytes by default"
+    )
     name = serializers.CharField(max_length=200, required=False, default="", help_text="defaults to the file name")
 
 
@@ -45,10 +60,12 @@ NOT_FOUND = OpenApiResponse(description="No such scene of yours.")
 class ScenesView(ServiceErrorView):
     """Scenes of the signed-in user."""
 
-    error_status = ((selectors.SceneNotFound, status.HTTP_404_NOT_FOUND),
-                    (SceneRejected, status.HTTP_400_BAD_REQUEST),
-                    (services.SceneInUse, status.HTTP_409_CONFLICT),
-                    (PermissionDenied, status.HTTP_403_FORBIDDEN))
+    error_status = (
+        (selectors.SceneNotFound, status.HTTP_404_NOT_FOUND),
+        (SceneRejected, status.HTTP_400_BAD_REQUEST),
+        (services.SceneInUse, status.HTTP_409_CONFLICT),
+        (PermissionDenied, status.HTTP_403_FORBIDDEN),
+    )
 
 
 class SceneListView(ScenesView):
@@ -70,22 +87,28 @@ class SceneListView(ScenesView):
             return problem(UploadTooLarge.status_code, upload_limit.too_big_message())
         return super().handle_exception(exc)
 
-    @extend_schema(responses=SceneSerializer(many=True), summary="List your scenes",
-                   description="Your scenes, newest first, with their inspection status (deleted ones are gone).")
+    @extend_schema(
+        responses=SceneSerializer(many=True),
+        summary="List your scenes",
+        description="Your scenes, newest first, with their inspection status (deleted ones are gone).",
+    )
     def get(self, request):
         return Response(SceneSerializer(selectors.scenes_of(owner=request.user), many=True).data)
 
-    @extend_schema(request={"multipart/form-data": SceneUploadRequest},
-                   responses={201: SceneSerializer,
-                              400: OpenApiResponse(description="The file is not a scene we can render: `detail` "
-                                                               "says why."),
-                              403: OpenApiResponse(description="Only artist accounts can upload scenes."),
-                              413: OpenApiResponse(description="The file is over the upload limit.")},
-                   summary="Upload a scene",
-                   description="Send a `.blend`, or a `.zip` holding one top-level `.blend` and its textures, as "
-                               "`multipart/form-data`. The file is stored and inspected in the background (no code "
-                               "in it ever runs): poll the scene until `status` is `ready` (then quote a job with "
-                               "it) or `refused` (`refusal` says why).")
+    @extend_schema(
+        request={"multipart/form-data": SceneUploadRequest},
+        responses={
+            201: SceneSerializer,
+            400: OpenApiResponse(description="The file is not a scene we can render: `detail` says why."),
+            403: OpenApiResponse(description="Only artist accounts can upload scenes."),
+            413: OpenApiResponse(description="The file is over the upload limit."),
+        },
+        summary="Upload a scene",
+        description="Send a `.blend`, or a `.zip` holding one top-level `.blend` and its textures, as "
+        "`multipart/form-data`. The file is stored and inspected in the background (no code "
+        "in it ever runs): poll the scene until `status` is `ready` (then quote a job with "
+        "it) or `refused` (`refusal` says why).",
+    )
     def post(self, request):
         # Before the body is parsed: a provider's or an oversized upload is not spooled to disk first.
         if not services.can_upload(request.user):
@@ -94,37 +117,50 @@ class SceneListView(ScenesView):
         if self.limit.exceeded:
             raise UploadTooLarge()
         data.is_valid(raise_exception=True)
-        scene = services.scene_upload(owner=request.user, uploaded_file=data.validated_data["file"],
-                                      name=data.validated_data["name"])
+        scene = services.scene_upload(
+            owner=request.user, uploaded_file=data.validated_data["file"], name=data.validated_data["name"]
+        )
         return Response(SceneSerializer(scene).data, status=status.HTTP_201_CREATED)
 
 
 class SceneDetailView(ScenesView):
-    @extend_schema(responses={200: SceneSerializer, 404: NOT_FOUND}, summary="Get a scene",
-                   description="One of your scenes with its inspection report: engine, frame range, resolution, "
-                               "samples, warnings, or why it was refused.")
+    @extend_schema(
+        responses={200: SceneSerializer, 404: NOT_FOUND},
+        summary="Get a scene",
+        description="One of your scenes with its inspection report: engine, frame range, resolution, "
+        "samples, warnings, or why it was refused.",
+    )
     def get(self, request, scene_id: int):
         return Response(SceneSerializer(selectors.scene_of(owner=request.user, scene_id=scene_id)).data)
 
-    @extend_schema(responses={204: None, 404: NOT_FOUND,
-                              409: OpenApiResponse(description="A quoted, queued or running job still uses it.")},
-                   summary="Delete a scene",
-                   description="Removes one of your scenes from your lists; it can no longer be quoted. Refused "
-                               "(409) while a quoted, queued or running job uses it. Finished jobs keep their "
-                               "frames and downloads.")
+    @extend_schema(
+        responses={
+            204: None,
+            404: NOT_FOUND,
+            409: OpenApiResponse(description="A quoted, queued or running job still uses it."),
+        },
+        summary="Delete a scene",
+        description="Removes one of your scenes from your lists; it can no longer be quoted. Refused "
+        "(409) while a quoted, queued or running job uses it. Finished jobs keep their "
+        "frames and downloads.",
+    )
     def delete(self, request, scene_id: int):
         services.scene_delete(owner=request.user, scene_id=scene_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class DigestsRequest(serializers.Serializer):
-    digests = serializers.ListField(child=serializers.CharField(max_length=80), allow_empty=True,
-                                    help_text="SHA-256 hex digests of the bundle's files")
+    digests = serializers.ListField(
+        child=serializers.CharField(max_length=80),
+        allow_empty=True,
+        help_text="SHA-256 hex digests of the bundle's files",
+    )
 
 
 class DigestsResponse(serializers.Serializer):
-    missing = serializers.ListField(child=serializers.CharField(), help_text="the digests to upload, in the "
-                                                                             "order asked")
+    missing = serializers.ListField(
+        child=serializers.CharField(), help_text="the digests to upload, in the order asked"
+    )
 
 
 class BundleFile(serializers.Serializer):
@@ -143,11 +179,14 @@ def _artist_only(request) -> None:
 
 
 class SceneFilesMissingView(ScenesView):
-    @extend_schema(request=DigestsRequest, responses={200: DigestsResponse},
-                   summary="Which bundle files you have not uploaded yet",
-                   description="Send the SHA-256 of every file of a bundle; the answer lists those the server does "
-                               "not hold for you, in the order asked. Only those need uploading (as Flamenco's "
-                               "Shaman does); a file counts as yours only once you uploaded its bytes.")
+    @extend_schema(
+        request=DigestsRequest,
+        responses={200: DigestsResponse},
+        summary="Which bundle files you have not uploaded yet",
+        description="Send the SHA-256 of every file of a bundle; the answer lists those the server does "
+        "not hold for you, in the order asked. Only those need uploading (as Flamenco's "
+        "Shaman does); a file counts as yours only once you uploaded its bytes.",
+    )
     def post(self, request):
         _artist_only(request)
         data = DigestsRequest(data=request.data)
@@ -159,10 +198,13 @@ class SceneFilesMissingView(ScenesView):
 class SceneFilePutView(ScenesView):
     parser_classes: list = []  # the body is the file itself, read in chunks below
 
-    @extend_schema(request={"application/octet-stream": bytes}, responses={201: None},
-                   summary="Upload one bundle file",
-                   description="The raw bytes of one file; they must hash to the SHA-256 in the URL. Refused (413) "
-                               "above the upload limit before the body is read.")
+    @extend_schema(
+        request={"application/octet-stream": bytes},
+        responses={201: None},
+        summary="Upload one bundle file",
+        description="The raw bytes of one file; they must hash to the SHA-256 in the URL. Refused (413) "
+        "above the upload limit before the body is read.",
+    )
     def put(self, request, sha256: str):
         _artist_only(request)
         raw = request._request
@@ -173,17 +215,21 @@ class SceneFilePutView(ScenesView):
 
 
 class SceneBundleView(ScenesView):
-    @extend_schema(request=BundleRequest, responses={201: SceneSerializer},
-                   summary="Assemble uploaded files into a scene",
-                   description="Builds the bundle from files you uploaded; it is checked and inspected like an "
-                               "uploaded zip. A file not uploaded yet: 409 with `missing`, the digests to upload.")
+    @extend_schema(
+        request=BundleRequest,
+        responses={201: SceneSerializer},
+        summary="Assemble uploaded files into a scene",
+        description="Builds the bundle from files you uploaded; it is checked and inspected like an "
+        "uploaded zip. A file not uploaded yet: 409 with `missing`, the digests to upload.",
+    )
     def post(self, request):
         _artist_only(request)
         data = BundleRequest(data=request.data)
         data.is_valid(raise_exception=True)
         try:
-            scene = services.scene_bundle_upload(owner=request.user, files=data.validated_data["files"],
-                                                 name=data.validated_data["name"])
+            scene = services.scene_bundle_upload(
+                owner=request.user, files=data.validated_data["files"], name=data.validated_data["name"]
+            )
         except services.BundleIncomplete as exc:
             return problem(status.HTTP_409_CONFLICT, exc.reason, missing=exc.missing)
         return Response(SceneSerializer(scene).data, status=status.HTTP_201_CREATED)

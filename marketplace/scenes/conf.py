@@ -1,8 +1,9 @@
 """Settings of the scenes app, read lazily with defaults (so tests can override them and settings.py needs no edit).
 
-    from marketplace.scenes import conf
-    conf.MAX_UPLOAD_BYTES   # settings.SCENE_MAX_UPLOAD_BYTES, or the default below
+from marketplace.scenes import conf
+conf.MAX_UPLOAD_BYTES   # settings.SCENE_MAX_UPLOAD_BYTES, or the default below
 """
+
 from typing import Any
 
 from django.conf import settings

@@ -2,6 +2,7 @@
 
 Shared by the Celery task (a stored blob) and the `inspect_scene` command (a local file). No database here.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -42,8 +43,9 @@ def inspect_upload(*, fileobj: IO[bytes], kind: str, blend_path: str) -> Inspect
         blend = _unpack(fileobj, kind=kind, blend_path=blend_path, work=work, root=root)
         runtime, series_warning = series.choose(blend)
         python = None if runtime.builtin else runtime.python
-        report = inspect_scene(blend, bundle_root=root, timeout_s=conf.INSPECT_TIMEOUT_S,
-                               memory_mb=conf.INSPECT_MEMORY_MB, python=python)
+        report = inspect_scene(
+            blend, bundle_root=root, timeout_s=conf.INSPECT_TIMEOUT_S, memory_mb=conf.INSPECT_MEMORY_MB, python=python
+        )
         report.pop("warnings", None)  # the worker's advisory list; policy.py decides what to tell the artist
         report["blender_series"] = runtime.series.name
         report["series_warning"] = series_warning
@@ -78,17 +80,20 @@ def _unpack(fileobj: IO[bytes], *, kind: str, blend_path: str, work: Path, root:
 
 def calibration_size(width: int, height: int) -> tuple[int, int]:
     """CALIBRATION_SCALE_PERCENT of the effective size, at least CALIBRATION_MIN_SIDE (never above the full size)."""
+
     def side(n: int) -> int:
         return min(n, max(conf.CALIBRATION_MIN_SIDE, n * conf.CALIBRATION_SCALE_PERCENT // 100))
 
     return side(width), side(height)
 
 
-def calibrate(blend: Path, *, root: Path, report: dict[str, Any], work: Path,
-              python: Path | None = None) -> dict[str, Any]:
+def calibrate(
+    blend: Path, *, root: Path, report: dict[str, Any], work: Path, python: Path | None = None
+) -> dict[str, Any]:
     """The quote's time measure: `jobs.calibration`'s timed renders at reduced size, on CPU, in a sandbox, with
     the scene's series (`python`: its runtime's interpreter; None: the market's own bpy)."""
     size = calibration_size(report["effective_width"], report["effective_height"])
-    with Renderer(memory_mb=conf.CALIBRATION_MEMORY_MB, timeout_s=conf.CALIBRATION_TIMEOUT_S,
-                  python=python) as renderer:
+    with Renderer(
+        memory_mb=conf.CALIBRATION_MEMORY_MB, timeout_s=conf.CALIBRATION_TIMEOUT_S, python=python
+    ) as renderer:
         return calibration_measure(renderer, blend=blend, root=root, report=report, size=size, out_dir=work)

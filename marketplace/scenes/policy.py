@@ -4,6 +4,7 @@ The one place that decides. Refusals are things a render must never do or cannot
 camera, sizes over the limits, reading files outside the upload, code in the scene); warnings are
 things the artist should know (what is ignored, switched off or missing).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

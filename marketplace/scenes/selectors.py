@@ -1,4 +1,5 @@
 """Reads of scenes shared by pages, the API and other apps. Another user's scene does not exist for you."""
+
 from __future__ import annotations
 
 from django.db.models import QuerySet

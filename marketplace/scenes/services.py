@@ -1,4 +1,5 @@
 """Scene writes: upload (check, store by content, enqueue inspection) and inspection (report into the row)."""
+
 from __future__ import annotations
 
 import logging
@@ -72,8 +73,13 @@ def scene_upload(*, owner, uploaded_file: UploadedFileLike, name: str = "", enqu
         store_once(key=key, path=staged.path)
     with transaction.atomic():
         scene = Scene.objects.create(
-            owner=owner, name=(name or PurePosixPath(filename).stem or "scene")[:200], kind=checked.kind,
-            sha256=staged.sha256, size=staged.size, blend_path=checked.blend_path, status=Scene.Status.INSPECTING,
+            owner=owner,
+            name=(name or PurePosixPath(filename).stem or "scene")[:200],
+            kind=checked.kind,
+            sha256=staged.sha256,
+            size=staged.size,
+            blend_path=checked.blend_path,
+            status=Scene.Status.INSPECTING,
         )
         if enqueue:
             from marketplace.scenes.tasks import scene_inspect_task
@@ -104,8 +110,9 @@ def scene_delete(*, owner, scene_id: int) -> Scene:
         raise SceneNotFound("no such scene")
     active = scene.jobs.filter(state__in=ACTIVE_JOB_STATES).count()
     if active:
-        raise SceneInUse(f"this scene is used by {active} active job(s): cancel them, or discard their quotes, "
-                         f"before deleting it")
+        raise SceneInUse(
+            f"this scene is used by {active} active job(s): cancel them, or discard their quotes, before deleting it"
+        )
     scene.deleted_at = timezone.now()
     scene.save(update_fields=["deleted_at"])
     log.info("scene deleted scene=%s owner=%s", scene.pk, owner.pk)
@@ -125,7 +132,10 @@ def scene_inspect(*, scene_id: int) -> Scene:
     status = Scene.Status.READY if outcome.accepted else Scene.Status.REFUSED
     with transaction.atomic():
         Scene.objects.filter(pk=scene_id, status=Scene.Status.INSPECTING).update(
-            status=status, report=outcome.report, refusal=outcome.refusal, warnings=outcome.warnings,
+            status=status,
+            report=outcome.report,
+            refusal=outcome.refusal,
+            warnings=outcome.warnings,
             inspected_at=timezone.now(),
         )
     scene.refresh_from_db()
@@ -137,7 +147,8 @@ def scene_inspection_failed(*, scene_id: int, reason: str) -> None:
     """Give up on a scene whose inspection kept failing (storage down, worker crashes): refuse it with the reason."""
     with transaction.atomic():
         Scene.objects.filter(pk=scene_id, status=Scene.Status.INSPECTING).update(
-            status=Scene.Status.REFUSED, refusal=f"inspection failed: {reason}; please upload the scene again",
+            status=Scene.Status.REFUSED,
+            refusal=f"inspection failed: {reason}; please upload the scene again",
             inspected_at=timezone.now(),
         )
 
@@ -176,8 +187,9 @@ def scene_bundle_upload(*, owner, files: Iterable[dict], name: str = "", enqueue
     if not can_upload(owner):
         raise PermissionDenied("only artists can upload scenes")
     entries = bundles.check_manifest(files)
-    held = dict(SceneFile.objects.filter(owner=owner, sha256__in={e.sha256 for e in entries})
-                .values_list("sha256", "size"))
+    held = dict(
+        SceneFile.objects.filter(owner=owner, sha256__in={e.sha256 for e in entries}).values_list("sha256", "size")
+    )
     missing = sorted({e.sha256 for e in entries} - set(held))
     if missing:
         raise BundleIncomplete(missing)
@@ -186,7 +198,10 @@ def scene_bundle_upload(*, owner, files: Iterable[dict], name: str = "", enqueue
         raise SceneRejected(f"the bundle is {mib(total)}, over the upload limit of {mib(conf.MAX_UPLOAD_BYTES)}")
     label = (name or PurePosixPath(entries[0].path).stem or "scene")[:200]
     with tempfile.TemporaryDirectory(prefix="scene-bundle-") as tmp:
-        archive = bundles.write_zip(entries, dest=Path(tmp) / "bundle.zip",
-                                    open_blob=lambda digest: blobs.blob_open(storage_key_of_file(digest)))
+        archive = bundles.write_zip(
+            entries,
+            dest=Path(tmp) / "bundle.zip",
+            open_blob=lambda digest: blobs.blob_open(storage_key_of_file(digest)),
+        )
         with open(archive, "rb") as f:
             return scene_upload(owner=owner, uploaded_file=File(f, name=f"{label}.zip"), name=label, enqueue=enqueue)

@@ -1,4 +1,5 @@
 """Celery tasks of the scenes app: thin, take ids, idempotent (the service skips scenes already inspected)."""
+
 from __future__ import annotations
 
 from celery import shared_task

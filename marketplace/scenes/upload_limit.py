@@ -2,6 +2,7 @@
 
 Install it before anything reads the body; `scene_upload` checks the size again whatever the caller did.
 """
+
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import HttpRequest
 

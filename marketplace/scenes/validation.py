@@ -4,6 +4,7 @@ Nothing here opens the scene with Blender; `policy.py` judges the inspection rep
 judged from its central directory only (no extraction): `workers.bundle.safe_extract` enforces the same
 limits again on the real bytes when the scene is unpacked for inspection or rendering.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -206,7 +207,8 @@ def _main_blend(names: list[str]) -> str:
     tops = {PurePosixPath(n).parts[0] for n in names}
     prefix = PurePosixPath(next(iter(tops))) if len(tops) == 1 and all("/" in n for n in names) else None
     top_blends = sorted(
-        n for n in names
+        n
+        for n in names
         if n.lower().endswith(".blend")
         and len(PurePosixPath(n).relative_to(prefix).parts if prefix else PurePosixPath(n).parts) == 1
     )

@@ -2,6 +2,7 @@
 
 Another user's scene is a 404, never a 403 that confirms it exists.
 """
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -55,29 +56,39 @@ def _scene_upload(request: HttpRequest, limit: upload_limit.UploadSizeLimit) -> 
                 error, status = too_big, 413
             elif form.is_valid():
                 try:
-                    scene = services.scene_upload(owner=request.user, uploaded_file=form.cleaned_data["file"],
-                                                  name=form.cleaned_data["name"])
+                    scene = services.scene_upload(
+                        owner=request.user, uploaded_file=form.cleaned_data["file"], name=form.cleaned_data["name"]
+                    )
                 except SceneRejected as exc:
                     error, status = exc.reason, 400
                 else:
                     url = reverse("scenes:detail", args=[scene.pk])
-                    return JsonResponse({"id": scene.pk, "url": url}, status=201) if _wants_json(request) \
+                    return (
+                        JsonResponse({"id": scene.pk, "url": url}, status=201)
+                        if _wants_json(request)
                         else redirect(url)
+                    )
             else:
                 error, status = "choose a .blend or .zip file to upload", 400
         if _wants_json(request):
             return JsonResponse({"error": error}, status=status)
     else:
         form = SceneUploadForm()
-    return render(request, "scenes/upload.html", {"form": form, "error": error,
-                                                  "max_bytes": conf.MAX_UPLOAD_BYTES,
-                                                  "max_size": mib(conf.MAX_UPLOAD_BYTES)}, status=status)
+    return render(
+        request,
+        "scenes/upload.html",
+        {"form": form, "error": error, "max_bytes": conf.MAX_UPLOAD_BYTES, "max_size": mib(conf.MAX_UPLOAD_BYTES)},
+        status=status,
+    )
 
 
 @login_required
 def scene_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "scenes/list.html", {"scenes": selectors.scenes_of(owner=request.user),
-                                                "can_upload": services.can_upload(request.user)})
+    return render(
+        request,
+        "scenes/list.html",
+        {"scenes": selectors.scenes_of(owner=request.user), "can_upload": services.can_upload(request.user)},
+    )
 
 
 @login_required

@@ -18,8 +18,18 @@ class TrustEventAdmin(admin.ModelAdmin):
 class CropCheckInline(admin.TabularInline):
     model = CropCheck
     extra = 0
-    readonly_fields = ("crop", "state", "verifier", "verify_lease", "reference_key", "metrics", "reason",
-                       "node_verdict", "dispatched_at", "decided_at")
+    readonly_fields = (
+        "crop",
+        "state",
+        "verifier",
+        "verify_lease",
+        "reference_key",
+        "metrics",
+        "reason",
+        "node_verdict",
+        "dispatched_at",
+        "decided_at",
+    )
 
 
 @admin.register(FrameCheck)

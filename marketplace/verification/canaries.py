@@ -9,6 +9,7 @@ new, 1 % at steady trust).
 Canary jobs are created here rather than through the artist's job flow because there is no artist: no
 quote, no escrow, and the job must be RUNNING only once its answers exist.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -73,18 +74,38 @@ def canary_shape(*, frames: int, resolution: tuple[int, int], samples: int) -> C
     those whose frames the platform can afford to answer (policy.CANARY_MAX_MEGASAMPLES). `frames` caps the
     frame count; `resolution` and `samples` are used only while the market has no such artist job."""
     cap = policy.canary_max_megasamples() * 1_000_000
-    recent = list(Job.objects.filter(is_canary=False, tile_side=1, use_denoising=False, scene__kind=Scene.Kind.BLEND)
-                  .exclude(state=JobState.QUOTED)
-                  .alias(cost=F("resolution_x") * F("resolution_y") * F("samples")).filter(cost__lte=cap)
-                  .select_related("scene").order_by("-pk")[:policy.CANARY_TEMPLATE_JOBS])
+    recent = list(
+        Job.objects.filter(is_canary=False, tile_side=1, use_denoising=False, scene__kind=Scene.Kind.BLEND)
+        .exclude(state=JobState.QUOTED)
+        .alias(cost=F("resolution_x") * F("resolution_y") * F("samples"))
+        .filter(cost__lte=cap)
+        .select_related("scene")
+        .order_by("-pk")[: policy.CANARY_TEMPLATE_JOBS]
+    )
     if not recent:
-        return CanaryShape(width=resolution[0], height=resolution[1], samples=samples, seed=0, frame_start=1,
-                           frame_step=1, frames=frames, output_format=Job.Output.PNG, blend_name="scene.blend")
+        return CanaryShape(
+            width=resolution[0],
+            height=resolution[1],
+            samples=samples,
+            seed=0,
+            frame_start=1,
+            frame_step=1,
+            frames=frames,
+            output_format=Job.Output.PNG,
+            blend_name="scene.blend",
+        )
     job = secrets.choice(recent)
-    return CanaryShape(width=job.resolution_x, height=job.resolution_y, samples=job.samples, seed=job.seed,
-                       frame_start=job.frame_start, frame_step=job.frame_step, output_format=job.output_format,
-                       frames=min(frames, (job.frame_end - job.frame_start) // job.frame_step + 1),
-                       blend_name=_blend_name(job.scene.blend_path))
+    return CanaryShape(
+        width=job.resolution_x,
+        height=job.resolution_y,
+        samples=job.samples,
+        seed=job.seed,
+        frame_start=job.frame_start,
+        frame_step=job.frame_step,
+        output_format=job.output_format,
+        frames=min(frames, (job.frame_end - job.frame_start) // job.frame_step + 1),
+        blend_name=_blend_name(job.scene.blend_path),
+    )
 
 
 def _blend_name(path: str) -> str:
@@ -96,17 +117,34 @@ def _blend_name(path: str) -> str:
 @transaction.atomic
 def canary_job_store(*, owner: User, blend: bytes, report: dict, name: str, shape: CanaryShape | None = None) -> Job:
     sha = hashlib.sha256(blend).hexdigest()
-    scene = Scene.objects.create(owner=owner, name=name, kind=Scene.Kind.BLEND, sha256=sha, size=len(blend),
-                                 blend_path=shape.blend_name if shape else "scene.blend", status=Scene.Status.READY,
-                                 report=report)
+    scene = Scene.objects.create(
+        owner=owner,
+        name=name,
+        kind=Scene.Kind.BLEND,
+        sha256=sha,
+        size=len(blend),
+        blend_path=shape.blend_name if shape else "scene.blend",
+        status=Scene.Status.READY,
+        report=report,
+    )
     blobs.blob_put(key=scene.storage_key, fileobj=io.BytesIO(blend))
-    job = Job.objects.create(owner=owner, scene=scene, name=name, state=JobState.QUOTED, is_canary=True,
-                             frame_start=report["frame_start"], frame_end=report["frame_end"],
-                             frame_step=shape.frame_step if shape else 1,
-                             resolution_x=report["effective_width"], resolution_y=report["effective_height"],
-                             samples=report["samples"], seed=shape.seed if shape else 0,
-                             output_format=shape.output_format if shape else Job.Output.PNG, price_per_frame=0,
-                             blender_series=scene_series(report))
+    job = Job.objects.create(
+        owner=owner,
+        scene=scene,
+        name=name,
+        state=JobState.QUOTED,
+        is_canary=True,
+        frame_start=report["frame_start"],
+        frame_end=report["frame_end"],
+        frame_step=shape.frame_step if shape else 1,
+        resolution_x=report["effective_width"],
+        resolution_y=report["effective_height"],
+        samples=report["samples"],
+        seed=shape.seed if shape else 0,
+        output_format=shape.output_format if shape else Job.Output.PNG,
+        price_per_frame=0,
+        blender_series=scene_series(report),
+    )
     Frame.objects.bulk_create(Frame(job=job, number=n, price=0, state=FrameState.QUEUED) for n in job.frame_numbers)
     return job
 
@@ -120,8 +158,15 @@ def canary_answers_render(*, job_id: int) -> int:
     stored = 0
     for frame in job.frames.filter(canary_answer__isnull=True).order_by("number"):
         manifest = manifest_for(frame, node=PLATFORM_RENDERER)
-        data = platform.render(scene={"sha256": scene.sha256, "kind": scene.kind, "storage_key": scene.storage_key,
-                                      "blend_path": scene.blend_path}, manifest=manifest)
+        data = platform.render(
+            scene={
+                "sha256": scene.sha256,
+                "kind": scene.kind,
+                "storage_key": scene.storage_key,
+                "blend_path": scene.blend_path,
+            },
+            manifest=manifest,
+        )
         ext = "exr" if manifest["file_format"] == "OPEN_EXR" else "png"
         key = blobs.blob_put(key=f"canaries/job{job.pk}/frame{frame.pk}.{ext}", fileobj=io.BytesIO(data))
         CanaryAnswer.objects.create(frame=frame, answer_key=key)
@@ -131,8 +176,14 @@ def canary_answers_render(*, job_id: int) -> int:
 
 def canary_job_open(*, job_id: int) -> bool:
     """Let matching lease the canary's frames (call once its answers are stored)."""
-    return transition(Job, pk=job_id, current=JobState.QUOTED, target=JobState.QUEUED, table=JOB_TRANSITIONS,
-                      accepted_at=timezone.now())
+    return transition(
+        Job,
+        pk=job_id,
+        current=JobState.QUOTED,
+        target=JobState.QUEUED,
+        table=JOB_TRANSITIONS,
+        accepted_at=timezone.now(),
+    )
 
 
 def canary_jobs_create(*, count: int, frames: int, resolution: tuple[int, int], samples: int) -> list[Job]:
@@ -146,14 +197,19 @@ def canary_jobs_create(*, count: int, frames: int, resolution: tuple[int, int], 
     for _ in range(count):
         shape = canary_shape(frames=frames, resolution=resolution, samples=samples)
         with tempfile.TemporaryDirectory(prefix="canary-") as tmp:
-            blend = make_demo_scene(Path(tmp) / shape.blend_name, frames=shape.frames,
-                                    resolution=(shape.width, shape.height), samples=shape.samples,
-                                    frame_start=shape.frame_start,
-                                    frame_end=shape.frame_start + (shape.frames - 1) * shape.frame_step,
-                                    seed=secrets.randbelow(2**31))
+            blend = make_demo_scene(
+                Path(tmp) / shape.blend_name,
+                frames=shape.frames,
+                resolution=(shape.width, shape.height),
+                samples=shape.samples,
+                frame_start=shape.frame_start,
+                frame_end=shape.frame_start + (shape.frames - 1) * shape.frame_step,
+                seed=secrets.randbelow(2**31),
+            )
             report = inspect_scene(blend, bundle_root=blend.parent)
-            job = canary_job_store(owner=owner, blend=blend.read_bytes(), report=report,
-                                   name=f"scene {secrets.token_hex(4)}", shape=shape)
+            job = canary_job_store(
+                owner=owner, blend=blend.read_bytes(), report=report, name=f"scene {secrets.token_hex(4)}", shape=shape
+            )
         canary_answers_render(job_id=job.pk)
         canary_job_open(job_id=job.pk)
         job.refresh_from_db()

@@ -16,6 +16,7 @@ honest render matches exactly (measured on Blender 5.0.1, docs/verification.md):
   without the denoiser bit for bit; the crop is rendered without denoising to EXR and compared with the
   candidate's noisy pass.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,7 +52,7 @@ class Crop:
         return cls(int(data["x"]), int(data["y"]), int(data["w"]), int(data["h"]))
 
     def cut(self, image: np.ndarray) -> np.ndarray:
-        return image[self.y:self.y + self.h, self.x:self.x + self.w]
+        return image[self.y : self.y + self.h, self.x : self.x + self.w]
 
 
 def verifiable(*, width: int, height: int) -> bool:
@@ -148,8 +149,9 @@ def crop_manifest(render_manifest: dict[str, Any], crop: Crop) -> dict[str, Any]
     return {
         **render_manifest,
         "border": [x0 + crop.x, y0 + crop.y, crop.w, crop.h],
-        "file_format": crop_format(output_format=render_manifest["file_format"],
-                                   use_denoising=bool(render_manifest.get("use_denoising"))),
+        "file_format": crop_format(
+            output_format=render_manifest["file_format"], use_denoising=bool(render_manifest.get("use_denoising"))
+        ),
         "use_denoising": False,
     }
 
@@ -170,8 +172,14 @@ class UnusableReference(ValueError):
     candidate, so someone else must re-render the crop."""
 
 
-def crop_judge(*, candidate: np.ndarray, reference: np.ndarray, crop: Crop, candidate_device: str = "CPU",
-               verifier_device: str = "CPU") -> CropResult:
+def crop_judge(
+    *,
+    candidate: np.ndarray,
+    reference: np.ndarray,
+    crop: Crop,
+    candidate_device: str = "CPU",
+    verifier_device: str = "CPU",
+) -> CropResult:
     """Compare the crop's region of the candidate frame with the verifier's re-rendered crop (float HxWxC),
     by the rule for the two renders' Cycles backends (render_kernels.decision.tolerances_for), which the
     metrics record as "tolerance".
@@ -188,11 +196,13 @@ def crop_judge(*, candidate: np.ndarray, reference: np.ndarray, crop: Crop, cand
         return CropResult(False, reasons=["the frame contains NaN or infinite pixels"])
     channels = min(region.shape[2], reference.shape[2])
     if channels < 3 and region.shape[2] != reference.shape[2]:
-        return CropResult(False, reasons=[f"the frame has {region.shape[2]} channels, the re-render "
-                                          f"{reference.shape[2]}"])
+        return CropResult(
+            False, reasons=[f"the frame has {region.shape[2]} channels, the re-render {reference.shape[2]}"]
+        )
     # RGB is what the artist gets; alpha is compared too when both images have it.
     rule, tolerances = tolerances_for(candidate_device=candidate_device, verifier_device=verifier_device)
     metrics = compare(region[..., :channels], reference[..., :channels], tolerances=tolerances)
     decision = verdict(metrics, tolerances=tolerances)
-    return CropResult(passed=decision.passed, metrics={**metrics.to_dict(), "tolerance": rule},
-                      reasons=list(decision.reasons))
+    return CropResult(
+        passed=decision.passed, metrics={**metrics.to_dict(), "tolerance": rule}, reasons=list(decision.reasons)
+    )

@@ -57,8 +57,9 @@ class FrameCheck(models.Model):
         SKIPPED = "skipped", "Not sampled for checking"
 
     frame = models.ForeignKey("jobs.Frame", on_delete=models.CASCADE, related_name="checks")
-    render_lease = models.OneToOneField("dispatch.FrameLease", on_delete=models.CASCADE,
-                                        related_name="verification_check")
+    render_lease = models.OneToOneField(
+        "dispatch.FrameLease", on_delete=models.CASCADE, related_name="verification_check"
+    )
     node = models.ForeignKey("nodes.WorkerNode", on_delete=models.CASCADE, related_name="frame_checks")
     kind = models.CharField(max_length=8, choices=Kind.choices)
     state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING, db_index=True)
@@ -70,10 +71,11 @@ class FrameCheck(models.Model):
     class Meta:
         constraints = [
             # skipped checks, and only they, are in the skipped state
-            models.CheckConstraint(name="check_skipped_kind", condition=Q(kind="skipped", state="skipped")
-                                   | (~Q(kind="skipped") & ~Q(state="skipped"))),
-            models.CheckConstraint(condition=Q(state="pending") | Q(decided_at__isnull=False),
-                                   name="check_decided_at"),
+            models.CheckConstraint(
+                name="check_skipped_kind",
+                condition=Q(kind="skipped", state="skipped") | (~Q(kind="skipped") & ~Q(state="skipped")),
+            ),
+            models.CheckConstraint(condition=Q(state="pending") | Q(decided_at__isnull=False), name="check_decided_at"),
         ]
         indexes = [models.Index(fields=["frame", "-id"])]
 
@@ -97,10 +99,12 @@ class CropCheck(models.Model):
     crop = models.JSONField(help_text="x, y, w, h in pixels, y from the top")
     state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING, db_index=True)
     verifier = models.CharField(max_length=8, choices=Verifier.choices, default=Verifier.PLATFORM)
-    verify_lease = models.OneToOneField("dispatch.FrameLease", null=True, blank=True, on_delete=models.SET_NULL,
-                                        related_name="crop_check")
-    reference_key = models.CharField(max_length=300, blank=True, default="",
-                                     help_text="the trusted image the candidate was compared with")
+    verify_lease = models.OneToOneField(
+        "dispatch.FrameLease", null=True, blank=True, on_delete=models.SET_NULL, related_name="crop_check"
+    )
+    reference_key = models.CharField(
+        max_length=300, blank=True, default="", help_text="the trusted image the candidate was compared with"
+    )
     metrics = models.JSONField(default=dict, blank=True)
     reason = models.TextField(blank=True, default="")
     dispatched_at = models.DateTimeField(null=True, blank=True, help_text="when a verifier was asked")

@@ -5,6 +5,7 @@ tie when a node's crop disagrees with the candidate, and to render canary answer
 storage, is checked against its SHA-256 and unpacked like an agent would; one sandboxed Blender per worker
 process keeps the last scene loaded, so consecutive crops of a job pay the scene load once.
 """
+
 from __future__ import annotations
 
 import fcntl

@@ -22,6 +22,7 @@ Eight small stratified crops rather than a few large ones: for the same pixels, 
 3x3 grid of the frame catch a result that is wrong in one region (a half-missing frame, a cheat that
 renders only the middle correctly) in every trial of the cheats bench.
 """
+
 TRUSTED_AFTER = 10
 HALVE_EVERY = 10
 FLOOR = 0.10

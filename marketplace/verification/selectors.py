@@ -1,4 +1,5 @@
 """Reads of verification state shared by pages of several apps (jobs, nodes, disputes)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,21 +26,28 @@ def frame_checks(job_id: int, frame_ids: list[int] | None = None) -> dict[int, F
     """Verification status of each frame of a job (or of `frame_ids` of it) that has been checked or sampled: its
     latest check."""
     latest: dict[int, FrameCheck] = {}
-    checks = (FrameCheck.objects.filter(frame__job_id=job_id).exclude(kind=FrameCheck.Kind.CANARY)
-              .order_by("frame_id", "pk"))
+    checks = (
+        FrameCheck.objects.filter(frame__job_id=job_id).exclude(kind=FrameCheck.Kind.CANARY).order_by("frame_id", "pk")
+    )
     if frame_ids is not None:
         checks = checks.filter(frame_id__in=frame_ids)
     for check in checks:
         latest[check.frame_id] = check
     done: dict[int, int] = {}
     total: dict[int, int] = {}
-    for check_id, state in CropCheck.objects.filter(frame_check__in=latest.values()).values_list("frame_check_id",
-                                                                                               "state"):
+    for check_id, state in CropCheck.objects.filter(frame_check__in=latest.values()).values_list(
+        "frame_check_id", "state"
+    ):
         total[check_id] = total.get(check_id, 0) + 1
         done[check_id] = done.get(check_id, 0) + (state != CropCheck.State.PENDING)
     return {
-        frame_id: FrameStatus(state=check.state, label=check.get_state_display(), crops_done=done.get(check.pk, 0),
-                              crops_total=total.get(check.pk, 0), reason=check.reason)
+        frame_id: FrameStatus(
+            state=check.state,
+            label=check.get_state_display(),
+            crops_done=done.get(check.pk, 0),
+            crops_total=total.get(check.pk, 0),
+            reason=check.reason,
+        )
         for frame_id, check in latest.items()
     }
 
@@ -78,17 +86,24 @@ def node_verification(*, user, node_id: int, limit: int = 50) -> NodeVerificatio
     crops: dict[int, list[CropCheck]] = {}
     for crop in CropCheck.objects.filter(frame_check_id__in=decided).order_by("pk"):
         crops.setdefault(crop.frame_check_id, []).append(crop)
-    pending = dict(CropCheck.objects.filter(frame_check__in=[c for c in checks if c.pk not in decided])
-                   .values_list("frame_check_id").annotate(n=Count("id")))
+    pending = dict(
+        CropCheck.objects.filter(frame_check__in=[c for c in checks if c.pk not in decided])
+        .values_list("frame_check_id")
+        .annotate(n=Count("id"))
+    )
     rows = [CheckRow(check=c, crops=crops.get(c.pk, []), crops_pending=pending.get(c.pk, 0)) for c in checks]
     events = TrustEvent.objects.filter(node=node).select_related("frame").order_by("-created_at", "-pk")
-    return NodeVerification(node=node, trust=NodeTrust.objects.filter(node=node).first(), events=list(events[:limit]),
-                            checks=rows)
+    return NodeVerification(
+        node=node, trust=NodeTrust.objects.filter(node=node).first(), events=list(events[:limit]), checks=rows
+    )
 
 
 def crop_evidence(*, frame_id: int, result_key: str) -> list[CropCheck]:
     """Decided crop checks of one result of a frame (node and platform verifiers), for dispute evidence."""
-    return list(CropCheck.objects.filter(frame_check__frame_id=frame_id,
-                                         frame_check__render_lease__result_key=result_key)
-                .exclude(state=CropCheck.State.PENDING).exclude(reference_key="")
-                .select_related("frame_check__render_lease", "verify_lease").order_by("pk"))
+    return list(
+        CropCheck.objects.filter(frame_check__frame_id=frame_id, frame_check__render_lease__result_key=result_key)
+        .exclude(state=CropCheck.State.PENDING)
+        .exclude(reference_key="")
+        .select_related("frame_check__render_lease", "verify_lease")
+        .order_by("pk")
+    )

@@ -18,6 +18,7 @@ The life of a check (one per render lease, `FrameCheck`):
 Every step is idempotent: a crop or a check is decided by a conditional UPDATE under the check's row lock,
 and only the caller that made the change applies its consequences.
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,14 +54,16 @@ log = logging.getLogger("verification")
 
 # --- trust ----------------------------------------------------------------------------------
 
+
 def node_trust_get(*, node_id: int) -> NodeTrust:
     trust, _ = NodeTrust.objects.get_or_create(node_id=node_id)
     return trust
 
 
 @transaction.atomic
-def trust_record(*, node_id: int, passed: bool, reason: str, frame_id: int | None = None,
-                 kind: str | None = None) -> NodeTrust:
+def trust_record(
+    *, node_id: int, passed: bool, reason: str, frame_id: int | None = None, kind: str | None = None
+) -> NodeTrust:
     """Record a check result. One failure resets the streak; BAN_AFTER_FAILURES failures ban the node."""
     node_trust_get(node_id=node_id)
     trust = NodeTrust.objects.select_for_update().get(node_id=node_id)
@@ -75,8 +78,9 @@ def trust_record(*, node_id: int, passed: bool, reason: str, frame_id: int | Non
     TrustEvent.objects.create(node_id=node_id, kind=event_kind, reason=reason, frame_id=frame_id)
     if not passed and trust.banned_at is None and trust.checks_failed >= policy.BAN_AFTER_FAILURES:
         trust.banned_at = timezone.now()
-        TrustEvent.objects.create(node_id=node_id, kind=TrustEvent.Kind.BAN,
-                                  reason=f"{trust.checks_failed} failed checks", frame_id=frame_id)
+        TrustEvent.objects.create(
+            node_id=node_id, kind=TrustEvent.Kind.BAN, reason=f"{trust.checks_failed} failed checks", frame_id=frame_id
+        )
         _account_ban(node_id=node_id)
     trust.save()
     node_status_sync(node_ids=[node_id])  # a ban shows at once (the node's status is derived, issue 12)
@@ -106,8 +110,7 @@ def trust_lease_abandoned(*, node_id: int, frame_id: int, reason: str) -> NodeTr
     trust.consecutive_passes = policy.after_abandon(consecutive_passes=trust.consecutive_passes)
     trust.check_rate = policy.check_rate(consecutive_passes=trust.consecutive_passes)
     trust.save(update_fields=["consecutive_passes", "check_rate", "updated_at"])
-    TrustEvent.objects.create(node_id=node_id, kind=TrustEvent.Kind.ABANDONED, reason=reason[:2000],
-                              frame_id=frame_id)
+    TrustEvent.objects.create(node_id=node_id, kind=TrustEvent.Kind.ABANDONED, reason=reason[:2000], frame_id=frame_id)
     return trust
 
 
@@ -117,6 +120,7 @@ def _chance(rate: float) -> bool:
 
 
 # --- images ---------------------------------------------------------------------------------
+
 
 def _image(key: str, size: tuple[int, int] | None = None):
     """A stored image, checked against the digest it was frozen under and, from its header, its size."""
@@ -141,8 +145,13 @@ def _judge(check: FrameCheck, crop: Crop, reference_key: str, *, verifier_device
     except (OSError, ValueError) as exc:
         what = "the pre-denoise pass" if key != lease.result_key else "the frame"
         return CropResult(False, reasons=[f"{what} cannot be read: {type(exc).__name__}: {exc}"[:500]])
-    return crop_judge(candidate=candidate, reference=reference, crop=crop, verifier_device=verifier_device,
-                      candidate_device=check.render_lease.manifest.get("device") or "CPU")
+    return crop_judge(
+        candidate=candidate,
+        reference=reference,
+        crop=crop,
+        verifier_device=verifier_device,
+        candidate_device=check.render_lease.manifest.get("device") or "CPU",
+    )
 
 
 def _check_refuse_result(*, check: FrameCheck, reason: str) -> None:
@@ -157,17 +166,24 @@ def _check_refuse_result(*, check: FrameCheck, reason: str) -> None:
         now = timezone.now()
         message = f"the stored result was refused: {reason}"[:2000]
         CropCheck.objects.filter(frame_check=locked, state=CropCheck.State.PENDING).update(
-            state=CropCheck.State.FAILED, reason=message, decided_at=now)
+            state=CropCheck.State.FAILED, reason=message, decided_at=now
+        )
         FrameCheck.objects.filter(pk=locked.pk).update(state=FrameCheck.State.FAILED, reason=message, decided_at=now)
         frame_result_refuse(frame_id=locked.frame_id, result_key=check.render_lease.result_key, reason=reason)
 
 
 # --- step 1: sample, choose crops -----------------------------------------------------------
 
+
 def _render_lease_of(frame: Frame) -> FrameLease | None:
-    return (FrameLease.objects.filter(frame=frame, kind=FrameLease.Kind.RENDER, state=FrameLease.State.DONE,
-                                      result_key=frame.result_key)
-            .select_related("node").order_by("-id").first())
+    return (
+        FrameLease.objects.filter(
+            frame=frame, kind=FrameLease.Kind.RENDER, state=FrameLease.State.DONE, result_key=frame.result_key
+        )
+        .select_related("node")
+        .order_by("-id")
+        .first()
+    )
 
 
 def frame_verify_or_settle(*, frame_id: int) -> FrameCheck | None:
@@ -210,13 +226,20 @@ def _check_open(*, frame_id: int, lease: FrameLease) -> FrameCheck | None:
         else:
             skip = ""
         if skip:
-            return FrameCheck.objects.create(**fields, kind=FrameCheck.Kind.SKIPPED, state=FrameCheck.State.SKIPPED,
-                                             decided_at=timezone.now(), reason=skip)
+            return FrameCheck.objects.create(
+                **fields,
+                kind=FrameCheck.Kind.SKIPPED,
+                state=FrameCheck.State.SKIPPED,
+                decided_at=timezone.now(),
+                reason=skip,
+            )
         check = FrameCheck.objects.create(**fields, kind=FrameCheck.Kind.CROPS)
-        CropCheck.objects.bulk_create(CropCheck(frame_check=check, crop=c.as_dict())
-                                      for c in crops_choose(width=width, height=height))
-        transition(Frame, pk=frame.pk, current=FrameState.RENDERED, target=FrameState.VERIFYING,
-                   table=FRAME_TRANSITIONS)
+        CropCheck.objects.bulk_create(
+            CropCheck(frame_check=check, crop=c.as_dict()) for c in crops_choose(width=width, height=height)
+        )
+        transition(
+            Frame, pk=frame.pk, current=FrameState.RENDERED, target=FrameState.VERIFYING, table=FRAME_TRANSITIONS
+        )
         return check
 
 
@@ -234,31 +257,41 @@ def _check_advance(check: FrameCheck) -> None:
 
 # --- step 2: who re-renders a crop ----------------------------------------------------------
 
+
 @transaction.atomic
 def _crop_dispatch(*, crop_check_id: int) -> None:
     """FrameLease the crop to an idle node of another provider, or hand it to the platform verifier."""
     from marketplace.dispatch.services import verify_lease_create
 
-    crop = (CropCheck.objects.select_for_update(of=("self",))
-            .select_related("frame_check__node", "frame_check__render_lease").get(pk=crop_check_id))
+    crop = (
+        CropCheck.objects.select_for_update(of=("self",))
+        .select_related("frame_check__node", "frame_check__render_lease")
+        .get(pk=crop_check_id)
+    )
     if crop.dispatched_at is not None or crop.state != CropCheck.State.PENDING:
         return
     check = crop.frame_check
     # A verifier on the candidate's own Cycles backend, so the strict same-backend rule applies; none idle:
     # the platform (CPU), judged by the cross-backend rule.
-    delivery = verify_lease_create(frame_id=check.frame_id, crop=crop.crop, exclude_owner_id=check.node.owner_id,
-                                   device=check.render_lease.manifest.get("device") or "CPU")
+    delivery = verify_lease_create(
+        frame_id=check.frame_id,
+        crop=crop.crop,
+        exclude_owner_id=check.node.owner_id,
+        device=check.render_lease.manifest.get("device") or "CPU",
+    )
     if delivery is None:
         _crop_to_platform(crop)
         return
-    CropCheck.objects.filter(pk=crop.pk).update(verifier=CropCheck.Verifier.NODE, verify_lease_id=delivery.lease_id,
-                                                dispatched_at=timezone.now())
+    CropCheck.objects.filter(pk=crop.pk).update(
+        verifier=CropCheck.Verifier.NODE, verify_lease_id=delivery.lease_id, dispatched_at=timezone.now()
+    )
 
 
 def _crop_to_platform(crop: CropCheck, **fields) -> None:
     """The platform re-renders this crop (after commit). The caller holds the crop's row lock."""
-    CropCheck.objects.filter(pk=crop.pk).update(verifier=CropCheck.Verifier.PLATFORM, dispatched_at=timezone.now(),
-                                                **fields)
+    CropCheck.objects.filter(pk=crop.pk).update(
+        verifier=CropCheck.Verifier.PLATFORM, dispatched_at=timezone.now(), **fields
+    )
     crop_id = crop.pk
     transaction.on_commit(lambda: _enqueue("verification.platform_crop", crop_id))
 
@@ -271,10 +304,14 @@ def _enqueue(task_name: str, *args) -> None:
 
 # --- step 3: judging crops ------------------------------------------------------------------
 
+
 def crop_reported(*, lease_id: int) -> None:
     """A node reported its verify lease: judge its crop. A mismatch goes to the platform to break the tie."""
-    crop = (CropCheck.objects.select_related("frame_check__render_lease", "verify_lease")
-            .filter(verify_lease_id=lease_id).first())
+    crop = (
+        CropCheck.objects.select_related("frame_check__render_lease", "verify_lease")
+        .filter(verify_lease_id=lease_id)
+        .first()
+    )
     if crop is None or crop.state != CropCheck.State.PENDING or crop.verifier != CropCheck.Verifier.NODE:
         return  # unknown lease, already judged, or already with the platform
     lease = crop.verify_lease
@@ -284,13 +321,21 @@ def crop_reported(*, lease_id: int) -> None:
     wanted = crop_manifest(crop.frame_check.render_lease.manifest, region)
     if any(lease.manifest.get(k) != wanted[k] for k in ("file_format", "use_denoising", "border")):
         # The lease asked for another format than the comparison needs: not the verifier's fault.
-        _crop_escalate(crop_check_id=crop.pk, node_verdict={"verifier": lease.node_id, "error": (
-            f"the verify lease asked for {lease.manifest.get('file_format')} with denoising "
-            f"{lease.manifest.get('use_denoising')}; the comparison needs {wanted['file_format']} without")})
+        _crop_escalate(
+            crop_check_id=crop.pk,
+            node_verdict={
+                "verifier": lease.node_id,
+                "error": (
+                    f"the verify lease asked for {lease.manifest.get('file_format')} with denoising "
+                    f"{lease.manifest.get('use_denoising')}; the comparison needs {wanted['file_format']} without"
+                ),
+            },
+        )
         return
     try:
-        result = _judge(crop.frame_check, region, lease.result_key,
-                        verifier_device=lease.manifest.get("device") or "CPU")
+        result = _judge(
+            crop.frame_check, region, lease.result_key, verifier_device=lease.manifest.get("device") or "CPU"
+        )
     except blobs.DigestMismatch as exc:
         _check_refuse_result(check=crop.frame_check, reason=str(exc))
         return
@@ -300,14 +345,19 @@ def crop_reported(*, lease_id: int) -> None:
     if result.passed and _chance(policy.audit_share()):
         # Audited (policy.AUDIT_SHARE): the platform re-renders it too; if the candidate then fails, the node
         # that vouched for it is failed like the cheat.
-        _crop_escalate(crop_check_id=crop.pk, node_verdict={"agreed": lease.node_id, "metrics": result.metrics,
-                                                            "reference_key": lease.result_key})
+        _crop_escalate(
+            crop_check_id=crop.pk,
+            node_verdict={"agreed": lease.node_id, "metrics": result.metrics, "reference_key": lease.result_key},
+        )
     elif result.passed:
-        _crop_decide(crop_check_id=crop.pk, result=result, reference_key=lease.result_key,
-                     verifier=CropCheck.Verifier.NODE)
+        _crop_decide(
+            crop_check_id=crop.pk, result=result, reference_key=lease.result_key, verifier=CropCheck.Verifier.NODE
+        )
     else:  # "node": a disagreement that costs the verifier trust if the platform sides with the candidate
-        _crop_escalate(crop_check_id=crop.pk, node_verdict={"node": lease.node_id, "metrics": result.metrics,
-                                                            "reasons": result.reasons})
+        _crop_escalate(
+            crop_check_id=crop.pk,
+            node_verdict={"node": lease.node_id, "metrics": result.metrics, "reasons": result.reasons},
+        )
 
 
 @transaction.atomic
@@ -319,8 +369,11 @@ def _crop_escalate(*, crop_check_id: int, node_verdict: dict) -> None:
 
 def platform_crop(*, crop_check_id: int) -> None:
     """Render the crop on the platform and judge the candidate with it (also breaks node/candidate ties)."""
-    crop = (CropCheck.objects.select_related("frame_check__render_lease", "frame_check__frame__job__scene")
-            .filter(pk=crop_check_id).first())
+    crop = (
+        CropCheck.objects.select_related("frame_check__render_lease", "frame_check__frame__job__scene")
+        .filter(pk=crop_check_id)
+        .first()
+    )
     if crop is None or crop.state != CropCheck.State.PENDING or crop.verifier != CropCheck.Verifier.PLATFORM:
         return
     check = crop.frame_check
@@ -328,8 +381,15 @@ def platform_crop(*, crop_check_id: int) -> None:
     region = Crop.from_dict(crop.crop)
     manifest = crop_manifest(check.render_lease.manifest, region)
     try:
-        data = platform.render(scene={"sha256": scene.sha256, "kind": scene.kind, "storage_key": scene.storage_key,
-                                      "blend_path": scene.blend_path}, manifest=manifest)
+        data = platform.render(
+            scene={
+                "sha256": scene.sha256,
+                "kind": scene.kind,
+                "storage_key": scene.storage_key,
+                "blend_path": scene.blend_path,
+            },
+            manifest=manifest,
+        )
     except BlendFileError as exc:
         # The same Blender refuses the scene or the manifest, so the node cannot have rendered it honestly.
         # (Limits and crashes are SandboxErrors instead: the task retries them.)
@@ -354,23 +414,36 @@ def _crop_decide(*, crop_check_id: int, result: CropResult, reference_key: str, 
         FrameCheck.objects.select_for_update().get(pk=crop.frame_check_id)  # serialises the crops of one check
         state = CropCheck.State.PASSED if result.passed else CropCheck.State.FAILED
         if not CropCheck.objects.filter(pk=crop.pk, state=CropCheck.State.PENDING, verifier=verifier).update(
-                state=state, metrics=result.metrics, reason=result.summary[:2000], reference_key=reference_key,
-                decided_at=timezone.now()):
+            state=state,
+            metrics=result.metrics,
+            reason=result.summary[:2000],
+            reference_key=reference_key,
+            decided_at=timezone.now(),
+        ):
             return  # judged already (a duplicate message or a retried task)
         disagreed = crop.node_verdict.get("node")
         if disagreed and result.passed:
-            trust_record(node_id=disagreed, passed=False, frame_id=crop.frame_check.frame_id,
-                         reason=f"its re-render of crop {crop.crop} of frame {crop.frame_check.frame_id} disagreed "
-                                "with the platform's, which matched the frame")
+            trust_record(
+                node_id=disagreed,
+                passed=False,
+                frame_id=crop.frame_check.frame_id,
+                reason=f"its re-render of crop {crop.crop} of frame {crop.frame_check.frame_id} disagreed "
+                "with the platform's, which matched the frame",
+            )
         agreed = crop.node_verdict.get("agreed")
         if agreed and not result.passed:
-            trust_record(node_id=agreed, passed=False, frame_id=crop.frame_check.frame_id,
-                         reason=f"its re-render of crop {crop.crop} of frame {crop.frame_check.frame_id} matched "
-                                "a result that the platform's re-render refused (audit)")
+            trust_record(
+                node_id=agreed,
+                passed=False,
+                frame_id=crop.frame_check.frame_id,
+                reason=f"its re-render of crop {crop.crop} of frame {crop.frame_check.frame_id} matched "
+                "a result that the platform's re-render refused (audit)",
+            )
         _check_finish(check_id=crop.frame_check_id)
 
 
 # --- step 4: the decision -------------------------------------------------------------------
+
 
 def _check_finish(*, check_id: int) -> None:
     """When every crop is judged, decide the check once and apply it (settle, or requeue and distrust)."""
@@ -382,13 +455,15 @@ def _check_finish(*, check_id: int) -> None:
         failed = [c for c in crops if c.state == CropCheck.State.FAILED]
         if failed:
             reason = " | ".join(f"crop {c.crop}: {c.reason}" for c in failed)[:4000]
-            FrameCheck.objects.filter(pk=check.pk).update(state=FrameCheck.State.FAILED, reason=reason,
-                                                          decided_at=timezone.now())
+            FrameCheck.objects.filter(pk=check.pk).update(
+                state=FrameCheck.State.FAILED, reason=reason, decided_at=timezone.now()
+            )
             _frame_reject(check=check, reason=reason)
             return
         reason = f"{len(crops)} random crops matched their re-renders"
-        FrameCheck.objects.filter(pk=check.pk).update(state=FrameCheck.State.PASSED, reason=reason,
-                                                      decided_at=timezone.now())
+        FrameCheck.objects.filter(pk=check.pk).update(
+            state=FrameCheck.State.PASSED, reason=reason, decided_at=timezone.now()
+        )
         from marketplace.jobs.services import frame_settle
 
         frame_settle(frame_id=check.frame_id, node_id=check.node_id)
@@ -403,24 +478,44 @@ def _frame_reject(*, check: FrameCheck, reason: str) -> None:
     trust_record(node_id=check.node_id, passed=False, reason=reason, frame_id=check.frame_id)
     frame = check.frame
     node_block_for_job(job_id=frame.job_id, node_id=check.node_id)
-    failed_nodes = (FrameCheck.objects.filter(frame_id=frame.pk, state=FrameCheck.State.FAILED)
-                    .values("node_id").distinct().count())
+    failed_nodes = (
+        FrameCheck.objects.filter(frame_id=frame.pk, state=FrameCheck.State.FAILED).values("node_id").distinct().count()
+    )
     message = f"verification failed on node {check.node_id}: {reason}"
     if failed_nodes >= policy.FRAME_FAILED_CHECKS:
-        error = (f"failed verification on {failed_nodes} different nodes; the scene may not render reproducibly. "
-                 f"Last: {message}")
-        transition(Frame, pk=frame.pk, current=FrameState.VERIFYING, target=FrameState.FAILED,
-                   table=FRAME_TRANSITIONS, last_error=error[:4000])
+        error = (
+            f"failed verification on {failed_nodes} different nodes; the scene may not render reproducibly. "
+            f"Last: {message}"
+        )
+        transition(
+            Frame,
+            pk=frame.pk,
+            current=FrameState.VERIFYING,
+            target=FrameState.FAILED,
+            table=FRAME_TRANSITIONS,
+            last_error=error[:4000],
+        )
     else:
-        transition(Frame, pk=frame.pk, current=FrameState.VERIFYING, target=FrameState.QUEUED,
-                   table=FRAME_TRANSITIONS, last_error=message[:4000], node=None, result_key="", result_sha256="",
-                   thumbnail_key="", rendered_at=None)
+        transition(
+            Frame,
+            pk=frame.pk,
+            current=FrameState.VERIFYING,
+            target=FrameState.QUEUED,
+            table=FRAME_TRANSITIONS,
+            last_error=message[:4000],
+            node=None,
+            result_key="",
+            result_sha256="",
+            thumbnail_key="",
+            rendered_at=None,
+        )
         match_frames_soon()
     job_id = frame.job_id  # a failed frame may finish the job; a requeued one ends there if it was cancelled
     transaction.on_commit(lambda: job_finish_if_complete(job_id=job_id))
 
 
 # --- canaries -------------------------------------------------------------------------------
+
 
 def _canary_check(*, frame: Frame, lease: FrameLease) -> FrameCheck | None:
     """Compare a canary frame with its known answer over the whole frame; then offer the canary again."""
@@ -429,8 +524,13 @@ def _canary_check(*, frame: Frame, lease: FrameLease) -> FrameCheck | None:
     whole = Crop(0, 0, lease.manifest["resolution_x"], lease.manifest["resolution_y"])
     try:
         # The answer was rendered by the platform on CPU: a GPU node is judged by the cross-backend rule.
-        result = crop_judge(candidate=_image(lease.result_key, (whole.w, whole.h)), reference=reference, crop=whole,
-                            candidate_device=lease.manifest.get("device") or "CPU", verifier_device="CPU")
+        result = crop_judge(
+            candidate=_image(lease.result_key, (whole.w, whole.h)),
+            reference=reference,
+            crop=whole,
+            candidate_device=lease.manifest.get("device") or "CPU",
+            verifier_device="CPU",
+        )
     except blobs.DigestMismatch as exc:
         from marketplace.dispatch.services import frame_result_refuse
 
@@ -445,19 +545,51 @@ def _canary_check(*, frame: Frame, lease: FrameLease) -> FrameCheck | None:
             return None
         now = timezone.now()
         check = FrameCheck.objects.create(
-            frame=frame, render_lease=lease, node_id=lease.node_id, kind=FrameCheck.Kind.CANARY, state=state,
-            check_rate=node_trust_get(node_id=lease.node_id).check_rate, decided_at=now,
+            frame=frame,
+            render_lease=lease,
+            node_id=lease.node_id,
+            kind=FrameCheck.Kind.CANARY,
+            state=state,
+            check_rate=node_trust_get(node_id=lease.node_id).check_rate,
+            decided_at=now,
             # Worded like any check: the node's owner reads it on the node page and must not learn it was a canary.
-            reason=("the frame matched its re-render" if result.passed
-                    else f"the frame differs from its re-render: {result.summary}"))
-        CropCheck.objects.create(frame_check=check, crop=whole.as_dict(), state=state, decided_at=now,
-                                 dispatched_at=now, verifier=CropCheck.Verifier.PLATFORM, metrics=result.metrics,
-                                 reference_key=answer.answer_key, reason=result.summary[:2000])
-        trust_record(node_id=lease.node_id, passed=result.passed, frame_id=frame.pk, reason=check.reason,
-                     kind=None if result.passed else TrustEvent.Kind.CANARY_FAIL)
+            reason=(
+                "the frame matched its re-render"
+                if result.passed
+                else f"the frame differs from its re-render: {result.summary}"
+            ),
+        )
+        CropCheck.objects.create(
+            frame_check=check,
+            crop=whole.as_dict(),
+            state=state,
+            decided_at=now,
+            dispatched_at=now,
+            verifier=CropCheck.Verifier.PLATFORM,
+            metrics=result.metrics,
+            reference_key=answer.answer_key,
+            reason=result.summary[:2000],
+        )
+        trust_record(
+            node_id=lease.node_id,
+            passed=result.passed,
+            frame_id=frame.pk,
+            reason=check.reason,
+            kind=None if result.passed else TrustEvent.Kind.CANARY_FAIL,
+        )
         # The canary goes back to the pool for other providers' nodes; nobody is paid (price 0).
-        transition(Frame, pk=frame.pk, current=FrameState.RENDERED, target=FrameState.QUEUED, table=FRAME_TRANSITIONS,
-                   node=None, result_key="", result_sha256="", thumbnail_key="", rendered_at=None)
+        transition(
+            Frame,
+            pk=frame.pk,
+            current=FrameState.RENDERED,
+            target=FrameState.QUEUED,
+            table=FRAME_TRANSITIONS,
+            node=None,
+            result_key="",
+            result_sha256="",
+            thumbnail_key="",
+            rendered_at=None,
+        )
     return check
 
 
@@ -476,12 +608,20 @@ def canary_frame_for(*, node) -> Frame | None:
     rate = policy.canary_rate(check_rate=trust.check_rate if trust else 1.0)
     if not _chance(rate):
         return None
-    seen = (FrameLease.objects.filter(node__owner_id=node.owner_id, frame__job__is_canary=True)
-            .values("frame__job__scene_id"))
-    candidates = list(Frame.objects.filter(state=FrameState.QUEUED, job__is_canary=True, canary_answer__isnull=False,
-                                           job__state__in=(JobState.QUEUED, JobState.RUNNING),
-                                           job__blender_series__in=node.series)
-                      .exclude(job__scene_id__in=seen).values_list("pk", flat=True)[:100])
+    seen = FrameLease.objects.filter(node__owner_id=node.owner_id, frame__job__is_canary=True).values(
+        "frame__job__scene_id"
+    )
+    candidates = list(
+        Frame.objects.filter(
+            state=FrameState.QUEUED,
+            job__is_canary=True,
+            canary_answer__isnull=False,
+            job__state__in=(JobState.QUEUED, JobState.RUNNING),
+            job__blender_series__in=node.series,
+        )
+        .exclude(job__scene_id__in=seen)
+        .values_list("pk", flat=True)[:100]
+    )
     if not candidates:
         return None
     return Frame.objects.select_related("job__scene").get(pk=secrets.choice(candidates))
@@ -489,32 +629,36 @@ def canary_frame_for(*, node) -> Frame | None:
 
 # --- recovery -------------------------------------------------------------------------------
 
+
 def checks_resume(*, now=None) -> int:
     """Beat task: move on checks whose messages or verifiers were lost. Returns how many were nudged."""
     now = now or timezone.now()
     nudged = 0
     gone = (FrameLease.State.FAILED, FrameLease.State.EXPIRED, FrameLease.State.RELEASED, FrameLease.State.REVOKED)
-    for crop_id in CropCheck.objects.filter(state=CropCheck.State.PENDING, verifier=CropCheck.Verifier.NODE,
-                                            verify_lease__state__in=gone).values_list("pk", flat=True):
+    for crop_id in CropCheck.objects.filter(
+        state=CropCheck.State.PENDING, verifier=CropCheck.Verifier.NODE, verify_lease__state__in=gone
+    ).values_list("pk", flat=True):
         with transaction.atomic():
             crop = CropCheck.objects.select_for_update().get(pk=crop_id)
             if crop.state == CropCheck.State.PENDING and crop.verifier == CropCheck.Verifier.NODE:
                 _crop_to_platform(crop)  # the verifier gave up or vanished: the platform renders it
                 nudged += 1
     stale = now - timedelta(seconds=conf.RESUME_AFTER_S)
-    for lease_id in CropCheck.objects.filter(state=CropCheck.State.PENDING, verifier=CropCheck.Verifier.NODE,
-                                             verify_lease__state=FrameLease.State.DONE,
-                                             verify_lease__finished_at__lt=stale).values_list("verify_lease_id",
-                                                                                              flat=True):
+    for lease_id in CropCheck.objects.filter(
+        state=CropCheck.State.PENDING,
+        verifier=CropCheck.Verifier.NODE,
+        verify_lease__state=FrameLease.State.DONE,
+        verify_lease__finished_at__lt=stale,
+    ).values_list("verify_lease_id", flat=True):
         _enqueue("verification.crop_reported", lease_id)
         nudged += 1
     lost = now - timedelta(seconds=conf.PLATFORM_RESUME_AFTER_S)
-    for crop_id in CropCheck.objects.filter(state=CropCheck.State.PENDING, verifier=CropCheck.Verifier.PLATFORM,
-                                            dispatched_at__lt=lost).values_list("pk", flat=True):
+    for crop_id in CropCheck.objects.filter(
+        state=CropCheck.State.PENDING, verifier=CropCheck.Verifier.PLATFORM, dispatched_at__lt=lost
+    ).values_list("pk", flat=True):
         CropCheck.objects.filter(pk=crop_id).update(dispatched_at=now)
         _enqueue("verification.platform_crop", crop_id)
         nudged += 1
     for check in FrameCheck.objects.filter(state=FrameCheck.State.PENDING, created_at__lt=stale):
         _check_advance(check)  # crops never dispatched (crash after commit), or a finish that never ran
     return nudged
-

@@ -1,4 +1,5 @@
 """Internal Celery tasks of verification. They take ids, are idempotent, and call one service each."""
+
 from celery import shared_task
 
 from marketplace.verification import services
@@ -11,8 +12,14 @@ def crop_reported(lease_id: int) -> None:
 
 # A platform render can fail for passing reasons (worker restart, memory): retry a few times; the sweep
 # (`verification.resume`) enqueues it again later if all retries fail.
-@shared_task(name="verification.platform_crop", acks_late=True, ignore_result=True, autoretry_for=(Exception,),
-             max_retries=3, retry_backoff=10)
+@shared_task(
+    name="verification.platform_crop",
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(Exception,),
+    max_retries=3,
+    retry_backoff=10,
+)
 def platform_crop(crop_check_id: int) -> None:
     services.platform_crop(crop_check_id=crop_check_id)
 

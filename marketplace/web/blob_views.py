@@ -1,4 +1,5 @@
 """Serving local-storage signed URLs (with S3 the agent talks to S3 directly)."""
+
 import io
 
 from django.conf import settings

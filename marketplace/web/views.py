@@ -13,8 +13,10 @@ from marketplace.scenes import selectors as scene_selectors
 def home(request: HttpRequest) -> HttpResponse:
     """The signed-in user's start page: balances and, per role, the next thing to do."""
     user = request.user
-    context: dict = {"balances": ledger_selectors.user_balances(user=user),
-                     "escrow": ledger_selectors.user_escrow_total(user=user)}
+    context: dict = {
+        "balances": ledger_selectors.user_balances(user=user),
+        "escrow": ledger_selectors.user_escrow_total(user=user),
+    }
     if user.is_artist or user.is_market_admin:
         context["scenes"] = scene_selectors.scenes_of(owner=user).count()
         context["jobs"] = list(job_selectors.jobs_of(owner=user)[:5])

@@ -42,8 +42,16 @@ def test_the_api_accepts_bearer_tokens_and_refuses_bad_ones(artist):
 
 
 def test_signup_login_and_logout_pages(client):
-    r = client.post(reverse("signup"), {"username": "newbie", "email": "n@example.com", "role": "provider",
-                                        "password1": PASSWORD, "password2": PASSWORD})
+    r = client.post(
+        reverse("signup"),
+        {
+            "username": "newbie",
+            "email": "n@example.com",
+            "role": "provider",
+            "password1": PASSWORD,
+            "password2": PASSWORD,
+        },
+    )
     assert r.status_code == 302
     assert User.objects.get(username="newbie").role == User.Role.PROVIDER
     assert client.get(reverse("home")).status_code == 200
@@ -54,8 +62,9 @@ def test_signup_login_and_logout_pages(client):
 
 
 def test_signup_cannot_grant_the_admin_role(client):
-    r = client.post(reverse("signup"), {"username": "sneaky", "role": "admin", "password1": PASSWORD,
-                                        "password2": PASSWORD})
+    r = client.post(
+        reverse("signup"), {"username": "sneaky", "role": "admin", "password1": PASSWORD, "password2": PASSWORD}
+    )
     assert r.status_code == 200 and not User.objects.filter(username="sneaky").exists()
 
 

@@ -38,8 +38,11 @@ def make_textured(step: dict) -> dict:
     png(project / "textures" / "wood.png", (0.8, 0.4, 0.1))
     png(outside / "sticker.png", (0.1, 0.2, 0.9))
     png(project.parent / "library" / "metal.png", (0.5, 0.5, 0.5))
-    raw = {"wood.png": "//textures/wood.png", "sticker.png": str(outside / "sticker.png"),
-           "metal.png": "//../library/metal.png"}
+    raw = {
+        "wood.png": "//textures/wood.png",
+        "sticker.png": str(outside / "sticker.png"),
+        "metal.png": "//../library/metal.png",
+    }
     material = bpy.data.materials.new("Textured")
     material.use_nodes = True
     nodes, links = material.node_tree.nodes, material.node_tree.links
@@ -99,7 +102,7 @@ def run_step(step: dict, tasks) -> dict:
     if do == "open":
         bpy.ops.wm.open_mainfile(filepath=step["path"], load_ui=False)
     elif do == "prefs":
-        prefs = bpy.context.preferences.addons[ADDON['module']].preferences
+        prefs = bpy.context.preferences.addons[ADDON["module"]].preferences
         for key in ("server_url", "token", "packing"):
             if key in step:
                 setattr(prefs, key, step[key])
@@ -166,8 +169,9 @@ def main() -> None:
 
     assert os.environ.get("BLENDER_USER_RESOURCES"), "install into the test's own directory"
     if plan.get("install") == "extension":  # Blender 4.2+: the extension zip, its wheel installed by Blender
-        bpy.ops.extensions.package_install_files(filepath=plan["addon_zip"], repo="user_default",
-                                                 enable_on_install=True)
+        bpy.ops.extensions.package_install_files(
+            filepath=plan["addon_zip"], repo="user_default", enable_on_install=True
+        )
         ADDON["module"] = "bl_ext.user_default.render_market"
     else:
         bpy.ops.preferences.addon_install(filepath=plan["addon_zip"], overwrite=True)

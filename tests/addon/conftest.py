@@ -40,8 +40,10 @@ def demo_source(tmp_path_factory) -> Path:
 @pytest.fixture
 def media(settings, tmp_path) -> Path:
     root = tmp_path / "media"
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(root)}}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(root)}},
+    }
     return root
 
 
@@ -61,16 +63,23 @@ class Blender:
     def __init__(self, tmp: Path, addon_zip: Path) -> None:
         self.tmp, self.addon_zip, self.runs = tmp, addon_zip, 0
 
-    def run(self, steps: list[dict], *, timeout: float = 900, install: str = "legacy",
-            addon_zip: Path | None = None) -> list[dict]:
+    def run(
+        self, steps: list[dict], *, timeout: float = 900, install: str = "legacy", addon_zip: Path | None = None
+    ) -> list[dict]:
         self.runs += 1
         plan = self.tmp / f"plan{self.runs}.json"
         out = self.tmp / f"out{self.runs}.json"
-        plan.write_text(json.dumps({"addon_zip": str(addon_zip or self.addon_zip), "steps": steps,
-                                    "install": install}))
+        plan.write_text(json.dumps({"addon_zip": str(addon_zip or self.addon_zip), "steps": steps, "install": install}))
         env = dict(os.environ, BLENDER_USER_RESOURCES=str(self.tmp / "blender-user"), PYTHONPATH=str(ROOT))
-        proc = subprocess.run([sys.executable, str(DRIVER), str(plan), str(out)], check=False, env=env, cwd=self.tmp,
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, str(DRIVER), str(plan), str(out)],
+            check=False,
+            env=env,
+            cwd=self.tmp,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if proc.returncode != 0:
             pytest.fail(f"Blender driver failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
         return json.loads(out.read_text())

@@ -27,27 +27,32 @@ def press(button: str, timeout: float = 600, **options) -> dict:
 
 
 def test_check_pack_quote_submit_render_settle_download_then_only_the_changed_blend_travels(
-        blender, demo_source, project, farm, live_server, media, artist, provider):
+    blender, demo_source, project, farm, live_server, media, artist, provider
+):
     fund(artist, 1_000 * 1_000_000)
     _, node_token = make_node(provider, name="gus-rig")
     farm.start_celery()
     farm.start_agent("agent-gus", node_token)
 
-    records = blender.run([
-        {"do": "make_textured", "source": str(demo_source), **project},
-        {"do": "prefs", "server_url": live_server.url, "token": token_of(artist), "packing": "AUTO"},
-        press("check"),
-        press("quote"),
-        press("submit"),  # accepts, then watches the job until it ends
-        {"do": "draw_panel"},
-        press("download"),
-        {"do": "edit_and_save"},
-        press("quote"),
-        press("submit", until_idle=False),  # the watch goes on in the background
-        press("cancel"),
-    ], timeout=1500)
+    records = blender.run(
+        [
+            {"do": "make_textured", "source": str(demo_source), **project},
+            {"do": "prefs", "server_url": live_server.url, "token": token_of(artist), "packing": "AUTO"},
+            press("check"),
+            press("quote"),
+            press("submit"),  # accepts, then watches the job until it ends
+            {"do": "draw_panel"},
+            press("download"),
+            {"do": "edit_and_save"},
+            press("quote"),
+            press("submit", until_idle=False),  # the watch goes on in the background
+            press("cancel"),
+        ],
+        timeout=1500,
+    )
     check, first, submitted, _, downloaded, _, second, resubmitted, cancelled = (
-        r.get("state", {}) for r in records[2:])
+        r.get("state", {}) for r in records[2:]
+    )
     panel = records[5]["panel"]
     logs = farm.logs()
 
@@ -76,8 +81,14 @@ def test_check_pack_quote_submit_render_settle_download_then_only_the_changed_bl
     assert [f["state"] for f in shown["frames"]] == ["settled", "settled"]
     assert submitted["status"] == f"job {job.pk} done"
     # What the artist sees in the panel: the buttons, the quote, and the job's progress box.
-    assert {"[Server URL]", "[API token]", "<render_market.check>", "<render_market.quote>",
-            "<render_market.submit>", "<render_market.download>"} <= set(panel)
+    assert {
+        "[Server URL]",
+        "[API token]",
+        "<render_market.check>",
+        "<render_market.quote>",
+        "<render_market.submit>",
+        "<render_market.download>",
+    } <= set(panel)
     assert f"Job {job.pk}: done" in panel and "Frames done: 2 / 2 (0 rendering)" in panel
     assert f"Cost so far: {job.quote['total'] / 1_000_000:,.2f} tokens (escrow left 0.00)" in panel
     assert "Nodes: 1    Failures: 0 failed, 0 retried" in panel
@@ -99,10 +110,12 @@ def test_check_pack_quote_submit_render_settle_download_then_only_the_changed_bl
     up2 = second["upload"]
     [sent] = up2["sent_files"]
     assert sent["path"] == "scene.blend" and sent["sha256"] != next(
-        f["sha256"] for f in up1["sent_files"] if f["path"] == "scene.blend")
+        f["sha256"] for f in up1["sent_files"] if f["path"] == "scene.blend"
+    )
     assert up2["sent_bytes"] == sent["size"] == SceneFile.objects.get(sha256=sent["sha256"]).size
-    assert up2["total_bytes"] - up2["sent_bytes"] == sum(f["size"] for f in up1["sent_files"]
-                                                         if f["path"] != "scene.blend")
+    assert up2["total_bytes"] - up2["sent_bytes"] == sum(
+        f["size"] for f in up1["sent_files"] if f["path"] != "scene.blend"
+    )
     assert up2["sent_bytes"] < up2["total_bytes"]
     assert Scene.objects.get(pk=second["scene_id"]).status == Scene.Status.READY
     assert SceneFile.objects.filter(owner=artist).count() == 5  # 4 files, then 1 new .blend
@@ -110,5 +123,7 @@ def test_check_pack_quote_submit_render_settle_download_then_only_the_changed_bl
     # ... submitted and cancelled from the panel: what was not rendered goes back to the wallet.
     assert resubmitted["error"] == "" and cancelled["error"] == "", logs
     assert Job.objects.get(pk=second["job_id"]).state in (JobState.CANCELLED, JobState.DONE)
-    print(f"first upload {up1['sent_bytes']} bytes in {len(up1['sent_files'])} files; "
-          f"second {up2['sent_bytes']} of {up2['total_bytes']} bytes")
+    print(
+        f"first upload {up1['sent_bytes']} bytes in {len(up1['sent_files'])} files; "
+        f"second {up2['sent_bytes']} of {up2['total_bytes']} bytes"
+    )

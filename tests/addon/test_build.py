@@ -47,8 +47,11 @@ def test_the_shared_code_imports_nothing_from_the_server_and_has_its_limits(addo
 @pytest.mark.slow
 def test_the_extension_installs_with_its_wheel_and_checks_a_scene(blender, addon_zips, demo_source, project, tmp_path):
     extension, _ = addon_zips
-    [_, checked] = blender.run([{"do": "make_textured", "source": str(demo_source), **project},
-                                {"do": "press", "button": "check"}], install="extension", addon_zip=extension)
+    [_, checked] = blender.run(
+        [{"do": "make_textured", "source": str(demo_source), **project}, {"do": "press", "button": "check"}],
+        install="extension",
+        addon_zip=extension,
+    )
     site = tmp_path / "blender-user" / "extensions" / ".local" / "lib"
     assert [p for p in site.glob("python3*/site-packages/blender_asset_tracer/pack/__init__.py")]
     assert checked["state"]["check"]["refusals"][0].startswith("the scene reads files outside its upload")

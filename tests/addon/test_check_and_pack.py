@@ -49,14 +49,17 @@ def test_check_reports_what_the_server_would_say_of_the_unpacked_folder(blender,
     assert made["images"]["sticker.png"] == f"{project['outside']}/sticker.png"
 
 
-def test_quote_packs_with_bat_and_the_server_accepts_the_bundle(blender, demo_source, project, live_server, media,
-                                                                artist):
-    [_, _, pressed, quoted] = blender.run([
-        textured(demo_source, project),
-        {"do": "prefs", "server_url": live_server.url, "token": token_of(artist), "packing": "AUTO"},
-        {"do": "press", "button": "quote", "wait": False},
-        {"do": "wait_idle"},
-    ])
+def test_quote_packs_with_bat_and_the_server_accepts_the_bundle(
+    blender, demo_source, project, live_server, media, artist
+):
+    [_, _, pressed, quoted] = blender.run(
+        [
+            textured(demo_source, project),
+            {"do": "prefs", "server_url": live_server.url, "token": token_of(artist), "packing": "AUTO"},
+            {"do": "press", "button": "quote", "wait": False},
+            {"do": "wait_idle"},
+        ]
+    )
     # The button returns at once: packing, uploads and the server's inspection run on a thread meanwhile.
     assert pressed["result"] == ["FINISHED"] and [k.split(":")[0] for k in pressed["running"]] == ["quote"]
     assert pressed["returned_in_s"] < 1.0 and pressed["state"]["busy"] == "Quote"
@@ -77,20 +80,24 @@ def test_quote_packs_with_bat_and_the_server_accepts_the_bundle(blender, demo_so
     assert state["status"] == f"quoted: job {job.pk}, accept it with Submit"
 
 
-def test_quote_falls_back_to_blenders_pack_all_when_bat_cannot_read_the_file(blender, demo_source, project,
-                                                                              live_server, media, artist):
-    [_, _, _, quoted] = blender.run([
-        textured(demo_source, project),
-        {"do": "prefs", "server_url": live_server.url, "token": token_of(artist), "packing": "AUTO"},
-        {"do": "bat_cannot_read"},
-        {"do": "press", "button": "quote"},
-    ])
+def test_quote_falls_back_to_blenders_pack_all_when_bat_cannot_read_the_file(
+    blender, demo_source, project, live_server, media, artist
+):
+    [_, _, _, quoted] = blender.run(
+        [
+            textured(demo_source, project),
+            {"do": "prefs", "server_url": live_server.url, "token": token_of(artist), "packing": "AUTO"},
+            {"do": "bat_cannot_read"},
+            {"do": "press", "button": "quote"},
+        ]
+    )
     state = quoted["state"]
     assert state["error"] == "", state
     upload = state["upload"]
     assert upload["method"] == "blender" and [f["path"] for f in upload["sent_files"]] == ["scene.blend"]
-    assert upload["notes"][0] == ("blender-asset-tracer cannot read scene.blend: unknown file format: packed with "
-                                  "Blender's own pack_all instead")
+    assert upload["notes"][0] == (
+        "blender-asset-tracer cannot read scene.blend: unknown file format: packed with Blender's own pack_all instead"
+    )
     scene = Scene.objects.get(pk=state["scene_id"])
     assert scene.status == Scene.Status.READY and zip_names(scene) == ["scene.blend"]
     # Everything is packed into the .blend: Blender reads no file path at all, so none is outside.
@@ -100,19 +107,22 @@ def test_quote_falls_back_to_blenders_pack_all_when_bat_cannot_read_the_file(ble
     assert state["images"]["wood.png"] == ["//textures/wood.png", False]
 
 
-def test_the_servers_refusals_reach_the_panel_in_its_own_words(blender, demo_source, project, live_server, media,
-                                                                artist):
+def test_the_servers_refusals_reach_the_panel_in_its_own_words(
+    blender, demo_source, project, live_server, media, artist
+):
     token = token_of(artist)
     login = {"do": "prefs", "server_url": live_server.url, "token": token}
-    records = blender.run([
-        textured(demo_source, project),
-        {"do": "prefs", "server_url": live_server.url, "token": "tokdeadbeef.not-a-token"},
-        {"do": "press", "button": "quote"},
-        login,
-        {"do": "press", "button": "quote"},
-        {"do": "press", "button": "submit"},  # the wallet is empty
-        {"do": "save"},
-    ])
+    records = blender.run(
+        [
+            textured(demo_source, project),
+            {"do": "prefs", "server_url": live_server.url, "token": "tokdeadbeef.not-a-token"},
+            {"do": "press", "button": "quote"},
+            login,
+            {"do": "press", "button": "quote"},
+            {"do": "press", "button": "submit"},  # the wallet is empty
+            {"do": "save"},
+        ]
+    )
     assert records[2]["state"]["error"] == "invalid or revoked API token"
     job = Job.objects.get(pk=records[4]["state"]["job_id"])
     total = job.quote["total"]
@@ -126,13 +136,15 @@ def test_the_servers_refusals_reach_the_panel_in_its_own_words(blender, demo_sou
     assert token.encode() not in saved and token.split(".")[1].encode() not in saved  # only in the preferences
     Job.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(days=2))  # the quote grows old
 
-    records = blender.run([
-        {"do": "open", "path": str(Path(project["project"]) / "scene.blend")},
-        login,
-        {"do": "press", "button": "submit"},
-        {"do": "remove_camera_and_save"},
-        {"do": "press", "button": "quote"},
-    ])
+    records = blender.run(
+        [
+            {"do": "open", "path": str(Path(project["project"]) / "scene.blend")},
+            login,
+            {"do": "press", "button": "submit"},
+            {"do": "remove_camera_and_save"},
+            {"do": "press", "button": "quote"},
+        ]
+    )
     assert records[2]["state"]["job_id"] == job.pk  # the job's id was saved with the .blend, the token was not
     expired = records[2]["state"]["error"]
     assert expired.startswith("this quote expired at ") and expired.endswith("hours): get a new quote")

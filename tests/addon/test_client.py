@@ -11,16 +11,22 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def client_module():
     # client.py is standard library only: loaded on its own, without bpy or the add-on package.
-    spec = importlib.util.spec_from_file_location("render_market_client",
-                                                  ROOT / "blender_addon" / "render_market" / "client.py")
+    spec = importlib.util.spec_from_file_location(
+        "render_market_client", ROOT / "blender_addon" / "render_market" / "client.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def test_problem_details_detail_wins_over_error(client_module):
-    body = {"type": "about:blank", "title": "Payment Required", "status": 402,
-            "detail": "this job needs 3.00 tokens in your wallet: top up and accept again", "error": "old words"}
+    body = {
+        "type": "about:blank",
+        "title": "Payment Required",
+        "status": 402,
+        "detail": "this job needs 3.00 tokens in your wallet: top up and accept again",
+        "error": "old words",
+    }
     assert client_module.server_words(body, 402) == body["detail"]
 
 

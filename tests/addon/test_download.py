@@ -19,7 +19,12 @@ def test_frames_go_to_blenders_paths_and_odd_names_stay_in_the_output_folder(ble
     targets = {1: str(out / "shot_0001.png"), 2: str(out / "shot_0002.png"), 3: str(out / "shot_0003.png")}
     [record] = blender.run([{"do": "extract", "zip": str(archive), "targets": targets, "folder": str(out)}])
     written = record["written"]
-    assert written == [str(out / "shot_0001.png"), str(out / "shot_0002.exr"), str(out / "frame_000003_tile0x1.png"),
-                       str(out / "escape.png"), str(out / "evil_name.png")]
+    assert written == [
+        str(out / "shot_0001.png"),
+        str(out / "shot_0002.exr"),
+        str(out / "frame_000003_tile0x1.png"),
+        str(out / "escape.png"),
+        str(out / "evil_name.png"),
+    ]
     assert (out / "shot_0001.png").read_bytes() == b"one" and (out / "shot_0002.exr").read_bytes() == b"two"
     assert sorted(p.name for p in tmp_path.rglob("*.png") if out not in p.parents) == []

@@ -7,6 +7,7 @@ docs/verification.md) and writes bench/results/cheats.json.
 
 Run: `python tests/bench/bench_cheats.py [--trials N]`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,31 +43,50 @@ def main(argv: list[str] | None = None) -> int:
             trials = [lab.trial(agent, i) for i in range(args.trials)]
             crops = [r for t in trials for _, r in t.crops]
             detected = sum(t.detected for t in trials)
-            rows.append({
-                "agent": agent.name, "honest": agent.honest, "trials": args.trials,
-                "detected": 0 if agent.honest else detected, "false_rejections": detected if agent.honest else 0,
-                "crops": len(crops), "crops_failed": sum(not r.passed for r in crops),
-                "worst_ssim": min(r.metrics["ssim"] for r in crops),
-                "max_abs_error": max(r.metrics["max_abs_error"] for r in crops),
-            })
+            rows.append(
+                {
+                    "agent": agent.name,
+                    "honest": agent.honest,
+                    "trials": args.trials,
+                    "detected": 0 if agent.honest else detected,
+                    "false_rejections": detected if agent.honest else 0,
+                    "crops": len(crops),
+                    "crops_failed": sum(not r.passed for r in crops),
+                    "worst_ssim": min(r.metrics["ssim"] for r in crops),
+                    "max_abs_error": max(r.metrics["max_abs_error"] for r in crops),
+                }
+            )
     finally:
         lab.close()
     seconds = time.perf_counter() - t0
-    print(f"\nCrop checks: {policy.CROPS_PER_CHECK} crops of {policy.CROP_FRACTION:.0%} per check, "
-          f"{width}x{height}, {JOB['samples']} samples, {args.trials} trials per agent\n")
+    print(
+        f"\nCrop checks: {policy.CROPS_PER_CHECK} crops of {policy.CROP_FRACTION:.0%} per check, "
+        f"{width}x{height}, {JOB['samples']} samples, {args.trials} trials per agent\n"
+    )
     print("| agent | trials | detected | false rejections | crops failing (of all drawn) | worst crop SSIM |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['agent']} | {r['trials']} | {'—' if r['honest'] else r['detected']} | "
-              f"{r['false_rejections'] if r['honest'] else '—'} | {r['crops_failed']}/{r['crops']} "
-              f"({r['crops_failed'] / r['crops']:.0%}) | {r['worst_ssim']:.4f} |")
+        print(
+            f"| {r['agent']} | {r['trials']} | {'—' if r['honest'] else r['detected']} | "
+            f"{r['false_rejections'] if r['honest'] else '—'} | {r['crops_failed']}/{r['crops']} "
+            f"({r['crops_failed'] / r['crops']:.0%}) | {r['worst_ssim']:.4f} |"
+        )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(seconds, 1),
-        "policy": {"crops_per_check": policy.CROPS_PER_CHECK, "crop_fraction": policy.CROP_FRACTION},
-        "job": lab.job, "renders": lab.renders, "rows": rows,
-    }, indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "seconds": round(seconds, 1),
+                "policy": {"crops_per_check": policy.CROPS_PER_CHECK, "crop_fraction": policy.CROP_FRACTION},
+                "job": lab.job,
+                "renders": lab.renders,
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"\n{lab.renders['verifier']} crop renders, {seconds:.0f} s; wrote {RESULTS.relative_to(ROOT)}")
     missed = [r["agent"] for r in rows if not r["honest"] and r["detected"] < r["trials"]]
     rejected = [r["agent"] for r in rows if r["honest"] and r["false_rejections"]]

@@ -10,6 +10,7 @@ verification cost is measured in bench_verify. The simulated nodes heartbeat as 
 NODE_HEARTBEAT_SECONDS, as one UPDATE per process), so a slow run never loses its nodes to the offline
 threshold; a run that leaves any frame unsettled exits non-zero. Run: `make bench BENCH=dispatch`.
 """
+
 import io
 import json
 import multiprocessing as mp
@@ -103,8 +104,9 @@ def worker(node_ids: list[int], out: mp.Queue) -> None:
             lease = services.FrameLease.objects.only("result_key", "frame_id").get(pk=message["lease"])
             blobs.blob_put(key=lease.result_key, fileobj=io.BytesIO(png))
             t2 = time.perf_counter()
-            services.lease_report(node=nodes[node_id], lease_id=message["lease"], token=message["token"], ok=True,
-                                  stats={"seconds": 0.01})
+            services.lease_report(
+                node=nodes[node_id], lease_id=message["lease"], token=message["token"], ok=True, stats={"seconds": 0.01}
+            )
             t3 = time.perf_counter()
             services.frame_rendered(frame_id=lease.frame_id)
             timing["report"] += t3 - t2
@@ -116,8 +118,15 @@ def worker(node_ids: list[int], out: mp.Queue) -> None:
                 break
             time.sleep(0.05)
     connection.execute_wrappers.remove(count)
-    out.put({"latencies": latencies, "settled": settled, "seconds": time.perf_counter() - t_start,
-             "timing": timing, "statements": statements[0]})
+    out.put(
+        {
+            "latencies": latencies,
+            "settled": settled,
+            "seconds": time.perf_counter() - t_start,
+            "timing": timing,
+            "statements": statements[0],
+        }
+    )
 
 
 def main() -> None:
@@ -151,27 +160,49 @@ def main() -> None:
     timing = {k: sum(r["timing"][k] for r in results) for k in ("lease", "report", "settle")}
     busy = sum(timing.values())
     row = {
-        "nodes": NODES, "frames": FRAMES, "processes": WORKERS, "seconds": round(elapsed, 2),
-        "frames_settled": settled_db, "frames_not_settled": unsettled, "frames_per_s": round(settled_db / elapsed, 1),
+        "nodes": NODES,
+        "frames": FRAMES,
+        "processes": WORKERS,
+        "seconds": round(elapsed, 2),
+        "frames_settled": settled_db,
+        "frames_not_settled": unsettled,
+        "frames_per_s": round(settled_db / elapsed, 1),
         "statements_per_frame": round(sum(r["statements"] for r in results) / max(settled_db, 1), 1),
         "lease_p50_ms": round(statistics.median(latencies) * 1000, 2),
         "lease_p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
         "time_share": {k: round(v / busy, 3) for k, v in timing.items()},
-        "ledger_total": selectors.ledger_total(), "drifting_accounts": len(selectors.ledger_drift()),
+        "ledger_total": selectors.ledger_total(),
+        "drifting_accounts": len(selectors.ledger_drift()),
         # every settled frame has exactly one settlement transaction
         "settlements_minus_settled_frames": LedgerTransaction.objects.filter(
-            idempotency_key__startswith="settle:frame:").count() - settled_db,
+            idempotency_key__startswith="settle:frame:"
+        ).count()
+        - settled_db,
     }
-    print(f"{'nodes':>6} {'frames':>7} {'procs':>5} {'settled':>8} {'frames/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'stmts/frame':>11}")
-    print(f"{NODES:>6} {FRAMES:>7} {WORKERS:>5} {settled_db:>8} {row['frames_per_s']:>9} {row['lease_p50_ms']:>7} "
-          f"{row['lease_p99_ms']:>7} {row['statements_per_frame']:>11}")
-    print("time share (lease / report / settle):", row["time_share"], " ledger sum:", row["ledger_total"],
-          " drift:", row["drifting_accounts"], " not settled:", unsettled)
+    print(
+        f"{'nodes':>6} {'frames':>7} {'procs':>5} {'settled':>8} {'frames/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'stmts/frame':>11}"
+    )
+    print(
+        f"{NODES:>6} {FRAMES:>7} {WORKERS:>5} {settled_db:>8} {row['frames_per_s']:>9} {row['lease_p50_ms']:>7} "
+        f"{row['lease_p99_ms']:>7} {row['statements_per_frame']:>11}"
+    )
+    print(
+        "time share (lease / report / settle):",
+        row["time_share"],
+        " ledger sum:",
+        row["ledger_total"],
+        " drift:",
+        row["drifting_accounts"],
+        " not settled:",
+        unsettled,
+    )
     path = ROOT / "bench" / "results" / "dispatch.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"bench": "dispatch", "machine": f"{platform.machine()} cores={os.cpu_count()}",
-                                **row}, indent=2) + "\n")
+    path.write_text(
+        json.dumps({"bench": "dispatch", "machine": f"{platform.machine()} cores={os.cpu_count()}", **row}, indent=2)
+        + "\n"
+    )
     print(f"wrote {path.relative_to(ROOT)}")
     if unsettled:
         sys.exit(f"FAILED RUN: {sum(unsettled.values())} frames not settled: {unsettled}")

@@ -8,6 +8,7 @@ verifier's crop renders share this machine's two cores with the agent), and unch
 and settlement alone). A brand-new node is checked on every frame until it has earned trust.
 Run: `make bench BENCH=farm`.
 """
+
 import json
 import os
 import platform
@@ -33,8 +34,18 @@ def direct(blend: Path, out: Path) -> float:
     with Renderer(timeout_s=600) as renderer:
         renderer.load(blend, blend.parent)
         for n in range(1, FRAMES + 1):
-            renderer.render({"frame": n, "samples": SAMPLES, "seed": 0, "resolution_x": WIDTH,
-                             "resolution_y": HEIGHT, "file_format": "PNG", "device": "CPU"}, out / f"{n}.png")
+            renderer.render(
+                {
+                    "frame": n,
+                    "samples": SAMPLES,
+                    "seed": 0,
+                    "resolution_x": WIDTH,
+                    "resolution_y": HEIGHT,
+                    "file_format": "PNG",
+                    "device": "CPU",
+                },
+                out / f"{n}.png",
+            )
     return time.perf_counter() - t
 
 
@@ -63,8 +74,9 @@ def through_market(blend: Path, tmp: Path, *, checked: bool) -> tuple[float, dic
     provider = User.objects.create(username=f"farm-provider-{time.time_ns()}", role=User.Role.PROVIDER)
     fund(artist, 10**12)
     node, token = node_create(owner=provider, name="bench agent")
-    NodeTrust.objects.create(node=node, consecutive_passes=1000,
-                             check_rate=policy.check_rate(consecutive_passes=1000) if checked else 0.0)
+    NodeTrust.objects.create(
+        node=node, consecutive_passes=1000, check_rate=policy.check_rate(consecutive_passes=1000) if checked else 0.0
+    )
     try:
         farm.start_web(port)
         wait_port(port)
@@ -86,10 +98,15 @@ def through_market(blend: Path, tmp: Path, *, checked: bool) -> tuple[float, dic
         farm.stop_all()
         # Its agent is gone: the next run's matcher must not lease to this node until it goes silent.
         WorkerNode.objects.filter(pk=node.pk).update(status=WorkerNode.Status.OFFLINE)
-    settles = LedgerTransaction.objects.filter(idempotency_key__startswith="settle:frame:",
-                                               idempotency_key__in=[f"settle:frame:{f.pk}" for f in job.frames.all()])
-    return elapsed, {"settlements": settles.count(), "ledger_total": selectors.ledger_total(),
-                     "drift": len(selectors.ledger_drift())}
+    settles = LedgerTransaction.objects.filter(
+        idempotency_key__startswith="settle:frame:",
+        idempotency_key__in=[f"settle:frame:{f.pk}" for f in job.frames.all()],
+    )
+    return elapsed, {
+        "settlements": settles.count(),
+        "ledger_total": selectors.ledger_total(),
+        "drift": len(selectors.ledger_drift()),
+    }
 
 
 def main() -> None:
@@ -111,21 +128,45 @@ def main() -> None:
         (tmp / "unchecked").mkdir()
         unchecked_s, unchecked = through_market(blend, tmp / "unchecked", checked=False)
     ratio = market_s / direct_s
-    print(f"{'frames':>6} {'size':>9} {'samples':>7} {'direct s':>9} {'market s':>9} {'ratio':>6} "
-          f"{'unchecked s':>11} {'ratio':>6}")
-    print(f"{FRAMES:>6} {WIDTH}x{HEIGHT:<5} {SAMPLES:>7} {direct_s:>9.2f} {market_s:>9.2f} {ratio:>6.3f} "
-          f"{unchecked_s:>11.2f} {unchecked_s / direct_s:>6.3f}")
-    print("settlements:", checks["settlements"], unchecked["settlements"], "ledger sum:", checks["ledger_total"],
-          "drift:", checks["drift"])
+    print(
+        f"{'frames':>6} {'size':>9} {'samples':>7} {'direct s':>9} {'market s':>9} {'ratio':>6} "
+        f"{'unchecked s':>11} {'ratio':>6}"
+    )
+    print(
+        f"{FRAMES:>6} {WIDTH}x{HEIGHT:<5} {SAMPLES:>7} {direct_s:>9.2f} {market_s:>9.2f} {ratio:>6.3f} "
+        f"{unchecked_s:>11.2f} {unchecked_s / direct_s:>6.3f}"
+    )
+    print(
+        "settlements:",
+        checks["settlements"],
+        unchecked["settlements"],
+        "ledger sum:",
+        checks["ledger_total"],
+        "drift:",
+        checks["drift"],
+    )
     path = ROOT / "bench" / "results" / "farm.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"bench": "farm", "machine": f"{platform.machine()} cores={os.cpu_count()}",
-                                "frames": FRAMES, "resolution": [WIDTH, HEIGHT], "samples": SAMPLES,
-                                "direct_seconds": round(direct_s, 2), "market_seconds": round(market_s, 2),
-                                "overhead_ratio": round(ratio, 3), **checks,
-                                "unchecked_market_seconds": round(unchecked_s, 2),
-                                "unchecked_overhead_ratio": round(unchecked_s / direct_s, 3),
-                                "unchecked_settlements": unchecked["settlements"]}, indent=2) + "\n")
+    path.write_text(
+        json.dumps(
+            {
+                "bench": "farm",
+                "machine": f"{platform.machine()} cores={os.cpu_count()}",
+                "frames": FRAMES,
+                "resolution": [WIDTH, HEIGHT],
+                "samples": SAMPLES,
+                "direct_seconds": round(direct_s, 2),
+                "market_seconds": round(market_s, 2),
+                "overhead_ratio": round(ratio, 3),
+                **checks,
+                "unchecked_market_seconds": round(unchecked_s, 2),
+                "unchecked_overhead_ratio": round(unchecked_s / direct_s, 3),
+                "unchecked_settlements": unchecked["settlements"],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {path.relative_to(ROOT)}")
 
 

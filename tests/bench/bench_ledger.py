@@ -10,6 +10,7 @@ Three ways to post, on the same input: `ledger_post` (migration 0003's function,
 and what Postgres used before 0003).
 Run with `make bench BENCH=ledger` (starts Postgres); prints a table, writes bench/results/ledger.json.
 """
+
 import json
 import multiprocessing as mp
 import os
@@ -41,8 +42,7 @@ def setup() -> list[int]:
     for i in range(WALLETS):
         user, _ = User.objects.get_or_create(username=f"bench{i}")
         wallet = account_get(kind=Account.Kind.ARTIST_WALLET, owner=user)
-        transfer(key=f"bench:fund:{i}", memo="bench funding",
-                 legs=[Leg(clearing, -10**12), Leg(wallet, 10**12)])
+        transfer(key=f"bench:fund:{i}", memo="bench funding", legs=[Leg(clearing, -(10**12)), Leg(wallet, 10**12)])
         ids.append(wallet.pk)
     return ids
 
@@ -71,8 +71,9 @@ def worker(ids: list[int], seconds: float, run: str, n: int, mode: str, out: mp.
     while time.perf_counter() < deadline:
         a, b = rng.sample(ids, 2)
         with outer():
-            transfer(key=f"bench:{run}:{n}:{done}", memo="bench",
-                     legs=[Leg(accounts[a], -1000), Leg(accounts[b], 1000)])
+            transfer(
+                key=f"bench:{run}:{n}:{done}", memo="bench", legs=[Leg(accounts[a], -1000), Leg(accounts[b], 1000)]
+            )
         done += 1
     out.put(done)
 
@@ -100,20 +101,37 @@ def main() -> None:
             p.join()
         elapsed = time.perf_counter() - start
         drift = len(selectors.ledger_drift())
-        rows.append({"mode": mode, "workers": workers, "transfers": total, "seconds": round(elapsed, 2),
-                     "transfers_per_s": round(total / SECONDS, 1), "ledger_total": selectors.ledger_total(),
-                     "drifting_accounts": drift})
+        rows.append(
+            {
+                "mode": mode,
+                "workers": workers,
+                "transfers": total,
+                "seconds": round(elapsed, 2),
+                "transfers_per_s": round(total / SECONDS, 1),
+                "ledger_total": selectors.ledger_total(),
+                "drifting_accounts": drift,
+            }
+        )
         connections.close_all()
     print(f"{'mode':<34} {'workers':>8} {'transfers':>10} {'per second':>11} {'ledger sum':>11} {'drift':>6}")
     for r in rows:
-        print(f"{r['mode']:<34} {r['workers']:>8} {r['transfers']:>10} {r['transfers_per_s']:>11} "
-              f"{r['ledger_total']:>11} {r['drifting_accounts']:>6}")
+        print(
+            f"{r['mode']:<34} {r['workers']:>8} {r['transfers']:>10} {r['transfers_per_s']:>11} "
+            f"{r['ledger_total']:>11} {r['drifting_accounts']:>6}"
+        )
     baseline = {r["workers"]: r["transfers_per_s"] for r in rows if r["mode"] == MODES[2]}
-    speedup = {r["workers"]: round(r["transfers_per_s"] / baseline[r["workers"]], 2) for r in rows
-               if r["mode"] == MODES[0]}
+    speedup = {
+        r["workers"]: round(r["transfers_per_s"] / baseline[r["workers"]], 2) for r in rows if r["mode"] == MODES[0]
+    }
     print("function vs baseline, by workers: " + ", ".join(f"{w}: {x}x" for w, x in speedup.items()))
-    result = {"bench": "ledger", "machine": f"{platform.machine()} cores={os.cpu_count()}",
-              "seconds_per_run": SECONDS, "wallets": WALLETS, "rows": rows, "function_vs_baseline": speedup}
+    result = {
+        "bench": "ledger",
+        "machine": f"{platform.machine()} cores={os.cpu_count()}",
+        "seconds_per_run": SECONDS,
+        "wallets": WALLETS,
+        "rows": rows,
+        "function_vs_baseline": speedup,
+    }
     path = ROOT / "bench" / "results" / "ledger.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")

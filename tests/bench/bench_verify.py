@@ -77,9 +77,7 @@ def ssim_throughput(args: argparse.Namespace) -> dict[str, Any]:
                 except RuntimeError as exc:
                     print(f"host build (openmp={openmp}) failed: {exc}", file=sys.stderr)
                     continue
-                t, (stats, _) = best_of(
-                    lambda host=host: host.compute(cand, ref, 3 / 255, 0.1), max(1, args.runs // 2)
-                )
+                t, (stats, _) = best_of(lambda host=host: host.compute(cand, ref, 3 / 255, 0.1), max(1, args.runs // 2))
                 label = "compare.cu on CPU (host_shim" + (", OpenMP)" if openmp else ", serial)")
                 rows[label] = {"seconds": t, "ssim": stats.ssim}
 
@@ -129,8 +127,16 @@ def verification_overhead(args: argparse.Namespace) -> dict[str, Any]:
     from workers.blend.demo_scene import DEMO_DEFAULTS
 
     width, height = DEMO_DEFAULTS["resolution"]
-    job = {"samples": DEMO_DEFAULTS["samples"], "seed": 0, "resolution_x": width, "resolution_y": height,
-           "device": "CPU", "threads": 0, "file_format": "PNG", "use_denoising": False}
+    job = {
+        "samples": DEMO_DEFAULTS["samples"],
+        "seed": 0,
+        "resolution_x": width,
+        "resolution_y": height,
+        "device": "CPU",
+        "threads": 0,
+        "file_format": "PNG",
+        "use_denoising": False,
+    }
     full_s, crop_s, compare_s, crop_area = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp, Renderer(timeout_s=600) as renderer:
         blend = make_demo_scene(Path(tmp) / "scene.blend")
@@ -162,25 +168,39 @@ def verification_overhead(args: argparse.Namespace) -> dict[str, Any]:
         return rate * (per_check + policy.CANARY_SHARE)
 
     result = {
-        "frame": [width, height], "samples": job["samples"], "frames": OVERHEAD_FRAMES,
-        "crops_per_check": policy.CROPS_PER_CHECK, "mean_crop_area": float(np.mean(crop_area)),
-        "full_render_s": full_mean, "crop_renders_per_check_s": float(np.mean(crop_s)),
-        "compare_per_check_s": float(np.mean(compare_s)), "scene_load_s": load_s,
-        "check_cost_vs_render": per_check, "steady_rate": policy.FLOOR, "canary_share": policy.CANARY_SHARE,
-        "overhead_steady": share(policy.FLOOR), "overhead_new_node": share(1.0),
+        "frame": [width, height],
+        "samples": job["samples"],
+        "frames": OVERHEAD_FRAMES,
+        "crops_per_check": policy.CROPS_PER_CHECK,
+        "mean_crop_area": float(np.mean(crop_area)),
+        "full_render_s": full_mean,
+        "crop_renders_per_check_s": float(np.mean(crop_s)),
+        "compare_per_check_s": float(np.mean(compare_s)),
+        "scene_load_s": load_s,
+        "check_cost_vs_render": per_check,
+        "steady_rate": policy.FLOOR,
+        "canary_share": policy.CANARY_SHARE,
+        "overhead_steady": share(policy.FLOOR),
+        "overhead_new_node": share(1.0),
         # a verifier that has to load the scene for every crop (no scene reuse at all), at steady trust
         "overhead_steady_cold_verifiers": share(policy.FLOOR)
         + policy.FLOOR * policy.CROPS_PER_CHECK * load_s / full_mean,
     }
     print(f"\nVerification overhead, demo job {width}x{height}, {job['samples']} samples, {OVERHEAD_FRAMES} frames")
     print(f"  full render            {full_mean:8.3f} s")
-    print(f"  one check: {policy.CROPS_PER_CHECK} crops of {np.mean(crop_area):.1%} "
-          f"{np.mean(crop_s):8.3f} s render + {np.mean(compare_s):.3f} s compare = {per_check:.1%} of a render")
+    print(
+        f"  one check: {policy.CROPS_PER_CHECK} crops of {np.mean(crop_area):.1%} "
+        f"{np.mean(crop_s):8.3f} s render + {np.mean(compare_s):.3f} s compare = {per_check:.1%} of a render"
+    )
     print(f"  scene load (cold verifier) {load_s:.3f} s")
-    print(f"  steady trust (rate {policy.FLOOR:.0%}, canaries {policy.CANARY_SHARE:.0%} of that): "
-          f"{result['overhead_steady']:.2%} of render compute (target <= 5 %)")
-    print(f"  same with every crop on a verifier that loads the scene first: "
-          f"{result['overhead_steady_cold_verifiers']:.2%}")
+    print(
+        f"  steady trust (rate {policy.FLOOR:.0%}, canaries {policy.CANARY_SHARE:.0%} of that): "
+        f"{result['overhead_steady']:.2%} of render compute (target <= 5 %)"
+    )
+    print(
+        f"  same with every crop on a verifier that loads the scene first: "
+        f"{result['overhead_steady_cold_verifiers']:.2%}"
+    )
     print(f"  new node (rate 100 %): {result['overhead_new_node']:.1%}")
     return result
 

@@ -1,4 +1,5 @@
 """The agent API against untrusted agents: every refusal is clear and changes nothing."""
+
 import json
 
 import pytest
@@ -56,13 +57,17 @@ def test_an_honest_agent_renders_and_the_frame_is_paid_once(funded_artist, provi
     job, node, token, msg, details = lease_once(funded_artist, provider)
     assert details["manifest"]["frame"] == 1 and details["manifest"]["resolution_x"] == 32
     assert put_result(details, png_bytes(32, 24)) == 201
-    r = agent(token).post(f"/api/v1/agent/leases/{msg['lease']}/report/",
-                          {"token": msg["token"], "ok": True, "stats": {"seconds": 1.5}}, format="json")
+    r = agent(token).post(
+        f"/api/v1/agent/leases/{msg['lease']}/report/",
+        {"token": msg["token"], "ok": True, "stats": {"seconds": 1.5}},
+        format="json",
+    )
     assert r.status_code == 200, r.content
     frame = Frame.objects.get(job=job)
     assert frame.state == FrameState.SETTLED and frame.node_id == node.pk and frame.thumbnail_key
-    replay = agent(token).post(f"/api/v1/agent/leases/{msg['lease']}/report/",
-                               {"token": msg["token"], "ok": True}, format="json")
+    replay = agent(token).post(
+        f"/api/v1/agent/leases/{msg['lease']}/report/", {"token": msg["token"], "ok": True}, format="json"
+    )
     assert replay.status_code == 409 and "not active" in replay.json()["detail"]
     assert LedgerTransaction.objects.filter(idempotency_key__startswith=f"settle:frame:{frame.pk}").count() == 1
     pending = account_get(kind=Account.Kind.PROVIDER_PENDING, owner=provider)
@@ -73,8 +78,9 @@ def test_an_honest_agent_renders_and_the_frame_is_paid_once(funded_artist, provi
 def test_it_refuses_a_forged_lease_token(funded_artist, provider):
     _, _, token, msg, details = lease_once(funded_artist, provider)
     put_result(details, png_bytes(32, 24))
-    r = agent(token).post(f"/api/v1/agent/leases/{msg['lease']}/report/", {"token": "forged", "ok": True},
-                          format="json")
+    r = agent(token).post(
+        f"/api/v1/agent/leases/{msg['lease']}/report/", {"token": "forged", "ok": True}, format="json"
+    )
     assert r.status_code == 403 and "token" in r.json()["detail"]
     assert FrameLease.objects.get(pk=msg["lease"]).state == FrameLease.State.ACTIVE
 
@@ -83,8 +89,9 @@ def test_it_refuses_another_nodes_lease(funded_artist, provider):
     _, _, _, msg, details = lease_once(funded_artist, provider)
     _, other_token = make_node(provider, name="other", unchecked=True)
     put_result(details, png_bytes(32, 24))
-    r = agent(other_token).post(f"/api/v1/agent/leases/{msg['lease']}/report/", {"token": msg["token"], "ok": True},
-                                format="json")
+    r = agent(other_token).post(
+        f"/api/v1/agent/leases/{msg['lease']}/report/", {"token": msg["token"], "ok": True}, format="json"
+    )
     assert r.status_code == 404
     r = agent(other_token).get(f"/api/v1/agent/leases/{msg['lease']}/", HTTP_X_LEASE_TOKEN=msg["token"])
     assert r.status_code == 404
@@ -96,17 +103,21 @@ def test_it_refuses_a_bad_node_token(funded_artist, provider):
     assert r.status_code == 401
 
 
-@pytest.mark.parametrize(("body", "reason"), [
-    (b"not an image at all", "not a decodable"),
-    (None, "is 16x16, leased 32x24"),
-    ("flat", "blank"),
-])
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"not an image at all", "not a decodable"),
+        (None, "is 16x16, leased 32x24"),
+        ("flat", "blank"),
+    ],
+)
 def test_bad_results_are_refused_and_the_frame_requeued(funded_artist, provider, body, reason, manual_matching):
     job, _, token, msg, details = lease_once(funded_artist, provider)
     data = {None: png_bytes(16, 16), "flat": png_bytes(32, 24, flat=True)}.get(body, body)
     put_result(details, data)
-    r = agent(token).post(f"/api/v1/agent/leases/{msg['lease']}/report/", {"token": msg["token"], "ok": True},
-                          format="json")
+    r = agent(token).post(
+        f"/api/v1/agent/leases/{msg['lease']}/report/", {"token": msg["token"], "ok": True}, format="json"
+    )
     assert r.status_code == 422 and reason in r.json()["detail"]
     frame = Frame.objects.get(job=job)
     assert frame.state == FrameState.QUEUED and reason in frame.last_error
@@ -130,8 +141,9 @@ def test_a_report_after_the_lease_was_reaped_changes_nothing(funded_artist, prov
     job, _, token, msg, details = lease_once(funded_artist, provider)
     put_result(details, png_bytes(32, 24))
     assert services.leases_reap(now=timezone.now() + timedelta(hours=1)) == 1
-    r = agent(token).post(f"/api/v1/agent/leases/{msg['lease']}/report/", {"token": msg["token"], "ok": True},
-                          format="json")
+    r = agent(token).post(
+        f"/api/v1/agent/leases/{msg['lease']}/report/", {"token": msg["token"], "ok": True}, format="json"
+    )
     assert r.status_code == 409 and "expired" in r.json()["detail"]
     frame = Frame.objects.get(job=job)
     assert frame.state in (FrameState.QUEUED, FrameState.LEASED)  # requeued (and maybe re-leased)
@@ -144,8 +156,11 @@ def test_a_frame_failing_on_three_nodes_fails_with_the_errors(funded_artist, pro
         node, token = make_node(provider, name=f"n{i}", unchecked=True)
         assert services.match_frames() == 1
         msg = take(node)
-        r = agent(token).post(f"/api/v1/agent/leases/{msg['lease']}/report/",
-                              {"token": msg["token"], "ok": False, "error": f"CUDA error {i}"}, format="json")
+        r = agent(token).post(
+            f"/api/v1/agent/leases/{msg['lease']}/report/",
+            {"token": msg["token"], "ok": False, "error": f"CUDA error {i}"},
+            format="json",
+        )
         assert r.status_code == 422
         node.status = "paused"
         node.save(update_fields=["status"])
@@ -160,8 +175,11 @@ def test_a_node_failing_a_job_three_times_is_blocklisted_for_it(funded_artist, p
     for _ in range(3):
         assert services.match_frames() == 1
         msg = take(node)
-        agent(token).post(f"/api/v1/agent/leases/{msg['lease']}/report/",
-                          {"token": msg["token"], "ok": False, "error": "boom"}, format="json")
+        agent(token).post(
+            f"/api/v1/agent/leases/{msg['lease']}/report/",
+            {"token": msg["token"], "ok": False, "error": "boom"},
+            format="json",
+        )
     assert services.match_frames() == 0
 
 
@@ -185,8 +203,11 @@ def test_heartbeat_extends_only_the_nodes_own_active_leases(funded_artist, provi
 def test_the_node_broker_user_can_only_touch_its_own_queue(funded_artist, provider):
     node, token = make_node(provider, unchecked=True)
     other, _ = make_node(provider, name="other", unchecked=True)
-    hello = agent(token).post("/api/v1/agent/hello/", {"devices": [{"type": "CPU", "name": "cpu"}], "cpu_cores": 2,
-                                                       "ram_mb": 1000, "blender_version": "5.0.1"}, format="json")
+    hello = agent(token).post(
+        "/api/v1/agent/hello/",
+        {"devices": [{"type": "CPU", "name": "cpu"}], "cpu_cores": 2, "ram_mb": 1000, "blender_version": "5.0.1"},
+        format="json",
+    )
     url = hello.json()["broker_url"]
     assert f"node-{node.pk}:" in url
     own = redis.Redis.from_url(url)

@@ -1,4 +1,5 @@
 """Matching: priority first, fair across artists, fits the node, never hands a frame out twice."""
+
 import pytest
 
 from marketplace.dispatch import services

@@ -1,4 +1,5 @@
 """The disputes API: artists open and follow disputes of their own frames; admins review and decide them."""
+
 from datetime import timedelta
 
 import pytest
@@ -21,8 +22,11 @@ UPHELD, REJECTED = Dispute.State.UPHELD, Dispute.State.REJECTED
 
 
 def money_snapshot(*users) -> tuple:
-    return (LedgerTransaction.objects.count(), *(ledger.user_balances(user=u) for u in users),
-            *(ledger.user_escrow_total(user=u) for u in users))
+    return (
+        LedgerTransaction.objects.count(),
+        *(ledger.user_balances(user=u) for u in users),
+        *(ledger.user_escrow_total(user=u) for u in users),
+    )
 
 
 @pytest.fixture
@@ -43,13 +47,18 @@ def decide(client: APIClient, dispute_id: int, decision: str, note: str = "Check
 
 # --- artists ----------------------------------------------------------------------------------
 
+
 def test_an_artist_opens_lists_and_follows_a_dispute(artist, frame):
     api = bearer(artist)
     response = api.post("/api/v1/disputes/", {"frame_id": frame.pk, "reason": f"  {REASON}  "}, format="json")
     assert response.status_code == 201, response.content
     opened = response.json()
     assert (opened["state"], opened["frame"], opened["job"], opened["frame_number"]) == (
-        Dispute.State.OPEN, frame.pk, frame.job_id, 1)
+        Dispute.State.OPEN,
+        frame.pk,
+        frame.job_id,
+        1,
+    )
     assert (opened["reason"], opened["amount_micro"], opened["decided_at"]) == (REASON, PRICE, None)
     assert api.get("/api/v1/disputes/").json() == [opened]
     assert session(artist).get(f"/api/v1/disputes/{opened['id']}/").json() == opened
@@ -67,12 +76,18 @@ def test_a_provider_sees_the_disputes_of_its_frames_and_nobody_else_does(artist,
 OWN_FRAME = "the artist's settled frame"
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"reason": REASON}, "frame_id"), ({"frame_id": "first", "reason": REASON}, "frame_id"),
-    ({"frame_id": True, "reason": REASON}, "frame_id"), ({"frame_id": OWN_FRAME}, "reason"),
-    ({"frame_id": OWN_FRAME, "reason": "   black   "}, "reason"),
-    ({"frame_id": OWN_FRAME, "reason": "x" * 2001}, "reason"),
-], ids=["no-frame", "frame-as-text", "frame-as-boolean", "no-reason", "reason-too-short", "reason-too-long"])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"reason": REASON}, "frame_id"),
+        ({"frame_id": "first", "reason": REASON}, "frame_id"),
+        ({"frame_id": True, "reason": REASON}, "frame_id"),
+        ({"frame_id": OWN_FRAME}, "reason"),
+        ({"frame_id": OWN_FRAME, "reason": "   black   "}, "reason"),
+        ({"frame_id": OWN_FRAME, "reason": "x" * 2001}, "reason"),
+    ],
+    ids=["no-frame", "frame-as-text", "frame-as-boolean", "no-reason", "reason-too-short", "reason-too-long"],
+)
 def test_bad_input_is_a_400_naming_the_field_and_opens_nothing(artist, frame, body, field):
     body = {key: frame.pk if value == OWN_FRAME else value for key, value in body.items()}
     response = bearer(artist).post("/api/v1/disputes/", body, format="json")
@@ -84,8 +99,12 @@ def test_another_artists_frame_and_dispute_are_404(outsider, provider, frame, di
     eve = bearer(outsider)
     for frame_id in (frame.pk, frame.pk + 1_000):
         response = eve.post("/api/v1/disputes/", {"frame_id": frame_id, "reason": REASON}, format="json")
-        assert response.status_code == 404 and response.json() == {"type": "about:blank", "title": "Not Found",
-                                                                  "status": 404, "detail": "no such frame"}
+        assert response.status_code == 404 and response.json() == {
+            "type": "about:blank",
+            "title": "Not Found",
+            "status": 404,
+            "detail": "no such frame",
+        }
     assert eve.get(f"/api/v1/disputes/{dispute['id']}/").status_code == 404
     assert eve.get("/api/v1/disputes/").json() == []
     # The provider who rendered it is not its artist either.
@@ -115,13 +134,18 @@ def test_a_frame_that_is_not_settled_cannot_be_disputed(artist, frame):
 
 # --- admins -----------------------------------------------------------------------------------
 
+
 def test_the_review_queue_shows_open_disputes_to_admins(admin_user, artist, provider, frame, dispute):
     queue = bearer(admin_user).get("/api/v1/disputes/review/")
     assert queue.status_code == 200
     (item,) = queue.json()
     assert item["dispute"] == dispute
     assert (item["artist"], item["provider"], item["node"], item["decided_by"]) == (
-        artist.username, provider.username, frame.node.name, None)
+        artist.username,
+        provider.username,
+        frame.node.name,
+        None,
+    )
 
 
 def test_upholding_refunds_the_artist_and_a_repeat_changes_nothing(admin_user, artist, provider, dispute):
@@ -131,7 +155,10 @@ def test_upholding_refunds_the_artist_and_a_repeat_changes_nothing(admin_user, a
     assert first.status_code == 200, first.content
     body = first.json()
     assert (body["dispute"]["state"], body["dispute"]["decision_note"], body["decided_by"]) == (
-        UPHELD, "Checked the crops.", admin_user.username)
+        UPHELD,
+        "Checked the crops.",
+        admin_user.username,
+    )
     # The pay went back to the artist, whose job holds the price again to render the frame elsewhere.
     assert (pending(provider), wallet(artist), ledger.user_escrow_total(user=artist)) == (0, 0, PRICE)
     after = money_snapshot(artist, provider)
@@ -151,10 +178,17 @@ def test_rejecting_leaves_the_pay_with_the_provider(admin_user, artist, provider
     assert money_snapshot(artist, provider) == before and pending(provider) == PRICE - fee_for(PRICE)
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"decision": "maybe", "note": "Checked."}, "decision"), ({"decision": "open", "note": "Checked."}, "decision"),
-    ({"note": "Checked."}, "decision"), ({"decision": UPHELD}, "note"), ({"decision": UPHELD, "note": "  "}, "note"),
-], ids=["unknown", "open", "no-decision", "no-note", "blank-note"])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"decision": "maybe", "note": "Checked."}, "decision"),
+        ({"decision": "open", "note": "Checked."}, "decision"),
+        ({"note": "Checked."}, "decision"),
+        ({"decision": UPHELD}, "note"),
+        ({"decision": UPHELD, "note": "  "}, "note"),
+    ],
+    ids=["unknown", "open", "no-decision", "no-note", "blank-note"],
+)
 def test_a_bad_decision_is_a_400_and_decides_nothing(admin_user, artist, provider, dispute, body, field):
     before = money_snapshot(artist, provider)
     response = bearer(admin_user).post(f"/api/v1/disputes/{dispute['id']}/decide/", body, format="json")
@@ -164,8 +198,12 @@ def test_a_bad_decision_is_a_400_and_decides_nothing(admin_user, artist, provide
 
 def test_deciding_an_unknown_dispute_is_a_404(admin_user, dispute):
     response = decide(bearer(admin_user), dispute["id"] + 1, UPHELD)
-    assert response.status_code == 404 and response.json() == {"type": "about:blank", "title": "Not Found",
-                                                              "status": 404, "detail": "no such dispute"}
+    assert response.status_code == 404 and response.json() == {
+        "type": "about:blank",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "no such dispute",
+    }
 
 
 def test_only_admins_review_and_decide(artist, provider, outsider, dispute):
@@ -183,8 +221,12 @@ def test_anonymous_and_bad_token_calls_are_401(dispute):
     bad.credentials(HTTP_AUTHORIZATION="Bearer tok00000000.nope")
     for client in (APIClient(), bad):
         assert client.get("/api/v1/disputes/").status_code == 401
-        assert client.post("/api/v1/disputes/", {"frame_id": dispute["frame"], "reason": REASON},
-                           format="json").status_code == 401
+        assert (
+            client.post(
+                "/api/v1/disputes/", {"frame_id": dispute["frame"], "reason": REASON}, format="json"
+            ).status_code
+            == 401
+        )
         assert client.get(f"/api/v1/disputes/{dispute['id']}/").status_code == 401
         assert client.get("/api/v1/disputes/review/").status_code == 401
         assert decide(client, dispute["id"], UPHELD).status_code == 401
@@ -193,9 +235,17 @@ def test_anonymous_and_bad_token_calls_are_401(dispute):
 
 def test_the_schema_documents_the_payment_and_dispute_endpoints(artist):
     schema = session(artist).get("/api/schema/", HTTP_ACCEPT="application/json").json()
-    for path in ("/api/v1/wallet/", "/api/v1/topups/", "/api/v1/topups/{ref}/", "/api/v1/earnings/",
-                 "/api/v1/payouts/", "/api/v1/disputes/", "/api/v1/disputes/{dispute_id}/",
-                 "/api/v1/disputes/review/", "/api/v1/disputes/{dispute_id}/decide/"):
+    for path in (
+        "/api/v1/wallet/",
+        "/api/v1/topups/",
+        "/api/v1/topups/{ref}/",
+        "/api/v1/earnings/",
+        "/api/v1/payouts/",
+        "/api/v1/disputes/",
+        "/api/v1/disputes/{dispute_id}/",
+        "/api/v1/disputes/review/",
+        "/api/v1/disputes/{dispute_id}/decide/",
+    ):
         assert path in schema["paths"], path
     enums = schema["components"]["schemas"]
     assert {"TopUpStateEnum", "PayoutStateEnum", "DisputeStateEnum"} <= set(enums)

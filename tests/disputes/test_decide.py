@@ -1,4 +1,5 @@
 """Admin decisions: uphold reverses the settlement exactly and re-queues the frame; reject releases the pay."""
+
 import pytest
 from django.db.models import Sum
 
@@ -28,8 +29,7 @@ def revenue() -> int:
     return balance(Account.Kind.PLATFORM_REVENUE)
 
 
-def test_upholding_reverses_the_settlement_in_one_transaction_and_holds_the_price_again(artist, provider,
-                                                                                         admin_user):
+def test_upholding_reverses_the_settlement_in_one_transaction_and_holds_the_price_again(artist, provider, admin_user):
     dispute = open_dispute(artist, provider)
     assert (pending(provider), revenue(), wallet(artist), user_escrow_total(user=artist)) == (PRICE - FEE, FEE, 0, 0)
 
@@ -37,9 +37,11 @@ def test_upholding_reverses_the_settlement_in_one_transaction_and_holds_the_pric
 
     reversal = LedgerTransaction.objects.get(idempotency_key=f"dispute:{dispute.pk}:uphold")
     legs = {(p.account.kind, p.account.owner_id, p.amount) for p in reversal.postings.select_related("account")}
-    assert legs == {(Account.Kind.PROVIDER_PENDING, provider.pk, -(PRICE - FEE)),
-                    (Account.Kind.PLATFORM_REVENUE, None, -FEE),
-                    (Account.Kind.ARTIST_WALLET, artist.pk, PRICE)}
+    assert legs == {
+        (Account.Kind.PROVIDER_PENDING, provider.pk, -(PRICE - FEE)),
+        (Account.Kind.PLATFORM_REVENUE, None, -FEE),
+        (Account.Kind.ARTIST_WALLET, artist.pk, PRICE),
+    }
     rehold = LedgerTransaction.objects.get(idempotency_key=f"dispute:{dispute.pk}:rehold")
     assert rehold.postings.aggregate(s=Sum("amount"))["s"] == 0
     assert (pending(provider), revenue(), wallet(artist), user_escrow_total(user=artist)) == (0, 0, 0, PRICE)
@@ -114,14 +116,18 @@ def test_only_admins_decide(request, artist, provider, who):
     assert Dispute.objects.get().state == Dispute.State.OPEN
 
 
-@pytest.mark.parametrize(("decision", "note", "message"), [
-    ("refund_everything", "x", "uphold or to reject"), (UPHELD, "   ", "decision note")])
+@pytest.mark.parametrize(
+    ("decision", "note", "message"),
+    [("refund_everything", "x", "uphold or to reject"), (UPHELD, "   ", "decision note")],
+)
 def test_it_refuses_a_bad_decision(artist, provider, admin_user, decision, note, message):
     dispute = open_dispute(artist, provider)
     with pytest.raises(DisputeRefused, match=message):
         dispute_decide(admin=admin_user, dispute_id=dispute.pk, decision=decision, note=note)
-    assert Dispute.objects.get().state == Dispute.State.OPEN and not AuditLog.objects.exclude(
-        action="dispute.opened").exists()
+    assert (
+        Dispute.objects.get().state == Dispute.State.OPEN
+        and not AuditLog.objects.exclude(action="dispute.opened").exists()
+    )
 
 
 def test_a_failed_uphold_changes_nothing(artist, provider, admin_user):

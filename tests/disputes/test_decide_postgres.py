@@ -1,4 +1,5 @@
 """Dispute races between real concurrent connections (Postgres)."""
+
 from datetime import timedelta
 
 import pytest
@@ -24,8 +25,10 @@ def test_concurrent_decisions_one_wins(artist, provider, admin_user):
     dispute = dispute_open(artist=artist, frame_id=frame.pk, reason="The cube is upside down.")
     decisions = [Dispute.State.UPHELD, Dispute.State.REJECTED] * (ADMINS // 2)
 
-    results = race(lambda i: dispute_decide(admin=admin_user, dispute_id=dispute.pk, decision=decisions[i],
-                                            note=f"admin {i}"), ADMINS)
+    results = race(
+        lambda i: dispute_decide(admin=admin_user, dispute_id=dispute.pk, decision=decisions[i], note=f"admin {i}"),
+        ADMINS,
+    )
 
     dispute.refresh_from_db()
     assert AuditLog.objects.exclude(action="dispute.opened").count() == 1
@@ -40,8 +43,12 @@ def test_concurrent_decisions_one_wins(artist, provider, admin_user):
 
 
 def test_a_dispute_racing_the_maturation_never_lets_both_win(artist, provider):
-    frame = settled_frame(artist=artist, provider=provider, price=PRICE,
-                          settled_at=timezone.now() - timedelta(hours=71, minutes=59, seconds=59))
+    frame = settled_frame(
+        artist=artist,
+        provider=provider,
+        price=PRICE,
+        settled_at=timezone.now() - timedelta(hours=71, minutes=59, seconds=59),
+    )
     cutoff = timezone.now() + timedelta(hours=1) - timedelta(hours=72)  # the beat runs as the window closes
 
     def contender(i: int):

@@ -1,4 +1,5 @@
 """Artists dispute settled frames of their own jobs, within the window, once per delivery."""
+
 from datetime import timedelta
 
 import pytest

@@ -1,4 +1,5 @@
 """The admin review pages: evidence made by render_kernels, trust history, decisions; admins only."""
+
 import io
 import tempfile
 
@@ -20,8 +21,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def dispute(media, artist, provider) -> Dispute:
     delivered = gradient()
-    frame = settled_frame(artist=artist, provider=provider, price=10 * M,
-                          result_key=store_png("results/frame.png", delivered))
+    frame = settled_frame(
+        artist=artist, provider=provider, price=10 * M, result_key=store_png("results/frame.png", delivered)
+    )
     honest = delivered.copy()
     honest[7:11, 12:18] = [255, 0, 0]  # the delivered frame lacks this patch that an honest render has
     crop_check(frame, provider=provider, image=honest)
@@ -98,8 +100,9 @@ def test_a_missing_image_is_explained_not_a_crash(client, media, admin_user, art
 
 def test_an_admin_upholds_from_the_page(client, admin_user, artist, dispute):
     client.force_login(admin_user)
-    response = client.post(f"/disputes/review/{dispute.pk}/decide/", {"decision": "upheld", "note": "Marker gone."},
-                           follow=True)
+    response = client.post(
+        f"/disputes/review/{dispute.pk}/decide/", {"decision": "upheld", "note": "Marker gone."}, follow=True
+    )
     assert "Dispute" in response.content.decode() and "upheld" in response.content.decode()
     assert Dispute.objects.get().state == Dispute.State.UPHELD
     assert wallet(artist) == 0  # refunded and held again for the re-render
@@ -109,9 +112,12 @@ def test_an_admin_upholds_from_the_page(client, admin_user, artist, dispute):
 def test_non_admins_get_no_review_page_or_action(request, client, dispute, who):
     client.force_login(request.getfixturevalue(who))
     crop = CropCheck.objects.get()
-    for url in ("/disputes/review/", f"/disputes/review/{dispute.pk}/",
-                f"/disputes/review/{dispute.pk}/evidence/frame.png",
-                f"/disputes/review/{dispute.pk}/evidence/{crop.pk}/heatmap.png"):
+    for url in (
+        "/disputes/review/",
+        f"/disputes/review/{dispute.pk}/",
+        f"/disputes/review/{dispute.pk}/evidence/frame.png",
+        f"/disputes/review/{dispute.pk}/evidence/{crop.pk}/heatmap.png",
+    ):
         assert client.get(url).status_code == 403, url
     assert client.post(f"/disputes/review/{dispute.pk}/decide/", {"decision": "upheld", "note": "x"}).status_code == 403
     assert Dispute.objects.get().state == Dispute.State.OPEN

@@ -1,5 +1,6 @@
 """Real Chromium (Debian's package, or Playwright's own build: `make test` finds one) driven by Playwright against
 pytest-django's live server."""
+
 import os
 import re
 
@@ -11,16 +12,25 @@ from tests.fixtures.personas import PASSWORD
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
 # Without the background-networking flags Chromium keeps trying to reach Google's hosts on this closed network.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture
 def browser(live_server, settings, tmp_path):
     """Chromium against the live server, with files stored in the test's own directory."""
     settings.PUBLIC_URL = live_server.url
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}},
+    }
     with sync_playwright() as pw:
         executable = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
         chromium = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
@@ -34,6 +44,7 @@ def browser(live_server, settings, tmp_path):
 @pytest.fixture
 def login(browser, live_server):
     """`login(user)`: a new page, in its own browser context, logged in as `user` (several users at once)."""
+
     def logged_in(user, *, timeout_ms: int = 20_000):
         page = browser.new_context().new_page()
         page.set_default_timeout(timeout_ms)

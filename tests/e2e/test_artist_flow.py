@@ -1,6 +1,7 @@
 """The artist's flow in real Chromium: upload the generated demo scene with the progress bar, wait for the
 inspection (real bpy, run eagerly inside the upload request), quote, accept, see the escrow hold on the ledger
 page, cancel after confirming, see the refund."""
+
 import json
 import re
 

@@ -1,6 +1,7 @@
 """Issue 12 in real Chromium against a real farm (live server, Celery worker + beat, a real agent rendering with
 bpy): cancelling mid-render frees the node for the next job, a pause from the web survives heartbeats, Ctrl-C on
 the agent drops the quote's idle count at once, and the job page header follows the job without a reload."""
+
 import os
 import re
 import signal
@@ -33,16 +34,14 @@ def slow_blend(tmp_path_factory):
     """Frames that take long enough on one thread to be cancelled mid-render."""
     from workers.blend import make_demo_scene
 
-    return make_demo_scene(tmp_path_factory.mktemp("slow") / "slow.blend", frames=2, resolution=(200, 150),
-                           samples=512)
+    return make_demo_scene(tmp_path_factory.mktemp("slow") / "slow.blend", frames=2, resolution=(200, 150), samples=512)
 
 
 @pytest.fixture
 def quick_blend(tmp_path_factory):
     from workers.blend import make_demo_scene
 
-    return make_demo_scene(tmp_path_factory.mktemp("quick") / "quick.blend", frames=2, resolution=(64, 36),
-                           samples=8)
+    return make_demo_scene(tmp_path_factory.mktemp("quick") / "quick.blend", frames=2, resolution=(64, 36), samples=8)
 
 
 def shot(page, name: str) -> None:
@@ -55,14 +54,19 @@ def node_status(node) -> str:
 
 
 def test_cancel_mid_render_frees_the_node_and_the_next_job_renders_with_a_live_header(
-        login, farm, live_server, fast_heartbeats, slow_blend, quick_blend, artist, provider):
+    login, farm, live_server, fast_heartbeats, slow_blend, quick_blend, artist, provider
+):
     fund(artist, 1_000_000_000)
     node, token = make_node(provider, unchecked=True)
     farm.start_celery()
     farm.start_agent("agent", token)
     slow = demo_job(artist, slow_blend, frames=2, width=200, height=150, samples=512)
-    wait_for(lambda: Frame.objects.filter(job=slow, state=FrameState.LEASED).exists(), timeout=60, farm=farm,
-             what="a frame of the slow job leased")
+    wait_for(
+        lambda: Frame.objects.filter(job=slow, state=FrameState.LEASED).exists(),
+        timeout=60,
+        farm=farm,
+        what="a frame of the slow job leased",
+    )
     assert node_status(node) == WorkerNode.Status.BUSY
 
     page = login(artist, timeout_ms=60_000)
@@ -87,8 +91,9 @@ def test_cancel_mid_render_frees_the_node_and_the_next_job_renders_with_a_live_h
     shot(page, "job-done-live")
 
 
-def test_a_pause_from_the_web_survives_heartbeats_until_resumed(login, farm, live_server, fast_heartbeats,
-                                                                 quick_blend, artist, provider):
+def test_a_pause_from_the_web_survives_heartbeats_until_resumed(
+    login, farm, live_server, fast_heartbeats, quick_blend, artist, provider
+):
     fund(artist, 1_000_000_000)
     node, token = make_node(provider, unchecked=True)
     farm.start_celery()
@@ -98,8 +103,12 @@ def test_a_pause_from_the_web_survives_heartbeats_until_resumed(login, farm, liv
     dash.click(f'tr[data-node="{node.pk}"] button[value="finish"]')
     dash.wait_for_selector(f'tr[data-node="{node.pk}"] button:has-text("Resume")')
     first_beat = WorkerNode.objects.get(pk=node.pk).last_heartbeat
-    wait_for(lambda: WorkerNode.objects.get(pk=node.pk).last_heartbeat > first_beat, timeout=30, farm=farm,
-             what="a heartbeat after the pause")
+    wait_for(
+        lambda: WorkerNode.objects.get(pk=node.pk).last_heartbeat > first_beat,
+        timeout=30,
+        farm=farm,
+        what="a heartbeat after the pause",
+    )
     time.sleep(5)  # two more heartbeats: each one used to set the node back to idle
     assert node_status(node) == WorkerNode.Status.PAUSED
     dash.reload()
@@ -118,15 +127,21 @@ def test_a_pause_from_the_web_survives_heartbeats_until_resumed(login, farm, liv
     assert art.inner_text("#job-waiting") == ""
 
 
-def test_ctrl_c_on_the_agent_drops_the_quotes_idle_count_at_once(login, farm, live_server, fast_heartbeats,
-                                                                  quick_blend, artist, provider):
+def test_ctrl_c_on_the_agent_drops_the_quotes_idle_count_at_once(
+    login, farm, live_server, fast_heartbeats, quick_blend, artist, provider
+):
     fund(artist, 1_000_000_000)
     node, token = make_node(provider, unchecked=True)
     WorkerNode.objects.filter(pk=node.pk).update(bench_score=1000.0)
     scene = demo_scene(artist, quick_blend)
     farm.start_agent("agent", token)
-    wait_for(lambda: WorkerNode.objects.get(pk=node.pk).agent_state == "online"
-             and "agent running" in (farm.tmp / "agent.log").read_text(), timeout=60, farm=farm, what="agent up")
+    wait_for(
+        lambda: WorkerNode.objects.get(pk=node.pk).agent_state == "online"
+        and "agent running" in (farm.tmp / "agent.log").read_text(),
+        timeout=60,
+        farm=farm,
+        what="agent up",
+    )
 
     page = login(artist)
 
@@ -148,24 +163,37 @@ def test_ctrl_c_on_the_agent_drops_the_quotes_idle_count_at_once(login, farm, li
     assert re.search(r"Offline: the agent stopped", login(provider).goto(f"{live_server.url}/nodes/").text())
 
 
-def test_pause_now_gives_the_frame_in_hand_back_at_the_next_heartbeat(login, farm, live_server, fast_heartbeats,
-                                                                     slow_blend, artist, provider):
+def test_pause_now_gives_the_frame_in_hand_back_at_the_next_heartbeat(
+    login, farm, live_server, fast_heartbeats, slow_blend, artist, provider
+):
     fund(artist, 1_000_000_000)
     node, token = make_node(provider, unchecked=True)
     farm.start_agent("agent", token)
     slow = demo_job(artist, slow_blend, frames=1, width=200, height=150, samples=512)
-    wait_for(lambda: match_frames() or Frame.objects.filter(job=slow, state=FrameState.LEASED).exists(),
-             timeout=60, farm=farm, what="the slow frame leased")
+    wait_for(
+        lambda: match_frames() or Frame.objects.filter(job=slow, state=FrameState.LEASED).exists(),
+        timeout=60,
+        farm=farm,
+        what="the slow frame leased",
+    )
     time.sleep(3)  # the agent takes the delivery and starts rendering (a 512-sample frame: far longer than this)
     dash = login(provider)
     dash.goto(f"{live_server.url}/nodes/")
     dash.click(f'tr[data-node="{node.pk}"] button[value="release"]')
-    wait_for(lambda: Frame.objects.get(job=slow).state == FrameState.QUEUED, timeout=20, farm=farm,
-             what="the frame given back")
+    wait_for(
+        lambda: Frame.objects.get(job=slow).state == FrameState.QUEUED,
+        timeout=20,
+        farm=farm,
+        what="the frame given back",
+    )
     frame = Frame.objects.get(job=slow)
     assert frame.attempts == 0 and node_status(node) == WorkerNode.Status.PAUSED
-    wait_for(lambda: "event=lease_lost" in (farm.tmp / "agent.log").read_text(), timeout=20, farm=farm,
-             what="the agent stopping the render")
+    wait_for(
+        lambda: "event=lease_lost" in (farm.tmp / "agent.log").read_text(),
+        timeout=20,
+        farm=farm,
+        what="the agent stopping the render",
+    )
     time.sleep(5)  # heartbeats keep coming: the node stays paused and takes nothing
     assert node_status(node) == WorkerNode.Status.PAUSED
     assert Frame.objects.get(job=slow).state == FrameState.QUEUED

@@ -1,4 +1,5 @@
 """The job page in Chromium: the state strip, the frame grid, and the full-size viewer with previous/next."""
+
 from datetime import timedelta
 from pathlib import Path
 

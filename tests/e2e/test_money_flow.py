@@ -50,8 +50,9 @@ def shown(page, url: str, balance_kind: str) -> str:
     return page.inner_text(f'[data-balance="{balance_kind}"]')
 
 
-def test_top_up_render_dispute_uphold_and_both_balances(login, farm, live_server, demo_blend, artist, provider,
-                                                        second_provider, admin_user):
+def test_top_up_render_dispute_uphold_and_both_balances(
+    login, farm, live_server, demo_blend, artist, provider, second_provider, admin_user
+):
     wallet_url = f"{live_server.url}/payments/wallet/"
     earnings_url = f"{live_server.url}/payments/earnings/"
 
@@ -129,8 +130,12 @@ def test_top_up_render_dispute_uphold_and_both_balances(login, farm, live_server
     # Another provider's agent renders the frame again (the disputed node is blocked for this job).
     _, token_ivy = make_node(second_provider, name="ivy-rig")
     farm.start_agent("agent-ivy", token_ivy)
-    wait_for(lambda: Frame.objects.filter(job=job, state=FrameState.SETTLED).exists(), timeout=240, farm=farm,
-             what="the frame rendered again")
+    wait_for(
+        lambda: Frame.objects.filter(job=job, state=FrameState.SETTLED).exists(),
+        timeout=240,
+        farm=farm,
+        what="the frame rendered again",
+    )
     frame.refresh_from_db()
     assert frame.node.owner_id == second_provider.pk and frame.settle_count == 2
     ivy = login(second_provider)

@@ -11,8 +11,16 @@ from tests.fixtures.market import make_node, make_scene, png_bytes
 
 M = 1_000_000
 # A 2-second calibration render of a 20x15, 8-sample crop: 2400 units, 0.3 s of it overhead; 0.5 s to load.
-CALIBRATION = {"seconds": 2.0, "width": 20, "height": 15, "samples": 8, "frame": 1, "device": "CPU",
-               "overhead_seconds": 0.3, "load_seconds": 0.5}
+CALIBRATION = {
+    "seconds": 2.0,
+    "width": 20,
+    "height": 15,
+    "samples": 8,
+    "frame": 1,
+    "device": "CPU",
+    "overhead_seconds": 0.3,
+    "load_seconds": 0.5,
+}
 
 
 def calibrated_scene(owner, **report) -> Scene:
@@ -36,8 +44,9 @@ def settle_with_result(frame: Frame, node, *, seed: int) -> bytes:
 
 def rendered(frame: Frame, node) -> Frame:
     """Put a frame where an agent's accepted report leaves it."""
-    Frame.objects.filter(pk=frame.pk).update(state=FrameState.RENDERED, node=node,
-                                             result_key=f"results/f{frame.pk}.png")
+    Frame.objects.filter(pk=frame.pk).update(
+        state=FrameState.RENDERED, node=node, result_key=f"results/f{frame.pk}.png"
+    )
     frame.refresh_from_db()
     return frame
 

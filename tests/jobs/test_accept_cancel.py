@@ -71,8 +71,15 @@ def test_insufficient_funds_changes_nothing(artist, scene):
 
 
 def test_a_frozen_wallet_cannot_accept(funded_artist, quoted):
-    TopUp.objects.create(user=funded_artist, amount_cents=100, currency="usd", tokens_micro=10, provider="dev",
-                         clawed_back_micro=5, unrecovered_micro=5)
+    TopUp.objects.create(
+        user=funded_artist,
+        amount_cents=100,
+        currency="usd",
+        tokens_micro=10,
+        provider="dev",
+        clawed_back_micro=5,
+        unrecovered_micro=5,
+    )
     with pytest.raises(JobRefused, match="wallet owes tokens"):
         job_accept(job_id=quoted.pk, owner=funded_artist)
     assert Job.objects.get(pk=quoted.pk).state == JobState.QUOTED and not Frame.objects.exists()
@@ -113,8 +120,9 @@ def test_cancelling_a_quote_holds_and_refunds_nothing(funded_artist, quoted):
         job_accept(job_id=quoted.pk, owner=funded_artist)
 
 
-def test_cancel_refunds_exactly_the_unrendered_frames_and_is_idempotent(funded_artist, quoted, node,
-                                                                        django_capture_on_commit_callbacks):
+def test_cancel_refunds_exactly_the_unrendered_frames_and_is_idempotent(
+    funded_artist, quoted, node, django_capture_on_commit_callbacks
+):
     job = job_accept(job_id=quoted.pk, owner=funded_artist)
     price = job.price_per_frame
     before = wallet(funded_artist)
@@ -130,8 +138,13 @@ def test_cancel_refunds_exactly_the_unrendered_frames_and_is_idempotent(funded_a
     assert outcome.job.state == JobState.CANCELLED and outcome.frames_cancelled == 2 and outcome.refunded == 2 * price
     assert wallet(funded_artist) == before + 2 * price
     states = dict(job.frames.values_list("number", "state"))
-    assert states == {1: FrameState.CANCELLED, 2: FrameState.RENDERED, 3: FrameState.VERIFYING,
-                      4: FrameState.SETTLED, 5: FrameState.CANCELLED}
+    assert states == {
+        1: FrameState.CANCELLED,
+        2: FrameState.RENDERED,
+        3: FrameState.VERIFYING,
+        4: FrameState.SETTLED,
+        5: FrameState.CANCELLED,
+    }
     assert FrameLease.objects.get(pk=delivery.lease_id).state == FrameLease.State.REVOKED
     assert ledger.user_escrow_total(user=funded_artist) == 2 * price  # the two rendered frames stay payable
 
@@ -151,7 +164,8 @@ def test_cancel_refunds_exactly_the_unrendered_frames_and_is_idempotent(funded_a
 
 
 def test_a_rejected_frame_of_a_cancelled_job_is_refunded_instead_of_rendered_again(
-        funded_artist, quoted, node, django_capture_on_commit_callbacks):
+    funded_artist, quoted, node, django_capture_on_commit_callbacks
+):
     job = job_accept(job_id=quoted.pk, owner=funded_artist)
     frame = job.frames.get(number=1)
     Frame.objects.filter(pk=frame.pk).update(state=FrameState.VERIFYING, node=node)

@@ -116,8 +116,13 @@ def test_the_schema_documents_the_job_endpoints(artist):
     client = APIClient()
     client.force_authenticate(artist)
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").content.decode()
-    for path in ("/api/v1/jobs/", "/api/v1/jobs/{job_id}/", "/api/v1/jobs/{job_id}/accept/",
-                 "/api/v1/jobs/{job_id}/cancel/", "/api/v1/jobs/{job_id}/download/"):
+    for path in (
+        "/api/v1/jobs/",
+        "/api/v1/jobs/{job_id}/",
+        "/api/v1/jobs/{job_id}/accept/",
+        "/api/v1/jobs/{job_id}/cancel/",
+        "/api/v1/jobs/{job_id}/download/",
+    ):
         assert path in schema
     assert "JobQuoteRequest" in schema and "max_price_per_frame" in schema
 
@@ -125,10 +130,12 @@ def test_the_schema_documents_the_job_endpoints(artist):
 def test_the_api_quote_says_what_compute_it_priced_why_and_what_priority_costs(funded_artist, scene, settings):
     settings.JOBS_PRIORITY_PREMIUM_BPS = 40
     api = bearer(funded_artist)
-    plain = api.post("/api/v1/jobs/", {"scene": scene.pk, "resolution_x": 640, "resolution_y": 360},
-                     format="json").json()["quote"]
-    rush = api.post("/api/v1/jobs/", {"scene": scene.pk, "resolution_x": 640, "resolution_y": 360, "priority": 100},
-                    format="json").json()["quote"]
+    plain = api.post(
+        "/api/v1/jobs/", {"scene": scene.pk, "resolution_x": 640, "resolution_y": 360}, format="json"
+    ).json()["quote"]
+    rush = api.post(
+        "/api/v1/jobs/", {"scene": scene.pk, "resolution_x": 640, "resolution_y": 360, "priority": 100}, format="json"
+    ).json()["quote"]
     assert plain["pricing_basis"] == "calibrated compute" and plain["reference_seconds_per_frame"] > 0
     assert type(plain["reference_ms_per_frame"]) is int and type(plain["price_per_frame"]) is int
     assert "reference-seconds per frame" in plain["pricing_note"]

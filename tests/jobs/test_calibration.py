@@ -1,4 +1,5 @@
 """The calibration protocol against a renderer with known timings (real bpy timings: tests/bench/bench_quote.py)."""
+
 from pathlib import Path
 
 import pytest
@@ -6,8 +7,17 @@ import pytest
 from marketplace.jobs import pricing
 from marketplace.jobs.calibration import calibration_frame, calibration_measure
 
-REPORT = {"frame_start": 1, "frame_end": 24, "frame_step": 1, "samples": 32, "seed": 0, "use_denoising": False,
-          "active_camera": "Camera", "effective_width": 320, "effective_height": 180}
+REPORT = {
+    "frame_start": 1,
+    "frame_end": 24,
+    "frame_step": 1,
+    "samples": 32,
+    "seed": 0,
+    "use_denoising": False,
+    "active_camera": "Camera",
+    "effective_width": 320,
+    "effective_height": 180,
+}
 
 
 class LinearRenderer:
@@ -33,9 +43,16 @@ class LinearRenderer:
 
 def measure(renderer, size=(80, 45), min_signal_seconds=0.0, min_signal_fraction=0.0, **report) -> dict:
     """The two-size protocol; these tests keep the first sizes (no minimum signal), growing is tested below."""
-    return calibration_measure(renderer, blend=Path("/b/demo.blend"), root=Path("/b"), report={**REPORT, **report},
-                               size=size, out_dir=Path("/tmp"), min_signal_seconds=min_signal_seconds,
-                               min_signal_fraction=min_signal_fraction)
+    return calibration_measure(
+        renderer,
+        blend=Path("/b/demo.blend"),
+        root=Path("/b"),
+        report={**REPORT, **report},
+        size=size,
+        out_dir=Path("/tmp"),
+        min_signal_seconds=min_signal_seconds,
+        min_signal_fraction=min_signal_fraction,
+    )
 
 
 def test_two_sizes_recover_the_overhead_and_the_time_per_pixel_sample():
@@ -77,8 +94,9 @@ def test_points_that_say_nothing_leave_the_overhead_to_pricing():
     assert pricing.calibration_from_report({"calibration": cal}) is not None
 
 
-@pytest.mark.parametrize(("start", "end", "step", "frame"), [(1, 24, 1, 12), (1, 1, 1, 1), (10, 20, 4, 14),
-                                                             (0, 100, 7, 49)])
+@pytest.mark.parametrize(
+    ("start", "end", "step", "frame"), [(1, 24, 1, 12), (1, 1, 1, 1), (10, 20, 4, 14), (0, 100, 7, 49)]
+)
 def test_it_calibrates_on_a_frame_in_the_middle_of_the_range(start, end, step, frame):
     assert calibration_frame({"frame_start": start, "frame_end": end, "frame_step": step}) == frame
 

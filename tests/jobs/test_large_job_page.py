@@ -1,5 +1,6 @@
 """Large jobs on the job page: one page of frames (grid and table), the whole job as a run-length state strip,
 a full-size viewer image; a 10,000-frame job's page stays under 100 KB and an idle poll under 5 KB."""
+
 import io
 from datetime import timedelta
 
@@ -69,8 +70,9 @@ def test_a_poll_sends_only_the_changed_frames_of_its_page(client, funded_artist,
     assert "f1" in answer["parts"]["strip"]  # the strip shows the change anywhere in the job
 
 
-def test_the_viewer_serves_a_finished_frame_at_full_size_and_nothing_else(client, funded_artist, outsider, big_job,
-                                                                          node):
+def test_the_viewer_serves_a_finished_frame_at_full_size_and_nothing_else(
+    client, funded_artist, outsider, big_job, node
+):
     frame = big_job.frames.get(number=130)
     Frame.objects.filter(pk=frame.pk).update(state=FrameState.LEASED)
     settle_with_result(frame, node, seed=7)

@@ -1,4 +1,5 @@
 """Issue 12: the whole job page is live, and every waiting state says why and what happens next."""
+
 from datetime import timedelta
 
 import pytest
@@ -46,8 +47,9 @@ def test_a_poll_without_cursor_sends_everything_and_with_it_only_what_changed(cl
     assert "1 of 4" in changed["parts"]["summary"]
 
 
-def test_the_header_follows_the_job_to_done_without_a_reload(client, funded_artist, job, node,
-                                                             django_capture_on_commit_callbacks):
+def test_the_header_follows_the_job_to_done_without_a_reload(
+    client, funded_artist, job, node, django_capture_on_commit_callbacks
+):
     client.force_login(funded_artist)
     cursor = poll(client, job)["cursor"]
     with django_capture_on_commit_callbacks(execute=True):

@@ -23,6 +23,7 @@ def client_of(client):
     def login(user):
         client.force_login(user)
         return client
+
     return login
 
 
@@ -41,9 +42,20 @@ def test_the_new_job_page_shows_the_inspection_and_the_scene_defaults(client_of,
 
 def test_asking_for_a_quote_shows_it_with_an_accept_button(client_of, artist, scene):
     client = client_of(artist)
-    response = client.post(reverse("jobs:new") + f"?scene={scene.pk}",
-                           {"frame_start": 1, "frame_end": 4, "frame_step": 1, "resolution_x": 32, "resolution_y": 24,
-                            "samples": 8, "output_format": "PNG", "priority": 0, "seed": 0})
+    response = client.post(
+        reverse("jobs:new") + f"?scene={scene.pk}",
+        {
+            "frame_start": 1,
+            "frame_end": 4,
+            "frame_step": 1,
+            "resolution_x": 32,
+            "resolution_y": 24,
+            "samples": 8,
+            "output_format": "PNG",
+            "priority": 0,
+            "seed": 0,
+        },
+    )
     job = Job.objects.get()
     assert response.status_code == 302 and response["Location"] == reverse("jobs:detail", args=[job.pk])
     html = client.get(response["Location"]).content.decode()
@@ -76,10 +88,21 @@ def test_an_expired_quote_offers_a_new_quote_instead_of_accept(client_of, funded
 
 
 def test_a_refused_quote_shows_why_and_stores_nothing(client_of, artist, scene):
-    response = client_of(artist).post(reverse("jobs:new") + f"?scene={scene.pk}",
-                                      {"frame_start": 1, "frame_end": 4, "frame_step": 1, "resolution_x": 32,
-                                       "resolution_y": 24, "samples": 8, "output_format": "PNG", "priority": 0,
-                                       "seed": 0, "max_price_tokens": "0.000001"})
+    response = client_of(artist).post(
+        reverse("jobs:new") + f"?scene={scene.pk}",
+        {
+            "frame_start": 1,
+            "frame_end": 4,
+            "frame_step": 1,
+            "resolution_x": 32,
+            "resolution_y": 24,
+            "samples": 8,
+            "output_format": "PNG",
+            "priority": 0,
+            "seed": 0,
+            "max_price_tokens": "0.000001",
+        },
+    )
     assert response.status_code == 400
     assert "above your maximum" in response.content.decode()
     assert not Job.objects.exists()
@@ -100,8 +123,10 @@ def test_accept_and_cancel_through_the_page_move_the_money(client_of, funded_art
 def test_cancelling_asks_first_and_says_what_it_would_refund(client_of, funded_artist, job, node):
     client = client_of(funded_artist)
     rendered(job.frames.get(number=1), node)
-    assert f'href="{reverse("jobs:cancel", args=[job.pk])}"' in client.get(
-        reverse("jobs:detail", args=[job.pk])).content.decode()
+    assert (
+        f'href="{reverse("jobs:cancel", args=[job.pk])}"'
+        in client.get(reverse("jobs:detail", args=[job.pk])).content.decode()
+    )
     page = client.get(reverse("jobs:cancel", args=[job.pk]))
     assert page.status_code == 200
     summary = " ".join(page.content.decode().split())
@@ -165,10 +190,14 @@ def test_another_artist_gets_404_everywhere_and_changes_nothing(client_of, funde
     frame = job.frames.get(number=1)
     settle_with_result(frame, node, seed=1)
     client = client_of(outsider)
-    for url in [reverse("jobs:new") + f"?scene={scene.pk}", reverse("jobs:detail", args=[job.pk]),
-                reverse("jobs:fragment", args=[job.pk]), reverse("jobs:download", args=[job.pk]),
-                reverse("jobs:cancel", args=[job.pk]),
-                reverse("jobs:thumb", args=[job.pk, frame.pk])]:
+    for url in [
+        reverse("jobs:new") + f"?scene={scene.pk}",
+        reverse("jobs:detail", args=[job.pk]),
+        reverse("jobs:fragment", args=[job.pk]),
+        reverse("jobs:download", args=[job.pk]),
+        reverse("jobs:cancel", args=[job.pk]),
+        reverse("jobs:thumb", args=[job.pk, frame.pk]),
+    ]:
         assert client.get(url).status_code == 404, url
     assert client.post(reverse("jobs:new") + f"?scene={scene.pk}", {"samples": 1}).status_code == 404
     for url in [reverse("jobs:accept", args=[job.pk]), reverse("jobs:cancel", args=[job.pk])]:

@@ -40,8 +40,7 @@ def test_priority_multiplies_the_rate(settings):
 def test_a_calibrated_1080p_frame_is_priced_exactly_with_the_default_rate():
     # 2400 calibration units took 1.7 s after a 0.3 s overhead: a 1080p 16-sample frame is 0.3 + 33 177 600 x
     # 1.7 / 2400 = 23 501.1 s of the calibration machine, which is the reference machine by default.
-    quote = pricing.quote_for(frames=1, width=1920, height=1080, samples=16, calibration=calibration(),
-                              idle_scores=[])
+    quote = pricing.quote_for(frames=1, width=1920, height=1080, samples=16, calibration=calibration(), idle_scores=[])
     assert quote.reference_ms_per_frame == 23_501_100
     assert quote.price_per_frame == 39_168_500  # 23 501.1 s x 6 000 000 / 3600 s
     assert type(quote.price_per_frame) is int and type(quote.total) is int
@@ -84,8 +83,9 @@ def test_the_quote_says_what_compute_it_priced_and_why():
     fallback = pricing.quote_for(frames=2, width=100, height=50, samples=64, calibration=None, idle_scores=[])
     assert fallback.pricing_basis.startswith("pixel-samples")
     assert "no calibration" in fallback.pricing_note
-    rush = pricing.quote_for(frames=2, width=100, height=50, samples=64, calibration=calibration(), idle_scores=[],
-                             priority=50)
+    rush = pricing.quote_for(
+        frames=2, width=100, height=50, samples=64, calibration=calibration(), idle_scores=[], priority=50
+    )
     assert rush.priority_multiplier_bps == 12_000 and "priority 50" in rush.pricing_note
     assert rush.price_per_frame == pytest.approx(quote.price_per_frame * 1.2, abs=1)
 
@@ -102,13 +102,15 @@ def test_the_budget_is_the_factor_times_the_calibrated_time_on_that_node(setting
     settings.JOBS_SLOWER_THAN_CALIBRATED_FACTOR = 3.0
     settings.JOBS_SLOWER_THAN_CALIBRATED_MIN_SECONDS = 1.0
     settings.JOBS_REFERENCE_BENCH_SCORE = 1000.0
-    quote = pricing.quote_for(frames=1, width=20, height=15, samples=8, calibration=calibration(bench_score=1000.0),
-                              idle_scores=[]).as_json()
+    quote = pricing.quote_for(
+        frames=1, width=20, height=15, samples=8, calibration=calibration(bench_score=1000.0), idle_scores=[]
+    ).as_json()
     # 2 s on the reference machine (0.3 overhead + 1.7 per-unit), load 0.5 s once.
     assert pricing.calibrated_budget_seconds(quote, units=2400, bench_score=1000.0) == pytest.approx(3 * 2.0 + 0.5)
     # A node twice as fast does the per-unit part in half the time; the overhead does not shrink.
     assert pricing.calibrated_budget_seconds(quote, units=2400, bench_score=2000.0) == pytest.approx(
-        3 * (0.3 + 0.85) + 0.5)
+        3 * (0.3 + 0.85) + 0.5
+    )
     # A quote made before compute pricing has nothing to hold a frame to.
     assert pricing.calibrated_budget_seconds({"price_per_frame": 5}, units=2400, bench_score=1000.0) is None
     settings.JOBS_SLOWER_THAN_CALIBRATED_MIN_SECONDS = 60.0
@@ -135,8 +137,16 @@ def test_an_overhead_longer_than_the_render_is_clamped():
     assert calibration(overhead_seconds=5.0).seconds_per_unit == 0.0
 
 
-@pytest.mark.parametrize("broken", [None, {}, {"seconds": 1}, {"seconds": 0, "width": 1, "height": 1, "samples": 1},
-                                    {"seconds": "x", "width": 1, "height": 1, "samples": 1}])
+@pytest.mark.parametrize(
+    "broken",
+    [
+        None,
+        {},
+        {"seconds": 1},
+        {"seconds": 0, "width": 1, "height": 1, "samples": 1},
+        {"seconds": "x", "width": 1, "height": 1, "samples": 1},
+    ],
+)
 def test_a_missing_or_broken_calibration_is_ignored(broken):
     assert pricing.calibration_from_report({"calibration": broken}) is None
 
@@ -179,8 +189,9 @@ def test_frames_go_to_whichever_node_is_free_first():
 
 def test_more_idle_nodes_never_make_the_estimate_longer():
     cal = calibration(bench_score=1000)
-    times = [pricing.job_seconds(frames=40, units=2400, calibration=cal, idle_scores=[1000] * n)[0]
-             for n in range(1, 12)]
+    times = [
+        pricing.job_seconds(frames=40, units=2400, calibration=cal, idle_scores=[1000] * n)[0] for n in range(1, 12)
+    ]
     assert times == sorted(times, reverse=True) and times[-1] < times[0]
 
 

@@ -29,16 +29,34 @@ def test_a_quote_takes_its_defaults_from_the_scene_report(artist, scene):
 
 
 def test_the_effective_resolution_is_the_default(artist):
-    scene = calibrated_scene(artist, resolution_x=1920, resolution_y=1080, resolution_percentage=50,
-                             effective_width=960, effective_height=540)
+    scene = calibrated_scene(
+        artist,
+        resolution_x=1920,
+        resolution_y=1080,
+        resolution_percentage=50,
+        effective_width=960,
+        effective_height=540,
+    )
     job = job_quote(owner=artist, scene=scene)
     assert (job.resolution_x, job.resolution_y) == (960, 540)
 
 
 def test_overrides_replace_the_scene_settings(artist, scene):
-    job = job_quote(owner=artist, scene=scene.pk, name=" shot 3 ", frame_start=10, frame_end=20, frame_step=5,
-                    resolution_x=64, resolution_y=48, samples=16, output_format="OPEN_EXR", priority=5, seed=42,
-                    max_price_per_frame=10**9)
+    job = job_quote(
+        owner=artist,
+        scene=scene.pk,
+        name=" shot 3 ",
+        frame_start=10,
+        frame_end=20,
+        frame_step=5,
+        resolution_x=64,
+        resolution_y=48,
+        samples=16,
+        output_format="OPEN_EXR",
+        priority=5,
+        seed=42,
+        max_price_per_frame=10**9,
+    )
     assert job.name == "shot 3" and job.frame_numbers == [10, 15, 20]
     assert (job.resolution_x, job.resolution_y, job.samples, job.seed, job.priority) == (64, 48, 16, 42, 5)
     assert job.output_format == Job.Output.EXR and job.quote["frames"] == 3
@@ -62,22 +80,25 @@ def test_the_estimate_uses_idle_nodes_when_there_are_some(artist, provider, scen
     assert helped.quote["estimated_seconds"] < alone.quote["estimated_seconds"]
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ({"resolution_x": 8193}, "resolution_x must be between 4 and 8192"),
-    ({"resolution_y": 3}, "resolution_y must be between 4 and 8192"),
-    ({"samples": 0}, "samples must be between 1 and 4096"),
-    ({"samples": 4097}, "samples must be between 1 and 4096"),
-    ({"frame_start": 1, "frame_end": 10_001}, "10001 frames is more than the limit of 10000"),
-    ({"frame_start": 5, "frame_end": 4}, "frame_end (4) is before frame_start (5)"),
-    ({"frame_step": 0}, "frame_step must be between 1"),
-    ({"frame_start": -1}, "frame_start must be between 0"),
-    ({"samples": "64"}, "samples must be a whole number"),
-    ({"samples": True}, "samples must be a whole number"),
-    ({"output_format": "JPEG"}, "output_format must be one of PNG, OPEN_EXR"),
-    ({"priority": 101}, "priority must be between 0 and 100"),
-    ({"max_price_per_frame": -1}, "max_price_per_frame must be between 0"),
-    ({"use_denoising": "yes"}, "use_denoising must be true or false"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"resolution_x": 8193}, "resolution_x must be between 4 and 8192"),
+        ({"resolution_y": 3}, "resolution_y must be between 4 and 8192"),
+        ({"samples": 0}, "samples must be between 1 and 4096"),
+        ({"samples": 4097}, "samples must be between 1 and 4096"),
+        ({"frame_start": 1, "frame_end": 10_001}, "10001 frames is more than the limit of 10000"),
+        ({"frame_start": 5, "frame_end": 4}, "frame_end (4) is before frame_start (5)"),
+        ({"frame_step": 0}, "frame_step must be between 1"),
+        ({"frame_start": -1}, "frame_start must be between 0"),
+        ({"samples": "64"}, "samples must be a whole number"),
+        ({"samples": True}, "samples must be a whole number"),
+        ({"output_format": "JPEG"}, "output_format must be one of PNG, OPEN_EXR"),
+        ({"priority": 101}, "priority must be between 0 and 100"),
+        ({"max_price_per_frame": -1}, "max_price_per_frame must be between 0"),
+        ({"use_denoising": "yes"}, "use_denoising must be true or false"),
+    ],
+)
 def test_it_refuses_bad_settings_and_stores_nothing(artist, scene, override, message):
     with pytest.raises(JobRefused) as exc:
         job_quote(owner=artist, scene=scene, **override)
@@ -142,8 +163,15 @@ def test_a_provider_cannot_order_renders(provider):
 
 
 def test_a_frozen_wallet_gets_no_new_quote(artist, scene):
-    TopUp.objects.create(user=artist, amount_cents=100, currency="usd", tokens_micro=10, provider="dev",
-                         clawed_back_micro=5, unrecovered_micro=5)
+    TopUp.objects.create(
+        user=artist,
+        amount_cents=100,
+        currency="usd",
+        tokens_micro=10,
+        provider="dev",
+        clawed_back_micro=5,
+        unrecovered_micro=5,
+    )
     with pytest.raises(JobRefused, match="wallet owes tokens"):
         job_quote(owner=artist, scene=scene)
     assert not Job.objects.exists()
@@ -158,16 +186,38 @@ def test_no_float_reaches_the_ledger_from_a_compute_price(artist, settings):
     from tests.fixtures.money import fund
 
     settings.JOBS_PRIORITY_PREMIUM_BPS = 37
-    scene = calibrated_scene(artist, calibration={"seconds": 0.7777777, "width": 21, "height": 13, "samples": 7,
-                                                  "overhead_seconds": 0.1234567, "load_seconds": 0.333})
+    scene = calibrated_scene(
+        artist,
+        calibration={
+            "seconds": 0.7777777,
+            "width": 21,
+            "height": 13,
+            "samples": 7,
+            "overhead_seconds": 0.1234567,
+            "load_seconds": 0.333,
+        },
+    )
     fund(artist, 10**6 * django_settings.MICRO)
-    job = job_quote(owner=artist, scene=scene, frame_start=1, frame_end=1, resolution_x=333, resolution_y=211,
-                    samples=13, priority=7, tiles=3)
+    job = job_quote(
+        owner=artist,
+        scene=scene,
+        frame_start=1,
+        frame_end=1,
+        resolution_x=333,
+        resolution_y=211,
+        samples=13,
+        priority=7,
+        tiles=3,
+    )
     assert type(job.price_per_frame) is int and all(type(p) is int for p in job.quote["tile_prices"])
     job_accept(job_id=job.pk, owner=artist)
     frames = list(job.frames.all())
     assert sum(f.price for f in frames) == job.price_per_frame and all(type(f.price) is int for f in frames)
-    amounts = list(Posting.objects.filter(transaction__idempotency_key=f"hold:job:{job.pk}")
-                   .values_list("amount", flat=True))
-    assert amounts and all(type(a) is int for a in amounts) and sorted(abs(a) for a in amounts) == [
-        job.price_per_frame, job.price_per_frame]
+    amounts = list(
+        Posting.objects.filter(transaction__idempotency_key=f"hold:job:{job.pk}").values_list("amount", flat=True)
+    )
+    assert (
+        amounts
+        and all(type(a) is int for a in amounts)
+        and sorted(abs(a) for a in amounts) == [job.price_per_frame, job.price_per_frame]
+    )

@@ -1,5 +1,6 @@
 """An artist retries a job's failed frames: they go back to the queue, their earlier failures stop counting,
 and a finished job holds their price in escrow again (exactly, all or nothing)."""
+
 import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
@@ -41,8 +42,9 @@ def fail_on(provider, *, nodes: int, prefix: str = "n") -> None:
         assert delivery is not None
         take(node)
         lease = dispatch.FrameLease.objects.get(pk=delivery.lease_id)
-        outcome = dispatch.lease_report(node=node, lease_id=lease.pk, token=delivery.token, ok=False,
-                                        error=f"out of memory on {prefix}{i}")
+        outcome = dispatch.lease_report(
+            node=node, lease_id=lease.pk, token=delivery.token, ok=False, error=f"out of memory on {prefix}{i}"
+        )
         assert not outcome.accepted
         node.status = "paused"  # out of the way of the next node
         node.save(update_fields=["status"])

@@ -13,8 +13,9 @@ pytestmark = pytest.mark.django_db
 
 
 def keys(prefix: str) -> list[str]:
-    return sorted(LedgerTransaction.objects.filter(idempotency_key__startswith=prefix)
-                  .values_list("idempotency_key", flat=True))
+    return sorted(
+        LedgerTransaction.objects.filter(idempotency_key__startswith=prefix).values_list("idempotency_key", flat=True)
+    )
 
 
 def test_a_frame_is_paid_once(funded_artist, provider, node):
@@ -50,8 +51,9 @@ def test_a_frame_paid_again_after_a_dispute_gets_a_new_key(funded_artist, node):
     assert keys(f"settle:frame:{frame.pk}") == [f"settle:frame:{frame.pk}", f"settle:frame:{frame.pk}:2"]
 
 
-def test_the_last_settled_frame_finishes_the_job_and_returns_the_remainder(funded_artist, node,
-                                                                           django_capture_on_commit_callbacks):
+def test_the_last_settled_frame_finishes_the_job_and_returns_the_remainder(
+    funded_artist, node, django_capture_on_commit_callbacks
+):
     job = make_queued_job(funded_artist, frames=3, price=M)
     frames = list(job.frames.order_by("number"))
     Frame.objects.filter(pk=frames[2].pk).update(state=FrameState.FAILED)  # its price is never spent
@@ -70,8 +72,9 @@ def test_the_last_settled_frame_finishes_the_job_and_returns_the_remainder(funde
     assert job_finish_if_complete(job_id=job.pk) is False
 
 
-def test_a_job_reopened_by_a_dispute_refunds_its_leftover_again_under_a_new_key(funded_artist, node,
-                                                                                django_capture_on_commit_callbacks):
+def test_a_job_reopened_by_a_dispute_refunds_its_leftover_again_under_a_new_key(
+    funded_artist, node, django_capture_on_commit_callbacks
+):
     job = make_queued_job(funded_artist, frames=2, price=M)
     first, second = job.frames.order_by("number")
     Frame.objects.filter(pk=second.pk).update(state=FrameState.FAILED)

@@ -1,4 +1,5 @@
 """frame_settle under real concurrency: many threads settle one frame, on separate Postgres connections."""
+
 import pytest
 
 from marketplace.jobs.models import Frame

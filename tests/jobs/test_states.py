@@ -59,11 +59,14 @@ def test_it_refuses_an_illegal_job_edge(current, target):
 
 def test_the_loser_of_a_race_gets_false_and_the_winner_stands(funded_artist):
     frame = make_queued_job(funded_artist, frames=1).frames.get()
-    assert transition(Frame, pk=frame.pk, current=FrameState.QUEUED, target=FrameState.LEASED,
-                      table=FRAME_TRANSITIONS, attempts=1)
+    assert transition(
+        Frame, pk=frame.pk, current=FrameState.QUEUED, target=FrameState.LEASED, table=FRAME_TRANSITIONS, attempts=1
+    )
     # A second claimer still believes the frame is QUEUED.
-    assert transition(Frame, pk=frame.pk, current=FrameState.QUEUED, target=FrameState.CANCELLED,
-                      table=FRAME_TRANSITIONS) is False
+    assert (
+        transition(Frame, pk=frame.pk, current=FrameState.QUEUED, target=FrameState.CANCELLED, table=FRAME_TRANSITIONS)
+        is False
+    )
     frame.refresh_from_db()
     assert frame.state == FrameState.LEASED and frame.attempts == 1
 

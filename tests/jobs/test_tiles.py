@@ -1,5 +1,6 @@
 """Splitting a still into tiles: the grid, quoting and accepting a tiled still (prices, escrow), refusals,
 assembling the settled tiles into the whole image (PNG 8/16-bit, EXR), downloads, pages and the API."""
+
 import io
 import zipfile
 from pathlib import Path
@@ -33,6 +34,7 @@ W, H = 99, 67  # odd on purpose: a 2x2 grid has tiles of 49/50 x 33/34 px
 
 # --- the grid -------------------------------------------------------------------------------
 
+
 @given(width=st.integers(1, 300), height=st.integers(1, 300), side=st.integers(1, 8))
 def test_the_grid_covers_every_pixel_exactly_once_in_row_major_order(width, height, side):
     if side > min(width, height):
@@ -42,7 +44,7 @@ def test_the_grid_covers_every_pixel_exactly_once_in_row_major_order(width, heig
     rects = tile_rects(width=width, height=height, side=side)
     cover = np.zeros((height, width), np.int32)
     for x, y, w, h in rects:
-        cover[y:y + h, x:x + w] += 1
+        cover[y : y + h, x : x + w] += 1
     assert len(rects) == side * side and (cover == 1).all()
     assert rects == sorted(rects, key=lambda r: (r[1], r[0]))  # row-major from the top-left
     assert rects[0][:2] == (0, 0)
@@ -58,8 +60,7 @@ def test_the_remainder_is_spread_over_the_grid():
     assert [r[2] for r in tile_rects(width=10, height=4, side=4)[:4]] == [2, 3, 2, 3]
 
 
-@given(price=st.integers(0, 10**12), side=st.integers(1, 8), width=st.integers(64, 5000),
-       height=st.integers(64, 5000))
+@given(price=st.integers(0, 10**12), side=st.integers(1, 8), width=st.integers(64, 5000), height=st.integers(64, 5000))
 def test_tile_prices_sum_exactly_to_the_price_in_proportion_to_area(price, side, width, height):
     rects = tile_rects(width=width, height=height, side=side)
     prices = pricing.tile_prices(price=price, rects=rects)
@@ -70,11 +71,20 @@ def test_tile_prices_sum_exactly_to_the_price_in_proportion_to_area(price, side,
 
 # --- quoting and accepting ------------------------------------------------------------------
 
+
 def still_quote(owner, *, side: int, width: int = W, height: int = H, output_format: str = "PNG", **more) -> Job:
     scene = calibrated_scene(owner)
     frames = {"frame_start": 1, "frame_end": 1, **more}
-    return job_quote(owner=owner, scene=scene, resolution_x=width, resolution_y=height, samples=64, tiles=side,
-                     output_format=output_format, **frames)
+    return job_quote(
+        owner=owner,
+        scene=scene,
+        resolution_x=width,
+        resolution_y=height,
+        samples=64,
+        tiles=side,
+        output_format=output_format,
+        **frames,
+    )
 
 
 @pytest.mark.django_db
@@ -111,24 +121,41 @@ def test_tiles_spread_over_idle_nodes_shorten_the_estimate(artist, provider):
     for i in range(4):
         node, _ = make_node(provider, name=f"rig{i}", unchecked=True)  # trusted: a provider may add more than 3
         WorkerNode.objects.filter(pk=node.pk).update(bench_score=1.7e6)
-    whole = job_quote(owner=artist, scene=calibrated_scene(artist), frame_start=1, frame_end=1, resolution_x=640,
-                      resolution_y=480, samples=64)
-    tiled = job_quote(owner=artist, scene=calibrated_scene(artist), frame_start=1, frame_end=1, resolution_x=640,
-                      resolution_y=480, samples=64, tiles=2)
+    whole = job_quote(
+        owner=artist,
+        scene=calibrated_scene(artist),
+        frame_start=1,
+        frame_end=1,
+        resolution_x=640,
+        resolution_y=480,
+        samples=64,
+    )
+    tiled = job_quote(
+        owner=artist,
+        scene=calibrated_scene(artist),
+        frame_start=1,
+        frame_end=1,
+        resolution_x=640,
+        resolution_y=480,
+        samples=64,
+        tiles=2,
+    )
     assert tiled.quote["idle_nodes"] == 4
     assert tiled.quote["estimated_seconds"] < whole.quote["estimated_seconds"] / 2
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(("side", "width", "height"), [(2, W, H), (3, 131, 97)])
-def test_accepting_a_tiled_still_queues_one_frame_per_tile_whose_prices_sum_to_the_still(funded_artist, side,
-                                                                                         width, height):
+def test_accepting_a_tiled_still_queues_one_frame_per_tile_whose_prices_sum_to_the_still(
+    funded_artist, side, width, height
+):
     quote = still_quote(funded_artist, side=side, width=width, height=height)
     wallet_before = selectors.wallet_balance(user=funded_artist)
     job = job_accept(job_id=quote.pk, owner=funded_artist)
     frames = list(selectors.frames_of(job=job))
-    assert [(f.tile_x, f.tile_y, f.tile_w, f.tile_h) for f in frames] == tile_rects(width=width, height=height,
-                                                                                    side=side)
+    assert [(f.tile_x, f.tile_y, f.tile_w, f.tile_h) for f in frames] == tile_rects(
+        width=width, height=height, side=side
+    )
     assert {f.number for f in frames} == {1} and {f.state for f in frames} == {FrameState.QUEUED}
     assert [f.price for f in frames] == quote.quote["tile_prices"]
     assert sum(f.price for f in frames) == job.price_per_frame == quote.quote["total"]
@@ -143,19 +170,26 @@ def test_an_untiled_job_still_gets_one_whole_frame_per_number(funded_artist, sce
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("asked", "why"), [
-    ({"frame_end": 4, "tiles": 2}, "only a still can be split into tiles, and this job has 4 frames"),
-    ({"frame_end": 1, "tiles": 2, "use_denoising": True}, "a denoised image cannot be split into tiles"),
-    ({"frame_end": 1, "tiles": 2, "resolution_x": 99, "resolution_y": 63},
-     "tiles of 49\N{MULTIPLICATION SIGN}31 px, under the 32 px a tile needs on each side: do not split it"),
-    ({"frame_end": 1, "tiles": 4, "resolution_x": 100, "resolution_y": 100},
-     "split it into at most 3\N{MULTIPLICATION SIGN}3 tiles"),
-    ({"frame_end": 1, "tiles": 0}, "tiles must be between 1 and 8, got 0"),
-    ({"frame_end": 1, "tiles": 9}, "tiles must be between 1 and 8, got 9"),
-    ({"frame_end": 1, "tiles": "2"}, "tiles must be a whole number, got '2'"),
-    ({"frame_end": 1, "tiles": 2.0}, "tiles must be a whole number, got 2.0"),
-    ({"frame_end": 1, "tiles": True}, "tiles must be a whole number, got True"),
-])
+@pytest.mark.parametrize(
+    ("asked", "why"),
+    [
+        ({"frame_end": 4, "tiles": 2}, "only a still can be split into tiles, and this job has 4 frames"),
+        ({"frame_end": 1, "tiles": 2, "use_denoising": True}, "a denoised image cannot be split into tiles"),
+        (
+            {"frame_end": 1, "tiles": 2, "resolution_x": 99, "resolution_y": 63},
+            "tiles of 49\N{MULTIPLICATION SIGN}31 px, under the 32 px a tile needs on each side: do not split it",
+        ),
+        (
+            {"frame_end": 1, "tiles": 4, "resolution_x": 100, "resolution_y": 100},
+            "split it into at most 3\N{MULTIPLICATION SIGN}3 tiles",
+        ),
+        ({"frame_end": 1, "tiles": 0}, "tiles must be between 1 and 8, got 0"),
+        ({"frame_end": 1, "tiles": 9}, "tiles must be between 1 and 8, got 9"),
+        ({"frame_end": 1, "tiles": "2"}, "tiles must be a whole number, got '2'"),
+        ({"frame_end": 1, "tiles": 2.0}, "tiles must be a whole number, got 2.0"),
+        ({"frame_end": 1, "tiles": True}, "tiles must be a whole number, got True"),
+    ],
+)
 def test_a_tiling_that_cannot_work_is_refused_and_stores_nothing(artist, asked, why):
     render = {"frame_start": 1, "resolution_x": 640, "resolution_y": 480, "use_denoising": False, **asked}
     with pytest.raises(JobRefused) as refused:
@@ -196,6 +230,7 @@ def test_the_database_refuses_tiles_for_several_frames_or_denoising(artist):
 
 # --- assembling -----------------------------------------------------------------------------
 
+
 def png(pixels: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="PNG")
@@ -234,7 +269,7 @@ def settle(tile: Frame, node, capture) -> None:
 
 
 def cut(image: np.ndarray, tile: Frame) -> np.ndarray:
-    return np.ascontiguousarray(image[tile.tile_y:tile.tile_y + tile.tile_h, tile.tile_x:tile.tile_x + tile.tile_w])
+    return np.ascontiguousarray(image[tile.tile_y : tile.tile_y + tile.tile_h, tile.tile_x : tile.tile_x + tile.tile_w])
 
 
 def stored_image(key: str) -> np.ndarray:
@@ -254,8 +289,9 @@ def tiles_of(job: Job) -> list[Frame]:
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("channels", [3, 4])
-def test_the_settled_tiles_assemble_into_exactly_the_source_png(still, node, channels,
-                                                                django_capture_on_commit_callbacks):
+def test_the_settled_tiles_assemble_into_exactly_the_source_png(
+    still, node, channels, django_capture_on_commit_callbacks
+):
     image = source(channels)
     for tile in tiles_of(still):
         deliver(tile, node, png(cut(image, tile)))
@@ -283,8 +319,9 @@ def test_sixteen_bit_png_tiles_assemble_at_sixteen_bits(still, node, tmp_path, d
 
 
 @pytest.mark.django_db
-def test_exr_tiles_assemble_into_exactly_the_source_exr(funded_artist, node, tmp_path,
-                                                         django_capture_on_commit_callbacks):
+def test_exr_tiles_assemble_into_exactly_the_source_exr(
+    funded_artist, node, tmp_path, django_capture_on_commit_callbacks
+):
     job = job_accept(job_id=still_quote(funded_artist, side=2, output_format="OPEN_EXR").pk, owner=funded_artist)
     image = source(4, dtype=np.float32)
     for tile in tiles_of(job):
@@ -297,8 +334,9 @@ def test_exr_tiles_assemble_into_exactly_the_source_exr(funded_artist, node, tmp
 
 
 @pytest.mark.django_db
-def test_assembly_waits_for_the_last_tile_and_the_job_does_not_wait_for_assembly(still, node,
-                                                                                 django_capture_on_commit_callbacks):
+def test_assembly_waits_for_the_last_tile_and_the_job_does_not_wait_for_assembly(
+    still, node, django_capture_on_commit_callbacks
+):
     image = source()
     first, *rest, last = tiles_of(still)
     for tile in (first, *rest):
@@ -317,8 +355,7 @@ def test_assembly_waits_for_the_last_tile_and_the_job_does_not_wait_for_assembly
 
 
 @pytest.mark.django_db
-def test_settling_an_untiled_frame_enqueues_no_assembly(funded_artist, scene, node,
-                                                        django_capture_on_commit_callbacks):
+def test_settling_an_untiled_frame_enqueues_no_assembly(funded_artist, scene, node, django_capture_on_commit_callbacks):
     job = job_accept(job_id=job_quote(owner=funded_artist, scene=scene).pk, owner=funded_artist)
     frame = job.frames.get(number=1)
     deliver(frame, node, png(source()[:24, :32]))
@@ -355,7 +392,7 @@ def test_a_tile_rendered_again_after_a_dispute_is_assembled_again(still, node, d
     Job.objects.filter(pk=still.pk).update(state=JobState.RUNNING)
     assert selectors.current_assemblies(job=still) == {}  # the old image is not delivered any more
     fixed = image.copy()
-    fixed[disputed.tile_y:, disputed.tile_x:] = 255 - fixed[disputed.tile_y:, disputed.tile_x:]
+    fixed[disputed.tile_y :, disputed.tile_x :] = 255 - fixed[disputed.tile_y :, disputed.tile_x :]
     deliver(disputed, node, png(cut(fixed, disputed)), version=2)
     settle(disputed, node, django_capture_on_commit_callbacks)
     new = AssembledFrame.objects.get()
@@ -365,8 +402,9 @@ def test_a_tile_rendered_again_after_a_dispute_is_assembled_again(still, node, d
 
 
 @pytest.mark.django_db
-def test_a_tile_that_cannot_be_stitched_leaves_the_job_done_and_unassembled(still, node, caplog,
-                                                                            django_capture_on_commit_callbacks):
+def test_a_tile_that_cannot_be_stitched_leaves_the_job_done_and_unassembled(
+    still, node, caplog, django_capture_on_commit_callbacks
+):
     for tile in tiles_of(still):
         deliver(tile, node, png(source()[:10, :10]))  # the wrong size (uploads are checked; this is a bug)
         settle(tile, node, django_capture_on_commit_callbacks)
@@ -376,14 +414,21 @@ def test_a_tile_that_cannot_be_stitched_leaves_the_job_done_and_unassembled(stil
         frame_assemble(job_id=still.pk, number=1)
 
 
-@pytest.mark.parametrize(("tiles", "why"), [
-    ([((0, 0, 2, 2), b"GIF89a")], "the tile at x=0, y=0: not a PNG image"),
-    ([((0, 0, 2, 2), png(np.zeros((2, 2, 3), np.uint8)))], "the tiles do not cover the 4x2 frame"),
-    ([((0, 0, 2, 2), png(np.zeros((2, 2, 3), np.uint8))), ((1, 0, 2, 2), png(np.zeros((2, 2, 3), np.uint8)))],
-     "overlaps another tile"),
-    ([((0, 0, 2, 2), png(np.zeros((2, 2, 3), np.uint8))), ((2, 0, 2, 2), png(np.zeros((2, 2, 4), np.uint8)))],
-     "has 4 channels of 8 bits, the first tile 3 of 8"),
-])
+@pytest.mark.parametrize(
+    ("tiles", "why"),
+    [
+        ([((0, 0, 2, 2), b"GIF89a")], "the tile at x=0, y=0: not a PNG image"),
+        ([((0, 0, 2, 2), png(np.zeros((2, 2, 3), np.uint8)))], "the tiles do not cover the 4x2 frame"),
+        (
+            [((0, 0, 2, 2), png(np.zeros((2, 2, 3), np.uint8))), ((1, 0, 2, 2), png(np.zeros((2, 2, 3), np.uint8)))],
+            "overlaps another tile",
+        ),
+        (
+            [((0, 0, 2, 2), png(np.zeros((2, 2, 3), np.uint8))), ((2, 0, 2, 2), png(np.zeros((2, 2, 4), np.uint8)))],
+            "has 4 channels of 8 bits, the first tile 3 of 8",
+        ),
+    ],
+)
 def test_stitching_refuses_tiles_that_do_not_make_the_frame(tiles, why):
     with pytest.raises(AssemblyError, match=why):
         stitch(width=4, height=2, output_format="PNG", tiles=tiles)
@@ -404,14 +449,14 @@ def test_the_sweep_assembles_a_still_whose_message_was_lost(still, node):
 
 # --- downloads, pages and the API -----------------------------------------------------------
 
+
 def zip_names(response) -> dict[str, bytes]:
     archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
     return {name: archive.read(name) for name in archive.namelist()}
 
 
 @pytest.mark.django_db
-def test_the_download_has_the_assembled_still_not_its_tiles(still, node, client,
-                                                            django_capture_on_commit_callbacks):
+def test_the_download_has_the_assembled_still_not_its_tiles(still, node, client, django_capture_on_commit_callbacks):
     client.force_login(still.owner)
     url = reverse("jobs:download", args=[still.pk])
     image = source(4)
@@ -426,13 +471,15 @@ def test_the_download_has_the_assembled_still_not_its_tiles(still, node, client,
     files = zip_names(client.get(url))
     assert list(files) == [f"job{still.pk}/frame_000001.png"]
     assert files[f"job{still.pk}/frame_000001.png"] == b"".join(
-        blobs.blob_chunks(AssembledFrame.objects.get().result_key))
+        blobs.blob_chunks(AssembledFrame.objects.get().result_key)
+    )
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(files[f"job{still.pk}/frame_000001.png"]))), image)
 
 
 @pytest.mark.django_db
-def test_the_pages_show_the_split_the_tiles_and_the_assembled_still(funded_artist, outsider, node, client,
-                                                                    django_capture_on_commit_callbacks):
+def test_the_pages_show_the_split_the_tiles_and_the_assembled_still(
+    funded_artist, outsider, node, client, django_capture_on_commit_callbacks
+):
     client.force_login(funded_artist)
     quote = still_quote(funded_artist, side=2)
     html = client.get(reverse("jobs:detail", args=[quote.pk])).content.decode()
@@ -478,8 +525,17 @@ def test_the_new_job_form_splits_a_still_and_the_server_judges_it(artist, client
     html = client.get(url).content.decode()
     assert 'name="tiles"' in html and "Split into tiles" in html
     assert '<option value="8">8\N{MULTIPLICATION SIGN}8 = 64 tiles</option>' in html
-    form = {"frame_start": 1, "frame_end": 1, "frame_step": 1, "resolution_x": 640, "resolution_y": 480,
-            "samples": 8, "output_format": "PNG", "priority": 0, "seed": 0}
+    form = {
+        "frame_start": 1,
+        "frame_end": 1,
+        "frame_step": 1,
+        "resolution_x": 640,
+        "resolution_y": 480,
+        "samples": 8,
+        "output_format": "PNG",
+        "priority": 0,
+        "seed": 0,
+    }
     refused = client.post(url, {**form, "frame_end": 4, "tiles": 2})
     assert refused.status_code == 400 and "only a still can be split into tiles" in refused.content.decode()
     assert client.post(url, {**form, "tiles": 99}).status_code == 400

@@ -1,4 +1,5 @@
 """Rules enforced by Postgres itself, and races between real concurrent connections."""
+
 import pytest
 from django.db import IntegrityError, InternalError, connection, transaction
 
@@ -20,18 +21,20 @@ M = 1_000_000
 THREADS = 10
 
 
-
-
 def test_the_database_refuses_an_unbalanced_raw_insert(artist):
     fund(artist, 5 * M)
     wallet = account_get(kind=Account.Kind.ARTIST_WALLET, owner=artist)
     with pytest.raises((IntegrityError, InternalError), match="unbalanced"):
         with transaction.atomic(), connection.cursor() as cur:
-            cur.execute("INSERT INTO ledger_ledgertransaction (idempotency_key, memo, metadata, created_at) "
-                        "VALUES ('raw', 'raw', '{}', now()) RETURNING id")
+            cur.execute(
+                "INSERT INTO ledger_ledgertransaction (idempotency_key, memo, metadata, created_at) "
+                "VALUES ('raw', 'raw', '{}', now()) RETURNING id"
+            )
             txn_id = cur.fetchone()[0]
-            cur.execute("INSERT INTO ledger_posting (transaction_id, account_id, amount) VALUES (%s, %s, %s)",
-                        [txn_id, wallet.pk, 7])
+            cur.execute(
+                "INSERT INTO ledger_posting (transaction_id, account_id, amount) VALUES (%s, %s, %s)",
+                [txn_id, wallet.pk, 7],
+            )
     assert not LedgerTransaction.objects.filter(idempotency_key="raw").exists()
 
 
@@ -63,8 +66,12 @@ def test_racing_spenders_never_overdraw_one_wallet(artist, outsider):
 def test_racing_settlements_of_one_frame_pay_once(artist, provider):
     fund(artist, 10 * M)
     hold_escrow(artist=artist, job_ref="job:7", amount=3 * M, key="hold:7")
-    results = race(lambda i: release_escrow(artist=artist, job_ref="job:7", provider=provider, amount=1 * M,
-                                            key="settle:frame:70"), THREADS)
+    results = race(
+        lambda i: release_escrow(
+            artist=artist, job_ref="job:7", provider=provider, amount=1 * M, key="settle:frame:70"
+        ),
+        THREADS,
+    )
     assert all(isinstance(r, LedgerTransaction) for r in results), results
     assert len({r.pk for r in results}) == 1
     pending = account_get(kind=Account.Kind.PROVIDER_PENDING, owner=provider)
@@ -77,8 +84,12 @@ def test_racing_settlements_of_one_frame_pay_once(artist, provider):
 def test_racing_settlements_of_distinct_frames_drain_escrow_exactly(artist, provider):
     fund(artist, 10 * M)
     hold_escrow(artist=artist, job_ref="job:8", amount=4 * M, key="hold:8")
-    results = race(lambda i: release_escrow(artist=artist, job_ref="job:8", provider=provider, amount=1 * M,
-                                            key=f"settle:frame:8{i}"), THREADS)
+    results = race(
+        lambda i: release_escrow(
+            artist=artist, job_ref="job:8", provider=provider, amount=1 * M, key=f"settle:frame:8{i}"
+        ),
+        THREADS,
+    )
     assert sum(isinstance(r, LedgerTransaction) for r in results) == 4
     assert sum(isinstance(r, InsufficientFunds) for r in results) == THREADS - 4
     assert selectors.user_escrow_total(user=artist) == 0

@@ -1,4 +1,5 @@
 """Property-based: any sequence of ledger operations keeps balances == sum of postings and total == 0."""
+
 import itertools
 
 import pytest
@@ -47,8 +48,10 @@ def test_random_operations_keep_the_ledger_consistent(ops, provider):
                 done.append((key, legs))
                 transfer(key=key, memo="topup", legs=legs)
             elif o[0] == "pay":
-                legs = [Leg(account_get(kind=Kind.ARTIST_WALLET, owner=artists[o[1]]), -o[3]),
-                        Leg(account_get(kind=Kind.ARTIST_WALLET, owner=artists[o[2]]), o[3])]
+                legs = [
+                    Leg(account_get(kind=Kind.ARTIST_WALLET, owner=artists[o[1]]), -o[3]),
+                    Leg(account_get(kind=Kind.ARTIST_WALLET, owner=artists[o[2]]), o[3]),
+                ]
                 if o[1] != o[2]:
                     done.append((key, legs))
                     transfer(key=key, memo="pay", legs=legs)

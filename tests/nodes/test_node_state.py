@@ -1,4 +1,5 @@
 """Issue 12, one test per bug: the node's status follows the facts through cancel, pause, goodbye and ban."""
+
 import pytest
 from django.urls import reverse
 

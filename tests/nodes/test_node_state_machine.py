@@ -6,6 +6,7 @@ web, an artist cancels, an admin bans, agents die and the reaper runs) against t
 database, and after every step checks each node's stored status against a derivation written here,
 independently of `node_status_sync`, from the raw facts.
 """
+
 import io
 from datetime import timedelta
 
@@ -103,8 +104,9 @@ class Farm(RuleBasedStateMachine):
             return
         if ok:
             blobs.blob_put(key=lease.result_key, fileobj=io.BytesIO(png_bytes(32, 24)))
-        services.lease_report(node=lease.node, lease_id=lease.pk, token=self.tokens[lease.pk], ok=ok,
-                              error="" if ok else "boom")
+        services.lease_report(
+            node=lease.node, lease_id=lease.pk, token=self.tokens[lease.pk], ok=ok, error="" if ok else "boom"
+        )
 
     @rule(data=st.data())
     def an_agent_releases(self, data) -> None:
@@ -149,8 +151,9 @@ class Farm(RuleBasedStateMachine):
     def the_agent_says_hello(self, i: int) -> None:
         from marketplace.nodes.services import Capabilities, node_hello
 
-        node_hello(node=self.node(i), capabilities=Capabilities(devices=[], cpu_cores=2, ram_mb=1,
-                                                                blender_version="5.0.1"))
+        node_hello(
+            node=self.node(i), capabilities=Capabilities(devices=[], cpu_cores=2, ram_mb=1, blender_version="5.0.1")
+        )
 
     @rule(data=st.data())
     def a_lease_runs_out_and_the_reaper_runs(self, data) -> None:
@@ -193,6 +196,12 @@ class Farm(RuleBasedStateMachine):
 
 
 def test_node_status_is_right_after_any_sequence_of_farm_events():
-    run_state_machine_as_test(Farm, settings=settings(
-        max_examples=30, stateful_step_count=25, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+    run_state_machine_as_test(
+        Farm,
+        settings=settings(
+            max_examples=30,
+            stateful_step_count=25,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
+    )

@@ -24,10 +24,19 @@ def test_artists_cannot_register_nodes(artist):
 
 def test_hello_records_capabilities_and_picks_the_best_device(provider):
     node, _ = node_create(owner=provider, name="rig")
-    node = node_hello(node=node, capabilities=Capabilities(
-        devices=[{"type": "CPU", "name": "EPYC"}, {"type": "CUDA", "name": "RTX 4090", "vram_mb": 24564},
-                 {"type": "OPTIX", "name": "RTX 4090", "vram_mb": 24564}],
-        cpu_cores=16, ram_mb=65536, blender_version="5.0.1"))
+    node = node_hello(
+        node=node,
+        capabilities=Capabilities(
+            devices=[
+                {"type": "CPU", "name": "EPYC"},
+                {"type": "CUDA", "name": "RTX 4090", "vram_mb": 24564},
+                {"type": "OPTIX", "name": "RTX 4090", "vram_mb": 24564},
+            ],
+            cpu_cores=16,
+            ram_mb=65536,
+            blender_version="5.0.1",
+        ),
+    )
     assert (node.device_type, node.vram_mb, node.status) == ("OPTIX", 24564, WorkerNode.Status.IDLE)
 
 

@@ -1,4 +1,5 @@
 """/metrics and the farm page: the market's own gauges from the database, for admins and the scrape token only."""
+
 import re
 
 import pytest

@@ -1,4 +1,5 @@
 """The payments API: artists' wallet and top-ups, providers' earnings and payouts. Refusals move no money."""
+
 import uuid
 from datetime import timedelta
 from urllib.parse import urlparse
@@ -35,8 +36,11 @@ PRICE = 3_000 * M
 
 def money_snapshot(*users) -> tuple:
     """Every balance a refusal must leave alone, plus the number of ledger transactions."""
-    return (LedgerTransaction.objects.count(), balance(Account.Kind.PAYOUT_CLEARING),
-            *(ledger.user_balances(user=u) for u in users))
+    return (
+        LedgerTransaction.objects.count(),
+        balance(Account.Kind.PAYOUT_CLEARING),
+        *(ledger.user_balances(user=u) for u in users),
+    )
 
 
 @pytest.fixture
@@ -50,6 +54,7 @@ def earner(artist, provider):
 
 
 # --- artists: wallet and top-ups --------------------------------------------------------------
+
 
 def test_an_artist_tops_up_through_the_returned_page_and_sees_the_wallet(dev_payments, artist, client):
     api = bearer(artist)
@@ -68,8 +73,16 @@ def test_an_artist_tops_up_through_the_returned_page_and_sees_the_wallet(dev_pay
     topup = api.get(f"/api/v1/topups/{ref}/").json()
     assert (topup["state"], topup["credited_micro"]) == (TopUp.State.COMPLETED, 1_500 * M)
     shown = api.get("/api/v1/wallet/").json()
-    assert shown == {"wallet_micro": 1_100 * M, "escrow_micro": 400 * M, "debt_micro": 0, "frozen": False,
-                     "wallet_tokens": "1100.00", "escrow_tokens": "400.00", "debt_tokens": "0.00", "topups": [topup]}
+    assert shown == {
+        "wallet_micro": 1_100 * M,
+        "escrow_micro": 400 * M,
+        "debt_micro": 0,
+        "frozen": False,
+        "wallet_tokens": "1100.00",
+        "escrow_tokens": "400.00",
+        "debt_tokens": "0.00",
+        "topups": [topup],
+    }
     assert wallet(artist) == 1_100 * M
 
 
@@ -88,11 +101,21 @@ def test_a_wallet_that_owes_a_refund_is_shown_frozen(dev_payments, artist, clien
     assert shown["topups"][0]["state"] == TopUp.State.REFUNDED and shown["topups"][0]["unrecovered_micro"] == 600 * M
 
 
-@pytest.mark.parametrize(("amount", "message"), [
-    (-500, "between"), (0, "between"), (499, "between"), (100_001, "between"),
-    (12.5, "whole number of cents"), (1_500.0, "whole number of cents"), ("1500", "whole number of cents"),
-    (True, "whole number of cents"), ([1_500], "whole number of cents"),
-], ids=["negative", "zero", "below-min", "above-max", "fraction", "float", "string", "boolean", "list"])
+@pytest.mark.parametrize(
+    ("amount", "message"),
+    [
+        (-500, "between"),
+        (0, "between"),
+        (499, "between"),
+        (100_001, "between"),
+        (12.5, "whole number of cents"),
+        (1_500.0, "whole number of cents"),
+        ("1500", "whole number of cents"),
+        (True, "whole number of cents"),
+        ([1_500], "whole number of cents"),
+    ],
+    ids=["negative", "zero", "below-min", "above-max", "fraction", "float", "string", "boolean", "list"],
+)
 def test_a_bad_topup_amount_is_a_400_with_the_reason_and_stores_nothing(dev_payments, artist, amount, message):
     response = bearer(artist).post("/api/v1/topups/", {"amount_cents": amount}, format="json")
     assert response.status_code == 400 and message in response.json()["detail"]
@@ -119,13 +142,18 @@ def test_another_artists_topup_is_a_404(dev_payments, artist, outsider):
     topup, _ = services.topup_start(user=artist, amount_cents=1_000)
     eve = bearer(outsider)
     response = eve.get(f"/api/v1/topups/{topup.ref}/")
-    assert response.status_code == 404 and response.json() == {"type": "about:blank", "title": "Not Found",
-                                                              "status": 404, "detail": "no such top-up"}
+    assert response.status_code == 404 and response.json() == {
+        "type": "about:blank",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "no such top-up",
+    }
     assert eve.get(f"/api/v1/topups/{uuid.uuid4()}/").status_code == 404
     assert eve.get("/api/v1/wallet/").json()["topups"] == []
 
 
 # --- providers: earnings and payouts ----------------------------------------------------------
+
 
 def test_a_provider_sees_pending_and_available_earnings_per_frame(earner):
     share = available(earner)
@@ -133,8 +161,10 @@ def test_a_provider_sees_pending_and_available_earnings_per_frame(earner):
     shown = bearer(earner).get("/api/v1/earnings/").json()
     assert (shown["pending_micro"], shown["available_micro"]) == (share, share)
     assert shown["payouts_ready"] is True and shown["payout_min_micro"] == 1_000 * M
-    assert [(f["share_micro"], f["matured"], f["disputed"]) for f in shown["frames"]] == [(share, False, False),
-                                                                                         (share, True, False)]
+    assert [(f["share_micro"], f["matured"], f["disputed"]) for f in shown["frames"]] == [
+        (share, False, False),
+        (share, True, False),
+    ]
     assert shown["payouts"] == []
 
 
@@ -154,24 +184,35 @@ def test_a_payout_is_made_once_per_request_key(dev_payments, earner):
     assert ledger.ledger_total() == 0 and ledger.ledger_drift() == []
 
 
-@pytest.mark.parametrize(("amount", "message"), [
-    (-1_000 * M, "must be positive"), (0, "must be positive"), (1_500.5 * M, "whole number of tokens"),
-    (float(1_000 * M), "whole number of tokens"), (str(1_000 * M), "whole number of tokens"),
-    (True, "whole number of tokens"), (1_000 * M + 1, "whole number of cents"), (10 * M, "smallest payout"),
-    (None, "may not be null"),
-], ids=["negative", "zero", "fraction", "float", "string", "boolean", "part-of-a-cent", "below-min", "null"])
+@pytest.mark.parametrize(
+    ("amount", "message"),
+    [
+        (-1_000 * M, "must be positive"),
+        (0, "must be positive"),
+        (1_500.5 * M, "whole number of tokens"),
+        (float(1_000 * M), "whole number of tokens"),
+        (str(1_000 * M), "whole number of tokens"),
+        (True, "whole number of tokens"),
+        (1_000 * M + 1, "whole number of cents"),
+        (10 * M, "smallest payout"),
+        (None, "may not be null"),
+    ],
+    ids=["negative", "zero", "fraction", "float", "string", "boolean", "part-of-a-cent", "below-min", "null"],
+)
 def test_a_bad_payout_amount_is_a_400_and_moves_nothing(dev_payments, artist, earner, amount, message):
     before = money_snapshot(artist, earner)
-    response = bearer(earner).post("/api/v1/payouts/", {"amount_micro": amount, "request_key": "key-00001"},
-                                   format="json")
+    response = bearer(earner).post(
+        "/api/v1/payouts/", {"amount_micro": amount, "request_key": "key-00001"}, format="json"
+    )
     assert response.status_code == 400 and message in str(response.json())
     assert money_snapshot(artist, earner) == before and not Payout.objects.exists()
 
 
 def test_a_payout_above_the_available_balance_is_refused_and_moves_nothing(dev_payments, artist, earner):
     before, too_much = money_snapshot(artist, earner), available(earner) + 100 * M
-    response = session(earner).post("/api/v1/payouts/", {"amount_micro": too_much, "request_key": "key-00001"},
-                                    format="json")
+    response = session(earner).post(
+        "/api/v1/payouts/", {"amount_micro": too_much, "request_key": "key-00001"}, format="json"
+    )
     assert response.status_code == 400 and "are available" in response.json()["detail"]
     assert money_snapshot(artist, earner) == before and not Payout.objects.exists()
 
@@ -197,10 +238,16 @@ def test_a_provider_sees_only_their_own_earnings_and_payouts(dev_payments, earne
 
 # --- who may call what ------------------------------------------------------------------------
 
-ARTIST_CALLS = [("get", "/api/v1/wallet/", None), ("post", "/api/v1/topups/", {"amount_cents": 1_500}),
-                ("get", f"/api/v1/topups/{uuid.uuid4()}/", None)]
-PROVIDER_CALLS = [("get", "/api/v1/earnings/", None), ("get", "/api/v1/payouts/", None),
-                  ("post", "/api/v1/payouts/", {"amount_micro": 1_000 * M, "request_key": "key-00001"})]
+ARTIST_CALLS = [
+    ("get", "/api/v1/wallet/", None),
+    ("post", "/api/v1/topups/", {"amount_cents": 1_500}),
+    ("get", f"/api/v1/topups/{uuid.uuid4()}/", None),
+]
+PROVIDER_CALLS = [
+    ("get", "/api/v1/earnings/", None),
+    ("get", "/api/v1/payouts/", None),
+    ("post", "/api/v1/payouts/", {"amount_micro": 1_000 * M, "request_key": "key-00001"}),
+]
 
 
 def call(client: APIClient, method: str, url: str, body: dict | None):

@@ -1,4 +1,5 @@
 """Settled frame pay matures from pending to available after the dispute window, unless disputed."""
+
 from datetime import timedelta
 
 import pytest

@@ -1,4 +1,5 @@
 """Payouts: tokens leave the available balance before Stripe is called; refusals give them back."""
+
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -21,9 +22,14 @@ TRANSFERS_URL = "https://api.stripe.com/v1/transfers"
 
 def give_available(user, amount: int) -> None:
     """Available earnings, as if frames had settled and matured (clearing stands in for the escrow path)."""
-    transfer(key=f"test-earn:{uuid.uuid4()}", memo="test earnings",
-             legs=[Leg(account_get(kind=Account.Kind.PAYMENT_CLEARING), -amount),
-                   Leg(account_get(kind=Account.Kind.PROVIDER_AVAILABLE, owner=user), amount)])
+    transfer(
+        key=f"test-earn:{uuid.uuid4()}",
+        memo="test earnings",
+        legs=[
+            Leg(account_get(kind=Account.Kind.PAYMENT_CLEARING), -amount),
+            Leg(account_get(kind=Account.Kind.PROVIDER_AVAILABLE, owner=user), amount),
+        ],
+    )
 
 
 @pytest.fixture
@@ -56,8 +62,11 @@ def test_a_payout_moves_the_tokens_then_creates_a_transfer_with_its_idempotency_
 
 
 def test_a_stripe_refusal_returns_the_tokens(stripe_on, http, earner):
-    http.post(TRANSFERS_URL, status=400, json={"error": {"type": "invalid_request_error",
-                                                         "message": "Insufficient funds in your Stripe balance"}})
+    http.post(
+        TRANSFERS_URL,
+        status=400,
+        json={"error": {"type": "invalid_request_error", "message": "Insufficient funds in your Stripe balance"}},
+    )
     payout = payout_request(user=earner, amount_micro=2_000 * M, request_key=key())
 
     assert payout.state == Payout.State.FAILED
@@ -90,16 +99,19 @@ def test_a_stuck_payout_is_not_resent_after_the_idempotency_window(stripe_on, ht
     assert len(http.calls) == 1
 
 
-@pytest.mark.parametrize(("amount", "message"), [
-    (5_001 * M, "only 5,000.00 are available"),
-    (-100 * M, "must be positive"),
-    (0, "must be positive"),
-    (1.5, "whole number of tokens"),
-    ("1.5", "whole number of tokens"),
-    (Decimal("1500"), "whole number of tokens"),
-    (1_500 * M + 1, "whole number of cents"),
-    (999 * M, "smallest payout is 1,000.00 tokens"),
-])
+@pytest.mark.parametrize(
+    ("amount", "message"),
+    [
+        (5_001 * M, "only 5,000.00 are available"),
+        (-100 * M, "must be positive"),
+        (0, "must be positive"),
+        (1.5, "whole number of tokens"),
+        ("1.5", "whole number of tokens"),
+        (Decimal("1500"), "whole number of tokens"),
+        (1_500 * M + 1, "whole number of cents"),
+        (999 * M, "smallest payout is 1,000.00 tokens"),
+    ],
+)
 def test_it_refuses_bad_amounts_and_moves_nothing(stripe_on, http, earner, amount, message):
     with pytest.raises(PayoutRefused, match=message):
         payout_request(user=earner, amount_micro=amount, request_key=key())
@@ -107,10 +119,16 @@ def test_it_refuses_bad_amounts_and_moves_nothing(stripe_on, http, earner, amoun
     assert available(earner) == 5_000 * M
 
 
-@pytest.mark.parametrize(("tokens", "message"), [
-    ("1.5", "whole number of tokens"), ("-5", "must be positive"), ("0", "must be positive"),
-    ("999999", "only 5,000.00 are available"), ("", "This field is required"),
-])
+@pytest.mark.parametrize(
+    ("tokens", "message"),
+    [
+        ("1.5", "whole number of tokens"),
+        ("-5", "must be positive"),
+        ("0", "must be positive"),
+        ("999999", "only 5,000.00 are available"),
+        ("", "This field is required"),
+    ],
+)
 def test_the_payout_form_shows_a_clear_error_and_moves_nothing(dev_payments, client, earner, tokens, message):
     client.force_login(earner)
     response = client.post("/payments/payouts/", {"tokens": tokens, "request_key": key()})
@@ -168,10 +186,14 @@ def test_a_reversed_transfer_returns_the_tokens_once(stripe_on, http, client, ea
 
 def test_stripe_connect_onboarding_creates_an_express_account_and_a_link(stripe_on, http, client, provider):
     http.post("https://api.stripe.com/v1/accounts", json={"id": "acct_new", "object": "account"})
-    http.post("https://api.stripe.com/v1/account_links",
-              json={"object": "account_link", "url": "https://connect.stripe.com/setup/e/acct_new/abc"})
-    http.get("https://api.stripe.com/v1/accounts/acct_new",
-             json={"id": "acct_new", "object": "account", "capabilities": {"transfers": "active"}})
+    http.post(
+        "https://api.stripe.com/v1/account_links",
+        json={"object": "account_link", "url": "https://connect.stripe.com/setup/e/acct_new/abc"},
+    )
+    http.get(
+        "https://api.stripe.com/v1/accounts/acct_new",
+        json={"id": "acct_new", "object": "account", "capabilities": {"transfers": "active"}},
+    )
     client.force_login(provider)
 
     response = client.post("/payments/connect/onboard/")
@@ -192,8 +214,9 @@ def test_stripe_connect_onboarding_creates_an_express_account_and_a_link(stripe_
 
 def test_the_account_updated_webhook_marks_onboarding_done(stripe_on, client, provider):
     ConnectAccount.objects.create(user=provider, stripe_account_id="acct_1")
-    event = stripe_event("account.updated", {"id": "acct_1", "object": "account",
-                                             "capabilities": {"transfers": "active"}})
+    event = stripe_event(
+        "account.updated", {"id": "acct_1", "object": "account", "capabilities": {"transfers": "active"}}
+    )
     post_event(client, event)
     assert ConnectAccount.objects.get(user=provider).onboarded
 

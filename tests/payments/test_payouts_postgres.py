@@ -1,4 +1,5 @@
 """Payout races between real concurrent connections (Postgres)."""
+
 import uuid
 
 import pytest
@@ -34,8 +35,7 @@ def test_eight_concurrent_clicks_of_one_form_make_one_payout(earner):
 
 
 def test_concurrent_payouts_from_different_tabs_never_overdraw(earner):
-    results = race(lambda i: payout_request(user=earner, amount_micro=3_000 * M, request_key=uuid.uuid4().hex),
-                   CLICKS)
+    results = race(lambda i: payout_request(user=earner, amount_micro=3_000 * M, request_key=uuid.uuid4().hex), CLICKS)
     paid = [r for r in results if isinstance(r, Payout)]
     refused = [r for r in results if isinstance(r, PayoutRefused)]
     assert len(paid) == 1 and len(refused) == CLICKS - 1, results

@@ -1,4 +1,5 @@
 """Starting top-ups: Stripe Checkout (intercepted at the HTTP layer) and the simulated provider."""
+
 from urllib.parse import parse_qs
 
 import pytest
@@ -17,8 +18,10 @@ def form_params(request) -> dict[str, str]:
 
 
 def stripe_session(http, session_id: str = "cs_test_123"):
-    http.post(SESSIONS_URL, json={"id": session_id, "object": "checkout.session",
-                                  "url": f"https://checkout.stripe.com/c/pay/{session_id}"})
+    http.post(
+        SESSIONS_URL,
+        json={"id": session_id, "object": "checkout.session", "url": f"https://checkout.stripe.com/c/pay/{session_id}"},
+    )
 
 
 def test_a_checkout_session_carries_the_reference_the_amount_and_an_idempotency_key(stripe_on, http, artist):
@@ -90,8 +93,9 @@ def test_the_dev_provider_is_never_active_when_a_stripe_key_is_set(stripe_on, cl
     assert isinstance(providers.provider_get(), providers.StripeProvider)
     assert not providers.dev_provider_active()
     # Even a simulated top-up left from before the key was set cannot be completed.
-    topup = TopUp.objects.create(user=artist, amount_cents=1_000, currency="usd", tokens_micro=1_000 * M,
-                                 provider="dev", session_id="dev_cs_x")
+    topup = TopUp.objects.create(
+        user=artist, amount_cents=1_000, currency="usd", tokens_micro=1_000 * M, provider="dev", session_id="dev_cs_x"
+    )
     client.force_login(artist)
     assert client.get(f"/payments/dev/checkout/{topup.ref}/").status_code == 404
     assert client.post(f"/payments/dev/checkout/{topup.ref}/").status_code == 404

@@ -1,4 +1,5 @@
 """The Stripe webhook: signed with Stripe's scheme and a test secret, processed once per event id."""
+
 import json
 import time
 
@@ -34,8 +35,14 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stripe_on")]
 @pytest.fixture
 def topup(artist) -> TopUp:
     # $10.00 at the default rate of 100 tokens per dollar
-    return TopUp.objects.create(user=artist, amount_cents=1_000, currency="usd", tokens_micro=1_000 * M,
-                                provider="stripe", session_id="cs_test_1")
+    return TopUp.objects.create(
+        user=artist,
+        amount_cents=1_000,
+        currency="usd",
+        tokens_micro=1_000 * M,
+        provider="stripe",
+        session_id="cs_test_1",
+    )
 
 
 def test_a_signed_completion_credits_the_wallet_once_and_a_replay_changes_nothing(client, artist, topup):
@@ -76,8 +83,12 @@ def test_it_refuses_a_bad_signature_and_stores_nothing(client, artist, topup):
 def test_it_refuses_a_tampered_payload(client, artist, topup):
     payload = json.dumps(session_completed(topup))
     signature = stripe_signature(payload)
-    response = client.post(WEBHOOK_URL, data=payload.replace('"amount_total": 1000', '"amount_total": 1'),
-                           content_type="application/json", headers={"Stripe-Signature": signature})
+    response = client.post(
+        WEBHOOK_URL,
+        data=payload.replace('"amount_total": 1000', '"amount_total": 1'),
+        content_type="application/json",
+        headers={"Stripe-Signature": signature},
+    )
     assert response.status_code == 400
     assert not WebhookEvent.objects.exists()
 
@@ -97,8 +108,12 @@ def test_it_refuses_a_request_without_a_signature(client, topup):
 
 
 def test_it_refuses_a_signed_payload_that_is_not_json(client):
-    response = client.post(WEBHOOK_URL, data="not json", content_type="application/json",
-                           headers={"Stripe-Signature": stripe_signature("not json")})
+    response = client.post(
+        WEBHOOK_URL,
+        data="not json",
+        content_type="application/json",
+        headers={"Stripe-Signature": stripe_signature("not json")},
+    )
     assert response.status_code == 400
     assert response.json()["error"] == "the payload is not valid JSON"
 
@@ -205,6 +220,7 @@ def test_an_unpaid_completion_waits_for_the_async_payment(client, artist, topup)
 
 # --- card disputes: won, lost, inquiries, any order -------------------------------------------
 
+
 def outcome_of(client, event) -> str:
     response = post_event(client, event)
     assert response.status_code == 200, response.content
@@ -220,8 +236,10 @@ def test_a_won_dispute_gives_the_tokens_back_and_the_ledger_balances(client, art
     assert outcome_of(client, charge_dispute_created(amount=1_000)) == f"debited {1_000 * M} micro-tokens"
     assert wallet(artist) == 0
 
-    assert outcome_of(client, charge_dispute_closed(amount=1_000, status="won")) == \
-        f"credited {1_000 * M} micro-tokens back"
+    assert (
+        outcome_of(client, charge_dispute_closed(amount=1_000, status="won"))
+        == f"credited {1_000 * M} micro-tokens back"
+    )
     assert wallet(artist) == 1_000 * M
     assert balance(Account.Kind.PAYMENT_CLEARING) == -1_000 * M
     topup.refresh_from_db()
@@ -272,8 +290,14 @@ def test_a_won_dispute_of_spent_tokens_pays_off_the_debt_before_crediting(client
 
 
 def test_a_won_dispute_of_a_partly_spent_wallet_leaves_the_refund_debt(client, artist):
-    topup = TopUp.objects.create(user=artist, amount_cents=2_000, currency="usd", tokens_micro=2_000 * M,
-                                 provider="stripe", session_id="cs_test_2")
+    topup = TopUp.objects.create(
+        user=artist,
+        amount_cents=2_000,
+        currency="usd",
+        tokens_micro=2_000 * M,
+        provider="stripe",
+        session_id="cs_test_2",
+    )
     post_event(client, session_completed(topup))
     hold_escrow(artist=artist, job_ref="job:1", amount=2_000 * M, key="hold:test")
     post_event(client, charge_refunded(topup, amount_refunded=500))
@@ -323,8 +347,14 @@ def test_dispute_created_replayed_after_the_win_debits_nothing(client, artist, t
 
 
 def test_a_partial_refund_and_a_dispute_of_the_rest_are_both_reversed(client, artist):
-    topup = TopUp.objects.create(user=artist, amount_cents=2_000, currency="usd", tokens_micro=2_000 * M,
-                                 provider="stripe", session_id="cs_test_2")
+    topup = TopUp.objects.create(
+        user=artist,
+        amount_cents=2_000,
+        currency="usd",
+        tokens_micro=2_000 * M,
+        provider="stripe",
+        session_id="cs_test_2",
+    )
     post_event(client, session_completed(topup))
     post_event(client, charge_refunded(topup, amount_refunded=500))
     assert wallet(artist) == 1_500 * M
@@ -356,8 +386,11 @@ def test_a_refund_after_a_won_dispute_uses_a_fresh_ledger_key_and_really_debits(
     post_event(client, charge_dispute_closed(amount=1_000, status="won"))
     assert outcome_of(client, charge_refunded(topup, amount_refunded=1_000)) == f"debited {1_000 * M} micro-tokens"
     assert wallet(artist) == 0
-    assert ledger_keys()[1:] == ["topup:cs_test_1:reversal:1", "topup:cs_test_1:reinstatement:2",
-                                 "topup:cs_test_1:reversal:3"]
+    assert ledger_keys()[1:] == [
+        "topup:cs_test_1:reversal:1",
+        "topup:cs_test_1:reinstatement:2",
+        "topup:cs_test_1:reversal:3",
+    ]
     topup.refresh_from_db()
     assert topup.state == TopUp.State.REFUNDED and topup.ledger_adjustments == 3
     assert ledger.ledger_total() == 0 and ledger.ledger_drift() == []

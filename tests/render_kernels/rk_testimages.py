@@ -5,8 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 # The definition render_kernels' SSIM must reproduce (scikit-image's Gaussian SSIM, float images in [0, 1]).
-SKIMAGE_SSIM_ARGS = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False, "data_range": 1.0,
-                     "channel_axis": -1}
+SKIMAGE_SSIM_ARGS = {
+    "gaussian_weights": True,
+    "sigma": 1.5,
+    "use_sample_covariance": False,
+    "data_range": 1.0,
+    "channel_axis": -1,
+}
 
 
 def sk_ssim(a: np.ndarray, b: np.ndarray) -> float:

@@ -86,9 +86,7 @@ def test_low_ssim_alone_fails():
 
 
 def test_nan_metrics_fail():
-    m = rk.Metrics(
-        float("nan"), 0.0, float("nan"), 45.0, float("nan"), 100, (10, 10, 3), 3 / 255, 0.1, 0, 0, "x"
-    )
+    m = rk.Metrics(float("nan"), 0.0, float("nan"), 45.0, float("nan"), 100, (10, 10, 3), 3 / 255, 0.1, 0, 0, "x")
     assert not rk.verdict(m).passed
 
 

@@ -12,8 +12,10 @@ from marketplace.scenes.models import Scene
 def media(settings, tmp_path) -> Path:
     """Stored blobs go to a temporary directory for each test."""
     root = tmp_path / "media"
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(root)}}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(root)}},
+    }
     return root
 
 
@@ -28,6 +30,7 @@ def upload_file(name: str, content: bytes) -> SimpleUploadedFile:
 @pytest.fixture
 def upload(django_capture_on_commit_callbacks):
     """Upload bytes (or a file) as a user and run the queued inspection (Celery runs eagerly in tests)."""
+
     def do(owner, content: bytes | Path, *, name: str = "scene.blend") -> Scene:
         if isinstance(content, Path):
             name, content = content.name if name == "scene.blend" else name, content.read_bytes()
@@ -35,6 +38,7 @@ def upload(django_capture_on_commit_callbacks):
             scene = services.scene_upload(owner=owner, uploaded_file=upload_file(name, content), name="")
         scene.refresh_from_db()
         return scene
+
     return do
 
 

@@ -57,9 +57,18 @@ def test_blenders_own_templates_are_accepted_and_render(saved_templates, templat
     assert found.report["missing_files"] == []
     with Renderer(timeout_s=120) as renderer:
         renderer.load(blend, blend.parent)
-        manifest = {"frame": found.report["frame_start"], "samples": 2, "seed": 0, "resolution_x": 64,
-                    "resolution_y": 36, "file_format": "PNG", "use_denoising": False, "camera": "", "device": "CPU",
-                    "threads": 0}
+        manifest = {
+            "frame": found.report["frame_start"],
+            "samples": 2,
+            "seed": 0,
+            "resolution_x": 64,
+            "resolution_y": 36,
+            "file_format": "PNG",
+            "use_denoising": False,
+            "camera": "",
+            "device": "CPU",
+            "threads": 0,
+        }
         renderer.render(manifest, tmp_path / "out.png")
     assert (tmp_path / "out.png").stat().st_size > 0
 

@@ -1,4 +1,5 @@
 """Inspection through a real Celery worker consuming from the real Redis (`make test` provides both)."""
+
 import os
 import time
 
@@ -32,8 +33,7 @@ def real_worker():
     try:
         # Both queues, as a worker started without -Q does: inspection is routed to the heavy one.
         task_postrun.connect(_close_db, weak=False)  # the worker thread's connection must not outlive the test
-        with start_worker(app, queues=["celery", "heavy"], perform_ping_check=False, pool="solo",
-                          loglevel="WARNING"):
+        with start_worker(app, queues=["celery", "heavy"], perform_ping_check=False, pool="solo", loglevel="WARNING"):
             yield
     finally:
         task_postrun.disconnect(_close_db)

@@ -1,4 +1,5 @@
 """`manage.py inspect_scene` and `manage.py make_demo_scene`."""
+
 import json
 import subprocess
 import sys
@@ -44,8 +45,14 @@ def test_inspect_scene_exits_1_with_the_refusal(blend_factory, capsys):
 def test_inspect_scene_refuses_what_is_not_a_scene_in_words_and_exit_status(tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("hello")
-    proc = subprocess.run([sys.executable, "manage.py", "inspect_scene", str(notes)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, "manage.py", "inspect_scene", str(notes)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 1
     assert "refused: notes.txt is not a Blender file: upload a .blend or a .zip" in proc.stderr
 
@@ -62,8 +69,21 @@ def test_inspect_scene_text_output_names_the_facts(tiny_demo, capsys):
 @pytest.mark.django_db
 def test_make_demo_scene_stores_and_inspects_it_for_the_owner(artist, media, tmp_path):
     out = tmp_path / "demo.blend"
-    call_command("make_demo_scene", "--owner", artist.username, "--out", str(out), "--frames", "3",
-                 "--width", "64", "--height", "36", "--samples", "8")
+    call_command(
+        "make_demo_scene",
+        "--owner",
+        artist.username,
+        "--out",
+        str(out),
+        "--frames",
+        "3",
+        "--width",
+        "64",
+        "--height",
+        "36",
+        "--samples",
+        "8",
+    )
     scene = Scene.objects.get(owner=artist)
     assert scene.status == Scene.Status.READY and scene.name == "Demo scene"
     assert (scene.report["frame_end"], scene.report["effective_width"]) == (3, 64)

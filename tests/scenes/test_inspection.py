@@ -1,4 +1,5 @@
 """Real bpy inspection (sandboxed subprocess) of the demo scene and of each bad scene, through the upload service."""
+
 import pytest
 
 from marketplace.scenes.models import Scene
@@ -8,9 +9,25 @@ from tests.scenes.conftest import stored_files
 pytest_plugins = ["tests.fixtures.blend_fixtures"]
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
-CASES = ("no_camera", "eevee", "huge_resolution", "huge_frames", "absolute_image", "escape_image",
-         "outside_library", "osl_script", "python_driver", "autorun_text", "denoise", "truncated", "random_bytes",
-         "geometry_import", "symlink_image", "compositor_file_output", "packed_image")
+CASES = (
+    "no_camera",
+    "eevee",
+    "huge_resolution",
+    "huge_frames",
+    "absolute_image",
+    "escape_image",
+    "outside_library",
+    "osl_script",
+    "python_driver",
+    "autorun_text",
+    "denoise",
+    "truncated",
+    "random_bytes",
+    "geometry_import",
+    "symlink_image",
+    "compositor_file_output",
+    "packed_image",
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -55,12 +72,15 @@ def test_inspecting_twice_changes_nothing(upload, artist, tiny_demo):
     assert (again.status, again.report, again.inspected_at) == (scene.status, scene.report, scene.inspected_at)
 
 
-@pytest.mark.parametrize(("kind", "expected"), [
-    ("no_camera", "the scene has no camera"),
-    ("eevee", "unsupported engine BLENDER_EEVEE: switch the render engine to Cycles"),
-    ("huge_resolution", "effective resolution 65536x65536 (resolution x 100 %) is over the limit of 8192 px"),
-    ("huge_frames", "1048574 frames (1-1048574 step 1) is over the limit of 10000 frames"),
-])
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("no_camera", "the scene has no camera"),
+        ("eevee", "unsupported engine BLENDER_EEVEE: switch the render engine to Cycles"),
+        ("huge_resolution", "effective resolution 65536x65536 (resolution x 100 %) is over the limit of 8192 px"),
+        ("huge_frames", "1048574 frames (1-1048574 step 1) is over the limit of 10000 frames"),
+    ],
+)
 def test_it_refuses_scenes_it_cannot_render(upload, artist, blend_factory, kind, expected, media):
     assert expected in refused(upload, artist, blend_factory, kind, media).refusal
 
@@ -140,10 +160,13 @@ def test_denoising_is_a_warning_not_a_refusal(upload, artist, blend_factory):
     assert any(w.startswith("denoising is on") for w in scene.warnings)
 
 
-@pytest.mark.parametrize(("kind", "expected"), [
-    ("truncated", "corrupt or truncated .blend"),
-    ("random_bytes", "not a Blender file"),
-])
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("truncated", "corrupt or truncated .blend"),
+        ("random_bytes", "not a Blender file"),
+    ],
+)
 def test_broken_blend_files_are_refused_before_storage(artist, blend_factory, kind, expected, upload, media):
     with pytest.raises(SceneRejected, match=expected):
         upload(artist, blend_factory.get(kind).blend)

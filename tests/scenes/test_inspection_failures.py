@@ -1,4 +1,5 @@
 """An inspection that cannot finish never leaves a scene "inspecting" forever, and leaves no temp files behind."""
+
 import tempfile
 import zipfile
 from io import BytesIO
@@ -69,8 +70,9 @@ def test_storage_errors_are_retried_up_to_the_cap_then_the_scene_is_refused(arti
     scene.refresh_from_db()
     assert len(attempts) == MAX_RETRIES + 1
     assert scene.status == Scene.Status.REFUSED
-    assert scene.refusal == ("inspection failed: ConnectionError: storage is unreachable; "
-                             "please upload the scene again")
+    assert scene.refusal == (
+        "inspection failed: ConnectionError: storage is unreachable; please upload the scene again"
+    )
 
 
 def test_an_unexpected_error_refuses_the_scene_instead_of_leaving_it_inspecting(artist, media, monkeypatch):
@@ -83,8 +85,10 @@ def test_an_unexpected_error_refuses_the_scene_instead_of_leaving_it_inspecting(
     with pytest.raises(KeyError):  # still raised, so the worker logs the traceback
         scene_inspect_task.delay(scene.pk)
     scene.refresh_from_db()
-    assert (scene.status, scene.refusal) == (Scene.Status.REFUSED,
-                                             "inspection failed: internal error; please upload the scene again")
+    assert (scene.status, scene.refusal) == (
+        Scene.Status.REFUSED,
+        "inspection failed: internal error; please upload the scene again",
+    )
 
 
 @pytest.mark.slow

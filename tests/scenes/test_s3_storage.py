@@ -1,4 +1,5 @@
 """The S3 path against a real moto server over HTTP: stored under the SHA-256, deduplicated, presigned GET."""
+
 import hashlib
 import socket
 
@@ -35,16 +36,29 @@ def moto_endpoint():
 
 @pytest.fixture
 def s3(moto_endpoint, settings, monkeypatch, media):
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                        ("AWS_DEFAULT_REGION", "us-east-1")):
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
         monkeypatch.setenv(name, value)
     client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
     client.create_bucket(Bucket=BUCKET)
     # As settings.py builds them for STORAGE_URL=s3://scenes-test/market with AWS_S3_ENDPOINT_URL.
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": {"bucket_name": BUCKET, "location": PREFIX, "endpoint_url": moto_endpoint,
-                    "region_name": "us-east-1", "querystring_expire": 600, "file_overwrite": True}}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": BUCKET,
+                "location": PREFIX,
+                "endpoint_url": moto_endpoint,
+                "region_name": "us-east-1",
+                "querystring_expire": 600,
+                "file_overwrite": True,
+            },
+        },
+    }
     yield client
     for obj in client.list_objects_v2(Bucket=BUCKET).get("Contents", []):
         client.delete_object(Bucket=BUCKET, Key=obj["Key"])

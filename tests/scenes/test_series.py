@@ -20,8 +20,9 @@ pytestmark = [pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def blend_45(series_runtimes, tmp_path_factory):
-    return save_demo_with(series_runtimes["4.5"], tmp_path_factory.mktemp("s45") / "shot.blend", frames=3,
-                          resolution=(64, 36), samples=4)
+    return save_demo_with(
+        series_runtimes["4.5"], tmp_path_factory.mktemp("s45") / "shot.blend", frames=3, resolution=(64, 36), samples=4
+    )
 
 
 def inspect(path) -> object:

@@ -1,4 +1,5 @@
 """Bad uploads are refused with a clear reason before anything is stored: no Scene row, no blob."""
+
 import stat
 import zipfile
 from io import BytesIO
@@ -38,26 +39,36 @@ def rejected(owner, name: str, content: bytes, media) -> str:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("name", "content", "expected"), [
-    ("notes.txt", b"just some text", "is not a Blender file: upload a .blend or a .zip"),
-    ("scene.blend", b"\x00garbage bytes that are not blender", "not a Blender file"),
-    ("scene.blend", BLEND[:40], "corrupt or truncated .blend"),
-    ("empty.blend", b"", "the file is empty"),
-    ("bundle.zip", b"PK\x03\x04 not really a zip", "corrupt .zip"),
-    ("bundle.zip", zip_bytes({"../escape.blend": BLEND}), "'../escape.blend' escapes the bundle (..)"),
-    ("bundle.zip", zip_bytes({"scene.blend": BLEND, "/etc/passwd": b"x"}), "'/etc/passwd' is an absolute path"),
-    ("bundle.zip", zip_bytes({"scene.blend": BLEND, "C:/Windows/x.png": b"x"}), "names a drive"),
-    ("bundle.zip", zip_bytes({"scene.blend": BLEND, "tex\\..\\..\\x.png": b"x"}), "escapes the bundle"),
-    ("bundle.zip", symlink_zip(), "'textures' is a symbolic link"),
-    ("bundle.zip", bomb_zip(), "'cache/zeros.bin' expands"),
-    ("bundle.zip", zip_bytes({"textures/wood.png": b"png"}), "the zip has no .blend at its top level"),
-    ("bundle.zip", zip_bytes({"a.blend": BLEND, "b.blend": BLEND}), "several .blend files at its top level"),
-    ("bundle.zip", zip_bytes({"scene.blend": BLEND, "tex": b"x", "tex/a.png": b"x"}),
-     "the zip has paths that are both a file and a folder: tex"),
-    ("bundle.zip", zip_bytes({"scene.blend": BLEND, "tex/a.png": b"x", "tex": b"x"}), "both a file and a folder: tex"),
-    ("bundle.zip", zip_bytes({"scene.blend": BLEND, "scene.blend/": b""}), "both a file and a folder: scene.blend"),
-    ("bundle.zip", zip_bytes({"scene.blend": b"not a blend"}), "scene.blend in the zip is not a Blender file"),
-])
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("notes.txt", b"just some text", "is not a Blender file: upload a .blend or a .zip"),
+        ("scene.blend", b"\x00garbage bytes that are not blender", "not a Blender file"),
+        ("scene.blend", BLEND[:40], "corrupt or truncated .blend"),
+        ("empty.blend", b"", "the file is empty"),
+        ("bundle.zip", b"PK\x03\x04 not really a zip", "corrupt .zip"),
+        ("bundle.zip", zip_bytes({"../escape.blend": BLEND}), "'../escape.blend' escapes the bundle (..)"),
+        ("bundle.zip", zip_bytes({"scene.blend": BLEND, "/etc/passwd": b"x"}), "'/etc/passwd' is an absolute path"),
+        ("bundle.zip", zip_bytes({"scene.blend": BLEND, "C:/Windows/x.png": b"x"}), "names a drive"),
+        ("bundle.zip", zip_bytes({"scene.blend": BLEND, "tex\\..\\..\\x.png": b"x"}), "escapes the bundle"),
+        ("bundle.zip", symlink_zip(), "'textures' is a symbolic link"),
+        ("bundle.zip", bomb_zip(), "'cache/zeros.bin' expands"),
+        ("bundle.zip", zip_bytes({"textures/wood.png": b"png"}), "the zip has no .blend at its top level"),
+        ("bundle.zip", zip_bytes({"a.blend": BLEND, "b.blend": BLEND}), "several .blend files at its top level"),
+        (
+            "bundle.zip",
+            zip_bytes({"scene.blend": BLEND, "tex": b"x", "tex/a.png": b"x"}),
+            "the zip has paths that are both a file and a folder: tex",
+        ),
+        (
+            "bundle.zip",
+            zip_bytes({"scene.blend": BLEND, "tex/a.png": b"x", "tex": b"x"}),
+            "both a file and a folder: tex",
+        ),
+        ("bundle.zip", zip_bytes({"scene.blend": BLEND, "scene.blend/": b""}), "both a file and a folder: scene.blend"),
+        ("bundle.zip", zip_bytes({"scene.blend": b"not a blend"}), "scene.blend in the zip is not a Blender file"),
+    ],
+)
 def test_it_refuses_bad_uploads_and_stores_nothing(artist, media, name, content, expected):
     assert expected in rejected(artist, name, content, media)
 
@@ -106,14 +117,20 @@ def test_a_provider_cannot_upload_scenes(provider, media):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("entries", "blend_path"), [
-    ({"scene.blend": BLEND, "textures/wood.png": b"png"}, "scene.blend"),
-    ({"project/shot.blend": BLEND, "project/tex/wood.png": b"png", "__MACOSX/project/._shot.blend": b"x"},
-     "project/shot.blend"),
-    ({"main.blend": BLEND, "other.blend": BLEND, "libs/lib.blend": BLEND}, "main.blend"),
-])
+@pytest.mark.parametrize(
+    ("entries", "blend_path"),
+    [
+        ({"scene.blend": BLEND, "textures/wood.png": b"png"}, "scene.blend"),
+        (
+            {"project/shot.blend": BLEND, "project/tex/wood.png": b"png", "__MACOSX/project/._shot.blend": b"x"},
+            "project/shot.blend",
+        ),
+        ({"main.blend": BLEND, "other.blend": BLEND, "libs/lib.blend": BLEND}, "main.blend"),
+    ],
+)
 def test_it_finds_the_one_top_level_blend_of_a_zip(artist, entries, blend_path, media):
-    scene = services.scene_upload(owner=artist, uploaded_file=upload_file("bundle.zip", zip_bytes(entries)),
-                                  enqueue=False)
+    scene = services.scene_upload(
+        owner=artist, uploaded_file=upload_file("bundle.zip", zip_bytes(entries)), enqueue=False
+    )
     assert (scene.kind, scene.blend_path, scene.status) == ("zip", blend_path, Scene.Status.INSPECTING)
     assert stored_files(media) == [media / scene.storage_key]

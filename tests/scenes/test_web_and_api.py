@@ -1,4 +1,5 @@
 """Scene pages and API: upload, list, detail; another artist gets a 404, never a 403."""
+
 import pytest
 from django.core.files.uploadhandler import MemoryFileUploadHandler
 from django.urls import reverse
@@ -17,8 +18,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def queued_scene(artist) -> Scene:
     """A stored scene still waiting for its inspection (nothing runs bpy in these tests)."""
-    return services.scene_upload(owner=artist, uploaded_file=upload_file("scene.blend", BLEND), name="Shot 1",
-                                 enqueue=False)
+    return services.scene_upload(
+        owner=artist, uploaded_file=upload_file("scene.blend", BLEND), name="Shot 1", enqueue=False
+    )
 
 
 def logged_in(client, user):
@@ -34,8 +36,9 @@ def api_as(user) -> APIClient:
 
 def test_the_plain_form_upload_goes_to_the_scene_page(client, artist, media, monkeypatch):
     monkeypatch.setattr("marketplace.scenes.tasks.scene_inspect_task.delay", lambda scene_id: None)
-    response = logged_in(client, artist).post(reverse("scenes:upload"), {
-        "file": upload_file("shot.blend", BLEND), "name": "My shot"})
+    response = logged_in(client, artist).post(
+        reverse("scenes:upload"), {"file": upload_file("shot.blend", BLEND), "name": "My shot"}
+    )
     scene = Scene.objects.get(owner=artist)
     assert response.status_code == 302 and response["Location"] == reverse("scenes:detail", args=[scene.pk])
     assert scene.name == "My shot" and stored_files(media) == [media / scene.storage_key]
@@ -43,11 +46,16 @@ def test_the_plain_form_upload_goes_to_the_scene_page(client, artist, media, mon
 
 def test_the_xhr_upload_answers_json_with_the_scene_url(client, artist, media, monkeypatch):
     monkeypatch.setattr("marketplace.scenes.tasks.scene_inspect_task.delay", lambda scene_id: None)
-    response = logged_in(client, artist).post(reverse("scenes:upload"), {"file": upload_file("shot.blend", BLEND)},
-                                              headers={"X-Requested-With": "XMLHttpRequest"})
+    response = logged_in(client, artist).post(
+        reverse("scenes:upload"),
+        {"file": upload_file("shot.blend", BLEND)},
+        headers={"X-Requested-With": "XMLHttpRequest"},
+    )
     scene = Scene.objects.get(owner=artist)
-    assert response.status_code == 201 and response.json() == {"id": scene.pk,
-                                                                "url": reverse("scenes:detail", args=[scene.pk])}
+    assert response.status_code == 201 and response.json() == {
+        "id": scene.pk,
+        "url": reverse("scenes:detail", args=[scene.pk]),
+    }
 
 
 def test_the_upload_page_has_the_progress_bar_and_its_script(client, artist):
@@ -65,8 +73,11 @@ def test_a_rejected_upload_shows_the_reason_and_stores_nothing(client, artist, m
 
 def test_an_upload_over_the_limit_is_stopped_while_it_streams(client, artist, media, settings):
     settings.SCENE_MAX_UPLOAD_BYTES = 100
-    response = logged_in(client, artist).post(reverse("scenes:upload"), {"file": upload_file("big.blend", BLEND)},
-                                              headers={"X-Requested-With": "XMLHttpRequest"})
+    response = logged_in(client, artist).post(
+        reverse("scenes:upload"),
+        {"file": upload_file("big.blend", BLEND)},
+        headers={"X-Requested-With": "XMLHttpRequest"},
+    )
     assert response.status_code == 413 and "over the upload limit of" in response.json()["error"]
     assert not Scene.objects.exists() and stored_files(media) == []
 
@@ -82,16 +93,20 @@ def test_the_scene_page_polls_while_inspecting(client, artist, queued_scene):
 
 
 def test_a_ready_scene_links_to_a_quote_and_shows_warnings(client, artist, queued_scene):
-    Scene.objects.filter(pk=queued_scene.pk).update(status=Scene.Status.READY, warnings=["denoising is on"],
-                                                    report={"engine": "CYCLES", "frame_start": 1, "frame_end": 4})
+    Scene.objects.filter(pk=queued_scene.pk).update(
+        status=Scene.Status.READY,
+        warnings=["denoising is on"],
+        report={"engine": "CYCLES", "frame_start": 1, "frame_end": 4},
+    )
     page = logged_in(client, artist).get(reverse("scenes:detail", args=[queued_scene.pk])).content.decode()
     assert f'href="/jobs/new/?scene={queued_scene.pk}"' in page and "denoising is on" in page
     assert "data-poll" not in page
 
 
 def test_a_refused_scene_shows_each_reason(client, artist, queued_scene):
-    Scene.objects.filter(pk=queued_scene.pk).update(status=Scene.Status.REFUSED,
-                                                    refusal="the scene has no camera\nunsupported engine X")
+    Scene.objects.filter(pk=queued_scene.pk).update(
+        status=Scene.Status.REFUSED, refusal="the scene has no camera\nunsupported engine X"
+    )
     fragment = logged_in(client, artist).get(reverse("scenes:fragment", args=[queued_scene.pk])).content.decode()
     assert "<li>the scene has no camera</li>" in fragment and "<li>unsupported engine X</li>" in fragment
     assert "Get a quote" not in fragment
@@ -112,8 +127,9 @@ def test_the_api_uploads_lists_and_shows_a_scene(artist, media, monkeypatch):
     queued = []
     monkeypatch.setattr("marketplace.scenes.tasks.scene_inspect_task.delay", queued.append)
     api = api_as(artist)
-    response = api.post("/api/v1/scenes/", {"file": upload_file("shot.blend", BLEND), "name": "API shot"},
-                        format="multipart")
+    response = api.post(
+        "/api/v1/scenes/", {"file": upload_file("shot.blend", BLEND), "name": "API shot"}, format="multipart"
+    )
     assert response.status_code == 201, response.content
     body = response.json()
     assert (body["name"], body["kind"], body["status"], body["size"]) == ("API shot", "blend", "inspecting", len(BLEND))
@@ -123,16 +139,21 @@ def test_the_api_uploads_lists_and_shows_a_scene(artist, media, monkeypatch):
 
 
 def test_the_api_refuses_a_bad_upload_with_the_reason(artist, media):
-    response = api_as(artist).post("/api/v1/scenes/", {"file": upload_file("bundle.zip", b"PK\x03\x04junk")},
-                                   format="multipart")
+    response = api_as(artist).post(
+        "/api/v1/scenes/", {"file": upload_file("bundle.zip", b"PK\x03\x04junk")}, format="multipart"
+    )
     assert response.status_code == 400 and "corrupt .zip" in response.json()["detail"]
     assert not Scene.objects.exists() and stored_files(media) == []
 
 
 def test_the_api_gives_another_artist_a_404(outsider, queued_scene):
     response = api_as(outsider).get(f"/api/v1/scenes/{queued_scene.pk}/")
-    assert response.status_code == 404 and response.json() == {"type": "about:blank", "title": "Not Found",
-                                                              "status": 404, "detail": "no such scene"}
+    assert response.status_code == 404 and response.json() == {
+        "type": "about:blank",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "no such scene",
+    }
     assert api_as(outsider).get("/api/v1/scenes/").json() == []
 
 
@@ -159,11 +180,16 @@ def test_the_api_stops_an_upload_over_the_limit_while_it_streams(artist, media, 
 def test_a_body_declared_over_the_limit_is_refused_before_it_is_read(client, artist, media, via):
     declared = {"CONTENT_LENGTH": str(10**12)}  # more than the limit; the body itself is never read
     if via == "page":
-        response = logged_in(client, artist).post(reverse("scenes:upload"), {"file": upload_file("s.blend", BLEND)},
-                                                  headers={"X-Requested-With": "XMLHttpRequest"}, **declared)
+        response = logged_in(client, artist).post(
+            reverse("scenes:upload"),
+            {"file": upload_file("s.blend", BLEND)},
+            headers={"X-Requested-With": "XMLHttpRequest"},
+            **declared,
+        )
     else:
-        response = api_as(artist).post("/api/v1/scenes/", {"file": upload_file("s.blend", BLEND)},
-                                       format="multipart", **declared)
+        response = api_as(artist).post(
+            "/api/v1/scenes/", {"file": upload_file("s.blend", BLEND)}, format="multipart", **declared
+        )
     message = response.json()["error" if via == "page" else "detail"]  # the API answers problem details
     assert response.status_code == 413 and "over the upload limit of 512 MiB" in message
     assert not Scene.objects.exists() and stored_files(media) == []
@@ -188,8 +214,12 @@ def test_a_session_api_upload_over_the_limit_is_stopped_before_the_csrf_check_re
     logged_in(browser, artist)
     browser.get(reverse("scenes:upload"))  # sets the CSRF cookie, as the web page does
     big = BLEND + b"\0" * 200_000
-    response = browser.post("/api/v1/scenes/", {"file": upload_file("big.blend", big)}, format="multipart",
-                            headers={"X-CSRFToken": browser.cookies["csrftoken"].value})
+    response = browser.post(
+        "/api/v1/scenes/",
+        {"file": upload_file("big.blend", big)},
+        format="multipart",
+        headers={"X-CSRFToken": browser.cookies["csrftoken"].value},
+    )
     assert response.status_code == 413 and "over the upload limit of" in response.json()["detail"]
     assert sum(RecordingUploadHandler.received) == 0  # not a byte of the file was kept
     assert not Scene.objects.exists() and stored_files(media) == []
@@ -202,7 +232,11 @@ def test_a_session_api_upload_with_its_csrf_token_works(artist, media, settings,
     browser.get(reverse("scenes:upload"))
     without = browser.post("/api/v1/scenes/", {"file": upload_file("s.blend", BLEND)}, format="multipart")
     assert without.status_code == 403 and "CSRF" in without.json()["detail"]
-    response = browser.post("/api/v1/scenes/", {"file": upload_file("s.blend", BLEND)}, format="multipart",
-                            headers={"X-CSRFToken": browser.cookies["csrftoken"].value})
+    response = browser.post(
+        "/api/v1/scenes/",
+        {"file": upload_file("s.blend", BLEND)},
+        format="multipart",
+        headers={"X-CSRFToken": browser.cookies["csrftoken"].value},
+    )
     assert response.status_code == 201, response.content
     assert Scene.objects.get().size == len(BLEND)

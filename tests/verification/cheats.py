@@ -11,6 +11,7 @@ Each agent maps a job's pinned manifest to the image the marketplace would compa
 or its pre-denoise pass for a denoised job. Renders are cached (a deterministic cheat uploads the same
 image every time); what varies between trials is where the crops land, and the noise of the noise cheat.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -28,9 +29,18 @@ from marketplace.verification.crops import Crop, CropResult, crop_judge, crop_ma
 from render_kernels import load_image, save_png
 from workers.blend import Renderer, make_demo_scene
 
-JOB: dict[str, Any] = {"frame": 5, "samples": 16, "seed": 7, "resolution_x": 64, "resolution_y": 48,
-                       "device": "CPU", "threads": 0, "file_format": "PNG", "use_denoising": False,
-                       "camera": "Camera"}
+JOB: dict[str, Any] = {
+    "frame": 5,
+    "samples": 16,
+    "seed": 7,
+    "resolution_x": 64,
+    "resolution_y": 48,
+    "device": "CPU",
+    "threads": 0,
+    "file_format": "PNG",
+    "use_denoising": False,
+    "camera": "Camera",
+}
 # The second camera of the test scene: a cheat renders through it instead of the pinned one.
 OTHER_CAMERA = "Camera.001"
 _ADD_CAMERA = """
@@ -119,24 +129,30 @@ class Lab:
 
 # --- the agents -----------------------------------------------------------------------------
 
+
 def _honest(**job: Any) -> Callable[[Lab, int], np.ndarray]:
     def candidate(lab: Lab, trial: int) -> np.ndarray:
         return lab.render({**lab.job, **job}, noisy=bool(job.get("use_denoising")))
+
     return candidate
 
 
 def _rendered(**changes: Any) -> Callable[[Lab, int], np.ndarray]:
     """A cheat that renders something other than the pinned manifest."""
+
     def candidate(lab: Lab, trial: int) -> np.ndarray:
         return lab.render({**lab.job, **changes})
+
     return candidate
 
 
 def _doctored(edit: Callable[[np.ndarray, int], np.ndarray]) -> Callable[[Lab, int], np.ndarray]:
     """A cheat that edits an honest 8-bit frame (uint8 RGBA) before uploading it."""
+
     def candidate(lab: Lab, trial: int) -> np.ndarray:
         honest = np.rint(lab.render(lab.job) * 255).astype(np.uint8)
         return lab.upload(edit(honest, trial))
+
     return candidate
 
 
@@ -165,15 +181,14 @@ def _black(pixels: np.ndarray, trial: int) -> np.ndarray:
 
 def _half_missing(pixels: np.ndarray, trial: int) -> np.ndarray:
     out = pixels.copy()
-    out[out.shape[0] // 2:] = 0  # the bottom half never rendered (transparent black)
+    out[out.shape[0] // 2 :] = 0  # the bottom half never rendered (transparent black)
     return out
 
 
 def _upscaled(lab: Lab, trial: int) -> np.ndarray:
     small = lab.render({**lab.job, "resolution_x": lab.width // 2, "resolution_y": lab.height // 2})
     pixels = np.rint(small * 255).astype(np.uint8)
-    return lab.upload(np.asarray(Image.fromarray(pixels).resize((lab.width, lab.height),
-                                                                Image.Resampling.BICUBIC)))
+    return lab.upload(np.asarray(Image.fromarray(pixels).resize((lab.width, lab.height), Image.Resampling.BICUBIC)))
 
 
 def _crops_guessed(lab: Lab, trial: int) -> np.ndarray:
@@ -181,7 +196,7 @@ def _crops_guessed(lab: Lab, trial: int) -> np.ndarray:
     w, h = round(lab.width * 0.5**0.5), round(lab.height * 0.5**0.5)
     x, y = (lab.width - w) // 2, (lab.height - h) // 2
     frame = lab.render({**lab.job, "samples": 1}).copy()
-    frame[y:y + h, x:x + w] = lab.render({**lab.job, "border": [x, y, w, h]})
+    frame[y : y + h, x : x + w] = lab.render({**lab.job, "border": [x, y, w, h]})
     return frame
 
 

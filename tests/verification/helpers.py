@@ -1,4 +1,5 @@
 """Builders for verification tests: a frame rendered through the real lease/report path, verifier nodes."""
+
 from __future__ import annotations
 
 import io
@@ -55,8 +56,7 @@ def lease_and_report(node, image: np.ndarray, *, noisy: np.ndarray | None = None
     blobs.blob_put(key=lease.result_key, fileobj=io.BytesIO(png(image)))
     if noisy is not None:
         blobs.blob_put(key=noisy_key(lease.result_key), fileobj=io.BytesIO(png(noisy)))
-    outcome = dispatch.lease_report(node=node, lease_id=lease.pk, token=delivery.token, ok=True,
-                                    stats={"seconds": 1.0})
+    outcome = dispatch.lease_report(node=node, lease_id=lease.pk, token=delivery.token, ok=True, stats={"seconds": 1.0})
     assert outcome.accepted, outcome.message
     lease.refresh_from_db()
     return lease

@@ -3,6 +3,7 @@
 Matching swaps a canary in for a node's next artist frame (`canary_frame_for`, then the usual QUEUED ->
 LEASED claim and lease); `lease_canary` does the same directly. The real answer render is in test_platform.py.
 """
+
 import io
 
 import pytest
@@ -45,8 +46,7 @@ def lease_canary(node) -> tuple[FrameLease, dict]:
     """What dispatch does when `canary_frame_for` offers a frame: claim it, open a render lease, deliver."""
     frame = services.canary_frame_for(node=node)
     assert frame is not None
-    assert transition(Frame, pk=frame.pk, current=FrameState.QUEUED, target=FrameState.LEASED,
-                      table=FRAME_TRANSITIONS)
+    assert transition(Frame, pk=frame.pk, current=FrameState.QUEUED, target=FrameState.LEASED, table=FRAME_TRANSITIONS)
     delivery = dispatch._lease_open(frame=frame, node=node, kind=FrameLease.Kind.RENDER)
     return FrameLease.objects.get(pk=delivery.lease_id), take(node)
 
@@ -75,8 +75,20 @@ def test_a_canary_lease_looks_exactly_like_artist_work(funded_artist, provider, 
     assert set(lease.manifest) == set(real_lease.manifest)
     assert {k: type(v) for k, v in lease.manifest.items()} == {k: type(v) for k, v in real_lease.manifest.items()}
     same = {k for k in lease.manifest if lease.manifest[k] == real_lease.manifest[k]}
-    assert {"samples", "resolution_x", "resolution_y", "file_format", "device", "scene_kind", "blend_path",
-            "camera", "use_denoising", "blender_series", "border", "max_render_seconds"} <= same
+    assert {
+        "samples",
+        "resolution_x",
+        "resolution_y",
+        "file_format",
+        "device",
+        "scene_kind",
+        "blend_path",
+        "camera",
+        "use_denoising",
+        "blender_series",
+        "border",
+        "max_render_seconds",
+    } <= same
     assert "canary" not in str(lease.manifest).lower()
     details = dispatch.lease_details(node=node, lease_id=lease.pk, token=message["token"])
     assert set(details) == {"lease", "kind", "expires_at", "manifest", "scene_url", "upload_url"}

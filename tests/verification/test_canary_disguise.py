@@ -1,5 +1,6 @@
 """Canaries cannot be spotted: a reserved owner nobody can be, manifests shaped like artists' jobs, and no job
 id or canary hint in anything a provider reads (manifest, lease payload, upload URL, node pages)."""
+
 import io
 import zlib
 from urllib.parse import urlparse
@@ -44,19 +45,26 @@ def artist_job(owner) -> Job:
     job = make_queued_job(owner, frames=3, scene=scene, width=48, height=36, samples=16)
     Job.objects.filter(pk=job.pk).update(frame_start=101, frame_end=103, output_format=Job.Output.EXR)
     Frame.objects.filter(job=job).delete()
-    Frame.objects.bulk_create(Frame(job=job, number=n, price=job.price_per_frame, state="queued")
-                              for n in (101, 102, 103))
+    Frame.objects.bulk_create(
+        Frame(job=job, number=n, price=job.price_per_frame, state="queued") for n in (101, 102, 103)
+    )
     job.refresh_from_db()
     return job
 
 
 def shaped_canary(shape: canaries.CanaryShape) -> Job:
     """A canary job stored as canary_jobs_create does (minus the bpy render), with its answers."""
-    report = {**REPORT, "frame_start": shape.frame_start,
-              "frame_end": shape.frame_start + (shape.frames - 1) * shape.frame_step,
-              "effective_width": shape.width, "effective_height": shape.height, "samples": shape.samples}
-    job = canaries.canary_job_store(owner=canaries.canary_owner(), blend=b"a canary scene", report=report,
-                                    name="scene", shape=shape)
+    report = {
+        **REPORT,
+        "frame_start": shape.frame_start,
+        "frame_end": shape.frame_start + (shape.frames - 1) * shape.frame_step,
+        "effective_width": shape.width,
+        "effective_height": shape.height,
+        "samples": shape.samples,
+    }
+    job = canaries.canary_job_store(
+        owner=canaries.canary_owner(), blend=b"a canary scene", report=report, name="scene", shape=shape
+    )
     for frame in job.frames.all():
         key = blobs.blob_put(key=f"canaries/test/{frame.pk}.png", fileobj=io.BytesIO(png(truth_image())))
         CanaryAnswer.objects.create(frame=frame, answer_key=key)
@@ -65,8 +73,15 @@ def shaped_canary(shape: canaries.CanaryShape) -> Job:
 
 
 def test_the_canary_owner_is_a_flagged_account_that_nobody_can_sign_up_as_or_log_in_as(client):
-    signup = client.post("/accounts/signup/", {"username": "platform-canaries", "password1": "Sq4tter-pass-9",
-                                               "password2": "Sq4tter-pass-9", "role": "provider"})
+    signup = client.post(
+        "/accounts/signup/",
+        {
+            "username": "platform-canaries",
+            "password1": "Sq4tter-pass-9",
+            "password2": "Sq4tter-pass-9",
+            "role": "provider",
+        },
+    )
     assert signup.status_code == 302
     squatter = User.objects.get(username="platform-canaries")
 
@@ -84,8 +99,16 @@ def test_the_canary_owner_is_a_flagged_account_that_nobody_can_sign_up_as_or_log
 def test_a_canary_is_shaped_like_an_artist_job_and_its_lease_names_no_job(funded_artist, provider, monkeypatch):
     real = artist_job(funded_artist)
     shape = canaries.canary_shape(frames=6, resolution=(320, 180), samples=32)
-    assert (shape.width, shape.height, shape.samples, shape.seed, shape.frame_start, shape.frames,
-            shape.output_format, shape.blend_name) == (48, 36, 16, 0, 101, 3, "OPEN_EXR", "shot_010_v3.blend")
+    assert (
+        shape.width,
+        shape.height,
+        shape.samples,
+        shape.seed,
+        shape.frame_start,
+        shape.frames,
+        shape.output_format,
+        shape.blend_name,
+    ) == (48, 36, 16, 0, 101, 3, "OPEN_EXR", "shot_010_v3.blend")
     canary = shaped_canary(shape)
 
     node, _ = make_node(provider)
@@ -146,8 +169,7 @@ def test_the_node_pages_show_no_job_id_and_no_canary(provider, admin_user, monke
 def test_canary_jobs_created_with_bpy_follow_an_artist_jobs_shape(funded_artist):
     artist_job(funded_artist)
     job = canaries.canary_jobs_create(count=1, frames=2, resolution=(320, 180), samples=32)[0]
-    assert (job.resolution_x, job.resolution_y, job.samples, job.seed, job.output_format) == (
-        48, 36, 16, 0, "OPEN_EXR")
+    assert (job.resolution_x, job.resolution_y, job.samples, job.seed, job.output_format) == (48, 36, 16, 0, "OPEN_EXR")
     assert job.frame_numbers == [101, 102] and job.scene.blend_path == "shot_010_v3.blend"
     assert job.scene.report["frame_start"] == 101 and job.state == "queued"
     assert CanaryAnswer.objects.filter(frame__job=job).count() == 2  # answered by the platform's own render

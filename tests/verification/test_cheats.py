@@ -3,6 +3,7 @@
 A few trials per agent here; tests/bench/bench_cheats.py runs many and writes the table in
 docs/verification.md.
 """
+
 from collections.abc import Iterator
 from pathlib import Path
 

@@ -4,6 +4,7 @@ The platform re-renders a share of the crops that another provider's node verifi
 (policy.AUDIT_SHARE); a verifier caught agreeing with a cheat is failed like the cheat. Real Postgres, the
 real agent queues and lease/report path; the platform's render is `platform_truth` (see conftest).
 """
+
 import pytest
 
 from marketplace.dispatch import services as dispatch
@@ -15,8 +16,10 @@ from marketplace.verification.models import CropCheck, FrameCheck, NodeTrust, Tr
 from tests.fixtures.market import make_node, make_queued_job
 from tests.verification.helpers import lease_and_report, other_provider, truth_image, verify_and_report
 
-pytestmark = [pytest.mark.django_db(transaction=True),
-              pytest.mark.usefixtures("agent_queues", "crop_leases_in_comparable_format")]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("agent_queues", "crop_leases_in_comparable_format"),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +44,8 @@ def accomplices(count: int):
 
 
 def test_a_colluding_verifier_is_caught_by_the_platform_audit_and_failed_like_the_cheat(
-        funded_artist, provider, truth, settings):
+    funded_artist, provider, truth, settings
+):
     settings.VERIFICATION_AUDIT_SHARE = 1.0  # every node-verified crop is audited (default: policy.AUDIT_SHARE)
     job = make_queued_job(funded_artist, frames=1, price=2_000_000, width=32, height=24)
     cheat, _ = make_node(provider, name="cheat")
@@ -58,8 +62,7 @@ def test_a_colluding_verifier_is_caught_by_the_platform_audit_and_failed_like_th
     check.refresh_from_db()
     assert check.state == FrameCheck.State.FAILED
     assert frame.state == FrameState.QUEUED and settlements(frame) == 0  # nobody is paid for the forgery
-    assert all(c.verifier == CropCheck.Verifier.PLATFORM and c.node_verdict.get("agreed")
-               for c in check.crops.all())
+    assert all(c.verifier == CropCheck.Verifier.PLATFORM and c.node_verdict.get("agreed") for c in check.crops.all())
     assert NodeTrust.objects.get(node=cheat).checks_failed == 1
     for node in helpers:
         trust = NodeTrust.objects.get(node=node)
@@ -68,8 +71,9 @@ def test_a_colluding_verifier_is_caught_by_the_platform_audit_and_failed_like_th
         assert "audit" in event.reason and event.frame_id == frame.pk
 
 
-def test_an_honest_verifier_passes_the_audit_and_the_frame_is_paid_once(funded_artist, provider, truth,
-                                                                        platform_truth, settings):
+def test_an_honest_verifier_passes_the_audit_and_the_frame_is_paid_once(
+    funded_artist, provider, truth, platform_truth, settings
+):
     settings.VERIFICATION_AUDIT_SHARE = 1.0
     job = make_queued_job(funded_artist, frames=1, price=2_000_000, width=32, height=24)
     node, _ = make_node(provider, name="honest")

@@ -1,4 +1,5 @@
 """Crop selection and the crop decision, without a database."""
+
 import numpy as np
 import pytest
 
@@ -41,7 +42,7 @@ def test_every_pixel_edges_included_is_checked_at_least_as_often_as_uniform_plac
     hits = np.zeros((height, width))
     for _ in range(trials // policy.CROPS_PER_CHECK):
         for c in crops_choose(width=width, height=height):
-            hits[c.y:c.y + c.h, c.x:c.x + c.w] += 1
+            hits[c.y : c.y + c.h, c.x : c.x + c.w] += 1
     rate = hits / trials
     w, h = (max(MIN_SIDE, round(size * policy.CROP_FRACTION**0.5)) for size in (width, height))
     floor = (w / (width + w - 1)) * (h / (height + h - 1))
@@ -59,15 +60,27 @@ def test_a_frame_smaller_than_the_window_is_refused():
         crops_choose(width=10, height=100)
 
 
-@pytest.mark.parametrize(("output", "denoise", "expected"), [
-    ("PNG", False, "PNG"), ("OPEN_EXR", False, "OPEN_EXR"), ("PNG", True, "OPEN_EXR"), ("OPEN_EXR", True, "OPEN_EXR"),
-])
+@pytest.mark.parametrize(
+    ("output", "denoise", "expected"),
+    [
+        ("PNG", False, "PNG"),
+        ("OPEN_EXR", False, "OPEN_EXR"),
+        ("PNG", True, "OPEN_EXR"),
+        ("OPEN_EXR", True, "OPEN_EXR"),
+    ],
+)
 def test_the_crop_is_rendered_in_the_format_of_what_it_is_compared_with(output, denoise, expected):
     assert crop_format(output_format=output, use_denoising=denoise) == expected
-    manifest = crop_manifest({"file_format": output, "use_denoising": denoise, "seed": 3, "samples": 16},
-                             Crop(1, 2, 30, 20))
-    assert manifest == {"file_format": expected, "use_denoising": False, "seed": 3, "samples": 16,
-                        "border": [1, 2, 30, 20]}
+    manifest = crop_manifest(
+        {"file_format": output, "use_denoising": denoise, "seed": 3, "samples": 16}, Crop(1, 2, 30, 20)
+    )
+    assert manifest == {
+        "file_format": expected,
+        "use_denoising": False,
+        "seed": 3,
+        "samples": 16,
+        "border": [1, 2, 30, 20],
+    }
 
 
 def test_the_noisy_pass_lives_next_to_the_frame():

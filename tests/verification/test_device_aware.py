@@ -1,5 +1,6 @@
 """Device-aware verification: a GPU-rendered frame is re-rendered on its own Cycles backend when a verifier has
 it, else by the platform on CPU and judged by Blender's own cross-device render-test rule, recorded per crop."""
+
 import numpy as np
 import pytest
 
@@ -29,10 +30,8 @@ def test_a_few_diverging_pixels_fail_the_same_backend_rule_but_pass_across_backe
     frame, reference = frame_pair()
     diverged = np.random.default_rng(2).choice(64 * 64, size=30, replace=False)  # 0.7 % of the crop
     reference.reshape(-1, 3)[diverged] = np.clip(reference.reshape(-1, 3)[diverged] + 0.2, 0, 1)
-    same = crop_judge(candidate=frame, reference=reference, crop=CROP, candidate_device="CUDA",
-                      verifier_device="CUDA")
-    cross = crop_judge(candidate=frame, reference=reference, crop=CROP, candidate_device="CUDA",
-                       verifier_device="CPU")
+    same = crop_judge(candidate=frame, reference=reference, crop=CROP, candidate_device="CUDA", verifier_device="CUDA")
+    cross = crop_judge(candidate=frame, reference=reference, crop=CROP, candidate_device="CUDA", verifier_device="CPU")
     assert not same.passed and same.metrics["tolerance"] == "same-backend"
     assert cross.passed, cross.reasons
     assert cross.metrics["tolerance"] == "cross-backend"
@@ -48,8 +47,9 @@ def test_cheats_fail_across_backends_too(cheat):
         frame = np.clip(frame + rng.normal(0, 0.03, frame.shape).astype(np.float32), 0, 1)
     else:
         frame = np.zeros_like(frame)
-    result = crop_judge(candidate=frame, reference=reference, crop=CROP, candidate_device="OPTIX",
-                        verifier_device="CPU")
+    result = crop_judge(
+        candidate=frame, reference=reference, crop=CROP, candidate_device="OPTIX", verifier_device="CPU"
+    )
     assert not result.passed and result.metrics["tolerance"] == "cross-backend"
 
 
@@ -60,9 +60,9 @@ def test_a_gpu_frames_crop_goes_to_a_verifier_on_the_same_backend_only(funded_ar
     crop = {"x": 0, "y": 0, "w": 8, "h": 8}
     make_node(admin_user, name="cpu-verifier", unchecked=True)
     make_node(admin_user, name="hip-verifier", device="HIP", vram_mb=16000, unchecked=True)
-    assert dispatch.verify_lease_create(frame_id=frame.pk, crop=crop, exclude_owner_id=provider.pk,
-                                        device="CUDA") is None  # none on CUDA: the platform will render it
+    assert (
+        dispatch.verify_lease_create(frame_id=frame.pk, crop=crop, exclude_owner_id=provider.pk, device="CUDA") is None
+    )  # none on CUDA: the platform will render it
     cuda, _ = make_node(admin_user, name="cuda-verifier", device="CUDA", vram_mb=12000, unchecked=True)
-    delivery = dispatch.verify_lease_create(frame_id=frame.pk, crop=crop, exclude_owner_id=provider.pk,
-                                            device="CUDA")
+    delivery = dispatch.verify_lease_create(frame_id=frame.pk, crop=crop, exclude_owner_id=provider.pk, device="CUDA")
     assert delivery is not None and delivery.node_id == cuda.pk

@@ -1,5 +1,6 @@
 """The platform verifier for real: sandboxed bpy renders of crops and canary answers (one provider, no
 other node idle, as in a one-machine demo)."""
+
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,8 +59,9 @@ def render_and_report(node, renderer: Renderer, tmp: Path, **cheat) -> FrameLeas
     return lease
 
 
-def test_the_platform_verifies_real_renders_when_no_other_provider_is_idle(funded_artist, provider, demo_blend,
-                                                                          agent_renderer, tmp_path):
+def test_the_platform_verifies_real_renders_when_no_other_provider_is_idle(
+    funded_artist, provider, demo_blend, agent_renderer, tmp_path
+):
     job = demo_job(funded_artist, demo_blend, frames=3, width=64, height=48)
     node, _ = make_node(provider)
 
@@ -80,8 +82,7 @@ def test_the_platform_verifies_real_renders_when_no_other_provider_is_idle(funde
     assert Job.objects.get(pk=job.pk).state == "running"
 
 
-def test_denoised_real_renders_pass_on_their_noisy_pass(funded_artist, provider, demo_blend, agent_renderer,
-                                                       tmp_path):
+def test_denoised_real_renders_pass_on_their_noisy_pass(funded_artist, provider, demo_blend, agent_renderer, tmp_path):
     job = demo_job(funded_artist, demo_blend, frames=2, width=64, height=48)
     Job.objects.filter(pk=job.pk).update(use_denoising=True)
     node, _ = make_node(provider)

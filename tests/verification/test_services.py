@@ -3,6 +3,7 @@
 The platform verifier is replaced by `platform_truth` here (it returns crops of the true image); the real
 sandboxed render is tested in test_platform.py.
 """
+
 import io
 from datetime import timedelta
 
@@ -23,8 +24,10 @@ from marketplace.verification.models import CropCheck, FrameCheck, NodeTrust, Tr
 from tests.fixtures.market import make_node, make_queued_job
 from tests.verification.helpers import lease_and_report, other_provider, png, take, truth_image, verify_and_report
 
-pytestmark = [pytest.mark.django_db(transaction=True),
-              pytest.mark.usefixtures("agent_queues", "crop_leases_in_comparable_format")]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("agent_queues", "crop_leases_in_comparable_format"),
+]
 PRICE = 2_000_000
 
 
@@ -86,14 +89,14 @@ def test_a_checked_frame_is_paid_only_after_every_crop_matches(funded_artist, pr
     assert len(evidence) == policy.CROPS_PER_CHECK and all(c.reference_key for c in evidence)
 
 
-def test_crops_are_chosen_after_the_report_and_differ_between_frames(funded_artist, provider, truth,
-                                                                     manual_matching):
+def test_crops_are_chosen_after_the_report_and_differ_between_frames(funded_artist, provider, truth, manual_matching):
     make_queued_job(funded_artist, frames=6, price=PRICE, width=32, height=24)
     node, _ = make_node(provider)
     leases = [lease_and_report(node, truth) for _ in range(6)]
-    crop_sets = [tuple(sorted(map(str, FrameCheck.objects.get(render_lease=lease).crops.values_list("crop",
-                                                                                                     flat=True))))
-                 for lease in leases]
+    crop_sets = [
+        tuple(sorted(map(str, FrameCheck.objects.get(render_lease=lease).crops.values_list("crop", flat=True))))
+        for lease in leases
+    ]
     assert len(set(crop_sets)) == 6
     for lease in leases:
         # The node's lease and message never carried a crop: they were drawn when the result came in.
@@ -101,8 +104,7 @@ def test_crops_are_chosen_after_the_report_and_differ_between_frames(funded_arti
         assert FrameCheck.objects.get(render_lease=lease).created_at >= lease.finished_at
 
 
-def test_a_wrong_frame_is_requeued_unpaid_and_its_node_distrusted(funded_artist, provider, truth,
-                                                                   manual_matching):
+def test_a_wrong_frame_is_requeued_unpaid_and_its_node_distrusted(funded_artist, provider, truth, manual_matching):
     wallet_before = wallet(funded_artist)
     job = make_queued_job(funded_artist, frames=1, price=PRICE, width=32, height=24)
     cheat, _ = make_node(provider, name="cheat")
@@ -131,8 +133,9 @@ def test_a_wrong_frame_is_requeued_unpaid_and_its_node_distrusted(funded_artist,
     assert wallet(funded_artist) == wallet_before - PRICE  # charged once, for the honest render
 
 
-def test_a_node_is_banned_after_repeated_failures_and_gets_no_more_frames(funded_artist, provider, truth,
-                                                                           manual_matching):
+def test_a_node_is_banned_after_repeated_failures_and_gets_no_more_frames(
+    funded_artist, provider, truth, manual_matching
+):
     for _ in range(policy.BAN_AFTER_FAILURES):
         make_queued_job(funded_artist, frames=1, price=PRICE, width=32, height=24)
     cheat, _ = make_node(provider, name="cheat")
@@ -178,8 +181,9 @@ def test_a_lying_verifier_cannot_cost_an_honest_node_its_pay(funded_artist, prov
     assert NodeTrust.objects.get(node=node).checks_passed == 1
 
 
-def test_a_cheat_caught_by_a_node_verifier_is_confirmed_by_the_platform(funded_artist, provider, truth,
-                                                                        manual_matching, platform_truth):
+def test_a_cheat_caught_by_a_node_verifier_is_confirmed_by_the_platform(
+    funded_artist, provider, truth, manual_matching, platform_truth
+):
     job = make_queued_job(funded_artist, frames=1, price=PRICE, width=32, height=24)
     cheat, _ = make_node(provider, name="cheat")
     verifier, _ = make_node(other_provider(), name="checker")
@@ -196,8 +200,9 @@ def test_a_cheat_caught_by_a_node_verifier_is_confirmed_by_the_platform(funded_a
     assert NodeTrust.objects.get(node=cheat).checks_failed == 1
 
 
-def test_a_frame_the_sampling_skips_is_paid_and_the_skip_recorded(funded_artist, provider, truth, monkeypatch,
-                                                                  manual_matching):
+def test_a_frame_the_sampling_skips_is_paid_and_the_skip_recorded(
+    funded_artist, provider, truth, monkeypatch, manual_matching
+):
     monkeypatch.setattr(services, "_chance", lambda rate: False)
     job = make_queued_job(funded_artist, frames=1, price=PRICE, width=32, height=24)
     node, _ = make_node(provider)
@@ -241,8 +246,7 @@ def test_crops_of_a_vanished_verifier_go_to_the_platform(funded_artist, provider
     assert Frame.objects.get(job=job).state == FrameState.SETTLED
     assert not CropCheck.objects.filter(verifier=CropCheck.Verifier.NODE).exists()
     # Its expired lease counts as abandoned (policy.ABANDON_PASSES_LOST), never as a failed check.
-    assert list(TrustEvent.objects.filter(node=verifier).values_list("kind", flat=True)) == [
-        TrustEvent.Kind.ABANDONED]
+    assert list(TrustEvent.objects.filter(node=verifier).values_list("kind", flat=True)) == [TrustEvent.Kind.ABANDONED]
     assert NodeTrust.objects.get(node=verifier).checks_failed == 0
 
 
@@ -252,8 +256,9 @@ def test_a_lost_crop_report_is_judged_by_the_sweep(funded_artist, provider, trut
     verifier, _ = make_node(other_provider(), name="checker")
     lease_and_report(node, truth)
     real_enqueue = dispatch._enqueue
-    monkeypatch.setattr(dispatch, "_enqueue",
-                        lambda name, *a: None if name == "verification.crop_reported" else real_enqueue(name, *a))
+    monkeypatch.setattr(
+        dispatch, "_enqueue", lambda name, *a: None if name == "verification.crop_reported" else real_enqueue(name, *a)
+    )
     verify_and_report(verifier, truth)
     assert Frame.objects.get(job=job).state == FrameState.VERIFYING
     assert services.checks_resume() == 0  # too recent: the message may still come
@@ -261,8 +266,9 @@ def test_a_lost_crop_report_is_judged_by_the_sweep(funded_artist, provider, trut
     assert Frame.objects.get(job=job).state == FrameState.SETTLED
 
 
-def test_denoised_frames_are_checked_on_their_noisy_pass(funded_artist, provider, truth, platform_truth,
-                                                        manual_matching):
+def test_denoised_frames_are_checked_on_their_noisy_pass(
+    funded_artist, provider, truth, platform_truth, manual_matching
+):
     job = make_queued_job(funded_artist, frames=2, price=PRICE, width=32, height=24)
     Job.objects.filter(pk=job.pk).update(use_denoising=True)
     node, _ = make_node(provider)
@@ -282,8 +288,7 @@ def test_denoised_frames_are_checked_on_their_noisy_pass(funded_artist, provider
     assert frame.state == FrameState.QUEUED and "pre-denoise pass" in frame.last_error
 
 
-def test_a_render_too_small_to_compare_is_settled_unchecked(funded_artist, provider, manual_matching,
-                                                             platform_truth):
+def test_a_render_too_small_to_compare_is_settled_unchecked(funded_artist, provider, manual_matching, platform_truth):
     make_queued_job(funded_artist, frames=1, price=PRICE, width=6, height=24)
     node, _ = make_node(provider)
     lease = lease_and_report(node, truth_image(width=6))
@@ -301,5 +306,6 @@ def test_a_frame_failing_on_several_nodes_fails_for_good(funded_artist, provider
     assert frame.state == FrameState.FAILED and "may not render reproducibly" in frame.last_error
     assert settlements(frame) == 0
     assert Job.objects.get(pk=job.pk).state == "failed"  # and the artist's escrow went back
-    assert account_balance(account=account_get(kind=Account.Kind.JOB_ESCROW, owner=funded_artist,
-                                               ref=job.escrow_ref)) == 0
+    assert (
+        account_balance(account=account_get(kind=Account.Kind.JOB_ESCROW, owner=funded_artist, ref=job.escrow_ref)) == 0
+    )

@@ -1,6 +1,7 @@
 """Trust against sybils and hoarders: abandoned leases count, a ban is the provider's, new nodes are limited,
 and a banned or deleted node keeps no broker user. Real Postgres and the real agent broker (Redis ACL users).
 """
+
 from datetime import timedelta
 
 import pytest
@@ -52,12 +53,13 @@ def lease_job_frame(node, job):
 
 # --- hoarding ---------------------------------------------------------------------------------------
 
-def test_a_node_that_abandons_two_leases_of_a_job_gets_no_more_of_its_frames_and_loses_trust(funded_artist,
-                                                                                          provider):
+
+def test_a_node_that_abandons_two_leases_of_a_job_gets_no_more_of_its_frames_and_loses_trust(funded_artist, provider):
     job = make_queued_job(funded_artist, frames=4)
     node, _ = make_node(provider)
-    NodeTrust.objects.create(node=node, consecutive_passes=35, checks_passed=35,
-                             check_rate=policy.check_rate(consecutive_passes=35))
+    NodeTrust.objects.create(
+        node=node, consecutive_passes=35, checks_passed=35, check_rate=policy.check_rate(consecutive_passes=35)
+    )
 
     lease, delivery = lease_job_frame(node, job)  # 1: released (the agent gave it back)
     dispatch.lease_release(node=node, lease_id=lease.pk, token=delivery.token)
@@ -87,6 +89,7 @@ def test_a_node_that_abandons_two_leases_of_a_job_gets_no_more_of_its_frames_and
 
 # --- bans are the account's -------------------------------------------------------------------------
 
+
 def test_a_ban_stops_every_node_of_the_provider_and_its_new_ones(funded_artist, provider):
     job = make_queued_job(funded_artist, frames=4)
     cheat, _ = make_node(provider, name="cheat")
@@ -110,9 +113,11 @@ def test_a_ban_stops_every_node_of_the_provider_and_its_new_ones(funded_artist, 
     assert dispatch.match_frames() == 0
     assert broker_user(cheat) is None and broker_user(sibling) is None  # no broker access left
     # Its agents get a clear refusal, and no new broker user from hello.
-    hello = agent(sibling_token).post("/api/v1/agent/hello/", {"devices": [{"type": "CPU", "name": "cpu"}],
-                                                               "cpu_cores": 2, "ram_mb": 1000,
-                                                               "blender_version": "5.0.1"}, format="json")
+    hello = agent(sibling_token).post(
+        "/api/v1/agent/hello/",
+        {"devices": [{"type": "CPU", "name": "cpu"}], "cpu_cores": 2, "ram_mb": 1000, "blender_version": "5.0.1"},
+        format="json",
+    )
     assert hello.status_code == 403 and "banned" in hello.json()["detail"]
     assert broker_user(sibling) is None
     # A new node cannot be registered, neither by the service nor the API.
@@ -126,6 +131,7 @@ def test_a_ban_stops_every_node_of_the_provider_and_its_new_ones(funded_artist, 
 
 
 # --- sybils ---------------------------------------------------------------------------------------------
+
 
 def test_a_providers_new_nodes_start_untrusted_and_are_limited_until_trust_is_earned(provider, settings):
     settings.VERIFICATION_MAX_UNTRUSTED_NODES = 2
@@ -151,6 +157,7 @@ def test_a_providers_new_nodes_start_untrusted_and_are_limited_until_trust_is_ea
 
 
 # --- broker users ---------------------------------------------------------------------------------------
+
 
 def test_deleting_a_node_revokes_its_broker_user_but_not_while_it_works(funded_artist, provider, outsider):
     job = make_queued_job(funded_artist, frames=1)

@@ -1,6 +1,7 @@
 """Tiles of a still through dispatch and verification: a tile lease renders only its rectangle, its upload
 must have the tile's size, and its verification crops are drawn inside the tile and re-rendered at the
 tile's place in the frame (by other nodes or the platform)."""
+
 import io
 
 import numpy as np
@@ -16,8 +17,10 @@ from marketplace.verification.models import CropCheck, FrameCheck
 from tests.fixtures.market import make_node, make_queued_job
 from tests.verification.helpers import lease_and_report, other_provider, png, take, truth_image, verify_and_report
 
-pytestmark = [pytest.mark.django_db(transaction=True),
-              pytest.mark.usefixtures("agent_queues", "crop_leases_in_comparable_format")]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("agent_queues", "crop_leases_in_comparable_format"),
+]
 W, H = 64, 48
 TILE = (32, 24, 32, 24)  # the bottom-right quarter: x, y (from the top), w, h
 PRICE = 2_000_000
@@ -63,8 +66,7 @@ def test_a_flat_tile_is_a_valid_upload(still, provider, truth):
     assert Frame.objects.get(job=still).state == FrameState.SETTLED
 
 
-def test_a_tile_is_verified_by_crops_inside_it_rendered_where_the_tile_sits(still, provider, truth,
-                                                                             platform_truth):
+def test_a_tile_is_verified_by_crops_inside_it_rendered_where_the_tile_sits(still, provider, truth, platform_truth):
     node, _ = make_node(provider, name="rig")
     verifier, _ = make_node(other_provider(), name="checker")
     lease = lease_and_report(node, tile_of(truth))

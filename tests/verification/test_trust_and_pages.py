@@ -1,4 +1,5 @@
 """Adaptive trust, the per-frame status selector and include, and the node verification page."""
+
 import itertools
 
 import pytest
@@ -16,7 +17,7 @@ from tests.verification.helpers import lease_and_report, other_provider, truth_i
 
 def test_new_nodes_are_checked_on_every_frame_then_decay_to_the_floor():
     rates = [policy.check_rate(consecutive_passes=n) for n in range(0, 80)]
-    assert rates[:policy.TRUSTED_AFTER] == [1.0] * policy.TRUSTED_AFTER
+    assert rates[: policy.TRUSTED_AFTER] == [1.0] * policy.TRUSTED_AFTER
     assert rates[policy.TRUSTED_AFTER] == 0.5 and rates[policy.TRUSTED_AFTER + policy.HALVE_EVERY] == 0.25
     assert min(rates) == policy.FLOOR == rates[-1]
     assert all(a >= b for a, b in itertools.pairwise(rates))

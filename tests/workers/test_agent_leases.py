@@ -1,6 +1,7 @@
 """The agent's heartbeat thread against its work loop: a lease the server calls over stops the render that
 is still running for it, and nothing else (found by bench_farm: a heartbeat sent just before a report read
 "done" and closed the renderer the next frame was about to use, which crashed the agent)."""
+
 import subprocess
 import threading
 
@@ -20,8 +21,12 @@ class StandInRenderer:
 
 
 def agent(tmp_path) -> Agent:
-    a = Agent(AgentConfig(server="http://127.0.0.1:9", token="t", cache_dir=str(tmp_path)),
-              renderer_factory=lambda **_: StandInRenderer(), devices=[], blender_version="5.0.1")
+    a = Agent(
+        AgentConfig(server="http://127.0.0.1:9", token="t", cache_dir=str(tmp_path)),
+        renderer_factory=lambda **_: StandInRenderer(),
+        devices=[],
+        blender_version="5.0.1",
+    )
     a.renderer = StandInRenderer()
     return a
 

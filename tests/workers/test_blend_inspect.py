@@ -98,9 +98,7 @@ def test_denoising_reported(reports: dict[str, Any]) -> None:
     assert reports["demo"]["use_denoising"] is False
 
 
-def test_autorun_text_block_reported_and_never_run(
-    reports: dict[str, Any], blend_factory: BlendFactory
-) -> None:
+def test_autorun_text_block_reported_and_never_run(reports: dict[str, Any], blend_factory: BlendFactory) -> None:
     r = reports["autorun_text"]
     assert r["text_blocks"] == [
         {

@@ -60,9 +60,7 @@ def test_paths_inside_the_bundle_pass(bundle: Path) -> None:
     ],
 )
 def test_offences_name_datablock_raw_path_and_reason(bundle: Path, raw: str, reason: str) -> None:
-    [offence] = check_external_paths(
-        [{"kind": "image", "datablock": "Secret", "raw_path": raw}], bundle_root=bundle
-    )
+    [offence] = check_external_paths([{"kind": "image", "datablock": "Secret", "raw_path": raw}], bundle_root=bundle)
     assert (offence.kind, offence.datablock, offence.raw_path, offence.reason) == (
         "image",
         "Secret",
@@ -96,9 +94,7 @@ def test_packed_data_and_builtin_font_are_not_references(bundle: Path) -> None:
 
 
 def test_describe_refs_reports_relative_path_and_existence_without_probing_outside(bundle: Path) -> None:
-    rows = describe_refs(
-        refs("//textures/wood.png", "//textures/gone.png", "/etc/hostname"), bundle_root=bundle
-    )
+    rows = describe_refs(refs("//textures/wood.png", "//textures/gone.png", "/etc/hostname"), bundle_root=bundle)
     assert [(r["resolved"], r["inside_bundle"], r["exists"]) for r in rows] == [
         ("textures/wood.png", True, True),
         ("textures/gone.png", True, False),

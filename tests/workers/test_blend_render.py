@@ -184,9 +184,7 @@ def test_renderer_refuses_outside_paths(
     with Renderer() as r:
         with pytest.raises(RenderRefused) as err:
             r.load(case.blend, case.bundle_root)
-        assert {o["raw_path"] for o in err.value.offences} == {
-            p.format(private=case.private) for p in raw_paths
-        }
+        assert {o["raw_path"] for o in err.value.offences} == {p.format(private=case.private) for p in raw_paths}
         for p in raw_paths:
             assert p.format(private=case.private) in str(err.value)
         with pytest.raises(SandboxError, match="no scene loaded"):
@@ -231,9 +229,7 @@ def test_render_timeout_kills_the_subprocess(blend_factory: BlendFactory, tmp_pa
         r.load(case.blend, case.bundle_root)
         pid = r.pid
         with pytest.raises(SandboxError) as err:
-            r.render(
-                manifest(resolution_x=320, resolution_y=180, samples=64), tmp_path / "slow.exr", timeout_s=0.5
-            )
+            r.render(manifest(resolution_x=320, resolution_y=180, samples=64), tmp_path / "slow.exr", timeout_s=0.5)
         assert err.value.reason == "timeout"
         assert not r.alive
         with pytest.raises(ProcessLookupError):

@@ -1,4 +1,5 @@
 """The agent CLI through click's runner: register, doctor, render, and clear errors."""
+
 import json
 from pathlib import Path
 
@@ -26,8 +27,20 @@ def test_register_checks_the_token_with_the_marketplace_and_saves_the_config(liv
     _, token = node_create(owner=provider, name="rig")
     bad = invoke(config_path, "register", "--server", live_server.url, "--token", token + "x")
     assert bad.exit_code != 0 and "refused this token" in bad.output and not config_path.exists()
-    ok = invoke(config_path, "register", "--server", live_server.url, "--token", token, "--threads", "2",
-                "--gpus", "0,1", "--schedule", "22:00-07:00")
+    ok = invoke(
+        config_path,
+        "register",
+        "--server",
+        live_server.url,
+        "--token",
+        token,
+        "--threads",
+        "2",
+        "--gpus",
+        "0,1",
+        "--schedule",
+        "22:00-07:00",
+    )
     assert ok.exit_code == 0, ok.output
     saved = AgentConfig.load(config_path)
     assert (saved.token, saved.threads, saved.gpus, saved.schedule) == (token, 2, [0, 1], "22:00-07:00")

@@ -2,6 +2,7 @@
 subprocesses rendering the demo scene with bpy, on Postgres. Then chaos: SIGKILL an agent mid-render,
 stop and restart Redis, SIGKILL the Celery worker. Every frame must finish and be paid exactly once.
 """
+
 import os
 import time
 from pathlib import Path
@@ -39,8 +40,11 @@ def assert_paid_exactly_once(job) -> None:
     frames = list(Frame.objects.filter(job=job))
     assert len(frames) == FRAMES and all(f.state == FrameState.SETTLED for f in frames)
     for frame in frames:
-        keys = list(LedgerTransaction.objects.filter(idempotency_key__startswith=f"settle:frame:{frame.pk}")
-                    .values_list("idempotency_key", flat=True))
+        keys = list(
+            LedgerTransaction.objects.filter(idempotency_key__startswith=f"settle:frame:{frame.pk}").values_list(
+                "idempotency_key", flat=True
+            )
+        )
         assert len(keys) == 1, (frame.number, keys)
     assert selectors.ledger_total() == 0
     assert selectors.ledger_drift() == []
@@ -57,7 +61,8 @@ def test_the_demo_job_renders_end_to_end_with_two_agents(farm, demo_blend, artis
     wait_for(lambda: all_settled(job), timeout=240, farm=farm, what="all frames settled")
     assert_paid_exactly_once(job)
     assert {f.node_id for f in Frame.objects.filter(job=job)} <= {n.pk for n in provider.nodes.all()} | {
-        n.pk for n in admin_user.nodes.all()}
+        n.pk for n in admin_user.nodes.all()
+    }
 
 
 def test_chaos_agent_redis_and_celery_die_mid_job(farm, demo_blend, artist, provider, admin_user):
@@ -72,8 +77,12 @@ def test_chaos_agent_redis_and_celery_die_mid_job(farm, demo_blend, artist, prov
     wait_for(a_busy.exists, timeout=60, farm=farm, what="agent a rendering a frame")
     killed_lease = a_busy.first()
     farm.kill("agent-a")  # SIGKILL mid-render: its lease must expire and the frame be rendered elsewhere
-    wait_for(lambda: Frame.objects.filter(job=job, state=FrameState.SETTLED).count() >= 1, timeout=120,
-             farm=farm, what="a first settled frame")
+    wait_for(
+        lambda: Frame.objects.filter(job=job, state=FrameState.SETTLED).count() >= 1,
+        timeout=120,
+        farm=farm,
+        what="a first settled frame",
+    )
     farm.redis.stop()  # the broker dies: queued messages and ACL users are gone
     time.sleep(3)
     farm.redis.start()

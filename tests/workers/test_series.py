@@ -38,10 +38,15 @@ def test_it_reads_the_version_this_blender_saved_with(saved_files, kind):
     assert saved_version(saved_files[kind]) == (5, 0)
 
 
-@pytest.mark.parametrize(("header", "version"), [
-    (b"BLENDER-v405REND", (4, 5)), (b"BLENDER_v279REND", (2, 79)), (b"BLENDER-V402REND", (4, 2)),
-    (b"BLENDER17-01v0503", (5, 3)),
-])
+@pytest.mark.parametrize(
+    ("header", "version"),
+    [
+        (b"BLENDER-v405REND", (4, 5)),
+        (b"BLENDER_v279REND", (2, 79)),
+        (b"BLENDER-V402REND", (4, 2)),
+        (b"BLENDER17-01v0503", (5, 3)),
+    ],
+)
 def test_it_reads_legacy_and_large_headers(tmp_path, header, version):
     path = tmp_path / "x.blend"
     path.write_bytes(header + b"\0" * 64)

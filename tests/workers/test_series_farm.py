@@ -23,9 +23,11 @@ FRAMES = 2
 
 @pytest.mark.parametrize("series", EXTRA_SERIES)
 def test_a_scene_of_each_series_renders_verifies_and_settles_in_that_series(
-        series, series_runtimes, farm, artist, provider, admin_user, tmp_path):
-    blend = save_demo_with(series_runtimes[series], tmp_path / "scene" / "shot.blend", frames=FRAMES,
-                           resolution=(64, 36), samples=4)
+    series, series_runtimes, farm, artist, provider, admin_user, tmp_path
+):
+    blend = save_demo_with(
+        series_runtimes[series], tmp_path / "scene" / "shot.blend", frames=FRAMES, resolution=(64, 36), samples=4
+    )
     fund(artist, 100_000_000)
     job = demo_job(artist, blend, frames=FRAMES, samples=4)
     assert job.blender_series == series and job.scene.report["blender_version"].startswith(f"{series}.")
@@ -34,8 +36,12 @@ def test_a_scene_of_each_series_renders_verifies_and_settles_in_that_series(
     farm.start_celery()
     farm.start_agent("without", token_without)  # 5.0 only: must stay idle
     farm.start_agent("with", token, runtimes={series: series_runtimes[series]})
-    wait_for(lambda: not Frame.objects.filter(job=job).exclude(state=FrameState.SETTLED).exists(), timeout=240,
-             farm=farm, what=f"all {series} frames settled")
+    wait_for(
+        lambda: not Frame.objects.filter(job=job).exclude(state=FrameState.SETTLED).exists(),
+        timeout=240,
+        farm=farm,
+        what=f"all {series} frames settled",
+    )
     assert set(Frame.objects.filter(job=job).values_list("node_id", flat=True)) == {node.pk}
     assert not FrameLease.objects.filter(node=without).exists()
     leases = FrameLease.objects.filter(frame__job=job, kind=FrameLease.Kind.RENDER)

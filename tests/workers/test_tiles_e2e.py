@@ -1,6 +1,7 @@
 """A still split into tiles, for real: quoted and accepted 2x2, the tiles rendered with bpy by two agents
 against the live server, settled, stitched by the Celery worker; the stitched still must match a direct
 render of the whole frame by the same rule verification uses, and be what the artist downloads."""
+
 import io
 import os
 import zipfile
@@ -43,22 +44,28 @@ def direct_render(blend, manifest: dict) -> np.ndarray:
     return render_kernels.load_image(out)
 
 
-def test_a_still_split_in_four_is_rendered_by_two_agents_and_stitched_whole(farm, still_blend, artist, provider,
-                                                                            admin_user, client):
+def test_a_still_split_in_four_is_rendered_by_two_agents_and_stitched_whole(
+    farm, still_blend, artist, provider, admin_user, client
+):
     fund(artist, 100_000_000)
     job = job_quote(owner=artist, scene=demo_scene(artist, still_blend), tiles=2)
     job = job_accept(job_id=job.pk, owner=artist)
     tiles = list(Frame.objects.filter(job=job).order_by("tile_y", "tile_x"))
     assert [(t.tile_x, t.tile_y, t.tile_w, t.tile_h) for t in tiles] == [
-        (0, 0, 48, 32), (48, 0, 48, 32), (0, 32, 48, 32), (48, 32, 48, 32)]
+        (0, 0, 48, 32),
+        (48, 0, 48, 32),
+        (0, 32, 48, 32),
+        (48, 32, 48, 32),
+    ]
     assert sum(t.price for t in tiles) == job.price_per_frame
     for name, owner in (("a", provider), ("b", admin_user)):
         # Unchecked nodes: tile verification is tested in tests/verification/test_tiles.py; here, the pixels.
         _, token = make_node(owner, name=name, unchecked=True)
         farm.start_agent(f"agent-{name}", token)
     farm.start_celery()
-    wait_for(lambda: AssembledFrame.objects.filter(job=job).exists(), timeout=240, farm=farm,
-             what="the still assembled")
+    wait_for(
+        lambda: AssembledFrame.objects.filter(job=job).exists(), timeout=240, farm=farm, what="the still assembled"
+    )
 
     tiles = list(Frame.objects.filter(job=job).select_related("node"))
     assert {t.state for t in tiles} == {FrameState.SETTLED}

@@ -315,23 +315,20 @@ def collect_external_refs() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
         if idb.id_type == "LIBRARY":
             parent = getattr(idb, "parent", None)
             base_dir = os.path.dirname(library_abspath(parent)) if parent is not None else None
-        own_lib = (
-            os.path.normpath(bpy.path.abspath(lib.filepath, library=lib.parent)) if lib is not None else None
-        )
+        own_lib = os.path.normpath(bpy.path.abspath(lib.filepath, library=lib.parent)) if lib is not None else None
         for raw in sorted(paths):
             if lib is not None and os.path.normpath(bpy.path.abspath(raw, library=lib.parent)) == own_lib:
                 continue  # "this ID comes from that library": listed once, as the Library datablock's own ref
-            kind = (
-                by_path_kind.get(raw)
-                or object_kinds.get((id_label(idb), raw))
-                or _ID_KIND.get(idb.id_type, "other")
-            )
+            kind = by_path_kind.get(raw) or object_kinds.get((id_label(idb), raw)) or _ID_KIND.get(idb.id_type, "other")
             key = (id_label(idb), raw)
             if key in seen:
                 continue
             seen.add(key)
-            bundled = bundled_asset_path(bpy.path.abspath(raw, library=lib.parent if lib else None)
-                                         if idb.id_type != "LIBRARY" else library_abspath(idb))
+            bundled = bundled_asset_path(
+                bpy.path.abspath(raw, library=lib.parent if lib else None)
+                if idb.id_type != "LIBRARY"
+                else library_abspath(idb)
+            )
             refs.append(
                 {
                     "kind": kind,

@@ -73,9 +73,7 @@ def abi_version() -> int:
         libc = ctypes.CDLL(None, use_errno=True)
     except OSError:
         return 0
-    res = libc.syscall(
-        _SYS_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(_CREATE_RULESET_VERSION)
-    )
+    res = libc.syscall(_SYS_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(_CREATE_RULESET_VERSION))
     return max(0, int(res))
 
 
@@ -91,9 +89,7 @@ def restrict(*, read: Iterable[str], write: Iterable[str], list_only: Iterable[s
     if abi >= 3:
         handled |= TRUNCATE
     attr = _RulesetAttr(handled)
-    fd = libc.syscall(
-        _SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)), ctypes.c_uint32(0)
-    )
+    fd = libc.syscall(_SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)), ctypes.c_uint32(0))
     if fd < 0:
         return Applied(False, f"unavailable (create_ruleset errno {ctypes.get_errno()})")
     try:
@@ -122,12 +118,7 @@ def _add_rule(libc: ctypes.CDLL, ruleset_fd: int, path: str, rights: int) -> Non
         if not rights:
             return
         rule = _PathBeneathAttr(rights, pfd)
-        if (
-            libc.syscall(
-                _SYS_ADD_RULE, ruleset_fd, _RULE_PATH_BENEATH, ctypes.byref(rule), ctypes.c_uint32(0)
-            )
-            != 0
-        ):
+        if libc.syscall(_SYS_ADD_RULE, ruleset_fd, _RULE_PATH_BENEATH, ctypes.byref(rule), ctypes.c_uint32(0)) != 0:
             log.warning("landlock: cannot add rule for %s (errno %s)", path, ctypes.get_errno())
     finally:
         os.close(pfd)

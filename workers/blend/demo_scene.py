@@ -46,9 +46,7 @@ def _material(bpy: Any, name: str) -> tuple[Any, Any, Any]:
     return mat, tree, out
 
 
-def _noise_material(
-    bpy: Any, name: str, scale: float, colors: tuple[tuple[float, ...], tuple[float, ...]]
-) -> Any:
+def _noise_material(bpy: Any, name: str, scale: float, colors: tuple[tuple[float, ...], tuple[float, ...]]) -> Any:
     mat, tree, out = _material(bpy, name)
     noise = tree.nodes.new("ShaderNodeTexNoise")
     noise.inputs["Scale"].default_value = scale
@@ -66,9 +64,7 @@ def _noise_material(
 
 def _glossy_material(bpy: Any, name: str) -> Any:
     mat, tree, out = _material(bpy, name)
-    idname = (
-        "ShaderNodeBsdfGlossy" if hasattr(bpy.types, "ShaderNodeBsdfGlossy") else "ShaderNodeBsdfAnisotropic"
-    )
+    idname = "ShaderNodeBsdfGlossy" if hasattr(bpy.types, "ShaderNodeBsdfGlossy") else "ShaderNodeBsdfAnisotropic"
     glossy = tree.nodes.new(idname)
     glossy.inputs["Color"].default_value = (0.8, 0.85, 0.9, 1.0)
     glossy.inputs["Roughness"].default_value = 0.15

@@ -52,5 +52,3 @@ def read_image(path: Path, *, raw: bool = False, subimage: int = 0) -> np.ndarra
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return arr
-
-

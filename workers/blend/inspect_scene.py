@@ -127,9 +127,7 @@ def _warnings(report: dict[str, Any]) -> list[str]:
         w.append("adaptive sampling is on: it is switched off for rendering (determinism)")
     for t in report["text_blocks"]:
         if t["use_module"]:
-            w.append(
-                f"text block {t['name']!r} is registered to run on load; it was not run and never will be"
-            )
+            w.append(f"text block {t['name']!r} is registered to run on load; it was not run and never will be")
     if report["python_drivers"]:
         w.append(f"{len(report['python_drivers'])} Python driver(s); they are muted for rendering")
     if report["uses_osl"] or report["has_osl_script_nodes"]:
@@ -178,9 +176,7 @@ def finish_report(report: dict[str, Any], *, bundle_root: Path, blend_dir: Path)
     dynamic = report.pop("dynamic_offences")
     report["external_files"] = describe_refs(refs, bundle_root=root, blend_dir=blend_dir)
     report["missing_files"] = [
-        row
-        for row in report["external_files"]
-        if row["inside_bundle"] and not row["exists"] and not row["packed"]
+        row for row in report["external_files"] if row["inside_bundle"] and not row["exists"] and not row["packed"]
     ]
     report["outside_paths"] = [
         o.as_dict() for o in check_external_paths(refs, bundle_root=root, blend_dir=blend_dir)

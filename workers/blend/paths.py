@@ -185,9 +185,7 @@ def _resolve_one(raw: str, *, root: str, real_root: str, base: str) -> Resolutio
         if raw.startswith("/"):
             return Resolution(raw, None, False, False, "absolute path")
         # Blender resolves these against the process' working directory, not the .blend.
-        return Resolution(
-            None, None, False, False, "relative path not anchored to the .blend (must start with //)"
-        )
+        return Resolution(None, None, False, False, "relative path not anchored to the .blend (must start with //)")
     rel = raw[2:]
     if rel.startswith("/"):
         return Resolution(None, None, False, False, "absolute path after //")

@@ -116,16 +116,12 @@ class RenderServer:
         refs, dynamic = bs.collect_external_refs()
         offences = [
             o.as_dict()
-            for o in check_external_paths(
-                refs, bundle_root=bundle_root, blend_dir=os.path.dirname(blend_path)
-            )
+            for o in check_external_paths(refs, bundle_root=bundle_root, blend_dir=os.path.dirname(blend_path))
         ]
         offences += dynamic
         if offences:
             bs.reset_empty()
-            listing = "; ".join(
-                f"{o['kind']} {o['datablock']!r}: {o['raw_path']!r} ({o['reason']})" for o in offences
-            )
+            listing = "; ".join(f"{o['kind']} {o['datablock']!r}: {o['raw_path']!r} ({o['reason']})" for o in offences)
             raise RenderRefused(
                 f"scene reads files outside its bundle, refusing to render: {listing}",
                 data={"offences": offences},
@@ -183,9 +179,7 @@ class RenderServer:
             used = resource.getrusage(resource.RUSAGE_SELF)
             _soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
             want = int(used.ru_utime + used.ru_stime + budget)
-            resource.setrlimit(
-                resource.RLIMIT_CPU, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard)
-            )
+            resource.setrlimit(resource.RLIMIT_CPU, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
         scene = bpy.context.scene
         t0 = time.monotonic()
         devices = setup_device(scene, m["device"], m.get("device_ids"))

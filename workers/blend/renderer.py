@@ -78,9 +78,7 @@ def validate_manifest(manifest: Mapping[str, Any]) -> dict[str, Any]:
     out["file_format"] = fmt
     out["use_denoising"] = bool(m.get("use_denoising", False))
     if m.get("use_adaptive_sampling"):
-        raise ValueError(
-            "manifest use_adaptive_sampling must be false: adaptive sampling is not reproducible"
-        )
+        raise ValueError("manifest use_adaptive_sampling must be false: adaptive sampling is not reproducible")
     out["use_adaptive_sampling"] = False
     camera = m.get("camera")
     if camera is not None and not isinstance(camera, str):
@@ -101,8 +99,7 @@ def validate_manifest(manifest: Mapping[str, Any]) -> dict[str, Any]:
         x, y, w, h = border
         if x < 0 or y < 0 or w < 1 or h < 1 or x + w > out["resolution_x"] or y + h > out["resolution_y"]:
             raise ValueError(
-                f"manifest border={border!r} is not inside the "
-                f"{out['resolution_x']}x{out['resolution_y']} image"
+                f"manifest border={border!r} is not inside the {out['resolution_x']}x{out['resolution_y']} image"
             )
         out["border"] = [x, y, w, h]
     else:
@@ -322,9 +319,7 @@ class Renderer:
         self.loaded = blend
         return info
 
-    def render(
-        self, manifest: Mapping[str, Any], out_path: Path, *, timeout_s: float | None = None
-    ) -> dict[str, Any]:
+    def render(self, manifest: Mapping[str, Any], out_path: Path, *, timeout_s: float | None = None) -> dict[str, Any]:
         """Render one pinned frame (or border crop) to `out_path`; returns stats.
 
         With use_denoising the pre-denoise pass is written too, to `<out stem>.noisy.exr`
@@ -334,9 +329,7 @@ class Renderer:
         if self.loaded is None or not self.alive:
             raise SandboxError("protocol", "no scene loaded")
         if m["blender_version"] and m["blender_version"] != self.blender_version:
-            raise ValueError(
-                f"manifest pins Blender {m['blender_version']}, this agent runs {self.blender_version}"
-            )
+            raise ValueError(f"manifest pins Blender {m['blender_version']}, this agent runs {self.blender_version}")
         timeout_s = timeout_s or self.timeout_s
         t0 = time.monotonic()
         stats = self._call("render", timeout_s, manifest=m, cpu_budget_s=self.cpu_s_per_render)

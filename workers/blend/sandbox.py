@@ -330,13 +330,9 @@ def explain_exit(status: int, *, limits: Limits, log_tail: str, timed_out: bool)
             hint = f" (if the scene is large, it may have hit the {limits.memory_mb} MB memory limit)"
         return SandboxError("crash", f"bpy job crashed with signal {name}{hint}", log_tail=log_tail)
     if mem_hint:
-        return SandboxError(
-            "memory", f"bpy job ran out of memory (limit {limits.memory_mb} MB)", log_tail=log_tail
-        )
+        return SandboxError("memory", f"bpy job ran out of memory (limit {limits.memory_mb} MB)", log_tail=log_tail)
     last = log_tail.strip().splitlines()[-1] if log_tail.strip() else "no output"
-    return SandboxError(
-        "crash", f"bpy job exited with status {status} without a result ({last})", log_tail=log_tail
-    )
+    return SandboxError("crash", f"bpy job exited with status {status} without a result ({last})", log_tail=log_tail)
 
 
 def _kill_group(pid: int) -> None:
@@ -538,9 +534,7 @@ def enter_child_sandbox() -> Any:
     Returns the `_landlock.Applied` outcome (None when the policy is off). Raises SandboxUnavailable
     when the policy requires isolation and it could not be applied: the child must not go on.
     """
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     policy = json.loads(os.environ.get(FS_ENV, "{}") or "{}")
     if not policy.get("enabled"):
         return None

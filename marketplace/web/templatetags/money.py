@@ -1,5 +1,6 @@
 """`{% load money %}`: `tokens`, `tokens_exact` (the formatting itself lives in `marketplace.money`),
 `account_label` and `bps_multiplier`."""
+
 from django import template
 
 from marketplace import money

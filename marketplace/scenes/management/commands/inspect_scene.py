@@ -2,6 +2,7 @@
 
 Prints the report (or the refusal) and exits 1 when the scene would be refused.
 """
+
 import json
 from pathlib import Path
 
@@ -36,29 +37,49 @@ class Command(BaseCommand):
             raise CommandError(f"refused: {outcome.refusal}", returncode=1)
 
     def _print_json(self, outcome: Inspection) -> None:
-        self.stdout.write(json.dumps({"accepted": outcome.accepted, "refusal": outcome.refusal,
-                                      "warnings": outcome.warnings, "report": outcome.report}, indent=2))
+        self.stdout.write(
+            json.dumps(
+                {
+                    "accepted": outcome.accepted,
+                    "refusal": outcome.refusal,
+                    "warnings": outcome.warnings,
+                    "report": outcome.report,
+                },
+                indent=2,
+            )
+        )
 
     def _print_text(self, outcome: Inspection) -> None:
         report = outcome.report
         if report:
-            self.stdout.write(f"Frames: {report['frame_start']}-{report['frame_end']} step {report['frame_step']}"
-                              f" ({report['frame_count']} frames)")
-            self.stdout.write(f"Resolution: {report['resolution_x']}x{report['resolution_y']} at "
-                              f"{report['resolution_percentage']} % = "
-                              f"{report['effective_width']}x{report['effective_height']}")
-            for label, key in (("Blender version saved with", "blender_version_saved"), ("Render engine", "engine"),
-                               ("Samples", "samples"), ("Denoising", "use_denoising"),
-                               ("Adaptive sampling", "use_adaptive_sampling")):
+            self.stdout.write(
+                f"Frames: {report['frame_start']}-{report['frame_end']} step {report['frame_step']}"
+                f" ({report['frame_count']} frames)"
+            )
+            self.stdout.write(
+                f"Resolution: {report['resolution_x']}x{report['resolution_y']} at "
+                f"{report['resolution_percentage']} % = "
+                f"{report['effective_width']}x{report['effective_height']}"
+            )
+            for label, key in (
+                ("Blender version saved with", "blender_version_saved"),
+                ("Render engine", "engine"),
+                ("Samples", "samples"),
+                ("Denoising", "use_denoising"),
+                ("Adaptive sampling", "use_adaptive_sampling"),
+            ):
                 self.stdout.write(f"{label}: {report[key]}")
-            self.stdout.write(f"Cameras: {', '.join(report['cameras']) or 'none'} "
-                              f"(active: {report['active_camera'] or 'none'})")
+            self.stdout.write(
+                f"Cameras: {', '.join(report['cameras']) or 'none'} (active: {report['active_camera'] or 'none'})"
+            )
             self.stdout.write(f"Output format: {report['output_format']['file_format']}")
             self.stdout.write(f"Missing files: {len(report['missing_files'])}")
             if "calibration" in report:
                 cal = report["calibration"]
-                self.stdout.write(f"Calibration: frame {cal['frame']} at {cal['width']}x{cal['height']}, "
-                                  f"{cal['samples']} samples on {cal['device']}: {cal['seconds']} s")
+                self.stdout.write(
+                    f"Calibration: frame {cal['frame']} at {cal['width']}x{cal['height']}, "
+                    f"{cal['samples']} samples on {cal['device']}: {cal['seconds']} s"
+                )
         for warning in outcome.warnings:
             self.stdout.write(f"warning: {warning}")
         if outcome.accepted:

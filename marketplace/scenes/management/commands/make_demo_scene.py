@@ -2,6 +2,7 @@
 
 With --owner the scene is uploaded as that user's Scene and inspected right away (no Celery worker needed).
 """
+
 import tempfile
 from pathlib import Path
 
@@ -28,8 +29,18 @@ class Command(BaseCommand):
         parser.add_argument("--height", type=int, default=180)
         parser.add_argument("--samples", type=int, default=32)
 
-    def handle(self, *args, out: Path | None, owner: str | None, name: str, frames: int, width: int, height: int,
-               samples: int, **options) -> None:
+    def handle(
+        self,
+        *args,
+        out: Path | None,
+        owner: str | None,
+        name: str,
+        frames: int,
+        width: int,
+        height: int,
+        samples: int,
+        **options,
+    ) -> None:
         user = None
         if owner is not None:
             user = User.objects.filter(username=owner).first()
@@ -45,8 +56,9 @@ class Command(BaseCommand):
                 return
             with open(path, "rb") as f:
                 try:
-                    scene = services.scene_upload(owner=user, uploaded_file=File(f, name="demo.blend"), name=name,
-                                                  enqueue=False)
+                    scene = services.scene_upload(
+                        owner=user, uploaded_file=File(f, name="demo.blend"), name=name, enqueue=False
+                    )
                 except SceneRejected as exc:
                     raise CommandError(f"demo scene refused: {exc.reason}") from exc
                 except PermissionDenied as exc:
@@ -54,5 +66,9 @@ class Command(BaseCommand):
         scene = services.scene_inspect(scene_id=scene.pk)
         if scene.status != scene.Status.READY:
             raise CommandError(f"demo scene {scene.pk} was refused: {scene.refusal}")
-        self.stdout.write(self.style.SUCCESS(f"scene {scene.pk} {scene.name!r} for {owner} is {scene.status} "
-                                             f"({reverse('scenes:detail', args=[scene.pk])})"))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"scene {scene.pk} {scene.name!r} for {owner} is {scene.status} "
+                f"({reverse('scenes:detail', args=[scene.pk])})"
+            )
+        )

@@ -1,4 +1,5 @@
 """Create canary jobs (demo-scene variants with answers rendered by the platform) for matching to mix in."""
+
 from django.core.management.base import BaseCommand
 
 from marketplace.verification.canaries import canary_jobs_create

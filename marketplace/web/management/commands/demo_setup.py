@@ -1,5 +1,6 @@
 """Demo users (printed passwords), a funded artist wallet, a provider node with a local agent config,
 and the generated demo scene for the artist. Safe to run again: passwords are reset and printed."""
+
 import json
 import secrets
 from pathlib import Path
@@ -28,8 +29,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, agent_config: Path, no_scene: bool, **options) -> None:
         passwords = {}
-        for username, role in (("artist", User.Role.ARTIST), ("provider", User.Role.PROVIDER),
-                               ("admin", User.Role.ADMIN)):
+        for username, role in (
+            ("artist", User.Role.ARTIST),
+            ("provider", User.Role.PROVIDER),
+            ("admin", User.Role.ADMIN),
+        ):
             password = secrets.token_urlsafe(9)
             user = User.objects.filter(username=username).first()
             if user is None:
@@ -41,17 +45,28 @@ class Command(BaseCommand):
                 User.objects.filter(pk=user.pk).update(is_staff=True, is_superuser=True)
             passwords[username] = password
         artist = User.objects.get(username="artist")
-        transfer(key="demo:credit:artist", memo="demo credit (not real money)", legs=[
-            Leg(account_get(kind=Account.Kind.PAYMENT_CLEARING), -DEMO_CREDIT),
-            Leg(account_get(kind=Account.Kind.ARTIST_WALLET, owner=artist), DEMO_CREDIT),
-        ])
+        transfer(
+            key="demo:credit:artist",
+            memo="demo credit (not real money)",
+            legs=[
+                Leg(account_get(kind=Account.Kind.PAYMENT_CLEARING), -DEMO_CREDIT),
+                Leg(account_get(kind=Account.Kind.ARTIST_WALLET, owner=artist), DEMO_CREDIT),
+            ],
+        )
         provider = User.objects.get(username="provider")
         WorkerNode.objects.filter(owner=provider, name="local agent").delete()
         _, token = node_create(owner=provider, name="local agent")
         agent_config.parent.mkdir(parents=True, exist_ok=True)
-        agent_config.write_text(json.dumps({
-            "server": settings.PUBLIC_URL, "token": token, "cache_dir": str(agent_config.parent / "cache"),
-        }, indent=2))
+        agent_config.write_text(
+            json.dumps(
+                {
+                    "server": settings.PUBLIC_URL,
+                    "token": token,
+                    "cache_dir": str(agent_config.parent / "cache"),
+                },
+                indent=2,
+            )
+        )
         agent_config.chmod(0o600)
         if not no_scene and not artist.scenes.exists():
             call_command("make_demo_scene", owner="artist")
