@@ -236,7 +236,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # JSON bodies only (the scene upload takes multipart itself): a form's strings are not the documented types.
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["marketplace.api.parsers.StorableJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "marketplace.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "marketplace.api.errors.exception_handler",  # RFC 9457 problem details
 }
@@ -262,6 +262,8 @@ SPECTACULAR_SETTINGS = {
         "FrameStateEnum": "marketplace.jobs.states.FrameState",
         "NodeStatusEnum": "marketplace.nodes.models.WorkerNode.Status",
         "TopUpDisputeStatusEnum": "marketplace.payments.models.TopUp.DisputeStatus",
+        "NodeSandboxEnum": "marketplace.nodes.models.WorkerNode.Sandbox",
+        "AgentSandboxEnum": ["enforced", "unsandboxed"],
     },
 }
 

@@ -22,7 +22,7 @@ def local_storage(settings, tmp_path):
 
 def test_a_signed_url_round_trips(local_storage):
     token = _token(blobs.signed_url(key="results/1.png", method="PUT", max_bytes=1000))
-    assert blobs.signed_token_read(token, method="PUT") == ("results/1.png", 1000)
+    assert blobs.signed_token_read(token, method="PUT") == ("results/1.png", 1000, None)
     with pytest.raises(blobs.BadBlobToken, match="does not allow GET"):
         blobs.signed_token_read(token, method="GET")
 

@@ -122,7 +122,10 @@ class GoodbyeView(AgentView):
     @extend_schema(
         responses=OpenApiTypes.OBJECT,
         request=None,
-        summary="Agent exits cleanly: stop counting the node now, give back any lease it still holds",
+        summary="Say goodbye (the agent exits)",
+        description="Sent by the agent on a clean exit (Ctrl-C, SIGTERM) after it finished or released its frame: "
+        "the node stops counting as online at once and any lease it still holds goes back to the queue. A new "
+        "hello brings it back.",
     )
     def post(self, request):
         released = services.node_goodbye(node=self.node)

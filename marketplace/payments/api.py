@@ -7,7 +7,6 @@ is the services'. Their refusals become problem details (`marketplace.api.errors
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 
@@ -59,9 +58,7 @@ UNAVAILABLE = OpenApiResponse(description="The payment provider is not configure
 class PaymentsView(ServiceErrorView):
     """Wallets, top-ups, earnings and payouts of the signed-in user."""
 
-    # Amounts must arrive as JSON numbers: in a form body every value is a string, which the services refuse.
-    parser_classes = [JSONParser]
-
+    # Amounts must arrive as JSON numbers: the API's parser (settings) takes JSON only, never a form body.
     error_status = ERROR_STATUS
 
 

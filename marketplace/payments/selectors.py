@@ -154,6 +154,7 @@ def provider_node_rates(*, provider) -> list[NodeEarningRate]:
     ]
 
 
+@dataclass(frozen=True)
 class ImageEarning:
     """One delivered image: a frame, or every tile of a still the provider's nodes rendered, summed."""
 

@@ -73,3 +73,15 @@ def test_a_number_beyond_the_columns_range_is_a_400_not_a_database_error(provide
     assert "ram_mb" in problem_of(agent.post("/api/v1/agent/hello/", hello, format="json"), 400)["errors"]
     beat = agent.post("/api/v1/agent/heartbeat/", {"leases": [2**70]}, format="json")
     assert "leases" in problem_of(beat, 400)["errors"]
+
+
+@pytest.mark.django_db
+def test_json_that_postgres_cannot_store_is_a_bad_request_not_a_server_error(provider):
+    """Schemathesis found a 500: a NUL or an unpaired surrogate in a JSON string reached a jsonb column."""
+    _, token = node_create(owner=provider, name="rig")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Node {token}")
+    for body in ('{"results": {"CPU\\u0000": 1.0}}', '{"results": {"\\ud93e": 1.0}}'):
+        response = client.post("/api/v1/agent/bench/", body, content_type="application/json")
+        assert response.status_code == 400, response.content
+        assert response["Content-Type"] == PROBLEM and "NUL" in response.json()["detail"]

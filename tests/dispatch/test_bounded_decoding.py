@@ -64,7 +64,7 @@ def test_a_huge_image_in_a_tiny_upload_is_refused_from_its_header(funded_artist,
     answer = probe("report", connection.settings_dict["NAME"], str(msg["lease"]), node_token, msg["token"])
 
     assert answer["status"] == 422, answer
-    assert answer["body"]["message"] == f"image is {size[0]}x{size[1]}, leased 32x24"
+    assert answer["body"]["detail"] == f"image is {size[0]}x{size[1]}, leased 32x24"
     print(f"{name} {size[0]}x{size[1]}: the report grew the process by {answer['grew_mib']:.1f} MiB")
     assert answer["grew_mib"] < GROWTH_LIMIT_MIB, f"the report grew the process by {answer['grew_mib']:.0f} MiB"
     assert FrameLease.objects.get(pk=msg["lease"]).state == FrameLease.State.FAILED

@@ -159,7 +159,7 @@ def test_retries_of_failed_frames_are_capped_per_job(funded_artist, provider, se
     with pytest.raises(JobRefused, match="retried 2 times already, the most a job allows"):
         job_retry_failed(job_id=job.pk, owner=funded_artist)
     response = bearer(funded_artist).post(f"/api/v1/jobs/{job.pk}/retry-failed/")
-    assert response.status_code == 400 and "retried 2 times" in response.json()["error"]
+    assert response.status_code == 400 and "retried 2 times" in response.json()["detail"]
 
     # Nothing moved: the frame stays failed, the count and the money are untouched.
     assert Frame.objects.get(job=job).state == FrameState.FAILED

@@ -45,7 +45,7 @@ def test_an_agent_that_says_nothing_about_its_sandbox_is_shown_as_not_reported(p
 def test_hello_refuses_a_sandbox_state_it_does_not_know(provider, value):
     node, token = node_create(owner=provider, name="rig")
     r = hello(token, sandbox=value)
-    assert r.status_code == 400 and "sandbox" in r.json()
+    assert r.status_code == 400 and "sandbox" in r.json()["errors"]
     node.refresh_from_db()
     assert node.sandbox == "unknown" and node.status == WorkerNode.Status.OFFLINE
 

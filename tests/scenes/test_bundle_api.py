@@ -73,16 +73,16 @@ def test_a_file_whose_bytes_hash_otherwise_is_refused_and_not_kept(artist, media
     api = bearer(artist)
     response = put(api, TEXTURE, digest=sha(BLEND))
     assert response.status_code == 400
-    assert response.json()["error"] == f"the file's SHA-256 is {sha(TEXTURE)}, not the {sha(BLEND)} it was sent as"
+    assert response.json()["detail"] == f"the file's SHA-256 is {sha(TEXTURE)}, not the {sha(BLEND)} it was sent as"
     assert not SceneFile.objects.exists() and stored_files(media) == []
 
 
 def test_a_digest_that_is_not_hex_is_refused(artist):
     api = bearer(artist)
     response = put(api, BLEND, digest="NOT-HEX")
-    assert response.status_code == 400 and "is not a SHA-256 digest" in response.json()["error"]
+    assert response.status_code == 400 and "is not a SHA-256 digest" in response.json()["detail"]
     response = api.post(reverse("api-scene-files-missing"), {"digests": ["xyz"]}, format="json")
-    assert response.status_code == 400 and "is not a SHA-256 digest" in response.json()["error"]
+    assert response.status_code == 400 and "is not a SHA-256 digest" in response.json()["detail"]
 
 
 def test_another_artists_upload_does_not_count_as_yours(artist, outsider, media):
@@ -93,7 +93,7 @@ def test_another_artists_upload_does_not_count_as_yours(artist, outsider, media)
     response = bundle(eve, {"scene.blend": BLEND, "t.png": TEXTURE})
     assert response.status_code == 409
     assert response.json()["missing"] == [sha(TEXTURE)]
-    assert "have not been uploaded yet" in response.json()["error"]
+    assert "have not been uploaded yet" in response.json()["detail"]
     assert not Scene.objects.exists()
 
 
@@ -101,15 +101,15 @@ def test_the_assembled_bundle_gets_the_checks_of_an_uploaded_zip(artist, media):
     api = bearer(artist)
     put(api, BLEND), put(api, TEXTURE)
     escape = bundle(api, {"scene.blend": BLEND, "../outside.png": TEXTURE})
-    assert escape.status_code == 400 and "escapes the bundle (..)" in escape.json()["error"]
+    assert escape.status_code == 400 and "escapes the bundle (..)" in escape.json()["detail"]
     absolute = bundle(api, {"scene.blend": BLEND, "/etc/x.png": TEXTURE})
-    assert absolute.status_code == 400 and "is an absolute path" in absolute.json()["error"]
+    assert absolute.status_code == 400 and "is an absolute path" in absolute.json()["detail"]
     no_blend = bundle(api, {"a.png": TEXTURE})
-    assert no_blend.status_code == 400 and "has no .blend at its top level" in no_blend.json()["error"]
+    assert no_blend.status_code == 400 and "has no .blend at its top level" in no_blend.json()["detail"]
     two = bundle(api, {"a.blend": BLEND, "b.blend": BLEND})
-    assert two.status_code == 400 and "several .blend files" in two.json()["error"]
+    assert two.status_code == 400 and "several .blend files" in two.json()["detail"]
     fake = bundle(api, {"scene.blend": TEXTURE})
-    assert fake.status_code == 400 and "is not a Blender file" in fake.json()["error"]
+    assert fake.status_code == 400 and "is not a Blender file" in fake.json()["detail"]
     assert not Scene.objects.exists()
 
 
@@ -119,10 +119,10 @@ def test_the_upload_limits_hold_for_files_and_bundles(artist, media, settings):
     settings.SCENE_MAX_UPLOAD_BYTES = len(BLEND) + 10
     assert put(api, b"x" * (len(BLEND) + 11)).status_code == 413
     response = bundle(api, {"scene.blend": BLEND, "t.png": TEXTURE})
-    assert response.status_code == 400 and "over the upload limit" in response.json()["error"]
+    assert response.status_code == 400 and "over the upload limit" in response.json()["detail"]
     settings.SCENE_ZIP_MAX_FILES = 1
     response = bundle(api, {"scene.blend": BLEND, "t.png": TEXTURE})
-    assert response.status_code == 400 and "more than the limit of 1" in response.json()["error"]
+    assert response.status_code == 400 and "more than the limit of 1" in response.json()["detail"]
 
 
 def test_a_provider_cannot_upload_bundle_files(provider):

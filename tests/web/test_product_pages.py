@@ -112,9 +112,10 @@ def test_the_dispute_form_shows_the_frame_being_disputed(client, artist, provide
 def test_a_disputed_frame_offers_no_second_dispute(client, artist, provider):
     frame = settled_frame(artist=artist, provider=provider, price=10 * M)
     job = frame.job
-    assert [row.disputable for row in job_selectors.frame_rows(job=job)] == [True]
+    page = job_selectors.frame_page(job=job)
+    assert [row.disputable for row in job_selectors.frame_rows(job=job, page=page)] == [True]
     dispute = dispute_open(artist=artist, frame_id=frame.pk, reason=REASON)
-    assert [row.disputable for row in job_selectors.frame_rows(job=job)] == [False]
+    assert [row.disputable for row in job_selectors.frame_rows(job=job, page=page)] == [False]
     client.force_login(artist)
     response = client.get(reverse("disputes:new", args=[frame.pk]))
     assert response.status_code == 302 and response["Location"] == reverse("disputes:detail", args=[dispute.pk])
