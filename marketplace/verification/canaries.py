@@ -159,12 +159,7 @@ def canary_answers_render(*, job_id: int) -> int:
     for frame in job.frames.filter(canary_answer__isnull=True).order_by("number"):
         manifest = manifest_for(frame, node=PLATFORM_RENDERER)
         data = platform.render(
-            scene={
-                "sha256": scene.sha256,
-                "kind": scene.kind,
-                "storage_key": scene.storage_key,
-                "blend_path": scene.blend_path,
-            },
+            scene=platform.stored_scene(scene),
             manifest=manifest,
         )
         ext = "exr" if manifest["file_format"] == "OPEN_EXR" else "png"

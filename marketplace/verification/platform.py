@@ -56,6 +56,16 @@ def _scene_bundle_locked(*, sha256: str, kind: str, storage_key: str, blend_path
     return bundle_ready(archive=archive, kind=kind, blend_path=blend_path, root=root), root
 
 
+def stored_scene(scene: Any) -> dict[str, str]:
+    """What `render` needs of a `scenes.Scene`: where it is stored and what it is."""
+    return {
+        "sha256": scene.sha256,
+        "kind": scene.kind,
+        "storage_key": scene.storage_key,
+        "blend_path": scene.blend_path,
+    }
+
+
 def render(*, scene: dict[str, str], manifest: dict[str, Any]) -> bytes:
     """Render `manifest` of `scene` (sha256, kind, storage_key, blend_path) on this machine's CPU."""
     from workers.blend import Renderer

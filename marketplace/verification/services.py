@@ -382,12 +382,7 @@ def platform_crop(*, crop_check_id: int) -> None:
     manifest = crop_manifest(check.render_lease.manifest, region)
     try:
         data = platform.render(
-            scene={
-                "sha256": scene.sha256,
-                "kind": scene.kind,
-                "storage_key": scene.storage_key,
-                "blend_path": scene.blend_path,
-            },
+            scene=platform.stored_scene(scene),
             manifest=manifest,
         )
     except BlendFileError as exc:
