@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 AXE := node_modules/axe-core/axe.min.js
 
-.PHONY: run test test-fast check bench lint install install-dev clean addon
+.PHONY: run test test-fast test-ledger-sqlite check bench lint install install-dev clean addon
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -38,6 +38,11 @@ test: $(DEVSTAMP) $(AXE)
 # The inner loop: no real-Blender farm runs, no browser (about a third of the suite's time).
 test-fast: $(DEVSTAMP)
 	$(BIN)/python scripts/testenv.py -m "not slow and not e2e" $(PYTEST_ARGS)
+
+# The ledger once more on SQLite, the database `make run` uses (its Postgres-only rules are skipped there).
+test-ledger-sqlite: $(DEVSTAMP)
+	tmp=$$(mktemp -d) && DATABASE_URL=sqlite:///$$tmp/ledger.sqlite3 VAR_DIR=$$tmp DEBUG=1 \
+		$(BIN)/python -m pytest tests/ledger -q -p no:cacheprovider; rc=$$?; rm -rf $$tmp; exit $$rc
 
 # Quality gates (CI runs them before the tests): lint, formatting, import layers, migrations in step with models.
 check: $(DEVSTAMP)
