@@ -105,6 +105,11 @@ class Runtime:
     def builtin(self) -> bool:
         return self.python == Path(sys.executable)
 
+    @property
+    def interpreter(self) -> Path | None:
+        """What a sandboxed child runs with (`Limits.python`): None for the running interpreter's own bpy."""
+        return None if self.builtin else self.python
+
 
 def _own_bpy_version() -> str | None:
     from importlib import metadata
@@ -149,7 +154,7 @@ def python_for(series: str | None, cache_dir: str | os.PathLike[str]) -> Path | 
     runtime = installed(cache_dir).get(series)
     if runtime is None:
         raise RuntimeError(f"no runtime for Blender {series} here: python -m workers runtimes install {series}")
-    return None if runtime.builtin else runtime.python
+    return runtime.interpreter
 
 
 def find_python(version: str) -> Path | None:

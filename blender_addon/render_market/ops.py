@@ -90,6 +90,18 @@ def _fail(op, scene, message: str) -> set[str]:
     return {"CANCELLED"}
 
 
+class _ServerOperator:
+    """An operator that talks to the server: without a usable server URL and token it fails in the client's words;
+    subclasses implement `run(context, api)`."""
+
+    def execute(self, context):
+        try:
+            api = client()
+        except ApiError as exc:
+            return _fail(self, context.scene, str(exc))
+        return self.run(context, api)
+
+
 class RENDER_MARKET_OT_check(bpy.types.Operator):
     """Inspect the open file here, as the server will: engine, camera, sizes, missing files, outside paths"""
 
@@ -238,7 +250,7 @@ def _quoted(scene, result: dict[str, Any]) -> None:
 # Submit, watch, cancel ------------------------------------------------------------------------------------------
 
 
-class RENDER_MARKET_OT_submit(bpy.types.Operator):
+class RENDER_MARKET_OT_submit(_ServerOperator, bpy.types.Operator):
     """Accept the quote: the total is held in escrow from your wallet and the frames are queued"""
 
     bl_idname = "render_market.submit"
@@ -248,11 +260,7 @@ class RENDER_MARKET_OT_submit(bpy.types.Operator):
     def poll(cls, context):
         return context.scene.render_market.job_id > 0
 
-    def execute(self, context):
-        try:
-            api = client()
-        except ApiError as exc:
-            return _fail(self, context.scene, str(exc))
+    def run(self, context, api):
         job_id = context.scene.render_market.job_id
 
         def done(scene, job) -> None:
@@ -281,7 +289,7 @@ def start_watch(op, scene, api: Client, job_id: int) -> set[str]:
     return _start(op, scene, "watch", lambda ctx: _watch(ctx, api, job_id), on_done=done, busy="Watching")
 
 
-class RENDER_MARKET_OT_watch(bpy.types.Operator):
+class RENDER_MARKET_OT_watch(_ServerOperator, bpy.types.Operator):
     """Follow the job's progress until it ends (frames done, cost so far, nodes, failures)"""
 
     bl_idname = "render_market.watch"
@@ -291,15 +299,11 @@ class RENDER_MARKET_OT_watch(bpy.types.Operator):
     def poll(cls, context):
         return context.scene.render_market.job_id > 0
 
-    def execute(self, context):
-        try:
-            api = client()
-        except ApiError as exc:
-            return _fail(self, context.scene, str(exc))
+    def run(self, context, api):
         return start_watch(self, context.scene, api, context.scene.render_market.job_id)
 
 
-class RENDER_MARKET_OT_cancel(bpy.types.Operator):
+class RENDER_MARKET_OT_cancel(_ServerOperator, bpy.types.Operator):
     """Cancel the job: frames not rendered yet are refunded"""
 
     bl_idname = "render_market.cancel"
@@ -309,11 +313,7 @@ class RENDER_MARKET_OT_cancel(bpy.types.Operator):
     def poll(cls, context):
         return context.scene.render_market.job_id > 0
 
-    def execute(self, context):
-        try:
-            api = client()
-        except ApiError as exc:
-            return _fail(self, context.scene, str(exc))
+    def run(self, context, api):
         job_id = context.scene.render_market.job_id
 
         def done(scene, outcome) -> None:
@@ -353,7 +353,7 @@ def extract_frames(archive: Path, *, targets: dict[int, str], fallback_dir: Path
     return written
 
 
-class RENDER_MARKET_OT_download(bpy.types.Operator):
+class RENDER_MARKET_OT_download(_ServerOperator, bpy.types.Operator):
     """Download the finished frames into the scene's output path (Output properties)"""
 
     bl_idname = "render_market.download"
@@ -363,11 +363,7 @@ class RENDER_MARKET_OT_download(bpy.types.Operator):
     def poll(cls, context):
         return context.scene.render_market.job_id > 0
 
-    def execute(self, context):
-        try:
-            api = client()
-        except ApiError as exc:
-            return _fail(self, context.scene, str(exc))
+    def run(self, context, api):
         scene = context.scene
         job_id = scene.render_market.job_id
         job = state.load(scene, "job")

@@ -161,7 +161,6 @@ FRAMES_PER_PAGE = 48
 class FramePage:
     number: int  # 1-based, clamped to the pages there are
     pages: int
-    first: int  # 0-based index of its first frame in the job's order
     frame_ids: list[int]
 
     @property
@@ -183,7 +182,7 @@ def frame_page(*, job: Job, page: object = 1) -> FramePage:
         number = 1
     first = (number - 1) * FRAMES_PER_PAGE
     ids = list(frames_of(job=job).values_list("pk", flat=True)[first : first + FRAMES_PER_PAGE])
-    return FramePage(number=number, pages=pages, first=first, frame_ids=ids)
+    return FramePage(number=number, pages=pages, frame_ids=ids)
 
 
 def frame_rows(*, job: Job, page: FramePage, changed_since: datetime | None = None) -> list[FrameRow]:

@@ -42,7 +42,7 @@ def inspect_upload(*, fileobj: IO[bytes], kind: str, blend_path: str) -> Inspect
         root.mkdir()
         blend = _unpack(fileobj, kind=kind, blend_path=blend_path, work=work, root=root)
         runtime, series_warning = series.choose(blend)
-        python = None if runtime.builtin else runtime.python
+        python = runtime.interpreter
         report = inspect_scene(
             blend, bundle_root=root, timeout_s=conf.INSPECT_TIMEOUT_S, memory_mb=conf.INSPECT_MEMORY_MB, python=python
         )

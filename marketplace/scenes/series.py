@@ -40,5 +40,6 @@ def scene_series(report: dict[str, Any]) -> str:
     return report.get("blender_series") or runtimes.own_series() or FALLBACK_SERIES
 
 
-def supported_labels() -> list[str]:
-    return [r.series.label for r in sorted(market_runtimes().values(), key=lambda r: r.series.key)]
+def market_python(series: str | None) -> Path | None:
+    """The interpreter the market renders `series` with (None: its own bpy); RuntimeError when it has none."""
+    return runtimes.python_for(series, conf.RUNTIMES_CACHE_DIR)

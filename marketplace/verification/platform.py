@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from marketplace import blobs
-from marketplace.scenes.series import market_runtimes
+from marketplace.scenes.series import market_python
 from marketplace.verification import conf
 
 _lock = threading.Lock()
@@ -75,7 +75,7 @@ def render(*, scene: dict[str, str], manifest: dict[str, Any]) -> bytes:
     ext = "exr" if manifest.get("file_format") == "OPEN_EXR" else "png"
     # The job's Blender series renders its crops: another series would not reproduce its pixels.
     series = manifest.get("blender_series") or ""
-    python = _python_for(series)
+    python = market_python(series)
     loaded = f"{series}:{scene['sha256']}"
     with _lock, tempfile.TemporaryDirectory(prefix="verify-") as tmp:
         if _renderer is not None and _renderer.python != python:
@@ -95,13 +95,6 @@ def render(*, scene: dict[str, str], manifest: dict[str, Any]) -> bytes:
             _renderer.close()  # a fresh Blender next time, whatever state this one was left in
             raise
         return out.read_bytes()
-
-
-def _python_for(series: str) -> Path | None:
-    runtime = market_runtimes().get(series)
-    if series and runtime is None:
-        raise RuntimeError(f"the platform verifier has no runtime for Blender {series}")
-    return None if runtime is None or runtime.builtin else runtime.python
 
 
 def close() -> None:
