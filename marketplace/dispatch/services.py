@@ -212,8 +212,8 @@ def lease_create_for_node(*, node_id: int) -> Delivery | None:
 
 @transaction.atomic
 def verify_lease_create(*, frame_id: int, crop: dict, exclude_owner_id: int, device: str = "CPU") -> Delivery | None:
-    """FrameLease a crop re-render of a rendered frame to an idle node of ANOTHER provider on the same Cycles backend
-    (`device`) and Blender series. None if none is idle."""
+    """FrameLease a crop re-render of a rendered frame to a node that may verify it (`policy.verifiers_for`: another
+    provider's, on the same Cycles backend `device` and Blender series). None if none is available."""
     frame = Frame.objects.select_related("job__scene").get(pk=frame_id)
     # Who may verify is verification's rule; among them, prefer nodes that already have the scene loaded (it
     # rendered this job), since scene loading dominates small crops.
