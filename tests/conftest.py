@@ -29,10 +29,10 @@ def is_postgres() -> bool:
 @pytest.fixture
 def agent_queues():
     """The agent broker (real Redis), empty before and after, with a fresh connection pool."""
-    from marketplace.dispatch import queues
+    from marketplace.nodes import broker
 
     r = redis.Redis.from_url(settings.AGENT_BROKER_URL)
     r.flushdb()
-    queues._client = None  # the pool must not outlive a flushed db's ACL users
+    broker._client = None  # the pool must not outlive a flushed db's ACL users
     yield r
     r.flushdb()

@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 from marketplace.api.errors import problem
 from marketplace.dispatch import queues, services
 from marketplace.dispatch.agent_auth import IsNode, NodeTokenAuthentication
+from marketplace.nodes import broker
 from marketplace.nodes import conf as node_conf
 from marketplace.nodes.services import Capabilities, NodeError, node_bench_record, node_hello
 
@@ -79,7 +80,7 @@ class HelloView(AgentView):
                 "name": node.name,
                 "status": node.status,
                 "device": node.device_type,
-                "broker_url": queues.node_broker_url(node_id=node.pk),
+                "broker_url": broker.node_broker_url(node_id=node.pk),
                 "queue": queues.queue_key(node.pk),
                 "heartbeat_seconds": node_conf.HEARTBEAT_SECONDS,
             }

@@ -12,8 +12,6 @@ NODE_FAILURES_PER_JOB = getattr(settings, "DISPATCH_NODE_FAILURES_PER_JOB", 3)
 FRAME_FAILED_NODES = getattr(settings, "DISPATCH_FRAME_FAILED_NODES", 3)
 SIGNED_URL_SECONDS = getattr(settings, "DISPATCH_SIGNED_URL_SECONDS", 600)
 RESULT_MAX_BYTES = getattr(settings, "DISPATCH_RESULT_MAX_BYTES", 64 * 1024 * 1024)
-# Per-node Redis ACL users on the agent broker (off only for brokers without ACL support).
-AGENT_BROKER_ACL = getattr(settings, "AGENT_BROKER_ACL", True)
 # Frames that no online node may take for this long are called out to the artist with a choice (issue 12).
 UNPLACED_NOTICE_SECONDS = getattr(settings, "DISPATCH_UNPLACED_NOTICE_SECONDS", 120)
 # Hard cap on the pixels of any result image the market decodes, read from its header before decoding

@@ -1,6 +1,6 @@
 """Why a job's queued frames are waiting, and what happens next (issue 12).
 
-Read by the job page and the jobs API. The checks mirror the matcher (`services.matchable_nodes` and
+Read by the job page and the jobs API. The checks mirror the matcher (`nodes.selectors.available_nodes` and
 `services._frames_for`): a node online that cannot take the job's frames is sorted into the first reason that
 keeps it off, and the artist is told the reason that keeps the most nodes off, with its numbers.
 """
@@ -30,7 +30,7 @@ def _tokens(micro: int) -> str:
 class Waiting:
     """Queued frames of a job that no node is rendering: why, and what happens next."""
 
-    code: str  # no_nodes | all_busy | all_paused | handing_out | vram | price | blocked | blender | trust
+    code: str  # no_nodes | all_busy | all_paused | handing_out | vram | price | blocked | blender
     reason: str
     next: str
     frames: int  # frames waiting
@@ -62,9 +62,6 @@ def _why_not(node: WorkerNode, *, job: Job, price: int, blocked: set[int]) -> st
     """The first fact that keeps this online node off the job's frames, None if it could take them."""
     if job.blender_series not in node.series:
         return "blender"
-    trust = getattr(node, "trust", None)
-    if trust is not None and trust.banned_at is not None:
-        return "trust"
     if node.pk in blocked:
         return "blocked"
     need = (job.quote or {}).get("vram_mb")
@@ -85,7 +82,7 @@ def job_waiting(*, job: Job) -> Waiting | None:
         return None
     since = queued.order_by("updated_at").values_list("updated_at", flat=True).first()
     price = min(queued.values_list("price", flat=True))
-    online = list(WorkerNode.objects.exclude(node_banned_q()).exclude(node_silent_q()).select_related("trust"))
+    online = list(WorkerNode.objects.exclude(node_banned_q()).exclude(node_silent_q()))
     kw = {"frames": frames, "since": since}
     if not online:
         return Waiting(
@@ -141,16 +138,12 @@ def job_waiting(*, job: Job) -> Waiting | None:
             choices=choices,
             **kw,
         )
-    if code == "blender":
-        return Waiting(
-            "blender",
-            f"waiting for a node with Blender {job.blender_series}, the series your scene "
-            f"renders with (checks re-render in the same series){others}",
-            "the frames start when such a node comes online",
-            **kw,
-        )
-    return Waiting(
-        "trust", f"waiting for a node in good standing{others}", "the frames start when such a node comes online", **kw
+    return Waiting(  # code == "blender"
+        "blender",
+        f"waiting for a node with Blender {job.blender_series}, the series your scene "
+        f"renders with (checks re-render in the same series){others}",
+        "the frames start when such a node comes online",
+        **kw,
     )
 
 

@@ -24,9 +24,8 @@ from marketplace.dispatch.models import FrameLease, JobNodeBlock
 from marketplace.jobs import pricing
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FRAME_TRANSITIONS, FrameState, JobState, transition
-from marketplace.nodes import conf as node_conf
 from marketplace.nodes.models import WorkerNode
-from marketplace.nodes.selectors import active_leases
+from marketplace.nodes.selectors import available_nodes
 from marketplace.nodes.services import node_ban as node_ban_mark
 from marketplace.nodes.services import node_status_sync
 from marketplace.verification import policy
@@ -34,7 +33,6 @@ from marketplace.verification.crops import expected_size, image_size, noisy_key
 from marketplace.verification.services import canary_frame_for, trust_lease_abandoned
 
 log = logging.getLogger("dispatch")
-Status = WorkerNode.Status
 
 
 class LeaseRefused(Exception):
@@ -60,21 +58,8 @@ def _frame_move(frame_id: int, current: str, target: str, **fields) -> bool:
 
 
 def matchable_nodes():
-    cutoff = timezone.now() - timedelta(seconds=node_conf.OFFLINE_AFTER_SECONDS)
-    # The stored status is derived (nodes.services.node_status_sync); the facts are checked again here so a
-    # node is never handed a second lease or leased while silent, whatever a concurrent write left behind.
-    return (
-        WorkerNode.objects.filter(
-            status=Status.IDLE,
-            banned_at=None,
-            last_heartbeat__gte=cutoff,
-            paused_by_owner=False,
-            agent_state=WorkerNode.AgentState.ONLINE,
-        )
-        .exclude(Exists(active_leases()))
-        .filter(Q(trust__isnull=True) | Q(trust__banned_at=None), owner__banned_at=None)
-        .exclude(blender_series="")
-    )
+    """The nodes the matcher may lease to: the market's available nodes, the same ones quotes count."""
+    return available_nodes()
 
 
 def _frames_for(node: WorkerNode):
@@ -227,26 +212,18 @@ def lease_create_for_node(*, node_id: int) -> Delivery | None:
 
 @transaction.atomic
 def verify_lease_create(*, frame_id: int, crop: dict, exclude_owner_id: int, device: str = "CPU") -> Delivery | None:
-    """FrameLease a crop re-render of a rendered frame to an idle node of ANOTHER provider on the same Cycles backend
-    (`device`) and Blender series. None if none is idle."""
+    """FrameLease a crop re-render of a rendered frame to a node that may verify it (`policy.verifiers_for`: another
+    provider's, on the same Cycles backend `device` and Blender series). None if none is available."""
     frame = Frame.objects.select_related("job__scene").get(pk=frame_id)
-    # Not a node that failed a check and has not earned trust back; prefer nodes that already have the
-    # scene loaded (it rendered this job), since scene loading dominates small crops.
-    abandoned = (
-        FrameLease.objects.filter(
-            frame__job_id=frame.job_id, state__in=(FrameLease.State.EXPIRED, FrameLease.State.RELEASED)
-        )
-        .values("node_id")
-        .annotate(n=Count("id"))
-        .filter(n__gte=policy.ABANDONS_PER_JOB)
-        .values("node_id")
-    )
+    # Who may verify is verification's rule; among them, prefer nodes that already have the scene loaded (it
+    # rendered this job), since scene loading dominates small crops.
     candidates = (
-        matchable_nodes()
-        .exclude(owner_id=exclude_owner_id)
-        .exclude(pk__in=abandoned)
-        .filter(blender_series__contains=f",{frame.job.blender_series},", device_type=device)
-        .exclude(trust__checks_failed__gt=0, trust__consecutive_passes__lt=policy.TRUSTED_AFTER)
+        policy.verifiers_for(
+            job_id=frame.job_id,
+            blender_series=frame.job.blender_series,
+            device=device,
+            candidate_owner_id=exclude_owner_id,
+        )
         .annotate(knows_job=Exists(FrameLease.objects.filter(node=OuterRef("pk"), frame__job=frame.job_id)))
         .order_by("-knows_job", "last_heartbeat")
     )

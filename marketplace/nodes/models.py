@@ -68,6 +68,8 @@ class WorkerNode(models.Model):
     min_price_per_frame = models.BigIntegerField(default=0, help_text="micro-tokens; the owner's floor")
     last_heartbeat = models.DateTimeField(null=True, blank=True, db_index=True)
     current_frame = models.ForeignKey("jobs.Frame", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # An admin's ban of this one node. Failed checks ban the provider's account instead (User.banned_at);
+    # `selectors.node_banned_q` is the one place either is read.
     banned_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

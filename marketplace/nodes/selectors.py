@@ -6,28 +6,41 @@ from django.utils import timezone
 
 from marketplace.nodes import conf
 from marketplace.nodes.models import WorkerNode
-from marketplace.verification import policy
 
 
 def nodes_of(*, owner) -> QuerySet[WorkerNode]:
     return WorkerNode.objects.filter(owner=owner).select_related("current_frame__job", "trust").order_by("name")
 
 
-def idle_capacity() -> list[float]:
-    """Benchmark scores (samples/s) of the nodes that are idle right now."""
-    # The status is derived from the facts (services.node_status_sync); silence is re-checked here because it
-    # changes with time, not with a row, so a node killed without a goodbye stops counting as soon as it is due.
-    return list(
-        WorkerNode.objects.filter(status=WorkerNode.Status.IDLE)
-        .exclude(node_silent_q())
-        .values_list("bench_score", flat=True)
+def available_nodes(now=None) -> QuerySet[WorkerNode]:
+    """The nodes that can take work now: the one rule for the matcher (dispatch leases frames and crops only to
+    these) and for quotes (their benchmark scores are the market's idle capacity).
+
+    Idle (its derived status), heard from within OFFLINE_AFTER_SECONDS with its agent online, not paused by its
+    owner, not banned, with at least one Blender runtime, and holding no active lease."""
+    # The stored status is derived (services.node_status_sync); the facts are checked again here so a node is
+    # never handed a second lease or counted while silent, whatever a concurrent write left behind, and so a
+    # node killed without a goodbye stops counting as soon as it is due, not at the reaper's next round.
+    return (
+        WorkerNode.objects.filter(
+            status=WorkerNode.Status.IDLE, paused_by_owner=False, agent_state=WorkerNode.AgentState.ONLINE
+        )
+        .exclude(node_silent_q(now))
+        .exclude(node_banned_q())
+        .exclude(blender_series="")
+        .exclude(Exists(active_leases()))
     )
+
+
+def idle_capacity() -> list[float]:
+    """Benchmark scores (samples/s) of the available nodes."""
+    return list(available_nodes().values_list("bench_score", flat=True))
 
 
 def untrusted_nodes_of(*, owner) -> QuerySet[WorkerNode]:
     """The owner's nodes that have not earned trust yet (fewer than TRUSTED_AFTER checks passed in a row)."""
     return WorkerNode.objects.filter(owner=owner).filter(
-        Q(trust__isnull=True) | Q(trust__consecutive_passes__lt=policy.TRUSTED_AFTER)
+        Q(trust__isnull=True) | Q(trust__consecutive_passes__lt=conf.TRUSTED_AFTER)
     )
 
 
@@ -43,13 +56,17 @@ def active_leases():
 
 
 def node_banned_q() -> Q:
-    """Banned nodes: by an admin, by failed checks (trust), or whose owner's account is banned (a ban is the
-    provider's, verification.policy) or deactivated."""
-    trust_banned = _related("trust").objects.filter(node=OuterRef("pk"), banned_at__isnull=False)
+    """Banned nodes: the one place a ban is read. A ban is the provider's (failed checks ban the account,
+    verification.policy), so a node is banned when its owner's account is banned or deactivated; an admin may
+    also ban one node (`WorkerNode.banned_at`)."""
     owner_gone = get_user_model().objects.filter(
         Q(is_active=False) | Q(banned_at__isnull=False), pk=OuterRef("owner_id")
     )
-    return Q(banned_at__isnull=False) | Q(Exists(trust_banned)) | Q(Exists(owner_gone))
+    return Q(banned_at__isnull=False) | Q(Exists(owner_gone))
+
+
+def node_is_banned(*, node_id: int) -> bool:
+    return WorkerNode.objects.filter(node_banned_q(), pk=node_id).exists()
 
 
 def node_silent_q(now=None) -> Q:

@@ -7,9 +7,9 @@ from django.utils import timezone
 
 from marketplace.accounts.models import User
 from marketplace.accounts.tokens import secret_issue, secret_matches, secret_split
+from marketplace.nodes import broker, conf
 from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.selectors import active_leases, node_banned_q, node_silent_q, untrusted_nodes_of
-from marketplace.verification import policy
 from workers import runtimes
 
 DEVICE_PREFERENCE = ("OPTIX", "CUDA", "HIP", "ONEAPI", "CPU")
@@ -31,11 +31,11 @@ def node_create(*, owner, name: str) -> tuple[WorkerNode, str]:
         raise NodeError("a node needs a name")
     User.objects.select_for_update().get(pk=owner.pk)  # one provider's node creations one at a time
     untrusted = untrusted_nodes_of(owner=owner).count()
-    limit = policy.max_untrusted_nodes()
+    limit = conf.max_untrusted_nodes()
     if untrusted >= limit:
         raise NodeError(
             f"you have {untrusted} nodes that have not earned trust yet, the most allowed ({limit}): "
-            f"a new slot opens when one of them passes {policy.TRUSTED_AFTER} checks in a row"
+            f"a new slot opens when one of them passes {conf.TRUSTED_AFTER} checks in a row"
         )
     issued = secret_issue("nd")
     node = WorkerNode.objects.create(owner=owner, name=name, token_prefix=issued.prefix, token_hash=issued.secret_hash)
@@ -45,24 +45,21 @@ def node_create(*, owner, name: str) -> tuple[WorkerNode, str]:
 def node_delete(*, owner, node_id: int) -> bool:
     """Delete one of the owner's nodes and, after commit, its broker user. Refused while the node holds a lease
     or has a result under verification (their rows would go with it). False if it is not the owner's node."""
-    from marketplace.dispatch import queues
-    from marketplace.dispatch.models import FrameLease
-    from marketplace.verification.models import CropCheck, FrameCheck
-
     with transaction.atomic():
         node = WorkerNode.objects.select_for_update().filter(pk=node_id, owner=owner).first()
         if node is None:
             return False
+        # Read through the relations of dispatch's leases and verification's checks (this app sits below both).
         if (
-            FrameLease.objects.filter(node=node, state=FrameLease.State.ACTIVE).exists()
-            or FrameCheck.objects.filter(node=node, state=FrameCheck.State.PENDING).exists()
-            or CropCheck.objects.filter(verify_lease__node=node, state=CropCheck.State.PENDING).exists()
+            node.leases.filter(state="active").exists()
+            or node.frame_checks.filter(state="pending").exists()
+            or node.leases.filter(crop_check__state="pending").exists()
         ):
             raise NodeError(
                 "this node is working or its results are being verified: pause it and try again once they are done"
             )
         node.delete()
-        queues.nodes_broker_revoke_on_commit(node_ids=[node_id])
+        broker.nodes_broker_revoke_on_commit(node_ids=[node_id])
     return True
 
 

@@ -17,9 +17,9 @@ from django.db.models import Count, Min
 from django.utils import timezone
 
 from marketplace.dispatch.models import FrameLease
-from marketplace.dispatch.queues import agent_redis
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState
+from marketplace.nodes.broker import agent_redis
 from marketplace.nodes.models import WorkerNode
 from marketplace.verification.models import CropCheck, FrameCheck
 

@@ -5,8 +5,7 @@ from marketplace.verification.models import CanaryAnswer, CropCheck, FrameCheck,
 
 @admin.register(NodeTrust)
 class NodeTrustAdmin(admin.ModelAdmin):
-    list_display = ("node", "consecutive_passes", "check_rate", "checks_passed", "checks_failed", "banned_at")
-    list_filter = ("banned_at",)
+    list_display = ("node", "consecutive_passes", "check_rate", "checks_passed", "checks_failed")
 
 
 @admin.register(TrustEvent)

@@ -10,7 +10,7 @@ class NodeTrust(models.Model):
     checks_passed = models.IntegerField(default=0)
     checks_failed = models.IntegerField(default=0)
     check_rate = models.FloatField(default=1.0, help_text="probability that a frame of this node is checked")
-    banned_at = models.DateTimeField(null=True, blank=True)
+    # No ban here: failed checks ban the provider's account (policy); nodes.selectors.node_banned_q reads bans.
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

@@ -23,7 +23,13 @@ Eight small stratified crops rather than a few large ones: for the same pixels, 
 renders only the middle correctly) in every trial of the cheats bench.
 """
 
-TRUSTED_AFTER = 10
+from django.db.models import Count, QuerySet
+
+from marketplace.dispatch.models import FrameLease
+from marketplace.nodes.conf import TRUSTED_AFTER
+from marketplace.nodes.models import WorkerNode
+from marketplace.nodes.selectors import available_nodes
+
 HALVE_EVERY = 10
 FLOOR = 0.10
 BAN_AFTER_FAILURES = 3  # failed checks in the node's life, crop and canary alike
@@ -71,26 +77,48 @@ def after_abandon(*, consecutive_passes: int) -> int:
     return max(0, consecutive_passes - ABANDON_PASSES_LOST)
 
 
+# Who may verify. A crop of a result is re-rendered by a node that
+# - can take work now (`nodes.selectors.available_nodes`: idle, heard from, not paused, not banned, no lease);
+# - belongs to ANOTHER provider than the node whose result is checked: nobody verifies their own work;
+# - has the job's Blender series and the candidate's Cycles backend, so the strict same-backend comparison
+#   applies (crops.py; across backends only the platform verifies, with the looser rule);
+# - has not failed a check without earning trust back since (TRUSTED_AFTER passes in a row): a node caught
+#   once does not judge others. A new node that never failed may verify: a match it vouches for is audited
+#   (AUDIT_SHARE) and a mismatch goes to the platform, so its verdict alone never fails or passes a frame;
+# - has not abandoned ABANDONS_PER_JOB leases of the job (it gets none of the job's work, crops included).
+# When none is eligible the platform re-renders the crop (verification.services).
+
+
+def verifiers_for(*, job_id: int, blender_series: str, device: str, candidate_owner_id: int) -> QuerySet[WorkerNode]:
+    """The nodes that may re-render a crop of a result of job `job_id` rendered by `candidate_owner_id`'s node
+    on Cycles backend `device`: the rule above, used wherever a verify lease picks a node."""
+    abandoned = (
+        FrameLease.objects.filter(frame__job_id=job_id, state__in=(FrameLease.State.EXPIRED, FrameLease.State.RELEASED))
+        .values("node_id")
+        .annotate(n=Count("id"))
+        .filter(n__gte=ABANDONS_PER_JOB)
+        .values("node_id")
+    )
+    return (
+        available_nodes()
+        .exclude(owner_id=candidate_owner_id)
+        .filter(blender_series__contains=f",{blender_series},", device_type=device)
+        .exclude(trust__checks_failed__gt=0, trust__consecutive_passes__lt=TRUSTED_AFTER)
+        .exclude(pk__in=abandoned)
+    )
+
+
 def is_trusted(*, consecutive_passes: int) -> bool:
     """Trust is earned: TRUSTED_AFTER checks passed in a row (the check rate is 1 until then)."""
     return consecutive_passes >= TRUSTED_AFTER
 
 
-# A ban (BAN_AFTER_FAILURES failed checks) is the provider account's, not the node's: its other nodes and
-# any node it registers later get no work, so a cheat cannot start again with a new node token.
+# A ban (BAN_AFTER_FAILURES failed checks) is the provider account's (`User.banned_at`), not the node's: its
+# other nodes and any node it registers later get no work, so a cheat cannot start again with a new node token.
+# (An admin may also ban one node; `nodes.selectors.node_banned_q` is where either is read.)
 #
-# A provider's new node starts untrusted (check rate 1, every frame checked) and a provider may hold at most
-# VERIFICATION_MAX_UNTRUSTED_NODES untrusted nodes at a time; another slot opens when one of them earns trust
-# (TRUSTED_AFTER passes in a row) or is deleted. Default 3: enough for an honest owner to register a small
-# rig or a few machines at once, while a sybil farm of hundreds of nodes, each checked on every frame and each
-# a chance to be caught, must earn trust three at a time (30 checked frames per slot cycle).
-MAX_UNTRUSTED_NODES = 3
-
-
-def max_untrusted_nodes() -> int:
-    from django.conf import settings
-
-    return int(getattr(settings, "VERIFICATION_MAX_UNTRUSTED_NODES", MAX_UNTRUSTED_NODES))
+# A provider's new node starts untrusted and a provider may hold at most VERIFICATION_MAX_UNTRUSTED_NODES of
+# them at a time (`max_untrusted_nodes`, defined with TRUSTED_AFTER in nodes.conf, which says why 3).
 
 
 # Collusion: two accounts of one cheat verify each other's crops and both say "match". A crop that another

@@ -8,6 +8,7 @@ from django.db.models import Count
 from django.http import Http404
 
 from marketplace.nodes.models import WorkerNode
+from marketplace.nodes.selectors import node_is_banned
 from marketplace.verification.models import CropCheck, FrameCheck, NodeTrust, TrustEvent
 
 
@@ -66,6 +67,7 @@ class CheckRow:
 class NodeVerification:
     node: WorkerNode
     trust: NodeTrust | None
+    banned: bool
     events: list[TrustEvent]
     checks: list[CheckRow]
 
@@ -94,7 +96,11 @@ def node_verification(*, user, node_id: int, limit: int = 50) -> NodeVerificatio
     rows = [CheckRow(check=c, crops=crops.get(c.pk, []), crops_pending=pending.get(c.pk, 0)) for c in checks]
     events = TrustEvent.objects.filter(node=node).select_related("frame").order_by("-created_at", "-pk")
     return NodeVerification(
-        node=node, trust=NodeTrust.objects.filter(node=node).first(), events=list(events[:limit]), checks=rows
+        node=node,
+        trust=NodeTrust.objects.filter(node=node).first(),
+        banned=node_is_banned(node_id=node.pk),
+        events=list(events[:limit]),
+        checks=rows,
     )
 
 

@@ -64,7 +64,7 @@ def node_trust_get(*, node_id: int) -> NodeTrust:
 def trust_record(
     *, node_id: int, passed: bool, reason: str, frame_id: int | None = None, kind: str | None = None
 ) -> NodeTrust:
-    """Record a check result. One failure resets the streak; BAN_AFTER_FAILURES failures ban the node."""
+    """Record a check result. One failure resets the streak; BAN_AFTER_FAILURES failures ban the provider."""
     node_trust_get(node_id=node_id)
     trust = NodeTrust.objects.select_for_update().get(node_id=node_id)
     if passed:
@@ -76,29 +76,28 @@ def trust_record(
     trust.check_rate = policy.check_rate(consecutive_passes=trust.consecutive_passes)
     event_kind = kind or (TrustEvent.Kind.PASS if passed else TrustEvent.Kind.FAIL)
     TrustEvent.objects.create(node_id=node_id, kind=event_kind, reason=reason, frame_id=frame_id)
-    if not passed and trust.banned_at is None and trust.checks_failed >= policy.BAN_AFTER_FAILURES:
-        trust.banned_at = timezone.now()
-        TrustEvent.objects.create(
-            node_id=node_id, kind=TrustEvent.Kind.BAN, reason=f"{trust.checks_failed} failed checks", frame_id=frame_id
-        )
-        _account_ban(node_id=node_id)
+    if not passed and trust.checks_failed >= policy.BAN_AFTER_FAILURES:
+        _account_ban(node_id=node_id, frame_id=frame_id, reason=f"{trust.checks_failed} failed checks")
     trust.save()
     node_status_sync(node_ids=[node_id])  # a ban shows at once (the node's status is derived, issue 12)
     return trust
 
 
-def _account_ban(*, node_id: int) -> None:
-    """A ban is the provider's (policy): ban its account, close its nodes' leases, take their broker access."""
+def _account_ban(*, node_id: int, frame_id: int | None, reason: str) -> None:
+    """A ban is the provider's (policy): ban its account, close its nodes' leases, take their broker access.
+    Once: a provider already banned is left as it is."""
     from marketplace.accounts.services import user_ban
-    from marketplace.dispatch import queues
     from marketplace.dispatch.services import leases_revoke_for_nodes
+    from marketplace.nodes import broker
     from marketplace.nodes.models import WorkerNode
 
     owner_id = WorkerNode.objects.filter(pk=node_id).values_list("owner_id", flat=True).get()
-    user_ban(user_id=owner_id)
+    if not user_ban(user_id=owner_id):
+        return
+    TrustEvent.objects.create(node_id=node_id, kind=TrustEvent.Kind.BAN, reason=reason, frame_id=frame_id)
     node_ids = list(WorkerNode.objects.filter(owner_id=owner_id).values_list("pk", flat=True))
     leases_revoke_for_nodes(node_ids=node_ids)  # its frames go back to the queue now, not at lease expiry
-    queues.nodes_broker_revoke_on_commit(node_ids=node_ids)
+    broker.nodes_broker_revoke_on_commit(node_ids=node_ids)
 
 
 @transaction.atomic

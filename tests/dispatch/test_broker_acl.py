@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from marketplace.dispatch import queues
+from marketplace.nodes import broker
 from scripts.services import Redis, free_port
 from tests.deploy.helpers import compose, interpolate
 
@@ -24,9 +25,9 @@ def acl_broker(tmp_path, settings, monkeypatch):
     server = Redis(port=free_port(), workdir=tmp_path / "broker", args=argv[1:]).start()
     settings.AGENT_BROKER_URL = f"redis://market:{password}@127.0.0.1:{server.port}/0"
     settings.AGENT_BROKER_PUBLIC_URL = ""
-    monkeypatch.setattr(queues, "_client", None)
+    monkeypatch.setattr(broker, "_client", None)
     yield server
-    queues._client = None
+    broker._client = None
     server.stop()
 
 
@@ -48,7 +49,7 @@ def test_a_client_that_does_not_authenticate_gets_noauth(acl_broker):
 
 
 def test_the_market_delivers_and_each_node_reaches_only_its_own_queue(acl_broker):
-    own_url, other_url = queues.node_broker_url(node_id=1), queues.node_broker_url(node_id=2)
+    own_url, other_url = broker.node_broker_url(node_id=1), broker.node_broker_url(node_id=2)
     assert "market" not in own_url and own_url.startswith("redis://node-1:")
     queues.deliver(node_id=1, message={"lease": 10})
     queues.deliver(node_id=2, message={"lease": 20})
@@ -68,8 +69,8 @@ def test_the_market_delivers_and_each_node_reaches_only_its_own_queue(acl_broker
 
 
 def test_a_revoked_node_user_cannot_log_in(acl_broker):
-    url = queues.node_broker_url(node_id=3)
+    url = broker.node_broker_url(node_id=3)
     assert redis.Redis.from_url(url).ping()
-    queues.node_broker_revoke(node_id=3)
+    broker.node_broker_revoke(node_id=3)
     with pytest.raises(redis.exceptions.AuthenticationError):
         redis.Redis.from_url(url).ping()

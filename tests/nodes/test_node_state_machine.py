@@ -42,8 +42,7 @@ def expected_status(node: WorkerNode, now) -> tuple[str, int | None]:
     active = list(FrameLease.objects.filter(node=node, state=FrameLease.State.ACTIVE).order_by("-created_at"))
     if active:
         return S.BUSY, active[0].frame_id
-    trust = getattr(node, "trust", None)
-    if node.banned_at or (trust is not None and trust.banned_at) or not node.owner.is_active:
+    if node.banned_at or node.owner.banned_at or not node.owner.is_active:
         return S.BANNED, None
     silent = now - timedelta(seconds=node_conf.OFFLINE_AFTER_SECONDS)
     if node.last_heartbeat is None or node.last_heartbeat < silent or node.agent_state == "offline":

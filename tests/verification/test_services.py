@@ -19,6 +19,7 @@ from marketplace.jobs.states import FrameState
 from marketplace.ledger.models import Account, LedgerTransaction
 from marketplace.ledger.selectors import account_balance
 from marketplace.ledger.services import account_get, fee_for
+from marketplace.nodes.selectors import node_is_banned
 from marketplace.verification import policy, selectors, services
 from marketplace.verification.models import CropCheck, FrameCheck, NodeTrust, TrustEvent
 from tests.fixtures.market import make_node, make_queued_job
@@ -141,8 +142,8 @@ def test_a_node_is_banned_after_repeated_failures_and_gets_no_more_frames(
     cheat, _ = make_node(provider, name="cheat")
     for _ in range(policy.BAN_AFTER_FAILURES):
         lease_and_report(cheat, wrong(truth))
-    trust = NodeTrust.objects.get(node=cheat)
-    assert trust.banned_at is not None and trust.checks_failed == policy.BAN_AFTER_FAILURES
+    assert NodeTrust.objects.get(node=cheat).checks_failed == policy.BAN_AFTER_FAILURES
+    assert node_is_banned(node_id=cheat.pk)
     assert TrustEvent.objects.filter(node=cheat, kind=TrustEvent.Kind.BAN).count() == 1
     assert not dispatch.matchable_nodes().filter(pk=cheat.pk).exists()
     assert dispatch.lease_create_for_node(node_id=cheat.pk) is None

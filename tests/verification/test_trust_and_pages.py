@@ -6,8 +6,10 @@ import pytest
 from django.template import Context, Template
 from django.test import Client
 
+from marketplace.accounts.models import User
 from marketplace.dispatch import services as dispatch
 from marketplace.jobs.models import Frame
+from marketplace.nodes.selectors import node_is_banned
 from marketplace.verification import policy, selectors, services
 from marketplace.verification.models import NodeTrust, TrustEvent
 from tests.fixtures.market import make_node, make_queued_job
@@ -39,10 +41,10 @@ def test_one_failure_resets_trust_and_three_ban(provider):
     assert NodeTrust.objects.get(node=node).check_rate == 0.5
     services.trust_record(node_id=node.pk, passed=False, reason="crop differs")
     trust = NodeTrust.objects.get(node=node)
-    assert (trust.consecutive_passes, trust.check_rate, trust.banned_at) == (0, 1.0, None)
+    assert (trust.consecutive_passes, trust.check_rate, node_is_banned(node_id=node.pk)) == (0, 1.0, False)
     for _ in range(policy.BAN_AFTER_FAILURES - 1):
         services.trust_record(node_id=node.pk, passed=False, reason="crop differs")
-    assert NodeTrust.objects.get(node=node).banned_at is not None
+    assert node_is_banned(node_id=node.pk) and User.objects.get(pk=provider.pk).banned_at is not None
     assert TrustEvent.objects.filter(node=node, kind="ban").count() == 1
     services.trust_record(node_id=node.pk, passed=False, reason="again")
     assert TrustEvent.objects.filter(node=node, kind="ban").count() == 1
