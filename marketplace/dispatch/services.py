@@ -21,6 +21,7 @@ from marketplace import blobs
 from marketplace.accounts.tokens import secret_hash, secret_matches
 from marketplace.dispatch import conf, queues
 from marketplace.dispatch.models import FrameLease, JobNodeBlock
+from marketplace.errors import Conflict
 from marketplace.jobs import pricing
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FRAME_TRANSITIONS, FrameState, JobState, transition
@@ -37,7 +38,7 @@ log = logging.getLogger("dispatch")
 Status = WorkerNode.Status
 
 
-class LeaseRefused(Exception):
+class LeaseRefused(Conflict):
     """A report or request that does not match an active lease of this node. Changes nothing."""
 
     def __init__(self, message: str, status: int = 409) -> None:

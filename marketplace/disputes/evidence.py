@@ -18,6 +18,7 @@ import render_kernels
 from marketplace import blobs
 from marketplace.dispatch import conf as dispatch_conf
 from marketplace.dispatch.images import image_from_bytes
+from marketplace.errors import NotFound
 from marketplace.verification.crops import candidate_of, expected_size
 from marketplace.verification.models import CropCheck
 
@@ -25,7 +26,7 @@ PREVIEW_MAX_SIDE = 1024
 CROP_MAX_SIDE = 512
 
 
-class EvidenceUnavailable(Exception):
+class EvidenceUnavailable(NotFound):
     """An image that cannot be loaded or compared (missing file, size or channel mismatch)."""
 
 

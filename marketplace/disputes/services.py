@@ -25,6 +25,7 @@ from django.utils import timezone
 from marketplace.dispatch.services import match_frames_soon, node_block_for_job
 from marketplace.disputes import conf
 from marketplace.disputes.models import AuditLog, Dispute
+from marketplace.errors import Conflict, Forbidden, NotFound, Refused
 from marketplace.jobs.models import Frame, Job
 from marketplace.jobs.states import FRAME_TRANSITIONS, JOB_TRANSITIONS, FrameState, JobState, transition
 from marketplace.ledger.models import Account
@@ -40,15 +41,19 @@ State = Dispute.State
 LIVE_JOB_STATES = (JobState.QUEUED, JobState.RUNNING, JobState.DONE)
 
 
-class DisputeNotFound(Exception):
-    """No such frame or dispute for this user (shown as 404: ids reveal nothing)."""
+class DisputeNotFound(NotFound):
+    """No such frame or dispute for this user (ids reveal nothing)."""
 
 
-class DisputeRefused(Exception):
+class DisputeRefused(Conflict):
     """A dispute or decision that cannot be made; nothing changed."""
 
 
-class NotAdmin(Exception):
+class DisputeTextRefused(Refused, DisputeRefused):
+    """A reason or note that is too short or too long: bad input (400), not a conflict with the state."""
+
+
+class NotAdmin(Forbidden):
     """Only market admins review disputes."""
 
 
@@ -65,9 +70,9 @@ def dispute_deadline(*, frame: Frame):
 def _clean_text(text: object, *, what: str, min_chars: int, max_chars: int) -> str:
     text = str(text or "").strip()
     if len(text) < min_chars:
-        raise DisputeRefused(f"Please give {what} of at least {min_chars} characters.")
+        raise DisputeTextRefused(f"Please give {what} of at least {min_chars} characters.")
     if len(text) > max_chars:
-        raise DisputeRefused(f"{what.capitalize()} is limited to {max_chars} characters.")
+        raise DisputeTextRefused(f"{what.capitalize()} is limited to {max_chars} characters.")
     return text
 
 

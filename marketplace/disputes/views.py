@@ -23,20 +23,19 @@ def dispute_new(request: HttpRequest, frame_id: int) -> HttpResponse:
         messages.info(request, "You have already disputed this frame.")
         return redirect("disputes:detail", already.pk)
     form = DisputeForm(request.POST or None)
-    error = ""
+    error, status = "", 400 if request.method == "POST" else 200  # a POST still here was refused
     if request.method == "POST" and form.is_valid():
         try:
             dispute = services.dispute_open(artist=request.user, frame_id=frame.pk, reason=form.cleaned_data["reason"])
         except services.DisputeNotFound as exc:
             raise Http404(str(exc)) from exc
         except services.DisputeRefused as exc:
-            error = str(exc)
+            error, status = str(exc), exc.status
         else:
             messages.success(
                 request, "Dispute sent. The provider's pay for this frame is frozen until an admin decides."
             )
             return redirect("disputes:detail", dispute.pk)
-    status = 400 if request.method == "POST" else 200
     return render(
         request,
         "disputes/new.html",

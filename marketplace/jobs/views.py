@@ -43,15 +43,14 @@ def job_new(request: HttpRequest) -> HttpResponse:
     except JobNotFound as exc:
         raise Http404(str(exc)) from exc
     form = JobQuoteForm(request.POST or None, initial=JobQuoteForm.initial_from_scene(scene))
-    error = ""
+    error, status = "", 400 if request.method == "POST" else 200  # a POST still here was refused
     if request.method == "POST" and form.is_valid():
         try:
             job = services.job_quote(owner=request.user, scene=scene.pk, **form.quote_kwargs())
         except JobRefused as exc:
-            error = str(exc)
+            error, status = str(exc), exc.status
         else:
             return redirect("jobs:detail", job.pk)
-    status = 400 if request.method == "POST" else 200
     return render(request, "jobs/new.html", {"scene": scene, "form": form, "error": error}, status=status)
 
 

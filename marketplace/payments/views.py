@@ -98,7 +98,7 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
     try:
         event = stripe_event_verify(payload=request.body, signature=request.headers.get("Stripe-Signature", ""))
     except WebhookRefused as exc:
-        return JsonResponse({"error": str(exc)}, status=400)
+        return JsonResponse({"error": str(exc)}, status=exc.status)
     return JsonResponse({"received": event["id"], "outcome": services.webhook_event_process(event=event)})
 
 
@@ -145,7 +145,7 @@ def payout_create(request: HttpRequest) -> HttpResponse:
         )
     except (payouts.PayoutRefused, PaymentsUnavailable) as exc:
         form.add_error(None, str(exc))
-        return _earnings_page(request, form=form, status=400)
+        return _earnings_page(request, form=form, status=exc.status)
     level = messages.error if payout.state == payout.State.FAILED else messages.success
     level(request, f"Payout {payout.pk}: {payout.get_state_display()}. {payout.error}".strip())
     return redirect("payments:earnings")
