@@ -5,6 +5,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+import render_kernels
 from marketplace.disputes import evidence, selectors, services
 from marketplace.disputes.forms import DecisionForm, DisputeForm
 from marketplace.disputes.services import dispute_deadline
@@ -120,7 +121,8 @@ def evidence_frame(request: HttpRequest, dispute_id: int) -> HttpResponse:
     _admin_only(request)
     dispute = selectors.dispute_for(user=request.user, dispute_id=dispute_id)
     try:
-        return _png(evidence.png_bytes(evidence.image_load(dispute.result_key), max_side=evidence.PREVIEW_MAX_SIDE))
+        image = evidence.image_load(dispute.result_key)
+        return _png(render_kernels.thumbnail_png(image, max_side=evidence.PREVIEW_MAX_SIDE))
     except evidence.EvidenceUnavailable as exc:
         raise Http404(str(exc)) from exc
 

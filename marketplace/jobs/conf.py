@@ -61,6 +61,8 @@ MIN_SIDE = 4
 # Blender's own frame number limits.
 MIN_FRAME = 0
 MAX_FRAME = 1_048_574
+# The largest frame result (image file) an agent may upload, and so the most any reader of a result reads.
+RESULT_MAX_BYTES = getattr(settings, "DISPATCH_RESULT_MAX_BYTES", 64 * 1024 * 1024)
 
 
 def __getattr__(name: str) -> Any:

@@ -12,6 +12,7 @@ from django.utils import timezone
 from marketplace import blobs
 from marketplace.disputes.selectors import disputed_settlements
 from marketplace.disputes.services import dispute_deadline
+from marketplace.jobs import conf
 from marketplace.jobs.errors import JobNotFound
 from marketplace.jobs.models import AssembledFrame, Frame, Job
 from marketplace.jobs.states import FRAME_CANCELLABLE, FRAME_OPEN, FrameState, JobState
@@ -19,6 +20,7 @@ from marketplace.ledger.models import Account
 from marketplace.ledger.selectors import account_balance, user_balances
 from marketplace.ledger.services import escrow_account
 from marketplace.scenes.models import Scene
+from render_kernels import image_from_bytes, thumbnail_png
 
 FINISHED_FRAME_STATES = (FrameState.RENDERED, FrameState.VERIFYING, FrameState.SETTLED)
 
@@ -54,15 +56,10 @@ VIEWER_MAX_SIDE = 2048  # the viewer's "full size": larger frames are scaled dow
 def frame_viewer_png(*, frame: Frame) -> bytes:
     """A finished frame as an 8-bit PNG for the page's viewer (EXR tone-mapped as its thumbnail is); read checked
     against the digest frozen at its report, so the viewer shows exactly what was verified (JobNotFound if not)."""
-    from marketplace.dispatch import conf as dispatch_conf
-    from marketplace.dispatch.images import image_from_bytes, thumbnail_png
-
     if frame.state not in FINISHED_FRAME_STATES or not frame.result_key:
         raise JobNotFound("this frame has no image yet")
     try:
-        data = blobs.blob_read_checked(
-            frame.result_key, sha256=frame.result_sha256, max_bytes=dispatch_conf.RESULT_MAX_BYTES
-        )
+        data = blobs.blob_read_checked(frame.result_key, sha256=frame.result_sha256, max_bytes=conf.RESULT_MAX_BYTES)
     except blobs.DigestMismatch as exc:
         raise JobNotFound("this frame's stored image failed its integrity check") from exc
     image = image_from_bytes(data)

@@ -18,7 +18,7 @@ from marketplace.jobs.errors import JobNotFound, JobRefused
 from marketplace.jobs.forms import JobQuoteForm
 from marketplace.jobs.models import Job
 from marketplace.jobs.states import JobState
-from marketplace.web.templatetags.money import tokens
+from marketplace.money import tokens
 
 T = TypeVar("T")
 
