@@ -25,7 +25,9 @@ from django.utils import timezone
 from marketplace.dispatch.services import match_frames_soon, node_block_for_job
 from marketplace.disputes import conf
 from marketplace.disputes.models import AuditLog, Dispute
+from marketplace.disputes.selectors import dispute_deadline
 from marketplace.errors import Conflict, Forbidden, NotFound, Refused
+from marketplace.jobs.conf import dispute_window
 from marketplace.jobs.models import Frame, Job
 from marketplace.jobs.states import FRAME_TRANSITIONS, JOB_TRANSITIONS, FrameState, JobState, transition
 from marketplace.ledger.models import Account
@@ -63,10 +65,6 @@ def audit(*, actor, action: str, obj: Dispute, details: dict) -> AuditLog:
     )
 
 
-def dispute_deadline(*, frame: Frame):
-    return frame.settled_at + conf.window() if frame.settled_at else None
-
-
 def _clean_text(text: object, *, what: str, min_chars: int, max_chars: int) -> str:
     text = str(text or "").strip()
     if len(text) < min_chars:
@@ -94,7 +92,7 @@ def dispute_open(*, artist, frame_id: int, reason: str) -> Dispute:
     if timezone.now() > deadline:
         raise DisputeRefused(
             f"The dispute window for this frame closed on {deadline:%Y-%m-%d %H:%M} UTC "
-            f"({conf.window().total_seconds() / 3600:g} hours after it was delivered)."
+            f"({dispute_window().total_seconds() / 3600:g} hours after it was delivered)."
         )
     if frame.node is None:
         raise DisputeRefused("This frame has no provider to dispute (its node was removed).")

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_POST
 import render_kernels
 from marketplace.disputes import evidence, selectors, services
 from marketplace.disputes.forms import DecisionForm, DisputeForm
-from marketplace.disputes.services import dispute_deadline
+from marketplace.disputes.selectors import dispute_deadline
 
 
 def _admin_only(request: HttpRequest) -> None:

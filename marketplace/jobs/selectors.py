@@ -7,11 +7,8 @@ from datetime import datetime
 
 from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
-from django.utils import timezone
 
 from marketplace import blobs
-from marketplace.disputes.selectors import disputed_settlements
-from marketplace.disputes.services import dispute_deadline
 from marketplace.jobs import conf
 from marketplace.jobs.errors import JobNotFound
 from marketplace.jobs.models import AssembledFrame, Frame, Job
@@ -133,18 +130,6 @@ def last_finished_frame(*, job: Job) -> Frame | None:
     )
 
 
-def frame_disputable(*, frame: Frame) -> bool:
-    """A settled frame can be disputed until its dispute window closes."""
-    deadline = dispute_deadline(frame=frame)
-    return frame.state == FrameState.SETTLED and deadline is not None and deadline > timezone.now()
-
-
-@dataclass(frozen=True)
-class FrameRow:
-    frame: Frame
-    disputable: bool
-
-
 def frames_of(*, job: Job) -> QuerySet[Frame]:
     return job.frames.select_related("node").order_by("number", "tile_y", "tile_x")
 
@@ -182,16 +167,13 @@ def frame_page(*, job: Job, page: object = 1) -> FramePage:
     return FramePage(number=number, pages=pages, frame_ids=ids)
 
 
-def frame_rows(*, job: Job, page: FramePage, changed_since: datetime | None = None) -> list[FrameRow]:
-    """The rows of one page of the job page; `changed_since`: only the frames whose row changed since then."""
+def page_frames(*, job: Job, page: FramePage, changed_since: datetime | None = None) -> list[Frame]:
+    """The frames of one page of the job page (a table row and a grid card each); `changed_since`: only those
+    that changed since then. Whether a frame can be disputed is the disputes app's to say (`{% load disputes %}`)."""
     frames = frames_of(job=job).filter(pk__in=page.frame_ids)
     if changed_since is not None:
         frames = frames.filter(updated_at__gte=changed_since)
-    disputed = disputed_settlements(job_id=job.pk)  # a result disputed once offers no second "Dispute"
-    return [
-        FrameRow(frame, frame_disputable(frame=frame) and (frame.pk, frame.settled_at) not in disputed)
-        for frame in frames
-    ]
+    return list(frames)
 
 
 STATE_CODES = {

@@ -70,7 +70,7 @@ def _live_context(job: Job, *, page: object = 1, frames_since: datetime | None =
         "money": selectors.job_money(job=job),
         "page": frame_page,
         "page_size": selectors.FRAMES_PER_PAGE,
-        "rows": selectors.frame_rows(job=job, page=frame_page, changed_since=frames_since),
+        "page_frames": selectors.page_frames(job=job, page=frame_page, changed_since=frames_since),
         "state_legend": [(state.value, state.label) for state in selectors.STATE_CODES],
         "state_runs": selectors.frame_state_runs(job=job),
         "preview": selectors.last_finished_frame(job=job),

@@ -13,8 +13,8 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from marketplace.disputes import conf as dispute_conf
 from marketplace.disputes.selectors import frame_has_open_dispute
+from marketplace.jobs.conf import dispute_window
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState
 from marketplace.ledger.models import Account
@@ -59,7 +59,7 @@ def earning_mature(*, frame_id: int, cutoff: datetime) -> bool:
 
 def earnings_mature(*, now: datetime | None = None, limit: int = 1000) -> int:
     """Mature every due frame (oldest first, at most `limit` per run); one transaction per frame."""
-    cutoff = (now or timezone.now()) - dispute_conf.window()
+    cutoff = (now or timezone.now()) - dispute_window()
     matured = 0
     for frame_id in list(frames_due_to_mature(cutoff=cutoff)[:limit]):
         try:

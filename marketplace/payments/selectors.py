@@ -5,8 +5,8 @@ from django.db.models import Exists, OuterRef, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.http import Http404
 
-from marketplace.disputes import conf as dispute_conf
 from marketplace.disputes.models import Dispute
+from marketplace.jobs.conf import dispute_window
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState
 from marketplace.ledger.models import Account, Posting
@@ -101,7 +101,7 @@ def provider_frame_earnings(*, provider, limit: int = 100) -> list[FrameEarning]
         )
         .order_by("-settled_at")[:limit]
     )
-    window = dispute_conf.window()
+    window = dispute_window()
     shares = posted_to(kind=Account.Kind.PROVIDER_PENDING, owner=provider, keys=[f.settlement_key for f in frames])
     return [
         FrameEarning(
