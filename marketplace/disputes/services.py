@@ -29,11 +29,11 @@ from marketplace.disputes.selectors import dispute_deadline
 from marketplace.errors import Conflict, Forbidden, NotFound, Refused
 from marketplace.jobs.conf import dispute_window
 from marketplace.jobs.models import Frame, Job
+from marketplace.jobs.selectors import frame_pay_matured
 from marketplace.jobs.states import FRAME_TRANSITIONS, JOB_TRANSITIONS, FrameState, JobState, transition
 from marketplace.ledger.models import Account
 from marketplace.ledger.selectors import transaction_postings
 from marketplace.ledger.services import Leg, account_get, hold_escrow, transfer
-from marketplace.payments.selectors import frame_pay_matured
 from marketplace.verification.models import TrustEvent
 from marketplace.verification.services import trust_record
 

@@ -14,7 +14,7 @@ from marketplace.jobs.errors import JobNotFound
 from marketplace.jobs.models import AssembledFrame, Frame, Job
 from marketplace.jobs.states import FRAME_CANCELLABLE, FRAME_OPEN, FrameState, JobState
 from marketplace.ledger.models import Account
-from marketplace.ledger.selectors import account_balance, user_balances
+from marketplace.ledger.selectors import account_balance, transaction_exists, user_balances
 from marketplace.ledger.services import escrow_account
 from marketplace.scenes.models import Scene
 from render_kernels import image_from_bytes, thumbnail_png
@@ -100,6 +100,16 @@ def job_money(*, job: Job) -> JobMoney:
         else account_balance(account=escrow_account(artist=job.owner, job_ref=job.escrow_ref))
     )
     return JobMoney(cost_so_far=cost, escrow_left=held)
+
+
+def pay_maturation_key(frame_id: int) -> str:
+    """Ledger key of the frame's pay leaving the dispute window (provider pending -> available), once per frame:
+    written by `payments.earnings`, read by `disputes` (a dispute comes too late once it exists)."""
+    return f"mature:frame:{frame_id}"
+
+
+def frame_pay_matured(*, frame_id: int) -> bool:
+    return transaction_exists(key=pay_maturation_key(frame_id))
 
 
 def wallet_balance(*, user) -> int:

@@ -14,10 +14,6 @@ from marketplace.ledger.selectors import posted_to
 from marketplace.payments.models import ConnectAccount, EarningMaturation, Payout, TopUp
 
 
-def frame_pay_matured(*, frame_id: int) -> bool:
-    return EarningMaturation.objects.filter(frame_id=frame_id).exists()
-
-
 def frames_due_to_mature(*, cutoff: datetime) -> QuerySet:
     """Ids of settled frames past the dispute window whose pay is still pending and not frozen."""
     return (
