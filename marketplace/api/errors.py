@@ -13,7 +13,9 @@ the services' own words.
 
 from http import HTTPStatus
 
-from django.http import JsonResponse
+from axes.helpers import get_cool_off, get_lockout_message
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -71,6 +73,19 @@ def server_error(request):
     if _is_api(request):
         return _plain_problem(500, "the server failed; the error was logged")
     return defaults.server_error(request)
+
+
+def lockout(request, original_response=None, credentials=None) -> HttpResponse:
+    """`AXES_LOCKOUT_CALLABLE`: a locked-out API caller (too many bad tokens) gets problem details, a browser the
+    plain message axes gives by default; both with AXES_HTTP_RESPONSE_CODE (429)."""
+    status = settings.AXES_HTTP_RESPONSE_CODE
+    if not _is_api(request):
+        return HttpResponse(get_lockout_message(), status=status)
+    response = _plain_problem(status, get_lockout_message())
+    cool_off = get_cool_off(request)
+    if cool_off:
+        response["Retry-After"] = str(int(cool_off.total_seconds()))
+    return response
 
 
 def _plain_problem(status: int, detail: str):
