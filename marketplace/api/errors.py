@@ -13,7 +13,6 @@ the services' own words.
 
 from http import HTTPStatus
 
-from axes.helpers import get_cool_off, get_lockout_message
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.views import defaults
@@ -78,6 +77,8 @@ def server_error(request):
 def lockout(request, original_response=None, credentials=None) -> HttpResponse:
     """`AXES_LOCKOUT_CALLABLE`: a locked-out API caller (too many bad tokens) gets problem details, a browser the
     plain message axes gives by default; both with AXES_HTTP_RESPONSE_CODE (429)."""
+    from axes.helpers import get_cool_off, get_lockout_message  # imports axes' models: only once apps are loaded
+
     status = settings.AXES_HTTP_RESPONSE_CODE
     if not _is_api(request):
         return HttpResponse(get_lockout_message(), status=status)
