@@ -8,9 +8,12 @@ text, in integers (no float ever touches an amount).
 - `tokens_decimal(micro)`: for programs (the API's `*_tokens` fields). Exact, no grouping, at least 2
   decimals ("1234.5" -> "1234.50", "0.004321").
 - `cents(amount)`: whole cents of a fiat currency with 2 decimals.
+- `TokensField`: the API serializers' field for `tokens_decimal`.
 """
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
 
 SIGNIFICANT_BELOW_ONE = 4
 MIN_PLACES = 2
@@ -61,3 +64,20 @@ def cents(amount: int | None) -> str:
     sign = "-" if amount < 0 else ""
     whole, frac = divmod(abs(int(amount)), 100)
     return f"{sign}{whole:,}.{frac:02d}"
+
+
+TOKENS_SCHEMA = {
+    "type": "string",
+    "format": "decimal",
+    "pattern": r"^-?\d+\.\d{2,6}$",
+    "example": "12.50",
+    "description": "tokens as an exact decimal string (the same amount as the integer micro-tokens field next to it)",
+}
+
+
+@extend_schema_field(TOKENS_SCHEMA)
+class TokensField(serializers.ReadOnlyField):
+    """Read-only: `TokensField(source="price")` gives `price` (micro-tokens) as "12.50"."""
+
+    def to_representation(self, value: int | None) -> str | None:
+        return tokens_decimal(value)

@@ -113,6 +113,7 @@ AXES_COOLOFF_TIME = float(os.environ.get("AXES_COOLOFF_HOURS", "0.25"))  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_CALLABLE = "marketplace.api.errors.lockout"  # API paths answer problem details
 # Proxies in front of the app that append to X-Forwarded-For (compose: 1, the TLS proxy); 0 trusts no header.
 TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
 AXES_CLIENT_IP_CALLABLE = "marketplace.accounts.throttle.client_ip"

@@ -11,9 +11,9 @@ Only numpy and Pillow are required; the CUDA backend (pycuda) is imported lazily
 from __future__ import annotations
 
 from .decision import DEFAULT, Tolerances, Verdict, verdict
-from .image_io import ImageError, load_image, load_image_bytes, save_png
+from .image_io import ImageError, WrongSize, image_from_bytes, image_size_check, load_image, load_image_bytes, save_png
 from .metrics import Metrics, compare, crop_pair, region_from_blender_border
-from .visual import diff_heatmap, thumbnail, watermark
+from .visual import diff_heatmap, thumbnail, thumbnail_png, watermark
 
 __all__ = [
     "DEFAULT",
@@ -21,14 +21,18 @@ __all__ = [
     "Metrics",
     "Tolerances",
     "Verdict",
+    "WrongSize",
     "compare",
     "crop_pair",
     "diff_heatmap",
+    "image_from_bytes",
+    "image_size_check",
     "load_image",
     "load_image_bytes",
     "region_from_blender_border",
     "save_png",
     "thumbnail",
+    "thumbnail_png",
     "verdict",
     "watermark",
 ]

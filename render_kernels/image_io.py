@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import tempfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -116,6 +117,39 @@ def _pixels_check(data: bytes, max_pixels: int | None) -> tuple[int, int]:
     if width * height > cap:
         raise ImageError(f"the image is {width}x{height} pixels, over the limit of {cap} pixels: not decoded")
     return width, height
+
+
+class WrongSize(ImageError):
+    """The header says the image is not the expected size, or is over the pixel cap: nothing was decoded."""
+
+
+def image_size_check(
+    data: bytes, *, size: tuple[int, int] | None = None, max_pixels: int | None = None
+) -> tuple[int, int]:
+    """(width, height) from the header of PNG or EXR bytes; WrongSize when it is not `size` (width, height)
+    or over `max_pixels` (default DEFAULT_MAX_PIXELS). Reads only the header."""
+    width, height = image_header_size(data[:HEADER_READ_BYTES])
+    if size is not None and (width, height) != tuple(size):
+        raise WrongSize(f"image is {width}x{height}, leased {size[0]}x{size[1]}")
+    cap = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    if width * height > cap:
+        raise WrongSize(f"image is {width}x{height}, over the limit of {cap} pixels")
+    return width, height
+
+
+def image_from_bytes(data: bytes, *, size: tuple[int, int] | None = None, max_pixels: int | None = None) -> np.ndarray:
+    """Float32 HxWxC from PNG or EXR bytes (an agent's upload, a stored result); anything else (JPEG, GIF, junk)
+    raises ImageError, and so does an image whose header is not `size` (width, height) or over `max_pixels`,
+    before it is decoded."""
+    if not data.startswith((PNG_SIGNATURE, EXR_MAGIC)):
+        raise ImageError("only PNG and OpenEXR results are accepted")
+    image_size_check(data, size=size, max_pixels=max_pixels)
+    if data.startswith(PNG_SIGNATURE):
+        return load_image_bytes(data, max_pixels=max_pixels)
+    with tempfile.NamedTemporaryFile(suffix=".exr") as f:  # OpenEXR reads files
+        f.write(data)
+        f.flush()
+        return load_image(f.name, max_pixels=max_pixels)
 
 
 def image_file_header_size(path: str | Path, *, max_pixels: int | None = None) -> tuple[int, int]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .image_io import as_image_array, to_uint
+from .image_io import as_image_array, save_png, to_uint
 
 # A coarse sampling of matplotlib's "inferno" (perceptually uniform, black -> purple -> orange ->
 # pale yellow), so zero error is black and brightness grows monotonically with error.
@@ -72,6 +73,13 @@ def thumbnail(img: np.ndarray | str | Path, max_side: int) -> np.ndarray:
     im = _to_pil(img)
     im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return _as_hwc(im).copy()
+
+
+def thumbnail_png(img: np.ndarray | str | Path, *, max_side: int = 256) -> bytes:
+    """`thumbnail` encoded as an 8-bit PNG (a page's preview)."""
+    buf = io.BytesIO()
+    save_png(buf, thumbnail(img, max_side))  # uint8: written through Pillow, which takes a file object
+    return buf.getvalue()
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

@@ -4,21 +4,23 @@
 
 Field errors add `errors` (DRF's field -> messages dictionary, unchanged). Every API error goes through
 `exception_handler` (settings `REST_FRAMEWORK["EXCEPTION_HANDLER"]`): DRF's own exceptions (validation,
-authentication, permission, 404, 405, 415 ...) and the apps' service exceptions, which a view maps to a status
-with `error_status` (`ServiceErrorView`). The schema documents the shape once, as `Problem`, for every 4xx/5xx
-answer of every operation (`marketplace.api.schema.problem_responses`). `type` stays `about:blank`
-(RFC 9457 §4.2.1): the status says what kind of problem it is and `detail` says what happened, in the services'
-own words.
+authentication, permission, 404, 405, 415 ...) and the apps' service exceptions, each of which carries its own
+status (`marketplace.errors`: NotFound, Refused, Conflict ...). The schema documents the shape once, as
+`Problem`, for every 4xx/5xx answer of every operation (`marketplace.api.schema.problem_responses`). `type` stays
+`about:blank` (RFC 9457 §4.2.1): the status says what kind of problem it is and `detail` says what happened, in
+the services' own words.
 """
 
 from http import HTTPStatus
 
-from django.http import JsonResponse
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions
 from rest_framework.response import Response
-from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from marketplace.errors import ServiceError
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -39,6 +41,8 @@ def _detail_text(data: object) -> str:
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     """DRF's handler (which also turns Django's Http404/PermissionDenied into 404/403), then one body shape."""
+    if isinstance(exc, ServiceError):  # the services commit (or not) in their own transactions
+        return problem(exc.status, str(exc), **exc.problem_members())
     response = drf_exception_handler(exc, context)
     if response is None:
         return None  # not an API exception: a 500, logged by Django as usual
@@ -50,27 +54,6 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         if header in response:
             refused[header] = response[header]
     return refused
-
-
-class ServiceRefusal(exceptions.APIException):
-    """A service's exception with the status its view maps it to; its message is the problem's `detail`."""
-
-    def __init__(self, message: str, status_code: int):
-        super().__init__(detail=message)
-        self.status_code = status_code
-
-
-class ServiceErrorView(APIView):
-    """Subclasses list `error_status`: (exception class, HTTP status) pairs, the first isinstance match wins."""
-
-    error_status: tuple[tuple[type[Exception], int], ...] = ()
-
-    def handle_exception(self, exc: Exception) -> Response:
-        code = next((code for kind, code in self.error_status if isinstance(exc, kind)), None)
-        if code is not None:
-            detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
-            exc = ServiceRefusal(_detail_text(detail), code)
-        return super().handle_exception(exc)
 
 
 def _is_api(request) -> bool:
@@ -89,6 +72,21 @@ def server_error(request):
     if _is_api(request):
         return _plain_problem(500, "the server failed; the error was logged")
     return defaults.server_error(request)
+
+
+def lockout(request, original_response=None, credentials=None) -> HttpResponse:
+    """`AXES_LOCKOUT_CALLABLE`: a locked-out API caller (too many bad tokens) gets problem details, a browser the
+    plain message axes gives by default; both with AXES_HTTP_RESPONSE_CODE (429)."""
+    from axes.helpers import get_cool_off, get_lockout_message  # imports axes' models: only once apps are loaded
+
+    status = settings.AXES_HTTP_RESPONSE_CODE
+    if not _is_api(request):
+        return HttpResponse(get_lockout_message(), status=status)
+    response = _plain_problem(status, get_lockout_message())
+    cool_off = get_cool_off(request)
+    if cool_off:
+        response["Retry-After"] = str(int(cool_off.total_seconds()))
+    return response
 
 
 def _plain_problem(status: int, detail: str):

@@ -1,17 +1,23 @@
-"""The agent API. Agents are untrusted: every call is checked against the node's token and its leases."""
+"""The agent API. Agents are untrusted: every call is checked against the node's token and its leases.
+
+A refused lease call (`services.LeaseRefused`) answers with the status it carries: 404 no such lease for this node,
+403 the lease token does not match, 409 the lease is no longer active.
+"""
+
+from http import HTTPStatus
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace.api.errors import problem
 from marketplace.dispatch import queues, services
 from marketplace.dispatch.agent_auth import IsNode, NodeTokenAuthentication
+from marketplace.errors import Refused
 from marketplace.nodes import broker
 from marketplace.nodes import conf as node_conf
-from marketplace.nodes.services import Capabilities, NodeError, node_bench_record, node_hello
+from marketplace.nodes.services import Capabilities, node_bench_record, node_hello
 
 # The columns' limits: a larger number is a 400 naming the field, not a database error.
 INT32_MAX, INT64_MAX = 2**31 - 1, 2**63 - 1
@@ -33,8 +39,13 @@ NOT_YOURS = OpenApiResponse(description="No such lease for this node.")
 BAD_TOKEN = OpenApiResponse(description="The lease token does not match.")
 
 
-def refused(exc: services.LeaseRefused) -> Response:
-    return problem(exc.status, str(exc))
+class ResultRejected(Refused):
+    """The reported result failed the checks; the body says so with `accepted: false`."""
+
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+
+    def problem_members(self) -> dict[str, object]:
+        return {"accepted": False}
 
 
 class DeviceSerializer(serializers.Serializer):
@@ -147,10 +158,7 @@ class BenchView(AgentView):
     def post(self, request):
         data = BenchSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            node = node_bench_record(node=self.node, results=data.validated_data["results"])
-        except NodeError as exc:
-            return problem(status.HTTP_400_BAD_REQUEST, str(exc))
+        node = node_bench_record(node=self.node, results=data.validated_data["results"])
         return Response({"bench_score": node.bench_score})
 
 
@@ -162,14 +170,9 @@ class LeaseView(AgentView):
         "the node's active leases. Needs the lease token in `X-Lease-Token`.",
     )
     def get(self, request, lease_id: int):
-        try:
-            return Response(
-                services.lease_details(
-                    node=self.node, lease_id=lease_id, token=request.headers.get("X-Lease-Token", "")
-                )
-            )
-        except services.LeaseRefused as exc:
-            return refused(exc)
+        return Response(
+            services.lease_details(node=self.node, lease_id=lease_id, token=request.headers.get("X-Lease-Token", ""))
+        )
 
 
 class ReportSerializer(serializers.Serializer):
@@ -198,14 +201,11 @@ class ReportView(AgentView):
         data = ReportSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        try:
-            outcome = services.lease_report(
-                node=self.node, lease_id=lease_id, token=v["token"], ok=v["ok"], stats=v["stats"], error=v["error"]
-            )
-        except services.LeaseRefused as exc:
-            return refused(exc)
+        outcome = services.lease_report(
+            node=self.node, lease_id=lease_id, token=v["token"], ok=v["ok"], stats=v["stats"], error=v["error"]
+        )
         if not outcome.accepted:
-            return problem(status.HTTP_422_UNPROCESSABLE_ENTITY, outcome.message, accepted=False)
+            raise ResultRejected(outcome.message)
         return Response({"accepted": outcome.accepted, "message": outcome.message})
 
 
@@ -224,8 +224,5 @@ class ReleaseView(AgentView):
     def post(self, request, lease_id: int):
         data = ReleaseSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            services.lease_release(node=self.node, lease_id=lease_id, token=data.validated_data["token"])
-        except services.LeaseRefused as exc:
-            return refused(exc)
+        services.lease_release(node=self.node, lease_id=lease_id, token=data.validated_data["token"])
         return Response({"released": True})

@@ -21,6 +21,7 @@ from marketplace import blobs
 from marketplace.accounts.tokens import secret_hash, secret_matches
 from marketplace.dispatch import conf, queues
 from marketplace.dispatch.models import FrameLease, JobNodeBlock
+from marketplace.errors import Conflict
 from marketplace.jobs import pricing
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FRAME_TRANSITIONS, FrameState, JobState, transition
@@ -35,7 +36,7 @@ from marketplace.verification.services import canary_frame_for, trust_lease_aban
 log = logging.getLogger("dispatch")
 
 
-class LeaseRefused(Exception):
+class LeaseRefused(Conflict):
     """A report or request that does not match an active lease of this node. Changes nothing."""
 
     def __init__(self, message: str, status: int = 409) -> None:
@@ -421,7 +422,7 @@ def _extension(key: str) -> str:
 def result_sanity(*, lease: FrameLease) -> SanityResult:
     """The uploaded image has the leased size (read from its header first: nothing else is decoded), decodes,
     and is not blank; then its bytes are frozen under their SHA-256. Reads storage: call outside locks."""
-    from marketplace.dispatch.images import WrongSize, image_from_bytes, image_size_check
+    from render_kernels import WrongSize, image_from_bytes, image_size_check
 
     if not blobs.blob_exists(lease.result_key):
         return SanityResult(False, "no image was uploaded for this lease")
@@ -697,8 +698,8 @@ def _after_commit_job_check(job_id: int) -> None:
 
 def frame_rendered(*, frame_id: int) -> None:
     """A frame's result is committed: make its thumbnail, then hand it to verification."""
-    from marketplace.dispatch.images import image_from_bytes, thumbnail_png
     from marketplace.verification.services import frame_verify_or_settle
+    from render_kernels import image_from_bytes, thumbnail_png
 
     frame = Frame.objects.filter(pk=frame_id).first()
     if frame is None or frame.state != FrameState.RENDERED:

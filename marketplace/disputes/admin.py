@@ -3,7 +3,7 @@
 from django.contrib import admin
 
 from marketplace.disputes.models import AuditLog, Dispute
-from marketplace.payments.admin import ReadOnlyAdmin
+from marketplace.ledger.admin import ReadOnlyAdmin
 
 
 @admin.register(Dispute)

@@ -1,31 +1,23 @@
 """Disputes for artists (open, list, detail) and their review by admins (queue, decide).
 
 Thin over `disputes.services` and `disputes.selectors`. Input is validated by the serializers, so a refusal
-left to the services is a conflict with the frame's or the dispute's state (409). Every refusal becomes
-problem details (`marketplace.api.errors`) by one table, `ERROR_STATUS`. Another artist's frame or dispute is a 404.
+left to the services is a conflict with the frame's or the dispute's state (409). Refusals carry their status
+(`marketplace.errors`) and become problem details in the API's one handler. Another artist's frame or dispute is
+a 404.
 """
 
-from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from marketplace.api.errors import ServiceErrorView
 from marketplace.disputes import selectors, services
 from marketplace.disputes.serializers import (
     DisputeDecideRequest,
     DisputeOpenRequest,
     DisputeReviewSerializer,
     DisputeSerializer,
-)
-
-# Checked in order: the first class the exception is an instance of gives the status.
-ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
-    (services.DisputeNotFound, status.HTTP_404_NOT_FOUND),
-    (Http404, status.HTTP_404_NOT_FOUND),
-    (services.DisputeRefused, status.HTTP_409_CONFLICT),
-    (services.NotAdmin, status.HTTP_403_FORBIDDEN),
 )
 
 
@@ -40,10 +32,8 @@ NOT_FOUND = OpenApiResponse(description="No such dispute (or frame) of yours.")
 CONFLICT = OpenApiResponse(description="The frame's or the dispute's state does not allow it: `detail` says why.")
 
 
-class DisputesView(ServiceErrorView):
+class DisputesView(APIView):
     """Disputes of the signed-in user."""
-
-    error_status = ERROR_STATUS
 
 
 class AdminView(DisputesView):

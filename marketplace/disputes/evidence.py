@@ -9,7 +9,6 @@ reference: the page shows the frame alone and says so.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +16,7 @@ import numpy as np
 import render_kernels
 from marketplace import blobs
 from marketplace.dispatch import conf as dispatch_conf
-from marketplace.dispatch.images import image_from_bytes
+from marketplace.errors import NotFound
 from marketplace.verification.crops import candidate_of, expected_size
 from marketplace.verification.models import CropCheck
 
@@ -25,7 +24,7 @@ PREVIEW_MAX_SIDE = 1024
 CROP_MAX_SIDE = 512
 
 
-class EvidenceUnavailable(Exception):
+class EvidenceUnavailable(NotFound):
     """An image that cannot be loaded or compared (missing file, size or channel mismatch)."""
 
 
@@ -39,16 +38,9 @@ def image_load(key: str, *, sha256: str = "", size: tuple[int, int] | None = Non
     except blobs.DigestMismatch as exc:  # logged as an event by blobs; never shown as evidence
         raise EvidenceUnavailable(f"refused: {exc}") from exc
     try:
-        return image_from_bytes(data, size=size)
+        return render_kernels.image_from_bytes(data, size=size)
     except render_kernels.ImageError as exc:
         raise EvidenceUnavailable(str(exc)) from exc
-
-
-def png_bytes(image: np.ndarray, *, max_side: int) -> bytes:
-    buffer = io.BytesIO()
-    # thumbnail() returns uint8, which save_png writes through Pillow (accepts a file object).
-    render_kernels.save_png(buffer, render_kernels.thumbnail(image, max_side))
-    return buffer.getvalue()
 
 
 def _comparable(candidate: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -131,4 +123,4 @@ def crop_view_png(*, crop: CropCheck, view: str) -> bytes:
         image = reference
     else:
         image = render_kernels.diff_heatmap(candidate, reference)
-    return png_bytes(image, max_side=CROP_MAX_SIDE)
+    return render_kernels.thumbnail_png(image, max_side=CROP_MAX_SIDE)

@@ -1,8 +1,13 @@
+from datetime import datetime
+
 from django.db.models import QuerySet
 from django.http import Http404
+from django.utils import timezone
 
 from marketplace.disputes.models import AuditLog, Dispute
+from marketplace.jobs.conf import dispute_window
 from marketplace.jobs.models import Frame
+from marketplace.jobs.states import FrameState
 from marketplace.verification.models import CropCheck, TrustEvent
 from marketplace.verification.selectors import crop_evidence
 
@@ -69,9 +74,18 @@ def dispute_of_settlement(*, frame: Frame) -> Dispute | None:
     return Dispute.objects.filter(frame_id=frame.pk, frame_settled_at=frame.settled_at).first()
 
 
-def disputed_settlements(*, job_id: int) -> set[tuple[int, object]]:
-    """(frame id, settled_at) of every disputed result of the job: such a result cannot be disputed again."""
-    return set(Dispute.objects.filter(frame__job_id=job_id).values_list("frame_id", "frame_settled_at"))
+def dispute_deadline(*, frame: Frame) -> datetime | None:
+    """When the artist's right to dispute the frame's current result ends; None before it settled."""
+    return frame.settled_at + dispute_window() if frame.settled_at else None
+
+
+def frame_disputable(*, frame: Frame) -> bool:
+    """A settled frame can be disputed until its dispute window closes, once per result (a result disputed once
+    offers no second dispute; a frame re-rendered after an upheld dispute can be disputed anew)."""
+    deadline = dispute_deadline(frame=frame)
+    if frame.state != FrameState.SETTLED or deadline is None or deadline <= timezone.now():
+        return False  # decided without a query: most frames of a page are not disputable
+    return not Dispute.objects.filter(frame_id=frame.pk, frame_settled_at=frame.settled_at).exists()
 
 
 def frame_of_artist(*, artist, frame_id: int) -> Frame:

@@ -2,9 +2,9 @@
 
 from rest_framework import serializers
 
-from marketplace.api.fields import TokensField
 from marketplace.disputes import conf
 from marketplace.disputes.models import Dispute
+from marketplace.money import TokensField
 
 
 class DisputeSerializer(serializers.ModelSerializer):

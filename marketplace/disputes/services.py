@@ -25,12 +25,15 @@ from django.utils import timezone
 from marketplace.dispatch.services import match_frames_soon, node_block_for_job
 from marketplace.disputes import conf
 from marketplace.disputes.models import AuditLog, Dispute
+from marketplace.disputes.selectors import dispute_deadline
+from marketplace.errors import Conflict, Forbidden, NotFound, Refused
+from marketplace.jobs.conf import dispute_window
 from marketplace.jobs.models import Frame, Job
+from marketplace.jobs.selectors import frame_pay_matured
 from marketplace.jobs.states import FRAME_TRANSITIONS, JOB_TRANSITIONS, FrameState, JobState, transition
 from marketplace.ledger.models import Account
 from marketplace.ledger.selectors import transaction_postings
 from marketplace.ledger.services import Leg, account_get, hold_escrow, transfer
-from marketplace.payments.selectors import frame_pay_matured
 from marketplace.verification.models import TrustEvent
 from marketplace.verification.services import trust_record
 
@@ -40,15 +43,19 @@ State = Dispute.State
 LIVE_JOB_STATES = (JobState.QUEUED, JobState.RUNNING, JobState.DONE)
 
 
-class DisputeNotFound(Exception):
-    """No such frame or dispute for this user (shown as 404: ids reveal nothing)."""
+class DisputeNotFound(NotFound):
+    """No such frame or dispute for this user (ids reveal nothing)."""
 
 
-class DisputeRefused(Exception):
+class DisputeRefused(Conflict):
     """A dispute or decision that cannot be made; nothing changed."""
 
 
-class NotAdmin(Exception):
+class DisputeTextRefused(Refused, DisputeRefused):
+    """A reason or note that is too short or too long: bad input (400), not a conflict with the state."""
+
+
+class NotAdmin(Forbidden):
     """Only market admins review disputes."""
 
 
@@ -58,16 +65,12 @@ def audit(*, actor, action: str, obj: Dispute, details: dict) -> AuditLog:
     )
 
 
-def dispute_deadline(*, frame: Frame):
-    return frame.settled_at + conf.window() if frame.settled_at else None
-
-
 def _clean_text(text: object, *, what: str, min_chars: int, max_chars: int) -> str:
     text = str(text or "").strip()
     if len(text) < min_chars:
-        raise DisputeRefused(f"Please give {what} of at least {min_chars} characters.")
+        raise DisputeTextRefused(f"Please give {what} of at least {min_chars} characters.")
     if len(text) > max_chars:
-        raise DisputeRefused(f"{what.capitalize()} is limited to {max_chars} characters.")
+        raise DisputeTextRefused(f"{what.capitalize()} is limited to {max_chars} characters.")
     return text
 
 
@@ -89,7 +92,7 @@ def dispute_open(*, artist, frame_id: int, reason: str) -> Dispute:
     if timezone.now() > deadline:
         raise DisputeRefused(
             f"The dispute window for this frame closed on {deadline:%Y-%m-%d %H:%M} UTC "
-            f"({conf.window().total_seconds() / 3600:g} hours after it was delivered)."
+            f"({dispute_window().total_seconds() / 3600:g} hours after it was delivered)."
         )
     if frame.node is None:
         raise DisputeRefused("This frame has no provider to dispute (its node was removed).")

@@ -5,9 +5,10 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+import render_kernels
 from marketplace.disputes import evidence, selectors, services
 from marketplace.disputes.forms import DecisionForm, DisputeForm
-from marketplace.disputes.services import dispute_deadline
+from marketplace.disputes.selectors import dispute_deadline
 
 
 def _admin_only(request: HttpRequest) -> None:
@@ -23,20 +24,19 @@ def dispute_new(request: HttpRequest, frame_id: int) -> HttpResponse:
         messages.info(request, "You have already disputed this frame.")
         return redirect("disputes:detail", already.pk)
     form = DisputeForm(request.POST or None)
-    error = ""
+    error, status = "", 400 if request.method == "POST" else 200  # a POST still here was refused
     if request.method == "POST" and form.is_valid():
         try:
             dispute = services.dispute_open(artist=request.user, frame_id=frame.pk, reason=form.cleaned_data["reason"])
         except services.DisputeNotFound as exc:
             raise Http404(str(exc)) from exc
         except services.DisputeRefused as exc:
-            error = str(exc)
+            error, status = str(exc), exc.status
         else:
             messages.success(
                 request, "Dispute sent. The provider's pay for this frame is frozen until an admin decides."
             )
             return redirect("disputes:detail", dispute.pk)
-    status = 400 if request.method == "POST" else 200
     return render(
         request,
         "disputes/new.html",
@@ -121,7 +121,8 @@ def evidence_frame(request: HttpRequest, dispute_id: int) -> HttpResponse:
     _admin_only(request)
     dispute = selectors.dispute_for(user=request.user, dispute_id=dispute_id)
     try:
-        return _png(evidence.png_bytes(evidence.image_load(dispute.result_key), max_side=evidence.PREVIEW_MAX_SIDE))
+        image = evidence.image_load(dispute.result_key)
+        return _png(render_kernels.thumbnail_png(image, max_side=evidence.PREVIEW_MAX_SIDE))
     except evidence.EvidenceUnavailable as exc:
         raise Http404(str(exc)) from exc
 

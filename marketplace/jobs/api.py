@@ -4,14 +4,14 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from marketplace.api.errors import ServiceErrorView
-from marketplace.api.fields import TokensField
 from marketplace.dispatch.selectors import job_waiting
 from marketplace.jobs import conf, selectors, services
 from marketplace.jobs.downloads import settled_frames_zip
-from marketplace.jobs.errors import FundsInsufficient, JobNotFound, JobRefused
+from marketplace.jobs.errors import JobNotFound
 from marketplace.jobs.models import Frame, Job
+from marketplace.money import TokensField
 
 
 class FrameSerializer(serializers.ModelSerializer):
@@ -181,15 +181,9 @@ REFUSED = OpenApiResponse(description="Refused (bad input, or the job's state do
 NO_FUNDS = OpenApiResponse(description="The wallet cannot cover the escrow hold; nothing changed.")
 
 
-class JobsView(ServiceErrorView):
-    """Jobs of the signed-in artist."""
-
-    # The first match wins: a refusal for want of funds is a 402, any other a 400; another artist's job a 404.
-    error_status = (
-        (JobNotFound, status.HTTP_404_NOT_FOUND),
-        (FundsInsufficient, status.HTTP_402_PAYMENT_REQUIRED),
-        (JobRefused, status.HTTP_400_BAD_REQUEST),
-    )
+class JobsView(APIView):
+    """Jobs of the signed-in artist. Refusals answer with their own status: a refusal for want of funds is a 402,
+    any other a 400; another artist's job a 404."""
 
 
 def _detail(job: Job) -> dict:

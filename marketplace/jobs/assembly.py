@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import OpenEXR
 
-from marketplace.dispatch.images import EXR_MAGIC, PNG_MAGIC, image_from_bytes, image_size_check, thumbnail_png
 from marketplace.jobs.tiles import Rect
-from render_kernels import ImageError, save_png
-from render_kernels.image_io import to_uint
+from render_kernels import ImageError, image_from_bytes, image_size_check, save_png, thumbnail_png
+from render_kernels.image_io import EXR_MAGIC, PNG_SIGNATURE, to_uint
 
 # EXR channel names by channel count, as Blender writes a single-layer image.
 EXR_CHANNELS = {1: "Y", 2: "YA", 3: "RGB", 4: "RGBA"}
@@ -42,7 +41,7 @@ def _depth(data: bytes, *, exr: bool) -> int:
         if not data.startswith(EXR_MAGIC):
             raise AssemblyError("not an OpenEXR image, and the job renders OpenEXR")
         return 32
-    if not data.startswith(PNG_MAGIC):
+    if not data.startswith(PNG_SIGNATURE):
         raise AssemblyError("not a PNG image, and the job renders PNG")
     return 16 if data[24:25] == b"\x10" else 8  # IHDR: signature, length, type, width, height, then bit depth
 

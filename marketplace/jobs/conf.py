@@ -7,6 +7,7 @@ The resolution and frame-count caps are the scenes app's own (SCENE_MAX_SIDE, SC
 never ask for more than an upload may hold.
 """
 
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -61,6 +62,15 @@ MIN_SIDE = 4
 # Blender's own frame number limits.
 MIN_FRAME = 0
 MAX_FRAME = 1_048_574
+# The largest frame result (image file) an agent may upload, and so the most any reader of a result reads.
+RESULT_MAX_BYTES = getattr(settings, "DISPATCH_RESULT_MAX_BYTES", 64 * 1024 * 1024)
+
+
+def dispute_window() -> timedelta:
+    """How long after a frame settles its artist may dispute the result, and so how long the provider's pay for it
+    stays pending (settings.DISPUTE_WINDOW_HOURS, default 72): one rule of the frame's settlement, which disputes
+    and payments both follow."""
+    return timedelta(hours=getattr(settings, "DISPUTE_WINDOW_HOURS", 72))
 
 
 def __getattr__(name: str) -> Any:

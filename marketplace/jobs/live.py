@@ -81,12 +81,12 @@ def changes(request: HttpRequest, context: dict, *, seen: Cursor | None, now: da
         answer["rows"] = {}
     else:  # by element id: the frame's table row and its card in the grid
         answer["rows"] = {}
-        for row in context["rows"]:
-            row_context = {**context, "row": row}
-            answer["rows"][f"frame-row-{row.frame.pk}"] = render_to_string(
+        for frame in context["page_frames"]:
+            row_context = {**context, "frame": frame}
+            answer["rows"][f"frame-row-{frame.pk}"] = render_to_string(
                 "jobs/_frame_row.html", row_context, request=request
             )
-            answer["rows"][f"frame-card-{row.frame.pk}"] = render_to_string(
+            answer["rows"][f"frame-card-{frame.pk}"] = render_to_string(
                 "jobs/_frame_card.html", row_context, request=request
             )
     return answer

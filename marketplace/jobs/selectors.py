@@ -7,18 +7,17 @@ from datetime import datetime
 
 from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
-from django.utils import timezone
 
 from marketplace import blobs
-from marketplace.disputes.selectors import disputed_settlements
-from marketplace.disputes.services import dispute_deadline
+from marketplace.jobs import conf
 from marketplace.jobs.errors import JobNotFound
 from marketplace.jobs.models import AssembledFrame, Frame, Job
 from marketplace.jobs.states import FRAME_CANCELLABLE, FRAME_OPEN, FrameState, JobState
 from marketplace.ledger.models import Account
-from marketplace.ledger.selectors import account_balance, user_balances
+from marketplace.ledger.selectors import account_balance, transaction_exists, user_balances
 from marketplace.ledger.services import escrow_account
 from marketplace.scenes.models import Scene
+from render_kernels import image_from_bytes, thumbnail_png
 
 FINISHED_FRAME_STATES = (FrameState.RENDERED, FrameState.VERIFYING, FrameState.SETTLED)
 
@@ -54,15 +53,10 @@ VIEWER_MAX_SIDE = 2048  # the viewer's "full size": larger frames are scaled dow
 def frame_viewer_png(*, frame: Frame) -> bytes:
     """A finished frame as an 8-bit PNG for the page's viewer (EXR tone-mapped as its thumbnail is); read checked
     against the digest frozen at its report, so the viewer shows exactly what was verified (JobNotFound if not)."""
-    from marketplace.dispatch import conf as dispatch_conf
-    from marketplace.dispatch.images import image_from_bytes, thumbnail_png
-
     if frame.state not in FINISHED_FRAME_STATES or not frame.result_key:
         raise JobNotFound("this frame has no image yet")
     try:
-        data = blobs.blob_read_checked(
-            frame.result_key, sha256=frame.result_sha256, max_bytes=dispatch_conf.RESULT_MAX_BYTES
-        )
+        data = blobs.blob_read_checked(frame.result_key, sha256=frame.result_sha256, max_bytes=conf.RESULT_MAX_BYTES)
     except blobs.DigestMismatch as exc:
         raise JobNotFound("this frame's stored image failed its integrity check") from exc
     image = image_from_bytes(data)
@@ -108,6 +102,16 @@ def job_money(*, job: Job) -> JobMoney:
     return JobMoney(cost_so_far=cost, escrow_left=held)
 
 
+def pay_maturation_key(frame_id: int) -> str:
+    """Ledger key of the frame's pay leaving the dispute window (provider pending -> available), once per frame:
+    written by `payments.earnings`, read by `disputes` (a dispute comes too late once it exists)."""
+    return f"mature:frame:{frame_id}"
+
+
+def frame_pay_matured(*, frame_id: int) -> bool:
+    return transaction_exists(key=pay_maturation_key(frame_id))
+
+
 def wallet_balance(*, user) -> int:
     """Micro-tokens the artist can spend now (0 before the wallet's first posting)."""
     return user_balances(user=user).get(Account.Kind.ARTIST_WALLET, 0)
@@ -134,18 +138,6 @@ def last_finished_frame(*, job: Job) -> Frame | None:
         .order_by("-rendered_at", "-pk")
         .first()
     )
-
-
-def frame_disputable(*, frame: Frame) -> bool:
-    """A settled frame can be disputed until its dispute window closes."""
-    deadline = dispute_deadline(frame=frame)
-    return frame.state == FrameState.SETTLED and deadline is not None and deadline > timezone.now()
-
-
-@dataclass(frozen=True)
-class FrameRow:
-    frame: Frame
-    disputable: bool
 
 
 def frames_of(*, job: Job) -> QuerySet[Frame]:
@@ -185,16 +177,13 @@ def frame_page(*, job: Job, page: object = 1) -> FramePage:
     return FramePage(number=number, pages=pages, frame_ids=ids)
 
 
-def frame_rows(*, job: Job, page: FramePage, changed_since: datetime | None = None) -> list[FrameRow]:
-    """The rows of one page of the job page; `changed_since`: only the frames whose row changed since then."""
+def page_frames(*, job: Job, page: FramePage, changed_since: datetime | None = None) -> list[Frame]:
+    """The frames of one page of the job page (a table row and a grid card each); `changed_since`: only those
+    that changed since then. Whether a frame can be disputed is the disputes app's to say (`{% load disputes %}`)."""
     frames = frames_of(job=job).filter(pk__in=page.frame_ids)
     if changed_since is not None:
         frames = frames.filter(updated_at__gte=changed_since)
-    disputed = disputed_settlements(job_id=job.pk)  # a result disputed once offers no second "Dispute"
-    return [
-        FrameRow(frame, frame_disputable(frame=frame) and (frame.pk, frame.settled_at) not in disputed)
-        for frame in frames
-    ]
+    return list(frames)
 
 
 STATE_CODES = {

@@ -18,7 +18,7 @@ from marketplace.jobs.errors import JobNotFound, JobRefused
 from marketplace.jobs.forms import JobQuoteForm
 from marketplace.jobs.models import Job
 from marketplace.jobs.states import JobState
-from marketplace.web.templatetags.money import tokens
+from marketplace.money import tokens
 
 T = TypeVar("T")
 
@@ -43,15 +43,14 @@ def job_new(request: HttpRequest) -> HttpResponse:
     except JobNotFound as exc:
         raise Http404(str(exc)) from exc
     form = JobQuoteForm(request.POST or None, initial=JobQuoteForm.initial_from_scene(scene))
-    error = ""
+    error, status = "", 400 if request.method == "POST" else 200  # a POST still here was refused
     if request.method == "POST" and form.is_valid():
         try:
             job = services.job_quote(owner=request.user, scene=scene.pk, **form.quote_kwargs())
         except JobRefused as exc:
-            error = str(exc)
+            error, status = str(exc), exc.status
         else:
             return redirect("jobs:detail", job.pk)
-    status = 400 if request.method == "POST" else 200
     return render(request, "jobs/new.html", {"scene": scene, "form": form, "error": error}, status=status)
 
 
@@ -71,7 +70,7 @@ def _live_context(job: Job, *, page: object = 1, frames_since: datetime | None =
         "money": selectors.job_money(job=job),
         "page": frame_page,
         "page_size": selectors.FRAMES_PER_PAGE,
-        "rows": selectors.frame_rows(job=job, page=frame_page, changed_since=frames_since),
+        "page_frames": selectors.page_frames(job=job, page=frame_page, changed_since=frames_since),
         "state_legend": [(state.value, state.label) for state in selectors.STATE_CODES],
         "state_runs": selectors.frame_state_runs(job=job),
         "preview": selectors.last_finished_frame(job=job),

@@ -3,6 +3,19 @@ from django.contrib import admin
 from marketplace.ledger.models import Account, LedgerTransaction, Posting
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows that only services write (money records, audit entries): the admin shows them, never changes them."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 class PostingInline(admin.TabularInline):
     model = Posting
     extra = 0

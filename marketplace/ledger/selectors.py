@@ -3,7 +3,7 @@ from dataclasses import dataclass
 from django.db.models import Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
-from marketplace.ledger.models import Account, Posting
+from marketplace.ledger.models import Account, LedgerTransaction, Posting
 
 
 def account_balance(*, account: Account) -> int:
@@ -44,6 +44,10 @@ def posted_to(*, kind: str, owner, keys: list[str]) -> dict[str, int]:
         .annotate(s=Sum("amount"))
     )
     return dict(rows)
+
+
+def transaction_exists(*, key: str) -> bool:
+    return LedgerTransaction.objects.filter(idempotency_key=key).exists()
 
 
 def transaction_postings(*, key: str) -> list[Posting]:

@@ -4,8 +4,8 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from marketplace.api.errors import ServiceErrorView
 from marketplace.nodes import selectors, services
 from marketplace.nodes.models import WorkerNode
 
@@ -45,10 +45,8 @@ class NodeCreatedSerializer(NodeSerializer):
         fields = [*NodeSerializer.Meta.fields, "token"]
 
 
-class NodeListView(ServiceErrorView):
+class NodeListView(APIView):
     """Nodes of the signed-in provider."""
-
-    error_status = ((services.NodeError, status.HTTP_403_FORBIDDEN),)
 
     @extend_schema(
         responses=NodeSerializer(many=True),
@@ -76,9 +74,7 @@ class NodeListView(ServiceErrorView):
         return Response(NodeCreatedSerializer(node).data, status=status.HTTP_201_CREATED)
 
 
-class NodeDetailView(ServiceErrorView):
-    error_status = ((services.NodeError, status.HTTP_409_CONFLICT),)
-
+class NodeDetailView(APIView):
     @extend_schema(
         responses={
             204: None,

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from marketplace.accounts.models import User
 from marketplace.accounts.tokens import secret_issue, secret_matches, secret_split
+from marketplace.errors import Conflict, Forbidden, Refused
 from marketplace.nodes import broker, conf
 from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.selectors import active_leases, node_banned_q, node_silent_q, untrusted_nodes_of
@@ -15,17 +16,25 @@ from workers import runtimes
 DEVICE_PREFERENCE = ("OPTIX", "CUDA", "HIP", "ONEAPI", "CPU")
 
 
-class NodeError(Exception):
-    pass
+class NodeError(Refused):
+    """A node action refused for bad input; nothing was changed."""
+
+
+class NodeForbidden(Forbidden, NodeError):
+    """This account may not register a node now (not a provider, banned, or at its limit of untrusted nodes)."""
+
+
+class NodeBusy(Conflict, NodeError):
+    """The node is working or its results are being verified."""
 
 
 @transaction.atomic
 def node_create(*, owner, name: str) -> tuple[WorkerNode, str]:
     """A new node and its token plaintext (shown once; only the hash is kept)."""
     if not owner.is_provider and not owner.is_market_admin:
-        raise NodeError("only GPU providers can register nodes")
+        raise NodeForbidden("only GPU providers can register nodes")
     if owner.banned_at is not None:
-        raise NodeError("this account is banned from the market after failed verification: its nodes get no work")
+        raise NodeForbidden("this account is banned from the market after failed verification: its nodes get no work")
     name = name.strip()[:100]
     if not name:
         raise NodeError("a node needs a name")
@@ -33,7 +42,7 @@ def node_create(*, owner, name: str) -> tuple[WorkerNode, str]:
     untrusted = untrusted_nodes_of(owner=owner).count()
     limit = conf.max_untrusted_nodes()
     if untrusted >= limit:
-        raise NodeError(
+        raise NodeForbidden(
             f"you have {untrusted} nodes that have not earned trust yet, the most allowed ({limit}): "
             f"a new slot opens when one of them passes {conf.TRUSTED_AFTER} checks in a row"
         )
@@ -55,7 +64,7 @@ def node_delete(*, owner, node_id: int) -> bool:
             or node.frame_checks.filter(state="pending").exists()
             or node.leases.filter(crop_check__state="pending").exists()
         ):
-            raise NodeError(
+            raise NodeBusy(
                 "this node is working or its results are being verified: pause it and try again once they are done"
             )
         node.delete()

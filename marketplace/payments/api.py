@@ -1,21 +1,20 @@
 """Wallet and top-ups for artists, earnings and payouts for providers (API token or session).
 
 Thin over `payments.services`, `payments.payouts` and the selectors: every rule, and every refusal's wording,
-is the services'. Their refusals become problem details (`marketplace.api.errors`) by one table, `ERROR_STATUS`.
+is the services'. Their refusals carry their status (`marketplace.errors`) and become problem details in the API's
+one handler.
 """
 
-from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from marketplace.api.errors import ServiceErrorView
 from marketplace.ledger import selectors as ledger_selectors
 from marketplace.ledger.models import Account
 from marketplace.payments import conf, payouts, selectors, services
 from marketplace.payments.models import Payout
-from marketplace.payments.providers import PaymentsUnavailable
 from marketplace.payments.serializers import (
     EarningsSerializer,
     PayoutRequest,
@@ -27,14 +26,6 @@ from marketplace.payments.serializers import (
 )
 
 Kind = Account.Kind
-
-# Checked in order: the first class the exception is an instance of gives the status.
-ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
-    (services.TopUpRefused, status.HTTP_400_BAD_REQUEST),
-    (payouts.PayoutRefused, status.HTTP_400_BAD_REQUEST),
-    (PaymentsUnavailable, status.HTTP_503_SERVICE_UNAVAILABLE),
-    (Http404, status.HTTP_404_NOT_FOUND),
-)
 
 
 class IsArtist(BasePermission):
@@ -55,11 +46,9 @@ REFUSED = OpenApiResponse(description="Refused: `detail` says why; nothing moved
 UNAVAILABLE = OpenApiResponse(description="The payment provider is not configured or not answering.")
 
 
-class PaymentsView(ServiceErrorView):
-    """Wallets, top-ups, earnings and payouts of the signed-in user."""
-
-    # Amounts must arrive as JSON numbers: the API's parser (settings) takes JSON only, never a form body.
-    error_status = ERROR_STATUS
+class PaymentsView(APIView):
+    """Wallets, top-ups, earnings and payouts of the signed-in user. Amounts must arrive as JSON numbers: the
+    API's parser (settings) takes JSON only, never a form body."""
 
 
 class ArtistView(PaymentsView):

@@ -13,9 +13,10 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from marketplace.disputes import conf as dispute_conf
 from marketplace.disputes.selectors import frame_has_open_dispute
+from marketplace.jobs.conf import dispute_window
 from marketplace.jobs.models import Frame
+from marketplace.jobs.selectors import pay_maturation_key
 from marketplace.jobs.states import FrameState
 from marketplace.ledger.models import Account
 from marketplace.ledger.selectors import posted_to
@@ -48,7 +49,7 @@ def earning_mature(*, frame_id: int, cutoff: datetime) -> bool:
         return False
     pending = account_get(kind=Kind.PROVIDER_PENDING, owner=provider)
     transfer(
-        key=f"mature:frame:{frame.pk}",
+        key=pay_maturation_key(frame.pk),
         memo=f"earnings of frame {frame.number} of job {frame.job_id} matured",
         legs=[Leg(pending, -share), Leg(account_get(kind=Kind.PROVIDER_AVAILABLE, owner=provider), share)],
         metadata={"frame": frame.pk},
@@ -59,7 +60,7 @@ def earning_mature(*, frame_id: int, cutoff: datetime) -> bool:
 
 def earnings_mature(*, now: datetime | None = None, limit: int = 1000) -> int:
     """Mature every due frame (oldest first, at most `limit` per run); one transaction per frame."""
-    cutoff = (now or timezone.now()) - dispute_conf.window()
+    cutoff = (now or timezone.now()) - dispute_window()
     matured = 0
     for frame_id in list(frames_due_to_mature(cutoff=cutoff)[:limit]):
         try:

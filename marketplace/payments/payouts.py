@@ -18,6 +18,7 @@ from datetime import timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from marketplace.errors import Refused
 from marketplace.ledger.models import Account
 from marketplace.ledger.services import Leg, account_get, transfer
 from marketplace.money import tokens
@@ -31,7 +32,7 @@ Kind = Account.Kind
 State = Payout.State
 
 
-class PayoutRefused(Exception):
+class PayoutRefused(Refused):
     """A payout request that cannot be made; no tokens moved."""
 
 

@@ -21,6 +21,7 @@ import stripe
 from django.conf import settings
 from django.urls import reverse
 
+from marketplace.errors import Refused, Unavailable
 from marketplace.payments import conf
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("payments")
 
 
-class PaymentsUnavailable(Exception):
+class PaymentsUnavailable(Unavailable):
     """No payment provider is configured on this server."""
 
 
@@ -42,7 +43,7 @@ class ProviderOutcomeUnknown(Exception):
     """The provider gave no clear answer; the request may or may not have taken effect."""
 
 
-class WebhookRefused(Exception):
+class WebhookRefused(Refused):
     """A webhook that is not a verified, fresh Stripe event. Nothing is stored."""
 
 

@@ -5,17 +5,13 @@ from django.db.models import Exists, OuterRef, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.http import Http404
 
-from marketplace.disputes import conf as dispute_conf
 from marketplace.disputes.models import Dispute
+from marketplace.jobs.conf import dispute_window
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState
 from marketplace.ledger.models import Account, Posting
 from marketplace.ledger.selectors import posted_to
 from marketplace.payments.models import ConnectAccount, EarningMaturation, Payout, TopUp
-
-
-def frame_pay_matured(*, frame_id: int) -> bool:
-    return EarningMaturation.objects.filter(frame_id=frame_id).exists()
 
 
 def frames_due_to_mature(*, cutoff: datetime) -> QuerySet:
@@ -101,7 +97,7 @@ def provider_frame_earnings(*, provider, limit: int = 100) -> list[FrameEarning]
         )
         .order_by("-settled_at")[:limit]
     )
-    window = dispute_conf.window()
+    window = dispute_window()
     shares = posted_to(kind=Account.Kind.PROVIDER_PENDING, owner=provider, keys=[f.settlement_key for f in frames])
     return [
         FrameEarning(

@@ -5,7 +5,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from marketplace.api.fields import TokensField
+from marketplace.money import TokensField
 from marketplace.payments.models import Payout, TopUp
 
 

@@ -36,6 +36,7 @@ import uuid
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from marketplace.errors import Refused
 from marketplace.ledger.models import Account
 from marketplace.ledger.services import Leg, account_get, transfer
 from marketplace.payments import conf, payouts
@@ -47,7 +48,7 @@ log = logging.getLogger("payments")
 Kind = Account.Kind
 
 
-class TopUpRefused(Exception):
+class TopUpRefused(Refused):
     """A top-up that cannot start; nothing was stored."""
 
 

@@ -7,7 +7,6 @@ from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from marketplace.disputes import selectors as dispute_selectors
 from marketplace.ledger import selectors as ledger_selectors
 from marketplace.money import tokens
 from marketplace.payments import conf, payouts, selectors, services
@@ -98,7 +97,7 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
     try:
         event = stripe_event_verify(payload=request.body, signature=request.headers.get("Stripe-Signature", ""))
     except WebhookRefused as exc:
-        return JsonResponse({"error": str(exc)}, status=400)
+        return JsonResponse({"error": str(exc)}, status=exc.status)
     return JsonResponse({"received": event["id"], "outcome": services.webhook_event_process(event=event)})
 
 
@@ -115,7 +114,6 @@ def _earnings_page(request: HttpRequest, *, form: PayoutForm, status: int = 200)
             "balances": ledger_selectors.user_balances(user=request.user),
             "frames": selectors.earnings_by_image(selectors.provider_frame_earnings(provider=request.user)),
             "node_rates": selectors.provider_node_rates(provider=request.user),
-            "disputes": dispute_selectors.disputes_against(provider=request.user),
             "payouts": selectors.payouts_of(user=request.user),
             "connect": selectors.connect_account_of(user=request.user),
             "payout_min": conf.payout_min_micro(),
@@ -145,7 +143,7 @@ def payout_create(request: HttpRequest) -> HttpResponse:
         )
     except (payouts.PayoutRefused, PaymentsUnavailable) as exc:
         form.add_error(None, str(exc))
-        return _earnings_page(request, form=form, status=400)
+        return _earnings_page(request, form=form, status=exc.status)
     level = messages.error if payout.state == payout.State.FAILED else messages.success
     level(request, f"Payout {payout.pk}: {payout.get_state_display()}. {payout.error}".strip())
     return redirect("payments:earnings")

@@ -5,15 +5,14 @@ from django.core.exceptions import PermissionDenied
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from marketplace.api.errors import ServiceErrorView, problem
 from marketplace.scenes import conf, selectors, services, upload_limit
 from marketplace.scenes.bundles import check_digests
 from marketplace.scenes.models import Scene
-from marketplace.scenes.validation import SceneRejected
+from marketplace.scenes.upload_limit import UploadTooLarge
 
 
 class SceneSerializer(serializers.ModelSerializer):
@@ -49,23 +48,11 @@ class SceneUploadRequest(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False, default="", help_text="defaults to the file name")
 
 
-class UploadTooLarge(APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "the upload is too large"
-
-
 NOT_FOUND = OpenApiResponse(description="No such scene of yours.")
 
 
-class ScenesView(ServiceErrorView):
+class ScenesView(APIView):
     """Scenes of the signed-in user."""
-
-    error_status = (
-        (selectors.SceneNotFound, status.HTTP_404_NOT_FOUND),
-        (SceneRejected, status.HTTP_400_BAD_REQUEST),
-        (services.SceneInUse, status.HTTP_409_CONFLICT),
-        (PermissionDenied, status.HTTP_403_FORBIDDEN),
-    )
 
 
 class SceneListView(ScenesView):
@@ -83,8 +70,8 @@ class SceneListView(ScenesView):
 
     def handle_exception(self, exc: Exception) -> Response:
         # Also when the CSRF check failed because the form was cut off at the limit before its token.
-        if isinstance(exc, UploadTooLarge) or (self.limit is not None and self.limit.exceeded):
-            return problem(UploadTooLarge.status_code, upload_limit.too_big_message())
+        if self.limit is not None and self.limit.exceeded:
+            exc = UploadTooLarge()
         return super().handle_exception(exc)
 
     @extend_schema(
@@ -209,7 +196,7 @@ class SceneFilePutView(ScenesView):
         _artist_only(request)
         raw = request._request
         if int(raw.META.get("CONTENT_LENGTH") or 0) > conf.MAX_UPLOAD_BYTES:  # refused before reading the body
-            return problem(UploadTooLarge.status_code, upload_limit.too_big_message())
+            raise UploadTooLarge()
         row = services.scene_file_put(owner=request.user, sha256=sha256, chunks=iter(lambda: raw.read(1 << 20), b""))
         return Response({"sha256": row.sha256, "size": row.size}, status=status.HTTP_201_CREATED)
 
@@ -226,10 +213,7 @@ class SceneBundleView(ScenesView):
         _artist_only(request)
         data = BundleRequest(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            scene = services.scene_bundle_upload(
-                owner=request.user, files=data.validated_data["files"], name=data.validated_data["name"]
-            )
-        except services.BundleIncomplete as exc:
-            return problem(status.HTTP_409_CONFLICT, exc.reason, missing=exc.missing)
+        scene = services.scene_bundle_upload(
+            owner=request.user, files=data.validated_data["files"], name=data.validated_data["name"]
+        )
         return Response(SceneSerializer(scene).data, status=status.HTTP_201_CREATED)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
+from marketplace.errors import NotFound
 from marketplace.scenes.models import Scene, SceneFile
 
 
-class SceneNotFound(Exception):
-    pass
+class SceneNotFound(NotFound):
+    """No such scene for this user (also someone else's)."""
 
 
 def scenes_of(*, owner) -> QuerySet[Scene]:

@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from marketplace import blobs
+from marketplace.errors import Conflict
 from marketplace.jobs.states import JobState
 from marketplace.scenes import bundles, conf
 from marketplace.scenes.inspection import inspect_upload
@@ -89,7 +90,7 @@ def scene_upload(*, owner, uploaded_file: UploadedFileLike, name: str = "", enqu
     return scene
 
 
-class SceneInUse(Exception):
+class SceneInUse(Conflict):
     """A job that is quoted, queued or running uses the scene; nothing was changed."""
 
 
@@ -153,12 +154,15 @@ def scene_inspection_failed(*, scene_id: int, reason: str) -> None:
         )
 
 
-class BundleIncomplete(SceneRejected):
+class BundleIncomplete(Conflict, SceneRejected):
     """The manifest names files the owner has not uploaded yet; `missing` lists their digests."""
 
     def __init__(self, missing: list[str]) -> None:
         super().__init__(f"{len(missing)} file(s) of the bundle have not been uploaded yet: upload them first")
         self.missing = missing
+
+    def problem_members(self) -> dict[str, object]:
+        return {"missing": self.missing}
 
 
 def scene_file_put(*, owner, sha256: str, chunks: Iterable[bytes]) -> SceneFile:

@@ -6,6 +6,7 @@ Install it before anything reads the body; `scene_upload` checks the size again 
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import HttpRequest
 
+from marketplace.errors import TooLarge
 from marketplace.scenes import conf
 from marketplace.scenes.validation import mib
 
@@ -45,3 +46,10 @@ def declared_too_big(request: HttpRequest) -> bool:
 
 def too_big_message() -> str:
     return f"the file is over the upload limit of {mib(conf.MAX_UPLOAD_BYTES)}"
+
+
+class UploadTooLarge(TooLarge):
+    """The upload passes the limit (declared, or found while it streamed in)."""
+
+    def __init__(self) -> None:
+        super().__init__(too_big_message())

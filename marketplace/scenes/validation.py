@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from marketplace.errors import Refused
 from marketplace.scenes import conf
 from workers.blend import BlendFileError, check_blend_file
 
@@ -29,7 +30,7 @@ _JUNK_TOP = ("__MACOSX",)
 UNSUPPORTED = "upload a .blend or a .zip holding one .blend with its textures and caches"
 
 
-class SceneRejected(Exception):
+class SceneRejected(Refused):
     """The upload cannot become a scene; the message says why, in words an artist can act on."""
 
     def __init__(self, reason: str) -> None:

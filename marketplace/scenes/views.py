@@ -44,23 +44,23 @@ def scene_upload(request: HttpRequest) -> HttpResponse:
 
 @csrf_protect
 def _scene_upload(request: HttpRequest, limit: upload_limit.UploadSizeLimit) -> HttpResponse:
-    too_big = upload_limit.too_big_message()
+    too_big = upload_limit.UploadTooLarge()
     error, status = "", 200
     if request.method == "POST":
         if upload_limit.declared_too_big(request):
-            error, status = too_big, 413  # refused before reading the body
+            error, status = str(too_big), too_big.status  # refused before reading the body
             form = SceneUploadForm()
         else:
             form = SceneUploadForm(request.POST, request.FILES)
             if limit.exceeded:
-                error, status = too_big, 413
+                error, status = str(too_big), too_big.status
             elif form.is_valid():
                 try:
                     scene = services.scene_upload(
                         owner=request.user, uploaded_file=form.cleaned_data["file"], name=form.cleaned_data["name"]
                     )
                 except SceneRejected as exc:
-                    error, status = exc.reason, 400
+                    error, status = exc.reason, exc.status
                 else:
                     url = reverse("scenes:detail", args=[scene.pk])
                     return (

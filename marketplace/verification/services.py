@@ -124,7 +124,7 @@ def _chance(rate: float) -> bool:
 def _image(key: str, size: tuple[int, int] | None = None):
     """A stored image, checked against the digest it was frozen under and, from its header, its size."""
     from marketplace.dispatch import conf as dispatch_conf
-    from marketplace.dispatch.images import image_from_bytes
+    from render_kernels import image_from_bytes
 
     return image_from_bytes(blobs.blob_read_checked(key, max_bytes=dispatch_conf.RESULT_MAX_BYTES), size=size)
 

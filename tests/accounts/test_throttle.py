@@ -60,6 +60,21 @@ def test_guessing_an_api_tokens_secret_is_locked_out(artist, axes_on):
     assert friend.get("/api/v1/nodes/").status_code == 200
 
 
+def test_the_api_lockout_is_a_problem_with_retry_after_and_the_login_lockout_a_page(client, artist, axes_on):
+    _, plaintext = api_token_create(user=artist, name="script")
+    api = APIClient(REMOTE_ADDR=ATTACKER)
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext.split('.')[0]}.guess")
+    answers = [api.get("/api/v1/nodes/") for _ in range(axes_on + 1)]
+    for locked in answers[-2:]:  # the failure that reaches the limit, then any later try
+        assert locked.status_code == 429 and locked["Content-Type"] == "application/problem+json", locked.content
+        body = locked.json()
+        assert body["status"] == 429 and body["title"] == "Too Many Requests" and body["detail"], body
+    assert int(answers[-2]["Retry-After"]) == 15 * 60  # AXES_COOLOFF_TIME: a quarter of an hour
+    for _ in range(axes_on):
+        page = _login(client, artist.username, "wrong password", ATTACKER)
+    assert page.status_code == 429 and page["Content-Type"].startswith("text/html")
+
+
 def test_guessing_a_node_tokens_secret_is_locked_out(provider, axes_on):
     _, token = node_create(owner=provider, name="rig")
     _, other_token = node_create(owner=provider, name="rig-2")

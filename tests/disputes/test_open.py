@@ -95,5 +95,5 @@ def test_the_form_shows_why_a_late_dispute_is_refused(client, artist, provider):
     old = settled_frame(artist=artist, provider=provider, settled_at=timezone.now() - timedelta(days=4))
     client.force_login(artist)
     response = client.post(f"/disputes/new/{old.pk}/", {"reason": REASON})
-    assert response.status_code == 400
+    assert response.status_code == 409  # the API's status for the same refusal
     assert "dispute window for this frame closed" in response.content.decode()

@@ -73,3 +73,24 @@ def test_the_default_cap_is_8k_square_and_set_by_the_environment(monkeypatch):
     with pytest.raises(rk.ImageError, match="over the limit of 100"):
         rk.load_image_bytes(png_bomb(20, 20))
     assert rk.load_image_bytes(png_bomb(10, 10)).shape == (10, 10, 1)
+
+
+def test_result_bytes_are_checked_from_the_header_then_decoded(monkeypatch):
+    """`image_from_bytes` (an agent's upload, a stored result): PNG or EXR only, the expected size and under the cap
+    from the header, before any pixel is decoded."""
+    with pytest.raises(rk.ImageError, match="only PNG and OpenEXR"):
+        rk.image_from_bytes(b"GIF89a" + bytes(100))
+    _no_decoding(monkeypatch)
+    with pytest.raises(rk.WrongSize, match="image is 64x37, leased 64x36"):
+        rk.image_from_bytes(exr_bomb(64, 37), size=(64, 36))
+    with pytest.raises(rk.WrongSize, match="image is 20x20, over the limit of 100 pixels"):
+        rk.image_from_bytes(png_bomb(20, 20), max_pixels=100)
+    assert rk.image_size_check(png_bomb(20, 10), size=(20, 10)) == (20, 10)
+
+
+def test_a_result_decodes_and_gives_a_png_thumbnail(tmp_path):
+    rk.save_png(tmp_path / "a.png", np.linspace(0, 1, 40 * 60 * 3, dtype=np.float32).reshape(40, 60, 3))
+    image = rk.image_from_bytes((tmp_path / "a.png").read_bytes(), size=(60, 40))
+    assert image.shape == (40, 60, 3)
+    thumb = rk.thumbnail_png(image, max_side=30)
+    assert thumb.startswith(image_io.PNG_SIGNATURE) and image_io.image_header_size(thumb) == (30, 20)
