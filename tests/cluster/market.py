@@ -68,7 +68,7 @@ def _wait(predicate, seconds: str, job: str | None, what: str):
 def wait_lease(node_id: str, seconds: str) -> dict:
     active = FrameLease.objects.filter(node_id=int(node_id), state=FrameLease.State.ACTIVE)
     lease = _wait(active.first, seconds, None, f"an active lease of node {node_id}")
-    return {"lease": lease.pk, "frame": lease.frame_id}
+    return {"lease": lease.pk, "frame": lease.frame_id, "kind": lease.kind}
 
 
 def wait_settled(job: str, count: str, seconds: str) -> dict:
@@ -92,7 +92,12 @@ def report(job: str) -> dict:
         "ledger_total": selectors.ledger_total(),
         "ledger_drift": [str(d) for d in selectors.ledger_drift()],
         "leases": {row["state"]: row["n"] for row in leases},
-        "lease_states": dict(FrameLease.objects.filter(frame__job_id=int(job)).values_list("id", "state")),
+        "leases_by_id": {
+            pk: {"state": state, "node": node, "kind": kind, "frame": frame}
+            for pk, state, node, kind, frame in FrameLease.objects.filter(frame__job_id=int(job)).values_list(
+                "id", "state", "node_id", "kind", "frame_id"
+            )
+        },
         "frame_nodes": dict(frames.values_list("id", "node_id")),
     }
 

@@ -34,6 +34,7 @@ def refused_from(host, address: str, port: int) -> bool:
 def test_every_frame_settles_once_through_a_lost_host_a_broker_restart_and_a_killed_worker(cluster):
     seeded = cluster.market("seed", str(cluster.tmp), str(FRAMES), str(AGENTS))
     job, nodes = seeded["job"], seeded["nodes"]
+    cluster.mark(f"seeded job {job}: {FRAMES} frames")
     hosts = [cluster.start_agent(n, node["token"]) for n, node in enumerate(nodes, start=1)]
 
     # Agents reach the market only at its public address over their veth: their loopback has nothing on it.
@@ -46,20 +47,24 @@ def test_every_frame_settles_once_through_a_lost_host_a_broker_restart_and_a_kil
 
     doomed = cluster.market("wait-lease", str(nodes[0]["id"]), "90")
     cluster.kill_agent_host(1)  # the whole machine, mid-lease: processes, namespace and veth gone
+    cluster.mark(f"agent host 1 killed holding {doomed}")
     cluster.market("wait-settled", str(job), "1", "120")
     cluster.restart_broker()  # queued messages and per-node ACL users are lost
+    cluster.mark("agent broker restarted")
     cluster.kill("celery-default")
     cluster.start_celery("default")
+    cluster.mark("celery worker SIGKILLed and restarted")
     cluster.market("wait-settled", str(job), str(FRAMES), "180")
 
+    cluster.mark("all frames settled")
     result = cluster.market("report", str(job))
     assert set(result["frames"].values()) == {"settled"}, result
     assert list(result["settlements"].values()) == [1] * FRAMES, result["settlements"]
     assert list(result["settle_count"].values()) == [1] * FRAMES, result["settle_count"]
     assert result["ledger_total"] == 0 and result["ledger_drift"] == [], result
     # The killed host's lease ran out and its frame was rendered by a host that is still there.
-    assert result["lease_states"][str(doomed["lease"])] == "expired", result["lease_states"]
-    assert result["frame_nodes"][str(doomed["frame"])] != nodes[0]["id"], result["frame_nodes"]
+    assert result["leases_by_id"][str(doomed["lease"])]["state"] == "expired", (doomed, result)
+    assert result["frame_nodes"][str(doomed["frame"])] != nodes[0]["id"], (doomed, result)
 
     # Everything the agents did went over their veth addresses: the web saw them there, never on loopback, and
     # the surviving agents came back to the restarted broker as their own (new) ACL users from the same place.

@@ -38,9 +38,10 @@ from tests.deploy.helpers import clean_env, compose, compose_app_env, generated_
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
 PREFIX = "mc"  # names of this module's namespaces and links: mc<pid in hex>-<role>, at most 15 characters
-# Shortened timings so lost agents and lost messages are noticed within seconds (the test farm's values).
+# Shortened timings so lost agents and lost messages are noticed within seconds (the test farm's, but for the
+# lease: on a loaded machine an agent's first heartbeat naming a new lease can come more than 8 s after it).
 FAST_TIMINGS = {
-    "DISPATCH_LEASE_SECONDS": "8",
+    "DISPATCH_LEASE_SECONDS": "15",
     "REAP_EVERY_SECONDS": "2",
     "NODE_HEARTBEAT_SECONDS": "2",
     "NODE_OFFLINE_AFTER_SECONDS": "30",
@@ -171,6 +172,11 @@ class Cluster:
         self.servers: list[Postgres | Redis] = []
         self.network: Network | None = None
         self.pg_dir: Path | None = None
+        self.started = time.monotonic()
+
+    def mark(self, what: str) -> None:
+        """A line of the run's timeline (pytest shows it with -s, and with a failure)."""
+        print(f"cluster +{time.monotonic() - self.started:5.1f}s {what}", flush=True)
 
     # --- start ---------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -195,6 +201,7 @@ class Cluster:
             port=self.broker_port, workdir=self.tmp / "broker", args=[*broker_argv[1:], "--bind", "127.0.0.1", public]
         )
         self._server(self.broker)
+        self.mark("network, postgres, redis, agent broker up")
         s3_env = clean_env(self.tmp, HOME=str(self.tmp / "home"))
         self._spawn("s3", [PY, "-m", "moto.server", "-H", public, "-p", str(self.s3_port)], env=s3_env)
         wait_port(self.s3_port, host=public)
@@ -219,6 +226,7 @@ class Cluster:
             text=True,
         )
         assert migrate.returncode == 0, migrate.stderr[-3000:]
+        self.mark("s3 up, migrated")
         self._spawn(
             "web",
             [
@@ -238,6 +246,7 @@ class Cluster:
         self.start_celery("heavy")
         self._spawn("beat", [PY, "-m", "celery", "-A", "marketplace", "beat", "-s", str(self.tmp / "beat-schedule")])
         self._wait_web()
+        self.mark(f"web ({self.web_workers} gunicorn workers), celery, heavy, beat up at {self.public_url}")
 
     def _app_env(self, dotenv: dict[str, str]) -> dict[str, str]:
         """compose's app environment, every variable of it, with this machine's addresses in the service names'
