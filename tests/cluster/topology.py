@@ -339,18 +339,22 @@ class Cluster:
     # --- the market's own view -----------------------------------------------------------------------------
     def market(self, *args: str, timeout: float = 300) -> dict:
         """`python -m tests.cluster.market <args>` in the market's environment: its JSON answer."""
-        done = subprocess.run(
-            [PY, "-m", "tests.cluster.market", *args],
-            check=False,
-            env=self.env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT=")), "")
-        if done.returncode != 0 or not line:
-            raise RuntimeError(f"market {' '.join(args)} failed:\n{done.stderr[-4000:]}\n{self.logs()}")
+        return self.market_answer(self.market_start(*args), timeout=timeout)
+
+    def market_start(self, *args: str) -> subprocess.Popen:
+        """The same, started now and answered later (a wait that must already poll when something happens)."""
+        argv = [PY, "-m", "tests.cluster.market", *args]
+        return subprocess.Popen(argv, env=self.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def market_answer(self, proc: subprocess.Popen, *, timeout: float = 300) -> dict:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+        line = next((ln for ln in stdout.splitlines() if ln.startswith("RESULT=")), "")
+        if proc.returncode != 0 or not line:
+            raise RuntimeError(f"market {' '.join(proc.args[3:])} failed:\n{stderr[-4000:]}\n{self.logs()}")
         return json.loads(line.removeprefix("RESULT="))
 
     def broker_clients(self) -> list[dict[str, str]]:
