@@ -3,7 +3,6 @@ cluster's environment (production settings: its Postgres, its S3, its brokers). 
 `RESULT=<json>`; a wait that runs out exits non-zero with the frames' states.
 
   seed DIR FRAMES NODES   an artist with tokens, NODES providers with one node each, the demo job (FRAMES frames)
-  wait-lease NODE_ID S    the id of an active lease of that node, within S seconds
   wait-settled JOB N S    at least N of the job's frames settled, within S seconds
   report JOB              frames, settlements per frame, ledger total and drift, leases per state
 """
@@ -18,7 +17,7 @@ import django
 
 django.setup()
 
-from django.db.models import Count, Q  # noqa: E402
+from django.db.models import Q  # noqa: E402
 
 from marketplace.accounts.models import User  # noqa: E402
 from marketplace.accounts.services import user_create  # noqa: E402
@@ -52,28 +51,14 @@ def seed(directory: str, frames: str, nodes: str) -> dict:
     return {"job": job.pk, "nodes": made}
 
 
-def _frames(job: str) -> list[tuple]:
-    return list(Frame.objects.filter(job_id=int(job)).order_by("number").values_list("number", "state", "last_error"))
-
-
-def _wait(predicate, seconds: str, job: str | None, what: str):
-    deadline = time.monotonic() + float(seconds)
-    while time.monotonic() < deadline:
-        if found := predicate():
-            return found
-        time.sleep(0.2)
-    sys.exit(f"timed out waiting for {what}; frames: {_frames(job) if job else '?'}")
-
-
-def wait_lease(node_id: str, seconds: str) -> dict:
-    active = FrameLease.objects.filter(node_id=int(node_id), state=FrameLease.State.ACTIVE)
-    lease = _wait(active.first, seconds, None, f"an active lease of node {node_id}")
-    return {"lease": lease.pk, "frame": lease.frame_id, "kind": lease.kind}
-
-
 def wait_settled(job: str, count: str, seconds: str) -> dict:
     settled = Frame.objects.filter(job_id=int(job), state=FrameState.SETTLED)
-    _wait(lambda: settled.count() >= int(count), seconds, job, f"{count} settled frames of job {job}")
+    deadline = time.monotonic() + float(seconds)
+    while settled.count() < int(count):
+        if time.monotonic() > deadline:
+            frames = Frame.objects.filter(job_id=int(job)).order_by("number")
+            sys.exit(f"timed out waiting for {count} settled frames: {list(frames.values_list('number', 'state'))}")
+        time.sleep(0.5)
     return {"settled": settled.count()}
 
 
@@ -84,14 +69,12 @@ def report(job: str) -> dict:
         key = f"settle:frame:{frame.pk}"  # later settlements of a frame would be settle:frame:<id>:<n>
         found = LedgerTransaction.objects.filter(Q(idempotency_key=key) | Q(idempotency_key__startswith=f"{key}:"))
         settlements[frame.number] = found.count()
-    leases = FrameLease.objects.filter(frame__job_id=int(job)).values("state").annotate(n=Count("id"))
     return {
         "frames": {f.number: f.state for f in frames},
         "settle_count": {f.number: f.settle_count for f in frames},
         "settlements": settlements,
         "ledger_total": selectors.ledger_total(),
         "ledger_drift": [str(d) for d in selectors.ledger_drift()],
-        "leases": {row["state"]: row["n"] for row in leases},
         "leases_by_id": {
             pk: {"state": state, "node": node, "kind": kind, "frame": frame}
             for pk, state, node, kind, frame in FrameLease.objects.filter(frame__job_id=int(job)).values_list(
@@ -102,7 +85,7 @@ def report(job: str) -> dict:
     }
 
 
-COMMANDS = {"seed": seed, "wait-lease": wait_lease, "wait-settled": wait_settled, "report": report}
+COMMANDS = {"seed": seed, "wait-settled": wait_settled, "report": report}
 
 if __name__ == "__main__":
     result = COMMANDS[sys.argv[1]](*sys.argv[2:])

@@ -35,8 +35,6 @@ def test_every_frame_settles_once_through_a_lost_host_a_broker_restart_and_a_kil
     seeded = cluster.market("seed", str(cluster.tmp), str(FRAMES), str(AGENTS))
     job, nodes = seeded["job"], seeded["nodes"]
     cluster.mark(f"seeded job {job}: {FRAMES} frames")
-    # Polling before the agents start, so host 1 is killed within moments of its first lease, not after it.
-    first_lease = cluster.market_start("wait-lease", str(nodes[0]["id"]), "120")
     hosts = [cluster.start_agent(n, node["token"]) for n, node in enumerate(nodes, start=1)]
 
     # Agents reach the market only at its public address over their veth: their loopback has nothing on it.
@@ -47,7 +45,7 @@ def test_every_frame_settles_once_through_a_lost_host_a_broker_restart_and_a_kil
         raw.sendall(b"PING\r\n")
         assert raw.recv(100).startswith(b"-NOAUTH")
 
-    doomed = cluster.market_answer(first_lease)
+    doomed = cluster.wait_active_lease(nodes[0]["id"])
     cluster.kill_agent_host(1)  # the whole machine, mid-lease: processes, namespace and veth gone
     cluster.mark(f"agent host 1 killed holding {doomed}")
     cluster.market("wait-settled", str(job), "1", "120")

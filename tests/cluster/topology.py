@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
+import psycopg
 import requests
 
 from scripts.services import Postgres, Redis, free_port, wait_port
@@ -339,23 +340,31 @@ class Cluster:
     # --- the market's own view -----------------------------------------------------------------------------
     def market(self, *args: str, timeout: float = 300) -> dict:
         """`python -m tests.cluster.market <args>` in the market's environment: its JSON answer."""
-        return self.market_answer(self.market_start(*args), timeout=timeout)
-
-    def market_start(self, *args: str) -> subprocess.Popen:
-        """The same, started now and answered later (a wait that must already poll when something happens)."""
-        argv = [PY, "-m", "tests.cluster.market", *args]
-        return subprocess.Popen(argv, env=self.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def market_answer(self, proc: subprocess.Popen, *, timeout: float = 300) -> dict:
-        try:
-            stdout, stderr = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            stdout, stderr = proc.communicate()
-        line = next((ln for ln in stdout.splitlines() if ln.startswith("RESULT=")), "")
-        if proc.returncode != 0 or not line:
-            raise RuntimeError(f"market {' '.join(proc.args[3:])} failed:\n{stderr[-4000:]}\n{self.logs()}")
+        done = subprocess.run(
+            [PY, "-m", "tests.cluster.market", *args],
+            check=False,
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT=")), "")
+        if done.returncode != 0 or not line:
+            raise RuntimeError(f"market {' '.join(args)} failed:\n{done.stderr[-4000:]}\n{self.logs()}")
         return json.loads(line.removeprefix("RESULT="))
+
+    def wait_active_lease(self, node_id: int, timeout: float = 120) -> dict:
+        """The first active lease of a node, seen within a tenth of a second: straight from Postgres, because a
+        Django process can take longer to start on a loaded machine than a frame takes to render."""
+        query = "SELECT id, frame_id, kind FROM dispatch_framelease WHERE node_id = %s AND state = 'active'"
+        deadline = time.monotonic() + timeout
+        with psycopg.connect(self.postgres.url, autocommit=True) as db:
+            while time.monotonic() < deadline:
+                if row := db.execute(query, (node_id,)).fetchone():
+                    return {"lease": row[0], "frame": row[1], "kind": row[2]}
+                time.sleep(0.1)
+        raise RuntimeError(f"node {node_id} held no lease within {timeout}s\n{self.logs()}")
 
     def broker_clients(self) -> list[dict[str, str]]:
         """The agent broker's CLIENT LIST (as the market's user): who is connected, as which user, from where."""
