@@ -24,14 +24,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_port(port: int, timeout: float = 30.0) -> None:
+def wait_port(port: int, timeout: float = 30.0, *, host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
+            if s.connect_ex((host, port)) == 0:
                 return
         time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+    raise RuntimeError(f"nothing listens on {host}:{port} after {timeout}s")
 
 
 def redis_server_binary() -> str:
@@ -139,13 +139,15 @@ class Postgres:
     port: int
     workdir: Path
     user: str = "market"
+    password: str = ""  # set: TCP clients must give it (scram-sha-256), as compose's POSTGRES_PASSWORD asks
     proc: subprocess.Popen | None = None
     _run_as: list[str] = field(default_factory=list)
     _bin_dir: Path | None = None
 
     @property
     def url(self) -> str:
-        return f"postgres://{self.user}@127.0.0.1:{self.port}/market"
+        login = f"{self.user}:{self.password}" if self.password else self.user
+        return f"postgres://{login}@127.0.0.1:{self.port}/market"
 
     def _bin(self, name: str) -> str:
         return str(self._bin_dir / name)
@@ -186,6 +188,12 @@ class Postgres:
             os.chown(self.workdir, pw.pw_uid, pw.pw_gid)
             self._run_as = ["runuser", "-u", pw.pw_name, "--"]
         self._bin_dir = self._reachable_bin_dir()
+        auth = ["--auth=trust"]
+        if self.password:
+            pwfile = self.workdir / "pwfile"
+            pwfile.write_text(self.password)
+            os.chown(pwfile, self.workdir.stat().st_uid, self.workdir.stat().st_gid)  # readable by initdb's user
+            auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
         if not data.exists():
             subprocess.run(
                 [
@@ -195,7 +203,7 @@ class Postgres:
                     str(data),
                     "-U",
                     self.user,
-                    "--auth=trust",
+                    *auth,
                     "-E",
                     "UTF8",
                     "--no-sync",
@@ -243,6 +251,7 @@ class Postgres:
                 ],
                 check=False,
                 capture_output=True,
+                env=dict(os.environ, PGPASSWORD=self.password),
             )
             if ok.returncode == 0 or b"already exists" in ok.stderr:
                 return self

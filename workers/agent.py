@@ -111,7 +111,7 @@ class Agent:
                 log.warning("event=abort signal=%s: releasing the current frame", signum)
                 self.abort_now.set()
                 if self.renderer is not None:
-                    self.renderer.close()
+                    self.renderer.interrupt()
             else:
                 log.warning("event=stopping signal=%s: finishing the current frame (again to abort)", signum)
                 self.stopping.set()
@@ -233,7 +233,7 @@ class Agent:
             log.warning("event=lease_lost lease=%s state=%s: abandoning the frame", current.lease, state)
             current.revoked.set()
             if self.renderer is not None:
-                self.renderer.close()
+                self.renderer.interrupt()  # the work loop reaps it and drops the renderer
 
     def _ack(self, raw: bytes) -> None:
         for _ in range(30):

@@ -2,22 +2,27 @@
 is still running for it, and nothing else (found by bench_farm: a heartbeat sent just before a report read
 "done" and closed the renderer the next frame was about to use, which crashed the agent)."""
 
+import os
 import subprocess
 import threading
+import time
+
+import pytest
 
 from workers.agent import Agent, Current
 from workers.blend.renderer import Renderer
+from workers.blend.sandbox import SandboxError
 from workers.config import AgentConfig
 
 
 class StandInRenderer:
-    """Counts closes; stands in for the bpy render server (the thread logic is what is tested here)."""
+    """Counts interrupts; stands in for the bpy render server (the thread logic is what is tested here)."""
 
     def __init__(self) -> None:
-        self.closed = 0
+        self.interrupted = 0
 
-    def close(self) -> None:
-        self.closed += 1
+    def interrupt(self) -> None:
+        self.interrupted += 1
 
 
 def agent(tmp_path) -> Agent:
@@ -35,7 +40,7 @@ def test_a_lease_lost_mid_render_stops_that_render(tmp_path):
     a = agent(tmp_path)
     a.current = current = Current(lease=1, token="t")
     a._abandon(current, state="expired")
-    assert current.revoked.is_set() and a.renderer.closed == 1
+    assert current.revoked.is_set() and a.renderer.interrupted == 1
 
 
 def test_a_lease_reported_a_moment_ago_leaves_the_renderer_alone(tmp_path):
@@ -43,7 +48,7 @@ def test_a_lease_reported_a_moment_ago_leaves_the_renderer_alone(tmp_path):
     a.current = current = Current(lease=1, token="t")
     current.rendered = True  # rendered, now uploading or reporting: the server already says "done"
     a._abandon(current, state="done")
-    assert not current.revoked.is_set() and a.renderer.closed == 0
+    assert not current.revoked.is_set() and a.renderer.interrupted == 0
 
 
 def test_a_heartbeat_about_a_previous_lease_leaves_the_next_frame_alone(tmp_path):
@@ -51,7 +56,7 @@ def test_a_heartbeat_about_a_previous_lease_leaves_the_next_frame_alone(tmp_path
     previous = Current(lease=1, token="t")
     a.current = Current(lease=2, token="t")  # the work loop moved on while the heartbeat was in flight
     a._abandon(previous, state="done")
-    assert not previous.revoked.is_set() and a.renderer.closed == 0
+    assert not previous.revoked.is_set() and a.renderer.interrupted == 0
 
 
 def test_the_work_loop_and_the_heartbeat_agree_under_the_lease_lock(tmp_path):
@@ -64,7 +69,28 @@ def test_the_work_loop_and_the_heartbeat_agree_under_the_lease_lock(tmp_path):
     current.rendered = True
     current.lock.release()
     beat.join(5)
-    assert not current.revoked.is_set() and a.renderer.closed == 0
+    assert not current.revoked.is_set() and a.renderer.interrupted == 0
+
+
+def test_a_lease_lost_while_the_renderer_waits_for_its_child_ends_in_a_sandbox_error():
+    """The heartbeat thread interrupts a render server the work loop is waiting on (found by the cluster test: a
+    lease lost while Blender was starting closed the pipes under the work loop, whose write then raised
+    ValueError and whose reap raised ChildProcessError, and the agent died). Now the work loop gets the usual
+    SandboxError, reaps the child itself, and a close() after it is harmless."""
+    renderer = Renderer(timeout_s=5)
+    answers, child_end = os.pipe()
+    child = subprocess.Popen(
+        ["sleep", "30"], stdin=subprocess.PIPE, pass_fds=(child_end,), start_new_session=True
+    )  # holds the answer pipe open and never answers, like a Blender still loading
+    os.close(child_end)
+    renderer._proc, renderer._resp_fd, renderer._buf = child, answers, b""
+    beat = threading.Timer(0.2, renderer.interrupt)
+    beat.start()
+    with pytest.raises(SandboxError):
+        renderer._read_answer(time.monotonic() + 10, 10)
+    beat.join(5)
+    assert child.returncode is not None and not renderer.alive
+    renderer.close()
 
 
 def test_closing_a_renderer_whose_pipe_is_already_closed_is_harmless():
@@ -92,7 +118,7 @@ class RecordingClient:
 def test_the_owners_pause_stops_taking_frames_until_resumed(tmp_path):
     a = agent(tmp_path)
     a._owner_pause("finish")
-    assert a.owner_paused.is_set() and a.renderer.closed == 0  # the frame in hand is finished, not dropped
+    assert a.owner_paused.is_set() and a.renderer.interrupted == 0  # the frame in hand is finished, not dropped
     a._owner_pause("finish")  # every heartbeat repeats it: still paused
     assert a.owner_paused.is_set()
     a._owner_pause(None)

@@ -28,6 +28,7 @@ from workers.blend.sandbox import (
     SandboxError,
     default_gpu_kernel_cache,
     explain_exit,
+    kill_group,
     new_job_dir,
     raise_for_payload,
     read_log_tail,
@@ -214,6 +215,15 @@ class Renderer:
             raise
         self.blender_version = hello["result"]["blender_version"]
         log.info("render server pid %s started (Blender %s)", self._proc.pid, self.blender_version)
+
+    def interrupt(self) -> None:
+        """Kill the child now, from another thread or a signal handler (a lease the server called off, a second
+        Ctrl-C). Only a signal: the thread using the renderer sees the child gone at its next read or write and
+        reaps it and closes the pipes itself. Closing them from here raced with that thread (a write to the
+        closed pipe, then a second reap of the same child) and crashed the agent."""
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            kill_group(proc.pid)
 
     def close(self) -> None:
         """Stop the child (politely, then by killing its process group) and remove its job directory."""

@@ -335,7 +335,8 @@ def explain_exit(status: int, *, limits: Limits, log_tail: str, timed_out: bool)
     return SandboxError("crash", f"bpy job exited with status {status} without a result ({last})", log_tail=log_tail)
 
 
-def _kill_group(pid: int) -> None:
+def kill_group(pid: int) -> None:
+    """SIGKILL a child started in its own session, with its helpers; a child already gone is fine."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
 
@@ -392,7 +393,7 @@ def wait_child(proc: subprocess.Popen[bytes], deadline: float) -> tuple[int | No
             proc.returncode = os.waitstatus_to_exitcode(status)
             return proc.returncode, usage.ru_maxrss / 1024.0
         if time.monotonic() >= deadline:
-            _kill_group(proc.pid)
+            kill_group(proc.pid)
             _, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
             return None, usage.ru_maxrss / 1024.0
