@@ -87,7 +87,7 @@ def _config(ctx: click.Context) -> AgentConfig:
 @click.option("--token", required=True, help="the node token shown once when you created the node")
 @render_options
 @click.pass_context
-def register(ctx: click.Context, server: str, token: str, **options: Any) -> None:
+def register(ctx: click.Context, /, server: str, token: str, **options: Any) -> None:
     """Store the server URL and node token, and check them with the marketplace."""
     from workers.client import ApiError, MarketClient
 
@@ -158,7 +158,7 @@ def doctor(as_json: bool) -> None:
 @click.option("--upload/--no-upload", default=True, help="send the result to the marketplace")
 @render_options
 @click.pass_context
-def bench(ctx: click.Context, upload: bool, **options: Any) -> None:
+def bench(ctx: click.Context, /, upload: bool, **options: Any) -> None:
     """Render the bundled benchmark scene and report samples per second per device."""
     from workers.devices import benchmark
 
@@ -239,7 +239,7 @@ def render(
 @click.option("--allow-unsandboxed", is_flag=True, help=ALLOW_UNSANDBOXED_HELP)
 @render_options
 @click.pass_context
-def run(ctx: click.Context, once: bool, allow_unsandboxed: bool, **options: Any) -> None:
+def run(ctx: click.Context, /, once: bool, allow_unsandboxed: bool, **options: Any) -> None:
     """Take frames from this node's queue and render them until stopped (Ctrl-C twice to abort)."""
     from workers.agent import Agent
     from workers.blend.renderer import Renderer
