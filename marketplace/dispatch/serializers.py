@@ -125,9 +125,10 @@ class RenderManifestSerializer(serializers.Serializer):
     device_ids = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True)
     blender_version = serializers.CharField(required=False, allow_null=True)
     blender_series = serializers.CharField(required=False, allow_null=True)
-    scene_sha256 = serializers.RegexField(r"^[0-9a-f]{64}$", allow_null=True)
-    scene_kind = serializers.ChoiceField(choices=contract.SCENE_KINDS, allow_null=True)
-    blend_path = serializers.CharField(allow_null=True)
+    # A lease's manifest always names its scene (workers.contract.Lease refuses one that does not).
+    scene_sha256 = serializers.RegexField(r"^[0-9a-f]{64}$")
+    scene_kind = serializers.ChoiceField(choices=contract.SCENE_KINDS)
+    blend_path = serializers.CharField()
     max_render_seconds = _bounded(LIMITS.render_seconds, required=False, allow_null=True)
     calibrated_budget_seconds = serializers.FloatField(min_value=0, required=False, allow_null=True)
 
