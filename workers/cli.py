@@ -93,7 +93,7 @@ def register(ctx: click.Context, /, server: str, token: str, **options: Any) -> 
 
     config = _overrides(AgentConfig(server=server, token=token), **options)
     try:
-        MarketClient(server, token).heartbeat(leases=[])
+        MarketClient(server, token).beat(leases=[])
     except ApiError as exc:
         raise click.ClickException(f"the marketplace refused this token: {exc}") from exc
     except OSError as exc:

@@ -55,9 +55,6 @@ class MarketClient:
     def hello(self, capabilities: HelloRequest) -> HelloAnswer:
         return cast(HelloAnswer, self._call("POST", "/hello/", json=capabilities))
 
-    def heartbeat(self, *, leases: list[int], paused: bool = False) -> dict[str, str]:
-        return self.beat(leases=leases, paused=paused)["leases"]
-
     def beat(self, *, leases: list[int], paused: bool = False) -> HeartbeatAnswer:
         """The whole heartbeat answer: lease states, the node's status and the owner's pause (None or the mode
         the owner chose: "finish" or "release")."""

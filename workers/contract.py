@@ -15,13 +15,12 @@ A reader is tolerant: keys it does not know are ignored, so the marketplace can 
 knows it; a value it knows that is out of range is refused with a ContractError naming the field.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: TypedDict reads NotRequired from evaluated annotations only (3.11).
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired, Self, TypedDict
 
 DEVICES = ("CPU", "CUDA", "OPTIX", "HIP", "ONEAPI")
 FILE_FORMATS = ("PNG", "OPEN_EXR")
@@ -140,7 +139,7 @@ class RenderManifest:
                 )
 
     @classmethod
-    def from_dict(cls, data: object) -> RenderManifest:
+    def from_dict(cls, data: object) -> Self:
         """The manifest a JSON object describes; raises ContractError naming the first bad field."""
         if not isinstance(data, Mapping):
             raise ContractError(f"manifest={data!r}: expected an object")
@@ -195,7 +194,7 @@ class Lease:
         return m.scene_sha256, m.scene_kind, m.blend_path
 
     @classmethod
-    def from_answer(cls, answer: Mapping[str, Any]) -> Lease:
+    def from_answer(cls, answer: Mapping[str, Any]) -> Self:
         """Raises ContractError for a lease outside the contract (its manifest's limits, or a missing scene)."""
         manifest = RenderManifest.from_dict(answer.get("manifest"))
         kind = answer.get("kind")
