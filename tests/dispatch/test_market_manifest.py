@@ -75,6 +75,15 @@ def test_every_manifest_the_market_builds_is_one_every_agent_takes(data) -> None
     assert RenderManifestSerializer(manifest).data == manifest  # and the OpenAPI schema describes it as sent
 
 
+@pytest.mark.parametrize("bench_score", [5e-324, 1e-300])
+def test_a_node_with_a_benchmark_score_too_small_to_divide_by_gets_a_manifest_without_a_budget(bench_score) -> None:
+    """Any node may upload any non-negative score: one that makes the budget infinite (or divides by zero) must not
+    stop the market from building its manifests (found by the property test above)."""
+    frame = unsaved_frame(width=8192, height=8192, samples=4096)
+    manifest = services.manifest_for(frame, node=WorkerNode(device_type="CPU", bench_score=bench_score))
+    assert manifest["calibrated_budget_seconds"] is None and RenderManifest.from_dict(manifest).samples == 4096
+
+
 @pytest.mark.parametrize(
     ("job_fields", "field"),
     [
