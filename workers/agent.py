@@ -19,17 +19,19 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis
 
 from workers import runtimes
-from workers.blend.renderer import Renderer
 from workers.budget import render_within_budget
 from workers.bundle import bundle_key, bundle_ready
 from workers.client import ApiError, MarketClient, download, upload
 from workers.config import AgentConfig
 from workers.contract import Device, HelloAnswer, HelloRequest, Lease, LeaseAnswer, RenderManifest
+
+if TYPE_CHECKING:
+    from workers.blend.renderer import Renderer
 
 log = logging.getLogger("agent")
 T = TypeVar("T")

@@ -175,7 +175,8 @@ class RenderManifest:
 
 @dataclass(frozen=True, kw_only=True)
 class Lease:
-    """A lease's work as the agent API gives it (LeaseAnswer), validated: what to render and where it goes."""
+    """A lease's work as the agent API gives it (LeaseAnswer), validated: what to render and where it goes.
+    Constructing one checks it (ContractError): a known kind, and a manifest that names its scene."""
 
     id: int
     kind: str
@@ -185,36 +186,38 @@ class Lease:
     upload_url: str
     noisy_upload_url: str | None = None  # a denoised frame's pre-denoise pass goes here (docs/verification.md)
 
+    def __post_init__(self) -> None:
+        if isinstance(self.id, bool) or not isinstance(self.id, int) or self.id < 1:
+            raise ContractError(f"lease={self.id!r}: expected a lease id")
+        if self.kind not in LEASE_KINDS:
+            raise ContractError(f"lease kind={self.kind!r}: expected one of {', '.join(LEASE_KINDS)}")
+        _scene_of(self.manifest)
+
     @property
     def scene(self) -> tuple[str, str, str]:
         """The scene to render: (scene_sha256, scene_kind, blend_path) of the manifest."""
-        m = self.manifest
-        if m.scene_sha256 is None or m.scene_kind is None or m.blend_path is None:
-            raise ContractError("lease manifest names no scene to render (scene_sha256, scene_kind, blend_path)")
-        return m.scene_sha256, m.scene_kind, m.blend_path
+        return _scene_of(self.manifest)
 
     @classmethod
     def from_answer(cls, answer: Mapping[str, Any]) -> Self:
-        """Raises ContractError for a lease outside the contract (its manifest's limits, or a missing scene)."""
-        manifest = RenderManifest.from_dict(answer.get("manifest"))
-        kind = answer.get("kind")
-        if kind not in LEASE_KINDS:
-            raise ContractError(f"lease kind={kind!r}: expected one of {', '.join(LEASE_KINDS)}")
-        lease_id = answer.get("lease")
-        if isinstance(lease_id, bool) or not isinstance(lease_id, int) or lease_id < 1:
-            raise ContractError(f"lease={lease_id!r}: expected a lease id")
+        """The lease an answer describes; raises ContractError for one outside the contract."""
         noisy = answer.get("noisy_upload_url")
-        lease = cls(
-            id=lease_id,
-            kind=kind,
+        return cls(
+            id=answer.get("lease", 0),
+            kind=answer.get("kind", ""),
             expires_at=str(answer.get("expires_at", "")),
-            manifest=manifest,
+            manifest=RenderManifest.from_dict(answer.get("manifest")),
             scene_url=_url(answer, "scene_url"),
             upload_url=_url(answer, "upload_url"),
             noisy_upload_url=noisy if isinstance(noisy, str) and noisy else None,
         )
-        lease.scene  # noqa: B018 (refuses a lease that names no scene)
-        return lease
+
+
+def _scene_of(manifest: RenderManifest) -> tuple[str, str, str]:
+    m = manifest
+    if m.scene_sha256 is None or m.scene_kind is None or m.blend_path is None:
+        raise ContractError("lease manifest names no scene to render (scene_sha256, scene_kind, blend_path)")
+    return m.scene_sha256, m.scene_kind, m.blend_path
 
 
 def _url(answer: Mapping[str, Any], name: str) -> str:

@@ -131,6 +131,7 @@ def test_a_lease_answer_is_read_whole() -> None:
         ({"manifest": None}, "manifest=None: expected an object"),
         ({"kind": "mine"}, "lease kind='mine'"),
         ({"lease": "7"}, "lease='7': expected a lease id"),
+        ({"lease": None}, "lease=None: expected a lease id"),
         ({"upload_url": ""}, "lease upload_url='': expected a URL"),
         ({"scene_url": None}, "lease scene_url=None: expected a URL"),
     ],
