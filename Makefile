@@ -44,10 +44,12 @@ test-ledger-sqlite: $(DEVSTAMP)
 	tmp=$$(mktemp -d) && DATABASE_URL=sqlite:///$$tmp/ledger.sqlite3 VAR_DIR=$$tmp DEBUG=1 \
 		$(BIN)/python -m pytest tests/ledger -q -p no:cacheprovider; rc=$$?; rm -rf $$tmp; exit $$rc
 
-# Quality gates (CI runs them before the tests): lint, formatting, import layers, migrations in step with models.
+# Quality gates (CI runs them before the tests): lint, formatting, types (scope: [tool.mypy] in pyproject.toml),
+# import layers, migrations in step with models.
 check: $(DEVSTAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/lint-imports
 	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
 

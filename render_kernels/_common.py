@@ -29,7 +29,7 @@ SSIM_C2 = (SSIM_K2 * DATA_RANGE) ** 2
 def gaussian_weights() -> np.ndarray:
     """The 11 taps of scipy.ndimage.gaussian_filter(sigma=1.5, truncate=3.5), as float64 (read-only)."""
     x = np.arange(-SSIM_RADIUS, SSIM_RADIUS + 1, dtype=np.float64)
-    w = np.exp(-0.5 / SSIM_SIGMA**2 * x * x)
+    w: np.ndarray = np.exp(-0.5 / SSIM_SIGMA**2 * x * x)
     w /= w.sum()
     w.setflags(write=False)
     return w

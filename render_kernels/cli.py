@@ -27,7 +27,7 @@ def _parse_region(text: str) -> tuple[int, int, int, int]:
         parts = ()
     if len(parts) != 4:
         raise argparse.ArgumentTypeError(f"expected X,Y,W,H (four integers), got {text!r}")
-    return parts  # type: ignore[return-value]
+    return parts
 
 
 def _build_parser() -> argparse.ArgumentParser:

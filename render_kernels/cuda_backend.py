@@ -32,7 +32,8 @@ class _GpuOps:
         return gpuarray.empty(n, dtype)
 
     def to_host(self, buf: gpuarray.GPUArray) -> np.ndarray:
-        return buf.get()
+        host: np.ndarray = buf.get()
+        return host
 
     def launch(self, name: str, n_threads: int, *args: Any) -> None:
         sig = KERNEL_SIGNATURES[name]

@@ -19,9 +19,10 @@ import tempfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 # 16-bit PNG raw mode -> raw mode of the same width that yields the low byte (see module docstring)
 _LOW_BYTE_RAWMODE = {"RGB;16B": "RGB;16L", "RGBA;16B": "RGBA;16L"}
@@ -72,7 +73,7 @@ def _exr_header_size(data: bytes) -> tuple[int, int]:
     if flags & _EXR_NON_IMAGE:
         raise ImageError("deep-data EXR files are not accepted")
     max_name = 255 if flags & _EXR_LONG_NAMES else 31
-    pos, sizes = 8, set()
+    pos, sizes = 8, set[tuple[int, int]]()
     while True:
         window = None
         while True:  # one part's header: attributes until an empty name
@@ -208,15 +209,11 @@ def _decode(source: Callable[[], Path | io.BytesIO], name: str, max_pixels: int 
         raise ImageError(f"cannot decode image {name}: {exc}") from exc
 
 
-def _retile(im: Image.Image, rawmode: str) -> None:
-    tile = im.tile[0]
-    if hasattr(tile, "_replace"):  # Pillow >= 11: ImageFile._Tile namedtuple
-        im.tile = [tile._replace(args=rawmode)]
-    else:
-        im.tile = [(tile[0], tile[1], tile[2], rawmode)]
+def _retile(im: ImageFile.ImageFile, rawmode: str) -> None:
+    im.tile = [im.tile[0]._replace(args=rawmode)]  # Pillow >= 11: ImageFile._Tile is a namedtuple
 
 
-def _png16_colour(im: Image.Image, rawmode: str, source: Callable[[], Path | io.BytesIO]) -> np.ndarray:
+def _png16_colour(im: ImageFile.ImageFile, rawmode: str, source: Callable[[], Path | io.BytesIO]) -> np.ndarray:
     """Decode a 16-bit RGB/RGBA/LA PNG at full precision -> uint16 HxWxC (see module docstring)."""
     if rawmode == _LA16_RAWMODE:
         with Image.open(source()) as raw:
@@ -233,7 +230,7 @@ def _png16_colour(im: Image.Image, rawmode: str, source: Callable[[], Path | io.
     return (hi << 8) | lo
 
 
-def _pil_to_float(im: Image.Image, source: Callable[[], Path | io.BytesIO]) -> np.ndarray:
+def _pil_to_float(im: ImageFile.ImageFile, source: Callable[[], Path | io.BytesIO]) -> np.ndarray:
     rawmode = im.tile[0][3] if (im.format == "PNG" and len(im.tile) == 1) else None
     if isinstance(rawmode, tuple):
         rawmode = rawmode[0]
@@ -247,10 +244,11 @@ def _pil_to_float(im: Image.Image, source: Callable[[], Path | io.BytesIO]) -> n
     elif mode == "F":
         arr = np.asarray(im, dtype=np.float32)
     else:
+        plain: Image.Image = im
         if mode not in ("L", "LA", "RGB", "RGBA"):
             has_alpha = mode in ("PA", "La") or "transparency" in im.info
-            im = im.convert("RGBA" if has_alpha else ("L" if mode == "1" else "RGB"))
-        arr = np.asarray(im).astype(np.float32) / np.float32(255.0)
+            plain = im.convert("RGBA" if has_alpha else ("L" if mode == "1" else "RGB"))
+        arr = np.asarray(plain).astype(np.float32) / np.float32(255.0)
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return np.ascontiguousarray(arr)
@@ -272,12 +270,12 @@ def _load_exr(path: Path) -> np.ndarray:
     return np.ascontiguousarray(np.stack(_pick_exr_channels(channels, path), axis=-1).astype(np.float32))
 
 
-def _exr_channels(openexr, path: Path) -> dict[str, np.ndarray]:
+def _exr_channels(openexr: Any, path: Path) -> dict[str, np.ndarray]:
     """name -> 2-D float32 array, for both the OpenEXR >= 3.3 API (File) and the legacy InputFile API."""
     if hasattr(openexr, "File"):
         with openexr.File(str(path), separate_channels=True) as f:
             return {name: np.asarray(ch.pixels, dtype=np.float32) for name, ch in f.channels().items()}
-    import Imath  # type: ignore[import-not-found]  # ships with the legacy bindings
+    import Imath  # ships with the legacy bindings
 
     f = openexr.InputFile(str(path))
     try:
@@ -308,11 +306,12 @@ def to_uint(array: np.ndarray, bits: int = 8) -> np.ndarray:
         return array
     maxval = (1 << bits) - 1
     scaled = np.clip(np.nan_to_num(np.asarray(array, np.float32), nan=0.0), 0.0, 1.0) * maxval
-    return np.rint(scaled).astype(np.uint8 if bits == 8 else np.uint16)
+    out: np.ndarray = np.rint(scaled).astype(np.uint8 if bits == 8 else np.uint16)
+    return out
 
 
-def save_png(path: str | Path, array: np.ndarray, *, bits: int = 8) -> None:
-    """Write HxW or HxWxC (C = 1..4) as PNG. Float input is clipped to [0, 1] and quantised to ``bits``
+def save_png(path: str | Path | io.BytesIO, array: np.ndarray, *, bits: int = 8) -> None:
+    """Write HxW or HxWxC (C = 1..4) as PNG (a path or an in-memory buffer). Float input is clipped to [0, 1] and quantised to ``bits``
     (8 or 16); uint8/uint16 input is written at its own depth."""
     if bits not in (8, 16):
         raise ValueError("bits must be 8 or 16")
@@ -329,6 +328,8 @@ def save_png(path: str | Path, array: np.ndarray, *, bits: int = 8) -> None:
     if bits == 8:
         # Pillow infers L / LA / RGB / RGBA from the uint8 array shape
         Image.fromarray(data[:, :, 0] if data.shape[2] == 1 else data).save(path, format="PNG")
+    elif isinstance(path, io.BytesIO):
+        path.write(_encode_png16(data))
     else:
         Path(path).write_bytes(_encode_png16(data))
 

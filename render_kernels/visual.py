@@ -35,7 +35,8 @@ def _colormap(t: np.ndarray) -> np.ndarray:
     i = np.minimum(x.astype(np.int32), len(_INFERNO) - 2)
     f = (x - i)[..., None]
     rgb = _INFERNO[i] * (1.0 - f) + _INFERNO[i + 1] * f
-    return np.rint(rgb).astype(np.uint8)
+    out: np.ndarray = np.rint(rgb).astype(np.uint8)
+    return out
 
 
 def diff_heatmap(candidate: np.ndarray | str | Path, reference: np.ndarray | str | Path) -> np.ndarray:
@@ -103,7 +104,7 @@ def watermark(img: np.ndarray | str | Path, text: str, *, opacity: float = 0.3, 
     side = math.ceil(math.hypot(w, h)) + 2
     layer = Image.new("RGBA", (side, side), (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
-    x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
+    x0, y0, x1, y1 = (int(v) for v in draw.textbbox((0, 0), text, font=font))
     step_x, step_y = (x1 - x0) + max(8, (y1 - y0)), 2 * (y1 - y0) + 8
     alpha = round(255 * min(max(opacity, 0.0), 1.0))
     for row, y in enumerate(range(0, side, step_y)):

@@ -14,9 +14,12 @@ import signal
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis
 
@@ -25,8 +28,13 @@ from workers.budget import render_within_budget
 from workers.bundle import bundle_key, bundle_ready
 from workers.client import ApiError, MarketClient, download, upload
 from workers.config import AgentConfig
+from workers.contract import Device, HelloAnswer, HelloRequest, Lease, LeaseAnswer, RenderManifest
+
+if TYPE_CHECKING:
+    from workers.blend.renderer import Renderer
 
 log = logging.getLogger("agent")
+T = TypeVar("T")
 
 
 @dataclass
@@ -57,20 +65,28 @@ def in_schedule(schedule: str, now: datetime | None = None) -> bool:
 
 
 def capabilities(
-    devices: list[dict], blender_version: str, blender_series: list[str] | None = None, sandbox: dict | None = None
-) -> dict:
+    devices: list[dict[str, Any]],
+    blender_version: str,
+    blender_series: list[str] | None = None,
+    sandbox: Mapping[str, str] | None = None,
+) -> HelloRequest:
+    """The hello body: `devices` as Cycles lists them (workers.blend.list_devices), `sandbox` as
+    cli._sandbox_or_refuse found it ({"sandbox": "enforced"|"unsandboxed", "sandbox_detail": ...})."""
     try:
         ram_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
     except (ValueError, OSError):
         ram_mb = 0
-    return {
-        "devices": devices,
-        "cpu_cores": os.cpu_count() or 1,
-        "ram_mb": int(ram_mb),
-        "blender_version": blender_version,
-        "blender_series": blender_series or [runtimes.series_of_version(blender_version)],
-        **(sandbox or {}),
-    }
+    hello = HelloRequest(
+        devices=[Device(type=str(d["type"]), name=str(d["name"]), use=bool(d.get("use", True))) for d in devices],
+        cpu_cores=os.cpu_count() or 1,
+        ram_mb=int(ram_mb),
+        blender_version=blender_version,
+        blender_series=blender_series or [runtimes.series_of_version(blender_version)],
+    )
+    if sandbox:
+        hello["sandbox"] = sandbox["sandbox"]
+        hello["sandbox_detail"] = sandbox["sandbox_detail"]
+    return hello
 
 
 class Agent:
@@ -78,12 +94,12 @@ class Agent:
         self,
         config: AgentConfig,
         *,
-        renderer_factory,
-        devices: list[dict],
+        renderer_factory: Callable[..., Renderer],
+        devices: list[dict[str, Any]],
         blender_version: str,
         once: bool = False,
         device_ids: list[str] | None = None,
-        sandbox: dict | None = None,
+        sandbox: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config
         self.client = MarketClient(config.server, config.token)
@@ -99,14 +115,14 @@ class Agent:
         self.owner_paused = threading.Event()
         self.said_hello = False
         self.current: Current | None = None
-        self.renderer = None
+        self.renderer: Renderer | None = None
         self.loaded_scene: str | None = None
         self.cache = Path(config.cache_dir)
         self.frames_done = 0
 
     # --- signals: first one finishes the frame, second one releases it and exits ------------
     def install_signals(self) -> None:
-        def handler(signum, _frame):
+        def handler(signum: int, _frame: FrameType | None) -> None:
             if self.stopping.is_set():
                 log.warning("event=abort signal=%s: releasing the current frame", signum)
                 self.abort_now.set()
@@ -119,18 +135,18 @@ class Agent:
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
 
-    def _connect(self) -> dict:
+    def _connect(self) -> HelloAnswer:
         """Say hello; the marketplace answers with a fresh per-node broker credential."""
         series = sorted(runtimes.installed(self.config.cache_dir))
         hello = self.client.hello(capabilities(self.devices, self.blender_version, series, self.sandbox))
         log.info("event=hello node=%s device=%s queue=%s", hello["node"], hello["device"], hello["queue"])
         self.queue = hello["queue"]
         self.processing = self.queue.rsplit(":", 1)[0] + ":processing"
-        self.broker = redis.Redis.from_url(hello["broker_url"], socket_timeout=30)
+        self.broker: redis.Redis = redis.Redis.from_url(hello["broker_url"], socket_timeout=30)
         self.said_hello = True
         return hello
 
-    def _connect_retrying(self) -> dict:
+    def _connect_retrying(self) -> HelloAnswer:
         delay = 1.0
         while True:
             try:
@@ -150,14 +166,16 @@ class Agent:
         beat = threading.Thread(target=self._heartbeat_loop, args=(hello["heartbeat_seconds"],), daemon=True)
         beat.start()
         try:
-            for raw in self.broker.lrange(self.processing, 0, -1):  # deliveries a previous run never acked
+            # redis-py types its commands for the sync and the async client alike: these are the sync answers.
+            unacked = cast(list[bytes], self.broker.lrange(self.processing, 0, -1))
+            for raw in unacked:  # deliveries a previous run never acked
                 self._handle(raw)
             while not self.stopping.is_set():
                 if not in_schedule(self.config.schedule) or self.owner_paused.is_set():
                     self.stopping.wait(1 if self.owner_paused.is_set() else 5)
                     continue
                 try:
-                    raw = self.broker.blmove(self.queue, self.processing, 2, "RIGHT", "LEFT")
+                    delivery = cast(bytes | None, self.broker.blmove(self.queue, self.processing, 2, "RIGHT", "LEFT"))
                 except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
                     # A restarted broker forgot our ACL user: ask the marketplace for a new credential.
                     log.warning("event=broker_auth_lost error=%s: saying hello again", exc)
@@ -168,8 +186,8 @@ class Agent:
                     log.warning("event=broker_unavailable error=%s: retrying", exc)
                     time.sleep(2)
                     continue
-                if raw is not None:
-                    self._handle(raw)
+                if delivery is not None:
+                    self._handle(delivery)
                     if self.once:
                         break
         finally:
@@ -201,10 +219,10 @@ class Agent:
             except (ApiError, OSError) as exc:
                 log.warning("event=heartbeat_failed error=%s", exc)
                 continue
-            states = answer.get("leases", {})
             self._owner_pause(answer.get("owner_pause"))
-            if current and states.get(str(current.lease)) not in (None, "active"):
-                self._abandon(current, state=states.get(str(current.lease)))
+            state = answer.get("leases", {}).get(str(current.lease)) if current else None
+            if current and state is not None and state != "active":
+                self._abandon(current, state=state)
 
     def _owner_pause(self, mode: str | None) -> None:
         """The owner's pause from the web sticks until resumed. With "release" the marketplace has already given
@@ -238,7 +256,7 @@ class Agent:
     def _ack(self, raw: bytes) -> None:
         for _ in range(30):
             try:
-                self.broker.lrem(self.processing, 1, raw)
+                self.broker.lrem(self.processing, 1, raw)  # type: ignore[arg-type]  # redis-py's stub says str; bytes work
                 return
             except (redis.AuthenticationError, redis.exceptions.NoPermissionError):
                 return  # the broker restarted and lost this delivery anyway
@@ -259,62 +277,35 @@ class Agent:
             log.info("event=lease_skipped lease=%s reason=%s", lease_id, exc)
             self._ack(raw)
             return
-        self.current = Current(lease=lease_id, token=token)
+        self.current = current = Current(lease=lease_id, token=token)
         try:
-            self._work(details)
+            self._work(current, details)
         finally:
             self.current = None
             self._ack(raw)
 
-    def _scene(self, details: dict) -> tuple[Path, Path]:
-        manifest = details["manifest"]
-        sha = manifest["scene_sha256"]
-        root = (
-            self.cache
-            / "scenes"
-            / bundle_key(sha256=sha, kind=manifest["scene_kind"], blend_path=manifest["blend_path"])
-        )
-        archive = self.cache / "downloads" / f"{sha}.{manifest['scene_kind']}"
+    def _scene(self, lease: Lease) -> tuple[Path, Path]:
+        sha, kind, blend_path = lease.scene
+        root = self.cache / "scenes" / bundle_key(sha256=sha, kind=kind, blend_path=blend_path)
+        archive = self.cache / "downloads" / f"{sha}.{kind}"
         if not (root / ".complete").exists() and not archive.exists():
             archive.parent.mkdir(parents=True, exist_ok=True)
-            download(details["scene_url"], archive, sha256=sha)
-        blend = bundle_ready(archive=archive, kind=manifest["scene_kind"], blend_path=manifest["blend_path"], root=root)
+            download(lease.scene_url, archive, sha256=sha)
+        blend = bundle_ready(archive=archive, kind=kind, blend_path=blend_path, root=root)
         return blend, root
 
-    def _work(self, details: dict) -> None:
-        lease_id, token = self.current.lease, self.current.token
-        manifest = dict(details["manifest"])
-        manifest["threads"] = self.config.threads
-        if self.device_ids:
-            manifest["device_ids"] = self.device_ids
-        limit = self.config.max_render_seconds or manifest.get("max_render_seconds") or 1800
-        ext = ".exr" if manifest.get("file_format") == "OPEN_EXR" else ".png"
-        label = f"frame {manifest['frame']}" + (" (verify crop)" if details["kind"] == "verify" else "")
+    def _work(self, current: Current, answer: LeaseAnswer) -> None:
+        lease_id, token = current.lease, current.token
         with tempfile.TemporaryDirectory(prefix="render-") as tmp:
-            out = Path(tmp) / f"out{ext}"
             try:
-                blend, root = self._scene(details)
-                series = manifest.get("blender_series")
-                # A loaded Blender serves the next frame only for the same scene in the same series.
-                loaded = f"{series}:{blend}"
-                if self.renderer is None or self.loaded_scene != loaded:
-                    if self.renderer is not None:
-                        self.renderer.close()
-                    self.renderer = self.renderer_factory(timeout_s=limit, series=series)
-                    self.renderer.load(blend, root)
-                    self.loaded_scene = loaded
-                with Progress(label, estimate_s=None):
-                    stats = render_within_budget(self.renderer, manifest, out, limit=limit)
-                with self.current.lock:
-                    self.current.rendered = True
-                if self.current.revoked.is_set() or self.abort_now.is_set():
-                    raise InterruptedError("lease lost or agent aborted")
-                upload(details["upload_url"], out)
-                if details.get("noisy_upload_url"):
-                    # denoised frames are verified on their pre-denoise pass (see docs/verification.md)
-                    if not stats.get("noisy_path"):
-                        raise RuntimeError("the renderer wrote no pre-denoise pass for a denoised frame")
-                    upload(details["noisy_upload_url"], Path(stats["noisy_path"]))
+                lease = Lease.from_answer(answer)  # a lease outside the contract is reported as failed, unrendered
+                # Threads and devices are this machine's own choice, not the marketplace's.
+                manifest = replace(
+                    lease.manifest,
+                    threads=self.config.threads,
+                    device_ids=tuple(self.device_ids) if self.device_ids else lease.manifest.device_ids,
+                )
+                stats = self._render(current, lease, manifest, Path(tmp))
             except InterruptedError as exc:
                 self._drop_renderer()
                 if self.abort_now.is_set():
@@ -323,7 +314,7 @@ class Agent:
                 return
             except Exception as exc:
                 self._drop_renderer()
-                if self.abort_now.is_set() or self.current.revoked.is_set():
+                if self.abort_now.is_set() or current.revoked.is_set():
                     if self.abort_now.is_set():
                         self._safe(lambda: self.client.release(lease_id, token))
                     return
@@ -331,16 +322,45 @@ class Agent:
                 log.error("event=render_failed lease=%s error=%s", lease_id, error)
                 self._safe(lambda: self.client.report(lease_id, token=token, ok=False, error=error))
                 return
-        stats = {**(stats or {}), "device": manifest.get("device", "CPU")}
+        stats = {**stats, "device": manifest.device}
         result = self._safe(lambda: self.client.report(lease_id, token=token, ok=True, stats=stats))
         self.frames_done += 1
         log.info(
             "event=reported lease=%s frame=%s seconds=%.2f result=%s",
             lease_id,
-            manifest["frame"],
+            manifest.frame,
             stats.get("seconds", 0),
             result,
         )
+
+    def _render(self, current: Current, lease: Lease, manifest: RenderManifest, tmp: Path) -> dict[str, Any]:
+        """Render the lease in `tmp` and upload its image (and noisy pass); returns the render's stats."""
+        limit = self.config.max_render_seconds or manifest.max_render_seconds or 1800
+        out = tmp / ("out.exr" if manifest.file_format == "OPEN_EXR" else "out.png")
+        label = f"frame {manifest.frame}" + (" (verify crop)" if lease.kind == "verify" else "")
+        blend, root = self._scene(lease)
+        series = manifest.blender_series
+        # A loaded Blender serves the next frame only for the same scene in the same series.
+        loaded = f"{series}:{blend}"
+        if self.renderer is None or self.loaded_scene != loaded:
+            if self.renderer is not None:
+                self.renderer.close()
+            self.renderer = self.renderer_factory(timeout_s=limit, series=series)
+            self.renderer.load(blend, root)
+            self.loaded_scene = loaded
+        with Progress(label, estimate_s=None):
+            stats = render_within_budget(self.renderer, manifest.as_dict(), out, limit=limit)
+        with current.lock:
+            current.rendered = True
+        if current.revoked.is_set() or self.abort_now.is_set():
+            raise InterruptedError("lease lost or agent aborted")
+        upload(lease.upload_url, out)
+        if lease.noisy_upload_url:
+            # denoised frames are verified on their pre-denoise pass (see docs/verification.md)
+            if not stats.get("noisy_path"):
+                raise RuntimeError("the renderer wrote no pre-denoise pass for a denoised frame")
+            upload(lease.noisy_upload_url, Path(stats["noisy_path"]))
+        return stats
 
     def _drop_renderer(self) -> None:
         if self.renderer is not None:
@@ -348,7 +368,7 @@ class Agent:
         self.renderer = None
         self.loaded_scene = None
 
-    def _safe(self, call):
+    def _safe(self, call: Callable[[], T]) -> T | None:
         for attempt in range(20):
             try:
                 return call()
@@ -383,7 +403,7 @@ class Progress:
             os.write(2, f"\r{spinner[i % 4]} rendering {self.label}: {elapsed:6.1f}s ".encode())
             i += 1
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.done.set()
         if self.tty:
             os.write(2, f"\r✓ {self.label}: {time.monotonic() - self.start:6.1f}s          \n".encode())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from workers.blend.sandbox import SandboxError
 
@@ -22,7 +22,17 @@ class SlowerThanCalibrated(RuntimeError):
     pass
 
 
-def render_within_budget(renderer: Any, manifest: Mapping[str, Any], out: Path, *, limit: float) -> dict[str, Any]:
+class FrameRenderer(Protocol):
+    """What is asked of a renderer here (workers.blend.renderer.Renderer is one)."""
+
+    def render(
+        self, manifest: Mapping[str, Any], out_path: Path, *, timeout_s: float | None = None
+    ) -> dict[str, Any]: ...
+
+
+def render_within_budget(
+    renderer: FrameRenderer, manifest: Mapping[str, Any], out: Path, *, limit: float
+) -> dict[str, Any]:
     """`renderer.render(manifest, out)`, stopped at the manifest's calibrated budget when it is under `limit`."""
     budget = manifest.get("calibrated_budget_seconds")
     if isinstance(budget, bool) or not isinstance(budget, int | float) or not 0 < budget < limit:

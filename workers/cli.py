@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from workers import runtimes
 from workers.config import DEFAULT_PATH, AgentConfig
+from workers.contract import LIMITS, ContractError, RenderManifest
 from workers.runtimes_cli import runtimes_group
 
+Command = TypeVar("Command", bound=Callable[..., Any])
 DEVICE_CHOICES = click.Choice(["auto", "cpu", "cuda", "optix", "hip"], case_sensitive=False)
 
 
@@ -26,7 +30,7 @@ def _gpus(value: str | None) -> list[int]:
         raise click.BadParameter("use a comma-separated list of GPU indices, e.g. 0,1") from exc
 
 
-def _overrides(config: AgentConfig, **options) -> AgentConfig:
+def _overrides(config: AgentConfig, **options: Any) -> AgentConfig:
     given = {k: v for k, v in options.items() if v not in (None, ())}
     if "gpus" in given:
         given["gpus"] = _gpus(given["gpus"])
@@ -35,7 +39,7 @@ def _overrides(config: AgentConfig, **options) -> AgentConfig:
     return replace(config, **given)
 
 
-def render_options(f):
+def render_options(f: Command) -> Command:
     for option in reversed(
         [
             click.option("--device", type=DEVICE_CHOICES, help="Cycles device; auto picks the best one found"),
@@ -83,13 +87,13 @@ def _config(ctx: click.Context) -> AgentConfig:
 @click.option("--token", required=True, help="the node token shown once when you created the node")
 @render_options
 @click.pass_context
-def register(ctx: click.Context, server: str, token: str, **options) -> None:
+def register(ctx: click.Context, /, server: str, token: str, **options: Any) -> None:
     """Store the server URL and node token, and check them with the marketplace."""
     from workers.client import ApiError, MarketClient
 
     config = _overrides(AgentConfig(server=server, token=token), **options)
     try:
-        MarketClient(server, token).heartbeat(leases=[])
+        MarketClient(server, token).beat(leases=[])
     except ApiError as exc:
         raise click.ClickException(f"the marketplace refused this token: {exc}") from exc
     except OSError as exc:
@@ -104,7 +108,7 @@ ALLOW_UNSANDBOXED_HELP = (
 )
 
 
-def _sandbox_or_refuse(allow_unsandboxed: bool) -> dict:
+def _sandbox_or_refuse(allow_unsandboxed: bool) -> dict[str, str]:
     """The scene sandbox works here, or the owner said to go on without it; else a clear refusal."""
     from workers.blend.sandbox import check_isolation
 
@@ -154,7 +158,7 @@ def doctor(as_json: bool) -> None:
 @click.option("--upload/--no-upload", default=True, help="send the result to the marketplace")
 @render_options
 @click.pass_context
-def bench(ctx: click.Context, upload: bool, **options) -> None:
+def bench(ctx: click.Context, /, upload: bool, **options: Any) -> None:
     """Render the bundled benchmark scene and report samples per second per device."""
     from workers.devices import benchmark
 
@@ -172,11 +176,11 @@ def bench(ctx: click.Context, upload: bool, **options) -> None:
 
 @cli.command()
 @click.argument("scene", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--frame", type=int, required=True)
+@click.option("--frame", type=click.IntRange(*LIMITS.frame), required=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--samples", type=click.IntRange(1, 65536))
+@click.option("--samples", type=click.IntRange(*LIMITS.samples))
 @click.option("--resolution", help="WxH, default: the scene's")
-@click.option("--seed", type=int, default=0)
+@click.option("--seed", type=click.IntRange(*LIMITS.seed), default=0)
 @click.option("--allow-unsandboxed", is_flag=True, help=ALLOW_UNSANDBOXED_HELP)
 @render_options
 def render(
@@ -187,7 +191,7 @@ def render(
     resolution: str | None,
     seed: int,
     allow_unsandboxed: bool,
-    **options,
+    **options: Any,
 ) -> None:
     """Render one frame locally with the same sandboxed renderer the agent uses."""
     from workers.blend.renderer import Renderer
@@ -200,31 +204,34 @@ def render(
             width, height = (int(v) for v in resolution.lower().split("x"))
         except ValueError as exc:
             raise click.BadParameter("use WxH, e.g. 1920x1080") from exc
-    manifest = {
-        "frame": frame,
-        "samples": samples or facts["samples"],
-        "seed": seed,
-        "resolution_x": width,
-        "resolution_y": height,
-        "file_format": "OPEN_EXR" if out.suffix.lower() == ".exr" else "PNG",
-        "use_denoising": facts.get("use_denoising", False),
-        "camera": facts.get("active_camera") or "",
-        "device": resolve_device(options.get("device") or "auto"),
-        "threads": options.get("threads") or 0,
-    }
+    try:
+        manifest = RenderManifest(
+            frame=frame,
+            samples=samples or facts["samples"],
+            seed=seed,
+            resolution_x=width,
+            resolution_y=height,
+            file_format="OPEN_EXR" if out.suffix.lower() == ".exr" else "PNG",
+            use_denoising=bool(facts.get("use_denoising", False)),
+            camera=facts.get("active_camera") or "",
+            device=resolve_device(options.get("device") or "auto"),
+            threads=options.get("threads") or 0,
+        )
+    except ContractError as exc:
+        raise click.ClickException(str(exc)) from exc
     from workers.blend.sandbox import SandboxUnavailable
 
     try:
         with Renderer(
             timeout_s=options.get("max_render_seconds") or 3600,
-            gpu=manifest["device"] != "CPU",
+            gpu=manifest.device != "CPU",
             allow_unsandboxed=allow_unsandboxed,
         ) as renderer:
             renderer.load(scene.resolve(), scene.resolve().parent)
             stats = renderer.render(manifest, out.resolve())
     except SandboxUnavailable as exc:
         raise click.ClickException(f"{exc.message}; if you trust this scene, pass --allow-unsandboxed") from exc
-    click.echo(f"wrote {out} in {stats.get('seconds', 0):.2f}s on {manifest['device']}")
+    click.echo(f"wrote {out} in {stats.get('seconds', 0):.2f}s on {manifest.device}")
 
 
 @cli.command()
@@ -232,7 +239,7 @@ def render(
 @click.option("--allow-unsandboxed", is_flag=True, help=ALLOW_UNSANDBOXED_HELP)
 @render_options
 @click.pass_context
-def run(ctx: click.Context, once: bool, allow_unsandboxed: bool, **options) -> None:
+def run(ctx: click.Context, /, once: bool, allow_unsandboxed: bool, **options: Any) -> None:
     """Take frames from this node's queue and render them until stopped (Ctrl-C twice to abort)."""
     from workers.agent import Agent
     from workers.blend.renderer import Renderer
@@ -244,7 +251,7 @@ def run(ctx: click.Context, once: bool, allow_unsandboxed: bool, **options) -> N
     device = resolve_device(config.device, report=report)
     devices = [d for d in report["devices"] if d["type"] == device] or [{"type": "CPU", "name": "CPU", "use": True}]
 
-    def factory(timeout_s: float, series: str | None = None):
+    def factory(timeout_s: float, series: str | None = None) -> Renderer:
         return Renderer(
             timeout_s=timeout_s,
             gpu=device != "CPU",

@@ -4,8 +4,24 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any, cast
 
 import requests
+
+from workers.contract import (
+    BenchAnswer,
+    BenchRequest,
+    GoodbyeAnswer,
+    HeartbeatAnswer,
+    HeartbeatRequest,
+    HelloAnswer,
+    HelloRequest,
+    LeaseAnswer,
+    ReleaseAnswer,
+    ReleaseRequest,
+    ReportAnswer,
+    ReportRequest,
+)
 
 TIMEOUT = (5, 60)
 
@@ -17,12 +33,14 @@ class ApiError(Exception):
 
 
 class MarketClient:
+    """The agent API's calls; bodies and answers are the agent contract's shapes (workers.contract)."""
+
     def __init__(self, server: str, token: str) -> None:
         self.base = server.rstrip("/") + "/api/v1/agent"
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Node {token}"
 
-    def _call(self, method: str, path: str, **kwargs) -> dict:
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.session.request(method, self.base + path, timeout=TIMEOUT, **kwargs)
         try:
             body = response.json()
@@ -34,36 +52,35 @@ class MarketClient:
             raise ApiError(response.status_code, message or str(body))
         return body
 
-    def hello(self, capabilities: dict) -> dict:
-        return self._call("POST", "/hello/", json=capabilities)
+    def hello(self, capabilities: HelloRequest) -> HelloAnswer:
+        return cast(HelloAnswer, self._call("POST", "/hello/", json=capabilities))
 
-    def heartbeat(self, *, leases: list[int], paused: bool = False) -> dict[str, str]:
-        return self.beat(leases=leases, paused=paused)["leases"]
-
-    def beat(self, *, leases: list[int], paused: bool = False) -> dict:
+    def beat(self, *, leases: list[int], paused: bool = False) -> HeartbeatAnswer:
         """The whole heartbeat answer: lease states, the node's status and the owner's pause (None or the mode
         the owner chose: "finish" or "release")."""
-        return self._call("POST", "/heartbeat/", json={"leases": leases, "paused": paused})
+        body = HeartbeatRequest(leases=leases, paused=paused)
+        return cast(HeartbeatAnswer, self._call("POST", "/heartbeat/", json=body))
 
-    def goodbye(self) -> dict:
+    def goodbye(self) -> GoodbyeAnswer:
         """The agent is exiting: the marketplace stops counting this node at once."""
-        return self._call("POST", "/goodbye/")
+        return cast(GoodbyeAnswer, self._call("POST", "/goodbye/"))
 
-    def bench(self, results: dict[str, float]) -> dict:
-        return self._call("POST", "/bench/", json={"results": results})
+    def bench(self, results: dict[str, float]) -> BenchAnswer:
+        return cast(BenchAnswer, self._call("POST", "/bench/", json=BenchRequest(results=results)))
 
-    def lease(self, lease_id: int, token: str) -> dict:
-        return self._call("GET", f"/leases/{lease_id}/", headers={"X-Lease-Token": token})
+    def lease(self, lease_id: int, token: str) -> LeaseAnswer:
+        """A lease's work, as sent: the agent checks it with workers.contract.Lease.from_answer."""
+        return cast(LeaseAnswer, self._call("GET", f"/leases/{lease_id}/", headers={"X-Lease-Token": token}))
 
-    def report(self, lease_id: int, *, token: str, ok: bool, stats: dict | None = None, error: str = "") -> dict:
-        return self._call(
-            "POST",
-            f"/leases/{lease_id}/report/",
-            json={"token": token, "ok": ok, "stats": stats or {}, "error": error[:4000]},
-        )
+    def report(
+        self, lease_id: int, *, token: str, ok: bool, stats: dict[str, Any] | None = None, error: str = ""
+    ) -> ReportAnswer:
+        body = ReportRequest(token=token, ok=ok, stats=stats or {}, error=error[:4000])
+        return cast(ReportAnswer, self._call("POST", f"/leases/{lease_id}/report/", json=body))
 
-    def release(self, lease_id: int, token: str) -> dict:
-        return self._call("POST", f"/leases/{lease_id}/release/", json={"token": token})
+    def release(self, lease_id: int, token: str) -> ReleaseAnswer:
+        body = ReleaseRequest(token=token)
+        return cast(ReleaseAnswer, self._call("POST", f"/leases/{lease_id}/release/", json=body))
 
 
 def download(url: str, dest: Path, *, sha256: str, max_bytes: int = 4 << 30) -> Path:

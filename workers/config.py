@@ -7,6 +7,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+DEFAULT_CACHE_DIR = str(Path.home() / ".cache" / "render-agent")
 DEFAULT_PATH = Path(os.environ.get("RENDER_AGENT_CONFIG", Path.home() / ".config" / "render-agent" / "config.json"))
 
 
@@ -14,7 +15,7 @@ DEFAULT_PATH = Path(os.environ.get("RENDER_AGENT_CONFIG", Path.home() / ".config
 class AgentConfig:
     server: str
     token: str
-    cache_dir: str = str(Path.home() / ".cache" / "render-agent")
+    cache_dir: str = DEFAULT_CACHE_DIR
     device: str = "auto"  # cpu|cuda|optix|hip|auto
     gpus: list[int] = field(default_factory=list)
     threads: int = 0

@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def _pycuda_status() -> str:
@@ -20,7 +21,7 @@ def _pycuda_status() -> str:
         return f"installed but unusable: {exc}"
 
 
-def diagnose() -> dict:
+def diagnose() -> dict[str, Any]:
     """Devices Cycles sees, and why a GPU would not be used."""
     from workers.blend import list_devices
 
@@ -54,7 +55,7 @@ def diagnose() -> dict:
     return report
 
 
-def resolve_device(choice: str, *, report: dict | None = None) -> str:
+def resolve_device(choice: str, *, report: dict[str, Any] | None = None) -> str:
     choice = (choice or "auto").upper()
     if choice == "CPU":
         return "CPU"
@@ -97,7 +98,7 @@ def benchmark(*, device: str = "auto", threads: int = 0) -> dict[str, float]:
     return {chosen: width * height * samples / max(stats["seconds"], 1e-6)}
 
 
-def scene_defaults(scene: Path) -> dict:
-    from workers.blend import inspect_scene
+def scene_defaults(scene: Path) -> dict[str, Any]:
+    from workers.blend.inspect_scene import inspect_scene
 
     return inspect_scene(scene.resolve(), bundle_root=scene.resolve().parent)

@@ -7,14 +7,14 @@ from pathlib import Path
 import click
 
 from workers import runtimes
-from workers.config import AgentConfig
+from workers.config import DEFAULT_CACHE_DIR, AgentConfig
 
 
 def _cache_dir(ctx: click.Context, cache_dir: str | None) -> str:
     if cache_dir:
         return cache_dir
     path = ctx.find_root().obj["config_path"]
-    return AgentConfig.load(path).cache_dir if Path(path).exists() else AgentConfig().cache_dir
+    return AgentConfig.load(path).cache_dir if Path(path).exists() else DEFAULT_CACHE_DIR
 
 
 cache_option = click.option("--cache-dir", type=click.Path(file_okay=False), help="default: the agent config's")

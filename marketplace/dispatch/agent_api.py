@@ -7,20 +7,30 @@ A refused lease call (`services.LeaseRefused`) answers with the status it carrie
 from http import HTTPStatus
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace.dispatch import queues, services
 from marketplace.dispatch.agent_auth import IsNode, NodeTokenAuthentication
+from marketplace.dispatch.serializers import (
+    BenchAnswerSerializer,
+    BenchSerializer,
+    GoodbyeAnswerSerializer,
+    HeartbeatAnswerSerializer,
+    HeartbeatSerializer,
+    HelloAnswerSerializer,
+    HelloSerializer,
+    LeaseAnswerSerializer,
+    ReleaseAnswerSerializer,
+    ReleaseSerializer,
+    ReportAnswerSerializer,
+    ReportSerializer,
+)
 from marketplace.errors import Refused
 from marketplace.nodes import broker
 from marketplace.nodes import conf as node_conf
 from marketplace.nodes.services import Capabilities, node_bench_record, node_hello
-
-# The columns' limits: a larger number is a 400 naming the field, not a database error.
-INT32_MAX, INT64_MAX = 2**31 - 1, 2**63 - 1
 
 
 class AgentView(APIView):
@@ -48,33 +58,9 @@ class ResultRejected(Refused):
         return {"accepted": False}
 
 
-class DeviceSerializer(serializers.Serializer):
-    type = serializers.CharField(max_length=10)
-    name = serializers.CharField(max_length=100)
-    vram_mb = serializers.IntegerField(min_value=0, max_value=INT32_MAX, required=False, default=0)
-    use = serializers.BooleanField(required=False, default=True)
-
-
-class HelloSerializer(serializers.Serializer):
-    devices = DeviceSerializer(many=True)
-    cpu_cores = serializers.IntegerField(min_value=0, max_value=4096)
-    ram_mb = serializers.IntegerField(min_value=0, max_value=INT32_MAX)
-    blender_version = serializers.CharField(max_length=20)
-    blender_series = serializers.ListField(
-        child=serializers.CharField(max_length=10),
-        max_length=16,
-        required=False,
-        default=list,
-        help_text="Blender series the agent has runtimes for (python -m workers runtimes list)",
-    )
-    # Agents before the sandbox report send neither: the node then shows "not reported".
-    sandbox = serializers.ChoiceField(choices=["enforced", "unsandboxed"], required=False, default="unknown")
-    sandbox_detail = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
-
-
 class HelloView(AgentView):
     @extend_schema(
-        responses=OpenApiTypes.OBJECT,
+        responses=HelloAnswerSerializer,
         request=HelloSerializer,
         summary="Say hello (agent start-up)",
         description="The agent reports its devices, CPU, memory and Blender version, and gets its own queue on the "
@@ -85,29 +71,21 @@ class HelloView(AgentView):
         data.is_valid(raise_exception=True)
         node = node_hello(node=self.node, capabilities=Capabilities(**data.validated_data))
         services.match_frames_soon()
-        return Response(
-            {
-                "node": node.pk,
-                "name": node.name,
-                "status": node.status,
-                "device": node.device_type,
-                "broker_url": broker.node_broker_url(node_id=node.pk),
-                "queue": queues.queue_key(node.pk),
-                "heartbeat_seconds": node_conf.HEARTBEAT_SECONDS,
-            }
-        )
-
-
-class HeartbeatSerializer(serializers.Serializer):
-    leases = serializers.ListField(
-        child=serializers.IntegerField(min_value=1, max_value=INT64_MAX), max_length=16, required=False, default=list
-    )
-    paused = serializers.BooleanField(required=False, default=False)
+        answer = {
+            "node": node.pk,
+            "name": node.name,
+            "status": node.status,
+            "device": node.device_type,
+            "broker_url": broker.node_broker_url(node_id=node.pk),
+            "queue": queues.queue_key(node.pk),
+            "heartbeat_seconds": node_conf.HEARTBEAT_SECONDS,
+        }
+        return Response(HelloAnswerSerializer(answer).data)
 
 
 class HeartbeatView(AgentView):
     @extend_schema(
-        responses=OpenApiTypes.OBJECT,
+        responses=HeartbeatAnswerSerializer,
         request=HeartbeatSerializer,
         summary="Heartbeat",
         description="Extends the node's active leases (sent every `heartbeat_seconds`); the answer gives each "
@@ -121,18 +99,17 @@ class HeartbeatView(AgentView):
         )
         # `owner_pause`: the owner paused this node from the web; the agent takes no new frame until resumed.
         pause = services.node_pause_of(node=self.node)
-        return Response(
-            {
-                "leases": {str(k): v for k, v in states.items()},
-                "status": pause["status"],
-                "owner_pause": pause["pause_mode"] if pause["paused"] else None,
-            }
-        )
+        answer = {
+            "leases": {str(k): v for k, v in states.items()},
+            "status": pause["status"],
+            "owner_pause": pause["pause_mode"] if pause["paused"] else None,
+        }
+        return Response(HeartbeatAnswerSerializer(answer).data)
 
 
 class GoodbyeView(AgentView):
     @extend_schema(
-        responses=OpenApiTypes.OBJECT,
+        responses=GoodbyeAnswerSerializer,
         request=None,
         summary="Say goodbye (the agent exits)",
         description="Sent by the agent on a clean exit (Ctrl-C, SIGTERM) after it finished or released its frame: "
@@ -141,16 +118,12 @@ class GoodbyeView(AgentView):
     )
     def post(self, request):
         released = services.node_goodbye(node=self.node)
-        return Response({"offline": True, "released": released})
-
-
-class BenchSerializer(serializers.Serializer):
-    results = serializers.DictField(child=serializers.FloatField(min_value=0))
+        return Response(GoodbyeAnswerSerializer({"offline": True, "released": released}).data)
 
 
 class BenchView(AgentView):
     @extend_schema(
-        responses=OpenApiTypes.OBJECT,
+        responses=BenchAnswerSerializer,
         request=BenchSerializer,
         summary="Upload benchmark results",
         description="Samples per second per device from `python -m workers bench`; they set the node's score.",
@@ -159,33 +132,32 @@ class BenchView(AgentView):
         data = BenchSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         node = node_bench_record(node=self.node, results=data.validated_data["results"])
-        return Response({"bench_score": node.bench_score})
+        return Response(BenchAnswerSerializer({"bench_score": node.bench_score}).data)
 
 
 class LeaseView(AgentView):
     @extend_schema(
-        responses={200: OpenApiTypes.OBJECT, 403: BAD_TOKEN, 404: NOT_YOURS, 409: NOT_ACTIVE},
+        responses={200: LeaseAnswerSerializer, 403: BAD_TOKEN, 404: NOT_YOURS, 409: NOT_ACTIVE},
+        parameters=[
+            OpenApiParameter(
+                "X-Lease-Token", OpenApiTypes.STR, OpenApiParameter.HEADER, description="the lease's token"
+            )
+        ],
         summary="Get a lease's work",
         description="The render manifest and short-lived signed URLs (scene download, result upload) of one of "
         "the node's active leases. Needs the lease token in `X-Lease-Token`.",
     )
     def get(self, request, lease_id: int):
-        return Response(
-            services.lease_details(node=self.node, lease_id=lease_id, token=request.headers.get("X-Lease-Token", ""))
+        details = services.lease_details(
+            node=self.node, lease_id=lease_id, token=request.headers.get("X-Lease-Token", "")
         )
-
-
-class ReportSerializer(serializers.Serializer):
-    token = serializers.CharField(max_length=100)
-    ok = serializers.BooleanField()
-    error = serializers.CharField(max_length=4000, required=False, default="", allow_blank=True)
-    stats = serializers.DictField(required=False, default=dict)
+        return Response(LeaseAnswerSerializer(details).data)
 
 
 class ReportView(AgentView):
     @extend_schema(
         responses={
-            200: OpenApiTypes.OBJECT,
+            200: ReportAnswerSerializer,
             403: BAD_TOKEN,
             404: NOT_YOURS,
             409: NOT_ACTIVE,
@@ -206,16 +178,12 @@ class ReportView(AgentView):
         )
         if not outcome.accepted:
             raise ResultRejected(outcome.message)
-        return Response({"accepted": outcome.accepted, "message": outcome.message})
-
-
-class ReleaseSerializer(serializers.Serializer):
-    token = serializers.CharField(max_length=100)
+        return Response(ReportAnswerSerializer(outcome).data)
 
 
 class ReleaseView(AgentView):
     @extend_schema(
-        responses={200: OpenApiTypes.OBJECT, 403: BAD_TOKEN, 404: NOT_YOURS, 409: NOT_ACTIVE},
+        responses={200: ReleaseAnswerSerializer, 403: BAD_TOKEN, 404: NOT_YOURS, 409: NOT_ACTIVE},
         request=ReleaseSerializer,
         summary="Release a lease",
         description="Gives a lease back without failing it (the agent is stopping); the frame goes back to the "
@@ -225,4 +193,4 @@ class ReleaseView(AgentView):
         data = ReleaseSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.lease_release(node=self.node, lease_id=lease_id, token=data.validated_data["token"])
-        return Response({"released": True})
+        return Response(ReleaseAnswerSerializer({"released": True}).data)

@@ -117,39 +117,48 @@ def _pick_frame(node: WorkerNode) -> Frame | None:
 
 
 def manifest_for(frame: Frame, *, node: WorkerNode, crop: dict | None = None) -> dict:
-    """The pinned render settings; a verify lease gets the same manifest narrowed to its crop, in the
-    format it is compared in (see verification.crops), so crop and frame render identically."""
+    """The pinned render settings, built through the agent contract (workers.contract.RenderManifest: a value
+    outside its limits raises ContractError here rather than on a node); a verify lease gets the same manifest
+    narrowed to its crop, in the format it is compared in (see verification.crops), so crop and frame render
+    identically."""
     from marketplace.verification.crops import Crop, crop_manifest
+    from workers.contract import RenderManifest
 
     job = frame.job
     scene = job.scene
-    manifest = {
-        # No job or frame id: nothing that names the job reaches a node (a canary could be told apart by it).
-        "frame": frame.number,
-        "samples": job.samples,
-        "seed": job.seed,
-        "resolution_x": job.resolution_x,
-        "resolution_y": job.resolution_y,
-        "file_format": job.output_format,
-        "use_denoising": job.use_denoising,
-        "camera": scene.report.get("active_camera") or "",
-        "device": node.device_type,
-        "blender_series": job.blender_series,
-        "scene_sha256": scene.sha256,
-        "scene_kind": scene.kind,
-        "blend_path": scene.blend_path,
-        # A tile of a still renders only its rectangle (pixels, y from the top), cropped to it.
-        "border": [frame.tile_x, frame.tile_y, frame.tile_w, frame.tile_h] if frame.tile_x is not None else None,
-        "max_render_seconds": conf.MAX_RENDER_SECONDS,
-    }
-    if crop:
-        return crop_manifest(manifest, Crop.from_dict(crop))
-    # Past this the agent stops the render as "slower than calibrated" (jobs.pricing, issue 11).
-    pixels = frame.tile_w * frame.tile_h if frame.tile_x is not None else job.resolution_x * job.resolution_y
-    manifest["calibrated_budget_seconds"] = pricing.calibrated_budget_seconds(
-        job.quote or {}, units=pixels * job.samples, bench_score=getattr(node, "bench_score", 0.0)
+    tiled = frame.tile_x is not None
+    # Past this the agent stops the render as "slower than calibrated" (jobs.pricing, issue 11); crops have none.
+    pixels = frame.tile_w * frame.tile_h if tiled else job.resolution_x * job.resolution_y
+    budget = (
+        None
+        if crop
+        else pricing.calibrated_budget_seconds(
+            job.quote or {}, units=pixels * job.samples, bench_score=getattr(node, "bench_score", 0.0)
+        )
     )
-    return manifest
+    manifest = RenderManifest(
+        # No job or frame id: nothing that names the job reaches a node (a canary could be told apart by it).
+        frame=frame.number,
+        samples=job.samples,
+        seed=job.seed,
+        resolution_x=job.resolution_x,
+        resolution_y=job.resolution_y,
+        file_format=job.output_format,
+        use_denoising=job.use_denoising,
+        camera=scene.report.get("active_camera") or "",
+        device=node.device_type,
+        blender_series=job.blender_series,
+        scene_sha256=scene.sha256,
+        scene_kind=scene.kind,
+        blend_path=scene.blend_path,
+        # A tile of a still renders only its rectangle (pixels, y from the top), cropped to it.
+        border=(frame.tile_x, frame.tile_y, frame.tile_w, frame.tile_h) if tiled else None,
+        max_render_seconds=conf.MAX_RENDER_SECONDS,
+        calibrated_budget_seconds=budget,
+    )
+    if crop:
+        return RenderManifest.from_dict(crop_manifest(manifest.as_dict(), Crop.from_dict(crop))).as_dict()
+    return manifest.as_dict()
 
 
 def result_key_for(*, manifest: dict, frame_id: int) -> str:

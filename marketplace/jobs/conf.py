@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from marketplace.scenes import conf as scenes_conf
+from workers.contract import LIMITS
 
 DEFAULTS: dict[str, Any] = {
     # The reference machine of the price unit ("reference render-seconds"): pixel-samples per second on the agent's
@@ -57,11 +58,11 @@ DEFAULTS: dict[str, Any] = {
     # fix a scene twice (or wait out a bad batch of nodes) before the artist must start a new job.
     "MAX_RETRIES": 3,
 }
-# The renderer's smallest image side (scenes refuse smaller scenes too).
-MIN_SIDE = 4
-# Blender's own frame number limits.
+# The agent contract's smallest image side (scenes refuse smaller scenes too) and Blender's last frame; the market
+# sells frames from 0 on, though the contract (Blender) allows negative ones.
+MIN_SIDE = LIMITS.side[0]
 MIN_FRAME = 0
-MAX_FRAME = 1_048_574
+MAX_FRAME = LIMITS.frame[1]
 # The largest frame result (image file) an agent may upload, and so the most any reader of a result reads.
 RESULT_MAX_BYTES = getattr(settings, "DISPATCH_RESULT_MAX_BYTES", 64 * 1024 * 1024)
 

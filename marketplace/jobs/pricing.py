@@ -184,7 +184,8 @@ def price_per_frame(
 def calibrated_budget_seconds(quote: Mapping, *, units: int, bench_score: float) -> float | None:
     """How long a frame (or tile) of `units` may render on a node with `bench_score` before it is stopped as
     slower than calibrated: FACTOR x its calibrated time there, plus the scene load, at least MIN_SECONDS.
-    None for quotes made before compute pricing (they carry no calibration to hold a frame to)."""
+    None for quotes made before compute pricing (they carry no calibration to hold a frame to), and for a node
+    whose benchmark score is too small to hold it to any finite time (a node may upload any non-negative score)."""
     try:
         overhead = float(quote["overhead_seconds"])
         per_unit_reference = float(quote["reference_seconds_per_unit"])
@@ -193,8 +194,11 @@ def calibrated_budget_seconds(quote: Mapping, *, units: int, bench_score: float)
         return None
     reference = conf.REFERENCE_BENCH_SCORE
     speed = (bench_score if bench_score and bench_score > 0 else reference) / reference
+    if speed == 0:  # a subnormal score: nothing to divide by
+        return None
     seconds = overhead + units * per_unit_reference / speed
-    return round(max(conf.SLOWER_THAN_CALIBRATED_MIN_SECONDS, conf.SLOWER_THAN_CALIBRATED_FACTOR * seconds + load), 3)
+    budget = max(conf.SLOWER_THAN_CALIBRATED_MIN_SECONDS, conf.SLOWER_THAN_CALIBRATED_FACTOR * seconds + load)
+    return round(budget, 3) if math.isfinite(budget) else None
 
 
 def tile_prices(*, price: int, rects: Sequence[Rect]) -> list[int]:

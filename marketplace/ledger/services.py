@@ -7,6 +7,7 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -34,13 +35,17 @@ class IdempotencyKeyReused(LedgerError):
     """The key was already used for a different set of postings."""
 
 
+# A user (settings.AUTH_USER_MODEL) or None. The ledger sits below the accounts app and never imports it.
+Owner = Any
+
+
 @dataclass(frozen=True)
 class Leg:
     account: Account
     amount: int
 
 
-def accounts_get(*wanted: tuple[str, object, str]) -> list[Account]:
+def accounts_get(*wanted: tuple[str, Owner, str]) -> list[Account]:
     """The accounts for (kind, owner, ref) triples, in order, in one query; missing ones are created."""
     keys = [f"{kind}:{owner.pk if owner is not None else '-'}:{ref}" for kind, owner, ref in wanted]
     found = {a.key: a for a in Account.objects.filter(key__in=keys)}
@@ -53,7 +58,7 @@ def accounts_get(*wanted: tuple[str, object, str]) -> list[Account]:
     return [found[key] for key in keys]
 
 
-def account_get(*, kind: str, owner=None, ref: str = "") -> Account:
+def account_get(*, kind: str, owner: Owner = None, ref: str = "") -> Account:
     """The account of that kind for that owner/ref, created on first use."""
     return accounts_get((kind, owner, ref))[0]
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from marketplace.scenes import conf
+from workers.contract import LIMITS
 
 SUPPORTED_ENGINE = "CYCLES"
 OUTPUT_FORMATS = ("PNG", "OPEN_EXR")
@@ -55,7 +56,7 @@ def judge(report: Mapping[str, Any]) -> Verdict:
             f"effective resolution {width}x{height} (resolution x {report['resolution_percentage']} %) "
             f"is over the limit of {conf.MAX_SIDE} px per side"
         )
-    if min(width, height) < 4:
+    if min(width, height) < LIMITS.side[0]:
         refusals.append(f"effective resolution {width}x{height} is too small to render")
     frames = report["frame_count"]
     if frames > conf.MAX_FRAMES:

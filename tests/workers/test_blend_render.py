@@ -18,7 +18,6 @@ from workers.blend import (
     RenderRefused,
     SandboxError,
     list_devices,
-    validate_manifest,
 )
 from workers.blend.images import oiio, read_image
 from workers.blend.sandbox import Limits, run_bpy_module
@@ -128,24 +127,6 @@ def test_list_devices_has_the_cpu() -> None:
 def test_pinned_blender_version_is_enforced(demo_renderer: Renderer, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"pins Blender 4\.2\.0"):
         demo_renderer.render(manifest(blender_version="4.2.0"), tmp_path / "v.exr")
-
-
-@pytest.mark.parametrize(
-    ("change", "field"),
-    [
-        ({"samples": 0}, "samples"),
-        ({"device": "METAL"}, "device"),
-        ({"file_format": "JPEG"}, "file_format"),
-        ({"use_adaptive_sampling": True}, "use_adaptive_sampling"),
-        ({"border": [60, 0, 10, 10]}, "border"),
-        ({"resolution_x": 70000}, "resolution_x"),
-        ({"frame": "1"}, "frame"),
-        ({"threads": -1}, "threads"),
-    ],
-)
-def test_manifest_validation(change: dict[str, Any], field: str) -> None:
-    with pytest.raises(ValueError, match=field):
-        validate_manifest(manifest(**change))
 
 
 def test_denoised_frame_comes_with_its_noisy_pass(blend_factory: BlendFactory, tmp_path: Path) -> None:

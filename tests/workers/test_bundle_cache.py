@@ -11,6 +11,7 @@ import pytest
 from workers.agent import Agent
 from workers.bundle import BundleError, bundle_key
 from workers.config import AgentConfig
+from workers.contract import Lease, RenderManifest
 
 BLEND = b"BLENDER17-01v0500" + b"\x00" * 100 + b"ENDB" + b"\x00" * 28
 
@@ -24,12 +25,26 @@ def agent(tmp_path: Path) -> Agent:
     )
 
 
-def details(sha: str, kind: str, blend_path: str) -> dict:
+def details(sha: str, kind: str, blend_path: str) -> Lease:
     # scene_url is never fetched: the archive is already in the download cache.
-    return {
-        "manifest": {"scene_sha256": sha, "scene_kind": kind, "blend_path": blend_path},
-        "scene_url": "http://127.0.0.1:9/never",
-    }
+    manifest = RenderManifest(
+        frame=1,
+        samples=1,
+        seed=0,
+        resolution_x=4,
+        resolution_y=4,
+        scene_sha256=sha,
+        scene_kind=kind,
+        blend_path=blend_path,
+    )
+    return Lease(
+        id=1,
+        kind="render",
+        expires_at="",
+        manifest=manifest,
+        scene_url="http://127.0.0.1:9/never",
+        upload_url="http://127.0.0.1:9/never",
+    )
 
 
 def seed_download(a: Agent, data: bytes, kind: str) -> str:

@@ -26,7 +26,6 @@ _EXPORTS = {
     "check_blend_file": "workers.blend.inspect_scene",
     "Renderer": "workers.blend.renderer",
     "list_devices": "workers.blend.renderer",
-    "validate_manifest": "workers.blend.renderer",
     "make_demo_scene": "workers.blend.demo_scene",
     "make_benchmark_scene": "workers.blend.demo_scene",
     "BENCHMARK_SETTINGS": "workers.blend.demo_scene",
@@ -68,7 +67,6 @@ __all__ = [
     "noisy_path_for",
     "read_image",
     "resolve_path",
-    "validate_manifest",
 ]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import bpy
@@ -39,7 +39,8 @@ _ID_KIND = {
     "CAMERA": "osl_script",  # a custom (OSL) camera's external script
 }
 # Modifiers whose file path Blender's own walk lists under their object: the kind to report it as.
-_MODIFIER_PATHS = {
+# modifier type -> (kind of path, the modifier's path or "")
+_MODIFIER_PATHS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "FLUID": ("fluid_cache", lambda m: m.domain_settings.cache_directory if m.fluid_type == "DOMAIN" else ""),
     "OCEAN": ("ocean_cache", lambda m: m.filepath),
     "MESH_CACHE": ("mesh_cache", lambda m: m.filepath),
@@ -68,13 +69,13 @@ def reset_empty() -> None:
 
 
 def id_label(idb: Any) -> str:
-    return getattr(idb, "name_full", None) or idb.name
+    return str(getattr(idb, "name_full", None) or idb.name)
 
 
 def library_abspath(lib: Any) -> str:
     """Absolute path of a library file; nested libraries are relative to their parent library."""
     parent = getattr(lib, "parent", None)
-    return os.path.normpath(bpy.path.abspath(lib.filepath, library=parent))
+    return os.path.normpath(str(bpy.path.abspath(lib.filepath, library=parent)))
 
 
 BUNDLED_PREFIX = "<blender>/"
@@ -100,7 +101,7 @@ def _is_packed(idb: Any) -> bool:
     if getattr(idb, "packed_file", None) is not None:
         return True
     files = getattr(idb, "packed_files", None)
-    return bool(files) and len(files) > 0
+    return files is not None and len(files) > 0
 
 
 def iter_node_trees() -> Iterator[tuple[str, Any]]:

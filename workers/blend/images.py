@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 
 @cache
@@ -32,7 +33,7 @@ def oiio() -> Any:
     return OpenImageIO
 
 
-def read_image(path: Path, *, raw: bool = False, subimage: int = 0) -> np.ndarray:
+def read_image(path: Path, *, raw: bool = False, subimage: int = 0) -> npt.NDArray[Any]:
     """Pixels of an image file as (H, W, C). `raw`: integer formats keep their stored type."""
     lib = oiio()
     inp = lib.ImageInput.open(str(path))

@@ -36,77 +36,11 @@ from workers.blend.sandbox import (
     spawn,
     wait_child,
 )
+from workers.contract import RenderManifest
 
 log = logging.getLogger(__name__)
 
-DEVICES = ("CPU", "CUDA", "OPTIX", "HIP", "ONEAPI")
-FILE_FORMATS = ("PNG", "OPEN_EXR")
-MAX_SIDE = 65536
 _CPU_HARD_CAP_S = 10**9  # the child re-arms its soft CPU limit per render below this
-
-
-def validate_manifest(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """Normalise a render manifest; raises ValueError naming the bad field.
-
-    Keys: frame, samples, seed, resolution_x, resolution_y, device, threads (0 = auto),
-    border [x, y, w, h] in pixels with y from the top (optional), file_format, use_denoising,
-    use_adaptive_sampling (must be false), camera (optional), device_ids (optional),
-    blender_version (optional: refused when it is not the version this agent runs).
-    """
-    m = dict(manifest)
-
-    def integer(name: str, lo: int, hi: int, default: int | None = None) -> int:
-        value = m.get(name, default)
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise ValueError(f"manifest {name}={value!r}: expected an integer in [{lo}, {hi}]")
-        return value
-
-    out: dict[str, Any] = {
-        "frame": integer("frame", -1048574, 1048574),
-        "samples": integer("samples", 1, 1 << 24),
-        "seed": integer("seed", 0, 2**31 - 1),
-        "resolution_x": integer("resolution_x", 4, MAX_SIDE),
-        "resolution_y": integer("resolution_y", 4, MAX_SIDE),
-        "threads": integer("threads", 0, 1024, 0),
-    }
-    device = m.get("device", "CPU")
-    if device not in DEVICES:
-        raise ValueError(f"manifest device={device!r}: expected one of {DEVICES}")
-    out["device"] = device
-    fmt = m.get("file_format", "PNG")
-    if fmt not in FILE_FORMATS:
-        raise ValueError(f"manifest file_format={fmt!r}: expected one of {FILE_FORMATS}")
-    out["file_format"] = fmt
-    out["use_denoising"] = bool(m.get("use_denoising", False))
-    if m.get("use_adaptive_sampling"):
-        raise ValueError("manifest use_adaptive_sampling must be false: adaptive sampling is not reproducible")
-    out["use_adaptive_sampling"] = False
-    camera = m.get("camera")
-    if camera is not None and not isinstance(camera, str):
-        raise ValueError(f"manifest camera={camera!r}: expected a camera object name")
-    out["camera"] = camera
-    ids = m.get("device_ids")
-    if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
-        raise ValueError("manifest device_ids must be a list of device ids (see list_devices())")
-    out["device_ids"] = ids
-    border = m.get("border")
-    if border is not None:
-        if (
-            not isinstance(border, list | tuple)
-            or len(border) != 4
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in border)
-        ):
-            raise ValueError(f"manifest border={border!r}: expected [x, y, w, h] integer pixels")
-        x, y, w, h = border
-        if x < 0 or y < 0 or w < 1 or h < 1 or x + w > out["resolution_x"] or y + h > out["resolution_y"]:
-            raise ValueError(
-                f"manifest border={border!r} is not inside the {out['resolution_x']}x{out['resolution_y']} image"
-            )
-        out["border"] = [x, y, w, h]
-    else:
-        out["border"] = None
-    out["blender_version"] = m.get("blender_version")
-    return out
 
 
 def noisy_path_for(out_path: Path) -> Path:
@@ -289,10 +223,11 @@ class Renderer:
             self._buf += chunk
         line, self._buf = self._buf.split(b"\n", 1)
         try:
-            return json.loads(line)
+            answer: dict[str, Any] = json.loads(line)
         except ValueError:
             self.close()
             raise SandboxError("protocol", f"render server sent an invalid answer: {line[:200]!r}")
+        return answer
 
     def _call(self, cmd: str, timeout_s: float, **payload: Any) -> Any:
         if not self.alive:
@@ -325,24 +260,29 @@ class Renderer:
         if not self.alive or self._bundle != real_root:
             self._start(real_root)
         self.loaded = None
-        info = self._call("load", timeout_s, blend_path=str(blend), bundle_root=str(root))
+        info: dict[str, Any] = self._call("load", timeout_s, blend_path=str(blend), bundle_root=str(root))
         self.loaded = blend
         return info
 
-    def render(self, manifest: Mapping[str, Any], out_path: Path, *, timeout_s: float | None = None) -> dict[str, Any]:
-        """Render one pinned frame (or border crop) to `out_path`; returns stats.
+    def render(
+        self, manifest: RenderManifest | Mapping[str, Any], out_path: Path, *, timeout_s: float | None = None
+    ) -> dict[str, Any]:
+        """Render one pinned frame (or border crop) to `out_path`; returns stats. A manifest given as a mapping
+        is validated by the agent contract first (workers.contract.ContractError, a ValueError, names the field).
 
         With use_denoising the pre-denoise pass is written too, to `<out stem>.noisy.exr`
         (stats["noisy_path"]): crops of a denoised frame are verified against it.
         """
-        m = validate_manifest(manifest)
+        m = manifest if isinstance(manifest, RenderManifest) else RenderManifest.from_dict(manifest)
         if self.loaded is None or not self.alive:
             raise SandboxError("protocol", "no scene loaded")
-        if m["blender_version"] and m["blender_version"] != self.blender_version:
-            raise ValueError(f"manifest pins Blender {m['blender_version']}, this agent runs {self.blender_version}")
+        if m.blender_version and m.blender_version != self.blender_version:
+            raise ValueError(f"manifest pins Blender {m.blender_version}, this agent runs {self.blender_version}")
         timeout_s = timeout_s or self.timeout_s
         t0 = time.monotonic()
-        stats = self._call("render", timeout_s, manifest=m, cpu_budget_s=self.cpu_s_per_render)
+        stats: dict[str, Any] = self._call(
+            "render", timeout_s, manifest=m.as_dict(), cpu_budget_s=self.cpu_s_per_render
+        )
         out_path = Path(out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(stats.pop("file"), out_path)
@@ -357,7 +297,8 @@ class Renderer:
         return stats
 
     def ping(self, *, timeout_s: float = 10.0) -> dict[str, Any]:
-        return self._call("ping", timeout_s)
+        answer: dict[str, Any] = self._call("ping", timeout_s)
+        return answer
 
 
 def list_devices(*, timeout_s: float = 60.0) -> list[dict[str, Any]]:

@@ -569,7 +569,9 @@ def child_main(fn: Callable[[list[str]], Any]) -> None:
             f.write(data)
         os.replace(tmp, result_path)
     else:
-        sys.__stdout__.write(data + "\n")
+        out = sys.__stdout__  # the pipe the parent reads, whatever sys.stdout was pointed at
+        assert out is not None
+        out.write(data + "\n")
     sys.stdout.flush()
     sys.stderr.flush()
     # Skip bpy's interpreter teardown: slow and not needed, the process is single-use.
