@@ -311,8 +311,8 @@ def to_uint(array: np.ndarray, bits: int = 8) -> np.ndarray:
 
 
 def save_png(path: str | Path | io.BytesIO, array: np.ndarray, *, bits: int = 8) -> None:
-    """Write HxW or HxWxC (C = 1..4) as PNG (a path or an in-memory buffer). Float input is clipped to [0, 1] and quantised to ``bits``
-    (8 or 16); uint8/uint16 input is written at its own depth."""
+    """Write HxW or HxWxC (C = 1..4) as PNG, to a path or an in-memory buffer. Float input is clipped to [0, 1]
+    and quantised to ``bits`` (8 or 16); uint8/uint16 input is written at its own depth."""
     if bits not in (8, 16):
         raise ValueError("bits must be 8 or 16")
     arr = np.asarray(array)
