@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from workers import runtimes
+from workers import logs, runtimes
 from workers.config import DEFAULT_PATH, AgentConfig
 from workers.runtimes_cli import runtimes_group
 
@@ -61,13 +61,18 @@ def render_options(f):
     help="agent config file",
 )
 @click.option("-v", "--verbose", is_flag=True)
+@click.option(
+    "--log-format",
+    type=click.Choice(logs.FORMATS),
+    envvar="LOG_FORMAT",
+    default="console",
+    show_default=True,
+    help="console: key=value for people; json: one object a line for a log collector",
+)
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path, verbose: bool) -> None:
+def cli(ctx: click.Context, config_path: Path, verbose: bool, log_format: str) -> None:
     """Render marketplace agent: rent out this machine's GPU (or CPU) to render Blender frames."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
-    )
+    logs.configure(level=logging.DEBUG if verbose else logging.INFO, fmt=log_format)
     ctx.obj = {"config_path": config_path}
 
 
@@ -117,7 +122,7 @@ def _sandbox_or_refuse(allow_unsandboxed: bool) -> dict:
             "strangers' scenes. See `python -m workers doctor`; to run anyway, pass --allow-unsandboxed."
         )
     logging.getLogger("agent").warning(
-        "event=unsandboxed detail=%r: rendering WITHOUT the scene sandbox (--allow-unsandboxed)", iso["detail"]
+        "event=unsandboxed: rendering WITHOUT the scene sandbox (--allow-unsandboxed)", extra={"detail": iso["detail"]}
     )
     return {"sandbox": "unsandboxed", "sandbox_detail": iso["detail"]}
 

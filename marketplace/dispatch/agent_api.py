@@ -1,5 +1,7 @@
 """The agent API. Agents are untrusted: every call is checked against the node's token and its leases."""
 
+import logging
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -9,8 +11,11 @@ from rest_framework.views import APIView
 from marketplace.api.errors import problem
 from marketplace.dispatch import queues, services
 from marketplace.dispatch.agent_auth import IsNode, NodeTokenAuthentication
+from marketplace.logs import bind
 from marketplace.nodes import conf as node_conf
 from marketplace.nodes.services import Capabilities, NodeError, node_bench_record, node_hello
+
+log = logging.getLogger("dispatch.agent_api")
 
 # The columns' limits: a larger number is a 400 naming the field, not a database error.
 INT32_MAX, INT64_MAX = 2**31 - 1, 2**63 - 1
@@ -24,6 +29,12 @@ class AgentView(APIView):
     def node(self):
         return self.request.auth
 
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)  # authenticates the node (or refuses the call)
+        # Every line of this call names the node and, for a lease's call, the lease (its frame and job are
+        # bound where the lease is read: services._lease_of_node).
+        bind(node_id=self.node.pk, lease_id=kwargs.get("lease_id"))
+
 
 NOT_ACTIVE = OpenApiResponse(
     description="The lease is no longer active (expired, reported or taken back): nothing changed."
@@ -33,6 +44,7 @@ BAD_TOKEN = OpenApiResponse(description="The lease token does not match.")
 
 
 def refused(exc: services.LeaseRefused) -> Response:
+    log.info("event=lease_call_refused", extra={"status": exc.status, "reason": str(exc)})
     return problem(exc.status, str(exc))
 
 
@@ -73,6 +85,7 @@ class HelloView(AgentView):
         data.is_valid(raise_exception=True)
         node = node_hello(node=self.node, capabilities=Capabilities(**data.validated_data))
         services.match_frames_soon()
+        log.info("event=node_hello", extra={"status": node.status, "device": node.device_type})
         return Response(
             {
                 "node": node.pk,
@@ -129,6 +142,7 @@ class GoodbyeView(AgentView):
     )
     def post(self, request):
         released = services.node_goodbye(node=self.node)
+        log.info("event=node_goodbye", extra={"released": released})
         return Response({"offline": True, "released": released})
 
 
@@ -203,6 +217,10 @@ class ReportView(AgentView):
             )
         except services.LeaseRefused as exc:
             return refused(exc)
+        log.info(
+            "event=lease_reported",
+            extra={"ok": v["ok"], "accepted": outcome.accepted, "outcome": outcome.message, "error": v["error"][:500]},
+        )
         if not outcome.accepted:
             return problem(status.HTTP_422_UNPROCESSABLE_ENTITY, outcome.message, accepted=False)
         return Response({"accepted": outcome.accepted, "message": outcome.message})
@@ -227,4 +245,5 @@ class ReleaseView(AgentView):
             services.lease_release(node=self.node, lease_id=lease_id, token=data.validated_data["token"])
         except services.LeaseRefused as exc:
             return refused(exc)
+        log.info("event=lease_released")
         return Response({"released": True})
