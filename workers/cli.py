@@ -122,7 +122,8 @@ def _sandbox_or_refuse(allow_unsandboxed: bool) -> dict:
             "strangers' scenes. See `python -m workers doctor`; to run anyway, pass --allow-unsandboxed."
         )
     logging.getLogger("agent").warning(
-        "event=unsandboxed: rendering WITHOUT the scene sandbox (--allow-unsandboxed)", extra={"detail": iso["detail"]}
+        "event=unsandboxed: rendering WITHOUT the scene sandbox (--allow-unsandboxed)",
+        extra={"sandbox_detail": iso["detail"]},
     )
     return {"sandbox": "unsandboxed", "sandbox_detail": iso["detail"]}
 
