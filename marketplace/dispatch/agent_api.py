@@ -30,10 +30,10 @@ class AgentView(APIView):
         return self.request.auth
 
     def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)  # authenticates the node (or refuses the call)
-        # Every line of this call names the node and, for a lease's call, the lease (its frame and job are
-        # bound where the lease is read: services._lease_of_node).
-        bind(node_id=self.node.pk, lease_id=kwargs.get("lease_id"))
+        super().initial(request, *args, **kwargs)  # authenticates the node (which binds node_id) or refuses
+        # A lease's call names the lease from here on (its frame and job are bound where the lease is read:
+        # services._lease_of_node).
+        bind(lease_id=kwargs.get("lease_id"))
 
 
 NOT_ACTIVE = OpenApiResponse(
