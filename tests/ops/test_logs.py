@@ -60,9 +60,7 @@ def test_an_agent_report_logs_json_lines_with_its_node_lease_frame_job_and_reque
     ids = {"node_id": node.pk, "lease_id": msg["lease"], "frame_id": frame.pk, "job_id": job.pk}
 
     reported = json_log.one("lease_reported")
-    assert (
-        reported.items() >= {**ids, "request_id": request_id, "accepted": True, "logger": "dispatch.agent_api"}.items()
-    )
+    assert reported.items() >= {**ids, "request_id": request_id, "user_id": provider.pk, "accepted": True}.items()
     assert "task_id" not in reported  # the settlement task that ran inline handed the request's context back
     access = [line for line in json_log.of("request") if line["request_id"] == request_id]
     assert len(access) == 1
