@@ -21,8 +21,13 @@ from structlog.typing import EventDict, WrappedLogger
 FORMATS = ("json", "console")
 REDACTED = "[redacted]"
 
-# A field whose name says it holds a secret is dropped whole, whatever its value.
-_SECRET_FIELD = re.compile(r"token|password|passwd|secret|authorization|signature|cookie|api_?key|credential", re.I)
+# A field whose name says it holds a secret (`token`, `lease_token`; not `amount_tokens`, the currency) is
+# redacted whole, whatever its value.
+_SECRET_FIELD = re.compile(
+    r"(?:^|_)(?:token|csrftoken|password|passwd|secret|authorization|signature|cookie|sessionid|api_?key"
+    r"|credentials?)$",
+    re.I,
+)
 # Secrets inside text (messages, exceptions, URLs in error strings): keep the name, drop the value.
 _SECRET_TEXT = [
     # API and node tokens (`<kind><8 hex>.<secret>`, accounts/tokens.py): the prefix names the token, keep it.
@@ -42,7 +47,7 @@ _SECRET_TEXT = [
     (re.compile(r"(/blobs/)[^/?\s\"'<>]+"), r"\1" + REDACTED),
     # `password=…`, `token: …` written into a message by hand.
     (
-        re.compile(r"\b((?:password|passwd|secret|token|api_?key)[\"']?\s*[=:]\s*[\"']?)[^\s\"',&]+", re.I),
+        re.compile(r"(?<![A-Za-z])((?:password|passwd|secret|token|api_?key)[\"']?\s*[=:]\s*[\"']?)[^\s\"',&]+", re.I),
         r"\1" + REDACTED,
     ),
 ]

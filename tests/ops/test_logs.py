@@ -178,3 +178,20 @@ def test_production_logs_json_unless_told_otherwise(tmp_path):
     """Loads production settings (and Django's logging set-up with them) in a fresh process."""
     assert settings_of(tmp_path, ["LOG_FORMAT"], SECRET_KEY=STRONG_KEY)["LOG_FORMAT"] == "json"
     assert settings_of(tmp_path, ["LOG_FORMAT"], SECRET_KEY=STRONG_KEY, LOG_FORMAT="console")["LOG_FORMAT"] == "console"
+
+
+def test_fields_named_like_secrets_are_redacted_and_amounts_in_tokens_kept():
+    event = {
+        "event": "payout lease_token=abc123 tokens=5",
+        "lease_token": "s3cr3t",
+        "Authorization": "Node x",
+        "amount_tokens": 5,
+        "nested": {"password": "p", "frame_id": 3},
+    }
+    assert logs.redact_secrets(None, "info", event) == {
+        "event": "payout lease_token=[redacted] tokens=5",
+        "lease_token": "[redacted]",
+        "Authorization": "[redacted]",
+        "amount_tokens": 5,
+        "nested": {"password": "[redacted]", "frame_id": 3},
+    }
