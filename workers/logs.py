@@ -78,16 +78,21 @@ def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) 
     return event_dict
 
 
+_EVENT_NAME = re.compile(r"[\w.-]+")
+
+
 def event_name(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """`log.info("event=lease_granted", extra=...)`, this code base's way to name an event, logs the event
     "lease_granted"; words for people after a colon (`"event=goodbye: the node is offline"`) go to `detail`, so
     the event stays a name to count and alert on."""
     event = event_dict.get("event")
     if isinstance(event, str) and event.startswith("event="):
-        name, _, detail = event.removeprefix("event=").partition(": ")
-        event_dict["event"] = name
-        if detail:
-            event_dict["detail"] = detail
+        event = event.removeprefix("event=")
+        name, _, detail = event.partition(": ")
+        if detail and _EVENT_NAME.fullmatch(name):
+            event_dict["event"], event_dict["detail"] = name, detail
+        else:
+            event_dict["event"] = event
     return event_dict
 
 
