@@ -46,7 +46,6 @@ class RequestContextMiddleware:
 
     def __call__(self, request):
         request_id = request_id_for(request.headers.get(REQUEST_ID_HEADER))
-        request.request_id = request_id
         started = time.monotonic()
         with scope(request_id=request_id):
             response = self.get_response(request)

@@ -85,7 +85,7 @@ class HelloView(AgentView):
         data.is_valid(raise_exception=True)
         node = node_hello(node=self.node, capabilities=Capabilities(**data.validated_data))
         services.match_frames_soon()
-        log.info("event=node_hello", extra={"status": node.status, "device": node.device_type})
+        log.info("event=node_hello", extra={"node_status": node.status, "device": node.device_type})
         return Response(
             {
                 "node": node.pk,
