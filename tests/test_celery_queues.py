@@ -103,7 +103,8 @@ def test_a_worker_task_logs_json_lines_with_its_task_and_lease_ids(
     FrameLease.objects.filter(pk=lease.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     result = app.tasks["dispatch.reap"].delay()
     deadline = time.monotonic() + 30
-    while not json_log.of("lease_expired") and time.monotonic() < deadline:
+    # Until the worker logs the task done (after task_postrun closed its connection), not just the line sought.
+    while f"{result.id}] succeeded" not in json_log.text and time.monotonic() < deadline:
         time.sleep(0.1)
     expired = json_log.one("lease_expired")
     assert (
