@@ -13,6 +13,7 @@ import logging
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import lru_cache
 
 import structlog
 from structlog.contextvars import bind_contextvars, clear_contextvars, get_contextvars
@@ -53,28 +54,42 @@ _SECRET_TEXT = [
 ]
 
 
+# Every pattern above needs one of these characters: most values (names, states, numbers) skip the patterns.
+_MAYBE_SECRET = re.compile(r"[.:=/]")
+# Fields this module writes itself, never a secret.
+_OWN_FIELDS = frozenset({"timestamp", "level", "logger"})
+
+
 def scrub(text: str) -> str:
+    if not _MAYBE_SECRET.search(text):
+        return text
     for pattern, replacement in _SECRET_TEXT:
         text = pattern.sub(replacement, text)
     return text
 
 
+@lru_cache(maxsize=1024)
+def _secret_name(key: str) -> bool:
+    return bool(_SECRET_FIELD.search(key))
+
+
 def _clean(value: object) -> object:
     if isinstance(value, str):
         return scrub(value)
-    if isinstance(value, Mapping):
-        return {k: REDACTED if _SECRET_FIELD.search(str(k)) else _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [_clean(v) for v in value]
     if value is None or isinstance(value, bool | int | float):
         return value
+    if isinstance(value, Mapping):
+        return {k: REDACTED if _secret_name(str(k)) else _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_clean(v) for v in value]
     return scrub(str(value))  # an object (Django's `request` extra): its text, scrubbed like any other
 
 
 def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: no token, password, Authorization header or URL signature reaches a log line."""
     for key, value in event_dict.items():
-        event_dict[key] = REDACTED if _SECRET_FIELD.search(key) else _clean(value)
+        if key not in _OWN_FIELDS:
+            event_dict[key] = REDACTED if _secret_name(key) else _clean(value)
     return event_dict
 
 
