@@ -93,9 +93,12 @@ def test_matching_proceeds_while_a_flood_of_inspections_waits_for_its_own_worker
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_task_logs_json_lines_with_its_task_and_lease_ids(
-    funded_artist, provider, agent_queues, json_log, default_queue_worker
+    funded_artist, provider, agent_queues, default_queue_worker, json_log
 ):
-    """A real worker thread runs the reaper: its lines carry the task's id and name and the lease's ids."""
+    """A real worker thread runs the reaper: its lines carry the task's id and name and the lease's ids.
+
+    The worker starts first: its start-up runs django.setup(), which applies settings.LOGGING again (replacing
+    the root handlers, the test's capture among them)."""
     job = make_queued_job(funded_artist, frames=1)
     node, _ = make_node(provider, unchecked=True)
     assert services.match_frames() == 1
