@@ -89,7 +89,7 @@ def expected_digests(key: str, sha256: str = "") -> set[str]:
 
 def digest_refused(key: str, expected: set[str], actual: str) -> DigestMismatch:
     """Log the mismatch as an event and return the error to raise."""
-    log.error("event=result_digest_mismatch key=%s expected=%s actual=%s", key, ",".join(sorted(expected)), actual)
+    log.error("event=result_digest_mismatch", extra={"result_key": key, "expected": sorted(expected), "actual": actual})
     return DigestMismatch(
         f"{key} does not match its recorded SHA-256 (expected {min(expected)[:16]}…, found {actual[:16]}…)"
     )

@@ -87,6 +87,7 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "marketplace.logs.RequestContextMiddleware",  # request id and user bound for every line; one access line
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -273,11 +274,14 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 
+# Structured logs (workers.logs, marketplace.logs): JSON lines in production, key=value with DEBUG; LOG_FORMAT
+# (json or console) overrides either way. Ids (request, user, node, lease, frame, job, task) are bound per context.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "").strip().lower() or ("console" if DEBUG else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"kv": {"format": "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "kv"}},
+    "formatters": {"structured": {"()": "workers.logs.formatter", "fmt": LOG_FORMAT}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024  # also the cap for a rendered frame PUT by an agent

@@ -5,7 +5,7 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-pytest_plugins = ["tests.fixtures.personas", "tests.fixtures.farm", "tests.fixtures.series"]
+pytest_plugins = ["tests.fixtures.personas", "tests.fixtures.farm", "tests.fixtures.series", "tests.fixtures.logs"]
 
 
 def pytest_collection_modifyitems(config, items):

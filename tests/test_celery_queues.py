@@ -2,14 +2,17 @@
 
 import os
 import time
+from datetime import timedelta
 
 import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
 from celery.signals import task_postrun
 from django.db import connection
+from django.utils import timezone
 
 from marketplace.celery import app
+from marketplace.dispatch import services
 from marketplace.dispatch.models import FrameLease
 from marketplace.scenes.models import Scene
 from tests.fixtures.market import make_node, make_queued_job, make_scene
@@ -85,3 +88,38 @@ def test_matching_proceeds_while_a_flood_of_inspections_waits_for_its_own_worker
     assert set(Scene.objects.filter(pk__in=[s.pk for s in flood]).values_list("status", flat=True)) == {
         Scene.Status.INSPECTING
     }
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_task_logs_json_lines_with_its_task_and_lease_ids(
+    funded_artist, provider, agent_queues, default_queue_worker, json_log
+):
+    """A real worker thread runs the reaper: its lines carry the task's id and name and the lease's ids.
+
+    The worker starts first: its start-up runs django.setup(), which applies settings.LOGGING again (replacing
+    the root handlers, the test's capture among them)."""
+    job = make_queued_job(funded_artist, frames=1)
+    node, _ = make_node(provider, unchecked=True)
+    assert services.match_frames() == 1
+    lease = FrameLease.objects.get(frame__job=job)
+    FrameLease.objects.filter(pk=lease.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    result = app.tasks["dispatch.reap"].delay()
+    deadline = time.monotonic() + 30
+    # Until the worker logs the task done (after task_postrun closed its connection), not just the line sought.
+    while f"{result.id}] succeeded" not in json_log.text and time.monotonic() < deadline:
+        time.sleep(0.1)
+    expired = json_log.one("lease_expired")
+    assert (
+        expired.items()
+        >= {
+            "task_name": "dispatch.reap",
+            "task_id": result.id,
+            "lease_id": lease.pk,
+            "frame_id": lease.frame_id,
+            "job_id": job.pk,
+            "node_id": node.pk,
+            "level": "warning",
+            "logger": "dispatch",
+        }.items()
+    )

@@ -7,6 +7,7 @@ lease decides everything; a stale message just gets a refusal and is dropped.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis
 
-from workers import runtimes
+from workers import logs, runtimes
 from workers.budget import render_within_budget
 from workers.bundle import bundle_key, bundle_ready
 from workers.client import ApiError, MarketClient, download, upload
@@ -124,12 +125,12 @@ class Agent:
     def install_signals(self) -> None:
         def handler(signum: int, _frame: FrameType | None) -> None:
             if self.stopping.is_set():
-                log.warning("event=abort signal=%s: releasing the current frame", signum)
+                log.warning("event=abort: releasing the current frame", extra={"signal": signum})
                 self.abort_now.set()
                 if self.renderer is not None:
                     self.renderer.interrupt()
             else:
-                log.warning("event=stopping signal=%s: finishing the current frame (again to abort)", signum)
+                log.warning("event=stopping: finishing the current frame (again to abort)", extra={"signal": signum})
                 self.stopping.set()
 
         signal.signal(signal.SIGTERM, handler)
@@ -139,7 +140,8 @@ class Agent:
         """Say hello; the marketplace answers with a fresh per-node broker credential."""
         series = sorted(runtimes.installed(self.config.cache_dir))
         hello = self.client.hello(capabilities(self.devices, self.blender_version, series, self.sandbox))
-        log.info("event=hello node=%s device=%s queue=%s", hello["node"], hello["device"], hello["queue"])
+        logs.bind(node_id=hello["node"])  # every later line of this agent names its node
+        log.info("event=hello", extra={"device": hello["device"], "queue": hello["queue"]})
         self.queue = hello["queue"]
         self.processing = self.queue.rsplit(":", 1)[0] + ":processing"
         self.broker: redis.Redis = redis.Redis.from_url(hello["broker_url"], socket_timeout=30)
@@ -154,16 +156,19 @@ class Agent:
             except ApiError as exc:
                 if exc.status in (401, 403):
                     raise  # a bad token will not get better by retrying
-                log.warning("event=hello_failed error=%s: retrying in %.0fs", exc, delay)
+                log.warning("event=hello_failed", extra={"error": str(exc), "retry_in_s": delay})
             except (OSError, redis.RedisError) as exc:
-                log.warning("event=hello_failed error=%s: retrying in %.0fs", exc, delay)
+                log.warning("event=hello_failed", extra={"error": str(exc), "retry_in_s": delay})
             if self.stopping.wait(delay):
                 raise SystemExit(0)
             delay = min(delay * 2, 30)
 
     def run(self) -> int:
         hello = self._connect_retrying()
-        beat = threading.Thread(target=self._heartbeat_loop, args=(hello["heartbeat_seconds"],), daemon=True)
+        # The heartbeat thread logs with this thread's context (the node id): threads start with an empty one.
+        beat = threading.Thread(
+            target=contextvars.copy_context().run, args=(self._heartbeat_loop, hello["heartbeat_seconds"]), daemon=True
+        )
         beat.start()
         try:
             # redis-py types its commands for the sync and the async client alike: these are the sync answers.
@@ -178,12 +183,12 @@ class Agent:
                     delivery = cast(bytes | None, self.broker.blmove(self.queue, self.processing, 2, "RIGHT", "LEFT"))
                 except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
                     # A restarted broker forgot our ACL user: ask the marketplace for a new credential.
-                    log.warning("event=broker_auth_lost error=%s: saying hello again", exc)
+                    log.warning("event=broker_auth_lost: saying hello again", extra={"error": str(exc)})
                     self._connect_retrying()
                     time.sleep(1)
                     continue
                 except redis.ConnectionError as exc:
-                    log.warning("event=broker_unavailable error=%s: retrying", exc)
+                    log.warning("event=broker_unavailable: retrying", extra={"error": str(exc)})
                     time.sleep(2)
                     continue
                 if delivery is not None:
@@ -207,7 +212,9 @@ class Agent:
             self.client.goodbye()
             log.info("event=goodbye: the marketplace no longer counts this node")
         except (ApiError, OSError) as exc:
-            log.warning("event=goodbye_failed error=%s: the node goes offline when its heartbeats stop", exc)
+            log.warning(
+                "event=goodbye_failed: the node goes offline when its heartbeats stop", extra={"error": str(exc)}
+            )
 
     def _heartbeat_loop(self, every: float) -> None:
         while not self.stopping.wait(every):
@@ -217,7 +224,7 @@ class Agent:
                     leases=[current.lease] if current else [], paused=not in_schedule(self.config.schedule)
                 )
             except (ApiError, OSError) as exc:
-                log.warning("event=heartbeat_failed error=%s", exc)
+                log.warning("event=heartbeat_failed", extra={"error": str(exc)})
                 continue
             self._owner_pause(answer.get("owner_pause"))
             state = answer.get("leases", {}).get(str(current.lease)) if current else None
@@ -230,9 +237,9 @@ class Agent:
         frame in hand is finished and reported, then no new one is taken."""
         if mode and not self.owner_paused.is_set():
             log.warning(
-                "event=paused_by_owner mode=%s: %s",
-                mode,
+                "event=paused_by_owner: %s",
                 "giving the current frame back" if mode == "release" else "finishing the current frame",
+                extra={"mode": mode},
             )
             self.owner_paused.set()
         elif not mode and self.owner_paused.is_set():
@@ -248,7 +255,7 @@ class Agent:
         with current.lock:
             if current.rendered or self.current is not current:
                 return
-            log.warning("event=lease_lost lease=%s state=%s: abandoning the frame", current.lease, state)
+            log.warning("event=lease_lost: abandoning the frame", extra={"lease_id": current.lease, "state": state})
             current.revoked.set()
             if self.renderer is not None:
                 self.renderer.interrupt()  # the work loop reaps it and drops the renderer
@@ -268,21 +275,22 @@ class Agent:
             message = json.loads(raw)
             lease_id, token = int(message["lease"]), str(message["token"])
         except (ValueError, KeyError, TypeError):
-            log.warning("event=bad_message dropped=%r", raw[:100])
+            log.warning("event=bad_message", extra={"dropped": repr(raw[:100])})
             self._ack(raw)
             return
-        try:
-            details = self.client.lease(lease_id, token)
-        except ApiError as exc:
-            log.info("event=lease_skipped lease=%s reason=%s", lease_id, exc)
-            self._ack(raw)
-            return
-        self.current = current = Current(lease=lease_id, token=token)
-        try:
-            self._work(current, details)
-        finally:
-            self.current = None
-            self._ack(raw)
+        with logs.scope(lease_id=lease_id):  # every line about this lease names it, until it is done
+            try:
+                details = self.client.lease(lease_id, token)
+            except ApiError as exc:
+                log.info("event=lease_skipped", extra={"reason": str(exc)})
+                self._ack(raw)
+                return
+            self.current = current = Current(lease=lease_id, token=token)
+            try:
+                self._work(current, details)
+            finally:
+                self.current = None
+                self._ack(raw)
 
     def _scene(self, lease: Lease) -> tuple[Path, Path]:
         sha, kind, blend_path = lease.scene
@@ -299,6 +307,9 @@ class Agent:
         with tempfile.TemporaryDirectory(prefix="render-") as tmp:
             try:
                 lease = Lease.from_answer(answer)  # a lease outside the contract is reported as failed, unrendered
+                # The market never tells a node its frame's or job's id (a canary must look like real work): the
+                # frame number and the lease id are what this side has; the market's lines join them by lease_id.
+                logs.bind(frame=lease.manifest.frame, lease_kind=lease.kind)
                 # Threads and devices are this machine's own choice, not the marketplace's.
                 manifest = replace(
                     lease.manifest,
@@ -310,7 +321,7 @@ class Agent:
                 self._drop_renderer()
                 if self.abort_now.is_set():
                     self._safe(lambda: self.client.release(lease_id, token))
-                log.warning("event=frame_abandoned lease=%s reason=%s", lease_id, exc)
+                log.warning("event=frame_abandoned", extra={"reason": str(exc)})
                 return
             except Exception as exc:
                 self._drop_renderer()
@@ -319,19 +330,13 @@ class Agent:
                         self._safe(lambda: self.client.release(lease_id, token))
                     return
                 error = f"{type(exc).__name__}: {exc}"
-                log.error("event=render_failed lease=%s error=%s", lease_id, error)
+                log.error("event=render_failed", extra={"error": error})
                 self._safe(lambda: self.client.report(lease_id, token=token, ok=False, error=error))
                 return
         stats = {**stats, "device": manifest.device}
         result = self._safe(lambda: self.client.report(lease_id, token=token, ok=True, stats=stats))
         self.frames_done += 1
-        log.info(
-            "event=reported lease=%s frame=%s seconds=%.2f result=%s",
-            lease_id,
-            manifest.frame,
-            stats.get("seconds", 0),
-            result,
-        )
+        log.info("event=reported", extra={"seconds": round(stats.get("seconds", 0), 2), "result": result})
 
     def _render(self, current: Current, lease: Lease, manifest: RenderManifest, tmp: Path) -> dict[str, Any]:
         """Render the lease in `tmp` and upload its image (and noisy pass); returns the render's stats."""
@@ -373,10 +378,10 @@ class Agent:
             try:
                 return call()
             except ApiError as exc:
-                log.warning("event=api_refused error=%s", exc)
+                log.warning("event=api_refused", extra={"error": str(exc)})
                 return None
             except OSError as exc:  # network: retry, the lease may still be alive
-                log.warning("event=api_unreachable attempt=%d error=%s", attempt, exc)
+                log.warning("event=api_unreachable", extra={"attempt": attempt, "error": str(exc)})
                 time.sleep(min(10, 0.5 * 2**attempt))
         return None
 

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from workers import runtimes
+from workers import logs, runtimes
 from workers.config import DEFAULT_PATH, AgentConfig
 from workers.contract import LIMITS, ContractError, RenderManifest
 from workers.runtimes_cli import runtimes_group
@@ -65,13 +65,18 @@ def render_options(f: Command) -> Command:
     help="agent config file",
 )
 @click.option("-v", "--verbose", is_flag=True)
+@click.option(
+    "--log-format",
+    type=click.Choice(logs.FORMATS),
+    envvar="LOG_FORMAT",
+    default="console",
+    show_default=True,
+    help="console: key=value for people; json: one object a line for a log collector",
+)
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path, verbose: bool) -> None:
+def cli(ctx: click.Context, config_path: Path, verbose: bool, log_format: str) -> None:
     """Render marketplace agent: rent out this machine's GPU (or CPU) to render Blender frames."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
-    )
+    logs.configure(level=logging.DEBUG if verbose else logging.INFO, fmt=log_format)
     ctx.obj = {"config_path": config_path}
 
 
@@ -121,7 +126,8 @@ def _sandbox_or_refuse(allow_unsandboxed: bool) -> dict[str, str]:
             "strangers' scenes. See `python -m workers doctor`; to run anyway, pass --allow-unsandboxed."
         )
     logging.getLogger("agent").warning(
-        "event=unsandboxed detail=%r: rendering WITHOUT the scene sandbox (--allow-unsandboxed)", iso["detail"]
+        "event=unsandboxed: rendering WITHOUT the scene sandbox (--allow-unsandboxed)",
+        extra={"sandbox_detail": iso["detail"]},
     )
     return {"sandbox": "unsandboxed", "sandbox_detail": iso["detail"]}
 

@@ -2,6 +2,7 @@ from rest_framework import authentication, exceptions
 
 from marketplace.accounts import throttle
 from marketplace.accounts.services import api_token_authenticate
+from marketplace.logs import bind
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):
@@ -20,6 +21,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         if user is None:
             throttle.bearer_failed(request._request, credentials)
             raise exceptions.AuthenticationFailed("invalid or revoked API token")
+        bind(user_id=user.pk)  # the rest of the request's lines name the caller
         return user, None
 
     def authenticate_header(self, request) -> str:

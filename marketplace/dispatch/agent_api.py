@@ -4,6 +4,7 @@ A refused lease call (`services.LeaseRefused`) answers with the status it carrie
 403 the lease token does not match, 409 the lease is no longer active.
 """
 
+import logging
 from http import HTTPStatus
 
 from drf_spectacular.types import OpenApiTypes
@@ -28,9 +29,12 @@ from marketplace.dispatch.serializers import (
     ReportSerializer,
 )
 from marketplace.errors import Refused
+from marketplace.logs import bind
 from marketplace.nodes import broker
 from marketplace.nodes import conf as node_conf
 from marketplace.nodes.services import Capabilities, node_bench_record, node_hello
+
+log = logging.getLogger("dispatch.agent_api")
 
 
 class AgentView(APIView):
@@ -40,6 +44,12 @@ class AgentView(APIView):
     @property
     def node(self):
         return self.request.auth
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)  # authenticates the node (which binds node_id) or refuses
+        # A lease's call names the lease from here on (its frame and job are bound where the lease is read:
+        # services._lease_of_node).
+        bind(lease_id=kwargs.get("lease_id"))
 
 
 NOT_ACTIVE = OpenApiResponse(
@@ -80,6 +90,7 @@ class HelloView(AgentView):
             "queue": queues.queue_key(node.pk),
             "heartbeat_seconds": node_conf.HEARTBEAT_SECONDS,
         }
+        log.info("event=node_hello", extra={"node_status": node.status, "device": node.device_type})
         return Response(HelloAnswerSerializer(answer).data)
 
 
@@ -118,6 +129,7 @@ class GoodbyeView(AgentView):
     )
     def post(self, request):
         released = services.node_goodbye(node=self.node)
+        log.info("event=node_goodbye", extra={"released": released})
         return Response(GoodbyeAnswerSerializer({"offline": True, "released": released}).data)
 
 
@@ -176,6 +188,10 @@ class ReportView(AgentView):
         outcome = services.lease_report(
             node=self.node, lease_id=lease_id, token=v["token"], ok=v["ok"], stats=v["stats"], error=v["error"]
         )
+        log.info(
+            "event=lease_reported",
+            extra={"ok": v["ok"], "accepted": outcome.accepted, "outcome": outcome.message, "error": v["error"][:500]},
+        )
         if not outcome.accepted:
             raise ResultRejected(outcome.message)
         return Response(ReportAnswerSerializer(outcome).data)
@@ -193,4 +209,5 @@ class ReleaseView(AgentView):
         data = ReleaseSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.lease_release(node=self.node, lease_id=lease_id, token=data.validated_data["token"])
+        log.info("event=lease_released")
         return Response(ReleaseAnswerSerializer({"released": True}).data)

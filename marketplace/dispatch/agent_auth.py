@@ -1,6 +1,7 @@
 from rest_framework import authentication, exceptions, permissions
 
 from marketplace.accounts import throttle
+from marketplace.logs import bind
 from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.services import node_authenticate
 
@@ -23,6 +24,7 @@ class NodeTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("invalid node token")
         if node.owner.banned_at is not None:  # no broker user, lease or report for a banned provider's nodes
             raise exceptions.PermissionDenied("this provider account is banned from the market")
+        bind(node_id=node.pk, user_id=node.owner_id)  # the rest of the call's lines name the node and its owner
         return node.owner, node
 
     def authenticate_header(self, request) -> str:

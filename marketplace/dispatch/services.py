@@ -25,6 +25,7 @@ from marketplace.errors import Conflict
 from marketplace.jobs import pricing
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FRAME_TRANSITIONS, FrameState, JobState, transition
+from marketplace.logs import bind, lease_fields
 from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.selectors import available_nodes
 from marketplace.nodes.services import node_ban as node_ban_mark
@@ -191,6 +192,7 @@ def _lease_open(*, frame: Frame, node: WorkerNode, kind: str, crop: dict | None 
         expires_at=timezone.now() + timedelta(seconds=conf.LEASE_SECONDS),
     )
     node_status_sync(node_ids=[node.pk])
+    log.info("event=lease_granted", extra=lease_fields(lease))
     delivery = Delivery(node_id=node.pk, lease_id=lease.pk, token=token, kind=kind)
     transaction.on_commit(
         lambda: queues.deliver(
@@ -263,6 +265,7 @@ def _lease_of_node(*, node: WorkerNode, lease_id: int, token: str, lock: bool = 
     # Another node's lease looks exactly like a missing one: nothing to learn by probing ids.
     if lease is None:
         raise LeaseRefused("no such lease for this node", status=404)
+    bind(**lease_fields(lease))  # the rest of this agent call's lines name the lease's frame and job
     if not secret_matches(token or "", lease.token_hash):
         raise LeaseRefused("lease token does not match", status=403)
     return lease
@@ -663,11 +666,12 @@ def leases_reap(*, now=None) -> int:
             trust_lease_abandoned(
                 node_id=lease.node_id, frame_id=lease.frame_id, reason=f"{lease.kind} lease {lease.pk} expired"
             )
+            log.warning("event=lease_expired", extra=lease_fields(lease))
             reaped += 1
     # Time-based facts (a heartbeat going stale) change no row: re-derive every node's status each round.
     node_status_sync(now=now)
     if reaped:
-        log.info("event=leases_reaped count=%d", reaped)
+        log.info("event=leases_reaped", extra={"count": reaped})
     return reaped
 
 
@@ -734,7 +738,7 @@ def frame_result_refuse(*, frame_id: int, result_key: str, reason: str) -> bool:
     rendered or verified with that result goes back to the queue, unpaid; the event is logged either way.
     (A settled frame keeps its state: readers withhold the image; see README, "What was verified is what is
     delivered".)"""
-    log.error("event=result_refused frame=%s key=%s reason=%s", frame_id, result_key, reason)
+    log.error("event=result_refused", extra={"frame_id": frame_id, "result_key": result_key, "reason": reason})
     with transaction.atomic():
         frame = Frame.objects.select_for_update().filter(pk=frame_id, result_key=result_key).first()
         if frame is None or frame.state not in (FrameState.RENDERED, FrameState.VERIFYING):

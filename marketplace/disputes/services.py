@@ -60,6 +60,17 @@ class NotAdmin(Forbidden):
 
 
 def audit(*, actor, action: str, obj: Dispute, details: dict) -> AuditLog:
+    log.info(
+        "event=%s",
+        action,
+        extra={
+            "dispute_id": obj.pk,
+            "frame_id": obj.frame_id,
+            "job_id": obj.frame.job_id,
+            "node_id": obj.node_id,
+            "actor_id": actor.pk,
+        },
+    )
     return AuditLog.objects.create(
         actor=actor, action=action, object_type="dispute", object_id=str(obj.pk), details=details
     )

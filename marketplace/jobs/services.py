@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 from dataclasses import dataclass
 from functools import partial
 
@@ -37,6 +38,8 @@ from marketplace.nodes.selectors import idle_capacity
 from marketplace.payments.selectors import wallet_frozen
 from marketplace.scenes.models import Scene
 from marketplace.scenes.series import scene_series
+
+log = logging.getLogger("jobs")
 
 # --- quoting --------------------------------------------------------------------------------
 
@@ -459,6 +462,10 @@ def frame_settle(*, frame_id: int, node_id: int) -> bool:
             key=frame.settlement_key,
             memo=f"frame {frame.number} of job {job.pk} rendered",
         )
+    log.info(
+        "event=frame_settled",
+        extra={"frame_id": frame.pk, "job_id": job.pk, "node_id": node_id, "price_micro": frame.price},
+    )
     transaction.on_commit(lambda: job_finish_if_complete(job_id=job.pk))
     if frame.tile_x is not None:
         _assemble_after_commit(job_id=job.pk, number=frame.number)

@@ -195,7 +195,10 @@ def frame_verify_or_settle(*, frame_id: int) -> FrameCheck | None:
         return None
     lease = _render_lease_of(frame)
     if lease is None:
-        log.error("event=verify_no_lease frame=%s result=%s", frame.pk, frame.result_key)
+        log.error(
+            "event=verify_no_lease",
+            extra={"frame_id": frame.pk, "job_id": frame.job_id, "result_key": frame.result_key},
+        )
         return None
     check = FrameCheck.objects.filter(render_lease=lease).first()
     if check is None and frame.job.is_canary:
@@ -452,6 +455,9 @@ def _check_finish(*, check_id: int) -> None:
             FrameCheck.objects.filter(pk=check.pk).update(
                 state=FrameCheck.State.FAILED, reason=reason, decided_at=timezone.now()
             )
+            log.warning(
+                "event=check_failed", extra={"frame_id": check.frame_id, "node_id": check.node_id, "reason": reason}
+            )
             _frame_reject(check=check, reason=reason)
             return
         reason = f"{len(crops)} random crops matched their re-renders"
@@ -460,6 +466,9 @@ def _check_finish(*, check_id: int) -> None:
         )
         from marketplace.jobs.services import frame_settle
 
+        log.info(
+            "event=check_passed", extra={"frame_id": check.frame_id, "node_id": check.node_id, "crops": len(crops)}
+        )
         frame_settle(frame_id=check.frame_id, node_id=check.node_id)
         trust_record(node_id=check.node_id, passed=True, reason=reason, frame_id=check.frame_id)
 
