@@ -2,6 +2,7 @@
 
 import json
 
+from tests.workers.test_agent_manifest import lease_answer
 from workers.agent import Agent
 from workers.config import AgentConfig
 
@@ -24,11 +25,10 @@ class Market:
         }
 
     def lease(self, lease_id: int, token: str) -> dict:
-        manifest = {"frame": 3, "scene_sha256": "ab" * 32, "scene_kind": "blend", "blend_path": "scene.blend"}
+        scene = {"scene_sha256": "ab" * 32, "scene_kind": "blend", "blend_path": "scene.blend"}
         return {
+            **lease_answer(frame=3, **scene),  # a lease inside the contract: it fails at the download
             "lease": lease_id,
-            "kind": "render",
-            "manifest": manifest,
             # Port 9 (discard) refuses: the download fails with an error that quotes the signed URL.
             "scene_url": f"http://127.0.0.1:9/blobs/{self.SIGNED}",
             "upload_url": f"http://127.0.0.1:9/blobs/{self.SIGNED}",
