@@ -38,6 +38,15 @@ class Current:
     # Guards `rendered` against the heartbeat thread: only a render still running is aborted for a lost lease.
     lock: threading.Lock = field(default_factory=threading.Lock)
     rendered: bool = False
+    # Wall-clock seconds of each step of this lease (details, scene, load, render, upload, report), logged with
+    # the epoch times it was received and done: an operator (and bench_farm) reads where a frame's time went.
+    steps: dict[str, float] = field(default_factory=dict)
+    received: float = field(default_factory=time.time)
+
+    def step(self, name: str, since: float) -> float:
+        now = time.monotonic()
+        self.steps[name] = self.steps.get(name, 0.0) + now - since
+        return now
 
 
 def in_schedule(schedule: str, now: datetime | None = None) -> bool:
@@ -103,6 +112,7 @@ class Agent:
         self.loaded_scene: str | None = None
         self.cache = Path(config.cache_dir)
         self.frames_done = 0
+        self.next_details: dict | None = None  # the next lease's details, handed back by the last report
 
     # --- signals: first one finishes the frame, second one releases it and exits ------------
     def install_signals(self) -> None:
@@ -253,18 +263,31 @@ class Agent:
             log.warning("event=bad_message dropped=%r", raw[:100])
             self._ack(raw)
             return
+        current = Current(lease=lease_id, token=token)
+        # The report of the previous frame may have brought this lease's details along (its `next`).
+        details, self.next_details = self.next_details, None
         try:
-            details = self.client.lease(lease_id, token)
+            if details is None or details.get("lease") != lease_id:
+                details = self.client.lease(lease_id, token)
         except ApiError as exc:
             log.info("event=lease_skipped lease=%s reason=%s", lease_id, exc)
             self._ack(raw)
             return
-        self.current = Current(lease=lease_id, token=token)
+        current.step("details", current.started)
+        self.current = current
         try:
             self._work(details)
         finally:
             self.current = None
             self._ack(raw)
+            log.info(
+                "event=lease_timing lease=%s kind=%s received=%.3f done=%.3f %s",
+                lease_id,
+                details["kind"],
+                current.received,
+                time.time(),
+                " ".join(f"{k}_s={v:.3f}" for k, v in current.steps.items()),
+            )
 
     def _scene(self, details: dict) -> tuple[Path, Path]:
         manifest = details["manifest"]
@@ -282,7 +305,8 @@ class Agent:
         return blend, root
 
     def _work(self, details: dict) -> None:
-        lease_id, token = self.current.lease, self.current.token
+        current = self.current
+        lease_id, token = current.lease, current.token
         manifest = dict(details["manifest"])
         manifest["threads"] = self.config.threads
         if self.device_ids:
@@ -293,7 +317,9 @@ class Agent:
         with tempfile.TemporaryDirectory(prefix="render-") as tmp:
             out = Path(tmp) / f"out{ext}"
             try:
+                mark = time.monotonic()
                 blend, root = self._scene(details)
+                mark = current.step("scene", mark)
                 series = manifest.get("blender_series")
                 # A loaded Blender serves the next frame only for the same scene in the same series.
                 loaded = f"{series}:{blend}"
@@ -303,8 +329,10 @@ class Agent:
                     self.renderer = self.renderer_factory(timeout_s=limit, series=series)
                     self.renderer.load(blend, root)
                     self.loaded_scene = loaded
+                mark = current.step("load", mark)
                 with Progress(label, estimate_s=None):
                     stats = render_within_budget(self.renderer, manifest, out, limit=limit)
+                mark = current.step("render", mark)
                 with self.current.lock:
                     self.current.rendered = True
                 if self.current.revoked.is_set() or self.abort_now.is_set():
@@ -315,6 +343,7 @@ class Agent:
                     if not stats.get("noisy_path"):
                         raise RuntimeError("the renderer wrote no pre-denoise pass for a denoised frame")
                     upload(details["noisy_upload_url"], Path(stats["noisy_path"]))
+                current.step("upload", mark)
             except InterruptedError as exc:
                 self._drop_renderer()
                 if self.abort_now.is_set():
@@ -332,14 +361,19 @@ class Agent:
                 self._safe(lambda: self.client.report(lease_id, token=token, ok=False, error=error))
                 return
         stats = {**(stats or {}), "device": manifest.get("device", "CPU")}
+        mark = time.monotonic()
         result = self._safe(lambda: self.client.report(lease_id, token=token, ok=True, stats=stats))
+        current.step("report", mark)
+        result = dict(result or {})
+        self.next_details = result.pop("next", None)  # its signed URLs stay out of the log
         self.frames_done += 1
         log.info(
-            "event=reported lease=%s frame=%s seconds=%.2f result=%s",
+            "event=reported lease=%s frame=%s seconds=%.2f result=%s next=%s",
             lease_id,
             manifest["frame"],
             stats.get("seconds", 0),
-            result,
+            result or None,
+            self.next_details and self.next_details["lease"],
         )
 
     def _drop_renderer(self) -> None:
