@@ -298,33 +298,19 @@ def print_run(i: int, run: dict) -> None:
     print("   unchecked:", run["unchecked_breakdown"]["critical_path"])
 
 
-def main() -> None:
-    django.setup()
-    from django.db import connection
-
-    from workers.blend import make_demo_scene
-
-    if connection.vendor != "postgresql":
-        sys.exit("bench_farm needs Postgres and Redis: run `make bench BENCH=farm`")
-    runs = []
-    with tempfile.TemporaryDirectory(prefix="bench-farm-") as tmp_s:
-        tmp = Path(tmp_s)
-        blend = tmp / "demo.blend"
-        make_demo_scene(blend, frames=FRAMES, resolution=(WIDTH, HEIGHT), samples=SAMPLES)
-        for i in range(RUNS):
-            (tmp / f"run{i}").mkdir()
-            runs.append(one_run(blend, tmp / f"run{i}"))
-            print_run(i, runs[-1])
+def write_results(runs: list[dict]) -> Path:
+    """farm.json over the runs so far (written after each run: a loaded machine may not finish them all)."""
     ratios = [r["overhead_ratio"] for r in runs]
     unchecked = [r["unchecked_overhead_ratio"] for r in runs]
     median_run = sorted(runs, key=lambda r: r["overhead_ratio"])[(len(runs) - 1) // 2]
     summary = {
+        "runs_done": len(runs),
         "overhead_ratio": round(statistics.median(ratios), 3),
         "overhead_ratio_worst": max(ratios),
         "unchecked_overhead_ratio": round(statistics.median(unchecked), 3),
         "unchecked_overhead_ratio_worst": max(unchecked),
     }
-    print(f"{FRAMES} frames {WIDTH}x{HEIGHT} {SAMPLES} spp, {RUNS} runs on a shared machine:", summary)
+    print(f"{FRAMES} frames {WIDTH}x{HEIGHT} {SAMPLES} spp, {len(runs)} runs on a shared machine:", summary)
     path = ROOT / "bench" / "results" / "farm.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
@@ -351,6 +337,27 @@ def main() -> None:
         )
         + "\n"
     )
+    return path
+
+
+def main() -> None:
+    django.setup()
+    from django.db import connection
+
+    from workers.blend import make_demo_scene
+
+    if connection.vendor != "postgresql":
+        sys.exit("bench_farm needs Postgres and Redis: run `make bench BENCH=farm`")
+    runs: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="bench-farm-") as tmp_s:
+        tmp = Path(tmp_s)
+        blend = tmp / "demo.blend"
+        make_demo_scene(blend, frames=FRAMES, resolution=(WIDTH, HEIGHT), samples=SAMPLES)
+        for i in range(RUNS):
+            (tmp / f"run{i}").mkdir()
+            runs.append(one_run(blend, tmp / f"run{i}"))
+            print_run(i, runs[-1])
+            path = write_results(runs)
     print(f"wrote {path.relative_to(ROOT)}")
 
 
