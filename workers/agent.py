@@ -47,6 +47,15 @@ class Current:
     # Guards `rendered` against the heartbeat thread: only a render still running is aborted for a lost lease.
     lock: threading.Lock = field(default_factory=threading.Lock)
     rendered: bool = False
+    # Wall-clock seconds of each step of this lease (details, scene, load, render, upload, report), logged with
+    # the epoch times it was received and done: an operator (and bench_farm) reads where a frame's time went.
+    steps: dict[str, float] = field(default_factory=dict)
+    received: float = field(default_factory=time.time)
+
+    def step(self, name: str, since: float) -> float:
+        now = time.monotonic()
+        self.steps[name] = self.steps.get(name, 0.0) + now - since
+        return now
 
 
 def in_schedule(schedule: str, now: datetime | None = None) -> bool:
@@ -120,6 +129,7 @@ class Agent:
         self.loaded_scene: str | None = None
         self.cache = Path(config.cache_dir)
         self.frames_done = 0
+        self.next_details: LeaseAnswer | None = None  # the next lease's details, handed back by the last report
 
     # --- signals: first one finishes the frame, second one releases it and exits ------------
     def install_signals(self) -> None:
@@ -279,18 +289,32 @@ class Agent:
             self._ack(raw)
             return
         with logs.scope(lease_id=lease_id):  # every line about this lease names it, until it is done
+            current = Current(lease=lease_id, token=token)
+            # The report of the previous frame may have brought this lease's details along (its `next`).
+            details, self.next_details = self.next_details, None
             try:
-                details = self.client.lease(lease_id, token)
+                if details is None or details.get("lease") != lease_id:
+                    details = self.client.lease(lease_id, token)
             except ApiError as exc:
                 log.info("event=lease_skipped", extra={"reason": str(exc)})
                 self._ack(raw)
                 return
-            self.current = current = Current(lease=lease_id, token=token)
+            current.step("details", current.started)
+            self.current = current
             try:
                 self._work(current, details)
             finally:
                 self.current = None
                 self._ack(raw)
+                log.info(
+                    "event=lease_timing",
+                    extra={
+                        "kind": details["kind"],
+                        "received": round(current.received, 3),
+                        "done": round(time.time(), 3),
+                        **{f"{k}_s": round(v, 3) for k, v in current.steps.items()},
+                    },
+                )
 
     def _scene(self, lease: Lease) -> tuple[Path, Path]:
         sha, kind, blend_path = lease.scene
@@ -334,16 +358,28 @@ class Agent:
                 self._safe(lambda: self.client.report(lease_id, token=token, ok=False, error=error))
                 return
         stats = {**stats, "device": manifest.device}
+        mark = time.monotonic()
         result = self._safe(lambda: self.client.report(lease_id, token=token, ok=True, stats=stats))
+        current.step("report", mark)
+        self.next_details = result.get("next") if result else None
         self.frames_done += 1
-        log.info("event=reported", extra={"seconds": round(stats.get("seconds", 0), 2), "result": result})
+        log.info(
+            "event=reported",
+            extra={
+                "seconds": round(stats.get("seconds", 0), 2),
+                "accepted": result["accepted"] if result else None,  # not the answer: `next` carries signed URLs
+                "next_lease": self.next_details and self.next_details["lease"],
+            },
+        )
 
     def _render(self, current: Current, lease: Lease, manifest: RenderManifest, tmp: Path) -> dict[str, Any]:
         """Render the lease in `tmp` and upload its image (and noisy pass); returns the render's stats."""
         limit = self.config.max_render_seconds or manifest.max_render_seconds or 1800
         out = tmp / ("out.exr" if manifest.file_format == "OPEN_EXR" else "out.png")
         label = f"frame {manifest.frame}" + (" (verify crop)" if lease.kind == "verify" else "")
+        mark = time.monotonic()
         blend, root = self._scene(lease)
+        mark = current.step("scene", mark)
         series = manifest.blender_series
         # A loaded Blender serves the next frame only for the same scene in the same series.
         loaded = f"{series}:{blend}"
@@ -353,8 +389,10 @@ class Agent:
             self.renderer = self.renderer_factory(timeout_s=limit, series=series)
             self.renderer.load(blend, root)
             self.loaded_scene = loaded
+        mark = current.step("load", mark)
         with Progress(label, estimate_s=None):
             stats = render_within_budget(self.renderer, manifest.as_dict(), out, limit=limit)
+        mark = current.step("render", mark)
         with current.lock:
             current.rendered = True
         if current.revoked.is_set() or self.abort_now.is_set():
@@ -365,6 +403,7 @@ class Agent:
             if not stats.get("noisy_path"):
                 raise RuntimeError("the renderer wrote no pre-denoise pass for a denoised frame")
             upload(lease.noisy_upload_url, Path(stats["noisy_path"]))
+        current.step("upload", mark)
         return stats
 
     def _drop_renderer(self) -> None:

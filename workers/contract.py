@@ -303,6 +303,8 @@ class ReportRequest(TypedDict):
 class ReportAnswer(TypedDict):
     accepted: bool
     message: str
+    # An accepted report leases the node its next frame at once when one fits: that lease's details, or None.
+    next: NotRequired[LeaseAnswer | None]
 
 
 class ReleaseRequest(TypedDict):

@@ -179,7 +179,10 @@ class ReportView(AgentView):
         summary="Report a lease's result",
         description="After uploading the result: `ok` with render stats, or a failure with its error. Only the "
         "first report of an active lease counts; a late, repeated or foreign one is refused (409) and "
-        "changes nothing. A result that fails the checks is a 422 whose `detail` says why.",
+        "changes nothing. A result that fails the checks is a 422 whose `detail` says why. An accepted report "
+        "leases the node its next frame at once when one fits: its message is on the node's queue as usual, and "
+        "`next` holds that lease's details (what `GET /leases/{id}/` answers), so the agent starts rendering "
+        "without waiting for the matcher or a second request.",
     )
     def post(self, request, lease_id: int):
         data = ReportSerializer(data=request.data)
@@ -194,7 +197,16 @@ class ReportView(AgentView):
         )
         if not outcome.accepted:
             raise ResultRejected(outcome.message)
-        return Response(ReportAnswerSerializer(outcome).data)
+        answer = {"accepted": outcome.accepted, "message": outcome.message, "next": self._next_lease()}
+        return Response(ReportAnswerSerializer(answer).data)
+
+    def _next_lease(self) -> dict | None:
+        """The node is idle again: lease it its next frame now rather than after a Celery hop to the matcher
+        (the gap between frames, bench_farm). None when nothing fits or the node is not matchable."""
+        delivery = services.lease_create_for_node(node_id=self.node.pk)
+        if delivery is None:
+            return None
+        return services.lease_details(node=self.node, lease_id=delivery.lease_id, token=delivery.token)
 
 
 class ReleaseView(AgentView):

@@ -148,6 +148,9 @@ class LeaseAnswerSerializer(serializers.Serializer):
 class ReportAnswerSerializer(serializers.Serializer):
     accepted = serializers.BooleanField()
     message = serializers.CharField()
+    next = LeaseAnswerSerializer(
+        allow_null=True, required=False, help_text="the node's next lease, leased at once when one fits, or null"
+    )
 
 
 class ReleaseAnswerSerializer(serializers.Serializer):

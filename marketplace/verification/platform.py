@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from marketplace import blobs
 from marketplace.scenes.series import market_python
 from marketplace.verification import conf
 
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _renderer = None  # workers.blend.Renderer, created on first use
 _loaded_sha256 = ""
@@ -71,7 +74,9 @@ def render(*, scene: dict[str, str], manifest: dict[str, Any]) -> bytes:
     from workers.blend import Renderer
 
     global _renderer, _loaded_sha256  # noqa: PLW0603 - one sandboxed Blender per worker process
+    t0 = time.monotonic()
     blend, root = scene_bundle(**scene)
+    t_scene = time.monotonic()
     ext = "exr" if manifest.get("file_format") == "OPEN_EXR" else "png"
     # The job's Blender series renders its crops: another series would not reproduce its pixels.
     series = manifest.get("blender_series") or ""
@@ -83,17 +88,32 @@ def render(*, scene: dict[str, str], manifest: dict[str, Any]) -> bytes:
             _renderer = None
         if _renderer is None:
             _renderer = Renderer(timeout_s=conf.PLATFORM_RENDER_TIMEOUT_S, python=python)
+        starts, cold = _renderer.starts, _loaded_sha256 != loaded or not _renderer.alive
         try:
-            if _loaded_sha256 != loaded or not _renderer.alive:
+            t_load = time.monotonic()
+            if cold:
                 _loaded_sha256 = ""
                 _renderer.load(blend, root)
                 _loaded_sha256 = loaded
+            t_render = time.monotonic()
             out = Path(tmp) / f"out.{ext}"
             # Never a GPU: the platform's answer must not depend on which worker machine rendered it.
             _renderer.render({**manifest, "device": "CPU", "device_ids": None, "threads": 0}, out)
         except Exception:
             _renderer.close()  # a fresh Blender next time, whatever state this one was left in
             raise
+        # Where the verifier's time goes (bench_farm reads it): a cold one started Blender or loaded the scene.
+        log.info(
+            "event=platform_render",
+            extra={
+                "scene": scene["sha256"][:12],
+                "blender_started": _renderer.starts > starts,
+                "scene_loaded": cold,
+                "scene_s": round(t_scene - t0, 3),
+                "load_s": round(t_render - t_load, 3),
+                "render_s": round(time.monotonic() - t_render, 3),
+            },
+        )
         return out.read_bytes()
 
 

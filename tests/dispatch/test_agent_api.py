@@ -75,6 +75,29 @@ def test_an_honest_agent_renders_and_the_frame_is_paid_once(funded_artist, provi
     assert selectors.ledger_total() == 0
 
 
+def test_an_accepted_report_hands_the_node_its_next_lease(funded_artist, provider, manual_matching):
+    """No Celery hop between frames: the report leases the next frame, delivers it to the node's queue and
+    answers its details (bench_farm's gap between a report and the next lease)."""
+    job, node, token, msg, details = lease_once(funded_artist, provider, frames=2)
+    put_result(details, png_bytes(32, 24))
+    r = agent(token).post(
+        f"/api/v1/agent/leases/{msg['lease']}/report/", {"token": msg["token"], "ok": True}, format="json"
+    )
+    assert r.status_code == 200, r.content
+    following = take(node)
+    assert r.json()["next"]["lease"] == following["lease"] != msg["lease"]
+    assert r.json()["next"]["manifest"]["frame"] == 2 and r.json()["next"]["upload_url"]
+    assert FrameLease.objects.get(pk=following["lease"]).state == FrameLease.State.ACTIVE
+    put_result(r.json()["next"], png_bytes(32, 24))
+    last = agent(token).post(
+        f"/api/v1/agent/leases/{following['lease']}/report/",
+        {"token": following["token"], "ok": True},
+        format="json",
+    )
+    assert last.status_code == 200 and last.json()["next"] is None  # nothing left to lease
+    assert set(Frame.objects.filter(job=job).values_list("state", flat=True)) == {FrameState.SETTLED}
+
+
 def test_it_refuses_a_forged_lease_token(funded_artist, provider):
     _, _, token, msg, details = lease_once(funded_artist, provider)
     put_result(details, png_bytes(32, 24))
