@@ -10,6 +10,12 @@ def match_frames() -> int:
     return services.match_frames()
 
 
+@shared_task(name="dispatch.frames_queued", acks_late=True, ignore_result=True)
+def frames_queued(frame_ids: list[int]) -> None:
+    """Subscribed to frames_queued (jobs.events): ask for matching (`dispatch.match`, its one way in)."""
+    services.match_frames_soon()
+
+
 @shared_task(name="dispatch.reap", acks_late=True, ignore_result=True)
 def reap_leases() -> int:
     reaped = services.leases_reap()
@@ -18,13 +24,7 @@ def reap_leases() -> int:
     return reaped
 
 
-@shared_task(name="dispatch.frame_rendered", acks_late=True, ignore_result=True)
-def frame_rendered(frame_id: int) -> None:
-    services.frame_rendered(frame_id=frame_id)
-
-
-@shared_task(name="dispatch.job_check", acks_late=True, ignore_result=True)
-def job_check(job_id: int) -> None:
-    from marketplace.jobs.services import job_finish_if_complete
-
-    job_finish_if_complete(job_id=job_id)
+@shared_task(name="dispatch.leases_revoke", acks_late=True, ignore_result=True)
+def leases_revoke(frame_ids: list[int]) -> int:
+    """Subscribed to frames_cancelled (jobs.events): their nodes stop rendering them."""
+    return services.leases_revoke_for_frames(frame_ids=frame_ids)

@@ -18,7 +18,8 @@ import render_kernels
 from marketplace import blobs
 from marketplace.dispatch import conf as dispatch_conf
 from marketplace.dispatch.images import image_from_bytes
-from marketplace.verification.crops import candidate_of, expected_size
+from marketplace.dispatch.manifests import expected_size
+from marketplace.verification.crops import candidate_of
 from marketplace.verification.models import CropCheck
 
 PREVIEW_MAX_SIDE = 1024

@@ -56,8 +56,8 @@ DEFAULTS: dict[str, Any] = {
     # fix a scene twice (or wait out a bad batch of nodes) before the artist must start a new job.
     "MAX_RETRIES": 3,
 }
-# The renderer's smallest image side (scenes refuse smaller scenes too).
-MIN_SIDE = 4
+# The renderer's smallest image side (the scenes app's: it refuses smaller scenes too).
+MIN_SIDE = scenes_conf.MIN_SIDE
 # Blender's own frame number limits.
 MIN_FRAME = 0
 MAX_FRAME = 1_048_574

@@ -5,3 +5,14 @@ class VerificationConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "marketplace.verification"
     label = "verification"
+
+    def ready(self) -> None:
+        from marketplace.dispatch import hooks
+        from marketplace.jobs import events
+        from marketplace.verification import services
+
+        # Verification decides: every rendered frame is checked (sampled, canary) or settled.
+        events.subscribe(events.FRAME_RENDERED, "verification.frame_rendered")
+        # Inside dispatch's transactions: canaries replace real work; abandoned leases cost trust.
+        hooks.frame_substitute_register(services.canary_frame_for)
+        hooks.lease_abandoned_register(services.trust_lease_abandoned)
