@@ -7,8 +7,13 @@ class DispatchConfig(AppConfig):
     label = "dispatch"
 
     def ready(self) -> None:
-        from marketplace.jobs import events
+        from marketplace.dispatch import selectors, services
+        from marketplace.jobs import events, extensions
 
         # Dispatch owns all sending: queued frames are matched to nodes, cancelled ones lose their leases.
         events.subscribe(events.FRAMES_QUEUED, "dispatch.frames_queued")
         events.subscribe(events.FRAMES_CANCELLED, "dispatch.leases_revoke")
+        # What the job's pages and actions ask of dispatch.
+        extensions.node_blocks_clear_register(services.job_node_blocks_clear)
+        extensions.page_part_register(selectors.job_page_part)
+        extensions.api_part_register(selectors.job_api_part)

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from marketplace import blobs
 from marketplace.accounts.tokens import secret_hash, secret_matches
+from marketplace.celery import app
 from marketplace.dispatch import conf, hooks, queues
 from marketplace.dispatch.images import WrongSize, image_from_bytes, image_size_check, thumbnail_png
 from marketplace.dispatch.manifests import Crop, crop_manifest, expected_size, image_size, noisy_key
@@ -684,8 +685,6 @@ def rendered_frames_resume(*, older_than_s: float = 30.0) -> int:
 
 
 def _enqueue(task_name: str, *args) -> None:
-    from marketplace.celery import app
-
     app.tasks[task_name].delay(*args)  # a registered task honours CELERY_TASK_ALWAYS_EAGER in tests
 
 

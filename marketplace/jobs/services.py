@@ -16,8 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from marketplace import blobs
-from marketplace.dispatch.services import job_node_blocks_clear
-from marketplace.jobs import assembly, conf, gates, lifecycle, pricing, selectors
+from marketplace.jobs import assembly, conf, extensions, lifecycle, pricing, selectors
 from marketplace.jobs.errors import FundsInsufficient, JobNotFound, JobRefused
 from marketplace.jobs.models import AssembledFrame, Frame, Job
 from marketplace.jobs.states import FRAME_CANCELLABLE, FRAME_OPEN, FrameState, JobState
@@ -91,7 +90,7 @@ def job_quote(
         raise JobRefused(f"scene {scene.name!r} is {scene.get_status_display().lower()}, not ready to render{why}")
     if not (owner.is_artist or owner.is_market_admin):
         raise JobRefused("only artist accounts can order renders")
-    if gates.wallet_frozen(user=owner):
+    if extensions.wallet_frozen(user=owner):
         raise JobRefused("your wallet owes tokens after a refunded or disputed top-up: settle it before new jobs")
     report = scene.report
     asked = {
@@ -220,7 +219,7 @@ def job_accept(*, job_id: int, owner) -> Job:
             f"this quote expired at {job.quote_expires_at:%Y-%m-%d %H:%M} UTC (quotes hold for "
             f"{conf.QUOTE_VALID_HOURS} hours): get a new quote"
         )
-    if gates.wallet_frozen(user=owner):
+    if extensions.wallet_frozen(user=owner):
         raise JobRefused("your wallet owes tokens after a refunded or disputed top-up: settle it before new jobs")
     if not lifecycle.job_open(job_id=job.pk):
         job.refresh_from_db()
@@ -318,7 +317,7 @@ def job_allow_refused_nodes(*, job_id: int, owner) -> int:
     job = _job_of(job_id=job_id, owner=owner)
     if job.state not in (JobState.QUEUED, JobState.RUNNING):
         raise JobRefused(f"this job is {job.get_state_display().lower()}: nothing waits for a node")
-    cleared = job_node_blocks_clear(job_id=job.pk)
+    cleared = extensions.node_blocks_clear(job_id=job.pk)
     if not cleared:
         raise JobRefused("no node is kept off this job")
     return cleared
@@ -335,7 +334,7 @@ def job_retry_failed(*, job_id: int, owner) -> JobRetried:
     job = _job_of(job_id=job_id, owner=owner)
     if job.state not in (JobState.RUNNING, JobState.DONE, JobState.FAILED):
         raise JobRefused(f"a {job.get_state_display().lower()} job has no failed frames to retry")
-    if gates.wallet_frozen(user=owner):
+    if extensions.wallet_frozen(user=owner):
         raise JobRefused("your wallet owes tokens after a refunded or disputed top-up: settle it before new work")
     # Frames first, then the job: the module's lock order.
     failed = list(

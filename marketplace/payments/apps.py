@@ -7,8 +7,8 @@ class PaymentsConfig(AppConfig):
     label = "payments"
 
     def ready(self) -> None:
-        from marketplace.jobs import gates
+        from marketplace.jobs import extensions
         from marketplace.payments.selectors import wallet_frozen
 
         # A wallet that owes tokens starts no new work (jobs asks without importing payments).
-        gates.wallet_frozen_register(wallet_frozen)
+        extensions.wallet_frozen_register(wallet_frozen)

@@ -8,11 +8,12 @@ class VerificationConfig(AppConfig):
 
     def ready(self) -> None:
         from marketplace.dispatch import hooks
-        from marketplace.jobs import events
-        from marketplace.verification import services
+        from marketplace.jobs import events, extensions
+        from marketplace.verification import selectors, services
 
         # Verification decides: every rendered frame is checked (sampled, canary) or settled.
         events.subscribe(events.FRAME_RENDERED, "verification.frame_rendered")
         # Inside dispatch's transactions: canaries replace real work; abandoned leases cost trust.
         hooks.frame_substitute_register(services.canary_frame_for)
         hooks.lease_abandoned_register(services.trust_lease_abandoned)
+        extensions.page_part_register(selectors.job_page_part)  # the job page's per-frame check status

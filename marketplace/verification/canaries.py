@@ -25,6 +25,7 @@ from django.db.models import F
 
 from marketplace import blobs
 from marketplace.accounts.models import User
+from marketplace.dispatch.services import manifest_for
 from marketplace.jobs import lifecycle
 from marketplace.jobs.models import Frame, Job
 from marketplace.jobs.states import JobState
@@ -150,8 +151,6 @@ def canary_job_store(*, owner: User, blend: bytes, report: dict, name: str, shap
 
 def canary_answers_render(*, job_id: int) -> int:
     """Render every frame of a canary job on the platform with the manifest a node would get; store them."""
-    from marketplace.dispatch.services import manifest_for
-
     job = Job.objects.select_related("scene").get(pk=job_id, is_canary=True)
     scene = job.scene
     stored = 0
