@@ -19,7 +19,6 @@ MARKET = [
     "dispatch.match",
     "dispatch.reap",
     "dispatch.frames_queued",
-    "dispatch.leases_revoke",
     "verification.frame_rendered",
     "jobs.job_check",
     "verification.crop_reported",

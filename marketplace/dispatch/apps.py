@@ -10,10 +10,10 @@ class DispatchConfig(AppConfig):
         from marketplace.dispatch import selectors, services
         from marketplace.jobs import events, extensions
 
-        # Dispatch owns all sending: queued frames are matched to nodes, cancelled ones lose their leases.
+        # Dispatch owns all sending: queued frames are matched to nodes.
         events.subscribe(events.FRAMES_QUEUED, "dispatch.frames_queued")
-        events.subscribe(events.FRAMES_CANCELLED, "dispatch.leases_revoke")
-        # What the job's pages and actions ask of dispatch.
+        # What jobs asks of dispatch: cancelled frames lose their leases; the job's pages and actions.
+        extensions.leases_revoke_register(services.leases_revoke_for_frames)
         extensions.node_blocks_clear_register(services.job_node_blocks_clear)
         extensions.page_part_register(selectors.job_page_part)
         extensions.api_part_register(selectors.job_api_part)

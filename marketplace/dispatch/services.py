@@ -603,12 +603,11 @@ def job_node_blocks_clear(*, job_id: int) -> int:
     return cleared
 
 
-@transaction.atomic
 def leases_revoke_for_frames(*, frame_ids: list[int]) -> int:
-    """Close active leases of frames that were cancelled (after their commit: the frames_cancelled event); a late
-    report then gets a clear refusal. Their nodes are free at once (issue 12: a cancel used to leave the node
-    "busy" on a frame that no longer existed), and the agent stops the render on its next heartbeat (the lease
-    reads "revoked")."""
+    """Close active leases of frames that were cancelled (jobs.lifecycle.frames_cancel asks, in its transaction);
+    a late report then gets a clear refusal. Their nodes are free at once (issue 12: a cancel used to leave the
+    node "busy" on a frame that no longer existed), and the agent stops the render on its next heartbeat (the
+    lease reads "revoked")."""
     active = FrameLease.objects.filter(frame_id__in=frame_ids, state=FrameLease.State.ACTIVE)
     node_ids = list(active.values_list("node_id", flat=True).distinct())
     revoked = active.update(state=FrameLease.State.REVOKED, finished_at=timezone.now())

@@ -22,9 +22,3 @@ def reap_leases() -> int:
     services.rendered_frames_resume()
     services.match_frames()
     return reaped
-
-
-@shared_task(name="dispatch.leases_revoke", acks_late=True, ignore_result=True)
-def leases_revoke(frame_ids: list[int]) -> int:
-    """Subscribed to frames_cancelled (jobs.events): their nodes stop rendering them."""
-    return services.leases_revoke_for_frames(frame_ids=frame_ids)

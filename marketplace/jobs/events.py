@@ -11,7 +11,6 @@ are idempotent (a move is a conditional UPDATE, so the task reads the row again 
 | frame_rendered | frame_id | frame_rendered |
 | frame_settled | frame_id, job_id | frame_settle |
 | frame_failed | frame_id, job_id | frame_fail |
-| frames_cancelled | frame_ids | frames_cancel |
 """
 
 from __future__ import annotations
@@ -26,10 +25,9 @@ FRAMES_QUEUED = "frames_queued"
 FRAME_RENDERED = "frame_rendered"
 FRAME_SETTLED = "frame_settled"
 FRAME_FAILED = "frame_failed"
-FRAMES_CANCELLED = "frames_cancelled"
 
 _subscribers: dict[str, list[str]] = {
-    event: [] for event in (FRAMES_QUEUED, FRAME_RENDERED, FRAME_SETTLED, FRAME_FAILED, FRAMES_CANCELLED)
+    event: [] for event in (FRAMES_QUEUED, FRAME_RENDERED, FRAME_SETTLED, FRAME_FAILED)
 }
 
 

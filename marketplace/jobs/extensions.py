@@ -2,8 +2,9 @@
 
 - payments: `wallet_frozen` (a wallet that owes tokens after a refunded or disputed top-up may not quote, accept
   or retry);
-- dispatch: `node_blocks_clear` (the artist lets the nodes refused on a job render it again), the job page's
-  waiting notice and the API's `waiting`;
+- dispatch: `leases_revoke` (a cancelled frame's active lease ends in the cancel's own transaction, so its node
+  is free at once), `node_blocks_clear` (the artist lets the nodes refused on a job render it again), the job
+  page's waiting notice and the API's `waiting`;
 - verification: the job page's per-frame check status.
 
 Page and API parts return context entries (name -> value) that the job page's templates and the API's job
@@ -18,6 +19,7 @@ from typing import Any
 from marketplace.jobs.models import Job
 
 _wallet_frozen: list[Callable[..., bool]] = []
+_leases_revoke: list[Callable[..., int]] = []
 _node_blocks_clear: list[Callable[..., int]] = []
 _page_parts: list[Callable[..., dict[str, Any]]] = []
 _api_parts: list[Callable[..., dict[str, Any]]] = []
@@ -31,6 +33,11 @@ def _register(registry: list, fn: Callable) -> None:
 def wallet_frozen_register(fn: Callable[..., bool]) -> None:
     """`fn(*, user) -> bool`: True while the user's wallet owes tokens."""
     _register(_wallet_frozen, fn)
+
+
+def leases_revoke_register(fn: Callable[..., int]) -> None:
+    """`fn(*, frame_ids) -> int`: end the active leases of these cancelled frames; how many ended."""
+    _register(_leases_revoke, fn)
 
 
 def node_blocks_clear_register(fn: Callable[..., int]) -> None:
@@ -50,6 +57,10 @@ def api_part_register(fn: Callable[..., dict[str, Any]]) -> None:
 
 def wallet_frozen(*, user) -> bool:
     return any(fn(user=user) for fn in _wallet_frozen)
+
+
+def leases_revoke(*, frame_ids: list[int]) -> int:
+    return sum(fn(frame_ids=frame_ids) for fn in _leases_revoke)
 
 
 def node_blocks_clear(*, job_id: int) -> int:

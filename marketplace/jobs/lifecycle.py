@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from marketplace.jobs import events
+from marketplace.jobs import events, extensions
 from marketplace.jobs.models import Frame, Job
 from marketplace.jobs.states import FRAME_TRANSITIONS, JOB_TRANSITIONS, FrameState, JobState, check_transition
 
@@ -166,10 +166,11 @@ def frames_retry(*, frame_ids: Iterable[int]) -> list[int]:
 
 
 def frames_cancel(*, frame_ids: Iterable[int], current: Iterable[str], reason: str) -> list[int]:
-    """QUEUED or LEASED (whichever of `current`) -> CANCELLED. Emits frames_cancelled (their leases end)."""
+    """QUEUED or LEASED (whichever of `current`) -> CANCELLED. Their active leases end in the same transaction
+    (dispatch, through jobs.extensions): a late report is refused, and the nodes are free at once."""
     moved = _frames_move(frame_ids, current, FrameState.CANCELLED, last_error=reason)
     if moved:
-        events.emit(events.FRAMES_CANCELLED, frame_ids=moved)
+        extensions.leases_revoke(frame_ids=moved)
     return moved
 
 

@@ -287,7 +287,7 @@ def job_cancel(*, job_id: int, owner) -> JobCancelled:
         if job.state == JobState.CANCELLED:
             return JobCancelled(job, 0, 0)
         raise JobRefused(f"this job is already {job.get_state_display().lower()}")
-    # Their event makes dispatch revoke their leases, so the nodes stop rendering them.
+    # Their leases are revoked with them, so the nodes stop rendering them.
     cancelled = lifecycle.frames_cancel(
         frame_ids=[frame_id for frame_id, _, _ in open_frames],
         current=FRAME_CANCELLABLE,
