@@ -5,6 +5,9 @@ another worker moved the row first, nothing is written and the function says so 
 move), so the caller learns it lost the race instead of overwriting. A move joins the caller's transaction;
 what other apps do about it runs after commit, as the Celery tasks subscribed to its event (`jobs.events`).
 
+Rows are born in their models' default states (a Job QUOTED, a Frame QUEUED): an artist's frames by
+`frames_create`, which tells dispatch; a canary's by verification, in a job still QUOTED.
+
 Who calls what (docs/architecture.md, "The life of a frame"): dispatch leases, requeues, records renders and
 fails frames; verification moves a frame to verifying, discards a refused result and settles (through
 `jobs.services.frame_settle`, which pays); disputes reopen a settled frame; jobs accepts, cancels, retries and

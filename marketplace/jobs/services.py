@@ -1,4 +1,5 @@
-"""Job and frame state changes: quoting, accepting (escrow hold), cancelling (refund), settling frames, finishing.
+"""Job and frame services: quoting, accepting (escrow hold), cancelling (refund), settling frames, finishing. The
+state writes themselves are `jobs.lifecycle`'s moves.
 
 Lock order, everywhere: a job's frames first (ascending id), then the job row. Dispatch and disputes lock a
 frame and then touch its job, so taking the job first here could deadlock against them.

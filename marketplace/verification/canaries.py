@@ -145,6 +145,7 @@ def canary_job_store(*, owner: User, blend: bytes, report: dict, name: str, shap
         price_per_frame=0,
         blender_series=scene_series(report),
     )
+    # Born QUOTED with QUEUED frames (the models' defaults); canary_job_open moves the job on once answers exist.
     Frame.objects.bulk_create(Frame(job=job, number=n, price=0) for n in job.frame_numbers)
     return job
 

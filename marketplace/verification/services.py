@@ -2,7 +2,8 @@
 
 The life of a check (one per render lease, `FrameCheck`):
 
-1. `frame_verify_or_settle` (dispatch calls it once the result is committed and sanity-checked). Canary
+1. `frame_verify_or_settle` (the frame_rendered event calls `frame_rendered` once the result is committed and
+   sanity-checked; dispatch makes its thumbnail first). Canary
    frames are compared with their known answer at once. Otherwise the node's check rate decides, with
    randomness from `secrets`, whether to check; a frame that is not sampled is settled (the check records
    `skipped`). A sampled frame gets CROPS_PER_CHECK random crops, chosen only now, and moves to VERIFYING.
