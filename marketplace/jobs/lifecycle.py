@@ -42,7 +42,7 @@ def _frame_move(frame_id: int, current: str, target: str, **fields) -> bool:
     return transition(Frame, pk=frame_id, current=current, target=target, table=FRAME_TRANSITIONS, **fields)
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # joins the caller's transaction: no subtransaction holding the row locks
 def _frames_move(frame_ids: Iterable[int], current: Iterable[str], target: str, **fields) -> list[int]:
     """Move every listed frame that is in one of `current` to `target`; the ids that moved, ascending. Their
     rows are locked first (ascending id, the jobs app's lock order), so the ids returned are exactly those
