@@ -21,8 +21,9 @@ HEAVY = ["scenes.inspect", "verification.platform_crop"]
 MARKET = [
     "dispatch.match",
     "dispatch.reap",
-    "dispatch.frame_rendered",
-    "dispatch.job_check",
+    "dispatch.frames_queued",
+    "verification.frame_rendered",
+    "jobs.job_check",
     "verification.crop_reported",
     "verification.resume",
     "payments.mature_earnings",

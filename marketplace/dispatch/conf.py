@@ -10,6 +10,15 @@ MAX_RENDER_SECONDS = getattr(settings, "DISPATCH_MAX_RENDER_SECONDS", 1800)
 NODE_FAILURES_PER_JOB = getattr(settings, "DISPATCH_NODE_FAILURES_PER_JOB", 3)
 # A frame that failed on this many different nodes is failed for good.
 FRAME_FAILED_NODES = getattr(settings, "DISPATCH_FRAME_FAILED_NODES", 3)
+# A lease that expires (the agent went silent) or is released (the agent gave it back) is an abandoned lease.
+# Honest agents abandon some (a crash, a reboot, a shutdown that releases its frame), so one is not a failure;
+# but a node that takes frames and sits on them holds the market's work for LEASE_SECONDS each time. After
+# ABANDONS_PER_JOB abandoned leases of one job the node gets no more of that job's frames: one abandon is an
+# accident, the second on the same job says the node cannot or will not render it. Lower than
+# NODE_FAILURES_PER_JOB (3 reported failures) because abandoning costs the node nothing to do (no upload,
+# no report) while a reported failure at least ends the lease at once. (It also costs the node trust:
+# verification.policy.ABANDON_PASSES_LOST.)
+ABANDONS_PER_JOB = 2
 SIGNED_URL_SECONDS = getattr(settings, "DISPATCH_SIGNED_URL_SECONDS", 600)
 # Frames that no online node may take for this long are called out to the artist with a choice (issue 12).
 UNPLACED_NOTICE_SECONDS = getattr(settings, "DISPATCH_UNPLACED_NOTICE_SECONDS", 120)

@@ -182,3 +182,15 @@ def waiting_too_long(*, waiting: Waiting | None) -> bool:
         and waiting.code not in ("handing_out", "all_busy")
         and waiting.waited_s >= conf.UNPLACED_NOTICE_SECONDS
     )
+
+
+def job_page_part(*, job: Job, frame_ids: list[int]) -> dict:
+    """The job page's waiting notice (registered in jobs.extensions)."""
+    waiting = job_waiting(job=job)
+    return {"waiting": waiting, "waiting_long": waiting_too_long(waiting=waiting)}
+
+
+def job_api_part(*, job: Job) -> dict:
+    """The job's API detail: why its frames wait (registered in jobs.extensions)."""
+    waiting = job_waiting(job=job)
+    return {"waiting": waiting.as_dict() if waiting else None}

@@ -14,25 +14,26 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from marketplace import blobs
 from marketplace.accounts.tokens import secret_hash, secret_matches
-from marketplace.dispatch import conf, queues
+from marketplace.celery import app
+from marketplace.dispatch import conf, hooks, queues
+from marketplace.dispatch.manifests import Crop, crop_manifest, expected_size, image_size, noisy_key
 from marketplace.dispatch.models import FrameLease, JobNodeBlock
 from marketplace.errors import Conflict
-from marketplace.jobs import pricing
+from marketplace.jobs import events, lifecycle, pricing
 from marketplace.jobs.models import Frame
-from marketplace.jobs.states import FRAME_TRANSITIONS, FrameState, JobState, transition
+from marketplace.jobs.states import FrameState, JobState
 from marketplace.logs import bind, lease_fields
 from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.selectors import available_nodes
 from marketplace.nodes.services import node_ban as node_ban_mark
 from marketplace.nodes.services import node_status_sync
-from marketplace.verification import policy
-from marketplace.verification.crops import expected_size, image_size, noisy_key
-from marketplace.verification.services import canary_frame_for, trust_lease_abandoned
+from render_kernels import WrongSize, image_from_bytes, image_size_check, thumbnail_png
+from workers.contract import RenderManifest
 
 log = logging.getLogger("dispatch")
 
@@ -50,10 +51,6 @@ def _locking(qs):
     if connection.vendor == "postgresql":
         return qs.select_for_update(skip_locked=True, of=("self",))
     return qs.select_for_update()
-
-
-def _frame_move(frame_id: int, current: str, target: str, **fields) -> bool:
-    return transition(Frame, pk=frame_id, current=current, target=target, table=FRAME_TRANSITIONS, **fields)
 
 
 # --- matching -------------------------------------------------------------------------------
@@ -83,12 +80,12 @@ def _frames_for(node: WorkerNode):
 
 
 def _abandoned_jobs(node_id: int):
-    """Jobs of which this node let policy.ABANDONS_PER_JOB leases expire or released them: it gets no more."""
+    """Jobs of which this node let conf.ABANDONS_PER_JOB leases expire or released them: it gets no more."""
     return (
         FrameLease.objects.filter(node_id=node_id, state__in=(FrameLease.State.EXPIRED, FrameLease.State.RELEASED))
         .values("frame__job_id")
         .annotate(n=Count("id"))
-        .filter(n__gte=policy.ABANDONS_PER_JOB)
+        .filter(n__gte=conf.ABANDONS_PER_JOB)
         .values("frame__job_id")
     )
 
@@ -122,9 +119,6 @@ def manifest_for(frame: Frame, *, node: WorkerNode, crop: dict | None = None) ->
     outside its limits raises ContractError here rather than on a node); a verify lease gets the same manifest
     narrowed to its crop, in the format it is compared in (see verification.crops), so crop and frame render
     identically."""
-    from marketplace.verification.crops import Crop, crop_manifest
-    from workers.contract import RenderManifest
-
     job = frame.job
     scene = job.scene
     tiled = frame.tile_x is not None
@@ -212,33 +206,24 @@ def lease_create_for_node(*, node_id: int) -> Delivery | None:
     frame = _pick_frame(node)
     if frame is not None:
         # Canaries only replace real work, at the node's trust-dependent rate, so they look like real work.
-        frame = canary_frame_for(node=node) or frame
-    if frame is None or not _frame_move(frame.pk, FrameState.QUEUED, FrameState.LEASED, attempts=F("attempts") + 1):
+        frame = hooks.frame_substitute(node=node) or frame
+    if frame is None or not lifecycle.frame_lease(frame_id=frame.pk):
         return None
     if frame.job.state == JobState.QUEUED:  # the job's first lease (a concurrent one may beat us: no harm)
-        from marketplace.jobs.services import job_mark_running  # jobs.services imports this module
-
-        job_mark_running(job_id=frame.job_id)
+        lifecycle.job_start(job_id=frame.job_id)
     return _lease_open(frame=frame, node=node, kind=FrameLease.Kind.RENDER)
 
 
 @transaction.atomic
-def verify_lease_create(*, frame_id: int, crop: dict, exclude_owner_id: int, device: str = "CPU") -> Delivery | None:
-    """FrameLease a crop re-render of a rendered frame to a node that may verify it (`policy.verifiers_for`: another
-    provider's, on the same Cycles backend `device` and Blender series). None if none is available."""
+def verify_lease_create(*, frame_id: int, crop: dict, verifiers: QuerySet[WorkerNode]) -> Delivery | None:
+    """FrameLease a crop re-render of a rendered frame to one of `verifiers` (who may verify is verification's
+    rule, `verification.policy.verifiers_for`; dispatch only sends). None if none of them is available."""
     frame = Frame.objects.select_related("job__scene").get(pk=frame_id)
-    # Who may verify is verification's rule; among them, prefer nodes that already have the scene loaded (it
-    # rendered this job), since scene loading dominates small crops.
-    candidates = (
-        policy.verifiers_for(
-            job_id=frame.job_id,
-            blender_series=frame.job.blender_series,
-            device=device,
-            candidate_owner_id=exclude_owner_id,
-        )
-        .annotate(knows_job=Exists(FrameLease.objects.filter(node=OuterRef("pk"), frame__job=frame.job_id)))
-        .order_by("-knows_job", "last_heartbeat")
-    )
+    # Among them, prefer nodes that already have the scene loaded (it rendered this job), since scene loading
+    # dominates small crops.
+    candidates = verifiers.annotate(
+        knows_job=Exists(FrameLease.objects.filter(node=OuterRef("pk"), frame__job=frame.job_id))
+    ).order_by("-knows_job", "last_heartbeat")
     node = _locking(candidates).first()
     if node is None:
         return None
@@ -378,10 +363,12 @@ def _lease_close(*, lease: FrameLease, state: str, error: str = "") -> bool:
         state=state, finished_at=timezone.now(), error=error[:2000]
     ):
         return False
-    if lease.kind == FrameLease.Kind.RENDER:
-        _frame_move(lease.frame_id, FrameState.LEASED, FrameState.QUEUED, attempts=F("attempts") - 1)
+    requeued = lease.kind == FrameLease.Kind.RENDER and lifecycle.frame_requeue(
+        frame_id=lease.frame_id, count_attempt=False
+    )
     node_status_sync(node_ids=[lease.node_id])
-    _after_commit_match()
+    if not requeued:  # a requeued frame's event asks for matching already
+        _after_commit_match()
     return True
 
 
@@ -434,8 +421,6 @@ def _extension(key: str) -> str:
 def result_sanity(*, lease: FrameLease) -> SanityResult:
     """The uploaded image has the leased size (read from its header first: nothing else is decoded), decodes,
     and is not blank; then its bytes are frozen under their SHA-256. Reads storage: call outside locks."""
-    from render_kernels import WrongSize, image_from_bytes, image_size_check
-
     if not blobs.blob_exists(lease.result_key):
         return SanityResult(False, "no image was uploaded for this lease")
     noisy = noisy_key(lease.result_key) if _needs_noisy_pass(lease) else ""
@@ -473,16 +458,15 @@ def _lease_fail(*, lease: FrameLease, error: str) -> None:
     if lease.kind != FrameLease.Kind.RENDER:
         return
     if _slower_than_calibrated(lease=lease, error=error):
-        _frame_move(
-            lease.frame_id,
-            FrameState.LEASED,
-            FrameState.FAILED,
-            last_error=(
+        lifecycle.frame_fail(
+            frame_id=lease.frame_id,
+            job_id=lease.frame.job_id,
+            current=FrameState.LEASED,
+            error=(
                 f"{pricing.SLOWER_THAN_CALIBRATED}: it needs more compute than its quote paid for; get a new quote "
                 f"for it. Node {lease.node_id}: {error}"
-            )[:4000],
+            ),
         )
-        _after_commit_job_check(lease.frame.job_id)
         _after_commit_match()
         return
     block, _ = JobNodeBlock.objects.get_or_create(job_id=lease.frame.job_id, node_id=lease.node_id)
@@ -494,11 +478,12 @@ def _lease_fail(*, lease: FrameLease, error: str) -> None:
         failed = failed.filter(created_at__gte=lease.frame.retried_at)
     errors = [f"node {n}: {e}" for n, e in failed.values_list("node_id", "error")]
     if failed.values("node_id").distinct().count() >= conf.FRAME_FAILED_NODES:
-        _frame_move(lease.frame_id, FrameState.LEASED, FrameState.FAILED, last_error="\n".join(errors)[:4000])
-        _after_commit_job_check(lease.frame.job_id)
+        lifecycle.frame_fail(
+            frame_id=lease.frame_id, job_id=lease.frame.job_id, current=FrameState.LEASED, error="\n".join(errors)
+        )
+        _after_commit_match()
     else:
-        _frame_move(lease.frame_id, FrameState.LEASED, FrameState.QUEUED, last_error=error[:2000])
-    _after_commit_match()
+        lifecycle.frame_requeue(frame_id=lease.frame_id, reason=error)  # its event asks for matching
 
 
 def _slower_than_calibrated(*, lease: FrameLease, error: str) -> bool:
@@ -544,20 +529,16 @@ def lease_report(
         transaction.on_commit(lambda: [blobs.blob_delete(k) for k in uploads])
         node_status_sync(node_ids=[node.pk])
         if lease.kind == FrameLease.Kind.RENDER:
-            moved = _frame_move(
-                lease.frame_id,
-                FrameState.LEASED,
-                FrameState.RENDERED,
-                node=node,
+            # Its event hands the frame to verification, after commit.
+            moved = lifecycle.frame_rendered(
+                frame_id=lease.frame_id,
+                node_id=node.pk,
                 result_key=sanity.frozen_key,
                 result_sha256=sanity.sha256,
                 render_seconds=clean_stats.get("seconds"),
-                rendered_at=timezone.now(),
             )
             if not moved:  # the frame was cancelled meanwhile; the lease is closed, nothing is paid
                 return ReportOutcome(False, "the frame is no longer waiting for this render")
-            frame_id = lease.frame_id
-            transaction.on_commit(lambda: _enqueue("dispatch.frame_rendered", frame_id))
         else:
             lease_id_done = lease.pk
             transaction.on_commit(lambda: _enqueue("verification.crop_reported", lease_id_done))
@@ -579,11 +560,11 @@ def _clean_stats(stats: dict) -> dict:
 @transaction.atomic
 def lease_release(*, node: WorkerNode, lease_id: int, token: str) -> None:
     """The agent gives a lease back (shutting down): the frame is requeued without counting a failure of the
-    frame; the node's abandoned leases count against it (verification.policy.ABANDONS_PER_JOB)."""
+    frame; the node's abandoned leases count against it (conf.ABANDONS_PER_JOB, and its trust: hooks)."""
     lease = _lease_of_node(node=node, lease_id=lease_id, token=token, lock=True)
     _require_active(lease)
     _lease_close(lease=lease, state=FrameLease.State.RELEASED)
-    trust_lease_abandoned(node_id=node.pk, frame_id=lease.frame_id, reason=f"{lease.kind} lease {lease.pk} released")
+    hooks.lease_abandoned(node_id=node.pk, frame_id=lease.frame_id, reason=f"{lease.kind} lease {lease.pk} released")
 
 
 def node_block_for_job(*, job_id: int, node_id: int) -> None:
@@ -603,9 +584,10 @@ def job_node_blocks_clear(*, job_id: int) -> int:
 
 
 def leases_revoke_for_frames(*, frame_ids: list[int]) -> int:
-    """Close active leases of frames that were cancelled; a late report then gets a clear refusal. Their nodes
-    are free at once (issue 12: a cancel used to leave the node "busy" on a frame that no longer existed), and
-    the agent stops the render on its next heartbeat (the lease reads "revoked")."""
+    """Close active leases of frames that were cancelled (jobs.lifecycle.frames_cancel asks, in its transaction);
+    a late report then gets a clear refusal. Their nodes are free at once (issue 12: a cancel used to leave the
+    node "busy" on a frame that no longer existed), and the agent stops the render on its next heartbeat (the
+    lease reads "revoked")."""
     active = FrameLease.objects.filter(frame_id__in=frame_ids, state=FrameLease.State.ACTIVE)
     node_ids = list(active.values_list("node_id", flat=True).distinct())
     revoked = active.update(state=FrameLease.State.REVOKED, finished_at=timezone.now())
@@ -627,12 +609,7 @@ def leases_revoke_for_nodes(*, node_ids: list[int]) -> int:
         ):
             continue
         if lease.kind == FrameLease.Kind.RENDER:
-            _frame_move(
-                lease.frame_id,
-                FrameState.LEASED,
-                FrameState.QUEUED,
-                last_error=f"the provider of node {lease.node_id} was banned",
-            )
+            lifecycle.frame_requeue(frame_id=lease.frame_id, reason=f"the provider of node {lease.node_id} was banned")
         revoked += 1
     node_status_sync(node_ids=node_ids)  # banned now, not at the reaper's next round
     if revoked:
@@ -656,14 +633,9 @@ def leases_reap(*, now=None) -> int:
             ):
                 continue
             if lease.kind == FrameLease.Kind.RENDER:
-                _frame_move(
-                    lease.frame_id,
-                    FrameState.LEASED,
-                    FrameState.QUEUED,
-                    last_error=f"lease expired on node {lease.node_id}",
-                )
+                lifecycle.frame_requeue(frame_id=lease.frame_id, reason=f"lease expired on node {lease.node_id}")
             node_status_sync(node_ids=[lease.node_id], now=now)
-            trust_lease_abandoned(
+            hooks.lease_abandoned(
                 node_id=lease.node_id, frame_id=lease.frame_id, reason=f"{lease.kind} lease {lease.pk} expired"
             )
             log.warning("event=lease_expired", extra=lease_fields(lease))
@@ -676,16 +648,16 @@ def leases_reap(*, now=None) -> int:
 
 
 def rendered_frames_resume(*, older_than_s: float = 30.0) -> int:
-    """Re-send `frame_rendered` for frames stuck in RENDERED (their message was lost with a broker).
+    """Emit `frame_rendered` again for frames stuck in RENDERED (their message was lost with a broker).
 
-    The task is idempotent, so a frame whose message was merely slow is handled once all the same.
+    Its subscribers are idempotent, so a frame whose message was merely slow is handled once all the same.
     """
     cutoff = timezone.now() - timedelta(seconds=older_than_s)
     stuck = list(
         Frame.objects.filter(state=FrameState.RENDERED, rendered_at__lt=cutoff).values_list("pk", flat=True)[:500]
     )
     for frame_id in stuck:
-        _enqueue("dispatch.frame_rendered", frame_id)
+        events.emit(events.FRAME_RENDERED, frame_id=frame_id)
     return len(stuck)
 
 
@@ -693,8 +665,6 @@ def rendered_frames_resume(*, older_than_s: float = 30.0) -> int:
 
 
 def _enqueue(task_name: str, *args) -> None:
-    from marketplace.celery import app
-
     app.tasks[task_name].delay(*args)  # a registered task honours CELERY_TASK_ALWAYS_EAGER in tests
 
 
@@ -702,21 +672,16 @@ def _after_commit_match() -> None:
     transaction.on_commit(lambda: _enqueue("dispatch.match"))
 
 
-def _after_commit_job_check(job_id: int) -> None:
-    transaction.on_commit(lambda: _enqueue("dispatch.job_check", job_id))
-
-
 # --- after a frame is rendered --------------------------------------------------------------
 
 
-def frame_rendered(*, frame_id: int) -> None:
-    """A frame's result is committed: make its thumbnail, then hand it to verification."""
-    from marketplace.verification.services import frame_verify_or_settle
-    from render_kernels import image_from_bytes, thumbnail_png
-
+def frame_thumbnail(*, frame_id: int) -> bool:
+    """A rendered frame's thumbnail, made once from its frozen result (verification calls this first when the
+    frame_rendered event arrives). False when the frame is not RENDERED, or its result was refused (the frame
+    went back to the queue)."""
     frame = Frame.objects.filter(pk=frame_id).first()
     if frame is None or frame.state != FrameState.RENDERED:
-        return  # already handled: the task is idempotent
+        return False  # already handled: the task is idempotent
     if not frame.thumbnail_key and frame.result_key:
         lease = frame.leases.filter(kind=FrameLease.Kind.RENDER, result_key=frame.result_key).order_by("-pk").first()
         try:
@@ -726,11 +691,11 @@ def frame_rendered(*, frame_id: int) -> None:
             png = thumbnail_png(image_from_bytes(data, size=expected_size(lease.manifest) if lease else None))
         except (blobs.DigestMismatch, ValueError) as exc:
             frame_result_refuse(frame_id=frame.pk, result_key=frame.result_key, reason=str(exc))
-            return
+            return False
         key = f"thumbs/frame{frame.pk}-{frame.result_sha256[:16]}.png"
         blobs.blob_put(key=key, fileobj=io.BytesIO(png))
         Frame.objects.filter(pk=frame.pk).update(thumbnail_key=key, updated_at=timezone.now())  # the page's row
-    frame_verify_or_settle(frame_id=frame.pk)
+    return True
 
 
 def frame_result_refuse(*, frame_id: int, result_key: str, reason: str) -> bool:
@@ -743,18 +708,10 @@ def frame_result_refuse(*, frame_id: int, result_key: str, reason: str) -> bool:
         frame = Frame.objects.select_for_update().filter(pk=frame_id, result_key=result_key).first()
         if frame is None or frame.state not in (FrameState.RENDERED, FrameState.VERIFYING):
             return False
-        _frame_move(
-            frame.pk,
-            frame.state,
-            FrameState.QUEUED,
-            node=None,
-            result_key="",
-            result_sha256="",
-            thumbnail_key="",
-            rendered_at=None,
-            last_error=f"stored result refused: {reason}"[:2000],
+        # Its event asks for matching.
+        lifecycle.frame_result_discard(
+            frame_id=frame.pk, current=frame.state, reason=f"stored result refused: {reason}"[:2000]
         )
-        _after_commit_match()
     return True
 
 

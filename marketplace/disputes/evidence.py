@@ -16,8 +16,9 @@ import numpy as np
 import render_kernels
 from marketplace import blobs
 from marketplace.dispatch import conf as dispatch_conf
+from marketplace.dispatch.manifests import expected_size
 from marketplace.errors import NotFound
-from marketplace.verification.crops import candidate_of, expected_size
+from marketplace.verification.crops import candidate_of
 from marketplace.verification.models import CropCheck
 
 PREVIEW_MAX_SIDE = 1024

@@ -22,15 +22,16 @@ import logging
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from marketplace.dispatch.services import match_frames_soon, node_block_for_job
+from marketplace.dispatch.services import node_block_for_job
 from marketplace.disputes import conf
 from marketplace.disputes.models import AuditLog, Dispute
 from marketplace.disputes.selectors import dispute_deadline
 from marketplace.errors import Conflict, Forbidden, NotFound, Refused
+from marketplace.jobs import lifecycle
 from marketplace.jobs.conf import dispute_window
-from marketplace.jobs.models import Frame, Job
+from marketplace.jobs.models import Frame
 from marketplace.jobs.selectors import frame_pay_matured
-from marketplace.jobs.states import FRAME_TRANSITIONS, JOB_TRANSITIONS, FrameState, JobState, transition
+from marketplace.jobs.states import FrameState, JobState
 from marketplace.ledger.models import Account
 from marketplace.ledger.selectors import transaction_postings
 from marketplace.ledger.services import Leg, account_get, hold_escrow, transfer
@@ -196,30 +197,17 @@ def _uphold(dispute: Dispute) -> dict:
             reason=f"dispute {dispute.pk} upheld: {dispute.decision_note}",
         )
     job = frame.job
-    cleared = {
-        "node": None,
-        "result_key": "",
-        "result_sha256": "",
-        "thumbnail_key": "",
-        "rendered_at": None,
-        "settled_at": None,
-    }
-    if not transition(
-        Frame, pk=frame.pk, current=FrameState.SETTLED, target=FrameState.QUEUED, table=FRAME_TRANSITIONS, **cleared
-    ):
+    rerender = job.state in LIVE_JOB_STATES
+    # Re-rendered: its event asks for matching. Otherwise cancelled: a cancelled or failed job renders nothing more.
+    if not lifecycle.frame_dispute_upheld(frame_id=frame.pk, rerender=rerender):
         raise DisputeRefused("The frame changed since it was disputed; nothing was done.")
-    if job.state in LIVE_JOB_STATES:
+    if rerender:
         if dispute.node_id is not None:
             node_block_for_job(job_id=job.pk, node_id=dispute.node_id)  # re-rendered elsewhere
         if amount:
             keys["rehold"] = f"dispute:{dispute.pk}:rehold"
             hold_escrow(artist=dispute.artist, job_ref=job.escrow_ref, amount=amount, key=keys["rehold"])
         if job.state == JobState.DONE:
-            transition(
-                Job, pk=job.pk, current=JobState.DONE, target=JobState.RUNNING, table=JOB_TRANSITIONS, finished_at=None
-            )
-        match_frames_soon()
+            lifecycle.job_reopen(job_id=job.pk, current=JobState.DONE)
         return {"ledger": keys, "frame": "re-queued"}
-    # A cancelled or failed job renders nothing more: the frame is cancelled and the refund stays with the artist.
-    transition(Frame, pk=frame.pk, current=FrameState.QUEUED, target=FrameState.CANCELLED, table=FRAME_TRANSITIONS)
-    return {"ledger": keys, "frame": "cancelled"}
+    return {"ledger": keys, "frame": "cancelled"}  # the refund stays with the artist

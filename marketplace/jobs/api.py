@@ -6,8 +6,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace.dispatch.selectors import job_waiting
-from marketplace.jobs import conf, selectors, services
+from marketplace.jobs import conf, extensions, selectors, services
 from marketplace.jobs.downloads import settled_frames_zip
 from marketplace.jobs.errors import JobNotFound
 from marketplace.jobs.models import Frame, Job
@@ -191,8 +190,8 @@ def _detail(job: Job) -> dict:
     job.cost_so_far, job.escrow_left = money.cost_so_far, money.escrow_left
     job.frames_in_order = selectors.frames_of(job=job)
     job.stills = selectors.stills_of(job=job)
-    waiting = job_waiting(job=job)
-    job.waiting = waiting.as_dict() if waiting else None
+    for name, value in extensions.api_parts(job=job).items():  # `waiting`, from dispatch
+        setattr(job, name, value)
     return JobDetailSerializer(job).data
 
 

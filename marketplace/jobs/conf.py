@@ -58,9 +58,9 @@ DEFAULTS: dict[str, Any] = {
     # fix a scene twice (or wait out a bad batch of nodes) before the artist must start a new job.
     "MAX_RETRIES": 3,
 }
-# The agent contract's smallest image side (scenes refuse smaller scenes too) and Blender's last frame; the market
-# sells frames from 0 on, though the contract (Blender) allows negative ones.
-MIN_SIDE = LIMITS.side[0]
+# The agent contract's smallest image side (the scenes app's: it refuses smaller scenes too) and Blender's last
+# frame; the market sells frames from 0 on, though the contract (Blender) allows negative ones.
+MIN_SIDE = scenes_conf.MIN_SIDE
 MIN_FRAME = 0
 MAX_FRAME = LIMITS.frame[1]
 # The largest frame result (image file) an agent may upload, and so the most any reader of a result reads.

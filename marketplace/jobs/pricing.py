@@ -24,7 +24,7 @@ does), so a very cheap still costs at least that per tile. Each tile's price is 
 proportion to its area (largest remainder), so the tiles' prices sum exactly to the still's. The time estimate does
 count what tiling adds: every tile pays the per-frame overhead, and the tiles spread over idle nodes like frames do.
 
-Time. The scene's calibration (measured at inspection by `jobs.calibration`) renders one frame at reduced
+Time. The scene's calibration (measured at inspection by `scenes.calibration`) renders one frame at reduced
 size on the calibration machine's CPU and gives three numbers:
 
     seconds_per_unit  (calibration seconds - overhead) / calibration units

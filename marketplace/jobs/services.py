@@ -1,4 +1,5 @@
-"""Job and frame state changes: quoting, accepting (escrow hold), cancelling (refund), settling frames, finishing.
+"""Job and frame services: quoting, accepting (escrow hold), cancelling (refund), settling frames, finishing. The
+state writes themselves are `jobs.lifecycle`'s moves.
 
 Lock order, everywhere: a job's frames first (ascending id), then the job row. Dispatch and disputes lock a
 frame and then touch its job, so taking the job first here could deadlock against them.
@@ -17,25 +18,15 @@ from django.db.models import F
 from django.utils import timezone
 
 from marketplace import blobs
-from marketplace.dispatch.services import job_node_blocks_clear, leases_revoke_for_frames, match_frames_soon
-from marketplace.jobs import assembly, conf, pricing, selectors
+from marketplace.jobs import assembly, conf, extensions, lifecycle, pricing, selectors
 from marketplace.jobs.errors import FundsInsufficient, JobNotFound, JobRefused
 from marketplace.jobs.models import AssembledFrame, Frame, Job
-from marketplace.jobs.states import (
-    FRAME_CANCELLABLE,
-    FRAME_OPEN,
-    FRAME_TRANSITIONS,
-    JOB_TRANSITIONS,
-    FrameState,
-    JobState,
-    transition,
-)
+from marketplace.jobs.states import FRAME_CANCELLABLE, FRAME_OPEN, FrameState, JobState
 from marketplace.jobs.tiles import smallest_tile, tile_rects
 from marketplace.ledger.services import InsufficientFunds, hold_escrow, refund_escrow, release_escrow
 from marketplace.money import tokens
 from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.selectors import idle_capacity
-from marketplace.payments.selectors import wallet_frozen
 from marketplace.scenes.models import Scene
 from marketplace.scenes.series import scene_series
 
@@ -103,7 +94,7 @@ def job_quote(
         raise JobRefused(f"scene {scene.name!r} is {scene.get_status_display().lower()}, not ready to render{why}")
     if not (owner.is_artist or owner.is_market_admin):
         raise JobRefused("only artist accounts can order renders")
-    if wallet_frozen(user=owner):
+    if extensions.wallet_frozen(user=owner):
         raise JobRefused("your wallet owes tokens after a refunded or disputed top-up: settle it before new jobs")
     report = scene.report
     asked = {
@@ -167,7 +158,6 @@ def job_quote(
         owner=owner,
         scene=scene,
         name=name,
-        state=JobState.QUOTED,
         **values,
         seed=seed,
         use_denoising=use_denoising,
@@ -233,21 +223,14 @@ def job_accept(*, job_id: int, owner) -> Job:
             f"this quote expired at {job.quote_expires_at:%Y-%m-%d %H:%M} UTC (quotes hold for "
             f"{conf.QUOTE_VALID_HOURS} hours): get a new quote"
         )
-    if wallet_frozen(user=owner):
+    if extensions.wallet_frozen(user=owner):
         raise JobRefused("your wallet owes tokens after a refunded or disputed top-up: settle it before new jobs")
-    if not transition(
-        Job,
-        pk=job.pk,
-        current=JobState.QUOTED,
-        target=JobState.QUEUED,
-        table=JOB_TRANSITIONS,
-        accepted_at=timezone.now(),
-    ):
+    if not lifecycle.job_open(job_id=job.pk):
         job.refresh_from_db()
         if job.accepted_at is not None:  # a concurrent accept won
             return job
         raise JobRefused(f"this quote was {job.get_state_display().lower()} and can no longer be accepted")
-    frames = Frame.objects.bulk_create(_frames_of(job))
+    frames = lifecycle.frames_create(frames=_frames_of(job))  # their event asks dispatch to match them
     total = sum(frame.price for frame in frames)
     if total:
         try:
@@ -257,7 +240,6 @@ def job_accept(*, job_id: int, owner) -> Job:
             raise FundsInsufficient(
                 f"this job needs {tokens(total)} tokens in your wallet: top up and accept again"
             ) from exc
-    match_frames_soon()
     job.refresh_from_db()
     return job
 
@@ -265,19 +247,14 @@ def job_accept(*, job_id: int, owner) -> Job:
 def _frames_of(job: Job) -> list[Frame]:
     """The frames to render: one per frame number, or one per tile of a tiled still, sharing its price."""
     if job.tile_side == 1:
-        return [Frame(job=job, number=n, price=job.price_per_frame, state=FrameState.QUEUED) for n in job.frame_numbers]
+        return [Frame(job=job, number=n, price=job.price_per_frame) for n in job.frame_numbers]
     rects = tile_rects(width=job.resolution_x, height=job.resolution_y, side=job.tile_side)
     prices = pricing.tile_prices(price=job.price_per_frame, rects=rects)
     return [
-        Frame(job=job, number=n, tile_x=x, tile_y=y, tile_w=w, tile_h=h, price=price, state=FrameState.QUEUED)
+        Frame(job=job, number=n, tile_x=x, tile_y=y, tile_w=w, tile_h=h, price=price)
         for n in job.frame_numbers
         for (x, y, w, h), price in zip(rects, prices, strict=True)
     ]
-
-
-def job_mark_running(*, job_id: int) -> bool:
-    """QUEUED -> RUNNING when its first frame is leased; False when it already moved on (one UPDATE, no lock)."""
-    return transition(Job, pk=job_id, current=JobState.QUEUED, target=JobState.RUNNING, table=JOB_TRANSITIONS)
 
 
 @dataclass(frozen=True)
@@ -299,14 +276,7 @@ def job_cancel(*, job_id: int, owner) -> JobCancelled:
     if job.state in (JobState.DONE, JobState.FAILED):
         raise JobRefused(f"this job is already {job.get_state_display().lower()}")
     if job.state == JobState.QUOTED:  # a quote holds no money and has no frames
-        if not transition(
-            Job,
-            pk=job.pk,
-            current=JobState.QUOTED,
-            target=JobState.CANCELLED,
-            table=JOB_TRANSITIONS,
-            finished_at=timezone.now(),
-        ):
+        if not lifecycle.job_cancel(job_id=job.pk, current=JobState.QUOTED):
             raise JobRefused("this quote changed meanwhile: reload the page")
         job.refresh_from_db()
         return JobCancelled(job, 0, 0)
@@ -321,22 +291,14 @@ def job_cancel(*, job_id: int, owner) -> JobCancelled:
         if job.state == JobState.CANCELLED:
             return JobCancelled(job, 0, 0)
         raise JobRefused(f"this job is already {job.get_state_display().lower()}")
-    cancelled, refund = [], 0
-    for frame_id, state, price in open_frames:
-        if state in FRAME_CANCELLABLE and transition(
-            Frame,
-            pk=frame_id,
-            current=state,
-            target=FrameState.CANCELLED,
-            table=FRAME_TRANSITIONS,
-            last_error="cancelled by the artist",
-        ):
-            cancelled.append(frame_id)
-            refund += price
-    leases_revoke_for_frames(frame_ids=cancelled)
-    transition(
-        Job, pk=job.pk, current=job.state, target=JobState.CANCELLED, table=JOB_TRANSITIONS, finished_at=timezone.now()
+    # Their leases are revoked with them, so the nodes stop rendering them.
+    cancelled = lifecycle.frames_cancel(
+        frame_ids=[frame_id for frame_id, _, _ in open_frames],
+        current=FRAME_CANCELLABLE,
+        reason="cancelled by the artist",
     )
+    refund = sum(price for frame_id, _, price in open_frames if frame_id in frozenset(cancelled))
+    lifecycle.job_cancel(job_id=job.pk, current=job.state)
     if refund:
         refund_escrow(artist=owner, job_ref=job.escrow_ref, amount=refund, key=f"refund:job:{job.pk}:cancel")
     transaction.on_commit(lambda: job_finish_if_complete(job_id=job.pk))  # sweeps leftovers once nothing is open
@@ -359,7 +321,7 @@ def job_allow_refused_nodes(*, job_id: int, owner) -> int:
     job = _job_of(job_id=job_id, owner=owner)
     if job.state not in (JobState.QUEUED, JobState.RUNNING):
         raise JobRefused(f"this job is {job.get_state_display().lower()}: nothing waits for a node")
-    cleared = job_node_blocks_clear(job_id=job.pk)
+    cleared = extensions.node_blocks_clear(job_id=job.pk)
     if not cleared:
         raise JobRefused("no node is kept off this job")
     return cleared
@@ -376,7 +338,7 @@ def job_retry_failed(*, job_id: int, owner) -> JobRetried:
     job = _job_of(job_id=job_id, owner=owner)
     if job.state not in (JobState.RUNNING, JobState.DONE, JobState.FAILED):
         raise JobRefused(f"a {job.get_state_display().lower()} job has no failed frames to retry")
-    if wallet_frozen(user=owner):
+    if extensions.wallet_frozen(user=owner):
         raise JobRefused("your wallet owes tokens after a refunded or disputed top-up: settle it before new work")
     # Frames first, then the job: the module's lock order.
     failed = list(
@@ -395,18 +357,7 @@ def job_retry_failed(*, job_id: int, owner) -> JobRetried:
         )
     if job.state not in (JobState.RUNNING, JobState.DONE, JobState.FAILED):  # changed while we waited
         raise JobRefused(f"this job is {job.get_state_display().lower()} now")
-    now = timezone.now()
-    for frame_id, _ in failed:
-        transition(
-            Frame,
-            pk=frame_id,
-            current=FrameState.FAILED,
-            target=FrameState.QUEUED,
-            table=FRAME_TRANSITIONS,
-            attempts=0,
-            retried_at=now,
-            last_error="",
-        )
+    lifecycle.frames_retry(frame_ids=[frame_id for frame_id, _ in failed])  # their event asks for matching
     held = 0
     if job.state != JobState.RUNNING:
         held = sum(price for _, price in failed)
@@ -419,9 +370,8 @@ def job_retry_failed(*, job_id: int, owner) -> JobRetried:
                 raise FundsInsufficient(
                     f"retrying needs {tokens(held)} tokens in your wallet: top up and retry again"
                 ) from exc
-        transition(Job, pk=job.pk, current=job.state, target=JobState.RUNNING, table=JOB_TRANSITIONS, finished_at=None)
+        lifecycle.job_reopen(job_id=job.pk, current=job.state)
     Job.objects.filter(pk=job.pk).update(retries=F("retries") + 1)
-    match_frames_soon()
     job.refresh_from_db()
     return JobRetried(job, len(failed), held)
 
@@ -439,16 +389,8 @@ def frame_settle(*, frame_id: int, node_id: int) -> bool:
     frame = Frame.objects.select_for_update(of=("self",)).select_related("job__owner").get(pk=frame_id)
     if frame.state not in (FrameState.RENDERED, FrameState.VERIFYING):
         return False
-    if not transition(
-        Frame,
-        pk=frame.pk,
-        current=frame.state,
-        target=FrameState.SETTLED,
-        table=FRAME_TRANSITIONS,
-        node_id=node_id,
-        settled_at=timezone.now(),
-        settle_count=F("settle_count") + 1,
-    ):
+    # Its event asks jobs to finish the job once no frame is open.
+    if not lifecycle.frame_settle(frame_id=frame.pk, job_id=frame.job_id, current=frame.state, node_id=node_id):
         return False
     frame.settle_count += 1
     provider = WorkerNode.objects.select_related("owner").get(pk=node_id).owner
@@ -466,7 +408,6 @@ def frame_settle(*, frame_id: int, node_id: int) -> bool:
         "event=frame_settled",
         extra={"frame_id": frame.pk, "job_id": job.pk, "node_id": node_id, "price_micro": frame.price},
     )
-    transaction.on_commit(lambda: job_finish_if_complete(job_id=job.pk))
     if frame.tile_x is not None:
         _assemble_after_commit(job_id=job.pk, number=frame.number)
     return True
@@ -504,16 +445,8 @@ def _job_finish(*, job_id: int) -> bool:
     job = Job.objects.select_for_update().select_related("owner").get(pk=job_id)
     if job.state == JobState.CANCELLED:
         # A cancelled job renders nothing more: a frame sent back to the queue (its result was rejected) ends here.
-        for frame_id, state in open_frames:
-            if state == FrameState.QUEUED:
-                transition(
-                    Frame,
-                    pk=frame_id,
-                    current=state,
-                    target=FrameState.CANCELLED,
-                    table=FRAME_TRANSITIONS,
-                    last_error="job cancelled",
-                )
+        queued = [frame_id for frame_id, state in open_frames if state == FrameState.QUEUED]
+        lifecycle.frames_cancel(frame_ids=queued, current=(FrameState.QUEUED,), reason="job cancelled")
         if job.frames.filter(state__in=FRAME_OPEN).exists():
             return False
     elif job.state in (JobState.QUEUED, JobState.RUNNING):
@@ -521,7 +454,7 @@ def _job_finish(*, job_id: int) -> bool:
         if open_frames or job.frames.filter(state__in=FRAME_OPEN).exists():
             return False
         target = JobState.DONE if job.frames.filter(state=FrameState.SETTLED).exists() else JobState.FAILED
-        transition(Job, pk=job.pk, current=job.state, target=target, table=JOB_TRANSITIONS, finished_at=timezone.now())
+        lifecycle.job_close(job_id=job.pk, current=job.state, target=target)
     else:
         return False
     # One key per ending: an upheld dispute can reopen a DONE job and hold its price in escrow again.

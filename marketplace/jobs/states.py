@@ -1,11 +1,7 @@
-"""The job and frame state machines, in one place. Every state change goes through `transition`.
-
-A frame change is a conditional UPDATE (`WHERE state = <from>`): if another worker moved the frame first,
-the row count is 0 and the caller learns it lost the race instead of overwriting.
-"""
+"""The job and frame state machines: the states and the allowed moves. `jobs.lifecycle` makes every move,
+checked against these tables."""
 
 from django.db import models
-from django.utils import timezone
 
 
 class FrameState(models.TextChoices):
@@ -61,11 +57,3 @@ class IllegalTransition(Exception):
 def check_transition(table: dict[str, frozenset[str]], current: str, target: str) -> None:
     if target not in table.get(current, frozenset()):
         raise IllegalTransition(f"{current} -> {target} is not allowed")
-
-
-def transition(model, *, pk: int, current: str, target: str, table: dict[str, frozenset[str]], **fields) -> bool:
-    """Move one row from `current` to `target` if it is still in `current`. Raises on an illegal edge."""
-    check_transition(table, current, target)
-    if any(f.name == "updated_at" for f in model._meta.fields):
-        fields.setdefault("updated_at", timezone.now())  # update() skips auto_now
-    return model.objects.filter(pk=pk, state=current).update(state=target, **fields) == 1

@@ -12,6 +12,12 @@ from marketplace.jobs.assembly import AssemblyError
 logger = logging.getLogger(__name__)
 
 
+@shared_task(name="jobs.job_check", acks_late=True, ignore_result=True)
+def job_check(job_id: int, frame_id: int | None = None) -> None:
+    """Subscribed to frame_settled and frame_failed (jobs.events): finish the job once no frame is open."""
+    services.job_finish_if_complete(job_id=job_id)
+
+
 @shared_task(name="jobs.frame_assemble", bind=True, acks_late=True, ignore_result=True, max_retries=5)
 def frame_assemble(self, job_id: int, number: int) -> None:
     """Stitch a tiled still once its last tile is settled (see `services.frame_assemble`)."""

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from marketplace import blobs
-from marketplace.jobs import live, selectors, services
+from marketplace.jobs import extensions, live, selectors, services
 from marketplace.jobs.downloads import settled_frames_zip
 from marketplace.jobs.errors import JobNotFound, JobRefused
 from marketplace.jobs.forms import JobQuoteForm
@@ -56,12 +56,9 @@ def job_new(request: HttpRequest) -> HttpResponse:
 
 def _live_context(job: Job, *, page: object = 1, frames_since: datetime | None = None) -> dict:
     """Everything the job page shows that can change, for one page of frames. `frames_since`: only that page's
-    frame rows changed since then."""
-    from marketplace.dispatch.selectors import job_waiting, waiting_too_long
-    from marketplace.verification.selectors import frame_checks
-
+    frame rows changed since then. The waiting notice and the frames' checks are dispatch's and verification's
+    parts (jobs.extensions)."""
     counts = selectors.frame_counts(job=job)
-    waiting = job_waiting(job=job)
     frame_page = selectors.frame_page(job=job, page=page)
     return {
         "job": job,
@@ -75,10 +72,8 @@ def _live_context(job: Job, *, page: object = 1, frames_since: datetime | None =
         "state_runs": selectors.frame_state_runs(job=job),
         "preview": selectors.last_finished_frame(job=job),
         "stills": selectors.stills_of(job=job),
-        "verification": frame_checks(job.pk, frame_page.frame_ids),
         "live": selectors.job_is_live(job=job),
-        "waiting": waiting,
-        "waiting_long": waiting_too_long(waiting=waiting),
+        **extensions.page_parts(job=job, frame_ids=frame_page.frame_ids),
     }
 
 

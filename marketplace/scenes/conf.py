@@ -8,6 +8,11 @@ from typing import Any
 
 from django.conf import settings
 
+from workers.contract import LIMITS
+
+# The agent contract's smallest image side: smaller scenes are refused, and no job or calibration renders smaller.
+MIN_SIDE = LIMITS.side[0]
+
 DEFAULTS: dict[str, Any] = {
     "MAX_UPLOAD_BYTES": 512 * 1024 * 1024,
     "ZIP_MAX_FILES": 2000,

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from marketplace.jobs.calibration import calibration_measure
 from marketplace.scenes import conf, policy, series
+from marketplace.scenes.calibration import calibration_measure
 from workers.blend import BlendError, inspect_scene
 from workers.blend.renderer import Renderer
 from workers.bundle import BundleError, safe_extract
@@ -90,7 +90,7 @@ def calibration_size(width: int, height: int) -> tuple[int, int]:
 def calibrate(
     blend: Path, *, root: Path, report: dict[str, Any], work: Path, python: Path | None = None
 ) -> dict[str, Any]:
-    """The quote's time measure: `jobs.calibration`'s timed renders at reduced size, on CPU, in a sandbox, with
+    """The quote's time measure: `scenes.calibration`'s timed renders at reduced size, on CPU, in a sandbox, with
     the scene's series (`python`: its runtime's interpreter; None: the market's own bpy)."""
     size = calibration_size(report["effective_width"], report["effective_height"])
     with Renderer(

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from marketplace.scenes import conf
-from workers.contract import LIMITS
 
 SUPPORTED_ENGINE = "CYCLES"
 OUTPUT_FORMATS = ("PNG", "OPEN_EXR")
@@ -56,7 +55,7 @@ def judge(report: Mapping[str, Any]) -> Verdict:
             f"effective resolution {width}x{height} (resolution x {report['resolution_percentage']} %) "
             f"is over the limit of {conf.MAX_SIDE} px per side"
         )
-    if min(width, height) < LIMITS.side[0]:
+    if min(width, height) < conf.MIN_SIDE:
         refusals.append(f"effective resolution {width}x{height} is too small to render")
     frames = report["frame_count"]
     if frames > conf.MAX_FRAMES:

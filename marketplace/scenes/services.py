@@ -15,7 +15,6 @@ from django.utils import timezone
 
 from marketplace import blobs
 from marketplace.errors import Conflict
-from marketplace.jobs.states import JobState
 from marketplace.scenes import bundles, conf
 from marketplace.scenes.inspection import inspect_upload
 from marketplace.scenes.models import Scene, SceneFile, storage_key_of_file
@@ -94,10 +93,6 @@ class SceneInUse(Conflict):
     """A job that is quoted, queued or running uses the scene; nothing was changed."""
 
 
-# A job in one of these states still needs its scene (a quote can still be accepted).
-ACTIVE_JOB_STATES = (JobState.QUOTED, JobState.QUEUED, JobState.RUNNING)
-
-
 @transaction.atomic
 def scene_delete(*, owner, scene_id: int) -> Scene:
     """Delete the owner's scene: it disappears from every list and can no longer be quoted.
@@ -109,7 +104,9 @@ def scene_delete(*, owner, scene_id: int) -> Scene:
     scene = scenes_of(owner=owner).select_for_update().filter(pk=scene_id).first()
     if scene is None:
         raise SceneNotFound("no such scene")
-    active = scene.jobs.filter(state__in=ACTIVE_JOB_STATES).count()
+    # A job not finished (quoted, queued or running: jobs.lifecycle stamps finished_at on every ending and clears
+    # it when a job reopens) still needs its scene; a quote can still be accepted.
+    active = scene.jobs.filter(finished_at__isnull=True).count()
     if active:
         raise SceneInUse(
             f"this scene is used by {active} active job(s): cancel them, or discard their quotes, before deleting it"

@@ -5,3 +5,15 @@ class VerificationConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "marketplace.verification"
     label = "verification"
+
+    def ready(self) -> None:
+        from marketplace.dispatch import hooks
+        from marketplace.jobs import events, extensions
+        from marketplace.verification import selectors, services
+
+        # Verification decides: every rendered frame is checked (sampled, canary) or settled.
+        events.subscribe(events.FRAME_RENDERED, "verification.frame_rendered")
+        # Inside dispatch's transactions: canaries replace real work; abandoned leases cost trust.
+        hooks.frame_substitute_register(services.canary_frame_for)
+        hooks.lease_abandoned_register(services.trust_lease_abandoned)
+        extensions.page_part_register(selectors.job_page_part)  # the job page's per-frame check status

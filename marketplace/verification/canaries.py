@@ -22,12 +22,13 @@ from types import SimpleNamespace
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
-from django.utils import timezone
 
 from marketplace import blobs
 from marketplace.accounts.models import User
+from marketplace.dispatch.services import manifest_for
+from marketplace.jobs import lifecycle
 from marketplace.jobs.models import Frame, Job
-from marketplace.jobs.states import JOB_TRANSITIONS, FrameState, JobState, transition
+from marketplace.jobs.states import JobState
 from marketplace.scenes.models import Scene
 from marketplace.scenes.series import scene_series
 from marketplace.verification import conf, platform, policy
@@ -132,7 +133,6 @@ def canary_job_store(*, owner: User, blend: bytes, report: dict, name: str, shap
         owner=owner,
         scene=scene,
         name=name,
-        state=JobState.QUOTED,
         is_canary=True,
         frame_start=report["frame_start"],
         frame_end=report["frame_end"],
@@ -145,14 +145,13 @@ def canary_job_store(*, owner: User, blend: bytes, report: dict, name: str, shap
         price_per_frame=0,
         blender_series=scene_series(report),
     )
-    Frame.objects.bulk_create(Frame(job=job, number=n, price=0, state=FrameState.QUEUED) for n in job.frame_numbers)
+    # Born QUOTED with QUEUED frames (the models' defaults); canary_job_open moves the job on once answers exist.
+    Frame.objects.bulk_create(Frame(job=job, number=n, price=0) for n in job.frame_numbers)
     return job
 
 
 def canary_answers_render(*, job_id: int) -> int:
     """Render every frame of a canary job on the platform with the manifest a node would get; store them."""
-    from marketplace.dispatch.services import manifest_for
-
     job = Job.objects.select_related("scene").get(pk=job_id, is_canary=True)
     scene = job.scene
     stored = 0
@@ -171,14 +170,7 @@ def canary_answers_render(*, job_id: int) -> int:
 
 def canary_job_open(*, job_id: int) -> bool:
     """Let matching lease the canary's frames (call once its answers are stored)."""
-    return transition(
-        Job,
-        pk=job_id,
-        current=JobState.QUOTED,
-        target=JobState.QUEUED,
-        table=JOB_TRANSITIONS,
-        accepted_at=timezone.now(),
-    )
+    return lifecycle.job_open(job_id=job_id)
 
 
 def canary_jobs_create(*, count: int, frames: int, resolution: tuple[int, int], samples: int) -> list[Job]:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from marketplace.dispatch.manifests import Crop, noisy_key
 from marketplace.verification import policy
 from render_kernels import compare, verdict
 from render_kernels.decision import tolerances_for
@@ -33,26 +34,6 @@ from render_kernels.decision import tolerances_for
 # render_kernels' SSIM uses an 11x11 Gaussian window: no crop may be thinner than that.
 MIN_SIDE = 11
 _random = secrets.SystemRandom()
-
-
-@dataclass(frozen=True)
-class Crop:
-    """A rectangle in pixels, y from the top (the renderer's border convention)."""
-
-    x: int
-    y: int
-    w: int
-    h: int
-
-    def as_dict(self) -> dict[str, int]:
-        return {"x": self.x, "y": self.y, "w": self.w, "h": self.h}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Crop:
-        return cls(int(data["x"]), int(data["y"]), int(data["w"]), int(data["h"]))
-
-    def cut(self, image: np.ndarray) -> np.ndarray:
-        return image[self.y : self.y + self.h, self.x : self.x + self.w]
 
 
 def verifiable(*, width: int, height: int) -> bool:
@@ -104,17 +85,6 @@ def crops_choose(*, width: int, height: int, count: int | None = None, fraction:
     return crops
 
 
-def crop_format(*, output_format: str, use_denoising: bool) -> str:
-    """The file format a verifier renders a crop in: that of the candidate image it is compared with."""
-    return "OPEN_EXR" if use_denoising or output_format == "OPEN_EXR" else "PNG"
-
-
-def noisy_key(result_key: str) -> str:
-    """Where a denoised frame's pre-denoise pass is stored, next to the frame (`<stem>.noisy.exr`)."""
-    stem = result_key.rsplit(".", 1)[0] if "." in result_key.rsplit("/", 1)[-1] else result_key
-    return f"{stem}.noisy.exr"
-
-
 def candidate_key(*, result_key: str, manifest: dict[str, Any]) -> str:
     """The image of a result that crops are compared with: its pre-denoise pass when it was denoised."""
     return noisy_key(result_key) if manifest.get("use_denoising") else result_key
@@ -126,34 +96,6 @@ def candidate_of(lease: Any) -> str:
     if lease.manifest.get("use_denoising") and getattr(lease, "noisy_key", ""):
         return lease.noisy_key
     return candidate_key(result_key=lease.result_key, manifest=lease.manifest)
-
-
-def image_size(manifest: dict[str, Any]) -> tuple[int, int]:
-    """(width, height) of the image a lease renders: its border (a tile of a still, or a crop), else the frame."""
-    border = manifest.get("border")
-    return (int(border[2]), int(border[3])) if border else (manifest["resolution_x"], manifest["resolution_y"])
-
-
-def expected_size(manifest: dict[str, Any]) -> tuple[int, int] | None:
-    """image_size of a manifest that says it, else None (a lease recorded without its render settings)."""
-    return image_size(manifest) if manifest.get("border") or "resolution_x" in manifest else None
-
-
-def crop_manifest(render_manifest: dict[str, Any], crop: Crop) -> dict[str, Any]:
-    """The candidate's own pinned manifest, narrowed to the crop, in the comparable format.
-
-    A crop is in the candidate image's pixels; when the candidate is a tile of a still (its manifest has a
-    border), the crop's border in the frame is offset by the tile's corner.
-    """
-    x0, y0 = (render_manifest.get("border") or (0, 0))[:2]
-    return {
-        **render_manifest,
-        "border": [x0 + crop.x, y0 + crop.y, crop.w, crop.h],
-        "file_format": crop_format(
-            output_format=render_manifest["file_format"], use_denoising=bool(render_manifest.get("use_denoising"))
-        ),
-        "use_denoising": False,
-    }
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ renders only the middle correctly) in every trial of the cheats bench.
 
 from django.db.models import Count, QuerySet
 
+from marketplace.dispatch.conf import ABANDONS_PER_JOB
 from marketplace.dispatch.models import FrameLease
 from marketplace.nodes.conf import TRUSTED_AFTER
 from marketplace.nodes.models import WorkerNode
@@ -58,14 +59,8 @@ def canary_rate(*, check_rate: float) -> float:
 # accounts, or leases that are taken and never rendered. Settings (Django settings, read when used, so a
 # deployment or a test can change them) are named where they exist; the other numbers are fixed here.
 
-# A lease that expires (the agent went silent) or is released (the agent gave it back) is an abandoned lease.
-# Honest agents abandon some (a crash, a reboot, a shutdown that releases its frame), so one is not a failure;
-# but a node that takes frames and sits on them holds the market's work for LEASE_SECONDS each time. After
-# ABANDONS_PER_JOB abandoned leases of one job the node gets no more of that job's frames: one abandon is an
-# accident, the second on the same job says the node cannot or will not render it. Lower than dispatch's
-# NODE_FAILURES_PER_JOB (3 reported failures) because abandoning costs the node nothing to do (no upload,
-# no report) while a reported failure at least ends the lease at once.
-ABANDONS_PER_JOB = 2
+# A lease that expires (the agent went silent) or is released (the agent gave it back) is an abandoned lease;
+# after dispatch.conf.ABANDONS_PER_JOB of one job the node gets no more of that job's frames (dispatch's rule).
 # Each abandoned lease also costs the node HALVE_EVERY consecutive passes: one halving of its check rate
 # is undone (a node at the 10 % floor goes back to 20 % for ten passes), so hoarding buys more checks. It is
 # not a failed check and never bans: a crash is not a cheat.

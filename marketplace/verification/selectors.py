@@ -53,6 +53,11 @@ def frame_checks(job_id: int, frame_ids: list[int] | None = None) -> dict[int, F
     }
 
 
+def job_page_part(*, job, frame_ids: list[int]) -> dict:
+    """The job page's per-frame check status (registered in jobs.extensions)."""
+    return {"verification": frame_checks(job.pk, frame_ids)}
+
+
 @dataclass(frozen=True)
 class CheckRow:
     """One check on the node page. Its crops (positions, verdicts) only once the check is decided: a provider

@@ -2,7 +2,8 @@
 
 The life of a check (one per render lease, `FrameCheck`):
 
-1. `frame_verify_or_settle` (dispatch calls it once the result is committed and sanity-checked). Canary
+1. `frame_verify_or_settle` (the frame_rendered event calls `frame_rendered` once the result is committed and
+   sanity-checked; dispatch makes its thumbnail first). Canary
    frames are compared with their known answer at once. Otherwise the node's check rate decides, with
    randomness from `secrets`, whether to check; a frame that is not sampled is settled (the check records
    `skipped`). A sampled frame gets CROPS_PER_CHECK random crops, chosen only now, and moves to VERIFYING.
@@ -29,24 +30,35 @@ from django.db import transaction
 from django.utils import timezone
 
 from marketplace import blobs
+from marketplace.accounts.services import user_ban
+from marketplace.dispatch import conf as dispatch_conf
+from marketplace.dispatch.manifests import Crop, crop_manifest, expected_size, image_size
 from marketplace.dispatch.models import FrameLease
+from marketplace.dispatch.services import (
+    Delivery,
+    frame_result_refuse,
+    frame_thumbnail,
+    leases_revoke_for_nodes,
+    node_block_for_job,
+    verify_lease_create,
+)
+from marketplace.jobs import lifecycle
 from marketplace.jobs.models import Frame
-from marketplace.jobs.states import FRAME_TRANSITIONS, FrameState, JobState, transition
+from marketplace.jobs.states import FrameState, JobState
+from marketplace.nodes import broker
+from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.services import node_status_sync
 from marketplace.verification import conf, platform, policy
 from marketplace.verification.crops import (
-    Crop,
     CropResult,
     UnusableReference,
     candidate_of,
     crop_judge,
-    crop_manifest,
     crops_choose,
-    expected_size,
-    image_size,
     verifiable,
 )
 from marketplace.verification.models import CanaryAnswer, CropCheck, FrameCheck, NodeTrust, TrustEvent
+from render_kernels import image_from_bytes
 from workers.blend.sandbox import BlendFileError
 
 log = logging.getLogger("verification")
@@ -86,11 +98,6 @@ def trust_record(
 def _account_ban(*, node_id: int, frame_id: int | None, reason: str) -> None:
     """A ban is the provider's (policy): ban its account, close its nodes' leases, take their broker access.
     Once: a provider already banned is left as it is."""
-    from marketplace.accounts.services import user_ban
-    from marketplace.dispatch.services import leases_revoke_for_nodes
-    from marketplace.nodes import broker
-    from marketplace.nodes.models import WorkerNode
-
     owner_id = WorkerNode.objects.filter(pk=node_id).values_list("owner_id", flat=True).get()
     if not user_ban(user_id=owner_id):
         return
@@ -123,9 +130,6 @@ def _chance(rate: float) -> bool:
 
 def _image(key: str, size: tuple[int, int] | None = None):
     """A stored image, checked against the digest it was frozen under and, from its header, its size."""
-    from marketplace.dispatch import conf as dispatch_conf
-    from render_kernels import image_from_bytes
-
     return image_from_bytes(blobs.blob_read_checked(key, max_bytes=dispatch_conf.RESULT_MAX_BYTES), size=size)
 
 
@@ -156,8 +160,6 @@ def _judge(check: FrameCheck, crop: Crop, reference_key: str, *, verifier_device
 def _check_refuse_result(*, check: FrameCheck, reason: str) -> None:
     """The candidate failed its digest check: the check ends without a verdict on the node (it cannot write
     frozen results), nothing is paid, and the frame goes back to the queue. Logged as an event."""
-    from marketplace.dispatch.services import frame_result_refuse
-
     with transaction.atomic():
         locked = FrameCheck.objects.select_for_update().get(pk=check.pk)
         if locked.state != FrameCheck.State.PENDING:
@@ -183,6 +185,13 @@ def _render_lease_of(frame: Frame) -> FrameLease | None:
         .order_by("-id")
         .first()
     )
+
+
+def frame_rendered(*, frame_id: int) -> None:
+    """The frame_rendered event (jobs.events): dispatch makes the thumbnail from the frozen result (refusing a
+    result that no longer matches its digest), then the frame is checked or settled."""
+    if frame_thumbnail(frame_id=frame_id):
+        frame_verify_or_settle(frame_id=frame_id)
 
 
 def frame_verify_or_settle(*, frame_id: int) -> FrameCheck | None:
@@ -239,18 +248,14 @@ def _check_open(*, frame_id: int, lease: FrameLease) -> FrameCheck | None:
         CropCheck.objects.bulk_create(
             CropCheck(frame_check=check, crop=c.as_dict()) for c in crops_choose(width=width, height=height)
         )
-        transition(
-            Frame, pk=frame.pk, current=FrameState.RENDERED, target=FrameState.VERIFYING, table=FRAME_TRANSITIONS
-        )
+        lifecycle.frame_verifying(frame_id=frame.pk)
         return check
 
 
 def _check_advance(check: FrameCheck) -> None:
     """Do what the check's state still asks for: settle a skipped one, lease undispatched crops, finish."""
     if check.state == FrameCheck.State.SKIPPED:
-        from marketplace.jobs.services import frame_settle
-
-        frame_settle(frame_id=check.frame_id, node_id=check.node_id)
+        _settle(check)
         return
     for crop_id in check.crops.filter(dispatched_at=None).values_list("pk", flat=True):
         _crop_dispatch(crop_check_id=crop_id)
@@ -260,11 +265,19 @@ def _check_advance(check: FrameCheck) -> None:
 # --- step 2: who re-renders a crop ----------------------------------------------------------
 
 
+def crop_lease_create(*, frame_id: int, crop: dict, exclude_owner_id: int, device: str = "CPU") -> Delivery | None:
+    """Lease a crop of a rendered frame to a node that may verify it (`policy.verifiers_for`: another provider's,
+    on the frame's Cycles backend `device` and Blender series); dispatch sends it. None if none is available."""
+    job_id, series = Frame.objects.filter(pk=frame_id).values_list("job_id", "job__blender_series").get()
+    verifiers = policy.verifiers_for(
+        job_id=job_id, blender_series=series, device=device, candidate_owner_id=exclude_owner_id
+    )
+    return verify_lease_create(frame_id=frame_id, crop=crop, verifiers=verifiers)
+
+
 @transaction.atomic
 def _crop_dispatch(*, crop_check_id: int) -> None:
     """FrameLease the crop to an idle node of another provider, or hand it to the platform verifier."""
-    from marketplace.dispatch.services import verify_lease_create
-
     crop = (
         CropCheck.objects.select_for_update(of=("self",))
         .select_related("frame_check__node", "frame_check__render_lease")
@@ -275,7 +288,7 @@ def _crop_dispatch(*, crop_check_id: int) -> None:
     check = crop.frame_check
     # A verifier on the candidate's own Cycles backend, so the strict same-backend rule applies; none idle:
     # the platform (CPU), judged by the cross-backend rule.
-    delivery = verify_lease_create(
+    delivery = crop_lease_create(
         frame_id=check.frame_id,
         crop=crop.crop,
         exclude_owner_id=check.node.owner_id,
@@ -442,6 +455,19 @@ def _crop_decide(*, crop_check_id: int, result: CropResult, reference_key: str, 
 # --- step 4: the decision -------------------------------------------------------------------
 
 
+def _job_services():
+    # jobs.selectors imports disputes, which imports this module (debt listed in .importlinter): jobs.services is
+    # imported when first used until that is gone.
+    from marketplace.jobs import services
+
+    return services
+
+
+def _settle(check: FrameCheck) -> None:
+    """Pay the checked node for the frame (jobs.services.frame_settle: the ledger post and the move)."""
+    _job_services().frame_settle(frame_id=check.frame_id, node_id=check.node_id)
+
+
 def _check_finish(*, check_id: int) -> None:
     """When every crop is judged, decide the check once and apply it (settle, or requeue and distrust)."""
     with transaction.atomic():
@@ -464,20 +490,15 @@ def _check_finish(*, check_id: int) -> None:
         FrameCheck.objects.filter(pk=check.pk).update(
             state=FrameCheck.State.PASSED, reason=reason, decided_at=timezone.now()
         )
-        from marketplace.jobs.services import frame_settle
-
         log.info(
             "event=check_passed", extra={"frame_id": check.frame_id, "node_id": check.node_id, "crops": len(crops)}
         )
-        frame_settle(frame_id=check.frame_id, node_id=check.node_id)
+        _settle(check)
         trust_record(node_id=check.node_id, passed=True, reason=reason, frame_id=check.frame_id)
 
 
 def _frame_reject(*, check: FrameCheck, reason: str) -> None:
     """The result is wrong: nobody is paid for it and the frame is rendered again, by another node."""
-    from marketplace.dispatch.services import match_frames_soon, node_block_for_job
-    from marketplace.jobs.services import job_finish_if_complete
-
     trust_record(node_id=check.node_id, passed=False, reason=reason, frame_id=check.frame_id)
     frame = check.frame
     node_block_for_job(job_id=frame.job_id, node_id=check.node_id)
@@ -490,31 +511,13 @@ def _frame_reject(*, check: FrameCheck, reason: str) -> None:
             f"failed verification on {failed_nodes} different nodes; the scene may not render reproducibly. "
             f"Last: {message}"
         )
-        transition(
-            Frame,
-            pk=frame.pk,
-            current=FrameState.VERIFYING,
-            target=FrameState.FAILED,
-            table=FRAME_TRANSITIONS,
-            last_error=error[:4000],
-        )
-    else:
-        transition(
-            Frame,
-            pk=frame.pk,
-            current=FrameState.VERIFYING,
-            target=FrameState.QUEUED,
-            table=FRAME_TRANSITIONS,
-            last_error=message[:4000],
-            node=None,
-            result_key="",
-            result_sha256="",
-            thumbnail_key="",
-            rendered_at=None,
-        )
-        match_frames_soon()
-    job_id = frame.job_id  # a failed frame may finish the job; a requeued one ends there if it was cancelled
-    transaction.on_commit(lambda: job_finish_if_complete(job_id=job_id))
+        # Its event asks jobs to finish the job if this was its last open frame.
+        lifecycle.frame_fail(frame_id=frame.pk, job_id=frame.job_id, current=FrameState.VERIFYING, error=error)
+        return
+    # Its event asks for matching; if the job was cancelled meanwhile, the frame ends there instead.
+    lifecycle.frame_result_discard(frame_id=frame.pk, current=FrameState.VERIFYING, reason=message)
+    job_id = frame.job_id
+    transaction.on_commit(lambda: _job_services().job_finish_if_complete(job_id=job_id))
 
 
 # --- canaries -------------------------------------------------------------------------------
@@ -535,8 +538,6 @@ def _canary_check(*, frame: Frame, lease: FrameLease) -> FrameCheck | None:
             verifier_device="CPU",
         )
     except blobs.DigestMismatch as exc:
-        from marketplace.dispatch.services import frame_result_refuse
-
         frame_result_refuse(frame_id=frame.pk, result_key=lease.result_key, reason=str(exc))
         return None
     except (OSError, ValueError) as exc:
@@ -581,18 +582,7 @@ def _canary_check(*, frame: Frame, lease: FrameLease) -> FrameCheck | None:
             kind=None if result.passed else TrustEvent.Kind.CANARY_FAIL,
         )
         # The canary goes back to the pool for other providers' nodes; nobody is paid (price 0).
-        transition(
-            Frame,
-            pk=frame.pk,
-            current=FrameState.RENDERED,
-            target=FrameState.QUEUED,
-            table=FRAME_TRANSITIONS,
-            node=None,
-            result_key="",
-            result_sha256="",
-            thumbnail_key="",
-            rendered_at=None,
-        )
+        lifecycle.frame_result_discard(frame_id=frame.pk, current=FrameState.RENDERED, reason=None)
     return check
 
 

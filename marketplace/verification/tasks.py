@@ -5,6 +5,12 @@ from celery import shared_task
 from marketplace.verification import services
 
 
+@shared_task(name="verification.frame_rendered", acks_late=True, ignore_result=True)
+def frame_rendered(frame_id: int) -> None:
+    """Subscribed to frame_rendered (jobs.events)."""
+    services.frame_rendered(frame_id=frame_id)
+
+
 @shared_task(name="verification.crop_reported", acks_late=True, ignore_result=True)
 def crop_reported(lease_id: int) -> None:
     services.crop_reported(lease_id=lease_id)

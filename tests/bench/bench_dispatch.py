@@ -4,7 +4,7 @@ at once. Measures frames matched → leased → reported → settled per second,
 
 Each of W processes plays the marketplace for a slice of the nodes: it leases a frame to a node, the
 node's fake agent takes the message from its own queue, stores a tiny PNG and reports through the same
-service the API calls, and the process runs the `frame_rendered` task inline (what a Celery worker would
+service the API calls, and the process runs the `verification.frame_rendered` task inline (what a Celery worker would
 do). Verification is switched to "no check" here so that this bench measures dispatch and settlement only;
 verification cost is measured in bench_verify. The simulated nodes heartbeat as agents do (every
 NODE_HEARTBEAT_SECONDS, as one UPDATE per process), so a slow run never loses its nodes to the offline
@@ -65,6 +65,7 @@ def worker(node_ids: list[int], out: mp.Queue) -> None:
     from marketplace.jobs.states import FrameState
     from marketplace.nodes import conf as node_conf
     from marketplace.nodes.models import WorkerNode
+    from marketplace.verification import services as verification
     from tests.fixtures.market import png_bytes
 
     r = redis.Redis.from_url(settings.AGENT_BROKER_URL)
@@ -108,7 +109,7 @@ def worker(node_ids: list[int], out: mp.Queue) -> None:
                 node=nodes[node_id], lease_id=message["lease"], token=message["token"], ok=True, stats={"seconds": 0.01}
             )
             t3 = time.perf_counter()
-            services.frame_rendered(frame_id=lease.frame_id)
+            verification.frame_rendered(frame_id=lease.frame_id)
             timing["report"] += t3 - t2
             timing["settle"] += time.perf_counter() - t3
             settled += 1

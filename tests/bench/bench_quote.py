@@ -3,7 +3,7 @@
 Builds the demo scene, then eight variants of it, each with one costly feature (`_quote_scenes.py`: no bounces at
 all, a scattering volume, glass with 32 bounces, subdivision level 4, 64 lights, four 4096² textures, motion blur,
 20,000 hair strands). For each: inspects and calibrates it as the scenes app's upload does
-(`marketplace.scenes.inspection.calibrate`, which runs `marketplace.jobs.calibration.calibration_measure`), quotes
+(`marketplace.scenes.inspection.calibrate`, which runs `marketplace.scenes.calibration.calibration_measure`), quotes
 it with `marketplace.jobs.pricing` with no idle nodes ("one CPU node"), then renders its frames on the CPU in one
 fresh Renderer (scene loaded once, as an agent does) and compares:
 

@@ -121,8 +121,9 @@ def verification_overhead(args: argparse.Namespace) -> dict[str, Any]:
     check rate r is r * (crop renders + comparisons) / full render, plus r * CANARY_SHARE for canaries
     (a canary is one whole render). Steady trust is policy.FLOOR; a new node is checked at rate 1.
     """
+    from marketplace.dispatch.manifests import crop_manifest
     from marketplace.verification import policy
-    from marketplace.verification.crops import crop_judge, crop_manifest, crops_choose
+    from marketplace.verification.crops import crop_judge, crops_choose
     from workers.blend import Renderer, make_demo_scene
     from workers.blend.demo_scene import DEMO_DEFAULTS
 

@@ -19,6 +19,7 @@ from rest_framework.test import APIClient
 from marketplace import blobs
 from marketplace.dispatch import queues, services
 from marketplace.dispatch.models import FrameLease
+from marketplace.jobs import events
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState
 from marketplace.ledger.models import LedgerTransaction
@@ -159,7 +160,7 @@ def test_a_swap_after_settle_never_reaches_the_zip(unchecked, funded_artist, cap
 
 def test_a_tampered_result_is_refused_at_the_thumbnail_and_the_frame_requeued(unchecked, monkeypatch, caplog):
     _, node, token = unchecked
-    monkeypatch.setattr(services, "_enqueue", lambda *args: None)  # the frame stays RENDERED after the report
+    monkeypatch.setitem(events._subscribers, events.FRAME_RENDERED, [])  # the frame stays RENDERED after the report
     assert services.match_frames() == 1
     msg, details = lease_one(node, token)
     put(details["upload_url"], png_bytes(32, 24, seed=1))
@@ -169,7 +170,7 @@ def test_a_tampered_result_is_refused_at_the_thumbnail_and_the_frame_requeued(un
     blobs.blob_put(key=frame.result_key, fileobj=io.BytesIO(png_bytes(32, 24, seed=9)))
 
     with caplog.at_level(logging.ERROR):
-        services.frame_rendered(frame_id=frame.pk)
+        assert services.frame_thumbnail(frame_id=frame.pk) is False  # what frame_rendered's subscriber does first
     frame.refresh_from_db()
     assert frame.state == FrameState.QUEUED and frame.result_key == "" and not frame.thumbnail_key
     assert "stored result refused" in frame.last_error

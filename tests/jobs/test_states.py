@@ -1,7 +1,7 @@
 import pytest
 
+from marketplace.jobs.lifecycle import job_start, transition
 from marketplace.jobs.models import Frame, Job
-from marketplace.jobs.services import job_mark_running
 from marketplace.jobs.states import (
     FRAME_TRANSITIONS,
     JOB_TRANSITIONS,
@@ -9,7 +9,6 @@ from marketplace.jobs.states import (
     IllegalTransition,
     JobState,
     check_transition,
-    transition,
 )
 from tests.fixtures.market import make_queued_job
 
@@ -79,9 +78,9 @@ def test_a_job_moves_along_an_allowed_edge(funded_artist):
 
 def test_marking_a_job_running_happens_once_and_only_from_queued(funded_artist):
     job = make_queued_job(funded_artist, frames=1)
-    assert job_mark_running(job_id=job.pk) is True
-    assert job_mark_running(job_id=job.pk) is False  # the second leased frame finds it running already
+    assert job_start(job_id=job.pk) is True
+    assert job_start(job_id=job.pk) is False  # the second leased frame finds it running already
     assert Job.objects.get(pk=job.pk).state == JobState.RUNNING
     Job.objects.filter(pk=job.pk).update(state=JobState.CANCELLED)
-    assert job_mark_running(job_id=job.pk) is False
+    assert job_start(job_id=job.pk) is False
     assert Job.objects.get(pk=job.pk).state == JobState.CANCELLED

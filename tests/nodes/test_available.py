@@ -15,6 +15,7 @@ from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.selectors import available_nodes, idle_capacity, node_is_banned
 from marketplace.nodes.services import node_set_paused, node_status_sync
 from marketplace.verification import policy
+from marketplace.verification import services as verification
 from marketplace.verification.models import NodeTrust
 from marketplace.verification.services import trust_record
 from tests.fixtures.market import make_node, make_queued_job, make_scene
@@ -114,6 +115,6 @@ def test_the_verifier_rule_picks_another_providers_node_on_the_same_backend_and_
 
     # The verify lease goes by the rule: to the one eligible node; with that one busy, to nobody (the platform).
     frame, crop = job.frames.first(), {"x": 0, "y": 0, "w": 4, "h": 4}
-    delivery = dispatch.verify_lease_create(frame_id=frame.pk, crop=crop, exclude_owner_id=provider.pk)
+    delivery = verification.crop_lease_create(frame_id=frame.pk, crop=crop, exclude_owner_id=provider.pk)
     assert FrameLease.objects.get(pk=delivery.lease_id).node_id == redeemed.pk
-    assert dispatch.verify_lease_create(frame_id=frame.pk, crop=crop, exclude_owner_id=provider.pk) is None
+    assert verification.crop_lease_create(frame_id=frame.pk, crop=crop, exclude_owner_id=provider.pk) is None

@@ -55,7 +55,7 @@ def test_the_demo_scene_is_ready_with_its_exact_settings_and_a_calibration(uploa
     assert r["cameras"] == ["Camera"] and r["active_camera"] == "Camera"
     assert r["blender_version_saved"] == "5.0" and r["missing_files"] == [] and r["outside_paths"] == []
     cal = r["calibration"]
-    # jobs.calibration's protocol at the middle frame: a main size (25 % a side, at least 32 px) and half of it,
+    # scenes.calibration's protocol at the middle frame: a main size (25 % a side, at least 32 px) and half of it,
     # both doubled (up to the 64x36 frame) while their times differ by less than noise (issue 11: this changed)
     assert {k: cal[k] for k in ("samples", "frame", "device")} == {"samples": 8, "frame": 3, "device": "CPU"}
     assert (cal["width"], cal["height"]) in ((32, 32), (64, 36))

@@ -12,6 +12,7 @@ from marketplace.dispatch.models import FrameLease
 from marketplace.jobs.models import Frame
 from marketplace.jobs.services import job_quote
 from marketplace.scenes.inspection import inspect_upload
+from marketplace.verification import services as verification
 from tests.fixtures.market import make_node, make_queued_job, make_scene
 from tests.fixtures.series import save_demo_with
 
@@ -89,9 +90,9 @@ def test_verify_crops_go_only_to_verifiers_with_the_jobs_series(funded_artist, p
     frame = Frame.objects.get(job=job)
     crop = {"x": 0, "y": 0, "w": 8, "h": 8}
     make_node(admin_user, name="other-provider-50", unchecked=True)
-    assert dispatch.verify_lease_create(frame_id=frame.pk, crop=crop, exclude_owner_id=provider.pk) is None
+    assert verification.crop_lease_create(frame_id=frame.pk, crop=crop, exclude_owner_id=provider.pk) is None
     verifier, _ = make_node(admin_user, name="other-provider-45", unchecked=True, series=["4.5"])
-    delivery = dispatch.verify_lease_create(frame_id=frame.pk, crop=crop, exclude_owner_id=provider.pk)
+    delivery = verification.crop_lease_create(frame_id=frame.pk, crop=crop, exclude_owner_id=provider.pk)
     assert delivery is not None and delivery.node_id == verifier.pk
     assert FrameLease.objects.get(pk=delivery.lease_id).manifest["blender_series"] == "4.5"
 

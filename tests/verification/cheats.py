@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter
 
-from marketplace.verification.crops import Crop, CropResult, crop_judge, crop_manifest, crops_choose
+from marketplace.dispatch.manifests import crop_manifest
+from marketplace.verification.crops import Crop, CropResult, crop_judge, crops_choose
 from render_kernels import load_image, save_png
 from workers.blend import Renderer, make_demo_scene
 

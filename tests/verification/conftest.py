@@ -4,8 +4,8 @@ import pytest
 from PIL import Image
 
 from marketplace.dispatch import services as dispatch
+from marketplace.dispatch.manifests import Crop, crop_manifest
 from marketplace.verification import platform
-from marketplace.verification.crops import Crop, crop_manifest
 
 
 @pytest.fixture

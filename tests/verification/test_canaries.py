@@ -11,8 +11,9 @@ import pytest
 from marketplace import blobs
 from marketplace.dispatch import services as dispatch
 from marketplace.dispatch.models import FrameLease
+from marketplace.jobs import lifecycle
 from marketplace.jobs.models import Frame
-from marketplace.jobs.states import FRAME_TRANSITIONS, FrameState, transition
+from marketplace.jobs.states import FrameState
 from marketplace.ledger.models import LedgerTransaction
 from marketplace.verification import canaries, policy, services
 from marketplace.verification.models import CanaryAnswer, FrameCheck, NodeTrust, TrustEvent
@@ -46,7 +47,7 @@ def lease_canary(node) -> tuple[FrameLease, dict]:
     """What dispatch does when `canary_frame_for` offers a frame: claim it, open a render lease, deliver."""
     frame = services.canary_frame_for(node=node)
     assert frame is not None
-    assert transition(Frame, pk=frame.pk, current=FrameState.QUEUED, target=FrameState.LEASED, table=FRAME_TRANSITIONS)
+    assert lifecycle.frame_lease(frame_id=frame.pk)
     delivery = dispatch._lease_open(frame=frame, node=node, kind=FrameLease.Kind.RENDER)
     return FrameLease.objects.get(pk=delivery.lease_id), take(node)
 

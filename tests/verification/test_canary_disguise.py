@@ -13,6 +13,7 @@ from marketplace import blobs
 from marketplace.accounts.models import User
 from marketplace.dispatch import services as dispatch
 from marketplace.dispatch.models import FrameLease
+from marketplace.jobs import lifecycle
 from marketplace.jobs.models import Frame, Job
 from marketplace.nodes.models import WorkerNode
 from marketplace.verification import canaries, services
@@ -142,7 +143,7 @@ def test_the_node_pages_show_no_job_id_and_no_canary(provider, admin_user, monke
     node, _ = make_node(provider)
     monkeypatch.setattr(services, "_chance", lambda rate: True)
     frame = services.canary_frame_for(node=node)
-    assert dispatch._frame_move(frame.pk, "queued", "leased")
+    assert lifecycle.frame_lease(frame_id=frame.pk)
     delivery = dispatch._lease_open(frame=frame, node=node, kind=FrameLease.Kind.RENDER)
     take(node)
     owner = Client()

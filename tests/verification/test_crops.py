@@ -3,17 +3,9 @@
 import numpy as np
 import pytest
 
+from marketplace.dispatch.manifests import crop_format, crop_manifest
 from marketplace.verification import policy
-from marketplace.verification.crops import (
-    MIN_SIDE,
-    Crop,
-    UnusableReference,
-    crop_format,
-    crop_judge,
-    crop_manifest,
-    crops_choose,
-    noisy_key,
-)
+from marketplace.verification.crops import MIN_SIDE, Crop, UnusableReference, crop_judge, crops_choose, noisy_key
 from render_kernels._common import SSIM_WIN
 
 

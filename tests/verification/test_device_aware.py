@@ -4,8 +4,8 @@ it, else by the platform on CPU and judged by Blender's own cross-device render-
 import numpy as np
 import pytest
 
-from marketplace.dispatch import services as dispatch
 from marketplace.jobs.models import Frame
+from marketplace.verification import services as verification
 from marketplace.verification.crops import Crop, crop_judge
 from render_kernels.decision import CROSS_BACKEND, DEFAULT, tolerances_for
 from tests.fixtures.market import make_node, make_queued_job
@@ -61,8 +61,9 @@ def test_a_gpu_frames_crop_goes_to_a_verifier_on_the_same_backend_only(funded_ar
     make_node(admin_user, name="cpu-verifier", unchecked=True)
     make_node(admin_user, name="hip-verifier", device="HIP", vram_mb=16000, unchecked=True)
     assert (
-        dispatch.verify_lease_create(frame_id=frame.pk, crop=crop, exclude_owner_id=provider.pk, device="CUDA") is None
+        verification.crop_lease_create(frame_id=frame.pk, crop=crop, exclude_owner_id=provider.pk, device="CUDA")
+        is None
     )  # none on CUDA: the platform will render it
     cuda, _ = make_node(admin_user, name="cuda-verifier", device="CUDA", vram_mb=12000, unchecked=True)
-    delivery = dispatch.verify_lease_create(frame_id=frame.pk, crop=crop, exclude_owner_id=provider.pk, device="CUDA")
+    delivery = verification.crop_lease_create(frame_id=frame.pk, crop=crop, exclude_owner_id=provider.pk, device="CUDA")
     assert delivery is not None and delivery.node_id == cuda.pk

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from marketplace.jobs import pricing
-from marketplace.jobs.calibration import calibration_frame, calibration_measure
+from marketplace.scenes.calibration import calibration_frame, calibration_measure
 
 REPORT = {
     "frame_start": 1,

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from marketplace.jobs.conf import MIN_SIDE
+from marketplace.scenes.conf import MIN_SIDE
 
 
 class TimedRenderer(Protocol):

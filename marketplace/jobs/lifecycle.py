@@ -1,0 +1,217 @@
+"""The only writer of Frame.state and Job.state, and of the fields that move with them.
+
+Every move is a conditional UPDATE (`WHERE state = <from>`) checked against the tables in `jobs.states`: when
+another worker moved the row first, nothing is written and the function says so (False, or the ids that did
+move), so the caller learns it lost the race instead of overwriting. A move joins the caller's transaction;
+what other apps do about it runs after commit, as the Celery tasks subscribed to its event (`jobs.events`).
+
+Rows are born in their models' default states (a Job QUOTED, a Frame QUEUED): an artist's frames by
+`frames_create`, which tells dispatch; a canary's by verification, in a job still QUOTED.
+
+Who calls what (docs/architecture.md, "The life of a frame"): dispatch leases, requeues, records renders and
+fails frames; verification moves a frame to verifying, discards a refused result and settles (through
+`jobs.services.frame_settle`, which pays); disputes reopen a settled frame; jobs accepts, cancels, retries and
+finishes jobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from marketplace.jobs import events, extensions
+from marketplace.jobs.models import Frame, Job
+from marketplace.jobs.states import FRAME_TRANSITIONS, JOB_TRANSITIONS, FrameState, JobState, check_transition
+
+# What a frame forgets when its result is thrown away (refused, failed a check, disputed): it is rendered anew.
+_RESULT_CLEARED = {"node": None, "result_key": "", "result_sha256": "", "thumbnail_key": "", "rendered_at": None}
+
+
+def transition(model, *, pk: int, current: str, target: str, table: dict[str, frozenset[str]], **fields) -> bool:
+    """Move one row from `current` to `target` if it is still in `current`. Raises on an illegal edge."""
+    check_transition(table, current, target)
+    if any(f.name == "updated_at" for f in model._meta.fields):
+        fields.setdefault("updated_at", timezone.now())  # update() skips auto_now
+    return model.objects.filter(pk=pk, state=current).update(state=target, **fields) == 1
+
+
+def _frame_move(frame_id: int, current: str, target: str, **fields) -> bool:
+    return transition(Frame, pk=frame_id, current=current, target=target, table=FRAME_TRANSITIONS, **fields)
+
+
+@transaction.atomic(savepoint=False)  # joins the caller's transaction: no subtransaction holding the row locks
+def _frames_move(frame_ids: Iterable[int], current: Iterable[str], target: str, **fields) -> list[int]:
+    """Move every listed frame that is in one of `current` to `target`; the ids that moved, ascending. Their
+    rows are locked first (ascending id, the jobs app's lock order), so the ids returned are exactly those
+    written."""
+    current = tuple(current)
+    for state in current:
+        check_transition(FRAME_TRANSITIONS, state, target)
+    moved = list(
+        Frame.objects.select_for_update()
+        .filter(pk__in=list(frame_ids), state__in=current)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    if moved:
+        Frame.objects.filter(pk__in=moved).update(state=target, updated_at=timezone.now(), **fields)
+    return moved
+
+
+def _job_move(job_id: int, current: str, target: str, **fields) -> bool:
+    return transition(Job, pk=job_id, current=current, target=target, table=JOB_TRANSITIONS, **fields)
+
+
+# --- frames ---------------------------------------------------------------------------------
+
+
+def frames_create(*, frames: list[Frame]) -> list[Frame]:
+    """Store an accepted job's frames, born QUEUED. Emits frames_queued."""
+    for frame in frames:
+        frame.state = FrameState.QUEUED
+    created = Frame.objects.bulk_create(frames)
+    if created:
+        events.emit(events.FRAMES_QUEUED, frame_ids=[frame.pk for frame in created])
+    return created
+
+
+def frame_lease(*, frame_id: int) -> bool:
+    """QUEUED -> LEASED, counting the attempt (dispatch matched it to a node)."""
+    return _frame_move(frame_id, FrameState.QUEUED, FrameState.LEASED, attempts=F("attempts") + 1)
+
+
+def frame_requeue(*, frame_id: int, reason: str = "", count_attempt: bool = True) -> bool:
+    """LEASED -> QUEUED: the lease expired, failed, or was revoked (`reason` becomes the frame's last error), or
+    it was given back (`count_attempt=False`: the attempt does not count). Emits frames_queued."""
+    fields: dict = {} if count_attempt else {"attempts": F("attempts") - 1}
+    if reason:
+        fields["last_error"] = reason[:2000]
+    moved = _frame_move(frame_id, FrameState.LEASED, FrameState.QUEUED, **fields)
+    if moved:
+        events.emit(events.FRAMES_QUEUED, frame_ids=[frame_id])
+    return moved
+
+
+def frame_rendered(
+    *, frame_id: int, node_id: int, result_key: str, result_sha256: str, render_seconds: float | None
+) -> bool:
+    """LEASED -> RENDERED with the node's frozen result. False when the frame was cancelled meanwhile. Emits
+    frame_rendered."""
+    moved = _frame_move(
+        frame_id,
+        FrameState.LEASED,
+        FrameState.RENDERED,
+        node_id=node_id,
+        result_key=result_key,
+        result_sha256=result_sha256,
+        render_seconds=render_seconds,
+        rendered_at=timezone.now(),
+    )
+    if moved:
+        events.emit(events.FRAME_RENDERED, frame_id=frame_id)
+    return moved
+
+
+def frame_verifying(*, frame_id: int) -> bool:
+    """RENDERED -> VERIFYING: verification chose crops to check."""
+    return _frame_move(frame_id, FrameState.RENDERED, FrameState.VERIFYING)
+
+
+def frame_settle(*, frame_id: int, job_id: int, current: str, node_id: int) -> bool:
+    """RENDERED or VERIFYING -> SETTLED, paid to `node_id`'s owner (the caller posts the payment under the
+    frame's next settlement key, in the same transaction). Emits frame_settled."""
+    moved = _frame_move(
+        frame_id,
+        current,
+        FrameState.SETTLED,
+        node_id=node_id,
+        settled_at=timezone.now(),
+        settle_count=F("settle_count") + 1,
+    )
+    if moved:
+        events.emit(events.FRAME_SETTLED, frame_id=frame_id, job_id=job_id)
+    return moved
+
+
+def frame_fail(*, frame_id: int, job_id: int, current: str, error: str) -> bool:
+    """LEASED (too many nodes failed it, or slower than calibrated) or VERIFYING (failed checks on too many
+    nodes) -> FAILED. Emits frame_failed."""
+    moved = _frame_move(frame_id, current, FrameState.FAILED, last_error=error[:4000])
+    if moved:
+        events.emit(events.FRAME_FAILED, frame_id=frame_id, job_id=job_id)
+    return moved
+
+
+def frame_result_discard(*, frame_id: int, current: str, reason: str | None) -> bool:
+    """RENDERED or VERIFYING -> QUEUED, its result forgotten and unpaid: it failed a check, its stored copy was
+    refused, or it was a canary. `reason` (None: keep the last error) tells the artist why. Emits
+    frames_queued."""
+    fields = dict(_RESULT_CLEARED)
+    if reason is not None:
+        fields["last_error"] = reason[:4000]
+    moved = _frame_move(frame_id, current, FrameState.QUEUED, **fields)
+    if moved:
+        events.emit(events.FRAMES_QUEUED, frame_ids=[frame_id])
+    return moved
+
+
+def frames_retry(*, frame_ids: Iterable[int]) -> list[int]:
+    """FAILED -> QUEUED at the artist's request; failures before now no longer count. Emits frames_queued."""
+    moved = _frames_move(
+        frame_ids, (FrameState.FAILED,), FrameState.QUEUED, attempts=0, retried_at=timezone.now(), last_error=""
+    )
+    if moved:
+        events.emit(events.FRAMES_QUEUED, frame_ids=moved)
+    return moved
+
+
+def frames_cancel(*, frame_ids: Iterable[int], current: Iterable[str], reason: str) -> list[int]:
+    """QUEUED or LEASED (whichever of `current`) -> CANCELLED. Their active leases end in the same transaction
+    (dispatch, through jobs.extensions): a late report is refused, and the nodes are free at once."""
+    moved = _frames_move(frame_ids, current, FrameState.CANCELLED, last_error=reason)
+    if moved:
+        extensions.leases_revoke(frame_ids=moved)
+    return moved
+
+
+def frame_dispute_upheld(*, frame_id: int, rerender: bool) -> bool:
+    """SETTLED -> QUEUED, its result forgotten: rendered again by another node (emits frames_queued), or, when
+    the job renders nothing more (`rerender=False`), on to CANCELLED. False when the frame moved meanwhile."""
+    if not _frame_move(frame_id, FrameState.SETTLED, FrameState.QUEUED, settled_at=None, **_RESULT_CLEARED):
+        return False
+    if rerender:
+        events.emit(events.FRAMES_QUEUED, frame_ids=[frame_id])
+    else:
+        _frame_move(frame_id, FrameState.QUEUED, FrameState.CANCELLED)
+    return True
+
+
+# --- jobs -----------------------------------------------------------------------------------
+
+
+def job_open(*, job_id: int) -> bool:
+    """QUOTED -> QUEUED: accepted (or a canary whose answers are stored); its frames may be leased."""
+    return _job_move(job_id, JobState.QUOTED, JobState.QUEUED, accepted_at=timezone.now())
+
+
+def job_start(*, job_id: int) -> bool:
+    """QUEUED -> RUNNING when its first frame is leased; False when it already moved on (one UPDATE, no lock)."""
+    return _job_move(job_id, JobState.QUEUED, JobState.RUNNING)
+
+
+def job_reopen(*, job_id: int, current: str) -> bool:
+    """DONE or FAILED -> RUNNING: a retry of failed frames, or an upheld dispute, renders more."""
+    return _job_move(job_id, current, JobState.RUNNING, finished_at=None)
+
+
+def job_close(*, job_id: int, current: str, target: str) -> bool:
+    """QUEUED or RUNNING -> DONE or FAILED, once no frame is open."""
+    return _job_move(job_id, current, target, finished_at=timezone.now())
+
+
+def job_cancel(*, job_id: int, current: str) -> bool:
+    """QUOTED, QUEUED or RUNNING -> CANCELLED (the caller cancels the frames and refunds)."""
+    return _job_move(job_id, current, JobState.CANCELLED, finished_at=timezone.now())
