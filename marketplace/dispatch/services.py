@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Case, Count, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from marketplace import blobs
@@ -323,13 +323,8 @@ def node_heartbeat(*, node: WorkerNode, lease_ids: list[int], paused: bool = Fal
     read "released", so the agent stops rendering them; with "finish" they run to their report.
     """
     now = timezone.now()
-    agent_state = WorkerNode.AgentState.PAUSED if paused else WorkerNode.AgentState.ONLINE
-    WorkerNode.objects.filter(pk=node.pk).update(last_heartbeat=now)
-    # After a goodbye only a hello brings the node back: a heartbeat still in flight from the exiting agent
-    # must not make it count as idle again.
-    WorkerNode.objects.filter(pk=node.pk).exclude(agent_state=WorkerNode.AgentState.OFFLINE).update(
-        agent_state=agent_state
-    )
+    # Rows are locked in the order a report and the reaper take them (lease, frame, then the node): writing the
+    # node row first deadlocked against a report of the same node under several web workers (cluster test).
     owner_pause = WorkerNode.objects.filter(pk=node.pk).values_list("paused_by_owner", "pause_mode").first()
     if owner_pause and owner_pause[0]:
         # Paused: give back what the agent is not rendering (a delivery still in its queue, which a paused agent
@@ -342,6 +337,14 @@ def node_heartbeat(*, node: WorkerNode, lease_ids: list[int], paused: bool = Fal
     for lease in leases.filter(state=FrameLease.State.ACTIVE, expires_at__gte=now):
         new_expiry = min(now + timedelta(seconds=conf.LEASE_SECONDS), lease.created_at + cap)
         FrameLease.objects.filter(pk=lease.pk, state=FrameLease.State.ACTIVE).update(expires_at=new_expiry)
+    agent_state = WorkerNode.AgentState.PAUSED if paused else WorkerNode.AgentState.ONLINE
+    # After a goodbye only a hello brings the node back: a heartbeat still in flight from the exiting agent
+    # must not make it count as idle again.
+    offline = WorkerNode.AgentState.OFFLINE
+    WorkerNode.objects.filter(pk=node.pk).update(
+        last_heartbeat=now,
+        agent_state=Case(When(agent_state=offline, then=Value(offline)), default=Value(agent_state)),
+    )
     node_status_sync(node_ids=[node.pk], now=now)
     return dict(leases.values_list("pk", "state"))
 
