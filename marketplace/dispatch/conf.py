@@ -19,3 +19,6 @@ UNPLACED_NOTICE_SECONDS = getattr(settings, "DISPATCH_UNPLACED_NOTICE_SECONDS", 
 # Hard cap on the pixels of any result image the market decodes, read from its header before decoding
 # (default: render_kernels' cap, 8192x8192 unless the RENDER_KERNELS_MAX_PIXELS environment variable says otherwise).
 MAX_IMAGE_PIXELS = getattr(settings, "RENDER_MAX_IMAGE_PIXELS", DEFAULT_MAX_PIXELS)
+# A `frame_rendered` task also takes on up to this many other rendered frames waiting for the same step, so
+# frames are thumbnailed, sampled and settled in batches when many are reported at once (issue 17).
+RENDERED_BATCH = getattr(settings, "DISPATCH_RENDERED_BATCH", 200)

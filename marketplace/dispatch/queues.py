@@ -84,3 +84,11 @@ def nodes_broker_revoke_on_commit(*, node_ids: list[int]) -> None:
                 log.error("event=broker_revoke_failed node=%s error=%s", node_id, exc)
 
     transaction.on_commit(revoke)
+
+
+def deliver_many(*, messages: list[tuple[int, dict]]) -> None:
+    """Deliver (node id, message) pairs in one round trip (a batch of new leases)."""
+    pipe = agent_redis().pipeline(transaction=False)
+    for node_id, message in messages:
+        pipe.lpush(queue_key(node_id), json.dumps(message))
+    pipe.execute()

@@ -7,7 +7,6 @@ Queue messages are sent after commit: a message only tells a node that a lease e
 
 from __future__ import annotations
 
-import io
 import logging
 import secrets
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from marketplace.nodes.selectors import active_leases
 from marketplace.nodes.services import node_ban as node_ban_mark
 from marketplace.nodes.services import node_status_sync
 from marketplace.verification import policy
-from marketplace.verification.crops import expected_size, image_size, noisy_key
+from marketplace.verification.crops import image_size, noisy_key
 from marketplace.verification.services import canary_frame_for, trust_lease_abandoned
 
 log = logging.getLogger("dispatch")
@@ -258,13 +257,9 @@ def verify_lease_create(*, frame_id: int, crop: dict, exclude_owner_id: int, dev
 
 def match_frames(*, limit: int = 500) -> int:
     """FrameLease queued frames to idle nodes until either runs out. Returns the number of leases made."""
-    made = 0
-    for node_id in matchable_nodes().order_by("last_heartbeat").values_list("pk", flat=True)[:limit]:
-        if not Frame.objects.filter(state=FrameState.QUEUED, job__is_canary=False).exists():
-            break
-        if lease_create_for_node(node_id=node_id) is not None:
-            made += 1
-    return made
+    from marketplace.dispatch.batch import leases_create  # builds on this module
+
+    return len(leases_create(limit=limit))
 
 
 # --- agent side: lease lookup, heartbeats, reports ------------------------------------------
@@ -719,27 +714,10 @@ def _after_commit_job_check(job_id: int) -> None:
 
 
 def frame_rendered(*, frame_id: int) -> None:
-    """A frame's result is committed: make its thumbnail, then hand it to verification."""
-    from marketplace.dispatch.images import image_from_bytes, thumbnail_png
-    from marketplace.verification.services import frame_verify_or_settle
+    """A frame's result is committed: thumbnail, then verification or settlement, with the frames waiting too."""
+    from marketplace.verification.batch import rendered_frames_process  # verification builds on dispatch
 
-    frame = Frame.objects.filter(pk=frame_id).first()
-    if frame is None or frame.state != FrameState.RENDERED:
-        return  # already handled: the task is idempotent
-    if not frame.thumbnail_key and frame.result_key:
-        lease = frame.leases.filter(kind=FrameLease.Kind.RENDER, result_key=frame.result_key).order_by("-pk").first()
-        try:
-            data = blobs.blob_read_checked(
-                frame.result_key, sha256=frame.result_sha256, max_bytes=conf.RESULT_MAX_BYTES
-            )
-            png = thumbnail_png(image_from_bytes(data, size=expected_size(lease.manifest) if lease else None))
-        except (blobs.DigestMismatch, ValueError) as exc:
-            frame_result_refuse(frame_id=frame.pk, result_key=frame.result_key, reason=str(exc))
-            return
-        key = f"thumbs/frame{frame.pk}-{frame.result_sha256[:16]}.png"
-        blobs.blob_put(key=key, fileobj=io.BytesIO(png))
-        Frame.objects.filter(pk=frame.pk).update(thumbnail_key=key, updated_at=timezone.now())  # the page's row
-    frame_verify_or_settle(frame_id=frame.pk)
+    rendered_frames_process(frame_ids=[frame_id], with_waiting=conf.RENDERED_BATCH)
 
 
 def frame_result_refuse(*, frame_id: int, result_key: str, reason: str) -> bool:
