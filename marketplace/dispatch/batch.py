@@ -60,13 +60,34 @@ def _fitting(profile: tuple):
     return qs
 
 
-def _pool(profile: tuple, size: int) -> list[Frame]:
-    """Up to `size` queued frames fitting `profile`, locked, in hand-out order.
+def _pool(profile: tuple, size: int, *, taken: set[int]) -> list[Frame]:
+    """Up to `size` queued frames fitting `profile`, locked, in hand-out order, none of `taken`.
 
     An artist's n-th frame at a priority has turn n + (its frames rendering now); frames go out by priority,
-    then turn, so equals alternate and the least busy artist goes first.
+    then turn, so equals alternate and the least busy artist goes first. The order is read without locks (a
+    window function cannot lock rows); frames a concurrent round locked meanwhile are skipped and the next
+    ones read, a few times at most.
     """
-    eligible, params = _fitting(profile).values("pk").query.sql_with_params()
+    pool: list[Frame] = []
+    skip = set(taken)
+    for _ in range(POOL_TRIES):
+        want = size - len(pool)
+        order = _pool_order(profile, want, skip=skip)
+        locked = services._locking(Frame.objects.filter(pk__in=order, state=FrameState.QUEUED))
+        by_id = {f.pk: f for f in locked.select_related("job__scene")}
+        pool += [by_id[pk] for pk in order if pk in by_id]
+        if len(order) < want or len(pool) >= size:
+            return pool  # no more fitting frames, or the pool is full
+        skip.update(order)
+    return pool
+
+
+POOL_TRIES = 4
+
+
+def _pool_order(profile: tuple, size: int, *, skip: set[int]) -> list[int]:
+    fitting = _fitting(profile).exclude(pk__in=skip) if skip else _fitting(profile)
+    eligible, params = fitting.values("pk").query.sql_with_params()
     frames, jobs = Frame._meta.db_table, Job._meta.db_table
     sql = f"""
         SELECT id FROM (
@@ -82,10 +103,7 @@ def _pool(profile: tuple, size: int) -> list[Frame]:
     """
     with connection.cursor() as cur:
         cur.execute(sql, [FrameState.LEASED, *params, size, size])
-        order = [row[0] for row in cur.fetchall()]
-    locked = services._locking(Frame.objects.filter(pk__in=order, state=FrameState.QUEUED))
-    by_id = {f.pk: f for f in locked.select_related("job__scene")}
-    return [by_id[pk] for pk in order if pk in by_id]
+        return [row[0] for row in cur.fetchall()]
 
 
 def _kept_off(node_ids: list[int]) -> dict[int, set[int]]:
@@ -111,9 +129,9 @@ def _assign(nodes: list[WorkerNode], kept_off: dict[int, set[int]]) -> tuple[lis
     for node in nodes:
         groups[_profile(node)].append(node)
     pairs, look_further = [], []
+    taken: set[int] = set()  # pools of different groups may share frames
     for profile, members in groups.items():
-        pool = _pool(profile, len(members))
-        taken: set[int] = set()
+        pool = _pool(profile, len(members), taken=taken)
         for node in members:
             frame = next((f for f in pool if f.pk not in taken and f.job_id not in kept_off.get(node.pk, ())), None)
             if frame is not None:
@@ -194,6 +212,6 @@ def thumbnails_make(*, leases: list[FrameLease]) -> dict[int, str]:
             services.frame_result_refuse(frame_id=frame.pk, result_key=frame.result_key, reason=str(exc))
             continue
         key = f"thumbs/frame{frame.pk}-{frame.result_sha256[:16]}.png"
-        blobs.blob_put(key=key, fileobj=io.BytesIO(png))
+        blobs.blob_put_new(key=key, fileobj=io.BytesIO(png))  # taken: a concurrent caller stored the same one
         made[frame.pk] = key
     return made

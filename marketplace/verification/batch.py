@@ -21,9 +21,9 @@ from marketplace.dispatch.models import FrameLease
 from marketplace.jobs import lifecycle_batch, settlement_batch
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState
+from marketplace.verification import services
 from marketplace.verification.crops import crops_choose, image_size, verifiable
 from marketplace.verification.models import CropCheck, FrameCheck, NodeTrust
-from marketplace.verification.services import _chance, frame_verify_or_settle, node_trust_get
 
 log = logging.getLogger("verification")
 
@@ -52,7 +52,7 @@ def _skip_reason(*, lease: FrameLease, rate: float) -> str:
     width, height = image_size(lease.manifest)  # a tile's crops are chosen inside the tile
     if not verifiable(width=width, height=height):
         return f"{width}x{height} is too small to compare"
-    if not _chance(rate):
+    if not services._chance(rate):  # the service's own draw (tests steer it there)
         return f"not sampled (check rate {rate:.0%})"
     return ""
 
@@ -67,7 +67,7 @@ def _locked_rendered(frame_ids: list[int]) -> set[int]:
 def _rates(node_ids: set[int]) -> dict[int, float]:
     rates = dict(NodeTrust.objects.filter(node_id__in=node_ids).values_list("node_id", "check_rate"))
     for node_id in node_ids - rates.keys():  # a node without a trust row yet (rare): created as the service does
-        rates[node_id] = node_trust_get(node_id=node_id).check_rate
+        rates[node_id] = services.node_trust_get(node_id=node_id).check_rate
     return rates
 
 
@@ -130,7 +130,7 @@ def rendered_frames_process(*, frame_ids: list[int], with_waiting: int = 0) -> l
         skipped = {check.frame_id: check.node_id for check in checks if check.kind == FrameCheck.Kind.SKIPPED}
         settled = settlement_batch.frames_settle(node_of=skipped)
     for frame_id in later:  # canaries, sampled frames (their crops are leased now), half-done ones
-        frame_verify_or_settle(frame_id=frame_id)
+        services.frame_verify_or_settle(frame_id=frame_id)
     return settled
 
 
