@@ -188,6 +188,7 @@ def worker(node_ids: list[int], out: mp.Queue) -> None:
             "seconds": time.perf_counter() - t_start,
             "timing": timing,
             "statements": statements,
+            "cpu_s": time.process_time(),  # this process: the market's Python and the fake agents' work
         }
     )
 
@@ -250,6 +251,7 @@ def main() -> None:
         "leases_per_round_mean": round(statistics.mean(round_sizes), 1),
         "postgres_cpu_s": round(cpu, 2),
         "postgres_cpu_ms_per_frame": round(cpu * 1000 / per_frame, 3),
+        "app_cpu_ms_per_frame": round(sum(r["cpu_s"] for r in results) * 1000 / per_frame, 2),
         "time_share": {k: round(v / busy, 3) for k, v in timing.items()},
         "ledger_total": selectors.ledger_total(),
         "drifting_accounts": len(selectors.ledger_drift()),
@@ -268,6 +270,7 @@ def main() -> None:
         f"{row['lease_p99_ms']:>7} {row['statements_per_frame']:>11} {row['postgres_cpu_ms_per_frame']:>11}"
     )
     print("statements per frame by phase:", row["statements_per_frame_by_phase"])
+    print("CPU ms/frame: Postgres", row["postgres_cpu_ms_per_frame"], " market + agents", row["app_cpu_ms_per_frame"])
     print(
         "time share:",
         row["time_share"],
