@@ -38,6 +38,7 @@ from marketplace.verification.crops import expected_size
 from marketplace.verification.services import canary_frame_for
 
 LIVE_JOBS = (JobState.QUEUED, JobState.RUNNING)
+POOL_TRIES = 4  # reads of a group's pool past frames concurrent rounds locked first
 
 
 def _profile(node: WorkerNode) -> tuple:
@@ -80,9 +81,6 @@ def _pool(profile: tuple, size: int, *, taken: set[int]) -> list[Frame]:
             return pool  # no more fitting frames, or the pool is full
         skip.update(order)
     return pool
-
-
-POOL_TRIES = 4
 
 
 def _pool_order(profile: tuple, size: int, *, skip: set[int]) -> list[int]:
