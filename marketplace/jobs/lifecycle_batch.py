@@ -19,11 +19,12 @@ FRAMES = Frame._meta.db_table
 JOBS = Job._meta.db_table
 
 
-def _values(rows: list[tuple]) -> tuple[str, list]:
-    """A VALUES list of these rows and its parameters (works on Postgres and SQLite)."""
-    width = len(rows[0])
-    one = "(" + ", ".join(["%s"] * width) + ")"
-    return ", ".join([one] * len(rows)), [x for row in rows for x in row]
+def _rows(rows: list[tuple], names: tuple[str, ...]) -> tuple[str, list]:
+    """A query yielding these rows under these column names, and its parameters. (Not `VALUES … AS v(a, b)`:
+    SQLite, `make run`'s database, names no VALUES columns.)"""
+    first = "SELECT " + ", ".join(f"%s AS {name}" for name in names)
+    rest = " UNION ALL SELECT " + ", ".join(["%s"] * len(names))
+    return first + rest * (len(rows) - 1), [x for row in rows for x in row]
 
 
 def frames_lease(*, frame_ids: Collection[int]) -> list[int]:
@@ -69,13 +70,13 @@ def frames_settle(*, node_of: Mapping[int, int]) -> dict[int, int]:
         check_transition(FRAME_TRANSITIONS, current, FrameState.SETTLED)
     if not node_of:
         return {}
-    values, params = _values(sorted(node_of.items()))
+    values, params = _rows(sorted(node_of.items()), ("id", "node"))
     now = timezone.now()
     with connection.cursor() as cur:
         cur.execute(
             f"UPDATE {FRAMES} SET state = %s, node_id = v.node, settled_at = %s, updated_at = %s, "
             f"settle_count = {FRAMES}.settle_count + 1 "
-            f"FROM (VALUES {values}) AS v(id, node) WHERE {FRAMES}.id = v.id AND {FRAMES}.state IN (%s, %s) "
+            f"FROM ({values}) AS v WHERE {FRAMES}.id = v.id AND {FRAMES}.state IN (%s, %s) "
             f"RETURNING {FRAMES}.id, {FRAMES}.settle_count",
             [FrameState.SETTLED, now, now, *params, *SETTLEABLE],
         )
@@ -86,10 +87,10 @@ def frames_thumbnail_set(*, keys: Mapping[int, str]) -> None:
     """Record each frame's thumbnail (its page's row shows it). Not a state change."""
     if not keys:
         return
-    values, params = _values(sorted(keys.items()))
+    values, params = _rows(sorted(keys.items()), ("id", "thumb"))
     with connection.cursor() as cur:
         cur.execute(
             f"UPDATE {FRAMES} SET thumbnail_key = v.thumb, updated_at = %s "
-            f"FROM (VALUES {values}) AS v(id, thumb) WHERE {FRAMES}.id = v.id",
+            f"FROM ({values}) AS v WHERE {FRAMES}.id = v.id",
             [timezone.now(), *params],
         )
