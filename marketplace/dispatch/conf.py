@@ -22,3 +22,6 @@ ABANDONS_PER_JOB = 2
 SIGNED_URL_SECONDS = getattr(settings, "DISPATCH_SIGNED_URL_SECONDS", 600)
 # Frames that no online node may take for this long are called out to the artist with a choice (issue 12).
 UNPLACED_NOTICE_SECONDS = getattr(settings, "DISPATCH_UNPLACED_NOTICE_SECONDS", 120)
+# A `frame_rendered` task also takes on up to this many other rendered frames waiting for the same step, so
+# frames are thumbnailed, sampled and settled in batches when many are reported at once (issue 17).
+RENDERED_BATCH = getattr(settings, "DISPATCH_RENDERED_BATCH", 200)

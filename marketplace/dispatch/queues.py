@@ -18,3 +18,11 @@ def queue_key(node_id: int) -> str:
 
 def deliver(*, node_id: int, message: dict) -> None:
     agent_redis().lpush(queue_key(node_id), json.dumps(message))
+
+
+def deliver_many(*, messages: list[tuple[int, dict]]) -> None:
+    """Deliver (node id, message) pairs in one round trip (a batch of new leases)."""
+    pipe = agent_redis().pipeline(transaction=False)
+    for node_id, message in messages:
+        pipe.lpush(queue_key(node_id), json.dumps(message))
+    pipe.execute()

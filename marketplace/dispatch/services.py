@@ -7,7 +7,6 @@ Queue messages are sent after commit: a message only tells a node that a lease e
 
 from __future__ import annotations
 
-import io
 import logging
 import secrets
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from marketplace import blobs
 from marketplace.accounts.tokens import secret_hash, secret_matches
 from marketplace.celery import app
 from marketplace.dispatch import conf, hooks, queues
-from marketplace.dispatch.manifests import Crop, crop_manifest, expected_size, image_size, noisy_key
+from marketplace.dispatch.manifests import Crop, crop_manifest, image_size, noisy_key
 from marketplace.dispatch.models import FrameLease, JobNodeBlock
 from marketplace.errors import Conflict
 from marketplace.jobs import events, lifecycle, pricing
@@ -32,7 +31,7 @@ from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.selectors import available_nodes
 from marketplace.nodes.services import node_ban as node_ban_mark
 from marketplace.nodes.services import node_status_sync
-from render_kernels import WrongSize, image_from_bytes, image_size_check, thumbnail_png
+from render_kernels import WrongSize, image_from_bytes, image_size_check
 from workers.contract import RenderManifest
 
 log = logging.getLogger("dispatch")
@@ -232,13 +231,9 @@ def verify_lease_create(*, frame_id: int, crop: dict, verifiers: QuerySet[Worker
 
 def match_frames(*, limit: int = 500) -> int:
     """FrameLease queued frames to idle nodes until either runs out. Returns the number of leases made."""
-    made = 0
-    for node_id in matchable_nodes().order_by("last_heartbeat").values_list("pk", flat=True)[:limit]:
-        if not Frame.objects.filter(state=FrameState.QUEUED, job__is_canary=False).exists():
-            break
-        if lease_create_for_node(node_id=node_id) is not None:
-            made += 1
-    return made
+    from marketplace.dispatch.batch import leases_create  # builds on this module
+
+    return len(leases_create(limit=limit))
 
 
 # --- agent side: lease lookup, heartbeats, reports ------------------------------------------
@@ -676,29 +671,6 @@ def _after_commit_match() -> None:
 
 
 # --- after a frame is rendered --------------------------------------------------------------
-
-
-def frame_thumbnail(*, frame_id: int) -> bool:
-    """A rendered frame's thumbnail, made once from its frozen result (verification calls this first when the
-    frame_rendered event arrives). False when the frame is not RENDERED, or its result was refused (the frame
-    went back to the queue)."""
-    frame = Frame.objects.filter(pk=frame_id).first()
-    if frame is None or frame.state != FrameState.RENDERED:
-        return False  # already handled: the task is idempotent
-    if not frame.thumbnail_key and frame.result_key:
-        lease = frame.leases.filter(kind=FrameLease.Kind.RENDER, result_key=frame.result_key).order_by("-pk").first()
-        try:
-            data = blobs.blob_read_checked(
-                frame.result_key, sha256=frame.result_sha256, max_bytes=conf.RESULT_MAX_BYTES
-            )
-            png = thumbnail_png(image_from_bytes(data, size=expected_size(lease.manifest) if lease else None))
-        except (blobs.DigestMismatch, ValueError) as exc:
-            frame_result_refuse(frame_id=frame.pk, result_key=frame.result_key, reason=str(exc))
-            return False
-        key = f"thumbs/frame{frame.pk}-{frame.result_sha256[:16]}.png"
-        blobs.blob_put(key=key, fileobj=io.BytesIO(png))
-        Frame.objects.filter(pk=frame.pk).update(thumbnail_key=key, updated_at=timezone.now())  # the page's row
-    return True
 
 
 def frame_result_refuse(*, frame_id: int, result_key: str, reason: str) -> bool:

@@ -409,11 +409,11 @@ def frame_settle(*, frame_id: int, node_id: int) -> bool:
         extra={"frame_id": frame.pk, "job_id": job.pk, "node_id": node_id, "price_micro": frame.price},
     )
     if frame.tile_x is not None:
-        _assemble_after_commit(job_id=job.pk, number=frame.number)
+        frame_assemble_after_commit(job_id=job.pk, number=frame.number)
     return True
 
 
-def _assemble_after_commit(*, job_id: int, number: int) -> None:
+def frame_assemble_after_commit(*, job_id: int, number: int) -> None:
     from marketplace.jobs.tasks import frame_assemble as assemble_task  # the tasks module imports this one
 
     transaction.on_commit(lambda: assemble_task.delay(job_id, number))

@@ -1,6 +1,7 @@
 """Every ledger write goes through here. One database transaction per call.
 
-`transfer` is the only function that creates postings; the escrow helpers are named transfers.
+`transfer` and its batch form `transfers` are the only functions that create postings; the escrow helpers
+are named transfers.
 """
 
 import json
@@ -112,12 +113,7 @@ def _post_rows(*, key: str, memo: str, metadata: dict, legs: Sequence[Leg], now)
     return row[0], True
 
 
-def transfer(*, key: str, memo: str, legs: Sequence[Leg], metadata: dict | None = None) -> LedgerTransaction:
-    """Post a balanced transaction once per idempotency key.
-
-    Replaying a key returns the first transaction unchanged; reusing it for other legs raises.
-    Overdrafts are refused by the accounts' CHECK constraint, so concurrent spenders cannot race past it.
-    """
+def _check_transfer(*, key: str, legs: Sequence[Leg]) -> None:
     if not key:
         raise LedgerError("an idempotency key is required")
     if len(legs) < 2:
@@ -127,6 +123,29 @@ def transfer(*, key: str, memo: str, legs: Sequence[Leg], metadata: dict | None 
             raise LedgerError("zero-amount legs are not allowed")
     if sum(leg.amount for leg in legs) != 0:
         raise UnbalancedTransaction(f"legs sum to {sum(leg.amount for leg in legs)}, not 0")
+
+
+def _replays_check(replays: dict[int, tuple[str, Sequence[Leg]]]) -> None:
+    """A replayed key (transaction id -> (key, legs)) must carry the postings it was first used for."""
+    if not replays:
+        return
+    stored: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for txn_id, account_id, amount in Posting.objects.filter(transaction_id__in=replays).values_list(
+        "transaction_id", "account_id", "amount"
+    ):
+        stored[txn_id].append((account_id, amount))
+    for txn_id, (key, legs) in replays.items():
+        if _legs_signature(stored[txn_id]) != _legs_signature((leg.account.pk, leg.amount) for leg in legs):
+            raise IdempotencyKeyReused(f"idempotency key {key!r} was used for different postings")
+
+
+def transfer(*, key: str, memo: str, legs: Sequence[Leg], metadata: dict | None = None) -> LedgerTransaction:
+    """Post a balanced transaction once per idempotency key.
+
+    Replaying a key returns the first transaction unchanged; reusing it for other legs raises.
+    Overdrafts are refused by the accounts' CHECK constraint, so concurrent spenders cannot race past it.
+    """
+    _check_transfer(key=key, legs=legs)
     metadata = metadata or {}
     now = timezone.now()
     post = _post_in_database if connection.vendor == "postgresql" else _post_rows
@@ -144,12 +163,81 @@ def transfer(*, key: str, memo: str, legs: Sequence[Leg], metadata: dict | None 
         raise
     if not created:
         # The key exists (or a concurrent writer just committed it): replay the first result.
-        txn = LedgerTransaction.objects.get(pk=txn_id)
-        wanted = _legs_signature((leg.account.pk, leg.amount) for leg in legs)
-        if _legs_signature(txn.postings.values_list("account_id", "amount")) != wanted:
-            raise IdempotencyKeyReused(f"idempotency key {key!r} was used for different postings")
-        return txn
+        _replays_check({txn_id: (key, legs)})
+        return LedgerTransaction.objects.get(pk=txn_id)
     return LedgerTransaction(pk=txn_id, idempotency_key=key, memo=memo, metadata=metadata, created_at=now)
+
+
+@dataclass(frozen=True)
+class Transfer:
+    key: str
+    memo: str
+    legs: Sequence[Leg]
+    metadata: dict | None = None
+
+
+@dataclass(frozen=True)
+class Posted:
+    key: str
+    transaction_id: int
+    created: bool  # False: the key was already posted (a replay), nothing was written
+
+
+def _post_many_in_database(*, transfers: Sequence[Transfer], now) -> list[tuple[int, bool]]:
+    """Postgres: migration 0004's `ledger_post_many` does every transfer's writes in one statement."""
+    leg_of, accounts, amounts = [], [], []
+    for i, t in enumerate(transfers, start=1):  # `WITH ORDINALITY` counts from 1
+        leg_of += [i] * len(t.legs)
+        accounts += [leg.account.pk for leg in t.legs]
+        amounts += [leg.amount for leg in t.legs]
+    sql = (
+        "SELECT transaction_id, created FROM ledger_post_many(%s::text[], %s::text[], %s::jsonb[], %s::int[], "
+        "%s::bigint[], %s::bigint[], %s)"
+    )
+    params = [
+        [t.key for t in transfers],
+        [t.memo for t in transfers],
+        [json.dumps(t.metadata or {}) for t in transfers],
+        leg_of,
+        accounts,
+        amounts,
+        now,
+    ]
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def transfers(*, transfers: Sequence[Transfer]) -> list[Posted]:
+    """Post many balanced transactions at once, each once per its own idempotency key (a batch of settlements).
+
+    The same rules as `transfer`, per transfer: a replayed key writes nothing, a key reused for other legs
+    raises (and nothing of the batch is written); an overdraft refuses the whole batch. One statement on
+    Postgres, in one transaction (a savepoint inside a caller's).
+    """
+    if not transfers:
+        return []
+    for t in transfers:
+        _check_transfer(key=t.key, legs=t.legs)
+    if len({t.key for t in transfers}) != len(transfers):
+        raise LedgerError("a batch names one idempotency key twice")
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                rows = _post_many_in_database(transfers=transfers, now=now)
+            else:
+                rows = [
+                    _post_rows(key=t.key, memo=t.memo, metadata=t.metadata or {}, legs=t.legs, now=now)
+                    for t in transfers
+                ]
+            posted = zip(transfers, rows, strict=True)
+            _replays_check({txn_id: (t.key, t.legs) for t, (txn_id, created) in posted if not created})
+    except IntegrityError as exc:
+        if _overdraft(exc):
+            raise InsufficientFunds(f"{len(transfers)} transfers: insufficient funds") from exc
+        raise
+    return [Posted(t.key, txn_id, created) for t, (txn_id, created) in zip(transfers, rows, strict=True)]
 
 
 def fee_for(amount: int) -> int:
@@ -170,16 +258,59 @@ def hold_escrow(*, artist, job_ref: str, amount: int, key: str) -> LedgerTransac
 
 def release_escrow(*, artist, job_ref: str, provider, amount: int, key: str, memo: str = "") -> LedgerTransaction:
     """Job escrow -> provider pending (minus the platform fee) + platform revenue."""
-    if _check_amount(amount) <= 0:
-        raise LedgerError("release amount must be positive")
     escrow, pending, revenue = accounts_get(
         (Kind.JOB_ESCROW, artist, job_ref), (Kind.PROVIDER_PENDING, provider, ""), (Kind.PLATFORM_REVENUE, None, "")
     )
+    legs = _release_legs(escrow=escrow, pending=pending, revenue=revenue, amount=amount)
+    return transfer(key=key, memo=memo or f"release escrow of {job_ref}", legs=legs)
+
+
+@dataclass(frozen=True)
+class Release:
+    """One `release_escrow` of a batch."""
+
+    artist: Owner
+    job_ref: str
+    provider: Owner
+    amount: int
+    key: str
+    memo: str
+
+
+def _release_legs(*, escrow: Account, pending: Account, revenue: Account, amount: int) -> list[Leg]:
+    if _check_amount(amount) <= 0:
+        raise LedgerError("release amount must be positive")
     fee = fee_for(amount)
     legs = [Leg(escrow, -amount), Leg(pending, amount - fee)]
     if fee:
         legs.append(Leg(revenue, fee))
-    return transfer(key=key, memo=memo or f"release escrow of {job_ref}", legs=legs)
+    return legs
+
+
+def release_escrow_many(*, releases: Sequence[Release]) -> list[Posted]:
+    """Many `release_escrow`s (a batch of settled frames) in one `transfers` call; accounts read in one query."""
+    if not releases:
+        return []
+    wanted: list[tuple[str, Owner, str]] = [(Kind.PLATFORM_REVENUE, None, "")]
+    for r in releases:
+        wanted += [(Kind.JOB_ESCROW, r.artist, r.job_ref), (Kind.PROVIDER_PENDING, r.provider, "")]
+    revenue, *pairs = accounts_get(*dict.fromkeys(wanted, None))
+    by_triple = dict(zip(dict.fromkeys(wanted[1:]), pairs, strict=True))
+    return transfers(
+        transfers=[
+            Transfer(
+                key=r.key,
+                memo=r.memo,
+                legs=_release_legs(
+                    escrow=by_triple[(Kind.JOB_ESCROW, r.artist, r.job_ref)],
+                    pending=by_triple[(Kind.PROVIDER_PENDING, r.provider, "")],
+                    revenue=revenue,
+                    amount=r.amount,
+                ),
+            )
+            for r in releases
+        ]
+    )
 
 
 def refund_escrow(*, artist, job_ref: str, key: str, amount: int | None = None) -> LedgerTransaction | None:

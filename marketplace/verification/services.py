@@ -37,7 +37,6 @@ from marketplace.dispatch.models import FrameLease
 from marketplace.dispatch.services import (
     Delivery,
     frame_result_refuse,
-    frame_thumbnail,
     leases_revoke_for_nodes,
     node_block_for_job,
     verify_lease_create,
@@ -185,13 +184,6 @@ def _render_lease_of(frame: Frame) -> FrameLease | None:
         .order_by("-id")
         .first()
     )
-
-
-def frame_rendered(*, frame_id: int) -> None:
-    """The frame_rendered event (jobs.events): dispatch makes the thumbnail from the frozen result (refusing a
-    result that no longer matches its digest), then the frame is checked or settled."""
-    if frame_thumbnail(frame_id=frame_id):
-        frame_verify_or_settle(frame_id=frame_id)
 
 
 def frame_verify_or_settle(*, frame_id: int) -> FrameCheck | None:

@@ -2,13 +2,15 @@
 
 from celery import shared_task
 
-from marketplace.verification import services
+from marketplace.dispatch import conf as dispatch_conf
+from marketplace.verification import batch, services
 
 
 @shared_task(name="verification.frame_rendered", acks_late=True, ignore_result=True)
 def frame_rendered(frame_id: int) -> None:
-    """Subscribed to frame_rendered (jobs.events)."""
-    services.frame_rendered(frame_id=frame_id)
+    """Subscribed to frame_rendered (jobs.events): thumbnails (dispatch), then each frame checked or settled, with
+    up to DISPATCH_RENDERED_BATCH other rendered frames waiting for the same step, in one batch."""
+    batch.rendered_frames_process(frame_ids=[frame_id], with_waiting=dispatch_conf.RENDERED_BATCH)
 
 
 @shared_task(name="verification.crop_reported", acks_late=True, ignore_result=True)

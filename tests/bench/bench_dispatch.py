@@ -1,14 +1,23 @@
-"""Dispatch throughput: 1,000 simulated nodes on Postgres + Redis, each with a fake renderer that reports
-at once. Measures frames matched → leased → reported → settled per second, and lease latency (one
-`lease_create_for_node` call: pick, lock, lease, commit, deliver to the node's Redis queue).
+"""Dispatch throughput on the set-oriented hot path (issue 17): BENCH_NODES simulated nodes (1,000; run it
+with 10,000 too) on Postgres + Redis, each with a fake renderer that reports at once. Measures frames matched
+-> leased -> reported -> settled per second, SQL statements per frame (per phase), lease latency and Postgres
+CPU seconds per frame.
 
-Each of W processes plays the marketplace for a slice of the nodes: it leases a frame to a node, the
-node's fake agent takes the message from its own queue, stores a tiny PNG and reports through the same
-service the API calls, and the process runs the `verification.frame_rendered` task inline (what a Celery worker would
-do). Verification is switched to "no check" here so that this bench measures dispatch and settlement only;
-verification cost is measured in bench_verify. The simulated nodes heartbeat as agents do (every
-NODE_HEARTBEAT_SECONDS, as one UPDATE per process), so a slow run never loses its nodes to the offline
-threshold; a run that leaves any frame unsettled exits non-zero. Run: `make bench BENCH=dispatch`.
+Each of W processes plays the marketplace and the agents in rounds: one matching round
+(`dispatch.batch.leases_create`, what the `dispatch.match` task runs) leases frames to up to BENCH_BATCH idle
+nodes; each leased node's fake agent takes its message from its own Redis queue, asks for the lease's details
+(`lease_details`, what the agent's GET does), stores a tiny PNG and reports through the service the API calls;
+then the round's rendered frames are thumbnailed, sampled and settled in one batch
+(`verification.batch.rendered_frames_process`, what a `verification.frame_rendered` task runs with the frames
+waiting). Verification is switched to "no check" (steady trust, check rate 0) so that this bench measures
+dispatch and settlement only; verification cost is measured in bench_verify. The simulated nodes heartbeat as
+agents do (every NODE_HEARTBEAT_SECONDS, as one UPDATE per process), so a slow run never loses its nodes to
+the offline threshold; a run that leaves any frame unsettled, or the ledger unbalanced, exits non-zero.
+
+Lease latency is what one lease waits from the start of its matching round to its commit (the round's
+duration; the message is sent after commit). Postgres CPU is the server's own processes' CPU time (utime +
+stime from /proc, backends that exited included), before and after the measured part.
+Run: `make bench BENCH=dispatch` (env BENCH_NODES, BENCH_FRAMES, BENCH_WORKERS, BENCH_BATCH).
 """
 
 import io
@@ -30,13 +39,17 @@ os.environ["CELERY_TASK_ALWAYS_EAGER"] = "0"  # tasks go to Redis like in produc
 NODES = int(os.environ.get("BENCH_NODES", "1000"))
 FRAMES = int(os.environ.get("BENCH_FRAMES", "3000"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "3"))
+BATCH = int(os.environ.get("BENCH_BATCH", "100"))
+PHASES = ("lease", "agent", "report", "settle", "heartbeat")
 
 
-def setup() -> list[int]:
+def setup() -> None:
     from django.core.management import call_command
+    from django.utils import timezone
 
     from marketplace.accounts.models import User
     from marketplace.nodes.models import WorkerNode
+    from marketplace.verification.models import NodeTrust
     from tests.fixtures.market import make_node, make_queued_job
     from tests.fixtures.money import fund
 
@@ -46,10 +59,47 @@ def setup() -> list[int]:
     for i, artist in enumerate(artists):
         fund(artist, 10**15)
         make_queued_job(artist, frames=FRAMES // len(artists), price=1_000_000, priority=i % 2)
+    # One node the way an agent registers; the others copied from it in bulk (10,000 hellos would take minutes).
     # Steady trust with no sampled checks: this bench isolates dispatch + settlement.
-    node_ids = [make_node(provider, name=f"sim{i}", unchecked=True)[0].pk for i in range(NODES)]
-    WorkerNode.objects.update(last_heartbeat=django.utils.timezone.now())
-    return node_ids
+    template, _ = make_node(provider, name="sim0", unchecked=True)
+    copies = []
+    for i in range(1, NODES):
+        node = WorkerNode.objects.get(pk=template.pk)
+        node.pk, node.name, node.token_prefix = None, f"sim{i}", f"b{i:011d}"
+        copies.append(node)
+    WorkerNode.objects.bulk_create(copies, batch_size=2000)
+    NodeTrust.objects.bulk_create(
+        [NodeTrust(node=n, consecutive_passes=1000, check_rate=0.0) for n in copies], batch_size=2000
+    )
+    WorkerNode.objects.update(last_heartbeat=timezone.now())
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU time of this database's Postgres server: the postmaster, its live children, and children it reaped."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        backend = cur.fetchone()[0]
+    status = Path(f"/proc/{backend}/status").read_text()
+    postmaster = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def fields(pid: int) -> list[str]:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2 :].split()  # fields from the 3rd on (the name may hold spaces)
+
+    total = sum(int(x) for x in fields(postmaster)[11:15])  # utime, stime, cutime, cstime
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == postmaster:
+            continue
+        try:
+            f = fields(int(proc.name))
+        except OSError:
+            continue
+        if int(f[1]) == postmaster:  # parent pid
+            total += int(f[11]) + int(f[12])
+    return total / tick
 
 
 def worker(node_ids: list[int], out: mp.Queue) -> None:
@@ -60,74 +110,91 @@ def worker(node_ids: list[int], out: mp.Queue) -> None:
     from django.utils import timezone
 
     from marketplace import blobs
-    from marketplace.dispatch import queues, services
+    from marketplace.dispatch import batch, queues, services
     from marketplace.jobs.models import Frame
     from marketplace.jobs.states import FrameState
     from marketplace.nodes import conf as node_conf
     from marketplace.nodes.models import WorkerNode
-    from marketplace.verification import services as verification
+    from marketplace.verification.batch import rendered_frames_process
     from tests.fixtures.market import png_bytes
 
     r = redis.Redis.from_url(settings.AGENT_BROKER_URL)
     png = png_bytes(32, 24)
-    statements = [0]
+    statements = dict.fromkeys(PHASES, 0)
+    phase = ["heartbeat"]
 
     def count(execute, sql, params, many, context):
-        statements[0] += 1
+        statements[phase[0]] += 1
         return execute(sql, params, many, context)
 
     def heartbeat() -> float:
+        phase[0] = "heartbeat"
         WorkerNode.objects.filter(pk__in=node_ids).update(last_heartbeat=timezone.now())
         return time.monotonic()
 
+    nodes = {n.pk: n for n in WorkerNode.objects.all()}
+    connection.execute_wrappers.append(count)
     beat_every = node_conf.HEARTBEAT_SECONDS
     last_beat = heartbeat()
-    nodes = {n.pk: n for n in WorkerNode.objects.filter(pk__in=node_ids)}
-    latencies, settled, t_start = [], 0, time.perf_counter()
-    timing = {"lease": 0.0, "report": 0.0, "settle": 0.0}
-    idle = list(node_ids)
-    retries = 20  # SKIP LOCKED hides frames other processes are leasing: look again before giving up
-    connection.execute_wrappers.append(count)
-    while idle:
-        progressed = False
-        for node_id in idle:
-            if time.monotonic() - last_beat >= beat_every:
-                last_beat = heartbeat()
-            t0 = time.perf_counter()
-            delivery = services.lease_create_for_node(node_id=node_id)
-            t1 = time.perf_counter()
-            if delivery is None:
-                continue
-            progressed = True
-            latencies.append(t1 - t0)
-            timing["lease"] += t1 - t0
-            message = json.loads(r.rpop(queues.queue_key(node_id)))
-            lease = services.FrameLease.objects.only("result_key", "frame_id").get(pk=message["lease"])
-            blobs.blob_put(key=lease.result_key, fileobj=io.BytesIO(png))
-            t2 = time.perf_counter()
-            services.lease_report(
-                node=nodes[node_id], lease_id=message["lease"], token=message["token"], ok=True, stats={"seconds": 0.01}
-            )
-            t3 = time.perf_counter()
-            verification.frame_rendered(frame_id=lease.frame_id)
-            timing["report"] += t3 - t2
-            timing["settle"] += time.perf_counter() - t3
-            settled += 1
-        if not progressed:
-            retries -= 1
-            if retries == 0 or not Frame.objects.filter(state=FrameState.QUEUED).exists():
+    latencies, rounds, settled, t_start = [], [], 0, time.perf_counter()
+    timing = dict.fromkeys(PHASES, 0.0)
+    empty_rounds = 0
+    while True:
+        if time.monotonic() - last_beat >= beat_every:
+            last_beat = heartbeat()
+        phase[0] = "lease"
+        t0 = time.perf_counter()
+        deliveries = batch.leases_create(limit=BATCH)
+        t1 = time.perf_counter()
+        timing["lease"] += t1 - t0
+        if not deliveries:
+            # SKIP LOCKED hides frames and nodes other processes are leasing: look again before giving up
+            empty_rounds += 1
+            if empty_rounds >= 40 or not Frame.objects.filter(state=FrameState.QUEUED).exists():
                 break
             time.sleep(0.05)
+            continue
+        empty_rounds = 0
+        rounds.append((t1 - t0, len(deliveries)))
+        latencies += [t1 - t0] * len(deliveries)
+        rendered = []
+        for delivery in deliveries:
+            node = nodes[delivery.node_id]
+            phase[0] = "agent"
+            t2 = time.perf_counter()
+            message = json.loads(r.rpop(queues.queue_key(delivery.node_id)))
+            details = services.lease_details(node=node, lease_id=message["lease"], token=message["token"])
+            lease = services.FrameLease.objects.only("result_key", "frame_id").get(pk=message["lease"])
+            blobs.blob_put(key=lease.result_key, fileobj=io.BytesIO(png))
+            phase[0] = "report"
+            t3 = time.perf_counter()
+            outcome = services.lease_report(
+                node=node, lease_id=details["lease"], token=message["token"], ok=True, stats={"seconds": 0.01}
+            )
+            timing["agent"] += t3 - t2
+            timing["report"] += time.perf_counter() - t3
+            if outcome.accepted:
+                rendered.append(lease.frame_id)
+        phase[0] = "settle"
+        t4 = time.perf_counter()
+        settled += len(rendered_frames_process(frame_ids=rendered))
+        timing["settle"] += time.perf_counter() - t4
     connection.execute_wrappers.remove(count)
     out.put(
         {
             "latencies": latencies,
+            "rounds": rounds,
             "settled": settled,
             "seconds": time.perf_counter() - t_start,
             "timing": timing,
-            "statements": statements[0],
+            "statements": statements,
+            "cpu_s": time.process_time(),  # this process: the market's Python and the fake agents' work
         }
     )
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    return sorted_values[max(0, int(len(sorted_values) * q) - 1)]
 
 
 def main() -> None:
@@ -138,12 +205,15 @@ def main() -> None:
     from marketplace.jobs.models import Frame
     from marketplace.ledger import selectors
     from marketplace.ledger.models import LedgerTransaction
+    from marketplace.nodes.models import WorkerNode
 
     if connection.vendor != "postgresql":
         sys.exit("bench_dispatch needs Postgres: run `make bench BENCH=dispatch`")
     t = time.perf_counter()
-    node_ids = setup()
+    setup()
+    node_ids = list(WorkerNode.objects.order_by("pk").values_list("pk", flat=True))
     print(f"setup: {NODES} nodes, {FRAMES} frames in {time.perf_counter() - t:.1f}s", flush=True)
+    cpu_before = postgres_cpu_seconds()
     connections.close_all()
     out: mp.Queue = mp.Queue()
     slices = [node_ids[i::WORKERS] for i in range(WORKERS)]
@@ -155,22 +225,33 @@ def main() -> None:
     for p in procs:
         p.join()
     elapsed = time.perf_counter() - start
+    time.sleep(0.2)  # let the postmaster reap the workers' backends, so their CPU time is counted
+    cpu = postgres_cpu_seconds() - cpu_before
     latencies = sorted(x for r in results for x in r["latencies"])
     settled_db = Frame.objects.filter(state="settled").count()
     unsettled = dict(Frame.objects.exclude(state="settled").values_list("state").annotate(n=Count("pk")))
-    timing = {k: sum(r["timing"][k] for r in results) for k in ("lease", "report", "settle")}
+    timing = {k: sum(r["timing"][k] for r in results) for k in PHASES}
+    statements = {k: sum(r["statements"][k] for r in results) for k in PHASES}
     busy = sum(timing.values())
+    per_frame = max(settled_db, 1)
+    round_sizes = [n for r in results for _, n in r["rounds"]]
     row = {
         "nodes": NODES,
         "frames": FRAMES,
         "processes": WORKERS,
+        "batch": BATCH,
         "seconds": round(elapsed, 2),
         "frames_settled": settled_db,
         "frames_not_settled": unsettled,
         "frames_per_s": round(settled_db / elapsed, 1),
-        "statements_per_frame": round(sum(r["statements"] for r in results) / max(settled_db, 1), 1),
+        "statements_per_frame": round(sum(statements.values()) / per_frame, 2),
+        "statements_per_frame_by_phase": {k: round(v / per_frame, 2) for k, v in statements.items()},
         "lease_p50_ms": round(statistics.median(latencies) * 1000, 2),
-        "lease_p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
+        "lease_p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+        "leases_per_round_mean": round(statistics.mean(round_sizes), 1),
+        "postgres_cpu_s": round(cpu, 2),
+        "postgres_cpu_ms_per_frame": round(cpu * 1000 / per_frame, 3),
+        "app_cpu_ms_per_frame": round(sum(r["cpu_s"] for r in results) * 1000 / per_frame, 2),
         "time_share": {k: round(v / busy, 3) for k, v in timing.items()},
         "ledger_total": selectors.ledger_total(),
         "drifting_accounts": len(selectors.ledger_drift()),
@@ -182,14 +263,16 @@ def main() -> None:
     }
     print(
         f"{'nodes':>6} {'frames':>7} {'procs':>5} {'settled':>8} {'frames/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'stmts/frame':>11}"
+        f"{'stmts/frame':>11} {'pg ms/frame':>11}"
     )
     print(
         f"{NODES:>6} {FRAMES:>7} {WORKERS:>5} {settled_db:>8} {row['frames_per_s']:>9} {row['lease_p50_ms']:>7} "
-        f"{row['lease_p99_ms']:>7} {row['statements_per_frame']:>11}"
+        f"{row['lease_p99_ms']:>7} {row['statements_per_frame']:>11} {row['postgres_cpu_ms_per_frame']:>11}"
     )
+    print("statements per frame by phase:", row["statements_per_frame_by_phase"])
+    print("CPU ms/frame: Postgres", row["postgres_cpu_ms_per_frame"], " market + agents", row["app_cpu_ms_per_frame"])
     print(
-        "time share (lease / report / settle):",
+        "time share:",
         row["time_share"],
         " ledger sum:",
         row["ledger_total"],
@@ -205,8 +288,9 @@ def main() -> None:
         + "\n"
     )
     print(f"wrote {path.relative_to(ROOT)}")
-    if unsettled:
-        sys.exit(f"FAILED RUN: {sum(unsettled.values())} frames not settled: {unsettled}")
+    broken = row["ledger_total"] != 0 or row["drifting_accounts"] or row["settlements_minus_settled_frames"]
+    if unsettled or broken:
+        sys.exit(f"FAILED RUN: {sum(unsettled.values())} frames not settled: {unsettled}; ledger broken: {broken}")
 
 
 if __name__ == "__main__":

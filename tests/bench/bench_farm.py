@@ -16,7 +16,7 @@ load, render, upload, report), the gaps between a report and the next lease's ar
 last report to the last settlement (frame_rendered, crops, settle; Frame.settled_at); `unaccounted` is what
 is left (the agent's time in a lease outside its named steps, plus the bench's own poll). Work beside the
 critical path (`beside`) is listed with its compute: platform crop renders (cold or warm, from
-`event=platform_render`), Celery task seconds by task (thumbnails are in dispatch.frame_rendered), canaries.
+`event=platform_render`), Celery task seconds by task (thumbnails are in verification.frame_rendered), canaries.
 Run: `make bench BENCH=farm`.
 """
 
@@ -115,7 +115,7 @@ def _platform_renders(path: Path) -> dict:
 
 
 def thumbnail_seconds(job) -> float:
-    """The thumbnail work of dispatch.frame_rendered (digest-checked read, second decode, thumbnail, store) on
+    """The thumbnail work of verification.frame_rendered (digest-checked read, second decode, thumbnail, store) on
     this job's frozen results, repeated here after the run: the task's log gives only its total."""
     import io
 

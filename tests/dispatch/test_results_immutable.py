@@ -23,6 +23,7 @@ from marketplace.jobs import events
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState
 from marketplace.ledger.models import LedgerTransaction
+from marketplace.verification import tasks as verification_tasks
 from tests.fixtures.market import make_node, make_queued_job, png_bytes
 from tests.fixtures.personas import PASSWORD
 
@@ -170,7 +171,7 @@ def test_a_tampered_result_is_refused_at_the_thumbnail_and_the_frame_requeued(un
     blobs.blob_put(key=frame.result_key, fileobj=io.BytesIO(png_bytes(32, 24, seed=9)))
 
     with caplog.at_level(logging.ERROR):
-        assert services.frame_thumbnail(frame_id=frame.pk) is False  # what frame_rendered's subscriber does first
+        verification_tasks.frame_rendered(frame.pk)  # frame_rendered's subscriber: the thumbnail comes first
     frame.refresh_from_db()
     assert frame.state == FrameState.QUEUED and frame.result_key == "" and not frame.thumbnail_key
     assert "stored result refused" in frame.last_error

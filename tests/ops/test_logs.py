@@ -76,7 +76,7 @@ def test_an_agent_report_logs_json_lines_with_its_node_lease_frame_job_and_reque
     )
     # The report committed and settled the frame in a Celery task (inline here): its lines name the task too.
     settled = json_log.one("frame_settled")
-    assert settled["task_name"] == "dispatch.frame_rendered" and settled["task_id"]
+    assert settled["task_name"] == "verification.frame_rendered" and settled["task_id"]
     assert settled.items() >= {**ids, "request_id": request_id}.items()
     assert Frame.objects.get(pk=frame.pk).state == FrameState.SETTLED
 
@@ -129,8 +129,8 @@ def test_a_request_id_is_returned_and_a_callers_sane_one_kept(client, json_log):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("agent_queues")
 def test_a_celery_task_binds_its_id_name_and_id_arguments(funded_artist, provider, json_log):
-    assert task_ids(app.tasks["dispatch.frame_rendered"], (7,), {}) == {"frame_id": 7}
-    assert task_ids(app.tasks["dispatch.frame_rendered"], (), {"frame_id": 7}) == {"frame_id": 7}
+    assert task_ids(app.tasks["verification.frame_rendered"], (7,), {}) == {"frame_id": 7}
+    assert task_ids(app.tasks["verification.frame_rendered"], (), {"frame_id": 7}) == {"frame_id": 7}
     job = make_queued_job(funded_artist, frames=1)
     node, _ = make_node(provider, unchecked=True)
     with logs.scope(request_id="outer"):

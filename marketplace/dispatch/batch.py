@@ -1,0 +1,213 @@
+"""Set-oriented matching (the dispatch hot path, issue 17): one round leases many frames to many idle nodes
+in a handful of statements, whatever their number, under the rules of `services.lease_create_for_node`.
+
+A round locks up to `limit` idle nodes (`services.matchable_nodes`, SKIP LOCKED), groups them by what they
+can take (Blender series, price floor, VRAM), reads each group's pool of fitting queued frames in the order
+one-node-at-a-time matching would hand them out (highest priority first; among equals, round-robin over the
+artists, the one with the fewest frames rendering first), locks the pool (SKIP LOCKED: concurrent rounds get
+disjoint frames), and hands each node the first frame of its pool that it is not kept off (job-node blocks,
+abandoned jobs). A node's canary draw replaces its frame as in `lease_create_for_node`. Then one UPDATE
+claims every frame, one INSERT writes the leases, one UPDATE re-derives the nodes' status, and one Redis
+pipeline delivers the messages after commit. A node kept off its whole pool while the pool was cut short
+falls back to `lease_create_for_node`, which looks past the pool.
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+from collections import defaultdict
+from datetime import timedelta
+
+from django.db import connection, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from marketplace import blobs
+from marketplace.accounts.tokens import secret_hash
+from marketplace.dispatch import conf, hooks, queues, services
+from marketplace.dispatch.manifests import expected_size
+from marketplace.dispatch.models import FrameLease, JobNodeBlock
+from marketplace.jobs import lifecycle
+from marketplace.jobs.models import Frame, Job
+from marketplace.jobs.states import FrameState, JobState
+from marketplace.nodes.models import WorkerNode
+from marketplace.nodes.services import node_status_sync
+from render_kernels import image_from_bytes, thumbnail_png
+
+LIVE_JOBS = (JobState.QUEUED, JobState.RUNNING)
+POOL_TRIES = 4  # reads of a group's pool past frames concurrent rounds locked first
+
+
+def _profile(node: WorkerNode) -> tuple:
+    """What decides which frames fit a node, apart from its own blocks: nodes alike share one frame pool."""
+    vram = node.vram_mb if node.device_type != WorkerNode.Device.CPU and node.vram_mb else None
+    return tuple(node.series), node.min_price_per_frame, vram
+
+
+def _fitting(profile: tuple):
+    series, floor, vram = profile
+    qs = Frame.objects.filter(
+        state=FrameState.QUEUED,
+        job__state__in=LIVE_JOBS,
+        price__gte=floor,
+        job__is_canary=False,
+        job__blender_series__in=series,
+    )
+    if vram:
+        qs = qs.filter(Q(job__quote__vram_mb__isnull=True) | Q(job__quote__vram_mb__lte=vram))
+    return qs
+
+
+def _pool(profile: tuple, size: int, *, taken: set[int]) -> list[Frame]:
+    """Up to `size` queued frames fitting `profile`, locked, in hand-out order, none of `taken`.
+
+    An artist's n-th frame at a priority has turn n + (its frames rendering now); frames go out by priority,
+    then turn, so equals alternate and the least busy artist goes first. The order is read without locks (a
+    window function cannot lock rows); frames a concurrent round locked meanwhile are skipped and the next
+    ones read, a few times at most.
+    """
+    pool: list[Frame] = []
+    skip = set(taken)
+    for _ in range(POOL_TRIES):
+        want = size - len(pool)
+        order = _pool_order(profile, want, skip=skip)
+        locked = services._locking(Frame.objects.filter(pk__in=order, state=FrameState.QUEUED))
+        by_id = {f.pk: f for f in locked.select_related("job__scene")}
+        pool += [by_id[pk] for pk in order if pk in by_id]
+        if len(order) < want or len(pool) >= size:
+            return pool  # no more fitting frames, or the pool is full
+        skip.update(order)
+    return pool
+
+
+def _pool_order(profile: tuple, size: int, *, skip: set[int]) -> list[int]:
+    fitting = _fitting(profile).exclude(pk__in=skip) if skip else _fitting(profile)
+    eligible, params = fitting.values("pk").query.sql_with_params()
+    frames, jobs = Frame._meta.db_table, Job._meta.db_table
+    sql = f"""
+        SELECT id FROM (
+            SELECT f.id, j.priority, j.owner_id,
+                   ROW_NUMBER() OVER (PARTITION BY j.priority, j.owner_id ORDER BY f.job_id, f.number) AS turn,
+                   COALESCE(b.n, 0) AS busy
+              FROM {frames} f JOIN {jobs} j ON j.id = f.job_id
+              LEFT JOIN (SELECT j2.owner_id, COUNT(*) AS n FROM {frames} f2 JOIN {jobs} j2 ON j2.id = f2.job_id
+                          WHERE f2.state = %s GROUP BY j2.owner_id) b ON b.owner_id = j.owner_id
+             WHERE f.id IN ({eligible})
+        ) ranked
+        WHERE turn <= %s ORDER BY priority DESC, turn + busy, owner_id LIMIT %s
+    """
+    with connection.cursor() as cur:
+        cur.execute(sql, [FrameState.LEASED, *params, size, size])
+        return [row[0] for row in cur.fetchall()]
+
+
+def _kept_off(node_ids: list[int]) -> dict[int, set[int]]:
+    """node id -> jobs it gets no frames of: blocked after failures or refusals, or abandoned too often."""
+    out: dict[int, set[int]] = defaultdict(set)
+    blocked = JobNodeBlock.objects.filter(node_id__in=node_ids, failures__gte=conf.NODE_FAILURES_PER_JOB)
+    for node_id, job_id in blocked.values_list("node_id", "job_id"):
+        out[node_id].add(job_id)
+    abandoned = (
+        FrameLease.objects.filter(node_id__in=node_ids, state__in=(FrameLease.State.EXPIRED, FrameLease.State.RELEASED))
+        .values("node_id", "frame__job_id")
+        .annotate(n=Count("id"))
+        .filter(n__gte=conf.ABANDONS_PER_JOB)
+    )
+    for node_id, job_id in abandoned.values_list("node_id", "frame__job_id"):
+        out[node_id].add(job_id)
+    return out
+
+
+def _assign(nodes: list[WorkerNode], kept_off: dict[int, set[int]]) -> tuple[list[tuple[WorkerNode, Frame]], list]:
+    """(node, frame) pairs, and the nodes that must look past their pool (see the module's docstring)."""
+    groups: dict[tuple, list[WorkerNode]] = defaultdict(list)
+    for node in nodes:
+        groups[_profile(node)].append(node)
+    pairs, look_further = [], []
+    taken: set[int] = set()  # pools of different groups may share frames
+    for profile, members in groups.items():
+        pool = _pool(profile, len(members), taken=taken)
+        for node in members:
+            frame = next((f for f in pool if f.pk not in taken and f.job_id not in kept_off.get(node.pk, ())), None)
+            if frame is not None:
+                taken.add(frame.pk)
+                pairs.append((node, frame))
+            elif kept_off.get(node.pk) and len(pool) == len(members):
+                look_further.append(node)
+    # Canaries only replace real work, at the node's trust-dependent rate, so they look like real work.
+    chosen = {frame.pk for _, frame in pairs}
+    for i, (node, _) in enumerate(pairs):
+        canary = hooks.frame_substitute(node=node)
+        if canary is not None and canary.pk not in chosen:
+            chosen.add(canary.pk)
+            pairs[i] = (node, canary)
+    return pairs, look_further
+
+
+def _lease_row(node: WorkerNode, frame: Frame, token: str) -> FrameLease:
+    manifest = services.manifest_for(frame, node=node)
+    return FrameLease(
+        frame=frame,
+        node=node,
+        kind=FrameLease.Kind.RENDER,
+        token_hash=secret_hash(token),
+        manifest=manifest,
+        result_key=services.result_key_for(manifest=manifest, frame_id=frame.pk),
+        expires_at=timezone.now() + timedelta(seconds=conf.LEASE_SECONDS),
+    )
+
+
+@transaction.atomic
+def leases_create(*, limit: int = 500) -> list[services.Delivery]:
+    """Lease queued frames to up to `limit` idle nodes in one round. Returns the deliveries made."""
+    if not Frame.objects.filter(state=FrameState.QUEUED, job__is_canary=False).exists():
+        return []  # nothing to hand out: lock no node
+    nodes = list(
+        services._locking(services.matchable_nodes().order_by("last_heartbeat")).select_related("trust")[:limit]
+    )
+    if not nodes:
+        return []
+    pairs, look_further = _assign(nodes, _kept_off([n.pk for n in nodes]))
+    claimed = set(lifecycle.frames_lease(frame_ids=[frame.pk for _, frame in pairs]))
+    pairs = [(node, frame) for node, frame in pairs if frame.pk in claimed]
+    lifecycle.jobs_mark_running(job_ids={f.job_id for _, f in pairs if f.job.state == JobState.QUEUED})
+    tokens = [secrets.token_urlsafe(24) for _ in pairs]
+    rows = [_lease_row(node, frame, token) for (node, frame), token in zip(pairs, tokens, strict=True)]
+    leases = FrameLease.objects.bulk_create(rows)
+    node_status_sync(node_ids=[node.pk for node, _ in pairs])
+    deliveries = [
+        services.Delivery(node_id=lease.node_id, lease_id=lease.pk, token=token, kind=lease.kind)
+        for lease, token in zip(leases, tokens, strict=True)
+    ]
+    messages = [(d.node_id, {"lease": d.lease_id, "token": d.token, "kind": d.kind}) for d in deliveries]
+    transaction.on_commit(lambda: queues.deliver_many(messages=messages))
+    for node in look_further:  # rare: a node kept off every frame of its pool, which was cut short
+        delivery = services.lease_create_for_node(node_id=node.pk)
+        deliveries += [delivery] if delivery else []
+    return deliveries
+
+
+# --- after a report -------------------------------------------------------------------------
+
+
+def thumbnails_make(*, leases: list[FrameLease]) -> dict[int, str]:
+    """Thumbnails of these render leases' frames that have none yet: {frame id: thumbnail key}. A result that
+    fails its digest or size check on this read is refused (`services.frame_result_refuse`) and left out."""
+    made = {}
+    for lease in leases:
+        frame = lease.frame
+        if frame.thumbnail_key or not frame.result_key:
+            continue
+        try:
+            data = blobs.blob_read_checked(
+                frame.result_key, sha256=frame.result_sha256, max_bytes=conf.RESULT_MAX_BYTES
+            )
+            png = thumbnail_png(image_from_bytes(data, size=expected_size(lease.manifest)))
+        except (blobs.DigestMismatch, ValueError) as exc:
+            services.frame_result_refuse(frame_id=frame.pk, result_key=frame.result_key, reason=str(exc))
+            continue
+        key = f"thumbs/frame{frame.pk}-{frame.result_sha256[:16]}.png"
+        blobs.blob_put_new(key=key, fileobj=io.BytesIO(png))  # taken: a concurrent caller stored the same one
+        made[frame.pk] = key
+    return made

@@ -1,0 +1,140 @@
+"""What happens to many rendered frames at once: thumbnails, sampling, and settling the unsampled ones in one
+transaction with one ledger call (the dispatch hot path, issue 17).
+
+The batch form of step 1 of `services` (`frame_verify_or_settle` -> `_check_open` -> `_check_advance`):
+each frame's result is sampled once at its node's check rate; an unsampled one gets its `skipped` check and is
+paid in the same transaction (`jobs.settlement_batch`); a sampled one gets its crops check here and moves to
+VERIFYING, and `frame_verify_or_settle` then leases its crops, as do canaries and frames a previous call left
+half-way (they are rare: the per-frame path handles them).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from marketplace.dispatch.batch import thumbnails_make
+from marketplace.dispatch.manifests import image_size
+from marketplace.dispatch.models import FrameLease
+from marketplace.jobs import lifecycle, settlement_batch
+from marketplace.jobs.models import Frame
+from marketplace.jobs.states import FrameState
+from marketplace.verification import services
+from marketplace.verification.crops import crops_choose, verifiable
+from marketplace.verification.models import CropCheck, FrameCheck, NodeTrust
+
+log = logging.getLogger("verification")
+
+
+def _render_leases(frame_ids: list[int]) -> dict[int, FrameLease]:
+    """Each rendered frame's render lease whose result it holds (the latest, as `services._render_lease_of`)."""
+    leases = (
+        FrameLease.objects.filter(
+            frame_id__in=frame_ids,
+            frame__state=FrameState.RENDERED,
+            kind=FrameLease.Kind.RENDER,
+            state=FrameLease.State.DONE,
+            result_key=F("frame__result_key"),
+        )
+        .select_related("frame__job")
+        .order_by("frame_id", "-id")
+    )
+    out: dict[int, FrameLease] = {}
+    for lease in leases:
+        out.setdefault(lease.frame_id, lease)
+    return out
+
+
+def _skip_reason(*, lease: FrameLease, rate: float) -> str:
+    """Why this result is not checked ("" when it is): as `services._check_open` decides it."""
+    width, height = image_size(lease.manifest)  # a tile's crops are chosen inside the tile
+    if not verifiable(width=width, height=height):
+        return f"{width}x{height} is too small to compare"
+    if not services._chance(rate):  # the service's own draw (tests steer it there)
+        return f"not sampled (check rate {rate:.0%})"
+    return ""
+
+
+def _locked_rendered(frame_ids: list[int]) -> set[int]:
+    qs = Frame.objects.filter(pk__in=frame_ids, state=FrameState.RENDERED).order_by("pk")
+    # SKIP LOCKED: a frame another settler holds is that settler's (Postgres only; SQLite has one writer).
+    qs = qs.select_for_update(skip_locked=True) if connection.vendor == "postgresql" else qs.select_for_update()
+    return set(qs.values_list("pk", flat=True))
+
+
+def _rates(node_ids: set[int]) -> dict[int, float]:
+    rates = dict(NodeTrust.objects.filter(node_id__in=node_ids).values_list("node_id", "check_rate"))
+    for node_id in node_ids - rates.keys():  # a node without a trust row yet (rare): created as the service does
+        rates[node_id] = services.node_trust_get(node_id=node_id).check_rate
+    return rates
+
+
+def rendered_frames_process(*, frame_ids: list[int], with_waiting: int = 0) -> list[int]:
+    """Thumbnail, sample and (unsampled) settle these rendered frames, and up to `with_waiting` others waiting in
+    RENDERED; returns the ids settled here.
+
+    Safe to call again, and concurrently: frames already handled, or held by another caller, are left alone.
+    """
+    if with_waiting:
+        waiting = Frame.objects.filter(state=FrameState.RENDERED).exclude(pk__in=frame_ids).order_by("pk")
+        frame_ids = [*frame_ids, *waiting.values_list("pk", flat=True)[:with_waiting]]
+    leases = _render_leases(frame_ids)
+    for frame_id in set(frame_ids) - leases.keys():
+        frame_state = Frame.objects.filter(pk=frame_id).values_list("state", flat=True).first()
+        if frame_state == FrameState.RENDERED:  # its render lease is missing: as frame_verify_or_settle logs it
+            log.error("event=verify_no_lease frame=%s", frame_id)
+    lifecycle.frames_thumbnail_set(keys=thumbnails_make(leases=[x for x in leases.values()]))
+    later: list[int] = []  # frames the per-frame path takes on after this commit
+    with transaction.atomic():
+        mine = _locked_rendered(sorted(leases))
+        has_check = set(
+            FrameCheck.objects.filter(render_lease__in=[leases[f] for f in mine]).values_list("frame_id", flat=True)
+        )
+        fresh = [leases[f] for f in sorted(mine) if f not in has_check and not leases[f].frame.job.is_canary]
+        later += sorted(mine - {lease.frame_id for lease in fresh})
+        rates = _rates({lease.node_id for lease in fresh})
+        now = timezone.now()
+        checks = []
+        for lease in fresh:
+            rate = rates[lease.node_id]
+            reason = _skip_reason(lease=lease, rate=rate)
+            kind, state = (
+                (FrameCheck.Kind.SKIPPED, FrameCheck.State.SKIPPED)
+                if reason
+                else (FrameCheck.Kind.CROPS, FrameCheck.State.PENDING)
+            )
+            checks.append(
+                FrameCheck(
+                    frame_id=lease.frame_id,
+                    render_lease=lease,
+                    node_id=lease.node_id,
+                    check_rate=rate,
+                    kind=kind,
+                    state=state,
+                    reason=reason,
+                    decided_at=now if reason else None,
+                )
+            )
+        FrameCheck.objects.bulk_create(checks)
+        sampled = [check for check in checks if check.kind == FrameCheck.Kind.CROPS]
+        if sampled:
+            CropCheck.objects.bulk_create(
+                CropCheck(frame_check=check, crop=crop.as_dict())
+                for check in sampled
+                for crop in _crops(check.render_lease)
+            )
+            lifecycle.frames_verify(frame_ids=[check.frame_id for check in sampled])
+            later += [check.frame_id for check in sampled]
+        skipped = {check.frame_id: check.node_id for check in checks if check.kind == FrameCheck.Kind.SKIPPED}
+        settled = settlement_batch.frames_settle(node_of=skipped)
+    for frame_id in later:  # canaries, sampled frames (their crops are leased now), half-done ones
+        services.frame_verify_or_settle(frame_id=frame_id)
+    return settled
+
+
+def _crops(lease: FrameLease):
+    width, height = image_size(lease.manifest)
+    return crops_choose(width=width, height=height)

@@ -1,0 +1,265 @@
+"""The set-oriented hot path (issue 17): one matching round leases many frames in a few statements under every
+matching rule; rendered frames are sampled and settled in batches, each paid exactly once."""
+
+import io
+import json
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from marketplace import blobs
+from marketplace.dispatch import batch, queues, services
+from marketplace.dispatch.models import FrameLease, JobNodeBlock
+from marketplace.jobs.models import Frame, Job
+from marketplace.jobs.states import FrameState, JobState
+from marketplace.ledger import selectors as ledger
+from marketplace.ledger.models import LedgerTransaction
+from marketplace.nodes.models import WorkerNode
+from marketplace.verification.batch import rendered_frames_process
+from marketplace.verification.models import FrameCheck, NodeTrust
+from tests.fixtures.market import make_node, make_queued_job, png_bytes
+from tests.fixtures.money import fund
+from tests.fixtures.race import race
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def quiet(monkeypatch, agent_queues):
+    monkeypatch.setattr(services, "_after_commit_match", lambda: None)
+
+
+def nodes(provider, n: int, **kw) -> list[WorkerNode]:
+    return [make_node(provider, name=f"n{i}", unchecked=True, **kw)[0] for i in range(n)]
+
+
+def leased_job_of(node: WorkerNode) -> int | None:
+    return FrameLease.objects.filter(node=node).values_list("frame__job_id", flat=True).first()
+
+
+def test_one_round_leases_a_frame_to_every_idle_node_and_delivers_each(funded_artist, provider, agent_queues):
+    job = make_queued_job(funded_artist, frames=8)
+    farm = nodes(provider, 5)
+    deliveries = batch.leases_create()
+    assert len(deliveries) == 5
+    leases = FrameLease.objects.filter(state=FrameLease.State.ACTIVE)
+    assert sorted(leases.values_list("node_id", flat=True)) == sorted(n.pk for n in farm)  # one per node
+    frames = list(leases.values_list("frame_id", flat=True))
+    assert len(set(frames)) == 5 and Frame.objects.filter(state=FrameState.LEASED).count() == 5
+    assert set(WorkerNode.objects.values_list("status", flat=True)) == {WorkerNode.Status.BUSY}
+    assert Job.objects.get(pk=job.pk).state == JobState.RUNNING
+    assert Frame.objects.filter(state=FrameState.LEASED).values("attempts").distinct().get()["attempts"] == 1
+    for d in deliveries:  # the message names the lease, and its token opens it
+        message = json.loads(agent_queues.rpop(queues.queue_key(d.node_id)))
+        node = WorkerNode.objects.get(pk=d.node_id)
+        details = services.lease_details(node=node, lease_id=message["lease"], token=message["token"])
+        assert details["manifest"]["frame"] == Frame.objects.get(leases=message["lease"]).number
+    assert batch.leases_create() == []  # every node is busy now
+
+
+@pytest.mark.postgres
+def test_a_round_costs_the_same_few_statements_for_five_nodes_or_forty(funded_artist, provider):
+    make_queued_job(funded_artist, frames=60)
+    nodes(provider, 5)
+    with CaptureQueriesContext(connection) as few:
+        assert len(batch.leases_create()) == 5
+    for i in range(35):
+        make_node(provider, name=f"m{i}", unchecked=True)
+    with CaptureQueriesContext(connection) as many:
+        assert len(batch.leases_create()) == 35
+    # (the first round also marks the job running)
+    assert len(many.captured_queries) <= len(few.captured_queries) <= 14, [q["sql"][:80] for q in many]
+
+
+def test_priority_first_then_artists_share_the_nodes(funded_artist, outsider, provider):
+    fund(outsider, 10**9)
+    low = make_queued_job(funded_artist, frames=10, priority=0)
+    make_queued_job(funded_artist, frames=10, priority=3)
+    make_queued_job(outsider, frames=2, priority=3)
+    farm = nodes(provider, 6)
+    assert len(batch.leases_create()) == 6
+    owners = list(FrameLease.objects.values_list("frame__job__owner_id", flat=True))
+    assert owners.count(outsider.pk) == 2 and owners.count(funded_artist.pk) == 4
+    assert not FrameLease.objects.filter(frame__job=low).exists()
+    assert {leased_job_of(n) for n in farm} != {None}
+
+
+def test_the_least_busy_artist_goes_first(funded_artist, outsider, provider):
+    fund(outsider, 10**9)
+    make_queued_job(funded_artist, frames=10)
+    nodes(provider, 3)
+    assert len(batch.leases_create()) == 3  # the first artist has 3 frames rendering now
+    make_queued_job(outsider, frames=10)
+    for i in range(3):
+        make_node(provider, name=f"late{i}", unchecked=True)
+    assert len(batch.leases_create()) == 3
+    owners = list(FrameLease.objects.order_by("pk").values_list("frame__job__owner_id", flat=True))
+    assert owners[3:] == [outsider.pk] * 3  # it catches up before turns alternate
+
+
+def test_each_node_gets_only_what_fits_it(funded_artist, provider):
+    cheap = make_queued_job(funded_artist, frames=3, price=1_000)
+    dear = make_queued_job(funded_artist, frames=3, price=9_000)
+    big = make_queued_job(funded_artist, frames=3, price=9_000)
+    Job.objects.filter(pk=big.pk).update(quote={"vram_mb": 16_000})
+    (floor,) = nodes(provider, 1)
+    WorkerNode.objects.filter(pk=floor.pk).update(min_price_per_frame=5_000)
+    small_gpu = make_node(provider, name="gpu", unchecked=True, device="CUDA", vram_mb=8_000)[0]
+    other_series = make_node(provider, name="old", unchecked=True)[0]
+    WorkerNode.objects.filter(pk=other_series.pk).update(blender_series=",4.2,")
+    blocked = make_node(provider, name="blocked", unchecked=True)[0]
+    JobNodeBlock.objects.create(job=cheap, node=blocked, failures=99)
+    Job.objects.filter(pk=dear.pk).update(priority=1)  # everyone would rather take `dear`...
+    Job.objects.filter(pk=big.pk).update(priority=2)  # ...and `big` first, if it fits
+    batch.leases_create()
+    assert leased_job_of(floor) == big.pk
+    assert leased_job_of(small_gpu) == dear.pk  # not `big`: it needs 16 GB
+    assert leased_job_of(other_series) is None
+    assert leased_job_of(blocked) in (big.pk, dear.pk)
+
+
+def test_a_node_kept_off_every_frame_of_its_pool_still_gets_work_beyond_it(funded_artist, outsider, provider):
+    fund(outsider, 10**9)
+    first = make_queued_job(funded_artist, frames=5, priority=5)
+    second = make_queued_job(outsider, frames=2, priority=0)
+    (node,) = nodes(provider, 1)
+    JobNodeBlock.objects.create(job=first, node=node, failures=99)
+    assert len(batch.leases_create()) == 1
+    assert leased_job_of(node) == second.pk
+
+
+def test_a_node_that_abandoned_a_job_gets_none_of_it(funded_artist, outsider, provider):
+    from marketplace.verification import policy
+
+    fund(outsider, 10**9)
+    left = make_queued_job(funded_artist, frames=5, priority=5)
+    other = make_queued_job(outsider, frames=5)
+    (node,) = nodes(provider, 1)
+    frame = left.frames.first()
+    for _ in range(policy.ABANDONS_PER_JOB):
+        FrameLease.objects.create(
+            frame=frame, node=node, token_hash="x", state=FrameLease.State.EXPIRED, expires_at="2020-01-01T00:00Z"
+        )
+    batch.leases_create()
+    assert FrameLease.objects.get(state=FrameLease.State.ACTIVE).frame.job_id == other.pk
+
+
+def test_a_canary_draw_replaces_the_nodes_frame(funded_artist, provider, monkeypatch):
+    from marketplace.verification import services as verification
+    from tests.verification.test_canaries import canary_job
+
+    make_queued_job(funded_artist, frames=3, width=32, height=24)
+    canary = canary_job(frames=1)
+    node, _ = make_node(provider)
+    monkeypatch.setattr(verification, "_chance", lambda rate: True)
+    assert len(batch.leases_create()) == 1
+    assert FrameLease.objects.get(node=node).frame.job_id == canary.pk
+    assert Frame.objects.filter(job__owner=funded_artist, state=FrameState.QUEUED).count() == 3
+
+
+@pytest.mark.postgres
+def test_concurrent_rounds_never_lease_a_frame_or_a_node_twice(funded_artist, provider):
+    make_queued_job(funded_artist, frames=30)
+    nodes(provider, 24)
+    results = race(lambda i: batch.leases_create(limit=6), 6)
+    assert not [r for r in results if isinstance(r, Exception)], results
+    leases = FrameLease.objects.filter(state=FrameLease.State.ACTIVE)
+    frames, node_ids = list(leases.values_list("frame_id", flat=True)), list(leases.values_list("node_id", flat=True))
+    assert (
+        len(frames) == len(set(frames)) == sum(len(r) for r in results) == Frame.objects.filter(state="leased").count()
+    )
+    assert len(node_ids) == len(set(node_ids))
+    assert len(frames) >= 12  # a round that finds the first frames locked by another reads the next ones
+    while batch.leases_create():
+        pass
+    assert FrameLease.objects.filter(state=FrameLease.State.ACTIVE).count() == 24
+
+
+# --- reports and settlement -----------------------------------------------------------------
+
+
+@pytest.fixture
+def reports_only(monkeypatch):
+    """Reports enqueue no `frame_rendered` (eager in tests): the test settles the rendered frames itself."""
+    monkeypatch.setattr(services, "_enqueue", lambda task_name, *args: None)
+
+
+def report_all(deliveries, agent_queues) -> list[int]:
+    """Each leased node's agent uploads a result and reports it; returns the rendered frames."""
+    rendered = []
+    for d in deliveries:
+        message = json.loads(agent_queues.rpop(queues.queue_key(d.node_id)))
+        lease = FrameLease.objects.get(pk=message["lease"])
+        image = png_bytes(lease.manifest["resolution_x"], lease.manifest["resolution_y"], seed=lease.pk)
+        blobs.blob_put(key=lease.result_key, fileobj=io.BytesIO(image))
+        node = WorkerNode.objects.get(pk=d.node_id)
+        assert services.lease_report(node=node, lease_id=lease.pk, token=message["token"], ok=True).accepted
+        rendered.append(lease.frame_id)
+    return rendered
+
+
+@pytest.mark.usefixtures("reports_only")
+def test_unsampled_frames_are_thumbnailed_and_settled_in_one_batch(funded_artist, provider, agent_queues):
+    job = make_queued_job(funded_artist, frames=6, price=2_000_000)
+    nodes(provider, 6)
+    rendered = report_all(batch.leases_create(), agent_queues)
+    assert sorted(rendered_frames_process(frame_ids=rendered)) == sorted(rendered)
+    frames = Frame.objects.filter(job=job)
+    assert set(frames.values_list("state", flat=True)) == {FrameState.SETTLED}
+    assert all(frames.values_list("thumbnail_key", flat=True))
+    assert FrameCheck.objects.filter(kind=FrameCheck.Kind.SKIPPED, frame__job=job).count() == 6
+    keys = set(
+        LedgerTransaction.objects.filter(idempotency_key__startswith="settle:").values_list(
+            "idempotency_key", flat=True
+        )
+    )
+    assert keys == {f"settle:frame:{pk}" for pk in rendered}
+    job.refresh_from_db()
+    assert job.state == JobState.DONE
+    assert ledger.user_escrow_total(user=funded_artist) == 0
+    assert ledger.ledger_total() == 0 and ledger.ledger_drift() == []
+    assert rendered_frames_process(frame_ids=rendered) == []  # a replay pays nothing
+
+
+@pytest.mark.usefixtures("reports_only")
+def test_sampled_frames_go_to_verification_and_are_not_paid_yet(funded_artist, provider, agent_queues, monkeypatch):
+    from marketplace.verification import services as verification
+
+    monkeypatch.setattr(verification, "_crop_dispatch", lambda crop_check_id: None)  # crops: not this test's job
+    job = make_queued_job(funded_artist, frames=4, width=64, height=48)
+    farm = nodes(provider, 4)
+    NodeTrust.objects.filter(node__in=farm[:2]).update(check_rate=1.0)
+    rendered = report_all(batch.leases_create(), agent_queues)
+    settled = rendered_frames_process(frame_ids=rendered)
+    checked = Frame.objects.filter(job=job, node__in=farm[:2])
+    assert set(checked.values_list("state", flat=True)) == {FrameState.VERIFYING}
+    assert sorted(settled) == sorted(Frame.objects.filter(job=job, node__in=farm[2:]).values_list("pk", flat=True))
+    assert FrameCheck.objects.filter(kind=FrameCheck.Kind.CROPS, frame__in=checked).count() == 2
+    assert all(FrameCheck.objects.get(frame=f).crops.exists() for f in checked)
+    assert not LedgerTransaction.objects.filter(idempotency_key__in=[f"settle:frame:{f.pk}" for f in checked]).exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.usefixtures("reports_only")
+def test_racing_settlers_pay_every_frame_exactly_once(funded_artist, provider, agent_queues):
+    from marketplace.jobs.services import frame_settle
+
+    job = make_queued_job(funded_artist, frames=12, price=3_000_000)
+    nodes(provider, 12)
+    rendered = report_all(batch.leases_create(), agent_queues)
+    node_of = dict(Frame.objects.filter(pk__in=rendered).values_list("pk", "node_id"))
+
+    def settle(i: int):
+        if i % 3 == 2:  # the per-frame path races the batches
+            return [f for f in rendered if frame_settle(frame_id=f, node_id=node_of[f])]
+        return rendered_frames_process(frame_ids=rendered[::-1] if i % 2 else rendered)
+
+    results = race(settle, 6)
+    assert not [r for r in results if isinstance(r, Exception)], results
+    paid = [f for r in results for f in r]
+    assert sorted(paid) == sorted(rendered)  # each frame settled by exactly one settler
+    assert set(Frame.objects.filter(job=job).values_list("settle_count", flat=True)) == {1}
+    assert LedgerTransaction.objects.filter(idempotency_key__startswith="settle:frame:").count() == 12
+    assert ledger.user_escrow_total(user=funded_artist) == 0
+    assert ledger.ledger_total() == 0 and ledger.ledger_drift() == []
