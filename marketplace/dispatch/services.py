@@ -121,9 +121,9 @@ def manifest_for(frame: Frame, *, node: WorkerNode, crop: dict | None = None) ->
     identically."""
     job = frame.job
     scene = job.scene
-    tiled = frame.tile_x is not None
+    tile = frame.tile_rect
     # Past this the agent stops the render as "slower than calibrated" (jobs.pricing, issue 11); crops have none.
-    pixels = frame.tile_w * frame.tile_h if tiled else job.resolution_x * job.resolution_y
+    pixels = tile[2] * tile[3] if tile else job.resolution_x * job.resolution_y
     budget = (
         None
         if crop
@@ -147,7 +147,7 @@ def manifest_for(frame: Frame, *, node: WorkerNode, crop: dict | None = None) ->
         scene_kind=scene.kind,
         blend_path=scene.blend_path,
         # A tile of a still renders only its rectangle (pixels, y from the top), cropped to it.
-        border=(frame.tile_x, frame.tile_y, frame.tile_w, frame.tile_h) if tiled else None,
+        border=tile,
         max_render_seconds=conf.MAX_RENDER_SECONDS,
         calibrated_budget_seconds=budget,
     )

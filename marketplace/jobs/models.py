@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from marketplace.jobs import conf
 from marketplace.jobs.states import FrameState, JobState
+from marketplace.jobs.tiles import Rect
 
 
 class Job(models.Model):
@@ -135,6 +136,13 @@ class Frame(models.Model):
 
     def __str__(self) -> str:
         return f"frame {self.number} of job {self.job_id}"
+
+    @property
+    def tile_rect(self) -> Rect | None:
+        """The tile's (x, y, width, height), None for a whole frame (frame_tile_whole_or_none: all four or none)."""
+        if self.tile_x is None or self.tile_y is None or self.tile_w is None or self.tile_h is None:
+            return None
+        return (self.tile_x, self.tile_y, self.tile_w, self.tile_h)
 
     @property
     def settlement_key(self) -> str:
