@@ -1,4 +1,4 @@
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
@@ -65,7 +65,7 @@ class Job(models.Model):
         return f"job {self.pk}: {self.name}"
 
     @property
-    def quote_expires_at(self):
+    def quote_expires_at(self) -> datetime:
         """Until when the quote can be accepted (`QUOTE_VALID_HOURS` after it was made)."""
         return self.created_at + timedelta(hours=conf.QUOTE_VALID_HOURS)
 
