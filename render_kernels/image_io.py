@@ -256,7 +256,7 @@ def _pil_to_float(im: ImageFile.ImageFile, source: Callable[[], Path | io.BytesI
 
 def _load_exr(path: Path) -> np.ndarray:
     try:
-        import OpenEXR  # type: ignore[import-not-found]
+        import OpenEXR
     except ImportError as exc:
         raise ImageError(
             f"cannot read {path}: EXR support needs the 'OpenEXR' Python module (pip install OpenEXR)"

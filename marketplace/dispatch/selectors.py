@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypedDict, Unpack
 
 from django.utils import timezone
 
@@ -54,6 +55,13 @@ class Waiting:
         }
 
 
+class _Queued(TypedDict):
+    """The Waiting fields every reason shares."""
+
+    frames: int
+    since: datetime | None
+
+
 def _gb(mb: int) -> str:
     return f"{mb / 1024:.0f} GB" if mb >= 1024 else f"{mb} MB"
 
@@ -83,7 +91,7 @@ def job_waiting(*, job: Job) -> Waiting | None:
     since = queued.order_by("updated_at").values_list("updated_at", flat=True).first()
     price = min(queued.values_list("price", flat=True))
     online = list(WorkerNode.objects.exclude(node_banned_q()).exclude(node_silent_q()))
-    kw = {"frames": frames, "since": since}
+    kw: _Queued = {"frames": frames, "since": since}
     if not online:
         return Waiting(
             "no_nodes",
@@ -96,7 +104,7 @@ def job_waiting(*, job: Job) -> Waiting | None:
         JobNodeBlock.objects.filter(job=job, failures__gte=conf.NODE_FAILURES_PER_JOB).values_list("node_id", flat=True)
     )
     reasons: dict[str, list[WorkerNode]] = {}
-    fitting = []
+    fitting: list[WorkerNode] = []
     for node in online:
         why = _why_not(node, job=job, price=price, blocked=blocked)
         (reasons.setdefault(why, []) if why else fitting).append(node)
@@ -147,7 +155,7 @@ def job_waiting(*, job: Job) -> Waiting | None:
     )
 
 
-def _waiting_for_fitting(fitting: list[WorkerNode], **kw) -> Waiting:
+def _waiting_for_fitting(fitting: list[WorkerNode], **kw: Unpack[_Queued]) -> Waiting:
     by_status: dict[str, int] = {}
     for node in fitting:
         by_status[node.status] = by_status.get(node.status, 0) + 1

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
+from http import HTTPStatus
 
 from django.db import connection, transaction
 from django.db.models import Case, Count, Exists, F, OuterRef, Q, QuerySet, Value, When
@@ -40,7 +43,7 @@ log = logging.getLogger("dispatch")
 class LeaseRefused(Conflict):
     """A report or request that does not match an active lease of this node. Changes nothing."""
 
-    def __init__(self, message: str, status: int = 409) -> None:
+    def __init__(self, message: str, status: HTTPStatus = HTTPStatus.CONFLICT) -> None:
         super().__init__(message)
         self.status = status
 
@@ -120,9 +123,9 @@ def manifest_for(frame: Frame, *, node: WorkerNode, crop: dict | None = None) ->
     identically."""
     job = frame.job
     scene = job.scene
-    tiled = frame.tile_x is not None
+    tile = frame.tile_rect
     # Past this the agent stops the render as "slower than calibrated" (jobs.pricing, issue 11); crops have none.
-    pixels = frame.tile_w * frame.tile_h if tiled else job.resolution_x * job.resolution_y
+    pixels = tile[2] * tile[3] if tile else job.resolution_x * job.resolution_y
     budget = (
         None
         if crop
@@ -146,7 +149,7 @@ def manifest_for(frame: Frame, *, node: WorkerNode, crop: dict | None = None) ->
         scene_kind=scene.kind,
         blend_path=scene.blend_path,
         # A tile of a still renders only its rectangle (pixels, y from the top), cropped to it.
-        border=(frame.tile_x, frame.tile_y, frame.tile_w, frame.tile_h) if tiled else None,
+        border=tile,
         max_render_seconds=conf.MAX_RENDER_SECONDS,
         calibrated_budget_seconds=budget,
     )
@@ -244,10 +247,10 @@ def _lease_of_node(*, node: WorkerNode, lease_id: int, token: str, lock: bool = 
     lease = (qs.select_for_update(of=("self",)) if lock else qs).first()
     # Another node's lease looks exactly like a missing one: nothing to learn by probing ids.
     if lease is None:
-        raise LeaseRefused("no such lease for this node", status=404)
+        raise LeaseRefused("no such lease for this node", status=HTTPStatus.NOT_FOUND)
     bind(**lease_fields(lease))  # the rest of this agent call's lines name the lease's frame and job
     if not secret_matches(token or "", lease.token_hash):
-        raise LeaseRefused("lease token does not match", status=403)
+        raise LeaseRefused("lease token does not match", status=HTTPStatus.FORBIDDEN)
     return lease
 
 
@@ -346,7 +349,9 @@ def node_heartbeat(*, node: WorkerNode, lease_ids: list[int], paused: bool = Fal
 
 def node_pause_of(*, node: WorkerNode) -> dict:
     """What the agent is told about its owner's pause in each heartbeat answer."""
-    row = WorkerNode.objects.filter(pk=node.pk).values("paused_by_owner", "pause_mode", "status").first() or {}
+    row: Mapping[str, object] = (
+        WorkerNode.objects.filter(pk=node.pk).values("paused_by_owner", "pause_mode", "status").first() or {}
+    )
     return {
         "paused": bool(row.get("paused_by_owner")),
         "pause_mode": row.get("pause_mode", ""),
@@ -487,7 +492,7 @@ def _lease_fail(*, lease: FrameLease, error: str) -> None:
 def _slower_than_calibrated(*, lease: FrameLease, error: str) -> bool:
     """The agent stopped the render at the lease's calibrated budget, and the lease did last that long (a node cannot
     fail a frame at once by merely saying so)."""
-    budget = (lease.manifest or {}).get("calibrated_budget_seconds")
+    budget = (lease.manifest or {}).get("calibrated_budget_seconds") or 0
     return (
         pricing.SLOWER_THAN_CALIBRATED in error
         and bool(budget)
@@ -524,7 +529,8 @@ def lease_report(
             noisy_key=sanity.noisy_key,
         )
         uploads = [lease.result_key] + ([noisy_key(lease.result_key)] if sanity.noisy_key else [])
-        transaction.on_commit(lambda: [blobs.blob_delete(k) for k in uploads])
+        for key in uploads:
+            transaction.on_commit(partial(blobs.blob_delete, key))
         node_status_sync(node_ids=[node.pk])
         if lease.kind == FrameLease.Kind.RENDER:
             # Its event hands the frame to verification, after commit.
@@ -626,7 +632,7 @@ def leases_reap(*, now=None) -> int:
     for lease_id in overdue:
         with transaction.atomic():
             lease = FrameLease.objects.select_related("frame").filter(pk=lease_id).first()
-            if not FrameLease.objects.filter(pk=lease_id, state=FrameLease.State.ACTIVE).update(
+            if lease is None or not FrameLease.objects.filter(pk=lease_id, state=FrameLease.State.ACTIVE).update(
                 state=FrameLease.State.EXPIRED, finished_at=now
             ):
                 continue

@@ -187,10 +187,15 @@ class JobsView(APIView):
 
 def _detail(job: Job) -> dict:
     money = selectors.job_money(job=job)
-    job.cost_so_far, job.escrow_left = money.cost_so_far, money.escrow_left
-    job.frames_in_order = selectors.frames_of(job=job)
-    job.stills = selectors.stills_of(job=job)
-    for name, value in extensions.api_parts(job=job).items():  # `waiting`, from dispatch
+    # What the serializer reads besides the model's fields, set on the instance it serializes.
+    parts = {
+        "cost_so_far": money.cost_so_far,
+        "escrow_left": money.escrow_left,
+        "frames_in_order": selectors.frames_of(job=job),
+        "stills": selectors.stills_of(job=job),
+        **extensions.api_parts(job=job),  # `waiting`, from dispatch
+    }
+    for name, value in parts.items():
         setattr(job, name, value)
     return JobDetailSerializer(job).data
 

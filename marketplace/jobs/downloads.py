@@ -33,6 +33,9 @@ class _Pipe:
     def flush(self) -> None:
         pass
 
+    def close(self) -> None:
+        """Part of the file protocol zipfile takes; it closes only files it opened itself, never this one."""
+
     def drain(self) -> bytes:
         """What was written since the last drain (possibly nothing)."""
         data, self.chunks = b"".join(self.chunks), []

@@ -1,4 +1,5 @@
 from decimal import Decimal
+from typing import cast
 
 from django import forms
 from django.conf import settings
@@ -31,7 +32,7 @@ class JobQuoteForm(forms.Form):
         label="Split into tiles",
         coerce=int,
         required=False,
-        empty_value=1,
+        empty_value=1,  # type: ignore[arg-type]  # django-stubs: any value (here the coerced int), not only str
         initial=1,
         help_text="a still only (one frame, no denoising): separate nodes render the tiles in parallel, "
         "then they are assembled into one image; same price",
@@ -46,7 +47,8 @@ class JobQuoteForm(forms.Form):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["tiles"].choices = [(1, "no (1\N{MULTIPLICATION SIGN}1)")] + [
+        tiles = cast(forms.TypedChoiceField, self.fields["tiles"])
+        tiles.choices = [(1, "no (1\N{MULTIPLICATION SIGN}1)")] + [
             (n, f"{n}\N{MULTIPLICATION SIGN}{n} = {n * n} tiles") for n in range(2, conf.MAX_TILE_SIDE + 1)
         ]
 

@@ -1,4 +1,4 @@
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from marketplace.jobs import conf
 from marketplace.jobs.states import FrameState, JobState
+from marketplace.jobs.tiles import Rect
 
 
 class Job(models.Model):
@@ -64,7 +65,7 @@ class Job(models.Model):
         return f"job {self.pk}: {self.name}"
 
     @property
-    def quote_expires_at(self):
+    def quote_expires_at(self) -> datetime:
         """Until when the quote can be accepted (`QUOTE_VALID_HOURS` after it was made)."""
         return self.created_at + timedelta(hours=conf.QUOTE_VALID_HOURS)
 
@@ -135,6 +136,13 @@ class Frame(models.Model):
 
     def __str__(self) -> str:
         return f"frame {self.number} of job {self.job_id}"
+
+    @property
+    def tile_rect(self) -> Rect | None:
+        """The tile's (x, y, width, height), None for a whole frame (frame_tile_whole_or_none: all four or none)."""
+        if self.tile_x is None or self.tile_y is None or self.tile_w is None or self.tile_h is None:
+            return None
+        return (self.tile_x, self.tile_y, self.tile_w, self.tile_h)
 
     @property
     def settlement_key(self) -> str:

@@ -132,9 +132,11 @@ class Quote:
 
 
 def _positive(value: object) -> float | None:
+    if not isinstance(value, int | float | str):  # a report's JSON: null, a list or an object is no number
+        return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except ValueError:
         return None
     return number if number > 0 else None
 

@@ -65,7 +65,7 @@ def frame_viewer_png(*, frame: Frame) -> bytes:
 
 def scene_of(*, owner, scene_id: object) -> Scene:
     """The owner's scene to quote; JobNotFound for anyone else's or a malformed id."""
-    scene = Scene.objects.filter(pk=int(scene_id), owner=owner).first() if str(scene_id).isdigit() else None
+    scene = Scene.objects.filter(pk=int(str(scene_id)), owner=owner).first() if str(scene_id).isdigit() else None
     if scene is None:
         raise JobNotFound("no such scene")
     return scene
@@ -164,7 +164,7 @@ class FramePage:
         return self.number + 1 if self.number < self.pages else None
 
 
-def frame_page(*, job: Job, page: object = 1) -> FramePage:
+def frame_page(*, job: Job, page: str | int = 1) -> FramePage:
     """The frames of page `page` ("3", 3, junk: page 1) in the job's order."""
     total = job.frames.count()
     pages = max((total + FRAMES_PER_PAGE - 1) // FRAMES_PER_PAGE, 1)
@@ -202,7 +202,7 @@ def frame_state_runs(*, job: Job) -> str:
     job from it, a few bytes for a job of any size whose frames finish roughly in order."""
     runs: list[list] = []
     for state in frames_of(job=job).values_list("state", flat=True):
-        code = STATE_CODES[state]
+        code = STATE_CODES[FrameState(state)]
         if runs and runs[-1][0] == code:
             runs[-1][1] += 1
         else:

@@ -82,13 +82,14 @@ def job_quote(
     Raises JobNotFound for anyone else's scene, JobRefused (nothing stored) for anything else.
     """
     scene_id = scene.pk if isinstance(scene, Scene) else scene
-    scene = (
+    found = (
         Scene.objects.filter(pk=scene_id, owner=owner, deleted_at__isnull=True).first()
         if type(scene_id) is int
         else None
     )
-    if scene is None:
+    if found is None:
         raise JobNotFound("no such scene")
+    scene = found
     if scene.status != Scene.Status.READY:
         why = f": {scene.refusal}" if scene.refusal else ""
         raise JobRefused(f"scene {scene.name!r} is {scene.get_status_display().lower()}, not ready to render{why}")
@@ -497,7 +498,8 @@ def frame_assemble(*, job_id: int, number: int) -> AssembledFrame | None:
         width=job.resolution_x,
         height=job.resolution_y,
         output_format=job.output_format,
-        tiles=(((tile.tile_x, tile.tile_y, tile.tile_w, tile.tile_h), _tile_bytes(tile)) for tile in tiles),
+        # tiles_of has tiles only, each with its rectangle.
+        tiles=((rect, _tile_bytes(tile)) for tile in tiles if (rect := tile.tile_rect) is not None),
     )
     # Content-addressed: assembling the same tiles twice (a redelivered task) writes the same keys.
     sha = hashlib.sha256(stitched.data).hexdigest()

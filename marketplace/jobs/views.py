@@ -7,6 +7,7 @@ from typing import TypeVar
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -54,7 +55,7 @@ def job_new(request: HttpRequest) -> HttpResponse:
     return render(request, "jobs/new.html", {"scene": scene, "form": form, "error": error}, status=status)
 
 
-def _live_context(job: Job, *, page: object = 1, frames_since: datetime | None = None) -> dict:
+def _live_context(job: Job, *, page: str | int = 1, frames_since: datetime | None = None) -> dict:
     """Everything the job page shows that can change, for one page of frames. `frames_since`: only that page's
     frame rows changed since then. The waiting notice and the frames' checks are dispatch's and verification's
     parts (jobs.extensions)."""
@@ -174,7 +175,7 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
     return _job_action(request, job_id, lambda: services.job_cancel(job_id=job_id, owner=request.user), _cancelled)
 
 
-def _thumbnail(key: str) -> HttpResponse:
+def _thumbnail(key: str) -> HttpResponseBase:
     if not key or not blobs.blob_exists(key):
         raise Http404("no thumbnail yet")
     response = FileResponse(blobs.blob_open(key), content_type="image/png")
@@ -183,7 +184,7 @@ def _thumbnail(key: str) -> HttpResponse:
 
 
 @login_required
-def frame_thumb(request: HttpRequest, job_id: int, frame_id: int) -> HttpResponse:
+def frame_thumb(request: HttpRequest, job_id: int, frame_id: int) -> HttpResponseBase:
     try:
         frame = selectors.frame_of(owner=request.user, job_id=job_id, frame_id=frame_id)
     except JobNotFound as exc:
@@ -205,14 +206,14 @@ def frame_image(request: HttpRequest, job_id: int, frame_id: int) -> HttpRespons
 
 
 @login_required
-def still_thumb(request: HttpRequest, job_id: int, number: int) -> HttpResponse:
+def still_thumb(request: HttpRequest, job_id: int, number: int) -> HttpResponseBase:
     """The thumbnail of a tiled still assembled from its current tiles."""
     still = selectors.current_assemblies(job=_job_or_404(request, job_id)).get(number)
     return _thumbnail(still.thumbnail_key if still else "")
 
 
 @login_required
-def job_download(request: HttpRequest, job_id: int) -> HttpResponse:
+def job_download(request: HttpRequest, job_id: int) -> HttpResponseBase:
     """The finished (settled) frames as a zip, streamed while it is written."""
     response = settled_frames_zip(_job_or_404(request, job_id))
     if response is None:

@@ -18,7 +18,6 @@ import secrets
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from types import SimpleNamespace
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -29,13 +28,11 @@ from marketplace.dispatch.services import manifest_for
 from marketplace.jobs import lifecycle
 from marketplace.jobs.models import Frame, Job
 from marketplace.jobs.states import JobState
+from marketplace.nodes.models import WorkerNode
 from marketplace.scenes.models import Scene
 from marketplace.scenes.series import scene_series
 from marketplace.verification import conf, platform, policy
 from marketplace.verification.models import CanaryAnswer
-
-# The platform renders answers on its own CPU; manifest_for only reads the node's device type.
-PLATFORM_RENDERER = SimpleNamespace(device_type="CPU")
 
 
 def canary_owner() -> User:
@@ -154,9 +151,12 @@ def canary_answers_render(*, job_id: int) -> int:
     """Render every frame of a canary job on the platform with the manifest a node would get; store them."""
     job = Job.objects.select_related("scene").get(pk=job_id, is_canary=True)
     scene = job.scene
+    # The platform renders answers on its own CPU: a node that is no row, with no benchmark (manifest_for reads
+    # only its device type and bench score).
+    platform_renderer = WorkerNode(device_type=WorkerNode.Device.CPU)
     stored = 0
     for frame in job.frames.filter(canary_answer__isnull=True).order_by("number"):
-        manifest = manifest_for(frame, node=PLATFORM_RENDERER)
+        manifest = manifest_for(frame, node=platform_renderer)
         data = platform.render(
             scene=platform.stored_scene(scene),
             manifest=manifest,
@@ -177,7 +177,8 @@ def canary_jobs_create(*, count: int, frames: int, resolution: tuple[int, int], 
     """`count` canary jobs, each shaped like a random recent artist job (`canary_shape`) and each a freshly
     generated variant of the demo scene (its own SHA-256: the scene's stored Cycles seed is random, while the
     manifest's seed is the artist job's)."""
-    from workers.blend import inspect_scene, make_demo_scene
+    from workers.blend.demo_scene import make_demo_scene
+    from workers.blend.inspect_scene import inspect_scene
 
     owner = canary_owner()
     jobs = []

@@ -88,17 +88,17 @@ def node_verification(*, user, node_id: int, limit: int = 50) -> NodeVerificatio
     checks = FrameCheck.objects.filter(node=node).exclude(kind=FrameCheck.Kind.SKIPPED)
     if not user.is_market_admin:  # a provider never learns which of its frames were canaries
         checks = checks.exclude(kind=FrameCheck.Kind.CANARY)
-    checks = list(checks.select_related("frame").order_by("-pk")[:limit])
-    decided = [c.pk for c in checks if c.state != FrameCheck.State.PENDING]
+    recent = list(checks.select_related("frame").order_by("-pk")[:limit])
+    decided = [c.pk for c in recent if c.state != FrameCheck.State.PENDING]
     crops: dict[int, list[CropCheck]] = {}
     for crop in CropCheck.objects.filter(frame_check_id__in=decided).order_by("pk"):
         crops.setdefault(crop.frame_check_id, []).append(crop)
     pending = dict(
-        CropCheck.objects.filter(frame_check__in=[c for c in checks if c.pk not in decided])
+        CropCheck.objects.filter(frame_check__in=[c for c in recent if c.pk not in decided])
         .values_list("frame_check_id")
         .annotate(n=Count("id"))
     )
-    rows = [CheckRow(check=c, crops=crops.get(c.pk, []), crops_pending=pending.get(c.pk, 0)) for c in checks]
+    rows = [CheckRow(check=c, crops=crops.get(c.pk, []), crops_pending=pending.get(c.pk, 0)) for c in recent]
     events = TrustEvent.objects.filter(node=node).select_related("frame").order_by("-created_at", "-pk")
     return NodeVerification(
         node=node,

@@ -322,7 +322,7 @@ def crop_reported(*, lease_id: int) -> None:
     if crop is None or crop.state != CropCheck.State.PENDING or crop.verifier != CropCheck.Verifier.NODE:
         return  # unknown lease, already judged, or already with the platform
     lease = crop.verify_lease
-    if lease.state != FrameLease.State.DONE:
+    if lease is None or lease.state != FrameLease.State.DONE:
         return
     region = Crop.from_dict(crop.crop)
     wanted = crop_manifest(crop.frame_check.render_lease.manifest, region)

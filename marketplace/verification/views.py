@@ -2,11 +2,18 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from marketplace.accounts.models import User
 from marketplace.verification import policy, selectors
 
 
+class AuthenticatedHttpRequest(HttpRequest):
+    """A request that login_required let through: its user is signed in (django-stubs' convention)."""
+
+    user: User
+
+
 @login_required
-def node_verification(request: HttpRequest, node_id: int) -> HttpResponse:
+def node_verification(request: AuthenticatedHttpRequest, node_id: int) -> HttpResponse:
     """A node's trust, why it changed, and its recent checks: for the node's owner and admins (404 otherwise)."""
     view = selectors.node_verification(user=request.user, node_id=node_id)
     return render(

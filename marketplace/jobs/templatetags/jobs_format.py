@@ -4,7 +4,7 @@ register = template.Library()
 
 
 @register.filter
-def duration(seconds: float | None) -> str:
+def duration(seconds: float | str | None) -> str:
     """Seconds as a short human duration: 45 s, 3 min 20 s, 2 h 5 min."""
     if seconds in (None, ""):
         return "unknown"
@@ -19,7 +19,7 @@ def duration(seconds: float | None) -> str:
 
 
 @register.filter
-def significant(value: float | None) -> str:
+def significant(value: float | str | None) -> str:
     """A measured quantity to three significant digits: 41.3, 0.0123, 1,230."""
     if value in (None, ""):
         return "unknown"
