@@ -25,4 +25,4 @@ def deliver_many(*, messages: list[tuple[int, dict]]) -> None:
     pipe = agent_redis().pipeline(transaction=False)
     for node_id, message in messages:
         pipe.lpush(queue_key(node_id), json.dumps(message))
-    pipe.execute()
+    pipe.execute()  # type: ignore[no-untyped-call]  # redis-py leaves Pipeline.execute unannotated

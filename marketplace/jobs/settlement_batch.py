@@ -31,8 +31,12 @@ def frames_settle(*, node_of: Mapping[int, int]) -> list[int]:
     if not settled:
         return []
     frames = list(Frame.objects.filter(pk__in=settled).select_related("job__owner", "node__owner").order_by("pk"))
-    release_escrow_many(
-        releases=[
+    releases = []
+    for f in frames:
+        if not f.price:
+            continue
+        assert f.node is not None  # frames_settle has just set it
+        releases.append(
             Release(
                 artist=f.job.owner,
                 job_ref=f.job.escrow_ref,
@@ -41,10 +45,8 @@ def frames_settle(*, node_of: Mapping[int, int]) -> list[int]:
                 key=f.settlement_key,
                 memo=f"frame {f.number} of job {f.job_id} rendered",
             )
-            for f in frames
-            if f.price
-        ]
-    )
+        )
+    release_escrow_many(releases=releases)
     for f in frames:  # one line per frame paid, as frame_settle writes it: an operator follows a frame by its id
         log.info(
             "event=frame_settled",
