@@ -15,6 +15,7 @@ falls back to `lease_create_for_node`, which looks past the pool.
 from __future__ import annotations
 
 import io
+import logging
 import secrets
 from collections import defaultdict
 from datetime import timedelta
@@ -31,9 +32,12 @@ from marketplace.dispatch.models import FrameLease, JobNodeBlock
 from marketplace.jobs import lifecycle
 from marketplace.jobs.models import Frame, Job
 from marketplace.jobs.states import FrameState, JobState
+from marketplace.logs import lease_fields
 from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.services import node_status_sync
 from render_kernels import image_from_bytes, thumbnail_png
+
+log = logging.getLogger("dispatch")
 
 LIVE_JOBS = (JobState.QUEUED, JobState.RUNNING)
 POOL_TRIES = 4  # reads of a group's pool past frames concurrent rounds locked first
@@ -176,6 +180,8 @@ def leases_create(*, limit: int = 500) -> list[services.Delivery]:
     rows = [_lease_row(node, frame, token) for (node, frame), token in zip(pairs, tokens, strict=True)]
     leases = FrameLease.objects.bulk_create(rows)
     node_status_sync(node_ids=[node.pk for node, _ in pairs])
+    for lease in leases:  # one line per lease, as a single lease writes it: an operator follows a lease by its id
+        log.info("event=lease_granted", extra=lease_fields(lease))
     deliveries = [
         services.Delivery(node_id=lease.node_id, lease_id=lease.pk, token=token, kind=lease.kind)
         for lease, token in zip(leases, tokens, strict=True)

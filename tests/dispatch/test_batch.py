@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from marketplace import blobs
 from marketplace.dispatch import batch, queues, services
 from marketplace.dispatch.models import FrameLease, JobNodeBlock
+from marketplace.jobs import events
 from marketplace.jobs.models import Frame, Job
 from marketplace.jobs.states import FrameState, JobState
 from marketplace.ledger import selectors as ledger
@@ -181,8 +182,9 @@ def test_concurrent_rounds_never_lease_a_frame_or_a_node_twice(funded_artist, pr
 
 @pytest.fixture
 def reports_only(monkeypatch):
-    """Reports enqueue no `frame_rendered` (eager in tests): the test settles the rendered frames itself."""
-    monkeypatch.setattr(services, "_enqueue", lambda task_name, *args: None)
+    """The frame_rendered event reaches no subscriber (it would run eagerly in tests): the test settles the
+    rendered frames itself."""
+    monkeypatch.setitem(events._subscribers, events.FRAME_RENDERED, [])
 
 
 def report_all(deliveries, agent_queues) -> list[int]:
