@@ -100,9 +100,9 @@ def shared_source(relpath: str) -> str:
 
 def conf_source() -> str:
     sys.path.insert(0, str(ROOT))
-    from marketplace.scenes.conf import DEFAULTS  # imports django.conf only; no settings needed
+    from marketplace.scenes.conf import DEFAULTS, MIN_SIDE  # imports django.conf only; no settings needed
 
-    lines = [f"{name} = {value!r}" for name, value in sorted(DEFAULTS.items())]
+    lines = [f"{name} = {value!r}" for name, value in sorted({**DEFAULTS, "MIN_SIDE": MIN_SIDE}.items())]
     return (
         '"""The scenes app\'s default limits (marketplace/scenes/conf.py), frozen at build time."""\n\n'
         + "\n".join(lines)

@@ -154,7 +154,7 @@ def test_ctrl_c_on_the_agent_drops_the_quotes_idle_count_at_once(
     assert "1 node idle right now" in quote_note()
     os.kill(farm.procs["agent"].pid, signal.SIGINT)  # Ctrl-C: no frame in hand, so it exits at once
     assert farm.procs["agent"].wait(30) == 0
-    assert "event=goodbye" in (farm.tmp / "agent.log").read_text()
+    assert "goodbye" in farm.events("agent")
     started = time.monotonic()
     note = quote_note()
     assert "no idle capacity right now" in note, note
@@ -189,7 +189,7 @@ def test_pause_now_gives_the_frame_in_hand_back_at_the_next_heartbeat(
     frame = Frame.objects.get(job=slow)
     assert frame.attempts == 0 and node_status(node) == WorkerNode.Status.PAUSED
     wait_for(
-        lambda: "event=lease_lost" in (farm.tmp / "agent.log").read_text(),
+        lambda: "lease_lost" in farm.events("agent"),
         timeout=20,
         farm=farm,
         what="the agent stopping the render",
