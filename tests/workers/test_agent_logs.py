@@ -2,7 +2,7 @@
 
 import json
 
-from tests.workers.test_agent_manifest import lease_answer
+from tests.fixtures.manifests import lease_answer
 from workers.agent import Agent
 from workers.config import AgentConfig
 

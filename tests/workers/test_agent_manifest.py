@@ -3,47 +3,16 @@ with an error naming its field, and the agent refusing (and reporting) a lease o
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import responses
 
+from tests.fixtures.manifests import BLEND, SHA, lease_answer, manifest
 from workers.agent import Agent, Current
 from workers.config import AgentConfig
 from workers.contract import LIMITS, ContractError, Lease, RenderManifest
-
-BLEND = b"BLENDER17-01v0500" + b"\x00" * 100 + b"ENDB" + b"\x00" * 28  # the smallest file bundle_ready takes
-SHA = hashlib.sha256(BLEND).hexdigest()
-
-
-def manifest(**kw: Any) -> dict[str, Any]:
-    base = {
-        "frame": 5,
-        "samples": 8,
-        "seed": 7,
-        "resolution_x": 64,
-        "resolution_y": 48,
-        "device": "CPU",
-        "threads": 0,
-        "file_format": "OPEN_EXR",
-        "use_denoising": False,
-        "use_adaptive_sampling": False,
-    }
-    return {**base, **kw}
-
-
-def lease_answer(**manifest_changes: Any) -> dict[str, Any]:
-    scene = {"scene_sha256": SHA, "scene_kind": "blend", "blend_path": "scene.blend"}
-    return {
-        "lease": 7,
-        "kind": "render",
-        "expires_at": "2026-12-02T12:00:00+00:00",
-        "manifest": manifest(**{**scene, **manifest_changes}),
-        "scene_url": "http://market.test/scene",
-        "upload_url": "http://market.test/upload",
-    }
 
 
 @pytest.mark.parametrize(

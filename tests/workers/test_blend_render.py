@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from tests.fixtures.blend_factory import BlendFactory, build_cases
+
+# With or without the repo conftest: the session-cached scenes.
+from tests.fixtures.manifests import manifest
 from workers.blend import (
     BlendFileError,
     DeviceError,
@@ -22,25 +24,8 @@ from workers.blend import (
 from workers.blend.images import oiio, read_image
 from workers.blend.sandbox import Limits, run_bpy_module
 
-# With or without the repo conftest: the session-cached scenes.
 pytest_plugins = ["tests.fixtures.blend_fixtures"]
 pytestmark = pytest.mark.slow
-
-
-def manifest(**kw: Any) -> dict[str, Any]:
-    base = {
-        "frame": 5,
-        "samples": 8,
-        "seed": 7,
-        "resolution_x": 64,
-        "resolution_y": 48,
-        "device": "CPU",
-        "threads": 0,
-        "file_format": "OPEN_EXR",
-        "use_denoising": False,
-        "use_adaptive_sampling": False,
-    }
-    return {**base, **kw}
 
 
 @pytest.fixture(scope="module")
