@@ -6,6 +6,7 @@ Agents never consume from this broker; they get their own (see dispatch.agent_br
 import logging.config
 import os
 
+import redis
 from celery import Celery, signals
 
 from marketplace import logs
@@ -15,6 +16,17 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings")
 app = Celery("marketplace")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+_internal_redis: redis.Redis | None = None
+
+
+def internal_redis() -> redis.Redis:
+    """The internal broker's Redis, for the market's own small flags next to its task queues."""
+    global _internal_redis  # noqa: PLW0603 - one connection pool per process
+    if _internal_redis is None:
+        _internal_redis = redis.Redis.from_url(app.conf.broker_url)
+    return _internal_redis
+
 
 # Every task's lines carry its id, name and id arguments (marketplace.logs).
 signals.task_prerun.connect(logs.task_started, weak=False)

@@ -41,6 +41,11 @@ class FrameLease(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        indexes = [
+            # "Does this node hold an active lease?" is asked for every node in every matching round and status
+            # sync; without it the planner, misjudging a table that grew fast, scanned every active lease per node.
+            models.Index(fields=["node"], condition=Q(state="active"), name="lease_active_by_node"),
+        ]
         constraints = [
             # At most one active render lease per frame, whatever the number of matchers.
             models.UniqueConstraint(

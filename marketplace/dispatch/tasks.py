@@ -7,7 +7,7 @@ from marketplace.dispatch import services
 
 @shared_task(name="dispatch.match", acks_late=True, ignore_result=True)
 def match_frames() -> int:
-    return services.match_frames()
+    return services.match_run()
 
 
 @shared_task(name="dispatch.frames_queued", acks_late=True, ignore_result=True)

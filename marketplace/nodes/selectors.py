@@ -1,4 +1,4 @@
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.db.models import Exists, OuterRef, Q, QuerySet
@@ -69,7 +69,15 @@ def node_is_banned(*, node_id: int) -> bool:
     return WorkerNode.objects.filter(node_banned_q(), pk=node_id).exists()
 
 
+def silent_cutoff(now=None) -> datetime:
+    """A node last heard from before this is silent."""
+    return (now or timezone.now()) - timedelta(seconds=conf.OFFLINE_AFTER_SECONDS)
+
+
 def node_silent_q(now=None) -> Q:
     """Nodes not heard from within OFFLINE_AFTER_SECONDS, or whose agent said goodbye."""
-    cutoff = (now or timezone.now()) - timedelta(seconds=conf.OFFLINE_AFTER_SECONDS)
-    return Q(last_heartbeat__isnull=True) | Q(last_heartbeat__lt=cutoff) | Q(agent_state=WorkerNode.AgentState.OFFLINE)
+    return (
+        Q(last_heartbeat__isnull=True)
+        | Q(last_heartbeat__lt=silent_cutoff(now))
+        | Q(agent_state=WorkerNode.AgentState.OFFLINE)
+    )

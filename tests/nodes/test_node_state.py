@@ -137,3 +137,38 @@ def test_a_paused_node_gives_back_a_frame_it_has_not_started(funded_artist, prov
     lease = FrameLease.objects.get(pk=delivery.lease_id)
     node.refresh_from_db()
     assert lease.state == "released" and lease.frame.state == FrameState.QUEUED and node.status == S.PAUSED
+
+
+@pytest.mark.parametrize("now_offset_s", [0, 3600])
+def test_the_status_sync_compiled_once_writes_what_the_orm_writes(funded_artist, provider, now_offset_s):
+    """node_status_sync compiles its UPDATE once for up to STATUS_SYNC_COMPILED_UP_TO nodes and swaps the values
+    in: for every count and every state (busy, banned, paused, silent, idle), and with a `now` that makes them
+    silent, it must write exactly what the ORM's statement writes (the rule's one reading: nodes_with_wrong_status)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from marketplace.nodes.services import STATUS_SYNC_COMPILED_UP_TO, node_status_sync, nodes_with_wrong_status
+
+    _, busy, _ = leased(funded_artist, provider)
+    banned, _ = make_node(provider, name="banned", unchecked=True)
+    paused, _ = make_node(provider, name="paused", unchecked=True)
+    silent, _ = make_node(provider, name="silent", unchecked=True)
+    idle, _ = make_node(provider, name="idle", unchecked=True)
+    WorkerNode.objects.filter(pk=banned.pk).update(banned_at=timezone.now())
+    node_set_paused(owner=provider, node_id=paused.pk, paused=True)
+    WorkerNode.objects.filter(pk=silent.pk).update(last_heartbeat=timezone.now() - timedelta(hours=2))
+    nodes = [busy, banned, paused, silent, idle]
+    assert len(nodes) > STATUS_SYNC_COMPILED_UP_TO  # the ORM path is taken too
+    now = timezone.now() + timedelta(seconds=now_offset_s)
+    # an hour on, every node is silent: busy and banned come first in the rule, the others are offline
+    expected = {S.BUSY, S.BANNED, S.OFFLINE} if now_offset_s else {S.BUSY, S.BANNED, S.PAUSED, S.OFFLINE, S.IDLE}
+    for count in range(1, len(nodes) + 1):
+        for order in (nodes[:count], nodes[-count:]):
+            ids = [n.pk for n in order]
+            WorkerNode.objects.filter(pk__in=ids).update(status=S.IDLE, current_frame=None)  # all wrong but one
+            assert node_status_sync(node_ids=ids, now=now) == count
+            assert [row for row in nodes_with_wrong_status(now) if row[0] in ids] == []
+    statuses = dict(WorkerNode.objects.values_list("pk", "status"))
+    assert {statuses[n.pk] for n in nodes} == expected
+    assert WorkerNode.objects.get(pk=busy.pk).current_frame_id is not None
