@@ -4,7 +4,9 @@ line logged inside it carries them (formatting and secret scrubbing: workers.log
 - `RequestContextMiddleware`: a request id (the caller's `X-Request-ID` when it is a sane one, else a new one,
   returned in the response header), the signed-in user, and one access line per request;
 - agent API views bind the node and, when the URL names one, the lease (dispatch.agent_api.AgentView);
-- Celery's `task_prerun`/`task_postrun` (connected in marketplace.celery): the task's id, name and id arguments.
+- Celery's `task_prerun`/`task_postrun` (connected in marketplace.celery): the task's id, name and id arguments;
+- `subject_scope`: code that handles many frames at once (a batch) drops the lease and frame ids bound around it,
+  so each of its lines names its own frame's.
 """
 
 from __future__ import annotations
@@ -14,13 +16,22 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
-from structlog.contextvars import get_contextvars
+from structlog.contextvars import get_contextvars, unbind_contextvars
 
 from workers.logs import bind, context_restore, scope
 
-__all__ = ["RequestContextMiddleware", "bind", "lease_fields", "scope", "task_finished", "task_started"]
+__all__ = [
+    "RequestContextMiddleware",
+    "bind",
+    "lease_fields",
+    "scope",
+    "subject_scope",
+    "task_finished",
+    "task_started",
+]
 
 log = logging.getLogger("marketplace.request")
 
@@ -72,6 +83,10 @@ class RequestContextMiddleware:
             bind(user_id=user.pk)
 
 
+# The ids that say which lease, frame, job and node a line is about (`lease_fields`).
+SUBJECT_IDS = ("lease_id", "frame_id", "job_id", "node_id", "lease_kind")
+
+
 def lease_fields(lease) -> dict[str, object]:
     """A lease's ids for a log line or a context. Reads `lease.frame.job_id`: pass a lease whose frame is loaded."""
     return {
@@ -81,6 +96,23 @@ def lease_fields(lease) -> dict[str, object]:
         "node_id": lease.node_id,
         "lease_kind": lease.kind,
     }
+
+
+@contextmanager
+def subject_scope(**ids: object) -> Iterator[None]:
+    """A block (or, as a decorator, a function) about other frames than its caller's: a batch of frames, a task.
+
+    The lease, frame, job and node ids the caller bound (an agent call binds its lease's) are dropped for the
+    block and `ids` bound; the caller's context is back afterwards. A line about one frame in the block then
+    carries the ids it names itself, never a stale one of another frame.
+    """
+    saved = get_contextvars()
+    unbind_contextvars(*SUBJECT_IDS)
+    bind(**ids)
+    try:
+        yield
+    finally:
+        context_restore(saved)
 
 
 # --- Celery ---------------------------------------------------------------------------------
@@ -106,6 +138,9 @@ def task_ids(task, args: tuple, kwargs: dict) -> dict[str, object]:
 
 def task_started(*, task_id: str, task, args=(), kwargs=None, **_) -> None:
     _saved_contexts[task_id] = get_contextvars()
+    # An eager task keeps its caller's request id, not the lease or frame the caller was about: its own are its
+    # id arguments (a worker's task starts from an empty context anyway).
+    unbind_contextvars(*SUBJECT_IDS)
     bind(**{**task_ids(task, args, kwargs or {}), "task_id": task_id, "task_name": task.name})
 
 

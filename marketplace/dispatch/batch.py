@@ -32,7 +32,7 @@ from marketplace.dispatch.models import FrameLease, JobNodeBlock
 from marketplace.jobs import lifecycle
 from marketplace.jobs.models import Frame, Job
 from marketplace.jobs.states import FrameState, JobState
-from marketplace.logs import lease_fields
+from marketplace.logs import lease_fields, subject_scope
 from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.services import node_status_sync
 from render_kernels import image_from_bytes, thumbnail_png
@@ -162,6 +162,7 @@ def _lease_row(node: WorkerNode, frame: Frame, token: str) -> FrameLease:
     )
 
 
+@subject_scope()  # many leases: each line names its own, none the caller's
 @transaction.atomic
 def leases_create(*, limit: int = 500) -> list[services.Delivery]:
     """Lease queued frames to up to `limit` idle nodes in one round. Returns the deliveries made."""

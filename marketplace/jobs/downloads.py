@@ -127,9 +127,8 @@ def zip_stream(entries: Iterable[Member]) -> Iterator[bytes]:
             actual = _digest(entry.key) if expected else ""
             if expected and expected != {actual}:
                 log.error(
-                    "event=download_withheld member=%s reason=%s",
-                    entry.name,
-                    blobs.digest_refused(entry.key, expected, actual),
+                    "event=download_withheld",
+                    extra={"member": entry.name, "reason": blobs.digest_refused(entry.key, expected, actual)},
                 )
                 withheld.append(f"{entry.name}: its stored image does not match the verified one; it was not delivered")
                 continue

@@ -24,6 +24,7 @@ from marketplace.jobs.models import AssembledFrame, Frame, Job
 from marketplace.jobs.states import FRAME_CANCELLABLE, FRAME_OPEN, FrameState, JobState
 from marketplace.jobs.tiles import smallest_tile, tile_rects
 from marketplace.ledger.services import InsufficientFunds, hold_escrow, refund_escrow, release_escrow
+from marketplace.logs import subject_scope
 from marketplace.money import tokens
 from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.selectors import idle_capacity
@@ -380,6 +381,7 @@ def job_retry_failed(*, job_id: int, owner) -> JobRetried:
 # --- settling and finishing -----------------------------------------------------------------
 
 
+@subject_scope()  # its line names the frame paid, not the lease or node of the caller (a verifier's report)
 @transaction.atomic
 def frame_settle(*, frame_id: int, node_id: int) -> bool:
     """Pay a rendered (and, if checked, verified) frame from escrow, once. False when already settled.

@@ -17,13 +17,16 @@ from marketplace.jobs import lifecycle
 from marketplace.jobs.models import Frame
 from marketplace.jobs.services import frame_assemble_after_commit
 from marketplace.ledger.services import Release, release_escrow_many
+from marketplace.logs import subject_scope
 
 log = logging.getLogger("jobs")
 
 
+@subject_scope()  # many frames: each line names its own, none the caller's
 @transaction.atomic
-def frames_settle(*, node_of: Mapping[int, int]) -> list[int]:
+def frames_settle(*, node_of: Mapping[int, int], lease_of: Mapping[int, int]) -> list[int]:
     """Pay these rendered (or verified) frames from escrow, each to `node_of[frame id]`'s provider, once.
+    `lease_of[frame id]`: the render lease whose result is paid, for the frame's line.
 
     Returns the ids of the frames settled now; a frame already settled (or no longer settleable) is left out.
     """
@@ -50,7 +53,13 @@ def frames_settle(*, node_of: Mapping[int, int]) -> list[int]:
     for f in frames:  # one line per frame paid, as frame_settle writes it: an operator follows a frame by its id
         log.info(
             "event=frame_settled",
-            extra={"frame_id": f.pk, "job_id": f.job_id, "node_id": f.node_id, "price_micro": f.price},
+            extra={
+                "frame_id": f.pk,
+                "job_id": f.job_id,
+                "node_id": f.node_id,
+                "lease_id": lease_of[f.pk],
+                "price_micro": f.price,
+            },
         )
     for job_id, number in sorted({(f.job_id, f.number) for f in frames if f.tile_x is not None}):
         frame_assemble_after_commit(job_id=job_id, number=number)

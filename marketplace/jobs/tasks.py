@@ -25,7 +25,9 @@ def frame_assemble(self, job_id: int, number: int) -> None:
         services.frame_assemble(job_id=job_id, number=number)
     except AssemblyError:
         # The tiles passed the upload checks, so this is a bug to look at, not something a retry fixes.
-        logger.exception("frame %s of job %s cannot be assembled", number, job_id)
+        logger.exception(
+            "event=frame_assembly_failed: the frame cannot be assembled", extra={"job_id": job_id, "number": number}
+        )
     except OSError as exc:  # storage unreachable for a moment
         raise self.retry(exc=exc, countdown=30 * (self.request.retries + 1)) from exc
 

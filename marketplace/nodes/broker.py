@@ -70,6 +70,6 @@ def nodes_broker_revoke_on_commit(*, node_ids: list[int]) -> None:
             try:
                 node_broker_revoke(node_id=node_id)
             except redis.RedisError as exc:
-                log.error("event=broker_revoke_failed node=%s error=%s", node_id, exc)
+                log.error("event=broker_revoke_failed", extra={"node_id": node_id, "error": str(exc)})
 
     transaction.on_commit(revoke)

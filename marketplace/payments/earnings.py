@@ -67,5 +67,7 @@ def earnings_mature(*, now: datetime | None = None, limit: int = 1000) -> int:
             matured += earning_mature(frame_id=frame_id, cutoff=cutoff)
         except LedgerError:
             # e.g. the pending balance does not hold the share: leave it for an admin, keep going.
-            log.exception("frame %s: earnings could not mature", frame_id)
+            log.exception(
+                "event=earnings_not_matured: the frame's earnings could not mature", extra={"frame_id": frame_id}
+            )
     return matured

@@ -145,7 +145,10 @@ def payout_send(*, payout_id: int) -> Payout:
     try:
         transfer_id = provider_get().transfer_create(payout=payout)
     except ProviderOutcomeUnknown as exc:
-        log.warning("payout %s: %s; it stays requested and will be re-sent", payout.pk, exc)
+        log.warning(
+            "event=payout_outcome_unknown: it stays requested and will be re-sent",
+            extra={"payout_id": payout.pk, "error": str(exc)},
+        )
         Payout.objects.filter(pk=payout.pk, state=State.REQUESTED).update(error=str(exc))
     except ProviderError as exc:
         _payout_return(payout_id=payout.pk, current=State.REQUESTED, target=State.FAILED, error=str(exc))
@@ -197,7 +200,10 @@ def payouts_resend(*, now=None) -> int:
     )
     too_old = now - timedelta(hours=conf.PAYOUT_RESEND_WITHIN_HOURS)
     for payout_id in stuck.filter(created_at__lt=too_old).values_list("pk", flat=True):
-        log.error("payout %s is stuck past the idempotency window: reconcile with Stripe by hand", payout_id)
+        log.error(
+            "event=payout_stuck: past the idempotency window, reconcile with Stripe by hand",
+            extra={"payout_id": payout_id},
+        )
     sent = 0
     for payout_id in stuck.filter(created_at__gte=too_old).values_list("pk", flat=True):
         sent += payout_send(payout_id=payout_id).state == State.SENT

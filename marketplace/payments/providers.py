@@ -185,7 +185,7 @@ class DevProvider:
         return True
 
     def transfer_create(self, *, payout: Payout) -> str:
-        log.info("simulated transfer payout=%s amount_cents=%s", payout.pk, payout.amount_cents)
+        log.info("event=transfer_simulated", extra={"payout_id": payout.pk, "amount_cents": payout.amount_cents})
         return f"dev_tr_{payout.idempotency_key}"
 
 

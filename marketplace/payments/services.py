@@ -154,21 +154,29 @@ def topup_complete(*, ref: object, session_id: str, payment_intent: str, amount_
     """
     topup = _topup_locked(ref=ref)
     if topup is None:
-        log.error("checkout completed for an unknown top-up ref=%s session=%s", ref, session_id)
+        log.error(
+            "event=topup_unknown: checkout completed for an unknown top-up",
+            extra={"topup_ref": str(ref), "session_id": session_id},
+        )
         return "unmatched: no top-up with this reference"
     if topup.completed_at is not None:
         return "already credited"
     if topup.session_id and session_id != topup.session_id:
-        log.error("top-up %s completed by session %s, expected %s", topup.ref, session_id, topup.session_id)
+        log.error(
+            "event=topup_session_mismatch: the top-up was completed by another checkout session",
+            extra={"topup_ref": str(topup.ref), "session_id": session_id, "expected_session_id": topup.session_id},
+        )
         return "not credited: session does not match the top-up"
     if amount_cents != topup.amount_cents or str(currency).lower() != topup.currency:
         log.error(
-            "top-up %s paid %s %s, expected %s %s",
-            topup.ref,
-            amount_cents,
-            currency,
-            topup.amount_cents,
-            topup.currency,
+            "event=topup_amount_mismatch: the amount paid is not the top-up's",
+            extra={
+                "topup_ref": str(topup.ref),
+                "amount_cents": amount_cents,
+                "currency": currency,
+                "expected_amount_cents": topup.amount_cents,
+                "expected_currency": topup.currency,
+            },
         )
         return "not credited: amount paid does not match the top-up"
     target = _clawback_target(topup)
@@ -196,7 +204,10 @@ def topup_complete(*, ref: object, session_id: str, payment_intent: str, amount_
 def _topup_for_reversal(*, ref: object, payment_intent: str) -> TopUp | None:
     topup = _topup_locked(ref=ref, payment_intent=payment_intent)
     if topup is None:
-        log.error("reversal for an unknown top-up ref=%s payment_intent=%s: reconcile by hand", ref, payment_intent)
+        log.error(
+            "event=topup_unknown: a reversal for an unknown top-up, reconcile by hand",
+            extra={"topup_ref": str(ref), "payment_intent": payment_intent},
+        )
     else:
         topup.payment_intent = topup.payment_intent or payment_intent
     return topup
@@ -217,7 +228,8 @@ def _take_back(topup: TopUp, due: int, *, reason: str) -> str:
     outcome = f"debited {debit} micro-tokens"
     if due > debit:
         log.error(
-            "top-up %s reversed but wallet of user %s lacked %s micro-tokens", topup.ref, topup.user_id, due - debit
+            "event=topup_unrecovered: the top-up was reversed but the wallet lacked the tokens",
+            extra={"topup_ref": str(topup.ref), "user_id": topup.user_id, "unrecovered_micro": due - debit},
         )
         outcome += f", {due - debit} unrecovered (account flagged)"
     return outcome
@@ -274,7 +286,10 @@ def topup_refund_apply(*, ref: object, payment_intent: str, refunded_cents: int)
 def topup_dispute_apply(*, ref: object, payment_intent: str, dispute_id: str, disputed_cents: int, status: str) -> str:
     """Record the charge's card dispute as Stripe describes it now; move tokens if it changed what is withheld."""
     if not dispute_id or not status:
-        log.error("dispute event without an id or a status for payment_intent=%s", payment_intent)
+        log.error(
+            "event=dispute_incomplete: a dispute event without an id or a status",
+            extra={"payment_intent": payment_intent},
+        )
         return "not applied: the dispute has no id or no status, needs manual reconciliation"
     topup = _topup_for_reversal(ref=ref, payment_intent=payment_intent)
     if topup is None:
@@ -282,11 +297,15 @@ def topup_dispute_apply(*, ref: object, payment_intent: str, dispute_id: str, di
     if topup.dispute_id and dispute_id != topup.dispute_id:
         # Stripe allows one dispute per charge: anything else is not ours to guess.
         log.error(
-            "top-up %s has dispute %s, got an event for %s: reconcile by hand", topup.ref, topup.dispute_id, dispute_id
+            "event=dispute_mismatch: an event for another dispute of the top-up, reconcile by hand",
+            extra={"topup_ref": str(topup.ref), "dispute_id": dispute_id, "expected_dispute_id": topup.dispute_id},
         )
         return f"not applied: the top-up already has dispute {topup.dispute_id}, needs manual reconciliation"
     if status not in _DISPUTE_STAGES:
-        log.warning("top-up %s: unknown dispute status %r, treated as an open chargeback", topup.ref, status)
+        log.warning(
+            "event=dispute_status_unknown: treated as an open chargeback",
+            extra={"topup_ref": str(topup.ref), "dispute_status": status},
+        )
     if _dispute_stage(status)[0] <= _dispute_stage(topup.dispute_status)[0]:
         return f"no change: dispute {dispute_id} is already {topup.dispute_status}"
     topup.dispute_id = dispute_id
@@ -359,5 +378,5 @@ def webhook_event_process(*, event: dict) -> str:
         handler = _HANDLERS.get(event_type)
         outcome = handler(obj) if handler else "ignored: not an event this marketplace handles"
         WebhookEvent.objects.filter(pk=record.pk).update(processed_at=timezone.now(), outcome=outcome)
-    log.info("stripe event=%s type=%s outcome=%s", event["id"], event_type, outcome)
+    log.info("event=stripe_event", extra={"stripe_event_id": str(event["id"]), "type": event_type, "outcome": outcome})
     return outcome

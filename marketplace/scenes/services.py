@@ -85,7 +85,10 @@ def scene_upload(*, owner, uploaded_file: UploadedFileLike, name: str = "", enqu
             from marketplace.scenes.tasks import scene_inspect_task
 
             transaction.on_commit(lambda: scene_inspect_task.delay(scene.pk))
-    log.info("scene uploaded scene=%s sha256=%s kind=%s size=%s", scene.pk, scene.sha256, scene.kind, scene.size)
+    log.info(
+        "event=scene_uploaded",
+        extra={"scene_id": scene.pk, "sha256": scene.sha256, "kind": scene.kind, "size": scene.size},
+    )
     return scene
 
 
@@ -113,7 +116,7 @@ def scene_delete(*, owner, scene_id: int) -> Scene:
         )
     scene.deleted_at = timezone.now()
     scene.save(update_fields=["deleted_at"])
-    log.info("scene deleted scene=%s owner=%s", scene.pk, owner.pk)
+    log.info("event=scene_deleted", extra={"scene_id": scene.pk, "owner_id": owner.pk})
     return scene
 
 
@@ -137,7 +140,7 @@ def scene_inspect(*, scene_id: int) -> Scene:
             inspected_at=timezone.now(),
         )
     scene.refresh_from_db()
-    log.info("scene inspected scene=%s status=%s refusal=%r", scene.pk, scene.status, scene.refusal)
+    log.info("event=scene_inspected", extra={"scene_id": scene.pk, "status": scene.status, "refusal": scene.refusal})
     return scene
 
 

@@ -22,6 +22,7 @@ from marketplace.dispatch.models import FrameLease
 from marketplace.jobs import lifecycle, settlement_batch
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState
+from marketplace.logs import subject_scope
 from marketplace.verification import services
 from marketplace.verification.crops import crops_choose, verifiable
 from marketplace.verification.models import CropCheck, FrameCheck, NodeTrust
@@ -72,6 +73,7 @@ def _rates(node_ids: set[int]) -> dict[int, float]:
     return rates
 
 
+@subject_scope()  # many frames: each line names its own, none the caller's (an agent call's lease)
 def rendered_frames_process(*, frame_ids: list[int], with_waiting: int = 0) -> list[int]:
     """Thumbnail, sample and (unsampled) settle these rendered frames, and up to `with_waiting` others waiting in
     RENDERED; returns the ids settled here.
@@ -85,7 +87,7 @@ def rendered_frames_process(*, frame_ids: list[int], with_waiting: int = 0) -> l
     for frame_id in set(frame_ids) - leases.keys():
         frame_state = Frame.objects.filter(pk=frame_id).values_list("state", flat=True).first()
         if frame_state == FrameState.RENDERED:  # its render lease is missing: as frame_verify_or_settle logs it
-            log.error("event=verify_no_lease frame=%s", frame_id)
+            log.error("event=verify_no_lease", extra={"frame_id": frame_id})
     lifecycle.frames_thumbnail_set(keys=thumbnails_make(leases=[x for x in leases.values()]))
     later: list[int] = []  # frames the per-frame path takes on after this commit
     with transaction.atomic():
@@ -128,8 +130,11 @@ def rendered_frames_process(*, frame_ids: list[int], with_waiting: int = 0) -> l
             )
             lifecycle.frames_verify(frame_ids=[check.frame_id for check in sampled])
             later += [check.frame_id for check in sampled]
-        skipped = {check.frame_id: check.node_id for check in checks if check.kind == FrameCheck.Kind.SKIPPED}
-        settled = settlement_batch.frames_settle(node_of=skipped)
+        skipped = [check for check in checks if check.kind == FrameCheck.Kind.SKIPPED]
+        settled = settlement_batch.frames_settle(
+            node_of={check.frame_id: check.node_id for check in skipped},
+            lease_of={check.frame_id: check.render_lease_id for check in skipped},
+        )
     for frame_id in later:  # canaries, sampled frames (their crops are leased now), half-done ones
         services.frame_verify_or_settle(frame_id=frame_id)
     return settled

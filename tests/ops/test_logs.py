@@ -10,13 +10,17 @@ import redis
 from django.conf import settings
 from django.test import Client
 from rest_framework.test import APIClient
+from structlog.contextvars import get_contextvars
 
+from marketplace import blobs
 from marketplace.celery import app
-from marketplace.dispatch import queues, services
+from marketplace.dispatch import batch, queues, services
 from marketplace.dispatch.models import FrameLease
+from marketplace.jobs import events
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState
-from marketplace.logs import task_ids
+from marketplace.logs import task_finished, task_ids, task_started
+from marketplace.verification.batch import rendered_frames_process
 from tests.deploy.helpers import STRONG_KEY, settings_of
 from tests.fixtures.market import make_node, make_queued_job, png_bytes
 from workers import logs
@@ -153,6 +157,58 @@ def test_a_celery_task_binds_its_id_name_and_id_arguments(funded_artist, provide
         logging.getLogger("test").info("event=after_task")
     after = json_log.one("after_task")
     assert after["request_id"] == "outer" and "task_id" not in after  # the caller's context, intact
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_names_each_frames_own_lease_never_one_an_agent_call_left_bound(
+    funded_artist, provider, agent_queues, json_log, monkeypatch
+):
+    """As the dispatch bench drives the market: agent calls through the services, outside any request, then
+    one settlement batch of all the frames rendered."""
+    monkeypatch.setattr(services, "_after_commit_match", lambda: None)
+    monkeypatch.setitem(events._subscribers, events.FRAME_RENDERED, [])  # this test runs the batch itself
+    jobs = [make_queued_job(funded_artist, frames=2), make_queued_job(funded_artist, frames=2)]
+    farm = [make_node(provider, name=f"n{i}", unchecked=True)[0] for i in range(4)]
+    deliveries = batch.leases_create()
+    assert len(deliveries) == 4
+    for d in deliveries:  # each call binds its lease's ids (services._lease_of_node) and nothing unbinds them
+        message = json.loads(agent_queues.rpop(queues.queue_key(d.node_id)))
+        lease = FrameLease.objects.get(pk=message["lease"])
+        blobs.blob_put(key=lease.result_key, fileobj=io.BytesIO(png_bytes(32, 24, seed=lease.pk)))
+        node = next(n for n in farm if n.pk == d.node_id)
+        assert services.lease_report(node=node, lease_id=lease.pk, token=message["token"], ok=True).accepted
+    last = get_contextvars()
+    assert last["lease_id"] == deliveries[-1].lease_id  # the leak's source: the last call's lease stays bound
+
+    assert len(rendered_frames_process(frame_ids=[], with_waiting=10)) == 4
+    settled = json_log.of("frame_settled")
+    assert len(settled) == 4
+    for line in settled:
+        lease = FrameLease.objects.select_related("frame").get(frame_id=line["frame_id"])
+        assert (line["lease_id"], line["job_id"], line["node_id"], line.get("lease_kind")) == (
+            lease.pk,
+            lease.frame.job_id,
+            lease.node_id,
+            None,
+        )
+    assert {line["job_id"] for line in settled} == {job.pk for job in jobs}
+    assert get_contextvars() == last  # the caller's context, back as it was
+
+
+def test_an_eager_task_drops_its_callers_lease_and_frame_and_keeps_its_request():
+    task = app.tasks["verification.crop_reported"]
+    with logs.scope(request_id="r1", user_id=2, lease_id=10, frame_id=11, job_id=12, node_id=13, lease_kind="render"):
+        outer = get_contextvars()
+        task_started(task_id="t1", task=task, args=(20,))
+        assert get_contextvars() == {
+            "request_id": "r1",
+            "user_id": 2,
+            "lease_id": 20,
+            "task_id": "t1",
+            "task_name": "verification.crop_reported",
+        }
+        task_finished(task_id="t1")
+        assert get_contextvars() == outer
 
 
 def test_the_dev_format_is_readable_key_value_and_production_is_json():

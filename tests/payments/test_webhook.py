@@ -455,3 +455,28 @@ def test_concurrent_closing_events_of_a_won_dispute_credit_once(artist, topup, s
     assert all(isinstance(r, str) for r in results), results
     assert wallet(artist) == 1_000 * M
     assert ledger.ledger_total() == 0 and ledger.ledger_drift() == []
+
+
+def test_the_log_lines_carry_the_event_and_the_top_up_as_fields(artist, topup, json_log):
+    paid = session_completed(topup)
+    webhook_event_process(event=paid)
+    short = session_completed(topup, amount=999)
+    short["data"]["object"]["id"] = "cs_test_2"  # another checkout session than the top-up's
+    webhook_event_process(event=short)
+    assert [(line["stripe_event_id"], line["outcome"]) for line in json_log.of("stripe_event")] == [
+        (paid["id"], "credited 1000000000 micro-tokens"),
+        (short["id"], "already credited"),
+    ]
+    topup.completed_at = None
+    topup.save()
+    webhook_event_process(event=stripe_event("checkout.session.completed", short["data"]["object"]))
+    mismatch = json_log.one("topup_session_mismatch")
+    assert (
+        mismatch.items()
+        >= {
+            "topup_ref": str(topup.ref),
+            "session_id": "cs_test_2",
+            "expected_session_id": "cs_test_1",
+            "detail": "the top-up was completed by another checkout session",
+        }.items()
+    )

@@ -13,6 +13,7 @@ from tests.fixtures.blend_factory import BlendFactory, build_cases
 
 # With or without the repo conftest: the session-cached scenes.
 from tests.fixtures.manifests import manifest
+from workers import logs
 from workers.blend import (
     BlendFileError,
     DeviceError,
@@ -156,6 +157,18 @@ def test_renderer_refuses_outside_paths(
         with pytest.raises(SandboxError, match="no scene loaded"):
             r.render(manifest(), tmp_path / "x.exr")
     assert not (tmp_path / "x.exr").exists()
+
+
+def test_the_render_childs_lines_come_out_as_the_callers_under_its_lease(blend_factory: BlendFactory, json_log) -> None:
+    case = blend_factory.get("escape_image")
+    with logs.scope(node_id=7, lease_id=5, frame=3), Renderer() as r:  # the ids the agent binds around a render
+        with pytest.raises(RenderRefused):
+            r.load(case.blend, case.bundle_root)
+    ids = {"node_id": 7, "lease_id": 5, "frame": 3}
+    assert json_log.one("render_server_started").items() >= ids.items()
+    failed = json_log.one("command_failed")  # logged by the render server, in its process
+    assert failed.items() >= {**ids, "logger": "workers.blend.render_server", "level": "error", "cmd": "load"}.items()
+    assert "RenderRefused" in failed["exception"]
 
 
 @pytest.mark.parametrize("kind", ["autorun_text", "python_driver", "compositor_file_output", "osl_script"])

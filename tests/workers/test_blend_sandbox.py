@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import resource
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from workers import logs
 from workers.blend import _landlock
 from workers.blend.sandbox import Limits, SandboxError, run_bpy_module
 
@@ -90,3 +92,20 @@ def test_memory_limit_is_reported() -> None:
 def test_job_dir_is_removed() -> None:
     out = probe({})
     assert not os.path.exists(out["cwd"])
+
+
+def test_the_childs_log_records_come_out_as_the_callers_own_lines_and_its_stdout_as_one_field(json_log) -> None:
+    logging.getLogger().setLevel(logging.DEBUG)  # Blender's output is a debug line (json_log puts the level back)
+    with logs.scope(node_id=7, lease_id=5, frame=3):  # as the agent binds them around a render
+        probe({"action": "log"})
+    said = json_log.one("probe_logged")
+    ids = {"node_id": 7, "lease_id": 5, "frame": 3}  # the caller's, not those the child tried to set
+    assert said.items() >= {**ids, "logger": "workers.blend.probe", "level": "warning", "path": "scene.blend"}.items()
+    failed = json_log.one("probe_failed")
+    assert failed.items() >= {**ids, "level": "error"}.items() and "ValueError: boom" in failed["exception"]
+    isolation = json_log.one("sandbox_isolation")  # the sandbox's own line in the child
+    assert isolation.items() >= {**ids, "logger": "workers.blend.sandbox"}.items()
+    output = json_log.one("blender_output")
+    assert output.items() >= {**ids, "level": "debug"}.items()
+    assert "Rendering 1 / 64 samples" in output["output"]
+    assert [line for line in json_log.all() if "Rendering 1 / 64" in json.dumps(line)] == [output]

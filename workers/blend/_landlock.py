@@ -119,6 +119,6 @@ def _add_rule(libc: ctypes.CDLL, ruleset_fd: int, path: str, rights: int) -> Non
             return
         rule = _PathBeneathAttr(rights, pfd)
         if libc.syscall(_SYS_ADD_RULE, ruleset_fd, _RULE_PATH_BENEATH, ctypes.byref(rule), ctypes.c_uint32(0)) != 0:
-            log.warning("landlock: cannot add rule for %s (errno %s)", path, ctypes.get_errno())
+            log.warning("event=landlock_rule_failed", extra={"path": path, "errno": ctypes.get_errno()})
     finally:
         os.close(pfd)

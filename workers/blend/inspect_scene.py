@@ -18,7 +18,7 @@ from typing import Any
 from workers.blend.paths import check_external_paths, describe_refs
 from workers.blend.sandbox import BlendFileError, Limits, child_main, run_bpy_module
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("workers.blend.inspect_scene")  # by name: it runs as __main__ in its child
 
 BLEND_MAGIC = b"BLENDER"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -55,7 +55,7 @@ def check_blend_file(path: Path) -> str:
     if head.startswith(ZSTD_MAGIC):
         if not tail.endswith(ZSTD_SEEKABLE_FOOTER):
             # Not written by Blender (or cut short): Blender itself will judge it.
-            log.info("zstd .blend without a seek table: %s", path.name)
+            log.info("event=zstd_without_seek_table: Blender itself will judge it", extra={"file": path.name})
         return "zstd"
     if head.startswith(GZIP_MAGIC):
         _check_gzip(path)

@@ -52,7 +52,7 @@ def list_devices_bpy() -> list[dict[str, Any]]:
         try:
             devices = prefs.get_devices_for_type(dtype)
         except Exception as exc:  # a broken driver must not hide the other device types
-            log.warning("listing %s devices failed: %s", dtype, exc)
+            log.warning("event=device_listing_failed", extra={"device_type": dtype, "error": str(exc)})
             continue
         for d in devices:
             if (d.type, d.id) not in seen:
@@ -412,7 +412,7 @@ def serve(fd: int) -> None:
                 raise ValueError(f"unknown command {cmd!r}")
             payload = {"ok": True, "result": result}
         except BaseException as exc:  # every failure is answered; the server lives on
-            log.exception("command failed")
+            log.exception("event=command_failed", extra={"cmd": req.get("cmd")})
             payload = error_payload(exc)
         send({"id": req.get("id"), **payload})
     answers.close()

@@ -24,6 +24,7 @@ from typing import Any
 
 from workers.blend.inspect_scene import check_blend_file, check_blend_location
 from workers.blend.sandbox import (
+    ChildOutput,
     Limits,
     SandboxError,
     default_gpu_kernel_cache,
@@ -81,6 +82,7 @@ class Renderer:
         self._resp_fd: int | None = None
         self._buf = b""
         self._job_dir: Path | None = None
+        self._output: ChildOutput | None = None
         self._bundle: str | None = None
         self._next_id = 1
         self.blender_version: str | None = None
@@ -138,6 +140,7 @@ class Renderer:
         finally:
             os.close(w)
         self._resp_fd = r
+        self._output = ChildOutput(self._job_dir)
         self._buf = b""
         self._bundle = bundle_root
         self.starts += 1
@@ -148,7 +151,7 @@ class Renderer:
             self.close()  # e.g. SandboxUnavailable: the child is exiting, reap it
             raise
         self.blender_version = hello["result"]["blender_version"]
-        log.info("render server pid %s started (Blender %s)", self._proc.pid, self.blender_version)
+        log.info("event=render_server_started", extra={"pid": self._proc.pid, "blender_version": self.blender_version})
 
     def interrupt(self) -> None:
         """Kill the child now, from another thread or a signal handler (a lease the server called off, a second
@@ -179,6 +182,9 @@ class Renderer:
         if self._resp_fd is not None:
             os.close(self._resp_fd)
             self._resp_fd = None
+        if self._output is not None:  # the child's last lines (a crash's, a goodbye's) before its directory goes
+            self._output.relay()
+            self._output = None
         if self._job_dir is not None:
             shutil.rmtree(self._job_dir, ignore_errors=True)
             self._job_dir = None
@@ -222,6 +228,8 @@ class Renderer:
                 raise self._die(timeout_s, timed_out=False)
             self._buf += chunk
         line, self._buf = self._buf.split(b"\n", 1)
+        assert self._output is not None
+        self._output.relay()  # what the child logged on the way to this answer, under the caller's ids
         try:
             answer: dict[str, Any] = json.loads(line)
         except ValueError:

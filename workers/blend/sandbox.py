@@ -9,7 +9,10 @@ renders of strangers' scenes) refuses to run when the allow-list cannot be appli
 `check_isolation()` tells whether it can be (the agent's start-up and `doctor`).
 
 The child reports through a JSON file named by $BLEND_SANDBOX_RESULT, never through stdout: Blender
-prints its own chatter there.
+prints its own chatter there (to `sandbox.log` in the job directory). The child's own log records go to a file
+of their own (one JSON object a line, on the descriptor named by $BLEND_SANDBOX_LOG_FD), which the parent reads
+after each job or answer and logs as its own lines (`ChildOutput`): in the parent's format, with the ids it has
+bound (the lease being rendered).
 """
 
 from __future__ import annotations
@@ -37,7 +40,10 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULT_ENV = "BLEND_SANDBOX_RESULT"
 FS_ENV = "BLEND_SANDBOX_FS"
-LOG_NAME = "sandbox.log"
+RECORDS_FD_ENV = "BLEND_SANDBOX_LOG_FD"
+LOG_NAME = "sandbox.log"  # Blender's stdout and stderr
+RECORDS_NAME = "records.jsonl"  # the child's log records
+OUTPUT_LIMIT = 4000  # characters of Blender's output kept for an error or a debug line (the last ones)
 # Environment variables that may pass through: device selection only, never credentials.
 PASSTHROUGH_ENV = (
     "CUDA_VISIBLE_DEVICES",
@@ -287,7 +293,7 @@ def new_job_dir(prefix: str = "blend-job-") -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix))
 
 
-def read_log_tail(job_dir: Path, limit: int = 4000) -> str:
+def read_log_tail(job_dir: Path, limit: int = OUTPUT_LIMIT) -> str:
     try:
         data = (job_dir / LOG_NAME).read_bytes()
     except OSError:
@@ -363,9 +369,11 @@ def spawn(
         limits.gpu_kernel_cache.mkdir(parents=True, exist_ok=True, mode=0o700)
         extra.setdefault("OPTIX_CACHE_PATH", str(limits.gpu_kernel_cache / "optix"))
         extra.setdefault("CUDA_CACHE_PATH", str(limits.gpu_kernel_cache / "cuda"))
+    logf = open(job_dir / LOG_NAME, "ab")
+    records = open(job_dir / RECORDS_NAME, "ab")
+    extra[RECORDS_FD_ENV] = str(records.fileno())
     env = build_env(job_dir, threads=limits.threads, extra=extra)
     env[FS_ENV] = json.dumps(filesystem_policy(job_dir=job_dir, read_paths=read_paths, limits=limits))
-    logf = open(job_dir / LOG_NAME, "ab")
     try:
         return subprocess.Popen(
             [str(limits.python or python_exe()), "-m", module, *args],
@@ -378,10 +386,11 @@ def spawn(
             preexec_fn=make_preexec(limits),  # noqa: PLW1509
             start_new_session=True,  # own process group: a timeout kills Blender's helpers too
             close_fds=True,
-            pass_fds=tuple(pass_fds),
+            pass_fds=(*pass_fds, records.fileno()),
         )
     finally:
         logf.close()
+        records.close()
 
 
 def wait_child(proc: subprocess.Popen[bytes], deadline: float) -> tuple[int | None, float]:
@@ -430,6 +439,7 @@ def run_bpy_module(
         )
         status, peak = wait_child(proc, t0 + limits.timeout_s)
         seconds = time.monotonic() - t0
+        ChildOutput(job_dir).relay()
         tail = read_log_tail(job_dir)
         payload = None
         if status == 0 and result_path.exists():
@@ -470,7 +480,91 @@ def raise_for_payload(payload: Mapping[str, Any], *, limits: Limits, log_tail: s
     raise SandboxError("crash", message, log_tail=log_tail + "\n" + payload.get("traceback", ""))
 
 
+# The attributes every log record has: a record's other attributes are its `extra=` fields.
+_RECORD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# What a child's record may not set: the line's own keys and the ids, which are the parent's to bind (a scene that
+# broke out of Blender must not pass its lines off as another lease's).
+_PARENT_FIELDS = frozenset({"event", "level", "logger", "timestamp", "exception", "frame", "lease_kind"})
+
+
+class ChildOutput:
+    """What a child wrote so far, read by its parent after a job or an answer (`relay`).
+
+    The child's log records are logged here as this process's own lines: in its format (JSON or key=value), with
+    the ids bound around the call (the lease a render is for). Blender's own output stays in `sandbox.log`: an
+    error carries its tail (`log_tail`), and at DEBUG each relay logs what is new of it (its last OUTPUT_LIMIT
+    bytes) as the `output` of one `blender_output` line.
+    """
+
+    def __init__(self, job_dir: Path) -> None:
+        self.job_dir = job_dir
+        self._records_at = 0
+        self._output_at = 0
+
+    def relay(self) -> None:
+        try:
+            with open(self.job_dir / RECORDS_NAME, "rb") as f:
+                f.seek(self._records_at)
+                data = f.read()
+        except OSError:
+            data = b""
+        whole = data[: data.rfind(b"\n") + 1]  # a line still being written waits for the next relay
+        self._records_at += len(whole)
+        for line in whole.splitlines():
+            _log_child_record(line)
+        if log.isEnabledFor(logging.DEBUG):
+            self._output_relay()
+
+    def _output_relay(self) -> None:
+        try:
+            with open(self.job_dir / LOG_NAME, "rb") as f:
+                end = f.seek(0, os.SEEK_END)
+                f.seek(max(self._output_at, end - OUTPUT_LIMIT))
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return
+        self._output_at = end
+        if text.strip():
+            log.debug("event=blender_output", extra={"output": text})
+
+
+def _log_child_record(line: bytes) -> None:
+    try:
+        record = json.loads(line)
+        name, level, message = str(record["logger"]), record["level"], str(record["message"])
+        fields = {
+            k: v
+            for k, v in record["fields"].items()
+            if k not in _RECORD_ATTRS and k not in _PARENT_FIELDS and not k.endswith("_id")
+        }
+        if isinstance(record.get("exception"), str):
+            fields["exception"] = record["exception"]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        name, level, message = "workers.blend.child", logging.WARNING, "event=child_record_unreadable"
+        fields = {"record": line[:500].decode("utf-8", "replace")}
+    if not name.startswith("workers.blend."):
+        name = "workers.blend.child"
+    if not isinstance(level, int) or not logging.DEBUG <= level <= logging.CRITICAL:
+        level = logging.INFO
+    logging.getLogger(name).log(level, message, extra=fields)
+
+
 # ---------------------------------------------------------------- child side
+
+
+class RecordWriter(logging.Formatter):
+    """In a child: each record as one JSON object a line, for the parent to log as its own (`ChildOutput`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "logger": record.name,
+            "level": record.levelno,
+            "message": record.getMessage(),
+            "fields": {k: v for k, v in record.__dict__.items() if k not in _RECORD_ATTRS},
+        }
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
 
 
 def check_isolation(*, timeout_s: float = 30.0) -> dict[str, Any]:
@@ -530,12 +624,20 @@ def child_isolation() -> Any:
 
 
 def enter_child_sandbox() -> Any:
-    """First thing a child does: logging to stderr (the log file), then the filesystem allow-list.
+    """First thing a child does: logging to its parent (run by hand: to stderr), then the filesystem allow-list.
 
     Returns the `_landlock.Applied` outcome (None when the policy is off). Raises SandboxUnavailable
     when the policy requires isolation and it could not be applied: the child must not go on.
     """
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    records_fd = os.environ.get(RECORDS_FD_ENV)
+    if records_fd:  # started by `spawn`
+        handler = logging.StreamHandler(os.fdopen(int(records_fd), "w", buffering=1, encoding="utf-8"))
+        handler.setFormatter(RecordWriter())
+        logging.basicConfig(handlers=[handler], level=logging.DEBUG)  # the parent's level decides what shows
+    else:
+        logging.basicConfig(
+            stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
     policy = json.loads(os.environ.get(FS_ENV, "{}") or "{}")
     if not policy.get("enabled"):
         return None
@@ -544,13 +646,16 @@ def enter_child_sandbox() -> Any:
     applied = _CHILD_STATE["isolation"] = _landlock.restrict(
         read=policy.get("read", []), list_only=policy.get("list", []), write=policy.get("write", [])
     )
-    log.info("landlock filesystem isolation: %s", applied)
+    log.debug("event=sandbox_isolation", extra={"applied": applied.ok, "detail": applied.detail})
     if not applied.ok and policy.get("required"):
         raise SandboxUnavailable(
             f"filesystem isolation is required for this job and could not be applied: {applied.detail}"
         )
     if not applied.ok:
-        log.warning("running WITHOUT filesystem isolation (%s): relying on the path policy", applied.detail)
+        log.warning(
+            "event=sandbox_unisolated: running without filesystem isolation, relying on the path policy",
+            extra={"detail": applied.detail},
+        )
     return applied
 
 
