@@ -28,6 +28,34 @@ def internal_redis() -> redis.Redis:
     return _internal_redis
 
 
+def _pending_key(task_name: str) -> str:
+    return f"task:pending:{task_name}"
+
+
+def delay_once(task_name: str, *, ttl_s: int, **kwargs: object) -> bool:
+    """Queue `task_name` unless a copy is queued and not yet started; True when this call queued it.
+
+    For a task that handles everything waiting when it runs (matching, a batch of rendered frames): one queued
+    copy serves a burst of requests, instead of one Celery send each (issue 17). The task calls `pending_clear`
+    as it starts, so a request made from then on queues a new copy; the mark expires after `ttl_s` in case its
+    message is lost.
+    """
+    key = _pending_key(task_name)
+    if not internal_redis().set(key, 1, nx=True, ex=ttl_s):
+        return False
+    try:
+        app.tasks[task_name].delay(**kwargs)  # a registered task honours CELERY_TASK_ALWAYS_EAGER in tests
+    except Exception:
+        internal_redis().delete(key)  # not queued: the next request must try again
+        raise
+    return True
+
+
+def pending_clear(task_name: str) -> None:
+    """Called by a `delay_once` task as it starts (see there)."""
+    internal_redis().delete(_pending_key(task_name))
+
+
 # Every task's lines carry its id, name and id arguments (marketplace.logs).
 signals.task_prerun.connect(logs.task_started, weak=False)
 signals.task_postrun.connect(logs.task_finished, weak=False)

@@ -26,8 +26,8 @@ UNPLACED_NOTICE_SECONDS = getattr(settings, "DISPATCH_UNPLACED_NOTICE_SECONDS", 
 # frames are thumbnailed, sampled and settled in batches when many are reported at once (issue 17).
 RENDERED_BATCH = getattr(settings, "DISPATCH_RENDERED_BATCH", 200)
 # One queued `dispatch.match` serves every change made before it starts (it looks at all idle nodes and queued
-# frames), so a change asks for one only when none is pending; the pending mark expires after this long in case
-# its message was lost (the reaper's round also matches).
+# frames), so a change asks for one only when none is pending (marketplace.celery.delay_once); the pending mark
+# expires after this long in case its message was lost (the reaper's round also matches).
 MATCH_REQUEST_TTL_SECONDS = 5
 # Idle nodes one matching round leases to (one transaction; `dispatch.match` runs rounds until one falls short).
 MATCH_ROUND = 500

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from marketplace import blobs
 from marketplace.accounts.tokens import secret_hash, secret_matches
-from marketplace.celery import app, internal_redis
+from marketplace.celery import app, delay_once, pending_clear
 from marketplace.dispatch import conf, hooks, queues
 from marketplace.dispatch.manifests import Crop, crop_manifest, image_size, noisy_key
 from marketplace.dispatch.models import FrameLease, JobNodeBlock
@@ -712,24 +712,20 @@ def _enqueue(task_name: str, *args) -> None:
     app.tasks[task_name].delay(*args)  # a registered task honours CELERY_TASK_ALWAYS_EAGER in tests
 
 
-MATCH_PENDING_KEY = "dispatch:match:pending"
-
-
 def _after_commit_match() -> None:
     transaction.on_commit(match_request)
 
 
 def match_request() -> None:
-    """Queue a `dispatch.match` unless one is queued and not yet started (see conf.MATCH_REQUEST_TTL_SECONDS): a
-    burst of reports asks for one match, not one each (issue 17: a Celery send per report was ~9% of its time)."""
-    if internal_redis().set(MATCH_PENDING_KEY, 1, nx=True, ex=conf.MATCH_REQUEST_TTL_SECONDS):
-        _enqueue("dispatch.match")
+    """Queue a `dispatch.match` unless one is queued and not yet started: a burst of reports asks for one match,
+    not one each (issue 17: a Celery send per report was ~9% of its time)."""
+    delay_once("dispatch.match", ttl_s=conf.MATCH_REQUEST_TTL_SECONDS)
 
 
 def match_run() -> int:
     """The `dispatch.match` task: clear the pending mark first, so a change made from now on asks again, then
     match in rounds until a round leaves nodes or frames over."""
-    internal_redis().delete(MATCH_PENDING_KEY)
+    pending_clear("dispatch.match")
     total = 0
     while made := match_frames(limit=conf.MATCH_ROUND):
         total += made

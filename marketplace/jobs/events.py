@@ -19,7 +19,7 @@ from functools import partial
 
 from django.db import transaction
 
-from marketplace.celery import app
+from marketplace.celery import app, delay_once
 
 FRAMES_QUEUED = "frames_queued"
 FRAME_RENDERED = "frame_rendered"
@@ -31,10 +31,20 @@ _subscribers: dict[str, list[str]] = {
 }
 
 
-def subscribe(event: str, task_name: str) -> None:
-    """Call the Celery task `task_name` after each commit that emits `event` (idempotent: once per name)."""
+_coalesced: set[str] = set()
+COALESCED_TTL_SECONDS = 5
+
+
+def subscribe(event: str, task_name: str, *, coalesce: bool = False) -> None:
+    """Call the Celery task `task_name` after each commit that emits `event` (idempotent: once per name).
+
+    `coalesce`: the task handles every frame waiting for it when it runs, so an emit while a copy is queued and
+    not yet started sends nothing (`marketplace.celery.delay_once`; the task calls `pending_clear` first).
+    """
     if task_name not in _subscribers[event]:  # KeyError: no such event
         _subscribers[event].append(task_name)
+    if coalesce:
+        _coalesced.add(task_name)
 
 
 def subscribers(event: str) -> tuple[str, ...]:
@@ -50,4 +60,7 @@ def emit(event: str, **kwargs: object) -> None:
 
 def _deliver(event: str, kwargs: dict) -> None:
     for task_name in _subscribers[event]:
-        app.tasks[task_name].delay(**kwargs)  # a registered task honours CELERY_TASK_ALWAYS_EAGER in tests
+        if task_name in _coalesced:
+            delay_once(task_name, ttl_s=COALESCED_TTL_SECONDS, **kwargs)
+        else:
+            app.tasks[task_name].delay(**kwargs)  # a registered task honours CELERY_TASK_ALWAYS_EAGER in tests

@@ -11,8 +11,9 @@ class VerificationConfig(AppConfig):
         from marketplace.jobs import events, extensions
         from marketplace.verification import selectors, services
 
-        # Verification decides: every rendered frame is checked (sampled, canary) or settled.
-        events.subscribe(events.FRAME_RENDERED, "verification.frame_rendered")
+        # Verification decides: every rendered frame is checked (sampled, canary) or settled, in batches of the
+        # frames waiting: one queued task serves a burst of reports.
+        events.subscribe(events.FRAME_RENDERED, "verification.frame_rendered", coalesce=True)
         # Inside dispatch's transactions: canaries replace real work; abandoned leases cost trust.
         hooks.frame_substitute_register(services.canary_frame_for)
         hooks.lease_abandoned_register(services.trust_lease_abandoned)

@@ -74,15 +74,17 @@ def _rates(node_ids: set[int]) -> dict[int, float]:
 
 
 @subject_scope()  # many frames: each line names its own, none the caller's (an agent call's lease)
-def rendered_frames_process(*, frame_ids: list[int], with_waiting: int = 0) -> list[int]:
-    """Thumbnail, sample and (unsampled) settle these rendered frames, and up to `with_waiting` others waiting in
-    RENDERED; returns the ids settled here.
+def rendered_waiting(*, limit: int, besides: list[int]) -> list[int]:
+    """Up to `limit` frames waiting in RENDERED other than `besides`, oldest first."""
+    waiting = Frame.objects.filter(state=FrameState.RENDERED).exclude(pk__in=besides).order_by("pk")
+    return list(waiting.values_list("pk", flat=True)[:limit])
+
+
+def rendered_frames_process(*, frame_ids: list[int]) -> list[int]:
+    """Thumbnail, sample and (unsampled) settle these rendered frames; returns the ids settled here.
 
     Safe to call again, and concurrently: frames already handled, or held by another caller, are left alone.
     """
-    if with_waiting:
-        waiting = Frame.objects.filter(state=FrameState.RENDERED).exclude(pk__in=frame_ids).order_by("pk")
-        frame_ids = [*frame_ids, *waiting.values_list("pk", flat=True)[:with_waiting]]
     leases = _render_leases(frame_ids)
     for frame_id in set(frame_ids) - leases.keys():
         frame_state = Frame.objects.filter(pk=frame_id).values_list("state", flat=True).first()

@@ -2,15 +2,23 @@
 
 from celery import shared_task
 
+from marketplace.celery import delay_once, pending_clear
 from marketplace.dispatch import conf as dispatch_conf
+from marketplace.jobs import events
 from marketplace.verification import batch, services
 
 
 @shared_task(name="verification.frame_rendered", acks_late=True, ignore_result=True)
-def frame_rendered(frame_id: int) -> None:
-    """Subscribed to frame_rendered (jobs.events): thumbnails (dispatch), then each frame checked or settled, with
-    up to DISPATCH_RENDERED_BATCH other rendered frames waiting for the same step, in one batch."""
-    batch.rendered_frames_process(frame_ids=[frame_id], with_waiting=dispatch_conf.RENDERED_BATCH)
+def frame_rendered(frame_id: int | None = None) -> None:
+    """Subscribed to frame_rendered (jobs.events), coalesced: thumbnails (dispatch), then each frame checked or
+    settled, this one and up to DISPATCH_RENDERED_BATCH others waiting for the same step, in one batch. A full
+    batch asks for another run, since more may be waiting."""
+    pending_clear("verification.frame_rendered")
+    own = [frame_id] if frame_id is not None else []
+    waiting = batch.rendered_waiting(limit=dispatch_conf.RENDERED_BATCH, besides=own)
+    batch.rendered_frames_process(frame_ids=own + waiting)
+    if len(waiting) == dispatch_conf.RENDERED_BATCH:
+        delay_once("verification.frame_rendered", ttl_s=events.COALESCED_TTL_SECONDS)
 
 
 @shared_task(name="verification.crop_reported", acks_late=True, ignore_result=True)

@@ -10,6 +10,8 @@ from marketplace.dispatch import conf, services
 from marketplace.dispatch.models import FrameLease
 from tests.fixtures.market import make_node, make_queued_job
 
+PENDING = "task:pending:dispatch.match"  # marketplace.celery.delay_once's mark
+
 
 @pytest.fixture
 def celery_queue(monkeypatch):
@@ -18,9 +20,9 @@ def celery_queue(monkeypatch):
         pytest.skip("needs the real Redis of `make test` (TEST_REDIS_URL)")
     monkeypatch.setattr(app.conf, "CELERY_TASK_ALWAYS_EAGER", False)
     broker = redis.Redis.from_url(app.conf.broker_url)
-    broker.delete("celery", services.MATCH_PENDING_KEY)
+    broker.delete("celery", PENDING)
     yield broker
-    broker.delete("celery", services.MATCH_PENDING_KEY)
+    broker.delete("celery", PENDING)
 
 
 @pytest.mark.django_db
@@ -30,7 +32,7 @@ def test_a_burst_of_requests_queues_one_match_and_a_request_after_it_starts_queu
     for _ in range(50):
         services.match_request()
     assert celery_queue.llen("celery") == 1
-    assert 0 < celery_queue.ttl(services.MATCH_PENDING_KEY) <= conf.MATCH_REQUEST_TTL_SECONDS  # a lost message
+    assert 0 < celery_queue.ttl(PENDING) <= conf.MATCH_REQUEST_TTL_SECONDS  # a lost message
     # The queued match starts (it clears the mark first) and finds work made before it started ...
     job = make_queued_job(funded_artist, frames=2)
     make_node(provider, name="n0", unchecked=True)

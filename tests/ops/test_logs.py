@@ -20,7 +20,7 @@ from marketplace.jobs import events
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState
 from marketplace.logs import task_finished, task_ids, task_started
-from marketplace.verification.batch import rendered_frames_process
+from marketplace.verification.batch import rendered_frames_process, rendered_waiting
 from tests.deploy.helpers import STRONG_KEY, settings_of
 from tests.fixtures.market import make_node, make_queued_job, png_bytes
 from workers import logs
@@ -180,7 +180,7 @@ def test_a_batch_names_each_frames_own_lease_never_one_an_agent_call_left_bound(
     last = get_contextvars()
     assert last["lease_id"] == deliveries[-1].lease_id  # the leak's source: the last call's lease stays bound
 
-    assert len(rendered_frames_process(frame_ids=[], with_waiting=10)) == 4
+    assert len(rendered_frames_process(frame_ids=rendered_waiting(limit=10, besides=[]))) == 4
     settled = json_log.of("frame_settled")
     assert len(settled) == 4
     for line in settled:
