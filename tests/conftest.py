@@ -36,3 +36,22 @@ def agent_queues():
     broker._client = None  # the pool must not outlive a flushed db's ACL users
     yield r
     r.flushdb()
+
+
+@pytest.fixture
+def celery_queue(monkeypatch):
+    """The internal broker (real Redis) with tasks sent, not run, so what is queued can be counted; its default
+    queue and the coalesced tasks' pending marks (marketplace.celery.delay_once) empty before and after."""
+    from marketplace.celery import app
+
+    if not os.environ.get("TEST_REDIS_URL"):
+        pytest.skip("needs the real Redis of `make test` (TEST_REDIS_URL)")
+    monkeypatch.setattr(app.conf, "CELERY_TASK_ALWAYS_EAGER", False)
+    broker = redis.Redis.from_url(app.conf.broker_url)
+
+    def empty() -> None:
+        broker.delete("celery", *broker.keys("task:pending:*"))
+
+    empty()
+    yield broker
+    empty()

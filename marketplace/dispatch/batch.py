@@ -1,15 +1,15 @@
-"""Set-oriented matching (the dispatch hot path, issue 17): one round leases many frames to many idle nodes
-in a handful of statements, whatever their number, under the rules of `services.lease_create_for_node`.
+"""Matching, set-oriented (the dispatch hot path, issue 17): one round leases many frames to many idle nodes in
+a handful of statements, whatever their number. It is the only matcher: a `dispatch.match` round takes up to
+`conf.MATCH_ROUND` nodes, and `services.lease_create_for_node` (a report's next lease) is a round of one node.
 
 A round locks up to `limit` idle nodes (`services.matchable_nodes`, SKIP LOCKED), groups them by what they
-can take (Blender series, price floor, VRAM), reads each group's pool of fitting queued frames in the order
-one-node-at-a-time matching would hand them out (highest priority first; among equals, round-robin over the
-artists, the one with the fewest frames rendering first), locks the pool (SKIP LOCKED: concurrent rounds get
-disjoint frames), and hands each node the first frame of its pool that it is not kept off (job-node blocks,
-abandoned jobs). A node's canary draw replaces its frame as in `lease_create_for_node`. Then one UPDATE
-claims every frame, one INSERT writes the leases, one UPDATE re-derives the nodes' status, and one Redis
-pipeline delivers the messages after commit. A node kept off its whole pool while the pool was cut short
-falls back to `lease_create_for_node`, which looks past the pool.
+can take (Blender series, price floor, VRAM), reads each group's pool of fitting queued frames in hand-out
+order (highest priority first; among equals, round-robin over the artists, the one with the fewest frames
+rendering first), locks the pool (SKIP LOCKED: concurrent rounds get disjoint frames), and hands each node the
+first frame of its pool that it is not kept off (job-node blocks, abandoned jobs). A node kept off its whole
+pool while the pool was cut short reads a pool of its own without those jobs. A node's canary draw replaces
+its frame. Then one UPDATE claims every frame, one INSERT writes the leases, one UPDATE re-derives the nodes'
+status, and one Redis pipeline delivers the messages after commit.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import io
 import logging
 import secrets
 from collections import defaultdict
+from collections.abc import Collection
 from datetime import timedelta
 
 from django.db import connection, transaction
@@ -63,7 +64,7 @@ def _fitting(profile: tuple):
     return qs
 
 
-def _pool(profile: tuple, size: int, *, taken: set[int]) -> list[Frame]:
+def _pool(profile: tuple, size: int, *, taken: set[int], kept_off: Collection[int] = ()) -> list[Frame]:
     """Up to `size` queued frames fitting `profile`, locked, in hand-out order, none of `taken`.
 
     An artist's n-th frame at a priority has turn n + (its frames rendering now); frames go out by priority,
@@ -75,7 +76,7 @@ def _pool(profile: tuple, size: int, *, taken: set[int]) -> list[Frame]:
     skip = set(taken)
     for _ in range(POOL_TRIES):
         want = size - len(pool)
-        order = _pool_order(profile, want, skip=skip)
+        order = _pool_order(profile, want, skip=skip, kept_off=kept_off)
         locked = services._locking(Frame.objects.filter(pk__in=order, state=FrameState.QUEUED))
         by_id = {f.pk: f for f in locked.select_related("job__scene")}
         pool += [by_id[pk] for pk in order if pk in by_id]
@@ -85,8 +86,9 @@ def _pool(profile: tuple, size: int, *, taken: set[int]) -> list[Frame]:
     return pool
 
 
-def _pool_order(profile: tuple, size: int, *, skip: set[int]) -> list[int]:
+def _pool_order(profile: tuple, size: int, *, skip: set[int], kept_off: Collection[int]) -> list[int]:
     fitting = _fitting(profile).exclude(pk__in=skip) if skip else _fitting(profile)
+    fitting = fitting.exclude(job_id__in=kept_off) if kept_off else fitting
     eligible, params = fitting.values("pk").query.sql_with_params()
     frames, jobs = Frame._meta.db_table, Job._meta.db_table
     sql = f"""
@@ -123,8 +125,8 @@ def _kept_off(node_ids: list[int]) -> dict[int, set[int]]:
     return out
 
 
-def _assign(nodes: list[WorkerNode], kept_off: dict[int, set[int]]) -> tuple[list[tuple[WorkerNode, Frame]], list]:
-    """(node, frame) pairs, and the nodes that must look past their pool (see the module's docstring)."""
+def _assign(nodes: list[WorkerNode], kept_off: dict[int, set[int]]) -> list[tuple[WorkerNode, Frame]]:
+    """(node, frame) pairs (see the module's docstring)."""
     groups: dict[tuple, list[WorkerNode]] = defaultdict(list)
     for node in nodes:
         groups[_profile(node)].append(node)
@@ -139,6 +141,11 @@ def _assign(nodes: list[WorkerNode], kept_off: dict[int, set[int]]) -> tuple[lis
                 pairs.append((node, frame))
             elif kept_off.get(node.pk) and len(pool) == len(members):
                 look_further.append(node)
+    for node in look_further:  # rare: a node kept off every frame of its pool, which was cut short
+        frame = next(iter(_pool(_profile(node), 1, taken=taken, kept_off=kept_off[node.pk])), None)
+        if frame is not None:
+            taken.add(frame.pk)
+            pairs.append((node, frame))
     # Canaries only replace real work, at the node's trust-dependent rate, so they look like real work.
     chosen = {frame.pk for _, frame in pairs}
     for i, (node, _) in enumerate(pairs):
@@ -146,7 +153,7 @@ def _assign(nodes: list[WorkerNode], kept_off: dict[int, set[int]]) -> tuple[lis
         if canary is not None and canary.pk not in chosen:
             chosen.add(canary.pk)
             pairs[i] = (node, canary)
-    return pairs, look_further
+    return pairs
 
 
 def _lease_row(node: WorkerNode, frame: Frame, token: str) -> FrameLease:
@@ -164,16 +171,17 @@ def _lease_row(node: WorkerNode, frame: Frame, token: str) -> FrameLease:
 
 @subject_scope()  # many leases: each line names its own, none the caller's
 @transaction.atomic
-def leases_create(*, limit: int = 500) -> list[services.Delivery]:
-    """Lease queued frames to up to `limit` idle nodes in one round. Returns the deliveries made."""
+def leases_create(*, limit: int = conf.MATCH_ROUND, node_id: int | None = None) -> list[services.Delivery]:
+    """Lease queued frames to up to `limit` idle nodes (only `node_id` when given) in one round. Returns the
+    deliveries made."""
     if not Frame.objects.filter(state=FrameState.QUEUED, job__is_canary=False).exists():
         return []  # nothing to hand out: lock no node
-    nodes = list(
-        services._locking(services.matchable_nodes().order_by("last_heartbeat")).select_related("trust")[:limit]
-    )
+    matchable = services.matchable_nodes()
+    matchable = matchable.filter(pk=node_id) if node_id is not None else matchable.order_by("last_heartbeat")
+    nodes = list(services._locking(matchable).select_related("trust")[:limit])
     if not nodes:
         return []
-    pairs, look_further = _assign(nodes, _kept_off([n.pk for n in nodes]))
+    pairs = _assign(nodes, _kept_off([n.pk for n in nodes]))
     claimed = set(lifecycle.frames_lease(frame_ids=[frame.pk for _, frame in pairs]))
     pairs = [(node, frame) for node, frame in pairs if frame.pk in claimed]
     lifecycle.jobs_mark_running(job_ids={f.job_id for _, f in pairs if f.job.state == JobState.QUEUED})
@@ -189,9 +197,6 @@ def leases_create(*, limit: int = 500) -> list[services.Delivery]:
     ]
     messages = [(d.node_id, {"lease": d.lease_id, "token": d.token, "kind": d.kind}) for d in deliveries]
     transaction.on_commit(lambda: queues.deliver_many(messages=messages))
-    for node in look_further:  # rare: a node kept off every frame of its pool, which was cut short
-        delivery = services.lease_create_for_node(node_id=node.pk)
-        deliveries += [delivery] if delivery else []
     return deliveries
 
 

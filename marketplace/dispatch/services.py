@@ -16,7 +16,7 @@ from functools import partial
 from http import HTTPStatus
 
 from django.db import connection, transaction
-from django.db.models import Case, Count, Exists, F, OuterRef, Q, QuerySet, Value, When
+from django.db.models import Case, Exists, F, OuterRef, QuerySet, Value, When
 from django.utils import timezone
 
 from marketplace import blobs
@@ -28,7 +28,7 @@ from marketplace.dispatch.models import FrameLease, JobNodeBlock
 from marketplace.errors import Conflict
 from marketplace.jobs import events, lifecycle, pricing
 from marketplace.jobs.models import Frame, Job
-from marketplace.jobs.states import FrameState, JobState
+from marketplace.jobs.states import FrameState
 from marketplace.logs import bind, lease_fields
 from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.selectors import available_nodes
@@ -62,59 +62,6 @@ def _locking(qs):
 def matchable_nodes():
     """The nodes the matcher may lease to: the market's available nodes, the same ones quotes count."""
     return available_nodes()
-
-
-def _frames_for(node: WorkerNode):
-    blocked = JobNodeBlock.objects.filter(node=node, failures__gte=conf.NODE_FAILURES_PER_JOB).values("job_id")
-    qs = (
-        Frame.objects.filter(
-            state=FrameState.QUEUED,
-            job__state__in=(JobState.QUEUED, JobState.RUNNING),
-            price__gte=node.min_price_per_frame,
-            job__is_canary=False,
-            job__blender_series__in=node.series,
-        )
-        .exclude(job_id__in=blocked)
-        .exclude(job_id__in=_abandoned_jobs(node.pk))
-    )
-    if node.device_type != WorkerNode.Device.CPU and node.vram_mb:
-        qs = qs.filter(Q(job__quote__vram_mb__isnull=True) | Q(job__quote__vram_mb__lte=node.vram_mb))
-    return qs
-
-
-def _abandoned_jobs(node_id: int):
-    """Jobs of which this node let conf.ABANDONS_PER_JOB leases expire or released them: it gets no more."""
-    return (
-        FrameLease.objects.filter(node_id=node_id, state__in=(FrameLease.State.EXPIRED, FrameLease.State.RELEASED))
-        .values("frame__job_id")
-        .annotate(n=Count("id"))
-        .filter(n__gte=conf.ABANDONS_PER_JOB)
-        .values("frame__job_id")
-    )
-
-
-def _pick_frame(node: WorkerNode) -> Frame | None:
-    """Highest priority first; among equals, the artist with the fewest frames rendering right now."""
-    candidates = _frames_for(node)
-    top = candidates.order_by("-job__priority").values_list("job__priority", flat=True).first()
-    if top is None:
-        return None
-    candidates = candidates.filter(job__priority=top)
-    owners = list(candidates.values_list("job__owner_id", flat=True).distinct()[:50])
-    busy = dict(
-        Frame.objects.filter(state=FrameState.LEASED, job__owner_id__in=owners)
-        .values_list("job__owner_id")
-        .annotate(n=Count("id"))
-    )
-    for owner_id in sorted(owners, key=lambda o: (busy.get(o, 0), o)):
-        frame = (
-            _locking(candidates.filter(job__owner_id=owner_id).order_by("job_id", "number"))
-            .select_related("job__scene")
-            .first()
-        )
-        if frame is not None:
-            return frame
-    return None
 
 
 def manifest_for(frame: Frame, *, node: WorkerNode, crop: dict | None = None) -> dict:
@@ -200,21 +147,13 @@ def _lease_open(*, frame: Frame, node: WorkerNode, kind: str, crop: dict | None 
     return delivery
 
 
-@transaction.atomic
 def lease_create_for_node(*, node_id: int) -> Delivery | None:
-    """Give one queued frame to this idle node, if one fits. None when the node is taken or nothing fits."""
-    node = _locking(matchable_nodes().filter(pk=node_id)).select_related("trust").first()
-    if node is None:
-        return None
-    frame = _pick_frame(node)
-    if frame is not None:
-        # Canaries only replace real work, at the node's trust-dependent rate, so they look like real work.
-        frame = hooks.frame_substitute(node=node) or frame
-    if frame is None or not lifecycle.frame_lease(frame_id=frame.pk):
-        return None
-    if frame.job.state == JobState.QUEUED:  # the job's first lease (a concurrent one may beat us: no harm)
-        lifecycle.job_start(job_id=frame.job_id)
-    return _lease_open(frame=frame, node=node, kind=FrameLease.Kind.RENDER)
+    """Give one queued frame to this idle node, if one fits (a matching round of one node: dispatch.batch).
+    None when the node is taken or nothing fits."""
+    from marketplace.dispatch.batch import leases_create  # builds on this module
+
+    deliveries = leases_create(limit=1, node_id=node_id)
+    return deliveries[0] if deliveries else None
 
 
 @transaction.atomic

@@ -15,9 +15,12 @@ agents do (every NODE_HEARTBEAT_SECONDS, as one UPDATE per process), so a slow r
 the offline threshold; a run that leaves any frame unsettled, or the ledger unbalanced, exits non-zero.
 
 Lease latency is what one lease waits from the start of its matching round to its commit (the round's
-duration; the message is sent after commit). Postgres CPU is the server's own processes' CPU time (utime +
-stime from /proc, backends that exited included), before and after the measured part.
-Run: `make bench BENCH=dispatch` (env BENCH_NODES, BENCH_FRAMES, BENCH_WORKERS, BENCH_BATCH).
+duration; the message is sent after commit). With BENCH_MODE=next, each accepted report is followed, as the
+report view does, by the node's next lease (a matching round of that one node) and its details: that is what a
+busy farm's nodes wait between frames (`next_lease_p50_ms`/`p99`), and rounds only start the farm. Postgres
+CPU is the server's own processes' CPU time (utime + stime from /proc, backends that exited included), before
+and after the measured part.
+Run: `make bench BENCH=dispatch` (env BENCH_NODES, BENCH_FRAMES, BENCH_WORKERS, BENCH_BATCH, BENCH_MODE).
 """
 
 import io
@@ -28,6 +31,7 @@ import platform
 import statistics
 import sys
 import time
+from collections import deque
 from pathlib import Path
 
 import django
@@ -40,7 +44,11 @@ NODES = int(os.environ.get("BENCH_NODES", "1000"))
 FRAMES = int(os.environ.get("BENCH_FRAMES", "3000"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "3"))
 BATCH = int(os.environ.get("BENCH_BATCH", "100"))
-PHASES = ("lease", "agent", "report", "settle", "heartbeat")
+# "rounds": every lease comes from a matching round (`dispatch.match`); "next": as the report view answers, each
+# accepted report is followed by the node's next lease (`services.lease_create_for_node`, a round of one node)
+# and its details, so rounds only start the farm.
+MODE = os.environ.get("BENCH_MODE", "rounds")
+PHASES = ("lease", "agent", "report", "next", "settle", "heartbeat")
 
 
 def setup() -> None:
@@ -139,7 +147,7 @@ def worker(node_ids: list[int], out: mp.Queue) -> None:
     connection.execute_wrappers.append(count)
     beat_every = node_conf.HEARTBEAT_SECONDS
     last_beat = heartbeat()
-    latencies, rounds, settled, t_start = [], [], 0, time.perf_counter()
+    latencies, next_latencies, rounds, settled, t_start = [], [], [], 0, time.perf_counter()
     timing = dict.fromkeys(PHASES, 0.0)
     empty_rounds = 0
     while True:
@@ -160,32 +168,48 @@ def worker(node_ids: list[int], out: mp.Queue) -> None:
         empty_rounds = 0
         rounds.append((t1 - t0, len(deliveries)))
         latencies += [t1 - t0] * len(deliveries)
-        rendered = []
-        for delivery in deliveries:
-            node = nodes[delivery.node_id]
+        # (node, lease id, token, details when the report's answer already carried them)
+        work = deque((d.node_id, d.lease_id, d.token, None) for d in deliveries)
+        rendered: list[int] = []
+        while work:
+            if time.monotonic() - last_beat >= beat_every:
+                last_beat = heartbeat()
+            node_id, lease_id, token, details = work.popleft()
+            node = nodes[node_id]
             phase[0] = "agent"
             t2 = time.perf_counter()
-            message = json.loads(r.rpop(queues.queue_key(delivery.node_id)))
-            details = services.lease_details(node=node, lease_id=message["lease"], token=message["token"])
-            lease = services.FrameLease.objects.only("result_key", "frame_id").get(pk=message["lease"])
+            r.rpop(queues.queue_key(node_id))  # the lease's message (the agent drops one it already has)
+            details = details or services.lease_details(node=node, lease_id=lease_id, token=token)
+            lease = services.FrameLease.objects.only("result_key", "frame_id").get(pk=lease_id)
             blobs.blob_put(key=lease.result_key, fileobj=io.BytesIO(png))
             phase[0] = "report"
             t3 = time.perf_counter()
-            outcome = services.lease_report(
-                node=node, lease_id=details["lease"], token=message["token"], ok=True, stats={"seconds": 0.01}
-            )
+            outcome = services.lease_report(node=node, lease_id=lease_id, token=token, ok=True, stats={"seconds": 0.01})
             timing["agent"] += t3 - t2
             timing["report"] += time.perf_counter() - t3
             if outcome.accepted:
                 rendered.append(lease.frame_id)
-        phase[0] = "settle"
-        t4 = time.perf_counter()
-        settled += len(rendered_frames_process(frame_ids=rendered))
-        timing["settle"] += time.perf_counter() - t4
+            if MODE == "next" and outcome.accepted:
+                # What the report view answers with: the node's next lease, matched now, and its details.
+                phase[0] = "next"
+                t5 = time.perf_counter()
+                nxt = services.lease_create_for_node(node_id=node_id)
+                if nxt is not None:
+                    next_details = services.lease_details(node=node, lease_id=nxt.lease_id, token=nxt.token)
+                    work.append((node_id, nxt.lease_id, nxt.token, next_details))
+                next_latencies.append(time.perf_counter() - t5)
+                timing["next"] += next_latencies[-1]
+            if len(rendered) >= BATCH or not work:  # what one coalesced verification.frame_rendered task takes
+                phase[0] = "settle"
+                t4 = time.perf_counter()
+                settled += len(rendered_frames_process(frame_ids=rendered))
+                timing["settle"] += time.perf_counter() - t4
+                rendered = []
     connection.execute_wrappers.remove(count)
     out.put(
         {
             "latencies": latencies,
+            "next_latencies": next_latencies,
             "rounds": rounds,
             "settled": settled,
             "seconds": time.perf_counter() - t_start,
@@ -231,6 +255,7 @@ def main() -> None:
     time.sleep(0.2)  # let the postmaster reap the workers' backends, so their CPU time is counted
     cpu = postgres_cpu_seconds() - cpu_before
     latencies = sorted(x for r in results for x in r["latencies"])
+    next_latencies = sorted(x for r in results for x in r["next_latencies"]) or [0.0]
     settled_db = Frame.objects.filter(state="settled").count()
     unsettled = dict(Frame.objects.exclude(state="settled").values_list("state").annotate(n=Count("pk")))
     timing = {k: sum(r["timing"][k] for r in results) for k in PHASES}
@@ -249,8 +274,13 @@ def main() -> None:
         "frames_per_s": round(settled_db / elapsed, 1),
         "statements_per_frame": round(sum(statements.values()) / per_frame, 2),
         "statements_per_frame_by_phase": {k: round(v / per_frame, 2) for k, v in statements.items()},
+        "mode": MODE,
         "lease_p50_ms": round(statistics.median(latencies) * 1000, 2),
         "lease_p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+        # the report view's part that leases the node's next frame (mode "next"; 0 in mode "rounds")
+        "next_lease_p50_ms": round(statistics.median(next_latencies) * 1000, 2),
+        "next_lease_p99_ms": round(percentile(next_latencies, 0.99) * 1000, 2),
+        "leases_from_rounds": len(latencies),
         "leases_per_round_mean": round(statistics.mean(round_sizes), 1),
         "postgres_cpu_s": round(cpu, 2),
         "postgres_cpu_ms_per_frame": round(cpu * 1000 / per_frame, 3),
@@ -272,6 +302,11 @@ def main() -> None:
         f"{NODES:>6} {FRAMES:>7} {WORKERS:>5} {settled_db:>8} {row['frames_per_s']:>9} {row['lease_p50_ms']:>7} "
         f"{row['lease_p99_ms']:>7} {row['statements_per_frame']:>11} {row['postgres_cpu_ms_per_frame']:>11}"
     )
+    if MODE == "next":
+        print(
+            f"next lease on report: p50 {row['next_lease_p50_ms']} ms, p99 {row['next_lease_p99_ms']} ms; "
+            f"{row['leases_from_rounds']} leases from rounds"
+        )
     print("statements per frame by phase:", row["statements_per_frame_by_phase"])
     print("CPU ms/frame: Postgres", row["postgres_cpu_ms_per_frame"], " market + agents", row["app_cpu_ms_per_frame"])
     print(

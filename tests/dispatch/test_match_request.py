@@ -1,28 +1,12 @@
 """A burst of changes asks for one `dispatch.match`, not one each (issue 17), and none is ever lost."""
 
-import os
-
 import pytest
-import redis
 
-from marketplace.celery import app
 from marketplace.dispatch import conf, services
 from marketplace.dispatch.models import FrameLease
 from tests.fixtures.market import make_node, make_queued_job
 
 PENDING = "task:pending:dispatch.match"  # marketplace.celery.delay_once's mark
-
-
-@pytest.fixture
-def celery_queue(monkeypatch):
-    """The real internal broker with tasks sent, not run: what is queued can be counted."""
-    if not os.environ.get("TEST_REDIS_URL"):
-        pytest.skip("needs the real Redis of `make test` (TEST_REDIS_URL)")
-    monkeypatch.setattr(app.conf, "CELERY_TASK_ALWAYS_EAGER", False)
-    broker = redis.Redis.from_url(app.conf.broker_url)
-    broker.delete("celery", PENDING)
-    yield broker
-    broker.delete("celery", PENDING)
 
 
 @pytest.mark.django_db

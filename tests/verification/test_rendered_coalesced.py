@@ -3,10 +3,8 @@ batch asks for another run; none is lost (issue 17: a Celery send per report was
 
 import io
 import json
-import os
 
 import pytest
-import redis
 
 from marketplace import blobs
 from marketplace.celery import app
@@ -19,18 +17,6 @@ from tests.fixtures.market import make_node, make_queued_job, png_bytes
 
 TASK = "verification.frame_rendered"
 PENDING = f"task:pending:{TASK}"  # marketplace.celery.delay_once's mark
-
-
-@pytest.fixture
-def celery_queue(monkeypatch):
-    """The real internal broker with tasks sent, not run: what is queued can be counted."""
-    if not os.environ.get("TEST_REDIS_URL"):
-        pytest.skip("needs the real Redis of `make test` (TEST_REDIS_URL)")
-    monkeypatch.setattr(app.conf, "CELERY_TASK_ALWAYS_EAGER", False)
-    broker = redis.Redis.from_url(app.conf.broker_url)
-    broker.delete("celery", PENDING, "task:pending:dispatch.match")
-    yield broker
-    broker.delete("celery", PENDING, "task:pending:dispatch.match")
 
 
 def queued_tasks(broker) -> list[str]:
