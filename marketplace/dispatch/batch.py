@@ -22,7 +22,7 @@ from collections.abc import Collection
 from datetime import timedelta
 
 from django.db import connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Case, Count, Q, Value, When
 from django.utils import timezone
 
 from marketplace import blobs
@@ -42,6 +42,7 @@ log = logging.getLogger("dispatch")
 
 LIVE_JOBS = (JobState.QUEUED, JobState.RUNNING)
 POOL_TRIES = 4  # reads of a group's pool past frames concurrent rounds locked first
+POOL_SPARE = 16  # ranked frames read beyond those needed, so that a read passes over frames others hold
 
 
 def _profile(node: WorkerNode) -> tuple:
@@ -50,17 +51,12 @@ def _profile(node: WorkerNode) -> tuple:
     return tuple(node.series), node.min_price_per_frame, vram
 
 
-def _fitting(profile: tuple):
-    series, floor, vram = profile
-    qs = Frame.objects.filter(
-        state=FrameState.QUEUED,
-        job__state__in=LIVE_JOBS,
-        price__gte=floor,
-        job__is_canary=False,
-        job__blender_series__in=series,
-    )
+def _fitting_jobs(profile: tuple):
+    """The live jobs whose frames fit `profile` (the frames also need state QUEUED and a price at its floor)."""
+    series, _, vram = profile
+    qs = Job.objects.filter(state__in=LIVE_JOBS, is_canary=False, blender_series__in=series)
     if vram:
-        qs = qs.filter(Q(job__quote__vram_mb__isnull=True) | Q(job__quote__vram_mb__lte=vram))
+        qs = qs.filter(Q(quote__vram_mb__isnull=True) | Q(quote__vram_mb__lte=vram))
     return qs
 
 
@@ -69,42 +65,56 @@ def _pool(profile: tuple, size: int, *, taken: set[int], kept_off: Collection[in
 
     An artist's n-th frame at a priority has turn n + (its frames rendering now); frames go out by priority,
     then turn, so equals alternate and the least busy artist goes first. The order is read without locks (a
-    window function cannot lock rows); frames a concurrent round locked meanwhile are skipped and the next
-    ones read, a few times at most.
+    window function cannot lock rows), with POOL_SPARE more than needed; then the first free ones in that order
+    are locked, no more than needed (SKIP LOCKED passes over those concurrent rounds hold). When too many were
+    held, the next ones are read, a few times at most.
     """
     pool: list[Frame] = []
     skip = set(taken)
     for _ in range(POOL_TRIES):
         want = size - len(pool)
-        order = _pool_order(profile, want, skip=skip, kept_off=kept_off)
-        locked = services._locking(Frame.objects.filter(pk__in=order, state=FrameState.QUEUED))
-        by_id = {f.pk: f for f in locked.select_related("job__scene")}
-        pool += [by_id[pk] for pk in order if pk in by_id]
-        if len(order) < want or len(pool) >= size:
+        order = _pool_order(profile, want + POOL_SPARE, skip=skip, kept_off=kept_off)
+        rank = Case(*(When(pk=pk, then=Value(i)) for i, pk in enumerate(order)))
+        free = Frame.objects.filter(pk__in=order, state=FrameState.QUEUED).order_by(rank)
+        pool += list(services._locking(free).select_related("job__scene")[:want])
+        if len(order) < want + POOL_SPARE or len(pool) >= size:
             return pool  # no more fitting frames, or the pool is full
-        skip.update(order)
+        skip.update(order)  # every one of them is taken or held
     return pool
 
 
 def _pool_order(profile: tuple, size: int, *, skip: set[int], kept_off: Collection[int]) -> list[int]:
-    fitting = _fitting(profile).exclude(pk__in=skip) if skip else _fitting(profile)
-    fitting = fitting.exclude(job_id__in=kept_off) if kept_off else fitting
-    eligible, params = fitting.values("pk").query.sql_with_params()
+    jobs_fitting = _fitting_jobs(profile).exclude(pk__in=kept_off) if kept_off else _fitting_jobs(profile)
+    job_ids, job_params = jobs_fitting.values("pk").query.sql_with_params()
     frames, jobs = Frame._meta.db_table, Job._meta.db_table
+    skipped = f"AND f.id NOT IN ({', '.join(['%s'] * len(skip))})" if skip else ""
+    frame_fits = f"f.state = %s AND f.price >= %s {skipped}"
+    frame_params = [FrameState.QUEUED, profile[1], *sorted(skip)]
+    if connection.vendor == "postgresql":
+        # Only each job's first `size` fitting frames can be among the first `size` of the ranking: read just
+        # those (index frame_queued_by_job_number), not every queued frame, whose number grows with the queue.
+        source = (
+            f"{jobs} j CROSS JOIN LATERAL (SELECT f.id, f.job_id, f.number FROM {frames} f"
+            f" WHERE f.job_id = j.id AND {frame_fits} ORDER BY f.number LIMIT %s) f"
+        )
+        source_params, where, where_params = [*frame_params, size], f"j.id IN ({job_ids})", job_params
+    else:  # SQLite (`make run`) has no LATERAL: it ranks every fitting frame
+        source, source_params = f"{frames} f JOIN {jobs} j ON j.id = f.job_id", []
+        where, where_params = f"{frame_fits} AND j.id IN ({job_ids})", [*frame_params, *job_params]
     sql = f"""
         SELECT id FROM (
             SELECT f.id, j.priority, j.owner_id,
                    ROW_NUMBER() OVER (PARTITION BY j.priority, j.owner_id ORDER BY f.job_id, f.number) AS turn,
                    COALESCE(b.n, 0) AS busy
-              FROM {frames} f JOIN {jobs} j ON j.id = f.job_id
+              FROM {source}
               LEFT JOIN (SELECT j2.owner_id, COUNT(*) AS n FROM {frames} f2 JOIN {jobs} j2 ON j2.id = f2.job_id
                           WHERE f2.state = %s GROUP BY j2.owner_id) b ON b.owner_id = j.owner_id
-             WHERE f.id IN ({eligible})
+             WHERE {where}
         ) ranked
         WHERE turn <= %s ORDER BY priority DESC, turn + busy, owner_id LIMIT %s
     """
     with connection.cursor() as cur:
-        cur.execute(sql, [FrameState.LEASED, *params, size, size])
+        cur.execute(sql, [*source_params, FrameState.LEASED, *where_params, size, size])
         return [row[0] for row in cur.fetchall()]
 
 

@@ -78,11 +78,6 @@ def frames_create(*, frames: list[Frame]) -> list[Frame]:
     return created
 
 
-def frame_lease(*, frame_id: int) -> bool:
-    """QUEUED -> LEASED, counting the attempt (dispatch matched it to a node)."""
-    return _frame_move(frame_id, FrameState.QUEUED, FrameState.LEASED, attempts=F("attempts") + 1)
-
-
 def frame_requeue(*, frame_id: int, reason: str = "", count_attempt: bool = True) -> bool:
     """LEASED -> QUEUED: the lease expired, failed, or was revoked (`reason` becomes the frame's last error), or
     it was given back (`count_attempt=False`: the attempt does not count). Emits frames_queued."""
@@ -195,11 +190,6 @@ def frame_dispute_upheld(*, frame_id: int, rerender: bool) -> bool:
 def job_open(*, job_id: int) -> bool:
     """QUOTED -> QUEUED: accepted (or a canary whose answers are stored); its frames may be leased."""
     return _job_move(job_id, JobState.QUOTED, JobState.QUEUED, accepted_at=timezone.now())
-
-
-def job_start(*, job_id: int) -> bool:
-    """QUEUED -> RUNNING when its first frame is leased; False when it already moved on (one UPDATE, no lock)."""
-    return _job_move(job_id, JobState.QUEUED, JobState.RUNNING)
 
 
 def job_reopen(*, job_id: int, current: str) -> bool:

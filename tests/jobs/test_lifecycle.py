@@ -146,7 +146,8 @@ def listening(monkeypatch):
 @pytest.fixture
 def leased(funded_artist) -> Frame:
     frame = make_queued_job(funded_artist, frames=1).frames.get()
-    assert lifecycle.frame_lease(frame_id=frame.pk)  # leasing emits nothing: dispatch sends the lease itself
+    # leasing emits nothing: dispatch sends the lease itself
+    assert lifecycle.frames_lease(frame_ids=[frame.pk]) == [frame.pk]
     return frame
 
 
@@ -183,11 +184,11 @@ def test_a_move_that_lost_the_race_writes_and_emits_nothing(leased, listening):
 def test_cancelling_many_frames_moves_only_those_still_cancellable(funded_artist, listening):
     job = make_queued_job(funded_artist, frames=3)
     first, second, third = job.frames.order_by("number")
-    assert lifecycle.frame_lease(frame_id=second.pk)
+    assert lifecycle.frames_lease(frame_ids=[second.pk]) == [second.pk]
     assert lifecycle.frame_rendered(
         frame_id=second.pk, node_id=None, result_key="results/x.png", result_sha256="0" * 64, render_seconds=1.0
     )
-    assert lifecycle.frame_lease(frame_id=third.pk)
+    assert lifecycle.frames_lease(frame_ids=[third.pk]) == [third.pk]
     listening.clear()
     cancelled = lifecycle.frames_cancel(
         frame_ids=[first.pk, second.pk, third.pk], current=(FrameState.QUEUED, FrameState.LEASED), reason="stop"

@@ -1,6 +1,6 @@
 import pytest
 
-from marketplace.jobs.lifecycle import job_start, transition
+from marketplace.jobs.lifecycle import jobs_mark_running, transition
 from marketplace.jobs.models import Frame, Job
 from marketplace.jobs.states import (
     FRAME_TRANSITIONS,
@@ -78,9 +78,9 @@ def test_a_job_moves_along_an_allowed_edge(funded_artist):
 
 def test_marking_a_job_running_happens_once_and_only_from_queued(funded_artist):
     job = make_queued_job(funded_artist, frames=1)
-    assert job_start(job_id=job.pk) is True
-    assert job_start(job_id=job.pk) is False  # the second leased frame finds it running already
+    assert jobs_mark_running(job_ids=[job.pk]) == 1
+    assert jobs_mark_running(job_ids=[job.pk]) == 0  # the second leased frame finds it running already
     assert Job.objects.get(pk=job.pk).state == JobState.RUNNING
     Job.objects.filter(pk=job.pk).update(state=JobState.CANCELLED)
-    assert job_start(job_id=job.pk) is False
+    assert jobs_mark_running(job_ids=[job.pk]) == 0
     assert Job.objects.get(pk=job.pk).state == JobState.CANCELLED

@@ -47,7 +47,7 @@ def lease_canary(node) -> tuple[FrameLease, dict]:
     """What dispatch does when `canary_frame_for` offers a frame: claim it, open a render lease, deliver."""
     frame = services.canary_frame_for(node=node)
     assert frame is not None
-    assert lifecycle.frame_lease(frame_id=frame.pk)
+    assert lifecycle.frames_lease(frame_ids=[frame.pk]) == [frame.pk]
     delivery = dispatch._lease_open(frame=frame, node=node, kind=FrameLease.Kind.RENDER)
     return FrameLease.objects.get(pk=delivery.lease_id), take(node)
 

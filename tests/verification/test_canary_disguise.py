@@ -143,7 +143,7 @@ def test_the_node_pages_show_no_job_id_and_no_canary(provider, admin_user, monke
     node, _ = make_node(provider)
     monkeypatch.setattr(services, "_chance", lambda rate: True)
     frame = services.canary_frame_for(node=node)
-    assert lifecycle.frame_lease(frame_id=frame.pk)
+    assert lifecycle.frames_lease(frame_ids=[frame.pk]) == [frame.pk]
     delivery = dispatch._lease_open(frame=frame, node=node, kind=FrameLease.Kind.RENDER)
     take(node)
     owner = Client()
