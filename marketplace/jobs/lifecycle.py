@@ -288,7 +288,10 @@ def frames_thumbnail_set(*, keys: Mapping[int, str]) -> None:
     if not keys:
         return
     values, params = _rows(sorted(keys.items()), ("id", "thumb"))
-    with connection.cursor() as cur:
+    with transaction.atomic(), connection.cursor() as cur:
+        # Rows locked in id order first, as settlers lock them: the UPDATE's own join order varies with its plan,
+        # and two batches updating the same frames in different orders deadlocked (test_racing_settlers).
+        list(Frame.objects.select_for_update().filter(pk__in=keys).order_by("pk").values_list("pk", flat=True))
         cur.execute(
             f"UPDATE {FRAMES} SET thumbnail_key = v.thumb, updated_at = %s "
             f"FROM ({values}) AS v WHERE {FRAMES}.id = v.id",
