@@ -86,7 +86,7 @@ def test_doctor_says_whether_the_sandbox_works(tmp_path: Path, monkeypatch: pyte
     bad = invoke(tmp_path / "c.json", "doctor")
     assert "scene sandbox: NOT WORKING (Landlock unavailable" in bad.output
     assert "--allow-unsandboxed" in bad.output
-    as_json = json.loads(invoke(tmp_path / "c.json", "doctor", "--json").output)
+    as_json = json.loads(invoke(tmp_path / "c.json", "doctor", "--json").stdout)  # logs go to stderr
     assert as_json["sandbox"]["works"] is False
 
 
