@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
@@ -79,13 +79,23 @@ def dispute_deadline(*, frame: Frame) -> datetime | None:
     return frame.settled_at + dispute_window() if frame.settled_at else None
 
 
-def frame_disputable(*, frame: Frame) -> bool:
-    """A settled frame can be disputed until its dispute window closes, once per result (a result disputed once
-    offers no second dispute; a frame re-rendered after an upheld dispute can be disputed anew)."""
-    deadline = dispute_deadline(frame=frame)
-    if frame.state != FrameState.SETTLED or deadline is None or deadline <= timezone.now():
-        return False  # decided without a query: most frames of a page are not disputable
-    return not Dispute.objects.filter(frame_id=frame.pk, frame_settled_at=frame.settled_at).exists()
+def disputable_frame_ids(*, frame_ids: list[int]) -> set[int]:
+    """Those of these frames the artist may dispute now, in one query. A settled frame can be disputed until its
+    dispute window closes, once per result (a result disputed once offers no second dispute; a frame re-rendered
+    after an upheld dispute can be disputed anew)."""
+    disputed = Dispute.objects.filter(frame_id=OuterRef("pk"), frame_settled_at=OuterRef("settled_at"))
+    return set(
+        Frame.objects.filter(
+            pk__in=frame_ids, state=FrameState.SETTLED, settled_at__gt=timezone.now() - dispute_window()
+        )
+        .exclude(Exists(disputed))
+        .values_list("pk", flat=True)
+    )
+
+
+def job_page_part(*, job, frame_ids: list[int]) -> dict:
+    """The job page's "Dispute" links: which frames of the page offer one (registered in jobs.extensions)."""
+    return {"disputable_frames": disputable_frame_ids(frame_ids=frame_ids)}
 
 
 def frame_of_artist(*, artist, frame_id: int) -> Frame:

@@ -5,7 +5,8 @@
 - dispatch: `leases_revoke` (a cancelled frame's active lease ends in the cancel's own transaction, so its node
   is free at once), `node_blocks_clear` (the artist lets the nodes refused on a job render it again), the job
   page's waiting notice and the API's `waiting`;
-- verification: the job page's per-frame check status.
+- verification: the job page's per-frame check status;
+- disputes: the job page's "Dispute" links (which of the page's frames can be disputed).
 
 Page and API parts return context entries (name -> value) that the job page's templates and the API's job
 serializer read.

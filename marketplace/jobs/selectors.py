@@ -179,7 +179,7 @@ def frame_page(*, job: Job, page: str | int = 1) -> FramePage:
 
 def page_frames(*, job: Job, page: FramePage, changed_since: datetime | None = None) -> list[Frame]:
     """The frames of one page of the job page (a table row and a grid card each); `changed_since`: only those
-    that changed since then. Whether a frame can be disputed is the disputes app's to say (`{% load disputes %}`)."""
+    that changed since then. Which frames can be disputed is the disputes app's page part (jobs.extensions)."""
     frames = frames_of(job=job).filter(pk__in=page.frame_ids)
     if changed_since is not None:
         frames = frames.filter(updated_at__gte=changed_since)

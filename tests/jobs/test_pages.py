@@ -3,15 +3,19 @@ import zipfile
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from marketplace.disputes.services import dispute_open
+from marketplace.jobs.conf import dispute_window
 from marketplace.jobs.models import Job
 from marketplace.jobs.services import job_accept, job_quote
 from marketplace.jobs.states import FrameState, JobState
 from marketplace.ledger import selectors as ledger
 from marketplace.web.templatetags.money import tokens
-from tests.fixtures.market import png_bytes
+from tests.fixtures.market import make_queued_job, png_bytes
 from tests.fixtures.money import fund
 from tests.jobs.conftest import rendered, settle_with_result
 
@@ -233,3 +237,35 @@ def test_an_uncalibrated_quote_says_it_fell_back_to_pixel_samples(client_of, art
     job = job_quote(owner=artist, scene=scene)
     html = client_of(artist).get(reverse("jobs:detail", args=[job.pk])).content.decode()
     assert job.quote["calibrated"] is False and 'id="quote-fallback"' in html and "no calibration" in html
+
+
+def _settled_job(artist, node, *, frames: int) -> Job:
+    """A running job whose frames were all just settled by `node` (inside their dispute window)."""
+    job = make_queued_job(artist, frames=frames)
+    Job.objects.filter(pk=job.pk).update(state=JobState.RUNNING)
+    job.frames.update(state=FrameState.SETTLED, node=node, settled_at=timezone.now())
+    return job
+
+
+def test_the_job_page_decides_the_dispute_links_in_queries_that_do_not_grow_with_the_frames(
+    client_of, funded_artist, node
+):
+    client = client_of(funded_artist)
+    counted = {}
+    for frames in (3, 12):
+        job = _settled_job(funded_artist, node, frames=frames)
+        disputed, closed, *open_ = job.frames.order_by("number")
+        dispute_open(artist=funded_artist, frame_id=disputed.pk, reason="The cube is missing its shadow.")
+        closed.settled_at = timezone.now() - dispute_window() - timedelta(minutes=1)
+        closed.save(update_fields=["settled_at"])
+        for name in ("jobs:detail", "jobs:fragment"):  # the page, and the rows of the poll's first answer
+            with CaptureQueriesContext(connection) as queries:
+                response = client.get(reverse(name, args=[job.pk]), {"cursor": ""} if name == "jobs:fragment" else {})
+            counted[frames, name] = len(queries)
+            html = response.json()["parts"]["frames"] if name == "jobs:fragment" else response.content.decode()
+            assert f'href="{reverse("disputes:new", args=[disputed.pk])}"' not in html  # disputed once already
+            assert f'href="{reverse("disputes:new", args=[closed.pk])}"' not in html  # its window closed
+            for frame in open_:
+                assert f'href="{reverse("disputes:new", args=[frame.pk])}"' in html
+    assert counted[12, "jobs:detail"] == counted[3, "jobs:detail"], counted
+    assert counted[12, "jobs:fragment"] == counted[3, "jobs:fragment"], counted

@@ -9,7 +9,7 @@ from django.contrib.staticfiles import finders
 from django.urls import reverse
 from django.utils import timezone
 
-from marketplace.disputes.selectors import frame_disputable
+from marketplace.disputes.selectors import disputable_frame_ids
 from marketplace.disputes.services import dispute_open
 from marketplace.jobs.models import Frame
 from marketplace.jobs.services import job_quote
@@ -112,10 +112,10 @@ def test_the_dispute_form_shows_the_frame_being_disputed(client, artist, provide
 def test_a_disputed_frame_offers_no_second_dispute(client, artist, provider):
     frame = settled_frame(artist=artist, provider=provider, price=10 * M)
     dispute_link = f'href="{reverse("disputes:new", args=[frame.pk])}"'
-    assert frame_disputable(frame=frame)
+    assert disputable_frame_ids(frame_ids=[frame.pk]) == {frame.pk}
     assert dispute_link in page(client, artist, reverse("jobs:detail", args=[frame.job_id]))
     dispute = dispute_open(artist=artist, frame_id=frame.pk, reason=REASON)
-    assert not frame_disputable(frame=frame)
+    assert disputable_frame_ids(frame_ids=[frame.pk]) == set()
     assert dispute_link not in page(client, artist, reverse("jobs:detail", args=[frame.job_id]))
     response = client.get(reverse("disputes:new", args=[frame.pk]))
     assert response.status_code == 302 and response["Location"] == reverse("disputes:detail", args=[dispute.pk])
