@@ -24,6 +24,8 @@ class NodeTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("invalid node token")
         if node.owner.banned_at is not None:  # no broker user, lease or report for a banned provider's nodes
             raise exceptions.PermissionDenied("this provider account is banned from the market")
+        if node.banned_at is not None:  # nor for a node an admin banned: its agent's hello would undo the revoke
+            raise exceptions.PermissionDenied("this node is banned from the market")
         bind(node_id=node.pk, user_id=node.owner_id)  # the rest of the call's lines name the node and its owner
         return node.owner, node
 

@@ -248,6 +248,9 @@ def node_set_paused(*, owner, node_id: int, paused: bool, mode: str = WorkerNode
 
 @transaction.atomic
 def node_ban(*, node_id: int, banned: bool = True) -> None:
-    """An admin bans (or unbans) a node. Its leases are closed by `dispatch.services.node_leases_close`."""
+    """An admin bans (or unbans) a node; a ban takes its broker user after commit. Its leases are closed by
+    `dispatch.services.node_ban`. An unban gives nothing back here: the agent's next hello makes a new user."""
     WorkerNode.objects.filter(pk=node_id).update(banned_at=timezone.now() if banned else None)
     node_status_sync(node_ids=[node_id])
+    if banned:
+        broker.nodes_broker_revoke_on_commit(node_ids=[node_id])

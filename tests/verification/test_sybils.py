@@ -33,6 +33,9 @@ def manual_matching(monkeypatch):
     monkeypatch.setattr(dispatch, "_after_commit_match", lambda: None)
 
 
+HELLO = {"devices": [{"type": "CPU", "name": "cpu"}], "cpu_cores": 2, "ram_mb": 1000, "blender_version": "5.0.1"}
+
+
 def agent(token: str) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Node {token}")
@@ -114,11 +117,7 @@ def test_a_ban_stops_every_node_of_the_provider_and_its_new_ones(funded_artist, 
     assert dispatch.match_frames() == 0
     assert broker_user(cheat) is None and broker_user(sibling) is None  # no broker access left
     # Its agents get a clear refusal, and no new broker user from hello.
-    hello = agent(sibling_token).post(
-        "/api/v1/agent/hello/",
-        {"devices": [{"type": "CPU", "name": "cpu"}], "cpu_cores": 2, "ram_mb": 1000, "blender_version": "5.0.1"},
-        format="json",
-    )
+    hello = agent(sibling_token).post("/api/v1/agent/hello/", HELLO, format="json")
     assert hello.status_code == 403 and "banned" in hello.json()["detail"]
     assert broker_user(sibling) is None
     # A new node cannot be registered, neither by the service nor the API.
@@ -184,3 +183,27 @@ def test_deleting_a_node_revokes_its_broker_user_but_not_while_it_works(funded_a
         redis.Redis.from_url(url).ping()
     assert Frame.objects.get(job=job).state == FrameState.QUEUED
     assert User.objects.get(pk=provider.pk).banned_at is None
+
+
+def test_an_admin_ban_of_one_node_revokes_its_broker_user_and_after_the_unban_its_next_hello_gets_one(provider):
+    node, token = make_node(provider)
+    sibling, _ = make_node(provider, name="sibling")
+    url = broker.node_broker_url(node_id=node.pk)
+    broker.node_broker_url(node_id=sibling.pk)
+    assert redis.Redis.from_url(url).ping()
+
+    dispatch.node_ban(node_id=node.pk)
+    assert broker_user(node) is None  # gone once the ban committed
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        redis.Redis.from_url(url).ping()
+    assert broker_user(sibling) is not None  # one node's ban, not its provider's
+    # The agent, locked out of the broker, says hello again (workers.agent): refused, it gets no new user.
+    refused = agent(token).post("/api/v1/agent/hello/", HELLO, format="json")
+    assert refused.status_code == 403 and "banned" in refused.json()["detail"]
+    assert broker_user(node) is None
+
+    dispatch.node_ban(node_id=node.pk, banned=False)
+    assert broker_user(node) is None  # the unban creates none: the agent's next hello does, as at any start
+    hello = agent(token).post("/api/v1/agent/hello/", HELLO, format="json")
+    assert hello.status_code == 200
+    assert redis.Redis.from_url(hello.json()["broker_url"]).ping()
