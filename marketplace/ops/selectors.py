@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 
 import redis
 from django.conf import settings
@@ -19,7 +20,6 @@ from django.utils import timezone
 from marketplace.dispatch.models import FrameLease
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState
-from marketplace.nodes.broker import agent_redis
 from marketplace.nodes.models import WorkerNode
 from marketplace.verification.models import CropCheck, FrameCheck
 
@@ -51,9 +51,17 @@ def celery_queue_names() -> list[str]:
     return sorted({getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery"), *(q for q in named if q)})
 
 
+@cache
+def _broker(url: str) -> redis.Redis:
+    """One connection pool per broker URL and process, as `celery.internal_redis` and `nodes.broker.agent_redis`
+    keep, but with a 2 s limit: a broker that does not answer reads as unreachable (None) instead of holding the
+    scrape, and the web worker serving it, until the OS gives up on the socket."""
+    return redis.Redis.from_url(url, socket_timeout=2)
+
+
 def _celery_depths() -> dict[str, int | None]:
     try:
-        client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2)
+        client = _broker(settings.CELERY_BROKER_URL)
         return {name: int(client.llen(name)) for name in celery_queue_names()}
     except redis.RedisError:
         return dict.fromkeys(celery_queue_names())
@@ -61,7 +69,7 @@ def _celery_depths() -> dict[str, int | None]:
 
 def _agent_depth() -> int | None:
     try:
-        client = agent_redis()
+        client = _broker(settings.AGENT_BROKER_URL)
         return sum(int(client.llen(key)) for key in client.scan_iter(AGENT_QUEUE_PATTERN, count=1000))
     except redis.RedisError:
         return None

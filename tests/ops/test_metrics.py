@@ -1,12 +1,18 @@
 """/metrics and the farm page: the market's own gauges from the database, for admins and the scrape token only."""
 
+import os
 import re
+import socket
+import time
 
 import pytest
+import redis
 from django.test import Client
 
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState
+from marketplace.ops.selectors import celery_queue_names, farm_snapshot
+from scripts.services import free_port
 from tests.fixtures.market import make_node, make_queued_job
 
 pytestmark = pytest.mark.django_db
@@ -63,3 +69,40 @@ def test_an_admin_sees_the_farm_page_and_the_metrics(farm_state, admin_user, cli
     page = client.get("/ops/farm/").content.decode()
     assert "Oldest frame waiting for a node" in page
     assert re.search(r"<td>queued</td><td>2</td>", page)
+
+
+def test_a_broker_that_is_down_reads_as_unreachable_on_both_pages(farm_state, admin_user, client, settings):
+    down = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    settings.CELERY_BROKER_URL = settings.AGENT_BROKER_URL = down
+    client.force_login(admin_user)
+    body = client.get("/metrics").content.decode()
+    assert value(body, "market_frames", state="queued") == 2  # the database's gauges are still there
+    assert "market_celery_queue_depth{" not in body and "market_agent_queue_depth" not in body
+    page = client.get("/ops/farm/").content.decode()
+    assert page.count("broker unreachable") == len(celery_queue_names()) + 1  # each Celery queue, the agents' queues
+
+
+def test_scrapes_reuse_one_connection_per_broker(farm_state, settings):
+    if not os.environ.get("TEST_REDIS_URL"):
+        pytest.skip("needs the real Redis of `make test` (TEST_REDIS_URL)")
+    server = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+
+    def connections() -> int:
+        return server.info("stats")["total_connections_received"]
+
+    first = farm_snapshot()  # opens what the scrapes keep
+    assert first.celery_queues["celery"] is not None and first.agent_queue_messages is not None
+    before = connections()
+    for _ in range(5):
+        farm_snapshot()
+    assert connections() == before
+
+
+def test_a_broker_that_does_not_answer_reads_as_unreachable_within_seconds(settings):
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # connections wait in its backlog, never answered
+        settings.CELERY_BROKER_URL = settings.AGENT_BROKER_URL = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        started = time.monotonic()
+        snap = farm_snapshot()
+        waited = time.monotonic() - started
+    assert set(snap.celery_queues.values()) == {None} and snap.agent_queue_messages is None
+    assert waited < 10, f"the scrape waited {waited:.1f} s"  # 2 s per broker, not the OS's socket timeout
