@@ -3,6 +3,10 @@
 Delivery is a reliable Redis queue: BLMOVE moves a message into the node's own processing list and it is
 removed (acked) only after the report, so a killed agent finds it again on restart. The marketplace's
 lease decides everything; a stale message just gets a refusal and is dropped.
+
+Frames follow each other without a gap: once a frame is rendered, the agent takes its next lease (`next`) and
+starts rendering it while a sender thread uploads and reports the finished one. One result is in flight at
+most; a graceful stop waits for it and gives back the lease taken ahead.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import contextvars
 import json
 import logging
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -51,6 +56,9 @@ class Current:
     # the epoch times it was received and done: an operator (and bench_farm) reads where a frame's time went.
     steps: dict[str, float] = field(default_factory=dict)
     received: float = field(default_factory=time.time)
+    # When the work loop moved on to the next lease, leaving the upload and report to the sender (epoch).
+    handed_off: float | None = None
+    raw: bytes = b""  # the delivery, acked once the lease is done
 
     def step(self, name: str, since: float) -> float:
         now = time.monotonic()
@@ -129,7 +137,10 @@ class Agent:
         self.loaded_scene: str | None = None
         self.cache = Path(config.cache_dir)
         self.frames_done = 0
-        self.next_details: LeaseAnswer | None = None  # the next lease's details, handed back by the last report
+        # The next lease's details, handed back by `next` or by the last report.
+        self.next_details: LeaseAnswer | None = None
+        self.sending: Current | None = None  # the rendered lease whose result the sender uploads and reports
+        self.sender: threading.Thread | None = None
 
     # --- signals: first one finishes the frame, second one releases it and exits ------------
     def install_signals(self) -> None:
@@ -207,10 +218,34 @@ class Agent:
                         break
         finally:
             self.stopping.set()
+            self._send_wait()
+            self._release_queued()
             if self.renderer is not None:
                 self.renderer.close()
             self._goodbye()
         return 0
+
+    def _release_queued(self) -> None:
+        """Stopping: give back the leases still in this node's queue (the one taken ahead with `next`), so
+        their frames go to other nodes now, not when the leases expire (an expiry counts as an abandon)."""
+        if not self.said_hello:
+            return
+        for _ in range(16):
+            try:
+                raw = cast(bytes | None, self.broker.lmove(self.queue, self.processing, "RIGHT", "LEFT"))
+            except redis.RedisError:
+                return
+            if raw is None:
+                return
+            try:
+                message = json.loads(raw)
+                lease_id, token = int(message["lease"]), str(message["token"])
+            except (ValueError, KeyError, TypeError):
+                self._ack(raw)
+                continue
+            self._safe(lambda: self.client.release(lease_id, token))  # noqa: B023  # called at once
+            log.info("event=lease_given_back: the agent is stopping", extra={"lease_id": lease_id})
+            self._ack(raw)
 
     def _goodbye(self) -> None:
         """Tell the marketplace we are gone (the frame in hand was finished or released before this), so the
@@ -230,9 +265,7 @@ class Agent:
         while not self.stopping.wait(every):
             current = self.current
             try:
-                answer = self.client.beat(
-                    leases=[current.lease] if current else [], paused=not in_schedule(self.config.schedule)
-                )
+                answer = self.client.beat(leases=self._held_leases(), paused=not in_schedule(self.config.schedule))
             except (ApiError, OSError) as exc:
                 log.warning("event=heartbeat_failed", extra={"error": str(exc)})
                 continue
@@ -240,6 +273,11 @@ class Agent:
             state = answer.get("leases", {}).get(str(current.lease)) if current else None
             if current and state is not None and state != "active":
                 self._abandon(current, state=state)
+
+    def _held_leases(self) -> list[int]:
+        """What a heartbeat keeps alive: the lease rendering and the one whose result is still being sent (a
+        slow upload must not let it expire)."""
+        return [c.lease for c in (self.current, self.sending) if c is not None]
 
     def _owner_pause(self, mode: str | None) -> None:
         """The owner's pause from the web sticks until resumed. With "release" the marketplace has already given
@@ -289,8 +327,8 @@ class Agent:
             self._ack(raw)
             return
         with logs.scope(lease_id=lease_id):  # every line about this lease names it, until it is done
-            current = Current(lease=lease_id, token=token)
-            # The report of the previous frame may have brought this lease's details along (its `next`).
+            current = Current(lease=lease_id, token=token, raw=raw)
+            # The previous frame's `next` call or report may have brought this lease's details along.
             details, self.next_details = self.next_details, None
             try:
                 if details is None or details.get("lease") != lease_id:
@@ -301,20 +339,26 @@ class Agent:
                 return
             current.step("details", current.started)
             self.current = current
+            handed_off = False
             try:
-                self._work(current, details)
+                handed_off = self._work(current, details)
             finally:
                 self.current = None
-                self._ack(raw)
-                log.info(
-                    "event=lease_timing",
-                    extra={
-                        "kind": details["kind"],
-                        "received": round(current.received, 3),
-                        "done": round(time.time(), 3),
-                        **{f"{k}_s": round(v, 3) for k, v in current.steps.items()},
-                    },
-                )
+                if not handed_off:  # else the sender acks and logs once the result is reported
+                    self._done(current, details["kind"])
+
+    def _done(self, current: Current, kind: str) -> None:
+        self._ack(current.raw)
+        log.info(
+            "event=lease_timing",
+            extra={
+                "kind": kind,
+                "received": round(current.received, 3),
+                "handed_off": round(current.handed_off or time.time(), 3),
+                "done": round(time.time(), 3),
+                **{f"{k}_s": round(v, 3) for k, v in current.steps.items()},
+            },
+        )
 
     def _scene(self, lease: Lease) -> tuple[Path, Path]:
         sha, kind, blend_path = lease.scene
@@ -326,54 +370,107 @@ class Agent:
         blend = bundle_ready(archive=archive, kind=kind, blend_path=blend_path, root=root)
         return blend, root
 
-    def _work(self, current: Current, answer: LeaseAnswer) -> None:
+    def _work(self, current: Current, answer: LeaseAnswer) -> bool:
+        """Render the lease; True when its result was handed to the sender, which uploads and reports it."""
         lease_id, token = current.lease, current.token
-        with tempfile.TemporaryDirectory(prefix="render-") as tmp:
-            try:
-                lease = Lease.from_answer(answer)  # a lease outside the contract is reported as failed, unrendered
-                # The market never tells a node its frame's or job's id (a canary must look like real work): the
-                # frame number and the lease id are what this side has; the market's lines join them by lease_id.
-                logs.bind(frame=lease.manifest.frame, lease_kind=lease.kind)
-                # Threads and devices are this machine's own choice, not the marketplace's.
-                manifest = replace(
-                    lease.manifest,
-                    threads=self.config.threads,
-                    device_ids=tuple(self.device_ids) if self.device_ids else lease.manifest.device_ids,
-                )
-                stats = self._render(current, lease, manifest, Path(tmp))
-            except InterruptedError as exc:
-                self._drop_renderer()
+        tmp = Path(tempfile.mkdtemp(prefix="render-"))
+        try:
+            lease = Lease.from_answer(answer)  # a lease outside the contract is reported as failed, unrendered
+            # The market never tells a node its frame's or job's id (a canary must look like real work): the
+            # frame number and the lease id are what this side has; the market's lines join them by lease_id.
+            logs.bind(frame=lease.manifest.frame, lease_kind=lease.kind)
+            # Threads and devices are this machine's own choice, not the marketplace's.
+            manifest = replace(
+                lease.manifest,
+                threads=self.config.threads,
+                device_ids=tuple(self.device_ids) if self.device_ids else lease.manifest.device_ids,
+            )
+            stats, out = self._render(current, lease, manifest, tmp)
+        except InterruptedError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            self._drop_renderer()
+            if self.abort_now.is_set():
+                self._safe(lambda: self.client.release(lease_id, token))
+            log.warning("event=frame_abandoned", extra={"reason": str(exc)})
+            return False
+        except Exception as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            self._drop_renderer()
+            if self.abort_now.is_set() or current.revoked.is_set():
                 if self.abort_now.is_set():
                     self._safe(lambda: self.client.release(lease_id, token))
-                log.warning("event=frame_abandoned", extra={"reason": str(exc)})
-                return
-            except Exception as exc:
-                self._drop_renderer()
-                if self.abort_now.is_set() or current.revoked.is_set():
-                    if self.abort_now.is_set():
-                        self._safe(lambda: self.client.release(lease_id, token))
-                    return
+                return False
+            error = f"{type(exc).__name__}: {exc}"
+            log.error("event=render_failed", extra={"error": error})
+            self._safe(lambda: self.client.report(lease_id, token=token, ok=False, error=error))
+            return False
+        self._take_next(current)
+        self._send_wait()  # one result in flight at most (the previous one is long sent: a render went by)
+        self.sending = current
+        # The sender logs with this lease's context (its id, frame): threads start with an empty one.
+        self.sender = threading.Thread(
+            target=contextvars.copy_context().run,
+            args=(self._send, current, lease, out, {**stats, "device": manifest.device}, tmp),
+            name=f"send-{lease_id}",
+        )
+        current.handed_off = time.time()
+        self.sender.start()
+        return True
+
+    def _take_next(self, current: Current) -> None:
+        """Take the next lease now, to render it while this result is sent; not when about to stop or pause."""
+        if self.once or self.stopping.is_set() or self.owner_paused.is_set() or not in_schedule(self.config.schedule):
+            return
+        mark = time.monotonic()
+        try:
+            self.next_details = self.client.next(current.lease, current.token).get("next")
+        except (ApiError, OSError) as exc:  # the report leases the next frame instead
+            log.warning("event=next_failed", extra={"error": str(exc)})
+        current.step("next", mark)
+
+    def _send(self, current: Current, lease: Lease, out: Path, stats: dict[str, Any], tmp: Path) -> None:
+        """The sender thread: upload the result (and its noisy pass), report it, ack the delivery."""
+        lease_id, token = current.lease, current.token
+        try:
+            mark = time.monotonic()
+            try:
+                upload(lease.upload_url, out)
+                if lease.noisy_upload_url:  # denoised frames are verified on their pre-denoise pass
+                    upload(lease.noisy_upload_url, Path(stats["noisy_path"]))
+            except (ApiError, OSError) as exc:
                 error = f"{type(exc).__name__}: {exc}"
-                log.error("event=render_failed", extra={"error": error})
+                log.error("event=upload_failed", extra={"error": error})
                 self._safe(lambda: self.client.report(lease_id, token=token, ok=False, error=error))
                 return
-        stats = {**stats, "device": manifest.device}
-        mark = time.monotonic()
-        result = self._safe(lambda: self.client.report(lease_id, token=token, ok=True, stats=stats))
-        current.step("report", mark)
-        self.next_details = result.get("next") if result else None
-        self.frames_done += 1
-        log.info(
-            "event=reported",
-            extra={
-                "seconds": round(stats.get("seconds", 0), 2),
-                "accepted": result["accepted"] if result else None,  # not the answer: `next` carries signed URLs
-                "next_lease": self.next_details and self.next_details["lease"],
-            },
-        )
+            mark = current.step("upload", mark)
+            result = self._safe(lambda: self.client.report(lease_id, token=token, ok=True, stats=stats))
+            current.step("report", mark)
+            following = result.get("next") if result else None
+            if following is not None:  # no lease was taken ahead: the report leased the next frame
+                self.next_details = following
+            self.frames_done += 1
+            log.info(
+                "event=reported",
+                extra={
+                    "seconds": round(stats.get("seconds", 0), 2),
+                    "accepted": result["accepted"] if result else None,  # not the answer: it carries signed URLs
+                    "next_lease": following and following["lease"],
+                },
+            )
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.sending = None
+            self._done(current, lease.kind)
 
-    def _render(self, current: Current, lease: Lease, manifest: RenderManifest, tmp: Path) -> dict[str, Any]:
-        """Render the lease in `tmp` and upload its image (and noisy pass); returns the render's stats."""
+    def _send_wait(self) -> None:
+        if self.sender is not None:
+            self.sender.join()
+            self.sender = None
+
+    def _render(
+        self, current: Current, lease: Lease, manifest: RenderManifest, tmp: Path
+    ) -> tuple[dict[str, Any], Path]:
+        """Render the lease in `tmp`; returns the render's stats and the image's path."""
         limit = self.config.max_render_seconds or manifest.max_render_seconds or 1800
         out = tmp / ("out.exr" if manifest.file_format == "OPEN_EXR" else "out.png")
         label = f"frame {manifest.frame}" + (" (verify crop)" if lease.kind == "verify" else "")
@@ -397,14 +494,10 @@ class Agent:
             current.rendered = True
         if current.revoked.is_set() or self.abort_now.is_set():
             raise InterruptedError("lease lost or agent aborted")
-        upload(lease.upload_url, out)
-        if lease.noisy_upload_url:
+        if lease.noisy_upload_url and not stats.get("noisy_path"):
             # denoised frames are verified on their pre-denoise pass (see docs/verification.md)
-            if not stats.get("noisy_path"):
-                raise RuntimeError("the renderer wrote no pre-denoise pass for a denoised frame")
-            upload(lease.noisy_upload_url, Path(stats["noisy_path"]))
-        current.step("upload", mark)
-        return stats
+            raise RuntimeError("the renderer wrote no pre-denoise pass for a denoised frame")
+        return stats, out
 
     def _drop_renderer(self) -> None:
         if self.renderer is not None:

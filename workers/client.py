@@ -17,8 +17,9 @@ from workers.contract import (
     HelloAnswer,
     HelloRequest,
     LeaseAnswer,
+    LeaseTokenRequest,
+    NextAnswer,
     ReleaseAnswer,
-    ReleaseRequest,
     ReportAnswer,
     ReportRequest,
 )
@@ -78,8 +79,12 @@ class MarketClient:
         body = ReportRequest(token=token, ok=ok, stats=stats or {}, error=error[:4000])
         return cast(ReportAnswer, self._call("POST", f"/leases/{lease_id}/report/", json=body))
 
+    def next(self, lease_id: int, token: str) -> NextAnswer:
+        """This lease is rendered and its result about to be sent: the node's next lease, taken now."""
+        return cast(NextAnswer, self._call("POST", f"/leases/{lease_id}/next/", json=LeaseTokenRequest(token=token)))
+
     def release(self, lease_id: int, token: str) -> ReleaseAnswer:
-        body = ReleaseRequest(token=token)
+        body = LeaseTokenRequest(token=token)
         return cast(ReleaseAnswer, self._call("POST", f"/leases/{lease_id}/release/", json=body))
 
 

@@ -307,8 +307,15 @@ class ReportAnswer(TypedDict):
     next: NotRequired[LeaseAnswer | None]
 
 
-class ReleaseRequest(TypedDict):
+class LeaseTokenRequest(TypedDict):
+    """A lease call whose only argument is the lease's token (release; next)."""
+
     token: str
+
+
+class NextAnswer(TypedDict):
+    # The node's next lease, taken while this one's result is sent: its details, or None when none was leased.
+    next: LeaseAnswer | None
 
 
 class ReleaseAnswer(TypedDict):

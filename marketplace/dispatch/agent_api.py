@@ -12,7 +12,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace.dispatch import queues, services
+from marketplace.dispatch import queues, selectors, services
 from marketplace.dispatch.agent_auth import IsNode, NodeTokenAuthentication
 from marketplace.dispatch.serializers import (
     BenchAnswerSerializer,
@@ -23,8 +23,9 @@ from marketplace.dispatch.serializers import (
     HelloAnswerSerializer,
     HelloSerializer,
     LeaseAnswerSerializer,
+    LeaseTokenSerializer,
+    NextAnswerSerializer,
     ReleaseAnswerSerializer,
-    ReleaseSerializer,
     ReportAnswerSerializer,
     ReportSerializer,
 )
@@ -189,7 +190,13 @@ class ReportView(AgentView):
         data.is_valid(raise_exception=True)
         v = data.validated_data
         outcome = services.lease_report(
-            node=self.node, lease_id=lease_id, token=v["token"], ok=v["ok"], stats=v["stats"], error=v["error"]
+            node=self.node,
+            lease_id=lease_id,
+            token=v["token"],
+            ok=v["ok"],
+            stats=v["stats"],
+            error=v["error"],
+            match_after=False,  # leased below
         )
         log.info(
             "event=lease_reported",
@@ -202,23 +209,53 @@ class ReportView(AgentView):
 
     def _next_lease(self) -> dict | None:
         """The node is idle again: lease it its next frame now rather than after a Celery hop to the matcher
-        (the gap between frames, bench_farm). None when nothing fits or the node is not matchable."""
+        (the gap between frames, bench_farm). None when it took its next lease ahead already (`NextView`), when
+        nothing fits or when the node is not matchable; a matching round is asked for then unless it is busy."""
+        if selectors.node_holds_lease(node_id=self.node.pk):
+            return None
         delivery = services.lease_create_for_node(node_id=self.node.pk)
         if delivery is None:
-            return None
-        return services.lease_details(node=self.node, lease_id=delivery.lease_id, token=delivery.token)
+            services.match_request()  # e.g. a heartbeat held the node's row: the round leases it soon
+        return _details(self.node, delivery)
+
+
+def _details(node, delivery: services.Delivery | None) -> dict | None:
+    """What `GET /leases/{id}/` answers for a delivery just made (a report's or a next call's), or None."""
+    if delivery is None:
+        return None
+    return services.lease_details(node=node, lease_id=delivery.lease_id, token=delivery.token)
+
+
+class NextView(AgentView):
+    @extend_schema(
+        responses={200: NextAnswerSerializer, 403: BAD_TOKEN, 404: NOT_YOURS, 409: NOT_ACTIVE},
+        request=LeaseTokenSerializer,
+        summary="Take the next lease while this one's result uploads",
+        description="The agent has rendered this lease and is about to upload and report it: the node is leased "
+        "its next frame now, so it renders while the result travels (no gap between frames). Its message is on "
+        "the node's queue as usual and `next` holds its details. A node takes one lease ahead at most: `next` "
+        "is null when it holds another active lease, when nothing fits, or when the node may not take work "
+        "(paused, banned, silent). This lease stays active until its report.",
+    )
+    def post(self, request, lease_id: int):
+        data = LeaseTokenSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        delivery = services.lease_next(node=self.node, lease_id=lease_id, token=data.validated_data["token"])
+        details = _details(self.node, delivery)
+        log.info("event=lease_next", extra={"next_lease": delivery and delivery.lease_id})
+        return Response(NextAnswerSerializer({"next": details}).data)
 
 
 class ReleaseView(AgentView):
     @extend_schema(
         responses={200: ReleaseAnswerSerializer, 403: BAD_TOKEN, 404: NOT_YOURS, 409: NOT_ACTIVE},
-        request=ReleaseSerializer,
+        request=LeaseTokenSerializer,
         summary="Release a lease",
         description="Gives a lease back without failing it (the agent is stopping); the frame goes back to the "
         "queue at once.",
     )
     def post(self, request, lease_id: int):
-        data = ReleaseSerializer(data=request.data)
+        data = LeaseTokenSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.lease_release(node=self.node, lease_id=lease_id, token=data.validated_data["token"])
         log.info("event=lease_released")

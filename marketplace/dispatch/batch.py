@@ -181,12 +181,15 @@ def _lease_row(node: WorkerNode, frame: Frame, token: str) -> FrameLease:
 
 @subject_scope()  # many leases: each line names its own, none the caller's
 @transaction.atomic
-def leases_create(*, limit: int = conf.MATCH_ROUND, node_id: int | None = None) -> list[services.Delivery]:
+def leases_create(
+    *, limit: int = conf.MATCH_ROUND, node_id: int | None = None, finishing_lease_id: int | None = None
+) -> list[services.Delivery]:
     """Lease queued frames to up to `limit` idle nodes (only `node_id` when given) in one round. Returns the
-    deliveries made."""
+    deliveries made. `finishing_lease_id`: `node_id`'s lease whose result is being uploaded, which does not
+    make it busy here (`services.lease_next`)."""
     if not Frame.objects.filter(state=FrameState.QUEUED, job__is_canary=False).exists():
         return []  # nothing to hand out: lock no node
-    matchable = services.matchable_nodes()
+    matchable = services.matchable_nodes(finishing_lease_id=finishing_lease_id)
     matchable = matchable.filter(pk=node_id) if node_id is not None else matchable.order_by("last_heartbeat")
     nodes = list(services._locking(matchable).select_related("trust")[:limit])
     if not nodes:

@@ -63,7 +63,9 @@ class ReportSerializer(serializers.Serializer):
     )
 
 
-class ReleaseSerializer(serializers.Serializer):
+class LeaseTokenSerializer(serializers.Serializer):
+    """A lease call whose only argument is the lease's token (release; next)."""
+
     token = serializers.CharField(max_length=100)
 
 
@@ -151,6 +153,10 @@ class ReportAnswerSerializer(serializers.Serializer):
     next = LeaseAnswerSerializer(
         allow_null=True, required=False, help_text="the node's next lease, leased at once when one fits, or null"
     )
+
+
+class NextAnswerSerializer(serializers.Serializer):
+    next = LeaseAnswerSerializer(allow_null=True, help_text="the node's next lease, or null when none was leased")
 
 
 class ReleaseAnswerSerializer(serializers.Serializer):

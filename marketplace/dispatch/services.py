@@ -59,9 +59,9 @@ def _locking(qs):
 # --- matching -------------------------------------------------------------------------------
 
 
-def matchable_nodes():
+def matchable_nodes(*, finishing_lease_id: int | None = None):
     """The nodes the matcher may lease to: the market's available nodes, the same ones quotes count."""
-    return available_nodes()
+    return available_nodes(finishing_lease_id=finishing_lease_id)
 
 
 def manifest_for(frame: Frame, *, node: WorkerNode, crop: dict | None = None) -> dict:
@@ -153,6 +153,17 @@ def lease_create_for_node(*, node_id: int) -> Delivery | None:
     from marketplace.dispatch.batch import leases_create  # builds on this module
 
     deliveries = leases_create(limit=1, node_id=node_id)
+    return deliveries[0] if deliveries else None
+
+
+def lease_next(*, node: WorkerNode, lease_id: int, token: str) -> Delivery | None:
+    """The agent has rendered this lease and is about to upload its result: lease the node its next frame now,
+    so that it renders while the result uploads and is reported (no gap between frames, issue 17). A node takes
+    at most one lease ahead: None when it holds another active lease already, or when nothing fits."""
+    from marketplace.dispatch.batch import leases_create  # builds on this module
+
+    _require_active(_lease_of_node(node=node, lease_id=lease_id, token=token))
+    deliveries = leases_create(limit=1, node_id=node.pk, finishing_lease_id=lease_id)
     return deliveries[0] if deliveries else None
 
 
@@ -480,9 +491,18 @@ class ReportOutcome:
 
 
 def lease_report(
-    *, node: WorkerNode, lease_id: int, token: str, ok: bool, stats: dict | None = None, error: str = ""
+    *,
+    node: WorkerNode,
+    lease_id: int,
+    token: str,
+    ok: bool,
+    stats: dict | None = None,
+    error: str = "",
+    match_after: bool = True,
 ) -> ReportOutcome:
-    """An agent's report on its lease. Only the first report of an active, unexpired lease counts."""
+    """An agent's report on its lease. Only the first report of an active, unexpired lease counts.
+    `match_after` False: the caller leases the freed node itself (the report view), so no matching round is
+    asked for it."""
     lease = _lease_of_node(node=node, lease_id=lease_id, token=token)
     _require_active(lease)
     sanity = result_sanity(lease=lease) if ok else SanityResult(False, error or "agent reported a failure")
@@ -525,7 +545,8 @@ def lease_report(
         else:
             lease_id_done = lease.pk
             transaction.on_commit(lambda: _enqueue("verification.crop_reported", lease_id_done))
-        _after_commit_match()
+        if match_after:
+            _after_commit_match()
     return ReportOutcome(True, "accepted")
 
 

@@ -12,23 +12,28 @@ def nodes_of(*, owner) -> QuerySet[WorkerNode]:
     return WorkerNode.objects.filter(owner=owner).select_related("current_frame__job", "trust").order_by("name")
 
 
-def available_nodes(now=None) -> QuerySet[WorkerNode]:
+def available_nodes(now=None, *, finishing_lease_id: int | None = None) -> QuerySet[WorkerNode]:
     """The nodes that can take work now: the one rule for the matcher (dispatch leases frames and crops only to
     these) and for quotes (their benchmark scores are the market's idle capacity).
 
     Idle (its derived status), heard from within OFFLINE_AFTER_SECONDS with its agent online, not paused by its
-    owner, not banned, with at least one Blender runtime, and holding no active lease."""
+    owner, not banned, with at least one Blender runtime, and holding no active lease. `finishing_lease_id`: a
+    lease whose render is done and whose result is being uploaded; its node counts as idle if that is the only
+    lease it holds (the agent's next lease, taken ahead: dispatch.services.lease_next)."""
     # The stored status is derived (services.node_status_sync); the facts are checked again here so a node is
     # never handed a second lease or counted while silent, whatever a concurrent write left behind, and so a
     # node killed without a goodbye stops counting as soon as it is due, not at the reaper's next round.
+    statuses = [WorkerNode.Status.IDLE]
+    others = active_leases()
+    if finishing_lease_id is not None:
+        statuses.append(WorkerNode.Status.BUSY)  # busy with that lease alone: the Exists below checks it
+        others = others.exclude(pk=finishing_lease_id)
     return (
-        WorkerNode.objects.filter(
-            status=WorkerNode.Status.IDLE, paused_by_owner=False, agent_state=WorkerNode.AgentState.ONLINE
-        )
+        WorkerNode.objects.filter(status__in=statuses, paused_by_owner=False, agent_state=WorkerNode.AgentState.ONLINE)
         .exclude(node_silent_q(now))
         .exclude(node_banned_q())
         .exclude(blender_series="")
-        .exclude(Exists(active_leases()))
+        .exclude(Exists(others))
     )
 
 

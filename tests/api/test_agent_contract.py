@@ -48,6 +48,7 @@ CALLS: dict[str, Callable[[MarketClient], object]] = {
     "bench": lambda c: c.bench({"CUDA": 2.5e8}),
     "lease": lambda c: c.lease(12, "lease-token"),
     "report": lambda c: c.report(12, token="lease-token", ok=True, stats={"seconds": 1.5, "device": "CUDA"}),
+    "next": lambda c: c.next(12, "lease-token"),
     "release": lambda c: c.release(12, "lease-token"),
 }
 

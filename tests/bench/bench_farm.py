@@ -142,30 +142,48 @@ def breakdown(tmp: Path, job, *, start: float, end: float) -> dict:
     for event in _log_events(tmp / "agent.log"):
         if event.get("event") == "lease_timing":
             steps = {k.removesuffix("_s"): float(v) for k, v in event.items() if k.endswith("_s")}
-            leases.append({"kind": event["kind"], "received": event["received"], "done": event["done"], **steps})
+            leases.append(
+                {
+                    "kind": event["kind"],
+                    "received": event["received"],
+                    # When the work loop moved on (the sender uploads and reports while the next frame renders).
+                    "handed_off": event.get("handed_off", event["done"]),
+                    "done": event["done"],
+                    **steps,
+                }
+            )
     leases = [le for le in leases if le["received"] >= start]
     leases.sort(key=lambda le: le["received"])
     path: dict[str, float] = defaultdict(float)
+    sent_beside: dict[str, float] = defaultdict(float)
     path["first_lease_wait"] = leases[0]["received"] - start
     for prev, le in zip([None, *leases], leases, strict=False):
         if prev is not None:
-            path["lease_gaps"] += le["received"] - prev["done"]  # report answered -> next lease message arrives
-        steps = {k: le.get(k, 0.0) for k in ("details", "scene", "load", "render", "upload", "report")}
+            path["lease_gaps"] += le["received"] - prev["handed_off"]  # moved on -> next lease message taken
+        steps = {k: le.get(k, 0.0) for k in ("details", "scene", "load", "render", "next")}
+        sending = {k: le.get(k, 0.0) for k in ("upload", "report")}
+        if le["handed_off"] < le["done"]:  # sent by the sender thread, beside the next frame's render
+            for k, v in sending.items():
+                sent_beside[k] += v
+        else:
+            steps.update(sending)
         for k, v in steps.items():
             path[k] += v
-        path["agent_other"] += le["done"] - le["received"] - sum(steps.values())
+        path["agent_other"] += le["handed_off"] - le["received"] - sum(steps.values())
     settled = [f.timestamp() for f in Frame.objects.filter(job=job).values_list("settled_at", flat=True)]
-    path["settle_tail"] = max(settled) - leases[-1]["done"]  # last report -> last frame settled
+    # The last result's upload, report and settlement: nothing renders beside them.
+    path["settle_tail"] = max(settled) - leases[-1]["handed_off"]
     named = {
         "first_lease_wait": "match_frames -> first lease at the agent",
         "details": "GET lease details",
         "scene": "scene download + unpack",
         "load": "Blender start + scene load",
         "render": "render (agent's step)",
-        "upload": "result upload",
-        "report": "report (server: sanity decode, freeze, commit)",
-        "lease_gaps": "report answered -> next lease arrives",
-        "settle_tail": "last report -> last frame settled",
+        "next": "next lease taken ahead (POST next), before the result is sent",
+        "upload": "result upload (on the path only when not sent beside the next render)",
+        "report": "report (idem)",
+        "lease_gaps": "work loop moved on -> next lease's message taken",
+        "settle_tail": "last lease handed off -> last frame settled (its upload, report, settlement)",
     }
     wall = end - start
     out = {k: round(path[k], 3) for k in named}
@@ -181,6 +199,8 @@ def breakdown(tmp: Path, job, *, start: float, end: float) -> dict:
         "leases": len(leases),
         "renders_per_frame": round(render_leases.count() / FRAMES, 3),
         "beside": {
+            # the results' upload and report, by the sender thread while the next frame rendered
+            "sent_beside_render": {k: round(v, 3) for k, v in sent_beside.items()},
             "checks": checks.filter(kind=FrameCheck.Kind.CROPS).count(),
             "platform_crops": CropCheck.objects.filter(
                 frame_check__frame__job=job, verifier=CropCheck.Verifier.PLATFORM

@@ -98,6 +98,87 @@ def test_an_accepted_report_hands_the_node_its_next_lease(funded_artist, provide
     assert set(Frame.objects.filter(job=job).values_list("state", flat=True)) == {FrameState.SETTLED}
 
 
+def next_call(token: str, msg: dict, lease_token: str | None = None):
+    return agent(token).post(
+        f"/api/v1/agent/leases/{msg['lease']}/next/", {"token": lease_token or msg["token"]}, format="json"
+    )
+
+
+def report_ok(token: str, msg: dict):
+    return agent(token).post(
+        f"/api/v1/agent/leases/{msg['lease']}/report/", {"token": msg["token"], "ok": True}, format="json"
+    )
+
+
+def test_a_rendered_lease_takes_its_next_one_ahead_and_both_are_paid_once(funded_artist, provider, manual_matching):
+    """`next` while the result uploads: the node renders frame 2 while frame 1 travels. One lease ahead at most,
+    the report then leases nothing more, and every frame is settled exactly once."""
+    job, node, token, first, details = lease_once(funded_artist, provider, frames=3)
+    r = next_call(token, first)
+    assert r.status_code == 200, r.content
+    second = take(node)
+    assert r.json()["next"]["lease"] == second["lease"] != first["lease"]
+    assert r.json()["next"]["manifest"]["frame"] == 2
+    assert FrameLease.objects.filter(node=node, state=FrameLease.State.ACTIVE).count() == 2
+    # One ahead at most: asking again, for either lease, leases nothing more.
+    assert next_call(token, first).json() == {"next": None}
+    assert next_call(token, second).json() == {"next": None}
+    assert FrameLease.objects.filter(node=node, state=FrameLease.State.ACTIVE).count() == 2
+    put_result(details, png_bytes(32, 24))
+    r = report_ok(token, first)
+    assert r.status_code == 200 and r.json()["next"] is None  # it holds frame 2's lease already
+    assert FrameLease.objects.filter(node=node, state=FrameLease.State.ACTIVE).count() == 1
+    put_result(
+        agent(token).get(f"/api/v1/agent/leases/{second['lease']}/", HTTP_X_LEASE_TOKEN=second["token"]).json(),
+        png_bytes(32, 24),
+    )
+    r = report_ok(token, second)
+    assert r.status_code == 200 and r.json()["next"]["manifest"]["frame"] == 3  # idle again: the report leases
+    states = dict(Frame.objects.filter(job=job).values_list("number", "state"))
+    assert states == {1: FrameState.SETTLED, 2: FrameState.SETTLED, 3: FrameState.LEASED}
+    settled = Frame.objects.filter(job=job, state=FrameState.SETTLED).values_list("pk", flat=True)
+    keys = [f"settle:frame:{pk}" for pk in settled]
+    assert LedgerTransaction.objects.filter(idempotency_key__in=keys).count() == 2
+    assert selectors.ledger_total() == 0
+
+
+def test_next_is_refused_for_a_foreign_forged_or_finished_lease(funded_artist, provider, manual_matching):
+    _, node, token, first, details = lease_once(funded_artist, provider, frames=3)
+    _, other_token = make_node(provider, name="other", unchecked=True)
+    assert next_call(other_token, first).status_code == 404  # another node's lease looks like no lease
+    assert next_call(token, first, lease_token="forged").status_code == 403
+    put_result(details, png_bytes(32, 24))
+    assert report_ok(token, first).status_code == 200
+    take(node)  # the report's next lease
+    assert next_call(token, first).status_code == 409  # reported: it can take nothing ahead any more
+    assert FrameLease.objects.filter(node=node, state=FrameLease.State.ACTIVE).count() == 1
+
+
+def test_a_paused_node_takes_nothing_ahead(funded_artist, provider, manual_matching):
+    from marketplace.nodes.services import node_set_paused
+
+    _, node, token, first, _ = lease_once(funded_artist, provider, frames=3)
+    assert node_set_paused(owner=provider, node_id=node.pk, paused=True)
+    assert next_call(token, first).json() == {"next": None}
+    assert FrameLease.objects.filter(node=node, state=FrameLease.State.ACTIVE).count() == 1
+
+
+def test_a_node_that_dies_holding_a_lease_ahead_loses_both_and_their_frames_go_back(
+    funded_artist, provider, manual_matching
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    job, node, token, first, _ = lease_once(funded_artist, provider, frames=3)
+    assert next_call(token, first).json()["next"]
+    later = timezone.now() + timedelta(seconds=services.conf.LEASE_SECONDS + 1)
+    assert services.leases_reap(now=later) == 2
+    assert not FrameLease.objects.filter(node=node, state=FrameLease.State.ACTIVE).exists()
+    assert Frame.objects.filter(job=job, state=FrameState.QUEUED).count() == 3
+    assert LedgerTransaction.objects.filter(idempotency_key__startswith="settle:frame:").count() == 0
+
+
 def test_it_refuses_a_forged_lease_token(funded_artist, provider):
     _, _, token, msg, details = lease_once(funded_artist, provider)
     put_result(details, png_bytes(32, 24))

@@ -2,6 +2,7 @@
 is still running for it, and nothing else (found by bench_farm: a heartbeat sent just before a report read
 "done" and closed the renderer the next frame was about to use, which crashed the agent)."""
 
+import json
 import os
 import subprocess
 import threading
@@ -133,3 +134,68 @@ def test_the_agent_says_goodbye_only_after_a_hello(tmp_path):
     a.said_hello = True
     a._goodbye()
     assert client.calls == ["goodbye"]
+
+
+class QueueBroker:
+    """The node's queue and processing list, as the agent uses them (LMOVE, LREM)."""
+
+    def __init__(self, queued: list[bytes]) -> None:
+        self.lists: dict[str, list[bytes]] = {"queue": list(queued), "processing": []}
+
+    def lmove(self, src: str, dst: str, _where_from: str, _where_to: str) -> bytes | None:
+        if not self.lists[src]:
+            return None
+        raw = self.lists[src].pop()
+        self.lists[dst].insert(0, raw)
+        return raw
+
+    def lrem(self, name: str, _count: int, raw: bytes) -> int:
+        self.lists[name].remove(raw)
+        return 1
+
+
+class LeaseCalls:
+    def __init__(self) -> None:
+        self.released: list[tuple[int, str]] = []
+        self.nexts: list[int] = []
+
+    def release(self, lease_id: int, token: str) -> dict:
+        self.released.append((lease_id, token))
+        return {"released": True}
+
+    def next(self, lease_id: int, token: str) -> dict:
+        self.nexts.append(lease_id)
+        return {"next": None}
+
+
+def test_a_stopping_agent_gives_back_the_lease_it_took_ahead(tmp_path):
+    """Its frame goes to another node now, not when the lease expires (which would count as an abandon)."""
+    a = agent(tmp_path)
+    a.client = calls = LeaseCalls()
+    a.said_hello, a.queue, a.processing = True, "queue", "processing"
+    a.broker = broker = QueueBroker([json.dumps({"lease": 8, "token": "ahead"}).encode(), b"not json"])
+    a._release_queued()
+    assert calls.released == [(8, "ahead")]
+    assert broker.lists == {"queue": [], "processing": []}  # each one acked
+
+
+def test_the_heartbeat_keeps_the_lease_being_sent_alive(tmp_path):
+    a = agent(tmp_path)
+    assert a._held_leases() == []
+    a.current, a.sending = Current(lease=2, token="t"), Current(lease=1, token="t")
+    assert a._held_leases() == [2, 1]  # a slow upload of frame 1 must not let its lease expire
+    a.sending = None
+    assert a._held_leases() == [2]
+
+
+def test_no_lease_is_taken_ahead_when_the_agent_is_about_to_stop_or_pause(tmp_path):
+    a = agent(tmp_path)
+    a.client = calls = LeaseCalls()
+    a._take_next(Current(lease=1, token="t"))
+    assert calls.nexts == [1]
+    a.owner_paused.set()
+    a._take_next(Current(lease=2, token="t"))
+    a.owner_paused.clear()
+    a.stopping.set()
+    a._take_next(Current(lease=3, token="t"))
+    assert calls.nexts == [1]

@@ -118,14 +118,19 @@ def test_a_lease_that_names_no_scene_is_refused() -> None:
 
 
 class RecordingClient:
-    """Stands in for the marketplace's agent API: records reports and releases."""
+    """Stands in for the marketplace's agent API: records reports, and `next` calls (nothing fits)."""
 
     def __init__(self) -> None:
         self.reports: list[dict[str, Any]] = []
+        self.nexts: list[tuple[int, str]] = []
 
     def report(self, lease_id: int, **kw: Any) -> dict[str, Any]:
         self.reports.append({"lease": lease_id, **kw})
         return {"accepted": True, "message": "accepted"}
+
+    def next(self, lease_id: int, token: str) -> dict[str, Any]:
+        self.nexts.append((lease_id, token))
+        return {"next": None}
 
 
 class RecordingRenderer:
@@ -187,7 +192,10 @@ def test_the_agent_renders_a_lease_with_its_own_threads_and_devices_and_reports_
     archive.write_bytes(BLEND)
     upload = responses.put("http://market.test/upload", status=201)
     answer = lease_answer(threads=0, device_ids=None, file_format="PNG", calibrated_budget_seconds=99.0)
-    a._work(Current(lease=7, token="tok"), answer)
+    assert a._work(Current(lease=7, token="tok"), answer)  # rendered: the sender uploads and reports it
+    # The next lease is asked for before the result is sent, so the next frame renders while it travels.
+    assert client.nexts == [(7, "tok")]
+    a._send_wait()
     [rendered] = renderer.rendered
     assert rendered == RenderManifest.from_dict({**answer["manifest"], "threads": 3, "device_ids": ["CUDA_0"]})
     assert upload.call_count == 1 and [p.name for p in renderer.loaded] == ["scene.blend"]
