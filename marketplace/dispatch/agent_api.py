@@ -221,9 +221,7 @@ class ReportView(AgentView):
 
 def _details(node, delivery: services.Delivery | None) -> dict | None:
     """What `GET /leases/{id}/` answers for a delivery just made (a report's or a next call's), or None."""
-    if delivery is None:
-        return None
-    return services.lease_details(node=node, lease_id=delivery.lease_id, token=delivery.token)
+    return None if delivery is None else services.delivery_details(node=node, delivery=delivery)
 
 
 class NextView(AgentView):

@@ -122,15 +122,15 @@ def _kept_off(node_ids: list[int]) -> dict[int, set[int]]:
     """node id -> jobs it gets no frames of: blocked after failures or refusals, or abandoned too often."""
     out: dict[int, set[int]] = defaultdict(set)
     blocked = JobNodeBlock.objects.filter(node_id__in=node_ids, failures__gte=conf.NODE_FAILURES_PER_JOB)
-    for node_id, job_id in blocked.values_list("node_id", "job_id"):
-        out[node_id].add(job_id)
     abandoned = (
         FrameLease.objects.filter(node_id__in=node_ids, state__in=(FrameLease.State.EXPIRED, FrameLease.State.RELEASED))
         .values("node_id", "frame__job_id")
         .annotate(n=Count("id"))
         .filter(n__gte=conf.ABANDONS_PER_JOB)
     )
-    for node_id, job_id in abandoned.values_list("node_id", "frame__job_id"):
+    # One statement for both: a round of one node (every report's next lease) runs this each time.
+    both = blocked.values_list("node_id", "job_id").union(abandoned.values_list("node_id", "frame__job_id"))
+    for node_id, job_id in both:
         out[node_id].add(job_id)
     return out
 
@@ -187,8 +187,8 @@ def leases_create(
     """Lease queued frames to up to `limit` idle nodes (only `node_id` when given) in one round. Returns the
     deliveries made. `finishing_lease_id`: `node_id`'s lease whose result is being uploaded, which does not
     make it busy here (`services.lease_next`)."""
-    if not Frame.objects.filter(state=FrameState.QUEUED, job__is_canary=False).exists():
-        return []  # nothing to hand out: lock no node
+    if node_id is None and not Frame.objects.filter(state=FrameState.QUEUED, job__is_canary=False).exists():
+        return []  # nothing to hand out: lock no node (one node's round finds that out from its empty pool)
     matchable = services.matchable_nodes(finishing_lease_id=finishing_lease_id)
     matchable = matchable.filter(pk=node_id) if node_id is not None else matchable.order_by("last_heartbeat")
     nodes = list(services._locking(matchable).select_related("trust")[:limit])
@@ -205,7 +205,7 @@ def leases_create(
     for lease in leases:  # one line per lease, as a single lease writes it: an operator follows a lease by its id
         log.info("event=lease_granted", extra=lease_fields(lease))
     deliveries = [
-        services.Delivery(node_id=lease.node_id, lease_id=lease.pk, token=token, kind=lease.kind)
+        services.Delivery(node_id=lease.node_id, lease_id=lease.pk, token=token, kind=lease.kind, lease=lease)
         for lease, token in zip(leases, tokens, strict=True)
     ]
     messages = [(d.node_id, {"lease": d.lease_id, "token": d.token, "kind": d.kind}) for d in deliveries]

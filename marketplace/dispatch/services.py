@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 from http import HTTPStatus
@@ -120,6 +120,8 @@ class Delivery:
     lease_id: int
     token: str
     kind: str
+    # The lease row as the matcher wrote it (its frame, job and scene loaded): its details need no second read.
+    lease: FrameLease | None = field(default=None, repr=False, compare=False)
 
 
 def _lease_open(*, frame: Frame, node: WorkerNode, kind: str, crop: dict | None = None) -> Delivery:
@@ -249,6 +251,18 @@ def lease_details(*, node: WorkerNode, lease_id: int, token: str) -> dict:
     """What the agent needs to do the work: pinned manifest and short-lived URLs for its files only."""
     lease = _lease_of_node(node=node, lease_id=lease_id, token=token)
     _require_active(lease)
+    return lease_details_of(lease=lease)
+
+
+def delivery_details(*, node: WorkerNode, delivery: Delivery) -> dict:
+    """`lease_details` of a lease just made for this node (a report's or a `next` call's answer)."""
+    if delivery.lease is not None and delivery.lease.node_id == node.pk:
+        return lease_details_of(lease=delivery.lease)
+    return lease_details(node=node, lease_id=delivery.lease_id, token=delivery.token)
+
+
+def lease_details_of(*, lease: FrameLease) -> dict:
+    """`lease_details` of a lease read or written here already (its frame's job and scene loaded)."""
     scene = lease.frame.job.scene
     details = {
         "lease": lease.pk,

@@ -15,9 +15,10 @@ agents do (every NODE_HEARTBEAT_SECONDS, as one UPDATE per process), so a slow r
 the offline threshold; a run that leaves any frame unsettled, or the ledger unbalanced, exits non-zero.
 
 Lease latency is what one lease waits from the start of its matching round to its commit (the round's
-duration; the message is sent after commit). With BENCH_MODE=next, each accepted report is followed, as the
-report view does, by the node's next lease (a matching round of that one node) and its details: that is what a
-busy farm's nodes wait between frames (`next_lease_p50_ms`/`p99`), and rounds only start the farm. Postgres
+duration; the message is sent after commit). With BENCH_MODE=next, each rendered lease first takes the node's
+next lease (`POST leases/{id}/next/`: a matching round of that one node) and its details, then is reported, as
+the agent does: that is what a busy farm's nodes wait between frames (`next_lease_p50_ms`/`p99`), and rounds
+only start the farm. Postgres
 CPU is the server's own processes' CPU time (utime + stime from /proc, backends that exited included), before
 and after the measured part.
 Run: `make bench BENCH=dispatch` (env BENCH_NODES, BENCH_FRAMES, BENCH_WORKERS, BENCH_BATCH, BENCH_MODE).
@@ -44,9 +45,9 @@ NODES = int(os.environ.get("BENCH_NODES", "1000"))
 FRAMES = int(os.environ.get("BENCH_FRAMES", "3000"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "3"))
 BATCH = int(os.environ.get("BENCH_BATCH", "100"))
-# "rounds": every lease comes from a matching round (`dispatch.match`); "next": as the report view answers, each
-# accepted report is followed by the node's next lease (`services.lease_create_for_node`, a round of one node)
-# and its details, so rounds only start the farm.
+# "rounds": every lease comes from a matching round (`dispatch.match`); "next": as the agent does, each rendered
+# lease takes the node's next lease ahead (`services.lease_next`, a round of one node) and its details before it
+# is reported, so rounds only start the farm.
 MODE = os.environ.get("BENCH_MODE", "rounds")
 PHASES = ("lease", "agent", "report", "next", "settle", "heartbeat")
 
@@ -121,7 +122,7 @@ def worker(node_ids: list[int], out: mp.Queue) -> None:
     from django.utils import timezone
 
     from marketplace import blobs
-    from marketplace.dispatch import batch, queues, services
+    from marketplace.dispatch import batch, queues, selectors, services
     from marketplace.jobs.models import Frame
     from marketplace.jobs.states import FrameState
     from marketplace.nodes import conf as node_conf
@@ -182,23 +183,30 @@ def worker(node_ids: list[int], out: mp.Queue) -> None:
             details = details or services.lease_details(node=node, lease_id=lease_id, token=token)
             lease = services.FrameLease.objects.only("result_key", "frame_id").get(pk=lease_id)
             blobs.blob_put(key=lease.result_key, fileobj=io.BytesIO(png))
-            phase[0] = "report"
-            t3 = time.perf_counter()
-            outcome = services.lease_report(node=node, lease_id=lease_id, token=token, ok=True, stats={"seconds": 0.01})
-            timing["agent"] += t3 - t2
-            timing["report"] += time.perf_counter() - t3
-            if outcome.accepted:
-                rendered.append(lease.frame_id)
-            if MODE == "next" and outcome.accepted:
-                # What the report view answers with: the node's next lease, matched now, and its details.
+            timing["agent"] += time.perf_counter() - t2
+            nxt = None
+            if MODE == "next":
+                # What the agent does once a frame is rendered (`POST leases/{id}/next/`): take the node's next
+                # lease and its details, then send the result while that frame renders.
                 phase[0] = "next"
                 t5 = time.perf_counter()
-                nxt = services.lease_create_for_node(node_id=node_id)
+                nxt = services.lease_next(node=node, lease_id=lease_id, token=token)
                 if nxt is not None:
-                    next_details = services.lease_details(node=node, lease_id=nxt.lease_id, token=nxt.token)
+                    next_details = services.delivery_details(node=node, delivery=nxt)
                     work.append((node_id, nxt.lease_id, nxt.token, next_details))
                 next_latencies.append(time.perf_counter() - t5)
                 timing["next"] += next_latencies[-1]
+            phase[0] = "report"
+            t3 = time.perf_counter()
+            # As the report view: no matching round for a node that took its next lease ahead.
+            outcome = services.lease_report(
+                node=node, lease_id=lease_id, token=token, ok=True, stats={"seconds": 0.01}, match_after=MODE != "next"
+            )
+            if MODE == "next" and nxt is None and not selectors.node_holds_lease(node_id=node_id):
+                services.match_request()
+            timing["report"] += time.perf_counter() - t3
+            if outcome.accepted:
+                rendered.append(lease.frame_id)
             if len(rendered) >= BATCH or not work:  # what one coalesced verification.frame_rendered task takes
                 phase[0] = "settle"
                 t4 = time.perf_counter()
