@@ -12,7 +12,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace.dispatch import queues, selectors, services
+from marketplace.dispatch import queues, services
 from marketplace.dispatch.agent_auth import IsNode, NodeTokenAuthentication
 from marketplace.dispatch.serializers import (
     BenchAnswerSerializer,
@@ -204,19 +204,9 @@ class ReportView(AgentView):
         )
         if not outcome.accepted:
             raise ResultRejected(outcome.message)
-        answer = {"accepted": outcome.accepted, "message": outcome.message, "next": self._next_lease()}
+        following = _details(self.node, services.lease_after_report(node_id=self.node.pk))
+        answer = {"accepted": outcome.accepted, "message": outcome.message, "next": following}
         return Response(ReportAnswerSerializer(answer).data)
-
-    def _next_lease(self) -> dict | None:
-        """The node is idle again: lease it its next frame now rather than after a Celery hop to the matcher
-        (the gap between frames, bench_farm). None when it took its next lease ahead already (`NextView`), when
-        nothing fits or when the node is not matchable; a matching round is asked for then unless it is busy."""
-        if selectors.node_holds_lease(node_id=self.node.pk):
-            return None
-        delivery = services.lease_create_for_node(node_id=self.node.pk)
-        if delivery is None:
-            services.match_request()  # e.g. a heartbeat held the node's row: the round leases it soon
-        return _details(self.node, delivery)
 
 
 def _details(node, delivery: services.Delivery | None) -> dict | None:

@@ -22,7 +22,7 @@ from django.utils import timezone
 from marketplace import blobs
 from marketplace.accounts.tokens import secret_hash, secret_matches
 from marketplace.celery import app, delay_once, pending_clear
-from marketplace.dispatch import conf, hooks, queues
+from marketplace.dispatch import conf, hooks, queues, selectors
 from marketplace.dispatch.manifests import Crop, crop_manifest, image_size, noisy_key
 from marketplace.dispatch.models import FrameLease, JobNodeBlock
 from marketplace.errors import Conflict
@@ -156,6 +156,18 @@ def lease_create_for_node(*, node_id: int) -> Delivery | None:
 
     deliveries = leases_create(limit=1, node_id=node_id)
     return deliveries[0] if deliveries else None
+
+
+def lease_after_report(*, node_id: int) -> Delivery | None:
+    """After an accepted report (`lease_report(match_after=False)`): the node's next lease now, rather than
+    after a Celery hop to the matcher. None when it took its next lease ahead already (`lease_next`), when
+    nothing fits or when the node is not matchable; a matching round is asked for then unless it is busy."""
+    if selectors.node_holds_lease(node_id=node_id):
+        return None
+    delivery = lease_create_for_node(node_id=node_id)
+    if delivery is None:
+        match_request()  # e.g. a heartbeat held the node's row: the round leases it soon
+    return delivery
 
 
 def lease_next(*, node: WorkerNode, lease_id: int, token: str) -> Delivery | None:

@@ -122,7 +122,7 @@ def worker(node_ids: list[int], out: mp.Queue) -> None:
     from django.utils import timezone
 
     from marketplace import blobs
-    from marketplace.dispatch import batch, queues, selectors, services
+    from marketplace.dispatch import batch, queues, services
     from marketplace.jobs.models import Frame
     from marketplace.jobs.states import FrameState
     from marketplace.nodes import conf as node_conf
@@ -202,8 +202,12 @@ def worker(node_ids: list[int], out: mp.Queue) -> None:
             outcome = services.lease_report(
                 node=node, lease_id=lease_id, token=token, ok=True, stats={"seconds": 0.01}, match_after=MODE != "next"
             )
-            if MODE == "next" and nxt is None and not selectors.node_holds_lease(node_id=node_id):
-                services.match_request()
+            if MODE == "next" and nxt is None:  # as the report view: nothing was taken ahead
+                after = services.lease_after_report(node_id=node_id)
+                if after is not None:
+                    work.append(
+                        (node_id, after.lease_id, after.token, services.delivery_details(node=node, delivery=after))
+                    )
             timing["report"] += time.perf_counter() - t3
             if outcome.accepted:
                 rendered.append(lease.frame_id)
