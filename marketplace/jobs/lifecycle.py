@@ -166,10 +166,14 @@ def frames_retry(*, frame_ids: Iterable[int]) -> list[int]:
 def frames_cancel(*, frame_ids: Iterable[int], current: Iterable[str], reason: str) -> list[int]:
     """QUEUED or LEASED (whichever of `current`) -> CANCELLED. Their active leases end in the same transaction
     (dispatch, through jobs.extensions): a late report is refused, and the nodes are free at once."""
-    moved = _frames_move(frame_ids, current, FrameState.CANCELLED, last_error=reason)
-    if moved:
-        extensions.leases_revoke(frame_ids=moved)
-    return moved
+    current = tuple(current)
+    # Leases first, then frames: the order a report and the reaper lock them (lease, then frame). Frames first
+    # deadlocked a cancel against a report closing its lease (the agent reports while its next frame renders).
+    # A frame rendered meanwhile is not cancelled; its render lease was closed by its report already.
+    wanted = list(Frame.objects.filter(pk__in=list(frame_ids), state__in=current).values_list("pk", flat=True))
+    if wanted:
+        extensions.leases_revoke(frame_ids=wanted)
+    return _frames_move(wanted, current, FrameState.CANCELLED, last_error=reason)
 
 
 def frame_dispute_upheld(*, frame_id: int, rerender: bool) -> bool:
