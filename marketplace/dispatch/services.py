@@ -556,19 +556,19 @@ def lease_report(
         uploads = [lease.result_key] + ([noisy_key(lease.result_key)] if sanity.noisy_key else [])
         for key in uploads:
             transaction.on_commit(partial(blobs.blob_delete, key))
+        # Its event hands a rendered frame to verification, a crop's task checks the crops; both after commit.
+        # The frame before the node: the order a cancel takes them (lease, frame, node).
+        moved = lease.kind != FrameLease.Kind.RENDER or lifecycle.frame_rendered(
+            frame_id=lease.frame_id,
+            node_id=node.pk,
+            result_key=sanity.frozen_key,
+            result_sha256=sanity.sha256,
+            render_seconds=clean_stats.get("seconds"),
+        )
         node_status_sync(node_ids=[node.pk])
-        if lease.kind == FrameLease.Kind.RENDER:
-            # Its event hands the frame to verification, after commit.
-            moved = lifecycle.frame_rendered(
-                frame_id=lease.frame_id,
-                node_id=node.pk,
-                result_key=sanity.frozen_key,
-                result_sha256=sanity.sha256,
-                render_seconds=clean_stats.get("seconds"),
-            )
-            if not moved:  # the frame was cancelled meanwhile; the lease is closed, nothing is paid
-                return ReportOutcome(False, "the frame is no longer waiting for this render")
-        else:
+        if not moved:  # the frame was cancelled meanwhile; the lease is closed, nothing is paid
+            return ReportOutcome(False, "the frame is no longer waiting for this render")
+        if lease.kind == FrameLease.Kind.VERIFY:
             lease_id_done = lease.pk
             transaction.on_commit(lambda: _enqueue("verification.crop_reported", lease_id_done))
         if match_after:
@@ -613,15 +613,21 @@ def job_node_blocks_clear(*, job_id: int) -> int:
     return cleared
 
 
-def leases_revoke_for_frames(*, frame_ids: list[int]) -> int:
-    """Close active leases of frames that were cancelled (jobs.lifecycle.frames_cancel asks, in its transaction);
+@transaction.atomic
+def leases_revoke_for_frames(*, frame_ids: list[int], skip_locked: bool = False) -> int:
+    """Close active leases of frames being cancelled (jobs.lifecycle.frames_cancel asks, in its transaction);
     a late report then gets a clear refusal. Their nodes are free at once (issue 12: a cancel used to leave the
     node "busy" on a frame that no longer existed), and the agent stops the render on its next heartbeat (the
-    lease reads "revoked")."""
-    active = FrameLease.objects.filter(frame_id__in=frame_ids, state=FrameLease.State.ACTIVE)
-    node_ids = list(active.values_list("node_id", flat=True).distinct())
-    revoked = active.update(state=FrameLease.State.REVOKED, finished_at=timezone.now())
-    node_status_sync(node_ids=node_ids)
+    lease reads "revoked"). Leases are locked in id order; `skip_locked` passes over those a report holds."""
+    active = FrameLease.objects.filter(frame_id__in=frame_ids, state=FrameLease.State.ACTIVE).order_by("pk")
+    locked = _locking(active) if skip_locked else active.select_for_update(of=("self",))
+    rows = list(locked.values_list("pk", "node_id"))
+    if not rows:
+        return 0
+    revoked = FrameLease.objects.filter(pk__in=[pk for pk, _ in rows]).update(
+        state=FrameLease.State.REVOKED, finished_at=timezone.now()
+    )
+    node_status_sync(node_ids=[node_id for _, node_id in rows])
     if revoked:
         _after_commit_match()
     return revoked

@@ -163,17 +163,24 @@ def frames_retry(*, frame_ids: Iterable[int]) -> list[int]:
     return moved
 
 
+@transaction.atomic(savepoint=False)  # its three steps commit together, or with the caller's transaction
 def frames_cancel(*, frame_ids: Iterable[int], current: Iterable[str], reason: str) -> list[int]:
     """QUEUED or LEASED (whichever of `current`) -> CANCELLED. Their active leases end in the same transaction
     (dispatch, through jobs.extensions): a late report is refused, and the nodes are free at once."""
     current = tuple(current)
     # Leases first, then frames: the order a report and the reaper lock them (lease, then frame). Frames first
-    # deadlocked a cancel against a report closing its lease (the agent reports while its next frame renders).
-    # A frame rendered meanwhile is not cancelled; its render lease was closed by its report already.
+    # deadlocked a cancel against a report closing its lease (the agent reports while its next frame renders),
+    # so the caller must not hold these frames' locks either. A frame rendered meanwhile is not cancelled; its
+    # render lease was closed by its report already.
     wanted = list(Frame.objects.filter(pk__in=list(frame_ids), state__in=current).values_list("pk", flat=True))
-    if wanted:
-        extensions.leases_revoke(frame_ids=wanted)
-    return _frames_move(wanted, current, FrameState.CANCELLED, last_error=reason)
+    if not wanted:
+        return []
+    extensions.leases_revoke(frame_ids=wanted, skip_locked=False)
+    moved = _frames_move(wanted, current, FrameState.CANCELLED, last_error=reason)
+    # A frame leased between the two steps: its new lease ends too. Leases a report holds are passed over; that
+    # report waits for the frame, then finds it cancelled.
+    extensions.leases_revoke(frame_ids=moved, skip_locked=True)
+    return moved
 
 
 def frame_dispute_upheld(*, frame_id: int, rerender: bool) -> bool:

@@ -282,24 +282,19 @@ def job_cancel(*, job_id: int, owner) -> JobCancelled:
             raise JobRefused("this quote changed meanwhile: reload the page")
         job.refresh_from_db()
         return JobCancelled(job, 0, 0)
-    open_frames = list(
-        Frame.objects.select_for_update()
-        .filter(job=job, state__in=FRAME_OPEN)
-        .order_by("pk")
-        .values_list("pk", "state", "price")
+    # Not locked here: frames_cancel takes the leases, then the frames (the order a report takes them), and the
+    # job comes after its frames. Its conditional moves say which frames this cancel stopped; prices never change.
+    prices = dict(Frame.objects.filter(job=job, state__in=FRAME_CANCELLABLE).values_list("pk", "price"))
+    # Their leases are revoked with them, so the nodes stop rendering them.
+    cancelled = lifecycle.frames_cancel(
+        frame_ids=list(prices), current=FRAME_CANCELLABLE, reason="cancelled by the artist"
     )
     job = Job.objects.select_for_update().get(pk=job.pk)
     if job.state in (JobState.CANCELLED, JobState.DONE, JobState.FAILED):  # changed while we waited for locks
-        if job.state == JobState.CANCELLED:
+        if job.state == JobState.CANCELLED:  # a concurrent cancel stopped the frames first: `cancelled` is empty
             return JobCancelled(job, 0, 0)
-        raise JobRefused(f"this job is already {job.get_state_display().lower()}")
-    # Their leases are revoked with them, so the nodes stop rendering them.
-    cancelled = lifecycle.frames_cancel(
-        frame_ids=[frame_id for frame_id, _, _ in open_frames],
-        current=FRAME_CANCELLABLE,
-        reason="cancelled by the artist",
-    )
-    refund = sum(price for frame_id, _, price in open_frames if frame_id in frozenset(cancelled))
+        raise JobRefused(f"this job is already {job.get_state_display().lower()}")  # rolls back the frames too
+    refund = sum(prices[frame_id] for frame_id in cancelled)
     lifecycle.job_cancel(job_id=job.pk, current=job.state)
     if refund:
         refund_escrow(artist=owner, job_ref=job.escrow_ref, amount=refund, key=f"refund:job:{job.pk}:cancel")
