@@ -140,6 +140,9 @@ class Postgres:
     workdir: Path
     user: str = "market"
     password: str = ""  # set: TCP clients must give it (scram-sha-256), as compose's POSTGRES_PASSWORD asks
+    # Benches: load pg_stat_statements where the server has it (the Debian package does, the pip wheel may not), so
+    # a bench can say which statements take Postgres' time. Off for tests: it costs every statement a little.
+    statement_stats: bool = False
     proc: subprocess.Popen | None = None
     _run_as: list[str] = field(default_factory=list)
     _bin_dir: Path | None = None
@@ -151,6 +154,10 @@ class Postgres:
 
     def _bin(self, name: str) -> str:
         return str(self._bin_dir / name)
+
+    def _preload(self) -> list[str]:
+        has_stats = self._bin_dir is not None and (self._bin_dir.parent / "lib" / "pg_stat_statements.so").exists()
+        return ["-c", "shared_preload_libraries=pg_stat_statements"] if self.statement_stats and has_stats else []
 
     def _reachable_bin_dir(self) -> Path:
         """The server's binaries, copied into the work dir when the user it runs as cannot reach them (a
@@ -231,6 +238,7 @@ class Postgres:
                 "full_page_writes=off",
                 "-c",
                 "max_connections=200",
+                *self._preload(),
             ],
             stdout=open(self.workdir / "postgres.log", "ab"),
             stderr=subprocess.STDOUT,

@@ -40,7 +40,7 @@ def main() -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="market-test-") as tmp:
         os.chmod(tmp, 0o755)
-        pg = Postgres(port=free_port(), workdir=Path(tmp) / "pg")
+        pg = Postgres(port=free_port(), workdir=Path(tmp) / "pg", statement_stats=bench)
         redis = Redis(port=free_port(), workdir=Path(tmp) / "redis")
         try:
             pg.start()

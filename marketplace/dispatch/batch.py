@@ -115,8 +115,10 @@ def _pool_order(profile: tuple, size: int, *, skip: set[int], kept_off: Collecti
                    ROW_NUMBER() OVER (PARTITION BY j.priority, j.owner_id ORDER BY f.job_id, f.number) AS turn,
                    COALESCE(b.n, 0) AS busy
               FROM {source}
-              LEFT JOIN (SELECT j2.owner_id, COUNT(*) AS n FROM {frames} f2 JOIN {jobs} j2 ON j2.id = f2.job_id
-                          WHERE f2.state = %s GROUP BY j2.owner_id) b ON b.owner_id = j.owner_id
+              LEFT JOIN (SELECT j2.owner_id, SUM(c.n) AS n
+                           FROM (SELECT f2.job_id, COUNT(*) AS n FROM {frames} f2 WHERE f2.state = %s
+                                  GROUP BY f2.job_id) c
+                           JOIN {jobs} j2 ON j2.id = c.job_id GROUP BY j2.owner_id) b ON b.owner_id = j.owner_id
              WHERE {where}
         ) ranked
         WHERE turn <= %s ORDER BY priority DESC, turn + busy, owner_id LIMIT %s

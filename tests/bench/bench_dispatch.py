@@ -86,6 +86,47 @@ def setup() -> None:
         cur.execute("ANALYZE")  # after a bulk load, as an operator would: the planner needs the tables' sizes
 
 
+def statement_stats_reset() -> bool:
+    """Start counting Postgres' time per statement (pg_stat_statements, where `make bench`'s server loads it)."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SHOW shared_preload_libraries")
+        if "pg_stat_statements" not in cur.fetchone()[0]:
+            return False
+        cur.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        cur.execute("SELECT pg_stat_statements_reset()")
+    return True
+
+
+def statement_stats(per_frame: int, top: int = 12) -> dict:
+    """Postgres' planning + execution time (wall clock) since the reset, per settled frame: in all, and the
+    statements that took most of it. What the server's CPU time has beyond that is per-statement overhead
+    (protocol, parsing, transaction start and commit)."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT calls, total_exec_time, total_plan_time, query FROM pg_stat_statements"
+            " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " ORDER BY total_exec_time + total_plan_time DESC"
+        )
+        rows = cur.fetchall()
+    return {
+        "calls_per_frame": round(sum(row[0] for row in rows) / per_frame, 2),
+        "ms_per_frame": round(sum(row[1] + row[2] for row in rows) / per_frame, 3),
+        "top": [
+            {
+                "ms_per_frame": round((exec_ms + plan_ms) / per_frame, 3),
+                "calls_per_frame": round(calls / per_frame, 2),
+                "mean_ms": round((exec_ms + plan_ms) / max(calls, 1), 3),
+                "query": " ".join(query.split())[:160],
+            }
+            for calls, exec_ms, plan_ms, query in rows[:top]
+        ],
+    }
+
+
 def postgres_cpu_seconds() -> float:
     """CPU time of this database's Postgres server: the postmaster, its live children, and children it reaped."""
     from django.db import connection
@@ -252,6 +293,7 @@ def main() -> None:
     setup()
     node_ids = list(WorkerNode.objects.order_by("pk").values_list("pk", flat=True))
     print(f"setup: {NODES} nodes, {FRAMES} frames in {time.perf_counter() - t:.1f}s", flush=True)
+    counting = statement_stats_reset()
     cpu_before = postgres_cpu_seconds()
     connections.close_all()
     out: mp.Queue = mp.Queue()
@@ -298,6 +340,8 @@ def main() -> None:
         "postgres_cpu_ms_per_frame": round(cpu * 1000 / per_frame, 3),
         "app_cpu_ms_per_frame": round(sum(r["cpu_s"] for r in results) * 1000 / per_frame, 2),
         "time_share": {k: round(v / busy, 3) for k, v in timing.items()},
+        # where Postgres' time goes: execution + planning per settled frame, by statement
+        "postgres_statements": statement_stats(per_frame) if counting else {},
         "ledger_total": selectors.ledger_total(),
         "drifting_accounts": len(selectors.ledger_drift()),
         # every settled frame has exactly one settlement transaction
@@ -321,6 +365,19 @@ def main() -> None:
         )
     print("statements per frame by phase:", row["statements_per_frame_by_phase"])
     print("CPU ms/frame: Postgres", row["postgres_cpu_ms_per_frame"], " market + agents", row["app_cpu_ms_per_frame"])
+    if row["postgres_statements"]:
+        print(
+            "pg_stat_statements:",
+            row["postgres_statements"]["calls_per_frame"],
+            "calls and",
+            row["postgres_statements"]["ms_per_frame"],
+            "ms (plan + execute, wall clock) per frame; the top ones:",
+        )
+    for stat in row["postgres_statements"].get("top", []):
+        print(
+            f"  pg {stat['ms_per_frame']:>7.3f} ms/frame {stat['calls_per_frame']:>6} calls/frame",
+            stat["query"][:100],
+        )
     print(
         "time share:",
         row["time_share"],
