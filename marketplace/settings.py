@@ -214,6 +214,7 @@ CELERY_TASK_QUEUES = {CELERY_TASK_DEFAULT_QUEUE: {}, CELERY_HEAVY_QUEUE: {}}
 CELERY_TASK_ROUTES = {
     "scenes.inspect": {"queue": CELERY_HEAVY_QUEUE},
     "verification.platform_crop": {"queue": CELERY_HEAVY_QUEUE},
+    "verification.platform_prewarm": {"queue": CELERY_HEAVY_QUEUE},
 }
 CELERY_BEAT_SCHEDULE: dict = {
     "reap-leases": {"task": "dispatch.reap", "schedule": float(os.environ.get("REAP_EVERY_SECONDS", "10"))},

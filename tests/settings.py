@@ -16,6 +16,9 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Internal tasks run inline unless a test starts a real Celery worker; agent queues use the real Redis.
 CELERY_TASK_ALWAYS_EAGER = os.environ.get("CELERY_TASK_ALWAYS_EAGER", "1") == "1"
 CELERY_TASK_EAGER_PROPAGATES = True
+# Inline tasks would start Blender on every accepted test job's (often fake) scene; the farm's real workers
+# (CELERY_TASK_ALWAYS_EAGER=0) load accepted scenes ahead as in production.
+VERIFICATION_PLATFORM_PREWARM = not CELERY_TASK_ALWAYS_EAGER
 # The payment tests' amounts were written against a 1,000-token payout minimum; the default is now a mid-range
 # GPU's day (payments.conf.PAYOUT_MIN_TOKENS, issue 11), checked on its own in tests/payments/test_payouts.py.
 PAYOUT_MIN_MICRO = 1_000 * MICRO  # noqa: F405

@@ -14,6 +14,8 @@ class VerificationConfig(AppConfig):
         # Verification decides: every rendered frame is checked (sampled, canary) or settled, in batches of the
         # frames waiting: one queued task serves a burst of reports.
         events.subscribe(events.FRAME_RENDERED, "verification.frame_rendered", coalesce=True)
+        # The platform verifier loads an accepted job's scene before its first crop needs it.
+        events.subscribe(events.FRAMES_QUEUED, "verification.platform_prewarm", coalesce=True)
         # Inside dispatch's transactions: canaries replace real work; abandoned leases cost trust.
         hooks.frame_substitute_register(services.canary_frame_for)
         hooks.lease_abandoned_register(services.trust_lease_abandoned)

@@ -12,3 +12,7 @@ RESUME_AFTER_S = getattr(settings, "VERIFICATION_RESUME_AFTER_S", 60)
 PLATFORM_RESUME_AFTER_S = getattr(settings, "VERIFICATION_PLATFORM_RESUME_AFTER_S", 900)
 # The name prefix of the platform account that owns canary jobs (found by User.is_platform, never by name).
 CANARY_USERNAME = getattr(settings, "VERIFICATION_CANARY_USERNAME", "platform-canaries")
+# When a job is accepted, a platform worker loads its scene ahead of the first crop (its Blender would otherwise
+# start and load in the first check's path), unless its Blender rendered another scene this recently.
+PLATFORM_PREWARM = getattr(settings, "VERIFICATION_PLATFORM_PREWARM", True)
+PLATFORM_PREWARM_KEEP_S = getattr(settings, "VERIFICATION_PLATFORM_PREWARM_KEEP_S", 60)

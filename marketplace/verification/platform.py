@@ -24,7 +24,8 @@ from marketplace.verification import conf
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _renderer = None  # workers.blend.Renderer, created on first use
-_loaded_sha256 = ""
+_loaded = ""  # "<series>:<scene sha256>" loaded in it
+_last_render = 0.0  # time.monotonic() of its last use
 
 
 def scene_bundle(*, sha256: str, kind: str, storage_key: str, blend_path: str) -> tuple[Path, Path]:
@@ -71,50 +72,73 @@ def stored_scene(scene: Any) -> dict[str, str]:
 
 def render(*, scene: dict[str, str], manifest: dict[str, Any]) -> bytes:
     """Render `manifest` of `scene` (sha256, kind, storage_key, blend_path) on this machine's CPU."""
-    from workers.blend import Renderer
-
-    global _renderer, _loaded_sha256  # noqa: PLW0603 - one sandboxed Blender per worker process
-    t0 = time.monotonic()
-    blend, root = scene_bundle(**scene)
-    t_scene = time.monotonic()
-    ext = "exr" if manifest.get("file_format") == "OPEN_EXR" else "png"
-    # The job's Blender series renders its crops: another series would not reproduce its pixels.
-    series = manifest.get("blender_series") or ""
-    python = market_python(series)
-    loaded = f"{series}:{scene['sha256']}"
     with _lock, tempfile.TemporaryDirectory(prefix="verify-") as tmp:
-        if _renderer is not None and _renderer.python != python:
-            _renderer.close()
-            _renderer = None
-        if _renderer is None:
-            _renderer = Renderer(timeout_s=conf.PLATFORM_RENDER_TIMEOUT_S, python=python)
-        starts, cold = _renderer.starts, _loaded_sha256 != loaded or not _renderer.alive
+        # The job's Blender series renders its crops: another series would not reproduce its pixels.
+        renderer, ready = _ready(scene=scene, series=manifest.get("blender_series") or "")
+        t_render = time.monotonic()
+        ext = "exr" if manifest.get("file_format") == "OPEN_EXR" else "png"
+        out = Path(tmp) / f"out.{ext}"
         try:
-            t_load = time.monotonic()
-            if cold:
-                _loaded_sha256 = ""
-                _renderer.load(blend, root)
-                _loaded_sha256 = loaded
-            t_render = time.monotonic()
-            out = Path(tmp) / f"out.{ext}"
             # Never a GPU: the platform's answer must not depend on which worker machine rendered it.
-            _renderer.render({**manifest, "device": "CPU", "device_ids": None, "threads": 0}, out)
+            renderer.render({**manifest, "device": "CPU", "device_ids": None, "threads": 0}, out)
         except Exception:
-            _renderer.close()  # a fresh Blender next time, whatever state this one was left in
+            renderer.close()  # a fresh Blender next time, whatever state this one was left in
             raise
         # Where the verifier's time goes (bench_farm reads it): a cold one started Blender or loaded the scene.
         log.info(
             "event=platform_render",
-            extra={
-                "scene": scene["sha256"][:12],
-                "blender_started": _renderer.starts > starts,
-                "scene_loaded": cold,
-                "scene_s": round(t_scene - t0, 3),
-                "load_s": round(t_render - t_load, 3),
-                "render_s": round(time.monotonic() - t_render, 3),
-            },
+            extra={**ready, "render_s": round(time.monotonic() - t_render, 3)},
         )
         return out.read_bytes()
+
+
+def prewarm(*, scene: dict[str, str], series: str) -> bool:
+    """Load `scene` ahead of its first crop (a job was accepted), unless this process's Blender is busy with
+    another scene: one it used in the last PLATFORM_PREWARM_KEEP_S seconds stays. True when it loaded."""
+    with _lock:
+        other = _loaded and _loaded != f"{series}:{scene['sha256']}"
+        if other and time.monotonic() - _last_render < conf.PLATFORM_PREWARM_KEEP_S:
+            return False
+        _, ready = _ready(scene=scene, series=series)
+        if ready["scene_loaded"]:
+            log.info("event=platform_prewarm", extra=ready)
+        return bool(ready["scene_loaded"])
+
+
+def _ready(*, scene: dict[str, str], series: str) -> tuple[Any, dict[str, Any]]:
+    """This process's Blender for `series` with `scene` loaded (started and loaded when it was not), and what
+    that took. Called with `_lock` held."""
+    from workers.blend import Renderer
+
+    global _renderer, _loaded, _last_render  # noqa: PLW0603 - one sandboxed Blender per worker process
+    t0 = time.monotonic()
+    blend, root = scene_bundle(**scene)
+    t_load = time.monotonic()
+    python = market_python(series)
+    wanted = f"{series}:{scene['sha256']}"
+    if _renderer is not None and _renderer.python != python:
+        _renderer.close()
+        _renderer = None
+    if _renderer is None:
+        _renderer = Renderer(timeout_s=conf.PLATFORM_RENDER_TIMEOUT_S, python=python)
+    starts, cold = _renderer.starts, _loaded != wanted or not _renderer.alive
+    if cold:
+        _loaded = ""
+        try:
+            _renderer.load(blend, root)
+        except Exception:
+            _renderer.close()
+            raise
+        _loaded = wanted
+    _last_render = time.monotonic()
+    ready = {
+        "scene": scene["sha256"][:12],
+        "blender_started": _renderer.starts > starts,
+        "scene_loaded": cold,
+        "scene_s": round(t_load - t0, 3),
+        "load_s": round(_last_render - t_load, 3),
+    }
+    return _renderer, ready
 
 
 def close() -> None:

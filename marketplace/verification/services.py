@@ -374,6 +374,23 @@ def _crop_escalate(*, crop_check_id: int, node_verdict: dict) -> None:
         _crop_to_platform(crop, node_verdict=node_verdict)
 
 
+def platform_prewarm(*, frame_ids: list[int]) -> bool:
+    """Frames were queued (a job accepted, or frames sent back): the platform verifier loads their job's scene
+    now, so the job's first platform crop does not start Blender and load the scene in its own path. A job
+    whose scene this worker cannot have loaded yet is the common case; a requeue of a running job's frame finds
+    it loaded and does nothing. True when it loaded the scene."""
+    if not conf.PLATFORM_PREWARM or not frame_ids:
+        return False
+    frame = (
+        Frame.objects.select_related("job__scene")
+        .filter(pk=frame_ids[0], job__state__in=(JobState.QUEUED, JobState.RUNNING), job__is_canary=False)
+        .first()
+    )
+    if frame is None or frame.job.scene is None:
+        return False
+    return platform.prewarm(scene=platform.stored_scene(frame.job.scene), series=frame.job.blender_series)
+
+
 def platform_crop(*, crop_check_id: int) -> None:
     """Render the crop on the platform and judge the candidate with it (also breaks node/candidate ties)."""
     crop = (

@@ -40,6 +40,13 @@ def platform_crop(crop_check_id: int) -> None:
     services.platform_crop(crop_check_id=crop_check_id)
 
 
+@shared_task(name="verification.platform_prewarm", acks_late=True, ignore_result=True)
+def platform_prewarm(frame_ids: list[int] | None = None) -> None:
+    """Subscribed to frames_queued, coalesced: best effort (a lost or failed one costs the first crop a load)."""
+    pending_clear("verification.platform_prewarm")
+    services.platform_prewarm(frame_ids=frame_ids or [])
+
+
 @shared_task(name="verification.resume", acks_late=True, ignore_result=True)
 def resume_checks() -> int:
     return services.checks_resume()

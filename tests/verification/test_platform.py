@@ -121,3 +121,38 @@ def test_a_frame_of_a_scene_blender_refuses_fails_its_check(funded_artist, provi
     check = FrameCheck.objects.get(render_lease=lease)
     assert check.state == FrameCheck.State.FAILED and "refuses to render" in check.reason
     assert Frame.objects.get(pk=lease.frame_id).state == FrameState.QUEUED
+
+
+def test_an_accepted_jobs_scene_is_loaded_before_its_first_crop_and_a_busy_verifier_keeps_its_scene(
+    funded_artist, provider, demo_blend, agent_renderer, tmp_path, monkeypatch, caplog
+):
+    from marketplace.verification import conf, services
+
+    monkeypatch.setattr(conf, "PLATFORM_PREWARM", True)  # the test settings turn it off for inline tasks
+    platform.close()  # a fresh verifier, as after a worker start
+    job = demo_job(funded_artist, demo_blend, frames=2, width=64, height=48)
+    first = list(job.frames.values_list("pk", flat=True))
+    with caplog.at_level("INFO", logger="marketplace.verification.platform"):
+        assert services.platform_prewarm(frame_ids=first) is True
+        assert services.platform_prewarm(frame_ids=first) is False  # loaded already: nothing to do
+        node, _ = make_node(provider)
+        render_and_report(node, agent_renderer, tmp_path)
+    renders = [r for r in caplog.records if r.getMessage() == "event=platform_render"]
+    assert renders and not any(r.scene_loaded or r.blender_started for r in renders)  # every crop found it warm
+    assert [r.getMessage() for r in caplog.records].count("event=platform_prewarm") == 1
+
+    # Another job's scene, while this one was used a moment ago: the verifier keeps what it is working on...
+    other_blend = make_demo_scene(tmp_path / "other.blend", frames=2, resolution=(64, 48), samples=4)
+    other = demo_job(funded_artist, other_blend, frames=1, width=64, height=48)
+    other_frames = list(other.frames.values_list("pk", flat=True))
+    assert services.platform_prewarm(frame_ids=other_frames) is False
+    # ... and loads it once that one has been idle for PLATFORM_PREWARM_KEEP_S.
+    monkeypatch.setattr(conf, "PLATFORM_PREWARM_KEEP_S", 0)
+    assert services.platform_prewarm(frame_ids=other_frames) is True
+    # A cancelled job's scene is not loaded; prewarm switched off loads nothing.
+    Job.objects.filter(pk=job.pk).update(state="cancelled")
+    assert services.platform_prewarm(frame_ids=first) is False
+    monkeypatch.setattr(conf, "PLATFORM_PREWARM", False)
+    platform.close()
+    assert services.platform_prewarm(frame_ids=other_frames) is False
+    platform.close()
