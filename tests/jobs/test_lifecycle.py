@@ -203,7 +203,7 @@ def test_cancelling_many_frames_moves_only_those_still_cancellable(funded_artist
 
 
 def test_every_event_reaches_the_tasks_that_react_to_it():
-    assert events.subscribers(events.FRAMES_QUEUED) == ("dispatch.frames_queued",)
+    assert events.subscribers(events.FRAMES_QUEUED) == ("dispatch.frames_queued", "verification.platform_prewarm")
     assert events.subscribers(events.FRAME_RENDERED) == ("verification.frame_rendered",)
     assert events.subscribers(events.FRAME_SETTLED) == ("jobs.job_check",)
     assert events.subscribers(events.FRAME_FAILED) == ("jobs.job_check",)
