@@ -216,6 +216,8 @@ CELERY_TASK_ROUTES = {
     "verification.platform_crop": {"queue": CELERY_HEAVY_QUEUE},
     "verification.platform_prewarm": {"queue": CELERY_HEAVY_QUEUE},
 }
+# A heavy worker loads an accepted job's scene before the job's first platform crop (verification.conf).
+VERIFICATION_PLATFORM_PREWARM = env_bool("VERIFICATION_PLATFORM_PREWARM", True)
 CELERY_BEAT_SCHEDULE: dict = {
     "reap-leases": {"task": "dispatch.reap", "schedule": float(os.environ.get("REAP_EVERY_SECONDS", "10"))},
     "mature-earnings": {"task": "payments.mature_earnings", "schedule": 15 * 60.0},
