@@ -618,8 +618,12 @@ def leases_revoke_for_frames(*, frame_ids: list[int], skip_locked: bool = False)
     """Close active leases of frames being cancelled (jobs.lifecycle.frames_cancel asks, in its transaction);
     a late report then gets a clear refusal. Their nodes are free at once (issue 12: a cancel used to leave the
     node "busy" on a frame that no longer existed), and the agent stops the render on its next heartbeat (the
-    lease reads "revoked"). Leases are locked in id order; `skip_locked` passes over those a report holds."""
-    active = FrameLease.objects.filter(frame_id__in=frame_ids, state=FrameLease.State.ACTIVE).order_by("pk")
+    lease reads "revoked"). Leases are locked in id order; `skip_locked` passes over those a report holds.
+    Render leases only: a crop lease belongs to a frame already rendered, which a cancel leaves payable (one
+    rendered and sampled between the caller's read and this call keeps its crop leases)."""
+    active = FrameLease.objects.filter(
+        frame_id__in=frame_ids, kind=FrameLease.Kind.RENDER, state=FrameLease.State.ACTIVE
+    ).order_by("pk")
     locked = _locking(active) if skip_locked else active.select_for_update(of=("self",))
     rows = list(locked.values_list("pk", "node_id"))
     if not rows:

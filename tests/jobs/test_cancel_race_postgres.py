@@ -92,3 +92,25 @@ def test_cancels_and_reports_of_many_frames_at_once_neither_deadlock_nor_pay_a_c
     assert not FrameLease.objects.filter(frame__job=job, state=FrameLease.State.ACTIVE).exists()
     assert ledger.user_escrow_total(user=funded_artist) == 0
     assert ledger.ledger_total() == 0 and ledger.ledger_drift() == []
+
+
+def test_a_revoke_for_cancelled_frames_leaves_crop_leases_alone(funded_artist, provider):
+    # A frame rendered and sampled between the cancel's read and its revoke is not cancelled; its crops go on.
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    job = make_queued_job(funded_artist, frames=1)
+    frame = job.frames.get()
+    node, _ = make_node(provider)
+    crop = FrameLease.objects.create(
+        frame=frame,
+        node=node,
+        kind=FrameLease.Kind.VERIFY,
+        token_hash="0" * 64,
+        manifest={},
+        result_key="results/crop.png",
+        expires_at=timezone.now() + timedelta(minutes=5),
+    )
+    assert services.leases_revoke_for_frames(frame_ids=[frame.pk]) == 0
+    assert FrameLease.objects.get(pk=crop.pk).state == FrameLease.State.ACTIVE
