@@ -14,6 +14,7 @@ status, and one Redis pipeline delivers the messages after commit.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import secrets
@@ -21,13 +22,13 @@ from collections import defaultdict
 from collections.abc import Collection
 from datetime import timedelta
 
-from django.db import connection, transaction
-from django.db.models import Case, Count, Q, Value, When
-from django.db.models.expressions import RawSQL
+from django.db import connection, connections, transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from marketplace import blobs
 from marketplace.accounts.tokens import secret_hash
+from marketplace.compiled import MARK_NOW, Compiled, id_marks, instance
 from marketplace.dispatch import conf, hooks, queues, services
 from marketplace.dispatch.manifests import expected_size
 from marketplace.dispatch.models import FrameLease, JobNodeBlock
@@ -36,7 +37,9 @@ from marketplace.jobs.models import Frame, Job
 from marketplace.jobs.states import FrameState, JobState
 from marketplace.logs import lease_fields, subject_scope
 from marketplace.nodes.models import WorkerNode
+from marketplace.nodes.selectors import silent_cutoff
 from marketplace.nodes.services import node_status_sync
+from marketplace.scenes.models import Scene
 from render_kernels import image_from_bytes, thumbnail_png
 
 log = logging.getLogger("dispatch")
@@ -61,76 +64,9 @@ def _fitting_jobs(profile: tuple):
     return qs
 
 
-def _pool(profile: tuple, size: int, *, taken: set[int], kept_off: Collection[int] = ()) -> list[Frame]:
-    """Up to `size` queued frames fitting `profile`, locked, in hand-out order, none of `taken`.
-
-    An artist's n-th frame at a priority has turn n + (its frames rendering now); frames go out by priority,
-    then turn, so equals alternate and the least busy artist goes first. The order is read without locks (a
-    window function cannot lock rows), with POOL_SPARE more than needed; then the first free ones in that order
-    are locked, no more than needed (SKIP LOCKED passes over those concurrent rounds hold). When too many were
-    held, the next ones are read, a few times at most.
-    """
-    pool: list[Frame] = []
-    skip = set(taken)
-    for _ in range(POOL_TRIES):
-        want = size - len(pool)
-        order = _pool_order(profile, want + POOL_SPARE, skip=skip, kept_off=kept_off)
-        free = Frame.objects.filter(pk__in=order, state=FrameState.QUEUED).order_by(_rank(order))
-        pool += list(services._locking(free).select_related("job__scene")[:want])
-        if len(order) < want + POOL_SPARE or len(pool) >= size:
-            return pool  # no more fitting frames, or the pool is full
-        skip.update(order)  # every one of them is taken or held
-    return pool
-
-
-def _rank(order: list[int]):
-    """Sorts frames as `order` lists their ids: one array parameter on Postgres (a CASE of one arm per frame
-    took a round of one node longer to build than to run), a CASE on SQLite, which has no arrays."""
-    if connection.vendor == "postgresql":
-        return RawSQL(f"array_position(%s::bigint[], {Frame._meta.db_table}.id)", (order,))
-    return Case(*(When(pk=pk, then=Value(i)) for i, pk in enumerate(order)))
-
-
-def _pool_order(profile: tuple, size: int, *, skip: set[int], kept_off: Collection[int]) -> list[int]:
-    jobs_fitting = _fitting_jobs(profile).exclude(pk__in=kept_off) if kept_off else _fitting_jobs(profile)
-    job_ids, job_params = jobs_fitting.values("pk").query.sql_with_params()
-    frames, jobs = Frame._meta.db_table, Job._meta.db_table
-    skipped = f"AND f.id NOT IN ({', '.join(['%s'] * len(skip))})" if skip else ""
-    frame_fits = f"f.state = %s AND f.price >= %s {skipped}"
-    frame_params = [FrameState.QUEUED, profile[1], *sorted(skip)]
-    if connection.vendor == "postgresql":
-        # Only each job's first `size` fitting frames can be among the first `size` of the ranking: read just
-        # those (index frame_queued_by_job_number), not every queued frame, whose number grows with the queue.
-        source = (
-            f"{jobs} j CROSS JOIN LATERAL (SELECT f.id, f.job_id, f.number FROM {frames} f"
-            f" WHERE f.job_id = j.id AND {frame_fits} ORDER BY f.number LIMIT %s) f"
-        )
-        source_params, where, where_params = [*frame_params, size], f"j.id IN ({job_ids})", job_params
-    else:  # SQLite (`make run`) has no LATERAL: it ranks every fitting frame
-        source, source_params = f"{frames} f JOIN {jobs} j ON j.id = f.job_id", []
-        where, where_params = f"{frame_fits} AND j.id IN ({job_ids})", [*frame_params, *job_params]
-    sql = f"""
-        SELECT id FROM (
-            SELECT f.id, j.priority, j.owner_id,
-                   ROW_NUMBER() OVER (PARTITION BY j.priority, j.owner_id ORDER BY f.job_id, f.number) AS turn,
-                   COALESCE(b.n, 0) AS busy
-              FROM {source}
-              LEFT JOIN (SELECT j2.owner_id, SUM(c.n) AS n
-                           FROM (SELECT f2.job_id, COUNT(*) AS n FROM {frames} f2 WHERE f2.state = %s
-                                  GROUP BY f2.job_id) c
-                           JOIN {jobs} j2 ON j2.id = c.job_id GROUP BY j2.owner_id) b ON b.owner_id = j.owner_id
-             WHERE {where}
-        ) ranked
-        WHERE turn <= %s ORDER BY priority DESC, turn + busy, owner_id LIMIT %s
-    """
-    with connection.cursor() as cur:
-        cur.execute(sql, [*source_params, FrameState.LEASED, *where_params, size, size])
-        return [row[0] for row in cur.fetchall()]
-
-
-def _kept_off(node_ids: list[int]) -> dict[int, set[int]]:
-    """node id -> jobs it gets no frames of: blocked after failures or refusals, or abandoned too often."""
-    out: dict[int, set[int]] = defaultdict(set)
+def _kept_off_pairs(node_ids: list[int]):
+    """(node id, job id) for each job a node gets no frames of: blocked after failures or refusals, or abandoned
+    too often. One statement for both."""
     blocked = JobNodeBlock.objects.filter(node_id__in=node_ids, failures__gte=conf.NODE_FAILURES_PER_JOB)
     abandoned = (
         FrameLease.objects.filter(node_id__in=node_ids, state__in=(FrameLease.State.EXPIRED, FrameLease.State.RELEASED))
@@ -138,11 +74,186 @@ def _kept_off(node_ids: list[int]) -> dict[int, set[int]]:
         .annotate(n=Count("id"))
         .filter(n__gte=conf.ABANDONS_PER_JOB)
     )
-    # One statement for both: a round of one node (every report's next lease) runs this each time.
-    both = blocked.values_list("node_id", "job_id").union(abandoned.values_list("node_id", "frame__job_id"))
-    for node_id, job_id in both:
+    return blocked.values_list("node_id", "job_id").union(abandoned.values_list("node_id", "frame__job_id"))
+
+
+def _kept_off(node_ids: list[int]) -> dict[int, set[int]]:
+    """node id -> jobs it gets no frames of (`_kept_off_pairs`)."""
+    out: dict[int, set[int]] = defaultdict(set)
+    for node_id, job_id in _kept_off_pairs(node_ids):
         out[node_id].add(job_id)
     return out
+
+
+# A round of one node (every report's next lease) runs each of these statements once per frame: they are
+# compiled once per database and shape (`marketplace.compiled`); the querysets above stay the rules.
+
+
+@functools.cache
+def _jobs_fitting_sql(alias: str, profile: tuple) -> tuple[str, tuple]:
+    return _fitting_jobs(profile).using(alias).values("pk").query.sql_with_params()
+
+
+@functools.cache
+def _kept_off_of_node_sql(alias: str) -> Compiled:
+    (mark,) = id_marks(1)
+    sql, params = _kept_off_pairs([mark]).using(alias).query.sql_with_params()
+    return Compiled.of(f"SELECT k.job_id FROM ({sql}) k", params, [mark])
+
+
+@functools.cache
+def _node_lock_sql(alias: str, finishing: bool) -> tuple[Compiled, int]:
+    """SELECT ... FOR UPDATE (SKIP LOCKED) of one matchable node and its trust; the number of node columns."""
+    node_mark, lease_mark = id_marks(2)
+    now = MARK_NOW
+    matchable = services.matchable_nodes(now=now, finishing_lease_id=lease_mark if finishing else None).using(alias)
+    qs = services._locking(matchable.filter(pk=node_mark)).select_related("trust")
+    sql, params = qs.query.sql_with_params()
+    cutoff = connections[alias].ops.adapt_datetimefield_value(silent_cutoff(now))
+    marks = [node_mark, cutoff, *([lease_mark] if finishing else [])]
+    return Compiled.of(sql, params, marks), len(WorkerNode._meta.concrete_fields)
+
+
+def _node_locked(node_id: int, finishing_lease_id: int | None) -> WorkerNode | None:
+    """This node, locked, with its trust loaded, if it is matchable (`matchable_nodes`), else None."""
+    statement, width = _node_lock_sql(connection.alias, finishing_lease_id is not None)
+    cutoff = connection.ops.adapt_datetimefield_value(silent_cutoff())
+    extra = [finishing_lease_id] if finishing_lease_id is not None else []
+    with connection.cursor() as cur:
+        cur.execute(statement.sql, statement.params_with([node_id, cutoff, *extra]))
+        row = cur.fetchone()
+    if row is None:
+        return None
+    node = _instance_of(WorkerNode, row[:width])
+    trust_field = WorkerNode._meta.get_field("trust")
+    trust = _instance_of(trust_field.related_model, row[width:]) if row[width] is not None else None
+    trust_field.set_cached_value(node, trust)  # node.trust as select_related leaves it (None: none yet)
+    return node
+
+
+def _instance_of(model, values):
+    return instance(model, values, using=connection.alias)
+
+
+def _pool(
+    profile: tuple, size: int, *, taken: set[int], kept_off: Collection[int] = (), kept_off_of: int | None = None
+) -> list[Frame]:
+    """Up to `size` queued frames fitting `profile`, locked, in hand-out order, none of `taken` nor of the jobs
+    `kept_off` (or those node `kept_off_of` is kept off, `_kept_off_pairs`), with their jobs and scenes.
+
+    An artist's n-th frame at a priority has turn n + (its frames rendering now); frames go out by priority,
+    then turn, so equals alternate and the least busy artist goes first. One statement ranks POOL_SPARE more
+    than needed and locks the first free ones in that order, no more than needed (SKIP LOCKED passes over
+    those concurrent rounds hold). When too many were held, the next ones are read, a few times at most.
+    """
+    pool: list[Frame] = []
+    skip = set(taken)
+    for _ in range(POOL_TRIES):
+        want = size - len(pool)
+        ranked, locked = _pool_read(profile, want, skip=skip, kept_off=kept_off, kept_off_of=kept_off_of)
+        pool += locked
+        if len(ranked) < want + POOL_SPARE or len(pool) >= size:
+            return pool  # no more fitting frames, or the pool is full
+        skip.update(ranked)  # every one of them is taken or held
+    return pool
+
+
+_FRAME_WIDTH, _JOB_WIDTH = len(Frame._meta.concrete_fields), len(Job._meta.concrete_fields)
+
+
+@functools.cache
+def _pool_sql(alias: str, profile: tuple, skipping: int, kept_off: int, kept_off_of: bool) -> tuple[str, tuple]:
+    """The pool statement of this shape: `skipping` frame ids passed over (any number: one array on Postgres),
+    `kept_off` job ids left out, or the jobs of one node's `_kept_off_pairs` (`_pool_read` passes the values).
+    Also the parameters of its fitting-jobs part."""
+    postgres = connections[alias].vendor == "postgresql"
+    frames, jobs, scenes = Frame._meta.db_table, Job._meta.db_table, Scene._meta.db_table
+    job_ids, job_params = _jobs_fitting_sql(alias, profile)
+    skipped = ""
+    if skipping:
+        skipped = "AND f.id <> ALL(%s)" if postgres else f"AND f.id NOT IN ({', '.join(['%s'] * skipping)})"
+    frame_fits = f"f.state = %s AND f.price >= %s {skipped}"
+    where = f"j.id IN ({job_ids})"
+    if kept_off:
+        where += f" AND j.id NOT IN ({', '.join(['%s'] * kept_off)})"
+    if kept_off_of:
+        where += f" AND j.id NOT IN ({_kept_off_of_node_sql(alias).sql})"
+    if postgres:
+        # Only each job's first `size` fitting frames can be among the first `size` of the ranking: read just
+        # those (index frame_queued_by_job_number), not every queued frame, whose number grows with the queue.
+        source = (
+            f"{jobs} j CROSS JOIN LATERAL (SELECT f.id, f.job_id, f.number FROM {frames} f"
+            f" WHERE f.job_id = j.id AND {frame_fits} ORDER BY f.number LIMIT %s) f"
+        )
+    else:  # SQLite (`make run`) has no LATERAL: it ranks every fitting frame
+        source = f"{frames} f JOIN {jobs} j ON j.id = f.job_id"
+        where = f"{frame_fits} AND {where}"
+    frame_cols = ", ".join(f"f.{f.column}" for f in Frame._meta.concrete_fields)
+    job_cols = ", ".join(f"j.{f.column}" for f in Job._meta.concrete_fields)
+    scene_cols = ", ".join(f"s.{f.column}" for f in Scene._meta.concrete_fields)
+    order = "r.priority DESC, r.place, r.owner_id, r.id"  # the hand-out order (see `_pool`)
+    lock = "FOR UPDATE OF f SKIP LOCKED" if postgres else ""  # SQLite writers are serialised anyway
+    materialized = "MATERIALIZED" if postgres else ""  # locks as it runs, whoever reads it
+    # By their ids through the primary key: a join to the ranking drew a scan of every queued frame.
+    ranked_ids = "f.id = ANY(ARRAY(SELECT id FROM ranked))" if postgres else "f.id IN (SELECT id FROM ranked)"
+    sql = f"""
+        WITH ranked AS (
+            SELECT id, priority, turn + busy AS place, owner_id FROM (
+                SELECT f.id, j.priority, j.owner_id,
+                       ROW_NUMBER() OVER (PARTITION BY j.priority, j.owner_id ORDER BY f.job_id, f.number) AS turn,
+                       COALESCE(b.n, 0) AS busy
+                  FROM {source}
+                  LEFT JOIN (SELECT j2.owner_id, SUM(c.n) AS n
+                               FROM (SELECT f2.job_id, COUNT(*) AS n FROM {frames} f2 WHERE f2.state = %s
+                                      GROUP BY f2.job_id) c
+                               JOIN {jobs} j2 ON j2.id = c.job_id GROUP BY j2.owner_id) b ON b.owner_id = j.owner_id
+                 WHERE {where}
+            ) candidates
+            WHERE turn <= %s ORDER BY priority DESC, turn + busy, owner_id, id LIMIT %s
+        ), locked AS {materialized} (
+            SELECT {frame_cols} FROM {frames} f JOIN ranked r ON r.id = f.id
+             WHERE {ranked_ids} AND f.state = %s
+             ORDER BY {order} LIMIT %s {lock}
+        )
+        SELECT r.id, {frame_cols}, {job_cols}, {scene_cols}
+          FROM ranked r LEFT JOIN locked f ON f.id = r.id
+          LEFT JOIN {jobs} j ON j.id = f.job_id LEFT JOIN {scenes} s ON s.id = j.scene_id
+         ORDER BY {order}
+    """
+    return sql, tuple(job_params)
+
+
+def _pool_read(
+    profile: tuple, want: int, *, skip: set[int], kept_off: Collection[int], kept_off_of: int | None
+) -> tuple[list[int], list[Frame]]:
+    """One read of the pool: the ids ranked (`want` + POOL_SPARE at most) and the frames locked among them."""
+    postgres = connection.vendor == "postgresql"
+    kept = sorted(kept_off)
+    sql, job_params = _pool_sql(connection.alias, profile, len(skip), len(kept), kept_off_of is not None)
+    size = want + POOL_SPARE
+    frame_params = [FrameState.QUEUED, profile[1], *([sorted(skip)] if postgres and skip else sorted(skip))]
+    where_params = [*job_params, *kept]
+    if kept_off_of is not None:
+        statement = _kept_off_of_node_sql(connection.alias)
+        where_params += statement.params_with([kept_off_of])
+    if postgres:
+        params = [*frame_params, size, FrameState.LEASED, *where_params]
+    else:
+        params = [FrameState.LEASED, *frame_params, *where_params]
+    params += [size, size, FrameState.QUEUED, want]
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        rows = cur.fetchall()
+    ranked, locked = [], []
+    for row in rows:
+        ranked.append(row[0])
+        if row[1] is None:
+            continue  # ranked, but another round holds it or it is no longer queued
+        frame = _instance_of(Frame, row[1 : 1 + _FRAME_WIDTH])
+        frame.job = _instance_of(Job, row[1 + _FRAME_WIDTH : 1 + _FRAME_WIDTH + _JOB_WIDTH])
+        frame.job.scene = _instance_of(Scene, row[1 + _FRAME_WIDTH + _JOB_WIDTH :])
+        locked.append(frame)
+    return ranked, locked
 
 
 def _assign(nodes: list[WorkerNode], kept_off: dict[int, set[int]]) -> list[tuple[WorkerNode, Frame]]:
@@ -166,7 +277,17 @@ def _assign(nodes: list[WorkerNode], kept_off: dict[int, set[int]]) -> list[tupl
         if frame is not None:
             taken.add(frame.pk)
             pairs.append((node, frame))
-    # Canaries only replace real work, at the node's trust-dependent rate, so they look like real work.
+    return pairs
+
+
+def _assign_one(node: WorkerNode) -> list[tuple[WorkerNode, Frame]]:
+    """A round of one node: its pool leaves out the jobs it is kept off in the same statement."""
+    frame = next(iter(_pool(_profile(node), 1, taken=set(), kept_off_of=node.pk)), None)
+    return [(node, frame)] if frame is not None else []
+
+
+def _with_canaries(pairs: list[tuple[WorkerNode, Frame]]) -> list[tuple[WorkerNode, Frame]]:
+    """Canaries only replace real work, at the node's trust-dependent rate, so they look like real work."""
     chosen = {frame.pk for _, frame in pairs}
     for i, (node, _) in enumerate(pairs):
         canary = hooks.frame_substitute(node=node)
@@ -199,15 +320,20 @@ def leases_create(
     make it busy here (`services.lease_next`)."""
     if node_id is None and not Frame.objects.filter(state=FrameState.QUEUED, job__is_canary=False).exists():
         return []  # nothing to hand out: lock no node (one node's round finds that out from its empty pool)
-    matchable = services.matchable_nodes(finishing_lease_id=finishing_lease_id)
-    matchable = matchable.filter(pk=node_id) if node_id is not None else matchable.order_by("last_heartbeat")
-    nodes = list(services._locking(matchable).select_related("trust")[:limit])
-    if not nodes:
+    if node_id is not None:
+        node = _node_locked(node_id, finishing_lease_id)
+        pairs = _with_canaries(_assign_one(node)) if node is not None else []
+    else:
+        matchable = services.matchable_nodes().order_by("last_heartbeat")
+        nodes = list(services._locking(matchable).select_related("trust")[:limit])
+        pairs = _with_canaries(_assign(nodes, _kept_off([n.pk for n in nodes]))) if nodes else []
+    if not pairs:
         return []
-    pairs = _assign(nodes, _kept_off([n.pk for n in nodes]))
     claimed = set(lifecycle.frames_lease(frame_ids=[frame.pk for _, frame in pairs]))
     pairs = [(node, frame) for node, frame in pairs if frame.pk in claimed]
-    lifecycle.jobs_mark_running(job_ids={f.job_id for _, f in pairs if f.job.state == JobState.QUEUED})
+    starting = {f.job_id for _, f in pairs if f.job.state == JobState.QUEUED}
+    if starting:
+        lifecycle.jobs_mark_running(job_ids=starting)
     tokens = [secrets.token_urlsafe(24) for _ in pairs]
     rows = [_lease_row(node, frame, token) for (node, frame), token in zip(pairs, tokens, strict=True)]
     leases = FrameLease.objects.bulk_create(rows)

@@ -59,9 +59,9 @@ def _locking(qs):
 # --- matching -------------------------------------------------------------------------------
 
 
-def matchable_nodes(*, finishing_lease_id: int | None = None):
+def matchable_nodes(*, now=None, finishing_lease_id: int | None = None):
     """The nodes the matcher may lease to: the market's available nodes, the same ones quotes count."""
-    return available_nodes(finishing_lease_id=finishing_lease_id)
+    return available_nodes(now, finishing_lease_id=finishing_lease_id)
 
 
 def manifest_for(frame: Frame, *, node: WorkerNode, crop: dict | None = None) -> dict:

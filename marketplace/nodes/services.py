@@ -1,7 +1,6 @@
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from django.db import connection, connections, transaction
 from django.db.models import Case, Exists, Q, Subquery, Value, When
@@ -10,6 +9,7 @@ from django.utils import timezone
 
 from marketplace.accounts.models import User
 from marketplace.accounts.tokens import secret_issue, secret_matches, secret_split
+from marketplace.compiled import MARK_NOW, Compiled, id_marks
 from marketplace.errors import Conflict, Forbidden, Refused
 from marketplace.nodes import broker, conf
 from marketplace.nodes.models import WorkerNode
@@ -152,11 +152,10 @@ def node_status_sync(*, node_ids: Iterable[int] | None = None, now=None) -> int:
         return 0
     if len(ids) > STATUS_SYNC_COMPILED_UP_TO:
         return WorkerNode.objects.filter(pk__in=ids).update(**_status_fields(now))
-    sql, params, marks = _status_sync_statement(connection.alias, len(ids))
+    statement = _status_sync_statement(connection.alias, len(ids))
     cutoff = connection.ops.adapt_datetimefield_value(silent_cutoff(now))
-    swap = {marks[0]: cutoff} | dict(zip(marks[1:], ids, strict=True))
     with connection.cursor() as cursor:
-        cursor.execute(sql, [swap.get(p, p) if isinstance(p, int | str | datetime) else p for p in params])
+        cursor.execute(statement.sql, statement.params_with([cutoff, *ids]))
         return cursor.rowcount
 
 
@@ -166,23 +165,19 @@ def _status_fields(now) -> dict:
 
 
 # A report or a heartbeat syncs one node: Django compiles this UPDATE's CASE of EXISTS subqueries in ~5 ms of
-# Python per call, more than Postgres takes to run it (bench_dispatch, issue 17). So for a few nodes the
-# statement is compiled once per database and node count, with marks where the values go (a heartbeat cutoff in
-# 1970, negative node ids: neither occurs in the statement otherwise), and the real values swapped in per call.
+# Python per call, more than Postgres takes to run it (bench_dispatch, issue 17), so for a few nodes it is
+# compiled once per database and node count (`marketplace.compiled`).
 STATUS_SYNC_COMPILED_UP_TO = 4
-_MARK_NOW = datetime(1970, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
 
 @functools.cache
-def _status_sync_statement(alias: str, count: int) -> tuple[str, list, list]:
-    node_marks = [-(i + 1) for i in range(count)]
+def _status_sync_statement(alias: str, count: int) -> Compiled:
+    node_marks = id_marks(count)
     query = WorkerNode.objects.using(alias).filter(pk__in=node_marks).query.chain(UpdateQuery)
-    query.add_update_values(_status_fields(_MARK_NOW))
+    query.add_update_values(_status_fields(MARK_NOW))
     sql, params = query.get_compiler(alias).as_sql()
-    cutoff_mark = connections[alias].ops.adapt_datetimefield_value(silent_cutoff(_MARK_NOW))
-    marks = [cutoff_mark, *node_marks]
-    assert all(list(params).count(m) == 1 for m in marks), "a mark is not unique in the compiled statement"
-    return sql, list(params), marks
+    cutoff_mark = connections[alias].ops.adapt_datetimefield_value(silent_cutoff(MARK_NOW))
+    return Compiled.of(sql, params, [cutoff_mark, *node_marks])
 
 
 def nodes_with_wrong_status(now=None) -> list[tuple[int, str, str]]:

@@ -5,7 +5,7 @@ import io
 import json
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from marketplace import blobs
@@ -120,17 +120,28 @@ def test_each_node_gets_only_what_fits_it(funded_artist, provider):
     assert leased_job_of(blocked) in (big.pk, dear.pk)
 
 
-def test_a_node_kept_off_every_frame_of_its_pool_still_gets_work_beyond_it(funded_artist, outsider, provider):
+# A round of all idle nodes, and a round of one node (a report's next lease), whose pool statement leaves out
+# the node's kept-off jobs itself.
+ROUNDS = pytest.mark.parametrize("one_node", [False, True], ids=["round", "round-of-one-node"])
+
+
+def round_for(node: WorkerNode, one_node: bool) -> list[services.Delivery]:
+    return batch.leases_create(node_id=node.pk) if one_node else batch.leases_create()
+
+
+@ROUNDS
+def test_a_node_kept_off_every_frame_of_its_pool_still_gets_work_beyond_it(funded_artist, outsider, provider, one_node):
     fund(outsider, 10**9)
     first = make_queued_job(funded_artist, frames=5, priority=5)
     second = make_queued_job(outsider, frames=2, priority=0)
     (node,) = nodes(provider, 1)
     JobNodeBlock.objects.create(job=first, node=node, failures=99)
-    assert len(batch.leases_create()) == 1
+    assert len(round_for(node, one_node)) == 1
     assert leased_job_of(node) == second.pk
 
 
-def test_a_node_that_abandoned_a_job_gets_none_of_it(funded_artist, outsider, provider):
+@ROUNDS
+def test_a_node_that_abandoned_a_job_gets_none_of_it(funded_artist, outsider, provider, one_node):
     from marketplace.verification import policy
 
     fund(outsider, 10**9)
@@ -142,11 +153,12 @@ def test_a_node_that_abandoned_a_job_gets_none_of_it(funded_artist, outsider, pr
         FrameLease.objects.create(
             frame=frame, node=node, token_hash="x", state=FrameLease.State.EXPIRED, expires_at="2020-01-01T00:00Z"
         )
-    batch.leases_create()
+    round_for(node, one_node)
     assert FrameLease.objects.get(state=FrameLease.State.ACTIVE).frame.job_id == other.pk
 
 
-def test_a_canary_draw_replaces_the_nodes_frame(funded_artist, provider, monkeypatch):
+@ROUNDS
+def test_a_canary_draw_replaces_the_nodes_frame(funded_artist, provider, monkeypatch, one_node):
     from marketplace.verification import services as verification
     from tests.verification.test_canaries import canary_job
 
@@ -154,7 +166,7 @@ def test_a_canary_draw_replaces_the_nodes_frame(funded_artist, provider, monkeyp
     canary = canary_job(frames=1)
     node, _ = make_node(provider)
     monkeypatch.setattr(verification, "_chance", lambda rate: True)
-    assert len(batch.leases_create()) == 1
+    assert len(round_for(node, one_node)) == 1
     assert FrameLease.objects.get(node=node).frame.job_id == canary.pk
     assert Frame.objects.filter(job__owner=funded_artist, state=FrameState.QUEUED).count() == 3
 
@@ -265,3 +277,44 @@ def test_racing_settlers_pay_every_frame_exactly_once(funded_artist, provider, a
     assert LedgerTransaction.objects.filter(idempotency_key__startswith="settle:frame:").count() == 12
     assert ledger.user_escrow_total(user=funded_artist) == 0
     assert ledger.ledger_total() == 0 and ledger.ledger_drift() == []
+
+
+def test_a_round_of_one_node_takes_exactly_the_nodes_the_matcher_would(funded_artist, provider):
+    """A round of one node locks its node by a statement compiled once (`batch._node_locked`): it takes the
+    nodes `matchable_nodes` lists, in every state a node can be in, loaded as the ORM loads them (the trust too,
+    or its absence), and a node taken ahead of its finishing lease only while that is its one lease."""
+    from datetime import timedelta
+
+    from django.forms.models import model_to_dict
+    from django.utils import timezone
+
+    make_queued_job(funded_artist, frames=4)
+    idle, untrusted, paused, silent, banned, busy, said_bye, ahead = (
+        make_node(provider, name=name, unchecked=name != "untrusted")[0]
+        for name in ("idle", "untrusted", "paused", "silent", "banned", "busy", "said_bye", "ahead")
+    )
+    WorkerNode.objects.filter(pk=paused.pk).update(paused_by_owner=True)
+    WorkerNode.objects.filter(pk=silent.pk).update(last_heartbeat=timezone.now() - timedelta(hours=1))
+    WorkerNode.objects.filter(pk=banned.pk).update(banned_at=timezone.now())
+    WorkerNode.objects.filter(pk=said_bye.pk).update(agent_state=WorkerNode.AgentState.OFFLINE)
+    (busy_lease,) = batch.leases_create(node_id=busy.pk)
+    (ahead_lease,) = batch.leases_create(node_id=ahead.pk)
+    everyone = [idle, untrusted, paused, silent, banned, busy, said_bye, ahead]
+    cases = [(node, None) for node in everyone] + [(busy, ahead_lease.lease_id), (ahead, ahead_lease.lease_id)]
+    taken = []
+    for node, finishing in cases:
+        expected = services.matchable_nodes(finishing_lease_id=finishing).select_related("trust").filter(pk=node.pk)
+        with transaction.atomic():
+            locked = batch._node_locked(node.pk, finishing)
+            orm = expected.first()
+        assert (locked is None) == (orm is None), (node.name, finishing)
+        if locked is not None:
+            taken.append((node.name, finishing is not None))
+            assert model_to_dict(locked) == model_to_dict(orm)
+            trust = getattr(orm, "trust", None)
+            assert (model_to_dict(locked.trust) if trust else None) == (model_to_dict(trust) if trust else None)
+            if trust is None:
+                with pytest.raises(NodeTrust.DoesNotExist):
+                    locked.trust  # noqa: B018 -- as select_related leaves a node without trust
+    assert taken == [("idle", False), ("untrusted", False), ("ahead", True)]
+    assert busy_lease.lease_id != ahead_lease.lease_id
