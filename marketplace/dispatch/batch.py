@@ -10,6 +10,9 @@ first frame of its pool that it is not kept off (job-node blocks, abandoned jobs
 pool while the pool was cut short reads a pool of its own without those jobs. A node's canary draw replaces
 its frame. Then one UPDATE claims every frame, one INSERT writes the leases, one UPDATE re-derives the nodes'
 status, and one Redis pipeline delivers the messages after commit.
+
+A round of one node runs on every report's next lease, so it is cut to the bone: its node lock is compiled once
+(`marketplace.compiled`), and its pool statement leaves out the node's kept-off jobs itself.
 """
 
 from __future__ import annotations

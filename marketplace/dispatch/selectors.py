@@ -1,7 +1,7 @@
 """Why a job's queued frames are waiting, and what happens next (issue 12).
 
 Read by the job page and the jobs API. The checks mirror the matcher (`nodes.selectors.available_nodes`,
-`batch._fitting_jobs`, `batch._pool_order` and `batch._kept_off`): a node online that cannot take the job's
+`batch._fitting_jobs`, `batch._pool_sql` and `batch._kept_off_pairs`): a node online that cannot take the job's
 frames is sorted into the first reason that keeps it off, and the artist is told the reason that keeps the most
 nodes off, with its numbers.
 """

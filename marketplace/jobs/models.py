@@ -130,7 +130,7 @@ class Frame(models.Model):
         ]
         indexes = [
             models.Index(fields=["state", "job"]),
-            # The matcher reads each job's first queued frames in number order (dispatch.batch._pool_order).
+            # The matcher reads each job's first queued frames in number order (dispatch.batch._pool_sql).
             models.Index(fields=["job", "number"], condition=Q(state="queued"), name="frame_queued_by_job_number"),
             # The assembly sweep looks for recently settled tiles.
             models.Index(fields=["settled_at"], condition=Q(tile_x__isnull=False), name="frame_tile_settled_at"),
