@@ -49,24 +49,32 @@ def _same(param, mark) -> bool:
     return isinstance(param, int | datetime | str) and type(param) is type(mark) and param == mark
 
 
-def instance(model: type[Model], values: Sequence, *, using: str) -> Model:
-    """A `model` instance as the ORM loads one from a row of its concrete fields' columns, in field order:
-    the same converters run (JSON decoded, SQLite's dates parsed), so it equals what a queryset returns."""
-    fields, converters = _converters(using, model)
+def instance(model: type[Model], values: Sequence, *, using: str, only: tuple[str, ...] | None = None) -> Model:
+    """A `model` instance as the ORM loads one from a row of its concrete fields' columns, in field order (or of
+    the fields named in `only`, in that order; the others are deferred, loaded on first access): the same
+    converters run (JSON decoded, SQLite's dates parsed), so it equals what a queryset returns."""
+    names, converters = _converters(using, model, only)
+    connection = connections[using]
     row = [
-        functools.reduce(lambda value, convert: convert(value, col, connections[using]), convert_all, value)
+        functools.reduce(lambda value, convert: convert(value, col, connection), convert_all, value)
         if convert_all
         else value
         for value, (col, convert_all) in zip(values, converters, strict=True)
     ]
-    return model.from_db(using, fields, row)
+    if only is None:
+        return model.from_db(using, names, row)
+    loaded = dict(zip(names, row, strict=True))  # from_db wants the loaded fields in model order
+    order = [f.attname for f in model._meta.concrete_fields if f.attname in loaded]
+    return model.from_db(using, order, [loaded[name] for name in order])
 
 
 @functools.cache
-def _converters(using: str, model: type[Model]) -> tuple[list[str], list[tuple]]:
+def _converters(using: str, model: type[Model], only: tuple[str, ...] | None) -> tuple[list[str], list[tuple]]:
     connection = connections[using]
+    by_name = {f.attname: f for f in model._meta.concrete_fields}
+    fields = list(model._meta.concrete_fields) if only is None else [by_name[name] for name in only]
     out = []
-    for field in model._meta.concrete_fields:
+    for field in fields:
         col = field.get_col(model._meta.db_table)
         out.append((col, connection.ops.get_db_converters(col) + field.get_db_converters(connection)))
-    return [f.attname for f in model._meta.concrete_fields], out
+    return [f.attname for f in fields], out

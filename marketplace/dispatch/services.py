@@ -7,6 +7,7 @@ Queue messages are sent after commit: a message only tells a node that a lease e
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from collections.abc import Mapping
@@ -15,13 +16,14 @@ from datetime import timedelta
 from functools import partial
 from http import HTTPStatus
 
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import Case, Exists, F, OuterRef, QuerySet, Value, When
 from django.utils import timezone
 
 from marketplace import blobs
 from marketplace.accounts.tokens import secret_hash, secret_matches
 from marketplace.celery import app, delay_once, pending_clear
+from marketplace.compiled import instance
 from marketplace.dispatch import conf, hooks, queues, selectors
 from marketplace.dispatch.manifests import Crop, crop_manifest, image_size, noisy_key
 from marketplace.dispatch.models import FrameLease, JobNodeBlock
@@ -207,7 +209,8 @@ def match_frames(*, limit: int = conf.MATCH_ROUND) -> int:
 # --- agent side: lease lookup, heartbeats, reports ------------------------------------------
 
 
-def _lease_of_node_sql(*, lock: bool) -> str:
+@functools.cache
+def _lease_of_node_sql(alias: str, lock: bool) -> str:
     # The agent calls (details, report, release) read their lease by one hand-written statement: the ORM's
     # select_related compile cost ~3 ms of Python per call on this 2-core machine, a third of a report's CPU
     # (bench_dispatch, issue 17). It loads what those calls use; any other field of the frame, job or scene
@@ -220,31 +223,28 @@ def _lease_of_node_sql(*, lock: bool) -> str:
         f" FROM {FrameLease._meta.db_table} l JOIN {frames} f ON f.id = l.frame_id JOIN {jobs} j ON j.id = f.job_id"
         f" JOIN {scenes} s ON s.id = j.scene_id WHERE l.id = %s AND l.node_id = %s"
     )
-    if lock and connection.features.has_select_for_update_of:
+    features = connections[alias].features
+    if lock and features.has_select_for_update_of:
         sql += " FOR UPDATE OF l"
-    elif lock and connection.features.has_select_for_update:
+    elif lock and features.has_select_for_update:
         sql += " FOR UPDATE"
     return sql
 
 
-def _loaded(model, db: str | None, **values):
-    """An instance of `model` as read from the database with only these fields; the others are deferred."""
-    names = [f.attname for f in model._meta.concrete_fields if f.attname in values]
-    return model.from_db(db, names, [values[name] for name in names])
-
-
 def _lease_of_node(*, node: WorkerNode, lease_id: int, token: str, lock: bool = False) -> FrameLease:
-    lease = next(iter(FrameLease.objects.raw(_lease_of_node_sql(lock=lock), [lease_id, node.pk])), None)
+    with connection.cursor() as cur:
+        cur.execute(_lease_of_node_sql(connection.alias, lock), [lease_id, node.pk])
+        row = cur.fetchone()
     # Another node's lease looks exactly like a missing one: nothing to learn by probing ids.
-    if lease is None:
+    if row is None:
         raise LeaseRefused("no such lease for this node", status=HTTPStatus.NOT_FOUND)
-    db, joined = lease._state.db, lease.__dict__  # the joined columns arrive as attributes of the lease
-    scene = _loaded(
-        Scene, db, id=joined.pop("job_scene_id"), sha256=joined.pop("scene_sha256"), kind=joined.pop("scene_kind")
-    )
-    job = _loaded(Job, db, id=joined.pop("frame_job_id"), scene_id=scene.pk)
+    db, width = connection.alias, len(FrameLease._meta.concrete_fields)
+    lease = instance(FrameLease, row[:width], using=db)
+    job_id, retried_at, scene_id, scene_sha256, scene_kind = row[width:]
+    scene = instance(Scene, (scene_id, scene_sha256, scene_kind), using=db, only=("id", "sha256", "kind"))
+    job = instance(Job, (job_id, scene_id), using=db, only=("id", "scene_id"))
     job.scene = scene
-    lease.frame = _loaded(Frame, db, id=lease.frame_id, job_id=job.pk, retried_at=joined.pop("frame_retried_at"))
+    lease.frame = instance(Frame, (lease.frame_id, job_id, retried_at), using=db, only=("id", "job_id", "retried_at"))
     lease.frame.job = job
     bind(**lease_fields(lease))  # the rest of this agent call's lines name the lease's frame and job
     if not secret_matches(token or "", lease.token_hash):
@@ -542,15 +542,9 @@ def lease_report(
         # One conditional UPDATE closes the lease (and locks its row, in the order the reaper takes it): only
         # the first report of a lease still active and unexpired gets here. From here on the result is the
         # frozen copy; the upload keys are dead (the lease is no longer active).
-        now = timezone.now()
-        closed = FrameLease.objects.filter(pk=lease.pk, state=FrameLease.State.ACTIVE, expires_at__gte=now).update(
-            state=FrameLease.State.DONE,
-            stats=clean_stats,
-            finished_at=now,
-            result_key=sanity.frozen_key,
-            noisy_key=sanity.noisy_key,
-        )
-        if not closed:  # a concurrent report, a release, a revoke or the reaper closed it, or it just expired
+        if not _lease_close_done(
+            lease_id=lease.pk, stats=clean_stats, result_key=sanity.frozen_key, noisy_key=sanity.noisy_key
+        ):  # a concurrent report, a release, a revoke or the reaper closed it, or it just expired
             _require_active(_lease_of_node(node=node, lease_id=lease_id, token=token))
             raise LeaseRefused("lease is no longer active: the report changes nothing")
         uploads = [lease.result_key] + ([noisy_key(lease.result_key)] if sanity.noisy_key else [])
@@ -574,6 +568,20 @@ def lease_report(
         if match_after:
             _after_commit_match()
     return ReportOutcome(True, "accepted")
+
+
+def _lease_close_done(*, lease_id: int, stats: dict, result_key: str, noisy_key: str) -> bool:
+    """ACTIVE -> DONE if the lease is still active and unexpired, with its frozen result. Written out: every
+    report runs it, and the ORM compiled it in more Python time than Postgres took to run it (issue 17)."""
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    stats_value = FrameLease._meta.get_field("stats").get_db_prep_save(stats, connection)
+    with connection.cursor() as cur:
+        cur.execute(
+            f"UPDATE {FrameLease._meta.db_table} SET state = %s, stats = %s, finished_at = %s, result_key = %s,"
+            " noisy_key = %s WHERE id = %s AND state = %s AND expires_at >= %s",
+            [FrameLease.State.DONE, stats_value, now, result_key, noisy_key, lease_id, FrameLease.State.ACTIVE, now],
+        )
+        return cur.rowcount == 1
 
 
 def _clean_stats(stats: dict) -> dict:

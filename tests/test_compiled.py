@@ -1,0 +1,42 @@
+"""`marketplace.compiled`: statements compiled once with marks, and rows loaded as the ORM loads them (the
+dispatch hot path's building blocks, issue 17)."""
+
+import pytest
+from django.db import connection
+from django.forms.models import model_to_dict
+
+from marketplace.compiled import Compiled, id_marks, instance
+from marketplace.dispatch import batch
+from marketplace.dispatch.models import FrameLease
+from marketplace.jobs.models import Frame
+from tests.fixtures.market import make_node, make_queued_job
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_mark_missing_from_the_statement_is_refused_and_every_occurrence_is_swapped():
+    a, b = id_marks(2)
+    with pytest.raises(AssertionError):
+        Compiled.of("SELECT %s", [a], [a, b])
+    statement = Compiled.of("SELECT %s, %s, %s, %s", [a, "x", a, b], [a, b])
+    assert statement.params_with([7, 8]) == [7, "x", 7, 8]
+    with pytest.raises(ValueError):
+        statement.params_with([7])  # one value per mark
+
+
+def test_a_row_read_by_hand_loads_as_the_orm_loads_it(funded_artist, provider, agent_queues):
+    """JSON decoded, dates parsed (text on SQLite), and with `only` the other fields deferred, not wrong."""
+    make_queued_job(funded_artist, frames=1)
+    node, _ = make_node(provider, unchecked=True)
+    (delivery,) = batch.leases_create(node_id=node.pk)
+    columns = ", ".join(f.column for f in FrameLease._meta.concrete_fields)
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT {columns} FROM {FrameLease._meta.db_table} WHERE id = %s", [delivery.lease_id])
+        row = cur.fetchone()
+    by_hand, orm = instance(FrameLease, row, using=connection.alias), FrameLease.objects.get(pk=delivery.lease_id)
+    assert model_to_dict(by_hand) == model_to_dict(orm)
+    assert by_hand.manifest["frame"] == orm.frame.number and by_hand.created_at == orm.created_at
+    frame = Frame.objects.get(pk=orm.frame_id)
+    partial = instance(Frame, (frame.pk, frame.job_id), using=connection.alias, only=("id", "job_id"))
+    assert partial.get_deferred_fields() >= {"state", "number"}
+    assert partial.number == frame.number  # a deferred field loads on first access
