@@ -622,27 +622,26 @@ def job_node_blocks_clear(*, job_id: int) -> int:
 
 
 @transaction.atomic
-def leases_revoke_for_frames(*, frame_ids: list[int], skip_locked: bool = False) -> int:
+def leases_revoke_for_frames(*, frame_ids: list[int], skip_locked: bool = False) -> list[int]:
     """Close active leases of frames being cancelled (jobs.lifecycle.frames_cancel asks, in its transaction);
-    a late report then gets a clear refusal. Their nodes are free at once (issue 12: a cancel used to leave the
-    node "busy" on a frame that no longer existed), and the agent stops the render on its next heartbeat (the
-    lease reads "revoked"). Leases are locked in id order; `skip_locked` passes over those a report holds.
-    Render leases only: a crop lease belongs to a frame already rendered, which a cancel leaves payable (one
-    rendered and sampled between the caller's read and this call keeps its crop leases)."""
+    a late report then gets a clear refusal, and the agent stops the render on its next heartbeat (the lease
+    reads "revoked"). Returns the nodes of the leases closed, whose status the caller syncs once its frames have
+    moved: lease, frame, node is the order a report locks them. Leases are locked in id order; `skip_locked`
+    passes over those a report holds. Render leases only: a crop lease belongs to a frame already rendered,
+    which a cancel leaves payable (one rendered and sampled between the caller's read and this call keeps its
+    crop leases)."""
     active = FrameLease.objects.filter(
         frame_id__in=frame_ids, kind=FrameLease.Kind.RENDER, state=FrameLease.State.ACTIVE
     ).order_by("pk")
     locked = _locking(active) if skip_locked else active.select_for_update(of=("self",))
     rows = list(locked.values_list("pk", "node_id"))
     if not rows:
-        return 0
-    revoked = FrameLease.objects.filter(pk__in=[pk for pk, _ in rows]).update(
+        return []
+    FrameLease.objects.filter(pk__in=[pk for pk, _ in rows]).update(
         state=FrameLease.State.REVOKED, finished_at=timezone.now()
     )
-    node_status_sync(node_ids=[node_id for _, node_id in rows])
-    if revoked:
-        _after_commit_match()
-    return revoked
+    _after_commit_match()
+    return sorted({node_id for _, node_id in rows})
 
 
 def leases_revoke_for_nodes(*, node_ids: list[int]) -> int:

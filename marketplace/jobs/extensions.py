@@ -37,8 +37,8 @@ def wallet_frozen_register(fn: Callable[..., bool]) -> None:
 
 
 def leases_revoke_register(fn: Callable[..., int]) -> None:
-    """`fn(*, frame_ids, skip_locked) -> int`: end the active leases of these frames being cancelled (passing over
-    leases locked right now when `skip_locked`); how many ended."""
+    """`fn(*, frame_ids, skip_locked) -> list[int]`: end the active leases of these frames being cancelled (passing
+    over leases locked right now when `skip_locked`); the nodes whose leases ended, for the caller to sync."""
     _register(_leases_revoke, fn)
 
 
@@ -61,8 +61,8 @@ def wallet_frozen(*, user) -> bool:
     return any(fn(user=user) for fn in _wallet_frozen)
 
 
-def leases_revoke(*, frame_ids: list[int], skip_locked: bool) -> int:
-    return sum(fn(frame_ids=frame_ids, skip_locked=skip_locked) for fn in _leases_revoke)
+def leases_revoke(*, frame_ids: list[int], skip_locked: bool) -> list[int]:
+    return sorted({node for fn in _leases_revoke for node in fn(frame_ids=frame_ids, skip_locked=skip_locked)})
 
 
 def node_blocks_clear(*, job_id: int) -> int:

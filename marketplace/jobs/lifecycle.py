@@ -25,6 +25,7 @@ from django.utils import timezone
 from marketplace.jobs import events, extensions
 from marketplace.jobs.models import Frame, Job
 from marketplace.jobs.states import FRAME_TRANSITIONS, JOB_TRANSITIONS, FrameState, JobState, check_transition
+from marketplace.nodes.services import node_status_sync
 
 # What a frame forgets when its result is thrown away (refused, failed a check, disputed): it is rendered anew.
 _RESULT_CLEARED = {"node": None, "result_key": "", "result_sha256": "", "thumbnail_key": "", "rendered_at": None}
@@ -185,11 +186,13 @@ def frames_cancel(*, frame_ids: Iterable[int], current: Iterable[str], reason: s
     wanted = list(Frame.objects.filter(pk__in=list(frame_ids), state__in=current).values_list("pk", flat=True))
     if not wanted:
         return []
-    extensions.leases_revoke(frame_ids=wanted, skip_locked=False)
+    nodes = extensions.leases_revoke(frame_ids=wanted, skip_locked=False)
     moved = _frames_move(wanted, current, FrameState.CANCELLED, last_error=reason)
     # A frame leased between the two steps: its new lease ends too. Leases a report holds are passed over; that
     # report waits for the frame, then finds it cancelled.
-    extensions.leases_revoke(frame_ids=moved, skip_locked=True)
+    nodes += extensions.leases_revoke(frame_ids=moved, skip_locked=True)
+    # The nodes last (lease, frame, node, as a report takes them): free at once, not "busy" on a cancelled frame.
+    node_status_sync(node_ids=nodes)
     return moved
 
 

@@ -112,5 +112,33 @@ def test_a_revoke_for_cancelled_frames_leaves_crop_leases_alone(funded_artist, p
         result_key="results/crop.png",
         expires_at=timezone.now() + timedelta(minutes=5),
     )
-    assert services.leases_revoke_for_frames(frame_ids=[frame.pk]) == 0
+    assert services.leases_revoke_for_frames(frame_ids=[frame.pk]) == []
     assert FrameLease.objects.get(pk=crop.pk).state == FrameLease.State.ACTIVE
+
+
+def test_a_cancel_takes_leases_then_frames_then_nodes_as_a_report_does(funded_artist, provider):
+    """The lock order that keeps a cancel and a report from deadlocking, whatever their timing: a report closes
+    its lease, moves its frame, then syncs its node, so a cancel must not lock a node before the frames (it did:
+    its first revoke synced the nodes at once, and a lease made and reported within that instant would have
+    deadlocked on frame against node)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    job = make_queued_job(funded_artist, frames=3)
+    nodes = [make_node(provider, name=f"n{i}", unchecked=True)[0] for i in range(2)]
+    assert services.match_frames() == 2
+    with CaptureQueriesContext(connection) as queries:
+        job_cancel(job_id=job.pk, owner=funded_artist)
+    sql = [q["sql"] for q in queries.captured_queries]
+
+    def first(predicate) -> int:
+        return next(i for i, s in enumerate(sql) if predicate(s))
+
+    lease_lock = first(lambda s: '"dispatch_framelease"' in s and "FOR UPDATE" in s)
+    frame_lock = first(lambda s: s.startswith('SELECT "jobs_frame"."id"') and "FOR UPDATE" in s)
+    node_write = first(lambda s: s.startswith('UPDATE "nodes_workernode"'))
+    assert lease_lock < frame_lock < node_write, sql
+    assert set(WorkerNode.objects.filter(pk__in=[n.pk for n in nodes]).values_list("status", flat=True)) == {
+        WorkerNode.Status.IDLE
+    }
+    assert not FrameLease.objects.filter(state=FrameLease.State.ACTIVE).exists()
