@@ -195,7 +195,7 @@ def _pool_sql(alias: str, profile: tuple, skipping: int, kept_off: int, kept_off
     job_cols = ", ".join(f"j.{f.column}" for f in Job._meta.concrete_fields)
     scene_cols = ", ".join(f"s.{f.column}" for f in Scene._meta.concrete_fields)
     order = "r.priority DESC, r.place, r.owner_id, r.id"  # the hand-out order (see `_pool`)
-    lock = "FOR UPDATE OF f SKIP LOCKED" if postgres else ""  # SQLite writers are serialised anyway
+    lock = "FOR NO KEY UPDATE OF f SKIP LOCKED" if postgres else ""  # SQLite writers are serialised anyway
     materialized = "MATERIALIZED" if postgres else ""  # locks as it runs, whoever reads it
     # By their ids through the primary key: a join to the ranking drew a scan of every queued frame.
     ranked_ids = "f.id = ANY(ARRAY(SELECT id FROM ranked))" if postgres else "f.id IN (SELECT id FROM ranked)"
@@ -370,23 +370,27 @@ def leases_create(
 # --- after a report -------------------------------------------------------------------------
 
 
-def thumbnails_make(*, leases: list[FrameLease]) -> dict[int, str]:
-    """Thumbnails of these render leases' frames that have none yet: {frame id: thumbnail key}. A result that
-    fails its digest or size check on this read is refused (`services.frame_result_refuse`) and left out."""
+def results_check(*, leases: list[FrameLease]) -> dict[int, str]:
+    """Check the frozen result of each of these render leases' frames against its digest before it is paid, and
+    make the thumbnails the reports did not (frames reported before they were made there): {frame id: thumbnail
+    key} of those made. A result that fails its digest or size check is refused (`services.frame_result_refuse`)
+    and left out."""
     made = {}
     for lease in leases:
         frame = lease.frame
-        if frame.thumbnail_key or not frame.result_key:
+        if not frame.result_key:
             continue
         try:
             data = blobs.blob_read_checked(
                 frame.result_key, sha256=frame.result_sha256, max_bytes=conf.RESULT_MAX_BYTES
             )
+            if frame.thumbnail_key:
+                continue  # made by the report, from these bytes
             png = thumbnail_png(image_from_bytes(data, size=expected_size(lease.manifest)))
         except (blobs.DigestMismatch, ValueError) as exc:
             services.frame_result_refuse(frame_id=frame.pk, result_key=frame.result_key, reason=str(exc))
             continue
-        key = f"thumbs/frame{frame.pk}-{frame.result_sha256[:16]}.png"
+        key = services.thumbnail_key_for(frame_id=frame.pk, sha256=frame.result_sha256)
         blobs.blob_put_new(key=key, fileobj=io.BytesIO(png))  # taken: a concurrent caller stored the same one
         made[frame.pk] = key
     return made

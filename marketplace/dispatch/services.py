@@ -8,6 +8,7 @@ Queue messages are sent after commit: a message only tells a node that a lease e
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import secrets
 from collections.abc import Mapping
@@ -37,7 +38,7 @@ from marketplace.nodes.selectors import available_nodes
 from marketplace.nodes.services import node_ban as node_ban_mark
 from marketplace.nodes.services import node_status_sync
 from marketplace.scenes.models import Scene
-from render_kernels import WrongSize, image_from_bytes, image_size_check
+from render_kernels import WrongSize, image_from_bytes, image_size_check, thumbnail_png
 from workers.contract import RenderManifest
 
 log = logging.getLogger("dispatch")
@@ -54,8 +55,8 @@ class LeaseRefused(Conflict):
 def _locking(qs):
     # SKIP LOCKED lets concurrent matchers pass over rows another matcher holds (Postgres only).
     if connection.vendor == "postgresql":
-        return qs.select_for_update(skip_locked=True, of=("self",))
-    return qs.select_for_update()
+        return qs.select_for_update(skip_locked=True, of=("self",), no_key=True)
+    return qs.select_for_update(no_key=True)
 
 
 # --- matching -------------------------------------------------------------------------------
@@ -225,7 +226,7 @@ def _lease_of_node_sql(alias: str, lock: bool) -> str:
     )
     features = connections[alias].features
     if lock and features.has_select_for_update_of:
-        sql += " FOR UPDATE OF l"
+        sql += " FOR NO KEY UPDATE OF l"
     elif lock and features.has_select_for_update:
         sql += " FOR UPDATE"
     return sql
@@ -417,6 +418,12 @@ class SanityResult:
     sha256: str = ""
     frozen_key: str = ""  # the result, frozen under its SHA-256
     noisy_key: str = ""  # its pre-denoise pass, frozen likewise ("" when none)
+    thumbnail: bytes = b""  # a render's thumbnail (PNG), made from the image decoded for the checks
+
+
+def thumbnail_key_for(*, frame_id: int, sha256: str) -> str:
+    """Where a frame's thumbnail is stored: one name per frame and result."""
+    return f"thumbs/frame{frame_id}-{sha256[:16]}.png"
 
 
 def _upload_bytes(key: str) -> bytes:
@@ -456,10 +463,12 @@ def result_sanity(*, lease: FrameLease) -> SanityResult:
     # A whole frame of one flat colour is a failed render; a tile or a crop of sky may well be flat.
     if float(image[..., :3].std()) < 1e-4 and not lease.manifest.get("border"):
         return SanityResult(False, "image is blank (a single flat colour)")
+    # The job page's thumbnail, from this decode rather than a second one after the report (issue 17).
+    thumbnail = thumbnail_png(image) if lease.kind == FrameLease.Kind.RENDER else b""
     del image
     key, sha = blobs.blob_freeze(data=data, ext=_extension(lease.result_key))
     frozen_noisy = blobs.blob_freeze(data=noisy_data, ext="exr")[0] if noisy else ""
-    return SanityResult(True, sha256=sha, frozen_key=key, noisy_key=frozen_noisy)
+    return SanityResult(True, sha256=sha, frozen_key=key, noisy_key=frozen_noisy, thumbnail=thumbnail)
 
 
 def _lease_fail(*, lease: FrameLease, error: str) -> None:
@@ -532,6 +541,10 @@ def lease_report(
     lease = _lease_of_node(node=node, lease_id=lease_id, token=token)
     _require_active(lease)
     sanity = result_sanity(lease=lease) if ok else SanityResult(False, error or "agent reported a failure")
+    thumbnail = ""
+    if sanity.thumbnail:  # stored before the transaction (storage is no place to wait holding row locks)
+        thumbnail = thumbnail_key_for(frame_id=lease.frame_id, sha256=sanity.sha256)
+        blobs.blob_put_new(key=thumbnail, fileobj=io.BytesIO(sanity.thumbnail))  # taken: the same one is there
     with transaction.atomic():
         if not sanity.ok:
             lease = _lease_of_node(node=node, lease_id=lease_id, token=token, lock=True)
@@ -558,6 +571,7 @@ def lease_report(
             result_key=sanity.frozen_key,
             result_sha256=sanity.sha256,
             render_seconds=clean_stats.get("seconds"),
+            thumbnail_key=thumbnail,
         )
         node_status_sync(node_ids=[node.pk])
         if not moved:  # the frame was cancelled meanwhile; the lease is closed, nothing is paid
@@ -633,7 +647,7 @@ def leases_revoke_for_frames(*, frame_ids: list[int], skip_locked: bool = False)
     active = FrameLease.objects.filter(
         frame_id__in=frame_ids, kind=FrameLease.Kind.RENDER, state=FrameLease.State.ACTIVE
     ).order_by("pk")
-    locked = _locking(active) if skip_locked else active.select_for_update(of=("self",))
+    locked = _locking(active) if skip_locked else active.select_for_update(of=("self",), no_key=True)
     rows = list(locked.values_list("pk", "node_id"))
     if not rows:
         return []
@@ -747,7 +761,7 @@ def frame_result_refuse(*, frame_id: int, result_key: str, reason: str) -> bool:
     delivered".)"""
     log.error("event=result_refused", extra={"frame_id": frame_id, "result_key": result_key, "reason": reason})
     with transaction.atomic():
-        frame = Frame.objects.select_for_update().filter(pk=frame_id, result_key=result_key).first()
+        frame = Frame.objects.select_for_update(no_key=True).filter(pk=frame_id, result_key=result_key).first()
         if frame is None or frame.state not in (FrameState.RENDERED, FrameState.VERIFYING):
             return False
         # Its event asks for matching.

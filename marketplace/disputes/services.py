@@ -90,7 +90,7 @@ def _clean_text(text: object, *, what: str, min_chars: int, max_chars: int) -> s
 def dispute_open(*, artist, frame_id: int, reason: str) -> Dispute:
     """The artist disputes a settled frame of their own job, within the window after it settled."""
     frame = (
-        Frame.objects.select_for_update(of=("self",))
+        Frame.objects.select_for_update(of=("self",), no_key=True)
         .select_related("job", "node")
         .filter(pk=frame_id, job__owner=artist)
         .first()
@@ -169,7 +169,7 @@ def dispute_decide(*, admin, dispute_id: int, decision: str, note: str) -> Dispu
 
 def _uphold(dispute: Dispute) -> dict:
     """The money and frame effects of upholding; runs inside dispute_decide's transaction."""
-    frame = Frame.objects.select_for_update(of=("self",)).select_related("job").get(pk=dispute.frame_id)
+    frame = Frame.objects.select_for_update(of=("self",), no_key=True).select_related("job").get(pk=dispute.frame_id)
     if frame.state != FrameState.SETTLED or frame.settled_at != dispute.frame_settled_at:
         raise DisputeRefused("The frame changed since it was disputed; nothing was done.")
     if frame_pay_matured(frame_id=frame.pk):

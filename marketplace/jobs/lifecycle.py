@@ -52,7 +52,7 @@ def _frames_move(frame_ids: Iterable[int], current: Iterable[str], target: str, 
     for state in current:
         check_transition(FRAME_TRANSITIONS, state, target)
     moved = list(
-        Frame.objects.select_for_update()
+        Frame.objects.select_for_update(no_key=True)
         .filter(pk__in=list(frame_ids), state__in=current)
         .order_by("pk")
         .values_list("pk", flat=True)
@@ -92,28 +92,25 @@ def frame_requeue(*, frame_id: int, reason: str = "", count_attempt: bool = True
 
 
 def frame_rendered(
-    *, frame_id: int, node_id: int, result_key: str, result_sha256: str, render_seconds: float | None
+    *,
+    frame_id: int,
+    node_id: int,
+    result_key: str,
+    result_sha256: str,
+    render_seconds: float | None,
+    thumbnail_key: str = "",
 ) -> bool:
-    """LEASED -> RENDERED with the node's frozen result. False when the frame was cancelled meanwhile. Emits
-    frame_rendered. (Written out: every report runs it, and the ORM compiled this UPDATE in more Python time than
-    Postgres took to run it; bench_dispatch, issue 17.)"""
+    """LEASED -> RENDERED with the node's frozen result (and its thumbnail, when made already). False when the
+    frame was cancelled meanwhile. Emits frame_rendered. (Written out: every report runs it, and the ORM compiled
+    this UPDATE in more Python time than Postgres took to run it; bench_dispatch, issue 17.)"""
     check_transition(FRAME_TRANSITIONS, FrameState.LEASED, FrameState.RENDERED)
     now = connection.ops.adapt_datetimefield_value(timezone.now())
+    values = [FrameState.RENDERED, node_id, result_key, result_sha256, render_seconds, thumbnail_key, now, now]
     with connection.cursor() as cur:
         cur.execute(
             f"UPDATE {FRAMES} SET state = %s, node_id = %s, result_key = %s, result_sha256 = %s, render_seconds = %s,"
-            " rendered_at = %s, updated_at = %s WHERE id = %s AND state = %s",
-            [
-                FrameState.RENDERED,
-                node_id,
-                result_key,
-                result_sha256,
-                render_seconds,
-                now,
-                now,
-                frame_id,
-                FrameState.LEASED,
-            ],
+            " thumbnail_key = %s, rendered_at = %s, updated_at = %s WHERE id = %s AND state = %s",
+            [*values, frame_id, FrameState.LEASED],
         )
         moved = cur.rowcount == 1
     if moved:
@@ -315,7 +312,8 @@ def frames_thumbnail_set(*, keys: Mapping[int, str]) -> None:
     with transaction.atomic(), connection.cursor() as cur:
         # Rows locked in id order first, as settlers lock them: the UPDATE's own join order varies with its plan,
         # and two batches updating the same frames in different orders deadlocked (test_racing_settlers).
-        list(Frame.objects.select_for_update().filter(pk__in=keys).order_by("pk").values_list("pk", flat=True))
+        locked = Frame.objects.select_for_update(no_key=True).filter(pk__in=keys).order_by("pk")
+        list(locked.values_list("pk", flat=True))
         cur.execute(
             f"UPDATE {FRAMES} SET thumbnail_key = v.thumb, updated_at = %s "
             f"FROM ({values}) AS v WHERE {FRAMES}.id = v.id",

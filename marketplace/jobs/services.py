@@ -289,7 +289,7 @@ def job_cancel(*, job_id: int, owner) -> JobCancelled:
     cancelled = lifecycle.frames_cancel(
         frame_ids=list(prices), current=FRAME_CANCELLABLE, reason="cancelled by the artist"
     )
-    job = Job.objects.select_for_update().get(pk=job.pk)
+    job = Job.objects.select_for_update(no_key=True).get(pk=job.pk)
     if job.state in (JobState.CANCELLED, JobState.DONE, JobState.FAILED):  # changed while we waited for locks
         if job.state == JobState.CANCELLED:  # a concurrent cancel stopped the frames first: `cancelled` is empty
             return JobCancelled(job, 0, 0)
@@ -339,12 +339,12 @@ def job_retry_failed(*, job_id: int, owner) -> JobRetried:
         raise JobRefused("your wallet owes tokens after a refunded or disputed top-up: settle it before new work")
     # Frames first, then the job: the module's lock order.
     failed = list(
-        Frame.objects.select_for_update()
+        Frame.objects.select_for_update(no_key=True)
         .filter(job=job, state=FrameState.FAILED)
         .order_by("pk")
         .values_list("pk", "price")
     )
-    job = Job.objects.select_for_update().get(pk=job.pk)
+    job = Job.objects.select_for_update(no_key=True).get(pk=job.pk)
     if not failed:
         raise JobRefused("this job has no failed frames to retry")
     if job.retries >= conf.MAX_RETRIES:
@@ -384,7 +384,7 @@ def frame_settle(*, frame_id: int, node_id: int) -> bool:
     Each settlement posts under its own key (`Frame.settlement_key`): a frame re-rendered after an upheld
     dispute is paid again.
     """
-    frame = Frame.objects.select_for_update(of=("self",)).select_related("job__owner").get(pk=frame_id)
+    frame = Frame.objects.select_for_update(of=("self",), no_key=True).select_related("job__owner").get(pk=frame_id)
     if frame.state not in (FrameState.RENDERED, FrameState.VERIFYING):
         return False
     # Its event asks jobs to finish the job once no frame is open.
@@ -435,12 +435,12 @@ def job_finish_if_complete(*, job_id: int) -> bool:
 def _job_finish(*, job_id: int) -> bool:
     # Frames first, then the job: the module's lock order.
     open_frames = list(
-        Frame.objects.select_for_update()
+        Frame.objects.select_for_update(no_key=True)
         .filter(job_id=job_id, state__in=FRAME_OPEN)
         .order_by("pk")
         .values_list("pk", "state")
     )
-    job = Job.objects.select_for_update().select_related("owner").get(pk=job_id)
+    job = Job.objects.select_for_update(no_key=True).select_related("owner").get(pk=job_id)
     if job.state == JobState.CANCELLED:
         # A cancelled job renders nothing more: a frame sent back to the queue (its result was rejected) ends here.
         queued = [frame_id for frame_id, state in open_frames if state == FrameState.QUEUED]
@@ -506,7 +506,7 @@ def frame_assemble(*, job_id: int, number: int) -> AssembledFrame | None:
     blobs.blob_put(key=thumbnail_key, fileobj=io.BytesIO(stitched.thumbnail))
     with transaction.atomic():
         held = list(
-            Frame.objects.select_for_update()
+            Frame.objects.select_for_update(no_key=True)
             .filter(pk__in=[tile.pk for tile in tiles])
             .order_by("pk")
             .values_list("pk", "state", "result_key")

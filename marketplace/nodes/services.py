@@ -58,7 +58,7 @@ def node_delete(*, owner, node_id: int) -> bool:
     """Delete one of the owner's nodes and, after commit, its broker user. Refused while the node holds a lease
     or has a result under verification (their rows would go with it). False if it is not the owner's node."""
     with transaction.atomic():
-        node = WorkerNode.objects.select_for_update().filter(pk=node_id, owner=owner).first()
+        node = WorkerNode.objects.select_for_update(no_key=True).filter(pk=node_id, owner=owner).first()
         if node is None:
             return False
         # Read through the relations of dispatch's leases and verification's checks (this app sits below both).

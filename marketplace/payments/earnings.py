@@ -32,7 +32,7 @@ Kind = Account.Kind
 def earning_mature(*, frame_id: int, cutoff: datetime) -> bool:
     """Release one frame's pending pay if it is still due. True when it moved."""
     frame = (
-        Frame.objects.select_for_update(of=("self",))
+        Frame.objects.select_for_update(of=("self",), no_key=True)
         .select_related("node__owner")
         .filter(pk=frame_id, state=FrameState.SETTLED, settled_at__lte=cutoff, node__isnull=False)
         .first()

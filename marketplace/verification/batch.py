@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from marketplace.dispatch.batch import thumbnails_make
+from marketplace.dispatch.batch import results_check
 from marketplace.dispatch.manifests import image_size
 from marketplace.dispatch.models import FrameLease
 from marketplace.jobs import lifecycle, settlement_batch
@@ -62,7 +62,8 @@ def _skip_reason(*, lease: FrameLease, rate: float) -> str:
 def _locked_rendered(frame_ids: list[int]) -> set[int]:
     qs = Frame.objects.filter(pk__in=frame_ids, state=FrameState.RENDERED).order_by("pk")
     # SKIP LOCKED: a frame another settler holds is that settler's (Postgres only; SQLite has one writer).
-    qs = qs.select_for_update(skip_locked=True) if connection.vendor == "postgresql" else qs.select_for_update()
+    postgres = connection.vendor == "postgresql"
+    qs = qs.select_for_update(skip_locked=True, no_key=True) if postgres else qs.select_for_update()
     return set(qs.values_list("pk", flat=True))
 
 
@@ -81,7 +82,8 @@ def rendered_waiting(*, limit: int, besides: list[int]) -> list[int]:
 
 
 def rendered_frames_process(*, frame_ids: list[int]) -> list[int]:
-    """Thumbnail, sample and (unsampled) settle these rendered frames; returns the ids settled here.
+    """Check the results against their digests (thumbnailing those the reports did not), sample, and settle the
+    unsampled of these rendered frames; returns the ids settled here.
 
     Safe to call again, and concurrently: frames already handled, or held by another caller, are left alone.
     """
@@ -90,7 +92,7 @@ def rendered_frames_process(*, frame_ids: list[int]) -> list[int]:
         frame_state = Frame.objects.filter(pk=frame_id).values_list("state", flat=True).first()
         if frame_state == FrameState.RENDERED:  # its render lease is missing: as frame_verify_or_settle logs it
             log.error("event=verify_no_lease", extra={"frame_id": frame_id})
-    lifecycle.frames_thumbnail_set(keys=thumbnails_make(leases=[x for x in leases.values()]))
+    lifecycle.frames_thumbnail_set(keys=results_check(leases=[x for x in leases.values()]))
     later: list[int] = []  # frames the per-frame path takes on after this commit
     with transaction.atomic():
         mine = _locked_rendered(sorted(leases))

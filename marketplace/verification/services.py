@@ -215,7 +215,7 @@ def frame_verify_or_settle(*, frame_id: int) -> FrameCheck | None:
 def _check_open(*, frame_id: int, lease: FrameLease) -> FrameCheck | None:
     """Sample the result and, if checked, choose its crops and move the frame to VERIFYING. One transaction."""
     with transaction.atomic():
-        frame = Frame.objects.select_for_update().get(pk=frame_id)
+        frame = Frame.objects.select_for_update(no_key=True).get(pk=frame_id)
         existing = FrameCheck.objects.filter(render_lease=lease).first()
         if existing is not None or frame.state != FrameState.RENDERED:
             return existing
@@ -553,7 +553,7 @@ def _canary_check(*, frame: Frame, lease: FrameLease) -> FrameCheck | None:
         result = CropResult(False, reasons=[f"the frame cannot be compared: {exc}"[:500]])
     state = FrameCheck.State.PASSED if result.passed else FrameCheck.State.FAILED
     with transaction.atomic():
-        Frame.objects.select_for_update().get(pk=frame.pk)
+        Frame.objects.select_for_update(no_key=True).get(pk=frame.pk)
         if FrameCheck.objects.filter(render_lease=lease).exists():
             return None
         now = timezone.now()

@@ -159,7 +159,7 @@ def test_a_swap_after_settle_never_reaches_the_zip(unchecked, funded_artist, cap
     assert "event=result_digest_mismatch" in caplog.text
 
 
-def test_a_tampered_result_is_refused_at_the_thumbnail_and_the_frame_requeued(unchecked, monkeypatch, caplog):
+def test_a_result_tampered_before_it_is_paid_is_refused_and_the_frame_requeued(unchecked, monkeypatch, caplog):
     _, node, token = unchecked
     monkeypatch.setitem(events._subscribers, events.FRAME_RENDERED, [])  # the frame stays RENDERED after the report
     assert services.match_frames() == 1
@@ -171,7 +171,7 @@ def test_a_tampered_result_is_refused_at_the_thumbnail_and_the_frame_requeued(un
     blobs.blob_put(key=frame.result_key, fileobj=io.BytesIO(png_bytes(32, 24, seed=9)))
 
     with caplog.at_level(logging.ERROR):
-        verification_tasks.frame_rendered(frame.pk)  # frame_rendered's subscriber: the thumbnail comes first
+        verification_tasks.frame_rendered(frame.pk)  # frame_rendered's subscriber checks the digest before paying
     frame.refresh_from_db()
     assert frame.state == FrameState.QUEUED and frame.result_key == "" and not frame.thumbnail_key
     assert "stored result refused" in frame.last_error

@@ -117,7 +117,7 @@ def test_a_revoke_for_cancelled_frames_leaves_crop_leases_alone(funded_artist, p
 
 
 def test_a_cancel_takes_leases_then_frames_then_nodes_as_a_report_does(funded_artist, provider):
-    """The lock order that keeps a cancel and a report from deadlocking, whatever their timing: a report closes
+    """The locks that keep a cancel and a report from deadlocking, whatever their timing: a report closes
     its lease, moves its frame, then syncs its node, so a cancel must not lock a node before the frames (it did:
     its first revoke synced the nodes at once, and a lease made and reported within that instant would have
     deadlocked on frame against node)."""
@@ -134,10 +134,15 @@ def test_a_cancel_takes_leases_then_frames_then_nodes_as_a_report_does(funded_ar
     def first(predicate) -> int:
         return next(i for i, s in enumerate(sql) if predicate(s))
 
-    lease_lock = first(lambda s: '"dispatch_framelease"' in s and "FOR UPDATE" in s)
-    frame_lock = first(lambda s: s.startswith('SELECT "jobs_frame"."id"') and "FOR UPDATE" in s)
+    lease_lock = first(lambda s: '"dispatch_framelease"' in s and "UPDATE OF" in s)
+    frame_lock = first(lambda s: s.startswith('SELECT "jobs_frame"."id"') and " FOR " in s)
     node_write = first(lambda s: s.startswith('UPDATE "nodes_workernode"'))
     assert lease_lock < frame_lock < node_write, sql
+    # Its row locks on leases, frames and the job are FOR NO KEY UPDATE (it changes no key): a settlement inserting
+    # a check that references a lease or frame (a foreign-key KEY SHARE) is not made to wait on them.
+    tables = ('"dispatch_framelease"', '"jobs_frame"', '"jobs_job"')
+    locks = [s for s in sql if " FOR " in s and "UPDATE" in s.split(" FOR ", 1)[1] and any(t in s for t in tables)]
+    assert len(locks) >= 3 and all("FOR NO KEY UPDATE" in s for s in locks), locks
     assert set(WorkerNode.objects.filter(pk__in=[n.pk for n in nodes]).values_list("status", flat=True)) == {
         WorkerNode.Status.IDLE
     }
