@@ -16,7 +16,8 @@ load, render, upload, report), the gaps between a report and the next lease's ar
 last report to the last settlement (frame_rendered, crops, settle; Frame.settled_at); `unaccounted` is what
 is left (the agent's time in a lease outside its named steps). Work beside the
 critical path (`beside`) is listed with its compute: platform crop renders (cold or warm, from
-`event=platform_render`), Celery task seconds by task (thumbnails are in verification.frame_rendered), canaries.
+`event=platform_render`), Celery task seconds by task, thumbnails (made by the report; the settlement
+checks the digest), canaries.
 Run: `make bench BENCH=farm`.
 """
 
@@ -120,8 +121,10 @@ def _platform_renders(path: Path) -> dict:
 
 
 def thumbnail_seconds(job) -> float:
-    """The thumbnail work of verification.frame_rendered (digest-checked read, second decode, thumbnail, store) on
-    this job's frozen results, repeated here after the run: the task's log gives only its total."""
+    """The result work beside the render since session 8, on this job's frozen results, repeated here after the
+    run (the logs give only totals): the settlement's digest-checked read, and the report's thumbnail (encoded
+    from the image its checks decode anyway, and stored). The decode itself is not counted: the report's checks
+    did it before thumbnails moved there."""
     import io
 
     from marketplace import blobs
@@ -129,12 +132,17 @@ def thumbnail_seconds(job) -> float:
     from marketplace.jobs.models import Frame
     from render_kernels import image_from_bytes, thumbnail_png
 
-    t = time.perf_counter()
+    spent = 0.0
     for key, sha in Frame.objects.filter(job=job).values_list("result_key", "result_sha256"):
+        t = time.perf_counter()
         data = blobs.blob_read_checked(key, sha256=sha, max_bytes=conf.RESULT_MAX_BYTES)
-        png = thumbnail_png(image_from_bytes(data, size=(WIDTH, HEIGHT)))
+        spent += time.perf_counter() - t
+        image = image_from_bytes(data, size=(WIDTH, HEIGHT))
+        t = time.perf_counter()
+        png = thumbnail_png(image)
         blobs.blob_put(key=f"thumbs/bench-{sha[:16]}.png", fileobj=io.BytesIO(png))
-    return time.perf_counter() - t
+        spent += time.perf_counter() - t
+    return spent
 
 
 def breakdown(tmp: Path, job, *, start: float, end: float) -> dict:
