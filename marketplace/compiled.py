@@ -13,9 +13,12 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from django.db import connections
 from django.db.models import Model
+
+M = TypeVar("M", bound=Model)
 
 MARK_NOW = datetime(1970, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
@@ -49,7 +52,7 @@ def _same(param, mark) -> bool:
     return isinstance(param, int | datetime | str) and type(param) is type(mark) and param == mark
 
 
-def instance(model: type[Model], values: Sequence, *, using: str, only: tuple[str, ...] | None = None) -> Model:
+def instance(model: type[M], values: Sequence, *, using: str, only: tuple[str, ...] | None = None) -> M:
     """A `model` instance as the ORM loads one from a row of its concrete fields' columns, in field order (or of
     the fields named in `only`, in that order; the others are deferred, loaded on first access): the same
     converters run (JSON decoded, SQLite's dates parsed), so it equals what a queryset returns."""

@@ -317,7 +317,7 @@ def _leases_insert(rows: list[FrameLease]) -> list[FrameLease]:
     """Store these new leases in one INSERT ... RETURNING id, written out: a round of one node runs it per frame,
     and `bulk_create` compiled it in more Python time than Postgres took to run it (issue 17)."""
     fields = [f for f in FrameLease._meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
     values = ", ".join(["(" + ", ".join(["%s"] * len(fields)) + ")"] * len(rows))
     params = [f.get_db_prep_save(f.pre_save(row, add=True), connection) for row in rows for f in fields]
     with connection.cursor() as cur:

@@ -20,7 +20,7 @@ from typing import Any
 from marketplace.jobs.models import Job
 
 _wallet_frozen: list[Callable[..., bool]] = []
-_leases_revoke: list[Callable[..., int]] = []
+_leases_revoke: list[Callable[..., list[int]]] = []
 _node_blocks_clear: list[Callable[..., int]] = []
 _page_parts: list[Callable[..., dict[str, Any]]] = []
 _api_parts: list[Callable[..., dict[str, Any]]] = []
@@ -36,7 +36,7 @@ def wallet_frozen_register(fn: Callable[..., bool]) -> None:
     _register(_wallet_frozen, fn)
 
 
-def leases_revoke_register(fn: Callable[..., int]) -> None:
+def leases_revoke_register(fn: Callable[..., list[int]]) -> None:
     """`fn(*, frame_ids, skip_locked) -> list[int]`: end the active leases of these frames being cancelled (passing
     over leases locked right now when `skip_locked`); the nodes whose leases ended, for the caller to sync."""
     _register(_leases_revoke, fn)

@@ -105,7 +105,7 @@ def frame_rendered(
     this UPDATE in more Python time than Postgres took to run it; bench_dispatch, issue 17.)"""
     check_transition(FRAME_TRANSITIONS, FrameState.LEASED, FrameState.RENDERED)
     now = connection.ops.adapt_datetimefield_value(timezone.now())
-    values = [FrameState.RENDERED, node_id, result_key, result_sha256, render_seconds, thumbnail_key, now, now]
+    values: list = [FrameState.RENDERED, node_id, result_key, result_sha256, render_seconds, thumbnail_key, now, now]
     with connection.cursor() as cur:
         cur.execute(
             f"UPDATE {FRAMES} SET state = %s, node_id = %s, result_key = %s, result_sha256 = %s, render_seconds = %s,"
