@@ -50,7 +50,9 @@ def accounts_get(*wanted: tuple[str, Owner, str]) -> list[Account]:
     """The accounts for (kind, owner, ref) triples, in order, in one query; missing ones are created."""
     keys = [f"{kind}:{owner.pk if owner is not None else '-'}:{ref}" for kind, owner, ref in wanted]
     found = {a.key: a for a in Account.objects.filter(key__in=keys)}
-    for key, (kind, owner, ref) in zip(keys, wanted, strict=True):
+    # Missing ones are created in key order, whoever asks: two settlers creating the same new accounts in their
+    # own orders (a batch asks revenue first, a single release escrow first) deadlocked on the unique key.
+    for key, (kind, owner, ref) in sorted(dict(zip(keys, wanted, strict=True)).items(), key=lambda item: item[0]):
         if key not in found:
             found[key], _ = Account.objects.get_or_create(
                 key=key,
