@@ -23,10 +23,11 @@ import logging
 import secrets
 from collections import defaultdict
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import connection, connections, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from marketplace import blobs
@@ -41,7 +42,7 @@ from marketplace.jobs.states import FrameState, JobState
 from marketplace.logs import lease_fields, subject_scope
 from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.selectors import silent_cutoff
-from marketplace.nodes.services import node_status_sync
+from marketplace.nodes.services import nodes_leased
 from marketplace.scenes.models import Scene
 from render_kernels import image_from_bytes, thumbnail_png
 
@@ -104,38 +105,78 @@ def _kept_off_of_node_sql(alias: str) -> Compiled:
     return Compiled.of(f"SELECT k.job_id FROM ({sql}) k", params, [mark])
 
 
+@dataclass
+class Finishing:
+    """The lease a node has rendered and is uploading the result of (`services.lease_next`). The node is leased
+    ahead of it only while it is the node's own, active and unexpired lease and the agent holds its token: the
+    node's lock checks that in the same statement, and reads the lease's frame and job for the call's logs."""
+
+    lease_id: int
+    token: str
+    frame_id: int | None = None  # read by the node's lock
+    job_id: int | None = None
+    kind: str = ""
+
+
+# The per-call values of the node lock: marks for ids (`marketplace.compiled`) and for the finishing token's hash.
+_TOKEN_HASH_MARK = "<finishing lease token hash>"
+
+
 @functools.cache
-def _node_lock_sql(alias: str, finishing: bool) -> tuple[Compiled, int]:
-    """SELECT ... FOR UPDATE (SKIP LOCKED) of one matchable node and its trust; the number of node columns."""
+def _node_lock_sql(alias: str, finishing: bool) -> Compiled:
+    """SELECT ... FOR UPDATE (SKIP LOCKED) of one matchable node (and, when `finishing`, the frame, job and kind of
+    its finishing lease, `Finishing`), then its trust."""
     node_mark, lease_mark = id_marks(2)
     now = MARK_NOW
     matchable = services.matchable_nodes(now=now, finishing_lease_id=lease_mark if finishing else None).using(alias)
-    qs = services._locking(matchable.filter(pk=node_mark)).select_related("trust")
-    sql, params = qs.query.sql_with_params()
-    cutoff = connections[alias].ops.adapt_datetimefield_value(silent_cutoff(now))
-    marks = [node_mark, cutoff, *([lease_mark] if finishing else [])]
-    return Compiled.of(sql, params, marks), len(WorkerNode._meta.concrete_fields)
+    qs = matchable.filter(pk=node_mark)
+    if finishing:
+        lease = FrameLease.objects.filter(
+            pk=lease_mark,
+            node=OuterRef("pk"),
+            state=FrameLease.State.ACTIVE,
+            expires_at__gte=now,
+            token_hash=_TOKEN_HASH_MARK,
+        )
+        qs = qs.annotate(
+            finishing_frame=Subquery(lease.values("frame_id")),
+            finishing_job=Subquery(lease.values("frame__job_id")),
+            finishing_kind=Subquery(lease.values("kind")),
+        ).filter(Exists(lease))
+    sql, params = services._locking(qs).select_related("trust").query.sql_with_params()
+    ops = connections[alias].ops
+    marks = [node_mark, ops.adapt_datetimefield_value(silent_cutoff(now))]
+    if finishing:
+        marks += [lease_mark, ops.adapt_datetimefield_value(now), _TOKEN_HASH_MARK]
+    return Compiled.of(sql, params, marks)
 
 
-def _node_locked(node_id: int, finishing_lease_id: int | None) -> WorkerNode | None:
-    """This node, locked, with its trust loaded, if it is matchable (`matchable_nodes`), else None."""
-    statement, width = _node_lock_sql(connection.alias, finishing_lease_id is not None)
-    cutoff = connection.ops.adapt_datetimefield_value(silent_cutoff())
-    extra = [finishing_lease_id] if finishing_lease_id is not None else []
+_NODE_WIDTH = len(WorkerNode._meta.concrete_fields)
+
+
+def _node_locked(node_id: int, finishing: Finishing | None) -> WorkerNode | None:
+    """This node, locked, with its trust loaded, if it is matchable (`matchable_nodes`) and, when `finishing`,
+    that lease is as `Finishing` says (whose frame, job and kind it fills in); else None."""
+    statement = _node_lock_sql(connection.alias, finishing is not None)
+    ops, now = connection.ops, timezone.now()
+    values: list = [node_id, ops.adapt_datetimefield_value(silent_cutoff(now))]
+    if finishing is not None:
+        values += [finishing.lease_id, ops.adapt_datetimefield_value(now), secret_hash(finishing.token)]
     with connection.cursor() as cur:
-        cur.execute(statement.sql, statement.params_with([node_id, cutoff, *extra]))
+        cur.execute(statement.sql, statement.params_with(values))
         row = cur.fetchone()
     if row is None:
         return None
-    node = _instance_of(WorkerNode, row[:width])
+    node = instance(WorkerNode, row[:_NODE_WIDTH], using=connection.alias)
+    trust_at = _NODE_WIDTH
+    if finishing is not None:  # the annotations come between the node's columns and its trust's
+        finishing.frame_id, finishing.job_id, finishing.kind = row[_NODE_WIDTH : _NODE_WIDTH + 3]
+        trust_at += 3
     trust_field = WorkerNode._meta.get_field("trust")
-    trust = _instance_of(trust_field.related_model, row[width:]) if row[width] is not None else None
+    has_trust = row[trust_at] is not None
+    trust = instance(trust_field.related_model, row[trust_at:], using=connection.alias) if has_trust else None
     trust_field.set_cached_value(node, trust)  # node.trust as select_related leaves it (None: none yet)
     return node
-
-
-def _instance_of(model, values):
-    return instance(model, values, using=connection.alias)
 
 
 def _pool(
@@ -247,14 +288,14 @@ def _pool_read(
     with connection.cursor() as cur:
         cur.execute(sql, params)
         rows = cur.fetchall()
-    ranked, locked = [], []
+    ranked, locked, db = [], [], connection.alias
     for row in rows:
         ranked.append(row[0])
         if row[1] is None:
             continue  # ranked, but another round holds it or it is no longer queued
-        frame = _instance_of(Frame, row[1 : 1 + _FRAME_WIDTH])
-        frame.job = _instance_of(Job, row[1 + _FRAME_WIDTH : 1 + _FRAME_WIDTH + _JOB_WIDTH])
-        frame.job.scene = _instance_of(Scene, row[1 + _FRAME_WIDTH + _JOB_WIDTH :])
+        frame = instance(Frame, row[1 : 1 + _FRAME_WIDTH], using=db)
+        frame.job = instance(Job, row[1 + _FRAME_WIDTH : 1 + _FRAME_WIDTH + _JOB_WIDTH], using=db)
+        frame.job.scene = instance(Scene, row[1 + _FRAME_WIDTH + _JOB_WIDTH :], using=db)
         locked.append(frame)
     return ranked, locked
 
@@ -331,15 +372,15 @@ def _leases_insert(rows: list[FrameLease]) -> list[FrameLease]:
 @subject_scope()  # many leases: each line names its own, none the caller's
 @transaction.atomic
 def leases_create(
-    *, limit: int = conf.MATCH_ROUND, node_id: int | None = None, finishing_lease_id: int | None = None
+    *, limit: int = conf.MATCH_ROUND, node_id: int | None = None, finishing: Finishing | None = None
 ) -> list[services.Delivery]:
     """Lease queued frames to up to `limit` idle nodes (only `node_id` when given) in one round. Returns the
-    deliveries made. `finishing_lease_id`: `node_id`'s lease whose result is being uploaded, which does not
-    make it busy here (`services.lease_next`)."""
+    deliveries made. `finishing`: `node_id`'s lease whose result is being uploaded, which does not make it busy
+    here (`services.lease_next`)."""
     if node_id is None and not Frame.objects.filter(state=FrameState.QUEUED, job__is_canary=False).exists():
         return []  # nothing to hand out: lock no node (one node's round finds that out from its empty pool)
     if node_id is not None:
-        node = _node_locked(node_id, finishing_lease_id)
+        node = _node_locked(node_id, finishing)
         pairs = _with_canaries(_assign_one(node)) if node is not None else []
     else:
         matchable = services.matchable_nodes().order_by("last_heartbeat")
@@ -355,7 +396,7 @@ def leases_create(
     tokens = [secrets.token_urlsafe(24) for _ in pairs]
     rows = [_lease_row(node, frame, token) for (node, frame), token in zip(pairs, tokens, strict=True)]
     leases = _leases_insert(rows)
-    node_status_sync(node_ids=[node.pk for node, _ in pairs])
+    nodes_leased(nodes=[node for node, _ in pairs])  # their rows are locked here
     for lease in leases:  # one line per lease, as a single lease writes it: an operator follows a lease by its id
         log.info("event=lease_granted", extra=lease_fields(lease))
     deliveries = [

@@ -177,11 +177,23 @@ def lease_next(*, node: WorkerNode, lease_id: int, token: str) -> Delivery | Non
     """The agent has rendered this lease and is about to upload its result: lease the node its next frame now,
     so that it renders while the result uploads and is reported (no gap between frames, issue 17). A node takes
     at most one lease ahead: None when it holds another active lease already, or when nothing fits."""
-    from marketplace.dispatch.batch import leases_create  # builds on this module
+    from marketplace.dispatch.batch import Finishing, leases_create  # builds on this module
 
-    _require_active(_lease_of_node(node=node, lease_id=lease_id, token=token))
-    deliveries = leases_create(limit=1, node_id=node.pk, finishing_lease_id=lease_id)
-    return deliveries[0] if deliveries else None
+    # The node's lock checks the lease (its own, active, unexpired, this token) in the same statement; only when
+    # nothing is leased is the lease read again, to say why if it is at fault (404, 403, 409).
+    finishing = Finishing(lease_id=lease_id, token=token)
+    deliveries = leases_create(limit=1, node_id=node.pk, finishing=finishing)
+    if not deliveries:
+        _require_active(_lease_of_node(node=node, lease_id=lease_id, token=token))
+        return None
+    bind(
+        lease_id=lease_id,
+        frame_id=finishing.frame_id,
+        job_id=finishing.job_id,
+        node_id=node.pk,
+        lease_kind=finishing.kind,
+    )
+    return deliveries[0]
 
 
 @transaction.atomic

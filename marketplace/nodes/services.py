@@ -159,9 +159,23 @@ def node_status_sync(*, node_ids: Iterable[int] | None = None, now=None) -> int:
         return cursor.rowcount
 
 
+def _current_frame() -> Subquery:
+    # The frame of its oldest active lease: the one it owes first. A lease taken ahead (dispatch's `lease_next`)
+    # shows once that one is reported, so taking it changes neither field (`nodes_leased`).
+    return Subquery(active_leases().order_by("created_at", "pk").values("frame_id")[:1])
+
+
 def _status_fields(now) -> dict:
-    current = Subquery(active_leases().order_by("-created_at").values("frame_id")[:1])
-    return {"status": node_status_expression(now), "current_frame": current}
+    return {"status": node_status_expression(now), "current_frame": _current_frame()}
+
+
+def nodes_leased(*, nodes: Iterable[WorkerNode]) -> int:
+    """These nodes were each just leased a frame, in this transaction, after it locked their rows: sync those not
+    busy already. An active lease makes a node busy whatever else is true (rule 1), and a newer lease does not
+    change its current frame (its oldest lease's); the row's status, read under its lock, is what every change
+    of a lease synced in its own transaction. A node taking its next lease ahead is busy, so the agent's hot path
+    writes nothing here (issue 17)."""
+    return node_status_sync(node_ids=[node.pk for node in nodes if node.status != WorkerNode.Status.BUSY])
 
 
 # A report or a heartbeat syncs one node: Django compiles this UPDATE's CASE of EXISTS subqueries in ~5 ms of
@@ -185,7 +199,7 @@ def nodes_with_wrong_status(now=None) -> list[tuple[int, str, str]]:
     Empty when the invariant holds; the property test and the admin check use it."""
     rows = WorkerNode.objects.annotate(
         derived=node_status_expression(now),
-        derived_frame=Subquery(active_leases().order_by("-created_at").values("frame_id")[:1]),
+        derived_frame=_current_frame(),
     ).values_list("pk", "status", "derived", "current_frame_id", "derived_frame")
     return [
         (pk, f"{status} frame={frame}", f"{derived} frame={dframe}")

@@ -59,11 +59,14 @@ def _skip_reason(*, lease: FrameLease, rate: float) -> str:
     return ""
 
 
-def _locked_rendered(frame_ids: list[int]) -> set[int]:
+def _locked_rendered(frame_ids: list[int], *, wait: bool) -> set[int]:
     qs = Frame.objects.filter(pk__in=frame_ids, state=FrameState.RENDERED).order_by("pk")
-    # SKIP LOCKED: a frame another settler holds is that settler's (Postgres only; SQLite has one writer).
+    # `wait` False: SKIP LOCKED, a frame another settler holds is that settler's. The frames a call is for are
+    # waited for: a cancel or a job's finish holds a rendered frame's row for a moment too (`_job_finish` locks
+    # the open frames of a cancelled job), and passing over it left the frame unpaid. Postgres only; SQLite has
+    # one writer.
     postgres = connection.vendor == "postgresql"
-    qs = qs.select_for_update(skip_locked=True, no_key=True) if postgres else qs.select_for_update()
+    qs = qs.select_for_update(skip_locked=not wait, no_key=True) if postgres else qs.select_for_update()
     return set(qs.values_list("pk", flat=True))
 
 
@@ -81,21 +84,26 @@ def rendered_waiting(*, limit: int, besides: list[int]) -> list[int]:
     return list(waiting.values_list("pk", flat=True)[:limit])
 
 
-def rendered_frames_process(*, frame_ids: list[int]) -> list[int]:
+def rendered_frames_process(*, frame_ids: list[int], waiting: list[int] | None = None) -> list[int]:
     """Check the results against their digests (thumbnailing those the reports did not), sample, and settle the
-    unsampled of these rendered frames; returns the ids settled here.
+    unsampled of these rendered frames (`frame_ids`, and those of `waiting` no other caller holds); returns the
+    ids settled here.
 
-    Safe to call again, and concurrently: frames already handled, or held by another caller, are left alone.
+    Safe to call again, and concurrently: frames already handled are left alone; a frame of `frame_ids` another
+    transaction holds is waited for, one of `waiting` left to its holder.
     """
-    leases = _render_leases(frame_ids)
-    for frame_id in set(frame_ids) - leases.keys():
+    waiting = [f for f in waiting or [] if f not in set(frame_ids)]
+    leases = _render_leases([*frame_ids, *waiting])
+    for frame_id in {*frame_ids, *waiting} - leases.keys():
         frame_state = Frame.objects.filter(pk=frame_id).values_list("state", flat=True).first()
         if frame_state == FrameState.RENDERED:  # its render lease is missing: as frame_verify_or_settle logs it
             log.error("event=verify_no_lease", extra={"frame_id": frame_id})
     lifecycle.frames_thumbnail_set(keys=results_check(leases=[x for x in leases.values()]))
     later: list[int] = []  # frames the per-frame path takes on after this commit
     with transaction.atomic():
-        mine = _locked_rendered(sorted(leases))
+        # Its own frames first, then the others: a settler waits only while it holds no frame.
+        own = sorted(leases.keys() & set(frame_ids))
+        mine = _locked_rendered(own, wait=True) | _locked_rendered(sorted(leases.keys() - set(own)), wait=False)
         has_check = set(
             FrameCheck.objects.filter(render_lease__in=[leases[f] for f in mine]).values_list("frame_id", flat=True)
         )

@@ -16,7 +16,7 @@ def frame_rendered(frame_id: int | None = None) -> None:
     pending_clear("verification.frame_rendered")
     own = [frame_id] if frame_id is not None else []
     waiting = batch.rendered_waiting(limit=dispatch_conf.RENDERED_BATCH, besides=own)
-    batch.rendered_frames_process(frame_ids=own + waiting)
+    batch.rendered_frames_process(frame_ids=own, waiting=waiting)
     if len(waiting) == dispatch_conf.RENDERED_BATCH:
         delay_once("verification.frame_rendered", ttl_s=events.COALESCED_TTL_SECONDS)
 

@@ -142,6 +142,36 @@ def test_a_rendered_lease_takes_its_next_one_ahead_and_both_are_paid_once(funded
     assert selectors.ledger_total() == 0
 
 
+def test_taking_the_next_lease_ahead_is_four_statements_and_writes_no_node_row(
+    funded_artist, provider, manual_matching
+):
+    """The agent's hot path (issue 17): one statement checks the finishing lease and locks the node, one reads and
+    locks the frame, one claims it, one writes the lease. The node is busy already and shows the frame it owes
+    first (its oldest lease's) until that one is reported, so nothing about it changes; the stored status stays
+    what the facts say throughout."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from marketplace.nodes.models import WorkerNode
+    from marketplace.nodes.services import nodes_with_wrong_status
+
+    _, node, token, first, details = lease_once(funded_artist, provider, frames=3)
+    with CaptureQueriesContext(connection) as queries:
+        ahead = services.lease_next(node=node, lease_id=first["lease"], token=first["token"])
+    second = take(node)
+    assert ahead is not None and ahead.lease_id == second["lease"]
+    statements = [q["sql"] for q in queries.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
+    assert len(statements) == 4, [sql[:80] for sql in statements]
+    assert not [q for q in queries.captured_queries if q["sql"].startswith('UPDATE "nodes_workernode"')]
+    frame_of = dict(FrameLease.objects.filter(node=node).values_list("pk", "frame_id"))
+    stored = WorkerNode.objects.values_list("status", "current_frame_id").get(pk=node.pk)
+    assert stored == (WorkerNode.Status.BUSY, frame_of[first["lease"]]) and nodes_with_wrong_status() == []
+    put_result(details, png_bytes(32, 24))
+    assert report_ok(token, first).json()["next"] is None
+    stored = WorkerNode.objects.values_list("status", "current_frame_id").get(pk=node.pk)
+    assert stored == (WorkerNode.Status.BUSY, frame_of[second["lease"]]) and nodes_with_wrong_status() == []
+
+
 def test_next_is_refused_for_a_foreign_forged_or_finished_lease(funded_artist, provider, manual_matching):
     _, node, token, first, details = lease_once(funded_artist, provider, frames=3)
     _, other_token = make_node(provider, name="other", unchecked=True)

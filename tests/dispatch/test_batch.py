@@ -9,6 +9,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from marketplace import blobs
+from marketplace.accounts.tokens import secret_hash
 from marketplace.dispatch import batch, queues, services
 from marketplace.dispatch.models import FrameLease, JobNodeBlock
 from marketplace.jobs import events
@@ -279,10 +280,70 @@ def test_racing_settlers_pay_every_frame_exactly_once(funded_artist, provider, a
     assert ledger.ledger_total() == 0 and ledger.ledger_drift() == []
 
 
+@pytest.mark.postgres
+@pytest.mark.usefixtures("reports_only")
+def test_a_settler_waits_for_its_own_frame_held_elsewhere_and_passes_over_one_it_only_picked_up(
+    funded_artist, provider, agent_queues
+):
+    """A cancelled job's finish locks its open frames, a rendered one too (`jobs.services._job_finish`): the
+    settlement the frame's own event ran passed over it (SKIP LOCKED) and the frame stayed unpaid, the artist's
+    escrow held (test_cancel_race_postgres under load, 5 runs in 75). It waits for a frame it is for; one it only
+    picked up on the way (`waiting`) it still leaves to the holder."""
+    import threading
+    import time
+
+    make_queued_job(funded_artist, frames=1)
+    nodes(provider, 1)
+    (frame_id,) = report_all(batch.leases_create(), agent_queues)
+    held, done = threading.Event(), []
+
+    def side(i: int):
+        if i == 0:
+            with transaction.atomic():
+                list(Frame.objects.select_for_update(no_key=True).filter(pk=frame_id))
+                held.set()
+                time.sleep(1.0)
+                done.append(time.monotonic())
+            return None
+        assert held.wait(10)
+        passed_over = rendered_frames_process(frame_ids=[], waiting=[frame_id])
+        return passed_over, rendered_frames_process(frame_ids=[frame_id]), time.monotonic()
+
+    _, outcome = race(side, 2)
+    assert not isinstance(outcome, Exception), outcome
+    passed_over, settled, settled_at = outcome
+    assert passed_over == [] and settled == [frame_id] and settled_at > done[0]
+    assert Frame.objects.get(pk=frame_id).state == FrameState.SETTLED
+    assert ledger.user_escrow_total(user=funded_artist) == 0
+    assert ledger.ledger_total() == 0 and ledger.ledger_drift() == []
+
+
+@pytest.mark.usefixtures("reports_only")
+def test_a_rendered_frame_no_settlement_took_on_is_settled_by_the_sweep(funded_artist, provider, agent_queues):
+    """Its event's message lost (the broker down when the report committed): the verification sweep's beat finds
+    the frame waiting in RENDERED and runs the coalesced settlement, not before the message had its chance."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from marketplace.verification.services import checks_resume
+
+    make_queued_job(funded_artist, frames=1)
+    nodes(provider, 1)
+    (frame_id,) = report_all(batch.leases_create(), agent_queues)
+    assert checks_resume() == 0  # too recent: its message may still come
+    assert Frame.objects.get(pk=frame_id).state == FrameState.RENDERED
+    assert checks_resume(now=timezone.now() + timedelta(minutes=5)) == 1
+    assert Frame.objects.get(pk=frame_id).state == FrameState.SETTLED
+    assert ledger.user_escrow_total(user=funded_artist) == 0 and ledger.ledger_total() == 0
+
+
 def test_a_round_of_one_node_takes_exactly_the_nodes_the_matcher_would(funded_artist, provider):
     """A round of one node locks its node by a statement compiled once (`batch._node_locked`): it takes the
     nodes `matchable_nodes` lists, in every state a node can be in, loaded as the ORM loads them (the trust too,
-    or its absence), and a node taken ahead of its finishing lease only while that is its one lease."""
+    or its absence), and a node taken ahead of its finishing lease only while that is its one lease and is as
+    the agent says: its own, active, unexpired, with this token (the same statement checks it and reads its
+    frame, job and kind)."""
     from datetime import timedelta
 
     from django.forms.models import model_to_dict
@@ -300,13 +361,18 @@ def test_a_round_of_one_node_takes_exactly_the_nodes_the_matcher_would(funded_ar
     (busy_lease,) = batch.leases_create(node_id=busy.pk)
     (ahead_lease,) = batch.leases_create(node_id=ahead.pk)
     everyone = [idle, untrusted, paused, silent, banned, busy, said_bye, ahead]
-    cases = [(node, None) for node in everyone] + [(busy, ahead_lease.lease_id), (ahead, ahead_lease.lease_id)]
+    mine, forged = (ahead_lease.lease_id, ahead_lease.token), (ahead_lease.lease_id, "forged")
+    cases = [(node, None) for node in everyone] + [(busy, mine), (ahead, forged), (ahead, mine)]
     taken = []
     for node, finishing in cases:
-        expected = services.matchable_nodes(finishing_lease_id=finishing).select_related("trust").filter(pk=node.pk)
+        expected = services.matchable_nodes(finishing_lease_id=finishing and finishing[0]).filter(pk=node.pk)
+        lease = FrameLease.objects.select_related("frame").filter(node=node, pk=finishing and finishing[0]).first()
+        if finishing is not None and not (lease and lease.token_hash == secret_hash(finishing[1])):
+            expected = expected.none()
         with transaction.atomic():
-            locked = batch._node_locked(node.pk, finishing)
-            orm = expected.first()
+            told = batch.Finishing(*finishing) if finishing else None
+            locked = batch._node_locked(node.pk, told)
+            orm = expected.select_related("trust").first()
         assert (locked is None) == (orm is None), (node.name, finishing)
         if locked is not None:
             taken.append((node.name, finishing is not None))
@@ -316,5 +382,11 @@ def test_a_round_of_one_node_takes_exactly_the_nodes_the_matcher_would(funded_ar
             if trust is None:
                 with pytest.raises(NodeTrust.DoesNotExist):
                     locked.trust  # noqa: B018 -- as select_related leaves a node without trust
+            if told is not None:
+                assert (told.frame_id, told.job_id, told.kind) == (lease.frame_id, lease.frame.job_id, lease.kind)
     assert taken == [("idle", False), ("untrusted", False), ("ahead", True)]
+    # Past its expiry a lease is finished with: nothing is taken ahead of it.
+    FrameLease.objects.filter(pk=ahead_lease.lease_id).update(expires_at=timezone.now() - timedelta(seconds=1))
+    with transaction.atomic():
+        assert batch._node_locked(ahead.pk, batch.Finishing(*mine)) is None
     assert busy_lease.lease_id != ahead_lease.lease_id

@@ -39,7 +39,8 @@ NODES = 3
 
 def expected_status(node: WorkerNode, now) -> tuple[str, int | None]:
     """The rule of issue 12, restated from the facts (not calling the code under test)."""
-    active = list(FrameLease.objects.filter(node=node, state=FrameLease.State.ACTIVE).order_by("-created_at"))
+    # The current frame is its oldest active lease's: the one it owes first (a lease taken ahead shows next).
+    active = list(FrameLease.objects.filter(node=node, state=FrameLease.State.ACTIVE).order_by("created_at", "pk"))
     if active:
         return S.BUSY, active[0].frame_id
     if node.banned_at or node.owner.banned_at or not node.owner.is_active:

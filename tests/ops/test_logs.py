@@ -87,6 +87,25 @@ def test_an_agent_report_logs_json_lines_with_its_node_lease_frame_job_and_reque
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("agent_queues")
+def test_a_next_call_logs_the_lease_it_finishes_and_names_the_one_it_took(funded_artist, provider, json_log):
+    """`next` reads its lease only in the node's lock (one statement, issue 17); its lines still name that lease's
+    frame and job, and the grant names the new lease's own."""
+    job, node, token, msg, _ = rendered_lease(funded_artist, provider)
+    make_queued_job(funded_artist, frames=1)  # something to take ahead
+    frame = Frame.objects.get(job=job)
+    response = agent(token).post(f"/api/v1/agent/leases/{msg['lease']}/next/", {"token": msg["token"]}, format="json")
+    assert response.status_code == 200 and response.json()["next"], response.content
+    taken = response.json()["next"]["lease"]
+    ids = {"node_id": node.pk, "lease_id": msg["lease"], "frame_id": frame.pk, "job_id": job.pk}
+    (access,) = [line for line in json_log.of("request") if line["request_id"] == response["X-Request-ID"]]
+    assert access.items() >= {**ids, "lease_kind": "render", "status": 200}.items()
+    assert json_log.one("lease_next").items() >= {**ids, "next_lease": taken}.items()
+    granted = json_log.of("lease_granted")[-1]
+    assert granted["lease_id"] == taken and granted["frame_id"] != frame.pk
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("agent_queues")
 def test_no_token_signature_or_password_reaches_a_log_line(funded_artist, provider, json_log):
     _, _, token, msg, details = rendered_lease(funded_artist, provider)
     agent(token).post(
@@ -140,7 +159,7 @@ def test_a_celery_task_binds_its_id_name_and_id_arguments(funded_artist, provide
     with logs.scope(request_id="outer"):
         result = app.tasks["dispatch.match"].delay()  # eager in tests: the real tracer, signals and all
         lease = FrameLease.objects.get(frame__job=job)
-        granted = json_log.one("lease_granted")
+        granted = json_log.of("lease_granted")[-1]
         assert (
             granted.items()
             >= {
