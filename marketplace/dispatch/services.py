@@ -179,11 +179,12 @@ def lease_next(*, node: WorkerNode, lease_id: int, token: str) -> Delivery | Non
     at most one lease ahead: None when it holds another active lease already, or when nothing fits."""
     from marketplace.dispatch.batch import Finishing, leases_create  # builds on this module
 
-    # The node's lock checks the lease (its own, active, unexpired, this token) in the same statement; only when
-    # nothing is leased is the lease read again, to say why if it is at fault (404, 403, 409).
+    # The node's lock checks the lease (its own, active, unexpired, this token) in the same statement and reads its
+    # frame and job. Only when it took no node is the lease read again: to say why if it is at fault (404, 403,
+    # 409), or that the node may not take work now (None).
     finishing = Finishing(lease_id=lease_id, token=token)
     deliveries = leases_create(limit=1, node_id=node.pk, finishing=finishing)
-    if not deliveries:
+    if finishing.frame_id is None:
         _require_active(_lease_of_node(node=node, lease_id=lease_id, token=token))
         return None
     bind(
@@ -193,7 +194,7 @@ def lease_next(*, node: WorkerNode, lease_id: int, token: str) -> Delivery | Non
         node_id=node.pk,
         lease_kind=finishing.kind,
     )
-    return deliveries[0]
+    return deliveries[0] if deliveries else None  # None: nothing fits it now
 
 
 @transaction.atomic

@@ -170,6 +170,11 @@ def test_taking_the_next_lease_ahead_is_four_statements_and_writes_no_node_row(
     assert report_ok(token, first).json()["next"] is None
     stored = WorkerNode.objects.values_list("status", "current_frame_id").get(pk=node.pk)
     assert stored == (WorkerNode.Status.BUSY, frame_of[second["lease"]]) and nodes_with_wrong_status() == []
+    # With nothing left to take, the node's lock and an empty pool: the lease is not read again.
+    Frame.objects.filter(state=FrameState.QUEUED).update(state=FrameState.CANCELLED)
+    with CaptureQueriesContext(connection) as queries:
+        assert services.lease_next(node=node, lease_id=second["lease"], token=second["token"]) is None
+    assert len([q for q in queries.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]) == 2
 
 
 def test_next_is_refused_for_a_foreign_forged_or_finished_lease(funded_artist, provider, manual_matching):
