@@ -120,6 +120,7 @@ class Finishing:
 
 # The per-call values of the node lock: marks for ids (`marketplace.compiled`) and for the finishing token's hash.
 _TOKEN_HASH_MARK = "<finishing lease token hash>"
+_FINISHING_READ = ("finishing_frame", "finishing_job", "finishing_kind")  # annotations: after the node's columns
 
 
 @functools.cache
@@ -138,11 +139,8 @@ def _node_lock_sql(alias: str, finishing: bool) -> Compiled:
             expires_at__gte=now,
             token_hash=_TOKEN_HASH_MARK,
         )
-        qs = qs.annotate(
-            finishing_frame=Subquery(lease.values("frame_id")),
-            finishing_job=Subquery(lease.values("frame__job_id")),
-            finishing_kind=Subquery(lease.values("kind")),
-        ).filter(Exists(lease))
+        read = dict(zip(_FINISHING_READ, ("frame_id", "frame__job_id", "kind"), strict=True))
+        qs = qs.annotate(**{name: Subquery(lease.values(field)) for name, field in read.items()}).filter(Exists(lease))
     sql, params = services._locking(qs).select_related("trust").query.sql_with_params()
     ops = connections[alias].ops
     marks = [node_mark, ops.adapt_datetimefield_value(silent_cutoff(now))]
@@ -170,8 +168,8 @@ def _node_locked(node_id: int, finishing: Finishing | None) -> WorkerNode | None
     node = instance(WorkerNode, row[:_NODE_WIDTH], using=connection.alias)
     trust_at = _NODE_WIDTH
     if finishing is not None:  # the annotations come between the node's columns and its trust's
-        finishing.frame_id, finishing.job_id, finishing.kind = row[_NODE_WIDTH : _NODE_WIDTH + 3]
-        trust_at += 3
+        trust_at += len(_FINISHING_READ)
+        finishing.frame_id, finishing.job_id, finishing.kind = row[_NODE_WIDTH:trust_at]
     trust_field = WorkerNode._meta.get_field("trust")
     has_trust = row[trust_at] is not None
     trust = instance(trust_field.related_model, row[trust_at:], using=connection.alias) if has_trust else None

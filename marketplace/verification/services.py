@@ -663,9 +663,4 @@ def checks_resume(*, now=None) -> int:
         nudged += 1
     for check in FrameCheck.objects.filter(state=FrameCheck.State.PENDING, created_at__lt=stale):
         _check_advance(check)  # crops never dispatched (crash after commit), or a finish that never ran
-    # A frame still waiting in RENDERED: no settlement took it on (its event's message was lost, or the broker was
-    # down when its report committed). One run of the coalesced task takes every frame waiting.
-    if Frame.objects.filter(state=FrameState.RENDERED, rendered_at__lt=stale).exists():
-        _enqueue("verification.frame_rendered")
-        nudged += 1
     return nudged

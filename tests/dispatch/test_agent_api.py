@@ -160,7 +160,7 @@ def test_taking_the_next_lease_ahead_is_four_statements_and_writes_no_node_row(
         ahead = services.lease_next(node=node, lease_id=first["lease"], token=first["token"])
     second = take(node)
     assert ahead is not None and ahead.lease_id == second["lease"]
-    statements = [q["sql"] for q in queries.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
+    statements = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("BEGIN", "COMMIT"))]
     assert len(statements) == 4, [sql[:80] for sql in statements]
     assert not [q for q in queries.captured_queries if q["sql"].startswith('UPDATE "nodes_workernode"')]
     frame_of = dict(FrameLease.objects.filter(node=node).values_list("pk", "frame_id"))
@@ -174,7 +174,7 @@ def test_taking_the_next_lease_ahead_is_four_statements_and_writes_no_node_row(
     Frame.objects.filter(state=FrameState.QUEUED).update(state=FrameState.CANCELLED)
     with CaptureQueriesContext(connection) as queries:
         assert services.lease_next(node=node, lease_id=second["lease"], token=second["token"]) is None
-    assert len([q for q in queries.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]) == 2
+    assert len([q for q in queries.captured_queries if not q["sql"].startswith(("BEGIN", "COMMIT"))]) == 2
 
 
 def test_next_is_refused_for_a_foreign_forged_or_finished_lease(funded_artist, provider, manual_matching):

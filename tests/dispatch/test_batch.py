@@ -318,22 +318,19 @@ def test_a_settler_waits_for_its_own_frame_held_elsewhere_and_passes_over_one_it
     assert ledger.ledger_total() == 0 and ledger.ledger_drift() == []
 
 
-@pytest.mark.usefixtures("reports_only")
-def test_a_rendered_frame_no_settlement_took_on_is_settled_by_the_sweep(funded_artist, provider, agent_queues):
-    """Its event's message lost (the broker down when the report committed): the verification sweep's beat finds
-    the frame waiting in RENDERED and runs the coalesced settlement, not before the message had its chance."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from marketplace.verification.services import checks_resume
-
+def test_a_rendered_frame_whose_message_was_lost_is_settled_by_the_reapers_resend(
+    funded_artist, provider, agent_queues, monkeypatch
+):
+    """Its event's message lost (the broker down when the report committed): the reaper's beat emits
+    `frame_rendered` again for frames waiting in RENDERED, not before the message had its chance."""
     make_queued_job(funded_artist, frames=1)
     nodes(provider, 1)
-    (frame_id,) = report_all(batch.leases_create(), agent_queues)
-    assert checks_resume() == 0  # too recent: its message may still come
+    with monkeypatch.context() as lost:
+        lost.setitem(events._subscribers, events.FRAME_RENDERED, [])
+        (frame_id,) = report_all(batch.leases_create(), agent_queues)
+    assert services.rendered_frames_resume() == 0  # too recent: its message may still come
     assert Frame.objects.get(pk=frame_id).state == FrameState.RENDERED
-    assert checks_resume(now=timezone.now() + timedelta(minutes=5)) == 1
+    assert services.rendered_frames_resume(older_than_s=0) == 1
     assert Frame.objects.get(pk=frame_id).state == FrameState.SETTLED
     assert ledger.user_escrow_total(user=funded_artist) == 0 and ledger.ledger_total() == 0
 
