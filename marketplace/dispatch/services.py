@@ -36,7 +36,7 @@ from marketplace.logs import bind, lease_fields
 from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.selectors import available_nodes
 from marketplace.nodes.services import node_ban as node_ban_mark
-from marketplace.nodes.services import node_status_sync
+from marketplace.nodes.services import node_status_sync, node_status_sync_one
 from marketplace.scenes.models import Scene
 from render_kernels import WrongSize, image_from_bytes, image_size_check, thumbnail_png
 from workers.contract import RenderManifest
@@ -161,11 +161,14 @@ def lease_create_for_node(*, node_id: int) -> Delivery | None:
     return deliveries[0] if deliveries else None
 
 
-def lease_after_report(*, node_id: int) -> Delivery | None:
+def lease_after_report(*, node_id: int, node_busy: bool | None = None) -> Delivery | None:
     """After an accepted report (`lease_report(match_after=False)`): the node's next lease now, rather than
     after a Celery hop to the matcher. None when it took its next lease ahead already (`lease_next`), when
-    nothing fits or when the node is not matchable; a matching round is asked for then unless it is busy."""
-    if selectors.node_holds_lease(node_id=node_id):
+    nothing fits or when the node is not matchable; a matching round is asked for then unless it is busy.
+    `node_busy`: what the report's status sync found (`ReportOutcome.node_busy`); read here when not given."""
+    if node_busy is None:
+        node_busy = selectors.node_holds_lease(node_id=node_id)
+    if node_busy:
         return None
     delivery = lease_create_for_node(node_id=node_id)
     if delivery is None:
@@ -536,6 +539,7 @@ def _slower_than_calibrated(*, lease: FrameLease, error: str) -> bool:
 class ReportOutcome:
     accepted: bool
     message: str
+    node_busy: bool = False  # after it: the node holds another lease (the one it took ahead)
 
 
 def lease_report(
@@ -586,7 +590,8 @@ def lease_report(
             render_seconds=clean_stats.get("seconds"),
             thumbnail_key=thumbnail,
         )
-        node_status_sync(node_ids=[node.pk])
+        # Busy now means it holds another lease (rule 1): the one it took ahead, so the view leases it nothing.
+        node_busy = node_status_sync_one(node_id=node.pk) == WorkerNode.Status.BUSY
         if not moved:  # the frame was cancelled meanwhile; the lease is closed, nothing is paid
             return ReportOutcome(False, "the frame is no longer waiting for this render")
         if lease.kind == FrameLease.Kind.VERIFY:
@@ -594,7 +599,7 @@ def lease_report(
             transaction.on_commit(lambda: _enqueue("verification.crop_reported", lease_id_done))
         if match_after:
             _after_commit_match()
-    return ReportOutcome(True, "accepted")
+    return ReportOutcome(True, "accepted", node_busy=node_busy)
 
 
 def _lease_close_done(*, lease_id: int, stats: dict, result_key: str, noisy_key: str) -> bool:

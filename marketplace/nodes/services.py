@@ -152,11 +152,22 @@ def node_status_sync(*, node_ids: Iterable[int] | None = None, now=None) -> int:
         return 0
     if len(ids) > STATUS_SYNC_COMPILED_UP_TO:
         return WorkerNode.objects.filter(pk__in=ids).update(**_status_fields(now))
+    return len(_status_sync_compiled(ids, now))
+
+
+def node_status_sync_one(*, node_id: int) -> str:
+    """`node_status_sync` of one node, answering the status it wrote ("" for no such node): a report learns from
+    it whether its node holds another lease (busy: rule 1) without reading the leases once more (issue 17)."""
+    (status,) = _status_sync_compiled([node_id], None) or [""]
+    return status
+
+
+def _status_sync_compiled(ids: list[int], now) -> list[str]:
     statement = _status_sync_statement(connection.alias, len(ids))
     cutoff = connection.ops.adapt_datetimefield_value(silent_cutoff(now))
     with connection.cursor() as cursor:
         cursor.execute(statement.sql, statement.params_with([cutoff, *ids]))
-        return cursor.rowcount
+        return [status for (status,) in cursor.fetchall()]
 
 
 def _current_frame() -> Subquery:
@@ -191,7 +202,8 @@ def _status_sync_statement(alias: str, count: int) -> Compiled:
     query.add_update_values(_status_fields(MARK_NOW))
     sql, params = query.get_compiler(alias).as_sql()
     cutoff_mark = connections[alias].ops.adapt_datetimefield_value(silent_cutoff(MARK_NOW))
-    return Compiled.of(sql, params, [cutoff_mark, *node_marks])
+    status = connections[alias].ops.quote_name(WorkerNode._meta.get_field("status").column)
+    return Compiled.of(f"{sql} RETURNING {status}", params, [cutoff_mark, *node_marks])
 
 
 def nodes_with_wrong_status(now=None) -> list[tuple[int, str, str]]:

@@ -167,7 +167,15 @@ def test_taking_the_next_lease_ahead_is_four_statements_and_writes_no_node_row(
     stored = WorkerNode.objects.values_list("status", "current_frame_id").get(pk=node.pk)
     assert stored == (WorkerNode.Status.BUSY, frame_of[first["lease"]]) and nodes_with_wrong_status() == []
     put_result(details, png_bytes(32, 24))
-    assert report_ok(token, first).json()["next"] is None
+    with CaptureQueriesContext(connection) as queries:
+        assert report_ok(token, first).json()["next"] is None
+    # The report's status sync says the node holds another lease (busy): the view does not ask for its leases again.
+    node_lease_reads = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith("SELECT") and '_framelease"."node_id" =' in q["sql"]
+    ]
+    assert node_lease_reads == []
     stored = WorkerNode.objects.values_list("status", "current_frame_id").get(pk=node.pk)
     assert stored == (WorkerNode.Status.BUSY, frame_of[second["lease"]]) and nodes_with_wrong_status() == []
     # With nothing left to take, the node's lock and an empty pool: the lease is not read again.
