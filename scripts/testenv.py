@@ -1,7 +1,8 @@
 """`make test` / `make bench`: start real PostgreSQL and Redis on loopback in a temp dir, run pytest against them, stop.
 
 Exports DATABASE_URL (Postgres) and REDIS_URL/TEST_REDIS_URL so the whole suite runs on Postgres and the
-broker tests use a real Redis. Extra arguments go to pytest.
+broker tests use a real Redis. Extra arguments go to pytest. `--sqlite` (`make test-sqlite`): Redis only, and
+the database `make run` uses, SQLite in the temp dir (the tests marked postgres skip themselves there).
 """
 
 import os
@@ -30,7 +31,9 @@ def run_benches(names: list[str], env: dict) -> int:
 
 def main() -> int:
     bench = sys.argv[1:2] == ["--bench"]
-    chromium = "" if bench else chromium_binary()
+    sqlite = sys.argv[1:2] == ["--sqlite"]
+    args = sys.argv[2:] if sqlite else sys.argv[1:]
+    chromium = "" if bench or sqlite else chromium_binary()
     if chromium is None:
         print(
             "testenv: no Chromium for the browser tests: apt-get install chromium "
@@ -40,14 +43,16 @@ def main() -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="market-test-") as tmp:
         os.chmod(tmp, 0o755)
-        pg = Postgres(port=free_port(), workdir=Path(tmp) / "pg", statement_stats=bench)
+        pg = None if sqlite else Postgres(port=free_port(), workdir=Path(tmp) / "pg", statement_stats=bench)
         redis = Redis(port=free_port(), workdir=Path(tmp) / "redis")
         try:
-            pg.start()
+            if pg is not None:
+                pg.start()
             redis.start()
+            database = pg.url if pg is not None else f"sqlite:///{tmp}/test.sqlite3"
             env = dict(
                 os.environ,
-                DATABASE_URL=pg.url,
+                DATABASE_URL=database,
                 REDIS_URL=f"{redis.url}/0",
                 TEST_REDIS_URL=redis.url,
                 TEST_REDIS_PORT=str(redis.port),
@@ -56,13 +61,14 @@ def main() -> int:
                 CHROMIUM_PATH=chromium,
                 DEBUG="1",
             )  # dev mode said explicitly (the settings default is off); dev payments stay off
-            print(f"testenv: postgres {pg.url}  redis {redis.url}", flush=True)
+            print(f"testenv: database {database}  redis {redis.url}", flush=True)
             if bench:
                 return run_benches(sys.argv[2:], env)
-            return subprocess.call([sys.executable, "-m", "pytest", *sys.argv[1:]], env=env)
+            return subprocess.call([sys.executable, "-m", "pytest", *args], env=env)
         finally:
             redis.stop()
-            pg.stop()
+            if pg is not None:
+                pg.stop()
 
 
 if __name__ == "__main__":
