@@ -15,18 +15,13 @@ from typing import TypedDict, Unpack
 from django.utils import timezone
 
 from marketplace.dispatch import conf
-from marketplace.dispatch.models import FrameLease, JobNodeBlock
+from marketplace.dispatch.models import JobNodeBlock
 from marketplace.jobs.models import Job
 from marketplace.jobs.states import FrameState, JobState
 from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.selectors import node_banned_q, node_silent_q
 
 S = WorkerNode.Status
-
-
-def node_holds_lease(*, node_id: int) -> bool:
-    """Whether the node holds an active lease (after a report: the one it took ahead, services.lease_next)."""
-    return FrameLease.objects.filter(node_id=node_id, state=FrameLease.State.ACTIVE).exists()
 
 
 def _tokens(micro: int) -> str:

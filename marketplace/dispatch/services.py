@@ -25,7 +25,7 @@ from marketplace import blobs
 from marketplace.accounts.tokens import secret_hash, secret_matches
 from marketplace.celery import app, delay_once, pending_clear
 from marketplace.compiled import instance
-from marketplace.dispatch import conf, hooks, queues, selectors
+from marketplace.dispatch import conf, hooks, queues
 from marketplace.dispatch.manifests import Crop, crop_manifest, image_size, noisy_key
 from marketplace.dispatch.models import FrameLease, JobNodeBlock
 from marketplace.errors import Conflict
@@ -161,13 +161,11 @@ def lease_create_for_node(*, node_id: int) -> Delivery | None:
     return deliveries[0] if deliveries else None
 
 
-def lease_after_report(*, node_id: int, node_busy: bool | None = None) -> Delivery | None:
+def lease_after_report(*, node_id: int, node_busy: bool) -> Delivery | None:
     """After an accepted report (`lease_report(match_after=False)`): the node's next lease now, rather than
     after a Celery hop to the matcher. None when it took its next lease ahead already (`lease_next`), when
     nothing fits or when the node is not matchable; a matching round is asked for then unless it is busy.
-    `node_busy`: what the report's status sync found (`ReportOutcome.node_busy`); read here when not given."""
-    if node_busy is None:
-        node_busy = selectors.node_holds_lease(node_id=node_id)
+    `node_busy`: what the report's status sync found (`ReportOutcome.node_busy`)."""
     if node_busy:
         return None
     delivery = lease_create_for_node(node_id=node_id)
