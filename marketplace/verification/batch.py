@@ -92,7 +92,8 @@ def rendered_frames_process(*, frame_ids: list[int], waiting: list[int] | None =
     Safe to call again, and concurrently: frames already handled are left alone; a frame of `frame_ids` another
     transaction holds is waited for, one of `waiting` left to its holder.
     """
-    waiting = [f for f in waiting or [] if f not in set(frame_ids)]
+    asked = set(frame_ids)
+    waiting = [f for f in waiting or [] if f not in asked]
     leases = _render_leases([*frame_ids, *waiting])
     for frame_id in {*frame_ids, *waiting} - leases.keys():
         frame_state = Frame.objects.filter(pk=frame_id).values_list("state", flat=True).first()
@@ -102,7 +103,7 @@ def rendered_frames_process(*, frame_ids: list[int], waiting: list[int] | None =
     later: list[int] = []  # frames the per-frame path takes on after this commit
     with transaction.atomic():
         # Its own frames first, then the others: a settler waits only while it holds no frame.
-        own = sorted(leases.keys() & set(frame_ids))
+        own = sorted(leases.keys() & asked)
         mine = _locked_rendered(own, wait=True) | _locked_rendered(sorted(leases.keys() - set(own)), wait=False)
         has_check = set(
             FrameCheck.objects.filter(render_lease__in=[leases[f] for f in mine]).values_list("frame_id", flat=True)
