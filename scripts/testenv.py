@@ -6,6 +6,7 @@ the database `make run` uses, SQLite in the temp dir (the tests marked postgres 
 """
 
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -63,6 +64,9 @@ def main() -> int:
             )  # dev mode said explicitly (the settings default is off); dev payments stay off
             print(f"testenv: database {database}  redis {redis.url}", flush=True)
             if bench:
+                # Benches measure the production configuration: DEBUG off (no SQL capture in connection.queries,
+                # JSON logs), so they need a strong key of their own.
+                env.update(DEBUG="0", SECRET_KEY=secrets.token_urlsafe(50))
                 return run_benches(sys.argv[2:], env)
             return subprocess.call([sys.executable, "-m", "pytest", *args], env=env)
         finally:

@@ -19,8 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import django
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+django.setup()  # policy reads the check rates from settings and imports dispatch's models
 
 from marketplace.verification import policy  # noqa: E402
 from tests.verification.cheats import AGENTS, JOB, Lab, make_scene  # noqa: E402

@@ -121,6 +121,10 @@ def verification_overhead(args: argparse.Namespace) -> dict[str, Any]:
     check rate r is r * (crop renders + comparisons) / full render, plus r * CANARY_SHARE for canaries
     (a canary is one whole render). Steady trust is policy.FLOOR; a new node is checked at rate 1.
     """
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+    django.setup()  # policy reads the check rates from settings and imports dispatch's models
     from marketplace.dispatch.manifests import crop_manifest
     from marketplace.verification import policy
     from marketplace.verification.crops import crop_judge, crops_choose
