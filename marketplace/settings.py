@@ -1,6 +1,7 @@
 """Settings from the environment, with embedded defaults for one machine (`make run`).
 
 DATABASE_URL   default sqlite:///var/db.sqlite3 (WAL); postgres://… in production and tests
+DATABASE_PREPARED_STATEMENTS  Postgres: 1 (default) prepares repeated statements; 0 behind a pooler without them
 REDIS_URL      internal Celery broker; default redis://127.0.0.1:6379/0 (started by `make run`)
 AGENT_BROKER_URL  broker that agents consume; default: REDIS_URL with database 1
 STORAGE_URL    file:///abs/path (default: $VAR_DIR/media) or s3://bucket/prefix (+ AWS_S3_ENDPOINT_URL)
@@ -157,6 +158,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+elif env_bool("DATABASE_PREPARED_STATEMENTS", True):
+    # Server-side binding lets psycopg prepare a statement once a connection has run it 5 times: Postgres parses
+    # and plans it once per connection instead of on every call. The hot path's statements are fixed text, so
+    # that saves ~13 % of Postgres CPU per frame (bench_dispatch, issue 17). Behind a transaction-mode pooler that
+    # cannot keep prepared statements (PgBouncer before 1.21), set DATABASE_PREPARED_STATEMENTS=0.
+    DATABASES["default"]["OPTIONS"] = {"server_side_binding": True, "prepare_threshold": 5}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- storage --------------------------------------------------------------------------------

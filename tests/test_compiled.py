@@ -40,3 +40,22 @@ def test_a_row_read_by_hand_loads_as_the_orm_loads_it(funded_artist, provider, a
     partial = instance(Frame, (frame.pk, frame.job_id), using=connection.alias, only=("id", "job_id"))
     assert partial.get_deferred_fields() >= {"state", "number"}
     assert partial.number == frame.number  # a deferred field loads on first access
+
+
+def test_postgres_parses_and_plans_a_statement_the_hot_path_repeats_once_per_connection():
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are Postgres's (SQLite's module caches its own)")
+    from marketplace.dispatch.services import LeaseRefused, _lease_of_node
+    from marketplace.nodes.models import WorkerNode
+
+    def prepared() -> list[str]:
+        with connection.cursor() as cur:
+            cur.execute("SELECT statement FROM pg_prepared_statements WHERE statement LIKE %s", ["%JOIN jobs_frame f%"])
+            return [row[0] for row in cur.fetchall()]
+
+    assert prepared() == []
+    for _ in range(6):  # psycopg prepares a statement on its 6th run on a connection (prepare_threshold 5)
+        with pytest.raises(LeaseRefused):
+            _lease_of_node(node=WorkerNode(pk=10**9), lease_id=10**9, token="")
+    statements = prepared()
+    assert len(statements) == 1 and "FROM dispatch_framelease l JOIN" in statements[0]

@@ -81,3 +81,13 @@ def test_password_validators_are_on(tmp_path):
         "CommonPasswordValidator",
         "NumericPasswordValidator",
     }
+
+
+def test_postgres_prepares_repeated_statements_unless_a_pooler_needs_them_off(tmp_path):
+    url = {"DATABASE_URL": "postgres://market@127.0.0.1:5432/market", "SECRET_KEY": STRONG_KEY}
+    prepared = settings_of(tmp_path, ["DATABASES"], **url)["DATABASES"]["default"]["OPTIONS"]
+    assert prepared == {"server_side_binding": True, "prepare_threshold": 5}
+    off = settings_of(tmp_path, ["DATABASES"], **url, DATABASE_PREPARED_STATEMENTS="0")["DATABASES"]["default"]
+    assert "server_side_binding" not in off["OPTIONS"] and "prepare_threshold" not in off["OPTIONS"]
+    sqlite = settings_of(tmp_path, ["DATABASES"], SECRET_KEY=STRONG_KEY)["DATABASES"]["default"]["OPTIONS"]
+    assert "server_side_binding" not in sqlite  # SQLite has no such option
