@@ -39,6 +39,9 @@ import django
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+from tests.bench._cpu import postgres_cpu_seconds  # noqa: E402
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 os.environ["CELERY_TASK_ALWAYS_EAGER"] = "0"  # tasks go to Redis like in production; we run them inline
 NODES = int(os.environ.get("BENCH_NODES", "1000"))
@@ -125,34 +128,6 @@ def statement_stats(per_frame: int, top: int = 12) -> dict:
             for calls, exec_ms, plan_ms, query in rows[:top]
         ],
     }
-
-
-def postgres_cpu_seconds() -> float:
-    """CPU time of this database's Postgres server: the postmaster, its live children, and children it reaped."""
-    from django.db import connection
-
-    with connection.cursor() as cur:
-        cur.execute("SELECT pg_backend_pid()")
-        backend = cur.fetchone()[0]
-    status = Path(f"/proc/{backend}/status").read_text()
-    postmaster = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
-    tick = os.sysconf("SC_CLK_TCK")
-
-    def fields(pid: int) -> list[str]:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat[stat.rindex(")") + 2 :].split()  # fields from the 3rd on (the name may hold spaces)
-
-    total = sum(int(x) for x in fields(postmaster)[11:15])  # utime, stime, cutime, cstime
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == postmaster:
-            continue
-        try:
-            f = fields(int(proc.name))
-        except OSError:
-            continue
-        if int(f[1]) == postmaster:  # parent pid
-            total += int(f[11]) + int(f[12])
-    return total / tick
 
 
 def worker(node_ids: list[int], out: mp.Queue) -> None:

@@ -17,7 +17,9 @@ last report to the last settlement (frame_rendered, crops, settle; Frame.settled
 is left (the agent's time in a lease outside its named steps). Work beside the
 critical path (`beside`) is listed with its compute: platform crop renders (cold or warm, from
 `event=platform_render`), Celery task seconds by task, thumbnails (made by the report; the settlement
-checks the digest), canaries.
+checks the digest), canaries. `steal_share` is the hypervisor's share of the machine's CPU time in each
+phase (/proc/stat): on a shared virtual machine a phase with more of it renders slower for reasons neither
+side of the ratio owns.
 Run: `make bench BENCH=farm`.
 """
 
@@ -37,6 +39,9 @@ import django
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+from tests.bench._cpu import cpu_ticks, postgres_cpu_seconds, process_trees_cpu_s, steal_share  # noqa: E402
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 os.environ["CELERY_TASK_ALWAYS_EAGER"] = "0"
 FRAMES = int(os.environ.get("BENCH_FRAMES", "12"))
@@ -54,6 +59,7 @@ def load_average() -> float:
 def direct(blend: Path, out: Path) -> dict:
     from workers.blend.renderer import Renderer
 
+    ticks, children = cpu_ticks(), os.times()
     t = time.perf_counter()
     render_s = 0.0
     with Renderer(timeout_s=600) as renderer:
@@ -73,7 +79,15 @@ def direct(blend: Path, out: Path) -> dict:
                 out / f"{n}.png",
             )
             render_s += stats["total_seconds"]
-    return {"seconds": time.perf_counter() - t, "load_s": load_s, "render_s": render_s}
+    seconds, reaped = time.perf_counter() - t, os.times()
+    blender_cpu_s = reaped.children_user + reaped.children_system - children.children_user - children.children_system
+    return {
+        "seconds": seconds,
+        "load_s": load_s,
+        "render_s": render_s,
+        "steal": steal_share(ticks),
+        "blender_cpu_s": round(blender_cpu_s, 2),
+    }
 
 
 def _log_events(path: Path) -> list[dict]:
@@ -226,6 +240,13 @@ def breakdown(tmp: Path, job, *, start: float, end: float) -> dict:
     }
 
 
+def market_cpu_s(farm) -> dict[str, float]:
+    """CPU seconds so far of each farm process (with what it started; a Blender render server apart), of
+    Postgres and of this bench's own polling."""
+    groups = process_trees_cpu_s({name: proc.pid for name, proc in farm.procs.items()})
+    return {**groups, "postgres": postgres_cpu_seconds(), "bench": time.process_time()}
+
+
 def through_market(blend: Path, tmp: Path, *, checked: bool) -> tuple[float, dict]:
     from django.conf import settings
     from django.core.management import call_command
@@ -276,7 +297,7 @@ def through_market(blend: Path, tmp: Path, *, checked: bool) -> tuple[float, dic
             node.refresh_from_db()
         # The same frames, size and samples as the direct render: the ratio compares equal work.
         job = demo_job(artist, blend, frames=FRAMES, width=WIDTH, height=HEIGHT, samples=SAMPLES)
-        start = time.time()
+        start, ticks, cpu_before = time.time(), cpu_ticks(), market_cpu_s(farm)
         # What accepting the job emits (jobs.lifecycle.frames_create; the fixture stores the frames directly):
         # the platform verifier loads the scene ahead of its first crop, and a matching round starts.
         events.emit(events.FRAMES_QUEUED, frame_ids=list(job.frames.values_list("pk", flat=True)))
@@ -287,7 +308,9 @@ def through_market(blend: Path, tmp: Path, *, checked: bool) -> tuple[float, dic
                 raise SystemExit("frames did not settle in 15 minutes:\n" + farm.logs())
         # Done when the last frame settled (Frame.settled_at), not when this poll noticed.
         end = max(f.timestamp() for f in Frame.objects.filter(job=job).values_list("settled_at", flat=True))
-        elapsed = end - start
+        elapsed, steal = end - start, steal_share(ticks)
+        cpu_after = market_cpu_s(farm)
+        cpu = {name: round(cpu_after[name] - cpu_before.get(name, 0.0), 2) for name in sorted(cpu_after)}
     finally:
         farm.stop_all()
         # Its agent is gone: the next run's matcher must not lease to it (a heartbeat a second old would
@@ -301,6 +324,8 @@ def through_market(blend: Path, tmp: Path, *, checked: bool) -> tuple[float, dic
         "settlements": settles.count(),
         "ledger_total": selectors.ledger_total(),
         "drift": len(selectors.ledger_drift()),
+        "steal": steal,
+        "cpu_s": cpu,
         "breakdown": breakdown(tmp, job, start=start, end=end),
     }
 
@@ -343,6 +368,20 @@ def one_run(blend: Path, tmp: Path) -> dict:
         "unchecked_settlements": unchecked["settlements"],
         "ledger_total": unchecked["ledger_total"],
         "drift": unchecked["drift"],
+        # The hypervisor's share of the CPU in each phase (direct-0, steady, direct-1, unchecked, direct-2).
+        "steal_share": [
+            directs[0]["steal"],
+            checks["steal"],
+            directs[1]["steal"],
+            unchecked["steal"],
+            directs[2]["steal"],
+        ],
+        # CPU seconds in each market phase by process (the agent's Blender apart), and the direct renders' Blender.
+        "cpu_s": {
+            "direct_blender": [d["blender_cpu_s"] for d in directs],
+            "steady": checks["cpu_s"],
+            "unchecked": unchecked["cpu_s"],
+        },
         "breakdown": checks["breakdown"],
         "unchecked_breakdown": unchecked["breakdown"],
     }
@@ -357,6 +396,8 @@ def print_run(i: int, run: dict) -> None:
         f"checks {beside['checks']} crops {beside['platform']['crops']} "
         f"(blender starts {beside['platform']['blender_starts']}, scene loads {beside['platform']['scene_loads']})"
     )
+    print("   steal share (direct, steady, direct, unchecked, direct):", run["steal_share"])
+    print("   CPU s:", run["cpu_s"])
     print("   direct:", run["direct_breakdown"])
     print("   steady:", path)
     print("   unchecked:", run["unchecked_breakdown"]["critical_path"])

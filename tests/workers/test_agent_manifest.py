@@ -133,6 +133,17 @@ class RecordingClient:
         return {"next": None}
 
 
+class RecordingBroker:
+    """Stands in for the agent broker: records the deliveries acked (removed from the processing list)."""
+
+    def __init__(self) -> None:
+        self.acked: list[tuple[str, bytes]] = []
+
+    def lrem(self, key: str, count: int, raw: bytes) -> int:
+        self.acked.append((key, raw))
+        return 1
+
+
 class RecordingRenderer:
     """Stands in for the sandboxed Blender: records what it is asked to render and writes a file."""
 
@@ -161,6 +172,8 @@ def contract_agent(tmp_path: Path, renderer: RecordingRenderer) -> tuple[Agent, 
         device_ids=["CUDA_0"],
     )
     a.client = client = RecordingClient()
+    # What hello sets: the node's broker and its processing list (the sender acks the delivery there).
+    a.broker, a.processing = RecordingBroker(), "node:7:processing"  # type: ignore[assignment]
     return a, client
 
 
@@ -192,7 +205,7 @@ def test_the_agent_renders_a_lease_with_its_own_threads_and_devices_and_reports_
     archive.write_bytes(BLEND)
     upload = responses.put("http://market.test/upload", status=201)
     answer = lease_answer(threads=0, device_ids=None, file_format="PNG", calibrated_budget_seconds=99.0)
-    assert a._work(Current(lease=7, token="tok"), answer)  # rendered: the sender uploads and reports it
+    assert a._work(Current(lease=7, token="tok", raw=b"delivery"), answer)  # rendered: the sender sends it
     # The next lease is asked for before the result is sent, so the next frame renders while it travels.
     assert client.nexts == [(7, "tok")]
     a._send_wait()
@@ -201,3 +214,4 @@ def test_the_agent_renders_a_lease_with_its_own_threads_and_devices_and_reports_
     assert upload.call_count == 1 and [p.name for p in renderer.loaded] == ["scene.blend"]
     stats = {"seconds": 1.5, "noisy_path": None, "device": "CPU"}
     assert client.reports == [{"lease": 7, "token": "tok", "ok": True, "stats": stats}]
+    assert a.broker.acked == [("node:7:processing", b"delivery")]  # once reported, the delivery is acked
