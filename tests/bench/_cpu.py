@@ -3,6 +3,8 @@ hypervisor's steal. Each returns None (or nothing) where there is no /proc."""
 
 import os
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -18,15 +20,20 @@ def _cpu_s(fields: list[str], *, reaped: bool = True) -> float:
     return sum(int(x) for x in fields[11 : 15 if reaped else 13]) / TICK
 
 
-def postgres_cpu_seconds() -> float:
-    """CPU time of this database's Postgres server: the postmaster, its live children, and children it reaped."""
+def postmaster_pid() -> int:
+    """The pid of this database's Postgres server (the parent of this connection's backend)."""
     from django.db import connection
 
     with connection.cursor() as cur:
         cur.execute("SELECT pg_backend_pid()")
         backend = cur.fetchone()[0]
     status = Path(f"/proc/{backend}/status").read_text()
-    postmaster = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU time of this database's Postgres server: the postmaster, its live children, and children it reaped."""
+    postmaster = postmaster_pid()
     total = _cpu_s(_stat_fields(postmaster))
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == postmaster:
@@ -80,3 +87,51 @@ def steal_share(before: tuple[int, int] | None) -> float | None:
     if before is None or after is None or after[1] == before[1]:
         return None
     return round((after[0] - before[0]) / (after[1] - before[1]), 4)
+
+
+@contextmanager
+def on_cpus(cpus: set[int] | None) -> Iterator[None]:
+    """Run the block on `cpus`, and what it starts (a child inherits its parent's CPUs); None: as it is."""
+    if cpus is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def pin_tree(root: int, cpus: set[int]) -> None:
+    """Move a running process, its threads and its live children (with theirs) to `cpus`; a child it starts later
+    inherits them."""
+    parents: dict[int, int] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                parents[int(proc.name)] = int(_stat_fields(proc.name)[1])
+            except OSError:
+                continue
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree, grew = tree | more, bool(more)
+    for pid in tree:
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                os.sched_setaffinity(int(task.name), cpus)
+            except OSError:  # it ended meanwhile
+                continue
+
+
+def pids_running(*needles: bytes) -> list[int]:
+    """The processes whose command line holds each of `needles`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and all(n in (proc / "cmdline").read_bytes() for n in needles):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found

@@ -20,7 +20,13 @@ critical path (`beside`) is listed with its compute: platform crop renders (cold
 checks the digest), canaries. `steal_share` is the hypervisor's share of the machine's CPU time in each
 phase (/proc/stat): on a shared virtual machine a phase with more of it renders slower for reasons neither
 side of the ratio owns.
-Run: `make bench BENCH=farm`.
+BENCH_HOSTS=split keeps the provider's machine and the market's servers apart, as production does: the
+renders (direct, and the agent with its Blender) run on the first core, the market (web, Celery and the
+platform verifier, Postgres, Redis, this bench's polling) on the others, and the results go to
+farm_split.json. With "shared" (the default, farm.json) everything shares every core, so the market's own
+compute (Celery tasks, the platform verifier's crop renders) slows the render it is compared with; `cpu_s`
+says how much of it there was.
+Run: `make bench BENCH=farm` (env BENCH_FRAMES, BENCH_RUNS, BENCH_HOSTS).
 """
 
 import json
@@ -40,13 +46,29 @@ import django
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.bench._cpu import cpu_ticks, postgres_cpu_seconds, process_trees_cpu_s, steal_share  # noqa: E402
+from tests.bench._cpu import (  # noqa: E402
+    cpu_ticks,
+    on_cpus,
+    pids_running,
+    pin_tree,
+    postgres_cpu_seconds,
+    postmaster_pid,
+    process_trees_cpu_s,
+    steal_share,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 os.environ["CELERY_TASK_ALWAYS_EAGER"] = "0"
 FRAMES = int(os.environ.get("BENCH_FRAMES", "12"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 WIDTH, HEIGHT, SAMPLES = 320, 180, 32
+# "shared": every process on every core, as on one machine. "split": the provider's machine and the market's
+# servers apart, as in production: the renders (direct, and the agent with its Blender) on the first core, the
+# market (web, Celery and the platform verifier, Postgres, Redis, this bench's polling) on the others.
+HOSTS = os.environ.get("BENCH_HOSTS", "shared")
+_CPUS = sorted(os.sched_getaffinity(0))
+RENDER_CPUS, MARKET_CPUS = ({_CPUS[0]}, set(_CPUS[1:])) if HOSTS == "split" else (None, None)
+RESULTS = ROOT / "bench" / "results" / ("farm.json" if HOSTS == "shared" else f"farm_{HOSTS}.json")
 
 os.environ["LOG_FORMAT"] = "json"  # the farm's processes (agent, Celery) log JSON lines, which this bench reads
 CELERY_TASK = re.compile(r"Task ([\w.]+)\[[^\]]+\] succeeded in ([\d.e-]+)s")
@@ -62,7 +84,7 @@ def direct(blend: Path, out: Path) -> dict:
     ticks, children = cpu_ticks(), os.times()
     t = time.perf_counter()
     render_s = 0.0
-    with Renderer(timeout_s=600) as renderer:
+    with on_cpus(RENDER_CPUS), Renderer(timeout_s=600) as renderer:
         renderer.load(blend, blend.parent)
         load_s = time.perf_counter() - t
         for n in range(1, FRAMES + 1):
@@ -286,10 +308,12 @@ def through_market(blend: Path, tmp: Path, *, checked: bool) -> tuple[float, dic
         node=node, consecutive_passes=1000, check_rate=policy.check_rate(consecutive_passes=1000) if checked else 0.0
     )
     try:
-        farm.start_web(port)
-        wait_port(port)
-        farm.start_celery()
-        farm.start_agent("agent", token, threads=0)  # every core, as the direct render uses
+        with on_cpus(MARKET_CPUS):
+            farm.start_web(port)
+            wait_port(port)
+            farm.start_celery()
+        with on_cpus(RENDER_CPUS):
+            farm.start_agent("agent", token, threads=0)  # every core it has, as the direct render uses
         # A farm's services run all along: the clock starts once both Celery workers answer (their start-up
         # imports otherwise share the cores with the first frame's render) and the agent said hello.
         while len(app.control.ping(timeout=0.5)) < 2 or node.status == "offline":
@@ -444,12 +468,13 @@ def write_results(runs: list[dict]) -> Path:
         "overhead_ratio_equal_render_worst": max(equal),
     }
     print(f"{FRAMES} frames {WIDTH}x{HEIGHT} {SAMPLES} spp, {len(runs)} runs on a shared machine:", summary)
-    path = ROOT / "bench" / "results" / "farm.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
         json.dumps(
             {
                 "bench": "farm",
+                "hosts": HOSTS,
+                "cpus": {"render": sorted(RENDER_CPUS), "market": sorted(MARKET_CPUS)} if RENDER_CPUS else "all",
                 "machine": f"{platform.machine()} cores={os.cpu_count()}",
                 "note": "a machine shared with other engineers' tests: load_average_1m is uptime's, before and after",
                 "frames": FRAMES,
@@ -470,20 +495,28 @@ def write_results(runs: list[dict]) -> Path:
         )
         + "\n"
     )
-    return path
+    return RESULTS
 
 
 def main() -> None:
     django.setup()
+    from django.conf import settings
     from django.db import connection
 
     from workers.blend import make_demo_scene
 
     if sys.argv[1:] == ["--summarize"]:  # the summary again over the runs farm.json holds (after a bench change)
-        write_results(json.loads((ROOT / "bench" / "results" / "farm.json").read_text())["runs"])
+        write_results(json.loads(RESULTS.read_text())["runs"])
         return
     if connection.vendor != "postgresql":
         sys.exit("bench_farm needs Postgres and Redis: run `make bench BENCH=farm`")
+    if HOSTS == "split":
+        if not MARKET_CPUS:
+            sys.exit("BENCH_HOSTS=split needs two cores at least")
+        redis_port = settings.REDIS_URL.rsplit("/", 1)[0].rsplit(":", 1)[1]
+        for server in [postmaster_pid(), *pids_running(b"redis-server", f":{redis_port}".encode())]:
+            pin_tree(server, MARKET_CPUS)
+        os.sched_setaffinity(0, MARKET_CPUS)  # this bench's polling is the market's too
     runs: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-farm-") as tmp_s:
         tmp = Path(tmp_s)
