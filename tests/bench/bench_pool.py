@@ -1,0 +1,128 @@
+"""How the pool statement of a node's round (`dispatch.batch._pool_read`, what every next lease runs) grows with
+the farm: its time with 0 to BENCH_POOL_LEASED frames rendering, the same queue each time.
+
+The ranking orders the artists by their frames rendering now (`busy`), and counts them on every call: that part
+reads every leased frame, so it grows with the number of busy nodes, while the rest reads only each fitting
+job's first frames. BENCH_POOL_ARTISTS artists each have a job of 200 queued frames, the same at every step, and
+a job whose frames become busy, spread evenly over the artists. Each step marks more of those frames leased
+(their state is all the statement reads; no lease rows are needed), ANALYZEs, then times the statement
+BENCH_POOL_CALLS times for one node, each in a transaction rolled back (it locks the frame it picks).
+BENCH_POOL_EXPLAIN=1 prints Postgres' plan of each step's last call (EXPLAIN ANALYZE). Prints a table; writes
+bench/results/pool.json.
+Run: `make bench BENCH=pool` (env BENCH_POOL_LEASED, BENCH_POOL_ARTISTS, BENCH_POOL_CALLS, BENCH_POOL_EXPLAIN).
+"""
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import django
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+STEPS = [int(n) for n in os.environ.get("BENCH_POOL_LEASED", "0,1000,10000,50000,100000").split(",")]
+ARTISTS = int(os.environ.get("BENCH_POOL_ARTISTS", "20"))
+CALLS = int(os.environ.get("BENCH_POOL_CALLS", "200"))
+QUEUED_PER_ARTIST = 200  # what stays queued at every step
+
+
+def explain(connection, profile: tuple, node_id: int) -> None:
+    from django.db import transaction
+
+    from marketplace.dispatch import batch
+
+    captured = []
+
+    def capture(execute, sql, params, many, context):
+        captured.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with transaction.atomic(), connection.execute_wrapper(capture):
+        batch._pool_read(profile, 1, skip=set(), kept_off=(), kept_off_of=node_id)
+        transaction.set_rollback(True)
+    with transaction.atomic(), connection.cursor() as cur:
+        sql, params = captured[-1]
+        cur.execute("EXPLAIN (ANALYZE, TIMING ON) " + sql, params)
+        print("\n".join("    " + row[0] for row in cur.fetchall()))
+        transaction.set_rollback(True)
+
+
+def main() -> None:
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection, transaction
+
+    from marketplace.accounts.models import User
+    from marketplace.dispatch import batch
+    from marketplace.jobs.models import Frame
+    from marketplace.jobs.states import FrameState
+    from tests.fixtures.market import make_node, make_queued_job
+    from tests.fixtures.money import fund
+
+    if connection.vendor != "postgresql":
+        sys.exit("bench_pool needs Postgres: run `make bench BENCH=pool`")
+    call_command("migrate", verbosity=0)
+    busy_jobs = []
+    for i in range(ARTISTS):
+        artist = User.objects.create(username=f"pool-artist{i}")
+        fund(artist, 10**15)
+        make_queued_job(artist, frames=QUEUED_PER_ARTIST, price=1_000_000, priority=0)
+        busy_jobs.append(make_queued_job(artist, frames=max(STEPS) // ARTISTS + 1, price=1_000_000))
+    # Done frames until a step makes them busy: not in the queue, not counted as busy.
+    Frame.objects.filter(job__in=busy_jobs).update(state=FrameState.SETTLED)
+    provider = User.objects.create(username="pool-provider", role=User.Role.PROVIDER)
+    node, _ = make_node(provider, name="pool-node", unchecked=True)
+    profile = batch._profile(node)
+    rows = []
+    for leased in STEPS:
+        # The first frames of each artist's busy job, spread evenly: the artists stay about equally busy.
+        for n, job in enumerate(busy_jobs):
+            share = leased // ARTISTS + (1 if n < leased % ARTISTS else 0)
+            Frame.objects.filter(job=job, number__lte=share).update(state=FrameState.LEASED)
+        with connection.cursor() as cur:
+            cur.execute("ANALYZE")
+        times = []
+        for _ in range(CALLS):
+            with transaction.atomic():
+                t = time.perf_counter()
+                _, locked = batch._pool_read(profile, 1, skip=set(), kept_off=(), kept_off_of=node.pk)
+                times.append((time.perf_counter() - t) * 1000)
+                assert locked, "the pool found no frame"
+                transaction.set_rollback(True)
+        if os.environ.get("BENCH_POOL_EXPLAIN") == "1":
+            explain(connection, profile, node.pk)
+        times.sort()
+        row = {
+            "leased": leased,
+            "queued": Frame.objects.filter(state=FrameState.QUEUED).count(),
+            "p50_ms": round(statistics.median(times), 2),
+            "p99_ms": round(times[max(0, int(len(times) * 0.99) - 1)], 2),
+        }
+        rows.append(row)
+        print(
+            f"{row['leased']:>8} leased {row['queued']:>6} queued  p50 {row['p50_ms']:>7} ms  p99 {row['p99_ms']:>7} ms"
+        )
+    out = ROOT / "bench" / "results" / "pool.json"
+    out.write_text(
+        json.dumps(
+            {
+                "bench": "pool",
+                "machine": f"{platform.machine()} cores={os.cpu_count()}",
+                "artists": ARTISTS,
+                "calls": CALLS,
+                "steps": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
