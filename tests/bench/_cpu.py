@@ -1,5 +1,5 @@
-"""CPU time as Linux's /proc counts it, for the benches: the database server's, a process group's, the
-hypervisor's steal. Each returns None (or nothing) where there is no /proc."""
+"""Processes as Linux's /proc shows them, for the benches: CPU time of the database server and of process trees,
+the hypervisor's steal, and which CPUs a process may run on."""
 
 import os
 from collections import defaultdict
@@ -15,9 +15,25 @@ def _stat_fields(pid: int | str) -> list[str]:
     return stat[stat.rindex(")") + 2 :].split()  # fields from the 3rd on (the name may hold spaces)
 
 
-def _cpu_s(fields: list[str], *, reaped: bool = True) -> float:
-    """utime + stime, plus what the process reaped of its children (cutime + cstime)."""
-    return sum(int(x) for x in fields[11 : 15 if reaped else 13]) / TICK
+def _processes() -> dict[int, list[str]]:
+    """Every live process's /proc/<pid>/stat fields (from the 3rd on: state, parent pid, ...), by pid."""
+    table = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                table[int(proc.name)] = _stat_fields(proc.name)
+            except OSError:  # it ended meanwhile
+                continue
+    return table
+
+
+def _tree(root: int, table: dict[int, list[str]]) -> set[int]:
+    """`root` and its live descendants (none if it ended)."""
+    tree, grew = {root} & table.keys(), True
+    while grew:
+        more = {pid for pid, fields in table.items() if int(fields[1]) in tree} - tree
+        tree, grew = tree | more, bool(more)
+    return tree
 
 
 def postmaster_pid() -> int:
@@ -31,44 +47,25 @@ def postmaster_pid() -> int:
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
 
 
+def process_trees_cpu_s(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each named process tree ({name: its root's pid}): utime + stime of the root and every
+    live descendant (a sandbox's new session included), plus what each reaped of its children (cutime + cstime);
+    a Blender render server's apart as "<name> blender"."""
+    table = _processes()
+    out: dict[str, float] = defaultdict(float)
+    for name, root in roots.items():
+        for pid in _tree(root, table):
+            try:
+                server = b"render_server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            out[f"{name} blender" if server else name] += sum(int(x) for x in table[pid][11:15]) / TICK
+    return dict(out)
+
+
 def postgres_cpu_seconds() -> float:
     """CPU time of this database's Postgres server: the postmaster, its live children, and children it reaped."""
-    postmaster = postmaster_pid()
-    total = _cpu_s(_stat_fields(postmaster))
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == postmaster:
-            continue
-        try:
-            fields = _stat_fields(proc.name)
-        except OSError:
-            continue
-        if int(fields[1]) == postmaster:  # parent pid
-            total += _cpu_s(fields, reaped=False)
-    return total
-
-
-def process_trees_cpu_s(roots: dict[str, int]) -> dict[str, float]:
-    """CPU seconds so far of each named process tree ({name: its root's pid}, with every live descendant, a
-    sandbox's new session included), a Blender render server's apart as "<name> blender"."""
-    procs: dict[int, tuple[int, float, bool]] = {}  # pid: (parent, CPU seconds, a render server)
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            fields = _stat_fields(proc.name)
-            server = b"render_server" in (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        procs[int(proc.name)] = (int(fields[1]), _cpu_s(fields), server)
-    names = {pid: name for name, pid in roots.items()}
-    out: dict[str, float] = defaultdict(float)
-    for pid, (_parent, seconds, server) in procs.items():
-        root = pid
-        while root not in names and root in procs and root > 1:
-            root = procs[root][0]
-        if root in names:
-            out[f"{names[root]} blender" if server else names[root]] += seconds
-    return dict(out)
+    return process_trees_cpu_s({"postgres": postmaster_pid()})["postgres"]
 
 
 def cpu_ticks() -> tuple[int, int] | None:
@@ -104,20 +101,9 @@ def on_cpus(cpus: set[int] | None) -> Iterator[None]:
 
 
 def pin_tree(root: int, cpus: set[int]) -> None:
-    """Move a running process, its threads and its live children (with theirs) to `cpus`; a child it starts later
-    inherits them."""
-    parents: dict[int, int] = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                parents[int(proc.name)] = int(_stat_fields(proc.name)[1])
-            except OSError:
-                continue
-    tree, grew = {root}, True
-    while grew:
-        more = {pid for pid, parent in parents.items() if parent in tree} - tree
-        tree, grew = tree | more, bool(more)
-    for pid in tree:
+    """Move a running process, its threads and its live descendants to `cpus`; a child it starts later inherits
+    them."""
+    for pid in _tree(root, _processes()):
         for task in Path(f"/proc/{pid}/task").glob("*"):
             try:
                 os.sched_setaffinity(int(task.name), cpus)

@@ -51,7 +51,6 @@ from tests.bench._cpu import (  # noqa: E402
     on_cpus,
     pids_running,
     pin_tree,
-    postgres_cpu_seconds,
     postmaster_pid,
     process_trees_cpu_s,
     steal_share,
@@ -265,8 +264,8 @@ def breakdown(tmp: Path, job, *, start: float, end: float) -> dict:
 def market_cpu_s(farm) -> dict[str, float]:
     """CPU seconds so far of each farm process (with what it started; a Blender render server apart), of
     Postgres and of this bench's own polling."""
-    groups = process_trees_cpu_s({name: proc.pid for name, proc in farm.procs.items()})
-    return {**groups, "postgres": postgres_cpu_seconds(), "bench": time.process_time()}
+    roots = {name: proc.pid for name, proc in farm.procs.items()} | {"postgres": postmaster_pid()}
+    return process_trees_cpu_s(roots) | {"bench": time.process_time()}
 
 
 def through_market(blend: Path, tmp: Path, *, checked: bool) -> tuple[float, dict]:
