@@ -28,7 +28,7 @@ def test_a_row_read_by_hand_loads_as_the_orm_loads_it(funded_artist, provider, a
     """JSON decoded, dates parsed (text on SQLite), and with `only` the other fields deferred, not wrong."""
     make_queued_job(funded_artist, frames=1)
     node, _ = make_node(provider, unchecked=True)
-    (delivery,) = batch.leases_create(node_id=node.pk)
+    (delivery,) = batch.leases_create(node=node)
     columns = ", ".join(f.column for f in FrameLease._meta.concrete_fields)
     with connection.cursor() as cur:
         cur.execute(f"SELECT {columns} FROM {FrameLease._meta.db_table} WHERE id = %s", [delivery.lease_id])

@@ -204,7 +204,7 @@ class ReportView(AgentView):
         )
         if not outcome.accepted:
             raise ResultRejected(outcome.message)
-        following = _details(self.node, services.lease_after_report(node_id=self.node.pk, node_busy=outcome.node_busy))
+        following = _details(self.node, services.lease_after_report(node=self.node, node_busy=outcome.node_busy))
         answer = {"accepted": outcome.accepted, "message": outcome.message, "next": following}
         return Response(ReportAnswerSerializer(answer).data)
 

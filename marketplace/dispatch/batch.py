@@ -11,8 +11,9 @@ pool while the pool was cut short reads a pool of its own without those jobs. A 
 its frame. Then one UPDATE claims every frame, one INSERT writes the leases, one UPDATE re-derives the nodes'
 status, and one Redis pipeline delivers the messages after commit.
 
-A round of one node runs on every report's next lease, so it is cut to the bone: its node lock is compiled once
-(`marketplace.compiled`), and its pool statement leaves out the node's kept-off jobs itself.
+A round of one node runs on every report's next lease, so it is cut to the bone: one statement locks the node
+(compiled once, `marketplace.compiled`) and, only when it took it, reads and locks the first frame of its pool,
+leaving out the node's kept-off jobs itself. Then the claim and the INSERT: three statements per frame.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from render_kernels import image_from_bytes, thumbnail_png
 log = logging.getLogger("dispatch")
 
 LIVE_JOBS = (JobState.QUEUED, JobState.RUNNING)
-POOL_TRIES = 4  # reads of a group's pool past frames concurrent rounds locked first
+POOL_TRIES = 4  # reads of a group's pool, each ranking twice as far, past frames concurrent rounds locked first
 POOL_SPARE = 16  # ranked frames read beyond those needed, so that a read passes over frames others hold
 
 
@@ -150,64 +151,102 @@ def _node_lock_sql(alias: str, finishing: bool) -> Compiled:
 
 
 _NODE_WIDTH = len(WorkerNode._meta.concrete_fields)
+_TRUST_WIDTH = len(WorkerNode._meta.get_field("trust").related_model._meta.concrete_fields)
 
 
-def _node_locked(node_id: int, finishing: Finishing | None) -> WorkerNode | None:
-    """This node, locked, with its trust loaded, if it is matchable (`matchable_nodes`) and, when `finishing`,
-    that lease is as `Finishing` says (whose frame, job and kind it fills in); else None."""
+@dataclass(frozen=True)
+class _PoolRead:
+    ranked: int  # how many frames it ranked (its window at most)
+    locked: list[Frame]  # those of them it locked, in hand-out order, with their jobs and scenes
+
+
+def _node_round_read(node: WorkerNode, finishing: Finishing | None) -> tuple[WorkerNode | None, _PoolRead]:
+    """A round of one node's first statement: this node, locked, with its trust loaded, if it is matchable
+    (`matchable_nodes`) and, when `finishing`, that lease is as `Finishing` says (whose frame, job and kind it
+    fills in); and, only then, the first read of the pool of the profile `node` shows (`_pool_read`, leaving out
+    the jobs it is kept off). (None, no read) when the node is not taken.
+
+    The pool is read for the caller's copy of the node (the agent call's authentication, a moment ago): the
+    caller compares that profile with the locked row's and reads again on the rare change."""
     statement = _node_lock_sql(connection.alias, finishing is not None)
     ops, now = connection.ops, timezone.now()
-    values: list = [node_id, ops.adapt_datetimefield_value(silent_cutoff(now))]
+    values: list = [node.pk, ops.adapt_datetimefield_value(silent_cutoff(now))]
     if finishing is not None:
         values += [finishing.lease_id, ops.adapt_datetimefield_value(now), secret_hash(finishing.token)]
-    with connection.cursor() as cur:
-        cur.execute(statement.sql, statement.params_with(values))
-        row = cur.fetchone()
-    if row is None:
-        return None
-    node = instance(WorkerNode, row[:_NODE_WIDTH], using=connection.alias)
+    rows = _pool_rows(
+        _profile(node),
+        1,
+        _window(1, 0),
+        skip=set(),
+        kept_off=(),
+        kept_off_of=node.pk,
+        lead=(statement, statement.params_with(values)),
+    )
+    if not rows:
+        return None, _PoolRead(0, [])
+    row = rows[0]
+    locked = instance(WorkerNode, row[:_NODE_WIDTH], using=connection.alias)
     trust_at = _NODE_WIDTH
     if finishing is not None:  # the annotations come between the node's columns and its trust's
         trust_at += len(_FINISHING_READ)
         finishing.frame_id, finishing.job_id, finishing.kind = row[_NODE_WIDTH:trust_at]
     trust_field = WorkerNode._meta.get_field("trust")
-    has_trust = row[trust_at] is not None
-    trust = instance(trust_field.related_model, row[trust_at:], using=connection.alias) if has_trust else None
-    trust_field.set_cached_value(node, trust)  # node.trust as select_related leaves it (None: none yet)
-    return node
+    trust_row = row[trust_at : trust_at + _TRUST_WIDTH]
+    trust = instance(trust_field.related_model, trust_row, using=connection.alias) if trust_row[0] is not None else None
+    trust_field.set_cached_value(locked, trust)  # node.trust as select_related leaves it (None: none yet)
+    return locked, _pool_parse(rows, at=trust_at + _TRUST_WIDTH)
 
 
 def _pool(
-    profile: tuple, size: int, *, taken: set[int], kept_off: Collection[int] = (), kept_off_of: int | None = None
+    profile: tuple,
+    size: int,
+    *,
+    taken: set[int],
+    kept_off: Collection[int] = (),
+    kept_off_of: int | None = None,
+    first: _PoolRead | None = None,
 ) -> list[Frame]:
     """Up to `size` queued frames fitting `profile`, locked, in hand-out order, none of `taken` nor of the jobs
     `kept_off` (or those node `kept_off_of` is kept off, `_kept_off_pairs`), with their jobs and scenes.
+    `first`: the first read, done already (`_node_round_read`).
 
     An artist's n-th frame at a priority has turn n + (its frames rendering now); frames go out by priority,
-    then turn, so equals alternate and the least busy artist goes first. One statement ranks POOL_SPARE more
-    than needed and locks the first free ones in that order, no more than needed (SKIP LOCKED passes over
-    those concurrent rounds hold). When too many were held, the next ones are read, a few times at most.
+    then turn, so equals alternate and the least busy artist goes first. One statement ranks a window of
+    POOL_SPARE more than needed and locks the first free ones in that order, no more than needed (SKIP LOCKED
+    passes over those concurrent rounds hold). When too many were held, the next read ranks twice as far, a few
+    times at most.
     """
     pool: list[Frame] = []
-    skip = set(taken)
-    for _ in range(POOL_TRIES):
-        want = size - len(pool)
-        ranked, locked = _pool_read(profile, want, skip=skip, kept_off=kept_off, kept_off_of=kept_off_of)
-        pool += locked
-        if len(ranked) < want + POOL_SPARE or len(pool) >= size:
+    for attempt in range(POOL_TRIES):
+        want, window = size - len(pool), _window(size - len(pool), attempt)
+        skip = taken | {frame.pk for frame in pool}  # locked by this transaction: SKIP LOCKED would not pass them
+        read = first or _pool_parse(
+            _pool_rows(profile, want, window, skip=skip, kept_off=kept_off, kept_off_of=kept_off_of), at=0
+        )
+        first = None
+        pool += read.locked
+        if read.ranked < window or len(pool) >= size:
             return pool  # no more fitting frames, or the pool is full
-        skip.update(ranked)  # every one of them is taken or held
     return pool
+
+
+def _window(want: int, attempt: int) -> int:
+    """How many frames the `attempt`-th read of a pool ranks (`_pool`)."""
+    return (want + POOL_SPARE) << attempt
 
 
 _FRAME_WIDTH, _JOB_WIDTH = len(Frame._meta.concrete_fields), len(Job._meta.concrete_fields)
 
 
 @functools.cache
-def _pool_sql(alias: str, profile: tuple, skipping: int, kept_off: int, kept_off_of: bool) -> tuple[str, tuple]:
+def _pool_sql(
+    alias: str, profile: tuple, skipping: int, kept_off: int, kept_off_of: bool, lead: Compiled | None
+) -> tuple[str, tuple]:
     """The pool statement of this shape: `skipping` frame ids passed over (any number: one array on Postgres),
-    `kept_off` job ids left out, or the jobs of one node's `_kept_off_pairs` (`_pool_read` passes the values).
-    Also the parameters of its fitting-jobs part."""
+    `kept_off` job ids left out, or the jobs of one node's `_kept_off_pairs` (`_pool_rows` passes the values);
+    `lead`, a statement run first whose columns lead every row, the pool read only when it returns one. One row
+    per frame locked, or one with no frame; each says how many were ranked. Also the parameters of its
+    fitting-jobs part."""
     postgres = connections[alias].vendor == "postgresql"
     frames, jobs, scenes = Frame._meta.db_table, Job._meta.db_table, Scene._meta.db_table
     job_ids, job_params = _jobs_fitting_sql(alias, profile)
@@ -220,6 +259,8 @@ def _pool_sql(alias: str, profile: tuple, skipping: int, kept_off: int, kept_off
         where += f" AND j.id NOT IN ({', '.join(['%s'] * kept_off)})"
     if kept_off_of:
         where += f" AND j.id NOT IN ({_kept_off_of_node_sql(alias).sql})"
+    if lead is not None:
+        where += " AND EXISTS (SELECT 1 FROM head)"  # checked once, before any frame is read
     if postgres:
         # Only each job's first `size` fitting frames can be among the first `size` of the ranking: read just
         # those (index frame_queued_by_job_number), not every queued frame, whose number grows with the queue.
@@ -238,8 +279,10 @@ def _pool_sql(alias: str, profile: tuple, skipping: int, kept_off: int, kept_off
     materialized = "MATERIALIZED" if postgres else ""  # locks as it runs, whoever reads it
     # By their ids through the primary key: a join to the ranking drew a scan of every queued frame.
     ranked_ids = "f.id = ANY(ARRAY(SELECT id FROM ranked))" if postgres else "f.id IN (SELECT id FROM ranked)"
+    with_lead = f"head AS {materialized} ({lead.sql})," if lead is not None else ""
+    lead_cols, lead_row = ("head.*,", "head CROSS JOIN") if lead is not None else ("", "")
     sql = f"""
-        WITH ranked AS (
+        WITH {with_lead} ranked AS (
             SELECT id, priority, turn + busy AS place, owner_id FROM (
                 SELECT f.id, j.priority, j.owner_id,
                        ROW_NUMBER() OVER (PARTITION BY j.priority, j.owner_id ORDER BY f.job_id, f.number) AS turn,
@@ -257,45 +300,58 @@ def _pool_sql(alias: str, profile: tuple, skipping: int, kept_off: int, kept_off
              WHERE {ranked_ids} AND f.state = %s
              ORDER BY {order} LIMIT %s {lock}
         )
-        SELECT r.id, {frame_cols}, {job_cols}, {scene_cols}
-          FROM ranked r LEFT JOIN locked f ON f.id = r.id
+        SELECT {lead_cols} n.ranked, {frame_cols}, {job_cols}, {scene_cols}
+          FROM {lead_row} (SELECT COUNT(*) AS ranked FROM ranked) n
+          LEFT JOIN locked f ON TRUE LEFT JOIN ranked r ON r.id = f.id
           LEFT JOIN {jobs} j ON j.id = f.job_id LEFT JOIN {scenes} s ON s.id = j.scene_id
          ORDER BY {order}
     """
     return sql, tuple(job_params)
 
 
-def _pool_read(
-    profile: tuple, want: int, *, skip: set[int], kept_off: Collection[int], kept_off_of: int | None
-) -> tuple[list[int], list[Frame]]:
-    """One read of the pool: the ids ranked (`want` + POOL_SPARE at most) and the frames locked among them."""
+def _pool_rows(
+    profile: tuple,
+    want: int,
+    window: int,
+    *,
+    skip: set[int],
+    kept_off: Collection[int],
+    kept_off_of: int | None,
+    lead: tuple[Compiled, list] | None = None,
+) -> list[tuple]:
+    """The rows of one read of the pool (`_pool_parse`): `want` locked frames at most among the first `window`
+    ranked. `lead`: a statement and its parameters that lead it (`_pool_sql`)."""
     postgres = connection.vendor == "postgresql"
     kept = sorted(kept_off)
-    sql, job_params = _pool_sql(connection.alias, profile, len(skip), len(kept), kept_off_of is not None)
-    size = want + POOL_SPARE
+    lead_sql, lead_params = lead if lead is not None else (None, [])
+    sql, job_params = _pool_sql(connection.alias, profile, len(skip), len(kept), kept_off_of is not None, lead_sql)
+    size = window
     frame_params = [FrameState.QUEUED, profile[1], *([sorted(skip)] if postgres and skip else sorted(skip))]
     where_params = [*job_params, *kept]
     if kept_off_of is not None:
         statement = _kept_off_of_node_sql(connection.alias)
         where_params += statement.params_with([kept_off_of])
     if postgres:
-        params = [*frame_params, size, FrameState.LEASED, *where_params]
+        params = [*lead_params, *frame_params, size, FrameState.LEASED, *where_params]
     else:
-        params = [FrameState.LEASED, *frame_params, *where_params]
+        params = [*lead_params, FrameState.LEASED, *frame_params, *where_params]
     params += [size, size, FrameState.QUEUED, want]
     with connection.cursor() as cur:
         cur.execute(sql, params)
-        rows = cur.fetchall()
-    ranked, locked, db = [], [], connection.alias
+        return cur.fetchall()
+
+
+def _pool_parse(rows: list[tuple], *, at: int) -> _PoolRead:
+    """The pool read of `_pool_rows`' rows, whose pool columns start at `at`."""
+    locked, db = [], connection.alias
+    at_frame, at_job, at_scene = at + 1, at + 1 + _FRAME_WIDTH, at + 1 + _FRAME_WIDTH + _JOB_WIDTH
     for row in rows:
-        ranked.append(row[0])
-        if row[1] is None:
-            continue  # ranked, but another round holds it or it is no longer queued
-        frame = instance(Frame, row[1 : 1 + _FRAME_WIDTH], using=db)
-        frame.job = instance(Job, row[1 + _FRAME_WIDTH : 1 + _FRAME_WIDTH + _JOB_WIDTH], using=db)
-        frame.job.scene = instance(Scene, row[1 + _FRAME_WIDTH + _JOB_WIDTH :], using=db)
-        locked.append(frame)
-    return ranked, locked
+        if row[at_frame] is not None:  # else no frame was locked
+            frame = instance(Frame, row[at_frame:at_job], using=db)
+            frame.job = instance(Job, row[at_job:at_scene], using=db)
+            frame.job.scene = instance(Scene, row[at_scene:], using=db)
+            locked.append(frame)
+    return _PoolRead(rows[0][at] if rows else 0, locked)
 
 
 def _assign(nodes: list[WorkerNode], kept_off: dict[int, set[int]]) -> list[tuple[WorkerNode, Frame]]:
@@ -322,10 +378,17 @@ def _assign(nodes: list[WorkerNode], kept_off: dict[int, set[int]]) -> list[tupl
     return pairs
 
 
-def _assign_one(node: WorkerNode) -> list[tuple[WorkerNode, Frame]]:
-    """A round of one node: its pool leaves out the jobs it is kept off in the same statement."""
-    frame = next(iter(_pool(_profile(node), 1, taken=set(), kept_off_of=node.pk)), None)
-    return [(node, frame)] if frame is not None else []
+def _assign_one(node: WorkerNode, finishing: Finishing | None) -> list[tuple[WorkerNode, Frame]]:
+    """A round of one node: its lock and its pool's first read in one statement (`_node_round_read`), the pool
+    leaving out the jobs it is kept off."""
+    locked, read = _node_round_read(node, finishing)
+    if locked is None:
+        return []
+    profile = _profile(locked)
+    # When its owner changed what it takes since the caller read it, that read was not its own pool.
+    first = read if profile == _profile(node) else None
+    frame = next(iter(_pool(profile, 1, taken=set(), kept_off_of=locked.pk, first=first)), None)
+    return [(locked, frame)] if frame is not None else []
 
 
 def _with_canaries(pairs: list[tuple[WorkerNode, Frame]]) -> list[tuple[WorkerNode, Frame]]:
@@ -370,16 +433,15 @@ def _leases_insert(rows: list[FrameLease]) -> list[FrameLease]:
 @subject_scope()  # many leases: each line names its own, none the caller's
 @transaction.atomic
 def leases_create(
-    *, limit: int = conf.MATCH_ROUND, node_id: int | None = None, finishing: Finishing | None = None
+    *, limit: int = conf.MATCH_ROUND, node: WorkerNode | None = None, finishing: Finishing | None = None
 ) -> list[services.Delivery]:
-    """Lease queued frames to up to `limit` idle nodes (only `node_id` when given) in one round. Returns the
-    deliveries made. `finishing`: `node_id`'s lease whose result is being uploaded, which does not make it busy
-    here (`services.lease_next`)."""
-    if node_id is None and not Frame.objects.filter(state=FrameState.QUEUED, job__is_canary=False).exists():
+    """Lease queued frames to up to `limit` idle nodes (only `node` when given: its row is locked and checked
+    again, it may have changed since the caller read it) in one round. Returns the deliveries made. `finishing`:
+    `node`'s lease whose result is being uploaded, which does not make it busy here (`services.lease_next`)."""
+    if node is None and not Frame.objects.filter(state=FrameState.QUEUED, job__is_canary=False).exists():
         return []  # nothing to hand out: lock no node (one node's round finds that out from its empty pool)
-    if node_id is not None:
-        node = _node_locked(node_id, finishing)
-        pairs = _with_canaries(_assign_one(node)) if node is not None else []
+    if node is not None:
+        pairs = _with_canaries(_assign_one(node, finishing))
     else:
         matchable = services.matchable_nodes().order_by("last_heartbeat")
         nodes = list(services._locking(matchable).select_related("trust")[:limit])

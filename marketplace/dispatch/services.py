@@ -152,23 +152,23 @@ def _lease_open(*, frame: Frame, node: WorkerNode, kind: str, crop: dict | None 
     return delivery
 
 
-def lease_create_for_node(*, node_id: int) -> Delivery | None:
-    """Give one queued frame to this idle node, if one fits (a matching round of one node: dispatch.batch).
-    None when the node is taken or nothing fits."""
+def lease_create_for_node(*, node: WorkerNode) -> Delivery | None:
+    """Give one queued frame to this idle node, if one fits (a matching round of one node: dispatch.batch; the
+    node's row is read again there). None when the node is taken or nothing fits."""
     from marketplace.dispatch.batch import leases_create  # builds on this module
 
-    deliveries = leases_create(limit=1, node_id=node_id)
+    deliveries = leases_create(limit=1, node=node)
     return deliveries[0] if deliveries else None
 
 
-def lease_after_report(*, node_id: int, node_busy: bool) -> Delivery | None:
+def lease_after_report(*, node: WorkerNode, node_busy: bool) -> Delivery | None:
     """After an accepted report (`lease_report(match_after=False)`): the node's next lease now, rather than
     after a Celery hop to the matcher. None when it took its next lease ahead already (`lease_next`), when
     nothing fits or when the node is not matchable; a matching round is asked for then unless it is busy.
     `node_busy`: what the report's status sync found (`ReportOutcome.node_busy`)."""
     if node_busy:
         return None
-    delivery = lease_create_for_node(node_id=node_id)
+    delivery = lease_create_for_node(node=node)
     if delivery is None:
         match_request()  # e.g. a heartbeat held the node's row: the round leases it soon
     return delivery
@@ -184,7 +184,7 @@ def lease_next(*, node: WorkerNode, lease_id: int, token: str) -> Delivery | Non
     # frame and job. Only when it took no node is the lease read again: to say why if it is at fault (404, 403,
     # 409), or that the node may not take work now (None).
     finishing = Finishing(lease_id=lease_id, token=token)
-    deliveries = leases_create(limit=1, node_id=node.pk, finishing=finishing)
+    deliveries = leases_create(limit=1, node=node, finishing=finishing)
     if finishing.frame_id is None:
         _require_active(_lease_of_node(node=node, lease_id=lease_id, token=token))
         return None

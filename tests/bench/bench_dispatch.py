@@ -224,7 +224,7 @@ def worker(node_ids: list[int], out: mp.Queue) -> None:
                 node=node, lease_id=lease_id, token=token, ok=True, stats={"seconds": 0.01}, match_after=MODE != "next"
             )
             if MODE == "next" and outcome.accepted:  # as the report view: its next lease, unless it took one ahead
-                after = services.lease_after_report(node_id=node_id, node_busy=outcome.node_busy)
+                after = services.lease_after_report(node=node, node_busy=outcome.node_busy)
                 if after is not None:
                     work.append(
                         (node_id, after.lease_id, after.token, services.delivery_details(node=node, delivery=after))

@@ -1,5 +1,6 @@
-"""How the pool statement of a node's round (`dispatch.batch._pool_read`, what every next lease runs) grows with
-the farm: its time with 0 to BENCH_POOL_LEASED frames rendering, the same queue each time.
+"""How the first statement of a node's round (`dispatch.batch._node_round_read`: the node's lock and its pool's
+read, what every next lease runs) grows with the farm: its time with 0 to BENCH_POOL_LEASED frames rendering,
+the same queue each time.
 
 The ranking orders the artists by their frames rendering now (`busy`), and counts them on every call: that part
 reads every leased frame, so it grows with the number of busy nodes, while the rest reads only each fitting
@@ -31,7 +32,7 @@ CALLS = int(os.environ.get("BENCH_POOL_CALLS", "200"))
 QUEUED_PER_ARTIST = 200  # what stays queued at every step
 
 
-def explain(connection, profile: tuple, node_id: int) -> None:
+def explain(connection, node) -> None:
     from django.db import transaction
 
     from marketplace.dispatch import batch
@@ -43,7 +44,7 @@ def explain(connection, profile: tuple, node_id: int) -> None:
         return execute(sql, params, many, context)
 
     with transaction.atomic(), connection.execute_wrapper(capture):
-        batch._pool_read(profile, 1, skip=set(), kept_off=(), kept_off_of=node_id)
+        batch._node_round_read(node, None)
         transaction.set_rollback(True)
     with transaction.atomic(), connection.cursor() as cur:
         sql, params = captured[-1]
@@ -56,11 +57,13 @@ def main() -> None:
     django.setup()
     from django.core.management import call_command
     from django.db import connection, transaction
+    from django.utils import timezone
 
     from marketplace.accounts.models import User
     from marketplace.dispatch import batch
     from marketplace.jobs.models import Frame
     from marketplace.jobs.states import FrameState
+    from marketplace.nodes.models import WorkerNode
     from tests.fixtures.market import make_node, make_queued_job
     from tests.fixtures.money import fund
 
@@ -77,7 +80,6 @@ def main() -> None:
     Frame.objects.filter(job__in=busy_jobs).update(state=FrameState.SETTLED)
     provider = User.objects.create(username="pool-provider", role=User.Role.PROVIDER)
     node, _ = make_node(provider, name="pool-node", unchecked=True)
-    profile = batch._profile(node)
     rows = []
     for leased in STEPS:
         # The first frames of each artist's busy job, spread evenly: the artists stay about equally busy.
@@ -86,16 +88,17 @@ def main() -> None:
             Frame.objects.filter(job=job, number__lte=share).update(state=FrameState.LEASED)
         with connection.cursor() as cur:
             cur.execute("ANALYZE")
+        WorkerNode.objects.filter(pk=node.pk).update(last_heartbeat=timezone.now())  # as its agent's heartbeat
         times = []
         for _ in range(CALLS):
             with transaction.atomic():
                 t = time.perf_counter()
-                _, locked = batch._pool_read(profile, 1, skip=set(), kept_off=(), kept_off_of=node.pk)
+                taken, read = batch._node_round_read(node, None)
                 times.append((time.perf_counter() - t) * 1000)
-                assert locked, "the pool found no frame"
+                assert taken and read.locked, "the round took no node or found no frame"
                 transaction.set_rollback(True)
         if os.environ.get("BENCH_POOL_EXPLAIN") == "1":
-            explain(connection, profile, node.pk)
+            explain(connection, node)
         times.sort()
         row = {
             "leased": leased,

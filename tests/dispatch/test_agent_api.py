@@ -142,10 +142,10 @@ def test_a_rendered_lease_takes_its_next_one_ahead_and_both_are_paid_once(funded
     assert selectors.ledger_total() == 0
 
 
-def test_taking_the_next_lease_ahead_is_four_statements_and_writes_no_node_row(
+def test_taking_the_next_lease_ahead_is_three_statements_and_writes_no_node_row(
     funded_artist, provider, manual_matching
 ):
-    """The agent's hot path (issue 17): one statement checks the finishing lease and locks the node, one reads and
+    """The agent's hot path (issue 17): one statement checks the finishing lease, locks the node and then reads and
     locks the frame, one claims it, one writes the lease. The node is busy already and shows the frame it owes
     first (its oldest lease's) until that one is reported, so nothing about it changes; the stored status stays
     what the facts say throughout."""
@@ -161,7 +161,7 @@ def test_taking_the_next_lease_ahead_is_four_statements_and_writes_no_node_row(
     second = take(node)
     assert ahead is not None and ahead.lease_id == second["lease"]
     statements = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("BEGIN", "COMMIT"))]
-    assert len(statements) == 4, [sql[:80] for sql in statements]
+    assert len(statements) == 3, [sql[:80] for sql in statements]
     assert not [q for q in queries.captured_queries if q["sql"].startswith('UPDATE "nodes_workernode"')]
     frame_of = dict(FrameLease.objects.filter(node=node).values_list("pk", "frame_id"))
     stored = WorkerNode.objects.values_list("status", "current_frame_id").get(pk=node.pk)
@@ -178,11 +178,11 @@ def test_taking_the_next_lease_ahead_is_four_statements_and_writes_no_node_row(
     assert node_lease_reads == []
     stored = WorkerNode.objects.values_list("status", "current_frame_id").get(pk=node.pk)
     assert stored == (WorkerNode.Status.BUSY, frame_of[second["lease"]]) and nodes_with_wrong_status() == []
-    # With nothing left to take, the node's lock and an empty pool: the lease is not read again.
+    # With nothing left to take, the node's lock and an empty pool, in one statement: the lease is not read again.
     Frame.objects.filter(state=FrameState.QUEUED).update(state=FrameState.CANCELLED)
     with CaptureQueriesContext(connection) as queries:
         assert services.lease_next(node=node, lease_id=second["lease"], token=second["token"]) is None
-    assert len([q for q in queries.captured_queries if not q["sql"].startswith(("BEGIN", "COMMIT"))]) == 2
+    assert len([q for q in queries.captured_queries if not q["sql"].startswith(("BEGIN", "COMMIT"))]) == 1
 
 
 def test_next_is_refused_for_a_foreign_forged_or_finished_lease(funded_artist, provider, manual_matching):

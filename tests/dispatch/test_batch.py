@@ -127,7 +127,7 @@ ROUNDS = pytest.mark.parametrize("one_node", [False, True], ids=["round", "round
 
 
 def round_for(node: WorkerNode, one_node: bool) -> list[services.Delivery]:
-    return batch.leases_create(node_id=node.pk) if one_node else batch.leases_create()
+    return batch.leases_create(node=node) if one_node else batch.leases_create()
 
 
 @ROUNDS
@@ -335,8 +335,101 @@ def test_a_rendered_frame_whose_message_was_lost_is_settled_by_the_reapers_resen
     assert ledger.user_escrow_total(user=funded_artist) == 0 and ledger.ledger_total() == 0
 
 
+def test_a_round_of_one_node_reads_the_pool_of_the_node_as_it_is_now_not_as_the_caller_read_it(funded_artist, provider):
+    """A round of one node reads its pool in the statement that locks the node, for the caller's copy of it (the
+    agent call's authentication, a moment old). When its owner changed what it takes in between, the frames of
+    that read are not handed out: the round reads the pool of the node as its locked row is."""
+    job = make_queued_job(funded_artist, frames=2, price=2_000_000)
+    node, _ = make_node(provider, unchecked=True)
+    caller_copy = WorkerNode.objects.get(pk=node.pk)
+    WorkerNode.objects.filter(pk=node.pk).update(min_price_per_frame=3_000_000)  # its owner raised its floor
+    with CaptureQueriesContext(connection) as queries:
+        assert batch.leases_create(node=caller_copy) == []
+    pool_reads = [q for q in queries.captured_queries if "WITH" in q["sql"] and "ranked AS" in q["sql"]]
+    assert len(pool_reads) == 2  # the stale profile's, then the node's own
+    assert Frame.objects.filter(job=job, state=FrameState.QUEUED).count() == 2 and not FrameLease.objects.exists()
+    # The other way: a copy read while the floor was up, which fits nothing, and a row that fits the frames now.
+    caller_copy.refresh_from_db()
+    WorkerNode.objects.filter(pk=node.pk).update(min_price_per_frame=0)
+    (delivery,) = batch.leases_create(node=caller_copy)
+    assert Frame.objects.get(leases=delivery.lease_id).job_id == job.pk
+    assert WorkerNode.objects.get(pk=node.pk).status == WorkerNode.Status.BUSY
+
+
+@pytest.mark.postgres
+def test_a_round_of_one_node_that_cannot_take_its_node_locks_no_frame(funded_artist, provider):
+    """The node's lock and its pool's read are one statement, the pool read only once the node is taken: a node
+    whose row another transaction holds (a heartbeat; SKIP LOCKED passes over it) gets nothing and leaves every
+    queued frame free for the rounds running meanwhile."""
+    import threading
+
+    make_queued_job(funded_artist, frames=3)
+    node, _ = make_node(provider, unchecked=True)
+    node_held, round_done, counted = threading.Event(), threading.Event(), threading.Event()
+    free_frames = []
+
+    def side(i: int):
+        if i == 0:  # holds the node's row until the others are done
+            with transaction.atomic():
+                WorkerNode.objects.select_for_update().get(pk=node.pk)
+                node_held.set()
+                assert counted.wait(10)
+            return None
+        if i == 1:  # the round, its transaction open while the frames are counted
+            assert node_held.wait(10)
+            with transaction.atomic():
+                leased = batch.leases_create(node=node)
+                round_done.set()
+                assert counted.wait(10)
+            return leased
+        assert round_done.wait(10)  # another round: which queued frames could it lock now?
+        with transaction.atomic():
+            free_frames.extend(Frame.objects.filter(state=FrameState.QUEUED).select_for_update(skip_locked=True))
+        counted.set()
+        return None
+
+    results = race(side, 3)
+    assert not any(isinstance(r, Exception) for r in results), results
+    assert results[1] == [] and len(free_frames) == 3
+    assert not FrameLease.objects.exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("one_node", [True, False])
+def test_a_round_passes_over_the_frames_concurrent_rounds_hold_to_the_next_free_ones_in_order(
+    funded_artist, provider, one_node
+):
+    """Another transaction holds the first 40 queued frames (a round running meanwhile): each read of the pool ranks
+    twice as far as the last (17, 34, 68 frames for one node), SKIP LOCKED passing over the held ones, so the round
+    still hands out the next free frames, in hand-out order."""
+    import threading
+
+    job = make_queued_job(funded_artist, frames=60)
+    farm = nodes(provider, 1 if one_node else 3)
+    frames = list(Frame.objects.filter(job=job).order_by("number"))
+    holding, round_done = threading.Event(), threading.Event()
+
+    def side(i: int):
+        if i == 0:
+            with transaction.atomic():
+                list(Frame.objects.filter(pk__in=[f.pk for f in frames[:40]]).select_for_update())
+                holding.set()
+                assert round_done.wait(10)
+            return None
+        assert holding.wait(10)
+        try:
+            return batch.leases_create(node=farm[0]) if one_node else batch.leases_create()
+        finally:
+            round_done.set()
+
+    _, deliveries = race(side, 2)
+    assert not isinstance(deliveries, Exception), deliveries
+    numbers = sorted(Frame.objects.get(leases=d.lease_id).number for d in deliveries)
+    assert numbers == [f.number for f in frames[40 : 40 + len(farm)]]
+
+
 def test_a_round_of_one_node_takes_exactly_the_nodes_the_matcher_would(funded_artist, provider):
-    """A round of one node locks its node by a statement compiled once (`batch._node_locked`): it takes the
+    """A round of one node locks its node by a statement compiled once (`batch._node_round_read`): it takes the
     nodes `matchable_nodes` lists, in every state a node can be in, loaded as the ORM loads them (the trust too,
     or its absence), and a node taken ahead of its finishing lease only while that is its one lease and is as
     the agent says: its own, active, unexpired, with this token (the same statement checks it and reads its
@@ -355,8 +448,8 @@ def test_a_round_of_one_node_takes_exactly_the_nodes_the_matcher_would(funded_ar
     WorkerNode.objects.filter(pk=silent.pk).update(last_heartbeat=timezone.now() - timedelta(hours=1))
     WorkerNode.objects.filter(pk=banned.pk).update(banned_at=timezone.now())
     WorkerNode.objects.filter(pk=said_bye.pk).update(agent_state=WorkerNode.AgentState.OFFLINE)
-    (busy_lease,) = batch.leases_create(node_id=busy.pk)
-    (ahead_lease,) = batch.leases_create(node_id=ahead.pk)
+    (busy_lease,) = batch.leases_create(node=busy)
+    (ahead_lease,) = batch.leases_create(node=ahead)
     everyone = [idle, untrusted, paused, silent, banned, busy, said_bye, ahead]
     mine, forged = (ahead_lease.lease_id, ahead_lease.token), (ahead_lease.lease_id, "forged")
     cases = [(node, None) for node in everyone] + [(busy, mine), (ahead, forged), (ahead, mine)]
@@ -368,7 +461,7 @@ def test_a_round_of_one_node_takes_exactly_the_nodes_the_matcher_would(funded_ar
             expected = expected.none()
         with transaction.atomic():
             told = batch.Finishing(*finishing) if finishing else None
-            locked = batch._node_locked(node.pk, told)
+            locked, _ = batch._node_round_read(node, told)
             orm = expected.select_related("trust").first()
         assert (locked is None) == (orm is None), (node.name, finishing)
         if locked is not None:
@@ -385,5 +478,5 @@ def test_a_round_of_one_node_takes_exactly_the_nodes_the_matcher_would(funded_ar
     # Past its expiry a lease is finished with: nothing is taken ahead of it.
     FrameLease.objects.filter(pk=ahead_lease.lease_id).update(expires_at=timezone.now() - timedelta(seconds=1))
     with transaction.atomic():
-        assert batch._node_locked(ahead.pk, batch.Finishing(*mine)) is None
+        assert batch._node_round_read(ahead, batch.Finishing(*mine))[0] is None
     assert busy_lease.lease_id != ahead_lease.lease_id

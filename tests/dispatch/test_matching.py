@@ -76,7 +76,7 @@ def test_many_matchers_never_lease_one_frame_twice(funded_artist, provider):
 
     make_queued_job(funded_artist, frames=6)
     nodes = [make_node(provider, name=f"n{i}", unchecked=True)[0] for i in range(8)]
-    results = race(lambda i: services.lease_create_for_node(node_id=nodes[i].pk), 8)
+    results = race(lambda i: services.lease_create_for_node(node=nodes[i]), 8)
     leased = [r for r in results if isinstance(r, services.Delivery)]
     assert not [r for r in results if isinstance(r, Exception)], results
     assert len(leased) == 6  # six frames, eight nodes: two go without

@@ -126,7 +126,7 @@ def test_cancel_refunds_exactly_the_unrendered_frames_and_is_idempotent(
     job = job_accept(job_id=quoted.pk, owner=funded_artist)
     price = job.price_per_frame
     before = wallet(funded_artist)
-    delivery = lease_create_for_node(node_id=node.pk)  # frame 1 is rendering
+    delivery = lease_create_for_node(node=node)  # frame 1 is rendering
     frames = list(job.frames.order_by("number"))
     rendered(frames[1], node)
     Frame.objects.filter(pk=frames[2].pk).update(state=FrameState.VERIFYING, node=node)

@@ -67,7 +67,7 @@ def test_cancels_and_reports_of_many_frames_at_once_neither_deadlock_nor_pay_a_c
     held = []
     for n in range(6):
         node, token = make_node(provider, name=f"rig-{n}", unchecked=True)
-        assert services.lease_create_for_node(node_id=node.pk)
+        assert services.lease_create_for_node(node=node)
         msg, details = lease_one(node, token)
         assert put(details["upload_url"], png_bytes(32, 24, seed=n)).status_code == 201
         held.append((token, msg))

@@ -76,7 +76,7 @@ def test_waiting_says_no_node_is_online(funded_artist):
 def test_waiting_says_all_fitting_nodes_are_busy_or_paused(funded_artist, provider):
     make_queued_job(funded_artist, frames=1)
     node, _ = make_node(provider, unchecked=True)
-    assert dispatch.lease_create_for_node(node_id=node.pk)
+    assert dispatch.lease_create_for_node(node=node)
     job = make_queued_job(funded_artist, frames=1)
     assert job_waiting(job=job).code == "all_busy"
     dispatch.node_goodbye(node=node)
@@ -92,7 +92,7 @@ def test_waiting_names_the_vram_and_the_price_floor(funded_artist, provider):
     make_node(provider, name="small", device="CUDA", vram_mb=4096, unchecked=True)
     waiting = job_waiting(job=job)
     assert waiting.code == "vram" and "≥ 8 GB VRAM" in waiting.reason and "at most 4 GB" in waiting.reason
-    assert dispatch.lease_create_for_node(node_id=WorkerNode.objects.get(name="small").pk) is None
+    assert dispatch.lease_create_for_node(node=WorkerNode.objects.get(name="small")) is None
     Job.objects.filter(pk=job.pk).update(quote={})
     WorkerNode.objects.update(min_price_per_frame=5_000_000)
     job.refresh_from_db()
@@ -116,7 +116,7 @@ def test_a_frame_only_a_refused_node_could_take_is_offered_to_the_artist(client,
     assert api["waiting"]["code"] == "blocked" and api["waiting"]["choices"] == ["allow_refused_nodes"]
     client.post(reverse("jobs:allow_refused_nodes", args=[job.pk]))
     assert not JobNodeBlock.objects.filter(job=job).exists()
-    assert dispatch.lease_create_for_node(node_id=node.pk) is not None
+    assert dispatch.lease_create_for_node(node=node) is not None
     assert Frame.objects.get(job=job).state == FrameState.LEASED
 
 

@@ -38,7 +38,7 @@ def fail_on(provider, *, nodes: int, prefix: str = "n") -> None:
     """`nodes` new nodes each take the job's next frame and report a failure through the agent API path."""
     for i in range(nodes):
         node, _ = make_node(provider, name=f"{prefix}{i}", unchecked=True)
-        delivery = dispatch.lease_create_for_node(node_id=node.pk)
+        delivery = dispatch.lease_create_for_node(node=node)
         assert delivery is not None
         take(node)
         lease = dispatch.FrameLease.objects.get(pk=delivery.lease_id)

@@ -41,7 +41,7 @@ def farm(funded_artist, provider):
     node["available"], _ = make_node(provider, name="available", unchecked=True)
     node["busy"], _ = make_node(provider, name="busy", unchecked=True)
     make_queued_job(funded_artist, frames=1)
-    assert dispatch.lease_create_for_node(node_id=node["busy"].pk) is not None
+    assert dispatch.lease_create_for_node(node=node["busy"]) is not None
     node["admin_banned"], _ = make_node(provider, name="admin banned", unchecked=True)
     dispatch.node_ban(node_id=node["admin_banned"].pk)
     node["paused"], _ = make_node(provider, name="paused", unchecked=True)
@@ -109,7 +109,7 @@ def test_the_verifier_rule_picks_another_providers_node_on_the_same_backend_and_
     assert {n.name for n in policy.verifiers_for(**rule)} == {"fit", "redeemed"}
 
     for _ in range(policy.ABANDONS_PER_JOB):  # a node that abandoned the job's leases verifies none of it
-        delivery = dispatch.lease_create_for_node(node_id=fit.pk)
+        delivery = dispatch.lease_create_for_node(node=fit)
         dispatch.lease_release(node=fit, lease_id=delivery.lease_id, token=delivery.token)
     assert {n.name for n in policy.verifiers_for(**rule)} == {"redeemed"}
 

@@ -20,7 +20,7 @@ S = WorkerNode.Status
 def leased(artist, provider, *, frames: int = 2):
     job = make_queued_job(artist, frames=frames)
     node, _ = make_node(provider, unchecked=True)
-    delivery = services.lease_create_for_node(node_id=node.pk)
+    delivery = services.lease_create_for_node(node=node)
     assert delivery is not None
     node.refresh_from_db()
     assert node.status == S.BUSY and node.current_frame_id is not None
@@ -33,7 +33,7 @@ def test_cancelling_a_running_job_frees_its_node_for_the_next_job(funded_artist,
     node.refresh_from_db()
     assert (node.status, node.current_frame_id) == (S.IDLE, None)
     next_job = make_queued_job(funded_artist, frames=1)
-    delivery = services.lease_create_for_node(node_id=node.pk)
+    delivery = services.lease_create_for_node(node=node)
     assert delivery is not None and FrameLease.objects.get(pk=delivery.lease_id).frame.job_id == next_job.pk
 
 
@@ -45,7 +45,7 @@ def test_the_owners_pause_survives_heartbeats_until_resumed(funded_artist, provi
     node.refresh_from_db()
     assert node.status == S.PAUSED and services.node_pause_of(node=node)["paused"]
     make_queued_job(funded_artist, frames=1)
-    assert services.lease_create_for_node(node_id=node.pk) is None
+    assert services.lease_create_for_node(node=node) is None
     node_set_paused(owner=provider, node_id=node.pk, paused=False)
     node.refresh_from_db()
     assert node.status == S.IDLE

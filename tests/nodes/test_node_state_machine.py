@@ -93,7 +93,7 @@ class Farm(RuleBasedStateMachine):
 
     @rule(i=st.integers(0, NODES - 1))
     def the_matcher_offers_a_frame(self, i: int) -> None:
-        delivery = services.lease_create_for_node(node_id=self.nodes[i][0].pk)
+        delivery = services.lease_create_for_node(node=self.nodes[i][0])
         if delivery is not None:
             self.tokens[delivery.lease_id] = delivery.token
 

@@ -49,7 +49,7 @@ def take(node) -> dict:
 
 def lease_and_report(node, image: np.ndarray, *, noisy: np.ndarray | None = None) -> FrameLease:
     """The node takes its next frame and reports `image` for it (and its pre-denoise pass), through dispatch."""
-    delivery = dispatch.lease_create_for_node(node_id=node.pk)
+    delivery = dispatch.lease_create_for_node(node=node)
     assert delivery is not None, "the node got no frame"
     assert take(node)["lease"] == delivery.lease_id  # the agent takes its message
     lease = FrameLease.objects.get(pk=delivery.lease_id)

@@ -62,14 +62,14 @@ def test_a_canary_lease_looks_exactly_like_artist_work(funded_artist, provider, 
     canary_job()
     node, _ = make_node(provider)
     monkeypatch.setattr(services, "_chance", lambda rate: False)
-    real = dispatch.lease_create_for_node(node_id=node.pk)
+    real = dispatch.lease_create_for_node(node=node)
     real_message = take(node)
     real_lease = FrameLease.objects.get(pk=real.lease_id)
     assert not real_lease.frame.job.is_canary
     dispatch.lease_release(node=node, lease_id=real.lease_id, token=real.token)
 
     monkeypatch.setattr(services, "_chance", lambda rate: True)
-    canary = dispatch.lease_create_for_node(node_id=node.pk)  # matching's own hook swaps in the canary
+    canary = dispatch.lease_create_for_node(node=node)  # matching's own hook swaps in the canary
     lease, message = FrameLease.objects.get(pk=canary.lease_id), take(node)
     assert lease.frame.job.is_canary
     assert set(message) == set(real_message) and message["kind"] == real_message["kind"] == "render"

@@ -50,7 +50,7 @@ def put(url: str, body: bytes) -> int:
 
 def render_and_report(node, image: np.ndarray) -> tuple[FrameLease, dict]:
     """The node takes its frame, uploads `image` through its upload URL and reports it; returns the lease details."""
-    dispatch.lease_create_for_node(node_id=node.pk)
+    dispatch.lease_create_for_node(node=node)
     message = take(node)
     details = dispatch.lease_details(node=node, lease_id=message["lease"], token=message["token"])
     assert put(details["upload_url"], png(image)) == 201

@@ -46,7 +46,7 @@ def manual_matching(monkeypatch):
 
 def render_and_report(node, renderer: Renderer, tmp: Path, **cheat) -> FrameLease:
     """An agent: take the lease, render its pinned manifest (plus `cheat`), upload frame and noisy pass."""
-    delivery = dispatch.lease_create_for_node(node_id=node.pk)
+    delivery = dispatch.lease_create_for_node(node=node)
     take(node)
     lease = FrameLease.objects.get(pk=delivery.lease_id)
     ext = "exr" if lease.manifest["file_format"] == "OPEN_EXR" else "png"
@@ -114,7 +114,7 @@ def test_canary_answers_are_what_an_honest_node_renders(agent_renderer, tmp_path
 def test_a_frame_of_a_scene_blender_refuses_fails_its_check(funded_artist, provider, tmp_path):
     make_queued_job(funded_artist, frames=1, width=32, height=24)  # its scene is not a real .blend
     node, _ = make_node(provider)
-    delivery = dispatch.lease_create_for_node(node_id=node.pk)
+    delivery = dispatch.lease_create_for_node(node=node)
     lease = FrameLease.objects.get(pk=delivery.lease_id)
     blobs.blob_put(key=lease.result_key, fileobj=io.BytesIO(png(truth_image())))
     assert dispatch.lease_report(node=node, lease_id=lease.pk, token=delivery.token, ok=True).accepted

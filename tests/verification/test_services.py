@@ -119,7 +119,7 @@ def test_a_wrong_frame_is_requeued_unpaid_and_its_node_distrusted(funded_artist,
     assert (trust.consecutive_passes, trust.checks_failed, trust.check_rate) == (0, 1, 1.0)
     event = TrustEvent.objects.get(node=cheat)
     assert event.kind == TrustEvent.Kind.FAIL and event.frame_id == frame.pk and "SSIM" in event.reason
-    assert dispatch.lease_create_for_node(node_id=cheat.pk) is None  # it gets no more frames of this job
+    assert dispatch.lease_create_for_node(node=cheat) is None  # it gets no more frames of this job
 
     honest_provider = other_provider("ivy")
     honest, _ = make_node(honest_provider, name="honest")
@@ -146,7 +146,7 @@ def test_a_node_is_banned_after_repeated_failures_and_gets_no_more_frames(
     assert node_is_banned(node_id=cheat.pk)
     assert TrustEvent.objects.filter(node=cheat, kind=TrustEvent.Kind.BAN).count() == 1
     assert not dispatch.matchable_nodes().filter(pk=cheat.pk).exists()
-    assert dispatch.lease_create_for_node(node_id=cheat.pk) is None
+    assert dispatch.lease_create_for_node(node=cheat) is None
     assert Frame.objects.filter(state=FrameState.QUEUED).count() == policy.BAN_AFTER_FAILURES
 
 
@@ -279,7 +279,7 @@ def test_denoised_frames_are_checked_on_their_noisy_pass(
     assert {(m["use_denoising"], m["file_format"]) for m in platform_truth.renders} == {(False, "OPEN_EXR")}
 
     # No noisy pass uploaded: dispatch refuses the report, so the frame can never reach verification.
-    delivery = dispatch.lease_create_for_node(node_id=node.pk)
+    delivery = dispatch.lease_create_for_node(node=node)
     take(node)
     missing = FrameLease.objects.get(pk=delivery.lease_id)
     blobs.blob_put(key=missing.result_key, fileobj=io.BytesIO(png(denoised)))

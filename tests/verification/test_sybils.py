@@ -47,7 +47,7 @@ def broker_user(node) -> list | None:
 
 
 def lease_job_frame(node, job):
-    delivery = dispatch.lease_create_for_node(node_id=node.pk)
+    delivery = dispatch.lease_create_for_node(node=node)
     assert delivery is not None, "the node got no frame"
     take(node)
     lease = FrameLease.objects.get(pk=delivery.lease_id)
@@ -83,7 +83,7 @@ def test_a_node_that_abandons_two_leases_of_a_job_gets_no_more_of_its_frames_and
     # Its frames are back in the queue for others, and this node gets no more of this job ...
     assert Frame.objects.filter(job=job, state=FrameState.QUEUED).count() == 4
     WorkerNode.objects.filter(pk=node.pk).update(status=WorkerNode.Status.IDLE)
-    assert dispatch.lease_create_for_node(node_id=node.pk) is None
+    assert dispatch.lease_create_for_node(node=node) is None
     other_node, _ = make_node(other_provider(), name="other")
     assert lease_job_frame(other_node, job)[0].frame.job_id == job.pk
     # ... but still gets other jobs' frames.
@@ -113,7 +113,7 @@ def test_a_ban_stops_every_node_of_the_provider_and_its_new_ones(funded_artist, 
     with pytest.raises(dispatch.LeaseRefused, match="revoked"):
         dispatch.lease_report(node=sibling, lease_id=held.pk, token=held_delivery.token, ok=True)
     WorkerNode.objects.filter(pk=sibling.pk).update(status=WorkerNode.Status.IDLE)
-    assert dispatch.lease_create_for_node(node_id=sibling.pk) is None  # the other node gets no work
+    assert dispatch.lease_create_for_node(node=sibling) is None  # the other node gets no work
     assert dispatch.match_frames() == 0
     assert broker_user(cheat) is None and broker_user(sibling) is None  # no broker access left
     # Its agents get a clear refusal, and no new broker user from hello.
@@ -127,7 +127,7 @@ def test_a_ban_stops_every_node_of_the_provider_and_its_new_ones(funded_artist, 
     assert response.status_code == 403 and "banned" in response.json()["detail"]
     # Another provider is unaffected.
     honest, _ = make_node(other_provider(), name="honest")
-    assert dispatch.lease_create_for_node(node_id=honest.pk) is not None
+    assert dispatch.lease_create_for_node(node=honest) is not None
 
 
 # --- sybils ---------------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def tile_of(image: np.ndarray) -> np.ndarray:
 
 def test_a_tile_lease_renders_only_its_rectangle_and_wants_an_upload_of_that_size(still, provider, truth):
     node, _ = make_node(provider, unchecked=True)
-    delivery = dispatch.lease_create_for_node(node_id=node.pk)
+    delivery = dispatch.lease_create_for_node(node=node)
     take(node)
     lease = FrameLease.objects.get(pk=delivery.lease_id)
     assert lease.manifest["border"] == list(TILE)
