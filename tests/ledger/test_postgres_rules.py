@@ -38,6 +38,43 @@ def test_the_database_refuses_an_unbalanced_raw_insert(artist):
     assert not LedgerTransaction.objects.filter(idempotency_key="raw").exists()
 
 
+def _raw_transaction(cur, key: str) -> int:
+    cur.execute(
+        "INSERT INTO ledger_ledgertransaction (idempotency_key, memo, metadata, created_at) "
+        "VALUES (%s, 'raw', '{}', now()) RETURNING id",
+        [key],
+    )
+    return cur.fetchone()[0]
+
+
+def test_the_zero_sum_rule_holds_after_every_statement_not_only_at_commit(artist, outsider):
+    """Migration 0005: one check per INSERT statement, of every ledger transaction it added postings to. A
+    transaction's postings split over two statements are refused at the first, even though the second would
+    balance them; one statement posting a balanced and an unbalanced transaction keeps neither."""
+    fund(artist, 5 * M)
+    wallet = account_get(kind=Account.Kind.ARTIST_WALLET, owner=artist)
+    other = account_get(kind=Account.Kind.ARTIST_WALLET, owner=outsider)
+    posting = "INSERT INTO ledger_posting (transaction_id, account_id, amount) VALUES "
+    with pytest.raises((IntegrityError, InternalError), match="unbalanced"):
+        with transaction.atomic(), connection.cursor() as cur:
+            txn = _raw_transaction(cur, "split")
+            cur.execute(posting + "(%s, %s, %s)", [txn, wallet.pk, -7])
+            cur.execute(posting + "(%s, %s, %s)", [txn, other.pk, 7])  # never reached
+    with pytest.raises((IntegrityError, InternalError), match="unbalanced"):
+        with transaction.atomic(), connection.cursor() as cur:
+            good, bad = _raw_transaction(cur, "good"), _raw_transaction(cur, "bad")
+            cur.execute(
+                posting + "(%s, %s, %s), (%s, %s, %s), (%s, %s, %s)",
+                [good, wallet.pk, -5, good, other.pk, 5, bad, other.pk, 3],
+            )
+    assert not LedgerTransaction.objects.filter(idempotency_key__in=["split", "good", "bad"]).exists()
+    # Balanced in one statement: kept.
+    with transaction.atomic(), connection.cursor() as cur:
+        txn = _raw_transaction(cur, "whole")
+        cur.execute(posting + "(%s, %s, %s), (%s, %s, %s)", [txn, wallet.pk, -2, txn, other.pk, 2])
+    assert Posting.objects.filter(transaction__idempotency_key="whole").count() == 2
+
+
 def test_the_database_refuses_to_edit_or_delete_postings(artist):
     fund(artist, 5 * M)
     posting = Posting.objects.first()
