@@ -27,6 +27,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection, connections, transaction
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.utils import timezone
@@ -96,7 +97,10 @@ def _kept_off(node_ids: list[int]) -> dict[int, set[int]]:
 
 @functools.cache
 def _jobs_fitting_sql(alias: str, profile: tuple) -> tuple[str, tuple]:
-    return _fitting_jobs(profile).using(alias).values("pk").query.sql_with_params()
+    try:
+        return _fitting_jobs(profile).using(alias).values("pk").query.sql_with_params()
+    except EmptyResultSet:  # no Blender series (a node's copy from before its hello): it fits no job
+        return f"SELECT id FROM {Job._meta.db_table} WHERE 1 = 0", ()
 
 
 @functools.cache

@@ -354,6 +354,11 @@ def test_a_round_of_one_node_reads_the_pool_of_the_node_as_it_is_now_not_as_the_
     (delivery,) = batch.leases_create(node=caller_copy)
     assert Frame.objects.get(leases=delivery.lease_id).job_id == job.pk
     assert WorkerNode.objects.get(pk=node.pk).status == WorkerNode.Status.BUSY
+    # A copy from before the node's hello names no Blender series at all: it fits no job, and its read is empty.
+    before_hello, _ = make_node(provider, name="later", unchecked=True)
+    before_hello.blender_series = ""
+    (delivery,) = batch.leases_create(node=before_hello)
+    assert Frame.objects.get(leases=delivery.lease_id).job_id == job.pk
 
 
 @pytest.mark.postgres
