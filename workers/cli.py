@@ -98,7 +98,8 @@ def register(ctx: click.Context, /, server: str, token: str, **options: Any) -> 
 
     config = _overrides(AgentConfig(server=server, token=token), **options)
     try:
-        MarketClient(server, token).beat(leases=[])
+        with MarketClient(server, token) as client:
+            client.beat(leases=[])
     except ApiError as exc:
         raise click.ClickException(f"the marketplace refused this token: {exc}") from exc
     except OSError as exc:
@@ -176,7 +177,8 @@ def bench(ctx: click.Context, /, upload: bool, **options: Any) -> None:
     if upload and config is not None:
         from workers.client import MarketClient
 
-        MarketClient(config.server, config.token).bench(results)
+        with MarketClient(config.server, config.token) as client:
+            client.bench(results)
         click.echo("uploaded")
 
 
@@ -278,7 +280,9 @@ def run(ctx: click.Context, /, once: bool, allow_unsandboxed: bool, **options: A
     )
     agent.install_signals()
     click.echo(f"agent running on {device} against {config.server}; Ctrl-C finishes the current frame")
-    sys.exit(agent.run())
+    with agent.client:  # hangs up on the market when the agent stops, however it stops
+        code = agent.run()
+    sys.exit(code)
 
 
 def main() -> None:

@@ -41,17 +41,33 @@ class MarketClient:
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Node {token}"
 
+    def close(self) -> None:
+        """Close the kept-alive connections: the market's server keeps a worker (and its database session) on
+        each until the agent hangs up."""
+        self.session.close()
+
+    def __enter__(self) -> MarketClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.session.request(method, self.base + path, timeout=TIMEOUT, **kwargs)
-        try:
-            body = response.json()
-        except ValueError:
-            body = {"error": response.text[:200]}
-        if response.status_code >= 400:
+        status, body = self._send(method, path, **kwargs)
+        if status >= 400:
             # The market answers errors as RFC 9457 problem details: `detail` says what went wrong.
             message = body.get("detail") or body.get("error") or body.get("message") if isinstance(body, dict) else ""
-            raise ApiError(response.status_code, message or str(body))
+            raise ApiError(status, message or str(body))
         return body
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        # The response stays in this frame: an ApiError's traceback (kept by a CLI's error) holding it would hold
+        # its socket open after `close`, and the market's worker on the other end.
+        with self.session.request(method, self.base + path, timeout=TIMEOUT, **kwargs) as response:
+            try:
+                return response.status_code, response.json()
+            except ValueError:
+                return response.status_code, {"error": response.text[:200]}
 
     def hello(self, capabilities: HelloRequest) -> HelloAnswer:
         return cast(HelloAnswer, self._call("POST", "/hello/", json=capabilities))

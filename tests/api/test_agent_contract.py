@@ -94,7 +94,7 @@ def read_fields(name: str) -> Any:
 
 def test_every_method_of_the_client_is_exercised_here() -> None:
     public = {name for name, _ in inspect.getmembers(MarketClient, inspect.isfunction) if not name.startswith("_")}
-    assert public == set(CALLS)
+    assert public - {"close"} == set(CALLS)  # `close` hangs up; every other public method is an API call
 
 
 @pytest.mark.parametrize("name", sorted(CALLS))

@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from tests.fixtures.market import database_sessions_left
 from workers.cli import cli
 from workers.config import AgentConfig
 
@@ -45,6 +46,7 @@ def test_register_checks_the_token_with_the_marketplace_and_saves_the_config(liv
     saved = AgentConfig.load(config_path)
     assert (saved.token, saved.threads, saved.gpus, saved.schedule) == (token, 2, [0, 1], "22:00-07:00")
     assert config_path.stat().st_mode & 0o077 == 0  # the token is not readable by other users
+    assert database_sessions_left() == 0  # the command hung up: the market's worker and its session are free
 
 
 def test_register_explains_an_unreachable_server(config_path):

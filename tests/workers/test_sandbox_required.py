@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.fixtures.blend_factory import BlendFactory
+from tests.fixtures.market import database_sessions_left
 from workers.blend import _landlock
 from workers.blend.renderer import Renderer
 from workers.blend.sandbox import Limits, SandboxUnavailable, check_isolation, run_bpy_module
@@ -123,6 +124,7 @@ def test_run_refuses_without_the_sandbox_unless_allowed(
     node.refresh_from_db()
     assert node.status == WorkerNode.Status.IDLE
     assert node.sandbox == "unsandboxed" and "Landlock unavailable" in node.sandbox_detail
+    assert database_sessions_left() == 0  # the agent hung up on the market when it stopped
 
 
 @needs_landlock
@@ -147,6 +149,7 @@ def test_run_reports_an_enforced_sandbox_at_hello(
     assert result.exit_code == 0, result.output
     node.refresh_from_db()
     assert node.sandbox == "enforced" and node.sandbox_detail.startswith("Landlock enabled (ABI ")
+    assert database_sessions_left() == 0
 
 
 @pytest.mark.slow
