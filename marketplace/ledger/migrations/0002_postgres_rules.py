@@ -6,7 +6,8 @@
 """
 from django.db import migrations
 
-BALANCED = """
+# The zero-sum rule as 0002 made it; 0005 replaced it and restores it when reversed.
+ZERO_SUM_PER_ROW = """
 CREATE OR REPLACE FUNCTION ledger_check_balanced() RETURNS trigger AS $$
 DECLARE total bigint; n integer;
 BEGIN
@@ -27,7 +28,9 @@ CREATE CONSTRAINT TRIGGER ledger_posting_balanced
     AFTER INSERT ON ledger_posting
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION ledger_check_balanced();
+"""
 
+APPEND_ONLY = """
 CREATE OR REPLACE FUNCTION ledger_posting_immutable() RETURNS trigger AS $$
 BEGIN
     RAISE EXCEPTION 'ledger postings are append-only' USING ERRCODE = 'restrict_violation';
@@ -37,6 +40,8 @@ CREATE TRIGGER ledger_posting_append_only
     BEFORE UPDATE OR DELETE ON ledger_posting
     FOR EACH ROW EXECUTE FUNCTION ledger_posting_immutable();
 """
+
+BALANCED = ZERO_SUM_PER_ROW + APPEND_ONLY
 
 DROP = """
 DROP TRIGGER IF EXISTS ledger_posting_append_only ON ledger_posting;

@@ -8,6 +8,8 @@ statement (`ledger_post`, `ledger_post_many`, SQLite's `_post_rows`), and postin
 rule now holds after every statement, not only at COMMIT: stricter than before, never looser.
 """
 
+from importlib import import_module
+
 from django.db import migrations
 
 PER_STATEMENT = """
@@ -41,31 +43,13 @@ CREATE TRIGGER ledger_posting_balanced
 """
 
 # Back to 0002's rule: one deferred check per posting.
-PER_ROW = """
+PER_ROW = (
+    """
 DROP TRIGGER IF EXISTS ledger_posting_balanced ON ledger_posting;
 DROP FUNCTION IF EXISTS ledger_check_balanced_statement();
-
-CREATE OR REPLACE FUNCTION ledger_check_balanced() RETURNS trigger AS $$
-DECLARE total bigint; n integer;
-BEGIN
-    SELECT COALESCE(SUM(amount), 0), COUNT(*) INTO total, n
-      FROM ledger_posting WHERE transaction_id = NEW.transaction_id;
-    IF total <> 0 THEN
-        RAISE EXCEPTION 'ledger transaction % is unbalanced: postings sum to %', NEW.transaction_id, total
-            USING ERRCODE = 'check_violation';
-    END IF;
-    IF n < 2 THEN
-        RAISE EXCEPTION 'ledger transaction % has fewer than two postings', NEW.transaction_id
-            USING ERRCODE = 'check_violation';
-    END IF;
-    RETURN NULL;
-END $$ LANGUAGE plpgsql;
-
-CREATE CONSTRAINT TRIGGER ledger_posting_balanced
-    AFTER INSERT ON ledger_posting
-    DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW EXECUTE FUNCTION ledger_check_balanced();
 """
+    + import_module("marketplace.ledger.migrations.0002_postgres_rules").ZERO_SUM_PER_ROW
+)
 
 
 def forwards(apps, schema_editor):
