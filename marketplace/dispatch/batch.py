@@ -167,7 +167,7 @@ class _PoolRead:
 def _node_round_read(node: WorkerNode, finishing: Finishing | None) -> tuple[WorkerNode | None, _PoolRead]:
     """A round of one node's first statement: this node, locked, with its trust loaded, if it is matchable
     (`matchable_nodes`) and, when `finishing`, that lease is as `Finishing` says (whose frame, job and kind it
-    fills in); and, only then, the first read of the pool of the profile `node` shows (`_pool_read`, leaving out
+    fills in); and, only then, the first read of the pool of the profile `node` shows (`_pool_rows`, leaving out
     the jobs it is kept off). (None, no read) when the node is not taken.
 
     The pool is read for the caller's copy of the node (the agent call's authentication, a moment ago): the
@@ -266,7 +266,7 @@ def _pool_sql(
     if lead is not None:
         where += " AND EXISTS (SELECT 1 FROM head)"  # checked once, before any frame is read
     if postgres:
-        # Only each job's first `size` fitting frames can be among the first `size` of the ranking: read just
+        # Only each job's first `window` fitting frames can be among the first `window` ranked: read just
         # those (index frame_queued_by_job_number), not every queued frame, whose number grows with the queue.
         source = (
             f"{jobs} j CROSS JOIN LATERAL (SELECT f.id, f.job_id, f.number FROM {frames} f"
@@ -329,17 +329,16 @@ def _pool_rows(
     kept = sorted(kept_off)
     lead_sql, lead_params = lead if lead is not None else (None, [])
     sql, job_params = _pool_sql(connection.alias, profile, len(skip), len(kept), kept_off_of is not None, lead_sql)
-    size = window
     frame_params = [FrameState.QUEUED, profile[1], *([sorted(skip)] if postgres and skip else sorted(skip))]
     where_params = [*job_params, *kept]
     if kept_off_of is not None:
         statement = _kept_off_of_node_sql(connection.alias)
         where_params += statement.params_with([kept_off_of])
     if postgres:
-        params = [*lead_params, *frame_params, size, FrameState.LEASED, *where_params]
+        params = [*lead_params, *frame_params, window, FrameState.LEASED, *where_params]
     else:
         params = [*lead_params, FrameState.LEASED, *frame_params, *where_params]
-    params += [size, size, FrameState.QUEUED, want]
+    params += [window, window, FrameState.QUEUED, want]
     with connection.cursor() as cur:
         cur.execute(sql, params)
         return cur.fetchall()
