@@ -8,7 +8,9 @@ call, which keeps it usable from any thread (calls are serialised by a lock).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -48,6 +50,7 @@ class CudaBackend:
         drv.init()
         if drv.Device.count() <= device:
             raise RuntimeError("no CUDA device")
+        self.device_name: str = drv.Device(device).name()
         self._ctx = drv.Device(device).make_context()  # created current; popped below
         try:
             module = SourceModule(KERNEL_SOURCE.read_text(), no_extern_c=True, options=["-O3"])
@@ -71,18 +74,31 @@ class CudaBackend:
             except Exception:  # interpreter shutdown or driver already gone: nothing to recover
                 pass
 
+    @contextlib.contextmanager
+    def _current(self) -> Iterator[None]:
+        """This backend's context made current for one call, serialised across threads."""
+        if self._ctx is None:
+            raise RuntimeError("CUDA backend closed")
+        with self._lock:
+            self._ctx.push()
+            try:
+                yield
+            finally:
+                drv.Context.pop()
+
+    def upload(self, *arrays: np.ndarray) -> None:
+        """Copy arrays to the GPU and free them: the transfer share of ``compute`` (benchmarks)."""
+        with self._current():
+            for arr in arrays:
+                self._ops.to_device(arr).gpudata.free()
+            drv.Context.synchronize()
+
     def compute(self, a: np.ndarray, b: np.ndarray, pixel_tol: float, gross_tol: float) -> RawStats:
         return self.compute_with_map(a, b, pixel_tol, gross_tol)[0]
 
     def compute_with_map(
         self, a: np.ndarray, b: np.ndarray, pixel_tol: float, gross_tol: float, *, want_map: bool = False
     ) -> tuple[RawStats, np.ndarray | None]:
-        if self._ctx is None:
-            raise RuntimeError("CUDA backend closed")
-        with self._lock:
-            self._ctx.push()
-            try:
-                # device buffers are locals of run_pipeline: freed before the context is popped
-                return run_pipeline(self._ops, a, b, pixel_tol, gross_tol, want_map=want_map)
-            finally:
-                drv.Context.pop()
+        with self._current():
+            # device buffers are locals of run_pipeline: freed before the context is popped
+            return run_pipeline(self._ops, a, b, pixel_tol, gross_tol, want_map=want_map)

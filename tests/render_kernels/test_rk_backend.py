@@ -112,6 +112,9 @@ def _fake_pycuda(host) -> dict[str, types.ModuleType]:
         def __init__(self, ordinal: int) -> None:
             self.ordinal = ordinal
 
+        def name(self) -> str:
+            return "host memory posing as a GPU"
+
         def make_context(self) -> _FakeContext:
             ctx = _FakeContext()
             ctx.push()
