@@ -46,3 +46,30 @@ for size in 1920x1080 3840x2160; do
             --out "$out/verify_gpu_${size}_run${run}.json" 2>&1 | tail -9
     done
 done
+
+# Where the GPU's time goes: each launch synchronised and timed, best of 5, for a 2160p pair.
+python3 - <<'PY' 2>&1 | tee "$out/kernel_profile.txt"
+import sys, time, collections
+import numpy as np
+import pycuda.driver as drv
+sys.path.insert(0, "tests/render_kernels")
+from rk_testimages import structured
+from render_kernels.cuda_backend import CudaBackend
+
+backend = CudaBackend()
+ops, spent = backend._ops, collections.defaultdict(list)
+launch = ops.launch
+def timed(name, n, *args):
+    t0 = time.perf_counter(); launch(name, n, *args); drv.Context.synchronize()
+    spent[name].append(time.perf_counter() - t0)
+ops.launch = timed
+ref = structured(2160, 3840, 3, seed=1)
+cand = np.clip(ref + np.random.default_rng(2).normal(0, 0.01, ref.shape), 0, 1).astype(np.float32)
+whole = []
+for _ in range(6):
+    t0 = time.perf_counter(); backend.compute(cand, ref, 3 / 255, 0.1); whole.append(time.perf_counter() - t0)
+print(f"2160p compare, launches synchronised: best {min(whole[1:]) * 1e3:.2f} ms (first {whole[0] * 1e3:.1f} ms)")
+for name, times in spent.items():
+    print(f"  {name:18s} best {min(times[1:]) * 1e3:8.3f} ms")
+backend.close()
+PY
