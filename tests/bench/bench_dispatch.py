@@ -32,7 +32,7 @@ import platform
 import statistics
 import sys
 import time
-from collections import deque
+from collections import defaultdict, deque
 from pathlib import Path
 
 import django
@@ -128,6 +128,21 @@ def statement_stats(per_frame: int, top: int = 12) -> dict:
             for calls, exec_ms, plan_ms, query in rows[:top]
         ],
     }
+
+
+def plan_cache(plans: list[tuple[str, int, int]], top: int = 6) -> list[dict]:
+    """The statements psycopg prepared, summed over the workers' connections, most executed first: how often
+    Postgres ran each with its cached generic plan and how often it planned it again for the values given."""
+    by_query: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for query, generic, custom in plans:
+        counts = by_query[" ".join(query.split())]
+        counts[0] += generic
+        counts[1] += custom
+    ranked = sorted(by_query.items(), key=lambda item: -sum(item[1]))[:top]
+    return [
+        {"generic": generic, "custom": custom, "chars": len(query), "query": query[:160]}
+        for query, (generic, custom) in ranked
+    ]
 
 
 def worker(node_ids: list[int], out: mp.Queue) -> None:
@@ -239,8 +254,12 @@ def worker(node_ids: list[int], out: mp.Queue) -> None:
                 timing["settle"] += time.perf_counter() - t4
                 rendered = []
     connection.execute_wrappers.remove(count)
+    with connection.cursor() as cur:  # this connection's prepared statements: how Postgres planned each
+        cur.execute("SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements")
+        plans = cur.fetchall()
     out.put(
         {
+            "plans": plans,
             "latencies": latencies,
             "next_latencies": next_latencies,
             "rounds": rounds,
@@ -322,6 +341,7 @@ def main() -> None:
         "time_share": {k: round(v / busy, 3) for k, v in timing.items()},
         # where Postgres' time goes: execution + planning per settled frame, by statement
         "postgres_statements": statement_stats(per_frame) if counting else {},
+        "plan_cache": plan_cache([plan for r in results for plan in r["plans"]]),
         "ledger_total": selectors.ledger_total(),
         "drifting_accounts": len(selectors.ledger_drift()),
         # every settled frame has exactly one settlement transaction
@@ -357,6 +377,11 @@ def main() -> None:
         print(
             f"  pg {stat['ms_per_frame']:>7.3f} ms/frame {stat['calls_per_frame']:>6} calls/frame",
             stat["query"][:100],
+        )
+    for stat in row["plan_cache"]:
+        print(
+            f"  plans: {stat['generic']:>6} generic {stat['custom']:>6} custom {stat['chars']:>6} chars",
+            stat["query"][:80],
         )
     print(
         "time share:",

@@ -30,6 +30,12 @@ STEPS = [int(n) for n in os.environ.get("BENCH_POOL_LEASED", "0,1000,10000,50000
 ARTISTS = int(os.environ.get("BENCH_POOL_ARTISTS", "20"))
 CALLS = int(os.environ.get("BENCH_POOL_CALLS", "200"))
 QUEUED_PER_ARTIST = 200  # what stays queued at every step
+# Postgres' plan choice for the statement: "auto" (its own), "force_generic_plan" (what a prepared statement
+# gets once Postgres finds its generic plan no dearer: the values are then unknown to the plan) or
+# "force_custom_plan".
+PLAN = os.environ.get("BENCH_POOL_PLAN", "auto")
+BIG_JOB = int(os.environ.get("BENCH_POOL_BIG_JOB", "0"))  # frames of one more job, all queued (a big upload)
+HISTORY = int(os.environ.get("BENCH_POOL_HISTORY", "0"))  # settled frames ahead of each artist's queued ones
 
 
 def explain(connection, node) -> None:
@@ -74,13 +80,19 @@ def main() -> None:
     for i in range(ARTISTS):
         artist = User.objects.create(username=f"pool-artist{i}")
         fund(artist, 10**15)
-        make_queued_job(artist, frames=QUEUED_PER_ARTIST, price=1_000_000, priority=0)
+        queued = make_queued_job(artist, frames=HISTORY + QUEUED_PER_ARTIST, price=1_000_000, priority=0)
+        Frame.objects.filter(job=queued, number__lt=queued.frame_start + HISTORY).update(state=FrameState.SETTLED)
         busy_jobs.append(make_queued_job(artist, frames=max(STEPS) // ARTISTS + 1, price=1_000_000))
+    if BIG_JOB:
+        make_queued_job(User.objects.get(username="pool-artist0"), frames=BIG_JOB, price=1_000_000, priority=0)
     # Done frames until a step makes them busy: not in the queue, not counted as busy.
     Frame.objects.filter(job__in=busy_jobs).update(state=FrameState.SETTLED)
     provider = User.objects.create(username="pool-provider", role=User.Role.PROVIDER)
     node, _ = make_node(provider, name="pool-node", unchecked=True)
     rows = []
+    if PLAN != "auto":
+        with connection.cursor() as cur:
+            cur.execute(f"SET plan_cache_mode = {PLAN}")
     for leased in STEPS:
         # The first frames of each artist's busy job, spread evenly: the artists stay about equally busy.
         for n, job in enumerate(busy_jobs):
@@ -118,6 +130,9 @@ def main() -> None:
                 "machine": f"{platform.machine()} cores={os.cpu_count()}",
                 "artists": ARTISTS,
                 "calls": CALLS,
+                "plan_cache_mode": PLAN,
+                "big_job_frames": BIG_JOB,
+                "settled_ahead_per_artist": HISTORY,
                 "steps": rows,
             },
             indent=2,
