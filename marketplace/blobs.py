@@ -66,15 +66,16 @@ def digest_of_key(key: str) -> str:
 
 
 def blob_freeze(*, data: bytes, ext: str) -> tuple[str, str]:
-    """Store `data` under its own SHA-256 (write-once, outside any key an agent may write); (key, sha256)."""
+    """Store `data` under its own SHA-256 (write-once, outside any key an agent may write); (key, sha256).
+    Reports of the same bytes at once (blank frames, a still) share the one copy, whichever stored it."""
     sha = hashlib.sha256(data).hexdigest()
     key = frozen_key(sha256=sha, ext=ext)
-    if default_storage.exists(key):
-        with blob_open(key) as f:
-            if sha256_of(f) == sha:
-                return key, sha  # the same bytes are already frozen
-        default_storage.delete(key)  # a damaged copy: replace it with the bytes we hold
-    blob_put(key=key, fileobj=io.BytesIO(data))
+    if blob_put_new(key=key, fileobj=io.BytesIO(data)):
+        return key, sha
+    with blob_open(key) as f:
+        if sha256_of(f) == sha:
+            return key, sha  # the same bytes are frozen already
+    blob_put(key=key, fileobj=io.BytesIO(data))  # a damaged copy: replace it with the bytes we hold
     return key, sha
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypedDict, Unpack
 
+from django.db.models import Count, Min
 from django.utils import timezone
 
 from marketplace.dispatch import conf
@@ -85,12 +86,14 @@ def job_waiting(*, job: Job) -> Waiting | None:
     """None when nothing of the job waits for a node (all frames leased, done, or the job is not running)."""
     if job.state not in (JobState.QUEUED, JobState.RUNNING):
         return None
-    queued = job.frames.filter(state=FrameState.QUEUED)
-    frames = queued.count()
+    # One read: the frames leave the queue meanwhile (leased, cancelled), and separate reads saw a count of
+    # queued frames and then none to take the cheapest price of (a 500 on the job's page).
+    queue = job.frames.filter(state=FrameState.QUEUED).aggregate(
+        frames=Count("pk"), since=Min("updated_at"), price=Min("price")
+    )
+    frames, since, price = queue["frames"], queue["since"], queue["price"]
     if not frames:
         return None
-    since = queued.order_by("updated_at").values_list("updated_at", flat=True).first()
-    price = min(queued.values_list("price", flat=True))
     online = list(WorkerNode.objects.exclude(node_banned_q()).exclude(node_silent_q()))
     kw: _Queued = {"frames": frames, "since": since}
     if not online:

@@ -29,6 +29,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import queue
 import statistics
 import sys
 import time
@@ -272,6 +273,21 @@ def worker(node_ids: list[int], out: mp.Queue) -> None:
     )
 
 
+def collect(out: mp.Queue, procs: list[mp.Process]) -> list[dict]:
+    """Each worker's result; a worker that died without one fails the run at once instead of hanging it."""
+    results: list[dict] = []
+    while len(results) < len(procs):
+        try:
+            results.append(out.get(timeout=1))
+        except queue.Empty:
+            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            if dead:
+                for p in procs:
+                    p.terminate()
+                sys.exit(f"FAILED RUN: a worker died (exit codes {dead}); its traceback is above")
+    return results
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[max(0, int(len(sorted_values) * q) - 1)]
 
@@ -301,7 +317,7 @@ def main() -> None:
     procs = [mp.Process(target=worker, args=(s, out)) for s in slices]
     for p in procs:
         p.start()
-    results = [out.get() for _ in procs]
+    results = collect(out, procs)
     for p in procs:
         p.join()
     elapsed = time.perf_counter() - start

@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -71,6 +72,25 @@ def test_waiting_says_no_node_is_online(funded_artist):
     job = make_queued_job(funded_artist, frames=2)
     waiting = job_waiting(job=job)
     assert waiting.code == "no_nodes" and "none is online" in waiting.reason and waiting.frames == 2
+
+
+def test_waiting_reads_the_queue_once_so_frames_leased_meanwhile_cannot_break_the_page(funded_artist, provider):
+    """CI saw the job page answer 500: its queue was counted (one frame), the frame was leased, and the cheapest
+    price was then taken over no frames. Here every frame leaves the queue right after the first read."""
+    job = make_queued_job(funded_artist, frames=2)
+    make_node(provider, unchecked=True)
+    reads = []
+
+    def lease_everything_after_the_first_read(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if "jobs_frame" in sql and not reads:
+            reads.append(sql)
+            Frame.objects.filter(job=job).update(state=FrameState.LEASED)
+        return result
+
+    with connection.execute_wrapper(lease_everything_after_the_first_read):
+        waiting = job_waiting(job=job)
+    assert waiting.frames == 2 and waiting.code == "handing_out"
 
 
 def test_waiting_says_all_fitting_nodes_are_busy_or_paused(funded_artist, provider):
