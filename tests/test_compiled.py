@@ -17,11 +17,23 @@ pytestmark = pytest.mark.django_db
 def test_a_mark_missing_from_the_statement_is_refused_and_every_occurrence_is_swapped():
     a, b = id_marks(2)
     with pytest.raises(AssertionError):
-        Compiled.of("SELECT %s", [a], [a, b])
-    statement = Compiled.of("SELECT %s, %s, %s, %s", [a, "x", a, b], [a, b])
-    assert statement.params_with([7, 8]) == [7, "x", 7, 8]
+        Compiled.of("SELECT %s", [a], [a, b], alias=connection.alias)
+    statement = Compiled.of("SELECT %s, %s, %s, %s", [a, "x", a, b], [a, b], alias=connection.alias)
+    if connection.vendor == "postgresql":  # the constant is in the text (`Compiled.of`), the marks stay parameters
+        assert statement.sql == "SELECT %s, 'x', %s, %s" and statement.params_with([7, 8]) == [7, 7, 8]
+    else:
+        assert statement.params_with([7, 8]) == [7, "x", 7, 8]
     with pytest.raises(ValueError):
         statement.params_with([7])  # one value per mark
+
+
+def test_constants_written_into_the_text_keep_their_values_quotes_and_percent_signs_included():
+    (a,) = id_marks(1)
+    constants = ["it's 50% off", True, 3, None]
+    statement = Compiled.of("SELECT %s, %s, %s, %s, %s, '%%'", [a, *constants], [a], alias=connection.alias)
+    with connection.cursor() as cur:
+        cur.execute(statement.sql, statement.params_with([7]))
+        assert list(cur.fetchone()) == [7, *constants, "%"]
 
 
 def test_a_row_read_by_hand_loads_as_the_orm_loads_it(funded_artist, provider, agent_queues):

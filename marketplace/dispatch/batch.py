@@ -107,7 +107,7 @@ def _jobs_fitting_sql(alias: str, profile: tuple) -> tuple[str, tuple]:
 def _kept_off_of_node_sql(alias: str) -> Compiled:
     (mark,) = id_marks(1)
     sql, params = _kept_off_pairs([mark]).using(alias).query.sql_with_params()
-    return Compiled.of(f"SELECT k.job_id FROM ({sql}) k", params, [mark])
+    return Compiled.of(f"SELECT k.job_id FROM ({sql}) k", params, [mark], alias=alias)
 
 
 @dataclass
@@ -151,7 +151,7 @@ def _node_lock_sql(alias: str, finishing: bool) -> Compiled:
     marks = [node_mark, ops.adapt_datetimefield_value(silent_cutoff(now))]
     if finishing:
         marks += [lease_mark, ops.adapt_datetimefield_value(now), _TOKEN_HASH_MARK]
-    return Compiled.of(sql, params, marks)
+    return Compiled.of(sql, params, marks, alias=alias)
 
 
 _NODE_WIDTH = len(WorkerNode._meta.concrete_fields)

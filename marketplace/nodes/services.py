@@ -203,7 +203,7 @@ def _status_sync_statement(alias: str, count: int) -> Compiled:
     sql, params = query.get_compiler(alias).as_sql()
     cutoff_mark = connections[alias].ops.adapt_datetimefield_value(silent_cutoff(MARK_NOW))
     status = connections[alias].ops.quote_name(WorkerNode._meta.get_field("status").column)
-    return Compiled.of(f"{sql} RETURNING {status}", params, [cutoff_mark, *node_marks])
+    return Compiled.of(f"{sql} RETURNING {status}", params, [cutoff_mark, *node_marks], alias=alias)
 
 
 def nodes_with_wrong_status(now=None) -> list[tuple[int, str, str]]:

@@ -32,8 +32,9 @@ import platform
 import queue
 import statistics
 import sys
+import threading
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from pathlib import Path
 
 import django
@@ -54,6 +55,7 @@ BATCH = int(os.environ.get("BENCH_BATCH", "100"))
 # is reported, so rounds only start the farm.
 MODE = os.environ.get("BENCH_MODE", "rounds")
 PHASES = ("lease", "agent", "report", "next", "settle", "heartbeat")
+WAIT_SAMPLE_S = 0.02  # how often `WaitSampler` reads pg_stat_activity
 
 
 def setup() -> None:
@@ -273,6 +275,51 @@ def worker(node_ids: list[int], out: mp.Queue) -> None:
     )
 
 
+class WaitSampler(threading.Thread):
+    """What the bench's Postgres backends are doing, read from pg_stat_activity every WAIT_SAMPLE_S while the bench
+    runs: on the CPU (no wait event) or waiting, and for what (a row another transaction holds shows as
+    Lock/transactionid or Lock/tuple), by statement. It needs no extension, so it also works on pgserver's build,
+    which has no pg_stat_statements."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.done = threading.Event()
+        self.samples: Counter[tuple[str, str]] = Counter()
+        self.reads = 0
+
+    def run(self) -> None:
+        from django.db import connection
+
+        try:
+            with connection.cursor() as cur:
+                while not self.done.wait(WAIT_SAMPLE_S):
+                    cur.execute(
+                        "SELECT wait_event_type, wait_event, query FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'active'"
+                    )
+                    self.reads += 1
+                    for kind, event, query in cur.fetchall():
+                        self.samples[(f"{kind}/{event}" if kind else "CPU", " ".join(query.split())[:100])] += 1
+        finally:
+            connection.close()
+
+    def summary(self, top: int = 8) -> dict:
+        """Each state's share of the active backends seen, and the (state, statement) pairs seen most."""
+        total = sum(self.samples.values()) or 1
+        by_state: Counter[str] = Counter()
+        for (state, _), n in self.samples.items():
+            by_state[state] += n
+        return {
+            "reads": self.reads,
+            "active_backends_mean": round(total / max(self.reads, 1), 2),
+            "by_state": {state: round(n / total, 3) for state, n in by_state.most_common()},
+            "top": [
+                {"state": state, "share": round(n / total, 3), "query": query}
+                for (state, query), n in self.samples.most_common(top)
+            ],
+        }
+
+
 def collect(out: mp.Queue, procs: list[mp.Process]) -> list[dict]:
     """Each worker's result; a worker that died without one fails the run at once instead of hanging it."""
     results: list[dict] = []
@@ -317,7 +364,11 @@ def main() -> None:
     procs = [mp.Process(target=worker, args=(s, out)) for s in slices]
     for p in procs:
         p.start()
+    waits = WaitSampler()
+    waits.start()
     results = collect(out, procs)
+    waits.done.set()
+    waits.join()
     for p in procs:
         p.join()
     elapsed = time.perf_counter() - start
@@ -358,6 +409,7 @@ def main() -> None:
         # where Postgres' time goes: execution + planning per settled frame, by statement
         "postgres_statements": statement_stats(per_frame) if counting else {},
         "plan_cache": plan_cache([plan for r in results for plan in r["plans"]]),
+        "postgres_waits": waits.summary(),
         "ledger_total": selectors.ledger_total(),
         "drifting_accounts": len(selectors.ledger_drift()),
         # every settled frame has exactly one settlement transaction
@@ -394,6 +446,14 @@ def main() -> None:
             f"  pg {stat['ms_per_frame']:>7.3f} ms/frame {stat['calls_per_frame']:>6} calls/frame",
             stat["query"][:100],
         )
+    print(
+        "Postgres backends active (mean):",
+        row["postgres_waits"]["active_backends_mean"],
+        " by state:",
+        row["postgres_waits"]["by_state"],
+    )
+    for stat in row["postgres_waits"]["top"]:
+        print(f"  waits {stat['share']:>6.1%} {stat['state']:<24}", stat["query"][:90])
     for stat in row["plan_cache"]:
         print(
             f"  plans: {stat['generic']:>6} generic {stat['custom']:>6} custom {stat['chars']:>6} chars",

@@ -3,7 +3,6 @@ matching rule; rendered frames are sampled and settled in batches, each paid exa
 
 import io
 import json
-from datetime import datetime
 
 import pytest
 from django.db import connection, transaction
@@ -23,6 +22,7 @@ from marketplace.verification.batch import rendered_frames_process
 from marketplace.verification.models import FrameCheck, NodeTrust
 from tests.fixtures.market import make_node, make_queued_job, png_bytes
 from tests.fixtures.money import fund
+from tests.fixtures.plans import generic_plan, statements_run
 from tests.fixtures.race import race
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -371,36 +371,11 @@ def test_the_pool_statements_generic_plan_reads_the_index_of_queued_frames(funde
     (bench_pool: 32 ms against 5 ms with a job of 50,000 frames)."""
     make_queued_job(funded_artist, frames=5)
     node, _ = make_node(provider, unchecked=True)
-    runs = []
-
-    def capture(execute, sql, params, many, context):
-        runs.append((sql, params))
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(capture), transaction.atomic():
-        batch.leases_create(node=node)
-        transaction.set_rollback(True)
+    runs = statements_run(lambda: batch.leases_create(node=node))
     ((sql, params),) = [(sql, params) for sql, params in runs if "ranked AS" in sql]
-    numbered = sql.split("%s")  # PREPARE wants $1..$n where Django's cursor takes %s
-    prepared = "".join(part + (f"${i + 1}" if i < len(numbered) - 1 else "") for i, part in enumerate(numbered))
-    with transaction.atomic(), connection.cursor() as cur:
-        cur.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        cur.execute("SET LOCAL enable_seqscan = off")  # a test's few rows would otherwise be read whole
-        cur.execute(f"PREPARE pool_probe ({', '.join(_pg_type(p) for p in params)}) AS {prepared}")
-        # the values as literals: a utility statement cannot type its own parameters
-        cur.execute(
-            connection.ops.compose_sql(f"EXPLAIN EXECUTE pool_probe({', '.join(['%s'] * len(params))})", params)
-        )
-        plan = "\n".join(row[0] for row in cur.fetchall())
-        transaction.set_rollback(True)
+    plan = generic_plan(sql, params)
     assert "frame_queued_by_job_number" in plan, plan
     assert "$" in plan  # it is the generic plan: the values it was not given show as parameters
-
-
-def _pg_type(value) -> str:
-    """The Postgres type of a parameter as psycopg sends it (PREPARE cannot infer them all from the text)."""
-    kinds = {bool: "boolean", int: "bigint", str: "text", datetime: "timestamptz"}
-    return next(name for kind, name in kinds.items() if isinstance(value, kind))
 
 
 @pytest.mark.postgres

@@ -172,3 +172,22 @@ def test_the_status_sync_compiled_once_writes_what_the_orm_writes(funded_artist,
     statuses = dict(WorkerNode.objects.values_list("pk", "status"))
     assert {statuses[n.pk] for n in nodes} == expected
     assert WorkerNode.objects.get(pk=busy.pk).current_frame_id is not None
+
+
+@pytest.mark.postgres
+def test_a_reports_status_sync_reads_only_the_nodes_active_leases_even_with_a_generic_plan(funded_artist, provider):
+    """Every report syncs its node's status (is it still busy?). Postgres runs that prepared UPDATE with its generic
+    plan, and the statement's constants are in its text (`marketplace.compiled`), so that plan reads the node's
+    active leases from the partial index `lease_active_by_node`: not every lease the node ever had, which
+    grows for as long as it renders."""
+    from marketplace.nodes.services import node_status_sync_one
+    from tests.fixtures.plans import generic_plan, statements_run
+
+    make_queued_job(funded_artist, frames=1)
+    node, _ = make_node(provider, unchecked=True)
+    assert services.lease_create_for_node(node=node)
+    ((sql, params),) = [
+        run for run in statements_run(lambda: node_status_sync_one(node_id=node.pk)) if "UPDATE" in run[0]
+    ]
+    plan = generic_plan(sql, params)
+    assert "lease_active_by_node" in plan and "$" in plan, plan
