@@ -50,10 +50,9 @@ done
 # Where the GPU's time goes: each launch synchronised and timed, best of 5, for a 2160p pair.
 python3 - <<'PY' 2>&1 | tee "$out/kernel_profile.txt"
 import sys, time, collections
-import numpy as np
 import pycuda.driver as drv
-sys.path.insert(0, "tests/render_kernels")
-from rk_testimages import structured
+sys.path.insert(0, "tests/bench")
+from bench_verify import make_pair  # the bench's pair, at 2160p
 from render_kernels.cuda_backend import CudaBackend
 
 backend = CudaBackend()
@@ -63,8 +62,7 @@ def timed(name, n, *args):
     t0 = time.perf_counter(); launch(name, n, *args); drv.Context.synchronize()
     spent[name].append(time.perf_counter() - t0)
 ops.launch = timed
-ref = structured(2160, 3840, 3, seed=1)
-cand = np.clip(ref + np.random.default_rng(2).normal(0, 0.01, ref.shape), 0, 1).astype(np.float32)
+cand, ref = make_pair(2160, 3840)
 whole = []
 for _ in range(6):
     t0 = time.perf_counter(); backend.compute(cand, ref, 3 / 255, 0.1); whole.append(time.perf_counter() - t0)

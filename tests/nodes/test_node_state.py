@@ -10,8 +10,9 @@ from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState
 from marketplace.nodes import selectors
 from marketplace.nodes.models import WorkerNode
-from marketplace.nodes.services import node_set_paused
+from marketplace.nodes.services import node_set_paused, node_status_sync_one
 from tests.fixtures.market import make_node, make_queued_job
+from tests.fixtures.plans import generic_plan, statements_run
 
 pytestmark = pytest.mark.django_db
 S = WorkerNode.Status
@@ -180,9 +181,6 @@ def test_a_reports_status_sync_reads_only_the_nodes_active_leases_even_with_a_ge
     plan, and the statement's constants are in its text (`marketplace.compiled`), so that plan reads the node's
     active leases from the partial index `lease_active_by_node`: not every lease the node ever had, which
     grows for as long as it renders."""
-    from marketplace.nodes.services import node_status_sync_one
-    from tests.fixtures.plans import generic_plan, statements_run
-
     make_queued_job(funded_artist, frames=1)
     node, _ = make_node(provider, unchecked=True)
     assert services.lease_create_for_node(node=node)
