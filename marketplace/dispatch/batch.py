@@ -39,7 +39,7 @@ from marketplace.dispatch import conf, hooks, queues, services
 from marketplace.dispatch.manifests import expected_size
 from marketplace.dispatch.models import FrameLease, JobNodeBlock
 from marketplace.jobs import lifecycle
-from marketplace.jobs.models import Frame, Job
+from marketplace.jobs.models import Frame, Job, LeasedCount
 from marketplace.jobs.states import FrameState, JobState
 from marketplace.logs import lease_fields, subject_scope
 from marketplace.nodes.models import WorkerNode
@@ -284,6 +284,17 @@ def _pool_sql(
     else:  # SQLite (`make run`) has no LATERAL: it ranks every fitting frame
         source = f"{frames} f JOIN {jobs} j ON j.id = f.job_id"
         where = f"{frame_fits} AND {where}"
+    if postgres:  # the artist's kept count: a few rows, however many frames are leased (jobs.models.LeasedCount)
+        busy = (
+            f"LATERAL (SELECT SUM(c.frames) AS n FROM {LeasedCount._meta.db_table} c"
+            f" WHERE c.owner_id = j.owner_id) b ON TRUE"
+        )
+    else:  # SQLite keeps no count: every leased frame is read
+        busy = (
+            f"(SELECT j2.owner_id, SUM(c.n) AS n FROM (SELECT f2.job_id, COUNT(*) AS n FROM {frames} f2"
+            f" WHERE f2.state = {leased} GROUP BY f2.job_id) c JOIN {jobs} j2 ON j2.id = c.job_id"
+            f" GROUP BY j2.owner_id) b ON b.owner_id = j.owner_id"
+        )
     frame_cols = ", ".join(f"f.{f.column}" for f in Frame._meta.concrete_fields)
     job_cols = ", ".join(f"j.{f.column}" for f in Job._meta.concrete_fields)
     scene_cols = ", ".join(f"s.{f.column}" for f in Scene._meta.concrete_fields)
@@ -301,10 +312,7 @@ def _pool_sql(
                        ROW_NUMBER() OVER (PARTITION BY j.priority, j.owner_id ORDER BY f.job_id, f.number) AS turn,
                        COALESCE(b.n, 0) AS busy
                   FROM {source}
-                  LEFT JOIN (SELECT j2.owner_id, SUM(c.n) AS n
-                               FROM (SELECT f2.job_id, COUNT(*) AS n FROM {frames} f2 WHERE f2.state = {leased}
-                                      GROUP BY f2.job_id) c
-                               JOIN {jobs} j2 ON j2.id = c.job_id GROUP BY j2.owner_id) b ON b.owner_id = j.owner_id
+                  LEFT JOIN {busy}
                  WHERE {where}
             ) candidates
             WHERE turn <= %s ORDER BY priority DESC, turn + busy, owner_id, id LIMIT %s

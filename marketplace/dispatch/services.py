@@ -353,8 +353,8 @@ def node_heartbeat(*, node: WorkerNode, lease_ids: list[int], paused: bool = Fal
         # Paused: give back what the agent is not rendering (a delivery still in its queue, which a paused agent
         # no longer takes), and with "release" also the frame it is rendering.
         keep = [] if owner_pause[1] == WorkerNode.PauseMode.RELEASE else lease_ids[:16]
-        for lease in FrameLease.objects.filter(node=node, state=FrameLease.State.ACTIVE).exclude(pk__in=keep):
-            _lease_close(lease=lease, state=FrameLease.State.RELEASED)
+        given_back = FrameLease.objects.filter(node=node, state=FrameLease.State.ACTIVE).exclude(pk__in=keep)
+        _leases_close(leases=list(_locking(given_back.order_by("pk"))), state=FrameLease.State.RELEASED)
     leases = FrameLease.objects.filter(node=node, pk__in=lease_ids[:16])
     cap = timedelta(seconds=conf.MAX_RENDER_SECONDS)
     for lease in leases.filter(state=FrameLease.State.ACTIVE, expires_at__gte=now):
@@ -384,31 +384,34 @@ def node_pause_of(*, node: WorkerNode) -> dict:
     }
 
 
-def _lease_close(*, lease: FrameLease, state: str, error: str = "") -> bool:
-    """Close an active lease without counting a failure (released, revoked by a ban or a goodbye): a render
-    frame goes back to the queue with its attempt not counted. False if the lease was no longer active."""
-    if not FrameLease.objects.filter(pk=lease.pk, state=FrameLease.State.ACTIVE).update(
-        state=state, finished_at=timezone.now(), error=error[:2000]
-    ):
-        return False
-    requeued = lease.kind == FrameLease.Kind.RENDER and lifecycle.frame_requeue(
-        frame_id=lease.frame_id, count_attempt=False
+def _leases_close(*, leases: list[FrameLease], state: str, reason: str = "", count_attempt: bool = False) -> int:
+    """Close these active leases, which the caller holds locked (released by a goodbye, revoked by a ban): their
+    render frames go back to the queue in one statement (`lifecycle.frames_requeue`), their attempts counted
+    or not, and their nodes' status is synced. How many were closed."""
+    if not leases:
+        return 0
+    FrameLease.objects.filter(pk__in=[lease.pk for lease in leases]).update(
+        state=state, finished_at=timezone.now(), error=reason[:2000]
     )
-    node_status_sync(node_ids=[lease.node_id])
+    requeued = lifecycle.frames_requeue(
+        frame_ids=[lease.frame_id for lease in leases if lease.kind == FrameLease.Kind.RENDER],
+        reason=reason,
+        count_attempt=count_attempt,
+    )
+    node_status_sync(node_ids=sorted({lease.node_id for lease in leases}))
     if not requeued:  # a requeued frame's event asks for matching already
         _after_commit_match()
-    return True
+    return len(leases)
 
 
 @transaction.atomic
 def node_goodbye(*, node: WorkerNode) -> int:
     """The agent exits cleanly (Ctrl-C, SIGTERM): it stops counting as online at once, and any lease it still
-    holds goes back to the queue now instead of after its expiry. Returns the number of leases released."""
+    holds goes back to the queue now instead of after its expiry, its attempt not counted. Returns the number of
+    leases released. A lease a report holds is passed over: the report closes it."""
     WorkerNode.objects.filter(pk=node.pk).update(agent_state=WorkerNode.AgentState.OFFLINE)
-    released = sum(
-        _lease_close(lease=lease, state=FrameLease.State.RELEASED)
-        for lease in FrameLease.objects.filter(node=node, state=FrameLease.State.ACTIVE)
-    )
+    held = list(_locking(FrameLease.objects.filter(node=node, state=FrameLease.State.ACTIVE).order_by("pk")))
+    released = _leases_close(leases=held, state=FrameLease.State.RELEASED)
     node_status_sync(node_ids=[node.pk])
     return released
 
@@ -419,10 +422,8 @@ def node_ban(*, node_id: int, banned: bool = True) -> int:
     node_ban_mark(node_id=node_id, banned=banned)
     if not banned:
         return 0
-    return sum(
-        _lease_close(lease=lease, state=FrameLease.State.REVOKED, error="node banned")
-        for lease in FrameLease.objects.filter(node_id=node_id, state=FrameLease.State.ACTIVE)
-    )
+    held = FrameLease.objects.filter(node_id=node_id, state=FrameLease.State.ACTIVE).order_by("pk")
+    return _leases_close(leases=list(_locking(held)), state=FrameLease.State.REVOKED, reason="node banned")
 
 
 @dataclass(frozen=True)
@@ -631,7 +632,7 @@ def lease_release(*, node: WorkerNode, lease_id: int, token: str) -> None:
     frame; the node's abandoned leases count against it (conf.ABANDONS_PER_JOB, and its trust: hooks)."""
     lease = _lease_of_node(node=node, lease_id=lease_id, token=token, lock=True)
     _require_active(lease)
-    _lease_close(lease=lease, state=FrameLease.State.RELEASED)
+    _leases_close(leases=[lease], state=FrameLease.State.RELEASED)
     hooks.lease_abandoned(node_id=node.pk, frame_id=lease.frame_id, reason=f"{lease.kind} lease {lease.pk} released")
 
 
@@ -677,20 +678,13 @@ def leases_revoke_for_frames(*, frame_ids: list[int], skip_locked: bool = False)
 def leases_revoke_for_nodes(*, node_ids: list[int]) -> int:
     """Close the active leases of these nodes at once (their provider was banned) and requeue their frames;
     a late report then gets a clear refusal. Returns how many leases were closed."""
-    revoked = 0
     # SKIP LOCKED: a lease that a report or the reaper holds right now is being closed by them (and waiting for
     # it could deadlock with the reaper, which takes the node's trust row after the lease).
-    for lease in _locking(FrameLease.objects.filter(node_id__in=node_ids, state=FrameLease.State.ACTIVE)):
-        if not FrameLease.objects.filter(pk=lease.pk, state=FrameLease.State.ACTIVE).update(
-            state=FrameLease.State.REVOKED, finished_at=timezone.now()
-        ):
-            continue
-        if lease.kind == FrameLease.Kind.RENDER:
-            lifecycle.frame_requeue(frame_id=lease.frame_id, reason=f"the provider of node {lease.node_id} was banned")
-        revoked += 1
+    held = list(_locking(FrameLease.objects.filter(node_id__in=node_ids, state=FrameLease.State.ACTIVE).order_by("pk")))
+    revoked = _leases_close(
+        leases=held, state=FrameLease.State.REVOKED, reason="its node's provider was banned", count_attempt=True
+    )
     node_status_sync(node_ids=node_ids)  # banned now, not at the reaper's next round
-    if revoked:
-        _after_commit_match()
     return revoked
 
 

@@ -79,15 +79,29 @@ def frames_create(*, frames: list[Frame]) -> list[Frame]:
     return created
 
 
-def frame_requeue(*, frame_id: int, reason: str = "", count_attempt: bool = True) -> bool:
-    """LEASED -> QUEUED: the lease expired, failed, or was revoked (`reason` becomes the frame's last error), or
-    it was given back (`count_attempt=False`: the attempt does not count). Emits frames_queued."""
+def _requeue_fields(reason: str, count_attempt: bool) -> dict:
     fields: dict = {} if count_attempt else {"attempts": F("attempts") - 1}
     if reason:
         fields["last_error"] = reason[:2000]
-    moved = _frame_move(frame_id, FrameState.LEASED, FrameState.QUEUED, **fields)
+    return fields
+
+
+def frame_requeue(*, frame_id: int, reason: str = "", count_attempt: bool = True) -> bool:
+    """LEASED -> QUEUED: the lease expired, failed, or was revoked (`reason` becomes the frame's last error), or
+    it was given back (`count_attempt=False`: the attempt does not count). Emits frames_queued."""
+    moved = _frame_move(frame_id, FrameState.LEASED, FrameState.QUEUED, **_requeue_fields(reason, count_attempt))
     if moved:
         events.emit(events.FRAMES_QUEUED, frame_ids=[frame_id])
+    return moved
+
+
+def frames_requeue(*, frame_ids: Collection[int], reason: str = "", count_attempt: bool = True) -> list[int]:
+    """`frame_requeue` for many frames (a node's goodbye, a ban), written by one statement: their artists' kept
+    counts of leased frames (`LeasedCount`, updated by that statement's trigger) are then locked in one order,
+    as every other write of leased frames locks them. The ids that moved; emits frames_queued for them."""
+    moved = _frames_move(frame_ids, (FrameState.LEASED,), FrameState.QUEUED, **_requeue_fields(reason, count_attempt))
+    if moved:
+        events.emit(events.FRAMES_QUEUED, frame_ids=moved)
     return moved
 
 

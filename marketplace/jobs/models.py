@@ -153,6 +153,32 @@ class Frame(models.Model):
         return f"settle:frame:{self.pk}" + (f":{self.settle_count}" if self.settle_count > 1 else "")
 
 
+class LeasedCount(models.Model):
+    """How many of an artist's frames are leased (rendering now), which the matcher ranks artists by
+    (`dispatch.batch`): kept so that a round reads a few rows per artist instead of every leased frame, a number
+    that grows with the busy nodes (bench_pool).
+
+    On Postgres a trigger on the frame table keeps it (migration 0008), so every write of a frame's state counts,
+    whichever code or statement makes it. The count is spread over up to 16 rows per artist: each
+    database connection adds to its own slot, so concurrent leases of one artist's frames do not queue on one
+    row until they commit. An artist's count is the sum of its slots; one slot alone may be negative (a frame
+    leased by one connection, reported through another). SQLite (`make run`'s database) keeps none: there the
+    matcher counts the leased frames. `selectors.leased_count_drift` compares the two.
+    """
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )  # no constraint: the trigger may add to an artist's rows while a cascade deletes them; the unique index leads
+    slot = models.SmallIntegerField()
+    frames = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "slot"], name="leased_count_one_row_per_slot")]
+
+    def __str__(self) -> str:
+        return f"{self.frames} leased frames of artist {self.owner_id} (slot {self.slot})"
+
+
 class AssembledFrame(models.Model):
     """A tiled still stitched whole from its settled tiles: what the artist downloads and sees.
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db import connection
 from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from marketplace import blobs
 from marketplace.jobs import conf
 from marketplace.jobs.errors import JobNotFound
-from marketplace.jobs.models import AssembledFrame, Frame, Job
+from marketplace.jobs.models import AssembledFrame, Frame, Job, LeasedCount
 from marketplace.jobs.states import FRAME_CANCELLABLE, FRAME_OPEN, FrameState, JobState
 from marketplace.ledger.models import Account
 from marketplace.ledger.selectors import account_balance, transaction_exists, user_balances
@@ -287,3 +288,20 @@ def stills_unassembled(*, settled_since: datetime, limit: int = 100) -> list[tup
         .order_by("last")[:limit]
     )
     return [(row["job_id"], row["number"]) for row in rows]
+
+
+def leased_count_drift() -> dict[int, tuple[int, int]]:
+    """Artists whose kept count of leased frames (`LeasedCount`, summed over its slots) differs from the frames
+    leased now, as {artist id: (kept, counted)}: none while the trigger keeps it. Empty on SQLite, which keeps
+    no count."""
+    if connection.vendor != "postgresql":
+        return {}
+    kept = dict(LeasedCount.objects.values_list("owner_id").annotate(n=Sum("frames")).values_list("owner_id", "n"))
+    counted = dict(
+        Frame.objects.filter(state=FrameState.LEASED)
+        .values_list("job__owner_id")
+        .annotate(n=Count("pk"))
+        .values_list("job__owner_id", "n")
+    )
+    owners = kept.keys() | counted.keys()
+    return {o: (kept.get(o, 0), counted.get(o, 0)) for o in sorted(owners) if kept.get(o, 0) != counted.get(o, 0)}

@@ -345,6 +345,7 @@ def main() -> None:
     from django.db.models import Count
 
     from marketplace.jobs.models import Frame
+    from marketplace.jobs.selectors import leased_count_drift
     from marketplace.ledger import selectors
     from marketplace.ledger.models import LedgerTransaction
     from marketplace.nodes.models import WorkerNode
@@ -412,6 +413,7 @@ def main() -> None:
         "postgres_waits": waits.summary(),
         "ledger_total": selectors.ledger_total(),
         "drifting_accounts": len(selectors.ledger_drift()),
+        "leased_count_drift": len(leased_count_drift()),  # artists whose kept count is off (jobs.LeasedCount)
         # every settled frame has exactly one settlement transaction
         "settlements_minus_settled_frames": LedgerTransaction.objects.filter(
             idempotency_key__startswith="settle:frame:"
@@ -466,6 +468,8 @@ def main() -> None:
         row["ledger_total"],
         " drift:",
         row["drifting_accounts"],
+        " leased count drift:",
+        row["leased_count_drift"],
         " not settled:",
         unsettled,
     )
@@ -476,9 +480,14 @@ def main() -> None:
         + "\n"
     )
     print(f"wrote {path.relative_to(ROOT)}")
-    broken = row["ledger_total"] != 0 or row["drifting_accounts"] or row["settlements_minus_settled_frames"]
+    broken = (
+        row["ledger_total"] != 0
+        or row["drifting_accounts"]
+        or row["settlements_minus_settled_frames"]
+        or row["leased_count_drift"]
+    )
     if unsettled or broken:
-        sys.exit(f"FAILED RUN: {sum(unsettled.values())} frames not settled: {unsettled}; ledger broken: {broken}")
+        sys.exit(f"FAILED RUN: {sum(unsettled.values())} frames not settled: {unsettled}; counts broken: {broken}")
 
 
 if __name__ == "__main__":

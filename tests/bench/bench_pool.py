@@ -2,15 +2,20 @@
 read, what every next lease runs) grows with the farm: its time with 0 to BENCH_POOL_LEASED frames rendering,
 the same queue each time.
 
-The ranking orders the artists by their frames rendering now (`busy`), and counts them on every call: that part
-reads every leased frame, so it grows with the number of busy nodes, while the rest reads only each fitting
-job's first frames. BENCH_POOL_ARTISTS artists each have a job of 200 queued frames, the same at every step, and
-a job whose frames become busy, spread evenly over the artists. Each step marks more of those frames leased
-(their state is all the statement reads; no lease rows are needed), ANALYZEs, then times the statement
-BENCH_POOL_CALLS times for one node, each in a transaction rolled back (it locks the frame it picks).
+The ranking orders the artists by their frames rendering now (`busy`). Until session 13 it counted them on every
+call, reading every leased frame, so it grew with the number of busy nodes; now it reads each artist's kept count
+(`jobs.models.LeasedCount`, a few rows), while the rest reads only each fitting job's first frames. The price of
+the count is paid where frames are written: the bench ends by timing the count's triggers within one-frame writes
+(`trigger_us`, EXPLAIN ANALYZE; BENCH_POOL_TRIGGER_WRITES each).
+
+BENCH_POOL_ARTISTS artists each have a job of 200 queued frames, the same at every step, and a job whose frames
+become busy, spread evenly over the artists. Each step marks more of those frames leased (their state is all the
+statement reads; no lease rows are needed), ANALYZEs, then times the statement BENCH_POOL_CALLS times for one
+node, each in a transaction rolled back (it locks the frame it picks).
 BENCH_POOL_EXPLAIN=1 prints Postgres' plan of each step's last call (EXPLAIN ANALYZE). Prints a table; writes
 bench/results/pool.json.
-Run: `make bench BENCH=pool` (env BENCH_POOL_LEASED, BENCH_POOL_ARTISTS, BENCH_POOL_CALLS, BENCH_POOL_EXPLAIN).
+Run: `make bench BENCH=pool` (env BENCH_POOL_LEASED, BENCH_POOL_ARTISTS, BENCH_POOL_CALLS, BENCH_POOL_EXPLAIN,
+BENCH_POOL_TRIGGER_WRITES).
 """
 
 import json
@@ -36,6 +41,7 @@ QUEUED_PER_ARTIST = 200  # what stays queued at every step
 PLAN = os.environ.get("BENCH_POOL_PLAN", "auto")
 BIG_JOB = int(os.environ.get("BENCH_POOL_BIG_JOB", "0"))  # frames of one more job, all queued (a big upload)
 HISTORY = int(os.environ.get("BENCH_POOL_HISTORY", "0"))  # settled frames ahead of each artist's queued ones
+TRIGGER_WRITES = int(os.environ.get("BENCH_POOL_TRIGGER_WRITES", "2000"))
 
 
 def explain(connection, node) -> None:
@@ -57,6 +63,48 @@ def explain(connection, node) -> None:
         cur.execute("EXPLAIN (ANALYZE, TIMING ON) " + sql, params)
         print("\n".join("    " + row[0] for row in cur.fetchall()))
         transaction.set_rollback(True)
+
+
+def trigger_cost(connection, job) -> dict:
+    """What the kept count's triggers (jobs migration 0008) add to a frame's write, as Postgres times them
+    (EXPLAIN ANALYZE): p50 µs of the triggers and of the whole statement over TRIGGER_WRITES one-frame writes,
+    each committed (a lease, its requeue, a write that leaves the state as it is)."""
+    from django.db import transaction
+
+    from marketplace.jobs.models import Frame
+    from marketplace.jobs.states import FrameState
+
+    done = Frame.objects.filter(job=job, state=FrameState.SETTLED).order_by("pk")
+    ids = list(done.values_list("pk", flat=True)[:TRIGGER_WRITES])
+    frames = Frame._meta.db_table
+    writes = {
+        "lease": f"UPDATE {frames} SET state = 'leased' WHERE id = %s AND state = 'settled'",
+        "requeue": f"UPDATE {frames} SET state = 'settled' WHERE id = %s AND state = 'leased'",
+        "other": f"UPDATE {frames} SET updated_at = now() WHERE id = %s",
+    }
+    found = {}
+    # One untimed lease and requeue of each frame first: the first writes after the steps' bulk ones took the
+    # triggers 3-6x longer here (the function's plans were made for the bulk statements until something, such
+    # as autovacuum's ANALYZE of the count table, made Postgres plan them again).
+    with connection.cursor() as cur:
+        for sql in (writes["lease"], writes["requeue"]):
+            for pk in ids:
+                with transaction.atomic():
+                    cur.execute(sql, [pk])
+    for name, sql in writes.items():
+        trigger, statement = [], []
+        with connection.cursor() as cur:
+            for pk in ids:
+                with transaction.atomic():
+                    cur.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", [pk])
+                    plan = cur.fetchone()[0][0]
+                trigger.append(sum(t["Time"] for t in plan.get("Triggers", [])) * 1000)
+                statement.append(plan["Execution Time"] * 1000)
+        found[name] = {
+            "trigger_p50_us": round(statistics.median(trigger), 1),
+            "statement_p50_us": round(statistics.median(statement), 1),
+        }
+    return found
 
 
 def main() -> None:
@@ -122,6 +170,8 @@ def main() -> None:
         print(
             f"{row['leased']:>8} leased {row['queued']:>6} queued  p50 {row['p50_ms']:>7} ms  p99 {row['p99_ms']:>7} ms"
         )
+    trigger_us = trigger_cost(connection, busy_jobs[0])
+    print("one-frame writes, the kept count's triggers within the statement (Postgres' clock):", trigger_us)
     out = ROOT / "bench" / "results" / "pool.json"
     out.write_text(
         json.dumps(
@@ -134,6 +184,7 @@ def main() -> None:
                 "big_job_frames": BIG_JOB,
                 "settled_ahead_per_artist": HISTORY,
                 "steps": rows,
+                "trigger_us": trigger_us,
             },
             indent=2,
         )

@@ -23,6 +23,7 @@ from marketplace.accounts.models import User  # noqa: E402
 from marketplace.accounts.services import user_create  # noqa: E402
 from marketplace.dispatch.models import FrameLease  # noqa: E402
 from marketplace.jobs.models import Frame  # noqa: E402
+from marketplace.jobs.selectors import leased_count_drift  # noqa: E402
 from marketplace.jobs.states import FrameState  # noqa: E402
 from marketplace.ledger import selectors  # noqa: E402
 from marketplace.ledger.models import LedgerTransaction  # noqa: E402
@@ -75,6 +76,7 @@ def report(job: str) -> dict:
         "settlements": settlements,
         "ledger_total": selectors.ledger_total(),
         "ledger_drift": [str(d) for d in selectors.ledger_drift()],
+        "leased_count_drift": {str(k): v for k, v in leased_count_drift().items()},
         "leases_by_id": {
             pk: {"state": state, "node": node, "kind": kind, "frame": frame}
             for pk, state, node, kind, frame in FrameLease.objects.filter(frame__job_id=int(job)).values_list(

@@ -62,6 +62,7 @@ def test_every_frame_settles_once_through_a_lost_host_a_broker_restart_and_a_kil
     assert list(result["settlements"].values()) == [1] * FRAMES, result["settlements"]
     assert list(result["settle_count"].values()) == [1] * FRAMES, result["settle_count"]
     assert result["ledger_total"] == 0 and result["ledger_drift"] == [], result
+    assert result["leased_count_drift"] == {}, result  # the kept busy counts survived the kills
     # The killed host's lease ran out and its frame was rendered by a host that is still there.
     assert result["leases_by_id"][str(doomed["lease"])]["state"] == "expired", (doomed, result)
     assert result["frame_nodes"][str(doomed["frame"])] != nodes[0]["id"], (doomed, result)

@@ -181,6 +181,23 @@ def test_a_move_that_lost_the_race_writes_and_emits_nothing(leased, listening):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_requeueing_many_frames_moves_only_the_leased_ones_in_one_event(funded_artist, listening):
+    job = make_queued_job(funded_artist, frames=3)
+    first, second, third = job.frames.order_by("number")
+    assert lifecycle.frames_lease(frame_ids=[first.pk, second.pk]) == [first.pk, second.pk]
+    lifecycle.frame_rendered(
+        frame_id=second.pk, node_id=None, result_key="results/x.png", result_sha256="0" * 64, render_seconds=1.0
+    )
+    listening.clear()
+    moved = lifecycle.frames_requeue(frame_ids=[first.pk, second.pk, third.pk], reason="node gone", count_attempt=False)
+    assert moved == [first.pk]  # the rendered one and the queued one are not leased
+    assert listening == [{"frame_ids": [first.pk]}]
+    first.refresh_from_db()
+    assert (first.state, first.attempts, first.last_error) == (FrameState.QUEUED, 0, "node gone")
+    assert Frame.objects.get(pk=second.pk).state == FrameState.RENDERED
+
+
+@pytest.mark.django_db(transaction=True)
 def test_cancelling_many_frames_moves_only_those_still_cancellable(funded_artist, listening):
     job = make_queued_job(funded_artist, frames=3)
     first, second, third = job.frames.order_by("number")
