@@ -402,13 +402,25 @@ def frame_settle(*, frame_id: int, node_id: int) -> bool:
             key=frame.settlement_key,
             memo=f"frame {frame.number} of job {job.pk} rendered",
         )
-    log.info(
-        "event=frame_settled",
-        extra={"frame_id": frame.pk, "job_id": job.pk, "node_id": node_id, "price_micro": frame.price},
+    frames_settled_log_after_commit(
+        paid=[{"frame_id": frame.pk, "job_id": job.pk, "node_id": node_id, "price_micro": frame.price}]
     )
     if frame.tile_x is not None:
         frame_assemble_after_commit(job_id=job.pk, number=frame.number)
     return True
+
+
+def frames_settled_log_after_commit(*, paid: list[dict]) -> None:
+    """One `frame_settled` line per frame paid (its fields in `paid`; an operator follows a frame by its id), once
+    the payment commits: never for one rolled back, and not while the transaction still holds the balance rows
+    every settlement takes (the platform's fee account, the provider's wallet)."""
+    transaction.on_commit(partial(_frames_settled_log, paid))
+
+
+@subject_scope()  # perhaps run in the caller's context: each line names its own frame
+def _frames_settled_log(paid: list[dict]) -> None:
+    for fields in paid:
+        log.info("event=frame_settled", extra=fields)
 
 
 def frame_assemble_after_commit(*, job_id: int, number: int) -> None:

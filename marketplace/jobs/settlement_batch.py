@@ -8,18 +8,15 @@ so a replay pays nothing twice and the ledger stays zero-sum.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 
 from django.db import transaction
 
 from marketplace.jobs import lifecycle
 from marketplace.jobs.models import Frame
-from marketplace.jobs.services import frame_assemble_after_commit
+from marketplace.jobs.services import frame_assemble_after_commit, frames_settled_log_after_commit
 from marketplace.ledger.services import Release, release_escrow_many
 from marketplace.logs import subject_scope
-
-log = logging.getLogger("jobs")
 
 
 @subject_scope()  # many frames: each line names its own, none the caller's
@@ -50,17 +47,11 @@ def frames_settle(*, node_of: Mapping[int, int], lease_of: Mapping[int, int]) ->
             )
         )
     release_escrow_many(releases=releases)
-    for f in frames:  # one line per frame paid, as frame_settle writes it: an operator follows a frame by its id
-        log.info(
-            "event=frame_settled",
-            extra={
-                "frame_id": f.pk,
-                "job_id": f.job_id,
-                "node_id": f.node_id,
-                "lease_id": lease_of[f.pk],
-                "price_micro": f.price,
-            },
-        )
+    paid = [
+        {"frame_id": f.pk, "job_id": f.job_id, "node_id": f.node_id, "lease_id": lease_of[f.pk], "price_micro": f.price}
+        for f in frames
+    ]
+    frames_settled_log_after_commit(paid=paid)
     for job_id, number in sorted({(f.job_id, f.number) for f in frames if f.tile_x is not None}):
         frame_assemble_after_commit(job_id=job_id, number=number)
     return [f.pk for f in frames]

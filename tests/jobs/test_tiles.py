@@ -347,10 +347,11 @@ def test_assembly_waits_for_the_last_tile_and_the_job_does_not_wait_for_assembly
     deliver(last, node, png(cut(image, last)))
     with django_capture_on_commit_callbacks(execute=False) as hooks:
         assert frame_settle(frame_id=last.pk, node_id=node.pk)
+    assert len(hooks) == 3  # the job check, the payment's log line, the assembly
     hooks[0]()  # only the job check: the job is done and paid before any assembly
     assert Job.objects.get(pk=still.pk).state == JobState.DONE and ledger.user_escrow_total(user=still.owner) == 0
     assert not AssembledFrame.objects.exists()
-    hooks[1]()  # the assembly
+    hooks[2]()  # the assembly
     assert AssembledFrame.objects.filter(job=still, number=1).exists()
 
 
@@ -361,7 +362,7 @@ def test_settling_an_untiled_frame_enqueues_no_assembly(funded_artist, scene, no
     deliver(frame, node, png(source()[:24, :32]))
     with django_capture_on_commit_callbacks() as hooks:
         frame_settle(frame_id=frame.pk, node_id=node.pk)
-    assert len(hooks) == 1  # the job check only
+    assert len(hooks) == 2  # the job check and the payment's log line: no assembly
 
 
 @pytest.mark.django_db

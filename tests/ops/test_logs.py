@@ -8,6 +8,7 @@ import logging
 import pytest
 import redis
 from django.conf import settings
+from django.db import transaction
 from django.test import Client
 from rest_framework.test import APIClient
 from structlog.contextvars import get_contextvars
@@ -18,6 +19,8 @@ from marketplace.dispatch import batch, queues, services
 from marketplace.dispatch.models import FrameLease
 from marketplace.jobs import events
 from marketplace.jobs.models import Frame
+from marketplace.jobs.services import frame_settle
+from marketplace.jobs.settlement_batch import frames_settle
 from marketplace.jobs.states import FrameState
 from marketplace.logs import task_finished, task_ids, task_started
 from marketplace.verification.batch import rendered_frames_process, rendered_waiting
@@ -270,3 +273,32 @@ def test_fields_named_like_secrets_are_redacted_and_amounts_in_tokens_kept():
         "amount_tokens": 5,
         "nested": {"password": "[redacted]", "frame_id": 3},
     }
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", ["one", "batch"])
+def test_a_settlement_rolled_back_logs_no_payment_and_a_committed_one_logs_it_once(
+    funded_artist, provider, json_log, path
+):
+    """frame_settled lines are written once the payment commits (they used to be written inside the transaction,
+    while it held the balance rows every settlement takes, and stayed in the log when it rolled back)."""
+    job = make_queued_job(funded_artist, frames=1)
+    frame = job.frames.get()
+    node, _ = make_node(provider, unchecked=True)
+    Frame.objects.filter(pk=frame.pk).update(state=FrameState.RENDERED, node=node, result_key="results/f.png")
+
+    def pay() -> None:
+        if path == "one":
+            assert frame_settle(frame_id=frame.pk, node_id=node.pk)
+        else:
+            assert frames_settle(node_of={frame.pk: node.pk}, lease_of={frame.pk: 0}) == [frame.pk]
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        pay()
+        raise RuntimeError("the caller's transaction fails after the payment")
+    assert json_log.of("frame_settled") == []
+    assert Frame.objects.get(pk=frame.pk).state == FrameState.RENDERED
+
+    pay()
+    (line,) = json_log.of("frame_settled")
+    assert line.items() >= {"frame_id": frame.pk, "job_id": job.pk, "node_id": node.pk}.items()
