@@ -77,6 +77,8 @@ def test_the_count_follows_every_way_into_and_out_of_leased(funded_artist, secon
     assert lifecycle.frame_fail(frame_id=failed, job_id=first.pk, current=FrameState.LEASED, error="too many")
     assert_kept(funded_artist)
 
+    # The cancel below must find leased frames, whichever frames the goodbye and the ban gave back.
+    lifecycle.frames_lease(frame_ids=list(second.frames.filter(state=FrameState.QUEUED).values_list("pk", flat=True)))
     assert leased(second_artist) > 0
     job_cancel(job_id=second.pk, owner=second_artist)  # its leased frames -> CANCELLED
     assert kept(second_artist) == 0
