@@ -387,7 +387,8 @@ def node_pause_of(*, node: WorkerNode) -> dict:
 def _leases_close(*, leases: list[FrameLease], state: str, reason: str = "", count_attempt: bool = False) -> int:
     """Close these active leases, which the caller holds locked (released by a goodbye, revoked by a ban): their
     render frames go back to the queue in one statement (`lifecycle.frames_requeue`), their attempts counted
-    or not, and their nodes' status is synced. How many were closed."""
+    or not. How many were closed. The caller syncs the nodes' status once it is done with them (node rows last:
+    lease, frame, node is the order a report takes them)."""
     if not leases:
         return 0
     FrameLease.objects.filter(pk__in=[lease.pk for lease in leases]).update(
@@ -398,7 +399,6 @@ def _leases_close(*, leases: list[FrameLease], state: str, reason: str = "", cou
         reason=reason,
         count_attempt=count_attempt,
     )
-    node_status_sync(node_ids=sorted({lease.node_id for lease in leases}))
     if not requeued:  # a requeued frame's event asks for matching already
         _after_commit_match()
     return len(leases)
@@ -423,7 +423,10 @@ def node_ban(*, node_id: int, banned: bool = True) -> int:
     if not banned:
         return 0
     held = FrameLease.objects.filter(node_id=node_id, state=FrameLease.State.ACTIVE).order_by("pk")
-    return _leases_close(leases=list(_locking(held)), state=FrameLease.State.REVOKED, reason="node banned")
+    revoked = _leases_close(leases=list(_locking(held)), state=FrameLease.State.REVOKED, reason="node banned")
+    if revoked:
+        node_status_sync(node_ids=[node_id])
+    return revoked
 
 
 @dataclass(frozen=True)
@@ -633,6 +636,7 @@ def lease_release(*, node: WorkerNode, lease_id: int, token: str) -> None:
     lease = _lease_of_node(node=node, lease_id=lease_id, token=token, lock=True)
     _require_active(lease)
     _leases_close(leases=[lease], state=FrameLease.State.RELEASED)
+    node_status_sync(node_ids=[node.pk])
     hooks.lease_abandoned(node_id=node.pk, frame_id=lease.frame_id, reason=f"{lease.kind} lease {lease.pk} released")
 
 

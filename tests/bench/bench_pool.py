@@ -84,8 +84,8 @@ def trigger_cost(connection, job) -> dict:
     }
     found = {}
     # One untimed lease and requeue of each frame first: the first writes after the steps' bulk ones took the
-    # triggers 3-6x longer here (the function's plans were made for the bulk statements until something, such
-    # as autovacuum's ANALYZE of the count table, made Postgres plan them again).
+    # triggers 3-6x longer here, the later ones not (cause not established; plans the function kept from the
+    # bulk statements are the likely one).
     with connection.cursor() as cur:
         for sql in (writes["lease"], writes["requeue"]):
             for pk in ids:

@@ -11,9 +11,6 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-
-
-
 SLOTS = 16  # rows per artist: concurrent connections rarely share one
 
 # What a statement changes, per job, then per artist: the artist of each job through its primary key, so the
