@@ -24,6 +24,7 @@ from tests.fixtures.market import make_node, make_queued_job, png_bytes
 from tests.fixtures.money import fund
 from tests.fixtures.plans import generic_plan, statements_run
 from tests.fixtures.race import race
+from tests.verification.helpers import other_provider
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -236,6 +237,30 @@ def test_unsampled_frames_are_thumbnailed_and_settled_in_one_batch(funded_artist
     assert ledger.user_escrow_total(user=funded_artist) == 0
     assert ledger.ledger_total() == 0 and ledger.ledger_drift() == []
     assert rendered_frames_process(frame_ids=rendered) == []  # a replay pays nothing
+
+
+@pytest.mark.usefixtures("reports_only")
+def test_a_frame_rendered_twice_is_paid_for_the_result_it_holds(funded_artist, provider, agent_queues):
+    """Its first result refused and the frame rendered again elsewhere: the batch reads each frame's latest
+    done render lease whose result the frame holds (two reads led by the frame ids), so the second node's
+    lease is the one checked and paid, and the first is left out."""
+    job = make_queued_job(funded_artist, frames=1, price=2_000_000)
+    first = nodes(provider, 1)[0]
+    (rendered,) = report_all(batch.leases_create(), agent_queues)
+    stale = FrameLease.objects.get(frame_id=rendered, node=first)
+    assert services.frame_result_refuse(frame_id=rendered, result_key=stale.result_key, reason="test")
+    other = other_provider()
+    second, _ = make_node(other, name="second", unchecked=True)
+    WorkerNode.objects.filter(pk=first.pk).update(paused_by_owner=True)  # the frame goes to the other node
+    assert report_all(batch.leases_create(), agent_queues) == [rendered]
+    fresh = FrameLease.objects.get(frame_id=rendered, node=second)
+    assert fresh.result_key != stale.result_key and stale.state == FrameLease.State.DONE
+    assert rendered_frames_process(frame_ids=[rendered]) == [rendered]
+    assert FrameCheck.objects.get(frame_id=rendered).render_lease_id == fresh.pk
+    assert Frame.objects.get(pk=rendered).node_id == second.pk
+    assert ledger.user_balances(user=other).get("provider_pending", 0) > 0
+    assert ledger.user_balances(user=provider).get("provider_pending", 0) == 0
+    assert job.frames.get().state == FrameState.SETTLED
 
 
 @pytest.mark.usefixtures("reports_only")

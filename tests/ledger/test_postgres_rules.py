@@ -48,7 +48,7 @@ def _raw_transaction(cur, key: str) -> int:
 
 
 def test_the_zero_sum_rule_holds_after_every_statement_not_only_at_commit(artist, outsider):
-    """Migration 0005: one check per INSERT statement, of every ledger transaction it added postings to. A
+    """Migrations 0005-0006: one check per INSERT statement, of every ledger transaction it added postings to. A
     transaction's postings split over two statements are refused at the first, even though the second would
     balance them; one statement posting a balanced and an unbalanced transaction keeps neither."""
     fund(artist, 5 * M)
@@ -73,6 +73,26 @@ def test_the_zero_sum_rule_holds_after_every_statement_not_only_at_commit(artist
         txn = _raw_transaction(cur, "whole")
         cur.execute(posting + "(%s, %s, %s), (%s, %s, %s)", [txn, wallet.pk, -2, txn, other.pk, 2])
     assert Posting.objects.filter(transaction__idempotency_key="whole").count() == 2
+
+
+def test_a_later_statement_keeps_a_transaction_balanced_or_is_refused(artist, outsider):
+    """0006 sums only the statement's new postings: with the earlier ones balanced (every statement is held to
+    the rule, postings are append-only), the transaction's total is what those new ones add. A balanced pair
+    added later is kept; a lone posting added later is refused, whatever the transaction held before."""
+    fund(artist, 5 * M)
+    wallet = account_get(kind=Account.Kind.ARTIST_WALLET, owner=artist)
+    other = account_get(kind=Account.Kind.ARTIST_WALLET, owner=outsider)
+    posting = "INSERT INTO ledger_posting (transaction_id, account_id, amount) VALUES "
+    with transaction.atomic(), connection.cursor() as cur:
+        txn = _raw_transaction(cur, "amended")
+        cur.execute(posting + "(%s, %s, %s), (%s, %s, %s)", [txn, wallet.pk, -2, txn, other.pk, 2])
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(posting + "(%s, %s, %s), (%s, %s, %s)", [txn, wallet.pk, -1, txn, other.pk, 1])
+    with pytest.raises((IntegrityError, InternalError), match=f"transaction {txn} is unbalanced: postings sum to 3"):
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute(posting + "(%s, %s, %s)", [txn, other.pk, 3])
+    assert sorted(Posting.objects.filter(transaction_id=txn).values_list("amount", flat=True)) == [-2, -1, 1, 2]
+    assert selectors.ledger_total() == 0
 
 
 def test_the_database_refuses_to_edit_or_delete_postings(artist):
