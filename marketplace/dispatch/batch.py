@@ -266,7 +266,13 @@ def _pool_sql(
     if skipping:
         skipped = "AND f.id <> ALL(%s)" if postgres else f"AND f.id NOT IN ({', '.join(['%s'] * skipping)})"
     queued, leased = _literal(FrameState.QUEUED), _literal(FrameState.LEASED)
-    frame_fits = f"f.state = {queued} AND f.price >= %s {skipped}"
+    # The node's price floor and the window's sizes as values no plan knows: a plan for the call's
+    # values then costs what the cached generic plan does, and Postgres keeps running that one. When the plan for
+    # the values looked cheaper (a third of a job's queued frames priced above a floor it cannot see, against all
+    # of them), it planned the ~6,000-character statement again on every call: 1.3-1.7 ms of the server's CPU per
+    # next lease (bench_dispatch with a history behind it).
+    value = "(SELECT %s::bigint)" if postgres else "%s"
+    frame_fits = f"f.state = {queued} AND f.price >= {value} {skipped}"
     where = f"j.id IN ({job_ids})"
     if kept_off:
         where += f" AND j.id NOT IN ({', '.join(['%s'] * kept_off)})"
@@ -279,7 +285,7 @@ def _pool_sql(
         # those (index frame_queued_by_job_number), not every queued frame, whose number grows with the queue.
         source = (
             f"{jobs} j CROSS JOIN LATERAL (SELECT f.id, f.job_id, f.number FROM {frames} f"
-            f" WHERE f.job_id = j.id AND {frame_fits} ORDER BY f.number LIMIT %s) f"
+            f" WHERE f.job_id = j.id AND {frame_fits} ORDER BY f.number LIMIT {value}) f"
         )
     else:  # SQLite (`make run`) has no LATERAL: it ranks every fitting frame
         source = f"{frames} f JOIN {jobs} j ON j.id = f.job_id"
@@ -315,11 +321,11 @@ def _pool_sql(
                   LEFT JOIN {busy}
                  WHERE {where}
             ) candidates
-            WHERE turn <= %s ORDER BY priority DESC, turn + busy, owner_id, id LIMIT %s
+            WHERE turn <= {value} ORDER BY priority DESC, turn + busy, owner_id, id LIMIT {value}
         ), locked AS {materialized} (
             SELECT {frame_cols} FROM {frames} f JOIN ranked r ON r.id = f.id
              WHERE {ranked_ids} AND f.state = {queued}
-             ORDER BY {order} LIMIT %s {lock}
+             ORDER BY {order} LIMIT {value} {lock}
         )
         SELECT {lead_cols} n.ranked, {frame_cols}, {job_cols}, {scene_cols}
           FROM {lead_row} (SELECT COUNT(*) AS ranked FROM ranked) n

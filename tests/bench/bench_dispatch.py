@@ -21,7 +21,13 @@ the agent does: that is what a busy farm's nodes wait between frames (`next_leas
 only start the farm. Postgres
 CPU is the server's own processes' CPU time (utime + stime from /proc, backends that exited included), before
 and after the measured part.
-Run: `make bench BENCH=dispatch` (env BENCH_NODES, BENCH_FRAMES, BENCH_WORKERS, BENCH_BATCH, BENCH_MODE).
+A market has a past: before the measured run, BENCH_HISTORY frames (3,000; 0 for none) go the same way unmeasured,
+then the tables are ANALYZEd, as autovacuum would have by then. Without it every backend plans its statements,
+and keeps the plans, against an empty ledger and lease table (a foreign-key check of each posting, for one,
+then scans the whole ledger). BENCH_EXPLAIN_MS=n logs, with auto_explain, the plan of every statement of the
+measured run that took n ms or more, and `slow_plans` counts them by statement.
+Run: `make bench BENCH=dispatch` (env BENCH_NODES, BENCH_FRAMES, BENCH_WORKERS, BENCH_BATCH, BENCH_MODE,
+BENCH_HISTORY, BENCH_EXPLAIN_MS).
 """
 
 import io
@@ -54,27 +60,26 @@ BATCH = int(os.environ.get("BENCH_BATCH", "100"))
 # lease takes the node's next lease ahead (`services.lease_next`, a round of one node) and its details before it
 # is reported, so rounds only start the farm.
 MODE = os.environ.get("BENCH_MODE", "rounds")
+HISTORY = int(os.environ.get("BENCH_HISTORY", "3000"))
+EXPLAIN_MS = float(os.environ["BENCH_EXPLAIN_MS"]) if os.environ.get("BENCH_EXPLAIN_MS") else None
 PHASES = ("lease", "agent", "report", "next", "settle", "heartbeat")
 WAIT_SAMPLE_S = 0.02  # how often `WaitSampler` reads pg_stat_activity
 
 
 def setup() -> None:
     from django.core.management import call_command
-    from django.db import connection
     from django.utils import timezone
 
     from marketplace.accounts.models import User
     from marketplace.nodes.models import WorkerNode
     from marketplace.verification.models import NodeTrust
-    from tests.fixtures.market import make_node, make_queued_job
+    from tests.fixtures.market import make_node
     from tests.fixtures.money import fund
 
     call_command("migrate", verbosity=0)
     provider = User.objects.create(username="bench-provider", role=User.Role.PROVIDER)
-    artists = [User.objects.create(username=f"bench-artist{i}") for i in range(5)]
-    for i, artist in enumerate(artists):
-        fund(artist, 10**15)
-        make_queued_job(artist, frames=FRAMES // len(artists), price=1_000_000, priority=i % 2)
+    for i in range(5):
+        fund(User.objects.create(username=f"bench-artist{i}"), 10**15)
     # One node the way an agent registers; the others copied from it in bulk (10,000 hellos would take minutes).
     # Steady trust with no sampled checks: this bench isolates dispatch + settlement.
     template, _ = make_node(provider, name="sim0", unchecked=True)
@@ -88,6 +93,23 @@ def setup() -> None:
         [NodeTrust(node=n, consecutive_passes=1000, check_rate=0.0) for n in copies], batch_size=2000
     )
     WorkerNode.objects.update(last_heartbeat=timezone.now())
+
+
+def jobs_queue(frames: int) -> list[int]:
+    """`frames` queued frames in one job per artist, half of them at a higher priority; the jobs' ids."""
+    from marketplace.accounts.models import User
+    from tests.fixtures.market import make_queued_job
+
+    artists = User.objects.filter(username__startswith="bench-artist").order_by("pk")
+    return [
+        make_queued_job(artist, frames=frames // len(artists), price=1_000_000, priority=i % 2).pk
+        for i, artist in enumerate(artists)
+    ]
+
+
+def analyze() -> None:
+    from django.db import connection
+
     with connection.cursor() as cur:
         cur.execute("ANALYZE")  # after a bulk load, as an operator would: the planner needs the tables' sizes
 
@@ -148,7 +170,57 @@ def plan_cache(plans: list[tuple[str, int, int]], top: int = 6) -> list[dict]:
     ]
 
 
-def worker(node_ids: list[int], out: mp.Queue) -> None:
+def slow_plans_log(into: list[str]) -> None:
+    """auto_explain on this process's connection: each statement (those run inside functions and triggers too) that
+    takes EXPLAIN_MS or more sends its plan back as a notice, kept in `into`."""
+    from django.db import connection
+
+    connection.ensure_connection()
+    connection.connection.add_notice_handler(
+        lambda diag: into.append(diag.message_primary) if (diag.message_primary or "").startswith("duration:") else None
+    )
+    with connection.cursor() as cur:
+        cur.execute("LOAD 'auto_explain'")
+        cur.execute(f"SET auto_explain.log_min_duration = {EXPLAIN_MS:g}")
+        cur.execute("SET auto_explain.log_analyze = on")  # rows per plan node: which one read far more than it kept
+        cur.execute("SET auto_explain.log_timing = off")
+        cur.execute("SET auto_explain.log_nested_statements = on")
+        cur.execute("SET auto_explain.log_format = json")
+        cur.execute("SET client_min_messages = log")
+
+
+def _plan_lines(node: dict, depth: int = 0) -> list[str]:
+    """EXPLAIN's JSON as one line per plan node: type, relation or index, the planner's estimate of its rows and
+    cost, the rows it gave and those it filtered away."""
+    what = " ".join(str(node[k]) for k in ("Node Type", "Relation Name", "Index Name", "Subplan Name") if node.get(k))
+    removed = node.get("Rows Removed by Filter", 0) + node.get("Rows Removed by Join Filter", 0)
+    line = f"{'  ' * depth}{what} (estimated {node.get('Plan Rows')} rows, cost {node.get('Total Cost')};"
+    line += f" rows {node.get('Actual Rows', '?')} x{node.get('Actual Loops', 1)}"
+    line += f", removed {removed})" if removed else ")"
+    return [line] + [x for child in node.get("Plans", []) for x in _plan_lines(child, depth + 1)]
+
+
+def slow_plans(logged: list[str], top: int = 8) -> list[dict]:
+    """The statements auto_explain logged, most total time first, each with its slowest plan."""
+    by_query: dict[str, list] = {}
+    for text in logged:
+        head, _, body = text.partition("\n")
+        explained = json.loads(body)
+        key = " ".join(explained["Query Text"].split())[:160]
+        ms = float(head.split()[1])
+        entry = by_query.setdefault(key, [0, 0.0, 0.0, []])
+        entry[0] += 1
+        entry[1] += ms
+        if ms >= entry[2]:
+            entry[2], entry[3] = ms, _plan_lines(explained["Plan"])[:40]
+    ranked = sorted(by_query.items(), key=lambda item: -item[1][1])[:top]
+    return [
+        {"query": query, "count": n, "total_ms": round(total, 1), "max_ms": round(worst, 1), "plan": plan}
+        for query, (n, total, worst, plan) in ranked
+    ]
+
+
+def worker(node_ids: list[int], out: mp.Queue, explain: bool) -> None:
     django.setup()
     import redis
     from django.conf import settings
@@ -180,6 +252,9 @@ def worker(node_ids: list[int], out: mp.Queue) -> None:
         return time.monotonic()
 
     nodes = {n.pk: n for n in WorkerNode.objects.all()}
+    logged: list[str] = []
+    if explain:
+        slow_plans_log(logged)
     connection.execute_wrappers.append(count)
     beat_every = node_conf.HEARTBEAT_SECONDS
     last_beat = heartbeat()
@@ -271,6 +346,7 @@ def worker(node_ids: list[int], out: mp.Queue) -> None:
             "timing": timing,
             "statements": statements,
             "cpu_s": time.process_time(),  # this process: the market's Python and the fake agents' work
+            "slow_plans": logged,
         }
     )
 
@@ -335,13 +411,34 @@ def collect(out: mp.Queue, procs: list[mp.Process]) -> list[dict]:
     return results
 
 
+def workers_run(node_ids: list[int], *, explain: bool) -> tuple[list[dict], float, dict]:
+    """WORKERS processes, each playing the market and a slice of the nodes until no frame is left queued: their
+    results, the wall time, and what Postgres' backends did meanwhile."""
+    from django.db import connections
+
+    connections.close_all()
+    out: mp.Queue = mp.Queue()
+    start = time.perf_counter()
+    procs = [mp.Process(target=worker, args=(node_ids[i::WORKERS], out, explain)) for i in range(WORKERS)]
+    for p in procs:
+        p.start()
+    waits = WaitSampler()
+    waits.start()
+    results = collect(out, procs)
+    waits.done.set()
+    waits.join()
+    for p in procs:
+        p.join()
+    return results, time.perf_counter() - start, waits.summary()
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[max(0, int(len(sorted_values) * q) - 1)]
 
 
 def main() -> None:
     django.setup()
-    from django.db import connection, connections
+    from django.db import connection
     from django.db.models import Count
     from django.urls import reverse
 
@@ -356,32 +453,24 @@ def main() -> None:
     t = time.perf_counter()
     setup()
     node_ids = list(WorkerNode.objects.order_by("pk").values_list("pk", flat=True))
-    print(f"setup: {NODES} nodes, {FRAMES} frames in {time.perf_counter() - t:.1f}s", flush=True)
     # What a web worker does once when it starts: import the URLconf and index its routes. The forked bench
     # processes inherit it; each did it on its first frame before, inside the measured window (6 % of their CPU).
     reverse("blob", args=["warm-up"])
+    if HISTORY:
+        jobs_queue(HISTORY)
+        _, seconds, _ = workers_run(node_ids, explain=False)
+        print(f"history: {HISTORY} frames in {seconds:.1f}s (not measured)", flush=True)
+    measured_jobs = jobs_queue(FRAMES)
+    analyze()
+    print(f"setup: {NODES} nodes, {FRAMES} frames in {time.perf_counter() - t:.1f}s", flush=True)
     counting = statement_stats_reset()
     cpu_before = postgres_cpu_seconds()
-    connections.close_all()
-    out: mp.Queue = mp.Queue()
-    slices = [node_ids[i::WORKERS] for i in range(WORKERS)]
-    start = time.perf_counter()
-    procs = [mp.Process(target=worker, args=(s, out)) for s in slices]
-    for p in procs:
-        p.start()
-    waits = WaitSampler()
-    waits.start()
-    results = collect(out, procs)
-    waits.done.set()
-    waits.join()
-    for p in procs:
-        p.join()
-    elapsed = time.perf_counter() - start
+    results, elapsed, waits = workers_run(node_ids, explain=EXPLAIN_MS is not None)
     time.sleep(0.2)  # let the postmaster reap the workers' backends, so their CPU time is counted
     cpu = postgres_cpu_seconds() - cpu_before
     latencies = sorted(x for r in results for x in r["latencies"])
     next_latencies = sorted(x for r in results for x in r["next_latencies"]) or [0.0]
-    settled_db = Frame.objects.filter(state="settled").count()
+    settled_db = Frame.objects.filter(job_id__in=measured_jobs, state="settled").count()
     unsettled = dict(Frame.objects.exclude(state="settled").values_list("state").annotate(n=Count("pk")))
     timing = {k: sum(r["timing"][k] for r in results) for k in PHASES}
     statements = {k: sum(r["statements"][k] for r in results) for k in PHASES}
@@ -393,6 +482,7 @@ def main() -> None:
         "frames": FRAMES,
         "processes": WORKERS,
         "batch": BATCH,
+        "history_frames": HISTORY,
         "seconds": round(elapsed, 2),
         "frames_settled": settled_db,
         "frames_not_settled": unsettled,
@@ -414,7 +504,9 @@ def main() -> None:
         # where Postgres' time goes: execution + planning per settled frame, by statement
         "postgres_statements": statement_stats(per_frame) if counting else {},
         "plan_cache": plan_cache([plan for r in results for plan in r["plans"]]),
-        "postgres_waits": waits.summary(),
+        "postgres_waits": waits,
+        # statements that took BENCH_EXPLAIN_MS or more, with their plans (auto_explain; [] when not asked for)
+        "slow_plans": slow_plans([text for r in results for text in r["slow_plans"]]),
         "ledger_total": selectors.ledger_total(),
         "drifting_accounts": len(selectors.ledger_drift()),
         "leased_count_drift": len(leased_count_drift()),  # artists whose kept count is off (jobs.LeasedCount)
@@ -422,7 +514,7 @@ def main() -> None:
         "settlements_minus_settled_frames": LedgerTransaction.objects.filter(
             idempotency_key__startswith="settle:frame:"
         ).count()
-        - settled_db,
+        - Frame.objects.filter(state="settled").count(),
     }
     print(
         f"{'nodes':>6} {'frames':>7} {'procs':>5} {'settled':>8} {'frames/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
@@ -460,6 +552,11 @@ def main() -> None:
     )
     for stat in row["postgres_waits"]["top"]:
         print(f"  waits {stat['share']:>6.1%} {stat['state']:<24}", stat["query"][:90])
+    for stat in row["slow_plans"]:
+        print(
+            f"  slow {stat['count']:>5} x, {stat['total_ms']:>8.1f} ms in all, worst {stat['max_ms']} ms:",
+            stat["query"][:80],
+        )
     for stat in row["plan_cache"]:
         print(
             f"  plans: {stat['generic']:>6} generic {stat['custom']:>6} custom {stat['chars']:>6} chars",
