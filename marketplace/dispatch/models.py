@@ -25,7 +25,10 @@ class FrameLease(models.Model):
     node = models.ForeignKey("nodes.WorkerNode", on_delete=models.CASCADE, related_name="leases")
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.RENDER)
     token_hash = models.CharField(max_length=64)
-    state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE, db_index=True)
+    # No index of its own: every read by state is of one node's, frame's or job's leases, or of the active ones
+    # (the partial indexes below). Postgres took one on the state alone, whenever its statistics said few leases
+    # were active (taken on an idle farm), for reads by lease id or node, then read every active lease per lookup.
+    state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE)
     # crop for verify leases: pixels, y from the top
     crop = models.JSONField(null=True, blank=True)
     manifest = models.JSONField(default=dict, help_text="pinned render settings sent to the agent")
@@ -45,6 +48,11 @@ class FrameLease(models.Model):
             # "Does this node hold an active lease?" is asked for every node in every matching round and status
             # sync; without it the planner, misjudging a table that grew fast, scanned every active lease per node.
             models.Index(fields=["node"], condition=Q(state="active"), name="lease_active_by_node"),
+            # The leases a node gave back or let expire, which keep it off a job (`batch._kept_off_pairs`, every
+            # next lease): by node alone, that read went through all the leases the node ever held.
+            models.Index(
+                fields=["node"], condition=Q(state__in=["expired", "released"]), name="lease_abandoned_by_node"
+            ),
         ]
         constraints = [
             # At most one active render lease per frame, whatever the number of matchers.

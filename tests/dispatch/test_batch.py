@@ -22,7 +22,7 @@ from marketplace.verification.batch import rendered_frames_process
 from marketplace.verification.models import FrameCheck, NodeTrust
 from tests.fixtures.market import make_node, make_queued_job, png_bytes
 from tests.fixtures.money import fund
-from tests.fixtures.plans import generic_plan, plan_costs, statements_run
+from tests.fixtures.plans import generic_plan, generic_plan_run, plan_costs, statements_run
 from tests.fixtures.race import race
 from tests.verification.helpers import other_provider
 
@@ -430,6 +430,42 @@ def test_the_next_lease_statement_costs_the_same_planned_for_its_values_or_not(f
     ((sql, params),) = [(sql, params) for sql, params in runs if "WITH head" in sql]
     generic, custom = plan_costs(sql, params)
     assert generic == pytest.approx(custom), (generic, custom)
+
+
+def _lease_rows_filtered_away(plan: dict) -> int:
+    """The most lease rows any node of an EXPLAIN (ANALYZE, FORMAT JSON) plan read and then dropped."""
+    own = plan.get("Rows Removed by Filter", 0) if plan.get("Relation Name") == FrameLease._meta.db_table else 0
+    return max([own, *(_lease_rows_filtered_away(child) for child in plan.get("Plans", []))])
+
+
+@pytest.mark.postgres
+def test_the_next_lease_reads_its_nodes_leases_alone_whatever_the_statistics_say(funded_artist, provider):
+    """The lease table's statistics taken while none of its leases was active (an idle farm with a past), then 200
+    nodes leased: the next lease's statement still reads the finishing lease by its id, the node's own active
+    leases and the leases it abandoned by node, not every active lease (a cost that would grow with the number of
+    busy nodes) nor every lease the node ever held (one that would grow with its age)."""
+    make_queued_job(funded_artist, frames=600, price=1)
+    farm = nodes(provider, 200)
+    for _ in range(2):  # a past: 400 leases done (written directly: only the statistics matter here)
+        assert len(batch.leases_create(limit=200)) == 200
+        FrameLease.objects.update(state=FrameLease.State.DONE)
+        Frame.objects.filter(state=FrameState.LEASED).update(state=FrameState.SETTLED)
+        WorkerNode.objects.update(status=WorkerNode.Status.IDLE)
+    veteran = farm[0]
+    done = FrameLease.objects.filter(node=veteran).first()
+    for _ in range(300):  # a node with a long past
+        done.pk = None
+        done.save()
+    with connection.cursor() as cur:
+        cur.execute(f"ANALYZE {FrameLease._meta.db_table}")
+    deliveries = batch.leases_create(limit=200)
+    assert len(deliveries) == 200
+    delivery = next(d for d in deliveries if d.node_id == veteran.pk)
+    node = WorkerNode.objects.get(pk=veteran.pk)
+    runs = statements_run(lambda: services.lease_next(node=node, lease_id=delivery.lease_id, token=delivery.token))
+    ((sql, params),) = [(sql, params) for sql, params in runs if "WITH head" in sql]
+    plan = generic_plan_run(sql, params)  # the plan a prepared statement settles on, run
+    assert _lease_rows_filtered_away(plan) < 20, json.dumps(plan, indent=1)
 
 
 @pytest.mark.postgres
