@@ -106,15 +106,14 @@ class HeartbeatView(AgentView):
     def post(self, request):
         data = HeartbeatSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        states = services.node_heartbeat(
+        beat = services.node_heartbeat(
             node=self.node, lease_ids=data.validated_data["leases"], paused=data.validated_data["paused"]
         )
         # `owner_pause`: the owner paused this node from the web; the agent takes no new frame until resumed.
-        pause = services.node_pause_of(node=self.node)
         answer = {
-            "leases": {str(k): v for k, v in states.items()},
-            "status": pause["status"],
-            "owner_pause": pause["pause_mode"] if pause["paused"] else None,
+            "leases": {str(k): v for k, v in beat.leases.items()},
+            "status": beat.status,
+            "owner_pause": beat.owner_pause,
         }
         return Response(HeartbeatAnswerSerializer(answer).data)
 

@@ -11,7 +11,6 @@ import functools
 import io
 import logging
 import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -337,29 +336,40 @@ def _needs_noisy_pass(lease: FrameLease) -> bool:
     return lease.kind == FrameLease.Kind.RENDER and bool(lease.manifest.get("use_denoising"))
 
 
+@dataclass(frozen=True)
+class Heartbeat:
+    """What a heartbeat answers: each listed lease's state, the node's status, and its owner's pause."""
+
+    leases: dict[int, str]
+    status: str
+    owner_pause: str | None  # how the owner paused the node from the web, or None
+
+
 @transaction.atomic
-def node_heartbeat(*, node: WorkerNode, lease_ids: list[int], paused: bool = False) -> dict[int, str]:
+def node_heartbeat(*, node: WorkerNode, lease_ids: list[int], paused: bool = False) -> Heartbeat:
     """Extend this node's listed active leases (up to the frame's render cap); report every lease's state.
 
     `paused` is the agent's own schedule; it never clears the owner's pause from the web. When the owner paused
     with "give the frame back", the node's active leases are released here (requeued, no failure counted) and
     read "released", so the agent stops rendering them; with "finish" they run to their report.
+
+    Every agent sends one every NODE_HEARTBEAT_SECONDS, busy or idle: the most frequent call of the farm. Four
+    statements: the owner's pause, the leases extended and read, the node's heartbeat, its status.
     """
     now = timezone.now()
     # Rows are locked in the order a report and the reaper take them (lease, frame, then the node): writing the
     # node row first deadlocked against a report of the same node under several web workers (cluster test).
-    owner_pause = WorkerNode.objects.filter(pk=node.pk).values_list("paused_by_owner", "pause_mode").first()
-    if owner_pause and owner_pause[0]:
+    paused_by_owner, pause_mode = WorkerNode.objects.filter(pk=node.pk).values_list(
+        "paused_by_owner", "pause_mode"
+    ).first() or (False, "")
+    listed = sorted({int(i) for i in lease_ids[:16]})
+    if paused_by_owner:
         # Paused: give back what the agent is not rendering (a delivery still in its queue, which a paused agent
         # no longer takes), and with "release" also the frame it is rendering.
-        keep = [] if owner_pause[1] == WorkerNode.PauseMode.RELEASE else lease_ids[:16]
+        keep = [] if pause_mode == WorkerNode.PauseMode.RELEASE else listed
         given_back = FrameLease.objects.filter(node=node, state=FrameLease.State.ACTIVE).exclude(pk__in=keep)
         _leases_close(leases=list(_locking(given_back.order_by("pk"))), state=FrameLease.State.RELEASED)
-    leases = FrameLease.objects.filter(node=node, pk__in=lease_ids[:16])
-    cap = timedelta(seconds=conf.MAX_RENDER_SECONDS)
-    for lease in leases.filter(state=FrameLease.State.ACTIVE, expires_at__gte=now):
-        new_expiry = min(now + timedelta(seconds=conf.LEASE_SECONDS), lease.created_at + cap)
-        FrameLease.objects.filter(pk=lease.pk, state=FrameLease.State.ACTIVE).update(expires_at=new_expiry)
+    states = _leases_extend(node_id=node.pk, lease_ids=listed, now=now)
     agent_state = WorkerNode.AgentState.PAUSED if paused else WorkerNode.AgentState.ONLINE
     # After a goodbye only a hello brings the node back: a heartbeat still in flight from the exiting agent
     # must not make it count as idle again.
@@ -368,20 +378,41 @@ def node_heartbeat(*, node: WorkerNode, lease_ids: list[int], paused: bool = Fal
         last_heartbeat=now,
         agent_state=Case(When(agent_state=offline, then=Value(offline)), default=Value(agent_state)),
     )
-    node_status_sync(node_ids=[node.pk], now=now)
-    return dict(leases.values_list("pk", "state"))
+    status = node_status_sync_one(node_id=node.pk, now=now)
+    return Heartbeat(leases=states, status=status, owner_pause=pause_mode if paused_by_owner else None)
 
 
-def node_pause_of(*, node: WorkerNode) -> dict:
-    """What the agent is told about its owner's pause in each heartbeat answer."""
-    row: Mapping[str, object] = (
-        WorkerNode.objects.filter(pk=node.pk).values("paused_by_owner", "pause_mode", "status").first() or {}
-    )
-    return {
-        "paused": bool(row.get("paused_by_owner")),
-        "pause_mode": row.get("pause_mode", ""),
-        "status": row.get("status", ""),
-    }
+def _leases_extend(*, node_id: int, lease_ids: list[int], now) -> dict[int, str]:
+    """Extend the node's listed leases that are active and unexpired (LEASE_SECONDS from now, never past their
+    render cap) and answer every listed lease's state: one statement on Postgres (the SELECT reads the rows as
+    they were before the UPDATE, which changes no state)."""
+    if not lease_ids:
+        return {}
+    expiry, cap = now + timedelta(seconds=conf.LEASE_SECONDS), timedelta(seconds=conf.MAX_RENDER_SECONDS)
+    if connection.vendor != "postgresql":  # SQLite (`make run`) has no UPDATE in a WITH
+        leases = FrameLease.objects.filter(node_id=node_id, pk__in=lease_ids)
+        for lease in leases.filter(state=FrameLease.State.ACTIVE, expires_at__gte=now):
+            FrameLease.objects.filter(pk=lease.pk, state=FrameLease.State.ACTIVE).update(
+                expires_at=min(expiry, lease.created_at + cap)
+            )
+        return dict(leases.values_list("pk", "state"))
+    table, ops = FrameLease._meta.db_table, connection.ops
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH extended AS (UPDATE {table} SET expires_at = LEAST(%s, created_at + %s * INTERVAL '1 second')"
+            f" WHERE node_id = %s AND id = ANY(%s) AND state = 'active' AND expires_at >= %s RETURNING id)"
+            f" SELECT id, state FROM {table} WHERE node_id = %s AND id = ANY(%s)",
+            [
+                ops.adapt_datetimefield_value(expiry),
+                conf.MAX_RENDER_SECONDS,
+                node_id,
+                lease_ids,
+                ops.adapt_datetimefield_value(now),
+                node_id,
+                lease_ids,
+            ],
+        )
+        return dict(cursor.fetchall())
 
 
 def _leases_close(*, leases: list[FrameLease], state: str, reason: str = "", count_attempt: bool = False) -> int:

@@ -340,11 +340,43 @@ def test_release_requeues_without_counting_a_failure(funded_artist, provider, ma
 
 
 def test_heartbeat_extends_only_the_nodes_own_active_leases(funded_artist, provider):
-    _, _, token, msg, _ = lease_once(funded_artist, provider)
-    before = FrameLease.objects.get(pk=msg["lease"]).expires_at
-    r = agent(token).post("/api/v1/agent/heartbeat/", {"leases": [msg["lease"], 999999]}, format="json")
+    """One statement extends the listed leases that are the node's, active and unexpired, to LEASE_SECONDS from
+    now but never past the render cap, and reads every listed lease's state; another node's lease is neither
+    extended nor named, an expired one is left to the reaper."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from marketplace.dispatch import conf
+
+    _, _, token, msg, _ = lease_once(funded_artist, provider, frames=4)
+    other, _ = make_node(provider, name="other", unchecked=True)
+    assert services.match_frames() == 1
+    theirs = take(other)["lease"]
+    soon = timezone.now() + timedelta(seconds=5)
+    FrameLease.objects.filter(pk__in=[msg["lease"], theirs]).update(expires_at=soon)
+    started = timezone.now()
+    r = agent(token).post("/api/v1/agent/heartbeat/", {"leases": [msg["lease"], theirs, 999999]}, format="json")
+    assert r.status_code == 200 and r.json()["leases"] == {str(msg["lease"]): "active"}
+    assert r.json()["status"] == "busy" and r.json()["owner_pause"] is None
+    extended = FrameLease.objects.get(pk=msg["lease"]).expires_at
+    assert (
+        started + timedelta(seconds=conf.LEASE_SECONDS)
+        <= extended
+        <= timezone.now() + timedelta(seconds=conf.LEASE_SECONDS)
+    )
+    assert FrameLease.objects.get(pk=theirs).expires_at == soon
+    # Near its render cap: extended to the cap, no further.
+    created = timezone.now() - timedelta(seconds=conf.MAX_RENDER_SECONDS - 10)
+    FrameLease.objects.filter(pk=msg["lease"]).update(created_at=created)
+    agent(token).post("/api/v1/agent/heartbeat/", {"leases": [msg["lease"]]}, format="json")
+    assert FrameLease.objects.get(pk=msg["lease"]).expires_at == created + timedelta(seconds=conf.MAX_RENDER_SECONDS)
+    # Expired: not extended, still named with its state (the reaper takes it back).
+    gone = timezone.now() - timedelta(seconds=1)
+    FrameLease.objects.filter(pk=msg["lease"]).update(expires_at=gone)
+    r = agent(token).post("/api/v1/agent/heartbeat/", {"leases": [msg["lease"]]}, format="json")
     assert r.json()["leases"] == {str(msg["lease"]): "active"}
-    assert FrameLease.objects.get(pk=msg["lease"]).expires_at >= before
+    assert FrameLease.objects.get(pk=msg["lease"]).expires_at == gone
 
 
 def test_the_node_broker_user_can_only_touch_its_own_queue(funded_artist, provider):

@@ -42,9 +42,9 @@ def test_the_owners_pause_survives_heartbeats_until_resumed(funded_artist, provi
     node, _ = make_node(provider, unchecked=True)
     assert node_set_paused(owner=provider, node_id=node.pk, paused=True)
     for _ in range(3):
-        services.node_heartbeat(node=node, lease_ids=[], paused=False)
+        beat = services.node_heartbeat(node=node, lease_ids=[], paused=False)
     node.refresh_from_db()
-    assert node.status == S.PAUSED and services.node_pause_of(node=node)["paused"]
+    assert node.status == S.PAUSED and beat.status == S.PAUSED and beat.owner_pause == "finish"
     make_queued_job(funded_artist, frames=1)
     assert services.lease_create_for_node(node=node) is None
     node_set_paused(owner=provider, node_id=node.pk, paused=False)
@@ -55,8 +55,8 @@ def test_the_owners_pause_survives_heartbeats_until_resumed(funded_artist, provi
 def test_pause_with_finish_lets_the_frame_finish_then_pauses(funded_artist, provider):
     _, node, delivery = leased(funded_artist, provider)
     node_set_paused(owner=provider, node_id=node.pk, paused=True, mode="finish")
-    states = services.node_heartbeat(node=node, lease_ids=[delivery.lease_id])
-    assert states[delivery.lease_id] == "active"
+    beat = services.node_heartbeat(node=node, lease_ids=[delivery.lease_id])
+    assert beat.leases == {delivery.lease_id: "active"} and beat.status == S.BUSY and beat.owner_pause == "finish"
     node.refresh_from_db()
     assert node.status == S.BUSY  # still rendering its frame
     services.lease_release(node=node, lease_id=delivery.lease_id, token=delivery.token)
@@ -68,8 +68,8 @@ def test_pause_with_release_gives_the_frame_back_on_the_next_heartbeat(funded_ar
     _, node, delivery = leased(funded_artist, provider)
     frame_id = FrameLease.objects.get(pk=delivery.lease_id).frame_id
     node_set_paused(owner=provider, node_id=node.pk, paused=True, mode="release")
-    states = services.node_heartbeat(node=node, lease_ids=[delivery.lease_id])
-    assert states[delivery.lease_id] == "released"
+    beat = services.node_heartbeat(node=node, lease_ids=[delivery.lease_id])
+    assert beat.leases == {delivery.lease_id: "released"} and beat.status == S.PAUSED
     node.refresh_from_db()
     frame = Frame.objects.get(pk=frame_id)
     assert node.status == S.PAUSED and frame.state == FrameState.QUEUED and frame.attempts == 0

@@ -1,0 +1,118 @@
+"""The web tier's CPU per agent call: what one frame costs the market's web workers, by endpoint.
+
+bench_dispatch calls the services directly, so it leaves out what every agent request adds: Django's handler and
+middleware, the node's authentication, request parsing and response rendering. At farm scale that is the biggest
+share of the market's Python (100,000 nodes heartbeating every NODE_HEARTBEAT_SECONDS are ~10,000 requests a
+second before any frame is rendered). One agent renders BENCH_FRAMES frames the way the real one calls the API
+(`workers/`): its heartbeat, the lease's details, the upload to the signed URL, the next lease taken ahead, the
+report, through Django's request handler in this process (no HTTP server: a server's parsing is the same for
+every framework), on Postgres and Redis. Celery tasks go to Redis and are not run here (bench_dispatch measures
+the settlement). CPU is this process's (time.process_time: Postgres' and Redis' work is theirs), per call:
+median and mean by endpoint, after BENCH_WARMUP frames.
+Run: `make bench BENCH=agent_api` (env BENCH_FRAMES, default 300); writes bench/results/agent_api.json.
+"""
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import django
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+os.environ["CELERY_TASK_ALWAYS_EAGER"] = "0"  # tasks go to Redis, as in production; nothing runs them here
+FRAMES = int(os.environ.get("BENCH_FRAMES", "300"))
+WARMUP = int(os.environ.get("BENCH_WARMUP", "20"))
+CALLS = ("heartbeat", "details", "upload", "next", "report")
+
+
+def main() -> None:
+    django.setup()
+    import redis
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+
+    from marketplace.accounts.models import User
+    from marketplace.dispatch import queues, services
+    from tests.fixtures.market import make_node, make_queued_job, png_bytes
+    from tests.fixtures.money import fund
+
+    if connection.vendor != "postgresql":
+        sys.exit("bench_agent_api needs Postgres: run `make bench BENCH=agent_api`")
+    call_command("migrate", verbosity=0)
+    artist = User.objects.create(username="bench-artist")
+    fund(artist, 10**15)
+    make_queued_job(artist, frames=FRAMES + WARMUP + 2, price=1_000_000)
+    provider = User.objects.create(username="bench-provider", role=User.Role.PROVIDER)
+    node, token = make_node(provider, name="bench-node", unchecked=True)
+    broker = redis.Redis.from_url(settings.AGENT_BROKER_URL)
+    agent = Client(HTTP_AUTHORIZATION=f"Node {token}")
+    storage = Client()  # the signed upload URL needs no token (in production it is S3's)
+    png = png_bytes(32, 24)
+    services.match_frames()
+    message = json.loads(broker.rpop(queues.queue_key(node.pk)))
+
+    def timed(name: str, method, *args, **kwargs):
+        start = time.process_time()
+        response = method(*args, **kwargs)
+        spent[name].append(time.process_time() - start)
+        assert response.status_code in (200, 201), (name, response.status_code, response.content[:300])
+        return response
+
+    spent: dict[str, list[float]] = {name: [] for name in CALLS}
+    wall = time.perf_counter()
+    for i in range(FRAMES + WARMUP):
+        if i == WARMUP:
+            spent = {name: [] for name in CALLS}
+            wall = time.perf_counter()
+        lease, lease_token = message["lease"], message["token"]
+        body = json.dumps({"leases": [lease]})
+        timed("heartbeat", agent.post, "/api/v1/agent/heartbeat/", body, content_type="application/json")
+        details = timed("details", agent.get, f"/api/v1/agent/leases/{lease}/", HTTP_X_LEASE_TOKEN=lease_token).json()
+        upload = details["upload_url"].removeprefix(settings.PUBLIC_URL)
+        timed("upload", storage.generic, "PUT", upload, png, content_type="application/octet-stream")
+        token_body = json.dumps({"token": lease_token})
+        timed("next", agent.post, f"/api/v1/agent/leases/{lease}/next/", token_body, "application/json")
+        message = json.loads(broker.rpop(queues.queue_key(node.pk)))  # the next lease, as the agent takes it
+        report = json.dumps({"token": lease_token, "ok": True, "stats": {"seconds": 1.0}})
+        timed("report", agent.post, f"/api/v1/agent/leases/{lease}/report/", report, "application/json")
+    wall = time.perf_counter() - wall
+    row = {
+        name: {
+            "median_ms": round(statistics.median(times) * 1000, 3),
+            "mean_ms": round(statistics.mean(times) * 1000, 3),
+        }
+        for name, times in spent.items()
+    }
+    per_frame = sum(sum(times) for times in spent.values()) * 1000 / FRAMES
+    print(f"{'call':<10} {'median ms':>10} {'mean ms':>8}   (CPU of this process per call, {FRAMES} frames)")
+    for name, figures in row.items():
+        print(f"{name:<10} {figures['median_ms']:>10} {figures['mean_ms']:>8}")
+    print(f"per frame: {per_frame:.2f} ms of CPU in {len(CALLS)} calls; {FRAMES / wall:.1f} frames/s on one process")
+    path = ROOT / "bench" / "results" / "agent_api.json"
+    path.write_text(
+        json.dumps(
+            {
+                "bench": "agent_api",
+                "machine": f"{platform.machine()} cores={os.cpu_count()}",
+                "frames": FRAMES,
+                "cpu_ms_per_call": row,
+                "cpu_ms_per_frame": round(per_frame, 2),
+                "frames_per_s_one_process": round(FRAMES / wall, 1),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"wrote {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
