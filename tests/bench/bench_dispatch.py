@@ -11,8 +11,11 @@ then the round's rendered frames are thumbnailed, sampled and settled in one bat
 (`verification.batch.rendered_frames_process`, what a `verification.frame_rendered` task runs with the frames
 waiting). Verification is switched to "no check" (steady trust, check rate 0) so that this bench measures
 dispatch and settlement only; verification cost is measured in bench_verify. The simulated nodes heartbeat as
-agents do (every NODE_HEARTBEAT_SECONDS, as one UPDATE per process), so a slow run never loses its nodes to
-the offline threshold; a run that leaves any frame unsettled, or the ledger unbalanced, exits non-zero.
+agents do: every NODE_HEARTBEAT_SECONDS each node's heartbeat goes through the service the agent's call runs
+(`node_heartbeat`, naming the leases the node holds), so a slow run never loses its nodes to the offline
+threshold, and the farm's most frequent call weighs on the run as it would. Its statements are counted apart
+(`statements_per_heartbeat`): they scale with nodes and time, not frames. A run that leaves any frame unsettled,
+or the ledger unbalanced, exits non-zero.
 
 Lease latency is what one lease waits from the start of its matching round to its commit (the round's
 duration; the message is sent after commit). With BENCH_MODE=next, each rendered lease first takes the node's
@@ -225,7 +228,6 @@ def worker(node_ids: list[int], out: mp.Queue, explain: bool) -> None:
     import redis
     from django.conf import settings
     from django.db import connection
-    from django.utils import timezone
 
     from marketplace import blobs
     from marketplace.dispatch import batch, queues, services
@@ -246,12 +248,20 @@ def worker(node_ids: list[int], out: mp.Queue, explain: bool) -> None:
             statements[phase[0]] += 1
         return execute(sql, params, many, context)
 
+    nodes = {n.pk: n for n in WorkerNode.objects.all()}
+    held: dict[int, set[int]] = defaultdict(set)  # node -> the leases its agent holds, which its heartbeat names
+    timing = dict.fromkeys(PHASES, 0.0)
+    beats = [0]
+
     def heartbeat() -> float:
         phase[0] = "heartbeat"
-        WorkerNode.objects.filter(pk__in=node_ids).update(last_heartbeat=timezone.now())
+        t = time.perf_counter()
+        for node_id in node_ids:
+            services.node_heartbeat(node=nodes[node_id], lease_ids=sorted(held[node_id]))
+        beats[0] += len(node_ids)
+        timing["heartbeat"] += time.perf_counter() - t
         return time.monotonic()
 
-    nodes = {n.pk: n for n in WorkerNode.objects.all()}
     logged: list[str] = []
     if explain:
         slow_plans_log(logged)
@@ -259,7 +269,6 @@ def worker(node_ids: list[int], out: mp.Queue, explain: bool) -> None:
     beat_every = node_conf.HEARTBEAT_SECONDS
     last_beat = heartbeat()
     latencies, next_latencies, rounds, settled, t_start = [], [], [], 0, time.perf_counter()
-    timing = dict.fromkeys(PHASES, 0.0)
     empty_rounds = 0
     while True:
         if time.monotonic() - last_beat >= beat_every:
@@ -277,6 +286,8 @@ def worker(node_ids: list[int], out: mp.Queue, explain: bool) -> None:
             time.sleep(0.05)
             continue
         empty_rounds = 0
+        for d in deliveries:
+            held[d.node_id].add(d.lease_id)
         rounds.append((t1 - t0, len(deliveries)))
         latencies += [t1 - t0] * len(deliveries)
         # (node, lease id, token, details when the report's answer already carried them)
@@ -306,6 +317,7 @@ def worker(node_ids: list[int], out: mp.Queue, explain: bool) -> None:
                 t5 = time.perf_counter()
                 nxt = services.lease_next(node=node, lease_id=lease_id, token=token)
                 if nxt is not None:
+                    held[node_id].add(nxt.lease_id)
                     next_details = services.delivery_details(node=node, delivery=nxt)
                     work.append((node_id, nxt.lease_id, nxt.token, next_details))
                 next_latencies.append(time.perf_counter() - t5)
@@ -319,9 +331,11 @@ def worker(node_ids: list[int], out: mp.Queue, explain: bool) -> None:
             if MODE == "next" and outcome.accepted:  # as the report view: its next lease, unless it took one ahead
                 after = services.lease_after_report(node=node, node_busy=outcome.node_busy)
                 if after is not None:
+                    held[node_id].add(after.lease_id)
                     work.append(
                         (node_id, after.lease_id, after.token, services.delivery_details(node=node, delivery=after))
                     )
+            held[node_id].discard(lease_id)
             timing["report"] += time.perf_counter() - t3
             if outcome.accepted:
                 rendered.append(lease.frame_id)
@@ -345,6 +359,7 @@ def worker(node_ids: list[int], out: mp.Queue, explain: bool) -> None:
             "seconds": time.perf_counter() - t_start,
             "timing": timing,
             "statements": statements,
+            "heartbeats": beats[0],
             "cpu_s": time.process_time(),  # this process: the market's Python and the fake agents' work
             "slow_plans": logged,
         }
@@ -474,6 +489,7 @@ def main() -> None:
     unsettled = dict(Frame.objects.exclude(state="settled").values_list("state").annotate(n=Count("pk")))
     timing = {k: sum(r["timing"][k] for r in results) for k in PHASES}
     statements = {k: sum(r["statements"][k] for r in results) for k in PHASES}
+    heartbeats = sum(r["heartbeats"] for r in results)
     busy = sum(timing.values())
     per_frame = max(settled_db, 1)
     round_sizes = [n for r in results for _, n in r["rounds"]]
@@ -487,8 +503,13 @@ def main() -> None:
         "frames_settled": settled_db,
         "frames_not_settled": unsettled,
         "frames_per_s": round(settled_db / elapsed, 1),
-        "statements_per_frame": round(sum(statements.values()) / per_frame, 2),
-        "statements_per_frame_by_phase": {k: round(v / per_frame, 2) for k, v in statements.items()},
+        # the frame's own path; the heartbeats' statements scale with nodes and time, so they are counted apart
+        "statements_per_frame": round(sum(v for k, v in statements.items() if k != "heartbeat") / per_frame, 2),
+        "statements_per_frame_by_phase": {
+            k: round(v / per_frame, 2) for k, v in statements.items() if k != "heartbeat"
+        },
+        "heartbeats": heartbeats,
+        "statements_per_heartbeat": round(statements["heartbeat"] / max(heartbeats, 1), 2),
         "mode": MODE,
         "lease_p50_ms": round(statistics.median(latencies) * 1000, 2),
         "lease_p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
@@ -530,6 +551,7 @@ def main() -> None:
             f"{row['leases_from_rounds']} leases from rounds"
         )
     print("statements per frame by phase:", row["statements_per_frame_by_phase"])
+    print(f"heartbeats: {heartbeats} through the service, {row['statements_per_heartbeat']} statements each")
     print("CPU ms/frame: Postgres", row["postgres_cpu_ms_per_frame"], " market + agents", row["app_cpu_ms_per_frame"])
     if row["postgres_statements"]:
         print(
