@@ -17,7 +17,8 @@ from functools import partial
 from http import HTTPStatus
 
 from django.db import connection, connections, transaction
-from django.db.models import Case, Exists, F, OuterRef, QuerySet, Value, When
+from django.db.models import Case, DateTimeField, Exists, F, OuterRef, QuerySet, Value, When
+from django.db.models.functions import Least
 from django.utils import timezone
 
 from marketplace import blobs
@@ -388,13 +389,13 @@ def _leases_extend(*, node_id: int, lease_ids: list[int], now) -> dict[int, str]
     they were before the UPDATE, which changes no state)."""
     if not lease_ids:
         return {}
-    expiry, cap = now + timedelta(seconds=conf.LEASE_SECONDS), timedelta(seconds=conf.MAX_RENDER_SECONDS)
-    if connection.vendor != "postgresql":  # SQLite (`make run`) has no UPDATE in a WITH
+    expiry = now + timedelta(seconds=conf.LEASE_SECONDS)
+    if connection.vendor != "postgresql":  # SQLite (`make run`) has no UPDATE in a WITH: two statements
         leases = FrameLease.objects.filter(node_id=node_id, pk__in=lease_ids)
-        for lease in leases.filter(state=FrameLease.State.ACTIVE, expires_at__gte=now):
-            FrameLease.objects.filter(pk=lease.pk, state=FrameLease.State.ACTIVE).update(
-                expires_at=min(expiry, lease.created_at + cap)
-            )
+        capped = F("created_at") + Value(timedelta(seconds=conf.MAX_RENDER_SECONDS))
+        leases.filter(state=FrameLease.State.ACTIVE, expires_at__gte=now).update(
+            expires_at=Least(Value(expiry), capped, output_field=DateTimeField())
+        )
         return dict(leases.values_list("pk", "state"))
     table, ops = FrameLease._meta.db_table, connection.ops
     with connection.cursor() as cursor:

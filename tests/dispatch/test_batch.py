@@ -387,6 +387,22 @@ def test_a_round_of_one_node_reads_the_pool_of_the_node_as_it_is_now_not_as_the_
     assert Frame.objects.get(leases=delivery.lease_id).job_id == job.pk
 
 
+def two_analyzed_jobs(artist) -> None:
+    """Two jobs of 1,000 queued frames each, their tables analyzed: the planner sees a queue worth an index."""
+    for _ in range(2):
+        make_queued_job(artist, frames=1000, price=1)
+    with connection.cursor() as cur:
+        cur.execute(f"ANALYZE {Frame._meta.db_table}, {Job._meta.db_table}")
+
+
+def next_lease_statement(node: WorkerNode, delivery: services.Delivery) -> tuple[str, list]:
+    """The statement (and its parameters) of the node's next lease as `delivery`'s lease finishes: its lock and
+    pool read, captured in a transaction rolled back after it."""
+    runs = statements_run(lambda: services.lease_next(node=node, lease_id=delivery.lease_id, token=delivery.token))
+    ((sql, params),) = [(sql, params) for sql, params in runs if "WITH head" in sql]
+    return sql, params
+
+
 @pytest.mark.postgres
 def test_the_pool_statements_generic_plan_reads_the_index_of_queued_frames(funded_artist, provider):
     """Postgres runs a prepared statement with its generic plan once that plan looks no dearer (bench_dispatch saw
@@ -399,10 +415,7 @@ def test_the_pool_statements_generic_plan_reads_the_index_of_queued_frames(funde
     job's first queued frames in order, where the other indexes read all its (or all) queued frames and sort
     them. On 5 frames and the statistics earlier tests left, the planner's choice between the indexes was a tie
     that went either way (a fresh clone's run, session 13)."""
-    for _ in range(2):
-        make_queued_job(funded_artist, frames=1000, price=1)
-    with connection.cursor() as cur:
-        cur.execute(f"ANALYZE {Frame._meta.db_table}, {Job._meta.db_table}")
+    two_analyzed_jobs(funded_artist)
     node, _ = make_node(provider, unchecked=True)
     runs = statements_run(lambda: batch.leases_create(node=node))
     ((sql, params),) = [(sql, params) for sql, params in runs if "ranked AS" in sql]
@@ -419,15 +432,11 @@ def test_the_next_lease_statement_costs_the_same_planned_for_its_values_or_not(f
     queued frames above an unknown floor, against all of them): bench_dispatch then spent 1.3-1.7 ms of the
     server's CPU planning it again per frame. With those values hidden from both plans they cost the same, and
     Postgres keeps the generic plan (2,970 generic plans of 2,985 calls in bench_dispatch, against 0)."""
-    for _ in range(2):
-        make_queued_job(funded_artist, frames=1000, price=1)
-    with connection.cursor() as cur:
-        cur.execute(f"ANALYZE {Frame._meta.db_table}, {Job._meta.db_table}")
+    two_analyzed_jobs(funded_artist)
     node, _ = make_node(provider, unchecked=True)
     (delivery,) = batch.leases_create(node=node)
     node.refresh_from_db()
-    runs = statements_run(lambda: services.lease_next(node=node, lease_id=delivery.lease_id, token=delivery.token))
-    ((sql, params),) = [(sql, params) for sql, params in runs if "WITH head" in sql]
+    sql, params = next_lease_statement(node, delivery)
     generic, custom = plan_costs(sql, params)
     assert generic == pytest.approx(custom), (generic, custom)
 
@@ -462,8 +471,7 @@ def test_the_next_lease_reads_its_nodes_leases_alone_whatever_the_statistics_say
     assert len(deliveries) == 200
     delivery = next(d for d in deliveries if d.node_id == veteran.pk)
     node = WorkerNode.objects.get(pk=veteran.pk)
-    runs = statements_run(lambda: services.lease_next(node=node, lease_id=delivery.lease_id, token=delivery.token))
-    ((sql, params),) = [(sql, params) for sql, params in runs if "WITH head" in sql]
+    sql, params = next_lease_statement(node, delivery)
     plan = generic_plan_run(sql, params)  # the plan a prepared statement settles on, run
     assert _lease_rows_filtered_away(plan) < 20, json.dumps(plan, indent=1)
 
