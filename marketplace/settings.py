@@ -227,6 +227,11 @@ CELERY_TASK_ROUTES = {
 VERIFICATION_PLATFORM_PREWARM = env_bool("VERIFICATION_PLATFORM_PREWARM", True)
 CELERY_BEAT_SCHEDULE: dict = {
     "reap-leases": {"task": "dispatch.reap", "schedule": float(os.environ.get("REAP_EVERY_SECONDS", "10"))},
+    # Heartbeats that change nothing but times wait in Redis until this writes them (dispatch.heartbeats).
+    "flush-heartbeats": {
+        "task": "dispatch.heartbeats_flush",
+        "schedule": float(os.environ.get("HEARTBEAT_FLUSH_SECONDS", "2")),
+    },
     "mature-earnings": {"task": "payments.mature_earnings", "schedule": 15 * 60.0},
     "resend-payouts": {"task": "payments.resend_payouts", "schedule": 5 * 60.0},
     "verification-resume": {"task": "verification.resume", "schedule": 30.0},

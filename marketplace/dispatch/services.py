@@ -17,15 +17,14 @@ from functools import partial
 from http import HTTPStatus
 
 from django.db import connection, connections, transaction
-from django.db.models import Case, DateTimeField, Exists, F, OuterRef, QuerySet, Value, When
-from django.db.models.functions import Least
+from django.db.models import Case, Exists, F, OuterRef, QuerySet, Value, When
 from django.utils import timezone
 
 from marketplace import blobs
 from marketplace.accounts.tokens import secret_hash, secret_matches
 from marketplace.celery import app, delay_once, pending_clear
 from marketplace.compiled import instance
-from marketplace.dispatch import conf, hooks, queues
+from marketplace.dispatch import conf, heartbeats, hooks, queues
 from marketplace.dispatch.manifests import Crop, crop_manifest, image_size, noisy_key
 from marketplace.dispatch.models import FrameLease, JobNodeBlock
 from marketplace.errors import Conflict
@@ -346,7 +345,6 @@ class Heartbeat:
     owner_pause: str | None  # how the owner paused the node from the web, or None
 
 
-@transaction.atomic
 def node_heartbeat(*, node: WorkerNode, lease_ids: list[int], paused: bool = False) -> Heartbeat:
     """Extend this node's listed active leases (up to the frame's render cap); report every lease's state.
 
@@ -354,16 +352,30 @@ def node_heartbeat(*, node: WorkerNode, lease_ids: list[int], paused: bool = Fal
     with "give the frame back", the node's active leases are released here (requeued, no failure counted) and
     read "released", so the agent stops rendering them; with "finish" they run to their report.
 
-    Every agent sends one every NODE_HEARTBEAT_SECONDS, busy or idle: the most frequent call of the farm. Four
-    statements: the owner's pause, the leases extended and read, the node's heartbeat, its status.
+    Every agent sends one every NODE_HEARTBEAT_SECONDS, busy or idle: the most frequent call of the farm. A beat
+    that changes nothing but times is read in one statement and its times gathered (`dispatch.heartbeats`,
+    written for many nodes at once); any other is written here.
     """
     now = timezone.now()
+    listed = sorted({int(i) for i in lease_ids[: heartbeats.LEASES_PER_BEAT]})
+    agent_state = WorkerNode.AgentState.PAUSED if paused else WorkerNode.AgentState.ONLINE
+    facts = heartbeats.beat_facts(node_id=node.pk, lease_ids=listed, now=now)
+    if facts is not None and facts.only_times_change(agent_state):
+        active = [pk for pk, state in facts.leases.items() if state == FrameLease.State.ACTIVE]
+        if heartbeats.gather(node_id=node.pk, at=now, lease_ids=active):
+            return Heartbeat(leases=facts.leases, status=facts.status, owner_pause=None)
+    return _node_heartbeat_write(node=node, listed=listed, agent_state=agent_state, now=now)
+
+
+@transaction.atomic
+def _node_heartbeat_write(*, node: WorkerNode, listed: list[int], agent_state: str, now) -> Heartbeat:
+    """A heartbeat written at once: four statements, the owner's pause, the leases extended and read, the node's
+    heartbeat, its status."""
     # Rows are locked in the order a report and the reaper take them (lease, frame, then the node): writing the
     # node row first deadlocked against a report of the same node under several web workers (cluster test).
     paused_by_owner, pause_mode = WorkerNode.objects.filter(pk=node.pk).values_list(
         "paused_by_owner", "pause_mode"
     ).first() or (False, "")
-    listed = sorted({int(i) for i in lease_ids[:16]})
     if paused_by_owner:
         # Paused: give back what the agent is not rendering (a delivery still in its queue, which a paused agent
         # no longer takes), and with "release" also the frame it is rendering.
@@ -371,7 +383,6 @@ def node_heartbeat(*, node: WorkerNode, lease_ids: list[int], paused: bool = Fal
         given_back = FrameLease.objects.filter(node=node, state=FrameLease.State.ACTIVE).exclude(pk__in=keep)
         _leases_close(leases=list(_locking(given_back.order_by("pk"))), state=FrameLease.State.RELEASED)
     states = _leases_extend(node_id=node.pk, lease_ids=listed, now=now)
-    agent_state = WorkerNode.AgentState.PAUSED if paused else WorkerNode.AgentState.ONLINE
     # After a goodbye only a hello brings the node back: a heartbeat still in flight from the exiting agent
     # must not make it count as idle again.
     offline = WorkerNode.AgentState.OFFLINE
@@ -389,14 +400,10 @@ def _leases_extend(*, node_id: int, lease_ids: list[int], now) -> dict[int, str]
     they were before the UPDATE, which changes no state)."""
     if not lease_ids:
         return {}
-    expiry = now + timedelta(seconds=conf.LEASE_SECONDS)
     if connection.vendor != "postgresql":  # SQLite (`make run`) has no UPDATE in a WITH: two statements
-        leases = FrameLease.objects.filter(node_id=node_id, pk__in=lease_ids)
-        capped = F("created_at") + Value(timedelta(seconds=conf.MAX_RENDER_SECONDS))
-        leases.filter(state=FrameLease.State.ACTIVE, expires_at__gte=now).update(
-            expires_at=Least(Value(expiry), capped, output_field=DateTimeField())
-        )
-        return dict(leases.values_list("pk", "state"))
+        heartbeats.leases_extend_orm(node_id=node_id, lease_ids=lease_ids, at=now)
+        return dict(FrameLease.objects.filter(node_id=node_id, pk__in=lease_ids).values_list("pk", "state"))
+    expiry = now + timedelta(seconds=conf.LEASE_SECONDS)
     table, ops = FrameLease._meta.db_table, connection.ops
     with connection.cursor() as cursor:
         cursor.execute(
@@ -730,6 +737,8 @@ def leases_revoke_for_nodes(*, node_ids: list[int]) -> int:
 def leases_reap(*, now=None) -> int:
     """Expire overdue leases (requeueing their frames) and mark silent nodes offline."""
     now = now or timezone.now()
+    # A beat waiting to be written keeps its node and leases alive: write it before judging them.
+    heartbeats.heartbeats_flush()
     reaped = 0
     overdue = FrameLease.objects.filter(state=FrameLease.State.ACTIVE, expires_at__lt=now).values_list("pk", flat=True)
     for lease_id in overdue:

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from marketplace.dispatch import services
+from marketplace.dispatch import heartbeats, services
 
 
 @shared_task(name="dispatch.match", acks_late=True, ignore_result=True)
@@ -14,6 +14,11 @@ def match_frames() -> int:
 def frames_queued(frame_ids: list[int]) -> None:
     """Subscribed to frames_queued (jobs.events): ask for matching (`dispatch.match`, its one way in)."""
     services.match_frames_soon()
+
+
+@shared_task(name="dispatch.heartbeats_flush", acks_late=True, ignore_result=True)
+def heartbeats_flush() -> int:
+    return heartbeats.heartbeats_flush()
 
 
 @shared_task(name="dispatch.reap", acks_late=True, ignore_result=True)

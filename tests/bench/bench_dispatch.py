@@ -13,8 +13,10 @@ waiting). Verification is switched to "no check" (steady trust, check rate 0) so
 dispatch and settlement only; verification cost is measured in bench_verify. The simulated nodes heartbeat as
 agents do: every NODE_HEARTBEAT_SECONDS each node's heartbeat goes through the service the agent's call runs
 (`node_heartbeat`, naming the leases the node holds), so a slow run never loses its nodes to the offline
-threshold, and the farm's most frequent call weighs on the run as it would. Its statements are counted apart
-(`statements_per_heartbeat`): they scale with nodes and time, not frames. A run that leaves any frame unsettled,
+threshold, and the farm's most frequent call weighs on the run as it would; after each process's round of beats
+it writes the gathered ones (`heartbeats_flush`, what Celery beat runs every HEARTBEAT_FLUSH_SECONDS). Their
+statements are counted apart (`statements_per_heartbeat`, the flush's included): they scale with nodes and time,
+not frames. A run that leaves any frame unsettled,
 or the ledger unbalanced, exits non-zero.
 
 Lease latency is what one lease waits from the start of its matching round to its commit (the round's
@@ -230,7 +232,7 @@ def worker(node_ids: list[int], out: mp.Queue, explain: bool) -> None:
     from django.db import connection
 
     from marketplace import blobs
-    from marketplace.dispatch import batch, queues, services
+    from marketplace.dispatch import batch, heartbeats, queues, services
     from marketplace.jobs.models import Frame
     from marketplace.jobs.states import FrameState
     from marketplace.nodes import conf as node_conf
@@ -258,6 +260,8 @@ def worker(node_ids: list[int], out: mp.Queue, explain: bool) -> None:
         t = time.perf_counter()
         for node_id in node_ids:
             services.node_heartbeat(node=nodes[node_id], lease_ids=sorted(held[node_id]))
+        # What Celery beat's `dispatch.heartbeats_flush` does every HEARTBEAT_FLUSH_SECONDS: write the gathered ones.
+        heartbeats.heartbeats_flush()
         beats[0] += len(node_ids)
         timing["heartbeat"] += time.perf_counter() - t
         return time.monotonic()

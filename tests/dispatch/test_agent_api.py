@@ -340,14 +340,15 @@ def test_release_requeues_without_counting_a_failure(funded_artist, provider, ma
 
 
 def test_heartbeat_extends_only_the_nodes_own_active_leases(funded_artist, provider):
-    """One statement extends the listed leases that are the node's, active and unexpired, to LEASE_SECONDS from
-    now but never past the render cap, and reads every listed lease's state; another node's lease is neither
-    extended nor named, an expired one is left to the reaper."""
+    """The listed leases that are the node's, active and unexpired, are extended to LEASE_SECONDS from the beat
+    but never past the render cap, at once (a lease near its expiry) or by the next flush (a beat that changes
+    nothing but times), and every listed lease's state is read; another node's lease is neither extended nor
+    named, an expired one is left to the reaper."""
     from datetime import timedelta
 
     from django.utils import timezone
 
-    from marketplace.dispatch import conf
+    from marketplace.dispatch import conf, heartbeats
 
     _, _, token, msg, _ = lease_once(funded_artist, provider, frames=4)
     other, _ = make_node(provider, name="other", unchecked=True)
@@ -370,6 +371,8 @@ def test_heartbeat_extends_only_the_nodes_own_active_leases(funded_artist, provi
     created = timezone.now() - timedelta(seconds=conf.MAX_RENDER_SECONDS - 10)
     FrameLease.objects.filter(pk=msg["lease"]).update(created_at=created)
     agent(token).post("/api/v1/agent/heartbeat/", {"leases": [msg["lease"]]}, format="json")
+    assert FrameLease.objects.get(pk=msg["lease"]).expires_at == extended  # its beat waits to be written
+    assert heartbeats.heartbeats_flush() == 1
     assert FrameLease.objects.get(pk=msg["lease"]).expires_at == created + timedelta(seconds=conf.MAX_RENDER_SECONDS)
     # Expired: not extended, still named with its state (the reaper takes it back).
     gone = timezone.now() - timedelta(seconds=1)

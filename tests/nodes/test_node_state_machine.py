@@ -1,8 +1,9 @@
 """Issue 12: no path leaves a node Busy without a lease (or idle with one).
 
 A hypothesis state machine drives random sequences of what happens to a farm (jobs arrive, the matcher leases,
-agents report, fail, release, heartbeat, pause themselves or say goodbye, the owner pauses and resumes from the
-web, an artist cancels, an admin bans, agents die and the reaper runs) against the real services on the real
+agents report, fail, release, heartbeat (written at once, or gathered and flushed later), pause themselves or say
+goodbye, the owner pauses and resumes from the web, an artist cancels, an admin bans, agents die and the reaper
+runs) against the real services on the real
 database, and after every step checks each node's stored status against a derivation written here,
 independently of `node_status_sync`, from the raw facts.
 """
@@ -19,7 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from marketplace import blobs
 from marketplace.accounts.models import User
 from marketplace.accounts.services import user_create
-from marketplace.dispatch import conf, services
+from marketplace.dispatch import conf, heartbeats, services
 from marketplace.dispatch.models import FrameLease
 from marketplace.jobs import services as job_services
 from marketplace.jobs.errors import JobRefused
@@ -129,6 +130,10 @@ class Farm(RuleBasedStateMachine):
     def an_agent_heartbeats(self, i: int, paused: bool) -> None:
         leases = list(self.active(i).values_list("pk", flat=True))
         services.node_heartbeat(node=self.node(i), lease_ids=leases, paused=paused)
+
+    @rule()
+    def the_gathered_heartbeats_are_written(self) -> None:
+        heartbeats.heartbeats_flush()
 
     @rule(i=st.integers(0, NODES - 1), mode=st.sampled_from(WorkerNode.PauseMode.values))
     def the_owner_pauses(self, i: int, mode: str) -> None:
