@@ -217,10 +217,6 @@ def leases_extend_orm(*, node_id: int, lease_ids: list[int], at: datetime) -> No
     ).update(expires_at=extended)
 
 
-def pending() -> int:
-    """Beats waiting to be written (the farm page and /metrics); 0 when Redis cannot say."""
-    try:
-        r = internal_redis()
-        return cast(int, r.hlen(BEATS_KEY)) + cast(int, r.hlen(FLUSHING_KEY))
-    except redis.RedisError:
-        return 0
+def waiting(client: redis.Redis) -> int:
+    """Beats waiting to be written, in the internal Redis that `client` reaches (the farm page and /metrics)."""
+    return cast(int, client.hlen(BEATS_KEY)) + cast(int, client.hlen(FLUSHING_KEY))

@@ -64,3 +64,9 @@ class FarmCollector(Collector):
             yield GaugeMetricFamily(
                 "market_agent_queue_depth", "Deliveries waiting in the agents' queues", value=snap.agent_queue_messages
             )
+        if snap.heartbeats_waiting is not None:
+            yield GaugeMetricFamily(
+                "market_heartbeats_waiting",
+                "Agents' heartbeats gathered and not yet written (a growing number: the flush is not running)",
+                value=snap.heartbeats_waiting,
+            )

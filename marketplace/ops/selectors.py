@@ -3,7 +3,8 @@
 The database is the source of truth, so these are gauges computed at scrape time (the same numbers in every
 web process, nothing to aggregate across gunicorn workers or Celery processes): nodes by state, frames by
 state, active leases, the age of the oldest frame waiting for a node (dispatch lag) and for settlement
-(settlement lag), verification failures, and the depth of each Celery queue and of the agents' queues.
+(settlement lag), verification failures, the depth of each Celery queue and of the agents' queues, and the
+heartbeats waiting to be written.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from django.conf import settings
 from django.db.models import Count, Min
 from django.utils import timezone
 
+from marketplace.dispatch import heartbeats
 from marketplace.dispatch.models import FrameLease
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState
@@ -37,6 +39,7 @@ class FarmSnapshot:
     crops_failed: int
     celery_queues: dict[str, int | None] = field(default_factory=dict)  # None: broker unreachable
     agent_queue_messages: int | None = None
+    heartbeats_waiting: int | None = None  # gathered, not yet written (dispatch.heartbeats)
     taken_at: datetime = field(default_factory=timezone.now)
 
 
@@ -65,6 +68,13 @@ def _celery_depths() -> dict[str, int | None]:
         return {name: int(client.llen(name)) for name in celery_queue_names()}
     except redis.RedisError:
         return dict.fromkeys(celery_queue_names())
+
+
+def _heartbeats_waiting() -> int | None:
+    try:
+        return heartbeats.waiting(_broker(settings.CELERY_BROKER_URL))
+    except redis.RedisError:
+        return None
 
 
 def _agent_depth() -> int | None:
@@ -97,5 +107,6 @@ def farm_snapshot() -> FarmSnapshot:
         crops_failed=CropCheck.objects.filter(state=CropCheck.State.FAILED).count(),
         celery_queues=_celery_depths(),
         agent_queue_messages=_agent_depth(),
+        heartbeats_waiting=_heartbeats_waiting(),
         taken_at=now,
     )

@@ -9,8 +9,10 @@ import pytest
 import redis
 from django.test import Client
 
+from marketplace.dispatch import services as dispatch
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState
+from marketplace.nodes.models import WorkerNode
 from marketplace.ops.selectors import celery_queue_names, farm_snapshot
 from scripts.services import free_port
 from tests.fixtures.market import make_node, make_queued_job
@@ -52,6 +54,7 @@ def test_no_token_configured_means_no_token_access(settings):
 
 def test_the_scrape_token_reads_the_farm_gauges(farm_state, settings):
     settings.OPS_METRICS_TOKEN = "scrape-" + "x" * 40
+    dispatch.node_heartbeat(node=WorkerNode.objects.get(name="a"), lease_ids=[])  # gathered, not yet written
     response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {settings.OPS_METRICS_TOKEN}")
     assert response.status_code == 200
     body = response.content.decode()
@@ -60,6 +63,7 @@ def test_the_scrape_token_reads_the_farm_gauges(farm_state, settings):
     assert value(body, "market_nodes", state="idle") == 2
     assert value(body, "market_dispatch_lag_seconds") >= 0
     assert value(body, "market_celery_queue_depth", queue="celery") >= 0
+    assert value(body, "market_heartbeats_waiting") == 1
     assert "django_http_requests_total_by_method_total" in body  # django-prometheus' own metrics beside ours
 
 
@@ -78,8 +82,10 @@ def test_a_broker_that_is_down_reads_as_unreachable_on_both_pages(farm_state, ad
     body = client.get("/metrics").content.decode()
     assert value(body, "market_frames", state="queued") == 2  # the database's gauges are still there
     assert "market_celery_queue_depth{" not in body and "market_agent_queue_depth" not in body
+    assert "market_heartbeats_waiting" not in body
     page = client.get("/ops/farm/").content.decode()
-    assert page.count("broker unreachable") == len(celery_queue_names()) + 1  # each Celery queue, the agents' queues
+    # each Celery queue, the agents' queues, the heartbeats waiting
+    assert page.count("broker unreachable") == len(celery_queue_names()) + 2
 
 
 def test_scrapes_reuse_one_connection_per_broker(farm_state, settings):
@@ -105,4 +111,5 @@ def test_a_broker_that_does_not_answer_reads_as_unreachable_within_seconds(setti
         snap = farm_snapshot()
         waited = time.monotonic() - started
     assert set(snap.celery_queues.values()) == {None} and snap.agent_queue_messages is None
+    assert snap.heartbeats_waiting is None
     assert waited < 10, f"the scrape waited {waited:.1f} s"  # 2 s per broker, not the OS's socket timeout
