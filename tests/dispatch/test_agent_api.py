@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 
 from marketplace.dispatch import queues, services
 from marketplace.dispatch.models import FrameLease
+from marketplace.dispatch.serializers import HeartbeatAnswerSerializer
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState
 from marketplace.ledger import selectors
@@ -360,6 +361,7 @@ def test_heartbeat_extends_only_the_nodes_own_active_leases(funded_artist, provi
     r = agent(token).post("/api/v1/agent/heartbeat/", {"leases": [msg["lease"], theirs, 999999]}, format="json")
     assert r.status_code == 200 and r.json()["leases"] == {str(msg["lease"]): "active"}
     assert r.json()["status"] == "busy" and r.json()["owner_pause"] is None
+    assert HeartbeatAnswerSerializer(data=r.json()).is_valid()  # the documented answer (built without it)
     extended = FrameLease.objects.get(pk=msg["lease"]).expires_at
     assert (
         started + timedelta(seconds=conf.LEASE_SECONDS)
