@@ -13,12 +13,13 @@ from __future__ import annotations
 from .decision import DEFAULT, Tolerances, Verdict, verdict
 from .image_io import ImageError, WrongSize, image_from_bytes, image_size_check, load_image, load_image_bytes, save_png
 from .metrics import Metrics, compare, crop_pair, region_from_blender_border
-from .visual import diff_heatmap, thumbnail, thumbnail_png, watermark
+from .visual import ResultSummary, diff_heatmap, result_summary, thumbnail, thumbnail_png, watermark
 
 __all__ = [
     "DEFAULT",
     "ImageError",
     "Metrics",
+    "ResultSummary",
     "Tolerances",
     "Verdict",
     "WrongSize",
@@ -30,6 +31,7 @@ __all__ = [
     "load_image",
     "load_image_bytes",
     "region_from_blender_border",
+    "result_summary",
     "save_png",
     "thumbnail",
     "thumbnail_png",

@@ -17,7 +17,8 @@ import os
 import struct
 import tempfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ _LOW_BYTE_RAWMODE = {"RGB;16B": "RGB;16L", "RGBA;16B": "RGBA;16L"}
 # 16-bit grey+alpha has no such pair; Pillow maps it into mode RGBA, where the 32-bit raw mode
 # "RGBA" copies the 4 stored bytes (L hi, L lo, A hi, A lo) verbatim.
 _LA16_RAWMODE = "LA;16B"
+# 8 bits per sample, stored as Pillow's mode of the same name (no palette, no bit packing, no 16-bit samples).
+# Not grey+alpha: Pillow's histogram of an LA image does not give its alpha band.
+_PNG8_RAWMODES = ("L", "RGB", "RGBA")
 
 
 class ImageError(ValueError):
@@ -191,14 +195,23 @@ def load_image_bytes(data: bytes, *, max_pixels: int | None = None) -> np.ndarra
 
 def _decode(source: Callable[[], Path | io.BytesIO], name: str, max_pixels: int | None) -> np.ndarray:
     """Decode with Pillow; `source` gives a fresh file each call (a 16-bit colour PNG is decoded twice)."""
-    cap = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
-    try:
+    with decoding(name):
         with Image.open(source()) as im:
-            if im.size[0] * im.size[1] > cap:  # Pillow has read only the header so far (any format)
-                raise ImageError(
-                    f"the image is {im.size[0]}x{im.size[1]} pixels, over the limit of {cap} pixels: not decoded"
-                )
+            _opened_check(im, max_pixels)
             return _pil_to_float(im, source)
+
+
+def _opened_check(im: Image.Image, max_pixels: int | None) -> None:
+    cap = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    if im.size[0] * im.size[1] > cap:  # Pillow has read only the header so far (any format)
+        raise ImageError(f"the image is {im.size[0]}x{im.size[1]} pixels, over the limit of {cap} pixels: not decoded")
+
+
+@contextmanager
+def decoding(name: str) -> Iterator[None]:
+    """Pillow's ways of failing on an image it cannot decode, as ImageError."""
+    try:
+        yield
     except UnidentifiedImageError as exc:
         raise ImageError(f"cannot decode image {name}: not a recognised image format") from exc
     except Image.DecompressionBombError as exc:
@@ -207,6 +220,28 @@ def _decode(source: Callable[[], Path | io.BytesIO], name: str, max_pixels: int 
         if isinstance(exc, ImageError):
             raise
         raise ImageError(f"cannot decode image {name}: {exc}") from exc
+
+
+def png8_open(data: bytes, *, size: tuple[int, int] | None = None, max_pixels: int | None = None) -> Image.Image | None:
+    """The decoded Pillow image of an 8-bit grey, RGB or RGBA PNG (what most renders upload), whose
+    pixels `image_from_bytes` would return divided by 255; None for any other image, whose caller decodes it
+    with `image_from_bytes`. Refused as `image_from_bytes` refuses: from the header, or undecodable."""
+    if not data.startswith(PNG_SIGNATURE):
+        return None
+    image_size_check(data, size=size, max_pixels=max_pixels)
+    with decoding("image data"):
+        im = Image.open(io.BytesIO(data))
+        _opened_check(im, max_pixels)
+        if _png_rawmode(im) not in _PNG8_RAWMODES:
+            im.close()
+            return None
+        im.load()
+        return im
+
+
+def _png_rawmode(im: ImageFile.ImageFile) -> str | None:
+    rawmode = im.tile[0][3] if (im.format == "PNG" and len(im.tile) == 1) else None
+    return rawmode[0] if isinstance(rawmode, tuple) else rawmode
 
 
 def _retile(im: ImageFile.ImageFile, rawmode: str) -> None:
@@ -231,9 +266,7 @@ def _png16_colour(im: ImageFile.ImageFile, rawmode: str, source: Callable[[], Pa
 
 
 def _pil_to_float(im: ImageFile.ImageFile, source: Callable[[], Path | io.BytesIO]) -> np.ndarray:
-    rawmode = im.tile[0][3] if (im.format == "PNG" and len(im.tile) == 1) else None
-    if isinstance(rawmode, tuple):
-        rawmode = rawmode[0]
+    rawmode = _png_rawmode(im)
     if rawmode in _LOW_BYTE_RAWMODE or rawmode == _LA16_RAWMODE:
         return _png16_colour(im, rawmode, source).astype(np.float32) / np.float32(65535.0)
     mode = im.mode

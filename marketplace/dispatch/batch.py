@@ -46,7 +46,7 @@ from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.selectors import silent_cutoff
 from marketplace.nodes.services import nodes_leased
 from marketplace.scenes.models import Scene
-from render_kernels import image_from_bytes, thumbnail_png
+from render_kernels import result_summary
 
 log = logging.getLogger("dispatch")
 
@@ -513,7 +513,8 @@ def results_check(*, leases: list[FrameLease]) -> dict[int, str]:
             )
             if frame.thumbnail_key:
                 continue  # made by the report, from these bytes
-            png = thumbnail_png(image_from_bytes(data, size=expected_size(lease.manifest)))
+            size = expected_size(lease.manifest)
+            png = result_summary(data, size=size, thumbnail_side=conf.THUMBNAIL_SIDE).thumbnail
         except (blobs.DigestMismatch, ValueError) as exc:
             services.frame_result_refuse(frame_id=frame.pk, result_key=frame.result_key, reason=str(exc))
             continue

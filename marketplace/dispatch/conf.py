@@ -19,6 +19,8 @@ FRAME_FAILED_NODES = getattr(settings, "DISPATCH_FRAME_FAILED_NODES", 3)
 # no report) while a reported failure at least ends the lease at once. (It also costs the node trust:
 # verification.policy.ABANDON_PASSES_LOST.)
 ABANDONS_PER_JOB = 2
+# The longer side of a frame's preview on the job page, made from the upload at the report.
+THUMBNAIL_SIDE = 256
 SIGNED_URL_SECONDS = getattr(settings, "DISPATCH_SIGNED_URL_SECONDS", 600)
 # Frames that no online node may take for this long are called out to the artist with a choice (issue 12).
 UNPLACED_NOTICE_SECONDS = getattr(settings, "DISPATCH_UNPLACED_NOTICE_SECONDS", 120)

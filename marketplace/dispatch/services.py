@@ -37,7 +37,7 @@ from marketplace.nodes.selectors import available_nodes
 from marketplace.nodes.services import node_ban as node_ban_mark
 from marketplace.nodes.services import node_status_sync, node_status_sync_one
 from marketplace.scenes.models import Scene
-from render_kernels import WrongSize, image_from_bytes, image_size_check, thumbnail_png
+from render_kernels import WrongSize, image_size_check, result_summary
 from workers.contract import RenderManifest
 
 log = logging.getLogger("dispatch")
@@ -510,7 +510,10 @@ def result_sanity(*, lease: FrameLease) -> SanityResult:
     except ValueError as exc:
         return SanityResult(False, str(exc))
     try:
-        image = image_from_bytes(data, size=(width, height))  # refused from the header when the size is wrong
+        # Refused from the header when the size is wrong; the job page's thumbnail comes from this one decode, not a
+        # second after the report, and an 8-bit PNG's without a float copy of the frame (issue 17).
+        render = lease.kind == FrameLease.Kind.RENDER
+        summary = result_summary(data, size=(width, height), thumbnail_side=conf.THUMBNAIL_SIDE if render else 0)
         if noisy:
             image_size_check(noisy_data, size=(width, height))
     except WrongSize as exc:
@@ -518,14 +521,11 @@ def result_sanity(*, lease: FrameLease) -> SanityResult:
     except Exception as exc:
         return SanityResult(False, f"upload is not a decodable PNG/EXR image ({type(exc).__name__}: {exc})"[:500])
     # A whole frame of one flat colour is a failed render; a tile or a crop of sky may well be flat.
-    if float(image[..., :3].std()) < 1e-4 and not lease.manifest.get("border"):
+    if summary.colour_std < 1e-4 and not lease.manifest.get("border"):
         return SanityResult(False, "image is blank (a single flat colour)")
-    # The job page's thumbnail, from this decode rather than a second one after the report (issue 17).
-    thumbnail = thumbnail_png(image) if lease.kind == FrameLease.Kind.RENDER else b""
-    del image
     key, sha = blobs.blob_freeze(data=data, ext=_extension(lease.result_key))
     frozen_noisy = blobs.blob_freeze(data=noisy_data, ext="exr")[0] if noisy else ""
-    return SanityResult(True, sha256=sha, frozen_key=key, noisy_key=frozen_noisy, thumbnail=thumbnail)
+    return SanityResult(True, sha256=sha, frozen_key=key, noisy_key=frozen_noisy, thumbnail=summary.thumbnail)
 
 
 def _lease_fail(*, lease: FrameLease, error: str) -> None:

@@ -9,6 +9,9 @@ report, through Django's request handler in this process (no HTTP server: a serv
 every framework), on Postgres and Redis. Celery tasks go to Redis and are not run here (bench_dispatch measures
 the settlement). CPU is this process's (time.process_time: Postgres' and Redis' work is theirs), per call:
 median and mean by endpoint, after BENCH_WARMUP frames.
+BENCH_SIZE (default 32x24) is the frames' size: at 1920x1080 the upload is a render-like 8-bit PNG (gradients and
+Cycles-like noise, ~4 MB) and the report's check of it (decode, blank check, thumbnail) weighs as it does in a
+farm; that run writes agent_api_1920x1080.json.
 Run: `make bench BENCH=agent_api` (env BENCH_FRAMES, default 300); writes bench/results/agent_api.json.
 """
 
@@ -29,6 +32,22 @@ os.environ["CELERY_TASK_ALWAYS_EAGER"] = "0"  # tasks go to Redis, as in product
 FRAMES = int(os.environ.get("BENCH_FRAMES", "300"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "20"))
 CALLS = ("heartbeat", "details", "upload", "next", "report")
+SIZE = os.environ.get("BENCH_SIZE", "32x24")
+
+
+def render_like_png(width: int, height: int) -> bytes:
+    """An 8-bit PNG that compresses like a render: smooth gradients under per-pixel noise."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    y, x = np.mgrid[0:height, 0:width]
+    noise = np.random.default_rng(0).normal(0, 8, (height, width, 3))
+    pixels = np.stack([x / width * 255, y / height * 255, (x + y) % 256], axis=-1) + noise
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def main() -> None:
@@ -49,13 +68,14 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     artist = User.objects.create(username="bench-artist")
     fund(artist, 10**15)
-    make_queued_job(artist, frames=FRAMES + WARMUP + 2, price=1_000_000)
+    width, height = (int(side) for side in SIZE.split("x"))
+    make_queued_job(artist, frames=FRAMES + WARMUP + 2, price=1_000_000, width=width, height=height)
     provider = User.objects.create(username="bench-provider", role=User.Role.PROVIDER)
     node, token = make_node(provider, name="bench-node", unchecked=True)
     broker = redis.Redis.from_url(settings.AGENT_BROKER_URL)
     agent = Client(HTTP_AUTHORIZATION=f"Node {token}")
     storage = Client()  # the signed upload URL needs no token (in production it is S3's)
-    png = png_bytes(32, 24)
+    png = png_bytes(32, 24) if (width, height) == (32, 24) else render_like_png(width, height)
     services.match_frames()
     message = json.loads(broker.rpop(queues.queue_key(node.pk)))
 
@@ -96,13 +116,15 @@ def main() -> None:
     for name, figures in row.items():
         print(f"{name:<10} {figures['median_ms']:>10} {figures['mean_ms']:>8}")
     print(f"per frame: {per_frame:.2f} ms of CPU in {len(CALLS)} calls; {FRAMES / wall:.1f} frames/s on one process")
-    path = ROOT / "bench" / "results" / "agent_api.json"
+    path = ROOT / "bench" / "results" / ("agent_api.json" if SIZE == "32x24" else f"agent_api_{SIZE}.json")
     path.write_text(
         json.dumps(
             {
                 "bench": "agent_api",
                 "machine": f"{platform.machine()} cores={os.cpu_count()}",
                 "frames": FRAMES,
+                "frame_size": SIZE,
+                "upload_bytes": len(png),
                 "cpu_ms_per_call": row,
                 "cpu_ms_per_frame": round(per_frame, 2),
                 "frames_per_s_one_process": round(FRAMES / wall, 1),

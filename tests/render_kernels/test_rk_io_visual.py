@@ -144,3 +144,89 @@ def test_png_from_memory_decodes_like_the_file(tmp_path, bits):
 def test_junk_bytes_are_an_image_error():
     with pytest.raises(rk.ImageError, match="not a recognised image format"):
         rk.load_image_bytes(b"not an image at all")
+
+
+def _png(pixels: np.ndarray, **save) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG", **save)
+    return buf.getvalue()
+
+
+def _float_path_summary(data: bytes, side: int) -> tuple[float, bytes]:
+    """What the report computed before `result_summary`: the float decode, its deviation, its thumbnail."""
+    image = rk.image_from_bytes(data)
+    return float(image[..., :3].std()), rk.thumbnail_png(image, max_side=side)
+
+
+def _uploads() -> dict[str, bytes]:
+    rng = np.random.default_rng(7)
+    rgb = (structured(90, 160, c=3, seed=1) * 255).round().astype(np.uint8)
+    rgba = (structured(90, 160, c=4, seed=2) * 255).round().astype(np.uint8)
+    return {
+        "rgb": _png(rgb),
+        "rgba": _png(rgba),
+        "grey": _png(rgb[..., 0]),
+        "grey+alpha (float path)": _png_la(rgba[..., :2]),
+        "rgb with a transparent colour": _png(rgb, transparency=(0, 0, 0)),
+        "small (no upscale)": _png(rgb[:20, :30].copy()),
+        "tall": _png(rgb.transpose(1, 0, 2).copy()),
+        "flat": _png(np.full((40, 60, 3), 128, np.uint8)),
+        "palette (float path)": _png_palette(rgb),
+        "16-bit colour (float path)": _png16(rng.integers(0, 65536, (30, 50, 3), dtype=np.uint16)),
+    }
+
+
+def _png_la(pixels: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.dstack([pixels[..., 0]] * 3 + [pixels[..., 1]])).convert("LA").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _png_palette(rgb: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).quantize(32).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _png16(raw: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    rk.save_png(buf, raw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name", list(_uploads()))
+@pytest.mark.parametrize("side", [0, 64, 256])
+def test_the_result_summary_is_what_the_float_decode_gives(name, side):
+    """The report's check and preview (issue 17): an 8-bit PNG is summarised from Pillow's 8-bit decode, every
+    other image through the float decode; either way the same deviation and the same thumbnail bytes."""
+    from render_kernels.image_io import png8_open
+
+    data = _uploads()[name]
+    assert (png8_open(data) is not None) == ("float path" not in name)  # which way it went
+    std, thumbnail = _float_path_summary(data, side or 256)
+    summary = rk.result_summary(data, thumbnail_side=side)
+    assert summary.colour_std == pytest.approx(std, abs=1e-6)
+    assert summary.thumbnail == (thumbnail if side else b"")
+    if name == "flat":
+        assert summary.colour_std == 0.0
+
+
+def test_the_result_summary_refuses_what_the_float_decode_refuses():
+    data = _uploads()["rgb"]
+    with pytest.raises(rk.WrongSize):
+        rk.result_summary(data, size=(161, 90))
+    with pytest.raises(rk.ImageError):
+        rk.result_summary(data, max_pixels=160 * 90 - 1)
+    with pytest.raises(rk.ImageError):  # truncated mid-pixels: the header reads, the decode does not
+        rk.result_summary(data[: len(data) // 2], size=(160, 90), thumbnail_side=64)
+    with pytest.raises(rk.ImageError):
+        rk.result_summary(b"\xff\xd8\xff\xe0 a jpeg", thumbnail_side=64)
+    assert rk.result_summary(data, size=(160, 90)).colour_std > 0.1
