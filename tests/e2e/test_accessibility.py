@@ -126,10 +126,11 @@ def test_the_main_pages_of_each_role_have_no_serious_accessibility_violation(
         ("/", "admin-home"),
         ("/disputes/review/", "admin-dispute-queue"),
         (f"/disputes/review/{market['dispute'].pk}/", "admin-dispute-review"),
+        ("/ops/farm/", "admin-farm"),
     ]:
         found += check(admin, url + path, name)
     assert found == [], "\n".join(found)
-    assert len(list(SCREENSHOTS.glob("*.png"))) >= 16
+    assert len(list(SCREENSHOTS.glob("*.png"))) >= 17
 
 
 def test_the_check_itself_catches_a_critical_violation(browser):
