@@ -230,7 +230,7 @@ CELERY_BEAT_SCHEDULE: dict = {
     # Heartbeats that change nothing but times wait in Redis until this writes them (dispatch.heartbeats).
     "flush-heartbeats": {
         "task": "dispatch.heartbeats_flush",
-        "schedule": float(os.environ.get("HEARTBEAT_FLUSH_SECONDS", "2")),
+        "schedule": float(os.environ.get("HEARTBEAT_FLUSH_SECONDS", "5")),
     },
     "mature-earnings": {"task": "payments.mature_earnings", "schedule": 15 * 60.0},
     "resend-payouts": {"task": "payments.resend_payouts", "schedule": 5 * 60.0},
