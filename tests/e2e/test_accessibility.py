@@ -75,7 +75,7 @@ def check(page, url: str, name: str) -> list[str]:
     assert response.status == 200, (url, response.status)
     page.wait_for_load_state("networkidle")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)  # what is below the fold too
     return [f"{name}: {v}" for v in serious_violations(page)]
 
 
