@@ -19,6 +19,8 @@ FRAME_FAILED_NODES = getattr(settings, "DISPATCH_FRAME_FAILED_NODES", 3)
 # no report) while a reported failure at least ends the lease at once. (It also costs the node trust:
 # verification.policy.ABANDON_PASSES_LOST.)
 ABANDONS_PER_JOB = 2
+# The most leases one heartbeat names: the API refuses more, and the service and the flush read no more.
+LEASES_PER_BEAT = 16
 # The longer side of a frame's preview on the job page, made from the upload at the report.
 THUMBNAIL_SIDE = 256
 SIGNED_URL_SECONDS = getattr(settings, "DISPATCH_SIGNED_URL_SECONDS", 600)

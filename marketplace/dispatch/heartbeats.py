@@ -41,7 +41,6 @@ BEATS_KEY = "dispatch:heartbeats"
 FLUSHING_KEY = "dispatch:heartbeats:flushing"
 # Nodes per written statement: a flush of 100,000 nodes' beats holds each batch's row locks for milliseconds.
 FLUSH_BATCH = 2_000
-LEASES_PER_BEAT = 16  # what the heartbeat serializer accepts
 
 
 @dataclass(frozen=True)
@@ -133,7 +132,7 @@ def _beats_taken() -> list[Beat]:
     for node_id, value in zip(flat[::2], flat[1::2], strict=True):
         at_us, _, leases = value.decode().partition(" ")
         at = datetime.fromtimestamp(int(at_us) / 1_000_000, tz=UTC)
-        beats.append(Beat(int(node_id), at, [int(i) for i in leases.split(",") if i][:LEASES_PER_BEAT]))
+        beats.append(Beat(int(node_id), at, [int(i) for i in leases.split(",") if i][: conf.LEASES_PER_BEAT]))
     return sorted(beats, key=lambda beat: beat.node_id)
 
 

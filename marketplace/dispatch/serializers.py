@@ -4,6 +4,7 @@ OpenAPI schema describes every field the agent sends and reads (tests/api/test_a
 
 from rest_framework import serializers
 
+from marketplace.dispatch import conf
 from marketplace.nodes.models import WorkerNode
 from workers import contract
 from workers.contract import LIMITS
@@ -45,7 +46,10 @@ class HelloSerializer(serializers.Serializer):
 
 class HeartbeatSerializer(serializers.Serializer):
     leases = serializers.ListField(
-        child=serializers.IntegerField(min_value=1, max_value=INT64_MAX), max_length=16, required=False, default=list
+        child=serializers.IntegerField(min_value=1, max_value=INT64_MAX),
+        max_length=conf.LEASES_PER_BEAT,
+        required=False,
+        default=list,
     )
     paused = serializers.BooleanField(required=False, default=False)
 

@@ -357,7 +357,7 @@ def node_heartbeat(*, node: WorkerNode, lease_ids: list[int], paused: bool = Fal
     written for many nodes at once); any other is written here.
     """
     now = timezone.now()
-    listed = sorted({int(i) for i in lease_ids[: heartbeats.LEASES_PER_BEAT]})
+    listed = sorted({int(i) for i in lease_ids[: conf.LEASES_PER_BEAT]})
     agent_state = WorkerNode.AgentState.PAUSED if paused else WorkerNode.AgentState.ONLINE
     facts = heartbeats.beat_facts(node_id=node.pk, lease_ids=listed, now=now)
     if facts is not None and facts.only_times_change(agent_state):
