@@ -222,9 +222,14 @@ CELERY_TASK_ROUTES = {
     "scenes.inspect": {"queue": CELERY_HEAVY_QUEUE},
     "verification.platform_crop": {"queue": CELERY_HEAVY_QUEUE},
     "verification.platform_prewarm": {"queue": CELERY_HEAVY_QUEUE},
+    "verification.references_render": {"queue": CELERY_HEAVY_QUEUE},
 }
-# A heavy worker loads an accepted job's scene before the job's first platform crop (verification.conf).
-VERIFICATION_PLATFORM_PREWARM = env_bool("VERIFICATION_PLATFORM_PREWARM", True)
+# Whether a render lease's result is checked is drawn when it is granted (verification.conf) ...
+VERIFICATION_SAMPLE_AT_LEASE = env_bool("VERIFICATION_SAMPLE_AT_LEASE", True)
+# ... and a heavy worker renders a sampled lease's reference crops while the node renders it.
+VERIFICATION_REFERENCES_AHEAD = env_bool("VERIFICATION_REFERENCES_AHEAD", True)
+# ... or, with that off, loads an accepted job's scene before the job's first platform crop.
+VERIFICATION_PLATFORM_PREWARM = env_bool("VERIFICATION_PLATFORM_PREWARM", not VERIFICATION_REFERENCES_AHEAD)
 CELERY_BEAT_SCHEDULE: dict = {
     "reap-leases": {"task": "dispatch.reap", "schedule": float(os.environ.get("REAP_EVERY_SECONDS", "10"))},
     # Heartbeats that change nothing but times wait in Redis until this writes them (dispatch.heartbeats).

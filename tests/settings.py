@@ -16,9 +16,11 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Internal tasks run inline unless a test starts a real Celery worker; agent queues use the real Redis.
 CELERY_TASK_ALWAYS_EAGER = os.environ.get("CELERY_TASK_ALWAYS_EAGER", "1") == "1"
 CELERY_TASK_EAGER_PROPAGATES = True
-# Inline tasks would start Blender on every accepted test job's (often fake) scene; the farm's real workers
-# (CELERY_TASK_ALWAYS_EAGER=0) load accepted scenes ahead as in production.
-VERIFICATION_PLATFORM_PREWARM = not CELERY_TASK_ALWAYS_EAGER
+# Inline tasks would start Blender on every sampled lease of a test job's (often fake) scene, inside the call that
+# grants it; the farm's real workers (CELERY_TASK_ALWAYS_EAGER=0) render references ahead as in production.
+# tests/verification/test_lease_sampling.py turns it on for inline tasks.
+VERIFICATION_REFERENCES_AHEAD = not CELERY_TASK_ALWAYS_EAGER
+VERIFICATION_PLATFORM_PREWARM = False
 # The payment tests' amounts were written against a 1,000-token payout minimum; the default is now a mid-range
 # GPU's day (payments.conf.PAYOUT_MIN_TOKENS, issue 11), checked on its own in tests/payments/test_payouts.py.
 PAYOUT_MIN_MICRO = 1_000 * MICRO  # noqa: F405

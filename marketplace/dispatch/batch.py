@@ -438,6 +438,7 @@ def _lease_row(node: WorkerNode, frame: Frame, token: str) -> FrameLease:
         manifest=manifest,
         result_key=services.result_key_for(manifest=manifest, frame_id=frame.pk),
         expires_at=timezone.now() + timedelta(seconds=conf.LEASE_SECONDS),
+        sampled=hooks.lease_sampled(node=node, frame=frame, manifest=manifest),
     )
 
 
@@ -482,6 +483,7 @@ def leases_create(
     tokens = [secrets.token_urlsafe(24) for _ in pairs]
     rows = [_lease_row(node, frame, token) for (node, frame), token in zip(pairs, tokens, strict=True)]
     leases = _leases_insert(rows)
+    hooks.leases_sampled(leases=[lease for lease in leases if lease.sampled])
     nodes_leased(nodes=[node for node, _ in pairs])  # their rows are locked here
     for lease in leases:  # one line per lease, as a single lease writes it: an operator follows a lease by its id
         log.info("event=lease_granted", extra=lease_fields(lease))

@@ -2,8 +2,8 @@
 
 Verification sits above dispatch, so dispatch never imports it: verification registers these in its
 AppConfig.ready(). Both run synchronously, where the after-commit events of `jobs.events` would be too late:
-a canary must replace the frame being leased, and an abandoned lease costs the node trust in the transaction
-that ends it.
+a canary must replace the frame being leased, a render lease's check is drawn in the statement that stores it,
+and an abandoned lease costs the node trust in the transaction that ends it.
 """
 
 from __future__ import annotations
@@ -15,9 +15,13 @@ from marketplace.nodes.models import WorkerNode
 
 FrameSubstitute = Callable[..., Frame | None]  # (*, node) -> a frame to lease instead, or None
 LeaseAbandoned = Callable[..., object]  # (*, node_id, frame_id, reason)
+LeaseSampler = Callable[..., bool | None]  # (*, node, frame, manifest) -> FrameLease.sampled
+LeasesSampled = Callable[..., object]  # (*, leases): the stored render leases drawn for a check
 
 _frame_substitutes: list[FrameSubstitute] = []
 _lease_abandoned: list[LeaseAbandoned] = []
+_lease_samplers: list[LeaseSampler] = []
+_leases_sampled: list[LeasesSampled] = []
 
 
 def frame_substitute_register(fn: FrameSubstitute) -> None:
@@ -28,6 +32,13 @@ def frame_substitute_register(fn: FrameSubstitute) -> None:
 def lease_abandoned_register(fn: LeaseAbandoned) -> None:
     if fn not in _lease_abandoned:
         _lease_abandoned.append(fn)
+
+
+def lease_sampler_register(fn: LeaseSampler, then: LeasesSampled) -> None:
+    """`fn` draws whether a render lease's result is checked; `then` is told of the leases it drew, once stored."""
+    if fn not in _lease_samplers:
+        _lease_samplers.append(fn)
+        _leases_sampled.append(then)
 
 
 def frame_substitute(*, node: WorkerNode) -> Frame | None:
@@ -43,3 +54,19 @@ def lease_abandoned(*, node_id: int, frame_id: int, reason: str) -> None:
     """A lease of this node expired or was released."""
     for fn in _lease_abandoned:
         fn(node_id=node_id, frame_id=frame_id, reason=reason)
+
+
+def lease_sampled(*, node: WorkerNode, frame: Frame, manifest: dict) -> bool | None:
+    """`FrameLease.sampled` of a render lease of `frame` to `node` (None: no sampler drew it)."""
+    for fn in _lease_samplers:
+        sampled = fn(node=node, frame=frame, manifest=manifest)
+        if sampled is not None:
+            return sampled
+    return None
+
+
+def leases_sampled(*, leases: list) -> None:
+    """These render leases, just stored, were drawn for a check (their `sampled` is True)."""
+    if leases:
+        for fn in _leases_sampled:
+            fn(leases=leases)

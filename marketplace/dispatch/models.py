@@ -39,6 +39,10 @@ class FrameLease(models.Model):
     noisy_key = models.CharField(max_length=300, blank=True, default="")
     stats = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True, default="")
+    # Verification's secret draw when a render lease is granted (`hooks.lease_sampled`): True, its result will be
+    # checked; False, it will not; None, no draw was made then (verify leases, canaries, draws switched off).
+    # Never sent to the node: it must not know which of its frames are checked.
+    sampled = models.BooleanField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -14,9 +14,11 @@ class VerificationConfig(AppConfig):
         # Verification decides: every rendered frame is checked (sampled, canary) or settled, in batches of the
         # frames waiting: one queued task serves a burst of reports.
         events.subscribe(events.FRAME_RENDERED, "verification.frame_rendered", coalesce=True)
-        # The platform verifier loads an accepted job's scene before its first crop needs it.
+        # The platform verifier loads an accepted job's scene before its first crop needs it (PLATFORM_PREWARM).
         events.subscribe(events.FRAMES_QUEUED, "verification.platform_prewarm", coalesce=True)
         # Inside dispatch's transactions: canaries replace real work; abandoned leases cost trust.
         hooks.frame_substitute_register(services.canary_frame_for)
         hooks.lease_abandoned_register(services.trust_lease_abandoned)
+        # ... and a render lease's check is drawn when it is granted, its crops rendered beside the node's render.
+        hooks.lease_sampler_register(services.lease_sampled, then=services.leases_sampled)
         extensions.page_part_register(selectors.job_page_part)  # the job page's per-frame check status

@@ -2,28 +2,27 @@
 transaction with one ledger call (the dispatch hot path, issue 17).
 
 The batch form of step 1 of `services` (`frame_verify_or_settle` -> `_check_open` -> `_check_advance`):
-each frame's result is sampled once at its node's check rate; an unsampled one gets its `skipped` check and is
-paid in the same transaction (`jobs.settlement_batch`); a sampled one gets its crops check here and moves to
-VERIFYING, and `frame_verify_or_settle` then leases its crops, as do canaries and frames a previous call left
-half-way (they are rare: the per-frame path handles them).
+each frame's result is sampled as `services.skip_reason` decides (mostly by the draw made at its lease); an
+unsampled one gets its `skipped` check and is paid in the same transaction (`jobs.settlement_batch`); a sampled
+one gets its crops check here and moves to VERIFYING, and `frame_verify_or_settle` then leases its crops, as do
+canaries and frames a previous call left half-way (they are rare: the per-frame path handles them).
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from django.db import connection, transaction
 from django.utils import timezone
 
 from marketplace.dispatch.batch import results_check
-from marketplace.dispatch.manifests import image_size
 from marketplace.dispatch.models import FrameLease
 from marketplace.jobs import lifecycle, settlement_batch
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState
 from marketplace.logs import subject_scope
 from marketplace.verification import services
-from marketplace.verification.crops import crops_choose, verifiable
 from marketplace.verification.models import CropCheck, FrameCheck, NodeTrust
 
 log = logging.getLogger("verification")
@@ -49,16 +48,6 @@ def _render_leases(frame_ids: list[int]) -> dict[int, FrameLease]:
     return out
 
 
-def _skip_reason(*, lease: FrameLease, rate: float) -> str:
-    """Why this result is not checked ("" when it is): as `services._check_open` decides it."""
-    width, height = image_size(lease.manifest)  # a tile's crops are chosen inside the tile
-    if not verifiable(width=width, height=height):
-        return f"{width}x{height} is too small to compare"
-    if not services._chance(rate):  # the service's own draw (tests steer it there)
-        return f"not sampled (check rate {rate:.0%})"
-    return ""
-
-
 def _locked_rendered(frame_ids: list[int], *, wait: bool) -> set[int]:
     qs = Frame.objects.filter(pk__in=frame_ids, state=FrameState.RENDERED).order_by("pk")
     # `wait` False: SKIP LOCKED, a frame another settler holds is that settler's. The frames a call is for are
@@ -70,10 +59,17 @@ def _locked_rendered(frame_ids: list[int], *, wait: bool) -> set[int]:
     return set(qs.values_list("pk", flat=True))
 
 
-def _rates(node_ids: set[int]) -> dict[int, float]:
-    rates = dict(NodeTrust.objects.filter(node_id__in=node_ids).values_list("node_id", "check_rate"))
+def _rates(node_ids: set[int]) -> dict[int, tuple[float, datetime | None]]:
+    """Each node's check rate and when it last went up."""
+    rates = {
+        node_id: (rate, raised_at)
+        for node_id, rate, raised_at in NodeTrust.objects.filter(node_id__in=node_ids).values_list(
+            "node_id", "check_rate", "raised_at"
+        )
+    }
     for node_id in node_ids - rates.keys():  # a node without a trust row yet (rare): created as the service does
-        rates[node_id] = services.node_trust_get(node_id=node_id).check_rate
+        trust = services.node_trust_get(node_id=node_id)
+        rates[node_id] = (trust.check_rate, trust.raised_at)
     return rates
 
 
@@ -114,8 +110,8 @@ def rendered_frames_process(*, frame_ids: list[int], waiting: list[int] | None =
         now = timezone.now()
         checks = []
         for lease in fresh:
-            rate = rates[lease.node_id]
-            reason = _skip_reason(lease=lease, rate=rate)
+            rate, raised_at = rates[lease.node_id]
+            reason = services.skip_reason(lease=lease, rate=rate, raised_at=raised_at)
             kind, state = (
                 (FrameCheck.Kind.SKIPPED, FrameCheck.State.SKIPPED)
                 if reason
@@ -136,10 +132,9 @@ def rendered_frames_process(*, frame_ids: list[int], waiting: list[int] | None =
         FrameCheck.objects.bulk_create(checks)
         sampled = [check for check in checks if check.kind == FrameCheck.Kind.CROPS]
         if sampled:
+            crops = services.sample_crops(leases=[check.render_lease for check in sampled])
             CropCheck.objects.bulk_create(
-                CropCheck(frame_check=check, crop=crop.as_dict())
-                for check in sampled
-                for crop in _crops(check.render_lease)
+                CropCheck(frame_check=check, crop=crop) for check in sampled for crop in crops[check.render_lease_id]
             )
             lifecycle.frames_verify(frame_ids=[check.frame_id for check in sampled])
             later += [check.frame_id for check in sampled]
@@ -151,8 +146,3 @@ def rendered_frames_process(*, frame_ids: list[int], waiting: list[int] | None =
     for frame_id in later:  # canaries, sampled frames (their crops are leased now), half-done ones
         services.frame_verify_or_settle(frame_id=frame_id)
     return settled
-
-
-def _crops(lease: FrameLease):
-    width, height = image_size(lease.manifest)
-    return crops_choose(width=width, height=height)

@@ -10,6 +10,9 @@ class NodeTrust(models.Model):
     checks_passed = models.IntegerField(default=0)
     checks_failed = models.IntegerField(default=0)
     check_rate = models.FloatField(default=1.0, help_text="probability that a frame of this node is checked")
+    # When check_rate last went up (a failed check, an abandoned lease): a lease granted before then was drawn
+    # at the lower rate, so its result is drawn again at the report (`services.result_sampled`).
+    raised_at = models.DateTimeField(null=True, blank=True)
     # No ban here: failed checks ban the provider's account (policy); nodes.selectors.node_banned_q reads bans.
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -126,3 +129,21 @@ class CanaryAnswer(models.Model):
 
     def __str__(self) -> str:
         return f"canary answer of frame {self.frame_id}"
+
+
+class LeaseSample(models.Model):
+    """A render lease whose result was sampled for a check when it was granted (`services.lease_sampled`): the
+    crops chosen then, and the platform's reference renders of them, made while the node renders the frame
+    (`services.references_render`) so that the check can be decided when the result arrives."""
+
+    render_lease = models.OneToOneField(
+        "dispatch.FrameLease", on_delete=models.CASCADE, primary_key=True, related_name="sample"
+    )
+    crops = models.JSONField(help_text="the crops to compare, chosen at the lease, as CropCheck.crop")
+    # The platform's frozen render of each crop, in the order of `crops` ("" while not rendered).
+    references = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        done = sum(bool(key) for key in self.references)
+        return f"sample of lease {self.render_lease_id}: {done}/{len(self.crops)} references"

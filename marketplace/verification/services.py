@@ -2,13 +2,19 @@
 
 The life of a check (one per render lease, `FrameCheck`):
 
+0. `lease_sampled`: when dispatch grants a render lease, the node's check rate decides, with randomness from
+   `secrets`, whether its result will be checked (`FrameLease.sampled`, never sent to the node). A sampled
+   lease gets CROPS_PER_CHECK random crops (`LeaseSample`), and the platform renders them while the node
+   renders the frame (`references_render`), unless another provider's node is idle to verify them later.
 1. `frame_verify_or_settle` (the frame_rendered event calls `frame_rendered` once the result is committed and
    sanity-checked; dispatch makes its thumbnail first). Canary
-   frames are compared with their known answer at once. Otherwise the node's check rate decides, with
-   randomness from `secrets`, whether to check; a frame that is not sampled is settled (the check records
-   `skipped`). A sampled frame gets CROPS_PER_CHECK random crops, chosen only now, and moves to VERIFYING.
-2. Each crop is leased to an idle node of another provider (`dispatch.services.verify_lease_create`), or,
-   when none is idle, rendered by the platform itself (`verification.platform_crop`).
+   frames are compared with their known answer at once. Otherwise the lease's draw decides (`result_sampled`:
+   drawn again at the report when the node's rate went up since, or when no draw was made); a frame that is
+   not sampled is settled (the check records `skipped`). A sampled frame gets its crops and moves to VERIFYING.
+2. A crop whose platform reference is rendered already is judged with it (`verification.platform_crop`, no
+   render). Any other is leased to an idle node of another provider (`dispatch.services.verify_lease_create`),
+   or, when none is idle, rendered by the platform itself (`verification.platform_crop`). Crops go to other
+   providers' nodes only after the result is committed: a colluding verifier learns of a check too late.
 3. `crop_reported` judges a node's crop with render_kernels. A match passes the crop. A mismatch is not
    believed yet: the platform re-renders the crop and its verdict decides; a node whose crop disagreed
    with the platform's loses trust, so a lying verifier can never cost an honest provider its pay.
@@ -22,6 +28,7 @@ and only the caller that made the change applies its consequences.
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from datetime import timedelta
@@ -56,7 +63,7 @@ from marketplace.verification.crops import (
     crops_choose,
     verifiable,
 )
-from marketplace.verification.models import CanaryAnswer, CropCheck, FrameCheck, NodeTrust, TrustEvent
+from marketplace.verification.models import CanaryAnswer, CropCheck, FrameCheck, LeaseSample, NodeTrust, TrustEvent
 from render_kernels import image_from_bytes
 from workers.blend.sandbox import BlendFileError
 
@@ -84,7 +91,7 @@ def trust_record(
     else:
         trust.consecutive_passes = 0
         trust.checks_failed += 1
-    trust.check_rate = policy.check_rate(consecutive_passes=trust.consecutive_passes)
+    _rate_set(trust, policy.check_rate(consecutive_passes=trust.consecutive_passes))
     event_kind = kind or (TrustEvent.Kind.PASS if passed else TrustEvent.Kind.FAIL)
     TrustEvent.objects.create(node_id=node_id, kind=event_kind, reason=reason, frame_id=frame_id)
     if not passed and trust.checks_failed >= policy.BAN_AFTER_FAILURES:
@@ -113,15 +120,136 @@ def trust_lease_abandoned(*, node_id: int, frame_id: int, reason: str) -> NodeTr
     node_trust_get(node_id=node_id)
     trust = NodeTrust.objects.select_for_update().get(node_id=node_id)
     trust.consecutive_passes = policy.after_abandon(consecutive_passes=trust.consecutive_passes)
-    trust.check_rate = policy.check_rate(consecutive_passes=trust.consecutive_passes)
-    trust.save(update_fields=["consecutive_passes", "check_rate", "updated_at"])
+    _rate_set(trust, policy.check_rate(consecutive_passes=trust.consecutive_passes))
+    trust.save(update_fields=["consecutive_passes", "check_rate", "raised_at", "updated_at"])
     TrustEvent.objects.create(node_id=node_id, kind=TrustEvent.Kind.ABANDONED, reason=reason[:2000], frame_id=frame_id)
     return trust
+
+
+def _rate_set(trust: NodeTrust, rate: float) -> None:
+    if rate > trust.check_rate:
+        trust.raised_at = timezone.now()  # leases drawn at the old rate are drawn again (`result_sampled`)
+    trust.check_rate = rate
 
 
 def _chance(rate: float) -> bool:
     """True with probability `rate`, from the operating system's CSPRNG (nodes cannot predict it)."""
     return secrets.randbelow(1_000_000) < round(rate * 1_000_000)
+
+
+# --- step 0: sampling when a lease is granted -----------------------------------------------
+
+
+def lease_sampled(*, node: WorkerNode, frame: Frame, manifest: dict) -> bool | None:
+    """Whether the result of a render lease of `frame` to `node` will be checked, drawn at the node's check rate
+    (dispatch's hook, inside the transaction that stores the lease, with the node's trust loaded). None when
+    no draw is made now: draws at the lease switched off, a canary (checked against its answer), or a frame
+    too small to compare (the report says so)."""
+    if not conf.SAMPLE_AT_LEASE or frame.job.is_canary:
+        return None
+    width, height = image_size(manifest)
+    if not verifiable(width=width, height=height):
+        return None
+    try:
+        rate = node.trust.check_rate  # matching loads it with the node
+    except NodeTrust.DoesNotExist:
+        rate = 1.0
+    return _chance(rate)
+
+
+def leases_sampled(*, leases: list[FrameLease]) -> None:
+    """These render leases were drawn for a check: choose their crops now, and have the platform render them
+    while the nodes render (after commit). Dispatch's hook, in the transaction that stored them."""
+    LeaseSample.objects.bulk_create(
+        LeaseSample(render_lease=lease, crops=[crop.as_dict() for crop in _crops_of(lease)]) for lease in leases
+    )
+    if conf.REFERENCES_AHEAD:
+        for lease in leases:
+            transaction.on_commit(functools.partial(_enqueue, "verification.references_render", lease.pk))
+
+
+def _crops_of(lease: FrameLease) -> list[Crop]:
+    width, height = image_size(lease.manifest)  # a tile's crops are chosen inside the tile
+    return crops_choose(width=width, height=height)
+
+
+def result_sampled(*, lease: FrameLease, rate: float, raised_at) -> bool:
+    """Whether the result of this render lease is checked: the draw made when it was granted, unless the node's
+    check rate went up since (`NodeTrust.raised_at`: a failed check, an abandoned lease), when an unsampled
+    lease is drawn again at the new rate. A lease granted without a draw is drawn now."""
+    if lease.sampled is None or (not lease.sampled and raised_at is not None and raised_at >= lease.created_at):
+        return _chance(rate)
+    return lease.sampled
+
+
+def sample_crops(*, leases: list[FrameLease]) -> dict[int, list[dict]]:
+    """The crops of these render leases' checks, by lease id: those chosen at the lease, or chosen now."""
+    chosen = dict(
+        LeaseSample.objects.filter(render_lease__in=[lease for lease in leases if lease.sampled]).values_list(
+            "render_lease_id", "crops"
+        )
+    )
+    return {lease.pk: chosen.get(lease.pk) or [c.as_dict() for c in _crops_of(lease)] for lease in leases}
+
+
+def references_render(*, lease_id: int) -> int:
+    """The platform renders the reference crops of a sampled lease while its node renders the frame, so that the
+    check is decided when the result arrives. Nothing when another provider's node is idle to verify the crops
+    after the report (cheaper for the platform), or once the lease ended without a result or its check was
+    decided. Returns how many it rendered; safe to run again (it renders only the missing ones)."""
+    sample = (
+        LeaseSample.objects.select_related("render_lease__frame__job__scene", "render_lease__node")
+        .filter(render_lease_id=lease_id)
+        .first()
+    )
+    if sample is None:
+        return 0
+    lease = sample.render_lease
+    job = lease.frame.job
+    verifiers = policy.verifiers_for(
+        job_id=job.pk,
+        blender_series=job.blender_series,
+        device=lease.manifest.get("device") or "CPU",
+        candidate_owner_id=lease.node.owner_id,
+    )
+    if verifiers.exists():
+        return 0
+    rendered = 0
+    for index, crop in enumerate(sample.crops):
+        if not _reference_wanted(lease_id=lease_id, index=index):
+            continue
+        manifest = crop_manifest(lease.manifest, Crop.from_dict(crop))
+        try:
+            data = platform.render(scene=platform.stored_scene(job.scene), manifest=manifest)
+        except BlendFileError:
+            return rendered  # the crop's own platform render after the report fails it, with the reason
+        key, _ = blobs.blob_freeze(data=data, ext="exr" if manifest["file_format"] == "OPEN_EXR" else "png")
+        with transaction.atomic():
+            locked = LeaseSample.objects.select_for_update().get(pk=lease_id)
+            references = locked.references or [""] * len(locked.crops)
+            references[index] = key
+            LeaseSample.objects.filter(pk=lease_id).update(references=references)
+        rendered += 1
+    return rendered
+
+
+def _reference_wanted(*, lease_id: int, index: int) -> bool:
+    """Is the `index`-th reference of this lease's sample still to be rendered, and of use?"""
+    sample = LeaseSample.objects.select_related("render_lease").get(pk=lease_id)
+    if index < len(sample.references) and sample.references[index]:
+        return False
+    if sample.render_lease.state not in (FrameLease.State.ACTIVE, FrameLease.State.DONE):
+        return False  # expired, released, revoked or failed: no result will be checked
+    return not FrameCheck.objects.filter(render_lease_id=lease_id).exclude(state=FrameCheck.State.PENDING).exists()
+
+
+def _reference_of(crop: CropCheck) -> str:
+    """The platform's reference render of this crop made ahead (`references_render`), or ""."""
+    sample = LeaseSample.objects.filter(render_lease_id=crop.frame_check.render_lease_id).first()
+    if sample is None or crop.crop not in sample.crops:
+        return ""
+    index = sample.crops.index(crop.crop)
+    return sample.references[index] if index < len(sample.references) else ""
 
 
 # --- images ---------------------------------------------------------------------------------
@@ -219,15 +347,10 @@ def _check_open(*, frame_id: int, lease: FrameLease) -> FrameCheck | None:
         existing = FrameCheck.objects.filter(render_lease=lease).first()
         if existing is not None or frame.state != FrameState.RENDERED:
             return existing
-        rate = node_trust_get(node_id=lease.node_id).check_rate
-        width, height = image_size(lease.manifest)  # a tile's crops are chosen inside the tile
+        trust = node_trust_get(node_id=lease.node_id)
+        rate = trust.check_rate
         fields = {"frame": frame, "render_lease": lease, "node_id": lease.node_id, "check_rate": rate}
-        if not verifiable(width=width, height=height):
-            skip = f"{width}x{height} is too small to compare"
-        elif not _chance(rate):
-            skip = f"not sampled (check rate {rate:.0%})"
-        else:
-            skip = ""
+        skip = skip_reason(lease=lease, rate=rate, raised_at=trust.raised_at)
         if skip:
             return FrameCheck.objects.create(
                 **fields,
@@ -237,11 +360,20 @@ def _check_open(*, frame_id: int, lease: FrameLease) -> FrameCheck | None:
                 reason=skip,
             )
         check = FrameCheck.objects.create(**fields, kind=FrameCheck.Kind.CROPS)
-        CropCheck.objects.bulk_create(
-            CropCheck(frame_check=check, crop=c.as_dict()) for c in crops_choose(width=width, height=height)
-        )
+        crops = sample_crops(leases=[lease])[lease.pk]
+        CropCheck.objects.bulk_create(CropCheck(frame_check=check, crop=crop) for crop in crops)
         lifecycle.frame_verifying(frame_id=frame.pk)
         return check
+
+
+def skip_reason(*, lease: FrameLease, rate: float, raised_at) -> str:
+    """Why this render lease's result is not checked ("" when it is)."""
+    width, height = image_size(lease.manifest)  # a tile's crops are chosen inside the tile
+    if not verifiable(width=width, height=height):
+        return f"{width}x{height} is too small to compare"
+    if not result_sampled(lease=lease, rate=rate, raised_at=raised_at):
+        return f"not sampled (check rate {rate:.0%})"
+    return ""
 
 
 def _check_advance(check: FrameCheck) -> None:
@@ -278,6 +410,9 @@ def _crop_dispatch(*, crop_check_id: int) -> None:
     if crop.dispatched_at is not None or crop.state != CropCheck.State.PENDING:
         return
     check = crop.frame_check
+    if check.render_lease.sampled and _reference_of(crop):
+        _crop_to_platform(crop)  # rendered while the node rendered: judged with it, no render
+        return
     # A verifier on the candidate's own Cycles backend, so the strict same-backend rule applies; none idle:
     # the platform (CPU), judged by the cross-backend rule.
     delivery = crop_lease_create(
@@ -401,22 +536,12 @@ def platform_crop(*, crop_check_id: int) -> None:
     if crop is None or crop.state != CropCheck.State.PENDING or crop.verifier != CropCheck.Verifier.PLATFORM:
         return
     check = crop.frame_check
-    scene = check.frame.job.scene
     region = Crop.from_dict(crop.crop)
-    manifest = crop_manifest(check.render_lease.manifest, region)
-    try:
-        data = platform.render(
-            scene=platform.stored_scene(scene),
-            manifest=manifest,
-        )
-    except BlendFileError as exc:
-        # The same Blender refuses the scene or the manifest, so the node cannot have rendered it honestly.
-        # (Limits and crashes are SandboxErrors instead: the task retries them.)
-        result = CropResult(False, reasons=[f"the platform's Blender refuses to render this: {exc}"[:500]])
-        _crop_decide(crop_check_id=crop.pk, result=result, reference_key="", verifier=CropCheck.Verifier.PLATFORM)
-        return
-    ext = "exr" if manifest["file_format"] == "OPEN_EXR" else "png"
-    key, _ = blobs.blob_freeze(data=data, ext=ext)  # evidence later reads it checked against its digest
+    key = _reference_of(crop) if check.render_lease.sampled else ""
+    if not key:
+        key = _platform_reference(check=check, crop=crop, region=region)
+        if not key:
+            return
     try:
         # The platform renders on CPU (platform.render): a GPU candidate is judged by the cross-backend rule.
         result = _judge(check, region, key, verifier_device="CPU")  # an unreadable platform render is a bug: retry
@@ -424,6 +549,23 @@ def platform_crop(*, crop_check_id: int) -> None:
         _check_refuse_result(check=check, reason=str(exc))
         return
     _crop_decide(crop_check_id=crop.pk, result=result, reference_key=key, verifier=CropCheck.Verifier.PLATFORM)
+
+
+def _platform_reference(*, check: FrameCheck, crop: CropCheck, region: Crop) -> str:
+    """Render this crop on the platform and freeze it; "" when the platform's Blender refuses the scene (the crop
+    is failed then: the node cannot have rendered it honestly)."""
+    manifest = crop_manifest(check.render_lease.manifest, region)
+    try:
+        data = platform.render(scene=platform.stored_scene(check.frame.job.scene), manifest=manifest)
+    except BlendFileError as exc:
+        # The same Blender refuses the scene or the manifest, so the node cannot have rendered it honestly.
+        # (Limits and crashes are SandboxErrors instead: the task retries them.)
+        result = CropResult(False, reasons=[f"the platform's Blender refuses to render this: {exc}"[:500]])
+        _crop_decide(crop_check_id=crop.pk, result=result, reference_key="", verifier=CropCheck.Verifier.PLATFORM)
+        return ""
+    ext = "exr" if manifest["file_format"] == "OPEN_EXR" else "png"
+    key, _ = blobs.blob_freeze(data=data, ext=ext)  # evidence later reads it checked against its digest
+    return key
 
 
 def _crop_decide(*, crop_check_id: int, result: CropResult, reference_key: str, verifier: str) -> None:

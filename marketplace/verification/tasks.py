@@ -40,6 +40,12 @@ def platform_crop(crop_check_id: int) -> None:
     services.platform_crop(crop_check_id=crop_check_id)
 
 
+# Best effort, never retried: a crop without its reference is rendered by its platform_crop after the report.
+@shared_task(name="verification.references_render", acks_late=True, ignore_result=True)
+def references_render(lease_id: int) -> None:
+    services.references_render(lease_id=lease_id)
+
+
 @shared_task(name="verification.platform_prewarm", acks_late=True, ignore_result=True)
 def platform_prewarm(frame_ids: list[int] | None = None) -> None:
     """Subscribed to frames_queued, coalesced: best effort (a lost or failed one costs the first crop a load)."""

@@ -16,7 +16,7 @@ from marketplace.jobs.states import FrameState
 from marketplace.nodes.models import WorkerNode
 from marketplace.verification import canaries, platform
 from marketplace.verification.crops import noisy_key
-from marketplace.verification.models import CanaryAnswer, CropCheck, FrameCheck
+from marketplace.verification.models import CanaryAnswer, CropCheck, FrameCheck, LeaseSample
 from render_kernels import load_image
 from tests.fixtures.farm import demo_job
 from tests.fixtures.market import make_node, make_queued_job
@@ -80,6 +80,25 @@ def test_the_platform_verifies_real_renders_when_no_other_provider_is_idle(
     assert FrameCheck.objects.get(render_lease=cheat).state == FrameCheck.State.FAILED
     assert Frame.objects.get(pk=cheat.frame_id).state == FrameState.QUEUED
     assert Job.objects.get(pk=job.pk).state == "running"
+
+
+def test_references_rendered_while_the_node_renders_are_its_pixels_and_decide_its_check(
+    funded_artist, provider, demo_blend, agent_renderer, tmp_path, monkeypatch, caplog
+):
+    from marketplace.verification import conf
+
+    monkeypatch.setattr(conf, "REFERENCES_AHEAD", True)  # the test settings turn it off for inline tasks
+    demo_job(funded_artist, demo_blend, frames=1, width=64, height=48)
+    node, _ = make_node(provider)  # new: its lease is sampled, and the platform renders the crops at the lease
+    with caplog.at_level("INFO", logger="marketplace.verification.platform"):
+        lease = render_and_report(node, agent_renderer, tmp_path)
+    check = FrameCheck.objects.get(render_lease=lease)
+    assert lease.sampled and check.state == FrameCheck.State.PASSED, check.reason
+    renders = [r for r in caplog.records if r.getMessage() == "event=platform_render"]
+    assert len(renders) == check.crops.count()  # rendered ahead, none after the report
+    references = LeaseSample.objects.get(render_lease=lease).references
+    assert sorted(check.crops.values_list("reference_key", flat=True)) == sorted(references)
+    assert {crop.metrics["max_abs_error"] for crop in check.crops.all()} == {0}  # bit for bit
 
 
 def test_denoised_real_renders_pass_on_their_noisy_pass(funded_artist, provider, demo_blend, agent_renderer, tmp_path):
