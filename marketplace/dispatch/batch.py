@@ -483,7 +483,7 @@ def leases_create(
     tokens = [secrets.token_urlsafe(24) for _ in pairs]
     rows = [_lease_row(node, frame, token) for (node, frame), token in zip(pairs, tokens, strict=True)]
     leases = _leases_insert(rows)
-    hooks.leases_sampled(leases=[lease for lease in leases if lease.sampled])
+    hooks.leases_granted(leases=leases)
     nodes_leased(nodes=[node for node, _ in pairs])  # their rows are locked here
     for lease in leases:  # one line per lease, as a single lease writes it: an operator follows a lease by its id
         log.info("event=lease_granted", extra=lease_fields(lease))

@@ -16,12 +16,12 @@ from marketplace.nodes.models import WorkerNode
 FrameSubstitute = Callable[..., Frame | None]  # (*, node) -> a frame to lease instead, or None
 LeaseAbandoned = Callable[..., object]  # (*, node_id, frame_id, reason)
 LeaseSampler = Callable[..., bool | None]  # (*, node, frame, manifest) -> FrameLease.sampled
-LeasesSampled = Callable[..., object]  # (*, leases): the stored render leases drawn for a check
+LeasesGranted = Callable[..., object]  # (*, leases): render leases just stored, sampled or not
 
 _frame_substitutes: list[FrameSubstitute] = []
 _lease_abandoned: list[LeaseAbandoned] = []
 _lease_samplers: list[LeaseSampler] = []
-_leases_sampled: list[LeasesSampled] = []
+_leases_granted: list[LeasesGranted] = []
 
 
 def frame_substitute_register(fn: FrameSubstitute) -> None:
@@ -34,11 +34,12 @@ def lease_abandoned_register(fn: LeaseAbandoned) -> None:
         _lease_abandoned.append(fn)
 
 
-def lease_sampler_register(fn: LeaseSampler, then: LeasesSampled) -> None:
-    """`fn` draws whether a render lease's result is checked; `then` is told of the leases it drew, once stored."""
+def lease_sampler_register(fn: LeaseSampler, then: LeasesGranted) -> None:
+    """`fn` draws whether a render lease's result is checked; `then` is told of every round's leases once stored,
+    the same way whatever was drawn: a sampled lease must cost its agent's call no more than another."""
     if fn not in _lease_samplers:
         _lease_samplers.append(fn)
-        _leases_sampled.append(then)
+        _leases_granted.append(then)
 
 
 def frame_substitute(*, node: WorkerNode) -> Frame | None:
@@ -65,8 +66,7 @@ def lease_sampled(*, node: WorkerNode, frame: Frame, manifest: dict) -> bool | N
     return None
 
 
-def leases_sampled(*, leases: list) -> None:
-    """These render leases, just stored, were drawn for a check (their `sampled` is True)."""
-    if leases:
-        for fn in _leases_sampled:
-            fn(leases=leases)
+def leases_granted(*, leases: list) -> None:
+    """These render leases were just stored (drawn or not)."""
+    for fn in _leases_granted:
+        fn(leases=leases)

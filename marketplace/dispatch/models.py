@@ -57,6 +57,9 @@ class FrameLease(models.Model):
             models.Index(
                 fields=["node"], condition=Q(state__in=["expired", "released"]), name="lease_abandoned_by_node"
             ),
+            # The active leases drawn for a check, whose crops verification chooses after the call that granted them
+            # (`verification.services.samples_prepare`): a few, out of every active lease.
+            models.Index(fields=["id"], condition=Q(state="active", sampled=True), name="lease_active_sampled"),
         ]
         constraints = [
             # At most one active render lease per frame, whatever the number of matchers.

@@ -19,6 +19,6 @@ class VerificationConfig(AppConfig):
         # Inside dispatch's transactions: canaries replace real work; abandoned leases cost trust.
         hooks.frame_substitute_register(services.canary_frame_for)
         hooks.lease_abandoned_register(services.trust_lease_abandoned)
-        # ... and a render lease's check is drawn when it is granted, its crops rendered beside the node's render.
-        hooks.lease_sampler_register(services.lease_sampled, then=services.leases_sampled)
+        # ... and a render lease's check is drawn when it is granted; its crops are chosen and rendered after the call.
+        hooks.lease_sampler_register(services.lease_sampled, then=services.leases_granted)
         extensions.page_part_register(selectors.job_page_part)  # the job page's per-frame check status

@@ -7,6 +7,8 @@ from marketplace.dispatch import conf as dispatch_conf
 from marketplace.jobs import events
 from marketplace.verification import batch, services
 
+SAMPLES_BATCH = 500
+
 
 @shared_task(name="verification.frame_rendered", acks_late=True, ignore_result=True)
 def frame_rendered(frame_id: int | None = None) -> None:
@@ -38,6 +40,15 @@ def crop_reported(lease_id: int) -> None:
 )
 def platform_crop(crop_check_id: int) -> None:
     services.platform_crop(crop_check_id=crop_check_id)
+
+
+@shared_task(name="verification.samples_prepare", acks_late=True, ignore_result=True)
+def samples_prepare() -> None:
+    """Asked for after every round of render leases, coalesced: the crops of the sampled ones. A full batch asks
+    for another run."""
+    pending_clear("verification.samples_prepare")
+    if services.samples_prepare(limit=SAMPLES_BATCH) == SAMPLES_BATCH:
+        delay_once("verification.samples_prepare", ttl_s=events.COALESCED_TTL_SECONDS)
 
 
 # Best effort, never retried: a crop without its reference is rendered by its platform_crop after the report.

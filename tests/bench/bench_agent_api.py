@@ -12,6 +12,11 @@ median and mean by endpoint, after BENCH_WARMUP frames.
 BENCH_SIZE (default 32x24) is the frames' size: at 1920x1080 the upload is a render-like 8-bit PNG (gradients and
 Cycles-like noise, ~4 MB) and the report's check of it (decode, blank check, thumbnail) weighs as it does in a
 farm; that run writes agent_api_1920x1080.json.
+BENCH_CHECK_RATE (default 0: the node is never checked) is the node's check rate: at 0.5 half its leases are
+drawn for a check when granted (`verification.services.lease_sampled`), and the `next` call that grants a
+sampled lease also stores its crops and queues its reference renders. The node must not be able to tell, so
+`next_by_draw` compares the wall time the agent waits for `next` when the lease it gets is sampled and when it
+is not (the network's jitter comes on top in production); that run writes agent_api_rate<rate>.json.
 Run: `make bench BENCH=agent_api` (env BENCH_FRAMES, default 300); writes bench/results/agent_api.json.
 """
 
@@ -33,6 +38,7 @@ FRAMES = int(os.environ.get("BENCH_FRAMES", "300"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "20"))
 CALLS = ("heartbeat", "details", "upload", "next", "report")
 SIZE = os.environ.get("BENCH_SIZE", "32x24")
+CHECK_RATE = float(os.environ.get("BENCH_CHECK_RATE", "0"))
 
 
 def render_like_png(width: int, height: int) -> bytes:
@@ -60,6 +66,8 @@ def main() -> None:
 
     from marketplace.accounts.models import User
     from marketplace.dispatch import queues, services
+    from marketplace.dispatch.models import FrameLease
+    from marketplace.verification.models import NodeTrust
     from tests.fixtures.market import make_node, make_queued_job, png_bytes
     from tests.fixtures.money import fund
 
@@ -72,6 +80,7 @@ def main() -> None:
     make_queued_job(artist, frames=FRAMES + WARMUP + 2, price=1_000_000, width=width, height=height)
     provider = User.objects.create(username="bench-provider", role=User.Role.PROVIDER)
     node, token = make_node(provider, name="bench-node", unchecked=True)
+    NodeTrust.objects.filter(node=node).update(check_rate=CHECK_RATE)
     broker = redis.Redis.from_url(settings.AGENT_BROKER_URL)
     agent = Client(HTTP_AUTHORIZATION=f"Node {token}")
     storage = Client()  # the signed upload URL needs no token (in production it is S3's)
@@ -80,17 +89,22 @@ def main() -> None:
     message = json.loads(broker.rpop(queues.queue_key(node.pk)))
 
     def timed(name: str, method, *args, **kwargs):
-        start = time.process_time()
+        start, start_wall = time.process_time(), time.perf_counter()
         response = method(*args, **kwargs)
         spent[name].append(time.process_time() - start)
+        waited[name].append(time.perf_counter() - start_wall)
         assert response.status_code in (200, 201), (name, response.status_code, response.content[:300])
         return response
 
     spent: dict[str, list[float]] = {name: [] for name in CALLS}
+    waited: dict[str, list[float]] = {name: [] for name in CALLS}
+    next_by_draw: dict[bool, list[float]] = {True: [], False: []}
     wall = time.perf_counter()
     for i in range(FRAMES + WARMUP):
         if i == WARMUP:
             spent = {name: [] for name in CALLS}
+            waited = {name: [] for name in CALLS}
+            next_by_draw = {True: [], False: []}
             wall = time.perf_counter()
         lease, lease_token = message["lease"], message["token"]
         body = json.dumps({"leases": [lease]})
@@ -101,6 +115,8 @@ def main() -> None:
         token_body = json.dumps({"token": lease_token})
         timed("next", agent.post, f"/api/v1/agent/leases/{lease}/next/", token_body, "application/json")
         message = json.loads(broker.rpop(queues.queue_key(node.pk)))  # the next lease, as the agent takes it
+        sampled = FrameLease.objects.filter(pk=message["lease"]).values_list("sampled", flat=True).get()
+        next_by_draw[bool(sampled)].append(waited["next"][-1])
         report = json.dumps({"token": lease_token, "ok": True, "stats": {"seconds": 1.0}})
         timed("report", agent.post, f"/api/v1/agent/leases/{lease}/report/", report, "application/json")
     wall = time.perf_counter() - wall
@@ -116,7 +132,20 @@ def main() -> None:
     for name, figures in row.items():
         print(f"{name:<10} {figures['median_ms']:>10} {figures['mean_ms']:>8}")
     print(f"per frame: {per_frame:.2f} ms of CPU in {len(CALLS)} calls; {FRAMES / wall:.1f} frames/s on one process")
-    path = ROOT / "bench" / "results" / ("agent_api.json" if SIZE == "32x24" else f"agent_api_{SIZE}.json")
+    by_draw = {
+        ("sampled" if draw else "not_sampled"): {
+            "calls": len(times),
+            "median_ms": round(statistics.median(times) * 1000, 3),
+            "p90_ms": round(statistics.quantiles(times, n=10)[-1] * 1000, 3),
+        }
+        for draw, times in next_by_draw.items()
+        if len(times) >= 2
+    }
+    for draw, figures in by_draw.items():
+        calls, median, p90 = figures["calls"], figures["median_ms"], figures["p90_ms"]
+        print(f"next, lease {draw}: {calls} calls, wall median {median} ms, p90 {p90} ms")
+    name = "agent_api" if SIZE == "32x24" else f"agent_api_{SIZE}"
+    path = ROOT / "bench" / "results" / (f"{name}.json" if not CHECK_RATE else f"{name}_rate{CHECK_RATE:g}.json")
     path.write_text(
         json.dumps(
             {
@@ -128,6 +157,8 @@ def main() -> None:
                 "cpu_ms_per_call": row,
                 "cpu_ms_per_frame": round(per_frame, 2),
                 "frames_per_s_one_process": round(FRAMES / wall, 1),
+                "check_rate": CHECK_RATE,
+                "next_wall_by_draw": by_draw,
             },
             indent=2,
         )

@@ -144,7 +144,7 @@ def test_a_rendered_lease_takes_its_next_one_ahead_and_both_are_paid_once(funded
 
 
 def test_taking_the_next_lease_ahead_is_three_statements_and_writes_no_node_row(
-    funded_artist, provider, manual_matching
+    funded_artist, provider, manual_matching, monkeypatch
 ):
     """The agent's hot path (issue 17): one statement checks the finishing lease, locks the node and then reads and
     locks the frame, one claims it, one writes the lease. The node is busy already and shows the frame it owes
@@ -155,14 +155,21 @@ def test_taking_the_next_lease_ahead_is_three_statements_and_writes_no_node_row(
 
     from marketplace.nodes.models import WorkerNode
     from marketplace.nodes.services import nodes_with_wrong_status
+    from marketplace.verification import services as verification
+
+    # A Celery message after commit in production, which the inline test tasks would run inside the call.
+    samples_asked: list[int] = []
+    monkeypatch.setattr(verification, "_samples_prepare_soon", lambda: samples_asked.append(1))
 
     _, node, token, first, details = lease_once(funded_artist, provider, frames=3)
+    samples_asked.clear()
     with CaptureQueriesContext(connection) as queries:
         ahead = services.lease_next(node=node, lease_id=first["lease"], token=first["token"])
     second = take(node)
     assert ahead is not None and ahead.lease_id == second["lease"]
     statements = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("BEGIN", "COMMIT"))]
     assert len(statements) == 3, [sql[:80] for sql in statements]
+    assert samples_asked == [1]
     assert not [q for q in queries.captured_queries if q["sql"].startswith('UPDATE "nodes_workernode"')]
     frame_of = dict(FrameLease.objects.filter(node=node).values_list("pk", "frame_id"))
     stored = WorkerNode.objects.values_list("status", "current_frame_id").get(pk=node.pk)
