@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -198,7 +198,7 @@ def _crops_of(lease: FrameLease) -> list[Crop]:
     return crops_choose(width=width, height=height)
 
 
-def result_sampled(*, lease: FrameLease, rate: float, raised_at) -> bool:
+def result_sampled(*, lease: FrameLease, rate: float, raised_at: datetime | None) -> bool:
     """Whether the result of this render lease is checked: the draw made when it was granted, unless the node's
     check rate went up since (`NodeTrust.raised_at`: a failed check, an abandoned lease), when an unsampled
     lease is drawn again at the new rate. A lease granted without a draw is drawn now."""
@@ -391,7 +391,7 @@ def _check_open(*, frame_id: int, lease: FrameLease) -> FrameCheck | None:
         return check
 
 
-def skip_reason(*, lease: FrameLease, rate: float, raised_at) -> str:
+def skip_reason(*, lease: FrameLease, rate: float, raised_at: datetime | None) -> str:
     """Why this render lease's result is not checked ("" when it is)."""
     width, height = image_size(lease.manifest)  # a tile's crops are chosen inside the tile
     if not verifiable(width=width, height=height):
