@@ -6,6 +6,14 @@ from PIL import Image
 from marketplace.dispatch import services as dispatch
 from marketplace.dispatch.manifests import Crop, crop_manifest
 from marketplace.verification import platform
+from tests.verification.helpers import truth_image
+
+
+@pytest.fixture
+def manual_matching(monkeypatch):
+    """Matching runs only when a test leases explicitly (every report kicks it after commit otherwise), so a
+    requeued frame stays visible as QUEUED."""
+    monkeypatch.setattr(dispatch, "_after_commit_match", lambda: None)
 
 
 @pytest.fixture
@@ -43,3 +51,10 @@ def crop_leases_in_comparable_format(monkeypatch):
         return crop_manifest(manifest, Crop.from_dict(crop)) if crop else manifest
 
     monkeypatch.setattr(dispatch, "manifest_for", manifest_for)
+
+
+@pytest.fixture
+def truth(platform_truth):
+    """The true image (`helpers.truth_image()`), of which the platform verifier renders its crops."""
+    platform_truth.image = truth_image()
+    return platform_truth.image

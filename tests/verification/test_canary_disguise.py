@@ -22,12 +22,7 @@ from tests.fixtures.market import REPORT, make_node, make_queued_job, make_scene
 from tests.fixtures.personas import PASSWORD
 from tests.verification.helpers import png, take, truth_image
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("agent_queues")]
-
-
-@pytest.fixture(autouse=True)
-def manual_matching(monkeypatch):
-    monkeypatch.setattr(dispatch, "_after_commit_match", lambda: None)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("agent_queues", "manual_matching")]
 
 
 def url_payload(url: str) -> str:

@@ -7,7 +7,6 @@ real agent queues and lease/report path; the platform's render is `platform_trut
 
 import pytest
 
-from marketplace.dispatch import services as dispatch
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState
 from marketplace.ledger.models import LedgerTransaction
@@ -18,19 +17,8 @@ from tests.verification.helpers import lease_and_report, other_provider, truth_i
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("agent_queues", "crop_leases_in_comparable_format"),
+    pytest.mark.usefixtures("agent_queues", "crop_leases_in_comparable_format", "manual_matching"),
 ]
-
-
-@pytest.fixture(autouse=True)
-def manual_matching(monkeypatch):
-    monkeypatch.setattr(dispatch, "_after_commit_match", lambda: None)
-
-
-@pytest.fixture
-def truth(platform_truth):
-    platform_truth.image = truth_image()
-    return platform_truth.image
 
 
 def settlements(frame) -> int:

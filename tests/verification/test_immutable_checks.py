@@ -29,17 +29,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def truth(platform_truth) -> np.ndarray:
-    platform_truth.image = truth_image()
-    return platform_truth.image
-
-
-@pytest.fixture
-def manual_matching(monkeypatch):
-    monkeypatch.setattr(dispatch, "_after_commit_match", lambda: None)
-
-
 def put(url: str, body: bytes) -> int:
     return (
         Client()

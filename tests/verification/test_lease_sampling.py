@@ -25,19 +25,8 @@ from tests.verification.helpers import lease_and_report, other_provider, png, ta
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("agent_queues", "crop_leases_in_comparable_format"),
+    pytest.mark.usefixtures("agent_queues", "crop_leases_in_comparable_format", "manual_matching"),
 ]
-
-
-@pytest.fixture(autouse=True)
-def manual_matching(monkeypatch):
-    monkeypatch.setattr(dispatch, "_after_commit_match", lambda: None)
-
-
-@pytest.fixture
-def truth(platform_truth):
-    platform_truth.image = truth_image()
-    return platform_truth
 
 
 def rate(node, value: float) -> None:
@@ -117,14 +106,14 @@ def test_the_check_is_the_one_drawn_at_the_lease_whatever_the_rate_at_the_report
     make_queued_job(funded_artist, frames=2)
     node, _ = make_node(provider)
     rate(node, 0.0)
-    unsampled = lease_and_report(node, truth.image)  # drawn at rate 0: not checked...
+    unsampled = lease_and_report(node, truth)  # drawn at rate 0: not checked...
     check = FrameCheck.objects.get(render_lease=unsampled)
     assert check.state == FrameCheck.State.SKIPPED and Frame.objects.get(pk=unsampled.frame_id).state == "settled"
 
     rate(node, 1.0)  # ... and one drawn at rate 1 is checked, with the crops chosen then, though the rate fell
     delivery = dispatch.lease_create_for_node(node=node)
     rate(node, 0.0)
-    sampled = report(node, delivery, truth.image)
+    sampled = report(node, delivery, truth)
     check = FrameCheck.objects.get(render_lease=sampled)
     assert sampled.sampled is True and check.kind == FrameCheck.Kind.CROPS
     assert check.state == FrameCheck.State.PASSED and check.check_rate == 0.0
@@ -147,54 +136,56 @@ def test_a_lease_not_sampled_is_drawn_again_when_the_nodes_rate_went_up_since(
     draws = []
     real = services._chance
     monkeypatch.setattr(services, "_chance", lambda r: draws.append(r) or real(r))
-    report(node, delivery, truth.image)
+    report(node, delivery, truth)
     assert draws == [1.0]  # drawn again, at the new rate
     assert FrameCheck.objects.get(render_lease=lease).kind == FrameCheck.Kind.CROPS
 
 
 def test_references_rendered_while_the_node_renders_decide_the_check_at_the_report(
-    funded_artist, provider, truth, monkeypatch
+    platform_truth, funded_artist, provider, truth, monkeypatch
 ):
     monkeypatch.setattr(conf, "REFERENCES_AHEAD", True)
     make_queued_job(funded_artist, frames=1)
     node, _ = make_node(provider)
     delivery = dispatch.lease_create_for_node(node=node)  # inline: the references are rendered at the commit
     sample = LeaseSample.objects.get(render_lease_id=delivery.lease_id)
-    assert len(truth.renders) == policy.CROPS_PER_CHECK and all(sample.references)
+    assert len(platform_truth.renders) == policy.CROPS_PER_CHECK and all(sample.references)
     assert services.references_render(lease_id=delivery.lease_id) == 0  # all there: nothing rendered again
 
-    lease = report(node, delivery, truth.image)
+    lease = report(node, delivery, truth)
     check = FrameCheck.objects.get(render_lease=lease)
     assert check.state == FrameCheck.State.PASSED
     assert sorted(check.crops.values_list("reference_key", flat=True)) == sorted(sample.references)
     assert {c.verifier for c in check.crops.all()} == {CropCheck.Verifier.PLATFORM}
-    assert len(truth.renders) == policy.CROPS_PER_CHECK  # the report rendered nothing
+    assert len(platform_truth.renders) == policy.CROPS_PER_CHECK  # the report rendered nothing
 
     # A cheat whose lease was sampled fails on the references made before it reported.
     cheat_job = make_queued_job(funded_artist, frames=1)
     cheat = lease_and_report(node, truth_image(seed=5))
     assert FrameCheck.objects.get(render_lease=cheat).state == FrameCheck.State.FAILED
-    assert len(truth.renders) == 2 * policy.CROPS_PER_CHECK
+    assert len(platform_truth.renders) == 2 * policy.CROPS_PER_CHECK
     assert Frame.objects.get(job=cheat_job).state == FrameState.QUEUED
 
 
-def test_a_crop_whose_reference_is_not_rendered_yet_is_rendered_after_the_report(funded_artist, provider, truth):
+def test_a_crop_whose_reference_is_not_rendered_yet_is_rendered_after_the_report(
+    platform_truth, funded_artist, provider, truth
+):
     make_queued_job(funded_artist, frames=1)
     node, _ = make_node(provider)
     delivery = dispatch.lease_create_for_node(node=node)  # references not rendered (REFERENCES_AHEAD off)
-    lease = report(node, delivery, truth.image)
+    lease = report(node, delivery, truth)
     assert FrameCheck.objects.get(render_lease=lease).state == FrameCheck.State.PASSED
-    assert len(truth.renders) == policy.CROPS_PER_CHECK
+    assert len(platform_truth.renders) == policy.CROPS_PER_CHECK
 
 
 def test_no_references_ahead_for_a_lease_that_ended_or_when_another_provider_can_verify(
-    funded_artist, provider, truth, monkeypatch
+    platform_truth, funded_artist, provider, truth, monkeypatch
 ):
     make_queued_job(funded_artist, frames=2)
     node, _ = make_node(provider, name="rig")
     ended = dispatch.lease_create_for_node(node=node)
     FrameLease.objects.filter(pk=ended.lease_id).update(state=FrameLease.State.REVOKED)
-    assert services.references_render(lease_id=ended.lease_id) == 0 and truth.renders == []
+    assert services.references_render(lease_id=ended.lease_id) == 0 and platform_truth.renders == []
 
     # Another provider's idle node will verify the crops after the report: the platform renders none ahead,
     # and the crops go to that node then (never before the result is committed).
@@ -202,12 +193,13 @@ def test_no_references_ahead_for_a_lease_that_ended_or_when_another_provider_can
     monkeypatch.setattr(conf, "REFERENCES_AHEAD", True)
     second, _ = make_node(provider, name="rig2")
     delivery = dispatch.lease_create_for_node(node=second)
-    assert LeaseSample.objects.get(render_lease_id=delivery.lease_id).references == [] and truth.renders == []
-    lease = report(second, delivery, truth.image)
-    assert len(truth.renders) == policy.CROPS_PER_CHECK - 1  # after the report: the crops the node does not take
+    assert LeaseSample.objects.get(render_lease_id=delivery.lease_id).references == [] and platform_truth.renders == []
+    lease = report(second, delivery, truth)
+    # After the report, the platform renders the crops the other provider's node does not take.
+    assert len(platform_truth.renders) == policy.CROPS_PER_CHECK - 1
     check = FrameCheck.objects.get(render_lease=lease)
     assert check.crops.filter(verifier=CropCheck.Verifier.NODE).count() == 1
-    verify_and_report(verifier, truth.image)
+    verify_and_report(verifier, truth)
     assert FrameCheck.objects.get(render_lease=lease).state == FrameCheck.State.PASSED
 
 
@@ -215,7 +207,7 @@ def test_draws_at_the_lease_switched_off_leave_the_draw_to_the_report(funded_art
     monkeypatch.setattr(conf, "SAMPLE_AT_LEASE", False)
     make_queued_job(funded_artist, frames=1)
     node, _ = make_node(provider)
-    lease = lease_and_report(node, truth.image)
+    lease = lease_and_report(node, truth)
     assert lease.sampled is None and not LeaseSample.objects.exists()
     assert FrameCheck.objects.get(render_lease=lease).state == FrameCheck.State.PASSED  # rate 1: drawn, checked
 

@@ -23,7 +23,11 @@ from tests.fixtures.market import make_node, make_queued_job
 from tests.verification.helpers import png, take, truth_image
 from workers.blend import Renderer, make_demo_scene
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("agent_queues")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("agent_queues", "manual_matching"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +41,6 @@ def agent_renderer(demo_blend) -> Iterator[Renderer]:
         renderer.load(demo_blend, demo_blend.parent)
         yield renderer
     platform.close()
-
-
-@pytest.fixture(autouse=True)
-def manual_matching(monkeypatch):
-    monkeypatch.setattr(dispatch, "_after_commit_match", lambda: None)
 
 
 def render_and_report(node, renderer: Renderer, tmp: Path, **cheat) -> FrameLease:

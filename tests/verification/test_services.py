@@ -32,18 +32,6 @@ pytestmark = [
 PRICE = 2_000_000
 
 
-@pytest.fixture
-def manual_matching(monkeypatch):
-    """Matching runs only when a test leases explicitly, so a requeued frame stays visible as QUEUED."""
-    monkeypatch.setattr(dispatch, "_after_commit_match", lambda: None)
-
-
-@pytest.fixture
-def truth(platform_truth) -> np.ndarray:
-    platform_truth.image = truth_image()
-    return platform_truth.image
-
-
 def pending(user) -> int:
     return account_balance(account=account_get(kind=Account.Kind.PROVIDER_PENDING, owner=user))
 

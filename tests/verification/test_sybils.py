@@ -24,13 +24,7 @@ from tests.fixtures.api import bearer
 from tests.fixtures.market import make_node, make_queued_job
 from tests.verification.helpers import other_provider, take
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("agent_queues")]
-
-
-@pytest.fixture(autouse=True)
-def manual_matching(monkeypatch):
-    """Matching runs only when a test leases explicitly."""
-    monkeypatch.setattr(dispatch, "_after_commit_match", lambda: None)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("agent_queues", "manual_matching")]
 
 
 HELLO = {"devices": [{"type": "CPU", "name": "cpu"}], "cpu_cores": 2, "ram_mb": 1000, "blender_version": "5.0.1"}
