@@ -62,8 +62,8 @@ def _span(size: int, length: int, stratum: int, strata: int) -> tuple[int, int]:
 
 def crops_choose(*, width: int, height: int, count: int | None = None, fraction: float | None = None) -> list[Crop]:
     """`count` crops (default CROPS_PER_CHECK) of about `fraction` (CROP_FRACTION) of the frame each, with
-    the frame's aspect ratio, at positions drawn from the operating system's CSPRNG. Call only after the
-    result was committed.
+    the frame's aspect ratio, at positions drawn from the operating system's CSPRNG. Never tell them to the
+    node that renders the frame; give them to other providers' nodes only after its result was committed.
 
     Stratified: the frame's possible crop positions are cut into a grid of at least `count` cells (3x3
     for 8 crops) and each crop is drawn inside its own randomly chosen cell. Positions stay unpredictable

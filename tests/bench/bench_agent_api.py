@@ -16,7 +16,9 @@ BENCH_CHECK_RATE (default 0: the node is never checked) is the node's check rate
 drawn for a check when granted (`verification.services.lease_sampled`), and the `next` call that grants a
 sampled lease also stores its crops and queues its reference renders. The node must not be able to tell, so
 `next_by_draw` compares the wall time the agent waits for `next` when the lease it gets is sampled and when it
-is not (the network's jitter comes on top in production); that run writes agent_api_rate<rate>.json.
+is not (the network's jitter comes on top in production), and `next_wall_by_canary_draw` the calls whose canary
+draw (check rate x CANARY_SHARE) hit with the others (no canary job is queued, so the frame leased is the same
+kind either way); that run writes agent_api_rate<rate>.json.
 Run: `make bench BENCH=agent_api` (env BENCH_FRAMES, default 300); writes bench/results/agent_api.json.
 """
 
@@ -67,6 +69,8 @@ def main() -> None:
     from marketplace.accounts.models import User
     from marketplace.dispatch import queues, services
     from marketplace.dispatch.models import FrameLease
+    from marketplace.verification import policy
+    from marketplace.verification import services as verification
     from marketplace.verification.models import NodeTrust
     from tests.fixtures.market import make_node, make_queued_job, png_bytes
     from tests.fixtures.money import fund
@@ -99,12 +103,24 @@ def main() -> None:
     spent: dict[str, list[float]] = {name: [] for name in CALLS}
     waited: dict[str, list[float]] = {name: [] for name in CALLS}
     next_by_draw: dict[bool, list[float]] = {True: [], False: []}
+    next_by_canary_draw: dict[bool, list[float]] = {True: [], False: []}
+    draws: list[tuple[float, bool]] = []  # verification's draws (rate, hit) in the current call
+    real_chance = verification._chance
+
+    def recorded_chance(rate: float) -> bool:
+        hit = real_chance(rate)
+        draws.append((rate, hit))
+        return hit
+
+    verification._chance = recorded_chance  # the draws are the service's own; this only records them
+    canary_rate = CHECK_RATE * policy.CANARY_SHARE
     wall = time.perf_counter()
     for i in range(FRAMES + WARMUP):
         if i == WARMUP:
             spent = {name: [] for name in CALLS}
             waited = {name: [] for name in CALLS}
             next_by_draw = {True: [], False: []}
+            next_by_canary_draw = {True: [], False: []}
             wall = time.perf_counter()
         lease, lease_token = message["lease"], message["token"]
         body = json.dumps({"leases": [lease]})
@@ -113,10 +129,13 @@ def main() -> None:
         upload = details["upload_url"].removeprefix(settings.PUBLIC_URL)
         timed("upload", storage.generic, "PUT", upload, png, content_type="application/octet-stream")
         token_body = json.dumps({"token": lease_token})
+        draws.clear()
         timed("next", agent.post, f"/api/v1/agent/leases/{lease}/next/", token_body, "application/json")
+        canary_hit = any(hit for rate, hit in draws if rate == canary_rate and rate != CHECK_RATE)
         message = json.loads(broker.rpop(queues.queue_key(node.pk)))  # the next lease, as the agent takes it
         sampled = FrameLease.objects.filter(pk=message["lease"]).values_list("sampled", flat=True).get()
         next_by_draw[bool(sampled)].append(waited["next"][-1])
+        next_by_canary_draw[canary_hit].append(waited["next"][-1])
         report = json.dumps({"token": lease_token, "ok": True, "stats": {"seconds": 1.0}})
         timed("report", agent.post, f"/api/v1/agent/leases/{lease}/report/", report, "application/json")
     wall = time.perf_counter() - wall
@@ -132,18 +151,13 @@ def main() -> None:
     for name, figures in row.items():
         print(f"{name:<10} {figures['median_ms']:>10} {figures['mean_ms']:>8}")
     print(f"per frame: {per_frame:.2f} ms of CPU in {len(CALLS)} calls; {FRAMES / wall:.1f} frames/s on one process")
-    by_draw = {
-        ("sampled" if draw else "not_sampled"): {
-            "calls": len(times),
-            "median_ms": round(statistics.median(times) * 1000, 3),
-            "p90_ms": round(statistics.quantiles(times, n=10)[-1] * 1000, 3),
-        }
-        for draw, times in next_by_draw.items()
-        if len(times) >= 2
-    }
-    for draw, figures in by_draw.items():
+    by_draw = _wall_figures({("sampled" if draw else "not_sampled"): times for draw, times in next_by_draw.items()})
+    by_canary_draw = _wall_figures(
+        {("canary_drawn" if draw else "canary_not_drawn"): times for draw, times in next_by_canary_draw.items()}
+    )
+    for draw, figures in {**by_draw, **by_canary_draw}.items():
         calls, median, p90 = figures["calls"], figures["median_ms"], figures["p90_ms"]
-        print(f"next, lease {draw}: {calls} calls, wall median {median} ms, p90 {p90} ms")
+        print(f"next, {draw}: {calls} calls, wall median {median} ms, p90 {p90} ms")
     name = "agent_api" if SIZE == "32x24" else f"agent_api_{SIZE}"
     path = ROOT / "bench" / "results" / (f"{name}.json" if not CHECK_RATE else f"{name}_rate{CHECK_RATE:g}.json")
     path.write_text(
@@ -159,12 +173,26 @@ def main() -> None:
                 "frames_per_s_one_process": round(FRAMES / wall, 1),
                 "check_rate": CHECK_RATE,
                 "next_wall_by_draw": by_draw,
+                "next_wall_by_canary_draw": by_canary_draw,
             },
             indent=2,
         )
         + "\n"
     )
     print(f"wrote {path.relative_to(ROOT)}")
+
+
+def _wall_figures(groups: dict[str, list[float]]) -> dict[str, dict]:
+    """Calls, median and p90 (ms) of each group of wall times with at least two."""
+    return {
+        name: {
+            "calls": len(times),
+            "median_ms": round(statistics.median(times) * 1000, 3),
+            "p90_ms": round(statistics.quantiles(times, n=10)[-1] * 1000, 3),
+        }
+        for name, times in groups.items()
+        if len(times) >= 2
+    }
 
 
 if __name__ == "__main__":
