@@ -19,6 +19,8 @@ SAMPLE_AT_LEASE = getattr(settings, "VERIFICATION_SAMPLE_AT_LEASE", True)
 # provider's node is idle to verify them after the report (cheaper for the platform). The check is then decided
 # when the result arrives, not after a platform render in the job's path.
 REFERENCES_AHEAD = getattr(settings, "VERIFICATION_REFERENCES_AHEAD", True)
+# The most sampled leases one `verification.samples_prepare` task prepares; a full batch queues another.
+SAMPLES_BATCH = 500
 # When a job is accepted, a platform worker loads its scene ahead of the first crop (its Blender would otherwise
 # start and load in the first check's path), unless its Blender rendered another scene this recently. Off by
 # default while the references are rendered ahead: the first sampled lease loads the scene beside the render.

@@ -171,7 +171,7 @@ def _samples_prepare_soon() -> None:
     delay_once("verification.samples_prepare", ttl_s=events.COALESCED_TTL_SECONDS)
 
 
-def samples_prepare(*, limit: int = 500) -> int:
+def samples_prepare(*, limit: int = conf.SAMPLES_BATCH) -> int:
     """Choose the crops of active leases drawn for a check that have none yet, and ask a heavy worker to render
     them while the nodes render (`references_render`). Returns how many it prepared. Safe to run again and
     concurrently: a lease prepared twice keeps its first crops (a second references task renders only what is
@@ -243,12 +243,10 @@ def references_render(*, lease_id: int) -> int:
     for index, crop in enumerate(sample.crops):
         if not _reference_wanted(lease_id=lease_id, index=index):
             continue
-        manifest = crop_manifest(lease.manifest, Crop.from_dict(crop))
         try:
-            data = platform.render(scene=platform.stored_scene(job.scene), manifest=manifest)
+            key = _platform_render_frozen(lease=lease, scene=job.scene, region=Crop.from_dict(crop))
         except BlendFileError:
             return rendered  # the crop's own platform render after the report fails it, with the reason
-        key, _ = blobs.blob_freeze(data=data, ext="exr" if manifest["file_format"] == "OPEN_EXR" else "png")
         with transaction.atomic():
             locked = LeaseSample.objects.select_for_update().get(pk=lease_id)
             references = locked.references or [""] * len(locked.crops)
@@ -269,7 +267,10 @@ def _reference_wanted(*, lease_id: int, index: int) -> bool:
 
 
 def _reference_of(crop: CropCheck) -> str:
-    """The platform's reference render of this crop made ahead (`references_render`), or ""."""
+    """The platform's reference render of this crop made ahead (`references_render`), or "" (also, with no read,
+    for a lease that was not drawn for a check when granted)."""
+    if not crop.frame_check.render_lease.sampled:
+        return ""
     sample = LeaseSample.objects.filter(render_lease_id=crop.frame_check.render_lease_id).first()
     if sample is None or crop.crop not in sample.crops:
         return ""
@@ -435,7 +436,7 @@ def _crop_dispatch(*, crop_check_id: int) -> None:
     if crop.dispatched_at is not None or crop.state != CropCheck.State.PENDING:
         return
     check = crop.frame_check
-    if check.render_lease.sampled and _reference_of(crop):
+    if _reference_of(crop):
         _crop_to_platform(crop)  # rendered while the node rendered: judged with it, no render
         return
     # A verifier on the candidate's own Cycles backend, so the strict same-backend rule applies; none idle:
@@ -562,7 +563,7 @@ def platform_crop(*, crop_check_id: int) -> None:
         return
     check = crop.frame_check
     region = Crop.from_dict(crop.crop)
-    key = _reference_of(crop) if check.render_lease.sampled else ""
+    key = _reference_of(crop)
     if not key:
         key = _platform_reference(check=check, crop=crop, region=region)
         if not key:
@@ -579,15 +580,21 @@ def platform_crop(*, crop_check_id: int) -> None:
 def _platform_reference(*, check: FrameCheck, crop: CropCheck, region: Crop) -> str:
     """Render this crop on the platform and freeze it; "" when the platform's Blender refuses the scene (the crop
     is failed then: the node cannot have rendered it honestly)."""
-    manifest = crop_manifest(check.render_lease.manifest, region)
     try:
-        data = platform.render(scene=platform.stored_scene(check.frame.job.scene), manifest=manifest)
+        return _platform_render_frozen(lease=check.render_lease, scene=check.frame.job.scene, region=region)
     except BlendFileError as exc:
         # The same Blender refuses the scene or the manifest, so the node cannot have rendered it honestly.
         # (Limits and crashes are SandboxErrors instead: the task retries them.)
         result = CropResult(False, reasons=[f"the platform's Blender refuses to render this: {exc}"[:500]])
         _crop_decide(crop_check_id=crop.pk, result=result, reference_key="", verifier=CropCheck.Verifier.PLATFORM)
         return ""
+
+
+def _platform_render_frozen(*, lease: FrameLease, scene, region: Crop) -> str:
+    """The platform's render of `region` of this render lease's frame, frozen; its key. BlendFileError when the
+    platform's Blender refuses the scene or the manifest."""
+    manifest = crop_manifest(lease.manifest, region)
+    data = platform.render(scene=platform.stored_scene(scene), manifest=manifest)
     ext = "exr" if manifest["file_format"] == "OPEN_EXR" else "png"
     key, _ = blobs.blob_freeze(data=data, ext=ext)  # evidence later reads it checked against its digest
     return key

@@ -5,9 +5,7 @@ from celery import shared_task
 from marketplace.celery import delay_once, pending_clear
 from marketplace.dispatch import conf as dispatch_conf
 from marketplace.jobs import events
-from marketplace.verification import batch, services
-
-SAMPLES_BATCH = 500
+from marketplace.verification import batch, conf, services
 
 
 @shared_task(name="verification.frame_rendered", acks_late=True, ignore_result=True)
@@ -47,7 +45,7 @@ def samples_prepare() -> None:
     """Asked for after every round of render leases, coalesced: the crops of the sampled ones. A full batch asks
     for another run."""
     pending_clear("verification.samples_prepare")
-    if services.samples_prepare(limit=SAMPLES_BATCH) == SAMPLES_BATCH:
+    if services.samples_prepare() == conf.SAMPLES_BATCH:
         delay_once("verification.samples_prepare", ttl_s=events.COALESCED_TTL_SECONDS)
 
 
