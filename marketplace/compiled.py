@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from django.db import connections
 from django.db.models import Model
+from django.db.models.query import get_related_populators
 
 M = TypeVar("M", bound=Model)
 
@@ -112,3 +113,50 @@ def _converters(using: str, model: type[Model], only: tuple[str, ...] | None) ->
         col = field.get_col(model._meta.db_table)
         out.append((col, connection.ops.get_db_converters(col) + field.get_db_converters(connection)))
     return [f.attname for f in fields], out
+
+
+@dataclass(frozen=True)
+class RowReader:
+    """Builds the instance a queryset's row holds (its select_related objects and annotations too, with the same
+    converters), from the first `width` columns of a row of the queryset's compiled statement: for a statement
+    run by hand whose rows carry more columns after the queryset's."""
+
+    model: type[Model]
+    width: int
+    using: str
+    compiler: object
+    converters: dict
+    init_list: tuple[str, ...]
+    cols: tuple[int, int]
+    populators: tuple
+    annotations: tuple[tuple[str, int], ...]
+
+    @classmethod
+    def compile(cls, queryset, *, alias: str) -> tuple[str, tuple, RowReader]:
+        """`queryset`'s SQL and parameters on database `alias`, and the reader of its rows."""
+        compiler = queryset.query.get_compiler(using=alias)
+        sql, params = compiler.as_sql()  # fills compiler.select, klass_info and annotation_col_map
+        select, info = compiler.select, compiler.klass_info
+        start, end = info["select_fields"][0], info["select_fields"][-1] + 1
+        reader = cls(
+            model=info["model"],
+            width=len(select),
+            using=alias,
+            compiler=compiler,
+            converters=compiler.get_converters([column[0] for column in select]),
+            init_list=tuple(column[0].target.attname for column in select[start:end]),
+            cols=(start, end),
+            populators=tuple(get_related_populators(info, select, alias)),
+            annotations=tuple((compiler.annotation_col_map or {}).items()),
+        )
+        return sql, tuple(params), reader
+
+    def read(self, row: Sequence) -> Model:
+        """The instance of `row` (its first `width` columns), as the queryset builds it."""
+        (values,) = self.compiler.apply_converters([row[: self.width]], self.converters)
+        obj = self.model.from_db(self.using, list(self.init_list), values[self.cols[0] : self.cols[1]])
+        for populator in self.populators:
+            populator.populate(values, obj)
+        for name, at in self.annotations:
+            setattr(obj, name, values[at])
+        return obj

@@ -240,6 +240,11 @@ CELERY_BEAT_SCHEDULE: dict = {
     "mature-earnings": {"task": "payments.mature_earnings", "schedule": 15 * 60.0},
     "resend-payouts": {"task": "payments.resend_payouts", "schedule": 5 * 60.0},
     "verification-resume": {"task": "verification.resume", "schedule": 30.0},
+    # Each online node's canary is chosen ahead of its draw (verification.services.canary_offers_renew).
+    "canary-offers": {
+        "task": "verification.canary_offers",
+        "schedule": float(os.environ.get("CANARY_OFFERS_EVERY_SECONDS", "30")),
+    },
     "assemble-stills": {"task": "jobs.assemble_missing", "schedule": 5 * 60.0},  # stills whose message was lost
 }
 

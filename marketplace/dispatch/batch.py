@@ -26,6 +26,7 @@ from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import cast
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, connections, transaction
@@ -34,7 +35,7 @@ from django.utils import timezone
 
 from marketplace import blobs
 from marketplace.accounts.tokens import secret_hash
-from marketplace.compiled import MARK_NOW, Compiled, id_marks, instance
+from marketplace.compiled import MARK_NOW, Compiled, RowReader, id_marks, instance
 from marketplace.dispatch import conf, hooks, queues, services
 from marketplace.dispatch.manifests import expected_size
 from marketplace.dispatch.models import FrameLease, JobNodeBlock
@@ -125,13 +126,25 @@ class Finishing:
 
 # The per-call values of the node lock: marks for ids (`marketplace.compiled`) and for the finishing token's hash.
 _TOKEN_HASH_MARK = "<finishing lease token hash>"
-_FINISHING_READ = ("finishing_frame", "finishing_job", "finishing_kind")  # annotations: after the node's columns
+_FINISHING_READ = ("finishing_frame", "finishing_job", "finishing_kind")  # annotations of the node lock
+
+
+def _with_node_reads(qs):
+    """`qs` of nodes with what matching's hooks read of each (`hooks.node_reads`: its trust, its canary offer)."""
+    reads = hooks.node_reads()
+    return qs.select_related(*reads) if reads else qs  # select_related() without names would follow every FK
+
+
+@dataclass(frozen=True)
+class _NodeLock:
+    statement: Compiled
+    reader: RowReader  # the locked node, with its reads, from the leading columns of the statement's rows
 
 
 @functools.cache
-def _node_lock_sql(alias: str, finishing: bool) -> Compiled:
+def _node_lock_sql(alias: str, finishing: bool) -> _NodeLock:
     """SELECT ... FOR UPDATE (SKIP LOCKED) of one matchable node (and, when `finishing`, the frame, job and kind of
-    its finishing lease, `Finishing`), then its trust."""
+    its finishing lease, `Finishing`), with its reads (`_with_node_reads`)."""
     node_mark, lease_mark = id_marks(2)
     now = MARK_NOW
     matchable = services.matchable_nodes(now=now, finishing_lease_id=lease_mark if finishing else None).using(alias)
@@ -146,16 +159,12 @@ def _node_lock_sql(alias: str, finishing: bool) -> Compiled:
         )
         read = dict(zip(_FINISHING_READ, ("frame_id", "frame__job_id", "kind"), strict=True))
         qs = qs.annotate(**{name: Subquery(lease.values(field)) for name, field in read.items()}).filter(Exists(lease))
-    sql, params = services._locking(qs).select_related("trust").query.sql_with_params()
+    sql, params, reader = RowReader.compile(_with_node_reads(services._locking(qs)), alias=alias)
     ops = connections[alias].ops
     marks = [node_mark, ops.adapt_datetimefield_value(silent_cutoff(now))]
     if finishing:
         marks += [lease_mark, ops.adapt_datetimefield_value(now), _TOKEN_HASH_MARK]
-    return Compiled.of(sql, params, marks, alias=alias)
-
-
-_NODE_WIDTH = len(WorkerNode._meta.concrete_fields)
-_TRUST_WIDTH = len(WorkerNode._meta.get_field("trust").related_model._meta.concrete_fields)
+    return _NodeLock(Compiled.of(sql, params, marks, alias=alias), reader)
 
 
 @dataclass(frozen=True)
@@ -165,14 +174,14 @@ class _PoolRead:
 
 
 def _node_round_read(node: WorkerNode, finishing: Finishing | None) -> tuple[WorkerNode | None, _PoolRead]:
-    """A round of one node's first statement: this node, locked, with its trust loaded, if it is matchable
+    """A round of one node's first statement: this node, locked, with its reads loaded, if it is matchable
     (`matchable_nodes`) and, when `finishing`, that lease is as `Finishing` says (whose frame, job and kind it
     fills in); and, only then, the first read of the pool of the profile `node` shows (`_pool_rows`, leaving out
     the jobs it is kept off). (None, no read) when the node is not taken.
 
     The pool is read for the caller's copy of the node (the agent call's authentication, a moment ago): the
     caller compares that profile with the locked row's and reads again on the rare change."""
-    statement = _node_lock_sql(connection.alias, finishing is not None)
+    lock = _node_lock_sql(connection.alias, finishing is not None)
     ops, now = connection.ops, timezone.now()
     values: list = [node.pk, ops.adapt_datetimefield_value(silent_cutoff(now))]
     if finishing is not None:
@@ -184,21 +193,14 @@ def _node_round_read(node: WorkerNode, finishing: Finishing | None) -> tuple[Wor
         skip=set(),
         kept_off=(),
         kept_off_of=node.pk,
-        lead=(statement, statement.params_with(values)),
+        lead=(lock.statement, lock.statement.params_with(values)),
     )
     if not rows:
         return None, _PoolRead(0, [])
-    row = rows[0]
-    locked = instance(WorkerNode, row[:_NODE_WIDTH], using=connection.alias)
-    trust_at = _NODE_WIDTH
-    if finishing is not None:  # the annotations come between the node's columns and its trust's
-        trust_at += len(_FINISHING_READ)
-        finishing.frame_id, finishing.job_id, finishing.kind = row[_NODE_WIDTH:trust_at]
-    trust_field = WorkerNode._meta.get_field("trust")
-    trust_row = row[trust_at : trust_at + _TRUST_WIDTH]
-    trust = instance(trust_field.related_model, trust_row, using=connection.alias) if trust_row[0] is not None else None
-    trust_field.set_cached_value(locked, trust)  # node.trust as select_related leaves it (None: none yet)
-    return locked, _pool_parse(rows, at=trust_at + _TRUST_WIDTH)
+    locked = cast(WorkerNode, lock.reader.read(rows[0]))
+    if finishing is not None:
+        finishing.frame_id, finishing.job_id, finishing.kind = (getattr(locked, name) for name in _FINISHING_READ)
+    return locked, _pool_parse(rows, at=lock.reader.width)
 
 
 def _pool(
@@ -471,7 +473,7 @@ def leases_create(
         pairs = _with_canaries(_assign_one(node, finishing))
     else:
         matchable = services.matchable_nodes().order_by("last_heartbeat")
-        nodes = list(services._locking(matchable).select_related("trust")[:limit])
+        nodes = list(_with_node_reads(services._locking(matchable))[:limit])
         pairs = _with_canaries(_assign(nodes, _kept_off([n.pk for n in nodes]))) if nodes else []
     if not pairs:
         return []

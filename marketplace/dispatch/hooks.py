@@ -3,7 +3,9 @@
 Verification sits above dispatch, so dispatch never imports it: verification registers these in its
 AppConfig.ready(). Both run synchronously, where the after-commit events of `jobs.events` would be too late:
 a canary must replace the frame being leased, a render lease's check is drawn in the statement that stores it,
-and an abandoned lease costs the node trust in the transaction that ends it.
+and an abandoned lease costs the node trust in the transaction that ends it. What those need of a node is read
+with it, in the statement that locks it (`node_reads`): a substitute that read more when it hit would make the
+calls that hand one out slower than the others.
 """
 
 from __future__ import annotations
@@ -22,6 +24,19 @@ _frame_substitutes: list[FrameSubstitute] = []
 _lease_abandoned: list[LeaseAbandoned] = []
 _lease_samplers: list[LeaseSampler] = []
 _leases_granted: list[LeasesGranted] = []
+_node_reads: list[str] = []
+
+
+def node_reads_register(path: str) -> None:
+    """`path` (select_related's form, from the node) is read with every node matching locks, before the first
+    match: matching compiles its statements once."""
+    if path not in _node_reads:
+        _node_reads.append(path)
+
+
+def node_reads() -> tuple[str, ...]:
+    """The relations read with each node matching locks (`node_reads_register`)."""
+    return tuple(_node_reads)
 
 
 def frame_substitute_register(fn: FrameSubstitute) -> None:

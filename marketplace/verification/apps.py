@@ -16,7 +16,9 @@ class VerificationConfig(AppConfig):
         events.subscribe(events.FRAME_RENDERED, "verification.frame_rendered", coalesce=True)
         # The platform verifier loads an accepted job's scene before its first crop needs it (PLATFORM_PREWARM).
         events.subscribe(events.FRAMES_QUEUED, "verification.platform_prewarm", coalesce=True)
-        # Inside dispatch's transactions: canaries replace real work; abandoned leases cost trust.
+        # Inside dispatch's transactions: canaries replace real work; abandoned leases cost trust. Matching reads
+        # what these need (the node's trust, its canary offer) with the node it locks.
+        hooks.node_reads_register(services.NODE_READS)
         hooks.frame_substitute_register(services.canary_frame_for)
         hooks.lease_abandoned_register(services.trust_lease_abandoned)
         # ... and a render lease's check is drawn when it is granted; its crops are chosen and rendered after the call.

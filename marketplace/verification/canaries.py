@@ -1,10 +1,10 @@
 """Canary jobs: real scenes owned by the platform, whose answers the platform rendered once.
 
 Canary frames are leased by matching like artist frames (same lease, manifest and queue message), at a
-rate set by the node's trust (`services.canary_frame_for`), and judged over the whole frame against the
-answer (`services._canary_check`). They are priced 0: no escrow, no artist money, no provider pay; the
-honest provider's cost is a bounded share of its work (check_rate * CANARY_SHARE: 10 % while a node is
-new, 1 % at steady trust).
+rate set by the node's trust (`services.canary_frame_for`; each node's canary is chosen ahead of its draw,
+`services.canary_offers_renew`), and judged over the whole frame against the answer (`services._canary_check`).
+They are priced 0: no escrow, no artist money, no provider pay; the honest provider's cost is a bounded share
+of its work (check_rate * CANARY_SHARE: 10 % while a node is new, 1 % at steady trust).
 
 Canary jobs are created here rather than through the artist's job flow because there is no artist: no
 quote, no escrow, and the job must be RUNNING only once its answers exist.
@@ -31,7 +31,7 @@ from marketplace.jobs.states import JobState
 from marketplace.nodes.models import WorkerNode
 from marketplace.scenes.models import Scene
 from marketplace.scenes.series import scene_series
-from marketplace.verification import conf, platform, policy
+from marketplace.verification import conf, platform, policy, services
 from marketplace.verification.models import CanaryAnswer
 
 
@@ -169,8 +169,14 @@ def canary_answers_render(*, job_id: int) -> int:
 
 
 def canary_job_open(*, job_id: int) -> bool:
-    """Let matching lease the canary's frames (call once its answers are stored)."""
-    return lifecycle.job_open(job_id=job_id)
+    """Let matching lease the canary's frames (call once its answers are stored): they are offered to the nodes
+    that have no canary yet (`services.canary_offers_renew`). RUNNING at once: a job's first lease starts it, a
+    statement more in that agent's call, which for a canary job would make its first lease stand out."""
+    opened = lifecycle.job_open(job_id=job_id)
+    if opened:
+        lifecycle.jobs_mark_running(job_ids=[job_id])
+    services.canary_offers_renew_soon()
+    return opened
 
 
 def canary_jobs_create(*, count: int, frames: int, resolution: tuple[int, int], samples: int) -> list[Job]:

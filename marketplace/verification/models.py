@@ -13,6 +13,14 @@ class NodeTrust(models.Model):
     # When check_rate last went up (a failed check, an abandoned lease): a lease granted before then was drawn
     # at the lower rate, so its result is drawn again at the report (`services.result_sampled`).
     raised_at = models.DateTimeField(null=True, blank=True)
+    # The canary this node is handed when its canary draw hits, chosen ahead (`services.canary_offers_renew`):
+    # matching reads it with the node in every call, so the call that hands a canary out runs the same statements
+    # as any other and a node timing its calls cannot tell canaries apart.
+    canary = models.ForeignKey("jobs.Frame", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The canary row's `updated_at` when it was offered: once anyone has leased it since (any write to the row), the
+    # offer is void until it is renewed (its provider may have seen the scene), with no statement to find that out.
+    # A value copied from the row, not a clock: hosts' clocks may differ.
+    canary_updated_at = models.DateTimeField(null=True, blank=True)
     # No ban here: failed checks ban the provider's account (policy); nodes.selectors.node_banned_q reads bans.
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections import defaultdict
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from marketplace import blobs
@@ -54,6 +56,7 @@ from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState, JobState
 from marketplace.nodes import broker
 from marketplace.nodes.models import WorkerNode
+from marketplace.nodes.selectors import node_banned_q, node_silent_q
 from marketplace.nodes.services import node_status_sync
 from marketplace.verification import conf, platform, policy
 from marketplace.verification.crops import (
@@ -764,43 +767,101 @@ def _canary_check(*, frame: Frame, lease: FrameLease) -> FrameCheck | None:
             reason=check.reason,
             kind=None if result.passed else TrustEvent.Kind.CANARY_FAIL,
         )
-        # The canary goes back to the pool for other providers' nodes; nobody is paid (price 0).
+        # The canary goes back to the pool for other providers' nodes; nobody is paid (price 0). Its offers were
+        # void from its lease on (`NodeTrust.canary_updated_at`): they are renewed, never to this provider's nodes.
         lifecycle.frame_result_discard(frame_id=frame.pk, current=FrameState.RENDERED, reason=None)
+        canary_offers_renew_soon()
     return check
 
 
 def canary_frame_for(*, node) -> Frame | None:
     """A canary frame to lease to `node` instead of its next artist frame, or None (most of the time).
 
-    Called by dispatch's matching inside its transaction, with the node locked. The rate follows the node's
-    trust (check_rate * CANARY_SHARE). A provider never gets the same canary scene twice on any of its
-    nodes, so remembering canaries does not help. The caller claims the frame with its conditional
+    Called by dispatch's matching inside its transaction, with the node locked and its reads loaded (`NODE_READS`:
+    its trust and the canary offered to it). The rate follows the node's trust (check_rate * CANARY_SHARE). The
+    canary is the one chosen ahead for this node (`canary_offers_renew`), so a hit reads nothing more than a miss:
+    a node timing its calls cannot tell the canaries apart. The caller claims the frame with its conditional
     QUEUED -> LEASED update, so two matchers can never lease the same canary.
     """
     try:
-        trust = node.trust  # matching loads it with the node
+        trust = node.trust
     except NodeTrust.DoesNotExist:
         trust = None
     rate = policy.canary_rate(check_rate=trust.check_rate if trust else 1.0)
-    if not _chance(rate):
+    if not _chance(rate) or trust is None or trust.canary is None:
         return None
-    seen = FrameLease.objects.filter(node__owner_id=node.owner_id, frame__job__is_canary=True).values(
-        "frame__job__scene_id"
-    )
-    candidates = list(
-        Frame.objects.filter(
-            state=FrameState.QUEUED,
-            job__is_canary=True,
-            canary_answer__isnull=False,
-            job__state__in=(JobState.QUEUED, JobState.RUNNING),
-            job__blender_series__in=node.series,
+    canary = trust.canary
+    unleased = canary.state == FrameState.QUEUED and canary.updated_at == trust.canary_updated_at  # since offered
+    fits = canary.job.state in _LIVE and canary.job.blender_series in node.series
+    return canary if unleased and fits else None
+
+
+# What matching reads with each node it locks (dispatch.hooks.node_reads): the check rate and the canary offer.
+NODE_READS = "trust__canary__job__scene"
+_LIVE = (JobState.QUEUED, JobState.RUNNING)
+_OFFERS_LOCK = "verification.canary_offers"
+_random = secrets.SystemRandom()
+
+
+def canary_offers_renew(*, now=None) -> int:
+    """Choose ahead the canary each online node gets when its canary draw hits (`NodeTrust.canary`), for the nodes
+    with none or one no longer queued. Each offer is a queued canary frame with an answer, of a live job of a
+    series the node takes, of a scene its provider has never leased and offers no other of its nodes: a provider
+    never gets the same canary scene twice on any of its nodes. Returns how many offers it changed.
+
+    A periodic task (and a canary job opening, a canary check deciding) runs it; one at a time (a lock)."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":  # two runs would offer one scene to two nodes of a provider
+            with connection.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [_OFFERS_LOCK])
+        online = WorkerNode.objects.exclude(node_silent_q(now)).exclude(node_banned_q())
+        NodeTrust.objects.bulk_create(  # a node without its row yet is checked at rate 1: it needs an offer most
+            (NodeTrust(node_id=pk) for pk in online.filter(trust__isnull=True).values_list("pk", flat=True)),
+            ignore_conflicts=True,
         )
-        .exclude(job__scene_id__in=seen)
-        .values_list("pk", flat=True)[:100]
-    )
-    if not candidates:
-        return None
-    return Frame.objects.select_related("job__scene").get(pk=secrets.choice(candidates))
+        pool = list(
+            Frame.objects.filter(
+                state=FrameState.QUEUED, job__is_canary=True, canary_answer__isnull=False, job__state__in=_LIVE
+            ).values_list("pk", "job__scene_id", "job__blender_series", "updated_at")
+        )
+        stale = NodeTrust.objects.filter(canary__isnull=False).exclude(
+            canary__state=FrameState.QUEUED, canary__job__state__in=_LIVE, canary__updated_at=F("canary_updated_at")
+        )
+        wanting = NodeTrust.objects.filter(Q(pk__in=stale.values("pk")) | Q(canary__isnull=True, node__in=online))
+        trusts = list(wanting.select_related("node"))
+        if not trusts:
+            return 0
+        _random.shuffle(trusts)  # a scene wanted by several nodes of a provider goes to any of them
+        owners = {trust.node.owner_id for trust in trusts}
+        taken: dict[int, set[int]] = defaultdict(set)  # owner -> scenes its nodes leased or are offered
+        leased = FrameLease.objects.filter(node__owner_id__in=owners, frame__job__is_canary=True)
+        offered = NodeTrust.objects.filter(node__owner_id__in=owners, canary__isnull=False).exclude(
+            pk__in=[trust.pk for trust in trusts]
+        )
+        for owner_id, scene_id in [
+            *leased.values_list("node__owner_id", "frame__job__scene_id"),
+            *offered.values_list("node__owner_id", "canary__job__scene_id"),
+        ]:
+            taken[owner_id].add(scene_id)
+        changed = []
+        for trust in trusts:
+            node = trust.node
+            fitting = [row for row in pool if row[2] in node.series and row[1] not in taken[node.owner_id]]
+            offer: tuple[int | None, datetime | None] = (None, None)
+            if fitting:
+                frame_id, scene_id, _, version = secrets.choice(fitting)
+                taken[node.owner_id].add(scene_id)
+                offer = (frame_id, version)
+            if (trust.canary_id, trust.canary_updated_at) != offer:
+                trust.canary_id, trust.canary_updated_at = offer
+                changed.append(trust)
+        NodeTrust.objects.bulk_update(changed, ["canary", "canary_updated_at"])
+    return len(changed)
+
+
+def canary_offers_renew_soon() -> None:
+    """Ask for `canary_offers_renew` after commit (coalesced): the pool of canaries or a provider's scenes changed."""
+    transaction.on_commit(lambda: delay_once("verification.canary_offers", ttl_s=events.COALESCED_TTL_SECONDS))
 
 
 # --- recovery -------------------------------------------------------------------------------

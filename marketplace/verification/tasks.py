@@ -62,6 +62,13 @@ def platform_prewarm(frame_ids: list[int] | None = None) -> None:
     services.platform_prewarm(frame_ids=frame_ids or [])
 
 
+@shared_task(name="verification.canary_offers", acks_late=True, ignore_result=True)
+def canary_offers() -> int:
+    """Periodic, and asked for (coalesced) when canaries open or return to the pool."""
+    pending_clear("verification.canary_offers")
+    return services.canary_offers_renew()
+
+
 @shared_task(name="verification.resume", acks_late=True, ignore_result=True)
 def resume_checks() -> int:
     return services.checks_resume()

@@ -13,12 +13,14 @@ BENCH_SIZE (default 32x24) is the frames' size: at 1920x1080 the upload is a ren
 Cycles-like noise, ~4 MB) and the report's check of it (decode, blank check, thumbnail) weighs as it does in a
 farm; that run writes agent_api_1920x1080.json.
 BENCH_CHECK_RATE (default 0: the node is never checked) is the node's check rate: at 0.5 half its leases are
-drawn for a check when granted (`verification.services.lease_sampled`), and the `next` call that grants a
-sampled lease also stores its crops and queues its reference renders. The node must not be able to tell, so
-`next_by_draw` compares the wall time the agent waits for `next` when the lease it gets is sampled and when it
-is not (the network's jitter comes on top in production), and `next_wall_by_canary_draw` the calls whose canary
-draw (check rate x CANARY_SHARE) hit with the others (no canary job is queued, so the frame leased is the same
-kind either way); that run writes agent_api_rate<rate>.json.
+drawn for a check when granted (`verification.services.lease_sampled`), and a tenth of that rate are canaries
+(`verification.policy.CANARY_SHARE`). The node must not be able to tell either, so `next_wall_by_draw` compares
+the wall time the agent waits for `next` when the lease it gets is sampled and when it is not (the network's
+jitter comes on top in production), `next_wall_by_canary` the calls that handed it a canary with the others, and
+`report_wall_by_canary` the reports of canaries with the others.
+That run queues a canary scene for each canary the node can get (a provider never gets a scene twice) and renews
+the node's canary offer after each frame, as the periodic task does (`canary_offers_renew`, outside the calls);
+it writes agent_api_rate<rate>.json.
 Run: `make bench BENCH=agent_api` (env BENCH_FRAMES, default 300); writes bench/results/agent_api.json.
 """
 
@@ -69,10 +71,10 @@ def main() -> None:
     from marketplace.accounts.models import User
     from marketplace.dispatch import queues, services
     from marketplace.dispatch.models import FrameLease
-    from marketplace.verification import policy
+    from marketplace.verification import canaries, policy
     from marketplace.verification import services as verification
-    from marketplace.verification.models import NodeTrust
-    from tests.fixtures.market import make_node, make_queued_job, png_bytes
+    from marketplace.verification.models import CanaryAnswer, NodeTrust
+    from tests.fixtures.market import REPORT, make_node, make_queued_job, png_bytes
     from tests.fixtures.money import fund
 
     if connection.vendor != "postgresql":
@@ -85,6 +87,14 @@ def main() -> None:
     provider = User.objects.create(username="bench-provider", role=User.Role.PROVIDER)
     node, token = make_node(provider, name="bench-node", unchecked=True)
     NodeTrust.objects.filter(node=node).update(check_rate=CHECK_RATE)
+    canary_report = {**REPORT, "frame_start": 1, "frame_end": 1, "effective_width": width, "effective_height": height}
+    for n in range(int((FRAMES + WARMUP) * CHECK_RATE * policy.CANARY_SHARE * 2) + 5 if CHECK_RATE else 0):
+        job = canaries.canary_job_store(
+            owner=canaries.canary_owner(), blend=b"canary %d" % n, report=canary_report, name=f"canary {n}"
+        )
+        CanaryAnswer.objects.create(frame=job.frames.get(), answer_key=f"bench/answer{n}.png")  # never judged here
+        canaries.canary_job_open(job_id=job.pk)
+    verification.canary_offers_renew()
     broker = redis.Redis.from_url(settings.AGENT_BROKER_URL)
     agent = Client(HTTP_AUTHORIZATION=f"Node {token}")
     storage = Client()  # the signed upload URL needs no token (in production it is S3's)
@@ -103,24 +113,17 @@ def main() -> None:
     spent: dict[str, list[float]] = {name: [] for name in CALLS}
     waited: dict[str, list[float]] = {name: [] for name in CALLS}
     next_by_draw: dict[bool, list[float]] = {True: [], False: []}
-    next_by_canary_draw: dict[bool, list[float]] = {True: [], False: []}
-    draws: list[tuple[float, bool]] = []  # verification's draws (rate, hit) in the current call
-    real_chance = verification._chance
-
-    def recorded_chance(rate: float) -> bool:
-        hit = real_chance(rate)
-        draws.append((rate, hit))
-        return hit
-
-    verification._chance = recorded_chance  # the draws are the service's own; this only records them
-    canary_rate = CHECK_RATE * policy.CANARY_SHARE
+    next_by_canary: dict[bool, list[float]] = {True: [], False: []}
+    report_by_canary: dict[bool, list[float]] = {True: [], False: []}
+    reporting_canary = False  # whether the lease reported next is a canary
     wall = time.perf_counter()
     for i in range(FRAMES + WARMUP):
         if i == WARMUP:
             spent = {name: [] for name in CALLS}
             waited = {name: [] for name in CALLS}
             next_by_draw = {True: [], False: []}
-            next_by_canary_draw = {True: [], False: []}
+            next_by_canary = {True: [], False: []}
+            report_by_canary = {True: [], False: []}
             wall = time.perf_counter()
         lease, lease_token = message["lease"], message["token"]
         body = json.dumps({"leases": [lease]})
@@ -129,15 +132,19 @@ def main() -> None:
         upload = details["upload_url"].removeprefix(settings.PUBLIC_URL)
         timed("upload", storage.generic, "PUT", upload, png, content_type="application/octet-stream")
         token_body = json.dumps({"token": lease_token})
-        draws.clear()
         timed("next", agent.post, f"/api/v1/agent/leases/{lease}/next/", token_body, "application/json")
-        canary_hit = any(hit for rate, hit in draws if rate == canary_rate and rate != CHECK_RATE)
         message = json.loads(broker.rpop(queues.queue_key(node.pk)))  # the next lease, as the agent takes it
-        sampled = FrameLease.objects.filter(pk=message["lease"]).values_list("sampled", flat=True).get()
+        sampled, canary = (
+            FrameLease.objects.filter(pk=message["lease"]).values_list("sampled", "frame__job__is_canary").get()
+        )
         next_by_draw[bool(sampled)].append(waited["next"][-1])
-        next_by_canary_draw[canary_hit].append(waited["next"][-1])
+        next_by_canary[canary].append(waited["next"][-1])
         report = json.dumps({"token": lease_token, "ok": True, "stats": {"seconds": 1.0}})
         timed("report", agent.post, f"/api/v1/agent/leases/{lease}/report/", report, "application/json")
+        report_by_canary[reporting_canary].append(waited["report"][-1])
+        reporting_canary = canary
+        if CHECK_RATE:
+            verification.canary_offers_renew()  # the periodic task's work, outside the agent's calls
     wall = time.perf_counter() - wall
     row = {
         name: {
@@ -152,12 +159,12 @@ def main() -> None:
         print(f"{name:<10} {figures['median_ms']:>10} {figures['mean_ms']:>8}")
     print(f"per frame: {per_frame:.2f} ms of CPU in {len(CALLS)} calls; {FRAMES / wall:.1f} frames/s on one process")
     by_draw = _wall_figures({("sampled" if draw else "not_sampled"): times for draw, times in next_by_draw.items()})
-    by_canary_draw = _wall_figures(
-        {("canary_drawn" if draw else "canary_not_drawn"): times for draw, times in next_by_canary_draw.items()}
-    )
-    for draw, figures in {**by_draw, **by_canary_draw}.items():
-        calls, median, p90 = figures["calls"], figures["median_ms"], figures["p90_ms"]
-        print(f"next, {draw}: {calls} calls, wall median {median} ms, p90 {p90} ms")
+    by_canary = _wall_figures({("canary" if c else "not_canary"): times for c, times in next_by_canary.items()})
+    report_canary = _wall_figures({("canary" if c else "not_canary"): t for c, t in report_by_canary.items()})
+    for call, groups in (("next", {**by_draw, **by_canary}), ("report", report_canary)):
+        for group, figures in groups.items():
+            calls, median, p90 = figures["calls"], figures["median_ms"], figures["p90_ms"]
+            print(f"{call}, {group}: {calls} calls, wall median {median} ms, p90 {p90} ms")
     name = "agent_api" if SIZE == "32x24" else f"agent_api_{SIZE}"
     path = ROOT / "bench" / "results" / (f"{name}.json" if not CHECK_RATE else f"{name}_rate{CHECK_RATE:g}.json")
     path.write_text(
@@ -173,7 +180,8 @@ def main() -> None:
                 "frames_per_s_one_process": round(FRAMES / wall, 1),
                 "check_rate": CHECK_RATE,
                 "next_wall_by_draw": by_draw,
-                "next_wall_by_canary_draw": by_canary_draw,
+                "next_wall_by_canary": by_canary,
+                "report_wall_by_canary": report_canary,
             },
             indent=2,
         )

@@ -168,6 +168,7 @@ def test_a_canary_draw_replaces_the_nodes_frame(funded_artist, provider, monkeyp
     make_queued_job(funded_artist, frames=3, width=32, height=24)
     canary = canary_job(frames=1)
     node, _ = make_node(provider)
+    verification.canary_offers_renew()  # the periodic task: each node's canary is chosen ahead of its draw
     monkeypatch.setattr(verification, "_chance", lambda rate: True)
     assert len(round_for(node, one_node)) == 1
     assert FrameLease.objects.get(node=node).frame.job_id == canary.pk

@@ -108,6 +108,7 @@ def test_a_canary_is_shaped_like_an_artist_job_and_its_lease_names_no_job(funded
     canary = shaped_canary(shape)
 
     node, _ = make_node(provider)
+    services.canary_offers_renew()
     monkeypatch.setattr(services, "_chance", lambda rate: False)
     real_delivery = dispatch.lease_create_for_node(node=node)
     real_message = take(node)
@@ -136,6 +137,7 @@ def test_a_canary_is_shaped_like_an_artist_job_and_its_lease_names_no_job(funded
 def test_the_node_pages_show_no_job_id_and_no_canary(provider, admin_user, monkeypatch):
     job = shaped_canary(canaries.canary_shape(frames=1, resolution=(32, 24), samples=8))
     node, _ = make_node(provider)
+    services.canary_offers_renew()
     monkeypatch.setattr(services, "_chance", lambda rate: True)
     frame = services.canary_frame_for(node=node)
     assert lifecycle.frames_lease(frame_ids=[frame.pk]) == [frame.pk]
@@ -167,5 +169,5 @@ def test_canary_jobs_created_with_bpy_follow_an_artist_jobs_shape(funded_artist)
     job = canaries.canary_jobs_create(count=1, frames=2, resolution=(320, 180), samples=32)[0]
     assert (job.resolution_x, job.resolution_y, job.samples, job.seed, job.output_format) == (48, 36, 16, 0, "OPEN_EXR")
     assert job.frame_numbers == [101, 102] and job.scene.blend_path == "shot_010_v3.blend"
-    assert job.scene.report["frame_start"] == 101 and job.state == "queued"
+    assert job.scene.report["frame_start"] == 101 and job.state == "running"
     assert CanaryAnswer.objects.filter(frame__job=job).count() == 2  # answered by the platform's own render

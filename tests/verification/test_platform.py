@@ -114,7 +114,7 @@ def test_denoised_real_renders_pass_on_their_noisy_pass(funded_artist, provider,
 
 def test_canary_answers_are_what_an_honest_node_renders(agent_renderer, tmp_path):
     job = canaries.canary_jobs_create(count=1, frames=2, resolution=(64, 48), samples=8)[0]
-    assert job.is_canary and job.price_per_frame == 0 and job.state == "queued"
+    assert job.is_canary and job.price_per_frame == 0 and job.state == "running"
     assert job.owner.is_platform and not job.owner.has_usable_password() and not job.owner.is_staff
     frames = list(Frame.objects.filter(job=job).order_by("number"))
     assert [f.state for f in frames] == [FrameState.QUEUED] * 2 and {f.price for f in frames} == {0}
