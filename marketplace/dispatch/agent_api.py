@@ -81,7 +81,7 @@ class HelloView(AgentView):
         data = HelloSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         node = node_hello(node=self.node, capabilities=Capabilities(**data.validated_data))
-        services.match_frames_soon()
+        services.node_greeted(node_id=node.pk)
         answer = {
             "node": node.pk,
             "name": node.name,

@@ -19,12 +19,14 @@ FrameSubstitute = Callable[..., Frame | None]  # (*, node) -> a frame to lease i
 LeaseAbandoned = Callable[..., object]  # (*, node_id, frame_id, reason)
 LeaseSampler = Callable[..., bool | None]  # (*, node, frame, manifest) -> FrameLease.sampled
 LeasesGranted = Callable[..., object]  # (*, leases): render leases just stored, sampled or not
+NodeGreeted = Callable[..., object]  # (*, node_id): its agent said hello
 
 _frame_substitutes: list[FrameSubstitute] = []
 _lease_abandoned: list[LeaseAbandoned] = []
 _lease_samplers: list[LeaseSampler] = []
 _leases_granted: list[LeasesGranted] = []
 _node_reads: list[str] = []
+_node_greeted: list[NodeGreeted] = []
 
 
 def node_reads_register(path: str) -> None:
@@ -55,6 +57,17 @@ def lease_sampler_register(fn: LeaseSampler, then: LeasesGranted) -> None:
     if fn not in _lease_samplers:
         _lease_samplers.append(fn)
         _leases_granted.append(then)
+
+
+def node_greeted_register(fn: NodeGreeted) -> None:
+    if fn not in _node_greeted:
+        _node_greeted.append(fn)
+
+
+def node_greeted(*, node_id: int) -> None:
+    """A node's agent said hello (after its capabilities were stored)."""
+    for fn in _node_greeted:
+        fn(node_id=node_id)
 
 
 def frame_substitute(*, node: WorkerNode) -> Frame | None:

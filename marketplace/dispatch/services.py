@@ -829,3 +829,9 @@ def frame_result_refuse(*, frame_id: int, result_key: str, reason: str) -> bool:
 def match_frames_soon() -> None:
     """Ask a Celery worker to run matching after the current transaction (if any) commits."""
     _after_commit_match()
+
+
+def node_greeted(*, node_id: int) -> None:
+    """An agent said hello: match it, and let the apps above dispatch prepare for it (`hooks.node_greeted`)."""
+    match_frames_soon()
+    hooks.node_greeted(node_id=node_id)

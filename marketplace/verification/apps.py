@@ -19,6 +19,7 @@ class VerificationConfig(AppConfig):
         # Inside dispatch's transactions: canaries replace real work; abandoned leases cost trust. Matching reads
         # what these need (the node's trust, its canary offer) with the node it locks.
         hooks.node_reads_register(services.NODE_READS)
+        hooks.node_greeted_register(services.canary_node_greeted)  # a node's first canary, without waiting for beat
         hooks.frame_substitute_register(services.canary_frame_for)
         hooks.lease_abandoned_register(services.trust_lease_abandoned)
         # ... and a render lease's check is drawn when it is granted; its crops are chosen and rendered after the call.

@@ -859,6 +859,11 @@ def canary_offers_renew(*, now=None) -> int:
     return len(changed)
 
 
+def canary_node_greeted(*, node_id: int) -> None:
+    """A node said hello (dispatch's hook): it gets its canary offer now rather than at the next periodic run."""
+    canary_offers_renew_soon()
+
+
 def canary_offers_renew_soon() -> None:
     """Ask for `canary_offers_renew` after commit (coalesced): the pool of canaries or a provider's scenes changed."""
     transaction.on_commit(lambda: delay_once("verification.canary_offers", ttl_s=events.COALESCED_TTL_SECONDS))

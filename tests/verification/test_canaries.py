@@ -11,6 +11,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from marketplace import blobs
 from marketplace.dispatch import services as dispatch
@@ -20,6 +21,7 @@ from marketplace.jobs.models import Frame, Job
 from marketplace.jobs.states import FrameState, JobState
 from marketplace.ledger.models import LedgerTransaction
 from marketplace.nodes.models import WorkerNode
+from marketplace.nodes.services import node_create
 from marketplace.verification import canaries, policy, services
 from marketplace.verification.models import CanaryAnswer, FrameCheck, NodeTrust, TrustEvent
 from tests.fixtures.market import REPORT, make_node, make_queued_job, make_scene
@@ -246,3 +248,14 @@ def test_offers_go_to_online_nodes_that_fit_one_scene_per_provider(provider, alw
     WorkerNode.objects.filter(pk=old.pk).update(blender_series="4.2,5.0")
     assert services.canary_offers_renew() == 1
     assert NodeTrust.objects.get(node=old).canary.job_id in (one.pk, two.pk)
+
+
+def test_a_node_that_says_hello_gets_its_canary_offer_at_once(provider):
+    canary_job()
+    node, token = node_create(owner=provider, name="fresh")
+    assert not NodeTrust.objects.filter(node=node).exists()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Node {token}")
+    hello = {"devices": [{"type": "CPU", "name": "cpu"}], "cpu_cores": 2, "ram_mb": 1000, "blender_version": "5.0.1"}
+    assert client.post("/api/v1/agent/hello/", hello, format="json").status_code == 200
+    assert NodeTrust.objects.get(node=node).canary.job.is_canary  # asked for after its hello, not at beat's next run
