@@ -19,6 +19,10 @@ SAMPLE_AT_LEASE = getattr(settings, "VERIFICATION_SAMPLE_AT_LEASE", True)
 # provider's node is idle to verify them after the report (cheaper for the platform). The check is then decided
 # when the result arrives, not after a platform render in the job's path.
 REFERENCES_AHEAD = getattr(settings, "VERIFICATION_REFERENCES_AHEAD", True)
+# How much of a worker process's memory the decoded candidates of recent checks may keep (one is always kept): a
+# check's crops are judged against one frame, read and decoded once (`services._candidate_image`). 128 MiB holds
+# five 1920x1080 frames, or one at 4K.
+CANDIDATE_CACHE_BYTES = getattr(settings, "VERIFICATION_CANDIDATE_CACHE_MB", 128) << 20
 # The most sampled leases one `verification.samples_prepare` task prepares; a full batch queues another.
 SAMPLES_BATCH = 500
 # When a job is accepted, a platform worker loads its scene ahead of the first crop (its Blender would otherwise

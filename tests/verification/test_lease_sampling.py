@@ -152,9 +152,15 @@ def test_references_rendered_while_the_node_renders_decide_the_check_at_the_repo
     assert len(platform_truth.renders) == policy.CROPS_PER_CHECK and all(sample.references)
     assert services.references_render(lease_id=delivery.lease_id) == 0  # all there: nothing rendered again
 
+    decoded, reads, decode, read = [], [], services.image_from_bytes, services._bytes_checked
+    monkeypatch.setattr(services, "image_from_bytes", lambda b, size: decoded.append(size) or decode(b, size=size))
+    monkeypatch.setattr(services, "_bytes_checked", lambda key: reads.append(key) or read(key))
+    services._candidates.clear()
     lease = report(node, delivery, truth)
     check = FrameCheck.objects.get(render_lease=lease)
     assert check.state == FrameCheck.State.PASSED
+    # The candidate frame is decoded once for the check's 8 crops, and its bytes checked for each of them.
+    assert decoded.count((32, 24)) == 1 and reads.count(lease.result_key) == policy.CROPS_PER_CHECK
     assert sorted(check.crops.values_list("reference_key", flat=True)) == sorted(sample.references)
     assert {c.verifier for c in check.crops.all()} == {CropCheck.Verifier.PLATFORM}
     assert len(platform_truth.renders) == policy.CROPS_PER_CHECK  # the report rendered nothing
