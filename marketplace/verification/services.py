@@ -838,7 +838,8 @@ def canary_offers_renew(*, now=None) -> int:
     series the node takes, of a scene its provider has never leased and offers no other of its nodes: a provider
     never gets the same canary scene twice on any of its nodes. Returns how many offers it changed.
 
-    A periodic task (and a canary job opening, a canary check deciding) runs it; one at a time (a lock)."""
+    A periodic task runs it, and a node saying hello, a canary job opening, a canary check ending ask for it; one
+    run at a time (a lock)."""
     with transaction.atomic():
         if connection.vendor == "postgresql":  # two runs would offer one scene to two nodes of a provider
             with connection.cursor() as cur:
@@ -856,19 +857,19 @@ def canary_offers_renew(*, now=None) -> int:
         stale = NodeTrust.objects.filter(canary__isnull=False).exclude(
             canary__state=FrameState.QUEUED, canary__job__state__in=_LIVE, canary__updated_at=F("canary_updated_at")
         )
-        wanting = NodeTrust.objects.filter(Q(pk__in=stale.values("pk")) | Q(canary__isnull=True, node__in=online))
-        trusts = list(wanting.select_related("node"))
+        wanting = Q(pk__in=stale.values("pk"))
+        if pool:  # else the nodes without an offer keep none: not worth reading them all
+            wanting |= Q(canary__isnull=True, node__in=online)
+        trusts = list(NodeTrust.objects.filter(wanting).select_related("node"))
         if not trusts:
             return 0
         _random.shuffle(trusts)  # a scene wanted by several nodes of a provider goes to any of them
         owners = {trust.node.owner_id for trust in trusts}
         taken: dict[int, set[int]] = defaultdict(set)  # owner -> scenes its nodes leased or are offered
         leased = FrameLease.objects.filter(node__owner_id__in=owners, frame__job__is_canary=True)
-        offered = NodeTrust.objects.filter(node__owner_id__in=owners, canary__isnull=False).exclude(
-            pk__in=[trust.pk for trust in trusts]
-        )
+        offered = NodeTrust.objects.filter(node__owner_id__in=owners, canary__isnull=False).exclude(wanting)
         for owner_id, scene_id in [
-            *leased.values_list("node__owner_id", "frame__job__scene_id"),
+            *leased.values_list("node__owner_id", "frame__job__scene_id").distinct(),
             *offered.values_list("node__owner_id", "canary__job__scene_id"),
         ]:
             taken[owner_id].add(scene_id)
