@@ -17,6 +17,7 @@ NAMES = (
     "market_settlement_lag_seconds",
     "market_verification_failures",
     "market_crop_failures",
+    "market_canary_offers",
     "market_celery_queue_depth",
     "market_agent_queue_depth",
 )
@@ -53,6 +54,11 @@ class FarmCollector(Collector):
         )
         yield CounterMetricFamily("market_verification_failures", "Frame checks that failed", value=snap.checks_failed)
         yield CounterMetricFamily("market_crop_failures", "Crop re-renders that did not match", value=snap.crops_failed)
+        yield GaugeMetricFamily(
+            "market_canary_offers",
+            "Online nodes holding a canary they can be handed now (0: no canary job open, or none left unseen)",
+            value=snap.nodes_with_canary,
+        )
         queues = GaugeMetricFamily(
             "market_celery_queue_depth", "Messages waiting in each Celery queue", labels=["queue"]
         )

@@ -1,10 +1,10 @@
 """What an operator needs to see of the farm, read from the database and the brokers at the moment of asking.
 
-The database is the source of truth, so these are gauges computed at scrape time (the same numbers in every
-web process, nothing to aggregate across gunicorn workers or Celery processes): nodes by state, frames by
-state, active leases, the age of the oldest frame waiting for a node (dispatch lag) and for settlement
-(settlement lag), verification failures, the depth of each Celery queue and of the agents' queues, and the
-heartbeats waiting to be written.
+The database is the source of truth, so these are gauges computed at scrape time (the same numbers in every web
+process, nothing to aggregate across gunicorn workers or Celery processes): nodes by state, frames by state,
+active leases, the age of the oldest frame waiting for a node (dispatch lag) and for settlement (settlement lag),
+verification failures, the online nodes holding a canary, the depth of each Celery queue and of the agents'
+queues, and the heartbeats waiting to be written.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState
 from marketplace.nodes.models import WorkerNode
 from marketplace.verification.models import CropCheck, FrameCheck
+from marketplace.verification.selectors import canary_coverage
 
 AGENT_QUEUE_PATTERN = "agent:node:*:queue"
 
@@ -37,6 +38,8 @@ class FarmSnapshot:
     oldest_unsettled_s: float
     checks_failed: int
     crops_failed: int
+    nodes_online: int = 0
+    nodes_with_canary: int = 0  # online nodes holding a canary they can be handed now
     celery_queues: dict[str, int | None] = field(default_factory=dict)  # None: broker unreachable
     agent_queue_messages: int | None = None
     heartbeats_waiting: int | None = None  # gathered, not yet written (dispatch.heartbeats)
@@ -97,6 +100,7 @@ def farm_snapshot() -> FarmSnapshot:
     unsettled = Frame.objects.filter(
         state__in=(FrameState.RENDERED, FrameState.VERIFYING), job__is_canary=False
     ).aggregate(t=Min("rendered_at"))["t"]
+    online, with_canary = canary_coverage(now)
     return FarmSnapshot(
         nodes=nodes,
         frames=frames,
@@ -105,6 +109,8 @@ def farm_snapshot() -> FarmSnapshot:
         oldest_unsettled_s=_age(unsettled, now),
         checks_failed=FrameCheck.objects.filter(state=FrameCheck.State.FAILED).count(),
         crops_failed=CropCheck.objects.filter(state=CropCheck.State.FAILED).count(),
+        nodes_online=online,
+        nodes_with_canary=with_canary,
         celery_queues=_celery_depths(),
         agent_queue_messages=_agent_depth(),
         heartbeats_waiting=_heartbeats_waiting(),

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Count
+from django.db.models import Count, F
 from django.http import Http404
 
+from marketplace.jobs.states import FrameState, JobState
 from marketplace.nodes.models import WorkerNode
-from marketplace.nodes.selectors import node_is_banned
+from marketplace.nodes.selectors import node_banned_q, node_is_banned, node_silent_q
 from marketplace.verification.models import CropCheck, FrameCheck, NodeTrust, TrustEvent
 
 
@@ -118,3 +119,17 @@ def crop_evidence(*, frame_id: int, result_key: str) -> list[CropCheck]:
         .select_related("frame_check__render_lease", "verify_lease")
         .order_by("pk")
     )
+
+
+def canary_coverage(now=None) -> tuple[int, int]:
+    """(online nodes, those of them holding a canary they can be handed now: queued, of a live job, not leased by
+    anyone since it was offered). 0 offers: no canary job is open, or the providers online have seen every
+    canary scene, and no canary check happens."""
+    online = WorkerNode.objects.exclude(node_silent_q(now)).exclude(node_banned_q())
+    ready = NodeTrust.objects.filter(
+        node__in=online,
+        canary__state=FrameState.QUEUED,
+        canary__job__state__in=(JobState.QUEUED, JobState.RUNNING),
+        canary__updated_at=F("canary_updated_at"),
+    )
+    return online.count(), ready.count()

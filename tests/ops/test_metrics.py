@@ -113,3 +113,22 @@ def test_a_broker_that_does_not_answer_reads_as_unreachable_within_seconds(setti
     assert set(snap.celery_queues.values()) == {None} and snap.agent_queue_messages is None
     assert snap.heartbeats_waiting is None
     assert waited < 10, f"the scrape waited {waited:.1f} s"  # 2 s per broker, not the OS's socket timeout
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_farm_shows_how_many_online_nodes_have_a_canary_ready(farm_state, admin_user, client, settings):
+    from marketplace.verification import services as verification
+    from tests.verification.test_canaries import canary_job
+
+    settings.OPS_METRICS_TOKEN = "scrape-" + "x" * 40
+    scrape = Client(HTTP_AUTHORIZATION=f"Bearer {settings.OPS_METRICS_TOKEN}")
+    client.force_login(admin_user)
+    assert value(scrape.get("/metrics").content.decode(), "market_canary_offers") == 0
+    page = client.get("/ops/farm/").content.decode()
+    assert re.search(r"Online nodes with a canary ready</dt><dd>0 of 2<", page) and "canary_setup" in page
+
+    canary_job(frames=1)  # one scene: offered to one node of the provider only
+    verification.canary_offers_renew()
+    assert value(scrape.get("/metrics").content.decode(), "market_canary_offers") == 1
+    page = client.get("/ops/farm/").content.decode()
+    assert re.search(r"Online nodes with a canary ready</dt><dd>1 of 2<", page) and "canary_setup" not in page
