@@ -25,6 +25,7 @@ from marketplace.nodes.services import node_create
 from marketplace.verification import canaries, policy, services
 from marketplace.verification.models import CanaryAnswer, FrameCheck, NodeTrust, TrustEvent
 from tests.fixtures.market import REPORT, make_node, make_queued_job, make_scene
+from tests.fixtures.race import race
 from tests.verification.helpers import other_provider, png, take, truth_image
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("agent_queues", "manual_matching")]
@@ -259,3 +260,17 @@ def test_a_node_that_says_hello_gets_its_canary_offer_at_once(provider):
     hello = {"devices": [{"type": "CPU", "name": "cpu"}], "cpu_cores": 2, "ram_mb": 1000, "blender_version": "5.0.1"}
     assert client.post("/api/v1/agent/hello/", hello, format="json").status_code == 200
     assert NodeTrust.objects.get(node=node).canary.job.is_canary  # asked for after its hello, not at beat's next run
+
+
+@pytest.mark.postgres
+def test_renewals_at_once_never_offer_one_scene_to_two_nodes_of_a_provider(provider):
+    for n in range(3):
+        canary_job(frames=1, content=b"scene %d" % n)
+    nodes = [make_node(provider, name=f"n{i}", unchecked=True)[0] for i in range(6)]  # trusted: more than 3
+    results = race(lambda i: services.canary_offers_renew(), 4)
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert sum(results) == 3  # one run offered the three scenes; the others found nothing left to do
+    scenes = list(
+        NodeTrust.objects.filter(node__in=nodes, canary__isnull=False).values_list("canary__job__scene_id", flat=True)
+    )
+    assert len(scenes) == len(set(scenes)) == 3
