@@ -41,7 +41,7 @@ from marketplace.dispatch.manifests import expected_size
 from marketplace.dispatch.models import FrameLease, JobNodeBlock
 from marketplace.jobs import lifecycle
 from marketplace.jobs.models import Frame, Job, LeasedCount
-from marketplace.jobs.states import FrameState, JobState
+from marketplace.jobs.states import JOB_LIVE, FrameState, JobState
 from marketplace.logs import lease_fields, subject_scope
 from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.selectors import silent_cutoff
@@ -51,7 +51,6 @@ from render_kernels import result_summary
 
 log = logging.getLogger("dispatch")
 
-LIVE_JOBS = (JobState.QUEUED, JobState.RUNNING)
 POOL_TRIES = 4  # reads of a group's pool, each ranking twice as far, past frames concurrent rounds locked first
 POOL_SPARE = 16  # ranked frames read beyond those needed, so that a read passes over frames others hold
 
@@ -65,7 +64,7 @@ def _profile(node: WorkerNode) -> tuple:
 def _fitting_jobs(profile: tuple):
     """The live jobs whose frames fit `profile` (the frames also need state QUEUED and a price at its floor)."""
     series, _, vram = profile
-    qs = Job.objects.filter(state__in=LIVE_JOBS, is_canary=False, blender_series__in=series)
+    qs = Job.objects.filter(state__in=JOB_LIVE, is_canary=False, blender_series__in=series)
     if vram:
         qs = qs.filter(Q(quote__vram_mb__isnull=True) | Q(quote__vram_mb__lte=vram))
     return qs

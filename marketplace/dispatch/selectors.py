@@ -18,7 +18,7 @@ from django.utils import timezone
 from marketplace.dispatch import conf
 from marketplace.dispatch.models import JobNodeBlock
 from marketplace.jobs.models import Job
-from marketplace.jobs.states import FrameState, JobState
+from marketplace.jobs.states import JOB_LIVE, FrameState
 from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.selectors import node_banned_q, node_silent_q
 
@@ -84,7 +84,7 @@ def _why_not(node: WorkerNode, *, job: Job, price: int, blocked: set[int]) -> st
 
 def job_waiting(*, job: Job) -> Waiting | None:
     """None when nothing of the job waits for a node (all frames leased, done, or the job is not running)."""
-    if job.state not in (JobState.QUEUED, JobState.RUNNING):
+    if job.state not in JOB_LIVE:
         return None
     # One read: the frames leave the queue meanwhile (leased, cancelled), and separate reads saw a count of
     # queued frames and then none to take the cheapest price of (a 500 on the job's page).

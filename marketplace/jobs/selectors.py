@@ -13,7 +13,7 @@ from marketplace import blobs
 from marketplace.jobs import conf
 from marketplace.jobs.errors import JobNotFound
 from marketplace.jobs.models import AssembledFrame, Frame, Job, LeasedCount
-from marketplace.jobs.states import FRAME_CANCELLABLE, FRAME_OPEN, FrameState, JobState
+from marketplace.jobs.states import FRAME_CANCELLABLE, FRAME_OPEN, JOB_LIVE, FrameState, JobState
 from marketplace.ledger.models import Account
 from marketplace.ledger.selectors import account_balance, transaction_exists, user_balances
 from marketplace.ledger.services import escrow_account
@@ -75,7 +75,7 @@ def scene_of(*, owner, scene_id: object) -> Scene:
 def job_is_live(*, job: Job) -> bool:
     """Whether the job page should keep refreshing: frames may still change, or a still is being assembled."""
     return (
-        job.state in (JobState.QUEUED, JobState.RUNNING)
+        job.state in JOB_LIVE
         or job.frames.filter(state__in=FRAME_OPEN).exists()
         or any(still.assembling for still in stills_of(job=job))
     )

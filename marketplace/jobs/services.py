@@ -21,7 +21,7 @@ from marketplace import blobs
 from marketplace.jobs import assembly, conf, extensions, lifecycle, pricing, selectors
 from marketplace.jobs.errors import FundsInsufficient, JobNotFound, JobRefused
 from marketplace.jobs.models import AssembledFrame, Frame, Job
-from marketplace.jobs.states import FRAME_CANCELLABLE, FRAME_OPEN, FrameState, JobState
+from marketplace.jobs.states import FRAME_CANCELLABLE, FRAME_OPEN, JOB_LIVE, FrameState, JobState
 from marketplace.jobs.tiles import smallest_tile, tile_rects
 from marketplace.ledger.services import InsufficientFunds, hold_escrow, refund_escrow, release_escrow
 from marketplace.logs import subject_scope
@@ -316,7 +316,7 @@ def job_allow_refused_nodes(*, job_id: int, owner) -> int:
     result failed a check, lost a dispute, or it failed the job 3 times): let those nodes render them again.
     Returns how many nodes were let back."""
     job = _job_of(job_id=job_id, owner=owner)
-    if job.state not in (JobState.QUEUED, JobState.RUNNING):
+    if job.state not in JOB_LIVE:
         raise JobRefused(f"this job is {job.get_state_display().lower()}: nothing waits for a node")
     cleared = extensions.node_blocks_clear(job_id=job.pk)
     if not cleared:
@@ -437,8 +437,7 @@ def job_finish_if_complete(*, job_id: int) -> bool:
     Every frame that leaves the open states calls this after its commit, so the last one always sees the
     others closed: a live job with open frames is answered by one read, without locking its frames.
     """
-    live = (JobState.QUEUED, JobState.RUNNING)
-    if Frame.objects.filter(job_id=job_id, job__state__in=live, state__in=FRAME_OPEN).exists():
+    if Frame.objects.filter(job_id=job_id, job__state__in=JOB_LIVE, state__in=FRAME_OPEN).exists():
         return False
     return _job_finish(job_id=job_id)
 
@@ -459,7 +458,7 @@ def _job_finish(*, job_id: int) -> bool:
         lifecycle.frames_cancel(frame_ids=queued, current=(FrameState.QUEUED,), reason="job cancelled")
         if job.frames.filter(state__in=FRAME_OPEN).exists():
             return False
-    elif job.state in (JobState.QUEUED, JobState.RUNNING):
+    elif job.state in JOB_LIVE:
         # Read again under the job's lock: a retry may have re-queued failed frames since the read above.
         if open_frames or job.frames.filter(state__in=FRAME_OPEN).exists():
             return False

@@ -45,6 +45,9 @@ JOB_TRANSITIONS: dict[str, frozenset[str]] = {
     JobState.CANCELLED: frozenset(),
 }
 
+# A job whose queued frames may be leased.
+JOB_LIVE = (JobState.QUEUED, JobState.RUNNING)
+
 FRAME_OPEN = (FrameState.QUEUED, FrameState.LEASED, FrameState.RENDERED, FrameState.VERIFYING)
 # What cancelling a job stops (and refunds); rendered frames are work done and stay payable.
 FRAME_CANCELLABLE = (FrameState.QUEUED, FrameState.LEASED)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.db.models import Count, F
 from django.http import Http404
 
-from marketplace.jobs.states import FrameState, JobState
+from marketplace.jobs.states import JOB_LIVE, FrameState
 from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.selectors import node_banned_q, node_is_banned, node_silent_q
 from marketplace.verification.models import CropCheck, FrameCheck, NodeTrust, TrustEvent
@@ -129,7 +129,7 @@ def canary_coverage(now=None) -> tuple[int, int]:
     ready = NodeTrust.objects.filter(
         node__in=online,
         canary__state=FrameState.QUEUED,
-        canary__job__state__in=(JobState.QUEUED, JobState.RUNNING),
+        canary__job__state__in=JOB_LIVE,
         canary__updated_at=F("canary_updated_at"),
     )
     return online.count(), ready.count()

@@ -54,7 +54,7 @@ from marketplace.dispatch.services import (
 )
 from marketplace.jobs import events, lifecycle
 from marketplace.jobs.models import Frame
-from marketplace.jobs.states import FrameState, JobState
+from marketplace.jobs.states import JOB_LIVE, FrameState
 from marketplace.nodes import broker
 from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.selectors import node_banned_q, node_silent_q
@@ -576,7 +576,7 @@ def platform_prewarm(*, frame_ids: list[int]) -> bool:
         return False
     frame = (
         Frame.objects.select_related("job__scene")
-        .filter(pk=frame_ids[0], job__state__in=(JobState.QUEUED, JobState.RUNNING), job__is_canary=False)
+        .filter(pk=frame_ids[0], job__state__in=JOB_LIVE, job__is_canary=False)
         .first()
     )
     if frame is None or frame.job.scene is None:
@@ -821,13 +821,12 @@ def canary_frame_for(*, node) -> Frame | None:
         return None
     canary = trust.canary
     unleased = canary.state == FrameState.QUEUED and canary.updated_at == trust.canary_updated_at  # since offered
-    fits = canary.job.state in _LIVE and canary.job.blender_series in node.series
+    fits = canary.job.state in JOB_LIVE and canary.job.blender_series in node.series
     return canary if unleased and fits else None
 
 
 # What matching reads with each node it locks (dispatch.hooks.node_reads): the check rate and the canary offer.
 NODE_READS = "trust__canary__job__scene"
-_LIVE = (JobState.QUEUED, JobState.RUNNING)
 _OFFERS_LOCK = "verification.canary_offers"
 _random = secrets.SystemRandom()
 
@@ -851,11 +850,11 @@ def canary_offers_renew(*, now=None) -> int:
         )
         pool = list(
             Frame.objects.filter(
-                state=FrameState.QUEUED, job__is_canary=True, canary_answer__isnull=False, job__state__in=_LIVE
+                state=FrameState.QUEUED, job__is_canary=True, canary_answer__isnull=False, job__state__in=JOB_LIVE
             ).values_list("pk", "job__scene_id", "job__blender_series", "updated_at")
         )
         stale = NodeTrust.objects.filter(canary__isnull=False).exclude(
-            canary__state=FrameState.QUEUED, canary__job__state__in=_LIVE, canary__updated_at=F("canary_updated_at")
+            canary__state=FrameState.QUEUED, canary__job__state__in=JOB_LIVE, canary__updated_at=F("canary_updated_at")
         )
         wanting = Q(pk__in=stale.values("pk"))
         if pool:  # else the nodes without an offer keep none: not worth reading them all
