@@ -20,7 +20,7 @@ from marketplace.dispatch.models import JobNodeBlock
 from marketplace.jobs.models import Job
 from marketplace.jobs.states import JOB_LIVE, FrameState
 from marketplace.nodes.models import WorkerNode
-from marketplace.nodes.selectors import node_banned_q, node_silent_q
+from marketplace.nodes.selectors import online_nodes
 
 S = WorkerNode.Status
 
@@ -94,7 +94,7 @@ def job_waiting(*, job: Job) -> Waiting | None:
     frames, since, price = queue["frames"], queue["since"], queue["price"]
     if not frames:
         return None
-    online = list(WorkerNode.objects.exclude(node_banned_q()).exclude(node_silent_q()))
+    online = list(online_nodes())
     kw: _Queued = {"frames": frames, "since": since}
     if not online:
         return Waiting(

@@ -37,6 +37,11 @@ def available_nodes(now=None, *, finishing_lease_id: int | None = None) -> Query
     )
 
 
+def online_nodes(now=None) -> QuerySet[WorkerNode]:
+    """Nodes heard from within OFFLINE_AFTER_SECONDS with their agent online, and not banned: idle, busy or paused."""
+    return WorkerNode.objects.exclude(node_silent_q(now)).exclude(node_banned_q())
+
+
 def idle_capacity() -> list[float]:
     """Benchmark scores (samples/s) of the available nodes."""
     return list(available_nodes().values_list("bench_score", flat=True))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Count, F
+from django.db.models import Count, F, Q
 from django.http import Http404
 
 from marketplace.jobs.states import JOB_LIVE, FrameState
 from marketplace.nodes.models import WorkerNode
-from marketplace.nodes.selectors import node_banned_q, node_is_banned, node_silent_q
+from marketplace.nodes.selectors import node_is_banned, online_nodes
 from marketplace.verification.models import CropCheck, FrameCheck, NodeTrust, TrustEvent
 
 
@@ -121,15 +121,16 @@ def crop_evidence(*, frame_id: int, result_key: str) -> list[CropCheck]:
     )
 
 
-def canary_coverage(now=None) -> tuple[int, int]:
-    """(online nodes, those of them holding a canary they can be handed now: queued, of a live job, not leased by
-    anyone since it was offered). 0 offers: no canary job is open, or the providers online have seen every
-    canary scene, and no canary check happens."""
-    online = WorkerNode.objects.exclude(node_silent_q(now)).exclude(node_banned_q())
-    ready = NodeTrust.objects.filter(
-        node__in=online,
-        canary__state=FrameState.QUEUED,
-        canary__job__state__in=JOB_LIVE,
-        canary__updated_at=F("canary_updated_at"),
+def canary_ready_q() -> Q:
+    """`NodeTrust` rows whose canary can be handed out now: queued, of a live job, not leased by anyone since it
+    was offered (`services.canary_frame_for` checks the same on the row matching loaded)."""
+    return Q(
+        canary__state=FrameState.QUEUED, canary__job__state__in=JOB_LIVE, canary__updated_at=F("canary_updated_at")
     )
-    return online.count(), ready.count()
+
+
+def canary_coverage(now=None) -> tuple[int, int]:
+    """(online nodes, those of them holding a canary they can be handed now). 0 offers: no canary job is open, or
+    the providers online have seen every canary scene, and no canary check happens."""
+    online = online_nodes(now)
+    return online.count(), NodeTrust.objects.filter(canary_ready_q(), node__in=online).count()

@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from marketplace import blobs
@@ -57,7 +57,7 @@ from marketplace.jobs.models import Frame
 from marketplace.jobs.states import JOB_LIVE, FrameState
 from marketplace.nodes import broker
 from marketplace.nodes.models import WorkerNode
-from marketplace.nodes.selectors import node_banned_q, node_silent_q
+from marketplace.nodes.selectors import online_nodes
 from marketplace.nodes.services import node_status_sync
 from marketplace.verification import conf, platform, policy
 from marketplace.verification.crops import (
@@ -69,6 +69,7 @@ from marketplace.verification.crops import (
     verifiable,
 )
 from marketplace.verification.models import CanaryAnswer, CropCheck, FrameCheck, LeaseSample, NodeTrust, TrustEvent
+from marketplace.verification.selectors import canary_ready_q
 from render_kernels import image_from_bytes
 from workers.blend.sandbox import BlendFileError
 
@@ -843,7 +844,7 @@ def canary_offers_renew(*, now=None) -> int:
         if connection.vendor == "postgresql":  # two runs would offer one scene to two nodes of a provider
             with connection.cursor() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [_OFFERS_LOCK])
-        online = WorkerNode.objects.exclude(node_silent_q(now)).exclude(node_banned_q())
+        online = online_nodes(now)
         NodeTrust.objects.bulk_create(  # a node without its row yet is checked at rate 1: it needs an offer most
             (NodeTrust(node_id=pk) for pk in online.filter(trust__isnull=True).values_list("pk", flat=True)),
             ignore_conflicts=True,
@@ -853,9 +854,7 @@ def canary_offers_renew(*, now=None) -> int:
                 state=FrameState.QUEUED, job__is_canary=True, canary_answer__isnull=False, job__state__in=JOB_LIVE
             ).values_list("pk", "job__scene_id", "job__blender_series", "updated_at")
         )
-        stale = NodeTrust.objects.filter(canary__isnull=False).exclude(
-            canary__state=FrameState.QUEUED, canary__job__state__in=JOB_LIVE, canary__updated_at=F("canary_updated_at")
-        )
+        stale = NodeTrust.objects.filter(canary__isnull=False).exclude(canary_ready_q())
         wanting = Q(pk__in=stale.values("pk"))
         if pool:  # else the nodes without an offer keep none: not worth reading them all
             wanting |= Q(canary__isnull=True, node__in=online)
