@@ -10,11 +10,12 @@ from typing import Protocol
 
 from django.core.exceptions import PermissionDenied
 from django.core.files import File
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from marketplace import blobs
 from marketplace.errors import Conflict
+from marketplace.locks import advisory_xact_lock
 from marketplace.scenes import bundles, conf
 from marketplace.scenes.inspection import inspect_upload
 from marketplace.scenes.models import Scene, SceneFile, storage_key_of_file
@@ -46,9 +47,7 @@ def store_once(*, key: str, path: Path) -> None:
     transaction around slow I/O that others wait for. (SQLite, one machine, has one writer anyway.)
     """
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"blob:{key}"])
+        advisory_xact_lock(f"blob:{key}")
         if not blobs.blob_exists(key):
             with open(path, "rb") as f:
                 blobs.blob_put(key=key, fileobj=f)

@@ -35,7 +35,7 @@ from collections import OrderedDict, defaultdict
 from datetime import datetime, timedelta
 
 import numpy as np
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -55,6 +55,7 @@ from marketplace.dispatch.services import (
 from marketplace.jobs import events, lifecycle
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import JOB_LIVE, FrameState
+from marketplace.locks import advisory_xact_lock
 from marketplace.nodes import broker
 from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.selectors import online_nodes
@@ -841,9 +842,7 @@ def canary_offers_renew(*, now=None) -> int:
     A periodic task runs it, and a node saying hello, a canary job opening, a canary check ending ask for it; one
     run at a time (a lock)."""
     with transaction.atomic():
-        if connection.vendor == "postgresql":  # two runs would offer one scene to two nodes of a provider
-            with connection.cursor() as cur:
-                cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [_OFFERS_LOCK])
+        advisory_xact_lock(_OFFERS_LOCK)  # two runs would offer one scene to two nodes of a provider
         online = online_nodes(now)
         NodeTrust.objects.bulk_create(  # a node without its row yet is checked at rate 1: it needs an offer most
             (NodeTrust(node_id=pk) for pk in online.filter(trust__isnull=True).values_list("pk", flat=True)),
