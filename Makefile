@@ -42,7 +42,8 @@ test-fast: $(DEVSTAMP)
 # The ledger, matching and the agent's calls once more on SQLite, the database `make run` uses (its Postgres-only
 # rules and races are skipped there): the hot path writes some statements by hand, with a SQLite form.
 SQLITE_TESTS = tests/ledger tests/dispatch/test_batch.py tests/dispatch/test_agent_api.py tests/dispatch/test_heartbeats.py \
-	tests/verification/test_lease_sampling.py tests/verification/test_canaries.py tests/nodes
+	tests/verification/test_lease_sampling.py tests/verification/test_canaries.py tests/nodes \
+	tests/payments/test_earnings.py
 test-sqlite: $(DEVSTAMP)
 	$(BIN)/python scripts/testenv.py --sqlite $(SQLITE_TESTS) -q -p no:cacheprovider
 

@@ -12,8 +12,11 @@ from marketplace.verification.models import CropCheck, TrustEvent
 from marketplace.verification.selectors import crop_evidence
 
 
-def frame_has_open_dispute(*, frame_id: int) -> bool:
-    return Dispute.objects.filter(frame_id=frame_id, state=Dispute.State.OPEN).exists()
+def frames_with_open_dispute(*, frame_ids: list[int]) -> set[int]:
+    """Which of these frames have an open dispute (their pay is frozen)."""
+    return set(
+        Dispute.objects.filter(frame_id__in=frame_ids, state=Dispute.State.OPEN).values_list("frame_id", flat=True)
+    )
 
 
 def disputes_of_artist(*, artist) -> QuerySet[Dispute]:

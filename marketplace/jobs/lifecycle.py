@@ -10,8 +10,8 @@ Rows are born in their models' default states (a Job QUOTED, a Frame QUEUED): an
 
 Who calls what (docs/architecture.md, "The life of a frame"): dispatch leases, requeues, records renders and
 fails frames; verification moves a frame to verifying, discards a refused result and settles (through
-`jobs.services.frame_settle`, which pays); disputes reopen a settled frame; jobs accepts, cancels, retries and
-finishes jobs.
+`jobs.services.frame_settle`, which pays); disputes reopen a settled frame; payments marks a settled frame's pay
+matured; jobs accepts, cancels, retries and finishes jobs.
 """
 
 from __future__ import annotations
@@ -316,6 +316,14 @@ def frames_settle(*, node_of: Mapping[int, int]) -> dict[int, int]:
     for job_id, frame_id in sorted({job_id: frame_id for frame_id, _, job_id in moved}.items()):
         events.emit(events.FRAME_SETTLED, frame_id=frame_id, job_id=job_id)
     return {frame_id: count for frame_id, count, _ in moved}
+
+
+def frames_pay_matured(*, frame_ids: Collection[int], at) -> int:
+    """Record that these settled frames' pay left the dispute window (payments.earnings matured it, or found
+    nothing to release): maturation no longer reads them. Not a state change; only settled frames are marked."""
+    if not frame_ids:
+        return 0
+    return Frame.objects.filter(pk__in=frame_ids, state=FrameState.SETTLED).update(pay_matured_at=at)
 
 
 def frames_thumbnail_set(*, keys: Mapping[int, str]) -> None:

@@ -114,6 +114,9 @@ class Frame(models.Model):
     settled_at = models.DateTimeField(null=True, blank=True)
     # How often the frame was paid (an upheld dispute re-renders a paid frame); keys each settlement.
     settle_count = models.IntegerField(default=0)
+    # When its provider's pay left the dispute window (payments.earnings), or was found to be nothing to release.
+    # A settled frame without it is still owed a maturation: the partial index below reads only those.
+    pay_matured_at = models.DateTimeField(null=True, blank=True)
     # When the artist last sent the failed frame back: failures before it no longer count toward failing it.
     retried_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -134,6 +137,14 @@ class Frame(models.Model):
             models.Index(fields=["job", "number"], condition=Q(state="queued"), name="frame_queued_by_job_number"),
             # The assembly sweep looks for recently settled tiles.
             models.Index(fields=["settled_at"], condition=Q(tile_x__isnull=False), name="frame_tile_settled_at"),
+            # Maturation reads the settled frames whose pay is still pending, oldest first, however long the
+            # history. No state in the condition: a prepared statement's generic plan could not prove `state = $1`
+            # implies it; `settled_at <= $1` does imply `settled_at IS NOT NULL`.
+            models.Index(
+                fields=["settled_at", "id"],
+                condition=Q(settled_at__isnull=False, pay_matured_at__isnull=True, node__isnull=False),
+                name="frame_pay_pending",
+            ),
         ]
 
     def __str__(self) -> str:

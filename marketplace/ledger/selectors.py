@@ -38,12 +38,18 @@ def posted_to(*, kind: str, owner, keys: list[str]) -> dict[str, int]:
     Later entries that undo or follow a transaction (an upheld dispute, a maturation) read what was really
     posted, never a recomputation with today's settings (the platform fee may have changed since).
     """
+    return {key: s for (key, owner_id), s in posted_to_owners(kind=kind, keys=keys).items() if owner_id == owner.pk}
+
+
+def posted_to_owners(*, kind: str, keys: list[str]) -> dict[tuple[str, int | None], int]:
+    """`posted_to` for many owners at once: {(key, account owner id): what that key posted to their `kind`
+    account}, in one query (a batch of maturations)."""
     rows = (
-        Posting.objects.filter(account__kind=kind, account__owner=owner, transaction__idempotency_key__in=keys)
-        .values_list("transaction__idempotency_key")
+        Posting.objects.filter(account__kind=kind, transaction__idempotency_key__in=keys)
+        .values_list("transaction__idempotency_key", "account__owner_id")
         .annotate(s=Sum("amount"))
     )
-    return dict(rows)
+    return {(key, owner_id): s for key, owner_id, s in rows}
 
 
 def transaction_exists(*, key: str) -> bool:

@@ -36,7 +36,7 @@ class FarmCollector(Collector):
         for state, n in snap.nodes.items():
             nodes.add_metric([state], n)
         yield nodes
-        frames = GaugeMetricFamily("market_frames", "Frames (and tiles) by state", labels=["state"])
+        frames = GaugeMetricFamily("market_frames", "Frames (and tiles) of open jobs by state", labels=["state"])
         for state, n in snap.frames.items():
             frames.add_metric([state], n)
         yield frames

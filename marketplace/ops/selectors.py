@@ -1,10 +1,10 @@
 """What an operator needs to see of the farm, read from the database and the brokers at the moment of asking.
 
 The database is the source of truth, so these are gauges computed at scrape time (the same numbers in every web
-process, nothing to aggregate across gunicorn workers or Celery processes): nodes by state, frames by state,
-active leases, the age of the oldest frame waiting for a node (dispatch lag) and for settlement (settlement lag),
-verification failures, the online nodes holding a canary, the depth of each Celery queue and of the agents'
-queues, and the heartbeats waiting to be written.
+process, nothing to aggregate across gunicorn workers or Celery processes): nodes by state, frames of open jobs
+by state, active leases, the age of the oldest frame waiting for a node (dispatch lag) and for settlement
+(settlement lag), verification failures, the online nodes holding a canary, the depth of each Celery queue and of
+the agents' queues, and the heartbeats waiting to be written. Each read follows the live work, not the history.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from django.utils import timezone
 from marketplace.dispatch import heartbeats
 from marketplace.dispatch.models import FrameLease
 from marketplace.jobs.models import Frame
-from marketplace.jobs.states import FrameState
+from marketplace.jobs.states import JOB_LIVE, FrameState
 from marketplace.nodes.models import WorkerNode
 from marketplace.verification.models import CropCheck, FrameCheck
 from marketplace.verification.selectors import canary_coverage
@@ -93,7 +93,9 @@ def farm_snapshot() -> FarmSnapshot:
     nodes = dict.fromkeys(WorkerNode.Status.values, 0)
     nodes.update(WorkerNode.objects.values_list("status").annotate(n=Count("pk")))
     frames = dict.fromkeys(FrameState.values, 0)
-    frames.update(Frame.objects.values_list("state").annotate(n=Count("pk")))
+    # Of open jobs only: counting every frame the market ever rendered read the whole history at each scrape
+    # (bench_history). A finished job's frames are history: its artist's pages and the ledger keep them.
+    frames.update(Frame.objects.filter(job__state__in=JOB_LIVE).values_list("state").annotate(n=Count("pk")))
     leases = dict.fromkeys(FrameLease.Kind.values, 0)
     leases.update(FrameLease.objects.filter(state=FrameLease.State.ACTIVE).values_list("kind").annotate(n=Count("pk")))
     waiting = Frame.objects.filter(state=FrameState.QUEUED, job__is_canary=False).aggregate(t=Min("updated_at"))["t"]

@@ -14,14 +14,16 @@ from marketplace.ledger.selectors import posted_to
 from marketplace.payments.models import ConnectAccount, EarningMaturation, Payout, TopUp
 
 
-def frames_due_to_mature(*, cutoff: datetime) -> QuerySet:
-    """Ids of settled frames past the dispute window whose pay is still pending and not frozen."""
+def frames_due_to_mature(*, cutoff: datetime) -> QuerySet[Frame]:
+    """Settled frames past the dispute window whose pay is still pending and not frozen, oldest first (free
+    ones too: maturation finds nothing to release and is done with them). Reads the partial index
+    `frame_pay_pending`: what it costs grows with the frames owed, not with the history."""
     return (
-        Frame.objects.filter(state=FrameState.SETTLED, settled_at__lte=cutoff, node__isnull=False, price__gt=0)
-        .exclude(Exists(EarningMaturation.objects.filter(frame_id=OuterRef("pk"))))
+        Frame.objects.filter(
+            state=FrameState.SETTLED, settled_at__lte=cutoff, pay_matured_at__isnull=True, node__isnull=False
+        )
         .exclude(Exists(Dispute.objects.filter(frame_id=OuterRef("pk"), state=Dispute.State.OPEN)))
         .order_by("settled_at", "pk")
-        .values_list("pk", flat=True)
     )
 
 

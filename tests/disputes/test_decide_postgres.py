@@ -10,7 +10,7 @@ from marketplace.disputes.services import DisputeRefused, dispute_decide, disput
 from marketplace.ledger import selectors as ledger
 from marketplace.ledger.models import LedgerTransaction
 from marketplace.ledger.services import fee_for
-from marketplace.payments.earnings import earning_mature
+from marketplace.payments.earnings import earnings_mature
 from marketplace.payments.models import EarningMaturation
 from tests.fixtures.race import race
 from tests.payments.helpers import M, available, pending, settled_frame
@@ -49,11 +49,11 @@ def test_a_dispute_racing_the_maturation_never_lets_both_win(artist, provider):
         price=PRICE,
         settled_at=timezone.now() - timedelta(hours=71, minutes=59, seconds=59),
     )
-    cutoff = timezone.now() + timedelta(hours=1) - timedelta(hours=72)  # the beat runs as the window closes
+    beat = timezone.now() + timedelta(hours=1)  # the beat runs as the window closes
 
     def contender(i: int):
         if i == 0:
-            return earning_mature(frame_id=frame.pk, cutoff=cutoff)
+            return earnings_mature(now=beat)
         return dispute_open(artist=artist, frame_id=frame.pk, reason="Spotted a missing object.")
 
     results = race(contender, 2)

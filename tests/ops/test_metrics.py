@@ -132,3 +132,14 @@ def test_the_farm_shows_how_many_online_nodes_have_a_canary_ready(farm_state, ad
     assert value(scrape.get("/metrics").content.decode(), "market_canary_offers") == 1
     page = client.get("/ops/farm/").content.decode()
     assert re.search(r"Online nodes with a canary ready</dt><dd>1 of 2<", page) and "canary_setup" not in page
+
+
+def test_the_frames_gauge_counts_the_frames_of_open_jobs_only(farm_state, funded_artist):
+    from marketplace.jobs.models import Job
+    from marketplace.jobs.states import JobState
+
+    finished = make_queued_job(funded_artist, frames=2)  # history: read at every scrape, it grew without bound
+    Frame.objects.filter(job=finished).update(state=FrameState.SETTLED)
+    Job.objects.filter(pk=finished.pk).update(state=JobState.DONE)
+    frames = farm_snapshot().frames
+    assert (frames[FrameState.SETTLED], frames[FrameState.QUEUED]) == (1, 2)  # farm_state's running job

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from marketplace.disputes.models import Dispute
 from marketplace.disputes.services import dispute_decide, dispute_open
+from marketplace.jobs.models import Frame
 from marketplace.ledger import selectors as ledger
 from marketplace.ledger.models import LedgerTransaction
 from marketplace.ledger.services import fee_for
@@ -116,3 +117,69 @@ def test_the_earnings_page_shows_what_each_node_earned_per_hour_of_node_time(cli
     client.force_login(provider)
     page = client.get("/payments/earnings/").content.decode()
     assert 'id="node-rates"' in page and "36.00 tokens/h" in page and "9.00 tokens/h" in page
+
+
+# --- set-oriented maturation (issue 17) --------------------------------------------------------
+
+
+def providers(n: int):
+    from marketplace.accounts.models import User
+
+    return [User.objects.create(username=f"provider{i}", role=User.Role.PROVIDER) for i in range(n)]
+
+
+def test_frames_of_many_providers_mature_once_in_batches(artist):
+    people = providers(3)
+    frames = [
+        settled_frame(artist=artist, provider=people[i % 3], price=PRICE, settled_at=hours_ago(80 - i))
+        for i in range(7)
+    ]
+    young = settled_frame(artist=artist, provider=people[0], price=PRICE, settled_at=hours_ago(1))
+
+    assert earnings_mature(batch=2) == 7  # four transactions, the last one short
+    assert earnings_mature(batch=2) == 0
+    assert [available(p) for p in people] == [3 * SHARE, 2 * SHARE, 2 * SHARE]
+    assert [pending(p) for p in people] == [SHARE, 0, 0]  # the young frame's
+    assert set(EarningMaturation.objects.values_list("frame_id", flat=True)) == {f.pk for f in frames}
+    assert EarningMaturation.objects.filter(amount_micro=SHARE).count() == 7
+    matured = dict(Frame.objects.values_list("pk", "pay_matured_at"))
+    assert all(matured[f.pk] is not None for f in frames) and matured[young.pk] is None
+    assert ledger.ledger_total() == 0 and ledger.ledger_drift() == []
+
+
+def test_a_frame_whose_provider_cannot_cover_its_share_is_left_and_the_others_mature(artist, provider, outsider):
+    from marketplace.ledger.models import Account
+    from marketplace.ledger.services import Leg, account_get, transfer
+
+    short = settled_frame(artist=artist, provider=provider, price=PRICE, settled_at=hours_ago(80))
+    others = [settled_frame(artist=artist, provider=outsider, price=PRICE, settled_at=hours_ago(79)) for _ in range(2)]
+    # The provider's pending money went elsewhere meanwhile (an admin's correction): it no longer holds the share.
+    transfer(
+        key="correction:1",
+        memo="correction",
+        legs=[
+            Leg(account_get(kind=Account.Kind.PROVIDER_PENDING, owner=provider), -1),
+            Leg(account_get(kind=Account.Kind.PLATFORM_REVENUE), 1),
+        ],
+    )
+
+    assert earnings_mature() == 2
+    assert available(outsider) == 2 * SHARE and available(provider) == 0 and pending(provider) == SHARE - 1
+    assert set(EarningMaturation.objects.values_list("frame_id", flat=True)) == {f.pk for f in others}
+    assert Frame.objects.get(pk=short.pk).pay_matured_at is None  # still owed: the next run tries it again
+    assert ledger.ledger_total() == 0 and ledger.ledger_drift() == []
+
+
+def test_a_settled_frame_that_left_its_provider_nothing_pending_does_not_hold_the_others_back(artist, provider):
+    paid = settled_frame(artist=artist, provider=provider, price=PRICE, settled_at=hours_ago(80))
+    # Settled with no posting to its provider (a row the settlement never paid): nothing to release, ever.
+    unpaid = Frame.objects.create(
+        job=paid.job, number=2, price=PRICE, state="settled", node=paid.node, settled_at=hours_ago(81)
+    )
+    later = settled_frame(artist=artist, provider=provider, price=PRICE, settled_at=hours_ago(75))
+
+    assert earnings_mature(batch=1) == 2
+    assert available(provider) == 2 * SHARE
+    assert not EarningMaturation.objects.filter(frame=unpaid).exists()
+    assert Frame.objects.get(pk=unpaid.pk).pay_matured_at is not None  # not read again by later runs
+    assert {paid.pk, later.pk} == set(EarningMaturation.objects.values_list("frame_id", flat=True))
