@@ -830,65 +830,94 @@ def canary_frame_for(*, node) -> Frame | None:
 # What matching reads with each node it locks (dispatch.hooks.node_reads): the check rate and the canary offer.
 NODE_READS = "trust__canary__job__scene"
 _OFFERS_LOCK = "verification.canary_offers"
+# Ids a renewal names in one statement: session 17's renewal failed at 100,000 nodes (bench_canaries), its one
+# `bulk_update` of every offer passing Postgres' 65,535 parameters.
+_IDS_PER_STATEMENT = 10_000
 _random = secrets.SystemRandom()
 
 
-def canary_offers_renew(*, now=None) -> int:
+def canary_offers_renew(*, now=None, node_id: int | None = None) -> int:
     """Choose ahead the canary each online node gets when its canary draw hits (`NodeTrust.canary`), for the nodes
     with none or one no longer queued. Each offer is a queued canary frame with an answer, of a live job of a
     series the node takes, of a scene its provider has never leased and offers no other of its nodes: a provider
-    never gets the same canary scene twice on any of its nodes. Returns how many offers it changed.
+    never gets the same canary scene twice on any of its nodes. Returns how many offers it made or withdrew.
 
-    A periodic task runs it, and a node saying hello, a canary job opening, a canary check ending ask for it; one
-    run at a time (a lock)."""
+    Scene by scene (a pool has few): the database finds the online nodes without an offer whose provider has
+    neither leased nor been offered that scene, and one of each such provider's nodes gets it. So a run reads
+    rows only for the offers it makes, not every node left without one (the providers that have seen every scene:
+    most nodes of a farm whose canary pool is small).
+
+    A periodic task runs it, and a canary job opening, a canary check ending ask for it; a node saying hello asks
+    for its own (`node_id`: only that node's offer is renewed). One run at a time (a lock)."""
     with transaction.atomic():
         advisory_xact_lock(_OFFERS_LOCK)  # two runs would offer one scene to two nodes of a provider
-        online = online_nodes(now)
-        NodeTrust.objects.bulk_create(  # a node without its row yet is checked at rate 1: it needs an offer most
-            (NodeTrust(node_id=pk) for pk in online.filter(trust__isnull=True).values_list("pk", flat=True)),
-            ignore_conflicts=True,
+        online = online_nodes(now) if node_id is None else online_nodes(now).filter(pk=node_id)
+        # A node without its row yet is checked at rate 1: it needs an offer most. The rows missing are found
+        # before asking which of those nodes are online: that question, asked of every node, cost most of a run.
+        missing = (
+            [node_id] if node_id else list(WorkerNode.objects.filter(trust__isnull=True).values_list("pk", flat=True))
         )
-        pool = list(
-            Frame.objects.filter(
-                state=FrameState.QUEUED, job__is_canary=True, canary_answer__isnull=False, job__state__in=JOB_LIVE
-            ).values_list("pk", "job__scene_id", "job__blender_series", "updated_at")
+        for first in range(0, len(missing), _IDS_PER_STATEMENT):
+            new = online.filter(pk__in=missing[first : first + _IDS_PER_STATEMENT], trust__isnull=True)
+            NodeTrust.objects.bulk_create(
+                (NodeTrust(node_id=pk) for pk in new.values_list("pk", flat=True)),
+                ignore_conflicts=True,
+                batch_size=max(_IDS_PER_STATEMENT // 8, 1),  # Postgres takes at most 65,535 parameters a statement
+            )
+        # An offer that can no longer be handed out is withdrawn; its node may get another below.
+        mine = NodeTrust.objects.all() if node_id is None else NodeTrust.objects.filter(node_id=node_id)
+        changed = (
+            mine.filter(canary__isnull=False).exclude(canary_ready_q()).update(canary=None, canary_updated_at=None)
         )
-        stale = NodeTrust.objects.filter(canary__isnull=False).exclude(canary_ready_q())
-        wanting = Q(pk__in=stale.values("pk"))
-        if pool:  # else the nodes without an offer keep none: not worth reading them all
-            wanting |= Q(canary__isnull=True, node__in=online)
-        trusts = list(NodeTrust.objects.filter(wanting).select_related("node"))
-        if not trusts:
-            return 0
-        _random.shuffle(trusts)  # a scene wanted by several nodes of a provider goes to any of them
-        owners = {trust.node.owner_id for trust in trusts}
-        taken: dict[int, set[int]] = defaultdict(set)  # owner -> scenes its nodes leased or are offered
-        leased = FrameLease.objects.filter(node__owner_id__in=owners, frame__job__is_canary=True)
-        offered = NodeTrust.objects.filter(node__owner_id__in=owners, canary__isnull=False).exclude(wanting)
-        for owner_id, scene_id in [
-            *leased.values_list("node__owner_id", "frame__job__scene_id").distinct(),
-            *offered.values_list("node__owner_id", "canary__job__scene_id"),
-        ]:
-            taken[owner_id].add(scene_id)
-        changed = []
-        for trust in trusts:
-            node = trust.node
-            fitting = [row for row in pool if row[2] in node.series and row[1] not in taken[node.owner_id]]
-            offer: tuple[int | None, datetime | None] = (None, None)
-            if fitting:
-                frame_id, scene_id, _, version = secrets.choice(fitting)
-                taken[node.owner_id].add(scene_id)
-                offer = (frame_id, version)
-            if (trust.canary_id, trust.canary_updated_at) != offer:
-                trust.canary_id, trust.canary_updated_at = offer
-                changed.append(trust)
-        NodeTrust.objects.bulk_update(changed, ["canary", "canary_updated_at"])
-    return len(changed)
+        pool: dict[tuple[int, str], list[tuple[int, datetime]]] = defaultdict(list)
+        for frame_id, scene_id, series, version in Frame.objects.filter(
+            state=FrameState.QUEUED, job__is_canary=True, canary_answer__isnull=False, job__state__in=JOB_LIVE
+        ).values_list("pk", "job__scene_id", "job__blender_series", "updated_at"):
+            pool[(scene_id, series)].append((frame_id, version))
+        scenes = list(pool)
+        _random.shuffle(scenes)  # which scene a provider's node gets when it could get several
+        # One node's renewal reads the scenes of its own provider only, not of every provider.
+        owners = online.values("owner_id") if node_id else None
+        for scene_id, series in scenes:
+            frames = pool[(scene_id, series)]
+            changed += _canary_scene_offer(
+                scene_id=scene_id, series=series, frames=frames, online=online, owners=owners
+            )
+    return changed
+
+
+def _canary_scene_offer(*, scene_id: int, series: str, frames: list[tuple[int, datetime]], online, owners=None) -> int:
+    """Offer one of `frames` (of one scene) to one node without an offer of each provider that may get the scene,
+    among the `online` nodes (and of `owners`, a query of provider ids, when given). Returns how many offers it
+    made."""
+    of_owners = Q() if owners is None else Q(node__owner_id__in=owners)
+    seen = FrameLease.objects.filter(of_owners, frame__job__scene_id=scene_id).values("node__owner_id")
+    held = NodeTrust.objects.filter(of_owners, canary__job__scene_id=scene_id).values("node__owner_id")
+    candidates = list(
+        NodeTrust.objects.filter(canary__isnull=True, node__in=online, node__blender_series__contains=series)
+        .exclude(node__owner_id__in=seen)
+        .exclude(node__owner_id__in=held)
+        .values_list("pk", "node__owner_id", "node__blender_series")
+    )
+    _random.shuffle(candidates)  # a scene wanted by several nodes of a provider goes to any of them
+    chosen: dict[int, int] = {}  # provider -> the trust row of its node that gets the scene
+    for trust_id, owner_id, node_series in candidates:
+        if series in node_series.split(","):  # as `WorkerNode.series` reads it: the column's match was loose
+            chosen.setdefault(owner_id, trust_id)
+    offered: dict[tuple[int, datetime], list[int]] = defaultdict(list)  # frame -> the trust rows offered it
+    for trust_id in chosen.values():
+        offered[secrets.choice(frames)].append(trust_id)
+    for (frame_id, version), trust_ids in offered.items():  # a statement per frame, not per node
+        for first in range(0, len(trust_ids), _IDS_PER_STATEMENT):
+            offered_now = NodeTrust.objects.filter(pk__in=trust_ids[first : first + _IDS_PER_STATEMENT])
+            offered_now.update(canary_id=frame_id, canary_updated_at=version)
+    return len(chosen)
 
 
 def canary_node_greeted(*, node_id: int) -> None:
-    """A node said hello (dispatch's hook): it gets its canary offer now rather than at the next periodic run."""
-    canary_offers_renew_soon()
+    """A node said hello (dispatch's hook): it gets its canary offer now rather than at the next periodic run. Its
+    own, after commit: a renewal of the whole farm at each hello would run back to back on a large one."""
+    transaction.on_commit(lambda: _enqueue("verification.canary_offers", node_id))
 
 
 def canary_offers_renew_soon() -> None:

@@ -63,8 +63,11 @@ def platform_prewarm(frame_ids: list[int] | None = None) -> None:
 
 
 @shared_task(name="verification.canary_offers", acks_late=True, ignore_result=True)
-def canary_offers() -> int:
-    """Periodic, and asked for (coalesced) when canaries open or return to the pool."""
+def canary_offers(node_id: int | None = None) -> int:
+    """Periodic, and asked for (coalesced) when canaries open or return to the pool; for one node (`node_id`) when
+    it says hello."""
+    if node_id is not None:
+        return services.canary_offers_renew(node_id=node_id)
     pending_clear("verification.canary_offers")
     return services.canary_offers_renew()
 

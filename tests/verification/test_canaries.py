@@ -258,8 +258,10 @@ def test_a_node_that_says_hello_gets_its_canary_offer_at_once(provider):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Node {token}")
     hello = {"devices": [{"type": "CPU", "name": "cpu"}], "cpu_cores": 2, "ram_mb": 1000, "blender_version": "5.0.1"}
+    waiting, _ = make_node(other_provider(), name="waiting")  # online, no offer yet: beat's next run gives it one
     assert client.post("/api/v1/agent/hello/", hello, format="json").status_code == 200
     assert NodeTrust.objects.get(node=node).canary.job.is_canary  # asked for after its hello, not at beat's next run
+    assert not NodeTrust.objects.filter(node=waiting, canary__isnull=False).exists()  # its own node, not the farm
 
 
 @pytest.mark.postgres
@@ -274,3 +276,41 @@ def test_renewals_at_once_never_offer_one_scene_to_two_nodes_of_a_provider(provi
         NodeTrust.objects.filter(node__in=nodes, canary__isnull=False).values_list("canary__job__scene_id", flat=True)
     )
     assert len(scenes) == len(set(scenes)) == 3
+
+
+@pytest.mark.postgres
+def test_a_renewal_reads_no_row_for_the_nodes_that_can_get_no_canary(provider):
+    """A farm's canary pool is small: most nodes hold no offer and can get none (their provider holds or has seen
+    every scene). Renewals run every 30 s and after each hello, so they must not read those nodes one by one."""
+    canary_job(frames=2, content=b"the only scene")
+    for i in range(2):
+        make_node(provider, name=f"first{i}", unchecked=True)
+    assert services.canary_offers_renew() == 1  # one of the two nodes holds the scene: the other can get nothing
+
+    def rows_read() -> int:
+        read = []
+
+        def count(execute, sql, params, many, context):
+            result = execute(sql, params, many, context)
+            if sql.lstrip().upper().startswith("SELECT"):
+                read.append(max(context["cursor"].rowcount, 0))
+            return result
+
+        with connection.execute_wrapper(count):
+            assert services.canary_offers_renew() == 0
+        return sum(read)
+
+    few = rows_read()
+    for i in range(20):
+        make_node(provider, name=f"more{i}", unchecked=True)  # online, trusted: no offer possible
+    assert rows_read() == few  # 22 nodes without an offer read as many rows as 1
+
+
+def test_more_offers_than_one_statement_names_are_all_made(provider, monkeypatch):
+    """Session 17's renewal named every offer in one statement and failed at 100,000 nodes (65,535 parameters)."""
+    monkeypatch.setattr(services, "_IDS_PER_STATEMENT", 2)
+    canary_job(frames=1, content=b"one frame, many providers")
+    nodes = [make_node(other_provider(), name=f"n{i}")[0] for i in range(5)]
+    NodeTrust.objects.all().delete()  # their trust rows are created in chunks too
+    assert services.canary_offers_renew() == 5
+    assert NodeTrust.objects.filter(node__in=nodes, canary__isnull=False).count() == 5
