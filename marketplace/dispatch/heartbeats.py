@@ -27,6 +27,7 @@ from django.db import connection
 from django.db.models import DateTimeField, F, Q, Value
 from django.db.models.functions import Greatest, Least
 
+from marketplace.batches import batched
 from marketplace.celery import internal_redis
 from marketplace.dispatch import conf
 from marketplace.dispatch.models import FrameLease
@@ -141,8 +142,7 @@ def heartbeats_flush() -> int:
     after the beat, never past the frame's render cap), never moving either back but to the cap. Idempotent: a
     flush that dies before the end leaves its beats to the next one. How many beats were written."""
     beats = _beats_taken()
-    for start in range(0, len(beats), FLUSH_BATCH):
-        batch = beats[start : start + FLUSH_BATCH]
+    for batch in batched(beats, FLUSH_BATCH):
         # Leases before nodes: the order a report locks them in.
         if connection.vendor == "postgresql":
             _leases_extend_many(batch)

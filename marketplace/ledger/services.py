@@ -61,6 +61,12 @@ def accounts_get(*wanted: tuple[str, Owner, str]) -> list[Account]:
     return [found[key] for key in keys]
 
 
+def accounts_by(*wanted: tuple[str, Owner, str]) -> dict[tuple[str, Owner, str], Account]:
+    """`accounts_get` as a mapping from each (kind, owner, ref) triple to its account; a triple may repeat."""
+    triples = list(dict.fromkeys(wanted))
+    return dict(zip(triples, accounts_get(*triples), strict=True))
+
+
 def account_get(*, kind: str, owner: Owner = None, ref: str = "") -> Account:
     """The account of that kind for that owner/ref, created on first use."""
     return accounts_get((kind, owner, ref))[0]
@@ -296,8 +302,8 @@ def release_escrow_many(*, releases: Sequence[Release]) -> list[Posted]:
     wanted: list[tuple[str, Owner, str]] = [(Kind.PLATFORM_REVENUE, None, "")]
     for r in releases:
         wanted += [(Kind.JOB_ESCROW, r.artist, r.job_ref), (Kind.PROVIDER_PENDING, r.provider, "")]
-    revenue, *pairs = accounts_get(*dict.fromkeys(wanted, None))
-    by_triple = dict(zip(dict.fromkeys(wanted[1:]), pairs, strict=True))
+    by_triple = accounts_by(*wanted)
+    revenue = by_triple[(Kind.PLATFORM_REVENUE, None, "")]
     return transfers(
         transfers=[
             Transfer(

@@ -27,7 +27,7 @@ from marketplace.jobs.models import Frame
 from marketplace.jobs.selectors import pay_maturation_key
 from marketplace.ledger.models import Account
 from marketplace.ledger.selectors import posted_to_owners
-from marketplace.ledger.services import LedgerError, Leg, Transfer, accounts_get, transfers
+from marketplace.ledger.services import LedgerError, Leg, Transfer, accounts_by, transfers
 from marketplace.payments.models import EarningMaturation
 from marketplace.payments.selectors import frames_due_to_mature
 
@@ -83,18 +83,15 @@ def _release(owed: Sequence[tuple[Frame, int]]) -> list[tuple[Frame, int]]:
     and the one refused is left for an admin."""
     if not owed:
         return []
-    owners = {f.node.owner_id: f.node.owner for f, _ in owed}
-    wanted = [
-        (kind, owner, "") for owner in owners.values() for kind in (Kind.PROVIDER_PENDING, Kind.PROVIDER_AVAILABLE)
-    ]
-    accounts = dict(zip([(kind, owner.pk) for kind, owner, _ in wanted], accounts_get(*wanted), strict=True))
+    kinds = (Kind.PROVIDER_PENDING, Kind.PROVIDER_AVAILABLE)
+    accounts = accounts_by(*[(kind, f.node.owner, "") for f, _ in owed for kind in kinds])
     moves = [
         Transfer(
             key=pay_maturation_key(f.pk),
             memo=f"earnings of frame {f.number} of job {f.job_id} matured",
             legs=[
-                Leg(accounts[(Kind.PROVIDER_PENDING, f.node.owner_id)], -share),
-                Leg(accounts[(Kind.PROVIDER_AVAILABLE, f.node.owner_id)], share),
+                Leg(accounts[(Kind.PROVIDER_PENDING, f.node.owner, "")], -share),
+                Leg(accounts[(Kind.PROVIDER_AVAILABLE, f.node.owner, "")], share),
             ],
             metadata={"frame": f.pk},
         )

@@ -41,6 +41,7 @@ from django.utils import timezone
 
 from marketplace import blobs
 from marketplace.accounts.services import user_ban
+from marketplace.batches import batched
 from marketplace.celery import delay_once
 from marketplace.dispatch import conf as dispatch_conf
 from marketplace.dispatch.manifests import Crop, crop_manifest, expected_size, image_size
@@ -851,23 +852,24 @@ def canary_offers_renew(*, now=None, node_id: int | None = None) -> int:
     for its own (`node_id`: only that node's offer is renewed). One run at a time (a lock)."""
     with transaction.atomic():
         advisory_xact_lock(_OFFERS_LOCK)  # two runs would offer one scene to two nodes of a provider
-        online = online_nodes(now) if node_id is None else online_nodes(now).filter(pk=node_id)
-        # A node without its row yet is checked at rate 1: it needs an offer most. The rows missing are found
-        # before asking which of those nodes are online: that question, asked of every node, cost most of a run.
-        missing = (
-            [node_id] if node_id else list(WorkerNode.objects.filter(trust__isnull=True).values_list("pk", flat=True))
-        )
-        for first in range(0, len(missing), _IDS_PER_STATEMENT):
-            new = online.filter(pk__in=missing[first : first + _IDS_PER_STATEMENT], trust__isnull=True)
+        online, trusts, owners = online_nodes(now), NodeTrust.objects.all(), None
+        if node_id is None:
+            # The rows missing are found before asking which of those nodes are online: that question, asked of
+            # every node, cost most of a run.
+            missing = list(WorkerNode.objects.filter(trust__isnull=True).values_list("pk", flat=True))
+        else:  # one node's renewal: that node, and the scenes of its own provider only
+            online, trusts, missing = online.filter(pk=node_id), trusts.filter(node_id=node_id), [node_id]
+            owners = online.values("owner_id")
+        for some in batched(missing, _IDS_PER_STATEMENT):  # a node without its row yet needs an offer most
+            new = online.filter(pk__in=some, trust__isnull=True)
             NodeTrust.objects.bulk_create(
                 (NodeTrust(node_id=pk) for pk in new.values_list("pk", flat=True)),
                 ignore_conflicts=True,
                 batch_size=max(_IDS_PER_STATEMENT // 8, 1),  # Postgres takes at most 65,535 parameters a statement
             )
         # An offer that can no longer be handed out is withdrawn; its node may get another below.
-        mine = NodeTrust.objects.all() if node_id is None else NodeTrust.objects.filter(node_id=node_id)
         changed = (
-            mine.filter(canary__isnull=False).exclude(canary_ready_q()).update(canary=None, canary_updated_at=None)
+            trusts.filter(canary__isnull=False).exclude(canary_ready_q()).update(canary=None, canary_updated_at=None)
         )
         pool: dict[tuple[int, str], list[tuple[int, datetime]]] = defaultdict(list)
         for frame_id, scene_id, series, version in Frame.objects.filter(
@@ -876,8 +878,6 @@ def canary_offers_renew(*, now=None, node_id: int | None = None) -> int:
             pool[(scene_id, series)].append((frame_id, version))
         scenes = list(pool)
         _random.shuffle(scenes)  # which scene a provider's node gets when it could get several
-        # One node's renewal reads the scenes of its own provider only, not of every provider.
-        owners = online.values("owner_id") if node_id else None
         for scene_id, series in scenes:
             frames = pool[(scene_id, series)]
             changed += _canary_scene_offer(
@@ -908,9 +908,8 @@ def _canary_scene_offer(*, scene_id: int, series: str, frames: list[tuple[int, d
     for trust_id in chosen.values():
         offered[secrets.choice(frames)].append(trust_id)
     for (frame_id, version), trust_ids in offered.items():  # a statement per frame, not per node
-        for first in range(0, len(trust_ids), _IDS_PER_STATEMENT):
-            offered_now = NodeTrust.objects.filter(pk__in=trust_ids[first : first + _IDS_PER_STATEMENT])
-            offered_now.update(canary_id=frame_id, canary_updated_at=version)
+        for some in batched(trust_ids, _IDS_PER_STATEMENT):
+            NodeTrust.objects.filter(pk__in=some).update(canary_id=frame_id, canary_updated_at=version)
     return len(chosen)
 
 
