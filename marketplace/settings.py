@@ -237,6 +237,8 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "dispatch.heartbeats_flush",
         "schedule": float(os.environ.get("HEARTBEAT_FLUSH_SECONDS", "5")),
     },
+    # The heartbeat pace follows the number of nodes online (nodes.services.heartbeat_pace_update).
+    "heartbeat-pace": {"task": "nodes.heartbeat_pace", "schedule": 30.0},
     "mature-earnings": {"task": "payments.mature_earnings", "schedule": 15 * 60.0},
     "resend-payouts": {"task": "payments.resend_payouts", "schedule": 5 * 60.0},
     "verification-resume": {"task": "verification.resume", "schedule": 30.0},
@@ -315,6 +317,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024  # also the cap for a rendered fr
 DISPATCH_LEASE_SECONDS = int(os.environ.get("DISPATCH_LEASE_SECONDS", "90"))
 NODE_HEARTBEAT_SECONDS = int(os.environ.get("NODE_HEARTBEAT_SECONDS", "10"))
 NODE_OFFLINE_AFTER_SECONDS = int(os.environ.get("NODE_OFFLINE_AFTER_SECONDS", "60"))
+# The heartbeat pace grows with the farm up to this, keeping its beats near NODE_HEARTBEATS_PER_SECOND.
+NODE_HEARTBEAT_MAX_SECONDS = int(os.environ.get("NODE_HEARTBEAT_MAX_SECONDS", "60"))
+NODE_HEARTBEATS_PER_SECOND = int(os.environ.get("NODE_HEARTBEATS_PER_SECOND", "500"))
 AGENT_BROKER_PUBLIC_URL = os.environ.get("AGENT_BROKER_PUBLIC_URL", "")
 REAP_EVERY_SECONDS = float(os.environ.get("REAP_EVERY_SECONDS", "10"))
 # Extra Blender series of the market (inspection, calibration, platform crops): `<dir>/runtimes/<series>/`.

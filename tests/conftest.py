@@ -58,6 +58,16 @@ def celery_queue(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def heartbeat_pace_unread():
+    """This process's cached heartbeat pace (nodes.selectors.heartbeat_pace) is another test's rolled-back row."""
+    from marketplace.nodes.selectors import pace_remember
+
+    pace_remember(None)
+    yield
+    pace_remember(None)
+
+
+@pytest.fixture(autouse=True)
 def no_gathered_heartbeats():
     """Heartbeats another test gathered (dispatch.heartbeats) are not this test's: on SQLite a rolled-back node's
     id is given again, and a flush would write the old beat to the new node."""

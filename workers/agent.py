@@ -34,7 +34,7 @@ from workers.budget import render_within_budget
 from workers.bundle import bundle_key, bundle_ready
 from workers.client import ApiError, MarketClient, download, upload
 from workers.config import AgentConfig
-from workers.contract import Device, HelloAnswer, HelloRequest, Lease, LeaseAnswer, RenderManifest
+from workers.contract import Device, HeartbeatAnswer, HelloAnswer, HelloRequest, Lease, LeaseAnswer, RenderManifest
 
 if TYPE_CHECKING:
     from workers.blend.renderer import Renderer
@@ -64,6 +64,21 @@ class Current:
         now = time.monotonic()
         self.steps[name] = self.steps.get(name, 0.0) + now - since
         return now
+
+
+# The pace a marketplace may set, whatever it answers: a beat at least every 10 minutes (a lease must not lapse
+# because of a bad answer), at most one a second.
+HEARTBEAT_PACE_BOUNDS = (1.0, 600.0)
+
+
+def heartbeat_pace(answer: HeartbeatAnswer, every: float) -> float:
+    """The pace a heartbeat's answer sets (the marketplace lengthens it as its farm grows), within
+    HEARTBEAT_PACE_BOUNDS; `every`, the pace so far, when the answer has none (a marketplace before session 19)."""
+    told = answer.get("heartbeat_seconds")
+    if not isinstance(told, int | float) or isinstance(told, bool):
+        return every
+    low, high = HEARTBEAT_PACE_BOUNDS
+    return min(high, max(low, float(told)))
 
 
 def in_schedule(schedule: str, now: datetime | None = None) -> bool:
@@ -269,6 +284,7 @@ class Agent:
             except (ApiError, OSError) as exc:
                 log.warning("event=heartbeat_failed", extra={"error": str(exc)})
                 continue
+            every = heartbeat_pace(answer, every)
             self._owner_pause(answer.get("owner_pause"))
             state = answer.get("leases", {}).get(str(current.lease)) if current else None
             if current and state is not None and state != "active":

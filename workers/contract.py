@@ -268,6 +268,7 @@ class HeartbeatAnswer(TypedDict):
     leases: dict[str, str]  # lease id -> one of LEASE_STATES
     status: str
     owner_pause: str | None  # None, or the mode the owner paused with (PAUSE_MODES)
+    heartbeat_seconds: NotRequired[int]  # the pace from now on (a marketplace before session 19 does not send it)
 
 
 class GoodbyeAnswer(TypedDict):

@@ -32,7 +32,7 @@ from marketplace.dispatch.serializers import (
 from marketplace.errors import Refused
 from marketplace.logs import bind
 from marketplace.nodes import broker
-from marketplace.nodes import conf as node_conf
+from marketplace.nodes.selectors import heartbeat_pace
 from marketplace.nodes.services import Capabilities, node_bench_record, node_hello
 
 log = logging.getLogger("dispatch.agent_api")
@@ -89,7 +89,7 @@ class HelloView(AgentView):
             "device": node.device_type,
             "broker_url": broker.node_broker_url(node_id=node.pk),
             "queue": queues.queue_key(node.pk),
-            "heartbeat_seconds": node_conf.HEARTBEAT_SECONDS,
+            "heartbeat_seconds": heartbeat_pace().seconds,
         }
         log.info("event=node_hello", extra={"node_status": node.status, "device": node.device_type})
         return Response(HelloAnswerSerializer(answer).data)
@@ -100,8 +100,9 @@ class HeartbeatView(AgentView):
         responses=HeartbeatAnswerSerializer,
         request=HeartbeatSerializer,
         summary="Heartbeat",
-        description="Extends the node's active leases (sent every `heartbeat_seconds`); the answer gives each "
-        "lease's state, so the agent drops work that was taken back. `paused`: take no new work.",
+        description="Extends the node's active leases (sent every `heartbeat_seconds`, which each answer gives "
+        "again: the pace grows with the farm); the answer gives each lease's state, so the agent drops work that "
+        "was taken back. `paused`: take no new work.",
     )
     def post(self, request):
         data = HeartbeatSerializer(data=request.data)
@@ -117,6 +118,7 @@ class HeartbeatView(AgentView):
                 "leases": {str(k): v for k, v in beat.leases.items()},
                 "status": beat.status,
                 "owner_pause": beat.owner_pause,
+                "heartbeat_seconds": beat.heartbeat_seconds,
             }
         )
 

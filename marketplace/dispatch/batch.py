@@ -36,7 +36,7 @@ from django.utils import timezone
 from marketplace import blobs
 from marketplace.accounts.tokens import secret_hash
 from marketplace.compiled import MARK_NOW, Compiled, RowReader, id_marks, instance
-from marketplace.dispatch import conf, hooks, queues, services
+from marketplace.dispatch import conf, heartbeats, hooks, queues, services
 from marketplace.dispatch.manifests import expected_size
 from marketplace.dispatch.models import FrameLease, JobNodeBlock
 from marketplace.jobs import lifecycle
@@ -438,7 +438,7 @@ def _lease_row(node: WorkerNode, frame: Frame, token: str) -> FrameLease:
         token_hash=secret_hash(token),
         manifest=manifest,
         result_key=services.result_key_for(manifest=manifest, frame_id=frame.pk),
-        expires_at=timezone.now() + timedelta(seconds=conf.LEASE_SECONDS),
+        expires_at=timezone.now() + timedelta(seconds=heartbeats.lease_seconds()),
         sampled=hooks.lease_sampled(node=node, frame=frame, manifest=manifest),
     )
 

@@ -1,12 +1,12 @@
 """Heartbeats gathered and written for many nodes at once (issue 17).
 
-Every agent heartbeats every NODE_HEARTBEAT_SECONDS, busy or idle; at 10,000 nodes a transaction per beat was
-most of the market's database work (bench_dispatch: 57 % of its time). Most beats change nothing but two
-times: the node's `last_heartbeat` and its leases' expiry. Such a beat is read (one statement: the node's facts
-and the listed leases' states, which the agent's answer needs) and its times are kept in the internal Redis, one
-hash field per node; `heartbeats_flush` writes all that are waiting in two statements (Celery beat every
-HEARTBEAT_FLUSH_SECONDS, and the reaper before it reaps, so no lease is expired, nor a node called silent, while
-its beat waits here).
+Every agent heartbeats at the farm's pace (`nodes.services.heartbeat_pace_update`), busy or idle; at 10,000 nodes a
+transaction per beat was most of the market's database work (bench_dispatch: 57 % of its time). Most beats change
+nothing but two times: the node's `last_heartbeat` and its leases' expiry. Such a beat is read (one statement: the
+node's facts and the listed leases' states, which the agent's answer needs) and its times are kept in the internal
+Redis, one hash field per node; `heartbeats_flush` writes all that are waiting in two statements (Celery beat every
+HEARTBEAT_FLUSH_SECONDS, and the reaper before it reaps, so no lease is expired, nor a node called silent, while its
+beat waits here).
 
 A beat that changes a fact is written at once, as before (`dispatch.services.node_heartbeat`): the agent pausing
 or resuming, a node coming back from silence or a goodbye, the owner's pause. So is one whose node's stored
@@ -33,6 +33,7 @@ from marketplace.dispatch import conf
 from marketplace.dispatch.models import FrameLease
 from marketplace.nodes import conf as node_conf
 from marketplace.nodes.models import WorkerNode
+from marketplace.nodes.selectors import heartbeat_pace, silence_seconds
 from marketplace.nodes.services import node_status_sync
 
 log = logging.getLogger("dispatch")
@@ -42,6 +43,12 @@ BEATS_KEY = "dispatch:heartbeats"
 FLUSHING_KEY = "dispatch:heartbeats:flushing"
 # Nodes per written statement: a flush of 100,000 nodes' beats holds each batch's row locks for milliseconds.
 FLUSH_BATCH = 2_000
+
+
+def lease_seconds() -> int:
+    """How long a lease lasts past its grant or its node's latest beat: LEASE_SECONDS, or as many beats at the
+    longest heartbeat pace in force as a node may miss before it is silent (`nodes.selectors.silence_seconds`)."""
+    return max(conf.LEASE_SECONDS, node_conf.SILENT_AFTER_BEATS * heartbeat_pace().longest)
 
 
 @dataclass(frozen=True)
@@ -82,8 +89,8 @@ def _facts_sql(count: int) -> str:
 def beat_facts(*, node_id: int, lease_ids: list[int], now: datetime) -> BeatFacts | None:
     """The node's facts and its listed leases' states (None: no such node). One read, no lock."""
     adapt = connection.ops.adapt_datetimefield_value
-    heard = adapt(now - timedelta(seconds=node_conf.OFFLINE_AFTER_SECONDS / 2))
-    params = [heard, adapt(now + timedelta(seconds=conf.LEASE_SECONDS / 2)), *lease_ids] if lease_ids else [heard]
+    heard = adapt(now - timedelta(seconds=silence_seconds() / 2))
+    params = [heard, adapt(now + timedelta(seconds=lease_seconds() / 2)), *lease_ids] if lease_ids else [heard]
     with connection.cursor() as cursor:
         cursor.execute(_facts_sql(len(lease_ids)), [*params, node_id])
         rows = cursor.fetchall()
@@ -138,7 +145,7 @@ def _beats_taken() -> list[Beat]:
 
 
 def heartbeats_flush() -> int:
-    """Write every gathered beat: each node's `last_heartbeat` and its listed active leases' expiry (LEASE_SECONDS
+    """Write every gathered beat: each node's `last_heartbeat` and its listed active leases' expiry (`lease_seconds`
     after the beat, never past the frame's render cap), never moving either back but to the cap. Idempotent: a
     flush that dies before the end leaves its beats to the next one. How many beats were written."""
     beats = _beats_taken()
@@ -165,7 +172,7 @@ def _leases_extend_many(beats: list[Beat]) -> None:
     lease_ids, node_ids, ats = zip(*pairs, strict=True)
     # Never moved back (an older beat flushed again), but always held to the render cap.
     extended = "LEAST(GREATEST(l.expires_at, b.at + %s * INTERVAL '1 second'), l.created_at + %s * INTERVAL '1 second')"
-    windows = [conf.LEASE_SECONDS, conf.MAX_RENDER_SECONDS]
+    windows = [lease_seconds(), conf.MAX_RENDER_SECONDS]
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {FrameLease._meta.db_table} l SET expires_at = {extended}"
@@ -204,10 +211,10 @@ def _nodes_heard_orm(beats: list[Beat]) -> list[int]:
 
 
 def leases_extend_orm(*, node_id: int, lease_ids: list[int], at: datetime) -> None:
-    """Extend the node's listed leases that were active and unexpired at `at` to LEASE_SECONDS after it (never
+    """Extend the node's listed leases that were active and unexpired at `at` to `lease_seconds` after it (never
     moved back, always held to the render cap): the ORM's form, for SQLite."""
     extended = Least(
-        Greatest(F("expires_at"), Value(at + timedelta(seconds=conf.LEASE_SECONDS))),
+        Greatest(F("expires_at"), Value(at + timedelta(seconds=lease_seconds()))),
         F("created_at") + Value(timedelta(seconds=conf.MAX_RENDER_SECONDS)),
         output_field=DateTimeField(),
     )

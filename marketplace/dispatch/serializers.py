@@ -83,7 +83,7 @@ class HelloAnswerSerializer(serializers.Serializer):
     device = serializers.ChoiceField(choices=contract.DEVICES, help_text="the device the node's frames are sent for")
     broker_url = serializers.CharField(help_text="the node's own credential on the agent broker (redis://)")
     queue = serializers.CharField(help_text="the node's delivery list on the broker")
-    heartbeat_seconds = serializers.IntegerField(min_value=1)
+    heartbeat_seconds = serializers.IntegerField(min_value=1, help_text="the heartbeat pace now")
 
 
 class HeartbeatAnswerSerializer(serializers.Serializer):
@@ -95,6 +95,9 @@ class HeartbeatAnswerSerializer(serializers.Serializer):
         choices=contract.PAUSE_MODES,
         allow_null=True,
         help_text="null, or how the owner paused the node from the web: take no new frame until resumed",
+    )
+    heartbeat_seconds = serializers.IntegerField(
+        min_value=1, help_text="send the next heartbeat this many seconds from now (the pace grows with the farm)"
     )
 
 

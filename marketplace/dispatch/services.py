@@ -33,7 +33,7 @@ from marketplace.jobs.models import Frame, Job
 from marketplace.jobs.states import FrameState
 from marketplace.logs import bind, lease_fields
 from marketplace.nodes.models import WorkerNode
-from marketplace.nodes.selectors import available_nodes
+from marketplace.nodes.selectors import available_nodes, heartbeat_pace
 from marketplace.nodes.services import node_ban as node_ban_mark
 from marketplace.nodes.services import node_status_sync, node_status_sync_one
 from marketplace.scenes.models import Scene
@@ -137,7 +137,7 @@ def _lease_open(*, frame: Frame, node: WorkerNode, kind: str, crop: dict | None 
         crop=crop,
         manifest=manifest,
         result_key=result_key_for(manifest=manifest, frame_id=frame.pk),
-        expires_at=timezone.now() + timedelta(seconds=conf.LEASE_SECONDS),
+        expires_at=timezone.now() + timedelta(seconds=heartbeats.lease_seconds()),
     )
     node_status_sync(node_ids=[node.pk])
     log.info("event=lease_granted", extra=lease_fields(lease))
@@ -338,11 +338,13 @@ def _needs_noisy_pass(lease: FrameLease) -> bool:
 
 @dataclass(frozen=True)
 class Heartbeat:
-    """What a heartbeat answers: each listed lease's state, the node's status, and its owner's pause."""
+    """What a heartbeat answers: each listed lease's state, the node's status, its owner's pause, and when to
+    beat next."""
 
     leases: dict[int, str]
     status: str
     owner_pause: str | None  # how the owner paused the node from the web, or None
+    heartbeat_seconds: int  # the farm's heartbeat pace (`nodes.services.heartbeat_pace_update`)
 
 
 def node_heartbeat(*, node: WorkerNode, lease_ids: list[int], paused: bool = False) -> Heartbeat:
@@ -352,7 +354,8 @@ def node_heartbeat(*, node: WorkerNode, lease_ids: list[int], paused: bool = Fal
     with "give the frame back", the node's active leases are released here (requeued, no failure counted) and
     read "released", so the agent stops rendering them; with "finish" they run to their report.
 
-    Every agent sends one every NODE_HEARTBEAT_SECONDS, busy or idle: the most frequent call of the farm. A beat
+    Every agent sends one at the farm's pace, which the answer gives, busy or idle: the most frequent call of
+    the farm. A beat
     that changes nothing but times is read in one statement and its times gathered (`dispatch.heartbeats`,
     written for many nodes at once); any other is written here.
     """
@@ -363,7 +366,12 @@ def node_heartbeat(*, node: WorkerNode, lease_ids: list[int], paused: bool = Fal
     if facts is not None and facts.only_times_change(agent_state):
         active = [pk for pk, state in facts.leases.items() if state == FrameLease.State.ACTIVE]
         if heartbeats.gather(node_id=node.pk, at=now, lease_ids=active):
-            return Heartbeat(leases=facts.leases, status=facts.status, owner_pause=None)
+            return Heartbeat(
+                leases=facts.leases,
+                status=facts.status,
+                owner_pause=None,
+                heartbeat_seconds=heartbeat_pace().seconds,
+            )
     return _node_heartbeat_write(node=node, listed=listed, agent_state=agent_state, now=now)
 
 
@@ -391,19 +399,24 @@ def _node_heartbeat_write(*, node: WorkerNode, listed: list[int], agent_state: s
         agent_state=Case(When(agent_state=offline, then=Value(offline)), default=Value(agent_state)),
     )
     status = node_status_sync_one(node_id=node.pk, now=now)
-    return Heartbeat(leases=states, status=status, owner_pause=pause_mode if paused_by_owner else None)
+    return Heartbeat(
+        leases=states,
+        status=status,
+        owner_pause=pause_mode if paused_by_owner else None,
+        heartbeat_seconds=heartbeat_pace().seconds,
+    )
 
 
 def _leases_extend(*, node_id: int, lease_ids: list[int], now) -> dict[int, str]:
-    """Extend the node's listed leases that are active and unexpired (LEASE_SECONDS from now, never past their
-    render cap) and answer every listed lease's state: one statement on Postgres (the SELECT reads the rows as
-    they were before the UPDATE, which changes no state)."""
+    """Extend the node's listed leases that are active and unexpired (`heartbeats.lease_seconds` from now,
+    never past their render cap) and answer every listed lease's state: one statement on Postgres (the SELECT
+    reads the rows as they were before the UPDATE, which changes no state)."""
     if not lease_ids:
         return {}
     if connection.vendor != "postgresql":  # SQLite (`make run`) has no UPDATE in a WITH: two statements
         heartbeats.leases_extend_orm(node_id=node_id, lease_ids=lease_ids, at=now)
         return dict(FrameLease.objects.filter(node_id=node_id, pk__in=lease_ids).values_list("pk", "state"))
-    expiry = now + timedelta(seconds=conf.LEASE_SECONDS)
+    expiry = now + timedelta(seconds=heartbeats.lease_seconds())
     table, ops = FrameLease._meta.db_table, connection.ops
     with connection.cursor() as cursor:
         cursor.execute(

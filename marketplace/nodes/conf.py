@@ -1,8 +1,16 @@
 from django.conf import settings
 
+# The shortest heartbeat pace, a small farm's; the pace grows in steps of it (`heartbeat_pace_update`).
 HEARTBEAT_SECONDS = getattr(settings, "NODE_HEARTBEAT_SECONDS", 10)
-# A node that has not sent a heartbeat for this long is marked offline by the reaper.
+# The longest: past it a dead node would hold its frames and count as online too long.
+HEARTBEAT_MAX_SECONDS = getattr(settings, "NODE_HEARTBEAT_MAX_SECONDS", 60)
+# The farm's beats per second the web tier is sized for: 500 is about one web core (2.2 ms of CPU per heartbeat
+# call, bench_agent_api). 5,000 nodes beat every 10 s; 10,000 every 20; 30,000 and more every 60.
+HEARTBEATS_PER_SECOND = getattr(settings, "NODE_HEARTBEATS_PER_SECOND", 500)
+# A node that has not sent a heartbeat for this long is marked offline by the reaper (at least: see SILENT_AFTER_BEATS).
 OFFLINE_AFTER_SECONDS = getattr(settings, "NODE_OFFLINE_AFTER_SECONDS", 60)
+# At a longer pace, a node is silent after this many of its beats are missed (and a lease lasts as long).
+SILENT_AFTER_BEATS = 3
 # Per-node Redis ACL users on the agent broker (off only for brokers without ACL support).
 AGENT_BROKER_ACL = getattr(settings, "AGENT_BROKER_ACL", True)
 

@@ -79,3 +79,19 @@ class WorkerNode(models.Model):
     @property
     def series(self) -> list[str]:
         return [s for s in self.blender_series.split(",") if s]
+
+
+class HeartbeatPace(models.Model):
+    """How often agents are told to heartbeat (one row, `nodes.services.heartbeat_pace_update`): the shortest pace
+    while the farm is small, longer as it grows, so the farm's beats stay within what the web tier is sized for.
+    The silence and lease windows are sized by the longest pace an agent may still be following: after the pace
+    shortens, agents told the longer one keep it until their next beat."""
+
+    seconds = models.PositiveIntegerField(help_text="the pace agents are told now")
+    longest = models.PositiveIntegerField(help_text="the longest pace an agent may still follow, until longest_until")
+    longest_until = models.DateTimeField()
+    online = models.PositiveIntegerField(default=0, help_text="nodes online at the last update")
+    updated_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"every {self.seconds} s ({self.online} nodes online)"

@@ -1,3 +1,5 @@
+import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
@@ -5,7 +7,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from marketplace.nodes import conf
-from marketplace.nodes.models import WorkerNode
+from marketplace.nodes.models import HeartbeatPace, WorkerNode
 
 
 def nodes_of(*, owner) -> QuerySet[WorkerNode]:
@@ -16,7 +18,7 @@ def available_nodes(now=None, *, finishing_lease_id: int | None = None) -> Query
     """The nodes that can take work now: the one rule for the matcher (dispatch leases frames and crops only to
     these) and for quotes (their benchmark scores are the market's idle capacity).
 
-    Idle (its derived status), heard from within OFFLINE_AFTER_SECONDS with its agent online, not paused by its
+    Idle (its derived status), heard from within `silence_seconds` with its agent online, not paused by its
     owner, not banned, with at least one Blender runtime, and holding no active lease. `finishing_lease_id`: a
     lease whose render is done and whose result is being uploaded; its node counts as idle if that is the only
     lease it holds (the agent's next lease, taken ahead: dispatch.services.lease_next)."""
@@ -38,7 +40,7 @@ def available_nodes(now=None, *, finishing_lease_id: int | None = None) -> Query
 
 
 def online_nodes(now=None) -> QuerySet[WorkerNode]:
-    """Nodes heard from within OFFLINE_AFTER_SECONDS with their agent online, and not banned: idle, busy or paused."""
+    """Nodes heard from within `silence_seconds` with their agent online, and not banned: idle, busy or paused."""
     return WorkerNode.objects.exclude(node_silent_q(now)).exclude(node_banned_q())
 
 
@@ -79,13 +81,50 @@ def node_is_banned(*, node_id: int) -> bool:
     return WorkerNode.objects.filter(node_banned_q(), pk=node_id).exists()
 
 
+@dataclass(frozen=True)
+class Pace:
+    seconds: int  # what agents are told now
+    longest: int  # the longest pace an agent may still be following: the silence and lease windows' measure
+
+
+# Each process reads the pace at most this often: it changes every 30 s at most, and a stale read is safe for this
+# long (a shorter pace than the one in force only brings beats sooner; the longest is kept well past this).
+PACE_CACHE_SECONDS = 5.0
+_pace_read: list = []  # [(monotonic time of the read, Pace)]
+
+
+def heartbeat_pace() -> Pace:
+    """The heartbeat pace (`HeartbeatPace`; the shortest, HEARTBEAT_SECONDS, until the first update)."""
+    if _pace_read and time.monotonic() - _pace_read[0][0] < PACE_CACHE_SECONDS:
+        return _pace_read[0][1]
+    row = HeartbeatPace.objects.values_list("seconds", "longest", "longest_until").first()
+    if row is None:
+        pace = Pace(conf.HEARTBEAT_SECONDS, conf.HEARTBEAT_SECONDS)
+    else:
+        seconds, longest, until = row
+        pace = Pace(seconds, max(seconds, longest) if until > timezone.now() else seconds)
+    pace_remember(pace)
+    return pace
+
+
+def pace_remember(pace: Pace | None) -> None:
+    """Keep `pace` as this process's read (the update that wrote it); None forgets it (tests)."""
+    _pace_read[:] = [(time.monotonic(), pace)] if pace is not None else []
+
+
+def silence_seconds() -> int:
+    """How long a node may go unheard before it is silent: OFFLINE_AFTER_SECONDS, or SILENT_AFTER_BEATS beats at
+    the longest pace in force."""
+    return max(conf.OFFLINE_AFTER_SECONDS, conf.SILENT_AFTER_BEATS * heartbeat_pace().longest)
+
+
 def silent_cutoff(now=None) -> datetime:
     """A node last heard from before this is silent."""
-    return (now or timezone.now()) - timedelta(seconds=conf.OFFLINE_AFTER_SECONDS)
+    return (now or timezone.now()) - timedelta(seconds=silence_seconds())
 
 
 def node_silent_q(now=None) -> Q:
-    """Nodes not heard from within OFFLINE_AFTER_SECONDS, or whose agent said goodbye."""
+    """Nodes not heard from within `silence_seconds`, or whose agent said goodbye."""
     return (
         Q(last_heartbeat__isnull=True)
         | Q(last_heartbeat__lt=silent_cutoff(now))

@@ -1,6 +1,9 @@
 import functools
+import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from django.db import connection, connections, transaction
 from django.db.models import Case, Exists, Q, Subquery, Value, When
@@ -12,9 +15,21 @@ from marketplace.accounts.tokens import secret_issue, secret_matches, secret_spl
 from marketplace.compiled import MARK_NOW, Compiled, id_marks, instance
 from marketplace.errors import Conflict, Forbidden, Refused
 from marketplace.nodes import broker, conf
-from marketplace.nodes.models import WorkerNode
-from marketplace.nodes.selectors import active_leases, node_banned_q, node_silent_q, silent_cutoff, untrusted_nodes_of
+from marketplace.nodes.models import HeartbeatPace, WorkerNode
+from marketplace.nodes.selectors import (
+    PACE_CACHE_SECONDS,
+    Pace,
+    active_leases,
+    node_banned_q,
+    node_silent_q,
+    online_nodes,
+    pace_remember,
+    silent_cutoff,
+    untrusted_nodes_of,
+)
 from workers import runtimes
+
+log = logging.getLogger("nodes")
 
 DEVICE_PREFERENCE = ("OPTIX", "CUDA", "HIP", "ONEAPI", "CPU")
 
@@ -296,3 +311,46 @@ def node_ban(*, node_id: int, banned: bool = True) -> None:
     node_status_sync(node_ids=[node_id])
     if banned:
         broker.nodes_broker_revoke_on_commit(node_ids=[node_id])
+
+
+# A pace is shortened only when the farm's beats at the shorter one stay this far under the budget, so a farm
+# near a step's edge does not swing between two paces at every update.
+PACE_SHORTEN_MARGIN = 0.9
+
+
+def pace_for(*, online: int, current: int) -> int:
+    """The heartbeat pace for `online` nodes: the shortest multiple of HEARTBEAT_SECONDS (up to
+    HEARTBEAT_MAX_SECONDS) at which their beats stay within HEARTBEATS_PER_SECOND; shorter than `current` only
+    with PACE_SHORTEN_MARGIN to spare."""
+    step, top, budget = conf.HEARTBEAT_SECONDS, conf.HEARTBEAT_MAX_SECONDS, conf.HEARTBEATS_PER_SECOND
+
+    def within(rate: float) -> int:
+        return min(max(step, top), max(step, step * math.ceil(online / (rate * step))))
+
+    wanted = within(budget)
+    return wanted if wanted >= current else min(current, within(budget * PACE_SHORTEN_MARGIN))
+
+
+@transaction.atomic
+def heartbeat_pace_update(*, now: datetime | None = None) -> Pace:
+    """Size the heartbeat pace to the nodes online now (Celery beat, every 30 s; `pace_for`). When it shortens,
+    the pace it replaces stays the longest in force until every agent told it has beaten again (twice that pace,
+    and the processes' cached reads), so no node is called silent, nor a lease let lapse, for following it."""
+    now = now or timezone.now()
+    online = online_nodes(now).count()
+    row = HeartbeatPace.objects.select_for_update().filter(pk=1).first()
+    told = row.seconds if row else conf.HEARTBEAT_SECONDS
+    held = max(told, row.longest) if row and row.longest_until > now else told
+    pace = pace_for(online=online, current=told)
+    if pace >= held:
+        longest, until = pace, now
+    else:
+        longest, until = held, row.longest_until if row else now
+        if pace < told:
+            until = max(until, now + timedelta(seconds=2 * told + PACE_CACHE_SECONDS))
+    written = {"seconds": pace, "longest": longest, "longest_until": until, "online": online, "updated_at": now}
+    HeartbeatPace.objects.update_or_create(pk=1, defaults=written)
+    if pace != told:
+        log.info("event=heartbeat_pace", extra={"seconds": pace, "was": told, "online": online, "longest": longest})
+    pace_remember(None)  # this process reads the new row next, not its cached read
+    return Pace(pace, longest)

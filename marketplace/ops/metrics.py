@@ -20,6 +20,7 @@ NAMES = (
     "market_canary_offers",
     "market_celery_queue_depth",
     "market_agent_queue_depth",
+    "market_heartbeat_pace_seconds",
 )
 
 
@@ -70,6 +71,11 @@ class FarmCollector(Collector):
             yield GaugeMetricFamily(
                 "market_agent_queue_depth", "Deliveries waiting in the agents' queues", value=snap.agent_queue_messages
             )
+        yield GaugeMetricFamily(
+            "market_heartbeat_pace_seconds",
+            "Seconds between an agent's heartbeats, as agents are told now (longer as the farm grows)",
+            value=snap.heartbeat_seconds,
+        )
         if snap.heartbeats_waiting is not None:
             yield GaugeMetricFamily(
                 "market_heartbeats_waiting",

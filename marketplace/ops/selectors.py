@@ -4,7 +4,8 @@ The database is the source of truth, so these are gauges computed at scrape time
 process, nothing to aggregate across gunicorn workers or Celery processes): nodes by state, frames of open jobs
 by state, active leases, the age of the oldest frame waiting for a node (dispatch lag) and for settlement
 (settlement lag), verification failures, the online nodes holding a canary, the depth of each Celery queue and of
-the agents' queues, and the heartbeats waiting to be written. Each read follows the live work, not the history.
+the agents' queues, the heartbeats waiting to be written and the heartbeat pace. Each read follows the live work,
+not the history.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from marketplace.dispatch.models import FrameLease
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import JOB_LIVE, FrameState
 from marketplace.nodes.models import WorkerNode
+from marketplace.nodes.selectors import heartbeat_pace, silence_seconds
 from marketplace.verification.models import CropCheck, FrameCheck
 from marketplace.verification.selectors import canary_coverage
 
@@ -43,6 +45,8 @@ class FarmSnapshot:
     celery_queues: dict[str, int | None] = field(default_factory=dict)  # None: broker unreachable
     agent_queue_messages: int | None = None
     heartbeats_waiting: int | None = None  # gathered, not yet written (dispatch.heartbeats)
+    heartbeat_seconds: int = 0  # the pace agents are told (nodes.services.heartbeat_pace_update)
+    silence_seconds: int = 0  # a node unheard this long is offline
     taken_at: datetime = field(default_factory=timezone.now)
 
 
@@ -116,5 +120,7 @@ def farm_snapshot() -> FarmSnapshot:
         celery_queues=_celery_depths(),
         agent_queue_messages=_agent_depth(),
         heartbeats_waiting=_heartbeats_waiting(),
+        heartbeat_seconds=heartbeat_pace().seconds,
+        silence_seconds=silence_seconds(),
         taken_at=now,
     )

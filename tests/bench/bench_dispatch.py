@@ -11,7 +11,8 @@ then the round's rendered frames are thumbnailed, sampled and settled in one bat
 (`verification.batch.rendered_frames_process`, what a `verification.frame_rendered` task runs with the frames
 waiting). Verification is switched to "no check" (steady trust, check rate 0) so that this bench measures
 dispatch and settlement only; verification cost is measured in bench_verify. The simulated nodes heartbeat as
-agents do: every NODE_HEARTBEAT_SECONDS each node's heartbeat goes through the service the agent's call runs
+agents do: at the pace the answers give (the farm's, `heartbeat_seconds`, set for the nodes online as Celery beat
+sets it) each node's heartbeat goes through the service the agent's call runs
 (`node_heartbeat`, naming the leases the node holds), so a slow run never loses its nodes to the offline
 threshold, and the farm's most frequent call weighs on the run as it would; after each process's round of beats
 it writes the gathered ones (`heartbeats_flush`, what Celery beat runs every HEARTBEAT_FLUSH_SECONDS). Their
@@ -77,6 +78,7 @@ def setup() -> None:
 
     from marketplace.accounts.models import User
     from marketplace.nodes.models import WorkerNode
+    from marketplace.nodes.services import heartbeat_pace_update
     from marketplace.verification.models import NodeTrust
     from tests.fixtures.market import make_node
     from tests.fixtures.money import fund
@@ -98,6 +100,8 @@ def setup() -> None:
         [NodeTrust(node=n, consecutive_passes=1000, check_rate=0.0) for n in copies], batch_size=2000
     )
     WorkerNode.objects.update(last_heartbeat=timezone.now())
+    # What Celery beat's `nodes.heartbeat_pace` does every 30 s: the pace for this many nodes online.
+    heartbeat_pace_update()
 
 
 def jobs_queue(frames: int) -> list[int]:
@@ -255,11 +259,15 @@ def worker(node_ids: list[int], out: mp.Queue, explain: bool) -> None:
     timing = dict.fromkeys(PHASES, 0.0)
     beats = [0]
 
+    beat_every = [float(node_conf.HEARTBEAT_SECONDS)]
+
     def heartbeat() -> float:
         phase[0] = "heartbeat"
         t = time.perf_counter()
         for node_id in node_ids:
-            services.node_heartbeat(node=nodes[node_id], lease_ids=sorted(held[node_id]))
+            # Each answer says when to beat next, as the agent reads it (the farm's pace).
+            answer = services.node_heartbeat(node=nodes[node_id], lease_ids=sorted(held[node_id]))
+            beat_every[0] = answer.heartbeat_seconds
         # What Celery beat's `dispatch.heartbeats_flush` does every HEARTBEAT_FLUSH_SECONDS: write the gathered ones.
         heartbeats.heartbeats_flush()
         beats[0] += len(node_ids)
@@ -270,12 +278,11 @@ def worker(node_ids: list[int], out: mp.Queue, explain: bool) -> None:
     if explain:
         slow_plans_log(logged)
     connection.execute_wrappers.append(count)
-    beat_every = node_conf.HEARTBEAT_SECONDS
     last_beat = heartbeat()
     latencies, next_latencies, rounds, settled, t_start = [], [], [], 0, time.perf_counter()
     empty_rounds = 0
     while True:
-        if time.monotonic() - last_beat >= beat_every:
+        if time.monotonic() - last_beat >= beat_every[0]:
             last_beat = heartbeat()
         phase[0] = "lease"
         t0 = time.perf_counter()
@@ -298,7 +305,7 @@ def worker(node_ids: list[int], out: mp.Queue, explain: bool) -> None:
         work = deque((d.node_id, d.lease_id, d.token, None) for d in deliveries)
         rendered: list[int] = []
         while work:
-            if time.monotonic() - last_beat >= beat_every:
+            if time.monotonic() - last_beat >= beat_every[0]:
                 last_beat = heartbeat()
             node_id, lease_id, token, details = work.popleft()
             node = nodes[node_id]
@@ -364,6 +371,7 @@ def worker(node_ids: list[int], out: mp.Queue, explain: bool) -> None:
             "timing": timing,
             "statements": statements,
             "heartbeats": beats[0],
+            "heartbeat_seconds": beat_every[0],
             "cpu_s": time.process_time(),  # this process: the market's Python and the fake agents' work
             "slow_plans": logged,
         }
@@ -514,6 +522,7 @@ def main() -> None:
         },
         "heartbeats": heartbeats,
         "statements_per_heartbeat": round(statements["heartbeat"] / max(heartbeats, 1), 2),
+        "heartbeat_seconds": max(r["heartbeat_seconds"] for r in results),  # the pace the answers gave
         "mode": MODE,
         "lease_p50_ms": round(statistics.median(latencies) * 1000, 2),
         "lease_p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
@@ -555,7 +564,10 @@ def main() -> None:
             f"{row['leases_from_rounds']} leases from rounds"
         )
     print("statements per frame by phase:", row["statements_per_frame_by_phase"])
-    print(f"heartbeats: {heartbeats} through the service, {row['statements_per_heartbeat']} statements each")
+    print(
+        f"heartbeats: {heartbeats} through the service, {row['statements_per_heartbeat']} statements each, "
+        f"one every {row['heartbeat_seconds']} s per node"
+    )
     print("CPU ms/frame: Postgres", row["postgres_cpu_ms_per_frame"], " market + agents", row["app_cpu_ms_per_frame"])
     if row["postgres_statements"]:
         print(

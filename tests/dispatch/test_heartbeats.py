@@ -51,7 +51,9 @@ def test_a_beat_that_changes_only_times_is_one_read_and_the_flush_writes_it(fund
         beat = services.node_heartbeat(node=node, lease_ids=[lease_id, 999_999])
     with CaptureQueriesContext(connection) as idle_beat:
         services.node_heartbeat(node=idle, lease_ids=[])
-    assert beat == services.Heartbeat(leases={lease_id: "active"}, status=S.BUSY, owner_pause=None)
+    assert beat == services.Heartbeat(
+        leases={lease_id: "active"}, status=S.BUSY, owner_pause=None, heartbeat_seconds=node_conf.HEARTBEAT_SECONDS
+    )
     assert len(busy_beat) == len(idle_beat) == 1
     assert busy_beat[0]["sql"].lstrip().upper().startswith("SELECT")
     assert stored(node, lease_id) == (before, expiry_before)  # nothing written yet

@@ -64,6 +64,7 @@ def test_the_scrape_token_reads_the_farm_gauges(farm_state, settings):
     assert value(body, "market_dispatch_lag_seconds") >= 0
     assert value(body, "market_celery_queue_depth", queue="celery") >= 0
     assert value(body, "market_heartbeats_waiting") == 1
+    assert value(body, "market_heartbeat_pace_seconds") == 10  # two nodes: the shortest pace
     assert "django_http_requests_total_by_method_total" in body  # django-prometheus' own metrics beside ours
 
 
@@ -73,6 +74,8 @@ def test_an_admin_sees_the_farm_page_and_the_metrics(farm_state, admin_user, cli
     page = client.get("/ops/farm/").content.decode()
     assert "Oldest frame waiting for a node" in page
     assert re.search(r"<td>queued</td><td>2</td>", page)
+    pace = r"Agents heartbeat every 10 s \(longer as the farm grows\); a node unheard\s+for 60 s is offline"
+    assert re.search(pace, page)
 
 
 def test_a_broker_that_is_down_reads_as_unreachable_on_both_pages(farm_state, admin_user, client, settings):
