@@ -55,3 +55,14 @@ def test_the_agent_broker_disables_default_and_the_market_logs_in_as_its_own_use
     assert argv[:4] == ["redis-server", "--user", "default", "off"]
     assert f">{dotenv['AGENT_BROKER_PASSWORD']}" in argv
     assert compose_app_env(dotenv)["AGENT_BROKER_URL"].startswith(f"redis://market:{dotenv['AGENT_BROKER_PASSWORD']}@")
+
+
+def test_the_agent_broker_takes_a_connection_from_each_of_100000_agents():
+    """Every running agent holds one connection to the agent broker; Redis' default maxclients (10,000) refused the
+    10,000th agent (bench_broker: 501 of 10,500 refused), and the container's open files must cover the setting."""
+    broker = compose()["services"]["agent-broker"]
+    command = broker["command"]
+    maxclients = int(command[command.index("--maxclients") + 1])
+    assert maxclients >= 100_000 + 1_000  # the farm size issue 17 names, and the market's own connections
+    nofile = broker["ulimits"]["nofile"]
+    assert min(nofile["soft"], nofile["hard"]) >= maxclients + 32  # Redis keeps 32 descriptors for itself

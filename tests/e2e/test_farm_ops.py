@@ -152,9 +152,13 @@ def test_ctrl_c_on_the_agent_drops_the_quotes_idle_count_at_once(
         return page.inner_text("#quote-time")
 
     assert "1 node idle right now" in quote_note()
+    signalled = time.monotonic()
     os.kill(farm.procs["agent"].pid, signal.SIGINT)  # Ctrl-C: no frame in hand, so it exits at once
     assert farm.procs["agent"].wait(30) == 0
+    # Not after its wait for a delivery times out (workers.agent.BROKER_WAIT_SECONDS, 10 s): the signal ends it.
+    assert time.monotonic() - signalled < 5
     assert "goodbye" in farm.events("agent")
+    assert "broker_unavailable" not in (farm.tmp / "agent.log").read_text()
     started = time.monotonic()
     note = quote_note()
     assert "no idle capacity right now" in note, note
