@@ -34,9 +34,10 @@ def is_s3() -> bool:
     return settings.STORAGES["default"]["BACKEND"].startswith("storages.")
 
 
-def blob_put(*, key: str, fileobj: IO[bytes]) -> str:
-    """Store under exactly `key` (content-addressed keys never change content, so overwrite is harmless)."""
-    if default_storage.exists(key):
+def blob_put(*, key: str, fileobj: IO[bytes], new: bool = False) -> str:
+    """Store under exactly `key` (content-addressed keys never change content, so overwrite is harmless). `new`:
+    the caller knows nothing is there, or that S3 overwrites it (no request to look first)."""
+    if not new and default_storage.exists(key):
         default_storage.delete(key)
     saved = default_storage.save(key, File(fileobj))
     if saved != key:  # storages rename on collision; content addressing depends on the exact key
@@ -65,11 +66,25 @@ def digest_of_key(key: str) -> str:
     return match.group(1) if match else ""
 
 
+def blob_put_named(*, key: str, data: bytes) -> None:
+    """Store `data` under `key`, a name its bytes determine (their digest is in it): a copy already there holds
+    the same bytes. On S3 one PUT (overwriting such a copy changes nothing), where asking first cost a HEAD on
+    every report; on a local disk written only when absent (the storage would rename a second copy)."""
+    if is_s3():
+        blob_put(key=key, fileobj=io.BytesIO(data), new=True)
+    else:
+        blob_put_new(key=key, fileobj=io.BytesIO(data))
+
+
 def blob_freeze(*, data: bytes, ext: str) -> tuple[str, str]:
     """Store `data` under its own SHA-256 (write-once, outside any key an agent may write); (key, sha256).
-    Reports of the same bytes at once (blank frames, a still) share the one copy, whichever stored it."""
+    Reports of the same bytes at once (blank frames, a still) share the one copy, whichever stored it. On S3 one
+    PUT: the same bytes again, or our bytes over a damaged copy."""
     sha = hashlib.sha256(data).hexdigest()
     key = frozen_key(sha256=sha, ext=ext)
+    if is_s3():
+        blob_put_named(key=key, data=data)
+        return key, sha
     if blob_put_new(key=key, fileobj=io.BytesIO(data)):
         return key, sha
     with blob_open(key) as f:
@@ -101,14 +116,32 @@ def blob_read_checked(key: str, *, sha256: str = "", max_bytes: int = 0) -> byte
     DigestMismatch (logged as an event) when they differ or when the digests given disagree; OSError when missing.
     Keys with no digest at all (written before results were frozen) are read unchecked."""
     expected = expected_digests(key, sha256)
-    with blob_open(key) as f:
-        data = f.read(max_bytes + 1) if max_bytes else f.read()
+    data = blob_read(key, max_bytes=max_bytes)
     if max_bytes and len(data) > max_bytes:
         raise DigestMismatch(f"{key} is larger than {max_bytes} bytes")
     actual = hashlib.sha256(data).hexdigest()
     if expected and expected != {actual}:
         raise digest_refused(key, expected, actual)
     return data
+
+
+def blob_read(key: str, *, max_bytes: int = 0) -> bytes:
+    """The bytes under `key`, or with `max_bytes` at most max_bytes + 1 of them (the caller refuses a longer one
+    without reading it all). One storage request: on S3 a GET, where reading through the storage's file object
+    asked HEAD twice before it. FileNotFoundError when nothing is there."""
+    if is_s3():
+        client = default_storage.connection.meta.client
+        try:
+            answer = client.get_object(Bucket=default_storage.bucket_name, Key=default_storage._normalize_name(key))
+        except client.exceptions.NoSuchKey as exc:
+            raise FileNotFoundError(key) from exc
+        body = answer["Body"]
+        try:
+            return body.read(max_bytes + 1) if max_bytes else body.read()
+        finally:
+            body.close()  # the rest of an oversized object is never downloaded
+    with blob_open(key) as f:
+        return f.read(max_bytes + 1) if max_bytes else f.read()
 
 
 def blob_exists(key: str) -> bool:
@@ -120,7 +153,8 @@ def blob_open(key: str) -> IO[bytes]:
 
 
 def blob_delete(key: str) -> None:
-    if key and default_storage.exists(key):
+    """Delete `key` if it is there: both storages take a delete of nothing, so no request asks first."""
+    if key:
         default_storage.delete(key)
 
 

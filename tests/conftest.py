@@ -5,7 +5,13 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-pytest_plugins = ["tests.fixtures.personas", "tests.fixtures.farm", "tests.fixtures.series", "tests.fixtures.logs"]
+pytest_plugins = [
+    "tests.fixtures.personas",
+    "tests.fixtures.farm",
+    "tests.fixtures.series",
+    "tests.fixtures.logs",
+    "tests.fixtures.storage",
+]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -19,7 +19,6 @@ leaving out the node's kept-off jobs itself. Then the claim and the INSERT: thre
 from __future__ import annotations
 
 import functools
-import io
 import logging
 import secrets
 from collections import defaultdict
@@ -522,6 +521,6 @@ def results_check(*, leases: list[FrameLease]) -> dict[int, str]:
             services.frame_result_refuse(frame_id=frame.pk, result_key=frame.result_key, reason=str(exc))
             continue
         key = services.thumbnail_key_for(frame_id=frame.pk, sha256=frame.result_sha256)
-        blobs.blob_put_new(key=key, fileobj=io.BytesIO(png))  # taken: a concurrent caller stored the same one
+        blobs.blob_put_named(key=key, data=png)  # a concurrent caller may store the same one
         made[frame.pk] = key
     return made

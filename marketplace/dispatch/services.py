@@ -8,7 +8,6 @@ Queue messages are sent after commit: a message only tells a node that a lease e
 from __future__ import annotations
 
 import functools
-import io
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -497,8 +496,7 @@ def thumbnail_key_for(*, frame_id: int, sha256: str) -> str:
 
 
 def _upload_bytes(key: str) -> bytes:
-    with blobs.blob_open(key) as f:
-        data = f.read(conf.RESULT_MAX_BYTES + 1)
+    data = blobs.blob_read(key, max_bytes=conf.RESULT_MAX_BYTES)  # FileNotFoundError: nothing was uploaded
     if len(data) > conf.RESULT_MAX_BYTES:
         raise ValueError(f"image is larger than {conf.RESULT_MAX_BYTES} bytes")
     return data
@@ -511,15 +509,18 @@ def _extension(key: str) -> str:
 def result_sanity(*, lease: FrameLease) -> SanityResult:
     """The uploaded image has the leased size (read from its header first: nothing else is decoded), decodes,
     and is not blank; then its bytes are frozen under their SHA-256. Reads storage: call outside locks."""
-    if not blobs.blob_exists(lease.result_key):
-        return SanityResult(False, "no image was uploaded for this lease")
     noisy = noisy_key(lease.result_key) if _needs_noisy_pass(lease) else ""
-    if noisy and not blobs.blob_exists(noisy):
-        return SanityResult(False, "a denoised frame needs its pre-denoise pass uploaded too")
     width, height = image_size(lease.manifest)  # the frame, a tile of a still, or a verification crop
     try:
         data = _upload_bytes(lease.result_key)
+    except FileNotFoundError:
+        return SanityResult(False, "no image was uploaded for this lease")
+    except ValueError as exc:
+        return SanityResult(False, str(exc))
+    try:
         noisy_data = _upload_bytes(noisy) if noisy else b""
+    except FileNotFoundError:
+        return SanityResult(False, "a denoised frame needs its pre-denoise pass uploaded too")
     except ValueError as exc:
         return SanityResult(False, str(exc))
     try:
@@ -615,7 +616,7 @@ def lease_report(
     thumbnail = ""
     if sanity.thumbnail:  # stored before the transaction (storage is no place to wait holding row locks)
         thumbnail = thumbnail_key_for(frame_id=lease.frame_id, sha256=sanity.sha256)
-        blobs.blob_put_new(key=thumbnail, fileobj=io.BytesIO(sanity.thumbnail))  # taken: the same one is there
+        blobs.blob_put_named(key=thumbnail, data=sanity.thumbnail)
     with transaction.atomic():
         if not sanity.ok:
             lease = _lease_of_node(node=node, lease_id=lease_id, token=token, lock=True)

@@ -21,6 +21,9 @@ jitter comes on top in production), `next_wall_by_canary` the calls that handed 
 That run queues a canary scene for each canary the node can get (a provider never gets a scene twice) and renews
 the node's canary offer after each frame, as the periodic task does (`canary_offers_renew`, outside the calls);
 it writes agent_api_rate<rate>.json.
+BENCH_STORAGE=s3 puts the results on an S3 server (moto's, in its own process) as a deployment does: the agent
+uploads to the presigned URL over HTTP, and the report's storage requests (boto3's signing and parsing) are in
+the web tier's CPU; `agent_api_s3.json`.
 Run: `make bench BENCH=agent_api` (env BENCH_FRAMES, default 300); writes bench/results/agent_api.json.
 """
 
@@ -28,11 +31,13 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import django
+import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -43,6 +48,29 @@ WARMUP = int(os.environ.get("BENCH_WARMUP", "20"))
 CALLS = ("heartbeat", "details", "upload", "next", "report")
 SIZE = os.environ.get("BENCH_SIZE", "32x24")
 CHECK_RATE = float(os.environ.get("BENCH_CHECK_RATE", "0"))
+# "s3": results go to an S3 server (moto's, in a process of its own, so its CPU is not the web tier's) as in
+# production, and the agent uploads to the presigned URL over HTTP; "local" (default): this server's disk.
+STORAGE = os.environ.get("BENCH_STORAGE", "local")
+
+
+def s3_start() -> subprocess.Popen:
+    """A moto S3 server with the bench's bucket; STORAGE_URL and its endpoint set as a deployment sets them."""
+    import boto3
+
+    from scripts.services import free_port, wait_port
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wait_port(port)
+    for name, value in (("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench")):
+        os.environ[name] = value
+    os.environ["AWS_S3_REGION_NAME"] = os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+    os.environ["AWS_S3_ENDPOINT_URL"] = endpoint = f"http://127.0.0.1:{port}"
+    os.environ["STORAGE_URL"] = "s3://bench/market"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="bench")
+    return server
 
 
 def render_like_png(width: int, height: int) -> bytes:
@@ -61,6 +89,15 @@ def render_like_png(width: int, height: int) -> bytes:
 
 
 def main() -> None:
+    s3 = s3_start() if STORAGE == "s3" else None
+    try:
+        run()
+    finally:
+        if s3 is not None:
+            s3.terminate()
+
+
+def run() -> None:
     django.setup()
     import redis
     from django.conf import settings
@@ -129,8 +166,11 @@ def main() -> None:
         body = json.dumps({"leases": [lease]})
         timed("heartbeat", agent.post, "/api/v1/agent/heartbeat/", body, content_type="application/json")
         details = timed("details", agent.get, f"/api/v1/agent/leases/{lease}/", HTTP_X_LEASE_TOKEN=lease_token).json()
-        upload = details["upload_url"].removeprefix(settings.PUBLIC_URL)
-        timed("upload", storage.generic, "PUT", upload, png, content_type="application/octet-stream")
+        if STORAGE == "s3":  # the agent's PUT to S3: this process's CPU, but none of the web tier's
+            timed("upload", requests.put, details["upload_url"], data=png, timeout=30)
+        else:
+            upload = details["upload_url"].removeprefix(settings.PUBLIC_URL)
+            timed("upload", storage.generic, "PUT", upload, png, content_type="application/octet-stream")
         token_body = json.dumps({"token": lease_token})
         timed("next", agent.post, f"/api/v1/agent/leases/{lease}/next/", token_body, "application/json")
         message = json.loads(broker.rpop(queues.queue_key(node.pk)))  # the next lease, as the agent takes it
@@ -165,7 +205,7 @@ def main() -> None:
         for group, figures in groups.items():
             calls, median, p90 = figures["calls"], figures["median_ms"], figures["p90_ms"]
             print(f"{call}, {group}: {calls} calls, wall median {median} ms, p90 {p90} ms")
-    name = "agent_api" if SIZE == "32x24" else f"agent_api_{SIZE}"
+    name = ("agent_api" if SIZE == "32x24" else f"agent_api_{SIZE}") + ("_s3" if STORAGE == "s3" else "")
     path = ROOT / "bench" / "results" / (f"{name}.json" if not CHECK_RATE else f"{name}_rate{CHECK_RATE:g}.json")
     path.write_text(
         json.dumps(
@@ -174,6 +214,7 @@ def main() -> None:
                 "machine": f"{platform.machine()} cores={os.cpu_count()}",
                 "frames": FRAMES,
                 "frame_size": SIZE,
+                "storage": STORAGE,
                 "upload_bytes": len(png),
                 "cpu_ms_per_call": row,
                 "cpu_ms_per_frame": round(per_frame, 2),

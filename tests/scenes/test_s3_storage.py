@@ -1,68 +1,18 @@
 """The S3 path against a real moto server over HTTP: stored under the SHA-256, deduplicated, presigned GET."""
 
 import hashlib
-import socket
 
-import boto3
 import pytest
 import requests
-from moto.server import ThreadedMotoServer
 
 from marketplace import blobs
 from marketplace.scenes import services
 from marketplace.scenes.models import Scene
 from marketplace.scenes.validation import SceneRejected
+from tests.fixtures.storage import BUCKET, PREFIX
 from tests.scenes.conftest import upload_file
 
 BLEND = b"BLENDER-v500" + b"\0" * 100 + b"ENDB" + b"\0" * 20
-BUCKET = "scenes-test"
-PREFIX = "market"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint():
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3(moto_endpoint, settings, monkeypatch, media):
-    for name, value in (
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_DEFAULT_REGION", "us-east-1"),
-    ):
-        monkeypatch.setenv(name, value)
-    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
-    client.create_bucket(Bucket=BUCKET)
-    # As settings.py builds them for STORAGE_URL=s3://scenes-test/market with AWS_S3_ENDPOINT_URL.
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {
-                "bucket_name": BUCKET,
-                "location": PREFIX,
-                "endpoint_url": moto_endpoint,
-                "region_name": "us-east-1",
-                "querystring_expire": 600,
-                "file_overwrite": True,
-            },
-        },
-    }
-    yield client
-    for obj in client.list_objects_v2(Bucket=BUCKET).get("Contents", []):
-        client.delete_object(Bucket=BUCKET, Key=obj["Key"])
-    client.delete_bucket(Bucket=BUCKET)
 
 
 def keys(client) -> list[str]:

@@ -1,0 +1,76 @@
+"""What an agent's report and its frame's settlement ask of S3 (issue 17). With S3 every storage call is an HTTP
+request that boto3 signs and the web or Celery worker waits for: at 1,667 frames a second (100,000 nodes at a frame
+a minute) each request a frame makes is 1,667 more a second. Against a real S3 server (moto's), counted by
+operation as botocore sends them."""
+
+import io
+from collections import Counter
+
+import pytest
+from django.core.files.storage import default_storage
+
+from marketplace import blobs
+from marketplace.dispatch import services
+from marketplace.dispatch.manifests import image_size
+from marketplace.dispatch.models import FrameLease
+from marketplace.jobs.models import Frame
+from marketplace.jobs.states import FrameState
+from tests.fixtures.market import make_node, make_queued_job, png_bytes
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("agent_queues")]
+
+
+@pytest.fixture
+def leased(s3, funded_artist, provider):
+    """A node holding a render lease of a one-frame job, on S3 storage."""
+    make_queued_job(funded_artist, frames=1)
+    node, _ = make_node(provider, unchecked=True)
+    delivery = services.lease_create_for_node(node=node)
+    assert delivery is not None
+    return node, delivery, FrameLease.objects.get(pk=delivery.lease_id)
+
+
+@pytest.fixture
+def requests_sent(s3):
+    """The S3 operations the storage's client sends from now on, by name."""
+    sent: Counter[str] = Counter()
+    default_storage.connection.meta.client.meta.events.register(
+        "before-call.s3", lambda model, **_: sent.update([model.name])
+    )
+    return sent
+
+
+def test_a_report_and_its_settlement_make_five_storage_requests(
+    leased, requests_sent, django_capture_on_commit_callbacks
+):
+    node, delivery, lease = leased
+    blobs.blob_put(key=lease.result_key, fileobj=io.BytesIO(png_bytes(*image_size(lease.manifest))))  # the agent's
+    requests_sent.clear()
+    # The report: read the upload; store the frozen result and the thumbnail; after commit, delete the upload. Then
+    # (the frame_rendered task, run here after commit) the settlement reads the frozen result to check its digest.
+    with django_capture_on_commit_callbacks(execute=True):
+        outcome = services.lease_report(node=node, lease_id=lease.pk, token=delivery.token, ok=True, stats={})
+    assert outcome.accepted
+    frame = Frame.objects.get(pk=lease.frame_id)
+    assert frame.state == FrameState.SETTLED
+    assert requests_sent == {"GetObject": 2, "PutObject": 2, "DeleteObject": 1}  # 13 before session 19
+    assert blobs.blob_read_checked(frame.result_key, sha256=frame.result_sha256)
+    assert blobs.blob_exists(frame.thumbnail_key) and not blobs.blob_exists(lease.result_key)
+
+
+def test_a_report_with_nothing_uploaded_is_refused_in_one_request(leased, requests_sent):
+    node, delivery, lease = leased
+    outcome = services.lease_report(node=node, lease_id=lease.pk, token=delivery.token, ok=True, stats={})
+    assert not outcome.accepted and outcome.message == "no image was uploaded for this lease"
+    assert requests_sent == {"GetObject": 1}
+    assert FrameLease.objects.get(pk=lease.pk).state == FrameLease.State.FAILED
+
+
+def test_an_oversized_upload_is_refused_in_one_request(leased, requests_sent, monkeypatch):
+    node, delivery, lease = leased
+    monkeypatch.setattr(services.conf, "RESULT_MAX_BYTES", 1_000)
+    blobs.blob_put(key=lease.result_key, fileobj=io.BytesIO(b"\x89PNG" + b"\0" * 50_000))
+    requests_sent.clear()
+    outcome = services.lease_report(node=node, lease_id=lease.pk, token=delivery.token, ok=True, stats={})
+    assert not outcome.accepted and "larger than 1000 bytes" in outcome.message
+    assert requests_sent == {"GetObject": 1}
