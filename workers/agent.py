@@ -15,6 +15,7 @@ import contextvars
 import json
 import logging
 import os
+import random
 import shutil
 import signal
 import tempfile
@@ -34,7 +35,7 @@ from workers.budget import render_within_budget
 from workers.bundle import bundle_key, bundle_ready
 from workers.client import ApiError, MarketClient, download, upload
 from workers.config import AgentConfig
-from workers.contract import Device, HeartbeatAnswer, HelloAnswer, HelloRequest, Lease, LeaseAnswer, RenderManifest
+from workers.contract import Device, HelloAnswer, HelloRequest, Lease, LeaseAnswer, RenderManifest
 
 if TYPE_CHECKING:
     from workers.blend.renderer import Renderer
@@ -76,14 +77,20 @@ BROKER_WAIT_SECONDS = 10
 HEARTBEAT_PACE_BOUNDS = (1.0, 600.0)
 
 
-def heartbeat_pace(answer: HeartbeatAnswer, every: float) -> float:
-    """The pace a heartbeat's answer sets (the marketplace lengthens it as its farm grows), within
+def heartbeat_pace(answer: Mapping[str, Any], every: float) -> float:
+    """The pace a heartbeat's (or a hello's) answer sets (the marketplace lengthens it as its farm grows), within
     HEARTBEAT_PACE_BOUNDS; `every`, the pace so far, when the answer has none (a marketplace before session 19)."""
     told = answer.get("heartbeat_seconds")
     if not isinstance(told, int | float) or isinstance(told, bool):
         return every
     low, high = HEARTBEAT_PACE_BOUNDS
     return min(high, max(low, float(told)))
+
+
+def spread(seconds: float) -> float:
+    """A wait drawn evenly from [0, seconds]: agents that lost the same thing at the same moment (a broker restart,
+    the marketplace back from an outage) come back spread over it instead of all at once."""
+    return random.uniform(0.0, max(seconds, 0.0))
 
 
 def in_schedule(schedule: str, now: datetime | None = None) -> bool:
@@ -157,6 +164,7 @@ class Agent:
         self.owner_paused = threading.Event()
         self.said_hello = False
         self.waiting_for_delivery = False  # blocked on the broker, nothing in hand: a stop signal cuts it short
+        self.pace = 10.0  # the heartbeat pace the marketplace gave last: it grows with the farm
         self.current: Current | None = None
         self.renderer: Renderer | None = None
         self.loaded_scene: str | None = None
@@ -207,12 +215,15 @@ class Agent:
                 log.warning("event=hello_failed", extra={"error": str(exc), "retry_in_s": delay})
             except (OSError, redis.RedisError) as exc:
                 log.warning("event=hello_failed", extra={"error": str(exc), "retry_in_s": delay})
-            if self.stopping.wait(delay):
+            # Half the backoff, then a draw over the other half: failed hellos of many agents do not come back
+            # in step.
+            if self.stopping.wait(delay / 2 + spread(delay / 2)):
                 raise SystemExit(0)
             delay = min(delay * 2, 30)
 
     def run(self) -> int:
         hello = self._connect_retrying()
+        self.pace = heartbeat_pace(hello, self.pace)
         # The heartbeat thread logs with this thread's context (the node id): threads start with an empty one.
         beat = threading.Thread(
             target=contextvars.copy_context().run, args=(self._heartbeat_loop, hello["heartbeat_seconds"]), daemon=True
@@ -232,10 +243,16 @@ class Agent:
                 except _WaitCut:
                     break
                 except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
-                    # A restarted broker forgot our ACL user: ask the marketplace for a new credential.
-                    log.warning("event=broker_auth_lost: saying hello again", extra={"error": str(exc)})
+                    # A restarted broker forgot our ACL user: ask the marketplace for a new credential. Every agent
+                    # learns it at once, so each waits a draw over one heartbeat pace first: at 100,000 nodes
+                    # (60 s) their hellos come ~1,700 a second, as their beats do, not all in the same seconds.
+                    wait = spread(self.pace)
+                    log.warning(
+                        "event=broker_auth_lost: saying hello again", extra={"error": str(exc), "in_s": round(wait, 1)}
+                    )
+                    if self.stopping.wait(wait):
+                        break
                     self._connect_retrying()
-                    time.sleep(1)
                     continue
                 except redis.ConnectionError as exc:
                     log.warning("event=broker_unavailable: retrying", extra={"error": str(exc)})
@@ -312,7 +329,7 @@ class Agent:
             except (ApiError, OSError) as exc:
                 log.warning("event=heartbeat_failed", extra={"error": str(exc)})
                 continue
-            every = heartbeat_pace(answer, every)
+            every = self.pace = heartbeat_pace(answer, every)
             self._owner_pause(answer.get("owner_pause"))
             state = answer.get("leases", {}).get(str(current.lease)) if current else None
             if current and state is not None and state != "active":

@@ -2,6 +2,7 @@
 its beats stay within what the web tier is sized for, and a node is neither called silent nor loses its lease for
 following the pace it was told, also after the pace shortens again."""
 
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -19,6 +20,7 @@ from marketplace.nodes.selectors import Pace, heartbeat_pace, online_nodes, sile
 from marketplace.nodes.services import heartbeat_pace_update, pace_for
 from tests.fixtures.market import make_node, make_queued_job
 from workers.agent import heartbeat_pace as agent_pace
+from workers.agent import spread
 
 HELLO = {
     "devices": [{"type": "CPU", "name": "CPU 0", "vram_mb": 0, "use": True}],
@@ -160,3 +162,13 @@ def test_a_node_following_the_longer_pace_is_not_silent_before_its_next_beat(pro
 )
 def test_the_agent_beats_at_the_pace_it_is_told_within_bounds(answer, every):
     assert agent_pace({"leases": {}, "status": "idle", "owner_pause": None, **answer}, 10.0) == every
+
+
+def test_agents_that_lost_the_broker_together_come_back_spread_over_the_pace():
+    """After a broker restart every agent must say hello again at once; each first waits `spread(pace)`, so at
+    100,000 nodes (a 60 s pace) the hellos come ~1,700 a second, as the beats do."""
+    draws = [spread(60.0) for _ in range(3000)]
+    assert all(0.0 <= d <= 60.0 for d in draws)
+    by_tenth = Counter(int(d // 6) for d in draws)
+    assert all(200 <= by_tenth[i] <= 400 for i in range(10)), by_tenth  # 300 each, give or take 6 deviations
+    assert spread(0.0) == 0.0
