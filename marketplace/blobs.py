@@ -6,9 +6,11 @@ With S3 the URL is a presigned S3 URL; with local storage it is this server's /b
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import logging
+import mimetypes
 import re
 from collections.abc import Iterator
 from typing import IO
@@ -83,7 +85,17 @@ def blob_freeze(*, data: bytes, ext: str) -> tuple[str, str]:
     sha = hashlib.sha256(data).hexdigest()
     key = frozen_key(sha256=sha, ext=ext)
     if is_s3():
-        blob_put_named(key=key, data=data)
+        # With its SHA-256 checksum: S3 refuses the PUT unless the bytes arrive as they are, and keeps the digest
+        # with the object, so a check before paying asks a HEAD instead of reading it all (`blob_digest_check`).
+        client = default_storage.connection.meta.client
+        client.put_object(
+            Bucket=default_storage.bucket_name,
+            Key=default_storage._normalize_name(key),
+            Body=data,
+            ChecksumAlgorithm="SHA256",
+            ChecksumSHA256=base64.b64encode(bytes.fromhex(sha)).decode(),
+            ContentType=mimetypes.guess_type(key)[0] or "application/octet-stream",
+        )
         return key, sha
     if blob_put_new(key=key, fileobj=io.BytesIO(data)):
         return key, sha
@@ -123,6 +135,33 @@ def blob_read_checked(key: str, *, sha256: str = "", max_bytes: int = 0) -> byte
     if expected and expected != {actual}:
         raise digest_refused(key, expected, actual)
     return data
+
+
+def blob_digest_check(key: str, *, sha256: str = "", max_bytes: int = 0) -> None:
+    """What `blob_read_checked` checks, without the bytes: DigestMismatch (logged) unless `key` holds bytes of
+    the digests it must have, and no more than `max_bytes`; FileNotFoundError when missing. On S3 a HEAD reads the
+    SHA-256 checksum S3 keeps with the object (`blob_freeze` stores one; S3 computes it from the bytes it holds,
+    so an object written over it since has its own, or none); an object without one is read whole, as before."""
+    expected = expected_digests(key, sha256)
+    if is_s3() and len(expected) == 1:
+        client = default_storage.connection.meta.client
+        try:
+            head = client.head_object(
+                Bucket=default_storage.bucket_name, Key=default_storage._normalize_name(key), ChecksumMode="ENABLED"
+            )
+        except client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise FileNotFoundError(key) from exc
+            raise
+        if max_bytes and head["ContentLength"] > max_bytes:
+            raise DigestMismatch(f"{key} is larger than {max_bytes} bytes")
+        stored = head.get("ChecksumSHA256") or ""
+        if stored and "-" not in stored:  # a multipart upload's is a checksum of its parts' checksums: read it
+            actual = base64.b64decode(stored).hex()
+            if {actual} != expected:
+                raise digest_refused(key, expected, actual)
+            return
+    blob_read_checked(key, sha256=sha256, max_bytes=max_bytes)
 
 
 def blob_read(key: str, *, max_bytes: int = 0) -> bytes:

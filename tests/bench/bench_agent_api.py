@@ -205,6 +205,10 @@ def run() -> None:
         for group, figures in groups.items():
             calls, median, p90 = figures["calls"], figures["median_ms"], figures["p90_ms"]
             print(f"{call}, {group}: {calls} calls, wall median {median} ms, p90 {p90} ms")
+    settlement_check = digest_checks() if STORAGE == "s3" else {}
+    for way, figures in settlement_check.items():
+        cpu_ms, wall_ms = figures["cpu_ms"], figures["wall_ms"]
+        print(f"settlement's digest check, {way}: CPU median {cpu_ms} ms, wall median {wall_ms} ms")
     name = ("agent_api" if SIZE == "32x24" else f"agent_api_{SIZE}") + ("_s3" if STORAGE == "s3" else "")
     path = ROOT / "bench" / "results" / (f"{name}.json" if not CHECK_RATE else f"{name}_rate{CHECK_RATE:g}.json")
     path.write_text(
@@ -223,12 +227,38 @@ def run() -> None:
                 "next_wall_by_draw": by_draw,
                 "next_wall_by_canary": by_canary,
                 "report_wall_by_canary": report_canary,
+                "settlement_digest_check": settlement_check,
             },
             indent=2,
         )
         + "\n"
     )
     print(f"wrote {path.relative_to(ROOT)}")
+
+
+def digest_checks() -> dict[str, dict]:
+    """What the settlement's check of a reported frame's result costs (`dispatch.batch.results_check`, in Celery),
+    for the frames this run reported: read back whole and hashed (`blob_read_checked`, what it did until session
+    19 and still does for a result without S3's checksum), and S3's checksum of it in a HEAD
+    (`blob_digest_check`). Median CPU and wall milliseconds a frame."""
+    from marketplace import blobs
+    from marketplace.jobs.models import Frame
+
+    frames = list(Frame.objects.exclude(result_key="").values_list("result_key", "result_sha256")[:100])
+    out = {}
+    for way, check in (("read_and_hash", blobs.blob_read_checked), ("s3_checksum_head", blobs.blob_digest_check)):
+        cpu, wall = [], []
+        for key, sha in frames:
+            start, start_wall = time.process_time(), time.perf_counter()
+            check(key, sha256=sha)
+            cpu.append(time.process_time() - start)
+            wall.append(time.perf_counter() - start_wall)
+        out[way] = {
+            "frames": len(frames),
+            "cpu_ms": round(statistics.median(cpu) * 1000, 3),
+            "wall_ms": round(statistics.median(wall) * 1000, 3),
+        }
+    return out
 
 
 def _wall_figures(groups: dict[str, list[float]]) -> dict[str, dict]:

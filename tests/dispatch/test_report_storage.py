@@ -3,7 +3,10 @@ request that boto3 signs and the web or Celery worker waits for: at 1,667 frames
 a minute) each request a frame makes is 1,667 more a second. Against a real S3 server (moto's), counted by
 operation as botocore sends them."""
 
+import base64
+import hashlib
 import io
+import logging
 from collections import Counter
 
 import pytest
@@ -13,9 +16,13 @@ from marketplace import blobs
 from marketplace.dispatch import services
 from marketplace.dispatch.manifests import image_size
 from marketplace.dispatch.models import FrameLease
+from marketplace.jobs import events
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState
+from marketplace.ledger.models import LedgerTransaction
+from marketplace.verification import tasks as verification_tasks
 from tests.fixtures.market import make_node, make_queued_job, png_bytes
+from tests.fixtures.storage import BUCKET, PREFIX
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("agent_queues")]
 
@@ -40,20 +47,21 @@ def requests_sent(s3):
     return sent
 
 
-def test_a_report_and_its_settlement_make_five_storage_requests(
+def test_a_report_and_its_settlement_make_five_storage_requests_and_download_the_result_once(
     leased, requests_sent, django_capture_on_commit_callbacks
 ):
     node, delivery, lease = leased
     blobs.blob_put(key=lease.result_key, fileobj=io.BytesIO(png_bytes(*image_size(lease.manifest))))  # the agent's
     requests_sent.clear()
-    # The report: read the upload; store the frozen result and the thumbnail; after commit, delete the upload. Then
-    # (the frame_rendered task, run here after commit) the settlement reads the frozen result to check its digest.
+    # The report: read the upload; store the frozen result (with its SHA-256 checksum) and the thumbnail; after
+    # commit, delete the upload. Then (the frame_rendered task, run here after commit) the settlement checks the
+    # frozen result's digest: S3's checksum of it, in a HEAD.
     with django_capture_on_commit_callbacks(execute=True):
         outcome = services.lease_report(node=node, lease_id=lease.pk, token=delivery.token, ok=True, stats={})
     assert outcome.accepted
     frame = Frame.objects.get(pk=lease.frame_id)
     assert frame.state == FrameState.SETTLED
-    assert requests_sent == {"GetObject": 2, "PutObject": 2, "DeleteObject": 1}  # 13 before session 19
+    assert requests_sent == {"GetObject": 1, "PutObject": 2, "DeleteObject": 1, "HeadObject": 1}  # 13 until session 19
     assert blobs.blob_read_checked(frame.result_key, sha256=frame.result_sha256)
     assert blobs.blob_exists(frame.thumbnail_key) and not blobs.blob_exists(lease.result_key)
 
@@ -74,3 +82,35 @@ def test_an_oversized_upload_is_refused_in_one_request(leased, requests_sent, mo
     outcome = services.lease_report(node=node, lease_id=lease.pk, token=delivery.token, ok=True, stats={})
     assert not outcome.accepted and "larger than 1000 bytes" in outcome.message
     assert requests_sent == {"GetObject": 1}
+
+
+def overwrite_plain(s3, key: str, data: bytes) -> None:
+    """Another writer's PUT, with no SHA-256 of its own: S3 keeps none for the object."""
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{key}", Body=data)
+
+
+def overwrite_with_its_checksum(s3, key: str, data: bytes) -> None:
+    """Another writer's PUT with the SHA-256 of what it writes: S3 keeps that one."""
+    checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{key}", Body=data, ChecksumSHA256=checksum)
+
+
+@pytest.mark.parametrize("overwrite", [overwrite_plain, overwrite_with_its_checksum])
+def test_a_frozen_result_overwritten_on_s3_before_it_is_paid_is_refused(
+    leased, s3, overwrite, monkeypatch, caplog, django_capture_on_commit_callbacks
+):
+    node, delivery, lease = leased
+    monkeypatch.setitem(events._subscribers, events.FRAME_RENDERED, [])  # the frame stays RENDERED after the report
+    blobs.blob_put(key=lease.result_key, fileobj=io.BytesIO(png_bytes(*image_size(lease.manifest), seed=1)))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.lease_report(node=node, lease_id=lease.pk, token=delivery.token, ok=True, stats={}).accepted
+    frame = Frame.objects.get(pk=lease.frame_id)
+    assert frame.state == FrameState.RENDERED and frame.thumbnail_key
+    overwrite(s3, frame.result_key, png_bytes(*image_size(lease.manifest), seed=9))
+
+    with caplog.at_level(logging.ERROR):
+        verification_tasks.frame_rendered(frame.pk)  # frame_rendered's subscriber checks the digest before paying
+    frame.refresh_from_db()
+    assert frame.state == FrameState.QUEUED and frame.result_key == ""
+    assert "stored result refused" in frame.last_error and "event=result_digest_mismatch" in caplog.text
+    assert not LedgerTransaction.objects.filter(idempotency_key__startswith="settle:").exists()
