@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 from django.core.files.storage import default_storage
+from django.urls import reverse
 
 from marketplace import blobs
 from marketplace.dispatch import services
@@ -114,3 +115,25 @@ def test_a_frozen_result_overwritten_on_s3_before_it_is_paid_is_refused(
     assert frame.state == FrameState.QUEUED and frame.result_key == ""
     assert "stored result refused" in frame.last_error and "event=result_digest_mismatch" in caplog.text
     assert not LedgerTransaction.objects.filter(idempotency_key__startswith="settle:").exists()
+
+
+def test_a_thumbnail_is_served_from_one_storage_request_and_only_to_its_artist(
+    leased, requests_sent, client, funded_artist, outsider, django_capture_on_commit_callbacks
+):
+    node, delivery, lease = leased
+    blobs.blob_put(key=lease.result_key, fileobj=io.BytesIO(png_bytes(*image_size(lease.manifest))))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.lease_report(node=node, lease_id=lease.pk, token=delivery.token, ok=True, stats={}).accepted
+    frame = Frame.objects.get(pk=lease.frame_id)
+    url = reverse("jobs:thumb", args=[frame.job_id, frame.pk])
+    requests_sent.clear()
+    client.force_login(funded_artist)
+    response = client.get(url)
+    assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    assert response.content == blobs.blob_read(frame.thumbnail_key) and response.content.startswith(b"\x89PNG")
+    requests_sent.clear()
+    assert client.get(url).status_code == 200
+    assert requests_sent == {"GetObject": 1}  # 4 until session 19: a HEAD to look, three inside the file object
+    client.force_login(outsider)
+    requests_sent.clear()
+    assert client.get(url).status_code == 404 and not requests_sent
