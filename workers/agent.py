@@ -245,8 +245,9 @@ class Agent:
                 except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
                     # A restarted broker forgot our ACL user: ask the marketplace for a new credential. Every agent
                     # learns it at once, so each waits a draw over one heartbeat pace first: at 100,000 nodes
-                    # (60 s) their hellos come ~1,700 a second, as their beats do, not all in the same seconds.
-                    wait = spread(self.pace)
+                    # (60 s) their hellos come ~1,700 a second, as their beats do, not all in the same seconds. A
+                    # second at least: a hello that did not mend it is not retried hot.
+                    wait = 1.0 + spread(self.pace)
                     log.warning(
                         "event=broker_auth_lost: saying hello again", extra={"error": str(exc), "in_s": round(wait, 1)}
                     )
