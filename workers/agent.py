@@ -241,6 +241,8 @@ class Agent:
                 try:
                     delivery = self._delivery_wait()
                 except _WaitCut:
+                    # No connection may keep the cut BLMOVE's answer pending for the next command to read.
+                    self.broker.connection_pool.disconnect()
                     break
                 except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
                     # A restarted broker forgot our ACL user: ask the marketplace for a new credential. Every agent
