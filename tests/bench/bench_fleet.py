@@ -1,0 +1,95 @@
+"""The farm's periodic work with a large fleet online (issue 17): BENCH_NODES nodes (10,000; run it with 100,000
+too) online, set up as bench_canaries sets them up (5 per provider, 3 canary scenes), and the beats their agents
+send between two flushes gathered in Redis (nodes / pace x HEARTBEAT_FLUSH_SECONDS, each naming no lease, as idle
+agents' beats do). Then each task of CELERY_BEAT_SCHEDULE once, in this process (its body, as a worker runs it),
+the heartbeat flush with those beats first, and the farm snapshot (`/metrics`, the farm page): wall, CPU of this
+process and of Postgres, and statements, the median of BENCH_REPEAT (3), the beats gathered again before each
+flush. Prints the heartbeat pace the nodes online get.
+Run: `make bench BENCH=fleet` (env BENCH_NODES, BENCH_REPEAT); writes bench/results/fleet.json (fleet_<N>.json when
+BENCH_NODES is not 10,000).
+"""
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import django
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+os.environ.setdefault("BENCH_NODES", "10000")
+
+from tests.bench.bench_canaries import NODES, measured, median_of, setup  # noqa: E402
+from tests.bench.bench_history import quiet_work  # noqa: E402
+
+REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
+FLUSH_SECONDS = float(os.environ.get("HEARTBEAT_FLUSH_SECONDS", "5"))
+
+
+def beats_gather(count: int, round_number: int) -> int:
+    """`count` nodes' beats waiting for the flush, as `dispatch.heartbeats.gather` keeps them: each later than the
+    node's stored heartbeat (which setup put an hour ahead), so the flush writes every one."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from marketplace.celery import internal_redis
+    from marketplace.dispatch.heartbeats import BEATS_KEY
+    from marketplace.nodes.models import WorkerNode
+
+    at = f"{round((timezone.now() + timedelta(hours=2 + round_number)).timestamp() * 1_000_000)} "
+    ids = list(WorkerNode.objects.order_by("?").values_list("pk", flat=True)[:count])
+    client = internal_redis()
+    for start in range(0, len(ids), 10_000):
+        client.hset(BEATS_KEY, mapping={str(pk): at for pk in ids[start : start + 10_000]})
+    return len(ids)
+
+
+def main() -> None:
+    django.setup()
+    from django.db import connection
+
+    from marketplace.nodes.selectors import pace_remember
+    from marketplace.nodes.services import heartbeat_pace_update
+
+    if connection.vendor != "postgresql":
+        sys.exit("bench_fleet needs Postgres: run `make bench BENCH=fleet`")
+    t0 = time.perf_counter()
+    setup()
+    pace = heartbeat_pace_update()
+    pace_remember(None)
+    beats = round(NODES / pace.seconds * FLUSH_SECONDS)
+    print(f"setup: {NODES} nodes online in {time.perf_counter() - t0:.0f} s; pace {pace.seconds} s", flush=True)
+    print(f"{'task':<40} {'wall ms':>9} {'cpu ms':>8} {'pg ms':>8} {'stmts':>6}")
+    rows = {}
+    for name, work in quiet_work().items():
+        runs = []
+        for i in range(REPEAT):
+            if "heartbeat" in name and "flush" in name:
+                beats_gather(beats, i)
+            runs.append(measured(work))
+        row = median_of([{k: v for k, v in r.items() if k != "changed"} for r in runs])
+        rows[name] = row
+        print(f"{name:<40} {row['wall_ms']:>9} {row['cpu_ms']:>8} {row['postgres_cpu_ms']:>8} {row['statements']:>6}")
+    out = {
+        "bench": "fleet",
+        "machine": f"{platform.machine()} cores={os.cpu_count()}",
+        "nodes": NODES,
+        "heartbeat_seconds": pace.seconds,
+        "beats_per_flush": beats,
+        "repeat": REPEAT,
+        "tasks": rows,
+    }
+    suffix = "" if NODES == 10_000 else f"_{NODES}"
+    path = ROOT / "bench" / "results" / f"fleet{suffix}.json"
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
