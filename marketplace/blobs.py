@@ -13,7 +13,7 @@ import logging
 import mimetypes
 import re
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, Any
 
 from django.conf import settings
 from django.core import signing
@@ -36,10 +36,17 @@ def is_s3() -> bool:
     return settings.STORAGES["default"]["BACKEND"].startswith("storages.")
 
 
-def blob_put(*, key: str, fileobj: IO[bytes], new: bool = False) -> str:
-    """Store under exactly `key` (content-addressed keys never change content, so overwrite is harmless). `new`:
-    the caller knows nothing is there, or that S3 overwrites it (no request to look first)."""
-    if not new and default_storage.exists(key):
+def _s3_object(key: str) -> tuple[Any, dict[str, str]]:
+    """The S3 client of the default storage and the Bucket and Key parameters that name `key` in it."""
+    return default_storage.connection.meta.client, {
+        "Bucket": default_storage.bucket_name,
+        "Key": default_storage._normalize_name(key),
+    }
+
+
+def blob_put(*, key: str, fileobj: IO[bytes]) -> str:
+    """Store under exactly `key` (content-addressed keys never change content, so overwrite is harmless)."""
+    if default_storage.exists(key):
         default_storage.delete(key)
     saved = default_storage.save(key, File(fileobj))
     if saved != key:  # storages rename on collision; content addressing depends on the exact key
@@ -68,14 +75,24 @@ def digest_of_key(key: str) -> str:
     return match.group(1) if match else ""
 
 
-def blob_put_named(*, key: str, data: bytes) -> None:
+def blob_put_named(*, key: str, data: bytes, sha256: str = "") -> None:
     """Store `data` under `key`, a name its bytes determine (their digest is in it): a copy already there holds
     the same bytes. On S3 one PUT (overwriting such a copy changes nothing), where asking first cost a HEAD on
-    every report; on a local disk written only when absent (the storage would rename a second copy)."""
-    if is_s3():
-        blob_put(key=key, fileobj=io.BytesIO(data), new=True)
-    else:
+    every report, with the bytes' SHA-256 checksum: S3 refuses the PUT unless the bytes arrive as they are, and
+    keeps the digest with the object, so a check of it asks a HEAD instead of reading it all
+    (`blob_digest_check`). On a local disk written only when absent (the storage would rename a second copy).
+    `sha256`: the bytes' digest, when the caller has it already."""
+    if not is_s3():
         blob_put_new(key=key, fileobj=io.BytesIO(data))
+        return
+    client, named = _s3_object(key)
+    client.put_object(
+        **named,
+        Body=data,
+        ChecksumAlgorithm="SHA256",
+        ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256 or hashlib.sha256(data).hexdigest())).decode(),
+        ContentType=mimetypes.guess_type(key)[0] or "application/octet-stream",
+    )
 
 
 def blob_freeze(*, data: bytes, ext: str) -> tuple[str, str]:
@@ -85,17 +102,7 @@ def blob_freeze(*, data: bytes, ext: str) -> tuple[str, str]:
     sha = hashlib.sha256(data).hexdigest()
     key = frozen_key(sha256=sha, ext=ext)
     if is_s3():
-        # With its SHA-256 checksum: S3 refuses the PUT unless the bytes arrive as they are, and keeps the digest
-        # with the object, so a check before paying asks a HEAD instead of reading it all (`blob_digest_check`).
-        client = default_storage.connection.meta.client
-        client.put_object(
-            Bucket=default_storage.bucket_name,
-            Key=default_storage._normalize_name(key),
-            Body=data,
-            ChecksumAlgorithm="SHA256",
-            ChecksumSHA256=base64.b64encode(bytes.fromhex(sha)).decode(),
-            ContentType=mimetypes.guess_type(key)[0] or "application/octet-stream",
-        )
+        blob_put_named(key=key, data=data, sha256=sha)
         return key, sha
     if blob_put_new(key=key, fileobj=io.BytesIO(data)):
         return key, sha
@@ -144,11 +151,9 @@ def blob_digest_check(key: str, *, sha256: str = "", max_bytes: int = 0) -> None
     so an object written over it since has its own, or none); an object without one is read whole, as before."""
     expected = expected_digests(key, sha256)
     if is_s3() and len(expected) == 1:
-        client = default_storage.connection.meta.client
+        client, named = _s3_object(key)
         try:
-            head = client.head_object(
-                Bucket=default_storage.bucket_name, Key=default_storage._normalize_name(key), ChecksumMode="ENABLED"
-            )
+            head = client.head_object(**named, ChecksumMode="ENABLED")
         except client.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 raise FileNotFoundError(key) from exc
@@ -169,9 +174,9 @@ def blob_read(key: str, *, max_bytes: int = 0) -> bytes:
     without reading it all). One storage request: on S3 a GET, where reading through the storage's file object
     asked HEAD twice before it. FileNotFoundError when nothing is there."""
     if is_s3():
-        client = default_storage.connection.meta.client
+        client, named = _s3_object(key)
         try:
-            answer = client.get_object(Bucket=default_storage.bucket_name, Key=default_storage._normalize_name(key))
+            answer = client.get_object(**named)
         except client.exceptions.NoSuchKey as exc:
             raise FileNotFoundError(key) from exc
         body = answer["Body"]
@@ -222,12 +227,9 @@ def signed_url(
     if method not in ("GET", "PUT"):
         raise ValueError(method)
     if is_s3():
-        client = default_storage.connection.meta.client
-        full_key = default_storage._normalize_name(key)
+        client, named = _s3_object(key)
         op = "get_object" if method == "GET" else "put_object"
-        return client.generate_presigned_url(
-            op, Params={"Bucket": default_storage.bucket_name, "Key": full_key}, ExpiresIn=expires_s
-        )
+        return client.generate_presigned_url(op, Params=named, ExpiresIn=expires_s)
     claims = {"k": key, "m": method, "x": int(max_bytes), "e": expires_s}
     if lease_id is not None:
         claims["l"] = int(lease_id)

@@ -225,9 +225,7 @@ class Agent:
         hello = self._connect_retrying()
         self.pace = heartbeat_pace(hello, self.pace)
         # The heartbeat thread logs with this thread's context (the node id): threads start with an empty one.
-        beat = threading.Thread(
-            target=contextvars.copy_context().run, args=(self._heartbeat_loop, hello["heartbeat_seconds"]), daemon=True
-        )
+        beat = threading.Thread(target=contextvars.copy_context().run, args=(self._heartbeat_loop,), daemon=True)
         beat.start()
         try:
             # redis-py types its commands for the sync and the async client alike: these are the sync answers.
@@ -324,15 +322,15 @@ class Agent:
                 "event=goodbye_failed: the node goes offline when its heartbeats stop", extra={"error": str(exc)}
             )
 
-    def _heartbeat_loop(self, every: float) -> None:
-        while not self.stopping.wait(every):
+    def _heartbeat_loop(self) -> None:
+        while not self.stopping.wait(self.pace):
             current = self.current
             try:
                 answer = self.client.beat(leases=self._held_leases(), paused=not in_schedule(self.config.schedule))
             except (ApiError, OSError) as exc:
                 log.warning("event=heartbeat_failed", extra={"error": str(exc)})
                 continue
-            every = self.pace = heartbeat_pace(answer, every)
+            self.pace = heartbeat_pace(answer, self.pace)
             self._owner_pause(answer.get("owner_pause"))
             state = answer.get("leases", {}).get(str(current.lease)) if current else None
             if current and state is not None and state != "active":

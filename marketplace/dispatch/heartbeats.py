@@ -31,9 +31,8 @@ from marketplace.batches import batched
 from marketplace.celery import internal_redis
 from marketplace.dispatch import conf
 from marketplace.dispatch.models import FrameLease
-from marketplace.nodes import conf as node_conf
 from marketplace.nodes.models import WorkerNode
-from marketplace.nodes.selectors import heartbeat_pace, silence_seconds
+from marketplace.nodes.selectors import beats_window, silence_seconds
 from marketplace.nodes.services import node_status_sync
 
 log = logging.getLogger("dispatch")
@@ -46,9 +45,9 @@ FLUSH_BATCH = 2_000
 
 
 def lease_seconds() -> int:
-    """How long a lease lasts past its grant or its node's latest beat: LEASE_SECONDS, or as many beats at the
-    longest heartbeat pace in force as a node may miss before it is silent (`nodes.selectors.silence_seconds`)."""
-    return max(conf.LEASE_SECONDS, node_conf.SILENT_AFTER_BEATS * heartbeat_pace().longest)
+    """How long a lease lasts past its grant or its node's latest beat: as long as a node may go unheard
+    (`nodes.selectors.beats_window`), LEASE_SECONDS at least."""
+    return beats_window(conf.LEASE_SECONDS)
 
 
 @dataclass(frozen=True)

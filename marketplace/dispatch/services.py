@@ -354,9 +354,8 @@ def node_heartbeat(*, node: WorkerNode, lease_ids: list[int], paused: bool = Fal
     read "released", so the agent stops rendering them; with "finish" they run to their report.
 
     Every agent sends one at the farm's pace, which the answer gives, busy or idle: the most frequent call of
-    the farm. A beat
-    that changes nothing but times is read in one statement and its times gathered (`dispatch.heartbeats`,
-    written for many nodes at once); any other is written here.
+    the farm. A beat that changes nothing but times is read in one statement and its times gathered
+    (`dispatch.heartbeats`, written for many nodes at once); any other is written here.
     """
     now = timezone.now()
     listed = sorted({int(i) for i in lease_ids[: conf.LEASES_PER_BEAT]})

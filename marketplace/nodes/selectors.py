@@ -86,6 +86,11 @@ class Pace:
     seconds: int  # what agents are told now
     longest: int  # the longest pace an agent may still be following: the silence and lease windows' measure
 
+    @classmethod
+    def stored(cls, seconds: int, longest: int, longest_until: datetime, now: datetime) -> "Pace":
+        """The pace a `HeartbeatPace` row holds at `now`: its longest is in force until `longest_until`."""
+        return cls(seconds, max(seconds, longest) if longest_until > now else seconds)
+
 
 # Each process reads the pace at most this often: it changes every 30 s at most, and a stale read is safe for this
 # long (a shorter pace than the one in force only brings beats sooner; the longest is kept well past this).
@@ -101,8 +106,7 @@ def heartbeat_pace() -> Pace:
     if row is None:
         pace = Pace(conf.HEARTBEAT_SECONDS, conf.HEARTBEAT_SECONDS)
     else:
-        seconds, longest, until = row
-        pace = Pace(seconds, max(seconds, longest) if until > timezone.now() else seconds)
+        pace = Pace.stored(*row, now=timezone.now())
     pace_remember(pace)
     return pace
 
@@ -112,10 +116,15 @@ def pace_remember(pace: Pace | None) -> None:
     _pace_read[:] = [(time.monotonic(), pace)] if pace is not None else []
 
 
+def beats_window(at_least: int) -> int:
+    """SILENT_AFTER_BEATS beats at the longest pace in force, or `at_least` seconds when that is longer: how long a
+    node may go unheard, and a lease last past its node's latest beat (`dispatch.heartbeats.lease_seconds`)."""
+    return max(at_least, conf.SILENT_AFTER_BEATS * heartbeat_pace().longest)
+
+
 def silence_seconds() -> int:
-    """How long a node may go unheard before it is silent: OFFLINE_AFTER_SECONDS, or SILENT_AFTER_BEATS beats at
-    the longest pace in force."""
-    return max(conf.OFFLINE_AFTER_SECONDS, conf.SILENT_AFTER_BEATS * heartbeat_pace().longest)
+    """How long a node may go unheard before it is silent (`beats_window`, OFFLINE_AFTER_SECONDS at least)."""
+    return beats_window(conf.OFFLINE_AFTER_SECONDS)
 
 
 def silent_cutoff(now=None) -> datetime:

@@ -340,7 +340,7 @@ def heartbeat_pace_update(*, now: datetime | None = None) -> Pace:
     online = online_nodes(now).count()
     row = HeartbeatPace.objects.select_for_update().filter(pk=1).first()
     told = row.seconds if row else conf.HEARTBEAT_SECONDS
-    held = max(told, row.longest) if row and row.longest_until > now else told
+    held = Pace.stored(row.seconds, row.longest, row.longest_until, now).longest if row else told
     pace = pace_for(online=online, current=told)
     if pace >= held:
         longest, until = pace, now
