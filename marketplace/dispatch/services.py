@@ -34,7 +34,7 @@ from marketplace.logs import bind, lease_fields
 from marketplace.nodes.models import WorkerNode
 from marketplace.nodes.selectors import available_nodes, heartbeat_pace
 from marketplace.nodes.services import node_ban as node_ban_mark
-from marketplace.nodes.services import node_status_sync, node_status_sync_one
+from marketplace.nodes.services import node_status_sync, node_status_sync_due, node_status_sync_one
 from marketplace.scenes.models import Scene
 from render_kernels import WrongSize, image_size_check, result_summary
 from workers.contract import RenderManifest
@@ -769,11 +769,18 @@ def leases_reap(*, now=None) -> int:
             )
             log.warning("event=lease_expired", extra=lease_fields(lease))
             reaped += 1
-    # Time-based facts (a heartbeat going stale) change no row: re-derive every node's status each round.
-    node_status_sync(now=now)
+    # Time-based facts (a heartbeat going stale) change no row: sync the nodes they may have made wrong.
+    node_status_sync_due(now=now)
     if reaped:
         log.info("event=leases_reaped", extra={"count": reaped})
     return reaped
+
+
+def node_status_sweep() -> int:
+    """Re-derive every node's status, the reaper's round's safety net (`node_status_sync`): the beats waiting to
+    be written first, as the reaper does."""
+    heartbeats.heartbeats_flush()
+    return node_status_sync()
 
 
 def rendered_frames_resume(*, older_than_s: float = 30.0) -> int:

@@ -27,3 +27,8 @@ def reap_leases() -> int:
     services.rendered_frames_resume()
     services.match_frames()
     return reaped
+
+
+@shared_task(name="dispatch.node_status_sweep", acks_late=True, ignore_result=True)
+def node_status_sweep() -> int:
+    return services.node_status_sweep()

@@ -86,8 +86,29 @@ def test_password_validators_are_on(tmp_path):
 def test_postgres_prepares_repeated_statements_unless_a_pooler_needs_them_off(tmp_path):
     url = {"DATABASE_URL": "postgres://market@127.0.0.1:5432/market", "SECRET_KEY": STRONG_KEY}
     prepared = settings_of(tmp_path, ["DATABASES"], **url)["DATABASES"]["default"]["OPTIONS"]
-    assert prepared == {"server_side_binding": True, "prepare_threshold": 5}
+    assert prepared["server_side_binding"] is True and prepared["prepare_threshold"] == 5
     off = settings_of(tmp_path, ["DATABASES"], **url, DATABASE_PREPARED_STATEMENTS="0")["DATABASES"]["default"]
     assert "server_side_binding" not in off["OPTIONS"] and "prepare_threshold" not in off["OPTIONS"]
     sqlite = settings_of(tmp_path, ["DATABASES"], SECRET_KEY=STRONG_KEY)["DATABASES"]["default"]["OPTIONS"]
     assert "server_side_binding" not in sqlite  # SQLite has no such option
+
+
+def test_postgres_sessions_run_without_jit_and_keep_the_options_of_the_database_url(tmp_path):
+    url = "postgres://market@db.internal:5432/market?sslmode=verify-full&options=-c%20statement_timeout%3D30000"
+    options = settings_of(tmp_path, ["DATABASES"], DATABASE_URL=url, SECRET_KEY=STRONG_KEY)["DATABASES"]["default"][
+        "OPTIONS"
+    ]
+    assert options["sslmode"] == "verify-full"  # an operator's TLS setting is not dropped by ours
+    assert options["options"] == "-c statement_timeout=30000 -c jit=off"
+    on = settings_of(tmp_path, ["DATABASES"], DATABASE_URL=url, DATABASE_JIT="1", SECRET_KEY=STRONG_KEY)
+    assert on["DATABASES"]["default"]["OPTIONS"]["options"] == "-c statement_timeout=30000"
+
+
+def test_the_market_s_postgres_sessions_run_without_jit(db):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("Postgres only")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone() == ("off",)

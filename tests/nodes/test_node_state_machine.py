@@ -2,8 +2,9 @@
 
 A hypothesis state machine drives random sequences of what happens to a farm (jobs arrive, the matcher leases,
 agents report, fail, release, heartbeat (written at once, or gathered and flushed later), pause themselves or say
-goodbye, the owner pauses and resumes from the web, an artist cancels, an admin bans, agents die and the reaper
-runs) against the real services on the real
+goodbye, the owner pauses and resumes from the web, an artist cancels, an admin bans, agents die, heartbeats grow
+old while the heartbeat pace, and with it the silence window, moves, and the reaper runs) against the real services
+on the real
 database, and after every step checks each node's stored status against a derivation written here,
 independently of `node_status_sync`, from the raw facts.
 """
@@ -27,7 +28,8 @@ from marketplace.jobs.errors import JobRefused
 from marketplace.jobs.models import Frame
 from marketplace.jobs.states import FrameState
 from marketplace.nodes import conf as node_conf
-from marketplace.nodes.models import WorkerNode
+from marketplace.nodes.models import HeartbeatPace, WorkerNode
+from marketplace.nodes.selectors import pace_remember, silence_seconds
 from marketplace.nodes.services import node_set_paused, node_status_sync, nodes_with_wrong_status
 from tests.fixtures.market import make_node, make_queued_job, png_bytes
 from tests.fixtures.money import fund
@@ -46,12 +48,18 @@ def expected_status(node: WorkerNode, now) -> tuple[str, int | None]:
         return S.BUSY, active[0].frame_id
     if node.banned_at or node.owner.banned_at or not node.owner.is_active:
         return S.BANNED, None
-    silent = now - timedelta(seconds=node_conf.OFFLINE_AFTER_SECONDS)
+    # Three beats of the longest pace in force, at least OFFLINE_AFTER_SECONDS (`silence_seconds`).
+    silent = now - timedelta(seconds=max(node_conf.OFFLINE_AFTER_SECONDS, 3 * _longest_pace()))
     if node.last_heartbeat is None or node.last_heartbeat < silent or node.agent_state == "offline":
         return S.OFFLINE, None
     if node.paused_by_owner or node.agent_state == "paused":
         return S.PAUSED, None
     return S.IDLE, None
+
+
+def _longest_pace() -> int:
+    row = HeartbeatPace.objects.filter(pk=1).first()
+    return max(row.seconds, row.longest) if row else node_conf.HEARTBEAT_SECONDS
 
 
 class Farm(RuleBasedStateMachine):
@@ -61,6 +69,8 @@ class Farm(RuleBasedStateMachine):
         # Earlier examples share the database (one test transaction): take their frames and nodes out of play.
         Frame.objects.filter(state=FrameState.QUEUED).update(state=FrameState.CANCELLED)
         WorkerNode.objects.update(agent_state=WorkerNode.AgentState.OFFLINE)
+        HeartbeatPace.objects.all().delete()
+        pace_remember(None)
         FrameLease.objects.filter(state=FrameLease.State.ACTIVE).update(state=FrameLease.State.REVOKED)
         self.artist = user_create(username=f"artist{Farm.run}", password="x" * 12, role=User.Role.ARTIST)
         fund(self.artist, 10_000_000_000)
@@ -172,6 +182,19 @@ class Farm(RuleBasedStateMachine):
         long_ago = timezone.now() - timedelta(seconds=node_conf.OFFLINE_AFTER_SECONDS + conf.LEASE_SECONDS + 1)
         WorkerNode.objects.filter(pk=self.nodes[i][0].pk).update(last_heartbeat=long_ago)
         self.active(i).update(expires_at=long_ago)
+        services.leases_reap()
+
+    @rule(i=st.integers(0, NODES - 1), age=st.integers(0, 240), pace=st.sampled_from([10, 20, 60]))
+    def a_heartbeat_grows_old_the_pace_moves_and_the_reaper_runs(self, i: int, age: int, pace: int) -> None:
+        # No write of the node's changes its status here: silence comes or goes as its heartbeat ages and as the
+        # silence window grows or shrinks with the pace (60 s at 10 and 20 s, 180 s at 60). The reaper syncs only
+        # the nodes time may have made wrong (`node_status_sync_due`), and every node must come out right.
+        now = timezone.now()
+        WorkerNode.objects.filter(pk=self.nodes[i][0].pk).update(last_heartbeat=now - timedelta(seconds=age))
+        pace_row = {"seconds": pace, "longest": pace, "longest_until": now, "online": NODES, "updated_at": now}
+        HeartbeatPace.objects.update_or_create(pk=1, defaults=pace_row)
+        pace_remember(None)
+        assert silence_seconds() == max(node_conf.OFFLINE_AFTER_SECONDS, 3 * pace)
         services.leases_reap()
 
     # --- invariants -----------------------------------------------------------------------
