@@ -302,3 +302,18 @@ def test_a_settlement_rolled_back_logs_no_payment_and_a_committed_one_logs_it_on
     pay()
     (line,) = json_log.of("frame_settled")
     assert line.items() >= {"frame_id": frame.pk, "job_id": job.pk, "node_id": node.pk}.items()
+
+
+@pytest.mark.django_db
+def test_a_routine_heartbeat_logs_its_access_line_at_debug_and_a_refused_one_at_info(provider, json_log):
+    _, token = make_node(provider, unchecked=True)
+    answered = agent(token).post("/api/v1/agent/heartbeat/", {"leases": []}, format="json")
+    refused = agent("nd_forged.token").post("/api/v1/agent/heartbeat/", {"leases": []}, format="json")
+    assert (answered.status_code, refused.status_code) == (200, 401)
+    seen = {line["request_id"]: line for line in json_log.of("request")}
+    assert answered["X-Request-ID"] not in seen  # ~1,700 a second at 100,000 nodes: not an operator's reading
+    assert seen[refused["X-Request-ID"]]["status"] == 401  # a refused one is
+    logging.getLogger().setLevel(logging.DEBUG)  # an operator who asks for them gets them
+    again = agent(token).post("/api/v1/agent/heartbeat/", {"leases": []}, format="json")
+    (line,) = [line for line in json_log.of("request") if line["request_id"] == again["X-Request-ID"]]
+    assert line.items() >= {"view": "agent-heartbeat", "status": 200, "level": "debug"}.items()
