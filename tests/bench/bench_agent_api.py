@@ -8,7 +8,8 @@ second before any frame is rendered). One agent renders BENCH_FRAMES frames the 
 report, through Django's request handler in this process (no HTTP server: a server's parsing is the same for
 every framework), on Postgres and Redis. Celery tasks go to Redis and are not run here (bench_dispatch measures
 the settlement). CPU is this process's (time.process_time: Postgres' and Redis' work is theirs), per call:
-median and mean by endpoint, after BENCH_WARMUP frames.
+median and mean by endpoint, after BENCH_WARMUP frames. `cpu_ms_per_frame` sums the five; `cpu_ms_per_agent_frame`
+only the calls a busy agent makes each frame (it takes the details from `next`'s answer and beats per pace).
 BENCH_SIZE (default 32x24) is the frames' size: at 1920x1080 the upload is a render-like 8-bit PNG (gradients and
 Cycles-like noise, ~4 MB) and the report's check of it (decode, blank check, thumbnail) weighs as it does in a
 farm; that run writes agent_api_1920x1080.json.
@@ -198,6 +199,12 @@ def run() -> None:
     for name, figures in row.items():
         print(f"{name:<10} {figures['median_ms']:>10} {figures['mean_ms']:>8}")
     print(f"per frame: {per_frame:.2f} ms of CPU in {len(CALLS)} calls; {FRAMES / wall:.1f} frames/s on one process")
+    # What a busy node's frame costs the web tier: the real agent takes a lease's details from the `next` answer
+    # that leased it (it GETs them only for its first lease), beats once per heartbeat pace, not per frame, and on
+    # S3 uploads past the web tier. This bench times every call on every frame, to have each call's cost.
+    agent_calls = ("next", "report") if STORAGE == "s3" else ("upload", "next", "report")
+    agent_frame = sum(sum(spent[name]) for name in agent_calls) * 1000 / FRAMES
+    print(f"a busy agent's frame: {agent_frame:.2f} ms of CPU ({', '.join(agent_calls)}), heartbeats apart")
     by_draw = _wall_figures({("sampled" if draw else "not_sampled"): times for draw, times in next_by_draw.items()})
     by_canary = _wall_figures({("canary" if c else "not_canary"): times for c, times in next_by_canary.items()})
     report_canary = _wall_figures({("canary" if c else "not_canary"): t for c, t in report_by_canary.items()})
@@ -222,6 +229,8 @@ def run() -> None:
                 "upload_bytes": len(png),
                 "cpu_ms_per_call": row,
                 "cpu_ms_per_frame": round(per_frame, 2),
+                "cpu_ms_per_agent_frame": round(agent_frame, 2),
+                "agent_frame_calls": list(agent_calls),
                 "frames_per_s_one_process": round(FRAMES / wall, 1),
                 "check_rate": CHECK_RATE,
                 "next_wall_by_draw": by_draw,
