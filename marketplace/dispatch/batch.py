@@ -240,6 +240,24 @@ def _window(want: int, attempt: int) -> int:
 
 
 _FRAME_WIDTH, _JOB_WIDTH = len(Frame._meta.concrete_fields), len(Job._meta.concrete_fields)
+# The scene as the pool reads it: its report holds only the keys a lease's manifest reads
+# (`services.manifest_for`), and its warnings are deferred (loaded on first access). A production scene's report
+# lists every file the scene references and runs to tens or hundreds of KB: read whole, every lease decoded it
+# (bench_dispatch BENCH_SCENE_FILES). Nothing that takes a pooled frame's scene reads more of the report.
+POOL_SCENE_REPORT_KEYS = ("active_camera",)
+_POOL_SCENE_FIELDS = tuple(f.attname for f in Scene._meta.concrete_fields if f.name != "warnings")
+
+
+def _pool_scene_cols(alias: str) -> str:
+    report = Scene._meta.get_field("report").column
+    if connections[alias].vendor == "postgresql":
+        pairs = ", ".join(f"'{key}', s.{report}->'{key}'" for key in POOL_SCENE_REPORT_KEYS)
+        trimmed = f"jsonb_build_object({pairs})"
+    else:
+        pairs = ", ".join(f"'{key}', json_extract(s.{report}, '$.{key}')" for key in POOL_SCENE_REPORT_KEYS)
+        trimmed = f"json_object({pairs})"
+    by_name = {f.attname: f for f in Scene._meta.concrete_fields}
+    return ", ".join(trimmed if name == "report" else f"s.{by_name[name].column}" for name in _POOL_SCENE_FIELDS)
 
 
 def _literal(state: str) -> str:
@@ -303,7 +321,7 @@ def _pool_sql(
         )
     frame_cols = ", ".join(f"f.{f.column}" for f in Frame._meta.concrete_fields)
     job_cols = ", ".join(f"j.{f.column}" for f in Job._meta.concrete_fields)
-    scene_cols = ", ".join(f"s.{f.column}" for f in Scene._meta.concrete_fields)
+    scene_cols = _pool_scene_cols(alias)
     order = "r.priority DESC, r.place, r.owner_id, r.id"  # the hand-out order (see `_pool`)
     lock = "FOR NO KEY UPDATE OF f SKIP LOCKED" if postgres else ""  # SQLite writers are serialised anyway
     materialized = "MATERIALIZED" if postgres else ""  # locks as it runs, whoever reads it
@@ -375,7 +393,7 @@ def _pool_parse(rows: list[tuple], *, at: int) -> _PoolRead:
         if row[at_frame] is not None:  # else no frame was locked
             frame = instance(Frame, row[at_frame:at_job], using=db)
             frame.job = instance(Job, row[at_job:at_scene], using=db)
-            frame.job.scene = instance(Scene, row[at_scene:], using=db)
+            frame.job.scene = instance(Scene, row[at_scene:], using=db, only=_POOL_SCENE_FIELDS)
             locked.append(frame)
     return _PoolRead(rows[0][at] if rows else 0, locked)
 

@@ -32,8 +32,10 @@ then the tables are ANALYZEd, as autovacuum would have by then. Without it every
 and keeps the plans, against an empty ledger and lease table (a foreign-key check of each posting, for one,
 then scans the whole ledger). BENCH_EXPLAIN_MS=n logs, with auto_explain, the plan of every statement of the
 measured run that took n ms or more, and `slow_plans` counts them by statement.
+BENCH_SCENE_FILES=n: each scene's inspection report lists n external files (~250 bytes each), as a production
+scene's does (`dispatch_scenefiles<n>.json`); the fixture's report lists none.
 Run: `make bench BENCH=dispatch` (env BENCH_NODES, BENCH_FRAMES, BENCH_WORKERS, BENCH_BATCH, BENCH_MODE,
-BENCH_HISTORY, BENCH_EXPLAIN_MS).
+BENCH_HISTORY, BENCH_EXPLAIN_MS, BENCH_SCENE_FILES).
 """
 
 import io
@@ -68,6 +70,7 @@ BATCH = int(os.environ.get("BENCH_BATCH", "100"))
 MODE = os.environ.get("BENCH_MODE", "rounds")
 HISTORY = int(os.environ.get("BENCH_HISTORY", "3000"))
 EXPLAIN_MS = float(os.environ["BENCH_EXPLAIN_MS"]) if os.environ.get("BENCH_EXPLAIN_MS") else None
+SCENE_FILES = int(os.environ.get("BENCH_SCENE_FILES", "0"))  # files each scene's report lists (a real scene's)
 PHASES = ("lease", "agent", "report", "next", "settle", "heartbeat")
 WAIT_SAMPLE_S = 0.02  # how often `WaitSampler` reads pg_stat_activity
 
@@ -105,15 +108,34 @@ def setup() -> None:
 
 
 def jobs_queue(frames: int) -> list[int]:
-    """`frames` queued frames in one job per artist, half of them at a higher priority; the jobs' ids."""
+    """`frames` queued frames in one job per artist, half of them at a higher priority; the jobs' ids. Each job's
+    scene report lists SCENE_FILES external files, as a production scene's inspection does."""
     from marketplace.accounts.models import User
-    from tests.fixtures.market import make_queued_job
+    from marketplace.scenes.models import Scene
+    from tests.fixtures.market import REPORT, make_queued_job
 
     artists = User.objects.filter(username__startswith="bench-artist").order_by("pk")
-    return [
-        make_queued_job(artist, frames=frames // len(artists), price=1_000_000, priority=i % 2).pk
+    jobs = [
+        make_queued_job(artist, frames=frames // len(artists), price=1_000_000, priority=i % 2)
         for i, artist in enumerate(artists)
     ]
+    if SCENE_FILES:
+        files = [
+            {
+                "kind": "image",
+                "datablock": f"asset_{i:04d}",
+                "raw_path": f"//textures/asset_{i:04d}_diffuse_4k.png",
+                "resolved": f"textures/asset_{i:04d}_diffuse_4k.png",
+                "packed": False,
+                "bundled": False,
+                "inside_bundle": True,
+                "exists": True,
+                "reason": None,
+            }
+            for i in range(SCENE_FILES)
+        ]
+        Scene.objects.filter(jobs__in=jobs).update(report={**REPORT, "external_files": files})
+    return [job.pk for job in jobs]
 
 
 def analyze() -> None:
@@ -511,6 +533,7 @@ def main() -> None:
         "processes": WORKERS,
         "batch": BATCH,
         "history_frames": HISTORY,
+        "scene_files": SCENE_FILES,
         "seconds": round(elapsed, 2),
         "frames_settled": settled_db,
         "frames_not_settled": unsettled,
@@ -612,7 +635,7 @@ def main() -> None:
         " not settled:",
         unsettled,
     )
-    path = ROOT / "bench" / "results" / "dispatch.json"
+    path = ROOT / "bench" / "results" / (f"dispatch_scenefiles{SCENE_FILES}.json" if SCENE_FILES else "dispatch.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         json.dumps({"bench": "dispatch", "machine": f"{platform.machine()} cores={os.cpu_count()}", **row}, indent=2)

@@ -18,6 +18,7 @@ from marketplace.jobs.states import FrameState, JobState
 from marketplace.ledger import selectors as ledger
 from marketplace.ledger.models import LedgerTransaction
 from marketplace.nodes.models import WorkerNode
+from marketplace.scenes.models import Scene
 from marketplace.verification.batch import rendered_frames_process
 from marketplace.verification.models import FrameCheck, NodeTrust
 from tests.fixtures.market import make_node, make_queued_job, png_bytes
@@ -60,6 +61,24 @@ def test_one_round_leases_a_frame_to_every_idle_node_and_delivers_each(funded_ar
         details = services.lease_details(node=node, lease_id=message["lease"], token=message["token"])
         assert details["manifest"]["frame"] == Frame.objects.get(leases=message["lease"]).number
     assert batch.leases_create() == []  # every node is busy now
+
+
+def test_a_lease_reads_only_the_report_keys_its_manifest_needs_of_a_scene_listing_many_files(funded_artist, provider):
+    # A production scene's inspection report lists every file it references: tens or hundreds of KB.
+    job = make_queued_job(funded_artist, frames=2)
+    files = [{"kind": "image", "raw_path": f"//textures/asset_{i:04d}_4k.png", "exists": True} for i in range(500)]
+    report = {**job.scene.report, "active_camera": "CamB", "external_files": files}
+    Scene.objects.filter(pk=job.scene_id).update(report=report, warnings=["a warning"])
+    node, _ = make_node(provider, unchecked=True)
+    (first,) = batch.leases_create()  # a matching round
+    scene = first.lease.frame.job.scene
+    assert scene.report == {"active_camera": "CamB"}  # not the 500 files
+    assert first.lease.manifest["camera"] == "CamB"
+    assert scene.warnings == ["a warning"]  # deferred, read when asked for
+    ahead = services.lease_next(node=node, lease_id=first.lease_id, token=first.token)  # one node's round
+    assert ahead.lease.manifest["camera"] == "CamB"
+    assert ahead.lease.frame.job.scene.report == {"active_camera": "CamB"}
+    assert Scene.objects.get(pk=job.scene_id).report["external_files"] == files  # the stored report is whole
 
 
 @pytest.mark.postgres
