@@ -245,7 +245,8 @@ _FRAME_WIDTH, _JOB_WIDTH = len(Frame._meta.concrete_fields), len(Job._meta.concr
 # lists every file the scene references and runs to tens or hundreds of KB: read whole, every lease decoded it
 # (bench_dispatch BENCH_SCENE_FILES). Nothing that takes a pooled frame's scene reads more of the report.
 POOL_SCENE_REPORT_KEYS = ("active_camera",)
-_POOL_SCENE_FIELDS = tuple(f.attname for f in Scene._meta.concrete_fields if f.name != "warnings")
+_POOL_SCENE = [f for f in Scene._meta.concrete_fields if f.name != "warnings"]
+_POOL_SCENE_FIELDS = tuple(f.attname for f in _POOL_SCENE)
 
 
 def _pool_scene_cols(alias: str) -> str:
@@ -256,8 +257,7 @@ def _pool_scene_cols(alias: str) -> str:
     else:
         pairs = ", ".join(f"'{key}', json_extract(s.{report}, '$.{key}')" for key in POOL_SCENE_REPORT_KEYS)
         trimmed = f"json_object({pairs})"
-    by_name = {f.attname: f for f in Scene._meta.concrete_fields}
-    return ", ".join(trimmed if name == "report" else f"s.{by_name[name].column}" for name in _POOL_SCENE_FIELDS)
+    return ", ".join(trimmed if f.column == report else f"s.{f.column}" for f in _POOL_SCENE)
 
 
 def _literal(state: str) -> str:

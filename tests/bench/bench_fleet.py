@@ -55,7 +55,7 @@ def busy_nodes_lease(share: float) -> int:
     artist = User.objects.create(username="bench-artist")
     fund(artist, 10**15)
     job = make_queued_job(artist, frames=count, price=1_000_000)
-    nodes = WorkerNode.objects.order_by("pk").values_list("pk", flat=True)[:count]
+    nodes = list(WorkerNode.objects.order_by("pk").values_list("pk", flat=True)[:count])
     frames = job.frames.order_by("number").values_list("pk", flat=True)
     later = timezone.now() + timezone.timedelta(hours=1)  # alive all along, as the nodes' heartbeats are
     FrameLease.objects.bulk_create(
@@ -67,7 +67,7 @@ def busy_nodes_lease(share: float) -> int:
     )
     Frame.objects.filter(job=job).update(state=FrameState.LEASED)
     active = FrameLease.objects.filter(node=OuterRef("pk"), state="active").values("frame_id")[:1]
-    WorkerNode.objects.filter(pk__in=list(nodes)).update(status=WorkerNode.Status.BUSY, current_frame=Subquery(active))
+    WorkerNode.objects.filter(pk__in=nodes).update(status=WorkerNode.Status.BUSY, current_frame=Subquery(active))
     return count
 
 
