@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import cast
+from typing import Any, cast
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, connections, transaction
@@ -128,9 +128,26 @@ _FINISHING_READ = ("finishing_frame", "finishing_job", "finishing_kind")  # anno
 
 
 def _with_node_reads(qs):
-    """`qs` of nodes with what matching's hooks read of each (`hooks.node_reads`: its trust, its canary offer)."""
+    """`qs` of nodes with what matching's hooks read of each (`hooks.node_reads`: its trust, its canary offer). A
+    scene on the way (a canary's) is read as a lease reads one (`services.LEASE_SCENE_DEFERRED`): the same for a
+    hit as for a miss, and what the lease of a hit needs."""
     reads = hooks.node_reads()
-    return qs.select_related(*reads) if reads else qs  # select_related() without names would follow every FK
+    if not reads:
+        return qs  # select_related() without names would follow every FK
+    deferred = [f"{path}__{name}" for path in _scene_paths(reads) for name in services.LEASE_SCENE_DEFERRED]
+    return qs.select_related(*reads).defer(*deferred)
+
+
+def _scene_paths(reads: tuple[str, ...]) -> list[str]:
+    """The prefixes of the select_related paths `reads` (from the node) that end at a scene."""
+    paths = []
+    for read in reads:
+        names, model = read.split("__"), cast(Any, WorkerNode)
+        for depth, name in enumerate(names, start=1):
+            model = model._meta.get_field(name).related_model
+            if model is Scene:
+                paths.append("__".join(names[:depth]))
+    return paths
 
 
 @dataclass(frozen=True)
@@ -240,24 +257,9 @@ def _window(want: int, attempt: int) -> int:
 
 
 _FRAME_WIDTH, _JOB_WIDTH = len(Frame._meta.concrete_fields), len(Job._meta.concrete_fields)
-# The scene as the pool reads it: its report holds only the keys a lease's manifest reads
-# (`services.manifest_for`), and its warnings are deferred (loaded on first access). A production scene's report
-# lists every file the scene references and runs to tens or hundreds of KB: read whole, every lease decoded it
-# (bench_dispatch BENCH_SCENE_FILES). Nothing that takes a pooled frame's scene reads more of the report.
-POOL_SCENE_REPORT_KEYS = ("active_camera",)
-_POOL_SCENE = [f for f in Scene._meta.concrete_fields if f.name != "warnings"]
+# The scene as a lease reads it (`services.LEASE_SCENE_DEFERRED` left out).
+_POOL_SCENE = [f for f in Scene._meta.concrete_fields if f.name not in services.LEASE_SCENE_DEFERRED]
 _POOL_SCENE_FIELDS = tuple(f.attname for f in _POOL_SCENE)
-
-
-def _pool_scene_cols(alias: str) -> str:
-    report = Scene._meta.get_field("report").column
-    if connections[alias].vendor == "postgresql":
-        pairs = ", ".join(f"'{key}', s.{report}->'{key}'" for key in POOL_SCENE_REPORT_KEYS)
-        trimmed = f"jsonb_build_object({pairs})"
-    else:
-        pairs = ", ".join(f"'{key}', json_extract(s.{report}, '$.{key}')" for key in POOL_SCENE_REPORT_KEYS)
-        trimmed = f"json_object({pairs})"
-    return ", ".join(trimmed if f.column == report else f"s.{f.column}" for f in _POOL_SCENE)
 
 
 def _literal(state: str) -> str:
@@ -321,7 +323,7 @@ def _pool_sql(
         )
     frame_cols = ", ".join(f"f.{f.column}" for f in Frame._meta.concrete_fields)
     job_cols = ", ".join(f"j.{f.column}" for f in Job._meta.concrete_fields)
-    scene_cols = _pool_scene_cols(alias)
+    scene_cols = ", ".join(f"s.{f.column}" for f in _POOL_SCENE)
     order = "r.priority DESC, r.place, r.owner_id, r.id"  # the hand-out order (see `_pool`)
     lock = "FOR NO KEY UPDATE OF f SKIP LOCKED" if postgres else ""  # SQLite writers are serialised anyway
     materialized = "MATERIALIZED" if postgres else ""  # locks as it runs, whoever reads it

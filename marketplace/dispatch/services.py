@@ -65,6 +65,13 @@ def matchable_nodes(*, now=None, finishing_lease_id: int | None = None):
     return available_nodes(now, finishing_lease_id=finishing_lease_id)
 
 
+# What a lease leaves unread of its scene: the inspection's report and warnings, which list every file a production
+# scene references (tens to hundreds of KB). A lease's manifest reads the active camera from its own column
+# (`Scene.active_camera`); read whole, every lease decoded the report (bench_dispatch BENCH_SCENE_FILES). Deferred:
+# loaded on first access.
+LEASE_SCENE_DEFERRED = ("report", "warnings")
+
+
 def manifest_for(frame: Frame, *, node: WorkerNode, crop: dict | None = None) -> dict:
     """The pinned render settings, built through the agent contract (workers.contract.RenderManifest: a value
     outside its limits raises ContractError here rather than on a node); a verify lease gets the same manifest
@@ -91,7 +98,7 @@ def manifest_for(frame: Frame, *, node: WorkerNode, crop: dict | None = None) ->
         resolution_y=job.resolution_y,
         file_format=job.output_format,
         use_denoising=job.use_denoising,
-        camera=scene.report.get("active_camera") or "",
+        camera=scene.active_camera,
         device=node.device_type,
         blender_series=job.blender_series,
         scene_sha256=scene.sha256,
@@ -200,7 +207,8 @@ def lease_next(*, node: WorkerNode, lease_id: int, token: str) -> Delivery | Non
 def verify_lease_create(*, frame_id: int, crop: dict, verifiers: QuerySet[WorkerNode]) -> Delivery | None:
     """FrameLease a crop re-render of a rendered frame to one of `verifiers` (who may verify is verification's
     rule, `verification.policy.verifiers_for`; dispatch only sends). None if none of them is available."""
-    frame = Frame.objects.select_related("job__scene").get(pk=frame_id)
+    deferred = [f"job__scene__{name}" for name in LEASE_SCENE_DEFERRED]
+    frame = Frame.objects.select_related("job__scene").defer(*deferred).get(pk=frame_id)
     # Among them, prefer nodes that already have the scene loaded (it rendered this job), since scene loading
     # dominates small crops.
     candidates = verifiers.annotate(

@@ -1,5 +1,17 @@
 from django.conf import settings
 from django.db import models
+from django.db.models import Value
+from django.db.models.fields.json import KeyTextTransform, compile_json_path
+from django.db.models.functions import Coalesce
+
+
+class KeyText(KeyTextTransform):
+    """A key of a JSON column as text, and SQL NULL for a JSON null on SQLite too (Django's KeyTextTransform gives
+    the text 'null' there)."""
+
+    def as_sqlite(self, compiler, connection):
+        lhs, params, keys = self.preprocess_lhs(compiler, connection)
+        return f"JSON_EXTRACT({lhs}, %s)", (*params, compile_json_path(keys))
 
 
 class Scene(models.Model):
@@ -24,6 +36,13 @@ class Scene(models.Model):
     report = models.JSONField(default=dict, blank=True)
     refusal = models.TextField(blank=True, default="")
     warnings = models.JSONField(default=list, blank=True)
+    # The camera a lease's manifest pins, kept by the database from the report: a lease reads this column and
+    # leaves the report, which lists every file the scene references (tens to hundreds of KB), unread.
+    active_camera = models.GeneratedField(
+        expression=Coalesce(KeyText("active_camera", "report"), Value(""), output_field=models.TextField()),
+        output_field=models.TextField(),
+        db_persist=True,
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     inspected_at = models.DateTimeField(null=True, blank=True)
     # Deleted by its owner: hidden everywhere, kept (with its file) for the jobs that already used it.

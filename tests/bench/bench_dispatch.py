@@ -34,8 +34,12 @@ then scans the whole ledger). BENCH_EXPLAIN_MS=n logs, with auto_explain, the pl
 measured run that took n ms or more, and `slow_plans` counts them by statement.
 BENCH_SCENE_FILES=n: each scene's inspection report lists n external files (~250 bytes each), as a production
 scene's does (`dispatch_scenefiles<n>.json`); the fixture's report lists none.
+BENCH_CANARY_OFFERS=1: every node holds a canary offer (`NodeTrust.canary`, a queued frame of a canary job whose
+scene's report is as large), as a farm's nodes do until their providers have seen every canary scene; the check
+rate stays 0, so no offer is handed out, but every statement that locks a node reads its offer (`_canaries` in the
+file name).
 Run: `make bench BENCH=dispatch` (env BENCH_NODES, BENCH_FRAMES, BENCH_WORKERS, BENCH_BATCH, BENCH_MODE,
-BENCH_HISTORY, BENCH_EXPLAIN_MS, BENCH_SCENE_FILES).
+BENCH_HISTORY, BENCH_EXPLAIN_MS, BENCH_SCENE_FILES, BENCH_CANARY_OFFERS).
 """
 
 import io
@@ -71,6 +75,7 @@ MODE = os.environ.get("BENCH_MODE", "rounds")
 HISTORY = int(os.environ.get("BENCH_HISTORY", "3000"))
 EXPLAIN_MS = float(os.environ["BENCH_EXPLAIN_MS"]) if os.environ.get("BENCH_EXPLAIN_MS") else None
 SCENE_FILES = int(os.environ.get("BENCH_SCENE_FILES", "0"))  # files each scene's report lists (a real scene's)
+CANARY_OFFERS = os.environ.get("BENCH_CANARY_OFFERS", "0") == "1"
 PHASES = ("lease", "agent", "report", "next", "settle", "heartbeat")
 WAIT_SAMPLE_S = 0.02  # how often `WaitSampler` reads pg_stat_activity
 
@@ -105,6 +110,41 @@ def setup() -> None:
     WorkerNode.objects.update(last_heartbeat=timezone.now())
     # What Celery beat's `nodes.heartbeat_pace` does every 30 s: the pace for this many nodes online.
     heartbeat_pace_update()
+    if CANARY_OFFERS:
+        canaries_offer()
+
+
+def canaries_offer() -> None:
+    """Every node offered one queued frame of a canary job whose scene's report is a production scene's."""
+    from marketplace.verification import canaries
+    from marketplace.verification.models import NodeTrust
+    from tests.fixtures.market import REPORT
+
+    job = canaries.canary_job_store(
+        owner=canaries.canary_owner(), blend=b"bench canary scene", report=scene_report(REPORT), name="canary"
+    )
+    canaries.canary_job_open(job_id=job.pk)
+    frame = job.frames.order_by("number").first()
+    NodeTrust.objects.update(canary=frame, canary_updated_at=frame.updated_at)
+
+
+def scene_report(base: dict) -> dict:
+    """`base` with SCENE_FILES external files listed, as a production scene's inspection lists them."""
+    files = [
+        {
+            "kind": "image",
+            "datablock": f"asset_{i:04d}",
+            "raw_path": f"//textures/asset_{i:04d}_diffuse_4k.png",
+            "resolved": f"textures/asset_{i:04d}_diffuse_4k.png",
+            "packed": False,
+            "bundled": False,
+            "inside_bundle": True,
+            "exists": True,
+            "reason": None,
+        }
+        for i in range(SCENE_FILES)
+    ]
+    return {**base, "external_files": files} if files else base
 
 
 def jobs_queue(frames: int) -> list[int]:
@@ -120,21 +160,7 @@ def jobs_queue(frames: int) -> list[int]:
         for i, artist in enumerate(artists)
     ]
     if SCENE_FILES:
-        files = [
-            {
-                "kind": "image",
-                "datablock": f"asset_{i:04d}",
-                "raw_path": f"//textures/asset_{i:04d}_diffuse_4k.png",
-                "resolved": f"textures/asset_{i:04d}_diffuse_4k.png",
-                "packed": False,
-                "bundled": False,
-                "inside_bundle": True,
-                "exists": True,
-                "reason": None,
-            }
-            for i in range(SCENE_FILES)
-        ]
-        Scene.objects.filter(jobs__in=jobs).update(report={**REPORT, "external_files": files})
+        Scene.objects.filter(jobs__in=jobs).update(report=scene_report(REPORT))
     return [job.pk for job in jobs]
 
 
@@ -314,7 +340,7 @@ def worker(node_ids: list[int], out: mp.Queue, explain: bool) -> None:
         if not deliveries:
             # SKIP LOCKED hides frames and nodes other processes are leasing: look again before giving up
             empty_rounds += 1
-            if empty_rounds >= 40 or not Frame.objects.filter(state=FrameState.QUEUED).exists():
+            if empty_rounds >= 40 or not Frame.objects.filter(state=FrameState.QUEUED, job__is_canary=False).exists():
                 break
             time.sleep(0.05)
             continue
@@ -520,7 +546,8 @@ def main() -> None:
     latencies = sorted(x for r in results for x in r["latencies"])
     next_latencies = sorted(x for r in results for x in r["next_latencies"]) or [0.0]
     settled_db = Frame.objects.filter(job_id__in=measured_jobs, state="settled").count()
-    unsettled = dict(Frame.objects.exclude(state="settled").values_list("state").annotate(n=Count("pk")))
+    artist_frames = Frame.objects.filter(job__is_canary=False)  # an offered canary stays queued
+    unsettled = dict(artist_frames.exclude(state="settled").values_list("state").annotate(n=Count("pk")))
     timing = {k: sum(r["timing"][k] for r in results) for k in PHASES}
     statements = {k: sum(r["statements"][k] for r in results) for k in PHASES}
     heartbeats = sum(r["heartbeats"] for r in results)
@@ -534,6 +561,7 @@ def main() -> None:
         "batch": BATCH,
         "history_frames": HISTORY,
         "scene_files": SCENE_FILES,
+        "canary_offers": CANARY_OFFERS,
         "seconds": round(elapsed, 2),
         "frames_settled": settled_db,
         "frames_not_settled": unsettled,
@@ -635,7 +663,8 @@ def main() -> None:
         " not settled:",
         unsettled,
     )
-    path = ROOT / "bench" / "results" / (f"dispatch_scenefiles{SCENE_FILES}.json" if SCENE_FILES else "dispatch.json")
+    name = f"dispatch_scenefiles{SCENE_FILES}" if SCENE_FILES else "dispatch"
+    path = ROOT / "bench" / "results" / f"{name}{'_canaries' if CANARY_OFFERS else ''}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         json.dumps({"bench": "dispatch", "machine": f"{platform.machine()} cores={os.cpu_count()}", **row}, indent=2)

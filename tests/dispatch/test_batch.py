@@ -3,6 +3,7 @@ matching rule; rendered frames are sampled and settled in batches, each paid exa
 
 import io
 import json
+import re
 
 import pytest
 from django.db import connection, transaction
@@ -63,22 +64,25 @@ def test_one_round_leases_a_frame_to_every_idle_node_and_delivers_each(funded_ar
     assert batch.leases_create() == []  # every node is busy now
 
 
-def test_a_lease_reads_only_the_report_keys_its_manifest_needs_of_a_scene_listing_many_files(funded_artist, provider):
-    # A production scene's inspection report lists every file it references: tens or hundreds of KB.
+def test_a_lease_leaves_the_report_of_a_scene_listing_many_files_unread(funded_artist, provider):
+    # A production scene's inspection report lists every file it references: tens or hundreds of KB. A lease pins
+    # the active camera, which the database keeps in its own column.
     job = make_queued_job(funded_artist, frames=2)
     files = [{"kind": "image", "raw_path": f"//textures/asset_{i:04d}_4k.png", "exists": True} for i in range(500)]
     report = {**job.scene.report, "active_camera": "CamB", "external_files": files}
     Scene.objects.filter(pk=job.scene_id).update(report=report, warnings=["a warning"])
     node, _ = make_node(provider, unchecked=True)
-    (first,) = batch.leases_create()  # a matching round
-    scene = first.lease.frame.job.scene
-    assert scene.report == {"active_camera": "CamB"}  # not the 500 files
-    assert first.lease.manifest["camera"] == "CamB"
-    assert scene.warnings == ["a warning"]  # deferred, read when asked for
-    ahead = services.lease_next(node=node, lease_id=first.lease_id, token=first.token)  # one node's round
-    assert ahead.lease.manifest["camera"] == "CamB"
-    assert ahead.lease.frame.job.scene.report == {"active_camera": "CamB"}
-    assert Scene.objects.get(pk=job.scene_id).report["external_files"] == files  # the stored report is whole
+    with CaptureQueriesContext(connection) as round_read:
+        (first,) = batch.leases_create()  # a matching round
+    with CaptureQueriesContext(connection) as one_node_read:
+        ahead = services.lease_next(node=node, lease_id=first.lease_id, token=first.token)  # one node's round
+    for lease in (first.lease, ahead.lease):
+        assert lease.manifest["camera"] == "CamB"
+        assert {"report", "warnings"} <= lease.frame.job.scene.get_deferred_fields()
+    statements = [q["sql"] for q in [*round_read.captured_queries, *one_node_read.captured_queries]]
+    assert not [sql for sql in statements if re.search(r"\breport\b", sql)]  # no statement reads it
+    scene = ahead.lease.frame.job.scene
+    assert scene.report["external_files"] == files and scene.warnings == ["a warning"]  # whole, when asked for
 
 
 @pytest.mark.postgres

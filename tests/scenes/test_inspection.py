@@ -52,7 +52,7 @@ def test_the_demo_scene_is_ready_with_its_exact_settings_and_a_calibration(uploa
     assert (r["engine"], r["frame_start"], r["frame_end"], r["frame_step"], r["frame_count"]) == ("CYCLES", 1, 6, 1, 6)
     assert (r["resolution_x"], r["resolution_y"], r["resolution_percentage"]) == (64, 36, 100)
     assert (r["samples"], r["use_denoising"], r["use_adaptive_sampling"]) == (8, False, False)
-    assert r["cameras"] == ["Camera"] and r["active_camera"] == "Camera"
+    assert r["cameras"] == ["Camera"] and r["active_camera"] == "Camera" and scene.active_camera == "Camera"
     assert r["blender_version_saved"] == "5.0" and r["missing_files"] == [] and r["outside_paths"] == []
     cal = r["calibration"]
     # scenes.calibration's protocol at the middle frame: a main size (25 % a side, at least 32 px) and half of it,
