@@ -13,6 +13,7 @@ import logging
 import mimetypes
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import IO, Any
 
 from django.conf import settings
@@ -95,14 +96,19 @@ def blob_put_named(*, key: str, data: bytes, sha256: str = "") -> None:
     )
 
 
-def blob_freeze(*, data: bytes, ext: str) -> tuple[str, str]:
+def blob_freeze(*, data: bytes, ext: str, source_key: str = "", source_etag: str = "") -> tuple[str, str]:
     """Store `data` under its own SHA-256 (write-once, outside any key an agent may write); (key, sha256).
     Reports of the same bytes at once (blank frames, a still) share the one copy, whichever stored it. On S3 one
-    PUT: the same bytes again, or our bytes over a damaged copy."""
+    request: the same bytes again, or our bytes over a damaged copy.
+
+    `source_key`, `source_etag`: where `data` was read from, and S3's ETag of it then (`blob_read_tagged`). On S3 the
+    copy is then made by S3 from that object (`_s3_frozen_copy`), so the bytes are not sent again from here: a
+    1080p result is ~4 MB a frame."""
     sha = hashlib.sha256(data).hexdigest()
     key = frozen_key(sha256=sha, ext=ext)
     if is_s3():
-        blob_put_named(key=key, data=data, sha256=sha)
+        if not _s3_frozen_copy(key=key, source_key=source_key, etag=source_etag, sha256=sha):
+            blob_put_named(key=key, data=data, sha256=sha)
         return key, sha
     if blob_put_new(key=key, fileobj=io.BytesIO(data)):
         return key, sha
@@ -111,6 +117,32 @@ def blob_freeze(*, data: bytes, ext: str) -> tuple[str, str]:
             return key, sha  # the same bytes are frozen already
     blob_put(key=key, fileobj=io.BytesIO(data))  # a damaged copy: replace it with the bytes we hold
     return key, sha
+
+
+def _s3_frozen_copy(*, key: str, source_key: str, etag: str, sha256: str) -> bool:
+    """S3 copies `source_key` to `key` on condition that it still has `etag` (an agent may write its upload again
+    until its URL expires), with the SHA-256 checksum S3 computes of the copy. True when that checksum is
+    `sha256`; False when the copy was refused or holds other bytes (a store that ignores the condition, or keeps
+    no checksum): the caller then PUTs the bytes it checked over it."""
+    if not (source_key and etag):
+        return False
+    client, named = _s3_object(key)
+    _, source = _s3_object(source_key)
+    try:
+        answer = client.copy_object(
+            **named,
+            CopySource=source,
+            CopySourceIfMatch=etag,
+            ChecksumAlgorithm="SHA256",
+            MetadataDirective="REPLACE",  # not the agent's metadata
+            ContentType=mimetypes.guess_type(key)[0] or "application/octet-stream",
+        )
+    except client.exceptions.ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        log.warning("event=result_copy_refused", extra={"result_key": key, "source_key": source_key, "code": code})
+        return False
+    stored = answer.get("CopyObjectResult", {}).get("ChecksumSHA256") or ""
+    return bool(stored) and "-" not in stored and base64.b64decode(stored).hex() == sha256
 
 
 class DigestMismatch(Exception):
@@ -169,10 +201,21 @@ def blob_digest_check(key: str, *, sha256: str = "", max_bytes: int = 0) -> None
     blob_read_checked(key, sha256=sha256, max_bytes=max_bytes)
 
 
+@dataclass(frozen=True)
+class StoredBytes:
+    data: bytes
+    etag: str = ""  # S3's ETag of the object read ("" on a local disk): a copy of exactly these bytes names it
+
+
 def blob_read(key: str, *, max_bytes: int = 0) -> bytes:
     """The bytes under `key`, or with `max_bytes` at most max_bytes + 1 of them (the caller refuses a longer one
-    without reading it all). One storage request: on S3 a GET, where reading through the storage's file object
-    asked HEAD twice before it. FileNotFoundError when nothing is there."""
+    without reading it all). FileNotFoundError when nothing is there."""
+    return blob_read_tagged(key, max_bytes=max_bytes).data
+
+
+def blob_read_tagged(key: str, *, max_bytes: int = 0) -> StoredBytes:
+    """`blob_read`, with S3's ETag of the object read. One storage request: on S3 a GET, where reading through the
+    storage's file object asked HEAD twice before it."""
     if is_s3():
         client, named = _s3_object(key)
         try:
@@ -181,11 +224,11 @@ def blob_read(key: str, *, max_bytes: int = 0) -> bytes:
             raise FileNotFoundError(key) from exc
         body = answer["Body"]
         try:
-            return body.read(max_bytes + 1) if max_bytes else body.read()
+            return StoredBytes(body.read(max_bytes + 1) if max_bytes else body.read(), answer.get("ETag") or "")
         finally:
             body.close()  # the rest of an oversized object is never downloaded
     with blob_open(key) as f:
-        return f.read(max_bytes + 1) if max_bytes else f.read()
+        return StoredBytes(f.read(max_bytes + 1) if max_bytes else f.read())
 
 
 def blob_exists(key: str) -> bool:

@@ -502,11 +502,11 @@ def thumbnail_key_for(*, frame_id: int, sha256: str) -> str:
     return f"thumbs/frame{frame_id}-{sha256[:16]}.png"
 
 
-def _upload_bytes(key: str) -> bytes:
-    data = blobs.blob_read(key, max_bytes=conf.RESULT_MAX_BYTES)  # FileNotFoundError: nothing was uploaded
-    if len(data) > conf.RESULT_MAX_BYTES:
+def _upload_read(key: str) -> blobs.StoredBytes:
+    upload = blobs.blob_read_tagged(key, max_bytes=conf.RESULT_MAX_BYTES)  # FileNotFoundError: nothing was uploaded
+    if len(upload.data) > conf.RESULT_MAX_BYTES:
         raise ValueError(f"image is larger than {conf.RESULT_MAX_BYTES} bytes")
-    return data
+    return upload
 
 
 def _extension(key: str) -> str:
@@ -519,13 +519,13 @@ def result_sanity(*, lease: FrameLease) -> SanityResult:
     noisy = noisy_key(lease.result_key) if _needs_noisy_pass(lease) else ""
     width, height = image_size(lease.manifest)  # the frame, a tile of a still, or a verification crop
     try:
-        data = _upload_bytes(lease.result_key)
+        upload = _upload_read(lease.result_key)
     except FileNotFoundError:
         return SanityResult(False, "no image was uploaded for this lease")
     except ValueError as exc:
         return SanityResult(False, str(exc))
     try:
-        noisy_data = _upload_bytes(noisy) if noisy else b""
+        noisy_upload = _upload_read(noisy) if noisy else blobs.StoredBytes(b"")
     except FileNotFoundError:
         return SanityResult(False, "a denoised frame needs its pre-denoise pass uploaded too")
     except ValueError as exc:
@@ -534,9 +534,9 @@ def result_sanity(*, lease: FrameLease) -> SanityResult:
         # Refused from the header when the size is wrong; the job page's thumbnail comes from this one decode, not a
         # second after the report, and an 8-bit PNG's without a float copy of the frame (issue 17).
         render = lease.kind == FrameLease.Kind.RENDER
-        summary = result_summary(data, size=(width, height), thumbnail_side=conf.THUMBNAIL_SIDE if render else 0)
+        summary = result_summary(upload.data, size=(width, height), thumbnail_side=conf.THUMBNAIL_SIDE if render else 0)
         if noisy:
-            image_size_check(noisy_data, size=(width, height))
+            image_size_check(noisy_upload.data, size=(width, height))
     except WrongSize as exc:
         return SanityResult(False, str(exc))
     except Exception as exc:
@@ -544,8 +544,15 @@ def result_sanity(*, lease: FrameLease) -> SanityResult:
     # A whole frame of one flat colour is a failed render; a tile or a crop of sky may well be flat.
     if summary.colour_std < 1e-4 and not lease.manifest.get("border"):
         return SanityResult(False, "image is blank (a single flat colour)")
-    key, sha = blobs.blob_freeze(data=data, ext=_extension(lease.result_key))
-    frozen_noisy = blobs.blob_freeze(data=noisy_data, ext="exr")[0] if noisy else ""
+    # Frozen from the uploads just checked: on S3, copies S3 makes of them while they are still those bytes.
+    key, sha = blobs.blob_freeze(
+        data=upload.data, ext=_extension(lease.result_key), source_key=lease.result_key, source_etag=upload.etag
+    )
+    frozen_noisy = ""
+    if noisy:
+        frozen_noisy, _ = blobs.blob_freeze(
+            data=noisy_upload.data, ext="exr", source_key=noisy, source_etag=noisy_upload.etag
+        )
     return SanityResult(True, sha256=sha, frozen_key=key, noisy_key=frozen_noisy, thumbnail=summary.thumbnail)
 
 

@@ -54,17 +54,60 @@ def test_a_report_and_its_settlement_make_five_storage_requests_and_download_the
     node, delivery, lease = leased
     blobs.blob_put(key=lease.result_key, fileobj=io.BytesIO(png_bytes(*image_size(lease.manifest))))  # the agent's
     requests_sent.clear()
-    # The report: read the upload; store the frozen result (with its SHA-256 checksum) and the thumbnail; after
-    # commit, delete the upload. Then (the frame_rendered task, run here after commit) the settlement checks the
-    # frozen result's digest: S3's checksum of it, in a HEAD.
+    # The report: read the upload; have S3 copy it to the frozen result (with the SHA-256 checksum S3 computes: no
+    # upload of the bytes again) and store the thumbnail; after commit, delete the upload. Then (the frame_rendered
+    # task, run here after commit) the settlement checks the frozen result's digest: S3's checksum of it, in a HEAD.
     with django_capture_on_commit_callbacks(execute=True):
         outcome = services.lease_report(node=node, lease_id=lease.pk, token=delivery.token, ok=True, stats={})
     assert outcome.accepted
     frame = Frame.objects.get(pk=lease.frame_id)
     assert frame.state == FrameState.SETTLED
-    assert requests_sent == {"GetObject": 1, "PutObject": 2, "DeleteObject": 1, "HeadObject": 1}  # 13 until session 19
+    assert requests_sent == {"GetObject": 1, "CopyObject": 1, "PutObject": 1, "DeleteObject": 1, "HeadObject": 1}
     assert blobs.blob_read_checked(frame.result_key, sha256=frame.result_sha256)
     assert blobs.blob_exists(frame.thumbnail_key) and not blobs.blob_exists(lease.result_key)
+
+
+def agent_writes_again_after_the_check(s3, key: str, data: bytes) -> None:
+    """The agent PUTs its upload again while the report checks it (its URL is valid until it expires). moto copies
+    on regardless of the copy's condition: the copy holds the new bytes, whose checksum S3 reports."""
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{key}", Body=data)
+
+
+def store_refuses_the_copy(s3, key: str, data: bytes) -> None:
+    """As S3 itself answers the copy then: 412, the source no longer has the ETag read."""
+    agent_writes_again_after_the_check(s3, key, data)
+    error = {"Error": {"Code": "PreconditionFailed", "Message": "At least one of the pre-conditions did not hold"}}
+    client = default_storage.connection.meta.client
+
+    def refuse(**_):
+        raise client.exceptions.ClientError(error, "CopyObject")
+
+    client.meta.events.register_first("before-call.s3.CopyObject", refuse)
+
+
+@pytest.mark.parametrize("race", [agent_writes_again_after_the_check, store_refuses_the_copy])
+def test_an_upload_written_again_while_it_is_checked_is_frozen_as_checked(
+    leased, s3, requests_sent, race, monkeypatch, django_capture_on_commit_callbacks
+):
+    node, delivery, lease = leased
+    checked = png_bytes(*image_size(lease.manifest), seed=1)
+    blobs.blob_put(key=lease.result_key, fileobj=io.BytesIO(checked))
+    read = blobs.blob_read_tagged
+
+    def read_then_race(key, **kw):
+        stored = read(key, **kw)
+        race(s3, key, png_bytes(*image_size(lease.manifest), seed=9))
+        return stored
+
+    monkeypatch.setattr(blobs, "blob_read_tagged", read_then_race)
+    requests_sent.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.lease_report(node=node, lease_id=lease.pk, token=delivery.token, ok=True, stats={}).accepted
+    frame = Frame.objects.get(pk=lease.frame_id)
+    assert frame.result_sha256 == hashlib.sha256(checked).hexdigest()
+    assert blobs.blob_read_checked(frame.result_key, sha256=frame.result_sha256) == checked  # what was checked
+    assert frame.state == FrameState.SETTLED  # its digest check passed
+    assert requests_sent["PutObject"] == 2  # the bytes checked, over the copy; the thumbnail
 
 
 def test_a_report_with_nothing_uploaded_is_refused_in_one_request(leased, requests_sent):
