@@ -134,7 +134,7 @@ def _with_node_reads(qs):
     reads = hooks.node_reads()
     if not reads:
         return qs  # select_related() without names would follow every FK
-    deferred = [f"{path}__{name}" for path in _scene_paths(reads) for name in services.LEASE_SCENE_DEFERRED]
+    deferred = [name for path in _scene_paths(reads) for name in services.scene_deferred(path)]
     return qs.select_related(*reads).defer(*deferred)
 
 

@@ -72,6 +72,11 @@ def matchable_nodes(*, now=None, finishing_lease_id: int | None = None):
 LEASE_SCENE_DEFERRED = ("report", "warnings")
 
 
+def scene_deferred(path: str) -> list[str]:
+    """`LEASE_SCENE_DEFERRED` of the scene at `path` (select_related's form), for a queryset's `defer()`."""
+    return [f"{path}__{name}" for name in LEASE_SCENE_DEFERRED]
+
+
 def manifest_for(frame: Frame, *, node: WorkerNode, crop: dict | None = None) -> dict:
     """The pinned render settings, built through the agent contract (workers.contract.RenderManifest: a value
     outside its limits raises ContractError here rather than on a node); a verify lease gets the same manifest
@@ -207,8 +212,7 @@ def lease_next(*, node: WorkerNode, lease_id: int, token: str) -> Delivery | Non
 def verify_lease_create(*, frame_id: int, crop: dict, verifiers: QuerySet[WorkerNode]) -> Delivery | None:
     """FrameLease a crop re-render of a rendered frame to one of `verifiers` (who may verify is verification's
     rule, `verification.policy.verifiers_for`; dispatch only sends). None if none of them is available."""
-    deferred = [f"job__scene__{name}" for name in LEASE_SCENE_DEFERRED]
-    frame = Frame.objects.select_related("job__scene").defer(*deferred).get(pk=frame_id)
+    frame = Frame.objects.select_related("job__scene").defer(*scene_deferred("job__scene")).get(pk=frame_id)
     # Among them, prefer nodes that already have the scene loaded (it rendered this job), since scene loading
     # dominates small crops.
     candidates = verifiers.annotate(

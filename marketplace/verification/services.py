@@ -51,6 +51,7 @@ from marketplace.dispatch.services import (
     frame_result_refuse,
     leases_revoke_for_nodes,
     node_block_for_job,
+    scene_deferred,
     verify_lease_create,
 )
 from marketplace.jobs import events, lifecycle
@@ -231,6 +232,7 @@ def references_render(*, lease_id: int) -> int:
     decided. Returns how many it rendered; safe to run again (it renders only the missing ones)."""
     sample = (
         LeaseSample.objects.select_related("render_lease__frame__job__scene", "render_lease__node")
+        .defer(*scene_deferred("render_lease__frame__job__scene"))
         .filter(render_lease_id=lease_id)
         .first()
     )
@@ -579,6 +581,7 @@ def platform_prewarm(*, frame_ids: list[int]) -> bool:
         return False
     frame = (
         Frame.objects.select_related("job__scene")
+        .defer(*scene_deferred("job__scene"))
         .filter(pk=frame_ids[0], job__state__in=JOB_LIVE, job__is_canary=False)
         .first()
     )
@@ -591,6 +594,7 @@ def platform_crop(*, crop_check_id: int) -> None:
     """Render the crop on the platform and judge the candidate with it (also breaks node/candidate ties)."""
     crop = (
         CropCheck.objects.select_related("frame_check__render_lease", "frame_check__frame__job__scene")
+        .defer(*scene_deferred("frame_check__frame__job__scene"))
         .filter(pk=crop_check_id)
         .first()
     )

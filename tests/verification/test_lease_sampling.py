@@ -147,7 +147,10 @@ def test_references_rendered_while_the_node_renders_decide_the_check_at_the_repo
     monkeypatch.setattr(conf, "REFERENCES_AHEAD", True)
     make_queued_job(funded_artist, frames=1)
     node, _ = make_node(provider)
-    delivery = dispatch.lease_create_for_node(node=node)  # inline: the references are rendered at the commit
+    with CaptureQueriesContext(connection) as statements:
+        delivery = dispatch.lease_create_for_node(node=node)  # inline: the references are rendered at the commit
+    # Neither the lease nor the references read the scene's inspection report (a production scene's is large).
+    assert not [q["sql"] for q in statements.captured_queries if '"scenes_scene"."report"' in q["sql"]]
     sample = LeaseSample.objects.get(render_lease_id=delivery.lease_id)
     assert len(platform_truth.renders) == policy.CROPS_PER_CHECK and all(sample.references)
     assert services.references_render(lease_id=delivery.lease_id) == 0  # all there: nothing rendered again
