@@ -27,6 +27,7 @@ from marketplace.keys import derived_key
 SALT = "marketplace.blobs"
 KEY_PURPOSE = "blobs"  # local blob tokens are signed with their own key, not SECRET_KEY itself (marketplace/keys.py)
 CHUNK = 1024 * 1024
+S3_DELETE_KEYS = 1000  # the most keys one DeleteObjects request takes
 # Frozen results: stored by the server under their own SHA-256, never the target of any signed URL.
 FROZEN_PREFIX = "results/sha256/"
 _FROZEN = re.compile(r"^results/sha256/([0-9a-f]{64})\.[a-z0-9]+$")
@@ -243,6 +244,22 @@ def blob_delete(key: str) -> None:
     """Delete `key` if it is there: both storages take a delete of nothing, so no request asks first."""
     if key:
         default_storage.delete(key)
+
+
+def blobs_delete(keys: list[str]) -> None:
+    """Delete these keys, those that are there: on S3 a thousand to a request (DeleteObjects)."""
+    keys = [key for key in keys if key]
+    if not is_s3():
+        for key in keys:
+            default_storage.delete(key)
+        return
+    for start in range(0, len(keys), S3_DELETE_KEYS):
+        named = [_s3_object(key) for key in keys[start : start + S3_DELETE_KEYS]]
+        client, bucket = named[0][0], named[0][1]["Bucket"]
+        objects = [{"Key": each["Key"]} for _, each in named]
+        answer = client.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+        if answer.get("Errors"):  # keys S3 did not delete now: the caller's next run asks again
+            raise OSError(f"S3 did not delete {len(answer['Errors'])} keys, e.g. {answer['Errors'][0]}")
 
 
 def blob_chunks(key: str) -> Iterator[bytes]:

@@ -245,6 +245,11 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "dispatch.node_status_sweep",
         "schedule": float(os.environ.get("NODE_STATUS_SWEEP_SECONDS", "300")),
     },
+    # What agents uploaded for leases that ended without a result, once their URLs have expired.
+    "clear-lease-uploads": {
+        "task": "dispatch.lease_uploads_clear",
+        "schedule": float(os.environ.get("UPLOADS_CLEAR_SECONDS", "300")),
+    },
     # Heartbeats that change nothing but times wait in Redis until this writes them (dispatch.heartbeats).
     "flush-heartbeats": {
         "task": "dispatch.heartbeats_flush",

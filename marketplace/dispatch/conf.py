@@ -24,6 +24,11 @@ LEASES_PER_BEAT = 16
 # The longer side of a frame's preview on the job page, made from the upload at the report.
 THUMBNAIL_SIDE = 256
 SIGNED_URL_SECONDS = getattr(settings, "DISPATCH_SIGNED_URL_SECONDS", 600)
+# The uploads of leases that ended without a result are deleted once no URL can write them: SIGNED_URL_SECONDS
+# after the lease ended, and this much more for clocks and requests in flight (`services.lease_uploads_clear`).
+UPLOADS_CLEAR_AFTER_SLACK_SECONDS = 60
+UPLOADS_CLEAR_BATCH = 1000  # leases a statement reads, and their keys (a DeleteObjects request on S3)
+UPLOADS_CLEAR_BATCHES_PER_RUN = 100  # a backlog (leases from before this ran) is cleared over several runs
 # Frames that no online node may take for this long are called out to the artist with a choice (issue 12).
 UNPLACED_NOTICE_SECONDS = getattr(settings, "DISPATCH_UNPLACED_NOTICE_SECONDS", 120)
 # A `frame_rendered` task also takes on up to this many other rendered frames waiting for the same step, so

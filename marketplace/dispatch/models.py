@@ -46,6 +46,8 @@ class FrameLease(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # When the uploads of a lease that ended without a result were deleted (`services.lease_uploads_clear`).
+    uploads_cleared_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -60,6 +62,13 @@ class FrameLease(models.Model):
             # The active leases drawn for a check, whose crops verification chooses after the call that granted them
             # (`verification.services.samples_prepare`): a few, out of every active lease.
             models.Index(fields=["id"], condition=Q(state="active", sampled=True), name="lease_active_sampled"),
+            # The leases that ended without a result whose uploads are still to be deleted, oldest first: a few,
+            # out of every lease the market ever made.
+            models.Index(
+                fields=["finished_at"],
+                condition=Q(state__in=["failed", "expired", "released", "revoked"], uploads_cleared_at__isnull=True),
+                name="lease_uploads_to_clear",
+            ),
         ]
         constraints = [
             # At most one active render lease per frame, whatever the number of matchers.

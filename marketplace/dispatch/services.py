@@ -802,6 +802,52 @@ def node_status_sweep() -> int:
     return node_status_sync()
 
 
+# The leases that end without a result: what their agents uploaded is never read.
+ENDED_WITHOUT_RESULT = (
+    FrameLease.State.FAILED,
+    FrameLease.State.EXPIRED,
+    FrameLease.State.RELEASED,
+    FrameLease.State.REVOKED,
+)
+
+
+def lease_uploads_clear(*, now=None, batches: int = 1) -> int:
+    """Delete what agents uploaded for leases that ended without a result (refused reports, failures, expiry,
+    release, revocation) once their upload URLs can no longer write: `SIGNED_URL_SECONDS` after the lease ended (a
+    presigned S3 PUT cannot be revoked, only expire). Nothing else deletes those uploads, so a provider could fill
+    the market's storage by uploading for every lease and never reporting. Oldest first, `batches` of
+    UPLOADS_CLEAR_BATCH leases at most; returns how many leases it cleared. Safe to run again and concurrently: a
+    delete of nothing is no error."""
+    now = now or timezone.now()
+    cleared = 0
+    for _ in range(batches):
+        done = _lease_uploads_clear_batch(now=now)
+        cleared += done
+        if done < conf.UPLOADS_CLEAR_BATCH:
+            break
+    if cleared:
+        log.info("event=lease_uploads_cleared", extra={"count": cleared})
+    return cleared
+
+
+def _lease_uploads_clear_batch(*, now) -> int:
+    ended_before = now - timedelta(seconds=conf.SIGNED_URL_SECONDS + conf.UPLOADS_CLEAR_AFTER_SLACK_SECONDS)
+    leases = list(
+        FrameLease.objects.filter(
+            state__in=ENDED_WITHOUT_RESULT, uploads_cleared_at__isnull=True, finished_at__lt=ended_before
+        )
+        .order_by("finished_at")
+        .only("kind", "manifest", "result_key")[: conf.UPLOADS_CLEAR_BATCH]
+    )
+    uploads: list[str] = []
+    for lease in leases:
+        uploads += [lease.result_key] + ([noisy_key(lease.result_key)] if _needs_noisy_pass(lease) else [])
+    # Storage first: a run that stops between the two deletes them again, which changes nothing.
+    blobs.blobs_delete([key for key in uploads if key and not key.startswith(blobs.FROZEN_PREFIX)])
+    FrameLease.objects.filter(pk__in=[lease.pk for lease in leases]).update(uploads_cleared_at=now)
+    return len(leases)
+
+
 def rendered_frames_resume(*, older_than_s: float = 30.0) -> int:
     """Emit `frame_rendered` again for frames stuck in RENDERED (their message was lost with a broker).
 

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from marketplace.dispatch import heartbeats, services
+from marketplace.dispatch import conf, heartbeats, services
 
 
 @shared_task(name="dispatch.match", acks_late=True, ignore_result=True)
@@ -32,3 +32,8 @@ def reap_leases() -> int:
 @shared_task(name="dispatch.node_status_sweep", acks_late=True, ignore_result=True)
 def node_status_sweep() -> int:
     return services.node_status_sweep()
+
+
+@shared_task(name="dispatch.lease_uploads_clear", acks_late=True, ignore_result=True)
+def lease_uploads_clear() -> int:
+    return services.lease_uploads_clear(batches=conf.UPLOADS_CLEAR_BATCHES_PER_RUN)
