@@ -43,7 +43,7 @@ test-fast: $(DEVSTAMP)
 # rules and races are skipped there): the hot path writes some statements by hand, with a SQLite form.
 SQLITE_TESTS = tests/ledger tests/dispatch/test_batch.py tests/dispatch/test_agent_api.py tests/dispatch/test_heartbeats.py \
 	tests/verification/test_lease_sampling.py tests/verification/test_canaries.py tests/nodes \
-	tests/payments/test_earnings.py tests/scenes/test_active_camera.py
+	tests/payments/test_earnings.py tests/scenes/test_active_camera.py tests/dispatch/test_upload_clearing.py
 test-sqlite: $(DEVSTAMP)
 	$(BIN)/python scripts/testenv.py --sqlite $(SQLITE_TESTS) -q -p no:cacheprovider
 

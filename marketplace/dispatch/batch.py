@@ -450,13 +450,15 @@ def _with_canaries(pairs: list[tuple[WorkerNode, Frame]]) -> list[tuple[WorkerNo
 
 def _lease_row(node: WorkerNode, frame: Frame, token: str) -> FrameLease:
     manifest = services.manifest_for(frame, node=node)
+    upload = services.result_key_for(manifest=manifest, frame_id=frame.pk)
     return FrameLease(
         frame=frame,
         node=node,
         kind=FrameLease.Kind.RENDER,
         token_hash=secret_hash(token),
         manifest=manifest,
-        result_key=services.result_key_for(manifest=manifest, frame_id=frame.pk),
+        result_key=upload,
+        upload_key=upload,
         expires_at=timezone.now() + timedelta(seconds=heartbeats.lease_seconds()),
         sampled=hooks.lease_sampled(node=node, frame=frame, manifest=manifest),
     )

@@ -35,6 +35,9 @@ class FrameLease(models.Model):
     # Where the agent uploads while the lease is active; from the report on, the frozen copy
     # (`results/sha256/<sha256>.<ext>`, written by the server only, checked against that digest on every read).
     result_key = models.CharField(max_length=300, blank=True, default="")
+    # Where the agent uploads, kept after the report: an upload URL can write until it expires, so whatever is there
+    # then is deleted once it has (`services.lease_uploads_clear`). "" for leases made before it was kept.
+    upload_key = models.CharField(max_length=300, blank=True, default="")
     # A denoised frame's pre-denoise pass, frozen the same way at the report ("" when there is none).
     noisy_key = models.CharField(max_length=300, blank=True, default="")
     stats = models.JSONField(default=dict, blank=True)
@@ -46,7 +49,7 @@ class FrameLease(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    # When the uploads of a lease that ended without a result were deleted (`services.lease_uploads_clear`).
+    # When the uploads of this ended lease were deleted (`services.lease_uploads_clear`).
     uploads_cleared_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -62,11 +65,11 @@ class FrameLease(models.Model):
             # The active leases drawn for a check, whose crops verification chooses after the call that granted them
             # (`verification.services.samples_prepare`): a few, out of every active lease.
             models.Index(fields=["id"], condition=Q(state="active", sampled=True), name="lease_active_sampled"),
-            # The leases that ended without a result whose uploads are still to be deleted, oldest first: a few,
-            # out of every lease the market ever made.
+            # The ended leases whose uploads are still to be deleted, oldest first: those of the last minutes, out of
+            # every lease the market ever made.
             models.Index(
                 fields=["finished_at"],
-                condition=Q(state__in=["failed", "expired", "released", "revoked"], uploads_cleared_at__isnull=True),
+                condition=~Q(state="active") & Q(uploads_cleared_at__isnull=True),
                 name="lease_uploads_to_clear",
             ),
         ]

@@ -140,6 +140,7 @@ class Delivery:
 def _lease_open(*, frame: Frame, node: WorkerNode, kind: str, crop: dict | None = None) -> Delivery:
     token = secrets.token_urlsafe(24)
     manifest = manifest_for(frame, node=node, crop=crop)
+    upload = result_key_for(manifest=manifest, frame_id=frame.pk)
     lease = FrameLease.objects.create(
         frame=frame,
         node=node,
@@ -147,7 +148,8 @@ def _lease_open(*, frame: Frame, node: WorkerNode, kind: str, crop: dict | None 
         token_hash=secret_hash(token),
         crop=crop,
         manifest=manifest,
-        result_key=result_key_for(manifest=manifest, frame_id=frame.pk),
+        result_key=upload,
+        upload_key=upload,
         expires_at=timezone.now() + timedelta(seconds=heartbeats.lease_seconds()),
     )
     node_status_sync(node_ids=[node.pk])
@@ -802,20 +804,12 @@ def node_status_sweep() -> int:
     return node_status_sync()
 
 
-# The leases that end without a result: what their agents uploaded is never read.
-ENDED_WITHOUT_RESULT = (
-    FrameLease.State.FAILED,
-    FrameLease.State.EXPIRED,
-    FrameLease.State.RELEASED,
-    FrameLease.State.REVOKED,
-)
-
-
 def lease_uploads_clear(*, now=None, batches: int = 1) -> int:
-    """Delete what agents uploaded for leases that ended without a result (refused reports, failures, expiry,
-    release, revocation) once their upload URLs can no longer write: `SIGNED_URL_SECONDS` after the lease ended (a
-    presigned S3 PUT cannot be revoked, only expire). Nothing else deletes those uploads, so a provider could fill
-    the market's storage by uploading for every lease and never reporting. Oldest first, `batches` of
+    """Delete what agents uploaded for ended leases once their upload URLs can no longer write:
+    `SIGNED_URL_SECONDS` after the lease ended (a presigned S3 PUT cannot be revoked, only expire). A lease that
+    ended without a result (a refused report, a failure, expiry, release, revocation) left its upload for good, so
+    a provider could fill the market's storage by uploading for every lease and never reporting; a reported lease's
+    upload is deleted at its report, and what its agent PUT there after that, here. Oldest first, `batches` of
     UPLOADS_CLEAR_BATCH leases at most; returns how many leases it cleared. Safe to run again and concurrently: a
     delete of nothing is no error."""
     now = now or timezone.now()
@@ -833,15 +827,14 @@ def lease_uploads_clear(*, now=None, batches: int = 1) -> int:
 def _lease_uploads_clear_batch(*, now) -> int:
     ended_before = now - timedelta(seconds=conf.SIGNED_URL_SECONDS + conf.UPLOADS_CLEAR_AFTER_SLACK_SECONDS)
     leases = list(
-        FrameLease.objects.filter(
-            state__in=ENDED_WITHOUT_RESULT, uploads_cleared_at__isnull=True, finished_at__lt=ended_before
-        )
+        FrameLease.objects.exclude(state=FrameLease.State.ACTIVE)
+        .filter(uploads_cleared_at__isnull=True, finished_at__lt=ended_before)
         .order_by("finished_at")
-        .only("kind", "manifest", "result_key")[: conf.UPLOADS_CLEAR_BATCH]
+        .only("kind", "manifest", "upload_key")[: conf.UPLOADS_CLEAR_BATCH]
     )
     uploads: list[str] = []
     for lease in leases:
-        uploads += [lease.result_key] + ([noisy_key(lease.result_key)] if _needs_noisy_pass(lease) else [])
+        uploads += [lease.upload_key] + ([noisy_key(lease.upload_key)] if _needs_noisy_pass(lease) else [])
     # Storage first: a run that stops between the two deletes them again, which changes nothing.
     blobs.blobs_delete([key for key in uploads if key and not key.startswith(blobs.FROZEN_PREFIX)])
     FrameLease.objects.filter(pk__in=[lease.pk for lease in leases]).update(uploads_cleared_at=now)
