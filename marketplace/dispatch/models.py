@@ -49,8 +49,6 @@ class FrameLease(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    # When the uploads of this ended lease were deleted (`services.lease_uploads_clear`).
-    uploads_cleared_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -65,13 +63,9 @@ class FrameLease(models.Model):
             # The active leases drawn for a check, whose crops verification chooses after the call that granted them
             # (`verification.services.samples_prepare`): a few, out of every active lease.
             models.Index(fields=["id"], condition=Q(state="active", sampled=True), name="lease_active_sampled"),
-            # The ended leases whose uploads are still to be deleted, oldest first: those of the last minutes, out of
-            # every lease the market ever made.
-            models.Index(
-                fields=["finished_at"],
-                condition=~Q(state="active") & Q(uploads_cleared_at__isnull=True),
-                name="lease_uploads_to_clear",
-            ),
+            # The ended leases in the order their uploads are deleted (`services.lease_uploads_clear`), from where the
+            # last run stopped: a range of this index, not a scan of every lease the market ever made.
+            models.Index(fields=["finished_at", "id"], condition=~Q(state="active"), name="lease_ended_in_order"),
         ]
         constraints = [
             # At most one active render lease per frame, whatever the number of matchers.
@@ -82,6 +76,18 @@ class FrameLease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} lease {self.pk} of frame {self.frame_id} on node {self.node_id}"
+
+
+class UploadsClearedTo(models.Model):
+    """How far `services.lease_uploads_clear` has deleted the uploads of ended leases: those of every lease that
+    ended before (`finished_at`, `lease_id`), in that order. One row, which a run holds locked. A cursor rather than
+    a mark on each lease: marking a lease would write its row (and every index of the table) once more."""
+
+    finished_at = models.DateTimeField(null=True, blank=True)
+    lease_id = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"uploads cleared to lease {self.lease_id} ({self.finished_at})"
 
 
 class JobNodeBlock(models.Model):

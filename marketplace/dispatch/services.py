@@ -11,7 +11,7 @@ import functools
 import logging
 import secrets
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from http import HTTPStatus
 
@@ -25,7 +25,7 @@ from marketplace.celery import app, delay_once, pending_clear
 from marketplace.compiled import instance
 from marketplace.dispatch import conf, heartbeats, hooks, queues
 from marketplace.dispatch.manifests import Crop, crop_manifest, image_size, noisy_key
-from marketplace.dispatch.models import FrameLease, JobNodeBlock
+from marketplace.dispatch.models import FrameLease, JobNodeBlock, UploadsClearedTo
 from marketplace.errors import Conflict
 from marketplace.jobs import events, lifecycle, pricing
 from marketplace.jobs.models import Frame, Job
@@ -809,13 +809,16 @@ def lease_uploads_clear(*, now=None, batches: int = 1) -> int:
     `SIGNED_URL_SECONDS` after the lease ended (a presigned S3 PUT cannot be revoked, only expire). A lease that
     ended without a result (a refused report, a failure, expiry, release, revocation) left its upload for good, so
     a provider could fill the market's storage by uploading for every lease and never reporting; a reported lease's
-    upload is deleted at its report, and what its agent PUT there after that, here. Oldest first, `batches` of
-    UPLOADS_CLEAR_BATCH leases at most; returns how many leases it cleared. Safe to run again and concurrently: a
-    delete of nothing is no error."""
-    now = now or timezone.now()
+    upload is deleted at its report, and what its agent PUT there after that, here. In the order the leases ended,
+    from where the last run stopped (`UploadsClearedTo`), `batches` of UPLOADS_CLEAR_BATCH leases at most; returns
+    how many leases it went through. Runs take turns (the cursor's row lock); a delete of nothing is no error."""
+    ended_before = (now or timezone.now()) - timedelta(
+        seconds=conf.SIGNED_URL_SECONDS + conf.UPLOADS_CLEAR_AFTER_SLACK_SECONDS
+    )
+    UploadsClearedTo.objects.get_or_create(pk=1)
     cleared = 0
     for _ in range(batches):
-        done = _lease_uploads_clear_batch(now=now)
+        done = _lease_uploads_clear_batch(ended_before=ended_before)
         cleared += done
         if done < conf.UPLOADS_CLEAR_BATCH:
             break
@@ -824,20 +827,39 @@ def lease_uploads_clear(*, now=None, batches: int = 1) -> int:
     return cleared
 
 
-def _lease_uploads_clear_batch(*, now) -> int:
-    ended_before = now - timedelta(seconds=conf.SIGNED_URL_SECONDS + conf.UPLOADS_CLEAR_AFTER_SLACK_SECONDS)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@transaction.atomic
+def _lease_uploads_clear_batch(*, ended_before: datetime) -> int:
+    # The storage requests run holding the cursor's row lock: only another run waits on it. A lease counts from the
+    # commit that ends it, stamped a moment before; ended_before leaves it SIGNED_URL_SECONDS to commit.
+    cursor = UploadsClearedTo.objects.select_for_update().get(pk=1)
+    # Written out for its row comparison, which the ORM has not: a range of index lease_ended_in_order, whose
+    # condition the statement repeats in its text (a prepared statement's generic plan only knows what that says).
+    table, active = FrameLease._meta.db_table, FrameLease.State.ACTIVE.value
+    assert active.isidentifier()
     leases = list(
-        FrameLease.objects.exclude(state=FrameLease.State.ACTIVE)
-        .filter(uploads_cleared_at__isnull=True, finished_at__lt=ended_before)
-        .order_by("finished_at")
-        .only("kind", "manifest", "upload_key")[: conf.UPLOADS_CLEAR_BATCH]
+        FrameLease.objects.raw(
+            f"SELECT id, kind, manifest, upload_key, finished_at FROM {table}"
+            f" WHERE state <> '{active}' AND (finished_at, id) > (%s, %s) AND finished_at < %s"
+            " ORDER BY finished_at, id LIMIT %s",
+            [
+                cursor.finished_at or _EPOCH,
+                cursor.lease_id,
+                ended_before,
+                conf.UPLOADS_CLEAR_BATCH,
+            ],
+        )
     )
+    if not leases:
+        return 0
     uploads: list[str] = []
     for lease in leases:
         uploads += [lease.upload_key] + ([noisy_key(lease.upload_key)] if _needs_noisy_pass(lease) else [])
-    # Storage first: a run that stops between the two deletes them again, which changes nothing.
     blobs.blobs_delete([key for key in uploads if key and not key.startswith(blobs.FROZEN_PREFIX)])
-    FrameLease.objects.filter(pk__in=[lease.pk for lease in leases]).update(uploads_cleared_at=now)
+    cursor.finished_at, cursor.lease_id = leases[-1].finished_at, leases[-1].pk
+    cursor.save(update_fields=["finished_at", "lease_id"])
     return len(leases)
 
 
