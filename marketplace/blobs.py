@@ -251,7 +251,7 @@ def blobs_delete(keys: list[str]) -> None:
     keys = [key for key in keys if key]
     if not is_s3():
         for key in keys:
-            default_storage.delete(key)
+            blob_delete(key)
         return
     for start in range(0, len(keys), S3_DELETE_KEYS):
         named = [_s3_object(key) for key in keys[start : start + S3_DELETE_KEYS]]

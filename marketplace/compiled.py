@@ -80,6 +80,14 @@ def _constants_inlined(alias: str, sql: str, params: Sequence, marks: Sequence) 
     return inlined, left
 
 
+def state_literal(state: str) -> str:
+    """A state as an SQL literal, for a statement that names its states in its text rather than as parameters: a
+    prepared statement's generic plan (which Postgres picks for it after a few calls) then still knows
+    `state = 'queued'`, and can read a partial index whose condition names that state."""
+    assert state.isidentifier(), state  # the states are code's constants, never a caller's text
+    return f"'{state}'"
+
+
 def _same(param, mark) -> bool:
     return isinstance(param, int | datetime | str) and type(param) is type(mark) and param == mark
 

@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from marketplace import blobs
 from marketplace.accounts.tokens import secret_hash
-from marketplace.compiled import MARK_NOW, Compiled, RowReader, id_marks, instance
+from marketplace.compiled import MARK_NOW, Compiled, RowReader, id_marks, instance, state_literal
 from marketplace.dispatch import conf, heartbeats, hooks, queues, services
 from marketplace.dispatch.manifests import expected_size
 from marketplace.dispatch.models import FrameLease, JobNodeBlock
@@ -262,14 +262,6 @@ _POOL_SCENE = [f for f in Scene._meta.concrete_fields if f.name not in services.
 _POOL_SCENE_FIELDS = tuple(f.attname for f in _POOL_SCENE)
 
 
-def _literal(state: str) -> str:
-    """A state as an SQL literal. The pool statement names its states in its text, not as parameters: a prepared
-    statement's generic plan (which Postgres picks for it after a few calls) then still knows `state = 'queued'`,
-    so it can read the partial index of queued frames instead of sorting each job's queued frames (bench_pool)."""
-    assert state.isidentifier(), state  # the states are code's constants, never a caller's text
-    return f"'{state}'"
-
-
 @functools.cache
 def _pool_sql(
     alias: str, profile: tuple, skipping: int, kept_off: int, kept_off_of: bool, lead: Compiled | None
@@ -285,7 +277,9 @@ def _pool_sql(
     skipped = ""
     if skipping:
         skipped = "AND f.id <> ALL(%s)" if postgres else f"AND f.id NOT IN ({', '.join(['%s'] * skipping)})"
-    queued, leased = _literal(FrameState.QUEUED), _literal(FrameState.LEASED)
+    # Named in the text: the generic plan can read the partial index of queued frames instead of sorting each job's
+    # queued frames (bench_pool).
+    queued, leased = state_literal(FrameState.QUEUED), state_literal(FrameState.LEASED)
     # The node's price floor and the window's sizes as values no plan knows: a plan for the call's
     # values then costs what the cached generic plan does, and Postgres keeps running that one. When the plan for
     # the values looked cheaper (a third of a job's queued frames priced above a floor it cannot see, against all

@@ -22,7 +22,7 @@ from django.utils import timezone
 from marketplace import blobs
 from marketplace.accounts.tokens import secret_hash, secret_matches
 from marketplace.celery import app, delay_once, pending_clear
-from marketplace.compiled import instance
+from marketplace.compiled import instance, state_literal
 from marketplace.dispatch import conf, heartbeats, hooks, queues
 from marketplace.dispatch.manifests import Crop, crop_manifest, image_size, noisy_key
 from marketplace.dispatch.models import FrameLease, JobNodeBlock, UploadsClearedTo
@@ -338,10 +338,16 @@ def lease_upload_refusal(*, lease_id: int, key: str) -> str:
         return f"the lease is {lease.state}: its result can no longer be written"
     if lease.expires_at < timezone.now():
         return "the lease has expired: its result can no longer be written"
-    allowed = {lease.result_key} | ({noisy_key(lease.result_key)} if _needs_noisy_pass(lease) else set())
+    allowed = set(_uploads_of(lease, upload_key=lease.result_key))
     if key not in allowed or key.startswith(blobs.FROZEN_PREFIX):
         return "this upload link does not belong to this lease"
     return ""
+
+
+def _uploads_of(lease: FrameLease, *, upload_key: str) -> list[str]:
+    """The keys the agent may upload to under `lease`, whose result goes to `upload_key`: it, and a denoised frame's
+    pre-denoise pass beside it."""
+    return [upload_key] + ([noisy_key(upload_key)] if _needs_noisy_pass(lease) else [])
 
 
 def _needs_noisy_pass(lease: FrameLease) -> bool:
@@ -652,8 +658,7 @@ def lease_report(
         ):  # a concurrent report, a release, a revoke or the reaper closed it, or it just expired
             _require_active(_lease_of_node(node=node, lease_id=lease_id, token=token))
             raise LeaseRefused("lease is no longer active: the report changes nothing")
-        uploads = [lease.result_key] + ([noisy_key(lease.result_key)] if sanity.noisy_key else [])
-        for key in uploads:
+        for key in _uploads_of(lease, upload_key=lease.result_key):
             transaction.on_commit(partial(blobs.blob_delete, key))
         # Its event hands a rendered frame to verification, a crop's task checks the crops; both after commit.
         # The frame before the node: the order a cancel takes them (lease, frame, node).
@@ -836,13 +841,12 @@ def _lease_uploads_clear_batch(*, ended_before: datetime) -> int:
     # commit that ends it, stamped a moment before; ended_before leaves it SIGNED_URL_SECONDS to commit.
     cursor = UploadsClearedTo.objects.select_for_update().get(pk=1)
     # Written out for its row comparison, which the ORM has not: a range of index lease_ended_in_order, whose
-    # condition the statement repeats in its text (a prepared statement's generic plan only knows what that says).
-    table, active = FrameLease._meta.db_table, FrameLease.State.ACTIVE.value
-    assert active.isidentifier()
+    # condition the statement repeats in its text (`state_literal`).
+    table, active = FrameLease._meta.db_table, state_literal(FrameLease.State.ACTIVE)
     leases = list(
         FrameLease.objects.raw(
             f"SELECT id, kind, manifest, upload_key, finished_at FROM {table}"
-            f" WHERE state <> '{active}' AND (finished_at, id) > (%s, %s) AND finished_at < %s"
+            f" WHERE state <> {active} AND (finished_at, id) > (%s, %s) AND finished_at < %s"
             " ORDER BY finished_at, id LIMIT %s",
             [
                 cursor.finished_at or _EPOCH,
@@ -854,10 +858,8 @@ def _lease_uploads_clear_batch(*, ended_before: datetime) -> int:
     )
     if not leases:
         return 0
-    uploads: list[str] = []
-    for lease in leases:
-        uploads += [lease.upload_key] + ([noisy_key(lease.upload_key)] if _needs_noisy_pass(lease) else [])
-    blobs.blobs_delete([key for key in uploads if key and not key.startswith(blobs.FROZEN_PREFIX)])
+    uploads = [key for lease in leases for key in _uploads_of(lease, upload_key=lease.upload_key)]
+    blobs.blobs_delete([key for key in uploads if not key.startswith(blobs.FROZEN_PREFIX)])
     cursor.finished_at, cursor.lease_id = leases[-1].finished_at, leases[-1].pk
     cursor.save(update_fields=["finished_at", "lease_id"])
     return len(leases)
