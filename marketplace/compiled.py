@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from django.db import connections
-from django.db.models import Model
+from django.db import connection, connections
+from django.db.models import Model, QuerySet
 from django.db.models.query import get_related_populators
 
 M = TypeVar("M", bound=Model)
@@ -28,6 +28,32 @@ MARK_NOW = datetime(1970, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 def id_marks(count: int) -> list[int]:
     """`count` distinct marks for ids."""
     return [-(10**9) - i for i in range(count)]
+
+
+def text_marks(count: int) -> list[str]:
+    """`count` distinct marks for text (a NUL byte: no text Postgres stores holds one)."""
+    return [f"\x00mark{i}" for i in range(count)]
+
+
+def read_in(
+    build: Callable[[list], QuerySet[M]], values: Sequence, *, marks: Callable[[int], list] = id_marks
+) -> list[M]:
+    """The objects `build(values)` returns, a queryset that filters on a list (`field__in=values`), read with its
+    statement compiled once per database and count of values. `build` is a function of the module's (the cache
+    holds it); `marks` makes the marks of the values' type."""
+    if not values:
+        return []
+    statement, reader = _compiled_in(build, marks, connection.alias, len(values))
+    with connection.cursor() as cur:
+        cur.execute(statement.sql, statement.params_with(values))
+        return [reader.read(row) for row in cur.fetchall()]
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled_in(build: Callable, marks: Callable[[int], list], alias: str, count: int) -> tuple[Compiled, RowReader]:
+    values = marks(count)
+    sql, params, reader = RowReader.compile(build(values).using(alias), alias=alias)
+    return Compiled.of(sql, params, values, alias=alias), reader
 
 
 @dataclass(frozen=True)
@@ -86,6 +112,14 @@ def state_literal(state: str) -> str:
     `state = 'queued'`, and can read a partial index whose condition names that state."""
     assert state.isidentifier(), state  # the states are code's constants, never a caller's text
     return f"'{state}'"
+
+
+def rows_query(rows: Sequence[Sequence], names: Sequence[str]) -> tuple[str, list]:
+    """A query yielding these rows under these column names, and its parameters, for a statement written out that
+    joins a batch's values. (Not `VALUES … AS v(a, b)`: SQLite, `make run`'s database, names no VALUES columns.)"""
+    first = "SELECT " + ", ".join(f"%s AS {name}" for name in names)
+    rest = " UNION ALL SELECT " + ", ".join(["%s"] * len(names))
+    return first + rest * (len(rows) - 1), [x for row in rows for x in row]
 
 
 def _same(param, mark) -> bool:

@@ -5,10 +5,11 @@ import pytest
 from django.db import connection
 from django.forms.models import model_to_dict
 
-from marketplace.compiled import Compiled, id_marks, instance
+from marketplace.compiled import Compiled, _compiled_in, id_marks, instance, read_in, text_marks
 from marketplace.dispatch import batch
 from marketplace.dispatch.models import FrameLease
 from marketplace.jobs.models import Frame
+from marketplace.ledger.models import Account
 from tests.fixtures.market import make_node, make_queued_job
 
 pytestmark = pytest.mark.django_db
@@ -52,6 +53,32 @@ def test_a_row_read_by_hand_loads_as_the_orm_loads_it(funded_artist, provider, a
     partial = instance(Frame, (frame.pk, frame.job_id), using=connection.alias, only=("id", "job_id"))
     assert partial.get_deferred_fields() >= {"state", "number"}
     assert partial.number == frame.number  # a deferred field loads on first access
+
+
+def _accounts_of(keys: list[str]):
+    return Account.objects.filter(key__in=keys).order_by("key")
+
+
+def _frames_of(ids: list[int]):
+    return Frame.objects.filter(pk__in=ids, state="queued").select_related("job").order_by("-pk")
+
+
+def test_a_list_read_returns_what_its_queryset_does_for_each_count_of_values(funded_artist):
+    """One statement compiled per count of values: the values of each call are its own (keys with quotes, percent
+    signs and colons included), never a previous call's of the same count."""
+    keys = ["kind:1:it's", "kind:2:50%", "kind:3:a:b"]
+    for key in keys:
+        Account.objects.create(key=key, kind="artist_wallet", ref="")
+    _compiled_in.cache_clear()
+    for chosen in ([keys[0]], [keys[1]], keys[1:], keys, ["kind:9:none", keys[2]]):
+        assert [a.key for a in read_in(_accounts_of, chosen, marks=text_marks)] == sorted(set(chosen) & set(keys))
+    assert _compiled_in.cache_info().currsize == 3  # counts 1, 2 and 3
+    job = make_queued_job(funded_artist, frames=3)
+    ids = sorted(job.frames.values_list("pk", flat=True))
+    by_hand, orm = read_in(_frames_of, ids[:2]), list(_frames_of(ids[:2]))
+    assert [model_to_dict(f) for f in by_hand] == [model_to_dict(f) for f in orm]
+    assert [f.job.escrow_ref for f in by_hand] == [job.escrow_ref] * 2  # its select_related loaded too
+    assert read_in(_frames_of, []) == []
 
 
 def test_postgres_parses_and_plans_a_statement_the_hot_path_repeats_once_per_connection():

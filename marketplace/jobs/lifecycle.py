@@ -22,6 +22,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from marketplace.compiled import rows_query
 from marketplace.jobs import events, extensions
 from marketplace.jobs.models import Frame, Job
 from marketplace.jobs.states import FRAME_TRANSITIONS, JOB_TRANSITIONS, FrameState, JobState, check_transition
@@ -250,14 +251,6 @@ FRAMES = Frame._meta.db_table
 JOBS = Job._meta.db_table
 
 
-def _rows(rows: list[tuple], names: tuple[str, ...]) -> tuple[str, list]:
-    """A query yielding these rows under these column names, and its parameters. (Not `VALUES … AS v(a, b)`:
-    SQLite, `make run`'s database, names no VALUES columns.)"""
-    first = "SELECT " + ", ".join(f"%s AS {name}" for name in names)
-    rest = " UNION ALL SELECT " + ", ".join(["%s"] * len(names))
-    return first + rest * (len(rows) - 1), [x for row in rows for x in row]
-
-
 def frames_lease(*, frame_ids: Collection[int]) -> list[int]:
     """QUEUED -> LEASED (one attempt more) for these frames; returns the ids that moved."""
     check_transition(FRAME_TRANSITIONS, FrameState.QUEUED, FrameState.LEASED)
@@ -301,7 +294,7 @@ def frames_settle(*, node_of: Mapping[int, int]) -> dict[int, int]:
         check_transition(FRAME_TRANSITIONS, current, FrameState.SETTLED)
     if not node_of:
         return {}
-    values, params = _rows(sorted(node_of.items()), ("id", "node"))
+    values, params = rows_query(sorted(node_of.items()), ("id", "node"))
     now = timezone.now()
     with connection.cursor() as cur:
         cur.execute(
@@ -330,7 +323,7 @@ def frames_thumbnail_set(*, keys: Mapping[int, str]) -> None:
     """Record each frame's thumbnail (its page's row shows it). Not a state change."""
     if not keys:
         return
-    values, params = _rows(sorted(keys.items()), ("id", "thumb"))
+    values, params = rows_query(sorted(keys.items()), ("id", "thumb"))
     with transaction.atomic(), connection.cursor() as cur:
         # Rows locked in id order first, as settlers lock them: the UPDATE's own join order varies with its plan,
         # and two batches updating the same frames in different orders deadlocked (test_racing_settlers).

@@ -75,7 +75,12 @@ class Job(models.Model):
 
     @property
     def escrow_ref(self) -> str:
-        return f"job:{self.pk}"
+        return self.escrow_ref_of(self.pk)
+
+    @staticmethod
+    def escrow_ref_of(job_id: int) -> str:
+        """`escrow_ref` of the job with this id, for a caller holding its id alone."""
+        return f"job:{job_id}"
 
     @property
     def frame_numbers(self) -> list[int]:
@@ -161,7 +166,12 @@ class Frame(models.Model):
     def settlement_key(self) -> str:
         """Ledger key of the frame's latest settlement: settle:frame:<id>, then settle:frame:<id>:<n> for the
         n-th payment of a frame re-rendered after an upheld dispute."""
-        return f"settle:frame:{self.pk}" + (f":{self.settle_count}" if self.settle_count > 1 else "")
+        return self.settlement_key_of(self.pk, self.settle_count)
+
+    @staticmethod
+    def settlement_key_of(frame_id: int, settle_count: int) -> str:
+        """`settlement_key` of the frame with this id and settle count, for a caller holding those alone."""
+        return f"settle:frame:{frame_id}" + (f":{settle_count}" if settle_count > 1 else "")
 
 
 class LeasedCount(models.Model):

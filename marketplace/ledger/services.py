@@ -12,9 +12,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from marketplace.compiled import read_in, text_marks
 from marketplace.ledger.models import Account, LedgerTransaction, Posting
 
 Kind = Account.Kind
@@ -49,7 +50,8 @@ class Leg:
 def accounts_get(*wanted: tuple[str, Owner, str]) -> list[Account]:
     """The accounts for (kind, owner, ref) triples, in order, in one query; missing ones are created."""
     keys = [f"{kind}:{owner.pk if owner is not None else '-'}:{ref}" for kind, owner, ref in wanted]
-    found = {a.key: a for a in Account.objects.filter(key__in=keys)}
+    # Compiled once per count of keys: every settlement batch reads its accounts, a small farm's one frame's three.
+    found = {a.key: a for a in read_in(_accounts_of, sorted(set(keys)), marks=text_marks)}
     # Missing ones are created in key order, whoever asks: two settlers creating the same new accounts in their
     # own orders (a batch asks revenue first, a single release escrow first) deadlocked on the unique key.
     for key, (kind, owner, ref) in sorted(dict(zip(keys, wanted, strict=True)).items(), key=lambda item: item[0]):
@@ -65,6 +67,10 @@ def accounts_by(*wanted: tuple[str, Owner, str]) -> dict[tuple[str, Owner, str],
     """`accounts_get` as a mapping from each (kind, owner, ref) triple to its account; a triple may repeat."""
     triples = list(dict.fromkeys(wanted))
     return dict(zip(triples, accounts_get(*triples), strict=True))
+
+
+def _accounts_of(keys: list[str]) -> QuerySet[Account]:
+    return Account.objects.filter(key__in=keys)
 
 
 def account_get(*, kind: str, owner: Owner = None, ref: str = "") -> Account:

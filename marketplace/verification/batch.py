@@ -11,11 +11,14 @@ canaries and frames a previous call left half-way (they are rare: the per-frame 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
+from marketplace.compiled import instance, read_in, rows_query
 from marketplace.dispatch.batch import results_check
 from marketplace.dispatch.models import FrameLease
 from marketplace.jobs import lifecycle, settlement_batch
@@ -27,6 +30,11 @@ from marketplace.verification.models import CropCheck, FrameCheck, NodeTrust
 
 log = logging.getLogger("verification")
 
+FRAMES = Frame._meta.db_table
+CHECKS = FrameCheck._meta.db_table
+TRUSTS = NodeTrust._meta.db_table
+TRUST_READ = ("check_rate", "raised_at")
+
 
 def _render_leases(frame_ids: list[int]) -> dict[int, FrameLease]:
     """Each rendered frame's render lease whose result it holds (the latest, as `services._render_lease_of`).
@@ -35,12 +43,9 @@ def _render_leases(frame_ids: list[int]) -> dict[int, FrameLease]:
     (from statistics taken while a job's frames were all queued, say) could make it scan every rendered frame
     once per lease.
     """
-    frames = Frame.objects.filter(pk__in=frame_ids, state=FrameState.RENDERED).select_related("job").in_bulk()
-    leases = FrameLease.objects.filter(
-        frame_id__in=frames.keys(), kind=FrameLease.Kind.RENDER, state=FrameLease.State.DONE
-    ).order_by("frame_id", "-id")
+    frames = {f.pk: f for f in read_in(_rendered_frames, sorted(set(frame_ids)))}
     out: dict[int, FrameLease] = {}
-    for lease in leases:
+    for lease in read_in(_done_render_leases, sorted(frames)):
         frame = frames[lease.frame_id]
         if lease.frame_id not in out and lease.result_key == frame.result_key:
             lease.frame = frame
@@ -48,29 +53,66 @@ def _render_leases(frame_ids: list[int]) -> dict[int, FrameLease]:
     return out
 
 
-def _locked_rendered(frame_ids: list[int], *, wait: bool) -> set[int]:
-    qs = Frame.objects.filter(pk__in=frame_ids, state=FrameState.RENDERED).order_by("pk")
-    # `wait` False: SKIP LOCKED, a frame another settler holds is that settler's. The frames a call is for are
-    # waited for: a cancel or a job's finish holds a rendered frame's row for a moment too (`_job_finish` locks
-    # the open frames of a cancelled job), and passing over it left the frame unpaid. Postgres only; SQLite has
-    # one writer.
-    postgres = connection.vendor == "postgresql"
-    qs = qs.select_for_update(skip_locked=not wait, no_key=True) if postgres else qs.select_for_update()
-    return set(qs.values_list("pk", flat=True))
+# Read with statements compiled once per count of ids (a batch holds at most DISPATCH_RENDERED_BATCH + 1 frames):
+# every batch runs them, and a small farm's batch holds one frame, whose compile cost more than the rest of its
+# reads (issue 17).
+def _rendered_frames(ids: list[int]) -> QuerySet[Frame]:
+    return Frame.objects.filter(pk__in=ids, state=FrameState.RENDERED).select_related("job")
 
 
-def _rates(node_ids: set[int]) -> dict[int, tuple[float, datetime | None]]:
-    """Each node's check rate and when it last went up."""
-    rates = {
-        node_id: (rate, raised_at)
-        for node_id, rate, raised_at in NodeTrust.objects.filter(node_id__in=node_ids).values_list(
-            "node_id", "check_rate", "raised_at"
+def _done_render_leases(frame_ids: list[int]) -> QuerySet[FrameLease]:
+    leases = FrameLease.objects.filter(frame_id__in=frame_ids, kind=FrameLease.Kind.RENDER, state=FrameLease.State.DONE)
+    return leases.order_by("frame_id", "-id")
+
+
+@dataclass(frozen=True)
+class _Held:
+    """A rendered frame this batch holds, and what its sampling reads: whether its render lease has a check
+    already, and its node's check rate and when that last went up (None: the node has no trust row yet)."""
+
+    frame_id: int
+    node_id: int
+    has_check: bool
+    trust: NodeTrust | None
+
+    def rate(self) -> tuple[float, datetime | None]:
+        trust = self.trust or services.node_trust_get(node_id=self.node_id)  # created as the service does (rare)
+        return trust.check_rate, trust.raised_at
+
+
+def _held(leases: list[FrameLease], *, wait: bool) -> list[_Held]:
+    """Lock these leases' frames that are still RENDERED, in id order, and read their checks and nodes' rates in the
+    same statement (three reads before: one ORM compile and one round trip each, what a small farm's batch of one
+    frame paid per frame, issue 17).
+
+    `wait` False: SKIP LOCKED, a frame another settler holds is that settler's. The frames a call is for are
+    waited for: a cancel or a job's finish holds a rendered frame's row for a moment too (`_job_finish` locks the
+    open frames of a cancelled job), and passing over it left the frame unpaid. Postgres only; SQLite has one
+    writer."""
+    if not leases:
+        return []
+    values, params = rows_query([(x.frame_id, x.pk, x.node_id) for x in leases], ("frame", "lease", "node"))
+    lock = ""
+    if connection.vendor == "postgresql":
+        lock = " FOR NO KEY UPDATE OF f" + ("" if wait else " SKIP LOCKED")
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT f.id, EXISTS (SELECT 1 FROM {CHECKS} c WHERE c.render_lease_id = v.lease), v.node,"
+            f" t.check_rate, t.raised_at FROM ({values}) AS v JOIN {FRAMES} f ON f.id = v.frame"
+            f" LEFT JOIN {TRUSTS} t ON t.node_id = v.node WHERE f.state = %s ORDER BY f.id{lock}",
+            [*params, FrameState.RENDERED],
         )
-    }
-    for node_id in node_ids - rates.keys():  # a node without a trust row yet (rare): created as the service does
-        trust = services.node_trust_get(node_id=node_id)
-        rates[node_id] = (trust.check_rate, trust.raised_at)
-    return rates
+        rows = cur.fetchall()
+    return [
+        _Held(
+            frame_id,
+            node_id,
+            bool(has_check),
+            # Built as the ORM builds one, with its converters (SQLite keeps times as text).
+            None if rate is None else instance(NodeTrust, [rate, raised_at], using=connection.alias, only=TRUST_READ),
+        )
+        for frame_id, has_check, node_id, rate, raised_at in rows
+    ]
 
 
 @subject_scope()  # many frames: each line names its own, none the caller's (an agent call's lease)
@@ -99,18 +141,16 @@ def rendered_frames_process(*, frame_ids: list[int], waiting: list[int] | None =
     later: list[int] = []  # frames the per-frame path takes on after this commit
     with transaction.atomic():
         # Its own frames first, then the others: a settler waits only while it holds no frame.
-        own = sorted(leases.keys() & asked)
-        mine = _locked_rendered(own, wait=True) | _locked_rendered(sorted(leases.keys() - set(own)), wait=False)
-        has_check = set(
-            FrameCheck.objects.filter(render_lease__in=[leases[f] for f in mine]).values_list("frame_id", flat=True)
-        )
-        fresh = [leases[f] for f in sorted(mine) if f not in has_check and not leases[f].frame.job.is_canary]
-        later += sorted(mine - {lease.frame_id for lease in fresh})
-        rates = _rates({lease.node_id for lease in fresh})
+        own = [leases[f] for f in sorted(leases.keys() & asked)]
+        others = [leases[f] for f in sorted(leases.keys() - asked)]
+        held = {h.frame_id: h for h in [*_held(own, wait=True), *_held(others, wait=False)]}
+        fresh = [h for f, h in sorted(held.items()) if not h.has_check and not leases[f].frame.job.is_canary]
+        later += sorted(held.keys() - {h.frame_id for h in fresh})
         now = timezone.now()
         checks = []
-        for lease in fresh:
-            rate, raised_at = rates[lease.node_id]
+        for h in fresh:
+            lease = leases[h.frame_id]
+            rate, raised_at = h.rate()
             reason = services.skip_reason(lease=lease, rate=rate, raised_at=raised_at)
             kind, state = (
                 (FrameCheck.Kind.SKIPPED, FrameCheck.State.SKIPPED)

@@ -263,6 +263,56 @@ def test_unsampled_frames_are_thumbnailed_and_settled_in_one_batch(funded_artist
     assert rendered_frames_process(frame_ids=rendered) == []  # a replay pays nothing
 
 
+@pytest.mark.postgres
+@pytest.mark.usefixtures("reports_only")
+def test_a_batch_of_one_frame_costs_what_a_batch_of_many_does_in_statements(funded_artist, provider, agent_queues):
+    """A small farm settles its frames one batch each: the batch's reads are few and do not grow with its frames.
+    (The first settlement of a provider creates its accounts: a batch settled before makes them.)"""
+    make_queued_job(funded_artist, frames=20, price=2_000_000)  # the job goes on: no finish in the batch
+    farm = nodes(provider, 8)
+    for node in farm[1:]:
+        WorkerNode.objects.filter(pk=node.pk).update(paused_by_owner=True)
+    rendered = report_all(batch.leases_create(), agent_queues)
+    assert rendered_frames_process(frame_ids=rendered) == rendered  # the accounts exist from here on
+    WorkerNode.objects.filter(pk__in=[n.pk for n in farm]).update(paused_by_owner=False)
+    rendered = report_all(batch.leases_create(), agent_queues)
+    one, many = rendered[:1], rendered[1:]
+    with CaptureQueriesContext(connection) as first:
+        assert rendered_frames_process(frame_ids=one) == one
+    with CaptureQueriesContext(connection) as rest:
+        assert sorted(rendered_frames_process(frame_ids=many)) == sorted(many)
+    statements = [q["sql"][:70] for q in first.captured_queries]
+    # two reads of the frames and their leases, the lock with the checks and rates, the checks' insert, the move to
+    # settled, what the payments name, the accounts, the ledger's call in its savepoint, the transaction, and after
+    # it the job's finish check (its task runs inline in tests); 18 before this session's change
+    assert len(statements) <= 13, "\n".join(statements)
+    assert len(rest.captured_queries) == len(statements), [q["sql"][:70] for q in rest.captured_queries]
+    assert ledger.ledger_total() == 0 and ledger.ledger_drift() == []
+
+
+@pytest.mark.usefixtures("reports_only")
+def test_a_node_without_a_trust_row_has_its_frame_checked_and_gets_the_row(funded_artist, provider, agent_queues):
+    """A node's trust row is made with it; one missing (a node made before verification kept rows) is read as a new
+    node's: its frame is sampled at rate 1, not paid unchecked, and the row is created."""
+    from marketplace.verification import services as verification
+
+    make_queued_job(funded_artist, frames=2, width=64, height=48, price=2_000_000)
+    trusted, bare = nodes(provider, 2)
+    NodeTrust.objects.filter(node=bare).delete()
+    rendered = report_all(batch.leases_create(), agent_queues)
+    of = dict(Frame.objects.filter(pk__in=rendered).values_list("node_id", "pk"))
+    draws = []
+    real = verification._chance
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(verification, "_chance", lambda r: draws.append(r) or real(r))
+        patch.setattr(verification, "_crop_dispatch", lambda crop_check_id: None)  # crops: not this test's job
+        settled = rendered_frames_process(frame_ids=rendered)
+    assert settled == [of[trusted.pk]]
+    assert Frame.objects.get(pk=of[bare.pk]).state == FrameState.VERIFYING
+    assert FrameCheck.objects.get(frame_id=of[bare.pk]).kind == FrameCheck.Kind.CROPS
+    assert NodeTrust.objects.get(node=bare).check_rate == 1.0
+
+
 @pytest.mark.usefixtures("reports_only")
 def test_a_frame_rendered_twice_is_paid_for_the_result_it_holds(funded_artist, provider, agent_queues):
     """Its first result refused and the frame rendered again elsewhere: the batch reads each frame's latest
