@@ -20,7 +20,7 @@ from marketplace.ledger import selectors as ledger
 from marketplace.ledger.models import LedgerTransaction
 from marketplace.nodes.models import WorkerNode
 from marketplace.scenes.models import Scene
-from marketplace.verification.batch import rendered_frames_process
+from marketplace.verification.batch import rendered_frames_process, rendered_waiting
 from marketplace.verification.models import FrameCheck, NodeTrust
 from tests.fixtures.market import make_node, make_queued_job, png_bytes
 from tests.fixtures.money import fund
@@ -288,6 +288,18 @@ def test_a_batch_of_one_frame_costs_what_a_batch_of_many_does_in_statements(fund
     assert len(statements) <= 13, "\n".join(statements)
     assert len(rest.captured_queries) == len(statements), [q["sql"][:70] for q in rest.captured_queries]
     assert ledger.ledger_total() == 0 and ledger.ledger_drift() == []
+
+
+@pytest.mark.usefixtures("reports_only")
+def test_a_batchs_task_takes_the_oldest_rendered_frames_besides_its_own(funded_artist, provider, agent_queues):
+    job = make_queued_job(funded_artist, frames=6, price=2_000_000)
+    nodes(provider, 4)
+    first, second, third, fourth = sorted(report_all(batch.leases_create(), agent_queues))
+    assert Frame.objects.filter(job=job, state=FrameState.QUEUED).count() == 2  # not rendered: never waiting
+    assert rendered_waiting(limit=10, besides=[]) == [first, second, third, fourth]
+    assert rendered_waiting(limit=2, besides=[second]) == [first, third]
+    assert rendered_waiting(limit=10, besides=[fourth, first, fourth]) == [second, third]
+    assert rendered_waiting(limit=1, besides=[]) == [first]
 
 
 @pytest.mark.usefixtures("reports_only")
