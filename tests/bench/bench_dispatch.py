@@ -34,6 +34,8 @@ then scans the whole ledger). BENCH_EXPLAIN_MS=n logs, with auto_explain, the pl
 measured run that took n ms or more, and `slow_plans` counts them by statement.
 BENCH_SCENE_FILES=n: each scene's inspection report lists n external files (~250 bytes each), as a production
 scene's does (`dispatch_scenefiles<n>.json`); the fixture's report lists none.
+BENCH_BATCH=1 (`dispatch_batch1.json`; any other size than 100 names its file so): each rendered frame is settled in
+a batch of its own, as a small farm's `verification.frame_rendered` tasks find one frame waiting each.
 BENCH_CANARY_OFFERS=1: every node holds a canary offer (`NodeTrust.canary`, a queued frame of a canary job whose
 scene's report is as large), as a farm's nodes do until their providers have seen every canary scene; the check
 rate stays 0, so no offer is handed out, but every statement that locks a node reads its offer (`_canaries` in the
@@ -664,7 +666,8 @@ def main() -> None:
         unsettled,
     )
     name = f"dispatch_scenefiles{SCENE_FILES}" if SCENE_FILES else "dispatch"
-    path = ROOT / "bench" / "results" / f"{name}{'_canaries' if CANARY_OFFERS else ''}.json"
+    name += "_canaries" if CANARY_OFFERS else ""
+    path = ROOT / "bench" / "results" / f"{name}{f'_batch{BATCH}' if BATCH != 100 else ''}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         json.dumps({"bench": "dispatch", "machine": f"{platform.machine()} cores={os.cpu_count()}", **row}, indent=2)
