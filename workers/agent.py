@@ -59,6 +59,7 @@ class Current:
     received: float = field(default_factory=time.time)
     # When the work loop moved on to the next lease, leaving the upload and report to the sender (epoch).
     handed_off: float | None = None
+    next_taken: bool = False  # its `next` call was answered (the node's next lease taken, or none to take)
     raw: bytes = b""  # the delivery, acked once the lease is done
 
     def step(self, name: str, since: float) -> float:
@@ -66,6 +67,16 @@ class Current:
         self.steps[name] = self.steps.get(name, 0.0) + now - since
         return now
 
+
+# A render lease's next lease is taken this long before its render is expected to end, so that it is there when
+# the render ends: the `next` call was on every frame's critical path (~15 ms a frame with the market on this
+# machine; a provider's round trip to the market and more). The lead is twice the last `next` call's time, at
+# least NEXT_AHEAD_MIN_S; the expectation is the last render of the same shape (kind, scene, size, samples, crop,
+# device). With none (a job's first frame) or a render shorter than NEXT_AHEAD_RENDERS_MIN leads, it is taken
+# once the render ends, as before. A node takes one lease ahead at most (the market's rule).
+NEXT_AHEAD_MIN_S = 0.5
+NEXT_AHEAD_RENDERS_MIN = 2
+RenderShape = tuple[object, ...]
 
 # How long one wait for a delivery blocks on the agent broker. Each wait that ends empty costs the broker's one
 # thread ~17 µs (bench_broker): at 2 s, 100,000 waiting agents would keep 0.85 of it busy doing nothing; at 10 s,
@@ -172,6 +183,8 @@ class Agent:
         self.frames_done = 0
         # The next lease's details, handed back by `next` or by the last report.
         self.next_details: LeaseAnswer | None = None
+        self.next_call_s = 0.0  # how long the last `next` call took
+        self.last_render: tuple[RenderShape, float] | None = None  # (shape, seconds) of the last render (`_next_ahead`)
         self.sending: Current | None = None  # the rendered lease whose result the sender uploads and reports
         self.sender: threading.Thread | None = None
 
@@ -337,9 +350,12 @@ class Agent:
                 self._abandon(current, state=state)
 
     def _held_leases(self) -> list[int]:
-        """What a heartbeat keeps alive: the lease rendering and the one whose result is still being sent (a
-        slow upload must not let it expire)."""
-        return [c.lease for c in (self.current, self.sending) if c is not None]
+        """What a heartbeat keeps alive: the lease rendering, the one whose result is still being sent (a slow
+        upload must not let it expire), and the one taken ahead while the render runs on (a render slower than
+        the last must not let it expire)."""
+        held = [c.lease for c in (self.current, self.sending) if c is not None]
+        ahead = self.next_details
+        return [*held, int(ahead["lease"])] if ahead is not None and ahead.get("lease") not in held else held
 
     def _owner_pause(self, mode: str | None) -> None:
         """The owner's pause from the web sticks until resumed. With "release" the marketplace has already given
@@ -479,16 +495,38 @@ class Agent:
         self.sender.start()
         return True
 
-    def _take_next(self, current: Current) -> None:
-        """Take the next lease now, to render it while this result is sent; not when about to stop or pause."""
-        if self.once or self.stopping.is_set() or self.owner_paused.is_set() or not in_schedule(self.config.schedule):
+    def _take_next(self, current: Current, *, ahead: bool = False) -> None:
+        """Take the next lease now, to render it while this result is sent; not when about to stop or pause, nor
+        again once taken. `ahead`: while this lease still renders (`_next_ahead`), a step of its own beside the
+        render."""
+        if current.next_taken or self.once or self.stopping.is_set() or self.owner_paused.is_set():
+            return
+        if not in_schedule(self.config.schedule):
             return
         mark = time.monotonic()
         try:
             self.next_details = self.client.next(current.lease, current.token).get("next")
-        except (ApiError, OSError) as exc:  # the report leases the next frame instead
-            log.warning("event=next_failed", extra={"error": str(exc)})
-        current.step("next", mark)
+            current.next_taken = True
+        except (ApiError, OSError) as exc:  # taken again after the render; or the report leases the next frame
+            log.warning("event=next_failed", extra={"error": str(exc), "ahead": ahead})
+        self.next_call_s = time.monotonic() - mark
+        current.step("next_ahead" if ahead else "next", mark)
+
+    def _next_ahead(self, current: Current, shape: RenderShape) -> threading.Timer | None:
+        """A timer that takes the next lease before this render is expected to end (NEXT_AHEAD_MIN_S), or None
+        when there is no expectation for its shape."""
+        if self.last_render is None or self.last_render[0] != shape:
+            return None
+        lead = max(NEXT_AHEAD_MIN_S, 2 * self.next_call_s)
+        expected = self.last_render[1]
+        if expected < NEXT_AHEAD_RENDERS_MIN * lead:
+            return None
+        # The call logs with this lease's context (its id, frame): threads start with an empty one.
+        run = contextvars.copy_context().run
+        timer = threading.Timer(expected - lead, run, args=(self._take_next, current), kwargs={"ahead": True})
+        timer.daemon = True
+        timer.start()
+        return timer
 
     def _send(self, current: Current, lease: Lease, out: Path, stats: dict[str, Any], tmp: Path) -> None:
         """The sender thread: upload the result (and its noisy pass), report it, ack the delivery."""
@@ -549,9 +587,19 @@ class Agent:
             self.renderer.load(blend, root)
             self.loaded_scene = loaded
         mark = current.step("load", mark)
-        with Progress(label, estimate_s=None):
-            stats = render_within_budget(self.renderer, manifest.as_dict(), out, limit=limit)
+        shape: RenderShape = (lease.kind, lease.scene, series, manifest.resolution_x, manifest.resolution_y)
+        shape += (manifest.samples, manifest.border, manifest.device, manifest.use_denoising)
+        ahead = self._next_ahead(current, shape) if lease.kind == "render" else None
+        try:
+            with Progress(label, estimate_s=None):
+                stats = render_within_budget(self.renderer, manifest.as_dict(), out, limit=limit)
+        finally:
+            if ahead is not None:  # not fired yet: never; in flight: answered before the work loop goes on
+                ahead.cancel()
+                ahead.join()
+        rendered_s = time.monotonic() - mark
         mark = current.step("render", mark)
+        self.last_render = (shape, rendered_s)
         with current.lock:
             current.rendered = True
         if current.revoked.is_set() or self.abort_now.is_set():

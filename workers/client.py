@@ -96,7 +96,7 @@ class MarketClient:
         return cast(ReportAnswer, self._call("POST", f"/leases/{lease_id}/report/", json=body))
 
     def next(self, lease_id: int, token: str) -> NextAnswer:
-        """This lease is rendered and its result about to be sent: the node's next lease, taken now."""
+        """This lease's render has ended or is about to, its result to be sent: the node's next lease, taken now."""
         return cast(NextAnswer, self._call("POST", f"/leases/{lease_id}/next/", json=LeaseTokenRequest(token=token)))
 
     def release(self, lease_id: int, token: str) -> ReleaseAnswer:

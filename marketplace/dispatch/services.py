@@ -187,9 +187,10 @@ def lease_after_report(*, node: WorkerNode, node_busy: bool) -> Delivery | None:
 
 
 def lease_next(*, node: WorkerNode, lease_id: int, token: str) -> Delivery | None:
-    """The agent has rendered this lease and is about to upload its result: lease the node its next frame now,
-    so that it renders while the result uploads and is reported (no gap between frames, issue 17). A node takes
-    at most one lease ahead: None when it holds another active lease already, or when nothing fits."""
+    """The agent is finishing this lease (its render has ended, or is about to: the agent asks a moment before it
+    expects the end) and will upload its result: lease the node its next frame now, so that it renders while the
+    result uploads and is reported (no gap between frames, issue 17). A node takes at most one lease ahead: None
+    when it holds another active lease already, or when nothing fits."""
     from marketplace.dispatch.batch import Finishing, leases_create  # builds on this module
 
     # The node's lock checks the lease (its own, active, unexpired, this token) in the same statement and reads its

@@ -204,6 +204,7 @@ def breakdown(tmp: Path, job, *, start: float, end: float) -> dict:
     leases.sort(key=lambda le: le["received"])
     path: dict[str, float] = defaultdict(float)
     sent_beside: dict[str, float] = defaultdict(float)
+    next_ahead = sum(le.get("next_ahead", 0.0) for le in leases)  # taken while the render ran on (workers.agent)
     path["first_lease_wait"] = leases[0]["received"] - start
     for prev, le in zip([None, *leases], leases, strict=False):
         if prev is not None:
@@ -227,7 +228,7 @@ def breakdown(tmp: Path, job, *, start: float, end: float) -> dict:
         "scene": "scene download + unpack",
         "load": "Blender start + scene load",
         "render": "render (agent's step)",
-        "next": "next lease taken ahead (POST next), before the result is sent",
+        "next": "next lease taken once the render ended (POST next), before the result is sent",
         "upload": "result upload (on the path only when not sent beside the next render)",
         "report": "report (idem)",
         "lease_gaps": "work loop moved on -> next lease's message taken",
@@ -249,6 +250,9 @@ def breakdown(tmp: Path, job, *, start: float, end: float) -> dict:
         "beside": {
             # the results' upload and report, by the sender thread while the next frame rendered
             "sent_beside_render": {k: round(v, 3) for k, v in sent_beside.items()},
+            # next leases taken while the render ran on, before it ended (`next` is on the path when taken after)
+            "next_ahead": round(next_ahead, 3),
+            "next_ahead_leases": sum(1 for le in leases if "next_ahead" in le),
             "checks": checks.filter(kind=FrameCheck.Kind.CROPS).count(),
             "platform_crops": CropCheck.objects.filter(
                 frame_check__frame__job=job, verifier=CropCheck.Verifier.PLATFORM

@@ -199,3 +199,86 @@ def test_no_lease_is_taken_ahead_when_the_agent_is_about_to_stop_or_pause(tmp_pa
     a.stopping.set()
     a._take_next(Current(lease=3, token="t"))
     assert calls.nexts == [1]
+
+
+class TimedLeaseCalls(LeaseCalls):
+    """`next` answers a lease of its own after `delay` seconds, or fails while `failing`."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__()
+        self.delay, self.failing, self.at = delay, False, []
+
+    def next(self, lease_id: int, token: str) -> dict:
+        time.sleep(self.delay)
+        self.at.append(time.monotonic())
+        if self.failing:
+            raise OSError("unreachable")
+        super().next(lease_id, token)
+        return {"next": {"lease": 100 + lease_id}}
+
+
+SHAPE = ("render", ("sha", "blend", "scene.blend"), "5.0", 320, 180, 32, None, "CPU", False)
+
+
+def test_the_next_lease_is_taken_before_a_render_of_a_known_shape_ends(tmp_path):
+    """The render's expected end is the last render of its shape; the next lease is asked for the lead before it,
+    so it is there when the render ends (the call is off the critical path), and is not asked for again."""
+    a = agent(tmp_path)
+    a.client = calls = TimedLeaseCalls(delay=0.05)
+    a.last_render, a.next_call_s = (SHAPE, 1.5), 0.05  # lead: NEXT_AHEAD_MIN_S, 0.5 s
+    current = Current(lease=1, token="t")
+    start = time.monotonic()
+    timer = a._next_ahead(current, SHAPE)
+    assert timer is not None
+    timer.join(5)  # "the render" goes on meanwhile
+    assert calls.nexts == [1] and 0.95 <= calls.at[0] - start <= 1.4
+    assert a.next_details == {"lease": 101} and a._held_leases() == [101]  # its heartbeats keep it alive
+    assert "next_ahead" in current.steps and "next" not in current.steps
+    a._take_next(current)  # the render ended: taken already
+    assert calls.nexts == [1] and "next" not in current.steps
+
+
+def test_no_lease_is_taken_ahead_without_an_expectation_for_the_render(tmp_path):
+    a = agent(tmp_path)
+    a.client = calls = TimedLeaseCalls()
+    current = Current(lease=1, token="t")
+    assert a._next_ahead(current, SHAPE) is None  # a first frame: nothing rendered yet
+    a.last_render = (SHAPE[:3] + (640,) + SHAPE[4:], 30.0)
+    assert a._next_ahead(current, SHAPE) is None  # another shape's time says nothing of this one
+    a.last_render, a.next_call_s = (SHAPE, 30.0), 20.0
+    assert a._next_ahead(current, SHAPE) is None  # a render shorter than two leads (a 20 s call): after it
+    a._take_next(current)  # the render ended: taken now, on the critical path
+    assert calls.nexts == [1] and "next" in current.steps and a.next_call_s < 1
+
+
+def test_a_lease_not_taken_ahead_is_taken_once_the_render_ends(tmp_path):
+    """A failed call ahead is tried again when the render ends; a stop or a pause meanwhile takes none."""
+    a = agent(tmp_path)
+    a.client = calls = TimedLeaseCalls()
+    a.last_render, a.next_call_s = (SHAPE, 1.1), 0.0
+    calls.failing = True
+    current = Current(lease=1, token="t")
+    a._next_ahead(current, SHAPE).join(5)
+    assert not current.next_taken and a.next_details is None
+    calls.failing = False
+    a._take_next(current)
+    assert calls.nexts == [1] and current.next_taken
+    stopped = Current(lease=2, token="t")
+    timer = a._next_ahead(stopped, SHAPE)
+    a.stopping.set()  # a first stop signal: this frame is finished, none is taken after it
+    timer.join(5)
+    assert calls.nexts == [1]
+
+
+def test_a_render_ending_before_its_lease_is_taken_ahead_takes_it_once(tmp_path):
+    """The timer cancelled at the render's end never fires; the work loop takes the lease itself."""
+    a = agent(tmp_path)
+    a.client = calls = TimedLeaseCalls()
+    a.last_render = (SHAPE, 5.0)
+    current = Current(lease=1, token="t")
+    timer = a._next_ahead(current, SHAPE)
+    timer.cancel()  # the render ended well before its expectation
+    timer.join(5)
+    a._take_next(current)
+    time.sleep(0.1)
+    assert calls.nexts == [1] and "next_ahead" not in current.steps
