@@ -243,7 +243,7 @@ def test_no_lease_is_taken_ahead_without_an_expectation_for_the_render(tmp_path)
     a.client = calls = TimedLeaseCalls()
     current = Current(lease=1, token="t")
     assert a._next_ahead(current, SHAPE) is None  # a first frame: nothing rendered yet
-    a.last_render = (SHAPE[:3] + (640,) + SHAPE[4:], 30.0)
+    a.last_render = ((*SHAPE[:3], 640, *SHAPE[4:]), 30.0)
     assert a._next_ahead(current, SHAPE) is None  # another shape's time says nothing of this one
     a.last_render, a.next_call_s = (SHAPE, 30.0), 20.0
     assert a._next_ahead(current, SHAPE) is None  # a render shorter than two leads (a 20 s call): after it
