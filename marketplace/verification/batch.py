@@ -99,8 +99,9 @@ def _held(leases: list[FrameLease], *, wait: bool) -> list[_Held]:
         cur.execute(
             f"SELECT f.id, EXISTS (SELECT 1 FROM {CHECKS} c WHERE c.render_lease_id = v.lease), v.node,"
             f" t.check_rate, t.raised_at FROM ({values}) AS v JOIN {FRAMES} f ON f.id = v.frame"
-            f" LEFT JOIN {TRUSTS} t ON t.node_id = v.node WHERE f.state = %s ORDER BY f.id{lock}",
-            [*params, FrameState.RENDERED],
+            f" LEFT JOIN {TRUSTS} t ON t.node_id = v.node WHERE f.state = {state_literal(FrameState.RENDERED)}"
+            f" ORDER BY f.id{lock}",
+            params,
         )
         rows = cur.fetchall()
     return [
