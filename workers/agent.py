@@ -246,8 +246,7 @@ class Agent:
             for raw in unacked:  # deliveries a previous run never acked
                 self._handle(raw)
             while not self.stopping.is_set():
-                if not in_schedule(self.config.schedule) or self.owner_paused.is_set():
-                    self.stopping.wait(1 if self.owner_paused.is_set() else 5)
+                if self._paused():
                     continue
                 try:
                     delivery = self._delivery_wait()
@@ -299,9 +298,21 @@ class Agent:
         finally:
             self.waiting_for_delivery = False
 
-    def _release_queued(self) -> None:
-        """Stopping: give back the leases still in this node's queue (the one taken ahead with `next`), so
-        their frames go to other nodes now, not when the leases expire (an expiry counts as an abandon)."""
+    def _paused(self) -> bool:
+        """Paused by the owner or outside the owner's schedule: wait a moment, and True. A lease taken ahead before
+        the pause was learnt is given back first: its frame goes to another node now, where the heartbeats (which
+        name it) would have kept it through the pause."""
+        if in_schedule(self.config.schedule) and not self.owner_paused.is_set():
+            return False
+        if self.next_details is not None:
+            self.next_details = None
+            self._release_queued(reason="the node is paused")
+        self.stopping.wait(1 if self.owner_paused.is_set() else 5)
+        return True
+
+    def _release_queued(self, *, reason: str = "the agent is stopping") -> None:
+        """Stopping or paused: give back the leases still in this node's queue (the one taken ahead with `next`),
+        so their frames go to other nodes now, not when the leases expire (an expiry counts as an abandon)."""
         if not self.said_hello:
             return
         for _ in range(16):
@@ -318,7 +329,7 @@ class Agent:
                 self._ack(raw)
                 continue
             self._safe(lambda: self.client.release(lease_id, token))  # noqa: B023  # called at once
-            log.info("event=lease_given_back: the agent is stopping", extra={"lease_id": lease_id})
+            log.info(f"event=lease_given_back: {reason}", extra={"lease_id": lease_id})
             self._ack(raw)
 
     def _goodbye(self) -> None:

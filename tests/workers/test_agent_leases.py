@@ -282,3 +282,21 @@ def test_a_render_ending_before_its_lease_is_taken_ahead_takes_it_once(tmp_path)
     a._take_next(current)
     time.sleep(0.1)
     assert calls.nexts == [1] and "next_ahead" not in current.steps
+
+
+def test_a_pause_gives_back_the_lease_taken_ahead(tmp_path):
+    """A lease taken ahead just before the owner's pause (or the schedule's end) was learnt is not held through the
+    pause (the heartbeats name it, so it would never expire): it is given back, once."""
+    a = agent(tmp_path)
+    a.client = calls = LeaseCalls()
+    a.said_hello, a.queue, a.processing = True, "queue", "processing"
+    a.broker = broker = QueueBroker([json.dumps({"lease": 9, "token": "ahead"}).encode()])
+    a.next_details = {"lease": 9}
+    assert a._held_leases() == [9]
+    a.stopping.set()  # the pause's wait returns at once
+    assert not a._paused()  # not paused: nothing given back
+    assert calls.released == [] and a.next_details == {"lease": 9}
+    a.owner_paused.set()
+    assert a._paused() and a._paused()
+    assert calls.released == [(9, "ahead")] and broker.lists == {"queue": [], "processing": []}
+    assert a.next_details is None and a._held_leases() == []
