@@ -114,11 +114,16 @@ def state_literal(state: str) -> str:
     return f"'{state}'"
 
 
+def placeholders(count: int) -> str:
+    """`count` parameter placeholders, comma-separated: the list of a written-out `IN (...)`."""
+    return ", ".join(["%s"] * count)
+
+
 def rows_query(rows: Sequence[Sequence], names: Sequence[str]) -> tuple[str, list]:
     """A query yielding these rows under these column names, and its parameters, for a statement written out that
     joins a batch's values. (Not `VALUES … AS v(a, b)`: SQLite, `make run`'s database, names no VALUES columns.)"""
     first = "SELECT " + ", ".join(f"%s AS {name}" for name in names)
-    rest = " UNION ALL SELECT " + ", ".join(["%s"] * len(names))
+    rest = " UNION ALL SELECT " + placeholders(len(names))
     return first + rest * (len(rows) - 1), [x for row in rows for x in row]
 
 

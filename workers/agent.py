@@ -302,13 +302,17 @@ class Agent:
         """Paused by the owner or outside the owner's schedule: wait a moment, and True. A lease taken ahead before
         the pause was learnt is given back first: its frame goes to another node now, where the heartbeats (which
         name it) would have kept it through the pause."""
-        if in_schedule(self.config.schedule) and not self.owner_paused.is_set():
+        if not self._pausing():
             return False
         if self.next_details is not None:
             self.next_details = None
             self._release_queued(reason="the node is paused")
         self.stopping.wait(1 if self.owner_paused.is_set() else 5)
         return True
+
+    def _pausing(self) -> bool:
+        """Paused by the owner from the web, or outside the owner's schedule: take no new frame."""
+        return self.owner_paused.is_set() or not in_schedule(self.config.schedule)
 
     def _release_queued(self, *, reason: str = "the agent is stopping") -> None:
         """Stopping or paused: give back the leases still in this node's queue (the one taken ahead with `next`),
@@ -510,9 +514,7 @@ class Agent:
         """Take the next lease now, to render it while this result is sent; not when about to stop or pause, nor
         again once taken. `ahead`: while this lease still renders (`_next_ahead`), a step of its own beside the
         render."""
-        if current.next_taken or self.once or self.stopping.is_set() or self.owner_paused.is_set():
-            return
-        if not in_schedule(self.config.schedule):
+        if current.next_taken or self.once or self.stopping.is_set() or self._pausing():
             return
         mark = time.monotonic()
         try:
@@ -608,9 +610,7 @@ class Agent:
             if ahead is not None:  # not fired yet: never; in flight: answered before the work loop goes on
                 ahead.cancel()
                 ahead.join()
-        rendered_s = time.monotonic() - mark
-        mark = current.step("render", mark)
-        self.last_render = (shape, rendered_s)
+        self.last_render = (shape, current.step("render", mark) - mark)
         with current.lock:
             current.rendered = True
         if current.revoked.is_set() or self.abort_now.is_set():

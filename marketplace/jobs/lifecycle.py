@@ -22,7 +22,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from marketplace.compiled import rows_query
+from marketplace.compiled import placeholders, rows_query
 from marketplace.jobs import events, extensions
 from marketplace.jobs.models import Frame, Job
 from marketplace.jobs.states import FRAME_TRANSITIONS, JOB_TRANSITIONS, FrameState, JobState, check_transition
@@ -257,11 +257,10 @@ def frames_lease(*, frame_ids: Collection[int]) -> list[int]:
     ids = sorted(set(frame_ids))
     if not ids:
         return []
-    marks = ", ".join(["%s"] * len(ids))
     with connection.cursor() as cur:
         cur.execute(
             f"UPDATE {FRAMES} SET state = %s, attempts = attempts + 1, updated_at = %s "
-            f"WHERE state = %s AND id IN ({marks}) RETURNING id",
+            f"WHERE state = %s AND id IN ({placeholders(len(ids))}) RETURNING id",
             [FrameState.LEASED, timezone.now(), FrameState.QUEUED, *ids],
         )
         return [row[0] for row in cur.fetchall()]

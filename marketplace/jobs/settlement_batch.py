@@ -14,12 +14,15 @@ from typing import NamedTuple
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 
+from marketplace.compiled import placeholders
 from marketplace.jobs import lifecycle
 from marketplace.jobs.models import Frame, Job
 from marketplace.jobs.services import frame_assemble_after_commit, frames_settled_log_after_commit
 from marketplace.ledger.services import Release, release_escrow_many
 from marketplace.logs import subject_scope
 from marketplace.nodes.models import WorkerNode
+
+User = get_user_model()
 
 
 @subject_scope()  # many frames: each line names its own, none the caller's
@@ -64,9 +67,6 @@ def frames_settle(*, node_of: Mapping[int, int], lease_of: Mapping[int, int]) ->
     return [f.id for f in frames]
 
 
-User = get_user_model()
-
-
 class _Settled(NamedTuple):
     id: int
     job_id: int
@@ -82,12 +82,12 @@ def _settled_read(frame_ids: list[int]) -> list[_Settled]:
     """What paying these just-settled frames needs, with their artists and providers, in one statement written out:
     the ORM's select_related of both owners' users compiled and built four models a frame, what a small farm's
     batch of one frame paid per frame (issue 17)."""
-    marks = ", ".join(["%s"] * len(frame_ids))
     with connection.cursor() as cur:
         cur.execute(
             f"SELECT f.id, f.job_id, f.number, f.price, f.settle_count, f.tile_x IS NOT NULL, j.owner_id, n.owner_id"
             f" FROM {Frame._meta.db_table} f JOIN {Job._meta.db_table} j ON j.id = f.job_id"
-            f" JOIN {WorkerNode._meta.db_table} n ON n.id = f.node_id WHERE f.id IN ({marks}) ORDER BY f.id",
+            f" JOIN {WorkerNode._meta.db_table} n ON n.id = f.node_id WHERE f.id IN ({placeholders(len(frame_ids))})"
+            " ORDER BY f.id",
             frame_ids,
         )
         return [

@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from marketplace.compiled import instance, read_in, rows_query, state_literal
+from marketplace.compiled import instance, placeholders, read_in, rows_query, state_literal
 from marketplace.dispatch.batch import results_check
 from marketplace.dispatch.models import FrameLease
 from marketplace.jobs import lifecycle, settlement_batch
@@ -121,7 +121,7 @@ def rendered_waiting(*, limit: int, besides: list[int]) -> list[int]:
     """Up to `limit` frames waiting in RENDERED other than `besides`, oldest first. Written out: every batch's task
     asks it first, mostly with one frame besides and none waiting (a small farm's batch, issue 17)."""
     besides = sorted(set(besides))
-    skip = f" AND id NOT IN ({', '.join(['%s'] * len(besides))})" if besides else ""
+    skip = f" AND id NOT IN ({placeholders(len(besides))})" if besides else ""
     with connection.cursor() as cur:
         cur.execute(
             f"SELECT id FROM {FRAMES} WHERE state = {state_literal(FrameState.RENDERED)}{skip} ORDER BY id LIMIT %s",
