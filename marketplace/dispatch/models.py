@@ -47,7 +47,10 @@ class FrameLease(models.Model):
     # Never sent to the node: it must not know which of its frames are checked.
     sampled = models.BooleanField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    expires_at = models.DateTimeField(db_index=True)
+    # Not indexed: heartbeats move it on while the lease is active, and an index on it made each of those writes an
+    # entry in every index of the table. The reaper reads the overdue ones among the active leases
+    # (`lease_active_by_node`), a few per node, not a range over every lease the market ever made.
+    expires_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -28,14 +28,16 @@ class Account(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_accounts"
     )
     ref = models.CharField(max_length=64, blank=True, default="", help_text="e.g. job:42 for an escrow account")
-    # kind:owner:ref, unique; a plain column because NULL owners would slip past a composite unique index.
-    key = models.CharField(max_length=128, unique=True)
+    # kind:owner:ref, unique (Meta: `unique=True` would add a LIKE index no lookup uses); a plain column because NULL
+    # owners would slip past a composite unique index.
+    key = models.CharField(max_length=128)
     allow_negative = models.BooleanField(default=False)
     balance = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
+            models.UniqueConstraint(fields=["key"], name="ledger_account_key_unique"),
             models.CheckConstraint(
                 condition=Q(allow_negative=True) | Q(balance__gte=0), name="ledger_account_no_overdraft"
             ),
@@ -57,7 +59,8 @@ class LedgerTransaction(models.Model):
 
 class Posting(models.Model):
     transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="postings")
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="postings")
+    # No index of its own: (account, transaction) leads with it; every settlement inserts a posting per leg.
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="postings", db_index=False)
     amount = models.BigIntegerField(help_text="signed micro-tokens; positive = into the account")
 
     class Meta:

@@ -39,11 +39,13 @@ class WorkerNode(models.Model):
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="nodes")
     name = models.CharField(max_length=100)
-    token_prefix = models.CharField(max_length=12, unique=True)
+    # Unique through Meta's constraint: `unique=True` would also build a LIKE index (varchar_pattern_ops) that no
+    # lookup uses and every write of a row pays for.
+    token_prefix = models.CharField(max_length=12)
     token_hash = models.CharField(max_length=64)
     # Derived, never set directly: `nodes.services.node_status_sync` recomputes status and current_frame from
     # the facts below (active leases, last heartbeat, the owner's pause, bans, the agent's own state).
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OFFLINE, db_index=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OFFLINE)
     paused_by_owner = models.BooleanField(default=False, help_text="paused from the web until the owner resumes")
     pause_mode = models.CharField(max_length=8, choices=PauseMode.choices, default=PauseMode.FINISH)
     # A new node is offline until its agent says hello; heartbeats alone never bring it online (so `workers
@@ -66,12 +68,20 @@ class WorkerNode(models.Model):
         default=list, blank=True, help_text='e.g. [{"days": "mon-fri", "from": "22:00", "to": "07:00"}]'
     )
     min_price_per_frame = models.BigIntegerField(default=0, help_text="micro-tokens; the owner's floor")
-    last_heartbeat = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Not indexed: every heartbeat flush writes it for every node that beat, and an index on it made each of those
+    # writes a new index entry in every index of the table; unindexed, Postgres updates the row in its page (HOT).
+    # The reads that filter on it (matching, the silent-node sweep) find their nodes by status first.
+    last_heartbeat = models.DateTimeField(null=True, blank=True)
     current_frame = models.ForeignKey("jobs.Frame", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # An admin's ban of this one node. Failed checks ban the provider's account instead (User.banned_at);
     # `selectors.node_banned_q` is the one place either is read.
     banned_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["token_prefix"], name="node_token_prefix_unique")]
+        # A plain index: `db_index=True` on a CharField also builds a LIKE index that no lookup uses.
+        indexes = [models.Index(fields=["status"], name="node_status")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.owner})"

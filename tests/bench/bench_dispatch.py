@@ -63,6 +63,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.bench._cpu import postgres_cpu_seconds  # noqa: E402
+from tests.bench._writes import table_writes, table_writes_per, table_writes_print  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 os.environ["CELERY_TASK_ALWAYS_EAGER"] = "0"  # tasks go to Redis like in production; we run them inline
@@ -541,10 +542,12 @@ def main() -> None:
     analyze()
     print(f"setup: {NODES} nodes, {FRAMES} frames in {time.perf_counter() - t:.1f}s", flush=True)
     counting = statement_stats_reset()
+    writes_before = table_writes()
     cpu_before = postgres_cpu_seconds()
     results, elapsed, waits = workers_run(node_ids, explain=EXPLAIN_MS is not None)
-    time.sleep(0.2)  # let the postmaster reap the workers' backends, so their CPU time is counted
+    time.sleep(0.2)  # let the postmaster reap the workers' backends, so their CPU time (and their counts) is counted
     cpu = postgres_cpu_seconds() - cpu_before
+    writes_after = table_writes()
     latencies = sorted(x for r in results for x in r["latencies"])
     next_latencies = sorted(x for r in results for x in r["next_latencies"]) or [0.0]
     settled_db = Frame.objects.filter(job_id__in=measured_jobs, state="settled").count()
@@ -592,6 +595,8 @@ def main() -> None:
         "postgres_statements": statement_stats(per_frame) if counting else {},
         "plan_cache": plan_cache([plan for r in results for plan in r["plans"]]),
         "postgres_waits": waits,
+        # what the hot tables' writes cost per settled frame (the heartbeats' included): rows, HOT share, WAL
+        "table_writes": table_writes_per(writes_before, writes_after, per_frame),
         # statements that took BENCH_EXPLAIN_MS or more, with their plans (auto_explain; [] when not asked for)
         "slow_plans": slow_plans([text for r in results for text in r["slow_plans"]]),
         "ledger_total": selectors.ledger_total(),
@@ -641,6 +646,7 @@ def main() -> None:
         " by state:",
         row["postgres_waits"]["by_state"],
     )
+    table_writes_print(row["table_writes"], "frame")
     for stat in row["postgres_waits"]["top"]:
         print(f"  waits {stat['share']:>6.1%} {stat['state']:<24}", stat["query"][:90])
     for stat in row["slow_plans"]:

@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 os.environ.setdefault("BENCH_NODES", "10000")
 
+from tests.bench._writes import table_writes, table_writes_per, table_writes_print  # noqa: E402
 from tests.bench.bench_canaries import NODES, measured, median_of, setup  # noqa: E402
 from tests.bench.bench_history import quiet_work  # noqa: E402
 
@@ -113,16 +114,22 @@ def main() -> None:
     beats = round(NODES / pace.seconds * FLUSH_SECONDS)
     print(f"setup: {NODES} nodes online ({busy} busy) in {time.perf_counter() - t0:.0f} s; pace {pace.seconds} s")
     print(f"{'task':<40} {'wall ms':>9} {'cpu ms':>8} {'pg ms':>8} {'stmts':>6}")
-    rows = {}
+    rows, flush_writes = {}, None
     for name, work in quiet_work().items():
         runs = []
         for i in range(REPEAT):
-            if "heartbeat" in name and "flush" in name:
+            flush = "heartbeat" in name and "flush" in name
+            if flush:
                 beats_gather(beats, i)
+                before = table_writes()
             runs.append(measured(work))
+            if flush:  # the last flush's writes: rows, HOT share and WAL per beat
+                flush_writes = table_writes_per(before, table_writes(), beats)
         row = median_of([{k: v for k, v in r.items() if k != "changed"} for r in runs])
         rows[name] = row
         print(f"{name:<40} {row['wall_ms']:>9} {row['cpu_ms']:>8} {row['postgres_cpu_ms']:>8} {row['statements']:>6}")
+    if flush_writes:
+        table_writes_print(flush_writes, "beat")
     out = {
         "bench": "fleet",
         "machine": f"{platform.machine()} cores={os.cpu_count()}",
@@ -132,6 +139,7 @@ def main() -> None:
         "beats_per_flush": beats,
         "repeat": REPEAT,
         "tasks": rows,
+        "flush_writes_per_beat": flush_writes,
     }
     suffix = ("" if NODES == 10_000 else f"_{NODES}") + (f"_busy{BUSY:g}" if BUSY else "")
     path = ROOT / "bench" / "results" / f"fleet{suffix}.json"

@@ -183,3 +183,29 @@ def test_a_beat_is_written_at_once_when_redis_is_down(funded_artist, provider, m
     heard, expiry = stored(node, lease_id)
     assert heard > before[0] and expiry > before[1]
     assert heartbeats.waiting(real) == 0
+
+
+def _row_writes(*tables: str) -> dict[str, tuple[int, int]]:
+    """(rows updated, of those HOT) per table in this test's transaction, as Postgres counts them."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT relname, n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = ANY(%s)",
+            [list(tables)],
+        )
+        return {name: (updated, hot) for name, updated, hot in cur.fetchall()}
+
+
+@pytest.mark.postgres
+def test_a_flush_writes_its_beats_without_an_index_entry(funded_artist, provider):
+    # The farm's most frequent write: every node that beat, and every lease a beat named. An index on a column it
+    # writes (last_heartbeat, expires_at) would make each of those rows an entry in every index of its table.
+    node, lease_id = busy_node(funded_artist, provider)
+    idle, _ = make_node(provider, name="idle", unchecked=True)
+    services.node_heartbeat(node=node, lease_ids=[lease_id])
+    services.node_heartbeat(node=idle, lease_ids=[])
+    tables = (WorkerNode._meta.db_table, FrameLease._meta.db_table)
+    before = _row_writes(*tables)
+    assert heartbeats.heartbeats_flush() == 2
+    after = _row_writes(*tables)
+    written = {name: tuple(a - b for a, b in zip(after[name], before[name], strict=True)) for name in tables}
+    assert written == {WorkerNode._meta.db_table: (2, 2), FrameLease._meta.db_table: (1, 1)}
