@@ -2,6 +2,7 @@
 matching rule; rendered frames are sampled and settled in batches, each paid exactly once."""
 
 import io
+import itertools
 import json
 import re
 from datetime import timedelta
@@ -712,3 +713,69 @@ def test_the_reaper_reads_the_active_leases_not_the_markets_past(funded_artist, 
     ((sql, params),) = statements_run(lambda: services.overdue_lease_ids(now=later))
     plan = generic_plan_run(sql, params)
     assert _lease_rows_filtered_away(plan) < 20, json.dumps(plan, indent=1)
+
+
+def _round_picks(limit: int) -> list[int]:
+    """The nodes a matching round would lock, in its order, in a transaction rolled back after it."""
+    with transaction.atomic():
+        picked = [node.pk for node in batch._round_nodes(limit)]
+        transaction.set_rollback(True)
+    return picked
+
+
+def test_a_round_serves_every_idle_node_first_in_turn_and_wraps_round(provider):
+    farm = sorted(node.pk for node in nodes(provider, 10))
+    firsts = set()
+    for _ in range(40):
+        picked = _round_picks(3)
+        assert len(picked) == 3
+        assert sum(a > b for a, b in itertools.pairwise(picked)) <= 1  # in id order, wrapped round at most once
+        firsts.add(picked[0])
+        assert sorted(_round_picks(100)) == farm  # more room than nodes: every one, wherever the walk starts
+    assert len(firsts) >= 5, firsts  # not the lowest ids every time: a random start among the idle nodes
+
+
+def _node_rows_read(plan: dict) -> int:
+    """The node rows an EXPLAIN (ANALYZE, FORMAT JSON) plan read, kept or dropped, in all."""
+    own = 0
+    if plan.get("Relation Name") == WorkerNode._meta.db_table:
+        kept = plan.get("Actual Rows", 0) * plan.get("Actual Loops", 1)
+        own = kept + plan.get("Rows Removed by Filter", 0) + plan.get("Rows Removed by Index Recheck", 0)
+    return own + sum(_node_rows_read(child) for child in plan.get("Plans", []))
+
+
+@pytest.mark.postgres
+def test_a_rounds_node_read_walks_as_many_idle_nodes_as_it_takes(funded_artist, provider):
+    """A farm of 3,000 nodes, 2,000 busy and 1,000 idle among them: a round of 5 reads a window of idle nodes from
+    its start, through the index (status, id), in the plan a prepared statement settles on; not every node in id
+    order, nor every idle node sorted (by their heartbeat, as rounds were ordered before it lost its index; or by
+    id, in the plan that expected one node matchable)."""
+    template = nodes(provider, 1)[0]
+    copies = []
+    for i in range(2999):  # copies of a node as its agent registered it (3,000 hellos would take a minute)
+        node = WorkerNode.objects.get(pk=template.pk)
+        node.pk, node.name, node.token_prefix = None, f"copy{i}", f"c{i:011d}"
+        node.status = WorkerNode.Status.IDLE if i % 3 == 0 else WorkerNode.Status.BUSY
+        copies.append(node)
+    WorkerNode.objects.bulk_create(copies)
+    NodeTrust.objects.bulk_create(NodeTrust(node=node, consecutive_passes=1000, check_rate=0.0) for node in copies)
+    # a past: leases ended long ago, as a market that has run a while holds (only the statistics matter here)
+    frame = make_queued_job(funded_artist, frames=1).frames.get()
+    ended = timezone.now() - timedelta(days=1)
+    FrameLease.objects.bulk_create(
+        FrameLease(frame=frame, node_id=template.pk, state=FrameLease.State.DONE, expires_at=ended, finished_at=ended)
+        for _ in range(20_000)
+    )
+    with connection.cursor() as cur:
+        cur.execute(f"ANALYZE {WorkerNode._meta.db_table}")
+        cur.execute(f"ANALYZE {FrameLease._meta.db_table}")
+        cur.execute(f"ANALYZE {NodeTrust._meta.db_table}")
+    runs = statements_run(lambda: batch._round_nodes(5))
+    # the walk from its start, and on from the first idle node when it wrapped round
+    plans = [generic_plan_run(sql, params) for sql, params in runs if "FOR " in sql and "UPDATE" in sql]
+    assert sum(plan.get("Actual Rows", 0) for plan in plans) == 5
+    # A read looks at a window of idle nodes (some may be silent or held elsewhere), through the index (status, id)
+    # or, the planner's choice while a third of the nodes are idle, along the ids past the busy ones between them:
+    # a few times the window, whatever the number of idle nodes (the plans before read 700 or more here).
+    window = 2 * 5 + batch.POOL_SPARE
+    assert sum(_node_rows_read(plan) for plan in plans) <= 2 * 3 * window * len(plans), json.dumps(plans, indent=1)

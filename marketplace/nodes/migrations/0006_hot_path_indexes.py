@@ -46,7 +46,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='workernode',
-            index=models.Index(fields=['status'], name='node_status'),
+            index=models.Index(fields=['status', 'id'], name='node_status_id'),
         ),
         migrations.AddConstraint(
             model_name='workernode',
