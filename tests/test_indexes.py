@@ -38,3 +38,11 @@ def test_no_index_of_a_hot_table_is_covered_by_another(table):
 def test_no_hot_table_keeps_a_like_index(table):
     # Django adds one (varchar_pattern_ops) to every indexed or unique CharField; no read of these tables is a LIKE.
     assert [name for name, *_, definition in _indexes(table) if "pattern_ops" in definition] == []
+
+
+@pytest.mark.parametrize(("table", "percent"), [("nodes_workernode", 70), ("dispatch_framelease", 90)])
+def test_the_tables_heartbeats_rewrite_keep_room_in_their_pages(table, percent):
+    # Without room on its page, an updated row's new version goes to another page, with an entry in every index.
+    with connection.cursor() as cur:
+        cur.execute("SELECT reloptions FROM pg_class WHERE relname = %s", [table])
+        assert cur.fetchone()[0] == [f"fillfactor={percent}"]

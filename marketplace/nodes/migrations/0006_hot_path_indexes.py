@@ -1,23 +1,11 @@
 """A node's row is written at every heartbeat flush and twice a frame (leased, then idle or busy again): only the
-indexes a lookup needs, and room in each page so that Postgres can write a heartbeat's new version beside the old
-one without an entry in any index (a HOT update: last_heartbeat is no longer indexed). Postgres only: SQLite has no
-fill factor. A fill factor applies to the pages written from now on; an existing table's pages get it at their
-next rewrite (VACUUM FULL, pg_repack)."""
+indexes a lookup needs, and room in each page (`marketplace.pages`) so that Postgres can write a heartbeat's new
+version beside the old one without an entry in any index (a HOT update: last_heartbeat is no longer indexed)."""
 
 from django.conf import settings
 from django.db import migrations, models
 
-FILLFACTOR = 70  # of each page filled by inserts: the rest is room for the rows' next versions
-
-
-def room_for_updates(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(f"ALTER TABLE nodes_workernode SET (fillfactor = {FILLFACTOR})")
-
-
-def no_room_for_updates(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute("ALTER TABLE nodes_workernode RESET (fillfactor)")
+from marketplace.pages import fill_factor
 
 
 class Migration(migrations.Migration):
@@ -52,5 +40,5 @@ class Migration(migrations.Migration):
             model_name='workernode',
             constraint=models.UniqueConstraint(fields=('token_prefix',), name='node_token_prefix_unique'),
         ),
-        migrations.RunPython(room_for_updates, no_room_for_updates),
+        fill_factor("nodes_workernode", 70),  # 30 % of each page left for the rows' next versions
     ]
