@@ -476,11 +476,12 @@ def _leases_insert(rows: list[FrameLease]) -> list[FrameLease]:
 
 
 def _round_nodes(limit: int) -> list[WorkerNode]:
-    """Up to `limit` matchable nodes, locked (SKIP LOCKED), in id order from a node drawn at random, wrapping round
-    to the first: every idle node has the same chance to be served first when they outnumber the frames, and the
-    read walks the index (status, id), so it costs `limit` nodes whatever the number idle. (Ordered by last
-    heartbeat, which has no index, so that a heartbeat writes no index entry, every round sorted every idle node:
-    58 ms a round at 10,000 nodes in bench_dispatch's rounds mode.)"""
+    """Up to `limit` matchable nodes, locked (SKIP LOCKED), in id order from an id drawn at random between the
+    lowest and the highest idle node's, wrapping round to the first: when idle nodes outnumber the frames, which
+    ones are served changes from round to round (a node is first with a chance in proportion to the ids between it
+    and the idle node before it), and the read walks the index (status, id), so it costs about `limit` nodes
+    whatever the number idle. (Ordered by last heartbeat, which has no index, so that a heartbeat writes no index
+    entry, every round sorted every idle node: 58 ms a round at 10,000 nodes in bench_dispatch's rounds mode.)"""
     ids = WorkerNode.objects.filter(status=WorkerNode.Status.IDLE).aggregate(low=Min("pk"), high=Max("pk"))
     if ids["low"] is None:
         return []

@@ -723,7 +723,7 @@ def _round_picks(limit: int) -> list[int]:
     return picked
 
 
-def test_a_round_serves_every_idle_node_first_in_turn_and_wraps_round(provider):
+def test_a_round_starts_its_walk_at_a_random_idle_node_and_wraps_round(provider):
     farm = sorted(node.pk for node in nodes(provider, 10))
     firsts = set()
     for _ in range(40):
