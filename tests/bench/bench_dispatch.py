@@ -90,8 +90,7 @@ def setup() -> None:
     from marketplace.accounts.models import User
     from marketplace.nodes.models import WorkerNode
     from marketplace.nodes.services import heartbeat_pace_update
-    from marketplace.verification.models import NodeTrust
-    from tests.fixtures.market import make_node
+    from tests.fixtures.market import make_node, unchecked_node_copies
     from tests.fixtures.money import fund
 
     call_command("migrate", verbosity=0)
@@ -100,16 +99,8 @@ def setup() -> None:
         fund(User.objects.create(username=f"bench-artist{i}"), 10**15)
     # One node the way an agent registers; the others copied from it in bulk (10,000 hellos would take minutes).
     # Steady trust with no sampled checks: this bench isolates dispatch + settlement.
-    template, _ = make_node(provider, name="sim0", unchecked=True)
-    copies = []
-    for i in range(1, NODES):
-        node = WorkerNode.objects.get(pk=template.pk)
-        node.pk, node.name, node.token_prefix = None, f"sim{i}", f"b{i:011d}"
-        copies.append(node)
-    WorkerNode.objects.bulk_create(copies, batch_size=2000)
-    NodeTrust.objects.bulk_create(
-        [NodeTrust(node=n, consecutive_passes=1000, check_rate=0.0) for n in copies], batch_size=2000
-    )
+    template, _ = make_node(provider, name="sim", unchecked=True)
+    unchecked_node_copies(template, NODES - 1, prefix="sim")
     WorkerNode.objects.update(last_heartbeat=timezone.now())
     # What Celery beat's `nodes.heartbeat_pace` does every 30 s: the pace for this many nodes online.
     heartbeat_pace_update()

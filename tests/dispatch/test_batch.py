@@ -25,7 +25,7 @@ from marketplace.nodes.models import WorkerNode
 from marketplace.scenes.models import Scene
 from marketplace.verification.batch import rendered_frames_process, rendered_waiting
 from marketplace.verification.models import FrameCheck, NodeTrust
-from tests.fixtures.market import make_node, make_queued_job, png_bytes
+from tests.fixtures.market import make_node, make_queued_job, png_bytes, unchecked_node_copies
 from tests.fixtures.money import fund
 from tests.fixtures.plans import generic_plan, generic_plan_run, plan_costs, statements_run
 from tests.fixtures.race import race
@@ -751,14 +751,10 @@ def test_a_rounds_node_read_walks_as_many_idle_nodes_as_it_takes(funded_artist, 
     order, nor every idle node sorted (by their heartbeat, as rounds were ordered before it lost its index; or by
     id, in the plan that expected one node matchable)."""
     template = nodes(provider, 1)[0]
-    copies = []
-    for i in range(2999):  # copies of a node as its agent registered it (3,000 hellos would take a minute)
-        node = WorkerNode.objects.get(pk=template.pk)
-        node.pk, node.name, node.token_prefix = None, f"copy{i}", f"c{i:011d}"
-        node.status = WorkerNode.Status.IDLE if i % 3 == 0 else WorkerNode.Status.BUSY
-        copies.append(node)
-    WorkerNode.objects.bulk_create(copies)
-    NodeTrust.objects.bulk_create(NodeTrust(node=node, consecutive_passes=1000, check_rate=0.0) for node in copies)
+    copies = unchecked_node_copies(template, 2999, prefix="copy")
+    WorkerNode.objects.filter(pk__in=[node.pk for i, node in enumerate(copies) if i % 3]).update(
+        status=WorkerNode.Status.BUSY
+    )
     # a past: leases ended long ago, as a market that has run a while holds (only the statistics matter here)
     frame = make_queued_job(funded_artist, frames=1).frames.get()
     ended = timezone.now() - timedelta(days=1)
